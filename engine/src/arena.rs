@@ -1,0 +1,129 @@
+//! A chunked arena: append-only storage addressed by `u32`, whose chunks never move.
+//!
+//! A `Vec` that doubles copies the whole ledger history at each growth (a latency spike and a
+//! transient second copy in memory); chunks of `ARENA_CHUNK_ELEMENTS` do neither.
+
+use crate::limits::ARENA_CHUNK_ELEMENTS;
+
+const SHIFT: u32 = ARENA_CHUNK_ELEMENTS.trailing_zeros();
+const MASK: usize = ARENA_CHUNK_ELEMENTS - 1;
+
+#[derive(Debug)]
+pub(crate) struct Arena<T> {
+    chunks: Vec<Vec<T>>,
+    len: usize,
+}
+
+impl<T> Default for Arena<T> {
+    fn default() -> Self {
+        Arena {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Arena<T> {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Appends and returns the new element's index. The caller checks capacity limits first.
+    pub(crate) fn push(&mut self, value: T) -> u32 {
+        let index = self.len;
+        assert!(index < u32::MAX as usize, "arena index space exhausted");
+        if index & MASK == 0 {
+            self.chunks.push(Vec::with_capacity(ARENA_CHUNK_ELEMENTS));
+        }
+        let chunk = self.chunks.last_mut().expect("a chunk was just ensured");
+        debug_assert!(chunk.len() < ARENA_CHUNK_ELEMENTS);
+        chunk.push(value);
+        self.len += 1;
+        index as u32
+    }
+
+    /// Removes the last element (rollback of a linked chain).
+    pub(crate) fn pop(&mut self) -> Option<T> {
+        let chunk = self.chunks.last_mut()?;
+        let value = chunk.pop()?;
+        if chunk.is_empty() {
+            self.chunks.pop();
+        }
+        self.len -= 1;
+        Some(value)
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, index: u32) -> &T {
+        let index = index as usize;
+        &self.chunks[index >> SHIFT][index & MASK]
+    }
+
+    #[inline]
+    pub(crate) fn get_mut(&mut self, index: u32) -> &mut T {
+        let index = index as usize;
+        &mut self.chunks[index >> SHIFT][index & MASK]
+    }
+
+    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &T> + '_ {
+        ArenaIter {
+            inner: self.chunks.iter().flatten(),
+            remaining: self.len,
+        }
+    }
+
+    /// Bytes held, counting each chunk's full capacity.
+    pub(crate) fn bytes_allocated(&self) -> usize {
+        self.chunks.capacity() * std::mem::size_of::<Vec<T>>()
+            + self
+                .chunks
+                .iter()
+                .map(|c| c.capacity() * std::mem::size_of::<T>())
+                .sum::<usize>()
+    }
+}
+
+struct ArenaIter<I> {
+    inner: I,
+    remaining: usize,
+}
+
+impl<'a, T: 'a, I: Iterator<Item = &'a T>> Iterator for ArenaIter<I> {
+    type Item = &'a T;
+    fn next(&mut self) -> Option<&'a T> {
+        let item = self.inner.next()?;
+        self.remaining -= 1;
+        Some(item)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl<'a, T: 'a, I: Iterator<Item = &'a T>> ExactSizeIterator for ArenaIter<I> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Proves push, get, pop and iteration agree across chunk boundaries.
+    #[test]
+    fn arena_crosses_chunks() {
+        let mut arena = Arena::default();
+        let n = ARENA_CHUNK_ELEMENTS * 2 + 3;
+        for i in 0..n {
+            assert_eq!(arena.push(i as u64), i as u32);
+        }
+        assert_eq!(arena.len(), n);
+        assert_eq!(
+            *arena.get(ARENA_CHUNK_ELEMENTS as u32),
+            ARENA_CHUNK_ELEMENTS as u64
+        );
+        assert!(arena.iter().copied().eq(0..n as u64));
+        for i in (ARENA_CHUNK_ELEMENTS * 2 - 1..n).rev() {
+            assert_eq!(arena.pop(), Some(i as u64));
+        }
+        assert_eq!(arena.chunks.len(), 2);
+        assert_eq!(arena.iter().len(), ARENA_CHUNK_ELEMENTS * 2 - 1);
+    }
+}

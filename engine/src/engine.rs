@@ -1,0 +1,525 @@
+//! The engine: batches in, results out, deterministic.
+//!
+//! `apply` is the only way state changes. It assigns timestamps, expires pending events, runs
+//! each event's checks in the documented precedence (`docs/engine.md`), rolls back failed linked
+//! chains, and asserts per-ledger conservation before it returns.
+
+use std::collections::BTreeSet;
+
+use crate::arena::Arena;
+use crate::index::IdIndex;
+use crate::limits::{BATCH_EVENTS_MAX, TIMESTAMP_MAX};
+use crate::records::{self, raw_flags, AccountFlags, RecordBytes, TransferFlags};
+use crate::result::EventResult;
+use crate::state::{
+    AccountHistory, AccountState, Balances, EventKind, EventRef, Expiry, PendingStatus,
+    StoredTrade, StoredTransfer,
+};
+
+/// What a batch does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Operation {
+    CreateAccounts = 1,
+    CreateTransfers = 2,
+    CreateTrades = 3,
+}
+
+/// Settings that may differ between replicas without changing any output.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EngineConfig {
+    /// Seeds the hash tables (HashDoS resistance). Outputs never depend on it.
+    pub hash_seed: u64,
+}
+
+/// The outcome of a batch: replies by exception.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// `(index in batch, result)` for every event that did not succeed, in index order.
+    pub failures: Vec<(u32, EventResult)>,
+    /// Timestamp of the batch's first event.
+    pub timestamp_first: u64,
+    /// Timestamp of the batch's last event.
+    pub timestamp_last: u64,
+}
+
+/// A batch that is malformed as a whole. Nothing was changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BatchError {
+    /// The body is not a whole number of 128-byte records.
+    BodyNotWholeRecords { bytes: usize },
+    /// The body holds no event.
+    Empty,
+    /// More than `BATCH_EVENTS_MAX` events.
+    TooManyEvents { events: usize },
+    /// The entry timestamp is past `TIMESTAMP_MAX`.
+    TimestampOutOfRange { timestamp: u64 },
+}
+
+impl std::fmt::Display for BatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BatchError::BodyNotWholeRecords { bytes } => {
+                write!(
+                    f,
+                    "batch body of {bytes} bytes is not a whole number of 128-byte records"
+                )
+            }
+            BatchError::Empty => write!(f, "batch holds no event"),
+            BatchError::TooManyEvents { events } => {
+                write!(
+                    f,
+                    "batch of {events} events exceeds the limit of {BATCH_EVENTS_MAX}"
+                )
+            }
+            BatchError::TimestampOutOfRange { timestamp } => {
+                write!(f, "entry timestamp {timestamp} is past the supported range")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BatchError {}
+
+/// A change to undo if the linked chain it belongs to fails.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Undo {
+    Account {
+        account: u32,
+        balances: Balances,
+        flags: u16,
+    },
+    AccountInserted,
+    EventInserted(EventRef),
+    Status {
+        event: EventRef,
+        status: PendingStatus,
+    },
+    ExpiryQueued(u64, EventRef),
+    ExpiryDequeued(u64, EventRef),
+}
+
+/// The settlement state machine.
+pub struct Engine {
+    pub(crate) accounts: Arena<AccountState>,
+    pub(crate) histories: Arena<AccountHistory>,
+    pub(crate) account_index: IdIndex,
+    pub(crate) transfers: Arena<StoredTransfer>,
+    pub(crate) trades: Arena<StoredTrade>,
+    pub(crate) expiries: Vec<Expiry>,
+    /// Transfers and trades share one id space.
+    pub(crate) event_index: IdIndex,
+    /// Pending events with a timeout, by `(expires_at, event)`.
+    pub(crate) expiry_queue: BTreeSet<(u64, EventRef)>,
+    pub(crate) last_timestamp: u64,
+    // Per-batch scratch space, kept to avoid allocating per batch.
+    batch: u64,
+    touched: Vec<(u32, Balances)>,
+    undo: Vec<Undo>,
+    undo_on: bool,
+    ledger_deltas: hashbrown::HashMap<u32, [u128; 4], foldhash::fast::FixedState>,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Engine {
+        Engine {
+            accounts: Arena::default(),
+            histories: Arena::default(),
+            account_index: IdIndex::new(config.hash_seed),
+            transfers: Arena::default(),
+            trades: Arena::default(),
+            expiries: Vec::new(),
+            event_index: IdIndex::new(config.hash_seed.rotate_left(32) ^ 0x5eed),
+            expiry_queue: BTreeSet::new(),
+            last_timestamp: 0,
+            batch: 0,
+            touched: Vec::new(),
+            undo: Vec::new(),
+            undo_on: false,
+            ledger_deltas: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(
+                config.hash_seed,
+            )),
+        }
+    }
+
+    /// The timestamp of the last event or expiry applied (0 before any).
+    pub fn last_timestamp(&self) -> u64 {
+        self.last_timestamp
+    }
+
+    pub fn accounts_count(&self) -> usize {
+        self.accounts.len()
+    }
+
+    pub fn transfers_count(&self) -> usize {
+        self.transfers.len()
+    }
+
+    pub fn trades_count(&self) -> usize {
+        self.trades.len()
+    }
+
+    /// Applies one batch of `operation` records under the log entry's timestamp.
+    ///
+    /// Deterministic: the same sequence of calls gives the same results and state on every
+    /// machine. A `BatchError` changes nothing; every other outcome is per event.
+    pub fn apply(
+        &mut self,
+        operation: Operation,
+        entry_timestamp: u64,
+        body: &[u8],
+    ) -> Result<BatchOutcome, BatchError> {
+        let events =
+            records::records(body).ok_or(BatchError::BodyNotWholeRecords { bytes: body.len() })?;
+        let count = events.len();
+        if count == 0 {
+            return Err(BatchError::Empty);
+        }
+        if count > BATCH_EVENTS_MAX {
+            return Err(BatchError::TooManyEvents { events: count });
+        }
+        if entry_timestamp > TIMESTAMP_MAX {
+            return Err(BatchError::TimestampOutOfRange {
+                timestamp: entry_timestamp,
+            });
+        }
+        // last_timestamp <= TIMESTAMP_MAX + expiries + events, far below u64::MAX.
+        let now = entry_timestamp.max(self.last_timestamp + 1);
+        self.batch += 1;
+        self.touched.clear();
+
+        let events_base = self.expire_pending(now);
+        let mut failures = Vec::new();
+        let mut chain: Option<usize> = None;
+        let mut chain_broken = false;
+        for (i, bytes) in events.enumerate() {
+            let timestamp = events_base + i as u64;
+            let linked = raw_flags(bytes) & TransferFlags::LINKED.0 != 0;
+            if linked && chain.is_none() {
+                chain = Some(i);
+                self.undo.clear();
+                self.undo_on = true;
+            }
+            let result = if chain_broken {
+                EventResult::LinkedEventFailed
+            } else if linked && i == count - 1 {
+                EventResult::LinkedEventChainOpen
+            } else {
+                self.apply_event(operation, bytes, timestamp)
+            };
+            if result != EventResult::Ok {
+                if let Some(start) = chain {
+                    if !chain_broken {
+                        self.rollback();
+                        failures
+                            .extend((start..i).map(|k| (k as u32, EventResult::LinkedEventFailed)));
+                        chain_broken = true;
+                    }
+                }
+                failures.push((i as u32, result));
+            }
+            if !linked {
+                chain = None;
+                chain_broken = false;
+                self.undo_on = false;
+                self.undo.clear();
+            }
+        }
+        self.undo_on = false;
+        self.undo.clear();
+        let timestamp_last = events_base + count as u64 - 1;
+        self.last_timestamp = timestamp_last;
+        self.assert_batch_conservation();
+        Ok(BatchOutcome {
+            failures,
+            timestamp_first: events_base,
+            timestamp_last,
+        })
+    }
+
+    fn apply_event(
+        &mut self,
+        operation: Operation,
+        bytes: &RecordBytes,
+        timestamp: u64,
+    ) -> EventResult {
+        match operation {
+            Operation::CreateAccounts => self.create_account(bytes, timestamp),
+            Operation::CreateTransfers => self.create_transfer(bytes, timestamp),
+            Operation::CreateTrades => self.create_trade(bytes, timestamp),
+        }
+    }
+
+    /// Expires every pending event with `expires_at <= now`, each at its own timestamp from
+    /// `now` on; returns the first timestamp free for the batch's events.
+    fn expire_pending(&mut self, now: u64) -> u64 {
+        let mut timestamp = now;
+        while let Some(&(expires_at, event)) = self.expiry_queue.first() {
+            if expires_at > now {
+                break;
+            }
+            self.expiry_queue.pop_first();
+            let slot = u32::try_from(self.expiries.len()).expect("expiries fit u32");
+            let expiry = EventRef::expiry(slot);
+            self.expiries.push(Expiry {
+                pending: event,
+                timestamp,
+            });
+            match event.kind() {
+                Some(EventKind::Transfer) => {
+                    let p = *self.transfers.get(event.slot());
+                    assert_eq!(p.status, PendingStatus::Pending);
+                    self.transfers.get_mut(event.slot()).status = PendingStatus::Expired;
+                    self.release_pending_transfer(&p);
+                    self.record_history(&[p.debit_account, p.credit_account], expiry);
+                }
+                Some(EventKind::Trade) => {
+                    let p = *self.trades.get(event.slot());
+                    assert_eq!(p.status, PendingStatus::Pending);
+                    self.trades.get_mut(event.slot()).status = PendingStatus::Expired;
+                    self.release_pending_trade(&p);
+                    self.record_history(&p.accounts, expiry);
+                }
+                _ => unreachable!("only transfers and trades are queued for expiry"),
+            }
+            timestamp += 1;
+        }
+        timestamp
+    }
+
+    /// Releases the reservation of a pending transfer (void or expiry) and reopens accounts it
+    /// closed.
+    pub(crate) fn release_pending_transfer(&mut self, p: &StoredTransfer) {
+        let flags = TransferFlags(p.flags);
+        self.update_account(p.debit_account, |a| {
+            a.balances.debits_pending -= p.amount;
+            if flags.contains(TransferFlags::CLOSING_DEBIT) {
+                a.flags &= !AccountFlags::CLOSED.0;
+            }
+        });
+        self.update_account(p.credit_account, |a| {
+            a.balances.credits_pending -= p.amount;
+            if flags.contains(TransferFlags::CLOSING_CREDIT) {
+                a.flags &= !AccountFlags::CLOSED.0;
+            }
+        });
+    }
+
+    /// Releases both legs of a pending trade (void or expiry).
+    pub(crate) fn release_pending_trade(&mut self, p: &StoredTrade) {
+        let [instrument_debit, instrument_credit, cash_debit, cash_credit] = p.accounts;
+        let quantity = u128::from(p.quantity);
+        let cash = u128::from(p.cash_amount);
+        self.update_account(instrument_debit, |a| a.balances.debits_pending -= quantity);
+        self.update_account(instrument_credit, |a| {
+            a.balances.credits_pending -= quantity
+        });
+        self.update_account(cash_debit, |a| a.balances.debits_pending -= cash);
+        self.update_account(cash_credit, |a| a.balances.credits_pending -= cash);
+    }
+
+    /// Every change to an account's balances or flags goes through here, so the conservation
+    /// check and chain rollback see it.
+    #[inline]
+    pub(crate) fn update_account(&mut self, account: u32, change: impl FnOnce(&mut AccountState)) {
+        let state = self.accounts.get_mut(account);
+        let before = (state.balances, state.flags);
+        change(state);
+        let history = self.histories.get_mut(account);
+        if history.touched_batch != self.batch {
+            history.touched_batch = self.batch;
+            self.touched.push((account, before.0));
+        }
+        if self.undo_on {
+            self.undo.push(Undo::Account {
+                account,
+                balances: before.0,
+                flags: before.1,
+            });
+        }
+    }
+
+    /// Appends `event` to the history of each account it changed (after the change).
+    pub(crate) fn record_history(&mut self, accounts: &[u32], event: EventRef) {
+        for &account in accounts {
+            let keep_balances = self
+                .accounts
+                .get(account)
+                .flags()
+                .contains(AccountFlags::HISTORY);
+            let balances = self.accounts.get(account).balances;
+            let history = self.histories.get_mut(account);
+            history.events.push(event);
+            if keep_balances {
+                history.balances_after.push(balances);
+            }
+        }
+    }
+
+    pub(crate) fn push_undo(&mut self, undo: Undo) {
+        if self.undo_on {
+            self.undo.push(undo);
+        }
+    }
+
+    pub(crate) fn set_status(&mut self, event: EventRef, status: PendingStatus) {
+        let slot = event.slot();
+        let old = match event.kind() {
+            Some(EventKind::Transfer) => {
+                std::mem::replace(&mut self.transfers.get_mut(slot).status, status)
+            }
+            Some(EventKind::Trade) => {
+                std::mem::replace(&mut self.trades.get_mut(slot).status, status)
+            }
+            _ => unreachable!("only transfers and trades have a pending status"),
+        };
+        self.push_undo(Undo::Status { event, status: old });
+    }
+
+    pub(crate) fn queue_expiry(&mut self, expires_at: u64, event: EventRef) {
+        let inserted = self.expiry_queue.insert((expires_at, event));
+        assert!(inserted);
+        self.push_undo(Undo::ExpiryQueued(expires_at, event));
+    }
+
+    pub(crate) fn dequeue_expiry(&mut self, expires_at: u64, event: EventRef) {
+        let removed = self.expiry_queue.remove(&(expires_at, event));
+        assert!(removed);
+        self.push_undo(Undo::ExpiryDequeued(expires_at, event));
+    }
+
+    /// Undoes every change of the current chain, newest first.
+    fn rollback(&mut self) {
+        while let Some(undo) = self.undo.pop() {
+            match undo {
+                Undo::Account {
+                    account,
+                    balances,
+                    flags,
+                } => {
+                    let state = self.accounts.get_mut(account);
+                    state.balances = balances;
+                    state.flags = flags;
+                }
+                Undo::AccountInserted => {
+                    // Unindex before popping: the index finds keys through the arena.
+                    let slot = self.accounts.len() as u32 - 1;
+                    let id = self.accounts.get(slot).id;
+                    let accounts = &self.accounts;
+                    self.account_index.remove(id, |s| accounts.get(s).id);
+                    self.accounts.pop();
+                    self.histories.pop();
+                }
+                Undo::EventInserted(event) => self.rollback_event(event),
+                Undo::Status { event, status } => match event.kind() {
+                    Some(EventKind::Transfer) => {
+                        self.transfers.get_mut(event.slot()).status = status
+                    }
+                    Some(EventKind::Trade) => self.trades.get_mut(event.slot()).status = status,
+                    _ => unreachable!("only transfers and trades have a pending status"),
+                },
+                Undo::ExpiryQueued(at, event) => {
+                    assert!(self.expiry_queue.remove(&(at, event)));
+                }
+                Undo::ExpiryDequeued(at, event) => {
+                    assert!(self.expiry_queue.insert((at, event)));
+                }
+            }
+        }
+        self.undo_on = false;
+    }
+
+    fn rollback_event(&mut self, event: EventRef) {
+        // Unindex before popping: the index finds keys through the arenas.
+        let id = event_id(&self.transfers, &self.trades, event);
+        let (transfers, trades) = (&self.transfers, &self.trades);
+        self.event_index
+            .remove(id, |slot| event_id(transfers, trades, EventRef(slot)));
+        let accounts: Vec<u32> = match event.kind() {
+            Some(EventKind::Transfer) => {
+                assert_eq!(event.slot() as usize, self.transfers.len() - 1);
+                let t = self.transfers.pop().expect("rolled-back transfer exists");
+                vec![t.debit_account, t.credit_account]
+            }
+            Some(EventKind::Trade) => {
+                assert_eq!(event.slot() as usize, self.trades.len() - 1);
+                let t = self.trades.pop().expect("rolled-back trade exists");
+                t.accounts.to_vec()
+            }
+            _ => unreachable!("only transfers and trades are inserted by events"),
+        };
+        for account in accounts {
+            let history = self.histories.get_mut(account);
+            assert_eq!(history.events.pop(), Some(event));
+            if self.accounts.get(account).flags().contains(AccountFlags::HISTORY) {
+                history.balances_after.pop();
+            }
+        }
+    }
+
+    /// Asserts that, per ledger, the batch changed debits and credits by the same amounts, for
+    /// posted and for pending. O(accounts touched), so it runs in release builds on every batch.
+    fn assert_batch_conservation(&mut self) {
+        self.ledger_deltas.clear();
+        for &(account, before) in &self.touched {
+            let state = self.accounts.get(account);
+            let delta = state.balances.wrapping_sub(before);
+            let sums = self.ledger_deltas.entry(state.ledger).or_insert([0; 4]);
+            sums[0] = sums[0].wrapping_add(delta.debits_pending);
+            sums[1] = sums[1].wrapping_add(delta.credits_pending);
+            sums[2] = sums[2].wrapping_add(delta.debits_posted);
+            sums[3] = sums[3].wrapping_add(delta.credits_posted);
+        }
+        for (ledger, sums) in &self.ledger_deltas {
+            assert!(
+                sums[0] == sums[1] && sums[2] == sums[3],
+                "conservation broken on ledger {ledger} in batch {}: {sums:?}",
+                self.batch
+            );
+        }
+    }
+
+    /// Inserts a stored event into its arena, the id index and the histories of `accounts`.
+    pub(crate) fn insert_event(&mut self, hash: u64, event: EventRef, accounts: &[u32]) {
+        let (transfers, trades) = (&self.transfers, &self.trades);
+        self.event_index.insert(hash, event.0, |slot| {
+            event_id(transfers, trades, EventRef(slot))
+        });
+        self.record_history(accounts, event);
+        self.push_undo(Undo::EventInserted(event));
+    }
+
+    /// Finds the stored event with `id`, hashing it once (the hash is reused for insertion).
+    #[inline]
+    pub(crate) fn find_event(&self, id: u128) -> (u64, Option<EventRef>) {
+        let hash = self.event_index.hash(id);
+        let (transfers, trades) = (&self.transfers, &self.trades);
+        let found = self
+            .event_index
+            .find(hash, id, |slot| event_id(transfers, trades, EventRef(slot)));
+        (hash, found.map(EventRef))
+    }
+
+    #[inline]
+    pub(crate) fn find_account(&self, id: u128) -> Option<u32> {
+        let hash = self.account_index.hash(id);
+        let accounts = &self.accounts;
+        self.account_index
+            .find(hash, id, |slot| accounts.get(slot).id)
+    }
+}
+
+/// The id of a stored transfer or trade.
+#[inline]
+pub(crate) fn event_id(
+    transfers: &Arena<StoredTransfer>,
+    trades: &Arena<StoredTrade>,
+    event: EventRef,
+) -> u128 {
+    match event.kind() {
+        Some(EventKind::Transfer) => transfers.get(event.slot()).id,
+        Some(EventKind::Trade) => trades.get(event.slot()).id,
+        _ => unreachable!("the event index holds transfers and trades only"),
+    }
+}

@@ -1,0 +1,122 @@
+//! One movement between a debit and a credit account: the checks and the balance changes shared
+//! by transfers and by each leg of a trade.
+
+use crate::engine::Engine;
+use crate::records::AccountFlags;
+use crate::state::AccountState;
+
+/// Why a leg cannot move. Transfers and trades map these to their own result codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LegFailure {
+    DebitClosed,
+    CreditClosed,
+    OverflowsDebits,
+    OverflowsCredits,
+    ExceedsCredits,
+    ExceedsDebits,
+}
+
+pub(crate) fn check_closed(debit: &AccountState, credit: &AccountState) -> Result<(), LegFailure> {
+    if debit.flags().contains(AccountFlags::CLOSED) {
+        return Err(LegFailure::DebitClosed);
+    }
+    if credit.flags().contains(AccountFlags::CLOSED) {
+        return Err(LegFailure::CreditClosed);
+    }
+    Ok(())
+}
+
+/// Overflow: an account's pending plus posted on the moving side must stay within `u128`. That
+/// sum bounds each of its parts, and posting or voiding never increases it, so this one check
+/// (made whenever an amount is added) keeps every balance field from overflowing.
+pub(crate) fn check_overflow(
+    debit: &AccountState,
+    credit: &AccountState,
+    amount: u128,
+) -> Result<(), LegFailure> {
+    let d = &debit.balances;
+    if d.debits_pending
+        .checked_add(d.debits_posted)
+        .and_then(|s| s.checked_add(amount))
+        .is_none()
+    {
+        return Err(LegFailure::OverflowsDebits);
+    }
+    let c = &credit.balances;
+    if c.credits_pending
+        .checked_add(c.credits_posted)
+        .and_then(|s| s.checked_add(amount))
+        .is_none()
+    {
+        return Err(LegFailure::OverflowsCredits);
+    }
+    Ok(())
+}
+
+/// The balance constraints, counting pending amounts. Call after `check_overflow`.
+pub(crate) fn check_balance(
+    debit: &AccountState,
+    credit: &AccountState,
+    amount: u128,
+) -> Result<(), LegFailure> {
+    let d = &debit.balances;
+    if debit
+        .flags()
+        .contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+        && d.debits_pending + d.debits_posted + amount
+            > d.credits_posted.saturating_add(u128::from(debit.limit))
+    {
+        return Err(LegFailure::ExceedsCredits);
+    }
+    let c = &credit.balances;
+    if credit
+        .flags()
+        .contains(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
+        && c.credits_pending + c.credits_posted + amount
+            > c.debits_posted.saturating_add(u128::from(credit.limit))
+    {
+        return Err(LegFailure::ExceedsDebits);
+    }
+    Ok(())
+}
+
+/// What the debit account can still give: credits posted plus its limit, less debits.
+pub(crate) fn debit_available(debit: &AccountState) -> u128 {
+    let d = &debit.balances;
+    d.credits_posted
+        .saturating_add(u128::from(debit.limit))
+        .saturating_sub(d.debits_pending.saturating_add(d.debits_posted))
+}
+
+/// What the credit account can still take: debits posted plus its limit, less credits.
+pub(crate) fn credit_available(credit: &AccountState) -> u128 {
+    let c = &credit.balances;
+    c.debits_posted
+        .saturating_add(u128::from(credit.limit))
+        .saturating_sub(c.credits_pending.saturating_add(c.credits_posted))
+}
+
+impl Engine {
+    /// Moves `amount` from `debit` to `credit`, as a reservation or posted. Checked before.
+    pub(crate) fn move_leg(&mut self, debit: u32, credit: u32, amount: u128, pending: bool) {
+        if pending {
+            self.update_account(debit, |a| a.balances.debits_pending += amount);
+            self.update_account(credit, |a| a.balances.credits_pending += amount);
+        } else {
+            self.update_account(debit, |a| a.balances.debits_posted += amount);
+            self.update_account(credit, |a| a.balances.credits_posted += amount);
+        }
+    }
+
+    /// Turns a reservation of `reserved` into `posted` (≤ `reserved`); the rest is released.
+    pub(crate) fn post_leg(&mut self, debit: u32, credit: u32, reserved: u128, posted: u128) {
+        self.update_account(debit, |a| {
+            a.balances.debits_pending -= reserved;
+            a.balances.debits_posted += posted;
+        });
+        self.update_account(credit, |a| {
+            a.balances.credits_pending -= reserved;
+            a.balances.credits_posted += posted;
+        });
+    }
+}

@@ -1,0 +1,33 @@
+//! Tally's settlement engine: the deterministic state machine every replica runs in log order.
+//!
+//! It owns the data model (accounts, transfers, DvP trades), validation with one result code per
+//! event, `Engine::apply`, queries (lookups, statements, balances as of a time), snapshots and the
+//! state digest. Entry point: [`Engine::apply`].
+//!
+//! It must not do I/O, read a clock, use randomness, or let hash-map iteration order reach any
+//! output: same log ⇒ same results, state and digest on every machine.
+
+mod account;
+mod arena;
+mod engine;
+mod index;
+mod leg;
+pub mod limits;
+mod memory;
+mod query;
+pub mod records;
+mod result;
+mod snapshot;
+mod state;
+mod trade;
+mod transfer;
+
+pub use engine::{BatchError, BatchOutcome, Engine, EngineConfig, Operation};
+pub use memory::MemoryUsage;
+pub use query::{LedgerTotals, QueryError, StatementEntry, StatementEvent, StatementFilter};
+pub use records::{Account, AccountFlags, RecordError, Trade, TradeFlags, Transfer, TransferFlags};
+pub use result::EventResult;
+pub use snapshot::SnapshotError;
+pub use state::Balances;
+#[cfg(test)]
+mod scenarios;

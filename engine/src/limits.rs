@@ -1,0 +1,39 @@
+//! Every limit of the engine in one place, units last, each with its reason.
+
+/// Size of every event record on the wire and in the log. 128 bytes holds a transfer with
+/// 128-bit ids and amounts and keeps records cache-line aligned in pairs.
+pub const RECORD_BYTES: usize = 128;
+
+/// Events in one applied batch. 8,189 is what fits TigerBeetle's 1 MiB message after its
+/// header, so batches from their benchmark map one to one; a batch is also the unit of the
+/// per-ledger conservation assertion, so its cost is paid once per this many events.
+pub const BATCH_EVENTS_MAX: usize = 8_189;
+
+/// Bytes of one applied batch body.
+pub const BATCH_BYTES_MAX: usize = BATCH_EVENTS_MAX * RECORD_BYTES;
+
+/// Accounts the engine will store. Account slots are addressed with `u32`.
+pub const ACCOUNTS_MAX: u32 = (1 << 31) - 1;
+
+/// Stored transfers, and separately stored trades and expiries. Event references carry a
+/// 2-bit kind tag in a `u32`, which leaves 30 bits of index: about a billion events of each
+/// kind, roughly 120 GB of transfers, far past this machine's memory.
+pub const EVENTS_PER_KIND_MAX: u32 = (1 << 30) - 1;
+
+/// Elements per arena chunk. Chunks never reallocate, so a growing ledger never copies its
+/// history (no latency spike, no transient 2x memory).
+pub const ARENA_CHUNK_ELEMENTS: usize = 1 << 16;
+
+/// Nanoseconds per second of a pending transfer's `timeout` (which is in seconds).
+pub const NANOSECONDS_PER_SECOND: u64 = 1_000_000_000;
+
+/// Entries a statement query returns at most, whatever the caller asks: one reply frame.
+pub const STATEMENT_ENTRIES_MAX: u32 = 8_189;
+
+const _: () = assert!(BATCH_EVENTS_MAX as u64 <= EVENTS_PER_KIND_MAX as u64);
+const _: () = assert!(BATCH_BYTES_MAX <= 1 << 20);
+const _: () = assert!(ARENA_CHUNK_ELEMENTS.is_power_of_two());
+
+/// Entry timestamps (ns since the Unix epoch) beyond this are refused: it is the year 2116,
+/// and it keeps `timestamp + events + timeout × 10⁹` far from `u64::MAX`.
+pub const TIMESTAMP_MAX: u64 = 1 << 62;

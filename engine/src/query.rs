@@ -1,0 +1,320 @@
+//! Read-only queries: lookups, balances as of a time, statements, ledger totals.
+
+use std::collections::BTreeMap;
+
+use crate::engine::Engine;
+use crate::limits::STATEMENT_ENTRIES_MAX;
+use crate::records::{Account, AccountFlags, Trade, TradeFlags, Transfer, TransferFlags};
+use crate::state::{Balances, EventKind, EventRef};
+
+/// Which part of an account's history a statement covers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatementFilter {
+    pub account_id: u128,
+    /// Oldest timestamp included.
+    pub timestamp_min: u64,
+    /// Newest timestamp included; 0 means no upper bound.
+    pub timestamp_max: u64,
+    /// Entries returned at most (capped at `STATEMENT_ENTRIES_MAX`).
+    pub limit: u32,
+    /// Newest first (the newest `limit` entries of the range) instead of oldest first.
+    pub reversed: bool,
+}
+
+/// What changed an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatementEvent {
+    Transfer(Transfer),
+    Trade(Trade),
+    /// The pending transfer `pending_id` expired; its reservation was released.
+    TransferExpired {
+        pending_id: u128,
+    },
+    /// The pending trade `pending_id` expired; both legs' reservations were released.
+    TradeExpired {
+        pending_id: u128,
+    },
+}
+
+/// One line of a statement: an event and the account's balances right after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatementEntry {
+    pub timestamp: u64,
+    pub event: StatementEvent,
+    pub balances_after: Balances,
+}
+
+/// Per-ledger sums over all accounts (wrapping), for conservation checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LedgerTotals {
+    pub ledger: u32,
+    pub debits_pending: u128,
+    pub debits_posted: u128,
+    pub credits_pending: u128,
+    pub credits_posted: u128,
+}
+
+/// Why a query could not be answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueryError {
+    AccountNotFound,
+    LimitMustNotBeZero,
+    TimestampMinExceedsMax,
+}
+
+impl std::fmt::Display for QueryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            QueryError::AccountNotFound => "account not found",
+            QueryError::LimitMustNotBeZero => "limit must not be zero",
+            QueryError::TimestampMinExceedsMax => "timestamp_min exceeds timestamp_max",
+        })
+    }
+}
+
+impl std::error::Error for QueryError {}
+
+impl Engine {
+    pub fn lookup_account(&self, id: u128) -> Option<Account> {
+        self.find_account(id)
+            .map(|slot| self.accounts.get(slot).to_record())
+    }
+
+    /// The stored transfer: inherited fields filled in, `amount` as actually moved.
+    pub fn lookup_transfer(&self, id: u128) -> Option<Transfer> {
+        match self.find_event(id).1 {
+            Some(e) if e.kind() == Some(EventKind::Transfer) => {
+                Some(self.stored_transfer_record(e.slot()))
+            }
+            _ => None,
+        }
+    }
+
+    pub fn lookup_trade(&self, id: u128) -> Option<Trade> {
+        match self.find_event(id).1 {
+            Some(e) if e.kind() == Some(EventKind::Trade) => {
+                Some(self.stored_trade_record(e.slot()))
+            }
+            _ => None,
+        }
+    }
+
+    /// The account's balances after every change with a timestamp ≤ `timestamp` (zero before
+    /// the account's first change).
+    pub fn balances_as_of(&self, account_id: u128, timestamp: u64) -> Result<Balances, QueryError> {
+        let account = self
+            .find_account(account_id)
+            .ok_or(QueryError::AccountNotFound)?;
+        let events = &self.histories.get(account).events;
+        let position = events.partition_point(|&e| self.event_timestamp(e) <= timestamp);
+        Ok(self.balances_before(account, position))
+    }
+
+    /// The account's events in a time range, each with the balances after it.
+    pub fn statement(&self, filter: &StatementFilter) -> Result<Vec<StatementEntry>, QueryError> {
+        let account = self
+            .find_account(filter.account_id)
+            .ok_or(QueryError::AccountNotFound)?;
+        if filter.limit == 0 {
+            return Err(QueryError::LimitMustNotBeZero);
+        }
+        let max = if filter.timestamp_max == 0 {
+            u64::MAX
+        } else {
+            filter.timestamp_max
+        };
+        if filter.timestamp_min > max {
+            return Err(QueryError::TimestampMinExceedsMax);
+        }
+        let limit = filter.limit.min(STATEMENT_ENTRIES_MAX) as usize;
+        let events = &self.histories.get(account).events;
+        let low = events.partition_point(|&e| self.event_timestamp(e) < filter.timestamp_min);
+        let high = events.partition_point(|&e| self.event_timestamp(e) <= max);
+        let (start, end) = if filter.reversed {
+            (high.saturating_sub(limit).max(low), high)
+        } else {
+            (low, high.min(low + limit))
+        };
+        let mut balances = self.balances_before(account, start.min(end));
+        let mut entries = Vec::with_capacity(end.saturating_sub(start));
+        for &event in events.get(start..end).unwrap_or(&[]) {
+            balances = balances.wrapping_add(self.effect(account, event));
+            entries.push(StatementEntry {
+                timestamp: self.event_timestamp(event),
+                event: self.statement_event(event),
+                balances_after: balances,
+            });
+        }
+        if filter.reversed {
+            entries.reverse();
+        }
+        Ok(entries)
+    }
+
+    /// Sums of every balance per ledger over all accounts (wrapping), sorted by ledger.
+    /// O(accounts): for tests and audits, not the hot path.
+    pub fn ledger_totals(&self) -> Vec<LedgerTotals> {
+        let mut totals: BTreeMap<u32, LedgerTotals> = BTreeMap::new();
+        for account in self.accounts.iter() {
+            let t = totals.entry(account.ledger).or_insert(LedgerTotals {
+                ledger: account.ledger,
+                ..LedgerTotals::default()
+            });
+            let b = &account.balances;
+            t.debits_pending = t.debits_pending.wrapping_add(b.debits_pending);
+            t.debits_posted = t.debits_posted.wrapping_add(b.debits_posted);
+            t.credits_pending = t.credits_pending.wrapping_add(b.credits_pending);
+            t.credits_posted = t.credits_posted.wrapping_add(b.credits_posted);
+        }
+        totals.into_values().collect()
+    }
+
+    /// Balances after the first `position` events of the account's history: from the kept
+    /// balances with the `history` flag, else by walking from whichever end is nearer.
+    fn balances_before(&self, account: u32, position: usize) -> Balances {
+        let history = self.histories.get(account);
+        if position == 0 {
+            return Balances::default();
+        }
+        let state = self.accounts.get(account);
+        if state.flags().contains(AccountFlags::HISTORY) {
+            return history.balances_after[position - 1];
+        }
+        let events = &history.events;
+        if position <= events.len() - position {
+            events[..position]
+                .iter()
+                .fold(Balances::default(), |b, &e| {
+                    b.wrapping_add(self.effect(account, e))
+                })
+        } else {
+            events[position..].iter().fold(state.balances, |b, &e| {
+                b.wrapping_sub(self.effect(account, e))
+            })
+        }
+    }
+
+    pub(crate) fn event_timestamp(&self, event: EventRef) -> u64 {
+        match event.kind() {
+            Some(EventKind::Transfer) => self.transfers.get(event.slot()).timestamp,
+            Some(EventKind::Trade) => self.trades.get(event.slot()).timestamp,
+            Some(EventKind::Expiry) => self.expiries[event.slot() as usize].timestamp,
+            None => unreachable!("event references are built with a valid kind"),
+        }
+    }
+
+    fn statement_event(&self, event: EventRef) -> StatementEvent {
+        match event.kind() {
+            Some(EventKind::Transfer) => {
+                StatementEvent::Transfer(self.stored_transfer_record(event.slot()))
+            }
+            Some(EventKind::Trade) => StatementEvent::Trade(self.stored_trade_record(event.slot())),
+            Some(EventKind::Expiry) => {
+                let pending = self.expiries[event.slot() as usize].pending;
+                match pending.kind() {
+                    Some(EventKind::Transfer) => StatementEvent::TransferExpired {
+                        pending_id: self.transfers.get(pending.slot()).id,
+                    },
+                    _ => StatementEvent::TradeExpired {
+                        pending_id: self.trades.get(pending.slot()).id,
+                    },
+                }
+            }
+            None => unreachable!("event references are built with a valid kind"),
+        }
+    }
+
+    /// What `event` did to `account`'s balances, as a wrapping delta. The one definition of
+    /// each event's effect: queries walk with it and restore replays with it (and checks that
+    /// the replay ends at the stored balances).
+    pub(crate) fn effect(&self, account: u32, event: EventRef) -> Balances {
+        match event.kind() {
+            Some(EventKind::Transfer) => {
+                let t = self.transfers.get(event.slot());
+                let flags = TransferFlags(t.flags);
+                let (reserved, posted) = if flags.contains(TransferFlags::PENDING) {
+                    (t.amount, 0)
+                } else if flags.contains(TransferFlags::POST_PENDING_TRANSFER) {
+                    (
+                        0u128.wrapping_sub(self.transfers.get(t.pending).amount),
+                        t.amount,
+                    )
+                } else if flags.contains(TransferFlags::VOID_PENDING_TRANSFER) {
+                    (0u128.wrapping_sub(self.transfers.get(t.pending).amount), 0)
+                } else {
+                    (0, t.amount)
+                };
+                side_delta(
+                    account == t.debit_account,
+                    account == t.credit_account,
+                    reserved,
+                    posted,
+                )
+            }
+            Some(EventKind::Trade) => {
+                let t = self.trades.get(event.slot());
+                let flags = TradeFlags(t.flags);
+                let (quantity, cash) = (u128::from(t.quantity), u128::from(t.cash_amount));
+                let amount = if account == t.accounts[0] || account == t.accounts[1] {
+                    quantity
+                } else {
+                    cash
+                };
+                let (reserved, posted) = if flags.contains(TradeFlags::PENDING) {
+                    (amount, 0)
+                } else if flags.contains(TradeFlags::POST_PENDING_TRADE) {
+                    (0u128.wrapping_sub(amount), amount)
+                } else if flags.contains(TradeFlags::VOID_PENDING_TRADE) {
+                    (0u128.wrapping_sub(amount), 0)
+                } else {
+                    (0, amount)
+                };
+                let debit = account == t.accounts[0] || account == t.accounts[2];
+                let credit = account == t.accounts[1] || account == t.accounts[3];
+                side_delta(debit, credit, reserved, posted)
+            }
+            Some(EventKind::Expiry) => {
+                let pending = self.expiries[event.slot() as usize].pending;
+                let released = match pending.kind() {
+                    Some(EventKind::Transfer) => {
+                        let p = self.transfers.get(pending.slot());
+                        (
+                            p.debit_account == account,
+                            p.credit_account == account,
+                            p.amount,
+                        )
+                    }
+                    _ => {
+                        let p = self.trades.get(pending.slot());
+                        let amount = if account == p.accounts[0] || account == p.accounts[1] {
+                            u128::from(p.quantity)
+                        } else {
+                            u128::from(p.cash_amount)
+                        };
+                        (
+                            account == p.accounts[0] || account == p.accounts[2],
+                            account == p.accounts[1] || account == p.accounts[3],
+                            amount,
+                        )
+                    }
+                };
+                side_delta(released.0, released.1, 0u128.wrapping_sub(released.2), 0)
+            }
+            None => unreachable!("event references are built with a valid kind"),
+        }
+    }
+}
+
+fn side_delta(debit: bool, credit: bool, reserved: u128, posted: u128) -> Balances {
+    let mut delta = Balances::default();
+    if debit {
+        delta.debits_pending = reserved;
+        delta.debits_posted = posted;
+    }
+    if credit {
+        delta.credits_pending = reserved;
+        delta.credits_posted = posted;
+    }
+    delta
+}

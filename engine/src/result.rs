@@ -1,0 +1,228 @@
+//! One result code per event. Business rejections are values, never errors or panics.
+//!
+//! The codes are checked in the order they are declared within each operation (see
+//! `docs/engine.md` for the precedence per operation); the first that applies wins. The numeric
+//! values are part of the wire protocol: never renumber, only append.
+
+/// The outcome of one event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u16)]
+#[non_exhaustive]
+pub enum EventResult {
+    Ok = 0,
+    // Chains.
+    LinkedEventFailed = 1,
+    LinkedEventChainOpen = 2,
+    // Record syntax.
+    ReservedFlag = 3,
+    TimestampMustBeZero = 4,
+    IdMustNotBeZero = 5,
+    IdMustNotBeIntMax = 6,
+    FlagsAreMutuallyExclusive = 7,
+    // Accounts.
+    BalancesMustBeZero = 8,
+    LimitRequiresBalanceConstraint = 9,
+    LedgerMustNotBeZero = 10,
+    CodeMustNotBeZero = 11,
+    // Transfers: structure.
+    ClosingTransferMustBePending = 12,
+    PendingIdMustBeZero = 13,
+    PendingIdMustNotBeZero = 14,
+    PendingIdMustNotBeIntMax = 15,
+    PendingIdMustBeDifferent = 16,
+    TimeoutReservedForPendingTransfer = 17,
+    DebitAccountIdMustNotBeZero = 18,
+    DebitAccountIdMustNotBeIntMax = 19,
+    CreditAccountIdMustNotBeZero = 20,
+    CreditAccountIdMustNotBeIntMax = 21,
+    AccountsMustBeDifferent = 22,
+    AmountMustNotBeZero = 23,
+    // Idempotency.
+    ExistsWithDifferentFields = 24,
+    Exists = 25,
+    CapacityExceeded = 26,
+    // Transfers: state.
+    DebitAccountNotFound = 27,
+    CreditAccountNotFound = 28,
+    AccountsMustHaveTheSameLedger = 29,
+    TransferMustHaveTheSameLedgerAsAccounts = 30,
+    PendingTransferNotFound = 31,
+    PendingTransferNotPending = 32,
+    PendingTransferHasDifferentFields = 33,
+    PendingTransferHasDifferentAmount = 34,
+    ExceedsPendingTransferAmount = 35,
+    PendingTransferAlreadyPosted = 36,
+    PendingTransferAlreadyVoided = 37,
+    PendingTransferExpired = 38,
+    DebitAccountClosed = 39,
+    CreditAccountClosed = 40,
+    OverflowsDebits = 41,
+    OverflowsCredits = 42,
+    OverflowsTimeout = 43,
+    ExceedsCredits = 44,
+    ExceedsDebits = 45,
+    // Trades (delivery versus payment). The instrument leg moves `quantity` from the seller's
+    // instrument account (debit) to the buyer's; the cash leg moves `cash_amount` from the
+    // buyer's cash account (debit) to the seller's. Leg-specific codes say which leg failed.
+    TradeAccountIdMustNotBeZeroOrIntMax = 46,
+    TradeAccountsMustBeDistinct = 47,
+    QuantityMustNotBeZero = 48,
+    CashAmountMustNotBeZero = 49,
+    InstrumentDebitAccountNotFound = 50,
+    InstrumentCreditAccountNotFound = 51,
+    CashDebitAccountNotFound = 52,
+    CashCreditAccountNotFound = 53,
+    InstrumentAccountsMustHaveTheSameLedger = 54,
+    CashAccountsMustHaveTheSameLedger = 55,
+    LegsMustHaveDifferentLedgers = 56,
+    PendingTradeNotFound = 57,
+    PendingTradeNotPending = 58,
+    PendingTradeHasDifferentFields = 59,
+    PendingTradeAlreadyPosted = 60,
+    PendingTradeAlreadyVoided = 61,
+    PendingTradeExpired = 62,
+    InstrumentDebitAccountClosed = 63,
+    InstrumentCreditAccountClosed = 64,
+    CashDebitAccountClosed = 65,
+    CashCreditAccountClosed = 66,
+    InstrumentOverflowsDebits = 67,
+    InstrumentOverflowsCredits = 68,
+    CashOverflowsDebits = 69,
+    CashOverflowsCredits = 70,
+    InstrumentExceedsCredits = 71,
+    InstrumentExceedsDebits = 72,
+    CashExceedsCredits = 73,
+    CashExceedsDebits = 74,
+}
+
+impl EventResult {
+    /// Every code, in numeric order (for tables, decoders and tests).
+    pub const ALL: [EventResult; 75] = {
+        use EventResult::*;
+        [
+            Ok,
+            LinkedEventFailed,
+            LinkedEventChainOpen,
+            ReservedFlag,
+            TimestampMustBeZero,
+            IdMustNotBeZero,
+            IdMustNotBeIntMax,
+            FlagsAreMutuallyExclusive,
+            BalancesMustBeZero,
+            LimitRequiresBalanceConstraint,
+            LedgerMustNotBeZero,
+            CodeMustNotBeZero,
+            ClosingTransferMustBePending,
+            PendingIdMustBeZero,
+            PendingIdMustNotBeZero,
+            PendingIdMustNotBeIntMax,
+            PendingIdMustBeDifferent,
+            TimeoutReservedForPendingTransfer,
+            DebitAccountIdMustNotBeZero,
+            DebitAccountIdMustNotBeIntMax,
+            CreditAccountIdMustNotBeZero,
+            CreditAccountIdMustNotBeIntMax,
+            AccountsMustBeDifferent,
+            AmountMustNotBeZero,
+            ExistsWithDifferentFields,
+            Exists,
+            CapacityExceeded,
+            DebitAccountNotFound,
+            CreditAccountNotFound,
+            AccountsMustHaveTheSameLedger,
+            TransferMustHaveTheSameLedgerAsAccounts,
+            PendingTransferNotFound,
+            PendingTransferNotPending,
+            PendingTransferHasDifferentFields,
+            PendingTransferHasDifferentAmount,
+            ExceedsPendingTransferAmount,
+            PendingTransferAlreadyPosted,
+            PendingTransferAlreadyVoided,
+            PendingTransferExpired,
+            DebitAccountClosed,
+            CreditAccountClosed,
+            OverflowsDebits,
+            OverflowsCredits,
+            OverflowsTimeout,
+            ExceedsCredits,
+            ExceedsDebits,
+            TradeAccountIdMustNotBeZeroOrIntMax,
+            TradeAccountsMustBeDistinct,
+            QuantityMustNotBeZero,
+            CashAmountMustNotBeZero,
+            InstrumentDebitAccountNotFound,
+            InstrumentCreditAccountNotFound,
+            CashDebitAccountNotFound,
+            CashCreditAccountNotFound,
+            InstrumentAccountsMustHaveTheSameLedger,
+            CashAccountsMustHaveTheSameLedger,
+            LegsMustHaveDifferentLedgers,
+            PendingTradeNotFound,
+            PendingTradeNotPending,
+            PendingTradeHasDifferentFields,
+            PendingTradeAlreadyPosted,
+            PendingTradeAlreadyVoided,
+            PendingTradeExpired,
+            InstrumentDebitAccountClosed,
+            InstrumentCreditAccountClosed,
+            CashDebitAccountClosed,
+            CashCreditAccountClosed,
+            InstrumentOverflowsDebits,
+            InstrumentOverflowsCredits,
+            CashOverflowsDebits,
+            CashOverflowsCredits,
+            InstrumentExceedsCredits,
+            InstrumentExceedsDebits,
+            CashExceedsCredits,
+            CashExceedsDebits,
+        ]
+    };
+
+    /// The code as it travels on the wire.
+    pub fn code(self) -> u16 {
+        self as u16
+    }
+
+    /// The result for a wire code, or `None` for a code this build does not know.
+    pub fn from_code(code: u16) -> Option<EventResult> {
+        Self::ALL.get(usize::from(code)).copied()
+    }
+}
+
+impl std::fmt::Display for EventResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The Debug name in snake_case is the documented name of each code.
+        let name = format!("{self:?}");
+        let mut out = String::with_capacity(name.len() + 8);
+        for (i, c) in name.chars().enumerate() {
+            if c.is_ascii_uppercase() {
+                if i > 0 {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_lowercase());
+            } else {
+                out.push(c);
+            }
+        }
+        f.write_str(&out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventResult;
+
+    /// Proves the table of codes is dense and each code maps back to itself.
+    #[test]
+    fn codes_round_trip() {
+        for (i, r) in EventResult::ALL.iter().enumerate() {
+            assert_eq!(usize::from(r.code()), i);
+            assert_eq!(EventResult::from_code(r.code()), Some(*r));
+        }
+        assert_eq!(EventResult::from_code(EventResult::ALL.len() as u16), None);
+        assert_eq!(
+            EventResult::ExceedsCredits.to_string(),
+            "exceeds_credits".to_string()
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! The engine's stored state: accounts, transfers, trades and expiries, in the compact forms
+//! kept in memory and in snapshots. Account and event references are `u32` slots, not ids, so
+//! a stored transfer costs 96 bytes instead of the 128 of its record.
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+use crate::records::{Account, AccountFlags};
+
+/// The four balances of an account. Deltas between two `Balances` use wrapping arithmetic,
+/// which is exact for reconstructing real balances (they always fit in `u128`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct Balances {
+    pub debits_pending: u128,
+    pub debits_posted: u128,
+    pub credits_pending: u128,
+    pub credits_posted: u128,
+}
+
+impl Balances {
+    pub(crate) fn wrapping_add(self, d: Balances) -> Balances {
+        Balances {
+            debits_pending: self.debits_pending.wrapping_add(d.debits_pending),
+            debits_posted: self.debits_posted.wrapping_add(d.debits_posted),
+            credits_pending: self.credits_pending.wrapping_add(d.credits_pending),
+            credits_posted: self.credits_posted.wrapping_add(d.credits_posted),
+        }
+    }
+
+    pub(crate) fn wrapping_sub(self, d: Balances) -> Balances {
+        Balances {
+            debits_pending: self.debits_pending.wrapping_sub(d.debits_pending),
+            debits_posted: self.debits_posted.wrapping_sub(d.debits_posted),
+            credits_pending: self.credits_pending.wrapping_sub(d.credits_pending),
+            credits_posted: self.credits_posted.wrapping_sub(d.credits_posted),
+        }
+    }
+}
+
+/// A stored account. The snapshot holds these in creation order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub(crate) struct AccountState {
+    pub id: u128,
+    pub balances: Balances,
+    pub user_data_128: u128,
+    pub user_data_64: u64,
+    pub limit: u64,
+    pub timestamp: u64,
+    pub ledger: u32,
+    pub code: u16,
+    pub flags: u16,
+}
+
+impl AccountState {
+    pub(crate) fn flags(&self) -> AccountFlags {
+        AccountFlags(self.flags)
+    }
+
+    pub(crate) fn to_record(self) -> Account {
+        Account {
+            id: self.id,
+            debits_pending: self.balances.debits_pending,
+            debits_posted: self.balances.debits_posted,
+            credits_pending: self.balances.credits_pending,
+            credits_posted: self.balances.credits_posted,
+            user_data_128: self.user_data_128,
+            user_data_64: self.user_data_64,
+            limit: self.limit,
+            ledger: self.ledger,
+            code: self.code,
+            flags: AccountFlags(self.flags),
+            timestamp: self.timestamp,
+        }
+    }
+}
+
+/// Where a pending transfer or trade stands. Events that were never pending are `NotPending`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+#[repr(u8)]
+pub(crate) enum PendingStatus {
+    NotPending = 0,
+    Pending = 1,
+    Posted = 2,
+    Voided = 3,
+    Expired = 4,
+}
+
+/// "No slot" for optional `u32` references.
+pub(crate) const SLOT_NONE: u32 = u32::MAX;
+
+/// A stored transfer: 96 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub(crate) struct StoredTransfer {
+    pub id: u128,
+    pub amount: u128,
+    pub user_data_128: u128,
+    pub user_data_64: u64,
+    pub timestamp: u64,
+    pub debit_account: u32,
+    pub credit_account: u32,
+    /// The pending transfer this one posts or voids, or `SLOT_NONE`.
+    pub pending: u32,
+    pub user_data_32: u32,
+    pub timeout: u32,
+    pub ledger: u32,
+    pub code: u16,
+    pub flags: u16,
+    pub status: PendingStatus,
+}
+
+/// A stored trade: 80 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub(crate) struct StoredTrade {
+    pub id: u128,
+    pub quantity: u64,
+    pub cash_amount: u64,
+    pub timestamp: u64,
+    /// Instrument debit (seller), instrument credit (buyer), cash debit (buyer), cash credit
+    /// (seller).
+    pub accounts: [u32; 4],
+    /// The pending trade this one posts or voids, or `SLOT_NONE`.
+    pub pending: u32,
+    pub timeout: u32,
+    pub code: u16,
+    pub flags: u16,
+    pub status: PendingStatus,
+}
+
+/// A pending transfer or trade that expired, and when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub(crate) struct Expiry {
+    pub pending: EventRef,
+    pub timestamp: u64,
+}
+
+/// A reference to a stored event: a 2-bit kind and a 30-bit slot in that kind's arena.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Archive, Serialize, Deserialize,
+)]
+pub(crate) struct EventRef(pub u32);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EventKind {
+    Transfer,
+    Trade,
+    Expiry,
+}
+
+const KIND_SHIFT: u32 = 30;
+const SLOT_MASK: u32 = (1 << KIND_SHIFT) - 1;
+
+impl EventRef {
+    pub(crate) fn transfer(slot: u32) -> EventRef {
+        assert!(slot <= SLOT_MASK);
+        EventRef(slot)
+    }
+    pub(crate) fn trade(slot: u32) -> EventRef {
+        assert!(slot <= SLOT_MASK);
+        EventRef(1 << KIND_SHIFT | slot)
+    }
+    pub(crate) fn expiry(slot: u32) -> EventRef {
+        assert!(slot <= SLOT_MASK);
+        EventRef(2 << KIND_SHIFT | slot)
+    }
+    /// The kind, or `None` for the unused tag 3 (only a crafted snapshot can hold it).
+    pub(crate) fn kind(self) -> Option<EventKind> {
+        match self.0 >> KIND_SHIFT {
+            0 => Some(EventKind::Transfer),
+            1 => Some(EventKind::Trade),
+            2 => Some(EventKind::Expiry),
+            _ => None,
+        }
+    }
+    pub(crate) fn slot(self) -> u32 {
+        self.0 & SLOT_MASK
+    }
+}
+
+/// Per-account data derived from the events (rebuilt on restore, not in snapshots).
+#[derive(Debug, Default)]
+pub(crate) struct AccountHistory {
+    /// Every event that changed the account, in timestamp order.
+    pub events: Vec<EventRef>,
+    /// With the `history` flag: the balances after each of `events`.
+    pub balances_after: Vec<Balances>,
+    /// The batch that last touched the account (conservation bookkeeping).
+    pub touched_batch: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<StoredTransfer>() == 96);
+const _: () = assert!(std::mem::size_of::<StoredTrade>() == 80);

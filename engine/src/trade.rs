@@ -1,0 +1,320 @@
+//! Creating trades: delivery versus payment, both legs or neither.
+
+use crate::engine::Engine;
+use crate::leg::{self, LegFailure};
+use crate::limits::{EVENTS_PER_KIND_MAX, NANOSECONDS_PER_SECOND};
+use crate::records::{RecordBytes, Trade, TradeFlags};
+use crate::result::EventResult;
+use crate::state::{EventKind, EventRef, PendingStatus, StoredTrade, SLOT_NONE};
+use crate::transfer::expires_at;
+
+type F = TradeFlags;
+type R = EventResult;
+
+/// Which leg a failure belongs to, for the leg-specific result codes.
+#[derive(Clone, Copy)]
+enum Leg {
+    Instrument,
+    Cash,
+}
+
+impl Engine {
+    /// Creates one trade; checks in the precedence of `docs/engine.md`.
+    pub(crate) fn create_trade(&mut self, bytes: &RecordBytes, timestamp: u64) -> EventResult {
+        let Ok(t) = Trade::decode(bytes) else {
+            return R::ReservedFlag;
+        };
+        if t.timestamp != 0 {
+            return R::TimestampMustBeZero;
+        }
+        if t.id == 0 {
+            return R::IdMustNotBeZero;
+        }
+        if t.id == u128::MAX {
+            return R::IdMustNotBeIntMax;
+        }
+        let phases = [F::PENDING, F::POST_PENDING_TRADE, F::VOID_PENDING_TRADE]
+            .iter()
+            .filter(|&&p| t.flags.contains(p))
+            .count();
+        if phases > 1 {
+            return R::FlagsAreMutuallyExclusive;
+        }
+        if t.flags
+            .intersects(F::POST_PENDING_TRADE | F::VOID_PENDING_TRADE)
+        {
+            self.resolve_pending_trade(&t, timestamp)
+        } else {
+            self.create_new_trade(&t, timestamp)
+        }
+    }
+
+    fn create_new_trade(&mut self, t: &Trade, timestamp: u64) -> EventResult {
+        let pending = t.flags.contains(F::PENDING);
+        if t.pending_id != 0 {
+            return R::PendingIdMustBeZero;
+        }
+        if t.timeout != 0 && !pending {
+            return R::TimeoutReservedForPendingTransfer;
+        }
+        let ids = trade_account_ids(t);
+        if ids.iter().any(|&id| id == 0 || id == u128::MAX) {
+            return R::TradeAccountIdMustNotBeZeroOrIntMax;
+        }
+        if (0..4).any(|i| (i + 1..4).any(|j| ids[i] == ids[j])) {
+            return R::TradeAccountsMustBeDistinct;
+        }
+        if t.quantity == 0 {
+            return R::QuantityMustNotBeZero;
+        }
+        if t.cash_amount == 0 {
+            return R::CashAmountMustNotBeZero;
+        }
+        if t.code == 0 {
+            return R::CodeMustNotBeZero;
+        }
+        let (hash, existing) = self.find_event(t.id);
+        if let Some(event) = existing {
+            return self.trade_exists(t, event);
+        }
+        if self.trades.len() >= EVENTS_PER_KIND_MAX as usize {
+            return R::CapacityExceeded;
+        }
+        let not_found = [
+            R::InstrumentDebitAccountNotFound,
+            R::InstrumentCreditAccountNotFound,
+            R::CashDebitAccountNotFound,
+            R::CashCreditAccountNotFound,
+        ];
+        let mut slots = [0u32; 4];
+        for i in 0..4 {
+            match self.find_account(ids[i]) {
+                Some(slot) => slots[i] = slot,
+                None => return not_found[i],
+            }
+        }
+        let accounts = slots.map(|s| self.accounts.get(s));
+        if accounts[0].ledger != accounts[1].ledger {
+            return R::InstrumentAccountsMustHaveTheSameLedger;
+        }
+        if accounts[2].ledger != accounts[3].ledger {
+            return R::CashAccountsMustHaveTheSameLedger;
+        }
+        if accounts[0].ledger == accounts[2].ledger {
+            return R::LegsMustHaveDifferentLedgers;
+        }
+        let quantity = u128::from(t.quantity);
+        let cash = u128::from(t.cash_amount);
+        let legs = [
+            (Leg::Instrument, accounts[0], accounts[1], quantity),
+            (Leg::Cash, accounts[2], accounts[3], cash),
+        ];
+        for (which, debit, credit, _) in legs {
+            if let Err(e) = leg::check_closed(debit, credit) {
+                return trade_result(which, e);
+            }
+        }
+        for (which, debit, credit, amount) in legs {
+            if let Err(e) = leg::check_overflow(debit, credit, amount) {
+                return trade_result(which, e);
+            }
+        }
+        let expires_at = if pending && t.timeout != 0 {
+            match timestamp.checked_add(u64::from(t.timeout) * NANOSECONDS_PER_SECOND) {
+                Some(at) => Some(at),
+                None => return R::OverflowsTimeout,
+            }
+        } else {
+            None
+        };
+        for (which, debit, credit, amount) in legs {
+            if let Err(e) = leg::check_balance(debit, credit, amount) {
+                return trade_result(which, e);
+            }
+        }
+
+        // Every check passed: from here on nothing fails.
+        self.move_leg(slots[0], slots[1], quantity, pending);
+        self.move_leg(slots[2], slots[3], cash, pending);
+        let slot = self.trades.push(StoredTrade {
+            id: t.id,
+            quantity: t.quantity,
+            cash_amount: t.cash_amount,
+            timestamp,
+            accounts: slots,
+            pending: SLOT_NONE,
+            timeout: t.timeout,
+            code: t.code,
+            flags: t.flags.0,
+            status: if pending {
+                PendingStatus::Pending
+            } else {
+                PendingStatus::NotPending
+            },
+        });
+        let event = EventRef::trade(slot);
+        self.insert_event(hash, event, &slots);
+        if let Some(at) = expires_at {
+            self.queue_expiry(at, event);
+        }
+        R::Ok
+    }
+
+    fn resolve_pending_trade(&mut self, t: &Trade, timestamp: u64) -> EventResult {
+        let post = t.flags.contains(F::POST_PENDING_TRADE);
+        if t.pending_id == 0 {
+            return R::PendingIdMustNotBeZero;
+        }
+        if t.pending_id == u128::MAX {
+            return R::PendingIdMustNotBeIntMax;
+        }
+        if t.pending_id == t.id {
+            return R::PendingIdMustBeDifferent;
+        }
+        if t.timeout != 0 {
+            return R::TimeoutReservedForPendingTransfer;
+        }
+        let (hash, existing) = self.find_event(t.id);
+        if let Some(event) = existing {
+            return self.trade_exists(t, event);
+        }
+        if self.trades.len() >= EVENTS_PER_KIND_MAX as usize {
+            return R::CapacityExceeded;
+        }
+        let pending_event = match self.find_event(t.pending_id).1 {
+            Some(e) if e.kind() == Some(EventKind::Trade) => e,
+            _ => return R::PendingTradeNotFound,
+        };
+        let p = *self.trades.get(pending_event.slot());
+        if !TradeFlags(p.flags).contains(F::PENDING) {
+            return R::PendingTradeNotPending;
+        }
+        let stored_ids = p.accounts.map(|s| self.accounts.get(s).id);
+        let given_ids = trade_account_ids(t);
+        let differs = |given: u128, stored: u128| given != 0 && given != stored;
+        if (0..4).any(|i| differs(given_ids[i], stored_ids[i]))
+            || differs(u128::from(t.quantity), u128::from(p.quantity))
+            || differs(u128::from(t.cash_amount), u128::from(p.cash_amount))
+            || differs(u128::from(t.code), u128::from(p.code))
+        {
+            return R::PendingTradeHasDifferentFields;
+        }
+        match p.status {
+            PendingStatus::Pending => {}
+            PendingStatus::Posted => return R::PendingTradeAlreadyPosted,
+            PendingStatus::Voided => return R::PendingTradeAlreadyVoided,
+            PendingStatus::Expired => return R::PendingTradeExpired,
+            PendingStatus::NotPending => unreachable!("pending flag implies a pending status"),
+        }
+        let expires_at = expires_at(p.timestamp, p.timeout);
+        if expires_at.is_some_and(|at| timestamp >= at) {
+            return R::PendingTradeExpired;
+        }
+
+        // Every check passed: from here on nothing fails.
+        let [instrument_debit, instrument_credit, cash_debit, cash_credit] = p.accounts;
+        if post {
+            let quantity = u128::from(p.quantity);
+            let cash = u128::from(p.cash_amount);
+            self.post_leg(instrument_debit, instrument_credit, quantity, quantity);
+            self.post_leg(cash_debit, cash_credit, cash, cash);
+            self.set_status(pending_event, PendingStatus::Posted);
+        } else {
+            self.release_pending_trade(&p);
+            self.set_status(pending_event, PendingStatus::Voided);
+        }
+        if let Some(at) = expires_at {
+            self.dequeue_expiry(at, pending_event);
+        }
+        let slot = self.trades.push(StoredTrade {
+            id: t.id,
+            quantity: p.quantity,
+            cash_amount: p.cash_amount,
+            timestamp,
+            accounts: p.accounts,
+            pending: pending_event.slot(),
+            timeout: 0,
+            code: p.code,
+            flags: t.flags.0,
+            status: PendingStatus::NotPending,
+        });
+        self.insert_event(hash, EventRef::trade(slot), &p.accounts);
+        R::Ok
+    }
+
+    /// `exists` or `exists_with_different_fields` for a trade whose id is taken.
+    fn trade_exists(&self, t: &Trade, event: EventRef) -> EventResult {
+        if event.kind() != Some(EventKind::Trade) {
+            return R::ExistsWithDifferentFields;
+        }
+        let e = self.stored_trade_record(event.slot());
+        let resolves = t
+            .flags
+            .intersects(F::POST_PENDING_TRADE | F::VOID_PENDING_TRADE);
+        let inherits = |given: u128, stored: u128| given == stored || (resolves && given == 0);
+        let (given, stored) = (trade_account_ids(t), trade_account_ids(&e));
+        let same = t.flags == e.flags
+            && t.pending_id == e.pending_id
+            && (0..4).all(|i| inherits(given[i], stored[i]))
+            && inherits(u128::from(t.quantity), u128::from(e.quantity))
+            && inherits(u128::from(t.cash_amount), u128::from(e.cash_amount))
+            && inherits(u128::from(t.code), u128::from(e.code))
+            && t.timeout == e.timeout;
+        if same {
+            R::Exists
+        } else {
+            R::ExistsWithDifferentFields
+        }
+    }
+
+    /// The stored trade in record form (ids instead of slots).
+    pub(crate) fn stored_trade_record(&self, slot: u32) -> Trade {
+        let s = self.trades.get(slot);
+        let ids = s.accounts.map(|a| self.accounts.get(a).id);
+        Trade {
+            id: s.id,
+            instrument_debit_account_id: ids[0],
+            instrument_credit_account_id: ids[1],
+            cash_debit_account_id: ids[2],
+            cash_credit_account_id: ids[3],
+            pending_id: if s.pending == SLOT_NONE {
+                0
+            } else {
+                self.trades.get(s.pending).id
+            },
+            quantity: s.quantity,
+            cash_amount: s.cash_amount,
+            timeout: s.timeout,
+            code: s.code,
+            flags: TradeFlags(s.flags),
+            timestamp: s.timestamp,
+        }
+    }
+}
+
+fn trade_account_ids(t: &Trade) -> [u128; 4] {
+    [
+        t.instrument_debit_account_id,
+        t.instrument_credit_account_id,
+        t.cash_debit_account_id,
+        t.cash_credit_account_id,
+    ]
+}
+
+fn trade_result(leg: Leg, failure: LegFailure) -> EventResult {
+    use LegFailure as L;
+    match (leg, failure) {
+        (Leg::Instrument, L::DebitClosed) => R::InstrumentDebitAccountClosed,
+        (Leg::Instrument, L::CreditClosed) => R::InstrumentCreditAccountClosed,
+        (Leg::Instrument, L::OverflowsDebits) => R::InstrumentOverflowsDebits,
+        (Leg::Instrument, L::OverflowsCredits) => R::InstrumentOverflowsCredits,
+        (Leg::Instrument, L::ExceedsCredits) => R::InstrumentExceedsCredits,
+        (Leg::Instrument, L::ExceedsDebits) => R::InstrumentExceedsDebits,
+        (Leg::Cash, L::DebitClosed) => R::CashDebitAccountClosed,
+        (Leg::Cash, L::CreditClosed) => R::CashCreditAccountClosed,
+        (Leg::Cash, L::OverflowsDebits) => R::CashOverflowsDebits,
+        (Leg::Cash, L::OverflowsCredits) => R::CashOverflowsCredits,
+        (Leg::Cash, L::ExceedsCredits) => R::CashExceedsCredits,
+        (Leg::Cash, L::ExceedsDebits) => R::CashExceedsDebits,
+    }
+}

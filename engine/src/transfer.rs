@@ -1,0 +1,342 @@
+//! Creating transfers: single-phase, pending, post and void.
+
+use crate::engine::Engine;
+use crate::leg::{self, LegFailure};
+use crate::limits::{EVENTS_PER_KIND_MAX, NANOSECONDS_PER_SECOND};
+use crate::records::{AccountFlags, RecordBytes, Transfer, TransferFlags};
+use crate::result::EventResult;
+use crate::state::{EventKind, EventRef, PendingStatus, StoredTransfer, SLOT_NONE};
+
+type F = TransferFlags;
+type R = EventResult;
+
+impl Engine {
+    /// Creates one transfer; checks in the precedence of `docs/engine.md`.
+    pub(crate) fn create_transfer(&mut self, bytes: &RecordBytes, timestamp: u64) -> EventResult {
+        let Ok(t) = Transfer::decode(bytes) else {
+            return R::ReservedFlag;
+        };
+        if t.timestamp != 0 {
+            return R::TimestampMustBeZero;
+        }
+        if t.id == 0 {
+            return R::IdMustNotBeZero;
+        }
+        if t.id == u128::MAX {
+            return R::IdMustNotBeIntMax;
+        }
+        let f = t.flags;
+        let phases = [
+            F::PENDING,
+            F::POST_PENDING_TRANSFER,
+            F::VOID_PENDING_TRANSFER,
+        ]
+        .iter()
+        .filter(|&&p| f.contains(p))
+        .count();
+        let resolves = f.intersects(F::POST_PENDING_TRANSFER | F::VOID_PENDING_TRANSFER);
+        if phases > 1 || (resolves && f.intersects(F::BALANCING_DEBIT | F::BALANCING_CREDIT)) {
+            return R::FlagsAreMutuallyExclusive;
+        }
+        if f.intersects(F::CLOSING_DEBIT | F::CLOSING_CREDIT) && !f.contains(F::PENDING) {
+            return R::ClosingTransferMustBePending;
+        }
+        if resolves {
+            self.resolve_pending_transfer(&t, timestamp)
+        } else {
+            self.create_new_transfer(&t, timestamp)
+        }
+    }
+
+    fn create_new_transfer(&mut self, t: &Transfer, timestamp: u64) -> EventResult {
+        let pending = t.flags.contains(F::PENDING);
+        if t.pending_id != 0 {
+            return R::PendingIdMustBeZero;
+        }
+        if t.timeout != 0 && !pending {
+            return R::TimeoutReservedForPendingTransfer;
+        }
+        if t.debit_account_id == 0 {
+            return R::DebitAccountIdMustNotBeZero;
+        }
+        if t.debit_account_id == u128::MAX {
+            return R::DebitAccountIdMustNotBeIntMax;
+        }
+        if t.credit_account_id == 0 {
+            return R::CreditAccountIdMustNotBeZero;
+        }
+        if t.credit_account_id == u128::MAX {
+            return R::CreditAccountIdMustNotBeIntMax;
+        }
+        if t.debit_account_id == t.credit_account_id {
+            return R::AccountsMustBeDifferent;
+        }
+        if t.amount == 0 {
+            return R::AmountMustNotBeZero;
+        }
+        if t.ledger == 0 {
+            return R::LedgerMustNotBeZero;
+        }
+        if t.code == 0 {
+            return R::CodeMustNotBeZero;
+        }
+        let (hash, existing) = self.find_event(t.id);
+        if let Some(event) = existing {
+            return self.transfer_exists(t, event);
+        }
+        if self.transfers.len() >= EVENTS_PER_KIND_MAX as usize {
+            return R::CapacityExceeded;
+        }
+        let Some(debit) = self.find_account(t.debit_account_id) else {
+            return R::DebitAccountNotFound;
+        };
+        let Some(credit) = self.find_account(t.credit_account_id) else {
+            return R::CreditAccountNotFound;
+        };
+        let (d, c) = (self.accounts.get(debit), self.accounts.get(credit));
+        if d.ledger != c.ledger {
+            return R::AccountsMustHaveTheSameLedger;
+        }
+        if t.ledger != d.ledger {
+            return R::TransferMustHaveTheSameLedgerAsAccounts;
+        }
+        if let Err(e) = leg::check_closed(d, c) {
+            return transfer_result(e);
+        }
+        let mut amount = t.amount;
+        if t.flags.contains(F::BALANCING_DEBIT) {
+            amount = amount.min(leg::debit_available(d));
+            if amount == 0 {
+                return R::ExceedsCredits;
+            }
+        }
+        if t.flags.contains(F::BALANCING_CREDIT) {
+            amount = amount.min(leg::credit_available(c));
+            if amount == 0 {
+                return R::ExceedsDebits;
+            }
+        }
+        if let Err(e) = leg::check_overflow(d, c, amount) {
+            return transfer_result(e);
+        }
+        let expires_at = if pending && t.timeout != 0 {
+            match timestamp.checked_add(u64::from(t.timeout) * NANOSECONDS_PER_SECOND) {
+                Some(at) => Some(at),
+                None => return R::OverflowsTimeout,
+            }
+        } else {
+            None
+        };
+        if let Err(e) = leg::check_balance(d, c, amount) {
+            return transfer_result(e);
+        }
+
+        // Every check passed: from here on nothing fails.
+        self.move_leg(debit, credit, amount, pending);
+        if t.flags.contains(F::CLOSING_DEBIT) {
+            self.update_account(debit, |a| a.flags |= AccountFlags::CLOSED.0);
+        }
+        if t.flags.contains(F::CLOSING_CREDIT) {
+            self.update_account(credit, |a| a.flags |= AccountFlags::CLOSED.0);
+        }
+        let slot = self.transfers.push(StoredTransfer {
+            id: t.id,
+            amount,
+            user_data_128: t.user_data_128,
+            user_data_64: t.user_data_64,
+            timestamp,
+            debit_account: debit,
+            credit_account: credit,
+            pending: SLOT_NONE,
+            user_data_32: t.user_data_32,
+            timeout: t.timeout,
+            ledger: t.ledger,
+            code: t.code,
+            flags: t.flags.0,
+            status: if pending {
+                PendingStatus::Pending
+            } else {
+                PendingStatus::NotPending
+            },
+        });
+        let event = EventRef::transfer(slot);
+        self.insert_event(hash, event, &[debit, credit]);
+        if let Some(at) = expires_at {
+            self.queue_expiry(at, event);
+        }
+        R::Ok
+    }
+
+    fn resolve_pending_transfer(&mut self, t: &Transfer, timestamp: u64) -> EventResult {
+        let post = t.flags.contains(F::POST_PENDING_TRANSFER);
+        if t.pending_id == 0 {
+            return R::PendingIdMustNotBeZero;
+        }
+        if t.pending_id == u128::MAX {
+            return R::PendingIdMustNotBeIntMax;
+        }
+        if t.pending_id == t.id {
+            return R::PendingIdMustBeDifferent;
+        }
+        if t.timeout != 0 {
+            return R::TimeoutReservedForPendingTransfer;
+        }
+        let (hash, existing) = self.find_event(t.id);
+        if let Some(event) = existing {
+            return self.transfer_exists(t, event);
+        }
+        if self.transfers.len() >= EVENTS_PER_KIND_MAX as usize {
+            return R::CapacityExceeded;
+        }
+        let pending_event = match self.find_event(t.pending_id).1 {
+            Some(e) if e.kind() == Some(EventKind::Transfer) => e,
+            _ => return R::PendingTransferNotFound,
+        };
+        let p = *self.transfers.get(pending_event.slot());
+        if !TransferFlags(p.flags).contains(F::PENDING) {
+            return R::PendingTransferNotPending;
+        }
+        let differs = |given: u128, stored: u128| given != 0 && given != stored;
+        if differs(t.debit_account_id, self.accounts.get(p.debit_account).id)
+            || differs(t.credit_account_id, self.accounts.get(p.credit_account).id)
+            || differs(u128::from(t.ledger), u128::from(p.ledger))
+            || differs(u128::from(t.code), u128::from(p.code))
+        {
+            return R::PendingTransferHasDifferentFields;
+        }
+        let amount = if post {
+            if t.amount > p.amount {
+                return R::ExceedsPendingTransferAmount;
+            }
+            if t.amount == 0 {
+                p.amount
+            } else {
+                t.amount
+            }
+        } else {
+            if differs(t.amount, p.amount) {
+                return R::PendingTransferHasDifferentAmount;
+            }
+            p.amount
+        };
+        match p.status {
+            PendingStatus::Pending => {}
+            PendingStatus::Posted => return R::PendingTransferAlreadyPosted,
+            PendingStatus::Voided => return R::PendingTransferAlreadyVoided,
+            PendingStatus::Expired => return R::PendingTransferExpired,
+            PendingStatus::NotPending => unreachable!("pending flag implies a pending status"),
+        }
+        let expires_at = expires_at(p.timestamp, p.timeout);
+        if expires_at.is_some_and(|at| timestamp >= at) {
+            return R::PendingTransferExpired;
+        }
+
+        // Every check passed: from here on nothing fails.
+        if post {
+            self.post_leg(p.debit_account, p.credit_account, p.amount, amount);
+            self.set_status(pending_event, PendingStatus::Posted);
+        } else {
+            self.release_pending_transfer(&p);
+            self.set_status(pending_event, PendingStatus::Voided);
+        }
+        if let Some(at) = expires_at {
+            self.dequeue_expiry(at, pending_event);
+        }
+        let slot = self.transfers.push(StoredTransfer {
+            id: t.id,
+            amount,
+            user_data_128: t.user_data_128,
+            user_data_64: t.user_data_64,
+            timestamp,
+            debit_account: p.debit_account,
+            credit_account: p.credit_account,
+            pending: pending_event.slot(),
+            user_data_32: t.user_data_32,
+            timeout: 0,
+            ledger: p.ledger,
+            code: p.code,
+            flags: t.flags.0,
+            status: PendingStatus::NotPending,
+        });
+        self.insert_event(
+            hash,
+            EventRef::transfer(slot),
+            &[p.debit_account, p.credit_account],
+        );
+        R::Ok
+    }
+
+    /// `exists` or `exists_with_different_fields` for a transfer whose id is taken.
+    fn transfer_exists(&self, t: &Transfer, event: EventRef) -> EventResult {
+        if event.kind() != Some(EventKind::Transfer) {
+            return R::ExistsWithDifferentFields;
+        }
+        let e = self.stored_transfer_record(event.slot());
+        let resolves = t
+            .flags
+            .intersects(F::POST_PENDING_TRANSFER | F::VOID_PENDING_TRANSFER);
+        let inherits = |given: u128, stored: u128| given == stored || (resolves && given == 0);
+        let amount_matches = if t.flags.intersects(F::BALANCING_DEBIT | F::BALANCING_CREDIT) {
+            t.amount >= e.amount
+        } else {
+            inherits(t.amount, e.amount)
+        };
+        let same = t.flags == e.flags
+            && t.pending_id == e.pending_id
+            && inherits(t.debit_account_id, e.debit_account_id)
+            && inherits(t.credit_account_id, e.credit_account_id)
+            && inherits(u128::from(t.ledger), u128::from(e.ledger))
+            && inherits(u128::from(t.code), u128::from(e.code))
+            && amount_matches
+            && t.user_data_128 == e.user_data_128
+            && t.user_data_64 == e.user_data_64
+            && t.user_data_32 == e.user_data_32
+            && t.timeout == e.timeout;
+        if same {
+            R::Exists
+        } else {
+            R::ExistsWithDifferentFields
+        }
+    }
+
+    /// The stored transfer in record form (ids instead of slots).
+    pub(crate) fn stored_transfer_record(&self, slot: u32) -> Transfer {
+        let s = self.transfers.get(slot);
+        Transfer {
+            id: s.id,
+            debit_account_id: self.accounts.get(s.debit_account).id,
+            credit_account_id: self.accounts.get(s.credit_account).id,
+            amount: s.amount,
+            pending_id: if s.pending == SLOT_NONE {
+                0
+            } else {
+                self.transfers.get(s.pending).id
+            },
+            user_data_128: s.user_data_128,
+            user_data_64: s.user_data_64,
+            user_data_32: s.user_data_32,
+            timeout: s.timeout,
+            ledger: s.ledger,
+            code: s.code,
+            flags: TransferFlags(s.flags),
+            timestamp: s.timestamp,
+        }
+    }
+}
+
+/// When a pending event created at `timestamp` with `timeout` seconds expires, if ever. Creation
+/// checked that this does not overflow.
+pub(crate) fn expires_at(timestamp: u64, timeout: u32) -> Option<u64> {
+    (timeout != 0).then(|| timestamp + u64::from(timeout) * NANOSECONDS_PER_SECOND)
+}
+
+fn transfer_result(failure: LegFailure) -> EventResult {
+    match failure {
+        LegFailure::DebitClosed => R::DebitAccountClosed,
+        LegFailure::CreditClosed => R::CreditAccountClosed,
+        LegFailure::OverflowsDebits => R::OverflowsDebits,
+        LegFailure::OverflowsCredits => R::OverflowsCredits,
+        LegFailure::ExceedsCredits => R::ExceedsCredits,
+        LegFailure::ExceedsDebits => R::ExceedsDebits,
+    }
+}
