@@ -4,7 +4,7 @@ use crate::engine::{Engine, Undo};
 use crate::limits::ACCOUNTS_MAX;
 use crate::records::{Account, AccountFlags, RecordBytes};
 use crate::result::EventResult;
-use crate::state::{AccountHistory, AccountState, Balances};
+use crate::state::{AccountSlot, AccountState, Balances};
 
 impl Engine {
     /// Creates one account; checks in the precedence of `docs/engine.md`.
@@ -62,7 +62,7 @@ impl Engine {
         if self.accounts.len() >= ACCOUNTS_MAX as usize {
             return R::CapacityExceeded;
         }
-        let slot = self.accounts.push(AccountState {
+        let slot = self.accounts.push(AccountSlot::new(AccountState {
             id: a.id,
             balances: Balances::default(),
             user_data_128: a.user_data_128,
@@ -72,12 +72,9 @@ impl Engine {
             ledger: a.ledger,
             code: a.code,
             flags: a.flags.0,
-        });
-        self.histories.push(AccountHistory::default());
+        }));
         let hash = self.account_index.hash(a.id);
-        let accounts = &self.accounts;
-        self.account_index
-            .insert(hash, slot, |s| accounts.get(s).id);
+        self.account_index.insert(hash, slot);
         self.push_undo(Undo::AccountInserted);
         R::Ok
     }

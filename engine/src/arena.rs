@@ -29,28 +29,41 @@ impl<T> Arena<T> {
     }
 
     /// Appends and returns the new element's index. The caller checks capacity limits first.
+    #[inline]
     pub(crate) fn push(&mut self, value: T) -> u32 {
         let index = self.len;
         assert!(index < u32::MAX as usize, "arena index space exhausted");
-        if index & MASK == 0 {
+        let chunk = index >> SHIFT;
+        if chunk == self.chunks.len() {
             self.chunks.push(Vec::with_capacity(ARENA_CHUNK_ELEMENTS));
         }
-        let chunk = self.chunks.last_mut().expect("a chunk was just ensured");
+        let chunk = &mut self.chunks[chunk];
         debug_assert!(chunk.len() < ARENA_CHUNK_ELEMENTS);
         chunk.push(value);
         self.len += 1;
         index as u32
     }
 
-    /// Removes the last element (rollback of a linked chain).
+    /// Removes the last element (rollback of a linked chain). Chunks stay allocated.
     pub(crate) fn pop(&mut self) -> Option<T> {
-        let chunk = self.chunks.last_mut()?;
-        let value = chunk.pop()?;
-        if chunk.is_empty() {
-            self.chunks.pop();
-        }
-        self.len -= 1;
+        let index = self.len.checked_sub(1)?;
+        let value = self.chunks[index >> SHIFT].pop()?;
+        self.len = index;
         Some(value)
+    }
+
+    /// Allocates chunks for `additional` more elements now and touches every page of them, so
+    /// appends never wait for the kernel to fault memory in (on this VM a first touch costs more
+    /// than the append itself). A replica calls this once at start, like a fixed-size ledger.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let wanted = (self.len + additional).div_ceil(ARENA_CHUNK_ELEMENTS);
+        while self.chunks.len() < wanted {
+            let mut chunk: Vec<T> = Vec::with_capacity(ARENA_CHUNK_ELEMENTS);
+            for element in chunk.spare_capacity_mut() {
+                *element = std::mem::MaybeUninit::zeroed();
+            }
+            self.chunks.push(chunk);
+        }
     }
 
     #[inline]
@@ -123,7 +136,10 @@ mod tests {
         for i in (ARENA_CHUNK_ELEMENTS * 2 - 1..n).rev() {
             assert_eq!(arena.pop(), Some(i as u64));
         }
-        assert_eq!(arena.chunks.len(), 2);
-        assert_eq!(arena.iter().len(), ARENA_CHUNK_ELEMENTS * 2 - 1);
+        assert_eq!(arena.chunks.len(), 3);
+        arena.reserve(ARENA_CHUNK_ELEMENTS * 2);
+        assert_eq!(arena.chunks.len(), 4);
+        assert_eq!(arena.push(7), (ARENA_CHUNK_ELEMENTS * 2 - 1) as u32);
+        assert_eq!(arena.iter().len(), ARENA_CHUNK_ELEMENTS * 2);
     }
 }

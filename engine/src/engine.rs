@@ -12,7 +12,7 @@ use crate::limits::{BATCH_EVENTS_MAX, TIMESTAMP_MAX};
 use crate::records::{self, raw_flags, AccountFlags, RecordBytes, TransferFlags};
 use crate::result::EventResult;
 use crate::state::{
-    AccountHistory, AccountState, Balances, EventKind, EventRef, Expiry, PendingStatus,
+    AccountSlot, AccountState, Balances, EventKind, EventRef, Expiry, PendingStatus,
     StoredTrade, StoredTransfer,
 };
 
@@ -102,8 +102,7 @@ pub(crate) enum Undo {
 
 /// The settlement state machine.
 pub struct Engine {
-    pub(crate) accounts: Arena<AccountState>,
-    pub(crate) histories: Arena<AccountHistory>,
+    pub(crate) accounts: Arena<AccountSlot>,
     pub(crate) account_index: IdIndex,
     pub(crate) transfers: Arena<StoredTransfer>,
     pub(crate) trades: Arena<StoredTrade>,
@@ -125,7 +124,6 @@ impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
         Engine {
             accounts: Arena::default(),
-            histories: Arena::default(),
             account_index: IdIndex::new(config.hash_seed),
             transfers: Arena::default(),
             trades: Arena::default(),
@@ -141,6 +139,17 @@ impl Engine {
                 config.hash_seed,
             )),
         }
+    }
+
+    /// Allocates (and touches) room for `accounts` more accounts and `events` more transfers or
+    /// trades, so applying them never grows a table or faults in memory. Optional: without it
+    /// the engine grows on demand. Changes no output.
+    pub fn reserve(&mut self, accounts: usize, events: usize) {
+        self.accounts.reserve(accounts);
+        self.account_index.reserve(accounts);
+        self.transfers.reserve(events);
+        self.trades.reserve(events.min(crate::limits::ARENA_CHUNK_ELEMENTS));
+        self.event_index.reserve(events);
     }
 
     /// The timestamp of the last event or expiry applied (0 before any).
@@ -323,10 +332,10 @@ impl Engine {
     /// check and chain rollback see it.
     #[inline]
     pub(crate) fn update_account(&mut self, account: u32, change: impl FnOnce(&mut AccountState)) {
-        let state = self.accounts.get_mut(account);
-        let before = (state.balances, state.flags);
-        change(state);
-        let history = self.histories.get_mut(account);
+        let slot = self.accounts.get_mut(account);
+        let before = (slot.state.balances, slot.state.flags);
+        change(&mut slot.state);
+        let history = &mut slot.history;
         if history.touched_batch != self.batch {
             history.touched_batch = self.batch;
             self.touched.push((account, before.0));
@@ -343,16 +352,10 @@ impl Engine {
     /// Appends `event` to the history of each account it changed (after the change).
     pub(crate) fn record_history(&mut self, accounts: &[u32], event: EventRef) {
         for &account in accounts {
-            let keep_balances = self
-                .accounts
-                .get(account)
-                .flags()
-                .contains(AccountFlags::HISTORY);
-            let balances = self.accounts.get(account).balances;
-            let history = self.histories.get_mut(account);
-            history.events.push(event);
-            if keep_balances {
-                history.balances_after.push(balances);
+            let slot = self.accounts.get_mut(account);
+            slot.history.events.push(event);
+            if slot.state.flags().contains(AccountFlags::HISTORY) {
+                slot.history.balances_after.push(slot.state.balances);
             }
         }
     }
@@ -409,7 +412,6 @@ impl Engine {
                     let accounts = &self.accounts;
                     self.account_index.remove(id, |s| accounts.get(s).id);
                     self.accounts.pop();
-                    self.histories.pop();
                 }
                 Undo::EventInserted(event) => self.rollback_event(event),
                 Undo::Status { event, status } => match event.kind() {
@@ -450,10 +452,10 @@ impl Engine {
             _ => unreachable!("only transfers and trades are inserted by events"),
         };
         for account in accounts {
-            let history = self.histories.get_mut(account);
-            assert_eq!(history.events.pop(), Some(event));
-            if self.accounts.get(account).flags().contains(AccountFlags::HISTORY) {
-                history.balances_after.pop();
+            let slot = self.accounts.get_mut(account);
+            assert_eq!(slot.history.events.pop(), Some(event));
+            if slot.state.flags().contains(AccountFlags::HISTORY) {
+                slot.history.balances_after.pop();
             }
         }
     }
@@ -481,18 +483,15 @@ impl Engine {
     }
 
     /// Inserts a stored event into its arena, the id index and the histories of `accounts`.
-    pub(crate) fn insert_event(&mut self, hash: u64, event: EventRef, accounts: &[u32]) {
-        let (transfers, trades) = (&self.transfers, &self.trades);
-        self.event_index.insert(hash, event.0, |slot| {
-            event_id(transfers, trades, EventRef(slot))
-        });
+    pub(crate) fn insert_event(&mut self, hash: u32, event: EventRef, accounts: &[u32]) {
+        self.event_index.insert(hash, event.0);
         self.record_history(accounts, event);
         self.push_undo(Undo::EventInserted(event));
     }
 
     /// Finds the stored event with `id`, hashing it once (the hash is reused for insertion).
     #[inline]
-    pub(crate) fn find_event(&self, id: u128) -> (u64, Option<EventRef>) {
+    pub(crate) fn find_event(&self, id: u128) -> (u32, Option<EventRef>) {
         let hash = self.event_index.hash(id);
         let (transfers, trades) = (&self.transfers, &self.trades);
         let found = self

@@ -30,10 +30,10 @@ impl MemoryUsage {
 impl Engine {
     /// Heap bytes held by the state, by part. O(accounts).
     pub fn memory_usage(&self) -> MemoryUsage {
-        let histories: usize = self.histories.bytes_allocated()
-            + self
-                .histories
+        let histories: usize = self
+                .accounts
                 .iter()
+                .map(|slot| &slot.history)
                 .map(|h| {
                     h.events.capacity() * std::mem::size_of::<EventRef>()
                         + h.balances_after.capacity() * std::mem::size_of::<Balances>()

@@ -106,7 +106,7 @@ impl Engine {
         let account = self
             .find_account(account_id)
             .ok_or(QueryError::AccountNotFound)?;
-        let events = &self.histories.get(account).events;
+        let events = &self.accounts.get(account).history.events;
         let position = events.partition_point(|&e| self.event_timestamp(e) <= timestamp);
         Ok(self.balances_before(account, position))
     }
@@ -128,7 +128,7 @@ impl Engine {
             return Err(QueryError::TimestampMinExceedsMax);
         }
         let limit = filter.limit.min(STATEMENT_ENTRIES_MAX) as usize;
-        let events = &self.histories.get(account).events;
+        let events = &self.accounts.get(account).history.events;
         let low = events.partition_point(|&e| self.event_timestamp(e) < filter.timestamp_min);
         let high = events.partition_point(|&e| self.event_timestamp(e) <= max);
         let (start, end) = if filter.reversed {
@@ -173,7 +173,7 @@ impl Engine {
     /// Balances after the first `position` events of the account's history: from the kept
     /// balances with the `history` flag, else by walking from whichever end is nearer.
     fn balances_before(&self, account: u32, position: usize) -> Balances {
-        let history = self.histories.get(account);
+        let history = &self.accounts.get(account).history;
         if position == 0 {
             return Balances::default();
         }

@@ -15,7 +15,7 @@ use rkyv::{Archive, Deserialize, Serialize};
 use crate::engine::{Engine, EngineConfig};
 use crate::records::{AccountFlags, TradeFlags, TransferFlags};
 use crate::state::{
-    AccountHistory, AccountState, Balances, EventKind, EventRef, Expiry, PendingStatus,
+    AccountSlot, AccountState, Balances, EventKind, EventRef, Expiry, PendingStatus,
     StoredTrade, StoredTransfer, SLOT_NONE,
 };
 use crate::transfer::expires_at;
@@ -86,7 +86,7 @@ impl Engine {
     pub fn snapshot(&self) -> Vec<u8> {
         let state = SnapshotState {
             last_timestamp: self.last_timestamp,
-            accounts: self.accounts.iter().copied().collect(),
+            accounts: self.accounts.iter().map(|slot| slot.state).collect(),
             transfers: self.transfers.iter().copied().collect(),
             trades: self.trades.iter().copied().collect(),
             expiries: self.expiries.clone(),
@@ -153,16 +153,12 @@ impl Engine {
                     account.id
                 )));
             }
-            let slot = engine.accounts.push(AccountState {
+            let slot = engine.accounts.push(AccountSlot::new(AccountState {
                 balances: Balances::default(),
                 ..*account
-            });
-            engine.histories.push(AccountHistory::default());
+            }));
             let hash = engine.account_index.hash(account.id);
-            let accounts = &engine.accounts;
-            engine
-                .account_index
-                .insert(hash, slot, |s| accounts.get(s).id);
+            engine.account_index.insert(hash, slot);
         }
         // Validate references before anything follows them.
         let transfers_len = state.transfers.len() as u32;
@@ -257,14 +253,11 @@ impl Engine {
             cursors[stream] += 1;
             for account in engine.event_accounts(event) {
                 let delta = engine.effect(account, event);
-                let state = engine.accounts.get_mut(account);
-                state.balances = state.balances.wrapping_add(delta);
-                let keep = state.flags().contains(AccountFlags::HISTORY);
-                let balances = state.balances;
-                let history = engine.histories.get_mut(account);
-                history.events.push(event);
-                if keep {
-                    history.balances_after.push(balances);
+                let slot = engine.accounts.get_mut(account);
+                slot.state.balances = slot.state.balances.wrapping_add(delta);
+                slot.history.events.push(event);
+                if slot.state.flags().contains(AccountFlags::HISTORY) {
+                    slot.history.balances_after.push(slot.state.balances);
                 }
             }
         }
@@ -284,10 +277,7 @@ impl Engine {
         if existing.is_some() || id == 0 || id == u128::MAX {
             return Err(invalid(format!("event id {id} invalid or repeated")));
         }
-        let (transfers, trades) = (&self.transfers, &self.trades);
-        self.event_index.insert(hash, event.0, |slot| {
-            crate::engine::event_id(transfers, trades, EventRef(slot))
-        });
+        self.event_index.insert(hash, event.0);
         Ok(())
     }
 

@@ -175,6 +175,36 @@ impl EventRef {
     }
 }
 
+/// An account as the engine keeps it: the stored state and, next to it on the same cache lines,
+/// what is derived from the events. Derefs to the state.
+#[derive(Debug)]
+pub(crate) struct AccountSlot {
+    pub state: AccountState,
+    pub history: AccountHistory,
+}
+
+impl AccountSlot {
+    pub(crate) fn new(state: AccountState) -> AccountSlot {
+        AccountSlot {
+            state,
+            history: AccountHistory::default(),
+        }
+    }
+}
+
+impl std::ops::Deref for AccountSlot {
+    type Target = AccountState;
+    fn deref(&self) -> &AccountState {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for AccountSlot {
+    fn deref_mut(&mut self) -> &mut AccountState {
+        &mut self.state
+    }
+}
+
 /// Per-account data derived from the events (rebuilt on restore, not in snapshots).
 #[derive(Debug, Default)]
 pub(crate) struct AccountHistory {

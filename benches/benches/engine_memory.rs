@@ -1,0 +1,85 @@
+//! Memory per account and per stored transfer, indexes and history included, and the
+//! throughput of one long run.
+//!
+//! Creates `ACCOUNTS` accounts, then applies `TRANSFERS` uniform transfers in full batches, and
+//! prints the engine's own accounting by part (allocator capacity, not length) and the
+//! process's resident set growth.
+//!
+//! Run: `cargo bench -p tally-benches --bench engine_memory` (env `TALLY_BENCH_ACCOUNTS`,
+//! `TALLY_BENCH_TRANSFERS` override the sizes).
+
+use std::time::Instant;
+
+use tally_benches::{engine_with_accounts, rss_bytes, Skew, TransferWorkload, EPOCH};
+use tally_engine::limits::BATCH_EVENTS_MAX;
+use tally_engine::Operation;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; this binary takes no arguments of its own.
+    let accounts = env_or("TALLY_BENCH_ACCOUNTS", 1_000_000);
+    let transfers = env_or("TALLY_BENCH_TRANSFERS", 10_000_000);
+
+    let rss_start = rss_bytes();
+    let started = Instant::now();
+    let mut engine = engine_with_accounts(accounts);
+    let accounts_elapsed = started.elapsed();
+    let after_accounts = engine.memory_usage();
+    let rss_accounts = rss_bytes();
+
+    let mut workload = TransferWorkload::new(accounts, Skew::Uniform, 9);
+    let mut applied = 0;
+    let mut apply_seconds = 0.0;
+    let mut timestamp = EPOCH + 1_000_000_000;
+    while applied < transfers {
+        let n = (transfers - applied).min(BATCH_EVENTS_MAX);
+        let body = workload.transfers(n);
+        let start = Instant::now();
+        let outcome = engine
+            .apply(Operation::CreateTransfers, timestamp, &body)
+            .expect("valid batch");
+        apply_seconds += start.elapsed().as_secs_f64();
+        assert!(outcome.failures.is_empty());
+        applied += n;
+        timestamp += 1_000_000;
+    }
+    let usage = engine.memory_usage();
+    let rss_end = rss_bytes();
+
+    let per_account = after_accounts.total() as f64 / accounts as f64;
+    let transfer_bytes = usage.total() - after_accounts.total();
+    println!(
+        "accounts: {accounts}, created in {:.2}s",
+        accounts_elapsed.as_secs_f64()
+    );
+    println!(
+        "transfers: {transfers}, applied at {:.0} transfers/s (apply time only)",
+        transfers as f64 / apply_seconds
+    );
+    println!("engine accounting after accounts: {after_accounts:?}");
+    println!("engine accounting after transfers: {usage:?}");
+    println!("bytes per account (state + index + empty history): {per_account:.1}");
+    println!(
+        "bytes per stored transfer (arena + id index + 2 history entries): {:.1}",
+        transfer_bytes as f64 / transfers as f64
+    );
+    println!(
+        "  of which: transfer {:.1}, id index {:.1}, histories {:.1}",
+        (usage.transfers - after_accounts.transfers) as f64 / transfers as f64,
+        (usage.event_index - after_accounts.event_index) as f64 / transfers as f64,
+        (usage.account_histories - after_accounts.account_histories) as f64 / transfers as f64,
+    );
+    println!(
+        "process RSS: start {:.0} MiB, after accounts {:.0} MiB, end {:.0} MiB; growth per transfer {:.1} bytes",
+        rss_start as f64 / 1048576.0,
+        rss_accounts as f64 / 1048576.0,
+        rss_end as f64 / 1048576.0,
+        (rss_end - rss_accounts) as f64 / transfers as f64
+    );
+}

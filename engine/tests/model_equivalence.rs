@@ -1,0 +1,573 @@
+//! The engine against the reference model (`tests/model`), which is written from
+//! `docs/engine.md` alone: random logs of valid and invalid batches, and a few hand-written
+//! scenarios at the edges of the spec.
+
+mod common;
+mod model;
+
+use std::collections::BTreeMap;
+
+use common::Pair;
+use model::generate::{Batch, Config, Rng, TIME_BASE_HIGH, TIME_BASE_LOW};
+use model::Op;
+use proptest::prelude::*;
+use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
+use tally_engine::{Account, AccountFlags, EventResult as R, Trade, TradeFlags, Transfer, TransferFlags};
+
+/// One random case: engine hash seed, whether time starts high, the batches (a seed for the
+/// batch and one per event) and a seed for the final queries.
+type Case = (u64, bool, Vec<(u64, Vec<u64>)>, u64);
+
+fn case_strategy() -> impl Strategy<Value = Case> {
+    let first = (any::<u64>(), prop::collection::vec(any::<u64>(), 14..=40));
+    let rest = prop::collection::vec(
+        (any::<u64>(), prop::collection::vec(any::<u64>(), 1..=60)),
+        12..=22,
+    );
+    (
+        any::<u64>(),
+        prop::bool::weighted(0.15),
+        first,
+        rest,
+        any::<u64>(),
+    )
+        .prop_map(|(hash_seed, high, first, mut rest, query_seed)| {
+            rest.insert(0, first);
+            (hash_seed, high, rest, query_seed)
+        })
+}
+
+fn run_case(case: &Case, mix: &mut BTreeMap<R, u64>) {
+    let (hash_seed, high, batches, query_seed) = case;
+    let time_base = if *high { TIME_BASE_HIGH } else { TIME_BASE_LOW };
+    let mut pair = Pair::new(*hash_seed, Config { time_base });
+    for (batch_seed, event_seeds) in batches {
+        pair.generate_and_step(*batch_seed, event_seeds);
+    }
+    pair.check_queries(&mut Rng::new(*query_seed));
+    for (r, n) in &pair.results {
+        *mix.entry(*r).or_default() += n;
+    }
+}
+
+/// Proves the engine gives the model's result for every event of random logs (valid and
+/// invalid accounts, transfers of every kind, linked and open chains, pending/post/void with
+/// expiry, trades, overflow edges, retries), the same balances for every account and conserved
+/// ledger totals after every batch, and the same lookups, balances-as-of and statements at the
+/// end. Also proves the generator is not trivial: a minimum share of `ok` and of each major
+/// class of failure across the run.
+#[test]
+fn engine_matches_model() {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(96);
+    let config = ProptestConfig {
+        cases,
+        failure_persistence: None,
+        max_shrink_iters: 300,
+        max_shrink_time: 60_000,
+        ..ProptestConfig::default()
+    };
+    let mut runner = TestRunner::new(config);
+    let mix = std::cell::RefCell::new(BTreeMap::new());
+    let started = std::time::Instant::now();
+    let result = runner.run(&case_strategy(), |case| {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_case(&case, &mut mix.borrow_mut())
+        }));
+        outcome.map_err(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            TestCaseError::fail(message)
+        })
+    });
+    if let Err(e) = result {
+        panic!("engine and model disagree: {e}");
+    }
+    let mix = mix.into_inner();
+    let total: u64 = mix.values().sum();
+    let share = |codes: &[R]| {
+        codes
+            .iter()
+            .map(|c| mix.get(c).copied().unwrap_or(0))
+            .sum::<u64>() as f64
+            / total as f64
+    };
+    let mut by_count: Vec<(&R, &u64)> = mix.iter().collect();
+    by_count.sort_by_key(|(_, n)| std::cmp::Reverse(**n));
+    println!("{cases} cases, {total} events in {:?}", started.elapsed());
+    for (r, n) in &by_count {
+        println!(
+            "  {:<45} {:>7} {:5.2}%",
+            r.to_string(),
+            n,
+            **n as f64 * 100.0 / total as f64
+        );
+    }
+    // The floors are well under what the generator gives (see the printout); they catch a
+    // generator that silently stopped reaching a class of outcome.
+    let floors: [(&str, &[R], f64); 10] = [
+        ("ok", &[R::Ok], 0.15),
+        ("exists", &[R::Exists], 0.005),
+        (
+            "exists_with_different_fields",
+            &[R::ExistsWithDifferentFields],
+            0.01,
+        ),
+        (
+            "linked chains",
+            &[R::LinkedEventFailed, R::LinkedEventChainOpen],
+            0.02,
+        ),
+        (
+            "balance limits",
+            &[R::ExceedsCredits, R::ExceedsDebits],
+            0.005,
+        ),
+        (
+            "overflow",
+            &[R::OverflowsDebits, R::OverflowsCredits],
+            0.002,
+        ),
+        (
+            "post/void state",
+            &[
+                R::PendingTransferAlreadyPosted,
+                R::PendingTransferAlreadyVoided,
+                R::PendingTransferExpired,
+            ],
+            0.005,
+        ),
+        (
+            "expiry",
+            &[R::PendingTransferExpired, R::PendingTradeExpired],
+            0.001,
+        ),
+        (
+            "trade legs",
+            &[
+                R::InstrumentExceedsCredits,
+                R::CashExceedsCredits,
+                R::CashExceedsDebits,
+                R::InstrumentExceedsDebits,
+            ],
+            0.002,
+        ),
+        (
+            "closed accounts",
+            &[R::DebitAccountClosed, R::CreditAccountClosed],
+            0.002,
+        ),
+    ];
+    if cases >= 32 {
+        for (name, codes, floor) in floors {
+            let got = share(codes);
+            assert!(
+                got >= floor,
+                "generator too weak: {name} is {got:.4} of results, want >= {floor}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------- scenarios
+//
+// Hand-written logs at the edges of the spec, each compared event by event with the model.
+
+fn account(id: u128, ledger: u32, flags: AccountFlags, limit: u64) -> Account {
+    Account {
+        id,
+        ledger,
+        code: 1,
+        flags,
+        limit,
+        ..Account::default()
+    }
+}
+
+fn transfer(id: u128, debit: u128, credit: u128, amount: u128, flags: TransferFlags) -> Transfer {
+    Transfer {
+        id,
+        debit_account_id: debit,
+        credit_account_id: credit,
+        amount,
+        ledger: 1,
+        code: 1,
+        flags,
+        ..Transfer::default()
+    }
+}
+
+fn accounts_batch(entry_timestamp: u64, accounts: &[Account]) -> Batch {
+    Batch {
+        op: Op::Accounts,
+        entry_timestamp,
+        body: tally_engine::records::encode_batch(accounts, |a| a.encode()),
+    }
+}
+
+fn transfers_batch(entry_timestamp: u64, transfers: &[Transfer]) -> Batch {
+    Batch {
+        op: Op::Transfers,
+        entry_timestamp,
+        body: tally_engine::records::encode_batch(transfers, |t| t.encode()),
+    }
+}
+
+/// Applies the batches to engine and model, comparing after each, then compares every query;
+/// also checks the model's own results against `expected` (index, result) per batch, so a
+/// scenario pins the spec and not only agreement.
+fn check_scenario(batches: &[(Batch, &[(u32, R)])]) {
+    let mut pair = Pair::new(
+        7,
+        Config {
+            time_base: TIME_BASE_LOW,
+        },
+    );
+    for (batch, expected) in batches {
+        let before = pair.model.clone();
+        let model_outcome = before
+            .clone()
+            .apply(batch.op, batch.entry_timestamp, &batch.body);
+        let model_failures = model_outcome.map(|o| o.failures).unwrap_or_default();
+        assert_eq!(
+            &model_failures[..],
+            *expected,
+            "the model disagrees with the scenario itself"
+        );
+        pair.step(batch);
+    }
+    pair.generator.id_next = 64;
+    pair.check_queries(&mut Rng::new(1));
+}
+
+const S: u64 = 1_000_000_000;
+
+/// Proves a pending transfer with a timeout near `u64::MAX` gets `overflows_timeout` (rule 30).
+/// The spec sets no ceiling on entry timestamps; an engine that refuses the batch instead has a
+/// limit the spec does not document.
+#[test]
+fn spec_overflows_timeout_near_u64_max() {
+    let t0 = u64::MAX - 10 * S;
+    let pending = TransferFlags::PENDING;
+    check_scenario(&[
+        (
+            accounts_batch(
+                t0,
+                &[
+                    account(1, 1, AccountFlags::default(), 0),
+                    account(2, 1, AccountFlags::default(), 0),
+                ],
+            ),
+            &[],
+        ),
+        (
+            transfers_batch(
+                t0 + 1,
+                &[
+                    Transfer {
+                        timeout: 11,
+                        ..transfer(10, 1, 2, 5, pending)
+                    },
+                    Transfer {
+                        timeout: 1,
+                        ..transfer(11, 1, 2, 5, pending)
+                    },
+                ],
+            ),
+            &[(0, R::OverflowsTimeout)],
+        ),
+    ]);
+}
+
+/// Proves a post whose own timestamp reaches `expires_at` is refused as expired even though the
+/// expiry itself has not run yet (it runs at the start of the next batch), and that the expiry
+/// then releases the reservation with its own timestamp before the next batch's events.
+#[test]
+fn spec_post_at_expiry_edge() {
+    let t0 = 1_000 * S;
+    let pending = TransferFlags::PENDING;
+    let post = TransferFlags::POST_PENDING_TRANSFER;
+    // Accounts get t0, t0+1; the pending transfer t0+2, so it expires at t0+2+S.
+    let expires_at = t0 + 2 + S;
+    check_scenario(&[
+        (
+            accounts_batch(
+                t0,
+                &[
+                    account(1, 1, AccountFlags::default(), 0),
+                    account(2, 1, AccountFlags::default(), 0),
+                ],
+            ),
+            &[],
+        ),
+        (
+            transfers_batch(
+                t0 + 2,
+                &[Transfer {
+                    timeout: 1,
+                    ..transfer(10, 1, 2, 5, pending)
+                }],
+            ),
+            &[],
+        ),
+        // Entry at expires_at - 2: no expiry runs. Event 0 (at expires_at - 2) makes a second
+        // pending transfer, event 1 (expires_at - 1) posts it, event 2 (expires_at) is too late.
+        (
+            transfers_batch(
+                expires_at - 2,
+                &[
+                    Transfer {
+                        timeout: 1,
+                        ..transfer(11, 1, 2, 5, pending)
+                    },
+                    Transfer {
+                        pending_id: 11,
+                        ..transfer(12, 0, 0, 0, post)
+                    },
+                    Transfer {
+                        pending_id: 10,
+                        ..transfer(13, 0, 0, 0, post)
+                    },
+                ],
+            ),
+            &[(2, R::PendingTransferExpired)],
+        ),
+        // Next batch: the expiry of 10 runs first; 10 can no longer be posted.
+        (
+            transfers_batch(
+                expires_at,
+                &[Transfer {
+                    pending_id: 10,
+                    ..transfer(14, 0, 0, 0, post)
+                }],
+            ),
+            &[(0, R::PendingTransferExpired)],
+        ),
+    ]);
+}
+
+/// Proves voiding a closing transfer reopens the account and posting it leaves it closed.
+#[test]
+fn spec_closing_void_reopens_post_keeps_closed() {
+    let t0 = 1_000 * S;
+    let none = AccountFlags::default();
+    let closing = TransferFlags::PENDING | TransferFlags::CLOSING_DEBIT;
+    let void = TransferFlags::VOID_PENDING_TRANSFER;
+    let post = TransferFlags::POST_PENDING_TRANSFER;
+    check_scenario(&[
+        (
+            accounts_batch(
+                t0,
+                &[
+                    account(1, 1, none, 0),
+                    account(2, 1, none, 0),
+                    account(3, 1, none, 0),
+                ],
+            ),
+            &[],
+        ),
+        (
+            transfers_batch(
+                t0 + 10,
+                &[
+                    transfer(10, 1, 2, 5, closing),
+                    transfer(11, 1, 3, 5, TransferFlags::default()),
+                    Transfer {
+                        pending_id: 10,
+                        ..transfer(12, 0, 0, 0, void)
+                    },
+                    transfer(13, 1, 3, 5, TransferFlags::default()),
+                    transfer(14, 3, 1, 5, closing),
+                    Transfer {
+                        pending_id: 14,
+                        ..transfer(15, 0, 0, 0, post)
+                    },
+                    transfer(16, 2, 3, 1, TransferFlags::default()),
+                    transfer(17, 2, 1, 1, TransferFlags::default()),
+                ],
+            ),
+            &[(1, R::DebitAccountClosed), (6, R::CreditAccountClosed)],
+        ),
+    ]);
+}
+
+/// Proves balancing transfers are capped at what the account has (limit included), that a cap
+/// of zero is `exceeds_credits`/`exceeds_debits`, and that the retry rule compares against the
+/// capped amount.
+#[test]
+fn spec_balancing_caps() {
+    let t0 = 1_000 * S;
+    let none = AccountFlags::default();
+    let dmnec = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS;
+    let bd = TransferFlags::BALANCING_DEBIT;
+    let bc = TransferFlags::BALANCING_CREDIT;
+    check_scenario(&[
+        (
+            accounts_batch(
+                t0,
+                &[
+                    account(1, 1, dmnec, 3),
+                    account(2, 1, none, 0),
+                    account(3, 1, AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS, 0),
+                ],
+            ),
+            &[],
+        ),
+        (
+            transfers_batch(
+                t0 + 10,
+                &[
+                    transfer(10, 2, 1, 4, TransferFlags::default()),
+                    transfer(11, 1, 2, 100, bd), // capped at 4 + 3 = 7
+                    transfer(12, 1, 2, 100, bd), // nothing left
+                    transfer(11, 1, 2, 7, bd),   // retry with the capped amount
+                    transfer(11, 1, 2, 6, bd),   // less than stored
+                    transfer(13, 2, 3, 100, bc), // credit side has 0 debits posted
+                    transfer(14, 3, 2, 2, TransferFlags::default()),
+                    transfer(15, 2, 3, 100, bc | bd), // both flags take the smaller (2)
+                ],
+            ),
+            &[
+                (2, R::ExceedsCredits),
+                (3, R::Exists),
+                (4, R::ExistsWithDifferentFields),
+                (5, R::ExceedsDebits),
+            ],
+        ),
+    ]);
+}
+
+/// Proves a failing event in a linked chain rolls back the whole chain, gives the others
+/// `linked_event_failed`, and that an open chain at the end of the batch fails with
+/// `linked_event_chain_open` on its last event.
+#[test]
+fn spec_linked_chains() {
+    let t0 = 1_000 * S;
+    let none = AccountFlags::default();
+    let linked = TransferFlags::LINKED;
+    check_scenario(&[
+        (
+            accounts_batch(t0, &[account(1, 1, none, 0), account(2, 1, none, 0)]),
+            &[],
+        ),
+        (
+            transfers_batch(
+                t0 + 10,
+                &[
+                    transfer(10, 1, 2, 5, linked),
+                    transfer(11, 1, 9, 5, linked), // credit account not found
+                    transfer(12, 1, 2, 5, TransferFlags::default()),
+                    transfer(10, 1, 2, 5, TransferFlags::default()), // 10 was rolled back: reusable
+                    transfer(13, 1, 2, 5, linked),
+                    transfer(14, 1, 2, 5, linked),
+                ],
+            ),
+            &[
+                (0, R::LinkedEventFailed),
+                (1, R::CreditAccountNotFound),
+                (2, R::LinkedEventFailed),
+                (4, R::LinkedEventFailed),
+                (5, R::LinkedEventChainOpen),
+            ],
+        ),
+    ]);
+}
+
+/// Proves a balancing transfer whose cap (`credits_posted + limit − debits`) passes u128::MAX
+/// still gets `overflows_debits` when the capped amount would overflow the debit account
+/// (rules 27 then 28), instead of being applied.
+#[test]
+fn regression_balancing_cap_past_u128_max_overflows_debits() {
+    let t0 = 1_000 * S;
+    let none = AccountFlags::default();
+    let dmnec = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS;
+    check_scenario(&[
+        (accounts_batch(t0, &[account(1, 1, dmnec, u64::MAX), account(2, 1, none, 0), account(3, 1, none, 0)]), &[]),
+        (
+            transfers_batch(t0 + 10, &[
+                transfer(10, 2, 1, u128::MAX - 5, TransferFlags::default()),
+                transfer(11, 1, 3, 10, TransferFlags::default()),
+                transfer(12, 1, 3, u128::MAX, TransferFlags::BALANCING_DEBIT),
+                transfer(13, 1, 3, 1, TransferFlags::default()),
+            ]),
+            &[(2, R::OverflowsDebits)],
+        ),
+    ]);
+}
+
+/// Proves the mirror of the case above: a balancing_credit transfer whose cap
+/// (`debits_posted + limit − credits`) passes u128::MAX gets `overflows_credits` when the capped
+/// amount would overflow the credit account.
+#[test]
+fn regression_balancing_credit_cap_past_u128_max_overflows_credits() {
+    let t0 = 1_000 * S;
+    let none = AccountFlags::default();
+    let cmned = AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS;
+    check_scenario(&[
+        (accounts_batch(t0, &[account(1, 1, cmned, u64::MAX), account(2, 1, none, 0), account(3, 1, none, 0),
+                    account(4, 1, none, 0)]), &[]),
+        (
+            transfers_batch(t0 + 10, &[
+                transfer(10, 1, 2, u128::MAX - 5, TransferFlags::default()),
+                transfer(11, 3, 1, 10, TransferFlags::default()),
+                transfer(12, 4, 1, u128::MAX, TransferFlags::BALANCING_CREDIT),
+                transfer(13, 3, 1, 1, TransferFlags::default()),
+            ]),
+            &[(2, R::OverflowsCredits)],
+        ),
+    ]);
+}
+
+fn trades_batch(entry_timestamp: u64, trades: &[Trade]) -> Batch {
+    Batch {
+        op: Op::Trades,
+        entry_timestamp,
+        body: tally_engine::records::encode_batch(trades, |d| d.encode()),
+    }
+}
+
+/// Proves expiries run in `(expires_at, creation order)` across transfers and trades: a pending
+/// trade that expires before a pending transfer created earlier gets the earlier expiry
+/// timestamp, and on a tie of `expires_at` the one created first expires first whatever its
+/// kind or id (statements show the order).
+#[test]
+fn regression_expiry_order_mixes_transfers_and_trades() {
+    let t0 = 1_000 * S;
+    let none = AccountFlags::default();
+    let pending_trade = |id: u128, timeout: u32| Trade {
+        id,
+        instrument_debit_account_id: 1,
+        instrument_credit_account_id: 2,
+        cash_debit_account_id: 3,
+        cash_credit_account_id: 4,
+        quantity: 1,
+        cash_amount: 1,
+        timeout,
+        code: 1,
+        flags: TradeFlags::PENDING,
+        ..Trade::default()
+    };
+    let pending_transfer = |id: u128, timeout: u32| Transfer { timeout, ..transfer(id, 1, 2, 5, TransferFlags::PENDING) };
+    check_scenario(&[
+        (
+            accounts_batch(t0, &[account(1, 1, none, 0), account(2, 1, none, 0), account(3, 2, none, 0), account(4, 2, none, 0)]),
+            &[],
+        ),
+        // Transfer 10 expires at t0+10+3s, trade 20 (created later) at t0+11+1s.
+        (transfers_batch(t0 + 10, &[pending_transfer(10, 3)]), &[]),
+        (trades_batch(t0 + 11, &[pending_trade(20, 1)]), &[]),
+        // Ties: trade 40 at t0+20s+2s, then transfer 30 at t0+21s+1s; transfer 50 at t0+22s+2s,
+        // then transfer 45 at t0+23s+1s. All four expire at t0+24s; created-first goes first.
+        (transfers_batch(t0 + 15 * S, &[transfer(12, 1, 2, 1, TransferFlags::default())]), &[]),
+        (trades_batch(t0 + 20 * S, &[pending_trade(40, 4)]), &[]),
+        (transfers_batch(t0 + 21 * S, &[pending_transfer(30, 3)]), &[]),
+        (transfers_batch(t0 + 22 * S, &[pending_transfer(50, 2)]), &[]),
+        (transfers_batch(t0 + 23 * S, &[pending_transfer(45, 1)]), &[]),
+        (transfers_batch(t0 + 30 * S, &[transfer(11, 1, 2, 1, TransferFlags::default())]), &[]),
+    ]);
+}
