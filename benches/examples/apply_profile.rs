@@ -10,7 +10,10 @@ use tally_engine::Operation;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let accounts = args.first().and_then(|a| a.parse().ok()).unwrap_or(10_000);
-    let transfers: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(2_000_000);
+    let transfers: usize = args
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(2_000_000);
     let hot = args.get(2).map(String::as_str) != Some("cold");
     let mut engine = engine_with_accounts(accounts);
     if std::env::var_os("NO_RESERVE").is_none() {
@@ -21,20 +24,33 @@ fn main() {
     let mut cold: Vec<Vec<u8>> = if hot {
         Vec::new()
     } else {
-        (0..batches).map(|_| workload.transfers(BATCH_EVENTS_MAX)).collect()
+        (0..batches)
+            .map(|_| workload.transfers(BATCH_EVENTS_MAX))
+            .collect()
     };
     cold.reverse();
     let mut elapsed = Duration::ZERO;
     for i in 0..batches {
-        let body = if hot { workload.transfers(BATCH_EVENTS_MAX) } else { cold.pop().expect("generated") };
+        let body = if hot {
+            workload.transfers(BATCH_EVENTS_MAX)
+        } else {
+            cold.pop().expect("generated")
+        };
         let start = Instant::now();
         let outcome = engine
-            .apply(Operation::CreateTransfers, EPOCH + i as u64 * 1_000_000, &body)
+            .apply(
+                Operation::CreateTransfers,
+                EPOCH + i as u64 * 1_000_000,
+                &body,
+            )
             .expect("valid batch");
         elapsed += start.elapsed();
         assert!(outcome.failures.is_empty());
     }
     let seconds = elapsed.as_secs_f64();
     let events = batches * BATCH_EVENTS_MAX;
-    println!("{events} transfers, apply {seconds:.3}s: {:.0} transfers/s", events as f64 / seconds);
+    println!(
+        "{events} transfers, apply {seconds:.3}s: {:.0} transfers/s",
+        events as f64 / seconds
+    );
 }

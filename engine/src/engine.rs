@@ -8,12 +8,12 @@ use std::collections::BTreeSet;
 
 use crate::arena::Arena;
 use crate::index::IdIndex;
-use crate::limits::{BATCH_EVENTS_MAX, TIMESTAMP_MAX};
+use crate::limits::{BATCH_EVENTS_MAX, RECORD_BYTES, TIMESTAMP_MAX, WARM_WINDOW_EVENTS};
 use crate::records::{self, raw_flags, AccountFlags, RecordBytes, TransferFlags};
 use crate::result::EventResult;
 use crate::state::{
-    AccountSlot, AccountState, Balances, EventKind, EventRef, Expiry, PendingStatus,
-    StoredTrade, StoredTransfer,
+    AccountSlot, AccountState, Balances, EventKind, EventRef, Expiry, PendingStatus, StoredTrade,
+    StoredTransfer,
 };
 
 /// What a batch does.
@@ -148,7 +148,8 @@ impl Engine {
         self.accounts.reserve(accounts);
         self.account_index.reserve(accounts);
         self.transfers.reserve(events);
-        self.trades.reserve(events.min(crate::limits::ARENA_CHUNK_ELEMENTS));
+        self.trades
+            .reserve(events.min(crate::limits::ARENA_CHUNK_ELEMENTS));
         self.event_index.reserve(events);
     }
 
@@ -202,7 +203,12 @@ impl Engine {
         let mut failures = Vec::new();
         let mut chain: Option<usize> = None;
         let mut chain_broken = false;
+        let (records, _) = body.as_chunks::<RECORD_BYTES>();
         for (i, bytes) in events.enumerate() {
+            if i % WARM_WINDOW_EVENTS == 0 {
+                let end = (i + WARM_WINDOW_EVENTS).min(count);
+                self.warm(operation, &records[i..end]);
+            }
             let timestamp = events_base + i as u64;
             let linked = raw_flags(bytes) & TransferFlags::LINKED.0 != 0;
             if linked && chain.is_none() {
@@ -245,6 +251,55 @@ impl Engine {
             timestamp_first: events_base,
             timestamp_last,
         })
+    }
+
+    /// Looks up, and discards, everything the next events will touch: ids in the indexes,
+    /// account slots and the tails of their histories. The iterations are independent, so the
+    /// CPU overlaps their cache misses (~15 ns each here) instead of meeting them one at a time
+    /// inside each event's checks (~200 ns each on this machine); the events then find
+    /// everything in cache. Pure reads: it changes nothing and decides nothing.
+    fn warm(&self, operation: Operation, records: &[RecordBytes]) {
+        let id_at = |bytes: &RecordBytes, at: usize| {
+            let mut id = [0u8; 16];
+            id.copy_from_slice(&bytes[at..at + 16]);
+            u128::from_le_bytes(id)
+        };
+        let touch_account = |engine: &Engine, id: u128| -> usize {
+            engine.find_account(id).map_or(0, |slot| {
+                let slot = engine.accounts.get(slot);
+                (slot.state.balances.debits_posted as usize)
+                    .wrapping_add(slot.history.events.last().map_or(0, |e| e.0 as usize))
+            })
+        };
+        let mut touched = 0usize;
+        for bytes in records {
+            match operation {
+                Operation::CreateAccounts => {
+                    touched =
+                        touched.wrapping_add(self.find_account(id_at(bytes, 0)).is_some() as usize);
+                }
+                Operation::CreateTransfers => {
+                    touched =
+                        touched.wrapping_add(self.find_event(id_at(bytes, 0)).1.is_some() as usize);
+                    let pending_id = id_at(bytes, 64);
+                    if pending_id != 0 {
+                        touched =
+                            touched.wrapping_add(self.find_event(pending_id).1.is_some() as usize);
+                    }
+                    touched = touched
+                        .wrapping_add(touch_account(self, id_at(bytes, 16)))
+                        .wrapping_add(touch_account(self, id_at(bytes, 32)));
+                }
+                Operation::CreateTrades => {
+                    touched =
+                        touched.wrapping_add(self.find_event(id_at(bytes, 0)).1.is_some() as usize);
+                    for at in [16, 32, 48, 64] {
+                        touched = touched.wrapping_add(touch_account(self, id_at(bytes, at)));
+                    }
+                }
+            }
+        }
+        std::hint::black_box(touched);
     }
 
     fn apply_event(

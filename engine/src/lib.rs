@@ -7,6 +7,9 @@
 //! It must not do I/O, read a clock, use randomness, or let hash-map iteration order reach any
 //! output: same log ⇒ same results, state and digest on every machine.
 
+#![warn(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 mod account;
 mod arena;
 mod engine;

@@ -31,14 +31,14 @@ impl Engine {
     /// Heap bytes held by the state, by part. O(accounts).
     pub fn memory_usage(&self) -> MemoryUsage {
         let histories: usize = self
-                .accounts
-                .iter()
-                .map(|slot| &slot.history)
-                .map(|h| {
-                    h.events.capacity() * std::mem::size_of::<EventRef>()
-                        + h.balances_after.capacity() * std::mem::size_of::<Balances>()
-                })
-                .sum::<usize>();
+            .accounts
+            .iter()
+            .map(|slot| &slot.history)
+            .map(|h| {
+                h.events.capacity() * std::mem::size_of::<EventRef>()
+                    + h.balances_after.capacity() * std::mem::size_of::<Balances>()
+            })
+            .sum::<usize>();
         MemoryUsage {
             accounts: self.accounts.bytes_allocated(),
             account_index: self.account_index.bytes_allocated(),

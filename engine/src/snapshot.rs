@@ -15,8 +15,8 @@ use rkyv::{Archive, Deserialize, Serialize};
 use crate::engine::{Engine, EngineConfig};
 use crate::records::{AccountFlags, TradeFlags, TransferFlags};
 use crate::state::{
-    AccountSlot, AccountState, Balances, EventKind, EventRef, Expiry, PendingStatus,
-    StoredTrade, StoredTransfer, SLOT_NONE,
+    AccountSlot, AccountState, Balances, EventKind, EventRef, Expiry, PendingStatus, StoredTrade,
+    StoredTransfer, SLOT_NONE,
 };
 use crate::transfer::expires_at;
 
