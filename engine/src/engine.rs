@@ -8,12 +8,14 @@ use std::collections::BTreeSet;
 
 use crate::arena::Arena;
 use crate::index::IdIndex;
-use crate::limits::{BATCH_EVENTS_MAX, RECORD_BYTES, TIMESTAMP_MAX, WARM_WINDOW_EVENTS};
+use crate::limits::{
+    BATCH_EVENTS_MAX, RECORD_BYTES, TIMESTAMP_MAX, WARM_ACCOUNTS_MIN, WARM_WINDOW_EVENTS,
+};
 use crate::records::{self, raw_flags, AccountFlags, RecordBytes, TransferFlags};
 use crate::result::EventResult;
 use crate::state::{
     AccountSlot, AccountState, Balances, EventKind, EventRef, Expiry, PendingStatus, StoredTrade,
-    StoredTransfer,
+    StoredTransfer, EVENT_NONE,
 };
 
 /// What a batch does.
@@ -82,6 +84,10 @@ impl std::fmt::Display for BatchError {
 
 impl std::error::Error for BatchError {}
 
+/// Orders pending events for expiry: by `expires_at`, then by creation (the pending event's own
+/// timestamp, unique across transfers and trades), so ties expire oldest first.
+pub(crate) type ExpiryKey = (u64, u64, EventRef);
+
 /// A change to undo if the linked chain it belongs to fails.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Undo {
@@ -96,8 +102,8 @@ pub(crate) enum Undo {
         event: EventRef,
         status: PendingStatus,
     },
-    ExpiryQueued(u64, EventRef),
-    ExpiryDequeued(u64, EventRef),
+    ExpiryQueued(ExpiryKey),
+    ExpiryDequeued(ExpiryKey),
 }
 
 /// The settlement state machine.
@@ -109,8 +115,8 @@ pub struct Engine {
     pub(crate) expiries: Vec<Expiry>,
     /// Transfers and trades share one id space.
     pub(crate) event_index: IdIndex,
-    /// Pending events with a timeout, by `(expires_at, event)`.
-    pub(crate) expiry_queue: BTreeSet<(u64, EventRef)>,
+    /// Pending events with a timeout, in the order they expire.
+    pub(crate) expiry_queue: BTreeSet<ExpiryKey>,
     pub(crate) last_timestamp: u64,
     // Per-batch scratch space, kept to avoid allocating per batch.
     batch: u64,
@@ -268,9 +274,12 @@ impl Engine {
             engine.find_account(id).map_or(0, |slot| {
                 let slot = engine.accounts.get(slot);
                 (slot.state.balances.debits_posted as usize)
-                    .wrapping_add(slot.history.events.last().map_or(0, |e| e.0 as usize))
+                    .wrapping_add(slot.history.last_event as usize)
             })
         };
+        // Below this many accounts their slots and index stay in cache; looking them up twice
+        // would cost more than it saves.
+        let warm_accounts = self.accounts.len() > WARM_ACCOUNTS_MIN;
         let mut touched = 0usize;
         for bytes in records {
             match operation {
@@ -281,20 +290,24 @@ impl Engine {
                 Operation::CreateTransfers => {
                     touched =
                         touched.wrapping_add(self.find_event(id_at(bytes, 0)).1.is_some() as usize);
-                    let pending_id = id_at(bytes, 64);
-                    if pending_id != 0 {
-                        touched =
-                            touched.wrapping_add(self.find_event(pending_id).1.is_some() as usize);
+                    let resolves = TransferFlags::POST_PENDING_TRANSFER.0
+                        | TransferFlags::VOID_PENDING_TRANSFER.0;
+                    if raw_flags(bytes) & resolves != 0 {
+                        touched = touched
+                            .wrapping_add(self.find_event(id_at(bytes, 64)).1.is_some() as usize);
+                    } else if warm_accounts {
+                        touched = touched
+                            .wrapping_add(touch_account(self, id_at(bytes, 16)))
+                            .wrapping_add(touch_account(self, id_at(bytes, 32)));
                     }
-                    touched = touched
-                        .wrapping_add(touch_account(self, id_at(bytes, 16)))
-                        .wrapping_add(touch_account(self, id_at(bytes, 32)));
                 }
                 Operation::CreateTrades => {
                     touched =
                         touched.wrapping_add(self.find_event(id_at(bytes, 0)).1.is_some() as usize);
-                    for at in [16, 32, 48, 64] {
-                        touched = touched.wrapping_add(touch_account(self, id_at(bytes, at)));
+                    if warm_accounts {
+                        for at in [16, 32, 48, 64] {
+                            touched = touched.wrapping_add(touch_account(self, id_at(bytes, at)));
+                        }
                     }
                 }
             }
@@ -319,7 +332,7 @@ impl Engine {
     /// `now` on; returns the first timestamp free for the batch's events.
     fn expire_pending(&mut self, now: u64) -> u64 {
         let mut timestamp = now;
-        while let Some(&(expires_at, event)) = self.expiry_queue.first() {
+        while let Some(&(expires_at, _, event)) = self.expiry_queue.first() {
             if expires_at > now {
                 break;
             }
@@ -329,6 +342,7 @@ impl Engine {
             self.expiries.push(Expiry {
                 pending: event,
                 timestamp,
+                previous: [EVENT_NONE; 4],
             });
             match event.kind() {
                 Some(EventKind::Transfer) => {
@@ -404,14 +418,60 @@ impl Engine {
         }
     }
 
-    /// Appends `event` to the history of each account it changed (after the change).
+    /// Appends `event` (already stored) to the history of each account it changed, after the
+    /// change: links it in front of the account's previous newest event.
     pub(crate) fn record_history(&mut self, accounts: &[u32], event: EventRef) {
-        for &account in accounts {
+        for (role, &account) in accounts.iter().enumerate() {
             let slot = self.accounts.get_mut(account);
-            slot.history.events.push(event);
+            let previous = std::mem::replace(&mut slot.history.last_event, event.0);
             if slot.state.flags().contains(AccountFlags::HISTORY) {
+                slot.history.events.push(event);
                 slot.history.balances_after.push(slot.state.balances);
             }
+            *self.previous_link_mut(event, role) = previous;
+        }
+    }
+
+    fn previous_link_mut(&mut self, event: EventRef, role: usize) -> &mut u32 {
+        let slot = event.slot();
+        match event.kind() {
+            Some(EventKind::Transfer) => &mut self.transfers.get_mut(slot).previous[role],
+            Some(EventKind::Trade) => &mut self.trades.get_mut(slot).previous[role],
+            Some(EventKind::Expiry) => &mut self.expiries[slot as usize].previous[role],
+            None => unreachable!("event references are built with a valid kind"),
+        }
+    }
+
+    /// The accounts an event changed, in role order (the order of its `previous` links).
+    pub(crate) fn event_accounts(&self, event: EventRef) -> ([u32; 4], usize) {
+        let transfer = |t: &StoredTransfer| ([t.debit_account, t.credit_account, 0, 0], 2);
+        match event.kind() {
+            Some(EventKind::Transfer) => transfer(self.transfers.get(event.slot())),
+            Some(EventKind::Trade) => (self.trades.get(event.slot()).accounts, 4),
+            Some(EventKind::Expiry) => {
+                let pending = self.expiries[event.slot() as usize].pending;
+                match pending.kind() {
+                    Some(EventKind::Transfer) => transfer(self.transfers.get(pending.slot())),
+                    _ => (self.trades.get(pending.slot()).accounts, 4),
+                }
+            }
+            None => unreachable!("event references are built with a valid kind"),
+        }
+    }
+
+    /// The event before `event` in `account`'s history (`EVENT_NONE` at the start).
+    pub(crate) fn previous_event(&self, account: u32, event: EventRef) -> u32 {
+        let (accounts, count) = self.event_accounts(event);
+        let role = accounts[..count]
+            .iter()
+            .position(|&a| a == account)
+            .expect("an account's history holds only events that changed it");
+        let slot = event.slot();
+        match event.kind() {
+            Some(EventKind::Transfer) => self.transfers.get(slot).previous[role],
+            Some(EventKind::Trade) => self.trades.get(slot).previous[role],
+            Some(EventKind::Expiry) => self.expiries[slot as usize].previous[role],
+            None => unreachable!("event references are built with a valid kind"),
         }
     }
 
@@ -435,16 +495,16 @@ impl Engine {
         self.push_undo(Undo::Status { event, status: old });
     }
 
-    pub(crate) fn queue_expiry(&mut self, expires_at: u64, event: EventRef) {
-        let inserted = self.expiry_queue.insert((expires_at, event));
+    pub(crate) fn queue_expiry(&mut self, key: ExpiryKey) {
+        let inserted = self.expiry_queue.insert(key);
         assert!(inserted);
-        self.push_undo(Undo::ExpiryQueued(expires_at, event));
+        self.push_undo(Undo::ExpiryQueued(key));
     }
 
-    pub(crate) fn dequeue_expiry(&mut self, expires_at: u64, event: EventRef) {
-        let removed = self.expiry_queue.remove(&(expires_at, event));
+    pub(crate) fn dequeue_expiry(&mut self, key: ExpiryKey) {
+        let removed = self.expiry_queue.remove(&key);
         assert!(removed);
-        self.push_undo(Undo::ExpiryDequeued(expires_at, event));
+        self.push_undo(Undo::ExpiryDequeued(key));
     }
 
     /// Undoes every change of the current chain, newest first.
@@ -476,11 +536,11 @@ impl Engine {
                     Some(EventKind::Trade) => self.trades.get_mut(event.slot()).status = status,
                     _ => unreachable!("only transfers and trades have a pending status"),
                 },
-                Undo::ExpiryQueued(at, event) => {
-                    assert!(self.expiry_queue.remove(&(at, event)));
+                Undo::ExpiryQueued(key) => {
+                    assert!(self.expiry_queue.remove(&key));
                 }
-                Undo::ExpiryDequeued(at, event) => {
-                    assert!(self.expiry_queue.insert((at, event)));
+                Undo::ExpiryDequeued(key) => {
+                    assert!(self.expiry_queue.insert(key));
                 }
             }
         }
@@ -493,23 +553,28 @@ impl Engine {
         let (transfers, trades) = (&self.transfers, &self.trades);
         self.event_index
             .remove(id, |slot| event_id(transfers, trades, EventRef(slot)));
-        let accounts: Vec<u32> = match event.kind() {
+        let (accounts, count) = self.event_accounts(event);
+        let previous: [u32; 4] = match event.kind() {
             Some(EventKind::Transfer) => {
                 assert_eq!(event.slot() as usize, self.transfers.len() - 1);
                 let t = self.transfers.pop().expect("rolled-back transfer exists");
-                vec![t.debit_account, t.credit_account]
+                [t.previous[0], t.previous[1], EVENT_NONE, EVENT_NONE]
             }
             Some(EventKind::Trade) => {
                 assert_eq!(event.slot() as usize, self.trades.len() - 1);
-                let t = self.trades.pop().expect("rolled-back trade exists");
-                t.accounts.to_vec()
+                self.trades
+                    .pop()
+                    .expect("rolled-back trade exists")
+                    .previous
             }
             _ => unreachable!("only transfers and trades are inserted by events"),
         };
-        for account in accounts {
+        for (role, &account) in accounts[..count].iter().enumerate() {
             let slot = self.accounts.get_mut(account);
-            assert_eq!(slot.history.events.pop(), Some(event));
+            assert_eq!(slot.history.last_event, event.0);
+            slot.history.last_event = previous[role];
             if slot.state.flags().contains(AccountFlags::HISTORY) {
+                assert_eq!(slot.history.events.pop(), Some(event));
                 slot.history.balances_after.pop();
             }
         }

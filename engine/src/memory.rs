@@ -47,7 +47,7 @@ impl Engine {
             trades: self.trades.bytes_allocated(),
             event_index: self.event_index.bytes_allocated(),
             // A B-tree entry is 16 bytes of key plus node overhead; count 2x as an estimate.
-            expiries: self.expiries.capacity() * 16 + self.expiry_queue.len() * 32,
+            expiries: self.expiries.capacity() * 16 + self.expiry_queue.len() * 48,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use crate::engine::Engine;
 use crate::limits::STATEMENT_ENTRIES_MAX;
 use crate::records::{Account, AccountFlags, Trade, TradeFlags, Transfer, TransferFlags};
-use crate::state::{Balances, EventKind, EventRef};
+use crate::state::{Balances, EventKind, EventRef, EVENT_NONE};
 
 /// Which part of an account's history a statement covers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -101,17 +101,34 @@ impl Engine {
     }
 
     /// The account's balances after every change with a timestamp ≤ `timestamp` (zero before
-    /// the account's first change).
+    /// the account's first change). With the `history` flag: a binary search over the balances
+    /// kept after each change. Otherwise: the current balances less the effect of every newer
+    /// event, walking the account's history back from the newest — O(changes after `timestamp`).
     pub fn balances_as_of(&self, account_id: u128, timestamp: u64) -> Result<Balances, QueryError> {
         let account = self
             .find_account(account_id)
             .ok_or(QueryError::AccountNotFound)?;
-        let events = &self.accounts.get(account).history.events;
-        let position = events.partition_point(|&e| self.event_timestamp(e) <= timestamp);
-        Ok(self.balances_before(account, position))
+        let slot = self.accounts.get(account);
+        if slot.flags().contains(AccountFlags::HISTORY) {
+            let events = &slot.history.events;
+            let position = events.partition_point(|&e| self.event_timestamp(e) <= timestamp);
+            return Ok(position
+                .checked_sub(1)
+                .map_or(Balances::default(), |p| slot.history.balances_after[p]));
+        }
+        let mut balances = slot.balances;
+        for event in self.history_newest_first(account) {
+            if self.event_timestamp(event) <= timestamp {
+                break;
+            }
+            balances = balances.wrapping_sub(self.effect(account, event));
+        }
+        Ok(balances)
     }
 
-    /// The account's events in a time range, each with the balances after it.
+    /// The account's events in a time range, each with the balances after it: the oldest
+    /// `limit` of the range, or the newest `limit` when `reversed` (then newest first). Walks the
+    /// history back from the newest event, so it costs O(changes after `timestamp_min`).
     pub fn statement(&self, filter: &StatementFilter) -> Result<Vec<StatementEntry>, QueryError> {
         let account = self
             .find_account(filter.account_id)
@@ -128,25 +145,32 @@ impl Engine {
             return Err(QueryError::TimestampMinExceedsMax);
         }
         let limit = filter.limit.min(STATEMENT_ENTRIES_MAX) as usize;
-        let events = &self.accounts.get(account).history.events;
-        let low = events.partition_point(|&e| self.event_timestamp(e) < filter.timestamp_min);
-        let high = events.partition_point(|&e| self.event_timestamp(e) <= max);
-        let (start, end) = if filter.reversed {
-            (high.saturating_sub(limit).max(low), high)
-        } else {
-            (low, high.min(low + limit))
-        };
-        let mut balances = self.balances_before(account, start.min(end));
-        let mut entries = Vec::with_capacity(end.saturating_sub(start));
-        for &event in events.get(start..end).unwrap_or(&[]) {
-            balances = balances.wrapping_add(self.effect(account, event));
-            entries.push(StatementEntry {
-                timestamp: self.event_timestamp(event),
-                event: self.statement_event(event),
-                balances_after: balances,
-            });
+        // Newest first while walking; oldest-first answers keep the last `limit` seen.
+        let mut entries = std::collections::VecDeque::with_capacity(limit.min(64));
+        let mut balances_after = self.accounts.get(account).balances;
+        for event in self.history_newest_first(account) {
+            let timestamp = self.event_timestamp(event);
+            if timestamp < filter.timestamp_min {
+                break;
+            }
+            let balances_before = balances_after.wrapping_sub(self.effect(account, event));
+            if timestamp <= max {
+                entries.push_back(StatementEntry {
+                    timestamp,
+                    event: self.statement_event(event),
+                    balances_after,
+                });
+                if entries.len() > limit {
+                    entries.pop_front();
+                }
+                if filter.reversed && entries.len() == limit {
+                    break;
+                }
+            }
+            balances_after = balances_before;
         }
-        if filter.reversed {
+        let mut entries: Vec<StatementEntry> = entries.into();
+        if !filter.reversed {
             entries.reverse();
         }
         Ok(entries)
@@ -170,29 +194,17 @@ impl Engine {
         totals.into_values().collect()
     }
 
-    /// Balances after the first `position` events of the account's history: from the kept
-    /// balances with the `history` flag, else by walking from whichever end is nearer.
-    fn balances_before(&self, account: u32, position: usize) -> Balances {
-        let history = &self.accounts.get(account).history;
-        if position == 0 {
-            return Balances::default();
-        }
-        let state = self.accounts.get(account);
-        if state.flags().contains(AccountFlags::HISTORY) {
-            return history.balances_after[position - 1];
-        }
-        let events = &history.events;
-        if position <= events.len() - position {
-            events[..position]
-                .iter()
-                .fold(Balances::default(), |b, &e| {
-                    b.wrapping_add(self.effect(account, e))
-                })
-        } else {
-            events[position..].iter().fold(state.balances, |b, &e| {
-                b.wrapping_sub(self.effect(account, e))
-            })
-        }
+    /// The events that changed `account`, newest first.
+    fn history_newest_first(&self, account: u32) -> impl Iterator<Item = EventRef> + '_ {
+        let mut next = self.accounts.get(account).history.last_event;
+        std::iter::from_fn(move || {
+            if next == EVENT_NONE {
+                return None;
+            }
+            let event = EventRef(next);
+            next = self.previous_event(account, event);
+            Some(event)
+        })
     }
 
     pub(crate) fn event_timestamp(&self, event: EventRef) -> u64 {

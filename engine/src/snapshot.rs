@@ -13,7 +13,7 @@ use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::engine::{Engine, EngineConfig};
-use crate::records::{AccountFlags, TradeFlags, TransferFlags};
+use crate::records::{TradeFlags, TransferFlags};
 use crate::state::{
     AccountSlot, AccountState, Balances, EventKind, EventRef, Expiry, PendingStatus, StoredTrade,
     StoredTransfer, SLOT_NONE,
@@ -205,7 +205,9 @@ impl Engine {
             engine.index_restored_event(t.id, EventRef::transfer(slot))?;
             if t.status == PendingStatus::Pending {
                 if let Some(at) = expires_at(t.timestamp, t.timeout) {
-                    engine.expiry_queue.insert((at, EventRef::transfer(slot)));
+                    engine
+                        .expiry_queue
+                        .insert((at, t.timestamp, EventRef::transfer(slot)));
                 }
             }
         }
@@ -214,7 +216,9 @@ impl Engine {
             engine.index_restored_event(t.id, EventRef::trade(slot))?;
             if t.status == PendingStatus::Pending {
                 if let Some(at) = expires_at(t.timestamp, t.timeout) {
-                    engine.expiry_queue.insert((at, EventRef::trade(slot)));
+                    engine
+                        .expiry_queue
+                        .insert((at, t.timestamp, EventRef::trade(slot)));
                 }
             }
         }
@@ -251,15 +255,14 @@ impl Engine {
             }
             previous = timestamp;
             cursors[stream] += 1;
-            for account in engine.event_accounts(event) {
+            let (accounts, count) = engine.event_accounts(event);
+            for &account in &accounts[..count] {
                 let delta = engine.effect(account, event);
                 let slot = engine.accounts.get_mut(account);
                 slot.state.balances = slot.state.balances.wrapping_add(delta);
-                slot.history.events.push(event);
-                if slot.state.flags().contains(AccountFlags::HISTORY) {
-                    slot.history.balances_after.push(slot.state.balances);
-                }
             }
+            // Rebuilds the links too: they are derived, whatever the snapshot held.
+            engine.record_history(&accounts[..count], event);
         }
         for (slot, stored) in state.accounts.iter().enumerate() {
             if engine.accounts.get(slot as u32).balances != stored.balances {
@@ -279,28 +282,6 @@ impl Engine {
         }
         self.event_index.insert(hash, event.0);
         Ok(())
-    }
-
-    /// The accounts an event changed.
-    fn event_accounts(&self, event: EventRef) -> Vec<u32> {
-        match event.kind() {
-            Some(EventKind::Transfer) => {
-                let t = self.transfers.get(event.slot());
-                vec![t.debit_account, t.credit_account]
-            }
-            Some(EventKind::Trade) => self.trades.get(event.slot()).accounts.to_vec(),
-            Some(EventKind::Expiry) => {
-                let pending = self.expiries[event.slot() as usize].pending;
-                match pending.kind() {
-                    Some(EventKind::Transfer) => {
-                        let t = self.transfers.get(pending.slot());
-                        vec![t.debit_account, t.credit_account]
-                    }
-                    _ => self.trades.get(pending.slot()).accounts.to_vec(),
-                }
-            }
-            None => Vec::new(),
-        }
     }
 
     /// A BLAKE3 hash of the canonical little-endian encoding of the whole state: equal on every

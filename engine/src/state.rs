@@ -87,7 +87,10 @@ pub(crate) enum PendingStatus {
 /// "No slot" for optional `u32` references.
 pub(crate) const SLOT_NONE: u32 = u32::MAX;
 
-/// A stored transfer: 96 bytes.
+/// "No event" for `previous` links and `last_event`.
+pub(crate) const EVENT_NONE: u32 = u32::MAX;
+
+/// A stored transfer: 112 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
 pub(crate) struct StoredTransfer {
     pub id: u128,
@@ -105,9 +108,12 @@ pub(crate) struct StoredTransfer {
     pub code: u16,
     pub flags: u16,
     pub status: PendingStatus,
+    /// The event that changed the debit (0) and credit (1) account before this one
+    /// (`EventRef`, or `EVENT_NONE`): each account's history is a list through its events.
+    pub previous: [u32; 2],
 }
 
-/// A stored trade: 80 bytes.
+/// A stored trade: 96 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
 pub(crate) struct StoredTrade {
     pub id: u128,
@@ -123,6 +129,8 @@ pub(crate) struct StoredTrade {
     pub code: u16,
     pub flags: u16,
     pub status: PendingStatus,
+    /// The previous event of each of `accounts` (see `StoredTransfer::previous`).
+    pub previous: [u32; 4],
 }
 
 /// A pending transfer or trade that expired, and when.
@@ -130,6 +138,8 @@ pub(crate) struct StoredTrade {
 pub(crate) struct Expiry {
     pub pending: EventRef,
     pub timestamp: u64,
+    /// The previous event of each account the pending event touched (2 for a transfer).
+    pub previous: [u32; 4],
 }
 
 /// A reference to a stored event: a 2-bit kind and a 30-bit slot in that kind's arena.
@@ -206,15 +216,33 @@ impl std::ops::DerefMut for AccountSlot {
 }
 
 /// Per-account data derived from the events (rebuilt on restore, not in snapshots).
-#[derive(Debug, Default)]
+///
+/// Every account's history is a linked list through its events, newest first (`last_event`,
+/// then each event's `previous` link): recording a change writes 4 bytes into the event being
+/// stored and 4 here, with no per-account allocation. Accounts with the `history` flag also
+/// keep every event and the balances after it in vectors, for O(log n) balances-as-of.
+#[derive(Debug)]
 pub(crate) struct AccountHistory {
-    /// Every event that changed the account, in timestamp order.
+    /// The newest event that changed the account (`EventRef`), or `EVENT_NONE`.
+    pub last_event: u32,
+    /// The batch that last touched the account (conservation bookkeeping).
+    pub touched_batch: u64,
+    /// With the `history` flag: every event that changed the account, oldest first.
     pub events: Vec<EventRef>,
     /// With the `history` flag: the balances after each of `events`.
     pub balances_after: Vec<Balances>,
-    /// The batch that last touched the account (conservation bookkeeping).
-    pub touched_batch: u64,
 }
 
-const _: () = assert!(std::mem::size_of::<StoredTransfer>() == 96);
-const _: () = assert!(std::mem::size_of::<StoredTrade>() == 80);
+impl Default for AccountHistory {
+    fn default() -> Self {
+        AccountHistory {
+            last_event: EVENT_NONE,
+            touched_batch: 0,
+            events: Vec::new(),
+            balances_after: Vec::new(),
+        }
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<StoredTransfer>() == 112);
+const _: () = assert!(std::mem::size_of::<StoredTrade>() == 96);

@@ -5,7 +5,7 @@ use crate::leg::{self, LegFailure};
 use crate::limits::{EVENTS_PER_KIND_MAX, NANOSECONDS_PER_SECOND};
 use crate::records::{RecordBytes, Trade, TradeFlags};
 use crate::result::EventResult;
-use crate::state::{EventKind, EventRef, PendingStatus, StoredTrade, SLOT_NONE};
+use crate::state::{EventKind, EventRef, PendingStatus, StoredTrade, EVENT_NONE, SLOT_NONE};
 use crate::transfer::expires_at;
 
 type F = TradeFlags;
@@ -151,11 +151,12 @@ impl Engine {
             } else {
                 PendingStatus::NotPending
             },
+            previous: [EVENT_NONE; 4],
         });
         let event = EventRef::trade(slot);
         self.insert_event(hash, event, &slots);
         if let Some(at) = expires_at {
-            self.queue_expiry(at, event);
+            self.queue_expiry((at, timestamp, event));
         }
         R::Ok
     }
@@ -224,7 +225,7 @@ impl Engine {
             self.set_status(pending_event, PendingStatus::Voided);
         }
         if let Some(at) = expires_at {
-            self.dequeue_expiry(at, pending_event);
+            self.dequeue_expiry((at, p.timestamp, pending_event));
         }
         let slot = self.trades.push(StoredTrade {
             id: t.id,
@@ -237,6 +238,7 @@ impl Engine {
             code: p.code,
             flags: t.flags.0,
             status: PendingStatus::NotPending,
+            previous: [EVENT_NONE; 4],
         });
         self.insert_event(hash, EventRef::trade(slot), &p.accounts);
         R::Ok

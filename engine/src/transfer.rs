@@ -5,7 +5,7 @@ use crate::leg::{self, LegFailure};
 use crate::limits::{EVENTS_PER_KIND_MAX, NANOSECONDS_PER_SECOND};
 use crate::records::{AccountFlags, RecordBytes, Transfer, TransferFlags};
 use crate::result::EventResult;
-use crate::state::{EventKind, EventRef, PendingStatus, StoredTransfer, SLOT_NONE};
+use crate::state::{EventKind, EventRef, PendingStatus, StoredTransfer, EVENT_NONE, SLOT_NONE};
 
 type F = TransferFlags;
 type R = EventResult;
@@ -158,11 +158,12 @@ impl Engine {
             } else {
                 PendingStatus::NotPending
             },
+            previous: [EVENT_NONE; 2],
         });
         let event = EventRef::transfer(slot);
         self.insert_event(hash, event, &[debit, credit]);
         if let Some(at) = expires_at {
-            self.queue_expiry(at, event);
+            self.queue_expiry((at, timestamp, event));
         }
         R::Ok
     }
@@ -240,7 +241,7 @@ impl Engine {
             self.set_status(pending_event, PendingStatus::Voided);
         }
         if let Some(at) = expires_at {
-            self.dequeue_expiry(at, pending_event);
+            self.dequeue_expiry((at, p.timestamp, pending_event));
         }
         let slot = self.transfers.push(StoredTransfer {
             id: t.id,
@@ -257,6 +258,7 @@ impl Engine {
             code: p.code,
             flags: t.flags.0,
             status: PendingStatus::NotPending,
+            previous: [EVENT_NONE; 2],
         });
         self.insert_event(
             hash,
