@@ -27,6 +27,11 @@ impl Engine {
         if a.flags.contains(constraints) {
             return R::FlagsAreMutuallyExclusive;
         }
+        // `closed` is state set by closing transfers. Refusing it here keeps an account's
+        // identity (what a retry is compared with) free of state.
+        if a.flags.contains(AccountFlags::CLOSED) {
+            return R::ClosedFlagMustNotBeSet;
+        }
         if a.debits_pending != 0
             || a.debits_posted != 0
             || a.credits_pending != 0

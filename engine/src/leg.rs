@@ -80,20 +80,46 @@ pub(crate) fn check_balance(
     Ok(())
 }
 
-/// What the debit account can still give: credits posted plus its limit, less debits.
+/// What the debit account can still give: credits posted plus its limit, less debits (floored
+/// at 0, and `u128::MAX` when the true value is larger).
 pub(crate) fn debit_available(debit: &AccountState) -> u128 {
     let d = &debit.balances;
-    d.credits_posted
-        .saturating_add(u128::from(debit.limit))
-        .saturating_sub(d.debits_pending.saturating_add(d.debits_posted))
+    available(
+        d.credits_posted,
+        debit.limit,
+        d.debits_pending,
+        d.debits_posted,
+    )
 }
 
 /// What the credit account can still take: debits posted plus its limit, less credits.
 pub(crate) fn credit_available(credit: &AccountState) -> u128 {
     let c = &credit.balances;
-    c.debits_posted
-        .saturating_add(u128::from(credit.limit))
-        .saturating_sub(c.credits_pending.saturating_add(c.credits_posted))
+    available(
+        c.debits_posted,
+        credit.limit,
+        c.credits_pending,
+        c.credits_posted,
+    )
+}
+
+/// `min(u128::MAX, max(0, posted + limit − pending_used − posted_used))` in exact arithmetic.
+/// Saturating the sum early would cap a balancing transfer at what fits instead of reporting
+/// the overflow the exact amount causes (found by the model test).
+fn available(posted: u128, limit: u64, pending_used: u128, posted_used: u128) -> u128 {
+    let used = pending_used.saturating_add(posted_used);
+    match posted.checked_add(u128::from(limit)) {
+        Some(room) => room.saturating_sub(used),
+        // room = 2¹²⁸ + wrapped: more than u128::MAX unless `used` exceeds `wrapped`.
+        None => {
+            let wrapped = posted.wrapping_add(u128::from(limit));
+            if used <= wrapped {
+                u128::MAX
+            } else {
+                u128::MAX - (used - wrapped - 1)
+            }
+        }
+    }
 }
 
 impl Engine {

@@ -93,11 +93,13 @@ pub enum EventResult {
     InstrumentExceedsDebits = 72,
     CashExceedsCredits = 73,
     CashExceedsDebits = 74,
+    // Accounts (appended).
+    ClosedFlagMustNotBeSet = 75,
 }
 
 impl EventResult {
     /// Every code, in numeric order (for tables, decoders and tests).
-    pub const ALL: [EventResult; 75] = {
+    pub const ALL: [EventResult; 76] = {
         use EventResult::*;
         [
             Ok,
@@ -175,6 +177,7 @@ impl EventResult {
             InstrumentExceedsDebits,
             CashExceedsCredits,
             CashExceedsDebits,
+            ClosedFlagMustNotBeSet,
         ]
     };
 

@@ -28,30 +28,59 @@ struct Log {
 
 impl Log {
     fn new(seed: u64) -> Log {
-        Log { rng: Rng::new(seed), model: Model::new(), generator: Generator::new(Config { time_base: TIME_BASE_LOW }) }
+        Log {
+            rng: Rng::new(seed),
+            model: Model::new(),
+            generator: Generator::new(Config {
+                time_base: TIME_BASE_LOW,
+            }),
+        }
     }
     fn next(&mut self) -> Batch {
         let first = self.model.last_timestamp == 0;
         let n = if first { 20 } else { self.rng.range(1, 60) };
         let seeds: Vec<u64> = (0..n).map(|_| self.rng.next_u64()).collect();
-        let batch = self.generator.batch(&self.model, self.rng.next_u64(), &seeds, first.then_some(Op::Accounts));
-        let _ = self.model.apply(batch.op, batch.entry_timestamp, &batch.body);
+        let batch = self.generator.batch(
+            &self.model,
+            self.rng.next_u64(),
+            &seeds,
+            first.then_some(Op::Accounts),
+        );
+        let _ = self
+            .model
+            .apply(batch.op, batch.entry_timestamp, &batch.body);
         batch
     }
 }
 
 /// Every query answer of an engine that the tests compare, as one comparable string per query.
 fn answers(engine: &Engine, id_next: u128, times: &[u64]) -> Vec<String> {
-    let mut out = vec![format!("last {}", engine.last_timestamp()), format!("totals {:?}", engine.ledger_totals())];
+    let mut out = vec![
+        format!("last {}", engine.last_timestamp()),
+        format!("totals {:?}", engine.ledger_totals()),
+    ];
     for id in account_ids() {
         out.push(format!("account {id} {:?}", engine.lookup_account(id)));
         for &t in times {
             out.push(format!("as_of {id} {t} {:?}", engine.balances_as_of(id, t)));
         }
         for reversed in [false, true] {
-            for (min, max, limit) in [(0, 0, 8_189), (times[times.len() / 3], times[times.len() * 2 / 3], 5), (0, 0, 1)] {
-                let filter = StatementFilter { account_id: id, timestamp_min: min, timestamp_max: max, limit, reversed };
-                out.push(format!("statement {filter:?} {:?}", engine.statement(&filter)));
+            for (min, max, limit) in [
+                (0, 0, 8_189),
+                (times[times.len() / 3], times[times.len() * 2 / 3], 5),
+                (0, 0, 1),
+            ] {
+                let filter = StatementFilter {
+                    account_id: id,
+                    timestamp_min: min,
+                    timestamp_max: max,
+                    limit,
+                    reversed,
+                };
+                out.push(format!(
+                    "statement {filter:?} {:?}",
+                    engine.statement(&filter)
+                ));
             }
         }
     }
@@ -87,33 +116,68 @@ fn restore_is_identical_and_continues_identically() {
     let mut rng = Rng::new(seed);
     for run in 0..4 {
         let mut log = Log::new(rng.next_u64());
-        let mut original = Engine::new(EngineConfig { hash_seed: rng.next_u64() });
+        let mut original = Engine::new(EngineConfig {
+            hash_seed: rng.next_u64(),
+        });
         let empty = Engine::restore(&original.snapshot(), EngineConfig { hash_seed: 3 })
             .unwrap_or_else(|e| panic!("seed {seed}: empty snapshot refused: {e:?}"));
-        assert_eq!(empty.digest(), original.digest(), "seed {seed}: empty engine");
+        assert_eq!(
+            empty.digest(),
+            original.digest(),
+            "seed {seed}: empty engine"
+        );
         for _ in 0..20 {
             let batch = log.next();
             let _ = original.apply(operation(batch.op), batch.entry_timestamp, &batch.body);
         }
         let bytes = original.snapshot();
-        let mut restored = Engine::restore(&bytes, EngineConfig { hash_seed: rng.next_u64() })
-            .unwrap_or_else(|e| panic!("seed {seed} run {run}: snapshot refused: {e:?}"));
-        assert_eq!(restored.digest(), original.digest(), "seed {seed} run {run}: digest after restore");
+        let mut restored = Engine::restore(
+            &bytes,
+            EngineConfig {
+                hash_seed: rng.next_u64(),
+            },
+        )
+        .unwrap_or_else(|e| panic!("seed {seed} run {run}: snapshot refused: {e:?}"));
+        assert_eq!(
+            restored.digest(),
+            original.digest(),
+            "seed {seed} run {run}: digest after restore"
+        );
         let times = sample_times(&log.model);
         let id_next = log.generator.id_next;
-        let (a, b) = (answers(&original, id_next, &times), answers(&restored, id_next, &times));
+        let (a, b) = (
+            answers(&original, id_next, &times),
+            answers(&restored, id_next, &times),
+        );
         for (x, y) in a.iter().zip(&b) {
-            assert_eq!(x, y, "seed {seed} run {run}: query answer differs after restore (left original)");
+            assert_eq!(
+                x, y,
+                "seed {seed} run {run}: query answer differs after restore (left original)"
+            );
         }
         for i in 0..20 {
             let batch = log.next();
             let x = original.apply(operation(batch.op), batch.entry_timestamp, &batch.body);
             let y = restored.apply(operation(batch.op), batch.entry_timestamp, &batch.body);
-            assert_eq!(x, y, "seed {seed} run {run} batch {i} after restore: results differ");
-            assert_eq!(original.digest(), restored.digest(), "seed {seed} run {run} batch {i} after restore: digest");
+            assert_eq!(
+                x, y,
+                "seed {seed} run {run} batch {i} after restore: results differ"
+            );
+            assert_eq!(
+                original.digest(),
+                restored.digest(),
+                "seed {seed} run {run} batch {i} after restore: digest"
+            );
             if i == 10 {
-                restored = Engine::restore(&restored.snapshot(), EngineConfig { hash_seed: rng.next_u64() })
-                    .unwrap_or_else(|e| panic!("seed {seed} run {run}: second snapshot refused: {e:?}"));
+                restored = Engine::restore(
+                    &restored.snapshot(),
+                    EngineConfig {
+                        hash_seed: rng.next_u64(),
+                    },
+                )
+                .unwrap_or_else(|e| {
+                    panic!("seed {seed} run {run}: second snapshot refused: {e:?}")
+                });
             }
         }
         let times = sample_times(&log.model);
@@ -127,7 +191,9 @@ fn restore_is_identical_and_continues_identically() {
 }
 
 fn restore_must_fail(bytes: &[u8], what: &str) {
-    let outcome = std::panic::catch_unwind(|| Engine::restore(bytes, EngineConfig { hash_seed: 9 }).map(|e| e.digest()));
+    let outcome = std::panic::catch_unwind(|| {
+        Engine::restore(bytes, EngineConfig { hash_seed: 9 }).map(|e| e.digest())
+    });
     match outcome {
         Err(_) => panic!("restore panicked on {what}"),
         Ok(Ok(_)) => panic!("restore accepted {what}"),
@@ -150,18 +216,26 @@ fn damaged_snapshots_are_refused() {
     let bytes = engine.snapshot();
     let len = bytes.len();
     let mut rng = Rng::new(seed ^ 1);
-    let mut positions: Vec<usize> = (0..len.min(256)).chain(len.saturating_sub(256)..len).collect();
+    let mut positions: Vec<usize> = (0..len.min(256))
+        .chain(len.saturating_sub(256)..len)
+        .collect();
     positions.extend((0..400).map(|_| rng.below(len as u64) as usize));
     for at in positions {
         let mut damaged = bytes.clone();
         damaged[at] ^= 1 << rng.below(8);
-        restore_must_fail(&damaged, &format!("a bit flipped at byte {at} of {len} (seed {seed})"));
+        restore_must_fail(
+            &damaged,
+            &format!("a bit flipped at byte {at} of {len} (seed {seed})"),
+        );
     }
     let mut lengths: Vec<usize> = (0..len.min(300)).collect();
     lengths.extend((0..200).map(|_| rng.below(len as u64) as usize));
     lengths.push(len - 1);
     for cut in lengths {
-        restore_must_fail(&bytes[..cut], &format!("a snapshot truncated to {cut} of {len} bytes (seed {seed})"));
+        restore_must_fail(
+            &bytes[..cut],
+            &format!("a snapshot truncated to {cut} of {len} bytes (seed {seed})"),
+        );
     }
     let mut longer = bytes.clone();
     longer.push(0);

@@ -290,7 +290,11 @@ pub fn check_history_queries(engine: &Engine, model: &Model, rng: &mut Rng) {
                 (Ok(m), Ok(e)) => {
                     let e: Vec<MEntry> = e.iter().map(entry).collect();
                     if e != m {
-                        let at = e.iter().zip(&m).position(|(x, y)| x != y).unwrap_or(e.len().min(m.len()));
+                        let at = e
+                            .iter()
+                            .zip(&m)
+                            .position(|(x, y)| x != y)
+                            .unwrap_or(e.len().min(m.len()));
                         panic!(
                             "statement {filter:?} differs: engine {} entries, model {}; first difference at {at}:\n engine: {:?}\n model:  {:?}",
                             e.len(),

@@ -120,7 +120,11 @@ impl Generator {
             // Only expiries within the next 100 s: jumping to a u32::MAX-second timeout would
             // expire everything and end the useful life of the run.
             82..=96 => match rng.pick(
-                &model.live_expiries().into_iter().filter(|&x| x <= last + 100 * NS).collect::<Vec<u64>>(),
+                &model
+                    .live_expiries()
+                    .into_iter()
+                    .filter(|&x| x <= last + 100 * NS)
+                    .collect::<Vec<u64>>(),
             ) {
                 // Just before (or at) an expiry: the expiry either happens at the start of this
                 // batch, or the events of this batch cross it and find it already expired.

@@ -224,12 +224,11 @@ pub fn trade_matches(stored: &Trade, request: &Trade) -> bool {
         inherits,
     ) && same_or_inherited(request.quantity, stored.quantity, inherits)
         && same_or_inherited(request.cash_amount, stored.cash_amount, inherits)
+        && same_or_inherited(request.code, stored.code, inherits)
         && request.pending_id == stored.pending_id
         && request.timeout == stored.timeout
-        && (request.code == stored.code || (explore() && inherits && request.code == 0))
         && request.flags == stored.flags
 }
-fn explore() -> bool { std::env::var("TALLY_EXPLORE_TRADE_CODE").is_ok() } // EXPLORE-TEMP
 
 fn exists(matches: bool) -> R {
     if matches {
@@ -248,11 +247,15 @@ impl Model {
 
     /// `Err(())` for a malformed batch (the engine's `BatchError`), which changes nothing.
     pub fn apply(&mut self, op: Op, entry_timestamp: u64, body: &[u8]) -> Result<Outcome, ()> {
-        if body.is_empty() || body.len() % RECORD_BYTES != 0 {
+        if body.is_empty() || !body.len().is_multiple_of(RECORD_BYTES) {
             return Err(());
         }
         let n = body.len() / RECORD_BYTES;
         if n > BATCH_EVENTS_MAX {
+            return Err(());
+        }
+        // Entry timestamps past 2^62 (the year 2116) are a malformed batch.
+        if entry_timestamp > 1 << 62 {
             return Err(());
         }
         let records: Vec<[u8; RECORD_BYTES]> = body
@@ -449,6 +452,9 @@ impl Model {
         if dmnec && cmned {
             return R::FlagsAreMutuallyExclusive; // 7
         }
+        if a.flags.contains(AccountFlags::CLOSED) {
+            return R::ClosedFlagMustNotBeSet; // 7a
+        }
         if a.debits_pending != 0
             || a.debits_posted != 0
             || a.credits_pending != 0
@@ -466,13 +472,12 @@ impl Model {
             return R::CodeMustNotBeZero; // 11
         }
         if let Some(stored) = self.accounts.get(&a.id) {
-            // 12. AMBIGUITY: "all fields but timestamp" is taken as the account *as created*
-            // (zero balances, the flags it was created with), not its current balances/flags.
+            // 12. "All fields but timestamp" of the account *as created* (zero balances, the
+            // flags it was created with, never `closed`), not its current balances/flags.
             let created = Account {
                 timestamp: 0,
                 ..stored.created
             };
-            if explore() { let m = !AccountFlags::CLOSED.0; return exists(Account { flags: AccountFlags(created.flags.0 & m), ..created } == Account { flags: AccountFlags(a.flags.0 & m), ..a }); } // EXPLORE-TEMP
             return exists(created == a);
         }
         self.accounts.insert(
@@ -669,7 +674,6 @@ impl Model {
                 b.debits_posted,
                 b.debits_pending,
             ));
-            if explore() { amount = amount.min(u128::MAX - b.debits_posted - b.debits_pending); } // EXPLORE-TEMP
             if amount == 0 {
                 return R::ExceedsCredits;
             }
@@ -682,7 +686,6 @@ impl Model {
                 b.credits_posted,
                 b.credits_pending,
             ));
-            if explore() { amount = amount.min(u128::MAX - b.credits_posted - b.credits_pending); } // EXPLORE-TEMP
             if amount == 0 {
                 return R::ExceedsDebits;
             }
@@ -822,7 +825,7 @@ impl Model {
             || differs(d.cash_credit_account_id, p.cash_credit_account_id)
             || differs(d.quantity.into(), p.quantity.into())
             || differs(d.cash_amount.into(), p.cash_amount.into())
-            || (explore() && differs(d.code.into(), p.code.into())) // EXPLORE-TEMP
+            || differs(d.code.into(), p.code.into())
         {
             return R::PendingTradeHasDifferentFields; // 16
         }
@@ -839,16 +842,16 @@ impl Model {
         self.release_trade(&p, post);
         self.pending.get_mut(&d.pending_id).expect("pending").status =
             if post { Status::Posted } else { Status::Voided };
-        // AMBIGUITY: the spec inherits only the account ids, quantity and cash amount of a trade
-        // post/void; `code` is stored as sent (it is not checked against the pending trade).
+        // A post/void inherits the account ids, quantity, cash amount and code of the pending
+        // trade (zero in the request matches; anything else was checked equal above).
         let stored = Trade {
+            code: p.code,
             instrument_debit_account_id: p.instrument_debit_account_id,
             instrument_credit_account_id: p.instrument_credit_account_id,
             cash_debit_account_id: p.cash_debit_account_id,
             cash_credit_account_id: p.cash_credit_account_id,
             quantity: p.quantity,
             cash_amount: p.cash_amount,
-            code: if explore() && d.code == 0 { p.code } else { d.code }, // EXPLORE-TEMP
             timestamp,
             ..d
         };
