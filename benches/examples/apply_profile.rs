@@ -3,7 +3,7 @@
 //! `hot`, each batch is generated right before it is applied (bodies in cache).
 //! Run: `cargo run --release -p tally-benches --example apply_profile -- ACCOUNTS TRANSFERS hot|cold`
 use std::time::{Duration, Instant};
-use tally_benches::{engine_with_accounts, Skew, TransferWorkload, EPOCH};
+use tally_benches::{engine_with_accounts, thread_cpu_seconds, Skew, TransferWorkload, EPOCH};
 use tally_engine::limits::BATCH_EVENTS_MAX;
 use tally_engine::Operation;
 
@@ -30,6 +30,7 @@ fn main() {
     };
     cold.reverse();
     let mut elapsed = Duration::ZERO;
+    let mut cpu = 0.0;
     for i in 0..batches {
         let body = if hot {
             workload.transfers(BATCH_EVENTS_MAX)
@@ -37,6 +38,7 @@ fn main() {
             cold.pop().expect("generated")
         };
         let start = Instant::now();
+        let cpu_start = thread_cpu_seconds();
         let outcome = engine
             .apply(
                 Operation::CreateTransfers,
@@ -44,13 +46,15 @@ fn main() {
                 &body,
             )
             .expect("valid batch");
+        cpu += thread_cpu_seconds() - cpu_start;
         elapsed += start.elapsed();
         assert!(outcome.failures.is_empty());
     }
     let seconds = elapsed.as_secs_f64();
     let events = batches * BATCH_EVENTS_MAX;
     println!(
-        "{events} transfers, apply {seconds:.3}s: {:.0} transfers/s",
-        events as f64 / seconds
+        "{events} transfers, apply {seconds:.3}s wall ({:.0}/s), {cpu:.3}s CPU ({:.0}/s)",
+        events as f64 / seconds,
+        events as f64 / cpu
     );
 }

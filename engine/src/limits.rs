@@ -45,4 +45,4 @@ pub const WARM_WINDOW_EVENTS: usize = 32;
 
 /// Accounts above which `apply` also warms account lookups. 2¹⁶ account slots (12 MiB) and their
 /// index no longer stay in this machine's 2 MiB L2; below it, they do and warming only adds work.
-pub const WARM_ACCOUNTS_MIN: usize = 1 << 16;
+pub const WARM_ACCOUNTS_MIN: usize = 1 << 11;

@@ -36,8 +36,11 @@ impl Balances {
     }
 }
 
-/// A stored account. The snapshot holds these in creation order.
+/// A stored account. The snapshot holds these in creation order. `repr(C)` keeps the id (read
+/// by every index probe) and the balances (read and written by every transfer) in the first
+/// two cache lines of the slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+#[repr(C)]
 pub(crate) struct AccountState {
     pub id: u128,
     pub balances: Balances,
@@ -188,6 +191,7 @@ impl EventRef {
 /// An account as the engine keeps it: the stored state and, next to it on the same cache lines,
 /// what is derived from the events. Derefs to the state.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct AccountSlot {
     pub state: AccountState,
     pub history: AccountHistory,
@@ -225,8 +229,6 @@ impl std::ops::DerefMut for AccountSlot {
 pub(crate) struct AccountHistory {
     /// The newest event that changed the account (`EventRef`), or `EVENT_NONE`.
     pub last_event: u32,
-    /// The batch that last touched the account (conservation bookkeeping).
-    pub touched_batch: u64,
     /// With the `history` flag: every event that changed the account, oldest first.
     pub events: Vec<EventRef>,
     /// With the `history` flag: the balances after each of `events`.
@@ -237,7 +239,6 @@ impl Default for AccountHistory {
     fn default() -> Self {
         AccountHistory {
             last_event: EVENT_NONE,
-            touched_batch: 0,
             events: Vec::new(),
             balances_after: Vec::new(),
         }
