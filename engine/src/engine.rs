@@ -8,15 +8,14 @@ use std::collections::BTreeSet;
 
 use crate::arena::Arena;
 use crate::index::IdIndex;
-use crate::limits::{
-    BATCH_EVENTS_MAX, RECORD_BYTES, TIMESTAMP_MAX, WARM_ACCOUNTS_MIN, WARM_WINDOW_EVENTS,
-};
+use crate::limits::{BATCH_EVENTS_MAX, RECORD_BYTES, TIMESTAMP_MAX, WARM_WINDOW_EVENTS};
 use crate::records::{self, raw_flags, AccountFlags, RecordBytes, TransferFlags};
 use crate::result::EventResult;
 use crate::state::{
     AccountSlot, AccountState, Balances, EventKind, EventRef, Expiry, PendingStatus, StoredTrade,
     StoredTransfer, EVENT_NONE,
 };
+use crate::warm::Lookups;
 
 /// What a batch does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -213,10 +212,11 @@ impl Engine {
         let mut chain: Option<usize> = None;
         let mut chain_broken = false;
         let (records, _) = body.as_chunks::<RECORD_BYTES>();
+        let mut lookups = [Lookups::UNKNOWN; WARM_WINDOW_EVENTS];
         for (i, bytes) in events.enumerate() {
             if i % WARM_WINDOW_EVENTS == 0 {
                 let end = (i + WARM_WINDOW_EVENTS).min(count);
-                self.warm(operation, &records[i..end]);
+                self.warm(operation, &records[i..end], &mut lookups);
             }
             let timestamp = events_base + i as u64;
             let linked = raw_flags(bytes) & TransferFlags::LINKED.0 != 0;
@@ -230,7 +230,12 @@ impl Engine {
             } else if linked && i == count - 1 {
                 EventResult::LinkedEventChainOpen
             } else {
-                self.apply_event(operation, bytes, timestamp)
+                self.apply_event(
+                    operation,
+                    bytes,
+                    timestamp,
+                    &lookups[i % WARM_WINDOW_EVENTS],
+                )
             };
             if result != EventResult::Ok {
                 if let Some(start) = chain {
@@ -262,72 +267,17 @@ impl Engine {
         })
     }
 
-    /// Looks up, and discards, everything the next events will touch: ids in the indexes,
-    /// account slots and the tails of their histories. The iterations are independent, so the
-    /// CPU overlaps their cache misses (~15 ns each here) instead of meeting them one at a time
-    /// inside each event's checks (~200 ns each on this machine); the events then find
-    /// everything in cache. Pure reads: it changes nothing and decides nothing.
-    fn warm(&self, operation: Operation, records: &[RecordBytes]) {
-        let id_at = |bytes: &RecordBytes, at: usize| {
-            let mut id = [0u8; 16];
-            id.copy_from_slice(&bytes[at..at + 16]);
-            u128::from_le_bytes(id)
-        };
-        let touch_account = |engine: &Engine, id: u128| -> usize {
-            engine.find_account(id).map_or(0, |slot| {
-                let slot = engine.accounts.get(slot);
-                (slot.state.balances.debits_posted as usize)
-                    .wrapping_add(slot.history.last_event as usize)
-            })
-        };
-        // Below this many accounts their slots and index stay in cache; looking them up twice
-        // would cost more than it saves.
-        let warm_accounts = self.accounts.len() > WARM_ACCOUNTS_MIN;
-        let mut touched = 0usize;
-        for bytes in records {
-            match operation {
-                Operation::CreateAccounts => {
-                    touched =
-                        touched.wrapping_add(self.find_account(id_at(bytes, 0)).is_some() as usize);
-                }
-                Operation::CreateTransfers => {
-                    touched =
-                        touched.wrapping_add(self.find_event(id_at(bytes, 0)).1.is_some() as usize);
-                    let resolves = TransferFlags::POST_PENDING_TRANSFER.0
-                        | TransferFlags::VOID_PENDING_TRANSFER.0;
-                    if raw_flags(bytes) & resolves != 0 {
-                        touched = touched
-                            .wrapping_add(self.find_event(id_at(bytes, 64)).1.is_some() as usize);
-                    } else if warm_accounts {
-                        touched = touched
-                            .wrapping_add(touch_account(self, id_at(bytes, 16)))
-                            .wrapping_add(touch_account(self, id_at(bytes, 32)));
-                    }
-                }
-                Operation::CreateTrades => {
-                    touched =
-                        touched.wrapping_add(self.find_event(id_at(bytes, 0)).1.is_some() as usize);
-                    if warm_accounts {
-                        for at in [16, 32, 48, 64] {
-                            touched = touched.wrapping_add(touch_account(self, id_at(bytes, at)));
-                        }
-                    }
-                }
-            }
-        }
-        std::hint::black_box(touched);
-    }
-
     fn apply_event(
         &mut self,
         operation: Operation,
         bytes: &RecordBytes,
         timestamp: u64,
+        lookups: &Lookups,
     ) -> EventResult {
         match operation {
             Operation::CreateAccounts => self.create_account(bytes, timestamp),
-            Operation::CreateTransfers => self.create_transfer(bytes, timestamp),
-            Operation::CreateTrades => self.create_trade(bytes, timestamp),
+            Operation::CreateTransfers => self.create_transfer(bytes, timestamp, lookups),
+            Operation::CreateTrades => self.create_trade(bytes, timestamp, lookups),
         }
     }
 

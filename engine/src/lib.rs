@@ -24,6 +24,7 @@ mod snapshot;
 mod state;
 mod trade;
 mod transfer;
+mod warm;
 
 pub use engine::{BatchError, BatchOutcome, Engine, EngineConfig, Operation};
 pub use memory::MemoryUsage;

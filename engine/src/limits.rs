@@ -42,7 +42,3 @@ pub const TIMESTAMP_MAX: u64 = 1 << 62;
 /// lookups to keep many cache misses in flight, few enough that what they bring in (a few cache
 /// lines per event) is still in L1/L2 when the events run.
 pub const WARM_WINDOW_EVENTS: usize = 32;
-
-/// Accounts above which `apply` also warms account lookups. 2¹⁶ account slots (12 MiB) and their
-/// index no longer stay in this machine's 2 MiB L2; below it, they do and warming only adds work.
-pub const WARM_ACCOUNTS_MIN: usize = 1 << 11;

@@ -7,6 +7,7 @@ use crate::records::{RecordBytes, Trade, TradeFlags};
 use crate::result::EventResult;
 use crate::state::{EventKind, EventRef, PendingStatus, StoredTrade, EVENT_NONE, SLOT_NONE};
 use crate::transfer::expires_at;
+use crate::warm::Lookups;
 
 type F = TradeFlags;
 type R = EventResult;
@@ -20,7 +21,12 @@ enum Leg {
 
 impl Engine {
     /// Creates one trade; checks in the precedence of `docs/engine.md`.
-    pub(crate) fn create_trade(&mut self, bytes: &RecordBytes, timestamp: u64) -> EventResult {
+    pub(crate) fn create_trade(
+        &mut self,
+        bytes: &RecordBytes,
+        timestamp: u64,
+        lookups: &Lookups,
+    ) -> EventResult {
         let Ok(t) = Trade::decode(bytes) else {
             return R::ReservedFlag;
         };
@@ -45,11 +51,11 @@ impl Engine {
         {
             self.resolve_pending_trade(&t, timestamp)
         } else {
-            self.create_new_trade(&t, timestamp)
+            self.create_new_trade(&t, timestamp, lookups)
         }
     }
 
-    fn create_new_trade(&mut self, t: &Trade, timestamp: u64) -> EventResult {
+    fn create_new_trade(&mut self, t: &Trade, timestamp: u64, lookups: &Lookups) -> EventResult {
         let pending = t.flags.contains(F::PENDING);
         if t.pending_id != 0 {
             return R::PendingIdMustBeZero;
@@ -88,7 +94,7 @@ impl Engine {
         ];
         let mut slots = [0u32; 4];
         for i in 0..4 {
-            match self.find_account(ids[i]) {
+            match self.account_slot(lookups, i, ids[i]) {
                 Some(slot) => slots[i] = slot,
                 None => return not_found[i],
             }

@@ -6,13 +6,19 @@ use crate::limits::{EVENTS_PER_KIND_MAX, NANOSECONDS_PER_SECOND};
 use crate::records::{AccountFlags, RecordBytes, Transfer, TransferFlags};
 use crate::result::EventResult;
 use crate::state::{EventKind, EventRef, PendingStatus, StoredTransfer, EVENT_NONE, SLOT_NONE};
+use crate::warm::Lookups;
 
 type F = TransferFlags;
 type R = EventResult;
 
 impl Engine {
     /// Creates one transfer; checks in the precedence of `docs/engine.md`.
-    pub(crate) fn create_transfer(&mut self, bytes: &RecordBytes, timestamp: u64) -> EventResult {
+    pub(crate) fn create_transfer(
+        &mut self,
+        bytes: &RecordBytes,
+        timestamp: u64,
+        lookups: &Lookups,
+    ) -> EventResult {
         let Ok(t) = Transfer::decode(bytes) else {
             return R::ReservedFlag;
         };
@@ -44,11 +50,16 @@ impl Engine {
         if resolves {
             self.resolve_pending_transfer(&t, timestamp)
         } else {
-            self.create_new_transfer(&t, timestamp)
+            self.create_new_transfer(&t, timestamp, lookups)
         }
     }
 
-    fn create_new_transfer(&mut self, t: &Transfer, timestamp: u64) -> EventResult {
+    fn create_new_transfer(
+        &mut self,
+        t: &Transfer,
+        timestamp: u64,
+        lookups: &Lookups,
+    ) -> EventResult {
         let pending = t.flags.contains(F::PENDING);
         if t.pending_id != 0 {
             return R::PendingIdMustBeZero;
@@ -87,10 +98,10 @@ impl Engine {
         if self.transfers.len() >= EVENTS_PER_KIND_MAX as usize {
             return R::CapacityExceeded;
         }
-        let Some(debit) = self.find_account(t.debit_account_id) else {
+        let Some(debit) = self.account_slot(lookups, 0, t.debit_account_id) else {
             return R::DebitAccountNotFound;
         };
-        let Some(credit) = self.find_account(t.credit_account_id) else {
+        let Some(credit) = self.account_slot(lookups, 1, t.credit_account_id) else {
             return R::CreditAccountNotFound;
         };
         let (d, c) = (self.accounts.get(debit), self.accounts.get(credit));
