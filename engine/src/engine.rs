@@ -212,11 +212,19 @@ impl Engine {
         let mut chain: Option<usize> = None;
         let mut chain_broken = false;
         let (records, _) = body.as_chunks::<RECORD_BYTES>();
-        let mut lookups = [Lookups::UNKNOWN; WARM_WINDOW_EVENTS];
+        // Three windows in flight: events of `current` run while `next` has its accounts
+        // looked up and `after` has its index entries prefetched (see warm.rs).
+        let window = WARM_WINDOW_EVENTS;
+        let mut lookups = [[Lookups::UNKNOWN; WARM_WINDOW_EVENTS]; 3];
+        let window_of = |w: usize| &records[(w * window).min(count)..((w + 1) * window).min(count)];
+        self.prefetch(operation, window_of(0), &mut lookups[0]);
+        self.look_up(operation, window_of(0), &mut lookups[0]);
+        self.prefetch(operation, window_of(1), &mut lookups[1]);
         for (i, bytes) in events.enumerate() {
-            if i % WARM_WINDOW_EVENTS == 0 {
-                let end = (i + WARM_WINDOW_EVENTS).min(count);
-                self.warm(operation, &records[i..end], &mut lookups);
+            if i % window == 0 {
+                let w = i / window;
+                self.look_up(operation, window_of(w + 1), &mut lookups[(w + 1) % 3]);
+                self.prefetch(operation, window_of(w + 2), &mut lookups[(w + 2) % 3]);
             }
             let timestamp = events_base + i as u64;
             let linked = raw_flags(bytes) & TransferFlags::LINKED.0 != 0;
@@ -234,7 +242,7 @@ impl Engine {
                     operation,
                     bytes,
                     timestamp,
-                    &lookups[i % WARM_WINDOW_EVENTS],
+                    &lookups[(i / window) % 3][i % window],
                 )
             };
             if result != EventResult::Ok {
@@ -575,7 +583,12 @@ impl Engine {
     /// Finds the stored event with `id`, hashing it once (the hash is reused for insertion).
     #[inline]
     pub(crate) fn find_event(&self, id: u128) -> (u32, Option<EventRef>) {
-        let hash = self.event_index.hash(id);
+        self.find_event_hashed(self.event_index.hash(id), id)
+    }
+
+    /// `find_event` with the id's index hash already computed.
+    #[inline]
+    pub(crate) fn find_event_hashed(&self, hash: u32, id: u128) -> (u32, Option<EventRef>) {
         let (transfers, trades) = (&self.transfers, &self.trades);
         let found = self
             .event_index

@@ -189,9 +189,9 @@ impl EventRef {
 }
 
 /// An account as the engine keeps it: the stored state and, next to it on the same cache lines,
-/// what is derived from the events. Derefs to the state.
+/// what is derived from the events: three whole cache lines. Derefs to the state.
 #[derive(Debug)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub(crate) struct AccountSlot {
     pub state: AccountState,
     pub history: AccountHistory,
@@ -247,3 +247,5 @@ impl Default for AccountHistory {
 
 const _: () = assert!(std::mem::size_of::<StoredTransfer>() == 112);
 const _: () = assert!(std::mem::size_of::<StoredTrade>() == 96);
+
+const _: () = assert!(std::mem::size_of::<AccountSlot>() == 192);

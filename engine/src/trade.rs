@@ -49,7 +49,7 @@ impl Engine {
         if t.flags
             .intersects(F::POST_PENDING_TRADE | F::VOID_PENDING_TRADE)
         {
-            self.resolve_pending_trade(&t, timestamp)
+            self.resolve_pending_trade(&t, timestamp, lookups)
         } else {
             self.create_new_trade(&t, timestamp, lookups)
         }
@@ -79,7 +79,7 @@ impl Engine {
         if t.code == 0 {
             return R::CodeMustNotBeZero;
         }
-        let (hash, existing) = self.find_event(t.id);
+        let (hash, existing) = self.event_lookup(lookups, 0, t.id);
         if let Some(event) = existing {
             return self.trade_exists(t, event);
         }
@@ -167,7 +167,12 @@ impl Engine {
         R::Ok
     }
 
-    fn resolve_pending_trade(&mut self, t: &Trade, timestamp: u64) -> EventResult {
+    fn resolve_pending_trade(
+        &mut self,
+        t: &Trade,
+        timestamp: u64,
+        lookups: &Lookups,
+    ) -> EventResult {
         let post = t.flags.contains(F::POST_PENDING_TRADE);
         if t.pending_id == 0 {
             return R::PendingIdMustNotBeZero;
@@ -181,14 +186,14 @@ impl Engine {
         if t.timeout != 0 {
             return R::TimeoutReservedForPendingTransfer;
         }
-        let (hash, existing) = self.find_event(t.id);
+        let (hash, existing) = self.event_lookup(lookups, 0, t.id);
         if let Some(event) = existing {
             return self.trade_exists(t, event);
         }
         if self.trades.len() >= EVENTS_PER_KIND_MAX as usize {
             return R::CapacityExceeded;
         }
-        let pending_event = match self.find_event(t.pending_id).1 {
+        let pending_event = match self.event_lookup(lookups, 1, t.pending_id).1 {
             Some(e) if e.kind() == Some(EventKind::Trade) => e,
             _ => return R::PendingTradeNotFound,
         };

@@ -48,7 +48,7 @@ impl Engine {
             return R::ClosingTransferMustBePending;
         }
         if resolves {
-            self.resolve_pending_transfer(&t, timestamp)
+            self.resolve_pending_transfer(&t, timestamp, lookups)
         } else {
             self.create_new_transfer(&t, timestamp, lookups)
         }
@@ -91,7 +91,7 @@ impl Engine {
         if t.code == 0 {
             return R::CodeMustNotBeZero;
         }
-        let (hash, existing) = self.find_event(t.id);
+        let (hash, existing) = self.event_lookup(lookups, 0, t.id);
         if let Some(event) = existing {
             return self.transfer_exists(t, event);
         }
@@ -179,7 +179,12 @@ impl Engine {
         R::Ok
     }
 
-    fn resolve_pending_transfer(&mut self, t: &Transfer, timestamp: u64) -> EventResult {
+    fn resolve_pending_transfer(
+        &mut self,
+        t: &Transfer,
+        timestamp: u64,
+        lookups: &Lookups,
+    ) -> EventResult {
         let post = t.flags.contains(F::POST_PENDING_TRANSFER);
         if t.pending_id == 0 {
             return R::PendingIdMustNotBeZero;
@@ -193,14 +198,14 @@ impl Engine {
         if t.timeout != 0 {
             return R::TimeoutReservedForPendingTransfer;
         }
-        let (hash, existing) = self.find_event(t.id);
+        let (hash, existing) = self.event_lookup(lookups, 0, t.id);
         if let Some(event) = existing {
             return self.transfer_exists(t, event);
         }
         if self.transfers.len() >= EVENTS_PER_KIND_MAX as usize {
             return R::CapacityExceeded;
         }
-        let pending_event = match self.find_event(t.pending_id).1 {
+        let pending_event = match self.event_lookup(lookups, 1, t.pending_id).1 {
             Some(e) if e.kind() == Some(EventKind::Transfer) => e,
             _ => return R::PendingTransferNotFound,
         };

@@ -1,32 +1,46 @@
-//! The warm pass: before a window of events is applied, look up everything they will touch.
+//! Warming: before a window of events is applied, bring everything they will touch into cache.
 //!
 //! On this machine a load that misses the L2 cache costs ~130–200 ns when it waits alone, but
 //! ~15 ns each when many are in flight. Inside an event's checks every lookup waits alone (the
-//! next step needs its answer); in this pass the iterations are independent, so the CPU keeps
-//! many misses in flight. The account slots found are handed to the events (`Lookups`), so the
-//! work is not done twice; event ids are only warmed, because earlier events of the same batch
-//! may still insert them.
+//! next step needs its answer), so `apply` works a window ahead:
+//! 1. `prefetch` hashes the ids of the window after next and prefetches their index entries
+//!    (a hint: nothing waits for it);
+//! 2. `look_up` guesses the next window's account slots from the (now cached) index entries
+//!    and prefetches the slots' cache lines;
+//! 3. the events run with their hashes and account slots in hand (`Lookups`), confirming each
+//!    guessed slot by its id (a miss or a hash collision falls back to a full lookup).
+//! Event ids are hashed here but looked up by the event itself, because earlier events of the
+//! batch may insert them. Account slots stay valid for the whole batch: transfer and trade
+//! batches never create accounts.
 //!
-//! Pure reads: the pass changes nothing and decides nothing.
+//! Pure reads: nothing here changes state or decides an outcome.
 
 use crate::engine::{Engine, Operation};
-use crate::records::{raw_flags, RecordBytes, TransferFlags};
+use crate::index::prefetch;
+use crate::records::{raw_flags, RecordBytes, TradeFlags, TransferFlags};
 use crate::state::SLOT_NONE;
 
-/// The account slots the warm pass found for one event, by role: a transfer's debit and credit
-/// account, a trade's four accounts in record order. Valid for the whole batch: transfer and
-/// trade batches never create accounts.
+/// What warming found for one event.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Lookups {
+    /// Index hashes of the event's own id and of its `pending_id`.
+    id_hashes: [u32; 2],
+    /// Index hashes of its account ids, by role.
+    account_hashes: [u32; 4],
+    /// Account slots by role (a transfer's debit and credit; a trade's four in record order);
     /// `SLOT_NONE` for "no such account".
     accounts: [u32; 4],
-    known: bool,
+    hashed: bool,
+    accounts_known: bool,
 }
 
 impl Lookups {
     pub(crate) const UNKNOWN: Lookups = Lookups {
+        id_hashes: [0; 2],
+        account_hashes: [0; 4],
         accounts: [SLOT_NONE; 4],
-        known: false,
+        hashed: false,
+        accounts_known: false,
     };
 }
 
@@ -36,65 +50,109 @@ fn id_at(bytes: &RecordBytes, at: usize) -> u128 {
     u128::from_le_bytes(id)
 }
 
+/// Offsets of a record's event ids (own id, pending id) and account ids.
+fn layout(operation: Operation, bytes: &RecordBytes) -> (Option<[usize; 2]>, &'static [usize]) {
+    match operation {
+        Operation::CreateAccounts => (None, &[0]),
+        Operation::CreateTransfers => {
+            let resolves =
+                TransferFlags::POST_PENDING_TRANSFER.0 | TransferFlags::VOID_PENDING_TRANSFER.0;
+            if raw_flags(bytes) & resolves != 0 {
+                (Some([0, 64]), &[])
+            } else {
+                (Some([0, 64]), &[16, 32])
+            }
+        }
+        Operation::CreateTrades => {
+            let resolves = TradeFlags::POST_PENDING_TRADE.0 | TradeFlags::VOID_PENDING_TRADE.0;
+            if raw_flags(bytes) & resolves != 0 {
+                (Some([0, 80]), &[])
+            } else {
+                (Some([0, 80]), &[16, 32, 48, 64])
+            }
+        }
+    }
+}
+
 impl Engine {
-    /// Warms the lookups of `records` and fills `lookups[i]` for `records[i]`.
-    pub(crate) fn warm(
+    /// Hashes the ids of `records` into `lookups` and prefetches their index entries.
+    pub(crate) fn prefetch(
         &self,
         operation: Operation,
         records: &[RecordBytes],
         lookups: &mut [Lookups],
     ) {
-        let mut touched = 0usize;
         for (bytes, found) in records.iter().zip(lookups.iter_mut()) {
             *found = Lookups::UNKNOWN;
-            let (event_id_at, accounts): (usize, &[usize]) = match operation {
-                Operation::CreateAccounts => {
-                    touched = touched
-                        .wrapping_add(usize::from(self.find_account(id_at(bytes, 0)).is_some()));
-                    continue;
+            let (events, accounts) = layout(operation, bytes);
+            if let Some(events) = events {
+                for (hash, at) in found.id_hashes.iter_mut().zip(events) {
+                    *hash = self.event_index.hash(id_at(bytes, at));
+                    self.event_index.prefetch(*hash);
                 }
-                Operation::CreateTransfers => {
-                    let resolves = TransferFlags::POST_PENDING_TRANSFER.0
-                        | TransferFlags::VOID_PENDING_TRANSFER.0;
-                    if raw_flags(bytes) & resolves != 0 {
-                        // A post or void finds its accounts through the pending transfer.
-                        let pending = self.find_event(id_at(bytes, 64)).1;
-                        touched = touched.wrapping_add(usize::from(pending.is_some()));
-                        (0, &[])
-                    } else {
-                        (0, &[16, 32])
-                    }
-                }
-                Operation::CreateTrades => (0, &[16, 32, 48, 64]),
-            };
-            touched = touched.wrapping_add(usize::from(
-                self.find_event(id_at(bytes, event_id_at)).1.is_some(),
-            ));
-            for (role, &at) in accounts.iter().enumerate() {
-                let slot = self.find_account(id_at(bytes, at));
+            }
+            for (hash, &at) in found.account_hashes.iter_mut().zip(accounts) {
+                *hash = self.account_index.hash(id_at(bytes, at));
+                self.account_index.prefetch(*hash);
+            }
+            found.hashed = true;
+        }
+    }
+
+    /// Guesses the account slots of `records` (hashed by `prefetch`) from the index alone and
+    /// prefetches the three cache lines of each guessed slot; the event confirms the id.
+    pub(crate) fn look_up(
+        &self,
+        operation: Operation,
+        records: &[RecordBytes],
+        lookups: &mut [Lookups],
+    ) {
+        if operation == Operation::CreateAccounts {
+            return;
+        }
+        for (bytes, found) in records.iter().zip(lookups.iter_mut()) {
+            let (_, accounts) = layout(operation, bytes);
+            for (role, hash) in found.account_hashes[..accounts.len()].iter().enumerate() {
+                let slot = self.account_index.candidate(*hash);
                 if let Some(slot) = slot {
                     let account = self.accounts.get(slot);
-                    touched = touched
-                        .wrapping_add(account.state.balances.debits_posted as usize)
-                        .wrapping_add(account.history.last_event as usize);
+                    prefetch(&account.state.id);
+                    prefetch(&account.state.flags);
+                    prefetch(&account.history);
                 }
                 found.accounts[role] = slot.unwrap_or(SLOT_NONE);
             }
-            found.known = !accounts.is_empty();
+            found.accounts_known = !accounts.is_empty();
         }
-        std::hint::black_box(touched);
     }
 
-    /// The slot of the account with `id` in `role`: from the warm pass when it looked, else
+    /// The slot of the account with `id` in `role`: warming's guess when it is confirmed, else
     /// looked up now.
     #[inline]
     pub(crate) fn account_slot(&self, lookups: &Lookups, role: usize, id: u128) -> Option<u32> {
-        if lookups.known {
+        if lookups.accounts_known {
             let slot = lookups.accounts[role];
-            debug_assert_eq!(self.find_account(id), (slot != SLOT_NONE).then_some(slot));
-            (slot != SLOT_NONE).then_some(slot)
+            if slot != SLOT_NONE && self.accounts.get(slot).id == id {
+                return Some(slot);
+            }
+        }
+        self.find_account(id)
+    }
+
+    /// The index hash of the event's own id (`which` 0) or its pending id (1), and the stored
+    /// event with that id.
+    #[inline]
+    pub(crate) fn event_lookup(
+        &self,
+        lookups: &Lookups,
+        which: usize,
+        id: u128,
+    ) -> (u32, Option<crate::state::EventRef>) {
+        if lookups.hashed {
+            debug_assert_eq!(lookups.id_hashes[which], self.event_index.hash(id));
+            self.find_event_hashed(lookups.id_hashes[which], id)
         } else {
-            self.find_account(id)
+            self.find_event(id)
         }
     }
 }
