@@ -217,6 +217,10 @@ impl Engine {
         let window = WARM_WINDOW_EVENTS;
         let mut lookups = [[Lookups::UNKNOWN; WARM_WINDOW_EVENTS]; 3];
         let window_of = |w: usize| &records[(w * window).min(count)..((w + 1) * window).min(count)];
+        for record in window_of(0).iter().chain(window_of(1)).chain(window_of(2)) {
+            crate::index::prefetch(&record[0]);
+            crate::index::prefetch(&record[64]);
+        }
         self.prefetch(operation, window_of(0), &mut lookups[0]);
         self.look_up(operation, window_of(0), &mut lookups[0]);
         self.prefetch(operation, window_of(1), &mut lookups[1]);
@@ -225,6 +229,12 @@ impl Engine {
                 let w = i / window;
                 self.look_up(operation, window_of(w + 1), &mut lookups[(w + 1) % 3]);
                 self.prefetch(operation, window_of(w + 2), &mut lookups[(w + 2) % 3]);
+                // The records themselves arrive from a network or disk buffer, cold; hardware
+                // prefetchers stop at each 4 KiB page, which is one window.
+                for record in window_of(w + 3) {
+                    crate::index::prefetch(&record[0]);
+                    crate::index::prefetch(&record[64]);
+                }
             }
             let timestamp = events_base + i as u64;
             let linked = raw_flags(bytes) & TransferFlags::LINKED.0 != 0;
@@ -380,15 +390,26 @@ impl Engine {
     /// Appends `event` (already stored) to the history of each account it changed, after the
     /// change: links it in front of the account's previous newest event.
     pub(crate) fn record_history(&mut self, accounts: &[u32], event: EventRef) {
-        for (role, &account) in accounts.iter().enumerate() {
+        let previous = self.link_history(accounts, event);
+        for (role, &link) in previous[..accounts.len()].iter().enumerate() {
+            *self.previous_link_mut(event, role) = link;
+        }
+    }
+
+    /// Makes `event` (about to be stored, after its balance changes) the newest of each
+    /// account's history and returns the links to store in it: each account's previous newest.
+    #[inline]
+    pub(crate) fn link_history(&mut self, accounts: &[u32], event: EventRef) -> [u32; 4] {
+        let mut previous = [EVENT_NONE; 4];
+        for (link, &account) in previous.iter_mut().zip(accounts) {
             let slot = self.accounts.get_mut(account);
-            let previous = std::mem::replace(&mut slot.history.last_event, event.0);
+            *link = std::mem::replace(&mut slot.history.last_event, event.0);
             if slot.state.flags().contains(AccountFlags::HISTORY) {
                 slot.history.events.push(event);
                 slot.history.balances_after.push(slot.state.balances);
             }
-            *self.previous_link_mut(event, role) = previous;
         }
+        previous
     }
 
     fn previous_link_mut(&mut self, event: EventRef, role: usize) -> &mut u32 {
@@ -573,10 +594,9 @@ impl Engine {
         self.ledger_net_last = (0, 0, 0);
     }
 
-    /// Inserts a stored event into its arena, the id index and the histories of `accounts`.
-    pub(crate) fn insert_event(&mut self, hash: u32, event: EventRef, accounts: &[u32]) {
+    /// Indexes a just-stored event whose history links are already set (`link_history`).
+    pub(crate) fn index_event(&mut self, hash: u32, event: EventRef) {
         self.event_index.insert(hash, event.0);
-        self.record_history(accounts, event);
         self.push_undo(Undo::EventInserted(event));
     }
 

@@ -5,7 +5,7 @@ use crate::leg::{self, LegFailure};
 use crate::limits::{EVENTS_PER_KIND_MAX, NANOSECONDS_PER_SECOND};
 use crate::records::{RecordBytes, Trade, TradeFlags};
 use crate::result::EventResult;
-use crate::state::{EventKind, EventRef, PendingStatus, StoredTrade, EVENT_NONE, SLOT_NONE};
+use crate::state::{EventKind, EventRef, PendingStatus, StoredTrade, SLOT_NONE};
 use crate::transfer::expires_at;
 use crate::warm::Lookups;
 
@@ -142,7 +142,9 @@ impl Engine {
         // Every check passed: from here on nothing fails.
         self.move_leg(slots[0], slots[1], quantity, pending);
         self.move_leg(slots[2], slots[3], cash, pending);
-        let slot = self.trades.push(StoredTrade {
+        let event = EventRef::trade(self.trades.len() as u32);
+        let previous = self.link_history(&slots, event);
+        self.trades.push(StoredTrade {
             id: t.id,
             quantity: t.quantity,
             cash_amount: t.cash_amount,
@@ -157,10 +159,9 @@ impl Engine {
             } else {
                 PendingStatus::NotPending
             },
-            previous: [EVENT_NONE; 4],
+            previous,
         });
-        let event = EventRef::trade(slot);
-        self.insert_event(hash, event, &slots);
+        self.index_event(hash, event);
         if let Some(at) = expires_at {
             self.queue_expiry((at, timestamp, event));
         }
@@ -238,7 +239,9 @@ impl Engine {
         if let Some(at) = expires_at {
             self.dequeue_expiry((at, p.timestamp, pending_event));
         }
-        let slot = self.trades.push(StoredTrade {
+        let event = EventRef::trade(self.trades.len() as u32);
+        let previous = self.link_history(&p.accounts, event);
+        self.trades.push(StoredTrade {
             id: t.id,
             quantity: p.quantity,
             cash_amount: p.cash_amount,
@@ -249,9 +252,9 @@ impl Engine {
             code: p.code,
             flags: t.flags.0,
             status: PendingStatus::NotPending,
-            previous: [EVENT_NONE; 4],
+            previous,
         });
-        self.insert_event(hash, EventRef::trade(slot), &p.accounts);
+        self.index_event(hash, event);
         R::Ok
     }
 

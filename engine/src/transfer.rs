@@ -5,7 +5,7 @@ use crate::leg::{self, LegFailure};
 use crate::limits::{EVENTS_PER_KIND_MAX, NANOSECONDS_PER_SECOND};
 use crate::records::{AccountFlags, RecordBytes, Transfer, TransferFlags};
 use crate::result::EventResult;
-use crate::state::{EventKind, EventRef, PendingStatus, StoredTransfer, EVENT_NONE, SLOT_NONE};
+use crate::state::{EventKind, EventRef, PendingStatus, StoredTransfer, SLOT_NONE};
 use crate::warm::Lookups;
 
 type F = TransferFlags;
@@ -150,7 +150,9 @@ impl Engine {
         if t.flags.contains(F::CLOSING_CREDIT) {
             self.update_account(credit, |a| a.flags |= AccountFlags::CLOSED.0);
         }
-        let slot = self.transfers.push(StoredTransfer {
+        let event = EventRef::transfer(self.transfers.len() as u32);
+        let previous = self.link_history(&[debit, credit], event);
+        self.transfers.push(StoredTransfer {
             id: t.id,
             amount,
             user_data_128: t.user_data_128,
@@ -169,10 +171,9 @@ impl Engine {
             } else {
                 PendingStatus::NotPending
             },
-            previous: [EVENT_NONE; 2],
+            previous: [previous[0], previous[1]],
         });
-        let event = EventRef::transfer(slot);
-        self.insert_event(hash, event, &[debit, credit]);
+        self.index_event(hash, event);
         if let Some(at) = expires_at {
             self.queue_expiry((at, timestamp, event));
         }
@@ -259,7 +260,9 @@ impl Engine {
         if let Some(at) = expires_at {
             self.dequeue_expiry((at, p.timestamp, pending_event));
         }
-        let slot = self.transfers.push(StoredTransfer {
+        let event = EventRef::transfer(self.transfers.len() as u32);
+        let previous = self.link_history(&[p.debit_account, p.credit_account], event);
+        self.transfers.push(StoredTransfer {
             id: t.id,
             amount,
             user_data_128: t.user_data_128,
@@ -274,13 +277,9 @@ impl Engine {
             code: p.code,
             flags: t.flags.0,
             status: PendingStatus::NotPending,
-            previous: [EVENT_NONE; 2],
+            previous: [previous[0], previous[1]],
         });
-        self.insert_event(
-            hash,
-            EventRef::transfer(slot),
-            &[p.debit_account, p.credit_account],
-        );
+        self.index_event(hash, event);
         R::Ok
     }
 

@@ -9,6 +9,7 @@
 //!    and prefetches the slots' cache lines;
 //! 3. the events run with their hashes and account slots in hand (`Lookups`), confirming each
 //!    guessed slot by its id (a miss or a hash collision falls back to a full lookup).
+//!
 //! Event ids are hashed here but looked up by the event itself, because earlier events of the
 //! batch may insert them. Account slots stay valid for the whole batch: transfer and trade
 //! batches never create accounts.
