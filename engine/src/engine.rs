@@ -370,7 +370,7 @@ impl Engine {
 
     /// Every change to an account's balances or flags goes through here, so the conservation
     /// check and chain rollback see it.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn update_account(&mut self, account: u32, change: impl FnOnce(&mut AccountState)) {
         let slot = self.accounts.get_mut(account);
         let before = (slot.state.balances, slot.state.flags);
@@ -398,7 +398,7 @@ impl Engine {
 
     /// Makes `event` (about to be stored, after its balance changes) the newest of each
     /// account's history and returns the links to store in it: each account's previous newest.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn link_history(&mut self, accounts: &[u32], event: EventRef) -> [u32; 4] {
         let mut previous = [EVENT_NONE; 4];
         for (link, &account) in previous.iter_mut().zip(accounts) {
@@ -561,7 +561,7 @@ impl Engine {
     }
 
     /// Adds one balance change to its ledger's net for this batch.
-    #[inline]
+    #[inline(always)]
     fn add_ledger_net(&mut self, ledger: u32, delta: Balances) {
         let pending = delta.debits_pending.wrapping_sub(delta.credits_pending);
         let posted = delta.debits_posted.wrapping_sub(delta.credits_posted);
@@ -595,6 +595,7 @@ impl Engine {
     }
 
     /// Indexes a just-stored event whose history links are already set (`link_history`).
+    #[inline(always)]
     pub(crate) fn index_event(&mut self, hash: u32, event: EventRef) {
         self.event_index.insert(hash, event.0);
         self.push_undo(Undo::EventInserted(event));

@@ -16,6 +16,7 @@ pub(crate) enum LegFailure {
     ExceedsDebits,
 }
 
+#[inline(always)]
 pub(crate) fn check_closed(debit: &AccountState, credit: &AccountState) -> Result<(), LegFailure> {
     if debit.flags().contains(AccountFlags::CLOSED) {
         return Err(LegFailure::DebitClosed);
@@ -29,6 +30,7 @@ pub(crate) fn check_closed(debit: &AccountState, credit: &AccountState) -> Resul
 /// Overflow: an account's pending plus posted on the moving side must stay within `u128`. That
 /// sum bounds each of its parts, and posting or voiding never increases it, so this one check
 /// (made whenever an amount is added) keeps every balance field from overflowing.
+#[inline(always)]
 pub(crate) fn check_overflow(
     debit: &AccountState,
     credit: &AccountState,
@@ -54,6 +56,7 @@ pub(crate) fn check_overflow(
 }
 
 /// The balance constraints, counting pending amounts. Call after `check_overflow`.
+#[inline(always)]
 pub(crate) fn check_balance(
     debit: &AccountState,
     credit: &AccountState,
@@ -124,6 +127,7 @@ fn available(posted: u128, limit: u64, pending_used: u128, posted_used: u128) ->
 
 impl Engine {
     /// Moves `amount` from `debit` to `credit`, as a reservation or posted. Checked before.
+    #[inline(always)]
     pub(crate) fn move_leg(&mut self, debit: u32, credit: u32, amount: u128, pending: bool) {
         if pending {
             self.update_account(debit, |a| a.balances.debits_pending += amount);

@@ -259,6 +259,7 @@ impl Account {
 }
 
 impl Transfer {
+    #[inline(always)]
     pub fn decode(bytes: &RecordBytes) -> Result<Transfer, RecordError> {
         let r = Reader(bytes);
         Ok(Transfer {
@@ -298,6 +299,7 @@ impl Transfer {
 }
 
 impl Trade {
+    #[inline(always)]
     pub fn decode(bytes: &RecordBytes) -> Result<Trade, RecordError> {
         let r = Reader(bytes);
         Ok(Trade {

@@ -129,7 +129,7 @@ impl Engine {
 
     /// The slot of the account with `id` in `role`: warming's guess when it is confirmed, else
     /// looked up now.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn account_slot(&self, lookups: &Lookups, role: usize, id: u128) -> Option<u32> {
         if lookups.accounts_known {
             let slot = lookups.accounts[role];
@@ -142,7 +142,7 @@ impl Engine {
 
     /// The index hash of the event's own id (`which` 0) or its pending id (1), and the stored
     /// event with that id.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn event_lookup(
         &self,
         lookups: &Lookups,
