@@ -59,8 +59,12 @@ impl<T> Arena<T> {
         let wanted = (self.len + additional).div_ceil(ARENA_CHUNK_ELEMENTS);
         while self.chunks.len() < wanted {
             let mut chunk: Vec<T> = Vec::with_capacity(ARENA_CHUNK_ELEMENTS);
-            for element in chunk.spare_capacity_mut() {
+            // One write per page is enough to fault it in. `black_box` keeps the compiler from
+            // turning allocate-then-zero into `calloc`, which would touch nothing.
+            let per_page = (4096 / std::mem::size_of::<T>().max(1)).max(1);
+            for element in chunk.spare_capacity_mut().iter_mut().step_by(per_page) {
                 *element = std::mem::MaybeUninit::zeroed();
+                std::hint::black_box(element);
             }
             self.chunks.push(chunk);
         }

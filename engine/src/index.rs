@@ -184,6 +184,10 @@ impl IdIndex {
         let needed = (self.len + additional) * 4 / 3 + 1;
         if needed > self.entries.len() {
             self.grow(needed.next_power_of_two());
+            // `vec![0; n]` maps zero pages lazily; fault them in now (see `Arena::reserve`).
+            for entry in self.entries.iter_mut().step_by(4096 / 8) {
+                *entry = std::hint::black_box(*entry);
+            }
         }
     }
 
