@@ -8,14 +8,16 @@ use std::collections::BTreeSet;
 
 use crate::arena::Arena;
 use crate::index::IdIndex;
-use crate::limits::{BATCH_EVENTS_MAX, RECORD_BYTES, TIMESTAMP_MAX, WARM_WINDOW_EVENTS};
+use crate::limits::{BATCH_EVENTS_MAX, RECORD_BYTES, TIMESTAMP_MAX};
 use crate::records::{self, raw_flags, AccountFlags, RecordBytes, TransferFlags};
 use crate::result::EventResult;
 use crate::state::{
     AccountSlot, AccountState, Balances, EventKind, EventRef, Expiry, PendingStatus, StoredTrade,
     StoredTransfer, EVENT_NONE,
 };
-use crate::warm::Lookups;
+use crate::warm::{
+    prefetch_record, Lookups, HASH_AHEAD, LOOK_UP_AHEAD, RECORD_AHEAD, WARM_RING_EVENTS,
+};
 
 /// What a batch does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -212,29 +214,36 @@ impl Engine {
         let mut chain: Option<usize> = None;
         let mut chain_broken = false;
         let (records, _) = body.as_chunks::<RECORD_BYTES>();
-        // Three windows in flight: events of `current` run while `next` has its accounts
-        // looked up and `after` has its index entries prefetched (see warm.rs).
-        let window = WARM_WINDOW_EVENTS;
-        let mut lookups = [[Lookups::UNKNOWN; WARM_WINDOW_EVENTS]; 3];
-        let window_of = |w: usize| &records[(w * window).min(count)..((w + 1) * window).min(count)];
-        for record in window_of(0).iter().chain(window_of(1)).chain(window_of(2)) {
-            crate::index::prefetch(&record[0]);
-            crate::index::prefetch(&record[64]);
+        // A software pipeline (see warm.rs): while event `i` runs, event `i + LOOK_UP_AHEAD`
+        // has its account slots guessed and prefetched, event `i + HASH_AHEAD` its index entries
+        // prefetched, and record `i + RECORD_AHEAD` its bytes.
+        let mut lookups = [Lookups::UNKNOWN; WARM_RING_EVENTS];
+        for j in 0..count.min(RECORD_AHEAD) {
+            prefetch_record(&records[j]);
         }
-        self.prefetch(operation, window_of(0), &mut lookups[0]);
-        self.look_up(operation, window_of(0), &mut lookups[0]);
-        self.prefetch(operation, window_of(1), &mut lookups[1]);
+        for j in 0..count.min(HASH_AHEAD) {
+            self.prefetch(operation, &records[j], &mut lookups[j % WARM_RING_EVENTS]);
+        }
+        for j in 0..count.min(LOOK_UP_AHEAD) {
+            self.look_up(operation, &records[j], &mut lookups[j % WARM_RING_EVENTS]);
+        }
         for (i, bytes) in events.enumerate() {
-            if i % window == 0 {
-                let w = i / window;
-                self.look_up(operation, window_of(w + 1), &mut lookups[(w + 1) % 3]);
-                self.prefetch(operation, window_of(w + 2), &mut lookups[(w + 2) % 3]);
-                // The records themselves arrive from a network or disk buffer, cold; hardware
-                // prefetchers stop at each 4 KiB page, which is one window.
-                for record in window_of(w + 3) {
-                    crate::index::prefetch(&record[0]);
-                    crate::index::prefetch(&record[64]);
-                }
+            if let Some(record) = records.get(i + RECORD_AHEAD) {
+                prefetch_record(record);
+            }
+            if let Some(record) = records.get(i + HASH_AHEAD) {
+                self.prefetch(
+                    operation,
+                    record,
+                    &mut lookups[(i + HASH_AHEAD) % WARM_RING_EVENTS],
+                );
+            }
+            if let Some(record) = records.get(i + LOOK_UP_AHEAD) {
+                self.look_up(
+                    operation,
+                    record,
+                    &mut lookups[(i + LOOK_UP_AHEAD) % WARM_RING_EVENTS],
+                );
             }
             let timestamp = events_base + i as u64;
             let linked = raw_flags(bytes) & TransferFlags::LINKED.0 != 0;
@@ -248,12 +257,7 @@ impl Engine {
             } else if linked && i == count - 1 {
                 EventResult::LinkedEventChainOpen
             } else {
-                self.apply_event(
-                    operation,
-                    bytes,
-                    timestamp,
-                    &lookups[(i / window) % 3][i % window],
-                )
+                self.apply_event(operation, bytes, timestamp, &lookups[i % WARM_RING_EVENTS])
             };
             if result != EventResult::Ok {
                 if let Some(start) = chain {

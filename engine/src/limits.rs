@@ -37,8 +37,3 @@ const _: () = assert!(ARENA_CHUNK_ELEMENTS.is_power_of_two());
 /// Entry timestamps (ns since the Unix epoch) beyond this are refused: it is the year 2116,
 /// and it keeps `timestamp + events + timeout × 10⁹` far from `u64::MAX`.
 pub const TIMESTAMP_MAX: u64 = 1 << 62;
-
-/// Events whose memory `apply` warms in one pass before applying them: enough independent
-/// lookups to keep many cache misses in flight, few enough that what they bring in (a few cache
-/// lines per event) is still in L1/L2 when the events run.
-pub const WARM_WINDOW_EVENTS: usize = 32;

@@ -2,13 +2,18 @@
 //!
 //! On this machine a load that misses the L2 cache costs ~130–200 ns when it waits alone, but
 //! ~15 ns each when many are in flight. Inside an event's checks every lookup waits alone (the
-//! next step needs its answer), so `apply` works a window ahead:
-//! 1. `prefetch` hashes the ids of the window after next and prefetches their index entries
-//!    (a hint: nothing waits for it);
-//! 2. `look_up` guesses the next window's account slots from the (now cached) index entries
-//!    and prefetches the slots' cache lines;
-//! 3. the events run with their hashes and account slots in hand (`Lookups`), confirming each
+//! next step needs its answer), so `apply` runs a software pipeline, one step per event:
+//! 1. the record `RECORD_AHEAD` events ahead is prefetched (records arrive cold from a network
+//!    or disk buffer, and hardware prefetchers stop at every 4 KiB page);
+//! 2. `prefetch` hashes the ids of the event `HASH_AHEAD` ahead and prefetches their index
+//!    entries (a hint: nothing waits for it);
+//! 3. `look_up` guesses the account slots of the event `LOOK_UP_AHEAD` ahead from its (now
+//!    cached) index entries and prefetches the slots' cache lines;
+//! 4. the event runs with its hashes and account slots in hand (`Lookups`), confirming each
 //!    guessed slot by its id (a miss or a hash collision falls back to a full lookup).
+//!
+//! One step per event spreads the prefetches evenly, so they do not queue up behind each other
+//! the way a burst per window did.
 //!
 //! Event ids are hashed here but looked up by the event itself, because earlier events of the
 //! batch may insert them. Account slots stay valid for the whole batch: transfer and trade
@@ -20,6 +25,23 @@ use crate::engine::{Engine, Operation};
 use crate::index::prefetch;
 use crate::records::{raw_flags, RecordBytes, TradeFlags, TransferFlags};
 use crate::state::SLOT_NONE;
+
+/// Distance, in events, at which record bytes are prefetched.
+pub(crate) const RECORD_AHEAD: usize = 16;
+/// Distance at which ids are hashed and their index entries prefetched.
+pub(crate) const HASH_AHEAD: usize = 12;
+/// Distance at which account slots are guessed and prefetched.
+pub(crate) const LOOK_UP_AHEAD: usize = 6;
+/// Lookups in flight: a ring indexed by event number, longer than the farthest distance.
+pub(crate) const WARM_RING_EVENTS: usize = 32;
+const _: () = assert!(LOOK_UP_AHEAD < HASH_AHEAD && HASH_AHEAD < WARM_RING_EVENTS);
+
+/// Prefetches both cache lines of a record.
+#[inline]
+pub(crate) fn prefetch_record(record: &RecordBytes) {
+    prefetch(&record[0]);
+    prefetch(&record[64]);
+}
 
 /// What warming found for one event.
 #[derive(Clone, Copy, Debug)]
@@ -76,55 +98,43 @@ fn layout(operation: Operation, bytes: &RecordBytes) -> (Option<[usize; 2]>, &'s
 }
 
 impl Engine {
-    /// Hashes the ids of `records` into `lookups` and prefetches their index entries.
-    pub(crate) fn prefetch(
-        &self,
-        operation: Operation,
-        records: &[RecordBytes],
-        lookups: &mut [Lookups],
-    ) {
-        for (bytes, found) in records.iter().zip(lookups.iter_mut()) {
-            *found = Lookups::UNKNOWN;
-            let (events, accounts) = layout(operation, bytes);
-            if let Some(events) = events {
-                for (hash, at) in found.id_hashes.iter_mut().zip(events) {
-                    *hash = self.event_index.hash(id_at(bytes, at));
-                    self.event_index.prefetch(*hash);
-                }
+    /// Hashes the ids of a record into `found` and prefetches their index entries.
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, operation: Operation, bytes: &RecordBytes, found: &mut Lookups) {
+        *found = Lookups::UNKNOWN;
+        let (events, accounts) = layout(operation, bytes);
+        if let Some(events) = events {
+            for (hash, at) in found.id_hashes.iter_mut().zip(events) {
+                *hash = self.event_index.hash(id_at(bytes, at));
+                self.event_index.prefetch(*hash);
             }
-            for (hash, &at) in found.account_hashes.iter_mut().zip(accounts) {
-                *hash = self.account_index.hash(id_at(bytes, at));
-                self.account_index.prefetch(*hash);
-            }
-            found.hashed = true;
         }
+        for (hash, &at) in found.account_hashes.iter_mut().zip(accounts) {
+            *hash = self.account_index.hash(id_at(bytes, at));
+            self.account_index.prefetch(*hash);
+        }
+        found.hashed = true;
     }
 
-    /// Guesses the account slots of `records` (hashed by `prefetch`) from the index alone and
+    /// Guesses a record's account slots (hashed by `prefetch`) from the index alone and
     /// prefetches the three cache lines of each guessed slot; the event confirms the id.
-    pub(crate) fn look_up(
-        &self,
-        operation: Operation,
-        records: &[RecordBytes],
-        lookups: &mut [Lookups],
-    ) {
+    #[inline(always)]
+    pub(crate) fn look_up(&self, operation: Operation, bytes: &RecordBytes, found: &mut Lookups) {
         if operation == Operation::CreateAccounts {
             return;
         }
-        for (bytes, found) in records.iter().zip(lookups.iter_mut()) {
-            let (_, accounts) = layout(operation, bytes);
-            for (role, hash) in found.account_hashes[..accounts.len()].iter().enumerate() {
-                let slot = self.account_index.candidate(*hash);
-                if let Some(slot) = slot {
-                    let account = self.accounts.get(slot);
-                    prefetch(&account.state.id);
-                    prefetch(&account.state.flags);
-                    prefetch(&account.history);
-                }
-                found.accounts[role] = slot.unwrap_or(SLOT_NONE);
+        let (_, accounts) = layout(operation, bytes);
+        for (role, hash) in found.account_hashes[..accounts.len()].iter().enumerate() {
+            let slot = self.account_index.candidate(*hash);
+            if let Some(slot) = slot {
+                let account = self.accounts.get(slot);
+                prefetch(&account.state.id);
+                prefetch(&account.state.flags);
+                prefetch(&account.history);
             }
-            found.accounts_known = !accounts.is_empty();
+            found.accounts[role] = slot.unwrap_or(SLOT_NONE);
         }
+        found.accounts_known = !accounts.is_empty();
     }
 
     /// The slot of the account with `id` in `role`: warming's guess when it is confirmed, else
