@@ -218,8 +218,8 @@ impl Engine {
         // has its account slots guessed and prefetched, event `i + HASH_AHEAD` its index entries
         // prefetched, and record `i + RECORD_AHEAD` its bytes.
         let mut lookups = [Lookups::UNKNOWN; WARM_RING_EVENTS];
-        for j in 0..count.min(RECORD_AHEAD) {
-            prefetch_record(&records[j]);
+        for record in &records[..count.min(RECORD_AHEAD)] {
+            prefetch_record(record);
         }
         for j in 0..count.min(HASH_AHEAD) {
             self.prefetch(operation, &records[j], &mut lookups[j % WARM_RING_EVENTS]);
