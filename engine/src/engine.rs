@@ -15,9 +15,7 @@ use crate::state::{
     AccountSlot, AccountState, Balances, EventKind, EventRef, Expiry, PendingStatus, StoredTrade,
     StoredTransfer, EVENT_NONE,
 };
-use crate::warm::{
-    prefetch_record, Lookups, HASH_AHEAD, LOOK_UP_AHEAD, RECORD_AHEAD, WARM_RING_EVENTS,
-};
+use crate::warm::{Lookups, WARM_RING_EVENTS};
 
 /// What a batch does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -214,37 +212,9 @@ impl Engine {
         let mut chain: Option<usize> = None;
         let mut chain_broken = false;
         let (records, _) = body.as_chunks::<RECORD_BYTES>();
-        // A software pipeline (see warm.rs): while event `i` runs, event `i + LOOK_UP_AHEAD`
-        // has its account slots guessed and prefetched, event `i + HASH_AHEAD` its index entries
-        // prefetched, and record `i + RECORD_AHEAD` its bytes.
         let mut lookups = [Lookups::UNKNOWN; WARM_RING_EVENTS];
-        for record in &records[..count.min(RECORD_AHEAD)] {
-            prefetch_record(record);
-        }
-        for j in 0..count.min(HASH_AHEAD) {
-            self.prefetch(operation, &records[j], &mut lookups[j % WARM_RING_EVENTS]);
-        }
-        for j in 0..count.min(LOOK_UP_AHEAD) {
-            self.look_up(operation, &records[j], &mut lookups[j % WARM_RING_EVENTS]);
-        }
         for (i, bytes) in events.enumerate() {
-            if let Some(record) = records.get(i + RECORD_AHEAD) {
-                prefetch_record(record);
-            }
-            if let Some(record) = records.get(i + HASH_AHEAD) {
-                self.prefetch(
-                    operation,
-                    record,
-                    &mut lookups[(i + HASH_AHEAD) % WARM_RING_EVENTS],
-                );
-            }
-            if let Some(record) = records.get(i + LOOK_UP_AHEAD) {
-                self.look_up(
-                    operation,
-                    record,
-                    &mut lookups[(i + LOOK_UP_AHEAD) % WARM_RING_EVENTS],
-                );
-            }
+            self.warm_ahead(operation, records, i, &mut lookups);
             let timestamp = events_base + i as u64;
             let linked = raw_flags(bytes) & TransferFlags::LINKED.0 != 0;
             if linked && chain.is_none() {

@@ -27,18 +27,18 @@ use crate::records::{raw_flags, RecordBytes, TradeFlags, TransferFlags};
 use crate::state::SLOT_NONE;
 
 /// Distance, in events, at which record bytes are prefetched.
-pub(crate) const RECORD_AHEAD: usize = 16;
+const RECORD_AHEAD: usize = 16;
 /// Distance at which ids are hashed and their index entries prefetched.
-pub(crate) const HASH_AHEAD: usize = 12;
+const HASH_AHEAD: usize = 12;
 /// Distance at which account slots are guessed and prefetched.
-pub(crate) const LOOK_UP_AHEAD: usize = 6;
+const LOOK_UP_AHEAD: usize = 6;
 /// Lookups in flight: a ring indexed by event number, longer than the farthest distance.
 pub(crate) const WARM_RING_EVENTS: usize = 32;
 const _: () = assert!(LOOK_UP_AHEAD < HASH_AHEAD && HASH_AHEAD < WARM_RING_EVENTS);
 
 /// Prefetches both cache lines of a record.
 #[inline]
-pub(crate) fn prefetch_record(record: &RecordBytes) {
+fn prefetch_record(record: &RecordBytes) {
     prefetch(&record[0]);
     prefetch(&record[64]);
 }
@@ -98,9 +98,44 @@ fn layout(operation: Operation, bytes: &RecordBytes) -> (Option<[usize; 2]>, &'s
 }
 
 impl Engine {
+    /// The pipeline step taken before event `i` of `records` runs: prefetch the record
+    /// `RECORD_AHEAD` ahead, hash and prefetch the index entries of the one `HASH_AHEAD` ahead,
+    /// guess and prefetch the account slots of the one `LOOK_UP_AHEAD` ahead. Before event 0
+    /// it also fills the pipeline for the events closer than those distances.
+    #[inline(always)]
+    pub(crate) fn warm_ahead(
+        &self,
+        operation: Operation,
+        records: &[RecordBytes],
+        i: usize,
+        lookups: &mut [Lookups; WARM_RING_EVENTS],
+    ) {
+        let ring = |j: usize| j % WARM_RING_EVENTS;
+        if i == 0 {
+            for record in records.iter().take(RECORD_AHEAD) {
+                prefetch_record(record);
+            }
+            for (j, record) in records.iter().enumerate().take(HASH_AHEAD) {
+                self.prefetch(operation, record, &mut lookups[ring(j)]);
+            }
+            for (j, record) in records.iter().enumerate().take(LOOK_UP_AHEAD) {
+                self.look_up(operation, record, &mut lookups[ring(j)]);
+            }
+        }
+        if let Some(record) = records.get(i + RECORD_AHEAD) {
+            prefetch_record(record);
+        }
+        if let Some(record) = records.get(i + HASH_AHEAD) {
+            self.prefetch(operation, record, &mut lookups[ring(i + HASH_AHEAD)]);
+        }
+        if let Some(record) = records.get(i + LOOK_UP_AHEAD) {
+            self.look_up(operation, record, &mut lookups[ring(i + LOOK_UP_AHEAD)]);
+        }
+    }
+
     /// Hashes the ids of a record into `found` and prefetches their index entries.
     #[inline(always)]
-    pub(crate) fn prefetch(&self, operation: Operation, bytes: &RecordBytes, found: &mut Lookups) {
+    fn prefetch(&self, operation: Operation, bytes: &RecordBytes, found: &mut Lookups) {
         *found = Lookups::UNKNOWN;
         let (events, accounts) = layout(operation, bytes);
         if let Some(events) = events {
@@ -119,7 +154,7 @@ impl Engine {
     /// Guesses a record's account slots (hashed by `prefetch`) from the index alone and
     /// prefetches the three cache lines of each guessed slot; the event confirms the id.
     #[inline(always)]
-    pub(crate) fn look_up(&self, operation: Operation, bytes: &RecordBytes, found: &mut Lookups) {
+    fn look_up(&self, operation: Operation, bytes: &RecordBytes, found: &mut Lookups) {
         if operation == Operation::CreateAccounts {
             return;
         }
