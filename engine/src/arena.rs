@@ -29,7 +29,7 @@ impl<T> Arena<T> {
     }
 
     /// Appends and returns the new element's index. The caller checks capacity limits first.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&mut self, value: T) -> u32 {
         let index = self.len;
         assert!(index < u32::MAX as usize, "arena index space exhausted");
@@ -70,13 +70,13 @@ impl<T> Arena<T> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(&self, index: u32) -> &T {
         let index = index as usize;
         &self.chunks[index >> SHIFT][index & MASK]
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get_mut(&mut self, index: u32) -> &mut T {
         let index = index as usize;
         &mut self.chunks[index >> SHIFT][index & MASK]

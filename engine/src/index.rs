@@ -68,27 +68,27 @@ impl IdIndex {
     }
 
     /// The 32 hash bits of `id` that the index keeps and places entries by.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn hash(&self, id: u128) -> u32 {
         let h = self.hasher.hash_one(id);
         (h ^ (h >> 32)) as u32
     }
 
     /// Where `hash32`'s probe starts: its low bits (the hash is already fully mixed).
-    #[inline]
+    #[inline(always)]
     fn home(&self, hash32: u32) -> usize {
         hash32 as usize & self.mask
     }
 
     /// Asks the CPU to bring the first entry `hash32` would probe into cache, without waiting.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn prefetch(&self, hash32: u32) {
         prefetch(&self.entries[self.home(hash32)]);
     }
 
     /// The slot of the first entry whose stored hash bits are `hash32`, without reading the
     /// arena to confirm the id: a cheap guess for warming, to be confirmed by the caller.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn candidate(&self, hash32: u32) -> Option<u32> {
         let mut position = self.home(hash32);
         loop {
@@ -103,7 +103,7 @@ impl IdIndex {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn find(&self, hash32: u32, id: u128, key_of: impl Fn(u32) -> u128) -> Option<u32> {
         let mut position = self.home(hash32);
         loop {
@@ -119,7 +119,7 @@ impl IdIndex {
     }
 
     /// Inserts a slot whose key is known to be absent.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn insert(&mut self, hash32: u32, slot: u32) {
         if (self.len + 1) * 4 > self.entries.len() * 3 {
             self.grow(self.entries.len() * 2);
@@ -128,7 +128,7 @@ impl IdIndex {
         self.len += 1;
     }
 
-    #[inline]
+    #[inline(always)]
     fn place(&mut self, e: u64) {
         let mut position = self.home(entry_hash32(e));
         while self.entries[position] != EMPTY {
