@@ -1,12 +1,15 @@
-//! Tally's durable storage: the write-ahead log that is the Raft log, the vote, snapshot files.
-//! Entry point: [`wal::Wal::open`] on a [`storage::Disk`] ([`storage::open_default`] in
-//! production: io_uring, or pwrite + fdatasync where io_uring is unavailable).
-//! This is the only crate that touches the disk. It must not interpret entry or snapshot
-//! payloads (the engine owns their meaning), and must never acknowledge an append before the
-//! fdatasync that covers it has reported success.
+//! Tally's durable storage and replication: the write-ahead log that is the Raft log, the vote,
+//! snapshot files, and (in `replication`) openraft's log storage and state machine on them.
+//! Entry points: [`wal::Wal::open`] on a [`storage::Disk`] ([`storage::open_default`] in
+//! production: io_uring, or pwrite + fdatasync where io_uring is unavailable), and
+//! [`replication::open_storage`] for a replica's whole data directory.
+//! This is the only crate that touches the disk. The WAL and storage layers never interpret
+//! entry or snapshot payloads (`replication` does, and the engine decides every balance), and
+//! nothing acknowledges an append before the fdatasync that covers it has reported success.
 
 pub mod error;
 pub mod limits;
+pub mod replication;
 pub mod snapshot_file;
 pub mod storage;
 pub mod vote;

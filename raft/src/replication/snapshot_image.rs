@@ -1,0 +1,167 @@
+//! A snapshot image: the bytes a snapshot file holds and a leader sends to a follower. It is
+//! the applied state openraft needs (last applied log id, last membership, snapshot id) in
+//! front of the engine's own snapshot (rkyv + BLAKE3, opaque here).
+//!
+//! ```text
+//! offset size field
+//!      0    4 magic        "TRSI" (0x4953_5254 little-endian)
+//!      4    4 version      1
+//!      8    4 meta_bytes   M, length of the meta section
+//!     12    4 reserved     zero
+//!     16    M meta         last_log_id (optional log id, 32 bytes)
+//!                          last_membership log id (optional log id, 32 bytes)
+//!                          last_membership (membership layout, docs/raft-entries.md)
+//!                          snapshot_id: length u32, UTF-8 bytes
+//!   16+M    - engine       Engine::snapshot() bytes, to the end
+//! ```
+//! The file around it (`snapshot_file.rs`) adds a CRC32C over all of this; the engine's part
+//! carries its own BLAKE3. Keeping the applied state inside the image is what makes a snapshot
+//! self-describing: restoring one sets the engine, the applied log id and the membership
+//! together, from the same bytes.
+
+use super::codec::{
+    decode_membership, decode_optional_log_id, encode_membership, encode_optional_log_id, Reader,
+};
+use super::error::{DecodeError, EncodeError};
+use super::limits::{SNAPSHOT_ID_BYTES_MAX, SNAPSHOT_META_BYTES_MAX};
+use super::types::{SnapshotMeta, StoredMembership};
+
+const MAGIC: u32 = 0x4953_5254;
+const VERSION: u32 = 1;
+const HEADER_BYTES: usize = 16;
+
+/// Encode `meta` and the engine's snapshot bytes into one image.
+pub fn encode_image(meta: &SnapshotMeta, engine: &[u8]) -> Result<Vec<u8>, EncodeError> {
+    if meta.snapshot_id.len() > SNAPSHOT_ID_BYTES_MAX {
+        return Err(EncodeError::OverLimit {
+            what: "bytes of a snapshot id",
+            count: meta.snapshot_id.len(),
+            limit: SNAPSHOT_ID_BYTES_MAX,
+        });
+    }
+    let mut section = Vec::with_capacity(1024);
+    encode_optional_log_id(meta.last_log_id.as_ref(), &mut section);
+    encode_optional_log_id(meta.last_membership.log_id().as_ref(), &mut section);
+    encode_membership(meta.last_membership.membership(), &mut section)?;
+    section.extend_from_slice(&(meta.snapshot_id.len() as u32).to_le_bytes());
+    section.extend_from_slice(meta.snapshot_id.as_bytes());
+    // Within the limit by construction (asserted at compile time in limits.rs).
+    assert!(section.len() <= SNAPSHOT_META_BYTES_MAX);
+    let mut image = Vec::with_capacity(HEADER_BYTES + section.len() + engine.len());
+    image.extend_from_slice(&MAGIC.to_le_bytes());
+    image.extend_from_slice(&VERSION.to_le_bytes());
+    image.extend_from_slice(&(section.len() as u32).to_le_bytes());
+    image.extend_from_slice(&[0; 4]);
+    image.extend_from_slice(&section);
+    image.extend_from_slice(engine);
+    Ok(image)
+}
+
+/// Split an image into its meta and the engine's bytes (the pair of [`encode_image`]).
+pub fn decode_image(image: &[u8]) -> Result<(SnapshotMeta, &[u8]), DecodeError> {
+    let mut reader = Reader::new(image);
+    if reader.u32()? != MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    let version = reader.u32()?;
+    if version != VERSION {
+        return Err(DecodeError::UnknownVersion(version));
+    }
+    let section_bytes = reader.count("bytes of snapshot meta", SNAPSHOT_META_BYTES_MAX, 1)?;
+    reader.reserved(4)?;
+    let section = reader.take(section_bytes)?;
+    let engine = reader.take(reader.remaining())?;
+
+    let mut reader = Reader::new(section);
+    let last_log_id = decode_optional_log_id(&mut reader)?;
+    let membership_log_id = decode_optional_log_id(&mut reader)?;
+    let membership = decode_membership(&mut reader)?;
+    let id_bytes = reader.count("bytes of a snapshot id", SNAPSHOT_ID_BYTES_MAX, 1)?;
+    let snapshot_id = std::str::from_utf8(reader.take(id_bytes)?)
+        .map_err(|_| DecodeError::NotUtf8 {
+            what: "snapshot id",
+        })?
+        .to_owned();
+    reader.finish()?;
+    let meta = SnapshotMeta {
+        last_log_id,
+        last_membership: StoredMembership::new(membership_log_id, membership),
+        snapshot_id,
+    };
+    Ok((meta, engine))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+    use crate::replication::types::{LogId, Membership, Node};
+    use proptest::prelude::*;
+
+    fn sample() -> SnapshotMeta {
+        let log_id =
+            |term, node, index| LogId::new(openraft::CommittedLeaderId::new(term, node), index);
+        let membership = Membership::new(
+            vec![BTreeSet::from([1, 2, 3])],
+            BTreeMap::from([1, 2, 3, 4].map(|id| {
+                (
+                    id,
+                    Node {
+                        addr: format!("127.0.0.1:{}", 7000 + id),
+                    },
+                )
+            })),
+        );
+        SnapshotMeta {
+            last_log_id: Some(log_id(4, 2, 99)),
+            last_membership: StoredMembership::new(Some(log_id(3, 1, 50)), membership),
+            snapshot_id: "99-4-2".to_owned(),
+        }
+    }
+
+    /// Proves an image gives back the meta and the engine bytes it was made of, including the
+    /// empty state (no log id, default membership, no engine bytes).
+    #[test]
+    fn images_round_trip() {
+        let engine = vec![9u8; 1000];
+        let image = encode_image(&sample(), &engine).expect("encodes");
+        let (meta, bytes) = decode_image(&image).expect("decodes");
+        assert_eq!(meta, sample());
+        assert_eq!(bytes, &engine[..]);
+
+        let empty = SnapshotMeta::default();
+        let image = encode_image(&empty, &[]).expect("encodes");
+        assert_eq!(decode_image(&image).expect("decodes"), (empty, &[][..]));
+    }
+
+    /// Proves an image cut inside its header or meta is refused (cutting the engine part is
+    /// the engine's own checksum's business).
+    #[test]
+    fn truncated_meta_is_refused() {
+        let image = encode_image(&sample(), &[]).expect("encodes");
+        for cut in 0..image.len() {
+            assert!(
+                decode_image(&image[..cut]).is_err(),
+                "cut at {cut} accepted"
+            );
+        }
+    }
+
+    proptest! {
+        /// Proves random bytes, with or without a valid header, never panic the decoder.
+        #[test]
+        fn random_images_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300),
+                                     header in any::<bool>()) {
+            let mut image = bytes;
+            if header && image.len() >= HEADER_BYTES {
+                image[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+                image[4..8].copy_from_slice(&VERSION.to_le_bytes());
+                let meta = (image.len() - HEADER_BYTES) as u32 / 2;
+                image[8..12].copy_from_slice(&meta.to_le_bytes());
+                image[12..16].fill(0);
+            }
+            let _ = decode_image(&image);
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! openraft's state machine (`RaftStateMachine`, `RaftSnapshotBuilder`) wrapping the engine.
+//!
+//! The engine lives in memory and is not written to disk as it applies; snapshots are. So the
+//! durable state of a replica is its newest snapshot file plus its log, and every snapshot is
+//! durable before openraft hears of it (built or installed), because openraft purges the log up
+//! to a snapshot as soon as it has one. At start the newest valid snapshot is restored
+//! (`StateMachine::open`) and openraft re-applies the committed log after it.
+//!
+//! A snapshot image (`snapshot_image.rs`) holds the engine's snapshot *and* the applied state
+//! (last applied log id, last membership), so the two are always restored together.
+//!
+//! Snapshot files are written through `snapshot_file.rs` in `{data}/snapshots/`; the current
+//! one is read back from disk when openraft asks for it (to send it to a follower), so it is
+//! never held in memory between uses. Building serialises the engine on the state machine's
+//! task (a consistent view without copying the state), then encodes and writes the file on a
+//! blocking thread.
+
+// openraft's storage traits return its `StorageError` (224 bytes) by value; the helpers here
+// produce exactly that error for them, so boxing it would only add a conversion.
+#![allow(clippy::result_large_err)]
+
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use tally_engine::{Engine, EngineConfig};
+
+use super::error::{InstallError, StateMachineOpenError};
+use super::limits::SNAPSHOTS_KEPT;
+use super::snapshot_image::{decode_image, encode_image};
+use super::types::{
+    Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+use super::SNAPSHOT_DIR;
+use crate::snapshot_file::SnapshotFiles;
+use crate::storage::Disk;
+use crate::wal;
+
+/// What the replica has applied: the engine, and the log id and membership it reached.
+pub struct Applied {
+    engine: Engine,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+impl std::fmt::Debug for Applied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Applied")
+            .field("last_applied", &self.last_applied)
+            .field("membership", &self.membership)
+            .field("accounts", &self.engine.accounts_count())
+            .field("transfers", &self.engine.transfers_count())
+            .field("trades", &self.engine.trades_count())
+            .finish()
+    }
+}
+
+impl Applied {
+    /// The engine, for queries.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The last log entry applied to the engine.
+    pub fn last_applied(&self) -> Option<LogId> {
+        self.last_applied
+    }
+
+    /// The last membership applied, with the log id of its entry.
+    pub fn membership(&self) -> &StoredMembership {
+        &self.membership
+    }
+}
+
+/// A read handle on the applied state, for queries and for comparing replicas (the digest);
+/// cheap to clone. Readers and `apply` take turns per entry.
+#[derive(Clone, Debug)]
+pub struct AppliedView {
+    applied: Arc<RwLock<Applied>>,
+}
+
+impl AppliedView {
+    /// Run `read` on the applied state, consistent for its duration.
+    pub fn read<R>(&self, read: impl FnOnce(&Applied) -> R) -> R {
+        read(&read_lock(&self.applied))
+    }
+
+    /// The last applied log id and the engine's state digest at that point: equal on every
+    /// replica that applied the same log.
+    pub fn digest(&self) -> (Option<LogId>, [u8; 32]) {
+        self.read(|applied| (applied.last_applied, applied.engine.digest()))
+    }
+}
+
+// A panic while the lock is held is a broken invariant inside `apply` (the engine asserts),
+// which may have left the engine half-way through a batch: nobody may read it after that.
+fn read_lock(lock: &RwLock<Applied>) -> RwLockReadGuard<'_, Applied> {
+    lock.read()
+        .expect("the applied state is poisoned by a panic while applying")
+}
+
+fn write_lock(lock: &RwLock<Applied>) -> RwLockWriteGuard<'_, Applied> {
+    lock.write()
+        .expect("the applied state is poisoned by a panic while applying")
+}
+
+/// The snapshot files and which one is current, shared with snapshot builders.
+#[derive(Debug)]
+struct Snapshots {
+    files: SnapshotFiles,
+    /// Meta of the newest snapshot on disk, if any.
+    current: Mutex<Option<SnapshotMeta>>,
+}
+
+/// The snapshot file name's log id for `meta` (a snapshot of nothing applied is named 0-0;
+/// the log id inside the image tells it apart).
+fn file_id(meta: &SnapshotMeta) -> wal::LogId {
+    meta.last_log_id
+        .map_or(wal::LogId { index: 0, term: 0 }, |id| wal::LogId {
+            index: id.index,
+            term: id.leader_id.term,
+        })
+}
+
+impl Snapshots {
+    fn lock(&self) -> MutexGuard<'_, Option<SnapshotMeta>> {
+        // Only a panic while writing a file can poison this; the files on disk are still
+        // consistent (writes are atomic), and so is the meta recorded before it.
+        self.current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Make `image` (of `meta`) the current snapshot.
+    ///
+    /// Durability contract:
+    /// - The file is durable (written to a temporary name, fsync'd, renamed, directory
+    ///   fsync'd) before it becomes current; only then are older snapshots deleted.
+    /// - A snapshot older than the current one (a build that finished after a newer snapshot
+    ///   was installed) is not kept: returns `Ok(false)`.
+    fn save(&self, meta: &SnapshotMeta, image: &[u8]) -> Result<bool, StorageError> {
+        let mut current = self.lock();
+        if current
+            .as_ref()
+            .is_some_and(|current| current.last_log_id > meta.last_log_id)
+        {
+            return Ok(false);
+        }
+        let failed = |error: &crate::error::SnapshotError| -> StorageError {
+            StorageIOError::write_snapshot(Some(meta.signature()), error).into()
+        };
+        self.files
+            .write(file_id(meta), image)
+            .map_err(|error| failed(&error))?;
+        *current = Some(meta.clone());
+        self.files
+            .prune(SNAPSHOTS_KEPT)
+            .map_err(|error| failed(&error))?;
+        Ok(true)
+    }
+
+    /// Read the current snapshot back from its file.
+    fn load_current(&self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let current = self.lock();
+        let Some(meta) = current.as_ref() else {
+            return Ok(None);
+        };
+        let failed = |error: &dyn std::error::Error| -> StorageError {
+            let error = std::io::Error::other(error.to_string());
+            StorageIOError::read_snapshot(Some(meta.signature()), &error).into()
+        };
+        let image = self
+            .files
+            .read(file_id(meta))
+            .map_err(|error| failed(&error))?
+            .ok_or_else(|| {
+                failed(&std::io::Error::other(
+                    "the current snapshot file is damaged",
+                ))
+            })?;
+        let (carried, _) = decode_image(&image).map_err(|error| failed(&error))?;
+        // Assertion in pairs: the meta written into the image is the meta we recorded.
+        if carried != *meta {
+            return Err(failed(&std::io::Error::other(format!(
+                "the current snapshot file carries {carried}, expected {meta}"
+            ))));
+        }
+        Ok(Some(Snapshot {
+            meta: meta.clone(),
+            snapshot: Box::new(Cursor::new(image)),
+        }))
+    }
+}
+
+/// Run blocking work (file I/O, restoring an engine) off the async runtime's workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(work).await.map_err(|error| {
+        let error = std::io::Error::other(error.to_string());
+        StorageError::from(StorageIOError::write_state_machine(&error))
+    })?
+}
+
+/// openraft's state machine: the engine plus the applied log id and membership, with
+/// snapshots on disk. See the module docs.
+#[derive(Debug)]
+pub struct StateMachine {
+    applied: Arc<RwLock<Applied>>,
+    snapshots: Arc<Snapshots>,
+    engine_config: EngineConfig,
+}
+
+impl StateMachine {
+    /// Open the state machine of the node whose data directory is `data_dir`: restore the
+    /// newest valid snapshot in `{data_dir}/snapshots/` (damaged newer ones are skipped and
+    /// logged), or start empty.
+    pub fn open(
+        disk: Arc<dyn Disk>,
+        data_dir: &Path,
+        engine_config: EngineConfig,
+    ) -> Result<StateMachine, StateMachineOpenError> {
+        let files = SnapshotFiles::new(Arc::clone(&disk), &data_dir.join(SNAPSHOT_DIR))?;
+        // A new directory's name is durable only once its parent is synced.
+        disk.sync_dir(data_dir)
+            .map_err(|source| crate::error::SnapshotError::Io {
+                path: data_dir.to_path_buf(),
+                source,
+            })?;
+        let (applied, current) = match files.newest_valid()? {
+            None => (
+                Applied {
+                    engine: Engine::new(engine_config),
+                    last_applied: None,
+                    membership: StoredMembership::default(),
+                },
+                None,
+            ),
+            Some((id, image)) => {
+                let (meta, engine) =
+                    decode_image(&image).map_err(|source| StateMachineOpenError::Image {
+                        index: id.index,
+                        term: id.term,
+                        source,
+                    })?;
+                if file_id(&meta) != id {
+                    return Err(StateMachineOpenError::NameMismatch {
+                        index: id.index,
+                        term: id.term,
+                        meta: meta.to_string(),
+                    });
+                }
+                let engine = Engine::restore(engine, engine_config).map_err(|source| {
+                    StateMachineOpenError::Engine {
+                        index: id.index,
+                        term: id.term,
+                        source,
+                    }
+                })?;
+                tracing::info!(snapshot = %meta, "state restored from snapshot");
+                let applied = Applied {
+                    engine,
+                    last_applied: meta.last_log_id,
+                    membership: meta.last_membership.clone(),
+                };
+                (applied, Some(meta))
+            }
+        };
+        Ok(StateMachine {
+            applied: Arc::new(RwLock::new(applied)),
+            snapshots: Arc::new(Snapshots {
+                files,
+                current: Mutex::new(current),
+            }),
+            engine_config,
+        })
+    }
+
+    /// A read handle on the applied state.
+    pub fn view(&self) -> AppliedView {
+        AppliedView {
+            applied: Arc::clone(&self.applied),
+        }
+    }
+
+    /// The last applied log id.
+    pub fn last_applied(&self) -> Option<LogId> {
+        read_lock(&self.applied).last_applied
+    }
+
+    /// Preallocate the engine for `accounts` more accounts and `events` more events
+    /// (`Engine::reserve`), so applying them never grows a table on the hot path.
+    pub fn reserve(&self, accounts: usize, events: usize) {
+        write_lock(&self.applied).engine.reserve(accounts, events);
+    }
+}
+
+/// Builds one snapshot from a serialised view of the state taken when it was created.
+#[derive(Debug)]
+pub struct SnapshotBuilder {
+    meta: SnapshotMeta,
+    engine: Arc<Vec<u8>>,
+    snapshots: Arc<Snapshots>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    /// - The returned snapshot's file is durable before this returns (see `Snapshots::save`).
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let meta = self.meta.clone();
+        let engine = Arc::clone(&self.engine);
+        let snapshots = Arc::clone(&self.snapshots);
+        let image = blocking(move || {
+            let image = encode_image(&meta, &engine)
+                .map_err(|error| StorageIOError::write_snapshot(Some(meta.signature()), &error))?;
+            snapshots.save(&meta, &image)?;
+            Ok(image)
+        })
+        .await?;
+        tracing::info!(snapshot = %self.meta, bytes = image.len(), "snapshot built");
+        Ok(Snapshot {
+            meta: self.meta.clone(),
+            snapshot: Box::new(Cursor::new(image)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let applied = read_lock(&self.applied);
+        Ok((applied.last_applied, applied.membership.clone()))
+    }
+
+    /// Apply committed entries in log order: each client batch of a request goes through
+    /// `Engine::apply` under the entry's timestamp; a membership entry is recorded. Not
+    /// durable by itself: the log and the next snapshot are (see the module docs).
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut responses = Vec::new();
+        for entry in entries {
+            // One entry at a time under the lock, so readers interleave with a long apply.
+            let mut applied = write_lock(&self.applied);
+            assert!(
+                applied.last_applied < Some(entry.log_id),
+                "entry {} applied after {:?}: openraft applies in log order",
+                entry.log_id,
+                applied.last_applied
+            );
+            applied.last_applied = Some(entry.log_id);
+            let response = match entry.payload {
+                EntryPayload::Blank => Response::default(),
+                EntryPayload::Normal(request) => Response {
+                    batches: request
+                        .batches
+                        .iter()
+                        .map(|batch| {
+                            applied
+                                .engine
+                                .apply(batch.operation, request.timestamp, &batch.body)
+                        })
+                        .collect(),
+                },
+                EntryPayload::Membership(membership) => {
+                    applied.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    Response::default()
+                }
+            };
+            responses.push(response);
+        }
+        Ok(responses)
+    }
+
+    /// Serialises the engine now (a consistent view, on this task); the builder writes it.
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        let applied = read_lock(&self.applied);
+        let meta = SnapshotMeta {
+            last_log_id: applied.last_applied,
+            last_membership: applied.membership.clone(),
+            snapshot_id: match applied.last_applied {
+                // Equal log ids mean equal states (the engine is deterministic), so the id
+                // names the state, not the build.
+                Some(id) => format!(
+                    "{}-{}-{}",
+                    id.index, id.leader_id.term, id.leader_id.node_id
+                ),
+                None => "empty".to_owned(),
+            },
+        };
+        SnapshotBuilder {
+            meta,
+            engine: Arc::new(applied.engine.snapshot()),
+            snapshots: Arc::clone(&self.snapshots),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    /// - The snapshot's bytes must carry exactly `meta` (checked) and restore in the engine
+    ///   (its checksum and structure are verified by `Engine::restore`).
+    /// - The snapshot file is durable before the state is replaced, and every older snapshot
+    ///   is deleted after it; a crash in between restores this snapshot at start.
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let image = snapshot.into_inner();
+        let sent = meta.clone();
+        let snapshots = Arc::clone(&self.snapshots);
+        let config = self.engine_config;
+        let engine = blocking(move || {
+            let refused = |error: InstallError| -> StorageError {
+                StorageIOError::read_snapshot(Some(sent.signature()), &error).into()
+            };
+            let (carried, engine) = decode_image(&image).map_err(|e| refused(e.into()))?;
+            if carried != sent {
+                return Err(refused(InstallError::MetaMismatch {
+                    carried: carried.to_string(),
+                    sent: sent.to_string(),
+                }));
+            }
+            let engine = Engine::restore(engine, config).map_err(|e| refused(e.into()))?;
+            // openraft installs only snapshots past what is applied, and the current snapshot
+            // is never past what is applied; an older one would move the state backwards.
+            if !snapshots.save(&sent, &image)? {
+                return Err(refused(InstallError::OlderThanCurrent {
+                    sent: sent.to_string(),
+                }));
+            }
+            Ok(engine)
+        })
+        .await?;
+        let mut applied = write_lock(&self.applied);
+        let replaced = std::mem::replace(&mut applied.engine, engine);
+        applied.last_applied = meta.last_log_id;
+        applied.membership = meta.last_membership.clone();
+        drop(applied);
+        // Freeing a large engine takes a while: not while readers wait for the lock.
+        drop(replaced);
+        tracing::info!(snapshot = %meta, "snapshot installed");
+        Ok(())
+    }
+
+    /// - Read back from its file and checked against the recorded meta.
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let snapshots = Arc::clone(&self.snapshots);
+        blocking(move || snapshots.load_current()).await
+    }
+}

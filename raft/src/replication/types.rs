@@ -1,0 +1,77 @@
+//! openraft's type configuration for Tally: what a Raft entry carries and what applying it
+//! returns, plus short names for the openraft types the rest of the module uses.
+
+use std::io::Cursor;
+
+use bytes::Bytes;
+use tally_engine::{BatchError, BatchOutcome, Operation};
+
+/// A replica's id in the cluster (openraft `NodeId`).
+pub type NodeId = u64;
+
+/// A replica as the membership knows it: its replication address ("host:port").
+pub type Node = openraft::BasicNode;
+
+openraft::declare_raft_types!(
+    /// Tally's openraft types: u64 node ids, nodes known by address, entries that carry client
+    /// batches, snapshots held as bytes (the engine's rkyv snapshot behind our meta header).
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+        NodeId = NodeId,
+        Node = Node,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// openraft's log id: term, the leader's node id, and index.
+pub type LogId = openraft::LogId<NodeId>;
+/// openraft's vote: term, the candidate or leader, and whether a quorum granted it.
+pub type Vote = openraft::Vote<NodeId>;
+/// One Raft log entry.
+pub type Entry = openraft::Entry<TypeConfig>;
+/// What an entry carries: nothing (a new leader's blank entry), a request, or a membership.
+pub type EntryPayload = openraft::EntryPayload<TypeConfig>;
+/// The voters (one config, or two during joint consensus) and every node's address.
+pub type Membership = openraft::Membership<NodeId, Node>;
+/// A membership and the log id of the entry that carried it.
+pub type StoredMembership = openraft::StoredMembership<NodeId, Node>;
+/// What a snapshot covers: the last log id and membership it includes, and its id.
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Node>;
+/// A snapshot's meta and bytes.
+pub type Snapshot = openraft::Snapshot<TypeConfig>;
+/// The error every openraft storage method returns.
+pub type StorageError = openraft::StorageError<NodeId>;
+
+/// The application data of one Raft entry: client batches packed together by the leader.
+///
+/// One entry is one WAL record and one fdatasync on each replica (openraft 0.9 waits for the
+/// flush of an entry before it appends the next), so the leader packs as many client batches
+/// as fit into one entry; that is where throughput comes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Request {
+    /// The leader's clock (ns since the Unix epoch) when it packed the entry. Every batch in
+    /// the entry is applied under it, on every replica: the engine never reads a clock.
+    pub timestamp: u64,
+    /// The batches, applied in this order.
+    pub batches: Vec<ClientBatch>,
+}
+
+/// One client's settlement batch: an operation and a body of 128-byte records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientBatch {
+    pub operation: Operation,
+    /// The records, exactly as the client sent them (`docs/records.md`). Not checked here: a
+    /// malformed body is refused by the engine, deterministically, as a `BatchError`.
+    pub body: Bytes,
+}
+
+/// What applying one entry returned: one result per client batch, in the request's order
+/// (empty for blank and membership entries). Each client gets its own element back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Response {
+    /// Per batch: the failed events and the batch's timestamp range, or why the whole batch
+    /// was refused.
+    pub batches: Vec<Result<BatchOutcome, BatchError>>,
+}

@@ -1,0 +1,350 @@
+//! Tally's openraft storage beyond openraft's own suite: what survives a restart (entries,
+//! vote, purge point, snapshots), that a snapshot carries the engine's state to another replica
+//! exactly (equal digests), and what opening refuses.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
+use openraft::{RaftLogReader, RaftSnapshotBuilder};
+use tally_engine::records::{Account, Transfer};
+use tally_engine::{EngineConfig, EventResult, Operation};
+use tally_raft::replication::types::{
+    Entry, EntryPayload, LogId, Membership, Node, SnapshotMeta, StoredMembership, Vote,
+};
+use tally_raft::replication::{
+    open_storage, ClientBatch, LogStore, Request, StateMachine, StorageOpenError,
+};
+use tally_raft::storage::{open_default, Disk};
+use tally_raft::WalConfig;
+
+/// Small segments so a few dozen entries span several segment files.
+fn wal_config() -> WalConfig {
+    WalConfig {
+        segment_bytes: 256 * 1024,
+        entry_payload_bytes_max: 64 * 1024,
+    }
+}
+
+fn open(disk: &Arc<dyn Disk>, dir: &Path) -> (LogStore, StateMachine) {
+    open_storage(Arc::clone(disk), dir, wal_config(), EngineConfig::default())
+        .expect("storage opens")
+}
+
+fn log_id(term: u64, node: u64, index: u64) -> LogId {
+    LogId::new(openraft::CommittedLeaderId::new(term, node), index)
+}
+
+fn membership(voters: &[u64]) -> Membership {
+    let nodes: BTreeMap<u64, Node> = voters
+        .iter()
+        .map(|id| {
+            (
+                *id,
+                Node {
+                    addr: format!("127.0.0.1:{}", 7000 + id),
+                },
+            )
+        })
+        .collect();
+    Membership::new(vec![voters.iter().copied().collect::<BTreeSet<_>>()], nodes)
+}
+
+fn accounts_body(first_id: u128, count: u128) -> Bytes {
+    let mut body = Vec::new();
+    for id in first_id..first_id + count {
+        let account = Account {
+            id,
+            ledger: 1 + (id % 2) as u32,
+            code: 1,
+            ..Account::default()
+        };
+        body.extend_from_slice(&account.encode());
+    }
+    Bytes::from(body)
+}
+
+/// Transfers between accounts `1..=accounts` on their ledger; every `fail_every`-th one names
+/// an account that does not exist, so the responses carry failures too.
+fn transfers_body(first_id: u128, count: u128, accounts: u128, fail_every: u128) -> Bytes {
+    let mut body = Vec::new();
+    for id in first_id..first_id + count {
+        let debit = 1 + (id * 2) % accounts;
+        let credit = 1 + (debit + 1) % accounts;
+        let transfer = Transfer {
+            id,
+            debit_account_id: debit,
+            credit_account_id: if id % fail_every == 0 {
+                1 << 90
+            } else {
+                credit
+            },
+            amount: id,
+            ledger: 1 + (debit % 2) as u32,
+            code: 1,
+            ..Transfer::default()
+        };
+        body.extend_from_slice(&transfer.encode());
+    }
+    Bytes::from(body)
+}
+
+/// A log of every entry kind: blank, membership, requests with several batches, over three
+/// terms and two leaders, big enough to span several segments.
+fn sample_log() -> Vec<Entry> {
+    let mut entries = vec![
+        Entry {
+            log_id: log_id(1, 1, 0),
+            payload: EntryPayload::Membership(membership(&[1, 2, 3])),
+        },
+        Entry {
+            log_id: log_id(1, 1, 1),
+            payload: EntryPayload::Blank,
+        },
+        Entry {
+            log_id: log_id(1, 1, 2),
+            payload: EntryPayload::Normal(Request {
+                timestamp: 1_000,
+                batches: vec![ClientBatch {
+                    operation: Operation::CreateAccounts,
+                    body: accounts_body(1, 64),
+                }],
+            }),
+        },
+    ];
+    for index in 3..40u64 {
+        let term = if index < 20 { 1 } else { 4 };
+        let leader = if index < 20 { 1 } else { 3 };
+        let first = u128::from(index) * 1000;
+        entries.push(Entry {
+            log_id: log_id(term, leader, index),
+            payload: EntryPayload::Normal(Request {
+                timestamp: 1_000 + index * 1_000_000,
+                batches: vec![
+                    ClientBatch {
+                        operation: Operation::CreateTransfers,
+                        body: transfers_body(first, 100, 64, 7),
+                    },
+                    ClientBatch {
+                        operation: Operation::CreateTransfers,
+                        body: transfers_body(first + 500, 50, 64, 11),
+                    },
+                ],
+            }),
+        });
+        if index == 20 {
+            entries.push(Entry {
+                log_id: log_id(term, leader, 21),
+                payload: EntryPayload::Membership(membership(&[1, 2, 3, 4, 5])),
+            });
+        }
+    }
+    // Keep the indexes contiguous after the membership inserted at 21.
+    for (index, entry) in entries.iter_mut().enumerate() {
+        entry.log_id.index = index as u64;
+    }
+    entries
+}
+
+fn summary(entries: &[Entry]) -> Vec<(LogId, EntryPayload)> {
+    entries
+        .iter()
+        .map(|entry| (entry.log_id, entry.payload.clone()))
+        .collect()
+}
+
+/// Proves what the log store acknowledged survives closing and reopening the node: every
+/// entry (all payload kinds, several segments) reads back equal, and so do the vote, the purge
+/// point with its leader's node id, and a truncation.
+#[tokio::test]
+async fn log_vote_purge_and_truncate_survive_reopen() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let disk = open_default();
+    let entries = sample_log();
+    let vote = Vote::new_committed(4, 3);
+    let purged = entries[9].log_id;
+    let truncated_at = 35;
+    let open_log = || LogStore::open(Arc::clone(&disk), dir.path(), wal_config()).expect("opens");
+    {
+        let mut log = open_log();
+        log.blocking_append(entries[..10].to_vec())
+            .await
+            .expect("first append is durable");
+        log.blocking_append(entries[10..].to_vec())
+            .await
+            .expect("second append is durable");
+        log.save_vote(&vote).await.expect("vote saved");
+        log.truncate(entries[truncated_at].log_id)
+            .await
+            .expect("truncated");
+        log.purge(purged).await.expect("purged");
+        assert!(log.wal().stats().groups >= 2);
+        log.close();
+    }
+    // The log alone: with no snapshot to cover the purge, `open_storage` would refuse it.
+    let mut log = open_log();
+    assert_eq!(log.read_vote().await.expect("vote reads"), Some(vote));
+    let state = log.get_log_state().await.expect("log state");
+    assert_eq!(state.last_purged_log_id, Some(purged));
+    assert_eq!(
+        state.last_log_id,
+        Some(entries[truncated_at - 1].log_id),
+        "the truncation is durable"
+    );
+    let read = log.try_get_log_entries(..).await.expect("entries read");
+    assert_eq!(summary(&read), summary(&entries[10..truncated_at]));
+    let mut reader = log.get_log_reader().await;
+    let limited = reader
+        .limited_get_log_entries(12, 30)
+        .await
+        .expect("limited read");
+    assert_eq!(summary(&limited), summary(&entries[12..30]));
+}
+
+/// Proves a snapshot carries a replica's whole applied state to another: after applying a log
+/// of accounts and transfers (some failing), building a snapshot and installing it into a
+/// fresh state machine gives an equal engine digest, last applied log id and membership; the
+/// installed snapshot is durable (a reopened node restores the same digest); and the
+/// responses report each batch's failures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_installs_with_equal_digest() {
+    let disk = open_default();
+    let leader_dir = tempfile::tempdir().expect("temporary directory");
+    let follower_dir = tempfile::tempdir().expect("temporary directory");
+    let entries = sample_log();
+    let (_leader_log, mut leader) = open(&disk, leader_dir.path());
+    let responses = leader.apply(entries.clone()).await.expect("applied");
+    assert_eq!(responses.len(), entries.len());
+    let failures: usize = responses
+        .iter()
+        .flat_map(|response| &response.batches)
+        .map(|batch| batch.as_ref().expect("well-formed batch").failures.len())
+        .sum();
+    assert!(failures > 0, "the log has failing transfers");
+    assert!(responses.iter().flat_map(|r| &r.batches).all(|batch| {
+        batch.as_ref().is_ok_and(|outcome| {
+            outcome
+                .failures
+                .iter()
+                .all(|(_, result)| *result == EventResult::CreditAccountNotFound)
+        })
+    }));
+    let (leader_applied, leader_digest) = leader.view().digest();
+    assert_eq!(leader_applied, entries.last().map(|entry| entry.log_id));
+
+    let snapshot = leader
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("snapshot built");
+    assert_eq!(snapshot.meta.last_log_id, leader_applied);
+    assert_eq!(
+        snapshot.meta.last_membership,
+        StoredMembership::new(Some(entries[21].log_id), membership(&[1, 2, 3, 4, 5]))
+    );
+
+    let (_follower_log, mut follower) = open(&disk, follower_dir.path());
+    let mut received = follower
+        .begin_receiving_snapshot()
+        .await
+        .expect("receiving");
+    *received = Cursor::new(snapshot.snapshot.get_ref().clone());
+    follower
+        .install_snapshot(&snapshot.meta, received)
+        .await
+        .expect("installed");
+    assert_eq!(follower.view().digest(), (leader_applied, leader_digest));
+    assert_eq!(
+        follower.applied_state().await.expect("applied state"),
+        leader.applied_state().await.expect("applied state")
+    );
+    let current = follower
+        .get_current_snapshot()
+        .await
+        .expect("current snapshot")
+        .expect("a snapshot is current");
+    assert_eq!(current.meta, snapshot.meta);
+    drop(follower);
+
+    let (_, reopened) = open(&disk, follower_dir.path());
+    assert_eq!(reopened.view().digest(), (leader_applied, leader_digest));
+}
+
+/// Proves `install_snapshot` refuses bytes that do not match the meta they came with, or that
+/// the engine does not accept, and leaves the state machine as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_refuses_mismatched_or_damaged_snapshots() {
+    let disk = open_default();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (_log, mut state_machine) = open(&disk, dir.path());
+    state_machine
+        .apply(sample_log()[..5].to_vec())
+        .await
+        .expect("applied");
+    let snapshot = state_machine
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("built");
+    let before = state_machine.view().digest();
+    let image = snapshot.snapshot.get_ref().clone();
+
+    let other_dir = tempfile::tempdir().expect("temporary directory");
+    let (_other_log, mut fresh) = open(&disk, other_dir.path());
+    let fresh_digest = fresh.view().digest();
+    let wrong_meta = SnapshotMeta {
+        last_log_id: Some(log_id(9, 9, 99)),
+        ..snapshot.meta.clone()
+    };
+    let mut damaged = image.clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0x40;
+    for (meta, bytes) in [(&wrong_meta, image), (&snapshot.meta, damaged)] {
+        let result = fresh
+            .install_snapshot(meta, Box::new(Cursor::new(bytes)))
+            .await;
+        assert!(result.is_err(), "a bad snapshot was installed");
+        assert_eq!(fresh.view().digest(), fresh_digest);
+        assert!(fresh
+            .get_current_snapshot()
+            .await
+            .expect("readable")
+            .is_none());
+    }
+    assert_eq!(state_machine.view().digest(), before);
+}
+
+/// Proves a node whose log was purged past its newest snapshot refuses to start instead of
+/// running with a hole in its history.
+#[tokio::test]
+async fn open_refuses_a_snapshot_behind_the_purged_log() {
+    let disk = open_default();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let entries = sample_log();
+    {
+        let (mut log, _) = open(&disk, dir.path());
+        log.blocking_append(entries[..8].to_vec())
+            .await
+            .expect("appended");
+        log.purge(entries[5].log_id).await.expect("purged");
+        log.close();
+    }
+    let refused = open_storage(
+        Arc::clone(&disk),
+        dir.path(),
+        wal_config(),
+        EngineConfig::default(),
+    );
+    assert!(matches!(
+        refused,
+        Err(StorageOpenError::SnapshotBehindLog {
+            applied: None,
+            purged: 5
+        })
+    ));
+}
