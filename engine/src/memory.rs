@@ -1,7 +1,7 @@
 //! What the engine's state costs in memory, by part.
 
 use crate::engine::Engine;
-use crate::state::{Balances, EventRef};
+use crate::state::{Balances, EventRef, Expiry};
 
 /// Heap bytes held by each part of the state (capacity, not length: what the allocator gave).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -46,8 +46,10 @@ impl Engine {
             transfers: self.transfers.bytes_allocated(),
             trades: self.trades.bytes_allocated(),
             event_index: self.event_index.bytes_allocated(),
-            // A B-tree entry is 16 bytes of key plus node overhead; count 2x as an estimate.
-            expiries: self.expiries.capacity() * 16 + self.expiry_queue.len() * 48,
+            // An expiry record is 32 bytes; a B-tree key is 24 bytes plus node overhead, counted
+            // as 2x: an estimate, since BTreeSet does not report its allocation.
+            expiries: self.expiries.capacity() * std::mem::size_of::<Expiry>()
+                + self.expiry_queue.len() * 48,
         }
     }
 }
