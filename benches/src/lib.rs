@@ -112,23 +112,24 @@ impl TransferWorkload {
         }
     }
 
+    /// A transfer with a fresh id between two different accounts drawn with the skew.
+    fn random_transfer(&mut self) -> Transfer {
+        let (d, c) = self.picker.pair(&mut self.rng);
+        self.next_id += 1;
+        Transfer {
+            id: self.next_id,
+            debit_account_id: d as u128 + 1,
+            credit_account_id: c as u128 + 1,
+            amount: self.rng.random_range(4..1_000_000),
+            ledger: 1,
+            code: 1,
+            ..Transfer::default()
+        }
+    }
+
     /// A full batch of single-phase transfers.
     pub fn transfers(&mut self, events: usize) -> Vec<u8> {
-        let batch: Vec<Transfer> = (0..events)
-            .map(|_| {
-                let (d, c) = self.picker.pair(&mut self.rng);
-                self.next_id += 1;
-                Transfer {
-                    id: self.next_id,
-                    debit_account_id: d as u128 + 1,
-                    credit_account_id: c as u128 + 1,
-                    amount: self.rng.random_range(1..1_000_000),
-                    ledger: 1,
-                    code: 1,
-                    ..Transfer::default()
-                }
-            })
-            .collect();
+        let batch: Vec<Transfer> = (0..events).map(|_| self.random_transfer()).collect();
         encode_batch(&batch, Transfer::encode)
     }
 
@@ -136,20 +137,10 @@ impl TransferWorkload {
     /// fourth, so both post paths run).
     pub fn pending_then_post(&mut self, events: usize) -> (Vec<u8>, Vec<u8>) {
         let pending: Vec<Transfer> = (0..events)
-            .map(|_| {
-                let (d, c) = self.picker.pair(&mut self.rng);
-                self.next_id += 1;
-                Transfer {
-                    id: self.next_id,
-                    debit_account_id: d as u128 + 1,
-                    credit_account_id: c as u128 + 1,
-                    amount: self.rng.random_range(4..1_000_000),
-                    ledger: 1,
-                    code: 1,
-                    timeout: 3_600,
-                    flags: TransferFlags::PENDING,
-                    ..Transfer::default()
-                }
+            .map(|_| Transfer {
+                timeout: 3_600,
+                flags: TransferFlags::PENDING,
+                ..self.random_transfer()
             })
             .collect();
         let posts: Vec<Transfer> = pending
