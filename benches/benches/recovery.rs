@@ -15,7 +15,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use tally_benches::{thread_cpu_seconds, Skew, TransferWorkload, EPOCH};
+use tally_benches::{account_batch, thread_cpu_seconds, Skew, TransferWorkload, EPOCH};
 use tally_engine::limits::BATCH_EVENTS_MAX;
 use tally_engine::{Engine, EngineConfig, Operation};
 use tally_raft::storage::open_default;
@@ -87,15 +87,7 @@ fn main() {
     let mut next_account = 1u128;
     while remaining > 0 {
         let n = remaining.min(BATCH_EVENTS_MAX);
-        let batch: Vec<tally_engine::Account> = (0..n)
-            .map(|i| tally_engine::Account {
-                id: next_account + i as u128,
-                ledger: 1,
-                code: 1,
-                ..Default::default()
-            })
-            .collect();
-        let body = tally_engine::records::encode_batch(&batch, tally_engine::Account::encode);
+        let body = account_batch(next_account, n, 1);
         append(
             &mut wal,
             frame(Operation::CreateAccounts, timestamp, &body),

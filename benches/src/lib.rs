@@ -23,6 +23,19 @@ pub enum Skew {
     Zipf(f64),
 }
 
+/// One batch body of `count` plain accounts on `ledger` with ids `first_id..`.
+pub fn account_batch(first_id: u128, count: usize, ledger: u32) -> Vec<u8> {
+    let batch: Vec<Account> = (0..count)
+        .map(|i| Account {
+            id: first_id + i as u128,
+            ledger,
+            code: 1,
+            ..Account::default()
+        })
+        .collect();
+    encode_batch(&batch, Account::encode)
+}
+
 /// Creates `accounts` accounts on `ledger` with ids `first_id..`, in full batches.
 pub fn create_accounts(engine: &mut Engine, first_id: u128, accounts: usize, ledger: u32) {
     let mut next = first_id;
@@ -30,19 +43,11 @@ pub fn create_accounts(engine: &mut Engine, first_id: u128, accounts: usize, led
     let mut remaining = accounts;
     while remaining > 0 {
         let n = remaining.min(BATCH_EVENTS_MAX);
-        let batch: Vec<Account> = (0..n)
-            .map(|i| Account {
-                id: next + i as u128,
-                ledger,
-                code: 1,
-                ..Account::default()
-            })
-            .collect();
         let outcome = engine
             .apply(
                 Operation::CreateAccounts,
                 timestamp,
-                &encode_batch(&batch, Account::encode),
+                &account_batch(next, n, ledger),
             )
             .expect("valid batch");
         assert!(

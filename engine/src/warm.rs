@@ -53,7 +53,6 @@ pub(crate) struct Lookups {
     /// Account slots by role (a transfer's debit and credit; a trade's four in record order);
     /// `SLOT_NONE` for "no such account".
     accounts: [u32; 4],
-    hashed: bool,
     accounts_known: bool,
 }
 
@@ -62,7 +61,6 @@ impl Lookups {
         id_hashes: [0; 2],
         account_hashes: [0; 4],
         accounts: [SLOT_NONE; 4],
-        hashed: false,
         accounts_known: false,
     };
 }
@@ -148,7 +146,6 @@ impl Engine {
             *hash = self.account_index.hash(id_at(bytes, at));
             self.account_index.prefetch(*hash);
         }
-        found.hashed = true;
     }
 
     /// Guesses a record's account slots (hashed by `prefetch`) from the index alone and
@@ -185,8 +182,9 @@ impl Engine {
         self.find_account(id)
     }
 
-    /// The index hash of the event's own id (`which` 0) or its pending id (1), and the stored
-    /// event with that id.
+    /// The index hash of the event's own id (`which` 0) or its pending id (1), computed by
+    /// `prefetch` (every event passes through it before it runs), and the stored event with
+    /// that id.
     #[inline(always)]
     pub(crate) fn event_lookup(
         &self,
@@ -194,11 +192,8 @@ impl Engine {
         which: usize,
         id: u128,
     ) -> (u32, Option<crate::state::EventRef>) {
-        if lookups.hashed {
-            debug_assert_eq!(lookups.id_hashes[which], self.event_index.hash(id));
-            self.find_event_hashed(lookups.id_hashes[which], id)
-        } else {
-            self.find_event(id)
-        }
+        let hash = lookups.id_hashes[which];
+        debug_assert_eq!(hash, self.event_index.hash(id));
+        self.find_event_hashed(hash, id)
     }
 }

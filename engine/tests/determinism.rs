@@ -9,16 +9,6 @@ use model::generate::{Batch, Config, Generator, Rng, TIME_BASE_LOW};
 use model::{Model, Op};
 use tally_engine::{Account, Engine, EngineConfig};
 
-/// The seed of a run: `TALLY_SEED` to reproduce one, else a fresh one (printed either way).
-fn run_seed() -> u64 {
-    let seed = std::env::var("TALLY_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    println!("seed {seed} (rerun with TALLY_SEED={seed})");
-    seed
-}
-
 /// A random log of `batches` batches, aimed by the model (the model is only a generator here).
 fn random_log(seed: u64, batches: usize) -> Vec<Batch> {
     let mut rng = Rng::new(seed);
@@ -49,7 +39,7 @@ fn apply(engine: &mut Engine, batch: &Batch) -> String {
 /// every batch of the same random log (several logs per run).
 #[test]
 fn same_log_same_digest_across_hash_seeds() {
-    let seed = run_seed();
+    let seed = common::run_seed();
     let mut rng = Rng::new(seed);
     for run in 0..8 {
         let log = random_log(rng.next_u64(), 30);
@@ -80,7 +70,7 @@ fn same_log_same_digest_across_hash_seeds() {
 /// timestamp, or dropping the last batch all change the final digest.
 #[test]
 fn different_logs_different_digests() {
-    let seed = run_seed();
+    let seed = common::run_seed();
     let log = random_log(seed, 25);
     let digest_of = |log: &[Batch], hash_seed: u64| {
         let mut e = Engine::new(EngineConfig { hash_seed });

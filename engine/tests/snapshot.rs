@@ -10,15 +10,6 @@ use model::generate::{Batch, Config, Generator, Rng, TIME_BASE_LOW};
 use model::{Model, Op};
 use tally_engine::{Engine, EngineConfig, StatementFilter};
 
-fn run_seed() -> u64 {
-    let seed = std::env::var("TALLY_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    println!("seed {seed} (rerun with TALLY_SEED={seed})");
-    seed
-}
-
 /// A generator and a model that keep producing batches aimed at the current state.
 struct Log {
     rng: Rng,
@@ -112,7 +103,7 @@ fn sample_times(model: &Model) -> Vec<u64> {
 /// snapshot/restore of the restored engine.
 #[test]
 fn restore_is_identical_and_continues_identically() {
-    let seed = run_seed();
+    let seed = common::run_seed();
     let mut rng = Rng::new(seed);
     for run in 0..4 {
         let mut log = Log::new(rng.next_u64());
@@ -206,7 +197,7 @@ fn restore_must_fail(bytes: &[u8], what: &str) {
 /// or extended is refused with an error, never a panic and never a wrong engine.
 #[test]
 fn damaged_snapshots_are_refused() {
-    let seed = run_seed();
+    let seed = common::run_seed();
     let mut log = Log::new(seed);
     let mut engine = Engine::new(EngineConfig { hash_seed: 1 });
     for _ in 0..12 {

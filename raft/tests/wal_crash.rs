@@ -192,15 +192,6 @@ fn verify(image: SimDisk, outcome: &Outcome, label: &str) {
     );
 }
 
-fn seed() -> u64 {
-    let seed = std::env::var("TALLY_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("seed {seed} (rerun with TALLY_SEED={seed})");
-    seed
-}
-
 /// Power loss at every single I/O operation of the scripted workload (appends in concurrent
 /// groups, segment rotations, votes, truncations, purges), with unsynced sectors either all
 /// lost or torn at random, and again with a second power loss during the recovery: recovery
@@ -208,7 +199,7 @@ fn seed() -> u64 {
 /// truncation, purge and vote, invents nothing, and accepts the next append.
 #[test]
 fn crash_at_every_io_recovers_every_acknowledged_append() {
-    let seed = seed();
+    let seed = common::seed();
     let counting = SimDisk::new();
     let outcome = workload(&Harness::on_sim(counting.clone()), seed);
     assert!(

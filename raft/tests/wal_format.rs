@@ -19,21 +19,12 @@ for_each_backend!(
     vote_is_durable,
 );
 
-fn seed() -> u64 {
-    let seed = std::env::var("TALLY_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("seed {seed} (rerun with TALLY_SEED={seed})");
-    seed
-}
-
 /// Random entries (sizes 0..=8 KiB, appended alone or in concurrent groups, across many
 /// segment rotations) read back identical before and after reopening, and a reader running
 /// concurrently with the appends always sees exactly what was appended.
 fn round_trip_of_random_records(kind: Kind) {
     let harness = Harness::new(kind);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(common::seed());
     let mut expected = Vec::new();
     let mut wal = harness.open();
     // A concurrent reader checks every entry it can see while appends and flushes go on:

@@ -346,3 +346,13 @@ pub fn describe_record(op: Op, record: &[u8; 128]) -> String {
         Op::Trades => format!("{:?}", tally_engine::Trade::decode(record)),
     }
 }
+
+/// The seed of a run: `TALLY_SEED` to reproduce one, else a fresh one (printed either way).
+pub fn run_seed() -> u64 {
+    let seed = std::env::var("TALLY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    println!("seed {seed} (rerun with TALLY_SEED={seed})");
+    seed
+}

@@ -176,3 +176,13 @@ macro_rules! for_each_backend {
         mod sim { $(#[test] fn $test() { super::$test($crate::common::Kind::Sim) })* }
     };
 }
+
+/// The seed of a run: `TALLY_SEED` to reproduce one, else a fresh one (printed either way).
+pub fn seed() -> u64 {
+    let seed = std::env::var("TALLY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("seed {seed} (rerun with TALLY_SEED={seed})");
+    seed
+}
