@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod limits;
+pub mod net;
 pub mod replication;
 pub mod snapshot_file;
 pub mod storage;
