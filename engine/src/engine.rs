@@ -26,6 +26,21 @@ pub enum Operation {
     CreateTrades = 3,
 }
 
+impl TryFrom<u8> for Operation {
+    type Error = u8;
+
+    /// The operation with this wire byte (`docs/raft-entries.md`, `docs/protocol.md`); an
+    /// unknown byte is handed back.
+    fn try_from(byte: u8) -> Result<Operation, u8> {
+        match byte {
+            1 => Ok(Operation::CreateAccounts),
+            2 => Ok(Operation::CreateTransfers),
+            3 => Ok(Operation::CreateTrades),
+            other => Err(other),
+        }
+    }
+}
+
 /// Settings that may differ between replicas without changing any output.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EngineConfig {

@@ -10,6 +10,7 @@
 pub mod error;
 pub mod limits;
 pub mod net;
+pub mod node;
 pub mod replication;
 pub mod snapshot_file;
 pub mod storage;

@@ -2,96 +2,16 @@
 //! slice): the type config, log store and state machine work together end to end, from
 //! `client_write` to the engine's per-batch results, through a snapshot and a restart.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io;
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
-};
+use common::single_node::{start, TIMEOUT};
 use tally_engine::records::{Account, Transfer};
-use tally_engine::{EngineConfig, EventResult, Operation};
+use tally_engine::{EventResult, Operation};
 use tally_raft::replication::types::Node;
-use tally_raft::replication::{open_storage, AppliedView, ClientBatch, Request, TypeConfig};
-use tally_raft::storage::open_default;
-use tally_raft::WalConfig;
-
-type Raft = openraft::Raft<TypeConfig>;
-
-/// The network of a single-node cluster: never used, every call fails.
-struct NoNetwork;
-
-fn unreachable<E: std::error::Error>() -> RPCError<u64, Node, E> {
-    RPCError::Unreachable(Unreachable::new(&io::Error::other(
-        "a single-node test has no network",
-    )))
-}
-
-impl RaftNetworkFactory<TypeConfig> for NoNetwork {
-    type Network = NoNetwork;
-
-    async fn new_client(&mut self, _target: u64, _node: &Node) -> NoNetwork {
-        NoNetwork
-    }
-}
-
-impl RaftNetwork<TypeConfig> for NoNetwork {
-    async fn append_entries(
-        &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, Node, RaftError<u64>>> {
-        Err(unreachable())
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<u64>,
-        RPCError<u64, Node, RaftError<u64, InstallSnapshotError>>,
-    > {
-        Err(unreachable())
-    }
-
-    async fn vote(
-        &mut self,
-        _rpc: VoteRequest<u64>,
-        _option: RPCOption,
-    ) -> Result<VoteResponse<u64>, RPCError<u64, Node, RaftError<u64>>> {
-        Err(unreachable())
-    }
-}
-
-const TIMEOUT: Option<Duration> = Some(Duration::from_secs(10));
-
-/// Open the node's storage in `dir` and start openraft on it.
-async fn start(dir: &Path) -> (Raft, AppliedView) {
-    let wal_config = WalConfig {
-        segment_bytes: 1024 * 1024,
-        entry_payload_bytes_max: 256 * 1024,
-    };
-    let (log_store, state_machine) =
-        open_storage(open_default(), dir, wal_config, EngineConfig::default())
-            .expect("storage opens");
-    let view = state_machine.view();
-    let config = openraft::Config {
-        cluster_name: "tally-single-node-test".to_owned(),
-        ..openraft::Config::default()
-    };
-    let config = Arc::new(config.validate().expect("valid config"));
-    let raft = Raft::new(1, config, NoNetwork, log_store, state_machine)
-        .await
-        .expect("raft starts");
-    (raft, view)
-}
+use tally_raft::replication::{ClientBatch, Request};
 
 fn batch(operation: Operation, records: Vec<[u8; 128]>) -> ClientBatch {
     ClientBatch {

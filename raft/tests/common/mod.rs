@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod single_node;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -1,0 +1,235 @@
+//! The batcher and the client service on one real openraft node (no network, no processes):
+//! packing, per-batch results, limits, malformed requests and graceful stop.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::single_node::{start, Raft, TIMEOUT};
+use tally_engine::records::{Account, Transfer};
+use tally_engine::{EventResult, Operation};
+use tally_raft::net::{ClientHandler, Frame};
+use tally_raft::node::protocol::{
+    answer_kind, decode_answer, decode_submit_answer, encode_request, Request, Status,
+};
+use tally_raft::node::{Batcher, BatcherConfig, Service};
+use tally_raft::replication::types::Node;
+use tally_raft::replication::ClientBatch;
+
+/// The batcher's entry limit must match the WAL's (256 KiB in these tests).
+fn batcher_config() -> BatcherConfig {
+    BatcherConfig {
+        entry_payload_bytes_max: 256 * 1024,
+        ..BatcherConfig::default()
+    }
+}
+
+async fn leader(dir: &std::path::Path) -> (Raft, tally_raft::replication::AppliedView) {
+    let (raft, view) = start(dir).await;
+    raft.initialize(BTreeMap::from([(
+        1,
+        Node {
+            addr: "127.0.0.1:1".to_owned(),
+        },
+    )]))
+    .await
+    .expect("initialized");
+    raft.wait(TIMEOUT)
+        .current_leader(1, "leads")
+        .await
+        .expect("leader");
+    (raft, view)
+}
+
+fn accounts() -> ClientBatch {
+    let body: Vec<u8> = (1..=10u128)
+        .flat_map(|id| {
+            Account {
+                id,
+                ledger: 1,
+                code: 1,
+                ..Account::default()
+            }
+            .encode()
+        })
+        .collect();
+    ClientBatch {
+        operation: Operation::CreateAccounts,
+        body: Bytes::from(body),
+    }
+}
+
+/// Batch `k`: one transfer, which fails (unknown credit account) when `k` is odd.
+fn transfer_batch(k: u128) -> ClientBatch {
+    let credit = if k % 2 == 1 { 999 } else { 2 };
+    ClientBatch {
+        operation: Operation::CreateTransfers,
+        body: Bytes::from(
+            Transfer {
+                id: 1000 + k,
+                debit_account_id: 1,
+                credit_account_id: credit,
+                amount: 1,
+                ledger: 1,
+                code: 1,
+                ..Transfer::default()
+            }
+            .encode()
+            .to_vec(),
+        ),
+    }
+}
+
+/// Proves batches queued while an entry is in flight are packed into few entries, each batch
+/// still gets exactly its own result, and results arrive in submission order of packing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_batches_pack_into_few_entries_with_own_results() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (raft, view) = leader(dir.path()).await;
+    let config = BatcherConfig {
+        entries_in_flight_max: 1,
+        ..batcher_config()
+    };
+    let (batcher, task) = Batcher::start(raft.clone(), config);
+    let created = batcher.submit(accounts()).await.expect("queued");
+    assert!(created
+        .await
+        .expect("answered")
+        .expect("committed")
+        .expect("ok")
+        .failures
+        .is_empty());
+    let before = raft.metrics().borrow().last_log_index.expect("some");
+    let mut waiting = Vec::new();
+    for k in 0..200u128 {
+        waiting.push(batcher.submit(transfer_batch(k)).await.expect("queued"));
+    }
+    for (k, result) in waiting.into_iter().enumerate() {
+        let outcome = result
+            .await
+            .expect("answered")
+            .expect("committed")
+            .expect("ok");
+        if k % 2 == 1 {
+            assert_eq!(
+                outcome.failures,
+                vec![(0, EventResult::CreditAccountNotFound)],
+                "batch {k}"
+            );
+        } else {
+            assert!(
+                outcome.failures.is_empty(),
+                "batch {k}: {:?}",
+                outcome.failures
+            );
+        }
+    }
+    let entries = raft.metrics().borrow().last_log_index.expect("some") - before;
+    assert!(
+        entries < 50,
+        "200 batches took {entries} entries: not packed"
+    );
+    assert_eq!(view.read(|applied| applied.engine().transfers_count()), 100);
+    drop(batcher);
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the batcher ends once its senders are gone")
+        .expect("no panic");
+    raft.shutdown().await.expect("shutdown");
+}
+
+async fn ask(service: &Service, kind: u8, payload: Vec<u8>) -> Frame {
+    let (replies, mut answers) = tokio::sync::mpsc::channel(4);
+    service
+        .handle(
+            Frame {
+                kind,
+                request_id: 77,
+                payload: Bytes::from(payload),
+            },
+            replies,
+        )
+        .await;
+    let answer = tokio::time::timeout(Duration::from_secs(10), answers.recv())
+        .await
+        .expect("answered in time")
+        .expect("an answer");
+    assert_eq!(answer.request_id, 77);
+    assert_eq!(answer.kind, answer_kind(kind));
+    answer
+}
+
+/// Proves the service answers malformed and oversized requests with clear refusals (never a
+/// panic, nothing committed), serves a good batch, and after `stop_accepting` refuses new
+/// batches as unavailable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_refuses_bad_requests_and_stops_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (raft, view) = leader(dir.path()).await;
+    let (batcher, _task) = Batcher::start(raft.clone(), batcher_config());
+    let service = Service::new(raft.clone(), view.clone(), batcher);
+
+    let (kind, payload) = encode_request(&Request::Submit {
+        operation: Operation::CreateAccounts,
+        body: accounts().body,
+    });
+    let answer = ask(&service, kind, payload.clone()).await;
+    let body = decode_answer(&answer.payload)
+        .expect("decodes")
+        .expect("ok");
+    assert!(decode_submit_answer(body)
+        .expect("decodes")
+        .failures
+        .is_empty());
+
+    let mut unknown_operation = payload.clone();
+    unknown_operation[0] = 9;
+    let mut reserved = payload.clone();
+    reserved[3] = 1;
+    for bad in [unknown_operation, reserved, vec![1, 2, 3]] {
+        let answer = ask(&service, kind, bad).await;
+        let refusal = decode_answer(&answer.payload)
+            .expect("decodes")
+            .expect_err("refused");
+        assert_eq!(refusal.status, Status::BadRequest, "{refusal}");
+    }
+    let answer = ask(&service, 200, vec![0; 8]).await;
+    assert_eq!(
+        decode_answer(&answer.payload)
+            .expect("decodes")
+            .expect_err("refused")
+            .status,
+        Status::BadRequest
+    );
+
+    let (kind, oversized) = encode_request(&Request::Submit {
+        operation: Operation::CreateTransfers,
+        body: Bytes::from(vec![0u8; 2 * 1024 * 1024]),
+    });
+    let answer = ask(&service, kind, oversized).await;
+    let refusal = decode_answer(&answer.payload)
+        .expect("decodes")
+        .expect_err("refused");
+    assert_eq!(refusal.status, Status::BadRequest, "{refusal}");
+
+    let (kind, partial) = encode_request(&Request::Submit {
+        operation: Operation::CreateTransfers,
+        body: Bytes::from(vec![0u8; 100]),
+    });
+    let answer = ask(&service, kind, partial).await;
+    let refusal = decode_answer(&answer.payload)
+        .expect("decodes")
+        .expect_err("refused");
+    assert_eq!(refusal.status, Status::BatchRefused, "{refusal}");
+    assert_eq!(view.read(|applied| applied.engine().accounts_count()), 10);
+
+    service.stop_accepting();
+    let answer = ask(&service, kind, payload).await;
+    let refusal = decode_answer(&answer.payload)
+        .expect("decodes")
+        .expect_err("refused");
+    assert_eq!(refusal.status, Status::Unavailable, "{refusal}");
+    raft.shutdown().await.expect("shutdown");
+}
