@@ -2,13 +2,28 @@
 //! Replica-to-replica Raft RPCs and the node's client protocol both travel in these frames,
 //! on one port per node; the frame's kind byte says which message a payload is: kinds
 //! `1..=RAFT_KIND_LAST` are Raft RPCs, the rest belong to the [`ClientHandler`] of the node.
+//!
+//! - [`rpc`]: the replica RPCs' payloads and [`rpc::answer`], the server side of one RPC.
+//! - [`network`]: [`Network`], openraft's `RaftNetworkFactory` (the client side), and why
+//!   snapshots are streamed the way they are.
+//! - [`server`]: [`serve`], the accept loop and per-connection reader and writer.
+//! - [`limits`]: frame, message and connection limits, and the openraft timing that fits them
+//!   ([`recommended_config`]).
+//!
+//! Layouts: docs/protocol.md.
 
 pub mod frame;
+pub mod limits;
+pub mod network;
+pub mod rpc;
+pub mod server;
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub use frame::{read_frame, write_frame, Frame, FrameError, FRAME_HEADER_BYTES};
+pub use network::{Network, PeerClient};
+pub use server::serve;
 
 /// Frame kinds up to this one are replica-to-replica Raft RPCs (requests and responses).
 pub const RAFT_KIND_LAST: u8 = 31;
@@ -29,4 +44,25 @@ pub trait ClientHandler: Send + Sync + 'static {
         frame: Frame,
         replies: Replies,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// The openraft configuration a Tally node should run with (not yet validated; `validate()`
+/// it). What differs from openraft's defaults, and why (details in [`limits`]):
+/// - `heartbeat_interval` 200 ms: openraft also times every AppendEntries call out after it,
+///   and the largest message (8 MiB) plus the follower's fdatasync must fit.
+/// - `election_timeout` 1–2 s: several heartbeats, so one slow message starts no election.
+/// - `install_snapshot_timeout` 5 s: the timeout of each snapshot chunk; the last chunk gets
+///   more for the install, in proportion to the snapshot's size (`network.rs`).
+/// - `snapshot_max_chunk_size` 4 MiB: the largest chunk a frame is sized for.
+pub fn recommended_config(cluster_name: &str) -> openraft::Config {
+    openraft::Config {
+        cluster_name: cluster_name.to_owned(),
+        heartbeat_interval: limits::HEARTBEAT_INTERVAL_MS,
+        election_timeout_min: limits::ELECTION_TIMEOUT_MS_MIN,
+        election_timeout_max: limits::ELECTION_TIMEOUT_MS_MAX,
+        install_snapshot_timeout: limits::SNAPSHOT_CHUNK_TIMEOUT_MS,
+        snapshot_max_chunk_size: limits::SNAPSHOT_CHUNK_BYTES_MAX as u64,
+        max_payload_entries: limits::MAX_PAYLOAD_ENTRIES,
+        ..openraft::Config::default()
+    }
 }

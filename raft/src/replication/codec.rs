@@ -19,7 +19,9 @@ use super::error::{DecodeError, EncodeError};
 use super::limits::{
     ENTRY_BATCHES_MAX, MEMBERSHIP_CONFIGS_MAX, MEMBERSHIP_NODES_MAX, NODE_ADDRESS_BYTES_MAX,
 };
-use super::types::{ClientBatch, Entry, EntryPayload, LogId, Membership, Node, NodeId, Request};
+use super::types::{
+    ClientBatch, Entry, EntryPayload, LogId, Membership, Node, NodeId, Request, Vote,
+};
 use crate::wal;
 
 /// Version of the entry payload layout (byte 0 of every payload).
@@ -159,6 +161,26 @@ pub(crate) fn encode_optional_log_id(log_id: Option<&LogId>, out: &mut Vec<u8>) 
     out.extend_from_slice(&term.to_le_bytes());
     out.extend_from_slice(&node.to_le_bytes());
     out.extend_from_slice(&index.to_le_bytes());
+}
+
+/// Append a vote: term, node id, then a committed flag byte and 7 reserved bytes.
+pub(crate) fn encode_vote(vote: &Vote, out: &mut Vec<u8>) {
+    out.extend_from_slice(&vote.leader_id.term.to_le_bytes());
+    out.extend_from_slice(&vote.leader_id.node_id.to_le_bytes());
+    out.push(u8::from(vote.committed));
+    out.extend_from_slice(&[0; 7]);
+}
+
+/// Read a vote (the pair of [`encode_vote`]).
+pub(crate) fn decode_vote(reader: &mut Reader<'_>) -> Result<Vote, DecodeError> {
+    let term = reader.u64()?;
+    let node_id = reader.u64()?;
+    let committed = reader.flag()?;
+    reader.reserved(7)?;
+    Ok(Vote {
+        leader_id: openraft::LeaderId::new(term, node_id),
+        committed,
+    })
 }
 
 /// Rebuild the openraft entry from a WAL entry (the pair of [`encode_entry`]).
@@ -318,6 +340,16 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    /// A byte that must be 0 (false) or 1 (true).
+    pub(crate) fn flag(&mut self) -> Result<bool, DecodeError> {
+        let at = self.at;
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            value => Err(DecodeError::BadFlag { at, value }),
+        }
     }
 
     /// `count` bytes that must be zero.

@@ -30,8 +30,9 @@ const MAGIC: u32 = 0x4953_5254;
 const VERSION: u32 = 1;
 const HEADER_BYTES: usize = 16;
 
-/// Encode `meta` and the engine's snapshot bytes into one image.
-pub fn encode_image(meta: &SnapshotMeta, engine: &[u8]) -> Result<Vec<u8>, EncodeError> {
+/// Append the meta section's layout (see the module docs) to `out`; the replica network sends
+/// the same bytes with each snapshot chunk.
+pub(crate) fn encode_meta(meta: &SnapshotMeta, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     if meta.snapshot_id.len() > SNAPSHOT_ID_BYTES_MAX {
         return Err(EncodeError::OverLimit {
             what: "bytes of a snapshot id",
@@ -39,14 +40,39 @@ pub fn encode_image(meta: &SnapshotMeta, engine: &[u8]) -> Result<Vec<u8>, Encod
             limit: SNAPSHOT_ID_BYTES_MAX,
         });
     }
-    let mut section = Vec::with_capacity(1024);
-    encode_optional_log_id(meta.last_log_id.as_ref(), &mut section);
-    encode_optional_log_id(meta.last_membership.log_id().as_ref(), &mut section);
-    encode_membership(meta.last_membership.membership(), &mut section)?;
-    section.extend_from_slice(&(meta.snapshot_id.len() as u32).to_le_bytes());
-    section.extend_from_slice(meta.snapshot_id.as_bytes());
+    let start = out.len();
+    encode_optional_log_id(meta.last_log_id.as_ref(), out);
+    encode_optional_log_id(meta.last_membership.log_id().as_ref(), out);
+    encode_membership(meta.last_membership.membership(), out)?;
+    out.extend_from_slice(&(meta.snapshot_id.len() as u32).to_le_bytes());
+    out.extend_from_slice(meta.snapshot_id.as_bytes());
     // Within the limit by construction (asserted at compile time in limits.rs).
-    assert!(section.len() <= SNAPSHOT_META_BYTES_MAX);
+    assert!(out.len() - start <= SNAPSHOT_META_BYTES_MAX);
+    Ok(())
+}
+
+/// Read the meta section (the pair of [`encode_meta`]), leaving `reader` after it.
+pub(crate) fn decode_meta(reader: &mut Reader<'_>) -> Result<SnapshotMeta, DecodeError> {
+    let last_log_id = decode_optional_log_id(reader)?;
+    let membership_log_id = decode_optional_log_id(reader)?;
+    let membership = decode_membership(reader)?;
+    let id_bytes = reader.count("bytes of a snapshot id", SNAPSHOT_ID_BYTES_MAX, 1)?;
+    let snapshot_id = std::str::from_utf8(reader.take(id_bytes)?)
+        .map_err(|_| DecodeError::NotUtf8 {
+            what: "snapshot id",
+        })?
+        .to_owned();
+    Ok(SnapshotMeta {
+        last_log_id,
+        last_membership: StoredMembership::new(membership_log_id, membership),
+        snapshot_id,
+    })
+}
+
+/// Encode `meta` and the engine's snapshot bytes into one image.
+pub fn encode_image(meta: &SnapshotMeta, engine: &[u8]) -> Result<Vec<u8>, EncodeError> {
+    let mut section = Vec::with_capacity(1024);
+    encode_meta(meta, &mut section)?;
     let mut image = Vec::with_capacity(HEADER_BYTES + section.len() + engine.len());
     image.extend_from_slice(&MAGIC.to_le_bytes());
     image.extend_from_slice(&VERSION.to_le_bytes());
@@ -73,21 +99,8 @@ pub fn decode_image(image: &[u8]) -> Result<(SnapshotMeta, &[u8]), DecodeError> 
     let engine = reader.take(reader.remaining())?;
 
     let mut reader = Reader::new(section);
-    let last_log_id = decode_optional_log_id(&mut reader)?;
-    let membership_log_id = decode_optional_log_id(&mut reader)?;
-    let membership = decode_membership(&mut reader)?;
-    let id_bytes = reader.count("bytes of a snapshot id", SNAPSHOT_ID_BYTES_MAX, 1)?;
-    let snapshot_id = std::str::from_utf8(reader.take(id_bytes)?)
-        .map_err(|_| DecodeError::NotUtf8 {
-            what: "snapshot id",
-        })?
-        .to_owned();
+    let meta = decode_meta(&mut reader)?;
     reader.finish()?;
-    let meta = SnapshotMeta {
-        last_log_id,
-        last_membership: StoredMembership::new(membership_log_id, membership),
-        snapshot_id,
-    };
     Ok((meta, engine))
 }
 

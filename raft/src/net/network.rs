@@ -1,0 +1,495 @@
+//! The client side of the replica RPCs: openraft's `RaftNetworkFactory` ([`Network`]) and one
+//! `RaftNetwork` per target ([`PeerClient`]), over a lazily opened TCP connection.
+//!
+//! - One RPC at a time per client: openraft calls a client's methods one after another (a
+//!   replication stream, a snapshot stream, one vote), so a client owns one connection and
+//!   never has to match answers out of order. The connection is taken out of the client for
+//!   the duration of a call and put back only after a whole answer was read: a call that is
+//!   cancelled (openraft's own timeout drops the future) or fails leaves no connection behind,
+//!   so a late answer can never be read as the answer to the next request.
+//! - Errors are what openraft expects: a refused, reset or closed connection is
+//!   `RPCError::Unreachable` (openraft then waits [`RaftNetwork::backoff`]), a damaged or
+//!   unexpected answer is `RPCError::Network`, no answer within `RPCOption::hard_ttl()` is
+//!   `RPCError::Timeout`, and an error answer from the peer is a `RemoteError` carrying the
+//!   peer's `Fatal` or `SnapshotMismatch`.
+//! - Reconnecting backs off exponentially (`RECONNECT_BACKOFF_MIN` doubling to
+//!   `RECONNECT_BACKOFF_MAX`): while a peer is down a call fails at once instead of blocking.
+//!
+//! ## Snapshot transfer
+//!
+//! openraft 0.9.25 (without the `generic-snapshot-data` feature, which we do not enable)
+//! sends a snapshot through `RaftNetwork::full_snapshot`, whose default implementation is
+//! openraft's `Chunked` helper: `install_snapshot` once per `snapshot_max_chunk_size` chunk,
+//! each under a timeout of `install_snapshot_timeout` (200 ms by default), with a 1 ms sleep
+//! between chunks. That timeout also covers the *last* chunk, whose answer comes only after the
+//! receiver decoded the whole image, restored the engine from it and wrote it to disk with an
+//! fsync: seconds for a multi-hundred-MB state. With the default it times out every time, the
+//! leader starts over with the whole snapshot, and the follower never catches up; raising it
+//! to cover the install lets a stuck peer hold every chunk that long.
+//!
+//! So [`PeerClient`] overrides `full_snapshot` with its own loop over the same chunk RPC:
+//! chunks of `min(snapshot_max_chunk_size, SNAPSHOT_CHUNK_BYTES_MAX)` bytes, each under
+//! `hard_ttl` (openraft passes `install_snapshot_timeout`), the last one under that plus
+//! `SNAPSHOT_INSTALL_TIMEOUT_BASE` and its size at `SNAPSHOT_INSTALL_BYTES_PER_SECOND_MIN`;
+//! a `SnapshotMismatch` restarts at offset 0; openraft's `cancel` future stops it at once.
+//! The receiver is openraft's own: [`super::rpc::answer`] hands each chunk to
+//! `Raft::install_snapshot`, which assembles the chunks and calls `install_full_snapshot` on the
+//! last one. Frames stay bounded (a chunk, not the whole image, is one frame), and a snapshot
+//! stream has its own client and connection, so heartbeats are never queued behind it.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::error::{
+    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
+    SnapshotMismatch, StreamingError, Timeout, Unreachable,
+};
+use openraft::network::{Backoff, RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::OptionalSend;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::frame::{read_frame, write_frame, Frame, FrameError};
+use super::limits::{
+    FRAME_PAYLOAD_BYTES_MAX, RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN,
+    SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_INSTALL_BYTES_PER_SECOND_MIN, SNAPSHOT_INSTALL_TIMEOUT_BASE,
+};
+use super::rpc::{self, ErrorAnswer};
+use crate::replication::types::{Node, NodeId, Snapshot, TypeConfig, Vote};
+use crate::replication::{DecodeError, EncodeError};
+
+/// Times a snapshot transfer restarts at offset 0 after the receiver reported a mismatch (it
+/// was receiving another snapshot, or restarted). More means something else keeps interfering.
+const SNAPSHOT_RESTARTS_MAX: usize = 3;
+
+/// openraft's network factory: a [`PeerClient`] per target and purpose. Cheap; holds only the
+/// local node's id (for timeout errors).
+#[derive(Clone, Debug)]
+pub struct Network {
+    id: NodeId,
+}
+
+impl Network {
+    /// The network of node `id`.
+    pub fn new(id: NodeId) -> Network {
+        Network { id }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
+        PeerClient {
+            id: self.id,
+            target,
+            node: node.clone(),
+            connection: None,
+            next_request_id: 1,
+            failures: 0,
+            retry_at: None,
+        }
+    }
+}
+
+/// openraft's `RaftNetwork` to one target: one connection, one RPC at a time. See the module
+/// docs.
+#[derive(Debug)]
+pub struct PeerClient {
+    id: NodeId,
+    target: NodeId,
+    node: Node,
+    /// The open connection, absent between a failure and the next call (and during a call).
+    connection: Option<TcpStream>,
+    next_request_id: u64,
+    /// Connection attempts that failed in a row.
+    failures: u32,
+    /// No connection attempt before this instant (backoff after a failure).
+    retry_at: Option<Instant>,
+}
+
+/// Why a call got no answer, before it is turned into the error type of the openraft method.
+#[derive(Debug)]
+enum CallError {
+    /// The peer refused, reset or closed the connection, or we are backing off from it.
+    Unreachable(io::Error),
+    /// The exchange failed otherwise (a damaged frame, an unexpected answer).
+    Network(io::Error),
+    /// No answer within the time allowed.
+    Timeout(Duration),
+    /// The peer answered with an error.
+    Remote(ErrorAnswer),
+    /// The request breaks a limit of the protocol (a bug upstream; never sent).
+    Encode(EncodeError),
+}
+
+fn is_unreachable(error: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        error.kind(),
+        ConnectionRefused
+            | ConnectionReset
+            | ConnectionAborted
+            | BrokenPipe
+            | NotConnected
+            | UnexpectedEof
+            | AddrNotAvailable
+            | HostUnreachable
+            | NetworkUnreachable
+    )
+}
+
+fn io_error(error: io::Error) -> CallError {
+    if is_unreachable(&error) {
+        CallError::Unreachable(error)
+    } else {
+        CallError::Network(error)
+    }
+}
+
+fn frame_error(error: FrameError) -> CallError {
+    match error {
+        FrameError::Io(error) => io_error(error),
+        FrameError::Truncated => CallError::Unreachable(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the peer closed the connection in the middle of an answer",
+        )),
+        other => CallError::Network(io::Error::other(other.to_string())),
+    }
+}
+
+fn decode_error(what: &'static str) -> impl FnOnce(DecodeError) -> CallError {
+    move |error| CallError::Network(io::Error::other(format!("{what} does not decode: {error}")))
+}
+
+/// Backoff before connection attempt `failures + 1`.
+fn backoff_delay(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    RECONNECT_BACKOFF_MIN
+        .saturating_mul(1 << doublings)
+        .min(RECONNECT_BACKOFF_MAX)
+}
+
+/// The API errors a method's `RaftError` may carry, built from an error answer.
+trait ApiError: std::error::Error + Sized {
+    fn from_mismatch(mismatch: SnapshotMismatch) -> Option<Self>;
+}
+
+impl ApiError for openraft::error::Infallible {
+    fn from_mismatch(_: SnapshotMismatch) -> Option<Self> {
+        None
+    }
+}
+
+impl ApiError for InstallSnapshotError {
+    fn from_mismatch(mismatch: SnapshotMismatch) -> Option<Self> {
+        Some(InstallSnapshotError::SnapshotMismatch(mismatch))
+    }
+}
+
+impl PeerClient {
+    /// A connection: the one kept from the last call, or a new one unless backing off.
+    async fn connection(&mut self) -> Result<TcpStream, CallError> {
+        if let Some(stream) = self.connection.take() {
+            return Ok(stream);
+        }
+        let now = Instant::now();
+        if let Some(at) = self.retry_at.filter(|at| *at > now) {
+            return Err(CallError::Unreachable(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!(
+                    "node {} at {} failed {} times; next attempt in {:?}",
+                    self.target,
+                    self.node.addr,
+                    self.failures,
+                    at - now
+                ),
+            )));
+        }
+        // Counted before the attempt, so an attempt cut short by a timeout counts too.
+        self.failures = self.failures.saturating_add(1);
+        self.retry_at = Some(now + backoff_delay(self.failures));
+        let stream = TcpStream::connect(self.node.addr.as_str())
+            .await
+            .map_err(|error| CallError::Unreachable(error))?;
+        stream.set_nodelay(true).map_err(io_error)?;
+        self.failures = 0;
+        self.retry_at = None;
+        tracing::debug!(target = self.target, addr = %self.node.addr, "connected to replica");
+        Ok(stream)
+    }
+
+    /// Send one request and read its answer. On success the connection is kept for the next
+    /// call; on any failure (or if this future is dropped) it is closed.
+    async fn exchange(&mut self, kind: u8, payload: Vec<u8>) -> Result<Frame, CallError> {
+        let mut stream = self.connection().await?;
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        let request = Frame {
+            kind,
+            request_id,
+            payload: Bytes::from(payload),
+        };
+        write_frame(&mut stream, &request).await.map_err(io_error)?;
+        let answer = read_frame(&mut stream, FRAME_PAYLOAD_BYTES_MAX)
+            .await
+            .map_err(frame_error)?
+            .ok_or_else(|| {
+                CallError::Unreachable(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer closed the connection before answering",
+                ))
+            })?;
+        if answer.request_id != request_id {
+            return Err(CallError::Network(io::Error::other(format!(
+                "answer to request {} arrived for request {request_id}",
+                answer.request_id
+            ))));
+        }
+        self.connection = Some(stream);
+        Ok(answer)
+    }
+
+    /// One RPC under `ttl`: the answer's payload if it is of `answer_kind`.
+    async fn call(
+        &mut self,
+        kind: u8,
+        payload: Result<Vec<u8>, EncodeError>,
+        answer_kind: u8,
+        ttl: Duration,
+    ) -> Result<Bytes, CallError> {
+        let payload = payload.map_err(CallError::Encode)?;
+        let answer = tokio::time::timeout(ttl, self.exchange(kind, payload))
+            .await
+            .map_err(|_| CallError::Timeout(ttl))??;
+        match answer.kind {
+            kind if kind == answer_kind => Ok(answer.payload),
+            rpc::KIND_ERROR => Err(CallError::Remote(
+                rpc::decode_error_answer(&answer.payload).map_err(decode_error("error answer"))?,
+            )),
+            other => {
+                self.connection = None;
+                Err(CallError::Network(io::Error::other(format!(
+                    "answer of kind {other} to a request of kind {kind}"
+                ))))
+            }
+        }
+    }
+
+    fn log_failure(&self, action: RPCTypes, error: &CallError) {
+        // Unreachable peers are the normal state of a down replica: openraft retries.
+        match error {
+            CallError::Unreachable(_) | CallError::Timeout(_) => {
+                tracing::debug!(target = self.target, %action, ?error, "replica RPC failed");
+            }
+            _ => tracing::warn!(target = self.target, %action, ?error, "replica RPC failed"),
+        }
+    }
+
+    fn rpc_error<E: ApiError>(
+        &self,
+        action: RPCTypes,
+        error: CallError,
+    ) -> RPCError<NodeId, Node, RaftError<NodeId, E>> {
+        self.log_failure(action, &error);
+        match error {
+            CallError::Unreachable(error) => RPCError::Unreachable(Unreachable::new(&error)),
+            CallError::Network(error) => RPCError::Network(NetworkError::new(&error)),
+            CallError::Encode(error) => RPCError::Network(NetworkError::new(&error)),
+            CallError::Timeout(timeout) => RPCError::Timeout(Timeout {
+                action,
+                id: self.id,
+                target: self.target,
+                timeout,
+            }),
+            CallError::Remote(answer) => {
+                let source = if let Some(fatal) = answer.to_fatal() {
+                    RaftError::Fatal(fatal)
+                } else if let Some(api) = answer.to_snapshot_mismatch().and_then(E::from_mismatch) {
+                    RaftError::APIError(api)
+                } else {
+                    return RPCError::Network(NetworkError::new(&answer));
+                };
+                RPCError::RemoteError(RemoteError::new_with_node(
+                    self.target,
+                    self.node.clone(),
+                    source,
+                ))
+            }
+        }
+    }
+
+    fn streaming_error(&self, error: CallError) -> StreamingError<TypeConfig, Fatal<NodeId>> {
+        self.log_failure(RPCTypes::InstallSnapshot, &error);
+        match error {
+            CallError::Unreachable(error) => Unreachable::new(&error).into(),
+            CallError::Network(error) => NetworkError::new(&error).into(),
+            CallError::Encode(error) => NetworkError::new(&error).into(),
+            CallError::Timeout(timeout) => Timeout {
+                action: RPCTypes::InstallSnapshot,
+                id: self.id,
+                target: self.target,
+                timeout,
+            }
+            .into(),
+            CallError::Remote(answer) => match answer.to_fatal() {
+                Some(fatal) => {
+                    RemoteError::new_with_node(self.target, self.node.clone(), fatal).into()
+                }
+                None => NetworkError::new(&answer).into(),
+            },
+        }
+    }
+
+    /// Send one snapshot chunk and read the receiver's vote.
+    async fn send_chunk(
+        &mut self,
+        payload: Result<Vec<u8>, EncodeError>,
+        ttl: Duration,
+    ) -> Result<InstallSnapshotResponse<NodeId>, CallError> {
+        let answer = self
+            .call(
+                rpc::KIND_INSTALL_SNAPSHOT,
+                payload,
+                rpc::KIND_INSTALL_SNAPSHOT_RESPONSE,
+                ttl,
+            )
+            .await?;
+        rpc::decode_install_snapshot_response(&answer).map_err(decode_error("snapshot answer"))
+    }
+
+    /// Stream `image` chunk by chunk (see the module docs). Returns the receiver's vote: the
+    /// leader's own once the snapshot is installed, or a higher one that ended the transfer.
+    async fn stream_snapshot(
+        &mut self,
+        vote: &Vote,
+        meta: &crate::replication::types::SnapshotMeta,
+        image: &[u8],
+        option: &RPCOption,
+    ) -> Result<Vote, CallError> {
+        let chunk_bytes = option
+            .snapshot_chunk_size()
+            .unwrap_or(SNAPSHOT_CHUNK_BYTES_MAX)
+            .clamp(1, SNAPSHOT_CHUNK_BYTES_MAX);
+        let install_time = SNAPSHOT_INSTALL_TIMEOUT_BASE
+            + Duration::from_secs(image.len() as u64 / SNAPSHOT_INSTALL_BYTES_PER_SECOND_MIN);
+        let mut restarts = 0;
+        let mut offset = 0;
+        loop {
+            let end = image.len().min(offset + chunk_bytes);
+            let done = end == image.len();
+            let ttl = if done {
+                option.hard_ttl() + install_time
+            } else {
+                option.hard_ttl()
+            };
+            let payload =
+                rpc::encode_install_snapshot(vote, meta, offset as u64, done, &image[offset..end]);
+            match self.send_chunk(payload, ttl).await {
+                Ok(answer) if answer.vote > *vote || done => return Ok(answer.vote),
+                Ok(_) => offset = end,
+                Err(CallError::Remote(ErrorAnswer::SnapshotMismatch { expect, got }))
+                    if restarts < SNAPSHOT_RESTARTS_MAX =>
+                {
+                    tracing::info!(target = self.target, %expect, %got, "snapshot restarts at 0");
+                    restarts += 1;
+                    offset = 0;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        request: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        let action = RPCTypes::AppendEntries;
+        let answer = self
+            .call(
+                rpc::KIND_APPEND_ENTRIES,
+                rpc::encode_append_entries(&request),
+                rpc::KIND_APPEND_ENTRIES_RESPONSE,
+                option.hard_ttl(),
+            )
+            .await
+            .map_err(|error| self.rpc_error(action, error))?;
+        rpc::decode_append_entries_response(&answer)
+            .map_err(decode_error("AppendEntries answer"))
+            .map_err(|error| self.rpc_error(action, error))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        request: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        let payload = rpc::encode_install_snapshot(
+            &request.vote,
+            &request.meta,
+            request.offset,
+            request.done,
+            &request.data,
+        );
+        self.send_chunk(payload, option.hard_ttl())
+            .await
+            .map_err(|error| self.rpc_error(RPCTypes::InstallSnapshot, error))
+    }
+
+    async fn vote(
+        &mut self,
+        request: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        let action = RPCTypes::Vote;
+        let answer = self
+            .call(
+                rpc::KIND_VOTE,
+                Ok(rpc::encode_vote_request(&request)),
+                rpc::KIND_VOTE_RESPONSE,
+                option.hard_ttl(),
+            )
+            .await
+            .map_err(|error| self.rpc_error(action, error))?;
+        rpc::decode_vote_response(&answer)
+            .map_err(decode_error("Vote answer"))
+            .map_err(|error| self.rpc_error(action, error))
+    }
+
+    /// Streams the snapshot in chunks with timeouts of our own; see the module docs for why
+    /// openraft's default (`Chunked`) is not used.
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+        let meta = snapshot.meta;
+        let image = snapshot.snapshot.into_inner();
+        tracing::info!(target = self.target, snapshot = %meta, bytes = image.len(), "sending snapshot");
+        let result = tokio::select! {
+            closed = cancel => return Err(closed.into()),
+            result = self.stream_snapshot(&vote, &meta, &image, &option) => result,
+        };
+        let answered = result.map_err(|error| self.streaming_error(error))?;
+        tracing::info!(target = self.target, snapshot = %meta, "snapshot sent");
+        Ok(SnapshotResponse::new(answered))
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff::new((1..).map(backoff_delay))
+    }
+}
