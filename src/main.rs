@@ -1,29 +1,166 @@
-//! `tally`: one binary for every role. Subcommands arrive with their issues: `node` (replication),
-//! `client` (gateway), `loadgen` and `demo` (load generator). Until then it says so plainly.
+//! `tally`: one binary for every role.
+//! - `tally node`: run a replica (config file and flags: docs/operations.md).
+//! - `tally admin`: a node's state; initialize a cluster, add learners, change voters, snapshot.
+//! - `tally drive`: a simple load driver for the replicated write path, against a running
+//!   cluster or a local one it starts (`--spawn 3`).
+//!
+//! `client`, `loadgen` and `demo` arrive with the gateway and load generator issues.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tally::config::{node_config, parse_members, NodeFlags};
+use tally::drive::{drive, DriveArgs};
+use tally::local_cluster::LocalCluster;
+use tally_raft::node::client::Connection;
+use tally_raft::node::protocol::{Admin, Request, STATE_AUDIT};
+use tally_raft::node::Node;
+
+#[derive(Parser)]
+#[command(
+    name = "tally",
+    version,
+    about = "Tally: a replicated settlement ledger"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a replica until SIGTERM or SIGINT (then shut down gracefully).
+    Node(NodeFlags),
+    /// Administer a cluster through one of its nodes.
+    Admin {
+        /// A node's address.
+        #[arg(long)]
+        node: String,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Drive transfers through the replicated write path and report throughput and latency.
+    Drive(DriveArgs),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// The node's role, leader, applied log id, digest, membership and ledger totals.
+    Status,
+    /// Initialize a fresh cluster with these voters (ID=ADDRESS ...).
+    Init { members: Vec<String> },
+    /// Add a node as a learner and wait for it to catch up.
+    AddLearner { id: u64, addr: String },
+    /// Make exactly these nodes the voters.
+    Voters { ids: Vec<u64> },
+    /// Build a snapshot now (and purge the log behind it as configured).
+    Snapshot,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run_node(flags: NodeFlags) -> anyhow::Result<()> {
+    let config = node_config(&flags)?;
+    let node = Node::start(config, tally_raft::storage::open_default())
+        .await
+        .context("starting the node")?;
+    println!(
+        "tally node {} listening on {}",
+        node.id(),
+        node.local_addr()
+    );
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+    }
+    node.shutdown().await.context("shutting down")?;
+    Ok(())
+}
+
+async fn run_admin(addr: &str, command: AdminCommand) -> anyhow::Result<()> {
+    let connection = Connection::connect(addr).await?;
+    let admin = match command {
+        AdminCommand::Status => {
+            let state = connection.state(STATE_AUDIT).await?;
+            println!("{state:#?}");
+            return Ok(());
+        }
+        AdminCommand::Init { members } => {
+            Admin::Initialize(parse_members(&members)?.into_iter().collect())
+        }
+        AdminCommand::AddLearner { id, addr } => Admin::AddLearner(id, addr),
+        AdminCommand::Voters { ids } => Admin::ChangeVoters(ids),
+        AdminCommand::Snapshot => Admin::Snapshot,
+    };
+    connection
+        .request(&Request::Admin(admin))
+        .await?
+        .map_err(anyhow::Error::new)?;
+    println!("done");
+    Ok(())
+}
+
+async fn run_drive(args: DriveArgs) -> anyhow::Result<()> {
+    let Some(count) = args.spawn else {
+        drive(args.cluster.clone(), &args).await?;
+        return Ok(());
+    };
+    let root = tempfile::tempdir().context("temporary directory")?;
+    let exe = std::env::current_exe()?;
+    let mut cluster = LocalCluster::new(&exe, root.path(), "");
+    let ids: Vec<u64> = (1..=count as u64).collect();
+    cluster.found(&ids)?;
+    let leader = cluster.wait_leader(Duration::from_secs(30)).await?;
+    println!(
+        "{count} local node(s) up in {}; node {leader} leads",
+        root.path().display()
+    );
+    let first = cluster.addr(leader)?;
+    let mut addrs = vec![first.clone()];
+    addrs.extend(cluster.addrs().into_iter().filter(|addr| *addr != first));
+    drive(addrs, &args).await?;
+    let states = cluster.states(STATE_AUDIT).await;
+    let digests: BTreeMap<u64, _> = states
+        .iter()
+        .map(|(id, state)| (*id, (state.last_applied, state.digest)))
+        .collect();
+    println!("replica states after the run: {digests:?}");
+    Ok(())
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("--version" | "version") => {
-            println!("tally {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("tally: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
         }
-        Some(other) => {
-            eprintln!(
-                "tally: unknown subcommand {other:?}. This build has the settlement engine only; \
-                 `node`, `client`, `loadgen` and `demo` are not built yet."
-            );
-            ExitCode::from(2)
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Node(flags) => run_node(flags).await,
+            Command::Admin { node, command } => run_admin(&node, command).await,
+            Command::Drive(args) => run_drive(args).await,
         }
-        None => {
-            println!(
-                "tally {}: settlement ledger. Subcommands: version.\n\
-                 The engine is a library (crate tally-engine); run the tests with `bash .ci/run`.",
-                env!("CARGO_PKG_VERSION")
-            );
-            ExitCode::SUCCESS
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tally: {error:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -17,5 +17,177 @@ pub mod client;
 pub mod protocol;
 pub mod service;
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use openraft::BasicNode;
+use tally_engine::EngineConfig;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::net::network::Network;
+use crate::net::server::serve;
+use crate::replication::types::{NodeId, TypeConfig};
+use crate::replication::{open_storage, AppliedView, StorageOpenError};
+use crate::storage::Disk;
+use crate::wal::WalConfig;
 pub use batcher::{Batcher, BatcherConfig};
 pub use service::Service;
+
+type Raft = openraft::Raft<TypeConfig>;
+
+/// Everything a node needs to start.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// Where the node listens for replicas and clients alike.
+    pub listen: SocketAddr,
+    /// The data directory (docs/wal.md, `replication` module docs).
+    pub data_dir: PathBuf,
+    /// If the node is fresh (nothing in its log), initialize a cluster of these voters
+    /// (id → address; must include this node). Give the same list to every founding node,
+    /// or to one of them only: a node that already has a log ignores it.
+    pub bootstrap: BTreeMap<NodeId, String>,
+    pub raft: openraft::Config,
+    pub wal: WalConfig,
+    pub batcher: BatcherConfig,
+    pub engine: EngineConfig,
+}
+
+/// Why a node could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open the data directory: {0}")]
+    Storage(#[from] StorageOpenError),
+    #[error("invalid raft configuration: {0}")]
+    Config(#[from] openraft::ConfigError),
+    #[error("openraft: {0}")]
+    Raft(String),
+}
+
+/// A running node.
+pub struct Node {
+    id: NodeId,
+    raft: Raft,
+    view: AppliedView,
+    service: Arc<Service>,
+    batcher_task: JoinHandle<()>,
+    server_task: JoinHandle<()>,
+    stop_serving: watch::Sender<bool>,
+    local_addr: SocketAddr,
+}
+
+impl Node {
+    /// Open the data directory, start openraft and serve. Bootstraps a fresh cluster if the
+    /// config says so.
+    pub async fn start(config: NodeConfig, disk: Arc<dyn Disk>) -> Result<Node, NodeError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| NodeError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| NodeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let data_dir = config.data_dir.clone();
+        let (log_store, state_machine) = tokio::task::spawn_blocking(move || {
+            open_storage(disk, &data_dir, config.wal, config.engine)
+        })
+        .await
+        .map_err(|error| NodeError::Raft(format!("opening storage panicked: {error}")))??;
+        let view = state_machine.view();
+        let raft_config = Arc::new(config.raft.clone().validate()?);
+        let raft = Raft::new(
+            config.id,
+            raft_config,
+            Network::new(config.id),
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(|error| NodeError::Raft(error.to_string()))?;
+        let (batcher, batcher_task) = Batcher::start(raft.clone(), config.batcher);
+        let service = Arc::new(Service::new(raft.clone(), view.clone(), batcher));
+        let (stop_serving, stopped) = watch::channel(false);
+        let server_task = tokio::spawn(serve(
+            listener,
+            raft.clone(),
+            Some(Arc::clone(&service) as Arc<dyn crate::net::ClientHandler>),
+            stopped,
+        ));
+        if !config.bootstrap.is_empty() && !raft.is_initialized().await.unwrap_or(true) {
+            let members: BTreeMap<NodeId, BasicNode> = config
+                .bootstrap
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+                .collect();
+            tracing::info!(node = config.id, ?members, "initializing a fresh cluster");
+            match raft.initialize(members).await {
+                Ok(()) => {}
+                // Another founding node got there first and this one already heard of it.
+                Err(openraft::error::RaftError::APIError(
+                    openraft::error::InitializeError::NotAllowed(reason),
+                )) => tracing::info!(node = config.id, %reason, "already initialized"),
+                Err(error) => return Err(NodeError::Raft(format!("initialize: {error}"))),
+            }
+        }
+        Ok(Node {
+            id: config.id,
+            raft,
+            view,
+            service,
+            batcher_task,
+            server_task,
+            stop_serving,
+            local_addr,
+        })
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The address the node actually listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    pub fn view(&self) -> &AppliedView {
+        &self.view
+    }
+
+    /// Graceful shutdown: stop accepting batches; let the queued and in-flight ones commit and
+    /// be answered; stop openraft (the WAL closes after its last flush); stop serving.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        tracing::info!(node = self.id, "shutting down: no new batches");
+        self.service.stop_accepting();
+        drop(self.service);
+        // The batcher ends once its queue is empty and its entries are decided.
+        let _ = self.batcher_task.await;
+        let result = self
+            .raft
+            .shutdown()
+            .await
+            .map_err(|error| NodeError::Raft(format!("shutdown: {error}")));
+        let _ = self.stop_serving.send(true);
+        let _ = self.server_task.await;
+        tracing::info!(node = self.id, "stopped");
+        result
+    }
+}

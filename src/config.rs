@@ -1,0 +1,217 @@
+//! `tally node`'s configuration: a TOML file (all fields optional) and command-line flags that
+//! override it. Every setting has a default that suits a 3–5 node cluster on one LAN.
+//!
+//! ```toml
+//! id = 1
+//! listen = "127.0.0.1:7001"
+//! data_dir = "/var/lib/tally/1"
+//! [bootstrap]            # only on a fresh cluster: the founding voters
+//! 1 = "127.0.0.1:7001"
+//! 2 = "127.0.0.1:7002"
+//! 3 = "127.0.0.1:7003"
+//! [raft]
+//! heartbeat_ms = 200
+//! election_timeout_min_ms = 1000
+//! election_timeout_max_ms = 2000
+//! snapshot_every_entries = 10000
+//! logs_kept_after_snapshot = 1000
+//! [batcher]
+//! entries_in_flight = 2
+//! queue_batches = 256
+//! [wal]
+//! segment_mib = 128
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use tally_raft::node::{BatcherConfig, NodeConfig};
+use tally_raft::WalConfig;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub id: Option<u64>,
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub bootstrap: BTreeMap<String, String>,
+    #[serde(default)]
+    pub raft: RaftSection,
+    #[serde(default)]
+    pub batcher: BatcherSection,
+    #[serde(default)]
+    pub wal: WalSection,
+}
+
+/// openraft timing and log compaction.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftSection {
+    pub cluster_name: String,
+    /// Leader heartbeats. Well under the election timeout so one lost heartbeat never starts
+    /// an election; openraft also times each AppendEntries out after one heartbeat, so it
+    /// must cover the largest message plus a follower's fdatasync (`net::recommended_config`).
+    pub heartbeat_ms: u64,
+    /// A follower that hears nothing for this long (randomised in the range) stands for
+    /// election. 1–2 s rides out fsync stalls of this shared host (tens of ms, sometimes
+    /// hundreds) and still elects within a few seconds of a leader's death.
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many entries since the last one.
+    pub snapshot_every_entries: u64,
+    /// Entries kept in the log behind a snapshot, so a follower a little behind catches up
+    /// from the log rather than a whole snapshot.
+    pub logs_kept_after_snapshot: u64,
+}
+
+impl Default for RaftSection {
+    fn default() -> RaftSection {
+        RaftSection {
+            cluster_name: "tally".to_owned(),
+            heartbeat_ms: 200,
+            election_timeout_min_ms: 1000,
+            election_timeout_max_ms: 2000,
+            snapshot_every_entries: 10_000,
+            logs_kept_after_snapshot: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatcherSection {
+    pub entries_in_flight: usize,
+    pub queue_batches: usize,
+}
+
+impl Default for BatcherSection {
+    fn default() -> BatcherSection {
+        let defaults = BatcherConfig::default();
+        BatcherSection {
+            entries_in_flight: defaults.entries_in_flight_max,
+            queue_batches: defaults.queue_batches_max,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalSection {
+    pub segment_mib: u64,
+}
+
+impl Default for WalSection {
+    fn default() -> WalSection {
+        WalSection {
+            segment_mib: WalConfig::default().segment_bytes / (1024 * 1024),
+        }
+    }
+}
+
+/// Flags that override the file.
+#[derive(Debug, Default, clap::Args)]
+pub struct NodeFlags {
+    /// TOML configuration file (see docs/operations.md).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// This node's id (unique in the cluster, never reused).
+    #[arg(long)]
+    pub id: Option<u64>,
+    /// Address to listen on, for replicas and clients alike (also the address peers use).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Data directory (WAL, vote, snapshots).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Founding voters of a fresh cluster, e.g. `1=127.0.0.1:7001,2=127.0.0.1:7002`.
+    #[arg(long, value_delimiter = ',')]
+    pub bootstrap: Vec<String>,
+}
+
+fn parse_member(text: &str) -> anyhow::Result<(u64, String)> {
+    let Some((id, addr)) = text.split_once('=') else {
+        bail!("member {text:?} is not ID=ADDRESS");
+    };
+    let id = id
+        .trim()
+        .parse()
+        .with_context(|| format!("node id {id:?} is not a number"))?;
+    Ok((id, addr.trim().to_owned()))
+}
+
+/// Members given as `ID=ADDRESS` strings.
+pub fn parse_members(items: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
+    items.iter().map(|item| parse_member(item)).collect()
+}
+
+pub fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+}
+
+/// The node's configuration: the file's, overridden by flags, checked.
+pub fn node_config(flags: &NodeFlags) -> anyhow::Result<NodeConfig> {
+    let file = match &flags.config {
+        Some(path) => read_file(path)?,
+        None => FileConfig::default(),
+    };
+    let id = flags
+        .id
+        .or(file.id)
+        .context("a node id is required (--id or `id` in the config)")?;
+    let listen = flags
+        .listen
+        .or(file.listen)
+        .context("a listen address is required (--listen or `listen`)")?;
+    let data_dir = flags
+        .data_dir
+        .clone()
+        .or(file.data_dir)
+        .context("a data directory is required (--data-dir or `data_dir`)")?;
+    let mut bootstrap = BTreeMap::new();
+    for (id, addr) in &file.bootstrap {
+        bootstrap.insert(parse_member(&format!("{id}={addr}"))?.0, addr.clone());
+    }
+    bootstrap.extend(parse_members(&flags.bootstrap)?);
+    if !bootstrap.is_empty() && !bootstrap.contains_key(&id) {
+        bail!("the bootstrap members {bootstrap:?} do not include this node ({id})");
+    }
+    let raft = &file.raft;
+    if raft.heartbeat_ms == 0 || raft.election_timeout_min_ms <= raft.heartbeat_ms * 3 {
+        bail!("raft.election_timeout_min_ms must exceed three heartbeats");
+    }
+    let segment_bytes = file.wal.segment_mib.saturating_mul(1024 * 1024);
+    let wal = WalConfig {
+        segment_bytes,
+        ..WalConfig::default()
+    };
+    let raft_config = openraft::Config {
+        heartbeat_interval: raft.heartbeat_ms,
+        election_timeout_min: raft.election_timeout_min_ms,
+        election_timeout_max: raft.election_timeout_max_ms,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(raft.snapshot_every_entries),
+        max_in_snapshot_log_to_keep: raft.logs_kept_after_snapshot,
+        ..tally_raft::net::recommended_config(&raft.cluster_name)
+    };
+    Ok(NodeConfig {
+        id,
+        listen,
+        data_dir,
+        bootstrap,
+        raft: raft_config,
+        wal,
+        batcher: BatcherConfig {
+            entry_payload_bytes_max: wal.entry_payload_bytes_max,
+            entries_in_flight_max: file.batcher.entries_in_flight.max(1),
+            queue_batches_max: file.batcher.queue_batches.max(1),
+        },
+        engine: tally_engine::EngineConfig {
+            hash_seed: rand::random(),
+        },
+    })
+}

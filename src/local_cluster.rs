@@ -1,0 +1,231 @@
+//! A cluster of real `tally node` processes on loopback, each with its own config file, data
+//! directory and log file under one directory. Used by the multi-process tests, by
+//! `tally drive --spawn N` and (later) by `tally demo`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tally_raft::node::client::Connection;
+use tally_raft::node::protocol::NodeState;
+
+/// One node of the cluster: its address and, while it runs, its process.
+#[derive(Debug)]
+pub struct LocalNode {
+    pub id: u64,
+    pub addr: String,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl LocalNode {
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("node.toml")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("node.log")
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// Nodes as child processes of this one; they are killed when this is dropped.
+pub struct LocalCluster {
+    exe: PathBuf,
+    root: PathBuf,
+    extra_config: String,
+    pub nodes: BTreeMap<u64, LocalNode>,
+}
+
+/// A loopback address with a port nobody listens on right now.
+fn free_addr() -> anyhow::Result<String> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("picking a free port")?;
+    Ok(listener.local_addr()?.to_string())
+}
+
+impl LocalCluster {
+    /// A cluster of the `tally` binary `exe` under `root`. `extra_config` is appended to every
+    /// node's config file (e.g. `[raft]` settings for a test).
+    pub fn new(exe: &Path, root: &Path, extra_config: &str) -> LocalCluster {
+        LocalCluster {
+            exe: exe.to_owned(),
+            root: root.to_owned(),
+            extra_config: extra_config.to_owned(),
+            nodes: BTreeMap::new(),
+        }
+    }
+
+    /// Add node `id` with a fresh address and directory, and write its config (bootstrapping
+    /// `bootstrap` if not empty). Not started.
+    pub fn add(&mut self, id: u64, bootstrap: &BTreeMap<u64, String>) -> anyhow::Result<()> {
+        let dir = self.root.join(format!("node-{id}"));
+        std::fs::create_dir_all(&dir)?;
+        let addr = match self.nodes.get(&id) {
+            Some(node) => node.addr.clone(),
+            None => free_addr()?,
+        };
+        let mut config = format!(
+            "id = {id}\nlisten = \"{addr}\"\ndata_dir = \"{}\"\n",
+            dir.join("data").display()
+        );
+        config.push_str(&self.extra_config);
+        if !bootstrap.is_empty() {
+            config.push_str("\n[bootstrap]\n");
+            for (member, member_addr) in bootstrap {
+                config.push_str(&format!("{member} = \"{member_addr}\"\n"));
+            }
+        }
+        std::fs::write(dir.join("node.toml"), config)?;
+        self.nodes.insert(
+            id,
+            LocalNode {
+                id,
+                addr,
+                dir,
+                child: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Add the founding nodes `ids`, each configured to bootstrap the same voters, and start
+    /// them.
+    pub fn found(&mut self, ids: &[u64]) -> anyhow::Result<()> {
+        let mut members = BTreeMap::new();
+        for id in ids {
+            members.insert(*id, free_addr()?);
+        }
+        for id in ids {
+            self.nodes.insert(
+                *id,
+                LocalNode {
+                    id: *id,
+                    addr: members[id].clone(),
+                    dir: self.root.join(format!("node-{id}")),
+                    child: None,
+                },
+            );
+            self.add(*id, &members)?;
+        }
+        for id in ids {
+            self.start(*id)?;
+        }
+        Ok(())
+    }
+
+    pub fn addr(&self, id: u64) -> anyhow::Result<String> {
+        Ok(self.nodes.get(&id).context("no such node")?.addr.clone())
+    }
+
+    /// Every node's address.
+    pub fn addrs(&self) -> Vec<String> {
+        self.nodes.values().map(|node| node.addr.clone()).collect()
+    }
+
+    /// Start node `id`'s process (its log goes to `node.log` in its directory).
+    pub fn start(&mut self, id: u64) -> anyhow::Result<()> {
+        let exe = self.exe.clone();
+        let node = self.nodes.get_mut(&id).context("no such node")?;
+        if node.child.is_some() {
+            bail!("node {id} is already running");
+        }
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(node.log_path())?;
+        let child = Command::new(exe)
+            .arg("node")
+            .arg("--config")
+            .arg(node.config_path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting a tally node")?;
+        node.child = Some(child);
+        Ok(())
+    }
+
+    fn signal(&mut self, id: u64, signal: libc::c_int) -> anyhow::Result<()> {
+        let node = self.nodes.get_mut(&id).context("no such node")?;
+        let Some(mut child) = node.child.take() else {
+            bail!("node {id} is not running");
+        };
+        let pid = libc::pid_t::try_from(child.id()).context("pid")?;
+        // SAFETY: kill(2) on our own child's pid; the child is not reaped yet, so the pid is
+        // still ours.
+        unsafe { libc::kill(pid, signal) };
+        let status = child.wait()?;
+        tracing::info!(node = id, ?status, "node stopped");
+        Ok(())
+    }
+
+    /// kill -9: the process gets no chance to flush or say goodbye.
+    pub fn kill(&mut self, id: u64) -> anyhow::Result<()> {
+        self.signal(id, libc::SIGKILL)
+    }
+
+    /// SIGTERM, then wait for the graceful shutdown to finish.
+    pub fn terminate(&mut self, id: u64) -> anyhow::Result<()> {
+        self.signal(id, libc::SIGTERM)
+    }
+
+    /// Ask each running node for its state; nodes that do not answer are left out.
+    pub async fn states(&self, flags: u8) -> BTreeMap<u64, NodeState> {
+        let mut states = BTreeMap::new();
+        for node in self.nodes.values().filter(|node| node.is_running()) {
+            let asked = async {
+                let connection = Connection::connect(&node.addr).await?;
+                connection.state(flags).await
+            };
+            if let Ok(Ok(state)) = tokio::time::timeout(Duration::from_secs(5), asked).await {
+                states.insert(node.id, state);
+            }
+        }
+        states
+    }
+
+    /// Wait until a running node says it leads and a majority of the running nodes agree.
+    pub async fn wait_leader(&self, within: Duration) -> anyhow::Result<u64> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let states = self.states(0).await;
+            let leaders: Vec<u64> = states
+                .values()
+                .filter(|state| state.role == "Leader")
+                .map(|state| state.node_id)
+                .collect();
+            if let [leader] = leaders[..] {
+                let agree = states
+                    .values()
+                    .filter(|state| state.leader == Some(leader))
+                    .count();
+                if agree * 2 > states.len() {
+                    return Ok(leader);
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("no leader within {within:?}: {states:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for node in self.nodes.values_mut() {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}

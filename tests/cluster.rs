@@ -1,0 +1,429 @@
+//! Multi-process tests: real `tally node` processes on loopback, killed and restarted for real.
+//!
+//! What "loses nothing" means here (../shared/FAULTS.md): every transfer the cluster
+//! acknowledged is present afterwards on every replica; per-ledger sums of debits and credits
+//! stay equal; replicas at the same applied index have the same state digest.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tally::local_cluster::LocalCluster;
+use tally_engine::records::{Account, Transfer};
+use tally_engine::{EventResult, Operation};
+use tally_raft::node::client::{Client, Connection, RetryPolicy};
+use tally_raft::node::protocol::{Admin, NodeState, Request, Status, STATE_AUDIT};
+
+const ACCOUNTS: u64 = 100;
+const LEADER_WAIT: Duration = Duration::from_secs(30);
+
+/// The tests share two cores: one cluster at a time keeps elections from timing out on CPU
+/// starvation rather than on what the test does.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn cluster(root: &Path, extra_config: &str) -> LocalCluster {
+    LocalCluster::new(Path::new(env!("CARGO_BIN_EXE_tally")), root, extra_config)
+}
+
+/// The default timings (elections within 1–2 s) and small WAL segments.
+const FAST_RAFT: &str = "[raft]\n[wal]\nsegment_mib = 16\n";
+
+fn client(cluster: &LocalCluster) -> Arc<Client> {
+    Arc::new(Client::new(
+        cluster.addrs(),
+        RetryPolicy {
+            deadline: Duration::from_secs(30),
+            ..RetryPolicy::default()
+        },
+    ))
+}
+
+async fn create_accounts(client: &Client) {
+    let body: Vec<u8> = (1..=ACCOUNTS)
+        .flat_map(|id| {
+            Account {
+                id: u128::from(id),
+                ledger: 1,
+                code: 1,
+                ..Account::default()
+            }
+            .encode()
+        })
+        .collect();
+    let answer = client
+        .submit(Operation::CreateAccounts, Bytes::from(body))
+        .await
+        .expect("accounts created");
+    assert!(
+        answer
+            .failures
+            .iter()
+            .all(|(_, result)| *result == EventResult::Exists),
+        "{:?}",
+        answer.failures
+    );
+}
+
+fn transfers(ids: std::ops::Range<u128>) -> Bytes {
+    let body: Vec<u8> = ids
+        .flat_map(|id| {
+            let debit = (id % ACCOUNTS as u128) + 1;
+            Transfer {
+                id,
+                debit_account_id: debit,
+                credit_account_id: (debit % ACCOUNTS as u128) + 1,
+                amount: 1 + id % 7,
+                ledger: 1,
+                code: 1,
+                ..Transfer::default()
+            }
+            .encode()
+        })
+        .collect();
+    Bytes::from(body)
+}
+
+/// A steady stream of transfer batches, recording what the cluster acknowledged and when.
+struct Stream {
+    acknowledged: Arc<Mutex<Vec<u128>>>,
+    ack_times: Arc<Mutex<Vec<Instant>>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+const STREAM_BATCH: u128 = 200;
+
+impl Stream {
+    fn start(client: Arc<Client>, first_id: u128) -> Stream {
+        let acknowledged = Arc::new(Mutex::new(Vec::new()));
+        let ack_times = Arc::new(Mutex::new(Vec::new()));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (acks, times) = (Arc::clone(&acknowledged), Arc::clone(&ack_times));
+        let task = tokio::spawn(async move {
+            let mut next = first_id;
+            while !*stopped.borrow() {
+                let ids = next..next + STREAM_BATCH;
+                let answer = client
+                    .submit(Operation::CreateTransfers, transfers(ids.clone()))
+                    .await
+                    .expect("the cluster keeps taking transfers");
+                // A retried batch answers `exists` for what its first attempt applied.
+                for (index, result) in &answer.failures {
+                    assert_eq!(*result, EventResult::Exists, "event {index}");
+                }
+                acks.lock().expect("lock").extend(ids);
+                times.lock().expect("lock").push(Instant::now());
+                next += STREAM_BATCH;
+            }
+        });
+        Stream {
+            acknowledged,
+            ack_times,
+            stop,
+            task,
+        }
+    }
+
+    fn acknowledged(&self) -> usize {
+        self.acknowledged.lock().expect("lock").len()
+    }
+
+    /// Stop after the batch in flight; every acknowledged id.
+    async fn finish(self) -> Vec<u128> {
+        let _ = self.stop.send(true);
+        self.task.await.expect("stream task");
+        let ids = self.acknowledged.lock().expect("lock").clone();
+        ids
+    }
+}
+
+/// Wait until every running node has applied at least the leader's applied index and they all
+/// agree on the digest there; return their states.
+async fn converged(cluster: &LocalCluster, ids: &[u64]) -> BTreeMap<u64, NodeState> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let states = cluster.states(STATE_AUDIT).await;
+        let picked: BTreeMap<u64, NodeState> = states
+            .into_iter()
+            .filter(|(id, _)| ids.contains(id))
+            .collect();
+        if picked.len() == ids.len() {
+            let first = &picked[&ids[0]];
+            if picked.values().all(|state| {
+                state.last_applied.map(|id| id.index) == first.last_applied.map(|id| id.index)
+                    && state.digest == first.digest
+            }) {
+                return picked;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not converge: {picked:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every acknowledged transfer is on every listed replica, and each ledger balances.
+async fn check_nothing_lost(cluster: &LocalCluster, ids: &[u64], acknowledged: &[u128]) {
+    let states = converged(cluster, ids).await;
+    for (id, state) in &states {
+        for totals in &state.ledger_totals {
+            assert_eq!(
+                totals.debits_posted, totals.credits_posted,
+                "node {id} ledger {}",
+                totals.ledger
+            );
+            assert_eq!(totals.debits_pending, totals.credits_pending);
+        }
+        let connection = Connection::connect(&cluster.addr(*id).expect("addr"))
+            .await
+            .expect("connect");
+        let mut found = 0;
+        for chunk in acknowledged.chunks(8189) {
+            found += connection
+                .lookup_transfers(0, chunk.to_vec())
+                .await
+                .expect("lookup")
+                .len();
+        }
+        assert_eq!(
+            found,
+            acknowledged.len(),
+            "node {id} is missing acknowledged transfers"
+        );
+        eprintln!(
+            "node {id}: all {found} acknowledged transfers present at {:?}",
+            state.last_applied
+        );
+    }
+}
+
+/// Proves a 3-node cluster of real processes elects a leader, commits batches with per-batch
+/// results, refuses bad batches with clear answers, serves linearizable reads on the leader
+/// only (a follower names the leader), and converges to one digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_elect_commit_and_agree() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(root.path(), FAST_RAFT);
+    cluster.found(&[1, 2, 3]).expect("started");
+    let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+    let client = client(&cluster);
+    create_accounts(&client).await;
+    let answer = client
+        .submit(Operation::CreateTransfers, transfers(1000..1100))
+        .await
+        .expect("committed");
+    assert!(answer.failures.is_empty(), "{:?}", answer.failures);
+    assert!(answer.timestamp_first < answer.timestamp_last);
+
+    let mut bad = transfers(2000..2001).to_vec();
+    bad.truncate(100);
+    match client
+        .submit(Operation::CreateTransfers, Bytes::from(bad))
+        .await
+    {
+        Err(tally_raft::node::client::ClientError::Refused(refusal)) => {
+            assert_eq!(refusal.status, Status::BatchRefused, "{refusal}")
+        }
+        other => panic!("a partial record must be refused: {other:?}"),
+    }
+    let leader_connection = Connection::connect(&cluster.addr(leader).expect("addr"))
+        .await
+        .expect("connect");
+    let found = leader_connection
+        .lookup_transfers(1, (1000..1100).collect())
+        .await
+        .expect("linearizable read on the leader");
+    assert_eq!(found.len(), 100);
+    let follower = [1, 2, 3].into_iter().find(|id| *id != leader).expect("one");
+    let follower_connection = Connection::connect(&cluster.addr(follower).expect("addr"))
+        .await
+        .expect("connect");
+    let refused = follower_connection
+        .request(&Request::LookupTransfers {
+            flags: 1,
+            ids: vec![1000],
+        })
+        .await
+        .expect("answered")
+        .expect_err("a follower does not serve linearizable reads");
+    assert_eq!(refused.status, Status::NotLeader);
+    assert_eq!(
+        refused.leader.map(|(id, _)| id),
+        Some(leader),
+        "and names the leader"
+    );
+    check_nothing_lost(&cluster, &[1, 2, 3], &(1000..1100).collect::<Vec<_>>()).await;
+}
+
+/// Proves kill -9 of the leader during a steady stream of transfers loses nothing: writes
+/// resume within a few seconds under a new leader, and after the old leader restarts every
+/// acknowledged transfer is on every replica, ledgers balance and digests agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_kill_9_loses_no_acknowledged_transfer() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(root.path(), FAST_RAFT);
+    cluster.found(&[1, 2, 3]).expect("started");
+    let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+    let client = client(&cluster);
+    create_accounts(&client).await;
+    let stream = Stream::start(Arc::clone(&client), 1_000_000);
+    while stream.acknowledged() < 20 * STREAM_BATCH as usize {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let killed_at = Instant::now();
+    cluster.kill(leader).expect("killed");
+    let before = stream.acknowledged();
+    let new_leader = cluster
+        .wait_leader(LEADER_WAIT)
+        .await
+        .expect("a new leader");
+    assert_ne!(new_leader, leader);
+    while stream.acknowledged() < before + 20 * STREAM_BATCH as usize {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(20),
+            "writes did not resume"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The outage: the longest wait between two acknowledgements around the kill.
+    let outage = {
+        let times = stream.ack_times.lock().expect("lock");
+        times
+            .windows(2)
+            .filter(|pair| pair[1] > killed_at)
+            .map(|pair| pair[1].duration_since(pair[0]))
+            .max()
+    };
+    eprintln!("longest wait for an acknowledgement after the kill: {outage:?}");
+    assert!(outage.is_some_and(|gap| gap < Duration::from_secs(10)));
+    let acknowledged = stream.finish().await;
+    cluster.start(leader).expect("restarted");
+    check_nothing_lost(&cluster, &[1, 2, 3], &acknowledged).await;
+}
+
+/// Proves a follower stopped while the leader snapshots and purges its log past it catches up
+/// by installing the snapshot (the log it needs is gone), reaching the same digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_behind_purged_log_catches_up_by_snapshot() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let config = FAST_RAFT.replace(
+        "[wal]",
+        "snapshot_every_entries = 1000000\nlogs_kept_after_snapshot = 0\n[wal]",
+    );
+    let mut cluster = cluster(root.path(), &config);
+    cluster.found(&[1, 2, 3]).expect("started");
+    let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+    let client = client(&cluster);
+    create_accounts(&client).await;
+    let follower = [1, 2, 3].into_iter().find(|id| *id != leader).expect("one");
+    let mut acknowledged: Vec<u128> = Vec::new();
+    for batch in 0..5u128 {
+        let ids = 10_000 + batch * 500..10_000 + (batch + 1) * 500;
+        client
+            .submit(Operation::CreateTransfers, transfers(ids.clone()))
+            .await
+            .expect("committed");
+        acknowledged.extend(ids);
+    }
+    converged(&cluster, &[1, 2, 3]).await;
+    cluster.terminate(follower).expect("stopped");
+    for batch in 0..20u128 {
+        let ids = 50_000 + batch * 500..50_000 + (batch + 1) * 500;
+        client
+            .submit(Operation::CreateTransfers, transfers(ids.clone()))
+            .await
+            .expect("committed with one follower down");
+        acknowledged.extend(ids);
+    }
+    let leader_connection = Connection::connect(&cluster.addr(leader).expect("addr"))
+        .await
+        .expect("connect");
+    leader_connection
+        .request(&Request::Admin(Admin::Snapshot))
+        .await
+        .expect("answered")
+        .expect("snapshot triggered");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let purged = loop {
+        let state = leader_connection.state(0).await.expect("state");
+        if let Some(purged) = state.purged.filter(|purged| {
+            Some(purged.index)
+                >= state
+                    .last_applied
+                    .map(|applied| applied.index.saturating_sub(1))
+        }) {
+            break purged;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader did not purge: {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    cluster.start(follower).expect("restarted");
+    let states = converged(&cluster, &[1, 2, 3]).await;
+    let snapshot = states[&follower]
+        .snapshot
+        .expect("the follower has a snapshot");
+    assert!(
+        snapshot.index >= purged.index,
+        "caught up by snapshot {snapshot:?}, the log was purged to {purged:?}"
+    );
+    check_nothing_lost(&cluster, &[1, 2, 3], &acknowledged).await;
+}
+
+/// Proves membership changes from 3 voters to 5 and back while transfers stream in lose
+/// nothing and leave the remaining voters in agreement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_three_to_five_and_back_under_load() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(root.path(), FAST_RAFT);
+    cluster.found(&[1, 2, 3]).expect("started");
+    cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+    let client = client(&cluster);
+    create_accounts(&client).await;
+    let stream = Stream::start(Arc::clone(&client), 5_000_000);
+    for id in [4, 5] {
+        cluster.add(id, &BTreeMap::new()).expect("added");
+        cluster.start(id).expect("started");
+    }
+    let admin = |admin: Admin| {
+        let client = Arc::clone(&client);
+        async move { client.request(&Request::Admin(admin)).await }
+    };
+    for id in [4, 5] {
+        admin(Admin::AddLearner(id, cluster.addr(id).expect("addr")))
+            .await
+            .expect("learner added");
+    }
+    admin(Admin::ChangeVoters(vec![1, 2, 3, 4, 5]))
+        .await
+        .expect("five voters");
+    let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+    let states = cluster.states(0).await;
+    assert_eq!(states[&leader].voters, vec![1, 2, 3, 4, 5]);
+    let during = stream.acknowledged();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    admin(Admin::ChangeVoters(vec![1, 2, 3]))
+        .await
+        .expect("back to three voters");
+    let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+    assert_eq!(cluster.states(0).await[&leader].voters, vec![1, 2, 3]);
+    let acknowledged = stream.finish().await;
+    assert!(
+        acknowledged.len() > during,
+        "transfers kept committing through the changes"
+    );
+    check_nothing_lost(&cluster, &[1, 2, 3], &acknowledged).await;
+    for id in [4, 5] {
+        cluster.terminate(id).expect("stopped");
+    }
+}
