@@ -264,6 +264,12 @@ fn truncated_or_extended_messages_are_refused() {
 /// Proves over-limit counts and sizes are refused on both sides.
 #[test]
 fn limits_are_enforced() {
+    let far = encode_install_snapshot(&vote(1, 1, true), &meta(1), u64::MAX - 1, true, b"ab")
+        .expect("encodes");
+    assert!(matches!(
+        decode_install_snapshot(&far),
+        Err(DecodeError::OverLimit { .. })
+    ));
     let big = vec![0u8; SNAPSHOT_CHUNK_BYTES_MAX + 1];
     assert!(encode_install_snapshot(&vote(1, 1, true), &meta(1), 0, true, &big).is_err());
     let mut request = append_request(1, 0);
