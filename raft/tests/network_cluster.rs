@@ -41,11 +41,14 @@ struct TestNode {
     server: JoinHandle<()>,
 }
 
+/// Snapshot chunk size in the tests: small, so a transfer takes many chunks.
+const CHUNK_BYTES: usize = 16 * 1024;
+
 /// The test cluster's openraft config: the recommended one, with small snapshot chunks (so a
 /// transfer takes many) and no snapshots or kept log unless the test asks.
 fn config() -> Arc<openraft::Config> {
     let config = openraft::Config {
-        snapshot_max_chunk_size: 16 * 1024,
+        snapshot_max_chunk_size: CHUNK_BYTES as u64,
         snapshot_policy: openraft::SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: 0,
         ..recommended_config("tally-network-test")
@@ -271,6 +274,14 @@ async fn three_replicas_replicate_and_catch_up_by_snapshot() {
         "the follower installed the leader's snapshot"
     );
     assert_ne!(digest, [0; 32]);
+    let snapshot_bytes: u64 = std::fs::read_dir(restarted.dir.join("snapshots"))
+        .expect("snapshot directory")
+        .map(|entry| entry.expect("entry").metadata().expect("metadata").len())
+        .sum();
+    assert!(
+        snapshot_bytes > 4 * CHUNK_BYTES as u64,
+        "the snapshot ({snapshot_bytes} bytes) took several chunks"
+    );
 
     tracing::info!("--- the cluster keeps committing");
     let last = write_transfers(&nodes[leader].raft, 100_000, 2).await;
@@ -431,8 +442,8 @@ async fn unreachable_peer_fails_fast_then_reconnects() {
         TcpListener::bind(addr).await.expect("rebind"),
     )
     .await;
-    // Past the longest backoff, the client connects again.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Past the backoff after three failures (40 ms), the client connects again.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let answer = client.vote(vote, option).await.expect("vote answered");
     assert!(answer.vote_granted, "an uninitialized node grants the vote");
     node_1.stop().await;

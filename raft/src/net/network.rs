@@ -217,7 +217,7 @@ impl PeerClient {
         self.retry_at = Some(now + backoff_delay(self.failures));
         let stream = TcpStream::connect(self.node.addr.as_str())
             .await
-            .map_err(|error| CallError::Unreachable(error))?;
+            .map_err(CallError::Unreachable)?;
         stream.set_nodelay(true).map_err(io_error)?;
         self.failures = 0;
         self.retry_at = None;

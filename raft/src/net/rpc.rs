@@ -25,7 +25,7 @@ use super::limits::{
     APPEND_ENTRIES_MAX, APPEND_ENTRY_HEADER_BYTES, ERROR_MESSAGE_BYTES_MAX,
     SNAPSHOT_CHUNK_BYTES_MAX,
 };
-use crate::limits::ENTRY_PAYLOAD_BYTES_MAX;
+use crate::limits::{ENTRY_PAYLOAD_BYTES_MAX, SNAPSHOT_PAYLOAD_BYTES_MAX};
 use crate::replication::codec::{
     decode_entry, decode_optional_log_id, decode_vote, encode_entry, encode_optional_log_id,
     encode_vote, Reader,
@@ -367,6 +367,16 @@ pub fn decode_install_snapshot(
             what: "bytes of a snapshot chunk",
             count: data.len() as u64,
             limit: SNAPSHOT_CHUNK_BYTES_MAX,
+        });
+    }
+    // openraft writes a chunk at its offset into the image being received: a damaged offset
+    // must not make it grow a buffer past any snapshot we would ever read back.
+    let end = offset.saturating_add(data.len() as u64);
+    if end > SNAPSHOT_PAYLOAD_BYTES_MAX {
+        return Err(DecodeError::OverLimit {
+            what: "end offset of a snapshot chunk",
+            count: end,
+            limit: SNAPSHOT_PAYLOAD_BYTES_MAX as usize,
         });
     }
     Ok(InstallSnapshotRequest {

@@ -70,10 +70,10 @@ fn entries(seed: u64, count: usize) -> Vec<Entry> {
 
 fn append_request(seed: u64, count: usize) -> AppendEntriesRequest<TypeConfig> {
     AppendEntriesRequest {
-        vote: vote(3, 2, seed % 2 == 0),
-        prev_log_id: (seed % 3 != 0).then(|| log_id(3, 2, 9)),
+        vote: vote(3, 2, seed.is_multiple_of(2)),
+        prev_log_id: (!seed.is_multiple_of(3)).then(|| log_id(3, 2, 9)),
         entries: entries(seed, count),
-        leader_commit: (seed % 5 != 0).then(|| log_id(2, 1, 7)),
+        leader_commit: (!seed.is_multiple_of(5)).then(|| log_id(2, 1, 7)),
     }
 }
 
@@ -133,7 +133,7 @@ fn samples(seed: u64) -> Vec<(u8, Vec<u8>)> {
             KIND_VOTE_RESPONSE,
             encode_vote_response(&VoteResponse {
                 vote: vote(5, 2, true),
-                vote_granted: seed % 2 == 0,
+                vote_granted: seed.is_multiple_of(2),
                 last_log_id: None,
             }),
         ),
@@ -264,6 +264,12 @@ fn truncated_or_extended_messages_are_refused() {
 /// Proves over-limit counts and sizes are refused on both sides.
 #[test]
 fn limits_are_enforced() {
+    let far = encode_install_snapshot(&vote(1, 1, true), &meta(1), u64::MAX - 1, true, b"ab")
+        .expect("encodes");
+    assert!(matches!(
+        decode_install_snapshot(&far),
+        Err(DecodeError::OverLimit { .. })
+    ));
     let big = vec![0u8; SNAPSHOT_CHUNK_BYTES_MAX + 1];
     assert!(encode_install_snapshot(&vote(1, 1, true), &meta(1), 0, true, &big).is_err());
     let mut request = append_request(1, 0);
