@@ -71,7 +71,7 @@ fn init_logging() {
 
 async fn run_node(flags: NodeFlags) -> anyhow::Result<()> {
     let config = node_config(&flags)?;
-    let node = Node::start(config, tally_raft::storage::open_default())
+    let node = Node::start(config, tally_raft::storage::open_default(), None)
         .await
         .context("starting the node")?;
     println!(

@@ -44,6 +44,10 @@ pub trait ClientHandler: Send + Sync + 'static {
         frame: Frame,
         replies: Replies,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+
+    /// The node is shutting down: refuse new writes from now on (requests already queued are
+    /// still answered).
+    fn stop_accepting(&self) {}
 }
 
 /// The openraft configuration a Tally node should run with (not yet validated; `validate()`

@@ -91,12 +91,22 @@ impl Batcher {
         )
     }
 
-    /// Queue `batch`, waiting for room. Returns when it is queued (so batches submitted in
-    /// order are packed in order); the receiver then yields its result once committed.
-    pub async fn submit(
+    /// Queue `batch` if there is room now; `Ok(None)` means the queue is full (the caller
+    /// answers "busy" rather than waiting). Otherwise as [`Batcher::submit`].
+    pub fn try_submit(
         &self,
         batch: ClientBatch,
-    ) -> Result<oneshot::Receiver<Committed>, Refusal> {
+    ) -> Result<Option<oneshot::Receiver<Committed>>, Refusal> {
+        self.check_size(&batch)?;
+        let (done, result) = oneshot::channel();
+        match self.queue.try_send(Submission { batch, done }) {
+            Ok(()) => Ok(Some(result)),
+            Err(mpsc::error::TrySendError::Full(_)) => Ok(None),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(shutting_down()),
+        }
+    }
+
+    fn check_size(&self, batch: &ClientBatch) -> Result<(), Refusal> {
         if batch.body.len() > self.body_bytes_max {
             return Err(Refusal::new(
                 Status::BadRequest,
@@ -107,13 +117,27 @@ impl Batcher {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Queue `batch`, waiting for room. Returns when it is queued (so batches submitted in
+    /// order are packed in order); the receiver then yields its result once committed.
+    pub async fn submit(
+        &self,
+        batch: ClientBatch,
+    ) -> Result<oneshot::Receiver<Committed>, Refusal> {
+        self.check_size(&batch)?;
         let (done, result) = oneshot::channel();
         self.queue
             .send(Submission { batch, done })
             .await
-            .map_err(|_| Refusal::new(Status::Unavailable, "the node is shutting down"))?;
+            .map_err(|_| shutting_down())?;
         Ok(result)
     }
+}
+
+fn shutting_down() -> Refusal {
+    Refusal::new(Status::Unavailable, "the node is shutting down")
 }
 
 /// The leader's clock in ns since the Unix epoch, never going backwards between entries.

@@ -37,6 +37,45 @@ use crate::wal::WalConfig;
 pub use batcher::{Batcher, BatcherConfig};
 pub use service::Service;
 
+use crate::net::{ClientHandler, Frame, Replies};
+use std::future::Future;
+use std::pin::Pin;
+
+/// Frame kinds from here up go to the extra client handler given to [`Node::start`] (the
+/// gateway); kinds between the Raft RPCs and this one are the node protocol ([`protocol`]).
+pub const EXTRA_KIND_FIRST: u8 = 64;
+
+/// Builds the extra client handler (the gateway) once openraft runs: it gets the Raft handle,
+/// the applied state for reads, and the batcher to submit through.
+pub type ExtraHandler =
+    Box<dyn FnOnce(Raft, AppliedView, Batcher) -> Arc<dyn ClientHandler> + Send>;
+
+/// The node's client side: the node protocol below `EXTRA_KIND_FIRST`, the extra handler above.
+struct Dispatch {
+    service: Arc<Service>,
+    extra: Option<Arc<dyn ClientHandler>>,
+}
+
+impl ClientHandler for Dispatch {
+    fn handle(
+        &self,
+        frame: Frame,
+        replies: Replies,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        match &self.extra {
+            Some(extra) if frame.kind >= EXTRA_KIND_FIRST => extra.handle(frame, replies),
+            _ => self.service.handle(frame, replies),
+        }
+    }
+
+    fn stop_accepting(&self) {
+        self.service.stop_accepting();
+        if let Some(extra) = &self.extra {
+            extra.stop_accepting();
+        }
+    }
+}
+
 type Raft = openraft::Raft<TypeConfig>;
 
 /// Everything a node needs to start.
@@ -79,7 +118,7 @@ pub struct Node {
     id: NodeId,
     raft: Raft,
     view: AppliedView,
-    service: Arc<Service>,
+    clients: Arc<Dispatch>,
     batcher_task: JoinHandle<()>,
     server_task: JoinHandle<()>,
     stop_serving: watch::Sender<bool>,
@@ -89,7 +128,11 @@ pub struct Node {
 impl Node {
     /// Open the data directory, start openraft and serve. Bootstraps a fresh cluster if the
     /// config says so.
-    pub async fn start(config: NodeConfig, disk: Arc<dyn Disk>) -> Result<Node, NodeError> {
+    pub async fn start(
+        config: NodeConfig,
+        disk: Arc<dyn Disk>,
+        extra: Option<ExtraHandler>,
+    ) -> Result<Node, NodeError> {
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -119,12 +162,14 @@ impl Node {
         .await
         .map_err(|error| NodeError::Raft(error.to_string()))?;
         let (batcher, batcher_task) = Batcher::start(raft.clone(), config.batcher);
+        let extra = extra.map(|make| make(raft.clone(), view.clone(), batcher.clone()));
         let service = Arc::new(Service::new(raft.clone(), view.clone(), batcher));
+        let clients = Arc::new(Dispatch { service, extra });
         let (stop_serving, stopped) = watch::channel(false);
         let server_task = tokio::spawn(serve(
             listener,
             raft.clone(),
-            Some(Arc::clone(&service) as Arc<dyn crate::net::ClientHandler>),
+            Some(Arc::clone(&clients) as Arc<dyn ClientHandler>),
             stopped,
         ));
         if !config.bootstrap.is_empty() && !raft.is_initialized().await.unwrap_or(true) {
@@ -147,7 +192,7 @@ impl Node {
             id: config.id,
             raft,
             view,
-            service,
+            clients,
             batcher_task,
             server_task,
             stop_serving,
@@ -176,8 +221,8 @@ impl Node {
     /// be answered; stop openraft (the WAL closes after its last flush); stop serving.
     pub async fn shutdown(self) -> Result<(), NodeError> {
         tracing::info!(node = self.id, "shutting down: no new batches");
-        self.service.stop_accepting();
-        drop(self.service);
+        self.clients.stop_accepting();
+        drop(self.clients);
         // The batcher ends once its queue is empty and its entries are decided.
         let _ = self.batcher_task.await;
         let result = self

@@ -44,14 +44,6 @@ impl Service {
         }
     }
 
-    /// Stop accepting batches: later submits are refused as `Unavailable`; those already
-    /// queued still commit and are answered.
-    pub fn stop_accepting(&self) {
-        if let Ok(mut batcher) = self.batcher.write() {
-            batcher.take();
-        }
-    }
-
     fn batcher(&self) -> Option<Batcher> {
         self.batcher.read().ok().and_then(|batcher| batcher.clone())
     }
@@ -142,6 +134,14 @@ impl ClientHandler for Service {
         replies: Replies,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(self.serve(frame, replies))
+    }
+
+    /// Stop accepting batches: later submits are refused as `Unavailable`; those already
+    /// queued still commit and are answered.
+    fn stop_accepting(&self) {
+        if let Ok(mut batcher) = self.batcher.write() {
+            batcher.take();
+        }
     }
 }
 
