@@ -1,0 +1,12 @@
+//! Tally's gateway: the binary client protocol served on every node's port, with sessions,
+//! authentication, role and scope checks, limits and back-pressure ("busy" instead of queues
+//! that grow). Entry points: [`protocol`] (the codec, docs/protocol.md "Gateway protocol") and
+//! [`Gateway`] (the server, a `tally_raft::net::ClientHandler` given to `Node::start`).
+//! It never touches the disk and never decides a balance: it checks who may send what, then
+//! hands batches to the leader's batcher and reads from the applied engine state.
+
+#![warn(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod limits;
+pub mod protocol;

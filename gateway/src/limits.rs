@@ -1,0 +1,82 @@
+//! Every limit of the gateway, units last, each with its reason. Connections are limited by
+//! the node's server (`tally_raft::net::limits::CONNECTIONS_MAX`, 1024): the gateway shares
+//! the node's single port.
+
+use std::time::Duration;
+
+use tally_engine::limits::{BATCH_EVENTS_MAX, RECORD_BYTES};
+use tally_raft::net::limits::FRAME_PAYLOAD_BYTES_MAX;
+
+/// Bytes of the gateway header at the start of every request and reply payload
+/// (docs/protocol.md, "Gateway protocol").
+pub const HEADER_BYTES: usize = 64;
+
+/// Events in one create request: one engine batch (8,189 records, just under 1 MiB), which is
+/// also what one Raft entry holds, so a request is never split between entries.
+pub const REQUEST_EVENTS_MAX: usize = BATCH_EVENTS_MAX;
+
+/// Ids in one lookup request: as many as events in a create request, so a lookup's reply
+/// (128 bytes per record) is never larger than a full create request.
+pub const LOOKUP_IDS_MAX: usize = BATCH_EVENTS_MAX;
+
+/// Body bytes of any request: the largest is a full create request (lookups: 16 bytes per id).
+pub const REQUEST_BODY_BYTES_MAX: usize = REQUEST_EVENTS_MAX * RECORD_BYTES;
+
+/// Bytes of a credential presented at registration. 16 bytes is the least that resists
+/// guessing (128 bits); 256 leaves room for any token format without letting a client make
+/// the node hash megabytes before it is authenticated.
+pub const CREDENTIAL_BYTES_MIN: usize = 16;
+pub const CREDENTIAL_BYTES_MAX: usize = 256;
+
+/// Sessions registered at once on one node. Each may pin up to `REPLY_CACHE_BYTES_MAX` of
+/// cached replies, so this bounds the cache at 256 MiB; a registration past it (after idle
+/// sessions are expired) is answered `Busy`.
+pub const SESSIONS_MAX: usize = 256;
+
+/// Requests of one session being served at once (writes queued or in flight, reads running).
+/// Enough to keep the batcher fed from one session (it packs 2 entries' worth in flight);
+/// more only queues inside the node. One more is answered `Busy`.
+pub const SESSION_IN_FLIGHT_MAX: usize = 16;
+
+/// Write replies cached per session, newest request numbers kept: a client that retries after
+/// a lost reply gets the cached reply as long as it has fewer than this many newer writes.
+/// Past the window a duplicate is executed again, which is still safe: its events answer
+/// `exists` (event ids are the idempotency key).
+pub const REPLY_CACHE_REPLIES_MAX: usize = 32;
+
+/// Bytes of cached replies per session (a reply lists failed events only, 8 bytes each, so a
+/// full request that failed entirely is 64 KiB). Oldest replies go first past it.
+pub const REPLY_CACHE_BYTES_MAX: usize = 1024 * 1024;
+
+/// How long a session lives without any request (a heartbeat counts), by default. Configurable
+/// per node (`[gateway] session_idle_ms`).
+pub const SESSION_IDLE_DEFAULT: Duration = Duration::from_secs(60);
+
+/// Bytes of the message in a refusal (longer ones are cut at a character boundary).
+pub const MESSAGE_BYTES_MAX: usize = 1024;
+
+/// Bytes of a leader address in a `NotLeader` refusal (a host:port or DNS name).
+pub const ADDRESS_BYTES_MAX: usize = 256;
+
+/// Bytes of one statement entry in a reply: timestamp, kind, reserved, balances after, and
+/// the event's 128-byte record.
+pub const STATEMENT_ENTRY_BYTES: usize = 8 + 8 + 64 + RECORD_BYTES;
+
+// A full create request fits in one frame, and so does the largest reply (a statement of
+// `STATEMENT_ENTRIES_MAX` entries).
+const _: () = assert!(HEADER_BYTES + REQUEST_BODY_BYTES_MAX <= FRAME_PAYLOAD_BYTES_MAX);
+const _: () = assert!(
+    HEADER_BYTES + 8 + tally_engine::limits::STATEMENT_ENTRIES_MAX as usize * STATEMENT_ENTRY_BYTES
+        <= FRAME_PAYLOAD_BYTES_MAX
+);
+// A full request fits one batch of the batcher (one WAL entry less its headers).
+const _: () = assert!(
+    REQUEST_BODY_BYTES_MAX
+        <= tally_raft::limits::ENTRY_PAYLOAD_BYTES_MAX
+            - tally_raft::node::batcher::ENTRY_OVERHEAD_BYTES
+            - tally_raft::node::batcher::BATCH_OVERHEAD_BYTES
+);
+const _: () = assert!(LOOKUP_IDS_MAX * 16 <= REQUEST_BODY_BYTES_MAX);
+const _: () = assert!(CREDENTIAL_BYTES_MAX <= REQUEST_BODY_BYTES_MAX);
+// The body size travels as a u32.
+const _: () = assert!(REQUEST_BODY_BYTES_MAX <= u32::MAX as usize);

@@ -1,0 +1,297 @@
+use proptest::prelude::*;
+use tally_engine::records::{Trade, Transfer};
+use tally_engine::{Balances, EventResult, StatementEntry, StatementEvent, StatementFilter};
+
+use super::*;
+
+fn header() -> RequestHeader {
+    RequestHeader {
+        flags: FLAG_LINEARIZABLE,
+        cluster_id: 0x1234_5678_9abc_def0_1122_3344_5566_7788,
+        client_id: 42,
+        session: 7,
+        request_number: 9,
+    }
+}
+
+/// Every decoder, fed the same bytes (as a request of every kind, as a reply, and as each
+/// reply body); none may panic.
+fn decode_everything(bytes: &[u8]) {
+    for kind in 0..=255u8 {
+        let _ = decode_request(kind, bytes);
+    }
+    let _ = decode_reply(bytes);
+    let _ = decode_registered(bytes);
+    let _ = decode_create_reply(bytes);
+    let _ = decode_lookup_reply(bytes);
+    let _ = decode_accounts(bytes);
+    let _ = decode_transfers(bytes);
+    let _ = decode_trades(bytes);
+    let _ = decode_statement_reply(bytes);
+    let _ = decode_balances(bytes);
+    let _ = decode_refusal(bytes);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Proves random bytes never panic any decoder, raw or behind a valid header.
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        decode_everything(&bytes);
+        let behind_header = encode_request(&header(), &bytes);
+        decode_everything(&behind_header);
+    }
+
+    /// Proves a request header round-trips for any field values, and any body comes back.
+    #[test]
+    fn request_header_round_trips(
+        cluster_id in any::<u128>(), client_id in any::<u128>(), session in any::<u64>(),
+        request_number in any::<u64>(), linearizable in any::<bool>(),
+        body in proptest::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let header = RequestHeader {
+            flags: if linearizable { FLAG_LINEARIZABLE } else { 0 },
+            cluster_id, client_id, session, request_number,
+        };
+        let payload = encode_request(&header, &body);
+        prop_assert_eq!(payload.len(), HEADER_BYTES + body.len());
+        let (decoded, decoded_body) = decode_request_header(&payload).unwrap();
+        prop_assert_eq!(decoded, header);
+        prop_assert_eq!(decoded_body, &body[..]);
+    }
+
+    /// Proves create replies round-trip and that a reply's header survives any status.
+    #[test]
+    fn replies_round_trip(
+        status in 0u8..=11, commit_index in any::<u64>(),
+        failures in proptest::collection::vec((any::<u32>(), any::<u16>()), 0..50),
+    ) {
+        let reply = CreateReply {
+            timestamp_first: 5,
+            timestamp_last: 9,
+            failures: failures.iter().map(|(index, code)| Failure { index: *index, code: *code }).collect(),
+        };
+        let body = encode_create_reply(&reply);
+        let header = ReplyHeader {
+            status: Status::from_byte(status).unwrap(),
+            cluster_id: 1, client_id: 2, session: 3, request_number: 4, commit_index,
+        };
+        let payload = encode_reply(&header, &body);
+        let (decoded_header, decoded_body) = decode_reply(&payload).unwrap();
+        prop_assert_eq!(decoded_header, header);
+        prop_assert_eq!(decode_create_reply(decoded_body).unwrap(), reply);
+    }
+}
+
+/// Proves every operation's request body decodes to what was encoded.
+#[test]
+fn every_operation_round_trips() {
+    let transfers: Vec<u8> = (1..=3u128)
+        .flat_map(|id| {
+            Transfer {
+                id,
+                ..Transfer::default()
+            }
+            .encode()
+        })
+        .collect();
+    let filter = StatementFilter {
+        account_id: 5,
+        timestamp_min: 1,
+        timestamp_max: 99,
+        limit: 10,
+        reversed: true,
+    };
+    let credential = [7u8; 32];
+    let cases: Vec<(Operation, Vec<u8>, Request<'_>)> = vec![
+        (
+            Operation::Register,
+            credential.to_vec(),
+            Request::Register {
+                credential: &credential,
+            },
+        ),
+        (Operation::Heartbeat, Vec::new(), Request::Heartbeat),
+        (
+            Operation::CreateTransfers,
+            transfers.clone(),
+            Request::Create {
+                operation: tally_engine::Operation::CreateTransfers,
+                body: &transfers,
+            },
+        ),
+        (
+            Operation::LookupTrades,
+            encode_ids(&[1, u128::MAX]),
+            Request::Lookup {
+                what: LookupKind::Trades,
+                ids: vec![1, u128::MAX],
+            },
+        ),
+        (
+            Operation::Statement,
+            encode_statement_request(&filter),
+            Request::Statement(filter),
+        ),
+        (
+            Operation::BalancesAsOf,
+            encode_balances_as_of_request(5, 77),
+            Request::BalancesAsOf {
+                account_id: 5,
+                timestamp: 77,
+            },
+        ),
+    ];
+    for (operation, body, expected) in cases {
+        let frame = request_frame(operation, 1, &header(), &body);
+        let (decoded_header, request) = decode_request(frame.kind, &frame.payload).unwrap();
+        assert_eq!(decoded_header, header());
+        assert_eq!(request, expected, "{operation:?}");
+        assert_eq!(Operation::from_kind(operation.kind()), Some(operation));
+        assert_eq!(operation.reply_kind(), operation.kind() + 1);
+    }
+}
+
+/// Proves the request checks refuse what they should: each case is a payload and the error.
+#[test]
+fn malformed_requests_are_refused() {
+    let good = encode_request(&header(), &[0u8; 128]);
+    let mut version = good.clone();
+    version[0] = 2;
+    let mut flags = good.clone();
+    flags[2] = 2;
+    let mut reserved = good.clone();
+    reserved[60] = 1;
+    let mut declared = good.clone();
+    declared[4] = 127;
+    let mut too_big = good.clone();
+    too_big[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    let check = |kind: u8, payload: &[u8], expected: DecodeError| {
+        assert_eq!(decode_request(kind, payload).map(|_| ()), Err(expected));
+    };
+    check(KIND_CREATE_TRANSFERS, &version, DecodeError::Version(2));
+    check(KIND_CREATE_TRANSFERS, &flags, DecodeError::UnknownFlags(2));
+    check(
+        KIND_CREATE_TRANSFERS,
+        &reserved,
+        DecodeError::ReservedNotZero("request header"),
+    );
+    check(
+        KIND_CREATE_TRANSFERS,
+        &declared,
+        DecodeError::BodySize {
+            declared: 127,
+            actual: 128,
+        },
+    );
+    assert!(matches!(
+        decode_request(KIND_CREATE_TRANSFERS, &too_big),
+        Err(DecodeError::Count { .. })
+    ));
+    check(65, &good, DecodeError::UnknownKind(65));
+    check(
+        KIND_CREATE_ACCOUNTS,
+        &encode_request(&header(), &[0u8; 100]),
+        DecodeError::NotWholeRecords { bytes: 100 },
+    );
+    assert!(matches!(
+        decode_request(KIND_CREATE_ACCOUNTS, &encode_request(&header(), &[])),
+        Err(DecodeError::Count { what: "events", .. })
+    ));
+    assert!(matches!(
+        decode_request(KIND_REGISTER, &encode_request(&header(), &[1u8; 8])),
+        Err(DecodeError::Count { .. })
+    ));
+    check(
+        KIND_HEARTBEAT,
+        &encode_request(&header(), &[1u8]),
+        DecodeError::TrailingBytes {
+            what: "heartbeat body",
+            bytes: 1,
+        },
+    );
+}
+
+/// Proves the reply bodies round-trip: register, statement, balances, refusal, lookups.
+#[test]
+fn reply_bodies_round_trip() {
+    let registered = Registered {
+        session: 99,
+        session_idle_ms: 60_000,
+        role: Role::Reader,
+        request_events_max: 8189,
+        in_flight_max: 16,
+    };
+    assert_eq!(
+        decode_registered(&encode_registered(&registered)).unwrap(),
+        registered
+    );
+    let balances = Balances {
+        debits_pending: 1,
+        debits_posted: 2,
+        credits_pending: 3,
+        credits_posted: u128::MAX,
+    };
+    assert_eq!(
+        decode_balances(&encode_balances(&balances)).unwrap(),
+        balances
+    );
+    let entries = vec![
+        StatementEntry {
+            timestamp: 10,
+            event: StatementEvent::Transfer(Transfer {
+                id: 3,
+                amount: 4,
+                ..Transfer::default()
+            }),
+            balances_after: balances,
+        },
+        StatementEntry {
+            timestamp: 11,
+            event: StatementEvent::Trade(Trade {
+                id: 4,
+                quantity: 2,
+                ..Trade::default()
+            }),
+            balances_after: Balances::default(),
+        },
+        StatementEntry {
+            timestamp: 12,
+            event: StatementEvent::TransferExpired { pending_id: 8 },
+            balances_after: Balances::default(),
+        },
+        StatementEntry {
+            timestamp: 13,
+            event: StatementEvent::TradeExpired { pending_id: 9 },
+            balances_after: Balances::default(),
+        },
+    ];
+    let body = encode_statement_reply(&entries);
+    assert_eq!(body.len(), 8 + entries.len() * STATEMENT_ENTRY_BYTES);
+    assert_eq!(decode_statement_reply(&body).unwrap(), entries);
+    for refusal in [
+        Refusal {
+            leader: Some((2, "127.0.0.1:7002".to_owned())),
+            message: "not the leader".to_owned(),
+        },
+        Refusal {
+            leader: None,
+            message: "é".repeat(2000),
+        },
+    ] {
+        let decoded = decode_refusal(&encode_refusal(&refusal)).unwrap();
+        assert_eq!(decoded.leader, refusal.leader);
+        assert!(refusal.message.starts_with(&decoded.message));
+    }
+    let failure = Failure { index: 1, code: 25 };
+    assert_eq!(failure.result(), Some(EventResult::Exists));
+    let transfer = Transfer {
+        id: 5,
+        ..Transfer::default()
+    };
+    assert_eq!(
+        decode_transfers(&transfer.encode()).unwrap(),
+        vec![transfer]
+    );
+}
