@@ -8,5 +8,6 @@
 #![warn(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod client;
 pub mod limits;
 pub mod protocol;

@@ -7,6 +7,7 @@
 //! (not the leader, unavailable, connection lost); a refusal on the merits is returned.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,6 +57,8 @@ pub struct Connection {
     addr: String,
     writes: mpsc::Sender<Frame>,
     pending: Pending,
+    /// Set by the reader when the connection ends, before it drops the waiters.
+    closed: Arc<AtomicBool>,
     next_id: Mutex<u64>,
 }
 
@@ -80,6 +83,8 @@ impl Connection {
             let _ = writer.shutdown().await;
         });
         let answers = Arc::clone(&pending);
+        let closed = Arc::new(AtomicBool::new(false));
+        let reader_closed = Arc::clone(&closed);
         tokio::spawn(async move {
             while let Ok(Some(frame)) = read_frame(&mut reader, ANSWER_BYTES_MAX).await {
                 let waiter = answers
@@ -90,7 +95,9 @@ impl Connection {
                     let _ = waiter.send(frame);
                 }
             }
-            // Dropping the waiters tells every request in flight that the connection is gone.
+            // Dropping the waiters tells every request in flight that the connection is gone;
+            // `call` checks the flag after registering, so no request waits forever.
+            reader_closed.store(true, Ordering::SeqCst);
             if let Ok(mut pending) = answers.lock() {
                 pending.clear();
             }
@@ -99,6 +106,7 @@ impl Connection {
             addr: addr.to_owned(),
             writes,
             pending,
+            closed,
             next_id: Mutex::new(1),
         })
     }
@@ -109,12 +117,12 @@ impl Connection {
 
     /// Whether the connection can still carry requests.
     pub fn is_open(&self) -> bool {
-        !self.writes.is_closed()
+        !self.writes.is_closed() && !self.closed.load(Ordering::SeqCst)
     }
 
-    /// Send `request`; the answer's body if the node served it, or its refusal.
-    pub async fn request(&self, request: &Request) -> Result<Result<Bytes, Refusal>, ClientError> {
-        let (kind, payload) = encode_request(request);
+    /// Send one frame of `kind` with `payload` and wait for the frame that answers it (any
+    /// protocol spoken on the node's port: the frame's request id pairs them).
+    pub async fn call(&self, kind: u8, payload: Bytes) -> Result<Frame, ClientError> {
         let lost = || ClientError::ConnectionLost(self.addr.clone());
         let id = {
             let mut next = self.next_id.lock().map_err(|_| lost())?;
@@ -126,12 +134,21 @@ impl Connection {
         let frame = Frame {
             kind,
             request_id: id,
-            payload: Bytes::from(payload),
+            payload,
         };
-        if self.writes.send(frame).await.is_err() {
+        if self.closed.load(Ordering::SeqCst) || self.writes.send(frame).await.is_err() {
+            if let Ok(mut pending) = self.pending.lock() {
+                pending.remove(&id);
+            }
             return Err(lost());
         }
-        let frame = answer.await.map_err(|_| lost())?;
+        answer.await.map_err(|_| lost())
+    }
+
+    /// Send `request`; the answer's body if the node served it, or its refusal.
+    pub async fn request(&self, request: &Request) -> Result<Result<Bytes, Refusal>, ClientError> {
+        let (kind, payload) = encode_request(request);
+        let frame = self.call(kind, Bytes::from(payload)).await?;
         let decode = |source| ClientError::Decode {
             addr: self.addr.clone(),
             source,

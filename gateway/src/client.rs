@@ -1,0 +1,540 @@
+//! The gateway's Rust client (async, tokio): finds the leader, keeps a session, packs the
+//! concurrent calls of many tasks into one request per operation (as TigerBeetle's clients
+//! do), retries with the same ids, and hands each call its own per-event results.
+//!
+//! Retries never apply anything twice. A request that timed out is sent again with the same
+//! request number on the same session, and the gateway answers a number it has seen with its
+//! cached reply. Where the session is gone (not leader, node restarted, connection lost), the
+//! events are sent again in a new session: every event carries its own id, so one that was
+//! applied the first time answers `exists` and changes nothing.
+//!
+//! Packing: while a request of an operation is in flight, calls of that operation queue; the
+//! next request carries as many queued calls as fit (`request_events_max` events), and the
+//! reply's failures are split back by event index. A call that ends inside an open linked
+//! chain is sent on its own, so a chain never runs into another caller's events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tally_engine::limits::RECORD_BYTES;
+use tally_engine::records::{Account, Trade, Transfer, TransferFlags};
+use tally_engine::{Balances, EventResult, StatementEntry, StatementFilter};
+use tally_raft::node::client::{ClientError as ConnectionError, Connection};
+use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::time::{sleep, timeout, Instant};
+
+use crate::protocol::{
+    decode_accounts, decode_balances, decode_create_reply, decode_refusal, decode_registered,
+    decode_reply, decode_statement_reply, decode_trades, decode_transfers,
+    encode_balances_as_of_request, encode_ids, encode_request, encode_statement_request, Failure,
+    Operation, Refusal, RequestHeader, Status, FLAG_LINEARIZABLE,
+};
+
+/// Where and who a client is.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Every node's address (the client finds the leader among them).
+    pub addrs: Vec<String>,
+    /// The cluster's id: a node of another cluster refuses the requests.
+    pub cluster_id: u128,
+    /// The secret the node's config knows by its hash.
+    pub credential: Vec<u8>,
+    /// Wait this long for one reply before sending the request again.
+    pub request_timeout: Duration,
+    /// Give up on a call after this long.
+    pub deadline: Duration,
+}
+
+impl ClientConfig {
+    pub fn new(addrs: Vec<String>, cluster_id: u128, credential: Vec<u8>) -> ClientConfig {
+        ClientConfig {
+            addrs,
+            cluster_id,
+            credential,
+            request_timeout: Duration::from_secs(10),
+            deadline: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    #[error("refused ({status:?}): {}", refusal.message)]
+    Refused { status: Status, refusal: Refusal },
+    #[error("malformed reply: {0}")]
+    Decode(String),
+    #[error("no answer within {0:?} (last: {1})")]
+    Deadline(Duration, String),
+    #[error("the client is closed")]
+    Closed,
+}
+
+/// One connection with a registered session.
+struct Session {
+    connection: Arc<Connection>,
+    session: u64,
+    next_request: u64,
+    request_events_max: usize,
+}
+
+struct Inner {
+    config: ClientConfig,
+    client_id: u128,
+    target: std::sync::Mutex<usize>,
+    session: Mutex<Option<Session>>,
+}
+
+/// A queued call of a create operation.
+struct Call {
+    body: Vec<u8>,
+    events: usize,
+    alone: bool,
+    done: oneshot::Sender<Result<Vec<Failure>, Arc<ClientError>>>,
+}
+
+/// A client of a Tally cluster's gateway; cheap to clone and share between tasks.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+    queues: Arc<[mpsc::Sender<Call>; 3]>,
+}
+
+/// A reply: its status, commit index and body.
+struct Reply {
+    status: Status,
+    body: Bytes,
+}
+
+impl Client {
+    /// Connect to the cluster and register a session (with the leader if it can find it).
+    pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
+        let inner = Arc::new(Inner {
+            client_id: rand::random::<u128>() | 1,
+            target: std::sync::Mutex::new(0),
+            session: Mutex::new(None),
+            config,
+        });
+        inner.register().await?;
+        let mut queues = Vec::new();
+        for operation in [
+            Operation::CreateAccounts,
+            Operation::CreateTransfers,
+            Operation::CreateTrades,
+        ] {
+            let (sender, receiver) = mpsc::channel(1024);
+            tokio::spawn(pack(Arc::clone(&inner), operation, receiver));
+            queues.push(sender);
+        }
+        let queues: [mpsc::Sender<Call>; 3] = queues.try_into().map_err(|_| ClientError::Closed)?;
+        Ok(Client {
+            inner,
+            queues: Arc::new(queues),
+        })
+    }
+
+    async fn create(
+        &self,
+        queue: usize,
+        records: Vec<[u8; RECORD_BYTES]>,
+    ) -> Result<Vec<(u32, EventResult)>, ClientError> {
+        let events = records.len();
+        let alone = records.last().is_some_and(|last| {
+            u16::from_le_bytes([last[118], last[119]]) & TransferFlags::LINKED.0 != 0
+        });
+        let (done, result) = oneshot::channel();
+        let call = Call {
+            body: records.concat(),
+            events,
+            alone,
+            done,
+        };
+        self.queues[queue]
+            .send(call)
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        let failures = result
+            .await
+            .map_err(|_| ClientError::Closed)?
+            .map_err(|error| match Arc::try_unwrap(error) {
+                Ok(error) => error,
+                Err(shared) => ClientError::Decode(shared.to_string()),
+            })?;
+        failures
+            .into_iter()
+            .map(|failure| {
+                failure
+                    .result()
+                    .map(|result| (failure.index, result))
+                    .ok_or_else(|| {
+                        ClientError::Decode(format!("unknown result code {}", failure.code))
+                    })
+            })
+            .collect()
+    }
+
+    /// Create accounts; the failed ones by index (replies by exception).
+    pub async fn create_accounts(
+        &self,
+        accounts: &[Account],
+    ) -> Result<Vec<(u32, EventResult)>, ClientError> {
+        self.create(0, accounts.iter().map(Account::encode).collect())
+            .await
+    }
+
+    pub async fn create_transfers(
+        &self,
+        transfers: &[Transfer],
+    ) -> Result<Vec<(u32, EventResult)>, ClientError> {
+        self.create(1, transfers.iter().map(Transfer::encode).collect())
+            .await
+    }
+
+    pub async fn create_trades(
+        &self,
+        trades: &[Trade],
+    ) -> Result<Vec<(u32, EventResult)>, ClientError> {
+        self.create(2, trades.iter().map(Trade::encode).collect())
+            .await
+    }
+
+    async fn read(&self, operation: Operation, body: Vec<u8>) -> Result<Bytes, ClientError> {
+        let reply = self
+            .inner
+            .call(operation, Bytes::from(body), FLAG_LINEARIZABLE)
+            .await?;
+        Ok(reply.body)
+    }
+
+    pub async fn lookup_accounts(&self, ids: &[u128]) -> Result<Vec<Account>, ClientError> {
+        let body = self
+            .read(Operation::LookupAccounts, encode_ids(ids))
+            .await?;
+        decode_accounts(&body).map_err(|error| ClientError::Decode(error.to_string()))
+    }
+
+    pub async fn lookup_transfers(&self, ids: &[u128]) -> Result<Vec<Transfer>, ClientError> {
+        let body = self
+            .read(Operation::LookupTransfers, encode_ids(ids))
+            .await?;
+        decode_transfers(&body).map_err(|error| ClientError::Decode(error.to_string()))
+    }
+
+    pub async fn lookup_trades(&self, ids: &[u128]) -> Result<Vec<Trade>, ClientError> {
+        let body = self.read(Operation::LookupTrades, encode_ids(ids)).await?;
+        decode_trades(&body).map_err(|error| ClientError::Decode(error.to_string()))
+    }
+
+    /// An account's statement: the changes to its balances, as the filter asks.
+    pub async fn statement(
+        &self,
+        filter: &StatementFilter,
+    ) -> Result<Vec<StatementEntry>, ClientError> {
+        let body = self
+            .read(Operation::Statement, encode_statement_request(filter))
+            .await?;
+        decode_statement_reply(&body).map_err(|error| ClientError::Decode(error.to_string()))
+    }
+
+    /// An account's balances after every change up to `timestamp`.
+    pub async fn balances_as_of(
+        &self,
+        account_id: u128,
+        timestamp: u64,
+    ) -> Result<Balances, ClientError> {
+        let body = self
+            .read(
+                Operation::BalancesAsOf,
+                encode_balances_as_of_request(account_id, timestamp),
+            )
+            .await?;
+        decode_balances(&body).map_err(|error| ClientError::Decode(error.to_string()))
+    }
+}
+
+/// The packer of one create operation: one request in flight; calls queued meanwhile go
+/// together into the next one.
+async fn pack(inner: Arc<Inner>, operation: Operation, mut queue: mpsc::Receiver<Call>) {
+    let mut carried: Option<Call> = None;
+    loop {
+        let first = match carried.take() {
+            Some(call) => call,
+            None => match queue.recv().await {
+                Some(call) => call,
+                None => return,
+            },
+        };
+        let limit = inner.request_events_max().await;
+        let mut calls = vec![first];
+        let mut events = calls[0].events;
+        while !calls[0].alone {
+            match queue.try_recv() {
+                Ok(next) if next.alone || events + next.events > limit => {
+                    carried = Some(next);
+                    break;
+                }
+                Ok(next) => {
+                    events += next.events;
+                    calls.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let body: Vec<u8> = calls
+            .iter()
+            .flat_map(|call| call.body.iter().copied())
+            .collect();
+        let result = inner
+            .call(operation, Bytes::from(body), 0)
+            .await
+            .and_then(|reply| {
+                decode_create_reply(&reply.body)
+                    .map_err(|error| ClientError::Decode(error.to_string()))
+            });
+        match result {
+            Ok(reply) => {
+                let mut start = 0u32;
+                for call in calls {
+                    let end = start + call.events as u32;
+                    let own = reply
+                        .failures
+                        .iter()
+                        .filter(|failure| (start..end).contains(&failure.index))
+                        .map(|failure| Failure {
+                            index: failure.index - start,
+                            code: failure.code,
+                        })
+                        .collect();
+                    let _ = call.done.send(Ok(own));
+                    start = end;
+                }
+            }
+            Err(error) => {
+                let error = Arc::new(error);
+                for call in calls {
+                    let _ = call.done.send(Err(Arc::clone(&error)));
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
+    async fn request_events_max(&self) -> usize {
+        self.session
+            .lock()
+            .await
+            .as_ref()
+            .map_or(tally_engine::limits::BATCH_EVENTS_MAX, |session| {
+                session.request_events_max
+            })
+    }
+
+    fn target(&self) -> String {
+        let index = self.target.lock().map_or(0, |target| *target);
+        self.config.addrs[index % self.config.addrs.len()].clone()
+    }
+
+    fn retarget(&self, hint: Option<&str>) {
+        if let Ok(mut target) = self.target.lock() {
+            *target = match hint.and_then(|addr| self.config.addrs.iter().position(|a| a == addr)) {
+                Some(index) => index,
+                None => *target + 1,
+            };
+        }
+    }
+
+    fn header(&self, session: u64, request_number: u64, flags: u16) -> RequestHeader {
+        RequestHeader {
+            flags,
+            cluster_id: self.config.cluster_id,
+            client_id: self.client_id,
+            session,
+            request_number,
+        }
+    }
+
+    /// Send one frame and decode the reply's header.
+    async fn exchange(
+        &self,
+        connection: &Connection,
+        operation: Operation,
+        header: &RequestHeader,
+        body: &Bytes,
+    ) -> Result<Reply, String> {
+        let payload = Bytes::from(encode_request(header, body));
+        let frame = timeout(
+            self.config.request_timeout,
+            connection.call(operation.kind(), payload),
+        )
+        .await
+        .map_err(|_| format!("no reply within {:?}", self.config.request_timeout))?
+        .map_err(|error: ConnectionError| error.to_string())?;
+        let (reply, body) = decode_reply(&frame.payload).map_err(|error| error.to_string())?;
+        Ok(Reply {
+            status: reply.status,
+            body: frame.payload.slice_ref(body),
+        })
+    }
+
+    /// A session on the current target, registering one if there is none.
+    async fn session(&self) -> Result<(Arc<Connection>, u64, u64), String> {
+        let mut current = self.session.lock().await;
+        if let Some(session) = current
+            .as_mut()
+            .filter(|session| session.connection.is_open())
+        {
+            session.next_request += 1;
+            return Ok((
+                Arc::clone(&session.connection),
+                session.session,
+                session.next_request,
+            ));
+        }
+        *current = None;
+        let addr = self.target();
+        let connection = Arc::new(
+            Connection::connect(&addr)
+                .await
+                .map_err(|error| error.to_string())?,
+        );
+        let credential = Bytes::from(self.config.credential.clone());
+        let reply = self
+            .exchange(
+                &connection,
+                Operation::Register,
+                &self.header(0, 1, 0),
+                &credential,
+            )
+            .await?;
+        if reply.status != Status::Ok {
+            let refusal = decode_refusal(&reply.body).unwrap_or_default();
+            if reply.status == Status::NotLeader {
+                self.retarget(refusal.leader.as_ref().map(|(_, addr)| addr.as_str()));
+            }
+            return Err(format!(
+                "register at {addr}: {:?}: {}",
+                reply.status, refusal.message
+            ));
+        }
+        let registered = decode_registered(&reply.body).map_err(|error| error.to_string())?;
+        *current = Some(Session {
+            connection: Arc::clone(&connection),
+            session: registered.session,
+            next_request: 1,
+            request_events_max: (registered.request_events_max as usize).max(1),
+        });
+        Ok((connection, registered.session, 1))
+    }
+
+    /// Register a session with the cluster (following leader hints) before the first call.
+    async fn register(&self) -> Result<(), ClientError> {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            match self.session().await {
+                Ok(_) => return Ok(()),
+                Err(error) if started.elapsed() >= self.config.deadline => {
+                    return Err(ClientError::Deadline(self.config.deadline, error))
+                }
+                Err(error)
+                    if error.contains("Unauthenticated") || error.contains("WrongCluster") =>
+                {
+                    return Err(ClientError::Decode(error))
+                }
+                Err(_) => {
+                    self.retarget(None);
+                    sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+
+    async fn drop_session(&self, session: u64) {
+        let mut current = self.session.lock().await;
+        if current.as_ref().is_some_and(|held| held.session == session) {
+            *current = None;
+        }
+    }
+
+    /// Send `body` as `operation` until it is answered for good or the deadline passes.
+    async fn call(
+        &self,
+        operation: Operation,
+        body: Bytes,
+        flags: u16,
+    ) -> Result<Reply, ClientError> {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(10);
+        let mut last = String::from("nothing tried");
+        // A request number is reused only on the session it was first sent in.
+        let mut pending: Option<(u64, u64)> = None;
+        while started.elapsed() < self.config.deadline {
+            let (connection, session, number) = match self.session().await {
+                Ok((connection, session, fresh)) => {
+                    let number = match pending {
+                        Some((held, number)) if held == session => number,
+                        _ => fresh,
+                    };
+                    (connection, session, number)
+                }
+                Err(error) => {
+                    last = error;
+                    self.retarget(None);
+                    sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                    continue;
+                }
+            };
+            pending = Some((session, number));
+            let header = self.header(session, number, flags);
+            let reply = match self.exchange(&connection, operation, &header, &body).await {
+                Ok(reply) => reply,
+                Err(error) => {
+                    // Timed out or connection lost: the outcome is unknown. Same number again
+                    // on the same session if it is still up (the cached reply), else anew.
+                    last = error;
+                    if !connection.is_open() {
+                        self.drop_session(session).await;
+                        self.retarget(None);
+                    }
+                    continue;
+                }
+            };
+            let refusal = || decode_refusal(&reply.body).unwrap_or_default();
+            match reply.status {
+                Status::Ok => return Ok(reply),
+                Status::NotLeader | Status::SessionUnknown | Status::Unavailable => {
+                    let refusal = refusal();
+                    last = format!("{:?}: {}", reply.status, refusal.message);
+                    self.drop_session(session).await;
+                    let hint = refusal.leader.as_ref().map(|(_, addr)| addr.as_str());
+                    let hinted = hint.is_some();
+                    self.retarget(hint);
+                    pending = None;
+                    if !hinted {
+                        sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_millis(500));
+                    }
+                }
+                Status::Busy => {
+                    // Nothing was done: a new request number after a pause.
+                    last = format!("Busy: {}", refusal().message);
+                    pending = None;
+                    sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                status => {
+                    return Err(ClientError::Refused {
+                        status,
+                        refusal: refusal(),
+                    })
+                }
+            }
+        }
+        Err(ClientError::Deadline(self.config.deadline, last))
+    }
+}
