@@ -3,6 +3,7 @@
 //! real `tally node` processes on loopback (tests, `tally drive --spawn`, later `tally demo`);
 //! `drive` is the simple load driver of the replicated write path.
 
+pub mod client_cli;
 pub mod config;
 pub mod drive;
 pub mod local_cluster;

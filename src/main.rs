@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tally::client_cli::{ClientArgs, Ended};
 use tally::config::{node_config, parse_members, NodeFlags};
 use tally::drive::{drive, DriveArgs};
 use tally::local_cluster::LocalCluster;
@@ -44,6 +45,8 @@ enum Command {
     },
     /// Drive transfers through the replicated write path and report throughput and latency.
     Drive(DriveArgs),
+    /// Use the gateway: create accounts, transfers and trades from files, look up, statements.
+    Client(ClientArgs),
 }
 
 #[derive(Subcommand)]
@@ -149,11 +152,29 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Client(args) = cli.command {
+        // 0 done, 1 some events failed, 2 bad input (refused before connecting), 3 the
+        // cluster refused or did not answer.
+        return match runtime.block_on(tally::client_cli::run(args)) {
+            Ok(Ended::Done) => ExitCode::SUCCESS,
+            Ok(Ended::EventsFailed) => ExitCode::from(1),
+            Err(error) => {
+                eprintln!("tally client: {error:#}");
+                let cluster = error.chain().any(|cause| {
+                    cause
+                        .downcast_ref::<tally_gateway::client::ClientError>()
+                        .is_some()
+                });
+                ExitCode::from(if cluster { 3 } else { 2 })
+            }
+        };
+    }
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Node(flags) => run_node(flags).await,
             Command::Admin { node, command } => run_admin(&node, command).await,
             Command::Drive(args) => run_drive(args).await,
+            Command::Client(_) => Ok(()),
         }
     });
     match result {
