@@ -448,3 +448,35 @@ async fn unreachable_peer_fails_fast_then_reconnects() {
     assert!(answer.vote_granted, "an uninitialized node grants the vote");
     node_1.stop().await;
 }
+
+/// Proves a connection left idle by a dropped client and then closed by its peer (which
+/// restarted) is not handed to the next client: the first RPC after the restart succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connection_closed_by_a_restart_is_not_reused() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let node_1 = start(1, dir.path(), listener().await).await;
+    let mut network = Network::new(2);
+    let vote = VoteRequest {
+        vote: openraft::Vote::new(1, 2),
+        last_log_id: None,
+    };
+    let option = RPCOption::new(Duration::from_secs(5));
+    let mut client = network.new_client(1, &node(node_1.addr)).await;
+    client
+        .vote(vote.clone(), option.clone())
+        .await
+        .expect("vote answered");
+    drop(client);
+
+    tracing::info!("--- restart the peer while the connection is idle");
+    let (id, dir_path, addr) = node_1.stop().await;
+    let listener = TcpListener::bind(addr).await.expect("rebind");
+    let node_1 = start(id, &dir_path, listener).await;
+
+    let mut client = network.new_client(1, &node(addr)).await;
+    client
+        .vote(vote, option)
+        .await
+        .expect("the first vote after the restart is answered");
+    node_1.stop().await;
+}

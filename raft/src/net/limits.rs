@@ -47,6 +47,11 @@ pub const FRAME_PAYLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// rest are clients). One more is refused (closed at once) rather than queued.
 pub const CONNECTIONS_MAX: usize = 1024;
 
+/// Idle connections a node keeps to one peer for its next clients (see `network.rs`). openraft
+/// runs at most a few RPCs to one peer at once outside its two replication streams (a vote, a
+/// round of `ensure_linearizable`); more idle ones would only hold sockets.
+pub const IDLE_CONNECTIONS_PER_PEER_MAX: usize = 4;
+
 /// Response frames waiting for a connection's writer. A handler that finds it full waits,
 /// which stops that connection's reader: back-pressure on a client that does not read.
 pub const REPLIES_QUEUE_DEPTH: usize = 256;
