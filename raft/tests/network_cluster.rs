@@ -10,14 +10,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use openraft::error::{InstallSnapshotError, RPCError, RaftError};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::VoteRequest;
+use openraft::raft::{InstallSnapshotRequest, VoteRequest};
 use tally_engine::records::{Account, Transfer};
 use tally_engine::{EngineConfig, Operation};
 use tally_raft::net::frame::encode_frame;
 use tally_raft::net::rpc::{self, ErrorAnswer};
 use tally_raft::net::{read_frame, recommended_config, serve, Frame, Network};
-use tally_raft::replication::types::{LogId, Node};
+use tally_raft::replication::types::{LogId, Node, SnapshotMeta};
 use tally_raft::replication::{open_storage, AppliedView, ClientBatch, Request, TypeConfig};
 use tally_raft::storage::open_default;
 use tally_raft::WalConfig;
@@ -312,7 +313,8 @@ async fn expect_closed(stream: &mut TcpStream) {
 /// Proves a damaged frame (garbage, a bad checksum, an over-limit length) closes only its own
 /// connection; that a well-formed frame whose payload does not decode gets an error answer
 /// on a connection that stays usable; that a client frame on a replica-only server closes the
-/// connection; and that after all this the node still answers RPCs and commits.
+/// connection; that a snapshot chunk out of sequence comes back as openraft's
+/// `SnapshotMismatch`; and that after all this the node still answers RPCs and commits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_frames_close_only_their_connection() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -401,6 +403,34 @@ async fn damaged_frames_close_only_their_connection() {
         .await
         .expect("vote answered");
     assert!(!answer.vote_granted, "node 1 leads at a higher vote");
+
+    tracing::info!("--- a snapshot chunk out of sequence is answered with a mismatch");
+    let leader_vote = node_1.raft.metrics().borrow().vote;
+    let chunk = InstallSnapshotRequest {
+        vote: leader_vote,
+        meta: SnapshotMeta {
+            snapshot_id: "never-started".to_owned(),
+            ..SnapshotMeta::default()
+        },
+        offset: 4096,
+        data: vec![1; 10],
+        done: false,
+    };
+    let error = client
+        .install_snapshot(chunk, RPCOption::new(Duration::from_secs(5)))
+        .await
+        .expect_err("a chunk past offset 0 of an unknown snapshot");
+    let RPCError::RemoteError(remote) = error else {
+        panic!("expected a remote error, got {error}");
+    };
+    assert!(
+        matches!(
+            remote.source,
+            RaftError::APIError(InstallSnapshotError::SnapshotMismatch(_))
+        ),
+        "{remote}"
+    );
+
     let request = Request {
         timestamp: 1_700_000_000_000_000_000,
         batches: vec![batch(Operation::CreateAccounts, vec![account(1)])],
@@ -430,10 +460,7 @@ async fn unreachable_peer_fails_fast_then_reconnects() {
             .vote(vote.clone(), option.clone())
             .await
             .expect_err("nobody listens");
-        assert!(
-            matches!(error, openraft::error::RPCError::Unreachable(_)),
-            "{error}"
-        );
+        assert!(matches!(error, RPCError::Unreachable(_)), "{error}");
         assert!(started.elapsed() < Duration::from_secs(1));
     }
     let node_1 = start(
