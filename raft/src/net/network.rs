@@ -48,8 +48,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::error::{
-    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
-    SnapshotMismatch, StreamingError, Timeout, Unreachable,
+    Fatal, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    ReplicationClosed, SnapshotMismatch, StreamingError, Timeout, Unreachable,
 };
 use openraft::network::{Backoff, RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -62,9 +62,9 @@ use tokio::time::Instant;
 
 use super::frame::{read_frame, write_frame, Frame, FrameError};
 use super::limits::{
-    FRAME_PAYLOAD_BYTES_MAX, IDLE_CONNECTIONS_PER_PEER_MAX, RECONNECT_BACKOFF_MAX,
-    RECONNECT_BACKOFF_MIN, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_INSTALL_BYTES_PER_SECOND_MIN,
-    SNAPSHOT_INSTALL_TIMEOUT_BASE,
+    APPEND_ENTRIES_MAX, FRAME_PAYLOAD_BYTES_MAX, IDLE_CONNECTIONS_PER_PEER_MAX,
+    RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN, SNAPSHOT_CHUNK_BYTES_MAX,
+    SNAPSHOT_INSTALL_BYTES_PER_SECOND_MIN, SNAPSHOT_INSTALL_TIMEOUT_BASE,
 };
 use super::rpc::{self, ErrorAnswer};
 use crate::replication::types::{Node, NodeId, Snapshot, TypeConfig, Vote};
@@ -476,6 +476,13 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
         let action = RPCTypes::AppendEntries;
+        // More entries than one message may carry (a node configured with a larger
+        // `max_payload_entries`): openraft splits the request when told so.
+        if request.entries.len() > APPEND_ENTRIES_MAX {
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(APPEND_ENTRIES_MAX as u64),
+            ));
+        }
         let answer = self
             .call(
                 rpc::KIND_APPEND_ENTRIES,
