@@ -595,7 +595,17 @@ async fn large_snapshot_catch_up() {
         last = Some(written.log_id);
     }
     let last = last.expect("written");
-    eprintln!("{accounts} accounts written in {:?}", started.elapsed());
+    let term = |nodes: &[TestNode]| -> Vec<u64> {
+        nodes
+            .iter()
+            .map(|n| n.raft.metrics().borrow().current_term)
+            .collect()
+    };
+    eprintln!(
+        "{accounts} accounts written in {:?}; terms {:?}",
+        started.elapsed(),
+        term(&nodes)
+    );
 
     let started = Instant::now();
     nodes[leader]
@@ -622,7 +632,11 @@ async fn large_snapshot_catch_up() {
         .metrics(|m| m.purged >= Some(last), "log purged")
         .await
         .expect("the leader purged its log up to the snapshot");
-    eprintln!("snapshot built in {:?}", started.elapsed());
+    eprintln!(
+        "snapshot built in {:?}; terms {:?}",
+        started.elapsed(),
+        term(&nodes)
+    );
 
     let started = Instant::now();
     let (id, dir, addr) = stopped;
@@ -639,8 +653,10 @@ async fn large_snapshot_catch_up() {
         .map(|entry| entry.expect("entry").metadata().expect("metadata").len())
         .sum();
     eprintln!(
-        "follower caught up by a {snapshot_bytes}-byte snapshot in {:?}",
-        started.elapsed()
+        "follower caught up by a {snapshot_bytes}-byte snapshot in {:?}; terms {:?} and {}",
+        started.elapsed(),
+        term(&nodes),
+        restarted.raft.metrics().borrow().current_term
     );
     assert_eq!(restarted.raft.metrics().borrow().snapshot, Some(last));
     assert_same_digest(&[&nodes[0], &nodes[1], &restarted], last).await;

@@ -61,8 +61,11 @@ pub const REPLIES_QUEUE_DEPTH: usize = 256;
 /// reached at once, long enough that a down peer is not hammered.
 pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 
-/// Longest wait between reconnection attempts to a peer that stays down.
-pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Longest wait between reconnection attempts to a peer that stays down. Half the shortest
+/// election timeout: a replica that restarts hears from the leader (whose replication stream
+/// to it waits this long between attempts) before its own election timer runs out, instead of
+/// campaigning and disturbing the cluster with a higher term.
+pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 /// Pause after `accept` fails (out of file descriptors, usually), so the loop does not spin.
 pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -120,3 +123,5 @@ const _: () = assert!(FRAME_PAYLOAD_BYTES_MAX <= u32::MAX as usize);
 // openraft refuses a config whose heartbeat is not below the election timeout.
 const _: () = assert!(HEARTBEAT_INTERVAL_MS * 5 <= ELECTION_TIMEOUT_MS_MIN);
 const _: () = assert!(ELECTION_TIMEOUT_MS_MIN < ELECTION_TIMEOUT_MS_MAX);
+// A restarted replica is reached again before it times out and campaigns.
+const _: () = assert!(RECONNECT_BACKOFF_MAX.as_millis() * 2 <= ELECTION_TIMEOUT_MS_MIN as u128);
