@@ -10,14 +10,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use openraft::error::{InstallSnapshotError, RPCError, RaftError};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::VoteRequest;
+use openraft::raft::{InstallSnapshotRequest, VoteRequest};
 use tally_engine::records::{Account, Transfer};
 use tally_engine::{EngineConfig, Operation};
 use tally_raft::net::frame::encode_frame;
 use tally_raft::net::rpc::{self, ErrorAnswer};
 use tally_raft::net::{read_frame, recommended_config, serve, Frame, Network};
-use tally_raft::replication::types::{LogId, Node};
+use tally_raft::replication::types::{LogId, Node, SnapshotMeta};
 use tally_raft::replication::{open_storage, AppliedView, ClientBatch, Request, TypeConfig};
 use tally_raft::storage::open_default;
 use tally_raft::WalConfig;
@@ -46,9 +47,9 @@ const CHUNK_BYTES: usize = 16 * 1024;
 
 /// The test cluster's openraft config: the recommended one, with small snapshot chunks (so a
 /// transfer takes many) and no snapshots or kept log unless the test asks.
-fn config() -> Arc<openraft::Config> {
+fn config(chunk_bytes: usize) -> Arc<openraft::Config> {
     let config = openraft::Config {
-        snapshot_max_chunk_size: CHUNK_BYTES as u64,
+        snapshot_max_chunk_size: chunk_bytes as u64,
         snapshot_policy: openraft::SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: 0,
         ..recommended_config("tally-network-test")
@@ -58,6 +59,11 @@ fn config() -> Arc<openraft::Config> {
 
 /// Open the node's storage in `dir`, start openraft on it and serve it on `listener`.
 async fn start(id: u64, dir: &Path, listener: TcpListener) -> TestNode {
+    start_with(id, dir, listener, CHUNK_BYTES).await
+}
+
+/// `start`, with snapshots sent in chunks of `chunk_bytes`.
+async fn start_with(id: u64, dir: &Path, listener: TcpListener, chunk_bytes: usize) -> TestNode {
     let wal_config = WalConfig {
         segment_bytes: 1024 * 1024,
         entry_payload_bytes_max: 256 * 1024,
@@ -66,9 +72,15 @@ async fn start(id: u64, dir: &Path, listener: TcpListener) -> TestNode {
         open_storage(open_default(), dir, wal_config, EngineConfig::default())
             .expect("storage opens");
     let view = state_machine.view();
-    let raft = Raft::new(id, config(), Network::new(id), log_store, state_machine)
-        .await
-        .expect("raft starts");
+    let raft = Raft::new(
+        id,
+        config(chunk_bytes),
+        Network::new(id),
+        log_store,
+        state_machine,
+    )
+    .await
+    .expect("raft starts");
     let addr = listener.local_addr().expect("bound");
     let (shutdown, stop) = watch::channel(false);
     let server = tokio::spawn(serve(listener, raft.clone(), None, stop));
@@ -159,7 +171,8 @@ async fn write_transfers(leader: &Raft, first_id: u128, writes: u128) -> LogId {
     last.expect("at least one write")
 }
 
-/// Wait until every node applied `last`, then check they all have the same state digest.
+/// Wait until every node applied `last` and all have applied the same log (a leader elected
+/// meanwhile appends a blank entry after `last`), then check they have the same state digest.
 async fn assert_same_digest(nodes: &[&TestNode], last: LogId) -> [u8; 32] {
     for node in nodes {
         node.raft
@@ -168,12 +181,22 @@ async fn assert_same_digest(nodes: &[&TestNode], last: LogId) -> [u8; 32] {
             .await
             .expect("node applies the log");
     }
-    let digests: Vec<_> = nodes.iter().map(|node| node.view.digest()).collect();
-    for (node, digest) in nodes.iter().zip(&digests) {
-        assert_eq!(*digest, digests[0], "node {} differs", node.id);
+    let started = Instant::now();
+    loop {
+        let digests: Vec<_> = nodes.iter().map(|node| node.view.digest()).collect();
+        if digests.iter().all(|digest| digest.0 == digests[0].0) {
+            for (node, digest) in nodes.iter().zip(&digests) {
+                assert_eq!(*digest, digests[0], "node {} differs", node.id);
+            }
+            assert!(digests[0].0 >= Some(last));
+            return digests[0].1;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "nodes never applied the same log: {digests:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(digests[0].0, Some(last));
-    digests[0].1
 }
 
 /// Proves three replicas over TCP elect a leader and apply the same log to the same digest;
@@ -312,7 +335,8 @@ async fn expect_closed(stream: &mut TcpStream) {
 /// Proves a damaged frame (garbage, a bad checksum, an over-limit length) closes only its own
 /// connection; that a well-formed frame whose payload does not decode gets an error answer
 /// on a connection that stays usable; that a client frame on a replica-only server closes the
-/// connection; and that after all this the node still answers RPCs and commits.
+/// connection; that a snapshot chunk out of sequence comes back as openraft's
+/// `SnapshotMismatch`; and that after all this the node still answers RPCs and commits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_frames_close_only_their_connection() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -401,6 +425,34 @@ async fn damaged_frames_close_only_their_connection() {
         .await
         .expect("vote answered");
     assert!(!answer.vote_granted, "node 1 leads at a higher vote");
+
+    tracing::info!("--- a snapshot chunk out of sequence is answered with a mismatch");
+    let leader_vote = node_1.raft.metrics().borrow().vote;
+    let chunk = InstallSnapshotRequest {
+        vote: leader_vote,
+        meta: SnapshotMeta {
+            snapshot_id: "never-started".to_owned(),
+            ..SnapshotMeta::default()
+        },
+        offset: 4096,
+        data: vec![1; 10],
+        done: false,
+    };
+    let error = client
+        .install_snapshot(chunk, RPCOption::new(Duration::from_secs(5)))
+        .await
+        .expect_err("a chunk past offset 0 of an unknown snapshot");
+    let RPCError::RemoteError(remote) = error else {
+        panic!("expected a remote error, got {error}");
+    };
+    assert!(
+        matches!(
+            remote.source,
+            RaftError::APIError(InstallSnapshotError::SnapshotMismatch(_))
+        ),
+        "{remote}"
+    );
+
     let request = Request {
         timestamp: 1_700_000_000_000_000_000,
         batches: vec![batch(Operation::CreateAccounts, vec![account(1)])],
@@ -430,10 +482,7 @@ async fn unreachable_peer_fails_fast_then_reconnects() {
             .vote(vote.clone(), option.clone())
             .await
             .expect_err("nobody listens");
-        assert!(
-            matches!(error, openraft::error::RPCError::Unreachable(_)),
-            "{error}"
-        );
+        assert!(matches!(error, RPCError::Unreachable(_)), "{error}");
         assert!(started.elapsed() < Duration::from_secs(1));
     }
     let node_1 = start(
@@ -447,4 +496,172 @@ async fn unreachable_peer_fails_fast_then_reconnects() {
     let answer = client.vote(vote, option).await.expect("vote answered");
     assert!(answer.vote_granted, "an uninitialized node grants the vote");
     node_1.stop().await;
+}
+
+/// Proves a connection left idle by a dropped client and then closed by its peer (which
+/// restarted) is not handed to the next client: the first RPC after the restart succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connection_closed_by_a_restart_is_not_reused() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let node_1 = start(1, dir.path(), listener().await).await;
+    let mut network = Network::new(2);
+    let vote = VoteRequest {
+        vote: openraft::Vote::new(1, 2),
+        last_log_id: None,
+    };
+    let option = RPCOption::new(Duration::from_secs(5));
+    let mut client = network.new_client(1, &node(node_1.addr)).await;
+    client
+        .vote(vote.clone(), option.clone())
+        .await
+        .expect("vote answered");
+    drop(client);
+
+    tracing::info!("--- restart the peer while the connection is idle");
+    let (id, dir_path, addr) = node_1.stop().await;
+    let listener = TcpListener::bind(addr).await.expect("rebind");
+    let node_1 = start(id, &dir_path, listener).await;
+
+    let mut client = network.new_client(1, &node(addr)).await;
+    client
+        .vote(vote, option)
+        .await
+        .expect("the first vote after the restart is answered");
+    node_1.stop().await;
+}
+
+/// Proves (slow tier: only with `TALLY_SLOW` set) that a follower catches up by snapshot when
+/// the state is large: `TALLY_SLOW_ACCOUNTS` accounts (a million by default, a snapshot of
+/// well over a hundred MB) streamed in the recommended 4 MiB chunks, within the timeouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_snapshot_catch_up() {
+    if std::env::var("TALLY_SLOW").is_err() {
+        return;
+    }
+    let accounts: u128 = std::env::var("TALLY_SLOW_ACCOUNTS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(1_000_000);
+    let chunk_bytes = tally_raft::net::limits::SNAPSHOT_CHUNK_BYTES_MAX;
+    let dirs: Vec<_> = (0..3)
+        .map(|_| tempfile::tempdir().expect("temporary directory"))
+        .collect();
+    let mut nodes = Vec::new();
+    for (id, dir) in (1..=3).zip(&dirs) {
+        nodes.push(start_with(id, dir.path(), listener().await, chunk_bytes).await);
+    }
+    let members: BTreeMap<u64, Node> = nodes.iter().map(|n| (n.id, node(n.addr))).collect();
+    nodes[0]
+        .raft
+        .initialize(members)
+        .await
+        .expect("initialized");
+    let leader_id = nodes[0]
+        .raft
+        .wait(TIMEOUT)
+        .metrics(|m| m.current_leader.is_some(), "a leader")
+        .await
+        .expect("a leader is elected")
+        .current_leader
+        .expect("leader");
+    let follower = nodes
+        .iter()
+        .position(|n| n.id != leader_id)
+        .expect("a follower");
+    let stopped = nodes.remove(follower).stop().await;
+    let leader = nodes
+        .iter()
+        .position(|n| n.id == leader_id)
+        .expect("leader");
+
+    let started = Instant::now();
+    let mut last = None;
+    // 2000 accounts of 128 bytes per entry: under the test WAL's 256 KiB entry limit.
+    for first in (1..=accounts).step_by(2000) {
+        let request = Request {
+            timestamp: 1_600_000_000_000_000_000 + first as u64,
+            batches: vec![batch(
+                Operation::CreateAccounts,
+                (first..(first + 2000).min(accounts + 1))
+                    .map(account)
+                    .collect(),
+            )],
+        };
+        let written = nodes[leader]
+            .raft
+            .client_write(request)
+            .await
+            .expect("committed");
+        last = Some(written.log_id);
+    }
+    let last = last.expect("written");
+    let term = |nodes: &[TestNode]| -> Vec<u64> {
+        nodes
+            .iter()
+            .map(|n| n.raft.metrics().borrow().current_term)
+            .collect()
+    };
+    eprintln!(
+        "{accounts} accounts written in {:?}; terms {:?}",
+        started.elapsed(),
+        term(&nodes)
+    );
+
+    let started = Instant::now();
+    nodes[leader]
+        .raft
+        .trigger()
+        .snapshot()
+        .await
+        .expect("trigger");
+    nodes[leader]
+        .raft
+        .wait(Some(Duration::from_secs(300)))
+        .snapshot(last, "snapshot built")
+        .await
+        .expect("a snapshot");
+    nodes[leader]
+        .raft
+        .trigger()
+        .purge_log(last.index)
+        .await
+        .expect("purge triggered");
+    nodes[leader]
+        .raft
+        .wait(TIMEOUT)
+        .metrics(|m| m.purged >= Some(last), "log purged")
+        .await
+        .expect("the leader purged its log up to the snapshot");
+    eprintln!(
+        "snapshot built in {:?}; terms {:?}",
+        started.elapsed(),
+        term(&nodes)
+    );
+
+    let started = Instant::now();
+    let (id, dir, addr) = stopped;
+    let listener = TcpListener::bind(addr).await.expect("rebind");
+    let restarted = start_with(id, &dir, listener, chunk_bytes).await;
+    restarted
+        .raft
+        .wait(Some(Duration::from_secs(300)))
+        .applied_index_at_least(Some(last.index), "caught up")
+        .await
+        .expect("the follower catches up");
+    let snapshot_bytes: u64 = std::fs::read_dir(dir.join("snapshots"))
+        .expect("snapshot directory")
+        .map(|entry| entry.expect("entry").metadata().expect("metadata").len())
+        .sum();
+    eprintln!(
+        "follower caught up by a {snapshot_bytes}-byte snapshot in {:?}; terms {:?} and {}",
+        started.elapsed(),
+        term(&nodes),
+        restarted.raft.metrics().borrow().current_term
+    );
+    assert_eq!(restarted.raft.metrics().borrow().snapshot, Some(last));
+    assert_same_digest(&[&nodes[0], &nodes[1], &restarted], last).await;
+    restarted.stop().await;
+    for node in nodes {
+        node.stop().await;
+    }
 }

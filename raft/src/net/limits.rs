@@ -47,6 +47,11 @@ pub const FRAME_PAYLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// rest are clients). One more is refused (closed at once) rather than queued.
 pub const CONNECTIONS_MAX: usize = 1024;
 
+/// Idle connections a node keeps to one peer for its next clients (see `network.rs`). openraft
+/// runs at most a few RPCs to one peer at once outside its two replication streams (a vote, a
+/// round of `ensure_linearizable`); more idle ones would only hold sockets.
+pub const IDLE_CONNECTIONS_PER_PEER_MAX: usize = 4;
+
 /// Response frames waiting for a connection's writer. A handler that finds it full waits,
 /// which stops that connection's reader: back-pressure on a client that does not read.
 pub const REPLIES_QUEUE_DEPTH: usize = 256;
@@ -56,8 +61,11 @@ pub const REPLIES_QUEUE_DEPTH: usize = 256;
 /// reached at once, long enough that a down peer is not hammered.
 pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 
-/// Longest wait between reconnection attempts to a peer that stays down.
-pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Longest wait between reconnection attempts to a peer that stays down. Half the shortest
+/// election timeout: a replica that restarts hears from the leader (whose replication stream
+/// to it waits this long between attempts) before its own election timer runs out, instead of
+/// campaigning and disturbing the cluster with a higher term.
+pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 /// Pause after `accept` fails (out of file descriptors, usually), so the loop does not spin.
 pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -115,3 +123,5 @@ const _: () = assert!(FRAME_PAYLOAD_BYTES_MAX <= u32::MAX as usize);
 // openraft refuses a config whose heartbeat is not below the election timeout.
 const _: () = assert!(HEARTBEAT_INTERVAL_MS * 5 <= ELECTION_TIMEOUT_MS_MIN);
 const _: () = assert!(ELECTION_TIMEOUT_MS_MIN < ELECTION_TIMEOUT_MS_MAX);
+// A restarted replica is reached again before it times out and campaigns.
+const _: () = assert!(RECONNECT_BACKOFF_MAX.as_millis() * 2 <= ELECTION_TIMEOUT_MS_MIN as u128);

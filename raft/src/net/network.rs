@@ -12,6 +12,9 @@
 //!   unexpected answer is `RPCError::Network`, no answer within `RPCOption::hard_ttl()` is
 //!   `RPCError::Timeout`, and an error answer from the peer is a `RemoteError` carrying the
 //!   peer's `Fatal` or `SnapshotMismatch`.
+//! - A dropped client leaves its connection to the next client of the same peer (openraft
+//!   makes a new client for each vote and each `ensure_linearizable` round), after checking
+//!   that the peer has not closed it meanwhile.
 //! - Reconnecting backs off exponentially (`RECONNECT_BACKOFF_MIN` doubling to
 //!   `RECONNECT_BACKOFF_MAX`): while a peer is down a call fails at once instead of blocking.
 //!
@@ -37,14 +40,16 @@
 //! last one. Frames stay bounded (a chunk, not the whole image, is one frame), and a snapshot
 //! stream has its own client and connection, so heartbeats are never queued behind it.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::error::{
-    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
-    SnapshotMismatch, StreamingError, Timeout, Unreachable,
+    Fatal, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    ReplicationClosed, SnapshotMismatch, StreamingError, Timeout, Unreachable,
 };
 use openraft::network::{Backoff, RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -57,8 +62,9 @@ use tokio::time::Instant;
 
 use super::frame::{read_frame, write_frame, Frame, FrameError};
 use super::limits::{
-    FRAME_PAYLOAD_BYTES_MAX, RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN,
-    SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_INSTALL_BYTES_PER_SECOND_MIN, SNAPSHOT_INSTALL_TIMEOUT_BASE,
+    APPEND_ENTRIES_MAX, FRAME_PAYLOAD_BYTES_MAX, IDLE_CONNECTIONS_PER_PEER_MAX,
+    RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN, SNAPSHOT_CHUNK_BYTES_MAX,
+    SNAPSHOT_INSTALL_BYTES_PER_SECOND_MIN, SNAPSHOT_INSTALL_TIMEOUT_BASE,
 };
 use super::rpc::{self, ErrorAnswer};
 use crate::replication::types::{Node, NodeId, Snapshot, TypeConfig, Vote};
@@ -68,17 +74,21 @@ use crate::replication::{DecodeError, EncodeError};
 /// was receiving another snapshot, or restarted). More means something else keeps interfering.
 const SNAPSHOT_RESTARTS_MAX: usize = 3;
 
-/// openraft's network factory: a [`PeerClient`] per target and purpose. Cheap; holds only the
-/// local node's id (for timeout errors).
+/// openraft's network factory: a [`PeerClient`] per target and purpose. Cheap to clone; holds
+/// the local node's id (for timeout errors) and the idle connections its clients left behind.
 #[derive(Clone, Debug)]
 pub struct Network {
     id: NodeId,
+    idle: Arc<IdleConnections>,
 }
 
 impl Network {
     /// The network of node `id`.
     pub fn new(id: NodeId) -> Network {
-        Network { id }
+        Network {
+            id,
+            idle: Arc::new(IdleConnections::default()),
+        }
     }
 }
 
@@ -91,11 +101,50 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             node: node.clone(),
             connection: None,
+            idle: Arc::clone(&self.idle),
             next_request_id: 1,
             failures: 0,
             retry_at: None,
         }
     }
+}
+
+/// Connections of dropped clients, by peer and address, for the next client to the same peer.
+/// openraft makes a new client for every election's vote and every `ensure_linearizable`
+/// round; reusing connections spares each of those a TCP handshake (a round trip) per peer.
+#[derive(Debug, Default)]
+struct IdleConnections {
+    by_peer: Mutex<BTreeMap<(NodeId, String), Vec<TcpStream>>>,
+}
+
+impl IdleConnections {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<(NodeId, String), Vec<TcpStream>>> {
+        // Only a panic inside `take` or `put` (which do not panic) could poison this, and the
+        // map stays consistent whatever happened: keep using it.
+        self.by_peer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn take(&self, target: NodeId, addr: &str) -> Option<TcpStream> {
+        self.lock().get_mut(&(target, addr.to_owned()))?.pop()
+    }
+
+    fn put(&self, target: NodeId, addr: &str, stream: TcpStream) {
+        let mut by_peer = self.lock();
+        let idle = by_peer.entry((target, addr.to_owned())).or_default();
+        if idle.len() < IDLE_CONNECTIONS_PER_PEER_MAX {
+            idle.push(stream);
+        }
+    }
+}
+
+/// Whether a connection kept idle is still open: no bytes may arrive on an idle connection,
+/// so "nothing to read" is the only healthy state. The end of the stream (a peer that
+/// restarted or stopped) or stray bytes mean it must not carry the next request.
+fn is_open(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.try_read(&mut byte), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// openraft's `RaftNetwork` to one target: one connection, one RPC at a time. See the module
@@ -107,6 +156,8 @@ pub struct PeerClient {
     node: Node,
     /// The open connection, absent between a failure and the next call (and during a call).
     connection: Option<TcpStream>,
+    /// Where the connection goes when this client is dropped, and comes from for a new one.
+    idle: Arc<IdleConnections>,
     next_request_id: u64,
     /// Connection attempts that failed in a row.
     failures: u32,
@@ -193,10 +244,21 @@ impl ApiError for InstallSnapshotError {
     }
 }
 
-impl PeerClient {
-    /// A connection: the one kept from the last call, or a new one unless backing off.
-    async fn connection(&mut self) -> Result<TcpStream, CallError> {
+impl Drop for PeerClient {
+    fn drop(&mut self) {
         if let Some(stream) = self.connection.take() {
+            self.idle.put(self.target, &self.node.addr, stream);
+        }
+    }
+}
+
+impl PeerClient {
+    /// A connection: the one kept from the last call, an idle one another client left, or a
+    /// new one unless backing off.
+    async fn connection(&mut self) -> Result<TcpStream, CallError> {
+        let kept = self.connection.take();
+        let reused = kept.or_else(|| self.idle.take(self.target, &self.node.addr));
+        if let Some(stream) = reused.filter(is_open) {
             return Ok(stream);
         }
         let now = Instant::now();
@@ -414,6 +476,13 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
         let action = RPCTypes::AppendEntries;
+        // More entries than one message may carry (a node configured with a larger
+        // `max_payload_entries`): openraft splits the request when told so.
+        if request.entries.len() > APPEND_ENTRIES_MAX {
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(APPEND_ENTRIES_MAX as u64),
+            ));
+        }
         let answer = self
             .call(
                 rpc::KIND_APPEND_ENTRIES,
@@ -491,5 +560,22 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 
     fn backoff(&self) -> Backoff {
         Backoff::new((1..).map(backoff_delay))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Proves reconnect backoff starts at the minimum, doubles, and stays at the maximum.
+    #[test]
+    fn backoff_doubles_up_to_the_maximum() {
+        let delays: Vec<_> = (1..=12).map(backoff_delay).collect();
+        assert_eq!(delays[0], RECONNECT_BACKOFF_MIN);
+        assert_eq!(delays[1], RECONNECT_BACKOFF_MIN * 2);
+        assert_eq!(delays[2], RECONNECT_BACKOFF_MIN * 4);
+        assert!(delays.windows(2).all(|pair| pair[0] <= pair[1]));
+        assert_eq!(delays[11], RECONNECT_BACKOFF_MAX);
+        assert_eq!(backoff_delay(u32::MAX), RECONNECT_BACKOFF_MAX);
     }
 }

@@ -116,7 +116,12 @@ async fn connection(
                 () = stopped(&mut shutdown) => break,
                 answer = rpc::answer(&raft, frame) => answer,
             };
-            if replies.send(answer).await.is_err() {
+            // A peer that does not read fills the queue; shutting down must not wait for it.
+            let sent = tokio::select! {
+                () = stopped(&mut shutdown) => break,
+                sent = replies.send(answer) => sent,
+            };
+            if sent.is_err() {
                 break;
             }
         } else if let Some(clients) = &clients {
