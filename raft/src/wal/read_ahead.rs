@@ -18,6 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
+use super::record::{self, RecordKind};
 use super::segment::{segment_name, SegmentFile, SegmentInfo};
 use super::WalConfig;
 use crate::error::OpenError;
@@ -30,6 +31,10 @@ pub(crate) struct Loaded {
     /// The segment's bytes (at most `segment_bytes`); entries handed to a replay are
     /// zero-copy slices of it.
     pub bytes: Bytes,
+    /// Whether the next segment may begin with a truncate mark, which can remove entries of
+    /// this one (see `Scan::hand_over`); `true` where that could not be read. Only a hint for
+    /// when a replay may hand this segment's entries over: the scan decides what is valid.
+    pub next_may_cut: bool,
 }
 
 /// A buffer of the pool, lent to a `Bytes`; returns to the pool when dropped.
@@ -122,7 +127,27 @@ pub(crate) fn load_segment(
             crc_last: None,
         },
         bytes: pool.lend(buffer, n.min(wanted)),
+        next_may_cut: false,
     })
+}
+
+/// Whether segment `first_index` begins with a truncate mark, from its first sector. Any
+/// failure answers `true`, the cautious answer; the segment's own load reports errors.
+fn begins_with_mark(disk: &dyn Disk, dir: &Path, first_index: u64, config: &WalConfig) -> bool {
+    let path = dir.join(segment_name(first_index));
+    let Ok(file) = disk.open(&path, false) else {
+        return true;
+    };
+    let mut head = AlignedBuffer::new(SECTOR_BYTES);
+    match read_direct_up_to(file.as_ref(), head.as_mut_slice(), 0) {
+        Ok(n) => match record::decode(&head.as_slice()[..n], config.entry_payload_bytes_max) {
+            Ok(header) => header.kind == RecordKind::Truncate,
+            // No valid mark at offset 0: a mark has no payload, so it decodes from these
+            // bytes if it is there (a longer first entry fails here and is no mark anyway).
+            Err(_) => false,
+        },
+        Err(_) => true,
+    }
 }
 
 /// The body of the read-ahead thread: load the segments `firsts` in order and hand each to
@@ -136,8 +161,11 @@ pub(crate) fn read_segments(
     sender: Sender<Result<Loaded, OpenError>>,
 ) {
     let pool = Pool::new(config);
-    for &first_index in firsts {
-        let loaded = load_segment(disk, dir, first_index, config, &pool);
+    for (position, &first_index) in firsts.iter().enumerate() {
+        let mut loaded = load_segment(disk, dir, first_index, config, &pool);
+        if let (Ok(loaded), Some(&next)) = (&mut loaded, firsts.get(position + 1)) {
+            loaded.next_may_cut = begins_with_mark(disk, dir, next, config);
+        }
         let failed = loaded.is_err();
         if sender.send(loaded).is_err() || failed {
             return;

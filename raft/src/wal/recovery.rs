@@ -102,9 +102,9 @@ struct Scan {
     first: u64,
     slots: VecDeque<Slot>,
     entries_scanned: u64,
-    /// The lowest truncate mark (first index removed, offset) since the last hand-over to a
+    /// The lowest truncate mark (first index removed, where) since the last hand-over to a
     /// replay: the entries it removed must not have been handed over already.
-    cut_lowest: Option<(u64, u64)>,
+    cut_lowest: Option<(u64, Location)>,
 }
 
 impl Scan {
@@ -158,8 +158,12 @@ impl Scan {
                 if self.expected.is_some_and(|expected| since > expected) || !chain_ok {
                     return Err(format!("truncate mark at {since} does not follow the log"));
                 }
-                if self.cut_lowest.is_none_or(|(lowest, _)| since < lowest) {
-                    self.cut_lowest = Some((since, location.offset));
+                if self
+                    .cut_lowest
+                    .as_ref()
+                    .is_none_or(|(lowest, _)| since < *lowest)
+                {
+                    self.cut_lowest = Some((since, location.clone()));
                 }
                 // A mark below the purge mark is history: the entries it cancelled and the
                 // ones that replaced them are all purged, so it only resets the scan.
@@ -267,26 +271,27 @@ impl<'a> Replay<'a> {
 }
 
 impl Scan {
-    /// Hand the live entries of the segment just scanned (`segment`, whose bytes are
-    /// `bytes`) to `replay`: payloads are slices of `bytes`, already verified by the scan.
+    /// Hand the live entries not yet handed over to `replay`. They were all accepted while
+    /// scanning the segments `held` (handle and bytes), and their payloads are slices of
+    /// those bytes, already verified by the scan.
     ///
-    /// A segment's entries are handed over only once the whole segment is scanned, because a
-    /// truncate mark later in the same segment may remove them. A mark in a *later* segment
-    /// never removes entries of an earlier one in a log this WAL wrote: truncation deletes
-    /// every segment named at or above the cut and writes its mark into the segment that
-    /// holds the entries it removes (docs/wal.md). Recovery accepts such a layout all the
-    /// same, so the replay refuses it instead of having handed over removed entries.
+    /// When this may run: a truncate mark removes entries of its own segment, or, when it is
+    /// the first record of its segment, of the segment before (truncation writes the mark
+    /// into the tail segment, which holds every entry it removes, or into a new segment named
+    /// after the cut when the tail is full; docs/wal.md, "Replay"). So a segment is handed
+    /// over once it is scanned, unless the next one may begin with a mark; then after that
+    /// one. Recovery accepts other layouts too, which the WAL never writes: if a mark
+    /// removes entries already handed over, the replay refuses instead.
     fn hand_over(
         &mut self,
         replay: &mut Replay<'_>,
-        segment: &Arc<SegmentFile>,
-        bytes: &Bytes,
+        held: &[(Arc<SegmentFile>, Bytes)],
     ) -> Result<(), OpenError> {
-        if let Some((since, offset)) = self.cut_lowest.take() {
+        if let Some((since, mark)) = self.cut_lowest.take() {
             if since.max(replay.from) < replay.next {
                 return Err(OpenError::ReplayOvertaken {
-                    path: segment.path.clone(),
-                    offset,
+                    path: mark.segment.path.clone(),
+                    offset: mark.offset,
                     since,
                     replayed_to: replay.next,
                 });
@@ -298,8 +303,13 @@ impl Scan {
             let Slot::Durable(location) = slot else {
                 panic!("entry {index} not durable during recovery");
             };
-            // Every entry at or above `next` was accepted while scanning this segment.
-            assert!(Arc::ptr_eq(&location.segment, segment));
+            let bytes = held
+                .iter()
+                .find(|(segment, _)| Arc::ptr_eq(segment, &location.segment))
+                .map(|(_, bytes)| bytes);
+            let Some(bytes) = bytes else {
+                panic!("entry {index} is not in a segment scanned since the last hand-over");
+            };
             let start = location.offset as usize + RECORD_HEADER_BYTES;
             (replay.visit)(Entry {
                 index,
@@ -326,14 +336,26 @@ fn scan_segments(
     mut next: impl FnMut() -> Result<Loaded, OpenError>,
 ) -> Result<(Vec<SegmentInfo>, Option<Torn>), OpenError> {
     let mut segments: Vec<SegmentInfo> = Vec::with_capacity(firsts.len());
+    // Segments scanned but not yet handed over to the replay (see `Scan::hand_over`).
+    let mut held: Vec<(Arc<SegmentFile>, Bytes)> = Vec::new();
     for position in 0..firsts.len() {
-        let Loaded { mut info, bytes } = next()?;
+        let Loaded {
+            mut info,
+            bytes,
+            next_may_cut,
+        } = next()?;
         let end = scan.segment(&bytes, &mut info, payload_bytes_max)?;
         let handle = Arc::clone(&info.handle);
         segments.push(info);
+        if replay.is_some() {
+            held.push((Arc::clone(&handle), bytes.clone()));
+        }
         let SegmentEnd::Invalid { at, reason } = end else {
             if let Some(replay) = replay.as_deref_mut() {
-                scan.hand_over(replay, &handle, &bytes)?;
+                if !next_may_cut {
+                    scan.hand_over(replay, &held)?;
+                    held.clear();
+                }
             }
             continue;
         };
@@ -361,9 +383,12 @@ fn scan_segments(
         tracing::warn!(path = %path.display(), offset = at, %reason, "torn write at the WAL tail; cutting it");
         // The records in front of `at` stay in the log, so a replay gets them too.
         if let Some(replay) = replay.as_deref_mut() {
-            scan.hand_over(replay, &handle, &bytes)?;
+            scan.hand_over(replay, &held)?;
         }
         return Ok((segments, Some((position, at, bytes))));
+    }
+    if let Some(replay) = replay {
+        scan.hand_over(replay, &held)?;
     }
     Ok((segments, None))
 }
