@@ -7,6 +7,7 @@
 //!   soon as the recovery scan has verified it, while a thread reads the next segment;
 //! - two-pass (the way before): `Wal::open` (the recovery scan), then one thread reads the
 //!   entries back (O_DIRECT, verified again) while this thread applies them.
+//!
 //! Reported: events/s of each whole replay (open + scan + apply), its phases, and the ratio.
 //!
 //! Entry payloads here use the benchmark's own framing, `operation u8 | 7 zero bytes |

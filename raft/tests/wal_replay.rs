@@ -213,7 +213,7 @@ fn replay_refuses_corruption_where_open_does(kind: Kind) {
         harness.edit(victim_segment, |bytes| {
             bytes[victim + RECORD_HEADER_BYTES + 17] ^= 0x10
         });
-        let open_error = harness.try_open().err().expect("open refuses");
+        let open_error = harness.try_open().expect_err("open refuses");
         let mut visited = Vec::new();
         let replay_error = Wal::open_with_replay(
             Arc::clone(&harness.disk),
@@ -222,8 +222,7 @@ fn replay_refuses_corruption_where_open_does(kind: Kind) {
             0,
             |entry| visited.push(entry),
         )
-        .err()
-        .expect("replay refuses");
+        .expect_err("replay refuses");
         match (&open_error, &replay_error) {
             (
                 OpenError::Corrupt {
@@ -248,8 +247,11 @@ fn replay_refuses_corruption_where_open_does(kind: Kind) {
     assert_eq!(check_same(&harness, &[0], &|| {}).len() as u64, count);
 }
 
+/// One record of a hand-made segment: kind, index, term, payload.
+type Record<'a> = (RecordKind, u64, u64, &'a [u8]);
+
 /// Encode groups of records back to back, each group padded to the sector, as a segment.
-fn segment_image(groups: &[&[(RecordKind, u64, u64, &[u8])]], mut chain: u32) -> (Vec<u8>, u32) {
+fn segment_image(groups: &[&[Record<'_>]], mut chain: u32) -> (Vec<u8>, u32) {
     let mut image = vec![0u8; common::config().segment_bytes as usize];
     let mut at = 0;
     for group in groups {
@@ -265,7 +267,7 @@ fn segment_image(groups: &[&[(RecordKind, u64, u64, &[u8])]], mut chain: u32) ->
 }
 
 /// Write two segment images: entries 0, 1, 2 in segment 0, then `second` in segment 3.
-fn write_two_segments(harness: &Harness, second: &[&[(RecordKind, u64, u64, &[u8])]]) {
+fn write_two_segments(harness: &Harness, second: &[&[Record<'_>]]) {
     let _ = harness.disk.remove(&harness.dir.join(segment_name(0)));
     let _ = harness.disk.remove(&harness.dir.join(segment_name(3)));
     harness.disk.create_dir_all(&harness.dir).expect("dir");
