@@ -172,3 +172,31 @@ pub(crate) fn read_segments(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::SEGMENT_BYTES_MIN;
+
+    /// A buffer lent out as `Bytes` comes back to the pool only once its last slice (an entry
+    /// a replay still holds) is dropped, and is then reused instead of fresh memory.
+    #[test]
+    fn lent_buffers_return_when_their_last_slice_drops() {
+        let config = WalConfig {
+            segment_bytes: SEGMENT_BYTES_MIN,
+            entry_payload_bytes_max: 1024,
+        };
+        let pool = Pool::new(&config);
+        let buffer = pool.take();
+        let address = buffer.as_slice().as_ptr();
+        let bytes = pool.lend(buffer, 100);
+        assert_eq!(bytes.len(), 100);
+        let entry = bytes.slice(10..20);
+        drop(bytes);
+        assert!(pool.returned.is_empty(), "a slice still holds the buffer");
+        drop(entry);
+        let again = pool.take();
+        assert_eq!(again.as_slice().as_ptr(), address);
+        assert_eq!(again.capacity(), SEGMENT_BYTES_MIN as usize);
+    }
+}
