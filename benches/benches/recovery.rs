@@ -1,16 +1,22 @@
 //! Recovery speed: a WAL holding 10M transfers (in entries of 8,189) is reopened and replayed
 //! into a fresh engine, as a restarting replica without a snapshot would.
 //!
-//! Phase 1 (untimed for the result, but reported): write the WAL durably. Phase 2 (timed):
-//! `Wal::open` (the recovery scan), then one thread reads entries back (O_DIRECT, verified)
-//! while this thread applies them to the engine, through a bounded channel. Reported: events/s
-//! of the whole replay, and of the open, read and apply parts.
+//! Phase 1 (untimed for the result, but reported): write the WAL durably. Phase 2 (timed), two
+//! ways side by side, into a fresh engine each time (reserved up front, untimed):
+//! - one-pass: `Wal::open_with_replay`, which hands each segment's entries to the engine as
+//!   soon as the recovery scan has verified it, while a thread reads the next segment;
+//! - two-pass (the way before): `Wal::open` (the recovery scan), then one thread reads the
+//!   entries back (O_DIRECT, verified again) while this thread applies them.
+//!
+//! Reported: events/s of each whole replay (open + scan + apply), its phases, and the ratio.
 //!
 //! Entry payloads here use the benchmark's own framing, `operation u8 | 7 zero bytes |
 //! entry timestamp u64 | records`, standing in for the Raft entry format of the next issue.
 //!
 //! Run: `cargo bench -p tally-benches --bench recovery` (`TALLY_BENCH_TRANSFERS`,
-//! `TALLY_BENCH_ACCOUNTS` and `TALLY_BENCH_DIR` override the defaults).
+//! `TALLY_BENCH_ACCOUNTS` and `TALLY_BENCH_DIR` override the defaults; `TALLY_BENCH_REPS`
+//! pairs of measurements, default 3, the order alternating; `TALLY_BENCH_SETTLE_SECONDS`
+//! of rest between writing and replaying, default 10).
 
 use std::time::Instant;
 
@@ -127,14 +133,113 @@ fn main() {
         stats.groups
     );
 
-    // Phase 2: recovery.
-    let mut engine = Engine::new(EngineConfig { hash_seed: 7 });
-    let reserve_started = Instant::now();
-    engine.reserve(accounts, transfers);
-    let reserve_seconds = reserve_started.elapsed().as_secs_f64();
+    // Right after 1.3 GB of writes the virtual disk reads slowly for a while (the host is
+    // still writing back, it seems): the first replay measured then was up to 2x slower,
+    // whichever way it ran. Let it settle first.
+    let settle_seconds = env_or("TALLY_BENCH_SETTLE_SECONDS", 10);
+    std::thread::sleep(std::time::Duration::from_secs(settle_seconds as u64));
 
+    // Phase 2: recovery, both ways, in the same run (the disk's speed drifts a lot within
+    // minutes, so only figures taken side by side compare). The order alternates per rep.
+    let reps = env_or("TALLY_BENCH_REPS", 3);
+    let mut results: Vec<(&str, f64)> = Vec::new();
+    for rep in 0..reps {
+        for one_pass in [rep % 2 == 0, rep % 2 != 0] {
+            let mut engine = Engine::new(EngineConfig { hash_seed: 7 });
+            let reserve_started = Instant::now();
+            engine.reserve(accounts, transfers);
+            let reserve_seconds = reserve_started.elapsed().as_secs_f64();
+            let (name, (seconds, events)) = if one_pass {
+                ("one-pass", replay_one_pass(&dir, &mut engine))
+            } else {
+                ("two-pass", replay_two_pass(&dir, &mut engine))
+            };
+            assert_eq!(events, transfers + accounts, "every event replayed");
+            println!("  (engine reserve for {transfers} transfers before it: {reserve_seconds:.2}s, untimed)");
+            results.push((name, events as f64 / seconds));
+            drop(engine);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let rates = |name: &str| -> Vec<f64> {
+        results
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, rate)| *rate)
+            .collect()
+    };
+    let (one, two) = (rates("one-pass"), rates("two-pass"));
+    let ratios: Vec<String> = one
+        .iter()
+        .zip(&two)
+        .map(|(one, two)| format!("{:.2}x", one / two))
+        .collect();
+    println!(
+        "summary: one-pass {} M events/s, two-pass {} M events/s, one-pass / two-pass per rep: {}",
+        list(&one),
+        list(&two),
+        ratios.join(" ")
+    );
+}
+
+fn list(rates: &[f64]) -> String {
+    let all: Vec<String> = rates.iter().map(|r| format!("{:.2}", r / 1e6)).collect();
+    all.join(" ")
+}
+
+/// Apply one entry of the benchmark's WAL; returns its events.
+fn apply(engine: &mut Engine, payload: &[u8]) -> usize {
+    let (operation, entry_timestamp, body) = unframe(payload);
+    let outcome = engine
+        .apply(operation, entry_timestamp, body)
+        .expect("valid batch");
+    assert!(
+        outcome.failures.is_empty(),
+        "replay must reproduce the original results"
+    );
+    body.len() / 128
+}
+
+/// `Wal::open_with_replay`: the recovery scan hands each verified segment to the engine
+/// while the read-ahead thread reads the next one. Returns (seconds, events).
+fn replay_one_pass(dir: &std::path::Path, engine: &mut Engine) -> (f64, usize) {
     let started = Instant::now();
-    let wal = Wal::open(open_default(), &dir, WalConfig::default()).expect("WAL reopens");
+    let mut events = 0usize;
+    let mut apply_cpu = 0.0;
+    let mut apply_wall = 0.0;
+    let mut first_entry = None;
+    let mut last_entry = started;
+    let wal = Wal::open_with_replay(open_default(), dir, WalConfig::default(), 0, |entry| {
+        let wall = Instant::now();
+        first_entry.get_or_insert_with(|| started.elapsed().as_secs_f64());
+        let cpu = thread_cpu_seconds();
+        events += apply(engine, &entry.payload);
+        apply_cpu += thread_cpu_seconds() - cpu;
+        last_entry = Instant::now();
+        apply_wall += (last_entry - wall).as_secs_f64();
+    })
+    .expect("WAL reopens with replay");
+    let total = started.elapsed().as_secs_f64();
+    let after_last = last_entry.elapsed().as_secs_f64();
+    drop(wal);
+    println!(
+        "one-pass (Wal::open_with_replay): {events} events in {total:.2}s = {:.2} M events/s \
+         (first entry after {:.2}s; apply {apply_wall:.2}s wall, {apply_cpu:.2}s CPU = {:.2} M \
+         events/s; waiting for read + scan {:.2}s; open's tail after the last entry {after_last:.2}s)",
+        events as f64 / total / 1e6,
+        first_entry.unwrap_or(0.0),
+        events as f64 / apply_cpu / 1e6,
+        total - apply_wall - after_last,
+    );
+    (total, events)
+}
+
+/// The way before `open_with_replay`: `Wal::open` (the recovery scan) then a thread reading
+/// every entry back (O_DIRECT, verified again) while this thread applies. Returns (seconds,
+/// events).
+fn replay_two_pass(dir: &std::path::Path, engine: &mut Engine) -> (f64, usize) {
+    let started = Instant::now();
+    let wal = Wal::open(open_default(), dir, WalConfig::default()).expect("WAL reopens");
     let open_seconds = started.elapsed().as_secs_f64();
     let reader = wal.reader();
     let last = reader.log_state().last.expect("log is not empty").index;
@@ -154,30 +259,20 @@ fn main() {
     let mut apply_cpu = 0.0;
     for entries in receiver {
         for entry in entries {
-            let (operation, entry_timestamp, body) = unframe(&entry.payload);
             let cpu = thread_cpu_seconds();
-            let outcome = engine
-                .apply(operation, entry_timestamp, body)
-                .expect("valid batch");
+            events += apply(engine, &entry.payload);
             apply_cpu += thread_cpu_seconds() - cpu;
-            assert!(
-                outcome.failures.is_empty(),
-                "replay must reproduce the original results"
-            );
-            events += body.len() / 128;
         }
     }
     let read_seconds = read_thread.join().expect("reader thread");
-    let total_seconds = started.elapsed().as_secs_f64();
+    let total = started.elapsed().as_secs_f64();
     drop(wal);
-    let _ = std::fs::remove_dir_all(&dir);
-
-    println!("engine reserve (prefault) for {transfers} transfers: {reserve_seconds:.2}s (before replay)");
     println!(
-        "replayed {events} events in {total_seconds:.2}s: {:.2} M events/s \
-         (open/recovery scan {open_seconds:.2}s, read {read_seconds:.2}s on its own thread, \
-         apply {apply_cpu:.2}s CPU = {:.2} M events/s)",
-        events as f64 / total_seconds / 1e6,
+        "two-pass (Wal::open, then WalReader::read): {events} events in {total:.2}s = {:.2} M \
+         events/s (open/recovery scan {open_seconds:.2}s, read {read_seconds:.2}s on its own \
+         thread, apply {apply_cpu:.2}s CPU = {:.2} M events/s)",
+        events as f64 / total / 1e6,
         events as f64 / apply_cpu / 1e6
     );
+    (total, events)
 }

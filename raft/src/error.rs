@@ -34,6 +34,20 @@ pub enum OpenError {
         offset: u64,
         reason: String,
     },
+    /// `Wal::open_with_replay` had already handed over entries that a truncate mark in a
+    /// later segment removes. The WAL never writes such a log (docs/wal.md, "Replay"), but
+    /// recovery accepts it: `Wal::open` and reading the entries back works.
+    #[error(
+        "WAL replay overtaken: the truncate mark in {} at byte {offset} removes entries from \
+         {since} on, and entries up to {replayed_to} (exclusive) were already replayed",
+        path.display()
+    )]
+    ReplayOvertaken {
+        path: PathBuf,
+        offset: u64,
+        since: u64,
+        replayed_to: u64,
+    },
 }
 
 /// `Wal::append` refused the entries; nothing was queued.

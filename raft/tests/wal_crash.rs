@@ -4,11 +4,12 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use common::{append_wait, entry, payload, Harness};
 use rand::{Rng, SeedableRng};
 use tally_raft::storage::sim::SimDisk;
-use tally_raft::{AppendError, LogId, Vote};
+use tally_raft::{AppendError, LogId, Vote, Wal};
 
 /// What the scripted workload was told: the log as acknowledged, and everything it tried.
 #[derive(Default, Debug)]
@@ -112,8 +113,11 @@ fn workload(harness: &Harness, seed: u64) -> Outcome {
     outcome
 }
 
-/// Reopen after the crash and check nothing acknowledged is lost and nothing invented.
+/// Reopen after the crash and check nothing acknowledged is lost and nothing invented, and
+/// that a one-pass replay of the same image hands over exactly the recovered log.
 fn verify(image: SimDisk, outcome: &Outcome, label: &str) {
+    // The same crash image again, for the one-pass replay to recover on its own.
+    let copy = image.crash_image(None);
     let harness = Harness::on_sim(image);
     if std::env::var("TALLY_DEBUG").is_ok() {
         for path in harness.segments() {
@@ -177,6 +181,25 @@ fn verify(image: SimDisk, outcome: &Outcome, label: &str) {
             "{label}: vote {vote:?}"
         );
     }
+    // The one-pass replay of the same image hands over exactly the recovered log.
+    let mut replayed = Vec::new();
+    let copy = Harness::on_sim(copy);
+    Wal::open_with_replay(
+        Arc::clone(&copy.disk),
+        &copy.dir,
+        common::config(),
+        0,
+        |entry| replayed.push(entry),
+    )
+    .unwrap_or_else(|error| panic!("{label}: replay refused: {error}"));
+    let recovered = match last.filter(|&last| last >= first) {
+        Some(last) => wal.reader().read(first..last + 1).expect("read"),
+        None => Vec::new(),
+    };
+    assert_eq!(
+        replayed, recovered,
+        "{label}: replay differs from the reader"
+    );
     // The recovered WAL accepts the next append, durably.
     let next = last.map_or(first, |l| l + 1).max(first);
     append_wait(&mut wal, vec![entry(next, 99, payload(next, 99, 100))])

@@ -12,6 +12,7 @@
 //! in docs/wal.md; `record.rs` holds the layout, `recovery.rs` the argument in code.
 
 mod commit;
+mod read_ahead;
 pub mod record;
 mod recovery;
 pub mod segment;
@@ -300,12 +301,48 @@ impl Wal {
     ///   follow its predecessor, is corruption: `OpenError::Corrupt` names the segment and the
     ///   byte offset, and nothing is repaired.
     pub fn open(disk: Arc<dyn Disk>, dir: &Path, config: WalConfig) -> Result<Wal, OpenError> {
+        Wal::open_inner(disk, dir, config, None)
+    }
+
+    /// Open the WAL as [`Wal::open`] does and replay the log while recovery reads it: every
+    /// entry the recovered log holds from index `from` on (all of them for 0) goes to
+    /// `visit`, in order, before this returns. The entries are exactly those
+    /// `reader().read(from.max(first)..last + 1)` would return after [`Wal::open`], but read
+    /// from disk once instead of twice, and `visit` runs while the next segment is read.
+    ///
+    /// Contract:
+    /// - `visit` runs on this thread, segment by segment, as soon as each segment is scanned
+    ///   and verified (checksum, index, chain); recovery is exactly as strict as in
+    ///   [`Wal::open`], and so is the torn-tail cut.
+    /// - On `Err` (corruption further on, an I/O error) some entries may already have been
+    ///   visited: whatever was built from them must be thrown away, as the node cannot start.
+    /// - Payloads are zero-copy slices of a segment-sized read buffer; keeping one alive
+    ///   keeps that buffer alive (copy what must outlive the visit).
+    /// - `OpenError::ReplayOvertaken` if a truncate mark in a later segment removes entries
+    ///   already visited: never the case for a log this WAL wrote (docs/wal.md, "Replay").
+    pub fn open_with_replay(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        config: WalConfig,
+        from: u64,
+        mut visit: impl FnMut(Entry),
+    ) -> Result<Wal, OpenError> {
+        let mut replay = recovery::Replay::new(from, &mut visit);
+        Wal::open_inner(disk, dir, config, Some(&mut replay))
+    }
+
+    fn open_inner(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        config: WalConfig,
+        replay: Option<&mut recovery::Replay<'_>>,
+    ) -> Result<Wal, OpenError> {
         config.validate()?;
         disk.create_dir_all(dir).map_err(|source| OpenError::Io {
             context: format!("creating {}", dir.display()),
             source,
         })?;
-        let recovered = recovery::recover(disk.as_ref(), dir, &config)?;
+        let recovered = recovery::recover(disk.as_ref(), dir, &config, replay)?;
         tracing::info!(
             dir = %dir.display(),
             backend = disk.backend().name(),

@@ -10,12 +10,16 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
+use crossbeam_channel::bounded;
+
+use super::read_ahead::{read_segments, Loaded};
 use super::record::{self, RecordHeader, RecordKind};
 use super::segment::{parse_segment_name, segment_name, SegmentFile, SegmentInfo};
-use super::{Location, LogId, LogView, Slot, WalConfig};
+use super::{Entry, Location, LogId, LogView, Slot, WalConfig};
 use crate::error::OpenError;
-use crate::limits::SECTOR_BYTES;
-use crate::storage::{read_direct_up_to, AlignedBuffer, Disk};
+use crate::limits::{RECORD_HEADER_BYTES, SECTOR_BYTES};
+use crate::storage::{AlignedBuffer, Disk};
 use crate::vote::{read_meta, MetaError, Vote, VOTE_FILE};
 
 /// Name of the purge mark file inside the WAL directory.
@@ -98,6 +102,9 @@ struct Scan {
     first: u64,
     slots: VecDeque<Slot>,
     entries_scanned: u64,
+    /// The lowest truncate mark (first index removed, where) since the last hand-over to a
+    /// replay: the entries it removed must not have been handed over already.
+    cut_lowest: Option<(u64, Location)>,
 }
 
 impl Scan {
@@ -150,6 +157,13 @@ impl Scan {
                 let since = header.index;
                 if self.expected.is_some_and(|expected| since > expected) || !chain_ok {
                     return Err(format!("truncate mark at {since} does not follow the log"));
+                }
+                if self
+                    .cut_lowest
+                    .as_ref()
+                    .is_none_or(|(lowest, _)| since < *lowest)
+                {
+                    self.cut_lowest = Some((since, location.clone()));
                 }
                 // A mark below the purge mark is history: the entries it cancelled and the
                 // ones that replaced them are all purged, so it only resets the scan.
@@ -237,53 +251,153 @@ impl Scan {
     }
 }
 
-/// One segment read whole into memory (one large O_DIRECT read where possible).
-struct Loaded {
-    info: SegmentInfo,
-    buffer: AlignedBuffer,
-    length: usize,
+/// A replay riding on the recovery scan (`Wal::open_with_replay`): every entry the recovered
+/// log holds from `from` on, in order, handed to `visit` as soon as its segment is scanned.
+pub(crate) struct Replay<'a> {
+    /// Index after the last entry handed over; starts at the first index wanted.
+    next: u64,
+    from: u64,
+    visit: &'a mut dyn FnMut(Entry),
 }
 
-impl Loaded {
-    fn bytes(&self) -> &[u8] {
-        &self.buffer.as_slice()[..self.length]
+impl<'a> Replay<'a> {
+    pub(crate) fn new(from: u64, visit: &'a mut dyn FnMut(Entry)) -> Replay<'a> {
+        Replay {
+            next: from,
+            from,
+            visit,
+        }
     }
 }
 
-fn load_segment(
-    disk: &dyn Disk,
-    dir: &Path,
-    first_index: u64,
-    config: &WalConfig,
-) -> Result<Loaded, OpenError> {
-    let path = dir.join(segment_name(first_index));
-    let file = disk
-        .open(&path, false)
-        .map_err(io_error(format!("opening {}", path.display())))?;
-    let length = file
-        .len()
-        .map_err(io_error(format!("sizing {}", path.display())))?;
-    let wanted = length.min(config.segment_bytes) as usize;
-    let mut buffer = AlignedBuffer::new(align_up(wanted).max(SECTOR_BYTES));
-    let n = read_direct_up_to(file.as_ref(), buffer.as_mut_slice(), 0)
-        .map_err(io_error(format!("reading {}", path.display())))?;
-    Ok(Loaded {
-        info: SegmentInfo {
-            first_index,
-            handle: Arc::new(SegmentFile { path, file }),
-            end: 0,
-            index_max: None,
-            crc_last: None,
-        },
-        buffer,
-        length: n.min(wanted),
-    })
+impl Scan {
+    /// Hand the live entries not yet handed over to `replay`. They were all accepted while
+    /// scanning the segments `held` (handle and bytes), and their payloads are slices of
+    /// those bytes, already verified by the scan.
+    ///
+    /// When this may run: a truncate mark removes entries of its own segment, or, when it is
+    /// the first record of its segment, of the segment before (truncation writes the mark
+    /// into the tail segment, which holds every entry it removes, or into a new segment named
+    /// after the cut when the tail is full; docs/wal.md, "Replay"). So a segment is handed
+    /// over once it is scanned, unless the next one may begin with a mark; then after that
+    /// one. Recovery accepts other layouts too, which the WAL never writes: if a mark
+    /// removes entries already handed over, the replay refuses instead.
+    fn hand_over(
+        &mut self,
+        replay: &mut Replay<'_>,
+        held: &[(Arc<SegmentFile>, Bytes)],
+    ) -> Result<(), OpenError> {
+        if let Some((since, mark)) = self.cut_lowest.take() {
+            if since.max(replay.from) < replay.next {
+                return Err(OpenError::ReplayOvertaken {
+                    path: mark.segment.path.clone(),
+                    offset: mark.offset,
+                    since,
+                    replayed_to: replay.next,
+                });
+            }
+        }
+        let end = self.first + self.slots.len() as u64;
+        for index in replay.next.max(self.first)..end {
+            let slot = &self.slots[(index - self.first) as usize];
+            let Slot::Durable(location) = slot else {
+                panic!("entry {index} not durable during recovery");
+            };
+            let bytes = held
+                .iter()
+                .find(|(segment, _)| Arc::ptr_eq(segment, &location.segment))
+                .map(|(_, bytes)| bytes);
+            let Some(bytes) = bytes else {
+                panic!("entry {index} is not in a segment scanned since the last hand-over");
+            };
+            let start = location.offset as usize + RECORD_HEADER_BYTES;
+            (replay.visit)(Entry {
+                index,
+                term: location.term,
+                payload: bytes.slice(start..start + location.length as usize),
+            });
+        }
+        replay.next = replay.next.max(end);
+        Ok(())
+    }
+}
+
+/// A segment's worth of scanning ended in a torn tail: (segment position, offset, its bytes).
+type Torn = (usize, usize, Bytes);
+
+/// Scan the segments `firsts` in order, as `next` delivers them, and hand each one's entries
+/// to `replay` once it is scanned. Stops at a torn tail (returned for the cut) or refuses on
+/// corruption.
+fn scan_segments(
+    firsts: &[u64],
+    scan: &mut Scan,
+    mut replay: Option<&mut Replay<'_>>,
+    payload_bytes_max: usize,
+    mut next: impl FnMut() -> Result<Loaded, OpenError>,
+) -> Result<(Vec<SegmentInfo>, Option<Torn>), OpenError> {
+    let mut segments: Vec<SegmentInfo> = Vec::with_capacity(firsts.len());
+    // Segments scanned but not yet handed over to the replay (see `Scan::hand_over`).
+    let mut held: Vec<(Arc<SegmentFile>, Bytes)> = Vec::new();
+    for position in 0..firsts.len() {
+        let Loaded {
+            mut info,
+            bytes,
+            next_may_cut,
+        } = next()?;
+        let end = scan.segment(&bytes, &mut info, payload_bytes_max)?;
+        let handle = Arc::clone(&info.handle);
+        segments.push(info);
+        if replay.is_some() {
+            held.push((Arc::clone(&handle), bytes.clone()));
+        }
+        let SegmentEnd::Invalid { at, reason } = end else {
+            if let Some(replay) = replay.as_deref_mut() {
+                if !next_may_cut {
+                    scan.hand_over(replay, &held)?;
+                    held.clear();
+                }
+            }
+            continue;
+        };
+        // Invalid data at `at`. It is a torn tail only if nothing valid follows it.
+        let path = &handle.path;
+        let corrupt = |detail: String| OpenError::Corrupt {
+            path: path.clone(),
+            offset: at as u64,
+            reason: format!("{reason}, {detail}"),
+        };
+        if let Some(later) = find_group_start(&bytes, at + 1, payload_bytes_max) {
+            return Err(corrupt(format!(
+                "but a valid group commit follows at byte {later}"
+            )));
+        }
+        for _ in position + 1..firsts.len() {
+            let later = next()?;
+            if let Some(offset) = find_group_start(&later.bytes, 0, payload_bytes_max) {
+                return Err(corrupt(format!(
+                    "but {} holds a valid group commit at byte {offset}",
+                    later.info.handle.path.display()
+                )));
+            }
+        }
+        tracing::warn!(path = %path.display(), offset = at, %reason, "torn write at the WAL tail; cutting it");
+        // The records in front of `at` stay in the log, so a replay gets them too.
+        if let Some(replay) = replay.as_deref_mut() {
+            scan.hand_over(replay, &held)?;
+        }
+        return Ok((segments, Some((position, at, bytes))));
+    }
+    if let Some(replay) = replay {
+        scan.hand_over(replay, &held)?;
+    }
+    Ok((segments, None))
 }
 
 pub(crate) fn recover(
     disk: &dyn Disk,
     dir: &Path,
     config: &WalConfig,
+    replay: Option<&mut Replay<'_>>,
 ) -> Result<Recovered, OpenError> {
     let names = disk
         .list(dir)
@@ -320,55 +434,28 @@ pub(crate) fn recover(
         first: 0,
         slots: VecDeque::new(),
         entries_scanned: 0,
+        cut_lowest: None,
     };
-    let mut segments: Vec<SegmentInfo> = Vec::with_capacity(firsts.len());
-    // (segment position, offset, loaded segment) of a torn tail to cut.
-    let mut torn: Option<(usize, usize, Loaded)> = None;
-    for (position, &first_index) in firsts.iter().enumerate() {
-        let Loaded {
-            mut info,
-            buffer,
-            length,
-        } = load_segment(disk, dir, first_index, config)?;
-        let bytes = &buffer.as_slice()[..length];
-        let end = scan.segment(bytes, &mut info, payload_bytes_max)?;
-        let path = info.handle.path.clone();
-        segments.push(info);
-        let SegmentEnd::Invalid { at, reason } = end else {
-            continue;
+    let (segments, torn) = std::thread::scope(|scope| {
+        // A rendezvous: the reader reads the next segment while this thread scans (and
+        // replays) the current one, and never further ahead (see `read_ahead.rs`).
+        let (sender, receiver) = bounded(0);
+        let firsts = &firsts;
+        std::thread::Builder::new()
+            .name("tally-wal-read-ahead".to_owned())
+            .spawn_scoped(scope, move || {
+                read_segments(disk, dir, firsts, config, sender)
+            })
+            .map_err(io_error("starting the WAL read-ahead thread".to_owned()))?;
+        let next = || {
+            receiver.recv().unwrap_or_else(|_| {
+                panic!("the WAL read-ahead thread stopped without a segment or an error")
+            })
         };
-        // Invalid data at `at`. It is a torn tail only if nothing valid follows it.
-        let corrupt = |detail: String| OpenError::Corrupt {
-            path: path.clone(),
-            offset: at as u64,
-            reason: format!("{reason}, {detail}"),
-        };
-        if let Some(later) = find_group_start(bytes, at + 1, payload_bytes_max) {
-            return Err(corrupt(format!(
-                "but a valid group commit follows at byte {later}"
-            )));
-        }
-        for &later_first in &firsts[position + 1..] {
-            let later = load_segment(disk, dir, later_first, config)?;
-            if let Some(offset) = find_group_start(later.bytes(), 0, payload_bytes_max) {
-                return Err(corrupt(format!(
-                    "but {} holds a valid group commit at byte {offset}",
-                    later.info.handle.path.display()
-                )));
-            }
-        }
-        tracing::warn!(path = %path.display(), offset = at, %reason, "torn write at the WAL tail; cutting it");
-        torn = Some((
-            position,
-            at,
-            Loaded {
-                info: segments[position].clone(),
-                buffer,
-                length,
-            },
-        ));
-        break;
-    }
+        scan_segments(firsts, &mut scan, replay, payload_bytes_max, next)
+        // `receiver` drops here, so a reader still ahead of a refusal stops at its next send.
+    })?;
+    let mut segments = segments;
 
     // Cut the torn tail: zero the garbage so a later recovery cannot mistake it for damage in
     // front of the groups we are about to append, and drop segments after it.
@@ -383,8 +470,7 @@ pub(crate) fn recover(
             .map_err(io_error(format!("removing {}", path.display())))?;
         removed = true;
     }
-    if let Some((position, at, loaded)) = torn {
-        let bytes = loaded.bytes();
+    if let Some((position, at, bytes)) = torn {
         let info = &segments[position];
         if let Some(last_nonzero) = bytes
             .iter()
