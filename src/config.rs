@@ -20,7 +20,22 @@
 //! queue_batches = 256
 //! [wal]
 //! segment_mib = 128
+//! [gateway]              # the client protocol (docs/protocol.md, "Gateway protocol")
+//! cluster_id = "0x7a11e5"          # u128, decimal or 0x-hex; clients must name it
+//! session_idle_ms = 60000
+//! [[gateway.credentials]]
+//! name = "exchange-a"              # for logs
+//! hash = "<64 hex digits>"         # `tally hash-credential`: BLAKE3 of the secret
+//! role = "submitter"               # "submitter" | "reader" | "operator"
+//! [[gateway.credentials]]
+//! name = "fund-b"
+//! hash = "<64 hex digits>"
+//! role = "reader"
+//! ledgers = [1, 2]                 # a reader sees accounts on these ledgers ...
+//! accounts = ["1001", "0x3e9"]     # ... and these accounts (u128 as strings)
 //! ```
+//!
+//! Without credentials the gateway refuses every request (`Unauthenticated`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,6 +43,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
+use tally_gateway::{parse_hash, Credential, GatewayConfig, Role, Scope};
 use tally_raft::node::{BatcherConfig, NodeConfig};
 use tally_raft::WalConfig;
 
@@ -45,6 +61,35 @@ pub struct FileConfig {
     pub batcher: BatcherSection,
     #[serde(default)]
     pub wal: WalSection,
+    #[serde(default)]
+    pub gateway: GatewaySection,
+}
+
+/// The gateway: cluster id, session expiry and who may connect.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// Required once credentials are given: u128 as a decimal or `0x` hex string (TOML
+    /// integers are only 64-bit).
+    pub cluster_id: Option<String>,
+    pub session_idle_ms: Option<u64>,
+    #[serde(default)]
+    pub credentials: Vec<CredentialSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialSection {
+    #[serde(default)]
+    pub name: String,
+    /// Hex BLAKE3 of the secret; never the secret itself.
+    pub hash: String,
+    pub role: String,
+    #[serde(default)]
+    pub ledgers: Vec<u32>,
+    /// Account ids as decimal or `0x` hex strings.
+    #[serde(default)]
+    pub accounts: Vec<String>,
 }
 
 /// openraft timing and log compaction.
@@ -152,6 +197,75 @@ pub fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+}
+
+fn parse_u128(text: &str) -> anyhow::Result<u128> {
+    let text = text.trim();
+    let parsed = match text.strip_prefix("0x") {
+        Some(hex) => u128::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.with_context(|| format!("{text:?} is not a u128 (decimal or 0x hex)"))
+}
+
+/// The gateway's configuration from the file's `[gateway]` section, checked.
+pub fn gateway_config(flags: &NodeFlags) -> anyhow::Result<GatewayConfig> {
+    let file = match &flags.config {
+        Some(path) => read_file(path)?,
+        None => FileConfig::default(),
+    };
+    gateway_section(&file.gateway)
+}
+
+fn gateway_section(section: &GatewaySection) -> anyhow::Result<GatewayConfig> {
+    let mut config = GatewayConfig::default();
+    if let Some(idle) = section.session_idle_ms {
+        if idle == 0 {
+            bail!("gateway.session_idle_ms must not be zero");
+        }
+        config.session_idle = std::time::Duration::from_millis(idle);
+    }
+    match &section.cluster_id {
+        Some(id) => config.cluster_id = parse_u128(id).context("gateway.cluster_id")?,
+        None if !section.credentials.is_empty() => {
+            bail!("gateway.cluster_id is required when gateway credentials are configured")
+        }
+        None => {}
+    }
+    for credential in &section.credentials {
+        let role = match credential.role.as_str() {
+            "submitter" => Role::Submitter,
+            "reader" => Role::Reader,
+            "operator" => Role::Operator,
+            other => {
+                bail!("gateway credential role {other:?} is not submitter, reader or operator")
+            }
+        };
+        if role != Role::Reader
+            && (!credential.ledgers.is_empty() || !credential.accounts.is_empty())
+        {
+            bail!(
+                "gateway credential {:?}: only readers have a scope",
+                credential.name
+            );
+        }
+        let accounts = credential
+            .accounts
+            .iter()
+            .map(|id| parse_u128(id))
+            .collect::<anyhow::Result<_>>()
+            .with_context(|| format!("gateway credential {:?}", credential.name))?;
+        config.credentials.push(Credential {
+            name: credential.name.clone(),
+            hash: parse_hash(&credential.hash).map_err(anyhow::Error::msg)?,
+            role,
+            scope: Scope {
+                ledgers: credential.ledgers.iter().copied().collect(),
+                accounts,
+            },
+        });
+    }
+    Ok(config)
 }
 
 /// The node's configuration: the file's, overridden by flags, checked.

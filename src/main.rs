@@ -4,6 +4,8 @@
 //! - `tally drive`: a simple load driver for the replicated write path, against a running
 //!   cluster or a local one it starts (`--spawn 3`).
 //!
+//! - `tally hash-credential`: the hash of a gateway credential, for a node's config.
+//!
 //! `client`, `loadgen` and `demo` arrive with the gateway and load generator issues.
 
 use std::collections::BTreeMap;
@@ -12,12 +14,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
+
 use tally::client_cli::{ClientArgs, Ended};
-use tally::config::{node_config, parse_members, NodeFlags};
+use tally::config::{gateway_config, node_config, parse_members, NodeFlags};
 use tally::drive::{drive, DriveArgs};
 use tally::local_cluster::LocalCluster;
+use tally_gateway::Gateway;
+use tally_raft::net::ClientHandler;
 use tally_raft::node::client::Connection;
 use tally_raft::node::protocol::{Admin, Request, STATE_AUDIT};
+use tally_raft::node::ExtraHandler;
 use tally_raft::node::Node;
 
 #[derive(Parser)]
@@ -47,6 +54,9 @@ enum Command {
     Drive(DriveArgs),
     /// Use the gateway: create accounts, transfers and trades from files, look up, statements.
     Client(ClientArgs),
+    /// Print the hash of a gateway credential, for `[[gateway.credentials]]` in a node's
+    /// config (the node stores only the hash). Reads the secret from stdin if not given.
+    HashCredential { secret: Option<String> },
 }
 
 #[derive(Subcommand)]
@@ -74,7 +84,11 @@ fn init_logging() {
 
 async fn run_node(flags: NodeFlags) -> anyhow::Result<()> {
     let config = node_config(&flags)?;
-    let node = Node::start(config, tally_raft::storage::open_default(), None)
+    let gateway = gateway_config(&flags)?;
+    let extra: ExtraHandler = Box::new(move |raft, view, batcher| {
+        Arc::new(Gateway::new(gateway, raft, view, batcher)) as Arc<dyn ClientHandler>
+    });
+    let node = Node::start(config, tally_raft::storage::open_default(), Some(extra))
         .await
         .context("starting the node")?;
     println!(
@@ -142,6 +156,27 @@ async fn run_drive(args: DriveArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn hash_credential(secret: Option<String>) -> anyhow::Result<()> {
+    let secret = match secret {
+        Some(secret) => secret,
+        None => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let length = secret.len();
+    let (min, max) = (
+        tally_gateway::limits::CREDENTIAL_BYTES_MIN,
+        tally_gateway::limits::CREDENTIAL_BYTES_MAX,
+    );
+    if !(min..=max).contains(&length) {
+        anyhow::bail!("a credential has {min}..={max} bytes; this one has {length}");
+    }
+    println!("{}", tally_gateway::credential_hash_hex(secret.as_bytes()));
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
@@ -175,6 +210,7 @@ fn main() -> ExitCode {
             Command::Admin { node, command } => run_admin(&node, command).await,
             Command::Drive(args) => run_drive(args).await,
             Command::Client(_) => Ok(()),
+            Command::HashCredential { secret } => hash_credential(secret),
         }
     });
     match result {

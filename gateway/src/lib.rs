@@ -8,6 +8,14 @@
 #![warn(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod auth;
 pub mod client;
 pub mod limits;
 pub mod protocol;
+pub mod server;
+mod session;
+
+pub use auth::{
+    credential_hash, credential_hash_hex, parse_hash, Credential, GatewayConfig, Role, Scope,
+};
+pub use server::Gateway;

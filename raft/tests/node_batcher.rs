@@ -98,6 +98,7 @@ async fn queued_batches_pack_into_few_entries_with_own_results() {
         .await
         .expect("answered")
         .expect("committed")
+        .outcome
         .expect("ok")
         .failures
         .is_empty());
@@ -111,6 +112,7 @@ async fn queued_batches_pack_into_few_entries_with_own_results() {
             .await
             .expect("answered")
             .expect("committed")
+            .outcome
             .expect("ok");
         if k % 2 == 1 {
             assert_eq!(

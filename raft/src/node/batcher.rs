@@ -26,9 +26,17 @@ use tally_engine::{BatchError, BatchOutcome};
 
 type Raft = openraft::Raft<TypeConfig>;
 
-/// What a submitted batch ends with: the engine's outcome (per-event failures, or the whole
-/// batch refused), or why it was not committed by this leader.
-pub type Committed = Result<Result<BatchOutcome, BatchError>, Refusal>;
+/// What a submitted batch ends with: its entry's log index and the engine's outcome (per-event
+/// failures, or the whole batch refused), or why it was not committed by this leader.
+pub type Committed = Result<CommittedBatch, Refusal>;
+
+/// A batch whose entry committed and was applied on this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedBatch {
+    /// The Raft log index of the entry that carried the batch (the gateway's commit index).
+    pub log_index: u64,
+    pub outcome: Result<BatchOutcome, BatchError>,
+}
 
 /// Bytes an entry adds to its batches' bodies: entry and request headers
 /// (docs/raft-entries.md).
@@ -204,8 +212,9 @@ async fn write(raft: Raft, timestamp: u64, packed: Vec<Submission>) {
     let count = batches.len();
     match raft.client_write(Request { timestamp, batches }).await {
         Ok(written) if written.data.batches.len() == count => {
-            for (done, result) in waiting.into_iter().zip(written.data.batches) {
-                let _ = done.send(Ok(result));
+            let log_index = written.log_id.index;
+            for (done, outcome) in waiting.into_iter().zip(written.data.batches) {
+                let _ = done.send(Ok(CommittedBatch { log_index, outcome }));
             }
         }
         Ok(written) => {

@@ -34,7 +34,7 @@ use crate::replication::types::{NodeId, TypeConfig};
 use crate::replication::{open_storage, AppliedView, StorageOpenError};
 use crate::storage::Disk;
 use crate::wal::WalConfig;
-pub use batcher::{Batcher, BatcherConfig};
+pub use batcher::{Batcher, BatcherConfig, CommittedBatch};
 pub use service::Service;
 
 use crate::net::{ClientHandler, Frame, Replies};

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 
-use super::batcher::Batcher;
+use super::batcher::{Batcher, CommittedBatch};
 use super::protocol::{
     answer_kind, decode_request, encode_refusal, encode_state, encode_submit_answer, ok_header,
     Admin, NodeState, Refusal, Request, Status, SubmitAnswer, READ_LINEARIZABLE, STATE_AUDIT,
@@ -70,10 +70,14 @@ impl Service {
                 Ok(committed) => {
                     tokio::spawn(async move {
                         let result = match committed.await {
-                            Ok(Ok(Ok(outcome))) => Ok(submit_answer(outcome)),
-                            Ok(Ok(Err(refused))) => {
-                                Err(Refusal::new(Status::BatchRefused, refused.to_string()))
-                            }
+                            Ok(Ok(CommittedBatch {
+                                outcome: Ok(outcome),
+                                ..
+                            })) => Ok(submit_answer(outcome)),
+                            Ok(Ok(CommittedBatch {
+                                outcome: Err(refused),
+                                ..
+                            })) => Err(Refusal::new(Status::BatchRefused, refused.to_string())),
                             Ok(Err(refusal)) => Err(refusal),
                             Err(_) => Err(Refusal::new(
                                 Status::Unavailable,

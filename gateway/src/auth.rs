@@ -1,0 +1,210 @@
+//! Credentials, roles and scopes (docs/protocol.md, "Authentication and scopes").
+//!
+//! The node stores only the BLAKE3 hash of each secret: a stolen config file does not let
+//! anyone in. A client presents the secret at registration; the gateway hashes it and looks
+//! the hash up. (The lookup's timing reveals nothing useful: it depends on a hash of the
+//! secret, not on the secret.) A reader's scope decides which accounts, and so which transfers
+//! and trades, it may see; the check runs on the record found, after the lookup, so a reader
+//! cannot tell "missing" from "outside my scope".
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tally_engine::records::{Account, Trade, Transfer};
+use tally_engine::Engine;
+
+use crate::limits::SESSION_IDLE_DEFAULT;
+pub use crate::protocol::Role;
+
+/// What a reader may see: accounts on these ledgers, and these accounts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub ledgers: BTreeSet<u32>,
+    pub accounts: BTreeSet<u128>,
+}
+
+/// One client identity the node accepts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credential {
+    /// For logs only (who registered).
+    pub name: String,
+    /// BLAKE3 of the secret ([`credential_hash`]).
+    pub hash: [u8; 32],
+    pub role: Role,
+    /// Used for readers; submitters and operators are not scoped.
+    pub scope: Scope,
+}
+
+/// The gateway's configuration (the node config's `[gateway]` section).
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Requests naming another cluster are refused (`WrongCluster`).
+    pub cluster_id: u128,
+    /// Who may register. Empty: every gateway request is refused (`Unauthenticated`).
+    pub credentials: Vec<Credential>,
+    /// A session without a request for this long is dropped.
+    pub session_idle: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> GatewayConfig {
+        GatewayConfig {
+            cluster_id: 0,
+            credentials: Vec::new(),
+            session_idle: SESSION_IDLE_DEFAULT,
+        }
+    }
+}
+
+/// The hash under which a secret is configured.
+pub fn credential_hash(secret: &[u8]) -> [u8; 32] {
+    *blake3::hash(secret).as_bytes()
+}
+
+/// The hash of a secret as the config file holds it: 64 hex digits.
+pub fn credential_hash_hex(secret: &[u8]) -> String {
+    blake3::hash(secret).to_hex().to_string()
+}
+
+/// Parse a 64-digit hex hash as `tally hash-credential` prints it.
+pub fn parse_hash(text: &str) -> Result<[u8; 32], String> {
+    blake3::Hash::from_hex(text.trim())
+        .map(|hash| *hash.as_bytes())
+        .map_err(|error| format!("credential hash {text:?} is not 64 hex digits: {error}"))
+}
+
+/// Credentials by hash.
+pub(crate) struct Credentials {
+    by_hash: HashMap<[u8; 32], Arc<Credential>>,
+}
+
+impl Credentials {
+    pub(crate) fn new(credentials: &[Credential]) -> Credentials {
+        Credentials {
+            by_hash: credentials
+                .iter()
+                .map(|credential| (credential.hash, Arc::new(credential.clone())))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    pub(crate) fn find(&self, secret: &[u8]) -> Option<Arc<Credential>> {
+        self.by_hash.get(&credential_hash(secret)).cloned()
+    }
+}
+
+/// Who a session is: its role, and for a reader what it may see. `None` scope = everything.
+#[derive(Clone, Debug)]
+pub(crate) struct Access {
+    pub(crate) role: Role,
+    pub(crate) scope: Option<Arc<Scope>>,
+}
+
+impl Access {
+    pub(crate) fn of(credential: &Credential) -> Access {
+        Access {
+            role: credential.role,
+            scope: (credential.role == Role::Reader).then(|| Arc::new(credential.scope.clone())),
+        }
+    }
+
+    pub(crate) fn may_create(&self) -> bool {
+        matches!(self.role, Role::Submitter | Role::Operator)
+    }
+
+    pub(crate) fn may_read(&self) -> bool {
+        matches!(self.role, Role::Reader | Role::Operator)
+    }
+
+    fn account_id_visible(scope: &Scope, engine: &Engine, id: u128) -> bool {
+        scope.accounts.contains(&id)
+            || engine
+                .lookup_account(id)
+                .is_some_and(|account| scope.ledgers.contains(&account.ledger))
+    }
+
+    pub(crate) fn account_visible(&self, account: &Account) -> bool {
+        self.scope.as_ref().is_none_or(|scope| {
+            scope.accounts.contains(&account.id) || scope.ledgers.contains(&account.ledger)
+        })
+    }
+
+    /// A transfer is visible if either of its accounts is (both are on its ledger).
+    pub(crate) fn transfer_visible(&self, transfer: &Transfer) -> bool {
+        self.scope.as_ref().is_none_or(|scope| {
+            scope.ledgers.contains(&transfer.ledger)
+                || scope.accounts.contains(&transfer.debit_account_id)
+                || scope.accounts.contains(&transfer.credit_account_id)
+        })
+    }
+
+    /// A trade is visible if any of its four accounts is.
+    pub(crate) fn trade_visible(&self, engine: &Engine, trade: &Trade) -> bool {
+        self.scope.as_ref().is_none_or(|scope| {
+            [
+                trade.instrument_debit_account_id,
+                trade.instrument_credit_account_id,
+                trade.cash_debit_account_id,
+                trade.cash_credit_account_id,
+            ]
+            .into_iter()
+            .any(|id| Self::account_id_visible(scope, engine, id))
+        })
+    }
+
+    /// Whether the account `id` exists and is visible (statements, balances as of).
+    pub(crate) fn account_id_readable(&self, engine: &Engine, id: u128) -> bool {
+        engine
+            .lookup_account(id)
+            .is_some_and(|account| self.account_visible(&account))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Proves a reader sees accounts by ledger or id, transfers by either side, and an
+    /// operator sees everything; hashes round-trip through hex.
+    #[test]
+    fn scopes_decide_visibility() {
+        let reader = Access {
+            role: Role::Reader,
+            scope: Some(Arc::new(Scope {
+                ledgers: [1].into(),
+                accounts: [77].into(),
+            })),
+        };
+        let account = |id, ledger| Account {
+            id,
+            ledger,
+            ..Account::default()
+        };
+        assert!(reader.account_visible(&account(5, 1)));
+        assert!(reader.account_visible(&account(77, 2)));
+        assert!(!reader.account_visible(&account(5, 2)));
+        let transfer = |debit, credit, ledger| Transfer {
+            debit_account_id: debit,
+            credit_account_id: credit,
+            ledger,
+            ..Transfer::default()
+        };
+        assert!(reader.transfer_visible(&transfer(3, 77, 2)));
+        assert!(!reader.transfer_visible(&transfer(3, 4, 2)));
+        assert!(reader.transfer_visible(&transfer(3, 4, 1)));
+        assert!(!reader.may_create() && reader.may_read());
+        let operator = Access {
+            role: Role::Operator,
+            scope: None,
+        };
+        assert!(operator.account_visible(&account(5, 2)) && operator.may_create());
+        let hash = credential_hash(b"secret");
+        assert_eq!(parse_hash(&blake3::Hash::from(hash).to_hex()), Ok(hash));
+        assert!(parse_hash("zz").is_err());
+    }
+}

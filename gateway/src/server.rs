@@ -1,0 +1,558 @@
+//! The gateway's server side: a `ClientHandler` on the node's port for frame kinds ≥ 64.
+//!
+//! Each request is checked in this order, each step before anything is allocated or queued for
+//! the next (the frame itself — magic, length limit, CRC32C — was checked by `net::server`):
+//! gateway header (version, flags, body size), cluster id, leadership, body shape, session (or
+//! the credential of a register request), role, in-flight limit, then the request is served.
+//! Nothing unauthenticated reaches the batcher.
+//!
+//! Create requests go to the batcher with `try_submit` in the connection's order; a full queue
+//! answers `Busy` at once rather than growing. Their replies are cached per session
+//! (`session.rs`), so a duplicate request number gets the cached reply. Reads run in their own
+//! task against the applied state, after openraft's read index when asked to be linearizable.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use openraft::error::{CheckIsLeaderError, RaftError};
+use tally_raft::net::{ClientHandler, Frame, Replies};
+use tally_raft::node::protocol::Status as NodeStatus;
+use tally_raft::node::{Batcher, CommittedBatch};
+use tally_raft::replication::types::{ClientBatch, TypeConfig};
+use tally_raft::replication::AppliedView;
+
+use crate::auth::{Access, Credentials, GatewayConfig};
+use crate::limits::{REQUEST_EVENTS_MAX, SESSION_IN_FLIGHT_MAX};
+use crate::protocol::{
+    decode_request_body, decode_request_header, encode_balances, encode_create_reply,
+    encode_refusal, encode_registered, encode_reply, encode_statement_reply, reply_kind,
+    CreateReply, Failure, LookupKind, Operation, Refusal, Registered, ReplyHeader, Request,
+    RequestHeader, Status, FLAG_LINEARIZABLE,
+};
+use crate::session::{Admission, SessionRefusal, Sessions, Waiter};
+
+type Raft = openraft::Raft<TypeConfig>;
+
+/// The gateway of one node.
+pub struct Gateway {
+    cluster_id: u128,
+    session_idle_ms: u32,
+    credentials: Credentials,
+    sessions: Arc<Mutex<Sessions>>,
+    raft: Raft,
+    view: AppliedView,
+    /// `None` once the node stops accepting writes (graceful shutdown), so the batcher can
+    /// drain and end.
+    batcher: RwLock<Option<Batcher>>,
+}
+
+/// Where a reply goes and what it echoes.
+#[derive(Clone, Copy)]
+struct Context {
+    kind: u8,
+    frame_request_id: u64,
+    cluster_id: u128,
+    header: RequestHeader,
+}
+
+impl Context {
+    fn reply(&self, status: Status, session: u64, commit_index: u64, body: &[u8]) -> Bytes {
+        Bytes::from(encode_reply(
+            &ReplyHeader {
+                status,
+                cluster_id: self.cluster_id,
+                client_id: self.header.client_id,
+                session,
+                request_number: self.header.request_number,
+                commit_index,
+            },
+            body,
+        ))
+    }
+
+    fn ok(&self, commit_index: u64, body: &[u8]) -> Bytes {
+        self.reply(Status::Ok, self.header.session, commit_index, body)
+    }
+
+    fn refuse(&self, status: Status, refusal: &Refusal) -> Bytes {
+        self.reply(status, self.header.session, 0, &encode_refusal(refusal))
+    }
+
+    fn refuse_with(&self, status: Status, message: impl Into<String>) -> Bytes {
+        self.refuse(
+            status,
+            &Refusal {
+                leader: None,
+                message: message.into(),
+            },
+        )
+    }
+
+    fn frame(&self, payload: Bytes) -> Frame {
+        Frame {
+            kind: self.kind,
+            request_id: self.frame_request_id,
+            payload,
+        }
+    }
+
+    async fn send(&self, replies: &Replies, payload: Bytes) {
+        let _ = replies.send(self.frame(payload)).await;
+    }
+}
+
+fn lock(sessions: &Mutex<Sessions>) -> MutexGuard<'_, Sessions> {
+    // A panic while holding the lock leaves the table consistent (every mutation is a single
+    // map operation), so a poisoned lock is still usable.
+    sessions
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn session_refusal(context: &Context, refusal: SessionRefusal) -> Bytes {
+    match refusal {
+        SessionRefusal::Unknown => context.refuse_with(
+            Status::SessionUnknown,
+            "no such session on this node (expired, or registered elsewhere): register again",
+        ),
+        SessionRefusal::Busy => context.refuse_with(
+            Status::Busy,
+            format!("the session already has {SESSION_IN_FLIGHT_MAX} requests in flight"),
+        ),
+        SessionRefusal::Forbidden => context.refuse_with(
+            Status::Forbidden,
+            "this session's role may not make this request",
+        ),
+    }
+}
+
+/// A read request, owned so it can move into its task.
+enum Read {
+    Lookup { what: LookupKind, ids: Vec<u128> },
+    Statement(tally_engine::StatementFilter),
+    BalancesAsOf { account_id: u128, timestamp: u64 },
+}
+
+impl Gateway {
+    /// The gateway of the node whose Raft handle, applied state and batcher these are.
+    pub fn new(config: GatewayConfig, raft: Raft, view: AppliedView, batcher: Batcher) -> Gateway {
+        if config.credentials.is_empty() {
+            tracing::warn!(
+                "no gateway credentials configured: every gateway request will be refused"
+            );
+        }
+        Gateway {
+            cluster_id: config.cluster_id,
+            session_idle_ms: u32::try_from(config.session_idle.as_millis()).unwrap_or(u32::MAX),
+            credentials: Credentials::new(&config.credentials),
+            sessions: Arc::new(Mutex::new(Sessions::new(config.session_idle))),
+            raft,
+            view,
+            batcher: RwLock::new(Some(batcher)),
+        }
+    }
+
+    fn batcher(&self) -> Option<Batcher> {
+        self.batcher.read().ok().and_then(|batcher| batcher.clone())
+    }
+
+    /// `Err` names the leader (if known) when this node does not lead.
+    fn check_leader(&self) -> Result<(), Refusal> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        if metrics.current_leader == Some(metrics.id) {
+            return Ok(());
+        }
+        let leader = metrics.current_leader.and_then(|leader| {
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&leader)
+                .map(|node| (leader, node.addr.clone()))
+        });
+        Err(Refusal {
+            leader,
+            message: "this node is not the leader: connect to the leader and register there"
+                .to_owned(),
+        })
+    }
+
+    async fn serve(&self, frame: Frame, replies: Replies) {
+        let mut context = Context {
+            kind: reply_kind(frame.kind),
+            frame_request_id: frame.request_id,
+            cluster_id: self.cluster_id,
+            header: RequestHeader::default(),
+        };
+        let payload = match self.check(&frame, &mut context, &replies).await {
+            Ok(()) => return,
+            Err(payload) => payload,
+        };
+        context.send(&replies, payload).await;
+    }
+
+    /// Check the request and serve it; `Err` is the reply to send now.
+    async fn check(
+        &self,
+        frame: &Frame,
+        context: &mut Context,
+        replies: &Replies,
+    ) -> Result<(), Bytes> {
+        let (header, body) = decode_request_header(&frame.payload).map_err(|error| {
+            context.refuse_with(Status::BadRequest, format!("malformed request: {error}"))
+        })?;
+        context.header = header;
+        let operation = Operation::from_kind(frame.kind).ok_or_else(|| {
+            context.refuse_with(
+                Status::BadRequest,
+                format!("unknown operation (frame kind {})", frame.kind),
+            )
+        })?;
+        if header.cluster_id != self.cluster_id {
+            return Err(context.refuse_with(
+                Status::WrongCluster,
+                format!(
+                    "this node belongs to cluster {:#x}, not {:#x}",
+                    self.cluster_id, header.cluster_id
+                ),
+            ));
+        }
+        self.check_leader()
+            .map_err(|refusal| context.refuse(Status::NotLeader, &refusal))?;
+        let request = decode_request_body(operation, body).map_err(|error| {
+            context.refuse_with(Status::BadRequest, format!("malformed request: {error}"))
+        })?;
+        if self.credentials.is_empty() {
+            return Err(context.refuse_with(
+                Status::Unauthenticated,
+                "this node has no gateway credentials configured ([[gateway.credentials]])",
+            ));
+        }
+        let now = Instant::now();
+        match request {
+            Request::Register { credential } => Err(self.register(context, credential, now)),
+            Request::Heartbeat => {
+                lock(&self.sessions)
+                    .heartbeat(header.session, header.client_id, now)
+                    .map_err(|refusal| session_refusal(context, refusal))?;
+                Err(context.ok(0, &[]))
+            }
+            Request::Create { operation, body } => {
+                let body = frame.payload.slice_ref(body);
+                self.create(*context, operation, body, replies, now).await
+            }
+            Request::Lookup { what, ids } => {
+                self.read(context, Read::Lookup { what, ids }, replies, now)
+            }
+            Request::Statement(filter) => self.read(context, Read::Statement(filter), replies, now),
+            Request::BalancesAsOf {
+                account_id,
+                timestamp,
+            } => self.read(
+                context,
+                Read::BalancesAsOf {
+                    account_id,
+                    timestamp,
+                },
+                replies,
+                now,
+            ),
+        }
+    }
+
+    fn register(&self, context: &Context, credential: &[u8], now: Instant) -> Bytes {
+        let Some(credential) = self.credentials.find(credential) else {
+            tracing::info!(
+                client = context.header.client_id,
+                "registration with an unknown credential"
+            );
+            return context.refuse_with(Status::Unauthenticated, "unknown credential");
+        };
+        let access = Access::of(&credential);
+        let registered = lock(&self.sessions).register(context.header.client_id, access, now);
+        let Some(session) = registered else {
+            return context
+                .refuse_with(Status::Busy, "too many sessions on this node; retry later");
+        };
+        tracing::info!(name = credential.name, role = ?credential.role, session, "session registered");
+        let body = encode_registered(&Registered {
+            session,
+            session_idle_ms: self.session_idle_ms,
+            role: credential.role,
+            request_events_max: REQUEST_EVENTS_MAX as u32,
+            in_flight_max: SESSION_IN_FLIGHT_MAX as u32,
+        });
+        context.reply(Status::Ok, session, 0, &body)
+    }
+
+    async fn create(
+        &self,
+        context: Context,
+        operation: tally_engine::Operation,
+        body: Bytes,
+        replies: &Replies,
+        now: Instant,
+    ) -> Result<(), Bytes> {
+        let header = context.header;
+        let waiter = Waiter {
+            frame_request_id: context.frame_request_id,
+            replies: replies.clone(),
+        };
+        let admission = lock(&self.sessions)
+            .admit_create(
+                header.session,
+                header.client_id,
+                header.request_number,
+                waiter,
+                now,
+            )
+            .map_err(|refusal| session_refusal(&context, refusal))?;
+        match admission {
+            Admission::Cached(payload) => return Err(payload),
+            Admission::Waiting => return Ok(()),
+            Admission::Serve => {}
+        }
+        let sessions = Arc::clone(&self.sessions);
+        let submitted = match self.batcher() {
+            None => Err(context.refuse_with(Status::Unavailable, "the node is shutting down")),
+            Some(batcher) => match batcher.try_submit(ClientBatch { operation, body }) {
+                Ok(Some(committed)) => Ok(committed),
+                Ok(None) => Err(context.refuse_with(
+                    Status::Busy,
+                    "the leader's batch queue is full; retry later",
+                )),
+                Err(refusal) => Err(node_refusal(&context, refusal)),
+            },
+        };
+        let committed = match submitted {
+            Ok(committed) => committed,
+            Err(payload) => {
+                complete(&sessions, &context, payload, false, replies).await;
+                return Ok(());
+            }
+        };
+        let replies = replies.clone();
+        tokio::spawn(async move {
+            let (payload, keep) = match committed.await {
+                Ok(Ok(CommittedBatch {
+                    log_index,
+                    outcome: Ok(outcome),
+                })) => {
+                    let reply = CreateReply {
+                        timestamp_first: outcome.timestamp_first,
+                        timestamp_last: outcome.timestamp_last,
+                        failures: outcome
+                            .failures
+                            .iter()
+                            .map(|(index, result)| Failure {
+                                index: *index,
+                                code: result.code(),
+                            })
+                            .collect(),
+                    };
+                    (context.ok(log_index, &encode_create_reply(&reply)), true)
+                }
+                Ok(Ok(CommittedBatch {
+                    outcome: Err(refused),
+                    ..
+                })) => (
+                    context.refuse_with(Status::BatchRefused, refused.to_string()),
+                    true,
+                ),
+                Ok(Err(refusal)) => (node_refusal(&context, refusal), false),
+                Err(_) => (
+                    context.refuse_with(
+                        Status::Unavailable,
+                        "the batcher stopped before the request's entry was decided; retry it \
+                         (events already applied answer `exists`)",
+                    ),
+                    false,
+                ),
+            };
+            complete(&sessions, &context, payload, keep, &replies).await;
+        });
+        Ok(())
+    }
+
+    fn read(
+        &self,
+        context: &Context,
+        read: Read,
+        replies: &Replies,
+        now: Instant,
+    ) -> Result<(), Bytes> {
+        let header = context.header;
+        let access = lock(&self.sessions)
+            .admit_read(header.session, header.client_id, now)
+            .map_err(|refusal| session_refusal(context, refusal))?;
+        let raft = self.raft.clone();
+        let view = self.view.clone();
+        let sessions = Arc::clone(&self.sessions);
+        let replies = replies.clone();
+        let context = *context;
+        tokio::spawn(async move {
+            let payload = match linearize(&raft, header.flags).await {
+                Err(payload) => payload(&context),
+                Ok(()) => view.read(|applied| {
+                    let commit_index = applied.last_applied().map_or(0, |id| id.index);
+                    answer_read(&context, &access, applied.engine(), read, commit_index)
+                }),
+            };
+            lock(&sessions).finish(header.session);
+            context.send(&replies, payload).await;
+        });
+        Ok(())
+    }
+}
+
+type LateRefusal = Box<dyn FnOnce(&Context) -> Bytes + Send>;
+
+/// Wait until a read with these flags may be served here.
+async fn linearize(raft: &Raft, flags: u16) -> Result<(), LateRefusal> {
+    if flags & FLAG_LINEARIZABLE == 0 {
+        return Ok(());
+    }
+    match raft.ensure_linearizable().await {
+        Ok(_) => Ok(()),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
+            let leader = forward
+                .leader_id
+                .zip(forward.leader_node.map(|node| node.addr));
+            Err(Box::new(move |context: &Context| {
+                context.refuse(
+                    Status::NotLeader,
+                    &Refusal {
+                        leader,
+                        message: "linearizable reads are served by the leader".to_owned(),
+                    },
+                )
+            }))
+        }
+        Err(error) => {
+            let message = format!("leadership not confirmed: {error}");
+            Err(Box::new(move |context: &Context| {
+                context.refuse_with(Status::Unavailable, message)
+            }))
+        }
+    }
+}
+
+fn answer_read(
+    context: &Context,
+    access: &Access,
+    engine: &tally_engine::Engine,
+    read: Read,
+    commit_index: u64,
+) -> Bytes {
+    let not_found = || context.refuse_with(Status::NotFound, "no such account in your scope");
+    match read {
+        Read::Lookup { what, ids } => {
+            let mut body = Vec::with_capacity(ids.len() * 128);
+            for id in ids {
+                let record = match what {
+                    LookupKind::Accounts => engine
+                        .lookup_account(id)
+                        .filter(|account| access.account_visible(account))
+                        .map(|account| account.encode()),
+                    LookupKind::Transfers => engine
+                        .lookup_transfer(id)
+                        .filter(|transfer| access.transfer_visible(transfer))
+                        .map(|transfer| transfer.encode()),
+                    LookupKind::Trades => engine
+                        .lookup_trade(id)
+                        .filter(|trade| access.trade_visible(engine, trade))
+                        .map(|trade| trade.encode()),
+                };
+                if let Some(record) = record {
+                    body.extend_from_slice(&record);
+                }
+            }
+            context.ok(commit_index, &body)
+        }
+        Read::Statement(filter) => {
+            if !access.account_id_readable(engine, filter.account_id) {
+                return not_found();
+            }
+            match engine.statement(&filter) {
+                Ok(entries) => context.ok(commit_index, &encode_statement_reply(&entries)),
+                Err(tally_engine::QueryError::AccountNotFound) => not_found(),
+                Err(error) => context.refuse_with(Status::BadRequest, error.to_string()),
+            }
+        }
+        Read::BalancesAsOf {
+            account_id,
+            timestamp,
+        } => {
+            if !access.account_id_readable(engine, account_id) {
+                return not_found();
+            }
+            match engine.balances_as_of(account_id, timestamp) {
+                Ok(balances) => context.ok(commit_index, &encode_balances(&balances)),
+                Err(tally_engine::QueryError::AccountNotFound) => not_found(),
+                Err(error) => context.refuse_with(Status::BadRequest, error.to_string()),
+            }
+        }
+    }
+}
+
+/// Send a create request's reply to its connection and to every duplicate that waited for
+/// it, caching it if it is a definite outcome.
+async fn complete(
+    sessions: &Mutex<Sessions>,
+    context: &Context,
+    payload: Bytes,
+    keep: bool,
+    replies: &Replies,
+) {
+    let header = context.header;
+    let waiters =
+        lock(sessions).finish_create(header.session, header.request_number, &payload, keep);
+    context.send(replies, payload.clone()).await;
+    for waiter in waiters {
+        let frame = Frame {
+            kind: context.kind,
+            request_id: waiter.frame_request_id,
+            payload: payload.clone(),
+        };
+        let _ = waiter.replies.send(frame).await;
+    }
+}
+
+/// The gateway's answer for a refusal of the node's batcher.
+fn node_refusal(context: &Context, refusal: tally_raft::node::protocol::Refusal) -> Bytes {
+    let status = match refusal.status {
+        NodeStatus::NotLeader => Status::NotLeader,
+        NodeStatus::BadRequest => Status::BadRequest,
+        NodeStatus::Unavailable => Status::Unavailable,
+        NodeStatus::BatchRefused => Status::BatchRefused,
+        NodeStatus::Ok | NodeStatus::Internal => Status::Internal,
+    };
+    context.refuse(
+        status,
+        &Refusal {
+            leader: refusal.leader,
+            message: refusal.message,
+        },
+    )
+}
+
+impl ClientHandler for Gateway {
+    fn handle(
+        &self,
+        frame: Frame,
+        replies: Replies,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.serve(frame, replies))
+    }
+
+    /// Stop accepting create requests (they answer `Unavailable`); those already queued still
+    /// commit and are answered. Dropping our batcher handle lets the batcher drain and end.
+    fn stop_accepting(&self) {
+        if let Ok(mut batcher) = self.batcher.write() {
+            batcher.take();
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! Sessions: who registered, what they are serving, and their cached create replies.
+//!
+//! A session lives on the node that registered it (the leader then) and only in memory: a
+//! restart or failover loses it, and the client registers again. What makes a retry safe
+//! across that is not the cache but the engine: event ids are idempotency keys, so a
+//! re-executed request's applied events answer `exists`. The cache makes the common case (a
+//! lost reply, a retry on the same leader) return exactly the original reply.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tally_raft::net::Replies;
+
+use crate::auth::Access;
+use crate::limits::{
+    REPLY_CACHE_BYTES_MAX, REPLY_CACHE_REPLIES_MAX, SESSIONS_MAX, SESSION_IN_FLIGHT_MAX,
+};
+
+/// Someone waiting for the reply to a request number: the connection and frame id to answer.
+pub(crate) struct Waiter {
+    pub(crate) frame_request_id: u64,
+    pub(crate) replies: Replies,
+}
+
+enum Slot {
+    /// Being served; duplicates that arrive meanwhile wait here.
+    Pending(Vec<Waiter>),
+    /// The reply payload, as first sent.
+    Done(Bytes),
+}
+
+pub(crate) struct Session {
+    client_id: u128,
+    pub(crate) access: Access,
+    last_seen: Instant,
+    in_flight: usize,
+    slots: BTreeMap<u64, Slot>,
+    cached_bytes: usize,
+}
+
+/// Why a session cannot serve a request.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SessionRefusal {
+    Unknown,
+    Busy,
+    /// The session's role may not do this.
+    Forbidden,
+}
+
+/// What to do with a create request's number.
+pub(crate) enum Admission {
+    /// Serve it (the in-flight count is taken; give it back with `finish_create`).
+    Serve,
+    /// Already answered: send this payload again.
+    Cached(Bytes),
+    /// Being served: the waiter was queued for its reply.
+    Waiting,
+}
+
+/// Every session of the node.
+pub(crate) struct Sessions {
+    by_id: HashMap<u64, Session>,
+    idle: Duration,
+}
+
+impl Sessions {
+    pub(crate) fn new(idle: Duration) -> Sessions {
+        Sessions {
+            by_id: HashMap::new(),
+            idle,
+        }
+    }
+
+    /// Register a session for `client_id`; `None` when the table is full even after dropping
+    /// idle sessions.
+    pub(crate) fn register(
+        &mut self,
+        client_id: u128,
+        access: Access,
+        now: Instant,
+    ) -> Option<u64> {
+        let idle = self.idle;
+        self.by_id
+            .retain(|_, session| session.in_flight > 0 || now - session.last_seen < idle);
+        if self.by_id.len() >= SESSIONS_MAX {
+            return None;
+        }
+        let mut id = rand::random::<u64>();
+        while id == 0 || self.by_id.contains_key(&id) {
+            id = rand::random::<u64>();
+        }
+        self.by_id.insert(
+            id,
+            Session {
+                client_id,
+                access,
+                last_seen: now,
+                in_flight: 0,
+                slots: BTreeMap::new(),
+                cached_bytes: 0,
+            },
+        );
+        Some(id)
+    }
+
+    /// The live session `id` of `client_id`, touched (its idle clock restarts).
+    fn touch(
+        &mut self,
+        id: u64,
+        client_id: u128,
+        now: Instant,
+    ) -> Result<&mut Session, SessionRefusal> {
+        let expired = match self.by_id.get(&id) {
+            None => return Err(SessionRefusal::Unknown),
+            Some(session) if session.client_id != client_id => return Err(SessionRefusal::Unknown),
+            Some(session) => session.in_flight == 0 && now - session.last_seen >= self.idle,
+        };
+        if expired {
+            self.by_id.remove(&id);
+            return Err(SessionRefusal::Unknown);
+        }
+        let session = self.by_id.get_mut(&id).ok_or(SessionRefusal::Unknown)?;
+        session.last_seen = now;
+        Ok(session)
+    }
+
+    /// A heartbeat, or any request that needs no admission.
+    pub(crate) fn heartbeat(
+        &mut self,
+        id: u64,
+        client_id: u128,
+        now: Instant,
+    ) -> Result<Access, SessionRefusal> {
+        self.touch(id, client_id, now)
+            .map(|session| session.access.clone())
+    }
+
+    /// Admit a read: counts against the in-flight limit (give it back with `finish`).
+    pub(crate) fn admit_read(
+        &mut self,
+        id: u64,
+        client_id: u128,
+        now: Instant,
+    ) -> Result<Access, SessionRefusal> {
+        let session = self.touch(id, client_id, now)?;
+        if !session.access.may_read() {
+            return Err(SessionRefusal::Forbidden);
+        }
+        if session.in_flight >= SESSION_IN_FLIGHT_MAX {
+            return Err(SessionRefusal::Busy);
+        }
+        session.in_flight += 1;
+        Ok(session.access.clone())
+    }
+
+    /// Admit a create request numbered `request_number`: a cached reply, a wait for the one
+    /// being served, or a new request.
+    pub(crate) fn admit_create(
+        &mut self,
+        id: u64,
+        client_id: u128,
+        request_number: u64,
+        waiter: Waiter,
+        now: Instant,
+    ) -> Result<Admission, SessionRefusal> {
+        let session = self.touch(id, client_id, now)?;
+        if !session.access.may_create() {
+            return Err(SessionRefusal::Forbidden);
+        }
+        match session.slots.get_mut(&request_number) {
+            Some(Slot::Done(payload)) => return Ok(Admission::Cached(payload.clone())),
+            Some(Slot::Pending(waiters)) => {
+                waiters.push(waiter);
+                return Ok(Admission::Waiting);
+            }
+            None => {}
+        }
+        if session.in_flight >= SESSION_IN_FLIGHT_MAX {
+            return Err(SessionRefusal::Busy);
+        }
+        session.in_flight += 1;
+        session
+            .slots
+            .insert(request_number, Slot::Pending(Vec::new()));
+        Ok(Admission::Serve)
+    }
+
+    /// A read is done.
+    pub(crate) fn finish(&mut self, id: u64) {
+        if let Some(session) = self.by_id.get_mut(&id) {
+            session.in_flight = session.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// A create request is answered with `payload`: cache it if `keep` (a definite outcome)
+    /// and return the duplicates that waited for it.
+    pub(crate) fn finish_create(
+        &mut self,
+        id: u64,
+        request_number: u64,
+        payload: &Bytes,
+        keep: bool,
+    ) -> Vec<Waiter> {
+        let Some(session) = self.by_id.get_mut(&id) else {
+            return Vec::new();
+        };
+        session.in_flight = session.in_flight.saturating_sub(1);
+        let waiters = match session.slots.remove(&request_number) {
+            Some(Slot::Pending(waiters)) => waiters,
+            Some(Slot::Done(old)) => {
+                session.cached_bytes -= old.len();
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        if keep {
+            session.cached_bytes += payload.len();
+            session
+                .slots
+                .insert(request_number, Slot::Done(payload.clone()));
+            session.evict();
+        }
+        waiters
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+}
+
+impl Session {
+    /// Drop the oldest cached replies past the window's count or bytes.
+    fn evict(&mut self) {
+        loop {
+            let done = self
+                .slots
+                .values()
+                .filter(|slot| matches!(slot, Slot::Done(_)))
+                .count();
+            if done <= REPLY_CACHE_REPLIES_MAX && self.cached_bytes <= REPLY_CACHE_BYTES_MAX {
+                return;
+            }
+            let oldest = self
+                .slots
+                .iter()
+                .find(|(_, slot)| matches!(slot, Slot::Done(_)))
+                .map(|(number, _)| *number);
+            let Some(oldest) = oldest else {
+                return;
+            };
+            if let Some(Slot::Done(payload)) = self.slots.remove(&oldest) {
+                self.cached_bytes -= payload.len();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Role;
+
+    fn waiter() -> Waiter {
+        let (replies, _) = tokio::sync::mpsc::channel(1);
+        Waiter {
+            frame_request_id: 1,
+            replies,
+        }
+    }
+
+    fn access() -> Access {
+        Access {
+            role: Role::Operator,
+            scope: None,
+        }
+    }
+
+    /// Proves a duplicate gets the cached reply, waits while the original is served, the cache
+    /// keeps only the newest replies, and sessions expire when idle and are bound to a client.
+    #[test]
+    fn sessions_cache_and_expire() {
+        let now = Instant::now();
+        let mut sessions = Sessions::new(Duration::from_secs(10));
+        let id = sessions.register(9, access(), now).unwrap();
+        assert_eq!(
+            sessions.heartbeat(id, 8, now).err(),
+            Some(SessionRefusal::Unknown)
+        );
+        assert!(matches!(
+            sessions.admit_create(id, 9, 1, waiter(), now),
+            Ok(Admission::Serve)
+        ));
+        assert!(matches!(
+            sessions.admit_create(id, 9, 1, waiter(), now),
+            Ok(Admission::Waiting)
+        ));
+        let reply = Bytes::from_static(b"reply");
+        assert_eq!(sessions.finish_create(id, 1, &reply, true).len(), 1);
+        assert!(
+            matches!(sessions.admit_create(id, 9, 1, waiter(), now), Ok(Admission::Cached(r)) if r == reply)
+        );
+        for number in 2..=(REPLY_CACHE_REPLIES_MAX as u64 + 1) {
+            assert!(matches!(
+                sessions.admit_create(id, 9, number, waiter(), now),
+                Ok(Admission::Serve)
+            ));
+            sessions.finish_create(id, number, &reply, true);
+        }
+        assert!(matches!(
+            sessions.admit_create(id, 9, 1, waiter(), now),
+            Ok(Admission::Serve)
+        ));
+        sessions.finish_create(id, 1, &reply, false);
+        for _ in 0..SESSION_IN_FLIGHT_MAX {
+            sessions.admit_read(id, 9, now).unwrap();
+        }
+        assert_eq!(
+            sessions.admit_read(id, 9, now).err(),
+            Some(SessionRefusal::Busy)
+        );
+        for _ in 0..SESSION_IN_FLIGHT_MAX {
+            sessions.finish(id);
+        }
+        let later = now + Duration::from_secs(11);
+        assert_eq!(
+            sessions.heartbeat(id, 9, later).err(),
+            Some(SessionRefusal::Unknown)
+        );
+        assert_eq!(sessions.len(), 0);
+        for _ in 0..SESSIONS_MAX {
+            sessions.register(1, access(), later).unwrap();
+        }
+        assert_eq!(sessions.register(1, access(), later), None);
+        assert!(sessions
+            .register(1, access(), later + Duration::from_secs(11))
+            .is_some());
+    }
+}

@@ -1,0 +1,587 @@
+//! Black-box tests of the gateway: real `tally node` processes on loopback, spoken to over raw
+//! sockets by a minimal client written here (frames from `tally_raft::net::frame`, payloads
+//! from `tally_gateway::protocol`), so what is tested is the bytes on the wire.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tally::local_cluster::LocalCluster;
+use tally_engine::records::{Account, AccountFlags, Trade, Transfer};
+use tally_engine::{EventResult, StatementFilter};
+use tally_gateway::credential_hash_hex;
+use tally_gateway::protocol::{
+    decode_accounts, decode_balances, decode_create_reply, decode_refusal, decode_registered,
+    decode_reply, decode_statement_reply, decode_trades, decode_transfers,
+    encode_balances_as_of_request, encode_ids, encode_request, encode_statement_request,
+    CreateReply, Operation, Refusal, ReplyHeader, RequestHeader, Status, FLAG_LINEARIZABLE,
+};
+use tally_raft::net::frame::{encode_frame, encode_header};
+use tally_raft::net::{read_frame, write_frame, Frame};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+const CLUSTER_ID: u128 = 0xC0FFEE;
+const SUBMITTER: &str = "exchange-secret-0123456789";
+const READER: &str = "fund-secret-0123456789abcd";
+const OPERATOR: &str = "operator-secret-0123456789";
+const LEADER_WAIT: Duration = Duration::from_secs(30);
+const REPLY_WAIT: Duration = Duration::from_secs(20);
+
+/// The tests share two cores: one cluster at a time keeps elections from timing out on CPU
+/// starvation rather than on what the test does.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Node config: small WAL segments and three credentials; the reader sees ledger 2 and
+/// account 1.
+fn config(extra: &str) -> String {
+    format!(
+        "[raft]\n[wal]\nsegment_mib = 16\n{extra}\n[gateway]\ncluster_id = \"{CLUSTER_ID:#x}\"\n\
+         [[gateway.credentials]]\nname = \"exchange\"\nhash = \"{}\"\nrole = \"submitter\"\n\
+         [[gateway.credentials]]\nname = \"fund\"\nhash = \"{}\"\nrole = \"reader\"\n\
+         ledgers = [2]\naccounts = [\"1\"]\n\
+         [[gateway.credentials]]\nname = \"ops\"\nhash = \"{}\"\nrole = \"operator\"\n",
+        credential_hash_hex(SUBMITTER.as_bytes()),
+        credential_hash_hex(READER.as_bytes()),
+        credential_hash_hex(OPERATOR.as_bytes()),
+    )
+}
+
+fn cluster(root: &Path, extra_config: &str) -> LocalCluster {
+    LocalCluster::new(Path::new(env!("CARGO_BIN_EXE_tally")), root, extra_config)
+}
+
+/// One connection of the raw test client.
+struct Conn {
+    stream: TcpStream,
+    next_frame_id: u64,
+}
+
+impl Conn {
+    async fn connect(addr: &str) -> Conn {
+        Conn {
+            stream: TcpStream::connect(addr).await.expect("connect"),
+            next_frame_id: 1,
+        }
+    }
+
+    async fn send(&mut self, operation: Operation, header: &RequestHeader, body: &[u8]) -> u64 {
+        let id = self.next_frame_id;
+        self.next_frame_id += 1;
+        let frame = Frame {
+            kind: operation.kind(),
+            request_id: id,
+            payload: encode_request(header, body).into(),
+        };
+        write_frame(&mut self.stream, &frame).await.expect("send");
+        id
+    }
+
+    /// The next reply frame; `None` if the node closed the connection.
+    async fn recv(&mut self) -> Option<Frame> {
+        let read = tokio::time::timeout(REPLY_WAIT, read_frame(&mut self.stream, 64 << 20))
+            .await
+            .expect("a reply in time");
+        read.ok().flatten()
+    }
+
+    async fn call(
+        &mut self,
+        operation: Operation,
+        header: &RequestHeader,
+        body: &[u8],
+    ) -> (ReplyHeader, Vec<u8>, Frame) {
+        let id = self.send(operation, header, body).await;
+        let frame = self.recv().await.expect("the connection stays open");
+        assert_eq!(frame.request_id, id);
+        assert_eq!(frame.kind, operation.reply_kind());
+        let (header, body) = decode_reply(&frame.payload).expect("a well-formed reply");
+        let body = body.to_vec();
+        (header, body, frame)
+    }
+
+    /// The node closes this connection (EOF or reset) without replying.
+    async fn expect_closed(&mut self) {
+        assert!(
+            self.recv().await.is_none(),
+            "the connection should be closed"
+        );
+    }
+}
+
+/// A registered session on one connection.
+struct Session {
+    conn: Conn,
+    header: RequestHeader,
+}
+
+impl Session {
+    async fn register(addr: &str, secret: &str) -> Result<Session, (Status, Refusal)> {
+        let mut conn = Conn::connect(addr).await;
+        let header = RequestHeader {
+            flags: 0,
+            cluster_id: CLUSTER_ID,
+            client_id: rand::random(),
+            session: 0,
+            request_number: 0,
+        };
+        let (reply, body, _) = conn
+            .call(Operation::Register, &header, secret.as_bytes())
+            .await;
+        if reply.status != Status::Ok {
+            return Err((reply.status, decode_refusal(&body).expect("refusal")));
+        }
+        let registered = decode_registered(&body).expect("register reply");
+        assert_eq!(registered.session, reply.session);
+        Ok(Session {
+            conn,
+            header: RequestHeader {
+                session: registered.session,
+                ..header
+            },
+        })
+    }
+
+    async fn call(&mut self, operation: Operation, body: &[u8]) -> (ReplyHeader, Vec<u8>) {
+        self.header.request_number += 1;
+        let (reply, body, _) = self.conn.call(operation, &self.header, body).await;
+        (reply, body)
+    }
+
+    async fn ok(&mut self, operation: Operation, body: &[u8]) -> (ReplyHeader, Vec<u8>) {
+        let (reply, body) = self.call(operation, body).await;
+        assert_eq!(reply.status, Status::Ok, "{:?}", decode_refusal(&body));
+        (reply, body)
+    }
+
+    async fn refused(&mut self, operation: Operation, body: &[u8]) -> (Status, Refusal) {
+        let (reply, body) = self.call(operation, body).await;
+        assert_ne!(reply.status, Status::Ok);
+        (reply.status, decode_refusal(&body).expect("refusal"))
+    }
+
+    async fn create(&mut self, operation: Operation, body: &[u8]) -> CreateReply {
+        let (reply, body) = self.ok(operation, body).await;
+        assert!(reply.commit_index > 0);
+        decode_create_reply(&body).expect("create reply")
+    }
+}
+
+fn account(id: u128, ledger: u32) -> Account {
+    Account {
+        id,
+        ledger,
+        code: 1,
+        flags: AccountFlags::HISTORY,
+        ..Account::default()
+    }
+}
+
+fn transfer(id: u128, debit: u128, credit: u128, amount: u128, ledger: u32) -> Transfer {
+    Transfer {
+        id,
+        debit_account_id: debit,
+        credit_account_id: credit,
+        amount,
+        ledger,
+        code: 1,
+        ..Transfer::default()
+    }
+}
+
+fn records<T>(items: &[T], encode: impl Fn(&T) -> [u8; 128]) -> Vec<u8> {
+    items.iter().flat_map(encode).collect()
+}
+
+fn failures(reply: &CreateReply) -> Vec<(u32, Option<EventResult>)> {
+    reply
+        .failures
+        .iter()
+        .map(|f| (f.index, f.result()))
+        .collect()
+}
+
+/// Proves, against a 3-node cluster: every operation over the wire with replies by exception;
+/// a follower redirects to the leader; roles and a reader's scope are enforced; a duplicate
+/// request number returns the cached reply; a retry after a lost reply (same session, or a
+/// new one as after a failover) applies nothing twice; a wrong cluster id or an unknown
+/// credential is refused; a bad checksum, a truncated and an oversized frame close only their
+/// own connection while other clients keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_end_to_end() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(root.path(), &config(""));
+    cluster.found(&[1, 2, 3]).expect("start");
+    let leader = cluster.wait_leader(LEADER_WAIT).await.expect("leader");
+    let leader_addr = cluster.addr(leader).expect("addr");
+    let follower = *cluster
+        .nodes
+        .keys()
+        .find(|id| **id != leader)
+        .expect("follower");
+
+    // --- a follower redirects to the leader
+    let (status, refusal) = Session::register(&cluster.addr(follower).expect("addr"), SUBMITTER)
+        .await
+        .err()
+        .expect("a follower does not register");
+    assert_eq!(status, Status::NotLeader);
+    assert_eq!(refusal.leader, Some((leader, leader_addr.clone())));
+
+    let mut submitter = Session::register(&leader_addr, SUBMITTER)
+        .await
+        .expect("submitter");
+    let mut reader = Session::register(&leader_addr, READER)
+        .await
+        .expect("reader");
+    let mut operator = Session::register(&leader_addr, OPERATOR)
+        .await
+        .expect("operator");
+
+    // --- every write operation, replies by exception
+    let accounts = [
+        account(1, 1),
+        account(2, 1),
+        account(3, 1),
+        account(4, 1),
+        account(5, 0), // ledger must not be zero
+        account(11, 2),
+        account(12, 2),
+    ];
+    let reply = submitter
+        .create(
+            Operation::CreateAccounts,
+            &records(&accounts, Account::encode),
+        )
+        .await;
+    assert_eq!(
+        failures(&reply),
+        [(4, Some(EventResult::LedgerMustNotBeZero))]
+    );
+    assert!(reply.timestamp_first < reply.timestamp_last);
+    let transfers = [transfer(100, 1, 2, 10, 1), transfer(101, 3, 3, 5, 1)];
+    let reply = submitter
+        .create(
+            Operation::CreateTransfers,
+            &records(&transfers, Transfer::encode),
+        )
+        .await;
+    assert_eq!(
+        failures(&reply),
+        [(1, Some(EventResult::AccountsMustBeDifferent))]
+    );
+    let after_transfer = reply.timestamp_last;
+    let trade = Trade {
+        id: 200,
+        instrument_debit_account_id: 11,
+        instrument_credit_account_id: 12,
+        cash_debit_account_id: 3,
+        cash_credit_account_id: 4,
+        quantity: 5,
+        cash_amount: 50,
+        code: 1,
+        ..Trade::default()
+    };
+    let reply = submitter
+        .create(Operation::CreateTrades, &trade.encode())
+        .await;
+    assert_eq!(failures(&reply), []);
+
+    // --- every read operation (linearizable for the operator)
+    operator.header.flags = FLAG_LINEARIZABLE;
+    let (read, body) = operator
+        .ok(Operation::LookupAccounts, &encode_ids(&[1, 2, 99]))
+        .await;
+    assert!(read.commit_index > 0);
+    let found = decode_accounts(&body).expect("accounts");
+    assert_eq!(found.iter().map(|a| a.id).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(found[0].debits_posted, 10);
+    let (_, body) = operator
+        .ok(Operation::LookupTransfers, &encode_ids(&[100, 101]))
+        .await;
+    assert_eq!(decode_transfers(&body).expect("transfers")[0].amount, 10);
+    let (_, body) = operator
+        .ok(Operation::LookupTrades, &encode_ids(&[200]))
+        .await;
+    assert_eq!(decode_trades(&body).expect("trades")[0].quantity, 5);
+    let filter = StatementFilter {
+        account_id: 1,
+        limit: 10,
+        ..StatementFilter::default()
+    };
+    let (_, body) = operator
+        .ok(Operation::Statement, &encode_statement_request(&filter))
+        .await;
+    let statement = decode_statement_reply(&body).expect("statement");
+    assert_eq!(statement.len(), 1);
+    assert_eq!(statement[0].balances_after.debits_posted, 10);
+    let (_, body) = operator
+        .ok(
+            Operation::BalancesAsOf,
+            &encode_balances_as_of_request(1, after_transfer),
+        )
+        .await;
+    assert_eq!(decode_balances(&body).expect("balances").debits_posted, 10);
+    let (_, body) = operator
+        .ok(
+            Operation::BalancesAsOf,
+            &encode_balances_as_of_request(1, 1),
+        )
+        .await;
+    assert_eq!(decode_balances(&body).expect("balances").debits_posted, 0);
+    let (_, body) = operator.ok(Operation::Heartbeat, &[]).await;
+    assert!(body.is_empty());
+
+    // --- roles and scopes: the reader sees ledger 2 and account 1 only, and writes nothing
+    let (status, _) = reader
+        .refused(Operation::CreateAccounts, &account(20, 2).encode())
+        .await;
+    assert_eq!(status, Status::Forbidden);
+    let (status, _) = submitter
+        .refused(Operation::LookupAccounts, &encode_ids(&[1]))
+        .await;
+    assert_eq!(status, Status::Forbidden);
+    let (_, body) = reader
+        .ok(Operation::LookupAccounts, &encode_ids(&[1, 2, 3, 11]))
+        .await;
+    let visible: Vec<u128> = decode_accounts(&body)
+        .expect("accounts")
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(visible, [1, 11]);
+    let (_, body) = reader
+        .ok(Operation::LookupTransfers, &encode_ids(&[100]))
+        .await;
+    assert_eq!(
+        decode_transfers(&body).expect("transfers").len(),
+        1,
+        "1 is a side"
+    );
+    let (_, body) = reader
+        .ok(Operation::LookupTrades, &encode_ids(&[200]))
+        .await;
+    assert_eq!(
+        decode_trades(&body).expect("trades").len(),
+        1,
+        "11 is a leg"
+    );
+    let outside = StatementFilter {
+        account_id: 2,
+        ..filter
+    };
+    let (status, _) = reader
+        .refused(Operation::Statement, &encode_statement_request(&outside))
+        .await;
+    assert_eq!(status, Status::NotFound);
+    let (status, _) = reader
+        .refused(
+            Operation::BalancesAsOf,
+            &encode_balances_as_of_request(3, u64::MAX),
+        )
+        .await;
+    assert_eq!(status, Status::NotFound);
+    reader
+        .ok(
+            Operation::BalancesAsOf,
+            &encode_balances_as_of_request(11, u64::MAX),
+        )
+        .await;
+
+    // --- a duplicate request number returns the cached reply, without submitting again
+    let body = records(&[transfer(102, 1, 2, 7, 1)], Transfer::encode);
+    submitter.header.request_number += 1;
+    let number = submitter.header.request_number;
+    let (first, _, first_frame) = submitter
+        .conn
+        .call(Operation::CreateTransfers, &submitter.header, &body)
+        .await;
+    let (again, _, again_frame) = submitter
+        .conn
+        .call(Operation::CreateTransfers, &submitter.header, &body)
+        .await;
+    assert_eq!(first.status, Status::Ok);
+    assert_eq!(
+        again_frame.payload, first_frame.payload,
+        "byte for byte the cached reply"
+    );
+    assert_eq!(again.commit_index, first.commit_index);
+
+    // --- a retry after a lost reply applies nothing twice: the first attempt's connection
+    // dies before its reply is read; the retry on a new connection gets the original reply.
+    let lost = records(&[transfer(103, 1, 2, 1000, 1)], Transfer::encode);
+    let mut doomed = Conn::connect(&leader_addr).await;
+    submitter.header.request_number = number + 1;
+    doomed
+        .send(Operation::CreateTransfers, &submitter.header, &lost)
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(doomed);
+    let (retried, retried_body, _) = submitter
+        .conn
+        .call(Operation::CreateTransfers, &submitter.header, &lost)
+        .await;
+    assert_eq!(retried.status, Status::Ok);
+    assert_eq!(
+        failures(&decode_create_reply(&retried_body).expect("reply")),
+        []
+    );
+    // After a failover the session is gone; a new session's retry answers `exists`.
+    let mut fresh = Session::register(&leader_addr, SUBMITTER)
+        .await
+        .expect("submitter");
+    let reply = fresh.create(Operation::CreateTransfers, &lost).await;
+    assert_eq!(failures(&reply), [(0, Some(EventResult::Exists))]);
+    let (_, body) = operator
+        .ok(Operation::LookupAccounts, &encode_ids(&[1]))
+        .await;
+    assert_eq!(
+        decode_accounts(&body).expect("accounts")[0].debits_posted,
+        10 + 7 + 1000,
+        "each transfer applied exactly once"
+    );
+
+    // --- wrong cluster id and unknown credentials are refused
+    let wrong = RequestHeader {
+        cluster_id: CLUSTER_ID + 1,
+        ..submitter.header
+    };
+    let (reply, _, _) = submitter.conn.call(Operation::Heartbeat, &wrong, &[]).await;
+    assert_eq!(reply.status, Status::WrongCluster);
+    assert_eq!(reply.cluster_id, CLUSTER_ID);
+    let (status, _) = Session::register(&leader_addr, "not-a-configured-secret-at-all")
+        .await
+        .err()
+        .expect("unknown credential");
+    assert_eq!(status, Status::Unauthenticated);
+
+    // --- bad checksum, truncated frame, oversized frames: only that connection closes
+    let mut bytes = Vec::new();
+    let frame = Frame {
+        kind: Operation::Heartbeat.kind(),
+        request_id: 1,
+        payload: encode_request(&submitter.header, &[]).into(),
+    };
+    encode_frame(&frame, &mut bytes);
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    let mut corrupt = Conn::connect(&leader_addr).await;
+    corrupt.stream.write_all(&bytes).await.expect("send");
+    corrupt.expect_closed().await;
+
+    let mut truncated = Conn::connect(&leader_addr).await;
+    truncated
+        .stream
+        .write_all(&bytes[..40])
+        .await
+        .expect("send");
+    truncated.stream.shutdown().await.expect("half-close");
+    truncated.expect_closed().await;
+
+    let mut oversized = Conn::connect(&leader_addr).await;
+    let header = encode_header(Operation::CreateTransfers.kind(), 1, &vec![0u8; 17 << 20]);
+    oversized.stream.write_all(&header).await.expect("send");
+    oversized.expect_closed().await;
+
+    // A frame under the node's frame limit but over the gateway's body limit is refused with
+    // a reply, and that connection stays usable.
+    let big = vec![0u8; 2 << 20];
+    let (status, refusal) = submitter.refused(Operation::CreateTransfers, &big).await;
+    assert_eq!(status, Status::BadRequest, "{refusal:?}");
+    submitter.ok(Operation::Heartbeat, &[]).await;
+    reader.ok(Operation::Heartbeat, &[]).await;
+    operator
+        .ok(Operation::LookupAccounts, &encode_ids(&[2]))
+        .await;
+}
+
+/// Proves a full batcher queue answers `Busy` instead of growing (a node with a one-batch
+/// queue and one entry in flight, fed many full requests at once), that nothing refused is
+/// applied, and that the node keeps serving; and that a node without credentials refuses every
+/// gateway request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_under_overload() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(
+        root.path(),
+        &config("[batcher]\nentries_in_flight = 1\nqueue_batches = 1"),
+    );
+    cluster.found(&[1]).expect("start");
+    let leader = cluster.wait_leader(LEADER_WAIT).await.expect("leader");
+    let addr = cluster.addr(leader).expect("addr");
+    let mut operator = Session::register(&addr, OPERATOR).await.expect("operator");
+    let accounts = records(&[account(1, 1), account(2, 1)], Account::encode);
+    operator.create(Operation::CreateAccounts, &accounts).await;
+
+    const EVENTS: u128 = 8189;
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        sessions.push(
+            Session::register(&addr, SUBMITTER)
+                .await
+                .expect("submitter"),
+        );
+    }
+    for (which, session) in sessions.iter_mut().enumerate() {
+        for request in 0..16u128 {
+            let first = 1_000_000 * (which as u128 + 1) + request * EVENTS;
+            let batch: Vec<Transfer> = (first..first + EVENTS)
+                .map(|id| transfer(id, 1, 2, 1, 1))
+                .collect();
+            session.header.request_number += 1;
+            let body = records(&batch, Transfer::encode);
+            session
+                .conn
+                .send(Operation::CreateTransfers, &session.header, &body)
+                .await;
+        }
+    }
+    let (mut ok, mut busy) = (0u128, 0);
+    for session in &mut sessions {
+        for _ in 0..16 {
+            let frame = session.conn.recv().await.expect("a reply");
+            let (reply, body) = decode_reply(&frame.payload).expect("reply");
+            match reply.status {
+                Status::Ok => {
+                    assert_eq!(failures(&decode_create_reply(body).expect("reply")), []);
+                    ok += 1;
+                }
+                Status::Busy => busy += 1,
+                other => panic!("{other:?}: {:?}", decode_refusal(body)),
+            }
+        }
+    }
+    println!("overload: {ok} requests committed, {busy} answered Busy");
+    assert!(busy > 0, "a full queue answers Busy");
+    assert!(ok > 0, "the node kept committing");
+    let (_, body) = operator
+        .ok(Operation::LookupAccounts, &encode_ids(&[1]))
+        .await;
+    assert_eq!(
+        decode_accounts(&body).expect("accounts")[0].debits_posted,
+        ok * EVENTS,
+        "exactly the requests answered Ok were applied"
+    );
+
+    // --- a node without credentials refuses everything, with a reason
+    cluster.terminate(leader).expect("stop");
+    drop(cluster);
+    let bare_root = tempfile::tempdir().expect("tempdir");
+    let mut bare = self::cluster(bare_root.path(), "[raft]\n");
+    bare.found(&[1]).expect("start");
+    bare.wait_leader(LEADER_WAIT).await.expect("leader");
+    let mut conn = Conn::connect(&bare.addr(1).expect("addr")).await;
+    let header = RequestHeader {
+        cluster_id: 0,
+        ..RequestHeader::default()
+    };
+    let (reply, body, _) = conn
+        .call(Operation::Register, &header, OPERATOR.as_bytes())
+        .await;
+    assert_eq!(reply.status, Status::Unauthenticated);
+    assert!(decode_refusal(&body)
+        .expect("refusal")
+        .message
+        .contains("no gateway credentials"));
+}
