@@ -530,15 +530,15 @@ async fn idle_connection_closed_by_a_restart_is_not_reused() {
     node_1.stop().await;
 }
 
-/// Proves (slow tier: only with `TALLY_SLOW` set) that a follower catches up by snapshot when
-/// the state is large: `TALLY_SLOW_ACCOUNTS` accounts (a million by default, a snapshot of
+/// Proves (slow tier: only with `TALLY_SOAK` set) that a follower catches up by snapshot when
+/// the state is large: `TALLY_SOAK_ACCOUNTS` accounts (a million by default, a snapshot of
 /// well over a hundred MB) streamed in the recommended 4 MiB chunks, within the timeouts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_snapshot_catch_up() {
-    if std::env::var("TALLY_SLOW").is_err() {
+    if std::env::var("TALLY_SOAK").is_err() {
         return;
     }
-    let accounts: u128 = std::env::var("TALLY_SLOW_ACCOUNTS")
+    let accounts: u128 = std::env::var("TALLY_SOAK_ACCOUNTS")
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(1_000_000);
