@@ -292,6 +292,27 @@ fn trade_of(row: &TradeIn) -> anyhow::Result<Trade> {
     })
 }
 
+/// Records from parsed rows, each error naming its record (and CSV row).
+fn convert<R, T>(
+    rows: &[R],
+    convert: impl Fn(&R) -> anyhow::Result<T>,
+    file: &std::path::Path,
+) -> anyhow::Result<Vec<T>> {
+    rows.iter()
+        .enumerate()
+        .map(|(index, row)| {
+            convert(row).with_context(|| {
+                format!(
+                    "{}: record {} (CSV row {})",
+                    file.display(),
+                    index + 1,
+                    index + 2
+                )
+            })
+        })
+        .collect()
+}
+
 /// A table: column names and rows of text, printed in the chosen format.
 struct Table {
     columns: Vec<&'static str>,
@@ -414,30 +435,21 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
     match &args.command {
         ClientCommand::CreateAccounts { file } => {
             let rows: Vec<AccountIn> = read_rows(file)?;
-            let accounts = rows
-                .iter()
-                .map(account_of)
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let accounts = convert(&rows, account_of, file)?;
             let client = Client::connect(config).await?;
             let failures = client.create_accounts(&accounts).await?;
             created(accounts.iter().map(|a| a.id).collect(), failures)
         }
         ClientCommand::CreateTransfers { file } => {
             let rows: Vec<TransferIn> = read_rows(file)?;
-            let transfers = rows
-                .iter()
-                .map(transfer_of)
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let transfers = convert(&rows, transfer_of, file)?;
             let client = Client::connect(config).await?;
             let failures = client.create_transfers(&transfers).await?;
             created(transfers.iter().map(|t| t.id).collect(), failures)
         }
         ClientCommand::CreateTrades { file } => {
             let rows: Vec<TradeIn> = read_rows(file)?;
-            let trades = rows
-                .iter()
-                .map(trade_of)
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let trades = convert(&rows, trade_of, file)?;
             let client = Client::connect(config).await?;
             let failures = client.create_trades(&trades).await?;
             created(trades.iter().map(|t| t.id).collect(), failures)

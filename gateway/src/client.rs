@@ -81,6 +81,8 @@ struct Session {
 }
 
 struct Inner {
+    /// Request frames sent (including resends): shows the packing at work.
+    requests: std::sync::atomic::AtomicU64,
     config: ClientConfig,
     client_id: u128,
     target: std::sync::Mutex<usize>,
@@ -112,6 +114,7 @@ impl Client {
     /// Connect to the cluster and register a session (with the leader if it can find it).
     pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
         let inner = Arc::new(Inner {
+            requests: std::sync::atomic::AtomicU64::new(0),
             client_id: rand::random::<u128>() | 1,
             target: std::sync::Mutex::new(0),
             session: Mutex::new(None),
@@ -173,6 +176,13 @@ impl Client {
                     })
             })
             .collect()
+    }
+
+    /// Request frames this client has sent so far (registrations and resends included).
+    pub fn requests_sent(&self) -> u64 {
+        self.inner
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Create accounts; the failed ones by index (replies by exception).
@@ -364,6 +374,8 @@ impl Inner {
         header: &RequestHeader,
         body: &Bytes,
     ) -> Result<Reply, String> {
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let payload = Bytes::from(encode_request(header, body));
         let frame = timeout(
             self.config.request_timeout,
@@ -395,11 +407,13 @@ impl Inner {
         }
         *current = None;
         let addr = self.target();
-        let connection = Arc::new(
-            Connection::connect(&addr)
-                .await
-                .map_err(|error| error.to_string())?,
-        );
+        let connection = match Connection::connect(&addr).await {
+            Ok(connection) => Arc::new(connection),
+            Err(error) => {
+                self.retarget(None);
+                return Err(error.to_string());
+            }
+        };
         let credential = Bytes::from(self.config.credential.clone());
         let reply = self
             .exchange(
@@ -411,7 +425,7 @@ impl Inner {
             .await?;
         if reply.status != Status::Ok {
             let refusal = decode_refusal(&reply.body).unwrap_or_default();
-            if reply.status == Status::NotLeader {
+            if matches!(reply.status, Status::NotLeader | Status::Unavailable) {
                 self.retarget(refusal.leader.as_ref().map(|(_, addr)| addr.as_str()));
             }
             return Err(format!(
@@ -445,7 +459,7 @@ impl Inner {
                     return Err(ClientError::Decode(error))
                 }
                 Err(_) => {
-                    self.retarget(None);
+                    // `session` moved to the hinted leader or to the next node already.
                     sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
@@ -483,7 +497,6 @@ impl Inner {
                 }
                 Err(error) => {
                     last = error;
-                    self.retarget(None);
                     sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_millis(500));
                     continue;

@@ -1,0 +1,263 @@
+//! The gateway's Rust client library and the `tally client` CLI against real `tally node`
+//! processes on loopback: packing of concurrent calls, per-call results, finding the leader,
+//! surviving the leader's kill -9, and the README's CLI walk-through with its exit codes.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tally::local_cluster::LocalCluster;
+use tally_engine::records::{Account, Transfer};
+use tally_engine::{EventResult, StatementFilter};
+use tally_gateway::client::{Client, ClientConfig};
+use tally_gateway::credential_hash_hex;
+
+const CLUSTER_ID: u128 = 0x7A11;
+const SECRET: &str = "operator-secret-for-client-tests";
+
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn cluster(root: &Path) -> LocalCluster {
+    let config = format!(
+        "[raft]\n[wal]\nsegment_mib = 16\n[gateway]\ncluster_id = \"{CLUSTER_ID:#x}\"\n\
+         [[gateway.credentials]]\nname = \"ops\"\nhash = \"{}\"\nrole = \"operator\"\n",
+        credential_hash_hex(SECRET.as_bytes())
+    );
+    LocalCluster::new(Path::new(env!("CARGO_BIN_EXE_tally")), root, &config)
+}
+
+fn account(id: u128) -> Account {
+    Account {
+        id,
+        ledger: 1,
+        code: 1,
+        ..Account::default()
+    }
+}
+
+fn transfer(id: u128, debit: u128, credit: u128) -> Transfer {
+    Transfer {
+        id,
+        debit_account_id: debit,
+        credit_account_id: credit,
+        amount: 5,
+        ledger: 1,
+        code: 1,
+        ..Transfer::default()
+    }
+}
+
+/// Proves many tasks' concurrent calls travel in fewer requests than calls, each call still
+/// gets exactly its own failures (by its own indexes); that the client finds the leader from a
+/// follower's address; and that calls keep succeeding across a kill -9 of the leader, with
+/// retried events never applied twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_pack_find_the_leader_and_survive_a_kill() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(root.path());
+    cluster.found(&[1, 2, 3]).expect("started");
+    let leader = cluster
+        .wait_leader(Duration::from_secs(30))
+        .await
+        .expect("a leader");
+    let follower = [1, 2, 3].into_iter().find(|id| *id != leader).expect("one");
+    let first = cluster.addr(follower).expect("addr");
+    let mut addrs = vec![first.clone()];
+    addrs.extend(cluster.addrs().into_iter().filter(|addr| *addr != first));
+    let client = Client::connect(ClientConfig::new(
+        addrs,
+        CLUSTER_ID,
+        SECRET.as_bytes().to_vec(),
+    ))
+    .await
+    .expect("connected through a follower's address");
+    let accounts: Vec<Account> = (1..=10).map(account).collect();
+    assert_eq!(
+        client.create_accounts(&accounts).await.expect("created"),
+        vec![]
+    );
+
+    let before = client.requests_sent();
+    let client = Arc::new(client);
+    let mut calls = Vec::new();
+    for k in 0..300u128 {
+        let client = Arc::clone(&client);
+        calls.push(tokio::spawn(async move {
+            // Call k: two transfers; the second fails (unknown account) when k is odd.
+            let credit = if k % 2 == 1 { 999 } else { 3 };
+            let pair = [
+                transfer(1000 + 2 * k, 1, 2),
+                transfer(1001 + 2 * k, 2, credit),
+            ];
+            (k, client.create_transfers(&pair).await.expect("answered"))
+        }));
+    }
+    for call in calls {
+        let (k, failures) = call.await.expect("task");
+        if k % 2 == 1 {
+            assert_eq!(
+                failures,
+                vec![(1, EventResult::CreditAccountNotFound)],
+                "call {k}"
+            );
+        } else {
+            assert_eq!(failures, vec![], "call {k}");
+        }
+    }
+    let requests = client.requests_sent() - before;
+    assert!(
+        requests < 300,
+        "300 concurrent calls took {requests} requests: not packed"
+    );
+    eprintln!("300 concurrent calls travelled in {requests} requests");
+
+    cluster.kill(leader).expect("killed");
+    let retried: Vec<Transfer> = (0..50).map(|k| transfer(5000 + k, 1, 2)).collect();
+    let failures = client
+        .create_transfers(&retried)
+        .await
+        .expect("committed after the kill");
+    assert!(
+        failures
+            .iter()
+            .all(|(_, result)| *result == EventResult::Exists),
+        "{failures:?}"
+    );
+    let again = client
+        .create_transfers(&retried)
+        .await
+        .expect("retry answered");
+    assert_eq!(
+        again.len(),
+        50,
+        "a retry applies nothing twice: all `exists`"
+    );
+    let found = client
+        .lookup_accounts(&[1, 2])
+        .await
+        .expect("linearizable read");
+    // Every call's first leg (1 -> 2) succeeded, and the 50 transfers sent after the kill
+    // (then sent again) moved money once each.
+    let debited = found
+        .iter()
+        .find(|a| a.id == 1)
+        .expect("account 1")
+        .debits_posted;
+    assert_eq!(debited, 5 * (300 + 50));
+    let statement = client
+        .statement(&StatementFilter {
+            account_id: 1,
+            limit: 8189,
+            ..StatementFilter::default()
+        })
+        .await
+        .expect("statement");
+    assert_eq!(statement.len(), 350);
+}
+
+fn tally(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("tally runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Proves the README's walk-through: the CLI creates two accounts from CSV, moves money from
+/// JSON, prints a statement and balances; failed events exit 1 and are listed; bad input exits
+/// 2 before anything is sent; a wrong credential exits 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_walk_through_and_exit_codes() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(root.path());
+    cluster.found(&[1]).expect("started");
+    cluster
+        .wait_leader(Duration::from_secs(30))
+        .await
+        .expect("a leader");
+    let addr = cluster.addr(1).expect("addr");
+    let cluster_id = format!("{CLUSTER_ID:#x}");
+    let env = [
+        ("TALLY_CLUSTER", addr.as_str()),
+        ("TALLY_CLUSTER_ID", cluster_id.as_str()),
+        ("TALLY_CREDENTIAL", SECRET),
+    ];
+    let accounts = root.path().join("accounts.csv");
+    std::fs::write(&accounts, "id,ledger,code,flags\n1,1,10,history\n2,1,10,\n").expect("write");
+    let (code, out, err) = tally(
+        &[
+            "client",
+            "create-accounts",
+            accounts.to_str().expect("path"),
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("all 2 events succeeded"), "{out}");
+
+    let transfers = root.path().join("transfers.json");
+    std::fs::write(
+        &transfers,
+        r#"[{"id": 100, "debit_account_id": 1, "credit_account_id": 2, "amount": 250, "ledger": 1, "code": 1},
+            {"id": 101, "debit_account_id": 1, "credit_account_id": 3, "amount": 5, "ledger": 1, "code": 1}]"#,
+    )
+    .expect("write");
+    let (code, out, err) = tally(
+        &[
+            "client",
+            "create-transfers",
+            transfers.to_str().expect("path"),
+        ],
+        &env,
+    );
+    assert_eq!(code, 1, "one event failed: {out}{err}");
+    assert!(
+        out.contains("101") && out.contains("CreditAccountNotFound"),
+        "{out}"
+    );
+
+    let (code, out, err) = tally(&["client", "--output", "json", "statement", "1"], &env);
+    assert_eq!(code, 0, "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&out).expect("JSON statement");
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{out}");
+    assert_eq!(rows[0]["id"], "100");
+    assert_eq!(rows[0]["debits_posted"], "250");
+
+    let (code, out, _) = tally(&["client", "--output", "csv", "lookup-accounts", "2"], &env);
+    assert_eq!(code, 0);
+    let row: Vec<&str> = out.lines().nth(1).expect("one row").split(',').collect();
+    assert_eq!(
+        (row[0], row[7]),
+        ("2", "250"),
+        "id and credits_posted: {out}"
+    );
+
+    let bad = root.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "id,debit_account_id,credit_account_id,amount,ledger,code\nx,1,2,3,1,1\n",
+    )
+    .expect("write");
+    let (code, _, err) = tally(
+        &["client", "create-transfers", bad.to_str().expect("path")],
+        &env,
+    );
+    assert_eq!(code, 2, "bad input: {err}");
+    assert!(err.contains("row 2"), "{err}");
+
+    let wrong = [
+        env[0],
+        env[1],
+        ("TALLY_CREDENTIAL", "not-the-secret-at-all-0000"),
+    ];
+    let (code, _, err) = tally(&["client", "lookup-accounts", "1"], &wrong);
+    assert_eq!(code, 3, "refused: {err}");
+}
