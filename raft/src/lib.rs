@@ -1,6 +1,7 @@
 //! Tally's durable storage and replication: the write-ahead log that is the Raft log, the vote,
 //! snapshot files, and (in `replication`) openraft's log storage and state machine on them.
-//! Entry points: [`wal::Wal::open`] on a [`storage::Disk`] ([`storage::open_default`] in
+//! Entry points: [`wal::Wal::open`] (or [`wal::Wal::open_with_replay`], which hands the log to
+//! a visitor while recovery reads it) on a [`storage::Disk`] ([`storage::open_default`] in
 //! production: io_uring, or pwrite + fdatasync where io_uring is unavailable), and
 //! [`replication::open_storage`] for a replica's whole data directory.
 //! This is the only crate that touches the disk. The WAL and storage layers never interpret

@@ -68,6 +68,8 @@ pub(crate) struct Pool {
 impl Pool {
     /// A pool of buffers that each hold one whole segment of `config`.
     pub(crate) fn new(config: &WalConfig) -> Pool {
+        // Unbounded only in type: it never holds more buffers than were lent out, which the
+        // rendezvous with the scan bounds (see the module docs).
         let (home, returned) = unbounded();
         Pool {
             home,
