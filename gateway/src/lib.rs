@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod limits;
 pub mod protocol;
+mod reply;
 pub mod server;
 mod session;
 

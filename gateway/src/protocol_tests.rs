@@ -3,6 +3,7 @@ use tally_engine::records::{Trade, Transfer};
 use tally_engine::{Balances, EventResult, StatementEntry, StatementEvent, StatementFilter};
 
 use super::*;
+use crate::limits::STATEMENT_ENTRY_BYTES;
 
 fn header() -> RequestHeader {
     RequestHeader {
