@@ -146,7 +146,8 @@ fn every_operation_round_trips() {
     ];
     for (operation, body, expected) in cases {
         let frame = request_frame(operation, 1, &header(), &body);
-        let (decoded_header, request) = decode_request(frame.kind, &frame.payload).expect("decodes");
+        let (decoded_header, request) =
+            decode_request(frame.kind, &frame.payload).expect("decodes");
         assert_eq!(decoded_header, header());
         assert_eq!(request, expected, "{operation:?}");
         assert_eq!(Operation::from_kind(operation.kind()), Some(operation));
