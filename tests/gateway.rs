@@ -478,16 +478,32 @@ async fn gateway_end_to_end() {
     truncated.stream.shutdown().await.expect("half-close");
     truncated.expect_closed().await;
 
+    // Over the gateway's limit (a full request and its header) is refused from the frame
+    // header, before the payload is read or allocated.
     let mut oversized = Conn::connect(&leader_addr).await;
-    let header = encode_header(Operation::CreateTransfers.kind(), 1, &vec![0u8; 17 << 20]);
+    let header = encode_header(Operation::CreateTransfers.kind(), 1, &vec![0u8; 2 << 20]);
     oversized.stream.write_all(&header).await.expect("send");
     oversized.expect_closed().await;
 
-    // A frame under the node's frame limit but over the gateway's body limit is refused with
-    // a reply, and that connection stays usable.
-    let big = vec![0u8; 2 << 20];
-    let (status, refusal) = submitter.refused(Operation::CreateTransfers, &big).await;
-    assert_eq!(status, Status::BadRequest, "{refusal:?}");
+    // A header whose body size disagrees with the frame gets a reply; the connection stays.
+    let mut payload = encode_request(&submitter.header, &[0u8; 128]);
+    payload[4] = 0;
+    let frame = Frame {
+        kind: Operation::CreateTransfers.kind(),
+        request_id: 77,
+        payload: payload.into(),
+    };
+    write_frame(&mut submitter.conn.stream, &frame)
+        .await
+        .expect("send");
+    let reply = submitter.conn.recv().await.expect("a reply");
+    let (reply, body) = decode_reply(&reply.payload).expect("reply");
+    assert_eq!(
+        reply.status,
+        Status::BadRequest,
+        "{:?}",
+        decode_refusal(body)
+    );
     submitter.ok(Operation::Heartbeat, &[]).await;
     reader.ok(Operation::Heartbeat, &[]).await;
     operator

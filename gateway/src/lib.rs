@@ -12,6 +12,7 @@ pub mod auth;
 pub mod client;
 pub mod limits;
 pub mod protocol;
+mod reply;
 pub mod server;
 mod session;
 

@@ -3,6 +3,7 @@ use tally_engine::records::{Trade, Transfer};
 use tally_engine::{Balances, EventResult, StatementEntry, StatementEvent, StatementFilter};
 
 use super::*;
+use crate::limits::STATEMENT_ENTRY_BYTES;
 
 fn header() -> RequestHeader {
     RequestHeader {
@@ -56,7 +57,7 @@ proptest! {
         };
         let payload = encode_request(&header, &body);
         prop_assert_eq!(payload.len(), HEADER_BYTES + body.len());
-        let (decoded, decoded_body) = decode_request_header(&payload).unwrap();
+        let (decoded, decoded_body) = decode_request_header(&payload).expect("decodes");
         prop_assert_eq!(decoded, header);
         prop_assert_eq!(decoded_body, &body[..]);
     }
@@ -74,13 +75,13 @@ proptest! {
         };
         let body = encode_create_reply(&reply);
         let header = ReplyHeader {
-            status: Status::from_byte(status).unwrap(),
+            status: Status::from_byte(status).expect("decodes"),
             cluster_id: 1, client_id: 2, session: 3, request_number: 4, commit_index,
         };
         let payload = encode_reply(&header, &body);
-        let (decoded_header, decoded_body) = decode_reply(&payload).unwrap();
+        let (decoded_header, decoded_body) = decode_reply(&payload).expect("decodes");
         prop_assert_eq!(decoded_header, header);
-        prop_assert_eq!(decode_create_reply(decoded_body).unwrap(), reply);
+        prop_assert_eq!(decode_create_reply(decoded_body).expect("decodes"), reply);
     }
 }
 
@@ -145,7 +146,8 @@ fn every_operation_round_trips() {
     ];
     for (operation, body, expected) in cases {
         let frame = request_frame(operation, 1, &header(), &body);
-        let (decoded_header, request) = decode_request(frame.kind, &frame.payload).unwrap();
+        let (decoded_header, request) =
+            decode_request(frame.kind, &frame.payload).expect("decodes");
         assert_eq!(decoded_header, header());
         assert_eq!(request, expected, "{operation:?}");
         assert_eq!(Operation::from_kind(operation.kind()), Some(operation));
@@ -224,7 +226,7 @@ fn reply_bodies_round_trip() {
         in_flight_max: 16,
     };
     assert_eq!(
-        decode_registered(&encode_registered(&registered)).unwrap(),
+        decode_registered(&encode_registered(&registered)).expect("decodes"),
         registered
     );
     let balances = Balances {
@@ -234,7 +236,7 @@ fn reply_bodies_round_trip() {
         credits_posted: u128::MAX,
     };
     assert_eq!(
-        decode_balances(&encode_balances(&balances)).unwrap(),
+        decode_balances(&encode_balances(&balances)).expect("decodes"),
         balances
     );
     let entries = vec![
@@ -269,7 +271,7 @@ fn reply_bodies_round_trip() {
     ];
     let body = encode_statement_reply(&entries);
     assert_eq!(body.len(), 8 + entries.len() * STATEMENT_ENTRY_BYTES);
-    assert_eq!(decode_statement_reply(&body).unwrap(), entries);
+    assert_eq!(decode_statement_reply(&body).expect("decodes"), entries);
     for refusal in [
         Refusal {
             leader: Some((2, "127.0.0.1:7002".to_owned())),
@@ -280,7 +282,7 @@ fn reply_bodies_round_trip() {
             message: "é".repeat(2000),
         },
     ] {
-        let decoded = decode_refusal(&encode_refusal(&refusal)).unwrap();
+        let decoded = decode_refusal(&encode_refusal(&refusal)).expect("decodes");
         assert_eq!(decoded.leader, refusal.leader);
         assert!(refusal.message.starts_with(&decoded.message));
     }
@@ -291,7 +293,7 @@ fn reply_bodies_round_trip() {
         ..Transfer::default()
     };
     assert_eq!(
-        decode_transfers(&transfer.encode()).unwrap(),
+        decode_transfers(&transfer.encode()).expect("decodes"),
         vec![transfer]
     );
 }

@@ -1,7 +1,8 @@
 //! The gateway's server side: a `ClientHandler` on the node's port for frame kinds ≥ 64.
 //!
 //! Each request is checked in this order, each step before anything is allocated or queued for
-//! the next (the frame itself — magic, length limit, CRC32C — was checked by `net::server`):
+//! the next (the frame itself — magic, length against `payload_bytes_max` below before the
+//! payload is allocated, CRC32C — was checked by `net::server`):
 //! gateway header (version, flags, body size), cluster id, leadership, body shape, session (or
 //! the credential of a register request), role, in-flight limit, then the request is served.
 //! Nothing unauthenticated reaches the batcher.
@@ -25,7 +26,9 @@ use tally_raft::replication::types::{ClientBatch, TypeConfig};
 use tally_raft::replication::AppliedView;
 
 use crate::auth::{Access, Credentials, GatewayConfig};
-use crate::limits::{REQUEST_EVENTS_MAX, SESSION_IN_FLIGHT_MAX};
+use crate::limits::{
+    HEADER_BYTES, REQUEST_BODY_BYTES_MAX, REQUEST_EVENTS_MAX, SESSION_IN_FLIGHT_MAX,
+};
 use crate::protocol::{
     decode_request_body, decode_request_header, encode_balances, encode_create_reply,
     encode_refusal, encode_registered, encode_reply, encode_statement_reply, reply_kind,
@@ -546,6 +549,12 @@ impl ClientHandler for Gateway {
         replies: Replies,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(self.serve(frame, replies))
+    }
+
+    /// A full create request and its header: anything larger is refused by the frame reader
+    /// before its payload is allocated, and closes its connection.
+    fn payload_bytes_max(&self, _kind: u8) -> usize {
+        HEADER_BYTES + REQUEST_BODY_BYTES_MAX
     }
 
     /// Stop accepting create requests (they answer `Unavailable`); those already queued still

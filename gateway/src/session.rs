@@ -170,6 +170,11 @@ impl Sessions {
         }
         match session.slots.get_mut(&request_number) {
             Some(Slot::Done(payload)) => return Ok(Admission::Cached(payload.clone())),
+            // Duplicates of a request being served wait for its reply; as many as requests
+            // in flight, so a client repeating one number cannot grow the list without bound.
+            Some(Slot::Pending(waiters)) if waiters.len() >= SESSION_IN_FLIGHT_MAX => {
+                return Err(SessionRefusal::Busy)
+            }
             Some(Slot::Pending(waiters)) => {
                 waiters.push(waiter);
                 return Ok(Admission::Waiting);

@@ -86,6 +86,15 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     payload_bytes_max: usize,
 ) -> Result<Option<Frame>, FrameError> {
+    read_frame_limited(reader, |_| payload_bytes_max).await
+}
+
+/// As [`read_frame`], with the payload limit chosen by the frame's kind (a server gives client
+/// kinds a smaller limit than replica RPCs), still checked before allocating.
+pub async fn read_frame_limited<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    payload_bytes_max: impl Fn(u8) -> usize,
+) -> Result<Option<Frame>, FrameError> {
     let mut header = [0u8; FRAME_HEADER_BYTES];
     let mut filled = 0;
     while filled < FRAME_HEADER_BYTES {
@@ -111,11 +120,9 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     }
     let kind = header[5];
     let length = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
-    if length > payload_bytes_max {
-        return Err(FrameError::TooLarge {
-            length,
-            limit: payload_bytes_max,
-        });
+    let limit = payload_bytes_max(kind);
+    if length > limit {
+        return Err(FrameError::TooLarge { length, limit });
     }
     let mut id = [0u8; 8];
     id.copy_from_slice(&header[12..20]);

@@ -21,7 +21,9 @@ pub mod server;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use frame::{read_frame, write_frame, Frame, FrameError, FRAME_HEADER_BYTES};
+pub use frame::{
+    read_frame, read_frame_limited, write_frame, Frame, FrameError, FRAME_HEADER_BYTES,
+};
 pub use network::{Network, PeerClient};
 pub use server::serve;
 
@@ -48,6 +50,12 @@ pub trait ClientHandler: Send + Sync + 'static {
     /// The node is shutting down: refuse new writes from now on (requests already queued are
     /// still answered).
     fn stop_accepting(&self) {}
+
+    /// The largest payload a frame of `kind` may carry, checked before the payload is read or
+    /// allocated (capped at `FRAME_PAYLOAD_BYTES_MAX`). A larger frame closes its connection.
+    fn payload_bytes_max(&self, _kind: u8) -> usize {
+        limits::FRAME_PAYLOAD_BYTES_MAX
+    }
 }
 
 /// The openraft configuration a Tally node should run with (not yet validated; `validate()`

@@ -5,8 +5,8 @@
 //! - Frames are handled in arrival order, each awaited before the next is read. A replica
 //!   request is answered inline: openraft's calls on one client are sequential anyway, and a
 //!   slow answer (a snapshot being installed) holds only the connection it came on.
-//! - A frame that fails its checks (magic, version, length limit, checksum) closes that
-//!   connection only: the stream is no longer at a frame boundary. It is logged; the node and
+//! - A frame that fails its checks (magic, version, length limit — per kind: the client
+//!   handler may set a smaller one for its kinds — checksum) closes that connection only: the stream is no longer at a frame boundary. It is logged; the node and
 //!   its other connections are untouched, and the peer reconnects.
 //! - At most `CONNECTIONS_MAX` connections; one more is closed at once.
 //! - When `shutdown` becomes true the server stops accepting, closes its connections and
@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use super::frame::{read_frame, write_frame, Frame};
+use super::frame::{read_frame_limited, write_frame, Frame};
 use super::limits::{
     ACCEPT_ERROR_PAUSE, CONNECTIONS_MAX, FRAME_PAYLOAD_BYTES_MAX, REPLIES_QUEUE_DEPTH,
 };
@@ -90,6 +90,13 @@ async fn connection(
         tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
     }
     let (mut reader, mut writer) = stream.into_split();
+    // Replica RPCs may carry up to the frame limit; client kinds as much as their handler says.
+    let payload_bytes_max = |kind: u8| match &clients {
+        Some(clients) if kind > RAFT_KIND_LAST => {
+            clients.payload_bytes_max(kind).min(FRAME_PAYLOAD_BYTES_MAX)
+        }
+        _ => FRAME_PAYLOAD_BYTES_MAX,
+    };
     let (replies, mut outgoing): (Replies, _) = mpsc::channel::<Frame>(REPLIES_QUEUE_DEPTH);
     let mut writer_task = tokio::spawn(async move {
         while let Some(frame) = outgoing.recv().await {
@@ -102,7 +109,7 @@ async fn connection(
     loop {
         let frame = tokio::select! {
             () = stopped(&mut shutdown) => break,
-            read = read_frame(&mut reader, FRAME_PAYLOAD_BYTES_MAX) => match read {
+            read = read_frame_limited(&mut reader, &payload_bytes_max) => match read {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(error) => {

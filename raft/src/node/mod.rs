@@ -68,6 +68,13 @@ impl ClientHandler for Dispatch {
         }
     }
 
+    fn payload_bytes_max(&self, kind: u8) -> usize {
+        match &self.extra {
+            Some(extra) if kind >= EXTRA_KIND_FIRST => extra.payload_bytes_max(kind),
+            _ => self.service.payload_bytes_max(kind),
+        }
+    }
+
     fn stop_accepting(&self) {
         self.service.stop_accepting();
         if let Some(extra) = &self.extra {
