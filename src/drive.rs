@@ -25,6 +25,10 @@ pub struct DriveArgs {
     /// Start this many local nodes (1, 3 or 5) in a temporary directory and drive them.
     #[arg(long)]
     pub spawn: Option<usize>,
+    /// An operator's credential for `--cluster` (the driver writes through the node
+    /// protocol); `--spawn` makes its own.
+    #[arg(long, env = "TALLY_CREDENTIAL", hide_env_values = true)]
+    pub credential: Option<String>,
     /// Accounts to create first (transfers pick two of them at random).
     #[arg(long, default_value_t = 10_000)]
     pub accounts: u64,
@@ -85,14 +89,18 @@ async fn create_accounts(client: &Client, count: u64) -> anyhow::Result<()> {
 }
 
 /// Drive `addrs` as `args` say and print the figures.
-pub async fn drive(addrs: Vec<String>, args: &DriveArgs) -> anyhow::Result<DriveReport> {
+pub async fn drive(
+    addrs: Vec<String>,
+    credential: &[u8],
+    args: &DriveArgs,
+) -> anyhow::Result<DriveReport> {
     if args.batch_events == 0 || args.batch_events > tally_engine::limits::BATCH_EVENTS_MAX {
         bail!("--batch-events must be 1..=8189");
     }
     if args.accounts < 2 {
         bail!("--accounts must be at least 2");
     }
-    let client = Arc::new(Client::new(addrs, RetryPolicy::default()));
+    let client = Arc::new(Client::new(addrs, credential, RetryPolicy::default()));
     let started = Instant::now();
     create_accounts(&client, args.accounts).await?;
     println!(

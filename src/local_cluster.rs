@@ -41,6 +41,9 @@ pub struct LocalCluster {
     exe: PathBuf,
     root: PathBuf,
     extra_config: String,
+    /// The operator secret every node's config knows (by its hash), for the node protocol;
+    /// `None` for a cluster configured without any credential.
+    operator: Option<String>,
     pub nodes: BTreeMap<u64, LocalNode>,
 }
 
@@ -58,8 +61,26 @@ impl LocalCluster {
             exe: exe.to_owned(),
             root: root.to_owned(),
             extra_config: extra_config.to_owned(),
+            operator: Some(format!("local-operator-{:032x}", rand::random::<u128>())),
             nodes: BTreeMap::new(),
         }
+    }
+
+    /// Configure the nodes without the local operator credential (then `states` and
+    /// `wait_leader` cannot ask the nodes anything).
+    pub fn without_operator(mut self) -> LocalCluster {
+        self.operator = None;
+        self
+    }
+
+    /// The operator secret of this cluster's nodes (node protocol: admin, unscoped reads).
+    pub fn operator_credential(&self) -> &[u8] {
+        self.operator.as_deref().unwrap_or_default().as_bytes()
+    }
+
+    /// A node-protocol connection to node `id`, as this cluster's operator.
+    pub async fn connect(&self, id: u64) -> anyhow::Result<Connection> {
+        Ok(Connection::connect_as(&self.addr(id)?, self.operator_credential()).await?)
     }
 
     /// Add node `id` with a fresh address and directory, and write its config (bootstrapping
@@ -76,6 +97,16 @@ impl LocalCluster {
             dir.join("data").display()
         );
         config.push_str(&self.extra_config);
+        if let Some(secret) = &self.operator {
+            if !self.extra_config.contains("[gateway]") {
+                config.push_str("\n[gateway]\ncluster_id = \"0x1\"\n");
+            }
+            config.push_str(&format!(
+                "\n[[gateway.credentials]]\nname = \"local-operator\"\nhash = \"{}\"\n\
+                 role = \"operator\"\n",
+                blake3::hash(secret.as_bytes()).to_hex()
+            ));
+        }
         if !bootstrap.is_empty() {
             config.push_str("\n[bootstrap]\n");
             for (member, member_addr) in bootstrap {
@@ -182,7 +213,8 @@ impl LocalCluster {
         let mut states = BTreeMap::new();
         for node in self.nodes.values().filter(|node| node.is_running()) {
             let asked = async {
-                let connection = Connection::connect(&node.addr).await?;
+                let connection =
+                    Connection::connect_as(&node.addr, self.operator_credential()).await?;
                 connection.state(flags).await
             };
             if let Ok(Ok(state)) = tokio::time::timeout(Duration::from_secs(5), asked).await {

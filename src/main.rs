@@ -47,6 +47,10 @@ enum Command {
         /// A node's address.
         #[arg(long)]
         node: String,
+        /// An operator's credential (the node knows its hash: `[[gateway.credentials]]` with
+        /// role "operator").
+        #[arg(long, env = "TALLY_CREDENTIAL", hide_env_values = true)]
+        credential: String,
         #[command(subcommand)]
         command: AdminCommand,
     },
@@ -106,8 +110,8 @@ async fn run_node(flags: NodeFlags) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_admin(addr: &str, command: AdminCommand) -> anyhow::Result<()> {
-    let connection = Connection::connect(addr).await?;
+async fn run_admin(addr: &str, credential: &[u8], command: AdminCommand) -> anyhow::Result<()> {
+    let connection = Connection::connect_as(addr, credential).await?;
     let admin = match command {
         AdminCommand::Status => {
             let state = connection.state(STATE_AUDIT).await?;
@@ -131,7 +135,8 @@ async fn run_admin(addr: &str, command: AdminCommand) -> anyhow::Result<()> {
 
 async fn run_drive(args: DriveArgs) -> anyhow::Result<()> {
     let Some(count) = args.spawn else {
-        drive(args.cluster.clone(), &args).await?;
+        let credential = args.credential.clone().unwrap_or_default();
+        drive(args.cluster.clone(), credential.as_bytes(), &args).await?;
         return Ok(());
     };
     let root = tempfile::tempdir().context("temporary directory")?;
@@ -147,7 +152,7 @@ async fn run_drive(args: DriveArgs) -> anyhow::Result<()> {
     let first = cluster.addr(leader)?;
     let mut addrs = vec![first.clone()];
     addrs.extend(cluster.addrs().into_iter().filter(|addr| *addr != first));
-    drive(addrs, &args).await?;
+    drive(addrs, cluster.operator_credential(), &args).await?;
     let states = cluster.states(STATE_AUDIT).await;
     let digests: BTreeMap<u64, _> = states
         .iter()
@@ -208,7 +213,11 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Node(flags) => run_node(flags).await,
-            Command::Admin { node, command } => run_admin(&node, command).await,
+            Command::Admin {
+                node,
+                credential,
+                command,
+            } => run_admin(&node, credential.as_bytes(), command).await,
             Command::Drive(args) => run_drive(args).await,
             Command::Client(_) => Ok(()),
             Command::HashCredential { secret } => hash_credential(secret),

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tally::local_cluster::LocalCluster;
 use tally_engine::records::{Account, Transfer};
 use tally_engine::{EventResult, Operation};
-use tally_raft::node::client::{Client, Connection, RetryPolicy};
+use tally_raft::node::client::{Client, RetryPolicy};
 use tally_raft::node::protocol::{Admin, NodeState, Request, Status, STATE_AUDIT};
 
 const ACCOUNTS: u64 = 100;
@@ -33,6 +33,7 @@ const FAST_RAFT: &str = "[raft]\n[wal]\nsegment_mib = 16\n";
 fn client(cluster: &LocalCluster) -> Arc<Client> {
     Arc::new(Client::new(
         cluster.addrs(),
+        cluster.operator_credential(),
         RetryPolicy {
             deadline: Duration::from_secs(30),
             ..RetryPolicy::default()
@@ -178,9 +179,7 @@ async fn check_nothing_lost(cluster: &LocalCluster, ids: &[u64], acknowledged: &
             );
             assert_eq!(totals.debits_pending, totals.credits_pending);
         }
-        let connection = Connection::connect(&cluster.addr(*id).expect("addr"))
-            .await
-            .expect("connect");
+        let connection = cluster.connect(*id).await.expect("connect");
         let mut found = 0;
         for chunk in acknowledged.chunks(8189) {
             found += connection
@@ -202,7 +201,7 @@ async fn check_nothing_lost(cluster: &LocalCluster, ids: &[u64], acknowledged: &
 }
 
 /// Proves a 3-node cluster of real processes elects a leader, commits batches with per-batch
-/// results, refuses bad batches with clear answers, serves linearizable reads on the leader
+/// results, refuses bad batches with clear answers and strangers on the operators' protocol, serves linearizable reads on the leader
 /// only (a follower names the leader), and converges to one digest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_elect_commit_and_agree() {
@@ -231,18 +230,14 @@ async fn three_nodes_elect_commit_and_agree() {
         }
         other => panic!("a partial record must be refused: {other:?}"),
     }
-    let leader_connection = Connection::connect(&cluster.addr(leader).expect("addr"))
-        .await
-        .expect("connect");
+    let leader_connection = cluster.connect(leader).await.expect("connect");
     let found = leader_connection
         .lookup_transfers(1, (1000..1100).collect())
         .await
         .expect("linearizable read on the leader");
     assert_eq!(found.len(), 100);
     let follower = [1, 2, 3].into_iter().find(|id| *id != leader).expect("one");
-    let follower_connection = Connection::connect(&cluster.addr(follower).expect("addr"))
-        .await
-        .expect("connect");
+    let follower_connection = cluster.connect(follower).await.expect("connect");
     let refused = follower_connection
         .request(&Request::LookupTransfers {
             flags: 1,
@@ -257,6 +252,18 @@ async fn three_nodes_elect_commit_and_agree() {
         Some(leader),
         "and names the leader"
     );
+    let stranger = tally_raft::node::client::Connection::connect_as(
+        &cluster.addr(leader).expect("addr"),
+        b"somebody who is not an operator",
+    )
+    .await
+    .expect("connect");
+    let refused = stranger
+        .request(&Request::Admin(Admin::Snapshot))
+        .await
+        .expect("answered")
+        .expect_err("the node protocol is for operators only");
+    assert_eq!(refused.status, Status::Unauthenticated);
     check_nothing_lost(&cluster, &[1, 2, 3], &(1000..1100).collect::<Vec<_>>()).await;
 }
 
@@ -342,9 +349,7 @@ async fn follower_behind_purged_log_catches_up_by_snapshot() {
             .expect("committed with one follower down");
         acknowledged.extend(ids);
     }
-    let leader_connection = Connection::connect(&cluster.addr(leader).expect("addr"))
-        .await
-        .expect("connect");
+    let leader_connection = cluster.connect(leader).await.expect("connect");
     leader_connection
         .request(&Request::Admin(Admin::Snapshot))
         .await

@@ -531,6 +531,7 @@ fn node_refusal(context: &Context, refusal: tally_raft::node::protocol::Refusal)
         NodeStatus::BadRequest => Status::BadRequest,
         NodeStatus::Unavailable => Status::Unavailable,
         NodeStatus::BatchRefused => Status::BatchRefused,
+        NodeStatus::Unauthenticated => Status::Unauthenticated,
         NodeStatus::Ok | NodeStatus::Internal => Status::Internal,
     };
     context.refuse(

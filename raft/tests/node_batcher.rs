@@ -18,6 +18,8 @@ use tally_raft::node::{Batcher, BatcherConfig, Service};
 use tally_raft::replication::types::Node;
 use tally_raft::replication::ClientBatch;
 
+const OPERATOR: &[u8] = b"the operator's secret, for tests";
+
 /// The batcher's entry limit must match the WAL's (256 KiB in these tests).
 fn batcher_config() -> BatcherConfig {
     BatcherConfig {
@@ -163,20 +165,28 @@ async fn ask(service: &Service, kind: u8, payload: Vec<u8>) -> Frame {
     answer
 }
 
-/// Proves the service answers malformed and oversized requests with clear refusals (never a
-/// panic, nothing committed), serves a good batch, and after `stop_accepting` refuses new
+/// Proves the service answers a stranger's credential, malformed and oversized requests with
+/// clear refusals (never a panic, nothing committed), serves a good batch, and after `stop_accepting` refuses new
 /// batches as unavailable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_refuses_bad_requests_and_stops_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (raft, view) = leader(dir.path()).await;
     let (batcher, _task) = Batcher::start(raft.clone(), batcher_config());
-    let service = Service::new(raft.clone(), view.clone(), batcher);
+    let service = Service::new(
+        raft.clone(),
+        view.clone(),
+        batcher,
+        vec![*blake3::hash(OPERATOR).as_bytes()],
+    );
 
-    let (kind, payload) = encode_request(&Request::Submit {
-        operation: Operation::CreateAccounts,
-        body: accounts().body,
-    });
+    let (kind, payload) = encode_request(
+        &Request::Submit {
+            operation: Operation::CreateAccounts,
+            body: accounts().body,
+        },
+        OPERATOR,
+    );
     let answer = ask(&service, kind, payload.clone()).await;
     let body = decode_answer(&answer.payload)
         .expect("decodes")
@@ -185,6 +195,19 @@ async fn service_refuses_bad_requests_and_stops_cleanly() {
         .expect("decodes")
         .failures
         .is_empty());
+
+    let (_, stranger) = encode_request(
+        &Request::Submit {
+            operation: Operation::CreateAccounts,
+            body: accounts().body,
+        },
+        b"not the operator's secret at all",
+    );
+    let answer = ask(&service, kind, stranger).await;
+    let refusal = decode_answer(&answer.payload)
+        .expect("decodes")
+        .expect_err("refused");
+    assert_eq!(refusal.status, Status::Unauthenticated, "{refusal}");
 
     let mut unknown_operation = payload.clone();
     unknown_operation[0] = 9;
@@ -206,20 +229,26 @@ async fn service_refuses_bad_requests_and_stops_cleanly() {
         Status::BadRequest
     );
 
-    let (kind, oversized) = encode_request(&Request::Submit {
-        operation: Operation::CreateTransfers,
-        body: Bytes::from(vec![0u8; 2 * 1024 * 1024]),
-    });
+    let (kind, oversized) = encode_request(
+        &Request::Submit {
+            operation: Operation::CreateTransfers,
+            body: Bytes::from(vec![0u8; 2 * 1024 * 1024]),
+        },
+        OPERATOR,
+    );
     let answer = ask(&service, kind, oversized).await;
     let refusal = decode_answer(&answer.payload)
         .expect("decodes")
         .expect_err("refused");
     assert_eq!(refusal.status, Status::BadRequest, "{refusal}");
 
-    let (kind, partial) = encode_request(&Request::Submit {
-        operation: Operation::CreateTransfers,
-        body: Bytes::from(vec![0u8; 100]),
-    });
+    let (kind, partial) = encode_request(
+        &Request::Submit {
+            operation: Operation::CreateTransfers,
+            body: Bytes::from(vec![0u8; 100]),
+        },
+        OPERATOR,
+    );
     let answer = ask(&service, kind, partial).await;
     let refusal = decode_answer(&answer.payload)
         .expect("decodes")

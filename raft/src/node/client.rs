@@ -59,6 +59,8 @@ pub struct Connection {
     pending: Pending,
     /// Set by the reader when the connection ends, before it drops the waiters.
     closed: Arc<AtomicBool>,
+    /// The operator credential presented with every node-protocol request.
+    credential: Bytes,
     next_id: Mutex<u64>,
 }
 
@@ -107,8 +109,16 @@ impl Connection {
             writes,
             pending,
             closed,
+            credential: Bytes::new(),
             next_id: Mutex::new(1),
         })
+    }
+
+    /// Connect to the node at `addr` as the operator holding `credential`.
+    pub async fn connect_as(addr: &str, credential: &[u8]) -> Result<Connection, ClientError> {
+        let mut connection = Connection::connect(addr).await?;
+        connection.credential = Bytes::copy_from_slice(credential);
+        Ok(connection)
     }
 
     pub fn addr(&self) -> &str {
@@ -147,7 +157,7 @@ impl Connection {
 
     /// Send `request`; the answer's body if the node served it, or its refusal.
     pub async fn request(&self, request: &Request) -> Result<Result<Bytes, Refusal>, ClientError> {
-        let (kind, payload) = encode_request(request);
+        let (kind, payload) = encode_request(request, &self.credential);
         let frame = self.call(kind, Bytes::from(payload)).await?;
         let decode = |source| ClientError::Decode {
             addr: self.addr.clone(),
@@ -232,15 +242,18 @@ impl Default for RetryPolicy {
 /// on from nodes that do not answer.
 pub struct Client {
     addrs: Vec<String>,
+    credential: Vec<u8>,
     policy: RetryPolicy,
     target: Mutex<usize>,
     connections: tokio::sync::Mutex<HashMap<String, Arc<Connection>>>,
 }
 
 impl Client {
-    pub fn new(addrs: Vec<String>, policy: RetryPolicy) -> Client {
+    /// A client of the nodes at `addrs`, presenting the operator credential `credential`.
+    pub fn new(addrs: Vec<String>, credential: &[u8], policy: RetryPolicy) -> Client {
         Client {
             addrs,
+            credential: credential.to_vec(),
             policy,
             target: Mutex::new(0),
             connections: tokio::sync::Mutex::new(HashMap::new()),
@@ -266,7 +279,7 @@ impl Client {
         if let Some(connection) = connections.get(addr).filter(|c| c.is_open()) {
             return Ok(Arc::clone(connection));
         }
-        let connection = Arc::new(Connection::connect(addr).await?);
+        let connection = Arc::new(Connection::connect_as(addr, &self.credential).await?);
         connections.insert(addr.to_owned(), Arc::clone(&connection));
         Ok(connection)
     }

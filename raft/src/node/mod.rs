@@ -101,6 +101,9 @@ pub struct NodeConfig {
     pub wal: WalConfig,
     pub batcher: BatcherConfig,
     pub engine: EngineConfig,
+    /// BLAKE3 hashes of the credentials the node protocol accepts (the operators'); with none,
+    /// the node protocol refuses every request (the gateway is the clients' way in).
+    pub operator_credentials: Vec<[u8; 32]>,
 }
 
 /// Why a node could not start or stop cleanly.
@@ -170,7 +173,12 @@ impl Node {
         .map_err(|error| NodeError::Raft(error.to_string()))?;
         let (batcher, batcher_task) = Batcher::start(raft.clone(), config.batcher);
         let extra = extra.map(|make| make(raft.clone(), view.clone(), batcher.clone()));
-        let service = Arc::new(Service::new(raft.clone(), view.clone(), batcher));
+        let service = Arc::new(Service::new(
+            raft.clone(),
+            view.clone(),
+            batcher,
+            config.operator_credentials.clone(),
+        ));
         let clients = Arc::new(Dispatch { service, extra });
         let (stop_serving, stopped) = watch::channel(false);
         let server_task = tokio::spawn(serve(

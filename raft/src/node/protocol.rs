@@ -62,6 +62,8 @@ pub enum Status {
     BatchRefused = 4,
     /// A bug or a storage fault on the node; the message says which.
     Internal = 5,
+    /// The credential is not an operator's of this node (or the node has none configured).
+    Unauthenticated = 6,
 }
 
 impl Status {
@@ -73,6 +75,7 @@ impl Status {
             3 => Status::Unavailable,
             4 => Status::BatchRefused,
             5 => Status::Internal,
+            6 => Status::Unauthenticated,
             other => return Err(DecodeError::UnknownKind(other)),
         })
     }
@@ -204,8 +207,23 @@ fn get_str(
 /// The text limit of a refusal's message.
 const MESSAGE_BYTES_MAX: usize = 4096;
 
-/// Encode a request as (kind, payload).
-pub fn encode_request(request: &Request) -> (u8, Vec<u8>) {
+/// Bytes of an operator credential: as the gateway's (at least 16, so it cannot be guessed;
+/// at most 256, so checking it is cheap).
+pub const CREDENTIAL_BYTES_MIN: usize = 16;
+pub const CREDENTIAL_BYTES_MAX: usize = 256;
+
+/// Encode a request as (kind, payload), presenting `credential` (an operator's secret).
+pub fn encode_request(request: &Request, credential: &[u8]) -> (u8, Vec<u8>) {
+    let (kind, mut out) = encode_request_body(request);
+    let credential = &credential[..credential.len().min(CREDENTIAL_BYTES_MAX)];
+    let mut presented = Vec::with_capacity(2 + credential.len());
+    presented.extend_from_slice(&(credential.len() as u16).to_le_bytes());
+    presented.extend_from_slice(credential);
+    out.splice(REQUEST_HEADER_BYTES..REQUEST_HEADER_BYTES, presented);
+    (kind, out)
+}
+
+fn encode_request_body(request: &Request) -> (u8, Vec<u8>) {
     match request {
         Request::Submit { operation, body } => {
             let mut out = header(*operation as u8);
@@ -268,18 +286,39 @@ fn ids(reader: &mut Reader<'_>) -> Result<Vec<u128>, DecodeError> {
     Ok(ids)
 }
 
-/// Decode a request frame's kind and payload. Never panics; a submit's body is not checked
-/// here (the engine refuses a malformed one, deterministically, when it applies it).
-pub fn decode_request(kind: u8, payload: &Bytes) -> Result<Request, DecodeError> {
+/// Decode a request frame's kind and payload into the credential it presents and the
+/// request. Never panics; a submit's body is not checked here (the engine refuses a malformed
+/// one, deterministically, when it applies it).
+pub fn decode_request(kind: u8, payload: &Bytes) -> Result<(Bytes, Request), DecodeError> {
     let mut reader = Reader::new(payload);
     let first = reader.u8()?;
     reader.reserved(REQUEST_HEADER_BYTES - 1)?;
+    let length = u16(&mut reader)? as usize;
+    if !(CREDENTIAL_BYTES_MIN..=CREDENTIAL_BYTES_MAX).contains(&length) {
+        return Err(DecodeError::OverLimit {
+            what: "credential bytes (16..=256)",
+            count: length as u64,
+            limit: CREDENTIAL_BYTES_MAX,
+        });
+    }
+    let start = reader.at;
+    reader.take(length)?;
+    let credential = payload.slice(start..start + length);
+    decode_request_body(kind, first, payload, reader).map(|request| (credential, request))
+}
+
+fn decode_request_body(
+    kind: u8,
+    first: u8,
+    payload: &Bytes,
+    mut reader: Reader<'_>,
+) -> Result<Request, DecodeError> {
     match kind {
         KIND_SUBMIT => {
             let operation = Operation::try_from(first).map_err(DecodeError::UnknownOperation)?;
             Ok(Request::Submit {
                 operation,
-                body: payload.slice(REQUEST_HEADER_BYTES..),
+                body: payload.slice(reader.at..),
             })
         }
         KIND_LOOKUP_ACCOUNTS => Ok(Request::LookupAccounts {
@@ -580,10 +619,12 @@ mod tests {
     #[test]
     fn requests_round_trip() {
         for request in requests() {
-            let (kind, payload) = encode_request(&request);
+            let (kind, payload) = encode_request(&request, b"an operator's secret");
             assert_eq!(kind % 2, 0);
-            let decoded = decode_request(kind, &Bytes::from(payload)).expect("decodes");
+            let (credential, decoded) =
+                decode_request(kind, &Bytes::from(payload)).expect("decodes");
             assert_eq!(decoded, request);
+            assert_eq!(&credential[..], b"an operator's secret");
         }
     }
 

@@ -33,15 +33,35 @@ pub struct Service {
     view: AppliedView,
     /// `None` once the node stops accepting batches (graceful shutdown).
     batcher: RwLock<Option<Batcher>>,
+    /// BLAKE3 hashes of the operators' credentials: the only ones this protocol serves.
+    operators: Vec<[u8; 32]>,
 }
 
 impl Service {
-    pub fn new(raft: Raft, view: AppliedView, batcher: Batcher) -> Service {
+    /// The node protocol is the operators' (admin, unscoped reads, the drive tool's writes):
+    /// every request must present a credential whose BLAKE3 hash is in `operators`; with none
+    /// configured, every request is refused. Clients use the gateway.
+    pub fn new(
+        raft: Raft,
+        view: AppliedView,
+        batcher: Batcher,
+        operators: Vec<[u8; 32]>,
+    ) -> Service {
         Service {
             raft,
             view,
             batcher: RwLock::new(Some(batcher)),
+            operators,
         }
+    }
+
+    /// Whether `credential` is an operator's. Compares every configured hash (no early exit),
+    /// so the time taken says nothing about which hash came close.
+    fn is_operator(&self, credential: &[u8]) -> bool {
+        let presented = blake3::hash(credential);
+        self.operators.iter().fold(false, |found, hash| {
+            found | (presented == blake3::Hash::from(*hash))
+        })
     }
 
     fn batcher(&self) -> Option<Batcher> {
@@ -52,7 +72,19 @@ impl Service {
         let kind = answer_kind(frame.kind);
         let id = frame.request_id;
         let request = match decode_request(frame.kind, &frame.payload) {
-            Ok(request) => request,
+            Ok((credential, _)) if !self.is_operator(&credential) => {
+                let refusal = Refusal::new(
+                    Status::Unauthenticated,
+                    if self.operators.is_empty() {
+                        "no operator credentials are configured on this node"
+                    } else {
+                        "not an operator's credential"
+                    },
+                );
+                let _ = replies.send(answer(kind, id, Err(refusal))).await;
+                return;
+            }
+            Ok((_, request)) => request,
             Err(error) => {
                 let refusal =
                     Refusal::new(Status::BadRequest, format!("malformed request: {error}"));
