@@ -1,6 +1,6 @@
 //! A cluster of real `tally node` processes on loopback, each with its own config file, data
 //! directory and log file under one directory. Used by the multi-process tests, by
-//! `tally drive --spawn N` and (later) by `tally demo`.
+//! `tally drive --spawn N`, `tally loadgen --spawn N` and `tally demo`.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -33,6 +33,19 @@ impl LocalNode {
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The process's peak resident set size so far (VmHWM in /proc), while it runs.
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
     }
 }
 
@@ -175,6 +188,20 @@ impl LocalCluster {
     /// SIGTERM, then wait for the graceful shutdown to finish.
     pub fn terminate(&mut self, id: u64) -> anyhow::Result<()> {
         self.signal(id, libc::SIGTERM)
+    }
+
+    /// SIGTERM every running node and wait for each to finish its graceful shutdown.
+    pub fn shutdown(&mut self) -> anyhow::Result<()> {
+        let running: Vec<u64> = self
+            .nodes
+            .values()
+            .filter(|node| node.is_running())
+            .map(|node| node.id)
+            .collect();
+        for id in running {
+            self.terminate(id)?;
+        }
+        Ok(())
     }
 
     /// Ask each running node for its state; nodes that do not answer are left out.

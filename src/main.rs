@@ -3,8 +3,10 @@
 //! - `tally admin`: a node's state; initialize a cluster, add learners, change voters, snapshot.
 //! - `tally drive`: a simple load driver for the replicated write path, against a running
 //!   cluster or a local one it starts (`--spawn 3`).
+//! - `tally loadgen`: the load generator (workload mix, closed or open loop, report, checks).
+//! - `tally demo`: a local 3-node cluster under mixed load for ~20 s, the report, the checks.
 //!
-//! `client`, `loadgen` and `demo` arrive with the gateway and load generator issues.
+//! `client` arrives with the gateway issue.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -14,6 +16,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tally::config::{node_config, parse_members, NodeFlags};
 use tally::drive::{drive, DriveArgs};
+use tally::load::{demo, loadgen, DemoArgs, LoadgenArgs};
 use tally::local_cluster::LocalCluster;
 use tally_raft::node::client::Connection;
 use tally_raft::node::protocol::{Admin, Request, STATE_AUDIT};
@@ -44,6 +47,11 @@ enum Command {
     },
     /// Drive transfers through the replicated write path and report throughput and latency.
     Drive(DriveArgs),
+    /// Generate load (transfers, trades, pending/post) and report throughput, latency and,
+    /// with --check, the history checks.
+    Loadgen(LoadgenArgs),
+    /// Start a local cluster, load it for ~20 s with live progress, report, check, shut down.
+    Demo(DemoArgs),
 }
 
 #[derive(Subcommand)]
@@ -151,13 +159,19 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Node(flags) => run_node(flags).await,
-            Command::Admin { node, command } => run_admin(&node, command).await,
-            Command::Drive(args) => run_drive(args).await,
+            Command::Node(flags) => run_node(flags).await.map(|()| true),
+            Command::Admin { node, command } => run_admin(&node, command).await.map(|()| true),
+            Command::Drive(args) => run_drive(args).await.map(|()| true),
+            Command::Loadgen(args) => loadgen(args).await,
+            Command::Demo(args) => demo(args).await,
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("tally: a check FAILED");
+            ExitCode::FAILURE
+        }
         Err(error) => {
             eprintln!("tally: {error:#}");
             ExitCode::FAILURE
