@@ -233,6 +233,26 @@ fn print_peak_rss(cluster: &LocalCluster) {
     }
 }
 
+/// Start `count` local nodes, run `config` against them and print each node's peak RSS. The
+/// nodes stay up for the caller to shut down; Ctrl-C ends the run early (as an error).
+async fn run_local(
+    cluster: &mut LocalCluster,
+    count: usize,
+    config: &RunConfig,
+) -> anyhow::Result<RunOutcome> {
+    let run = async {
+        let addrs = spawn(cluster, count).await?;
+        println!("load: {}", describe_short(config));
+        let outcome = load(addrs, config).await?;
+        print_peak_rss(cluster);
+        anyhow::Ok(outcome)
+    };
+    tokio::select! {
+        result = run => result,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    }
+}
+
 /// `tally loadgen`: true when every check passed (or none ran).
 pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<bool> {
     let mut config = run_config(&args.load, args.preset, defaults())?;
@@ -243,21 +263,8 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<bool> {
     };
     let root = tempfile::tempdir().context("temporary directory")?;
     let mut cluster = LocalCluster::new(&std::env::current_exe()?, root.path(), "");
-    let outcome = {
-        let nodes = &mut cluster;
-        let run = async {
-            let addrs = spawn(nodes, count).await?;
-            let outcome = load(addrs, &config).await?;
-            print_peak_rss(nodes);
-            anyhow::Ok(outcome)
-        };
-        // Ctrl-C ends the run; the nodes then get SIGTERM below, as after a normal end.
-        tokio::select! {
-            result = run => result,
-            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-        }
-    };
-    println!("shutting the local cluster down");
+    let outcome = run_local(&mut cluster, count, &config).await;
+    println!("shutting the local cluster down (SIGTERM)");
     cluster.shutdown()?;
     finish(&outcome?, args.load.json.as_ref())
 }
@@ -287,20 +294,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         root.path().display()
     );
     let mut cluster = LocalCluster::new(&std::env::current_exe()?, root.path(), "");
-    let outcome = {
-        let nodes = &mut cluster;
-        let run = async {
-            let addrs = spawn(nodes, args.nodes).await?;
-            println!("load: {}", describe_short(&config));
-            let outcome = load(addrs, &config).await?;
-            print_peak_rss(nodes);
-            anyhow::Ok(outcome)
-        };
-        tokio::select! {
-            result = run => result,
-            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-        }
-    };
+    let outcome = run_local(&mut cluster, args.nodes, &config).await;
     let passed = match &outcome {
         Ok(outcome) => finish(outcome, args.load.json.as_ref())?,
         Err(_) => false,

@@ -14,8 +14,9 @@ use tally_engine::EventResult;
 
 use crate::cluster::{Cluster, ClusterError, ReplicaState, LOOKUP_IDS_MAX};
 use crate::history::{EventOutcome, History, Outcome};
-use crate::model::{Balances, Model};
+use crate::model::{balances_of, Model};
 use crate::workload::Kind;
+use tally_engine::Balances;
 
 /// A check's verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,7 +151,7 @@ async fn read_group<C: Cluster>(
         let mut stored_accounts = HashMap::new();
         if accounts {
             for account in cluster.lookup_accounts(node, ids.clone()).await? {
-                back.balances[replica].insert(account.id, Balances::of(&account));
+                back.balances[replica].insert(account.id, balances_of(&account));
                 stored_accounts.insert(account.id, account);
             }
             back.accounts_found[replica] += stored_accounts.len() as u64;

@@ -7,25 +7,15 @@
 use std::collections::HashMap;
 
 use tally_engine::records::{Account, Trade, Transfer, TransferFlags};
-use tally_engine::EventResult;
+use tally_engine::{Balances, EventResult};
 
-/// An account's four balances.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Balances {
-    pub debits_pending: u128,
-    pub debits_posted: u128,
-    pub credits_pending: u128,
-    pub credits_posted: u128,
-}
-
-impl Balances {
-    pub fn of(account: &Account) -> Balances {
-        Balances {
-            debits_pending: account.debits_pending,
-            debits_posted: account.debits_posted,
-            credits_pending: account.credits_pending,
-            credits_posted: account.credits_posted,
-        }
+/// An account's four balances as a replica reports them.
+pub fn balances_of(account: &Account) -> Balances {
+    Balances {
+        debits_pending: account.debits_pending,
+        debits_posted: account.debits_posted,
+        credits_pending: account.credits_pending,
+        credits_posted: account.credits_posted,
     }
 }
 

@@ -62,6 +62,9 @@ pub struct RunOutcome {
     pub report: Report,
     /// The checks, if the history was recorded.
     pub checks: Option<Vec<CheckResult>>,
+    /// The recorded history (with the checks), and the replicas' states before the run.
+    pub history: Option<History>,
+    pub before: Vec<ReplicaState>,
 }
 
 struct Shared<C> {
@@ -324,7 +327,7 @@ pub async fn run<C: Cluster>(cluster: Arc<C>, config: &RunConfig) -> Result<RunO
         .map_err(|_| "statistics lock poisoned")?
         .clone();
     let report = Report::new(describe(config), &stats, seconds);
-    let checks = match &shared.history {
+    let (checks, history) = match &shared.history {
         Some(history) => {
             let history = History {
                 batches: std::mem::take(&mut *history.lock().map_err(|_| "history lock poisoned")?),
@@ -335,15 +338,19 @@ pub async fn run<C: Cluster>(cluster: Arc<C>, config: &RunConfig) -> Result<RunO
                     history.events()
                 );
             }
-            Some(
-                check::check(&*cluster, &history, &before)
-                    .await
-                    .map_err(|e| format!("reading back: {e}"))?,
-            )
+            let checks = check::check(&*cluster, &history, &before)
+                .await
+                .map_err(|e| format!("reading back: {e}"))?;
+            (Some(checks), Some(history))
         }
-        None => None,
+        None => (None, None),
     };
-    Ok(RunOutcome { report, checks })
+    Ok(RunOutcome {
+        report,
+        checks,
+        history,
+        before,
+    })
 }
 
 /// A line a second: events/s in the last second, events so far, p99 so far, errors.
