@@ -260,18 +260,21 @@ pub async fn run<C: Cluster>(cluster: Arc<C>, config: &RunConfig) -> Result<RunO
                 let (shared, budget) = (Arc::clone(&shared), Arc::clone(&budget));
                 let generator = Mutex::new(Generator::new(config.workload, client, config.tag));
                 tasks.push(tokio::spawn(async move {
-                    while deadline.is_none_or(|deadline| Instant::now() < deadline) {
-                        let events = claim(&budget, batch_events);
-                        if events == 0 {
+                    let next = || match (claim(&budget, batch_events), generator.lock()) {
+                        (0, _) | (_, Err(_)) => None,
+                        (events, Ok(mut generator)) => Some(generator.batch(events as usize)),
+                    };
+                    let mut batch = next();
+                    while let Some(sent) = batch.take() {
+                        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                             break;
                         }
-                        let batch = match generator.lock() {
-                            Ok(mut generator) => generator.batch(events as usize),
-                            Err(_) => break,
-                        };
-                        shared
-                            .submit_with_follow_up(client, batch, Instant::now(), &generator)
-                            .await;
+                        // Generate the next batch while this one is in flight, so a client
+                        // with one batch in flight does not add generation to every round.
+                        let submitted =
+                            shared.submit_with_follow_up(client, sent, Instant::now(), &generator);
+                        let ((), following) = tokio::join!(submitted, async { next() });
+                        batch = following;
                     }
                 }));
             }
