@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use futures::future::try_join_all;
+
 use tally_engine::records::{Account, Trade, Transfer};
 use tally_engine::EventResult;
 
@@ -145,18 +147,32 @@ async fn read_group<C: Cluster>(
             (0..batch.events()).map(|i| batch.id(i))
         })
         .collect();
+    // Ask every replica at once: they answer in parallel.
+    let (found_accounts, found_transfers) = if accounts {
+        let asks = nodes
+            .iter()
+            .map(|node| cluster.lookup_accounts(node, ids.clone()));
+        (try_join_all(asks).await?, Vec::new())
+    } else {
+        let asks = nodes
+            .iter()
+            .map(|node| cluster.lookup_transfers(node, ids.clone()));
+        (Vec::new(), try_join_all(asks).await?)
+    };
+    let mut found_accounts = found_accounts.into_iter();
+    let mut found_transfers = found_transfers.into_iter();
     for (replica, node) in nodes.iter().enumerate() {
-        // Records by id as this replica stores them: (encoded request-comparable, timestamp).
+        // Records by id as this replica stores them.
         let mut stored_transfers = HashMap::new();
         let mut stored_accounts = HashMap::new();
         if accounts {
-            for account in cluster.lookup_accounts(node, ids.clone()).await? {
+            for account in found_accounts.next().unwrap_or_default() {
                 back.balances[replica].insert(account.id, balances_of(&account));
                 stored_accounts.insert(account.id, account);
             }
             back.accounts_found[replica] += stored_accounts.len() as u64;
         } else {
-            for transfer in cluster.lookup_transfers(node, ids.clone()).await? {
+            for transfer in found_transfers.next().unwrap_or_default() {
                 stored_transfers.insert(transfer.id, transfer);
             }
             back.transfers_found[replica] += stored_transfers.len() as u64;

@@ -341,9 +341,13 @@ pub async fn run<C: Cluster>(cluster: Arc<C>, config: &RunConfig) -> Result<RunO
                     history.events()
                 );
             }
+            let checking = Instant::now();
             let checks = check::check(&*cluster, &history, &before)
                 .await
                 .map_err(|e| format!("reading back: {e}"))?;
+            if config.progress {
+                println!("checked in {:.1} s", checking.elapsed().as_secs_f64());
+            }
             (Some(checks), Some(history))
         }
         None => (None, None),
