@@ -53,11 +53,12 @@ impl MemoryCluster {
 
 impl Cluster for MemoryCluster {
     async fn submit(&self, operation: Operation, body: Bytes) -> Result<Answer, ClusterError> {
-        let timestamp = {
-            let mut clock = self.clock.lock().expect("clock");
-            *clock += 1_000_000;
-            *clock
-        };
+        // The clock's lock is held while every replica applies, so all apply batches in one
+        // order (as a Raft log would); without it concurrent clients interleave differently
+        // on each replica, and C8 rightly fails.
+        let mut clock = self.clock.lock().expect("clock");
+        *clock += 1_000_000;
+        let timestamp = *clock;
         let mut answer = None;
         for replica in &self.replicas {
             let mut replica = replica.lock().expect("replica");
@@ -71,6 +72,7 @@ impl Cluster for MemoryCluster {
                 failures: outcome.failures,
             });
         }
+        drop(clock);
         answer.ok_or(ClusterError::Unknown("no replicas".into()))
     }
 
