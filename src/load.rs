@@ -253,6 +253,27 @@ async fn run_local(
     }
 }
 
+/// How long nodes get to finish a graceful shutdown before they are killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+async fn stop(cluster: &mut LocalCluster) -> anyhow::Result<()> {
+    println!("shutting the local cluster down (SIGTERM)");
+    // The leader first, while its followers can still commit the entries it has in flight
+    // (after Ctrl-C there may be some); then the rest at once.
+    let mut killed = Vec::new();
+    if let Ok(leader) = cluster.wait_leader(Duration::from_secs(2)).await {
+        killed.extend(cluster.shutdown_nodes(&[leader], SHUTDOWN_GRACE)?);
+    }
+    killed.extend(cluster.shutdown(SHUTDOWN_GRACE)?);
+    for id in killed {
+        println!(
+            "node {id} did not stop within {SHUTDOWN_GRACE:?} of SIGTERM (its last entries had no \
+             quorum left); killed"
+        );
+    }
+    Ok(())
+}
+
 /// `tally loadgen`: true when every check passed (or none ran).
 pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<bool> {
     let mut config = run_config(&args.load, args.preset, defaults())?;
@@ -264,8 +285,7 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<bool> {
     let root = tempfile::tempdir().context("temporary directory")?;
     let mut cluster = LocalCluster::new(&std::env::current_exe()?, root.path(), "");
     let outcome = run_local(&mut cluster, count, &config).await;
-    println!("shutting the local cluster down (SIGTERM)");
-    cluster.shutdown()?;
+    stop(&mut cluster).await?;
     finish(&outcome?, args.load.json.as_ref())
 }
 
@@ -303,8 +323,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
     for node in cluster.nodes.values() {
         println!("  tally admin --node {} status", node.addr);
     }
-    println!("shutting the local cluster down (SIGTERM)");
-    cluster.shutdown()?;
+    stop(&mut cluster).await?;
     outcome?;
     Ok(passed)
 }

@@ -190,18 +190,44 @@ impl LocalCluster {
         self.signal(id, libc::SIGTERM)
     }
 
-    /// SIGTERM every running node and wait for each to finish its graceful shutdown.
-    pub fn shutdown(&mut self) -> anyhow::Result<()> {
-        let running: Vec<u64> = self
+    /// SIGTERM every running node at once, wait up to `grace` for their graceful shutdowns,
+    /// then SIGKILL whatever still runs; the ids of the nodes that had to be killed. (A leader
+    /// whose last entries can no longer reach a quorum, because the others stopped first,
+    /// waits for them without end: `Node::shutdown` has no bound of its own.)
+    pub fn shutdown(&mut self, grace: Duration) -> anyhow::Result<Vec<u64>> {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        self.shutdown_nodes(&ids, grace)
+    }
+
+    /// [`LocalCluster::shutdown`] for the nodes `ids` only.
+    pub fn shutdown_nodes(&mut self, ids: &[u64], grace: Duration) -> anyhow::Result<Vec<u64>> {
+        let mut stopping = Vec::new();
+        for node in self
             .nodes
-            .values()
-            .filter(|node| node.is_running())
-            .map(|node| node.id)
-            .collect();
-        for id in running {
-            self.terminate(id)?;
+            .values_mut()
+            .filter(|node| ids.contains(&node.id))
+        {
+            if let Some(child) = node.child.take() {
+                let pid = libc::pid_t::try_from(child.id()).context("pid")?;
+                // SAFETY: kill(2) on our own child's pid; it is not reaped yet.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+                stopping.push((node.id, child));
+            }
         }
-        Ok(())
+        let deadline = std::time::Instant::now() + grace;
+        let mut killed = Vec::new();
+        for (id, mut child) in stopping {
+            while child.try_wait()?.is_none() {
+                if std::time::Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    killed.push(id);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(killed)
     }
 
     /// Ask each running node for its state; nodes that do not answer are left out.

@@ -241,9 +241,12 @@ pub async fn run<C: Cluster>(cluster: Arc<C>, config: &RunConfig) -> Result<RunO
     }
 
     let measuring = Instant::now();
-    let progress = config
-        .progress
-        .then(|| tokio::spawn(progress(Arc::clone(&shared), measuring)));
+    // Tasks live in JoinSets, which abort them when dropped: if the caller drops this run
+    // (Ctrl-C), no client keeps submitting and the progress line stops.
+    let mut progress_task = tokio::task::JoinSet::new();
+    if config.progress {
+        progress_task.spawn(progress(Arc::clone(&shared), measuring));
+    }
     let deadline = match config.limit {
         Limit::Duration(duration) => Some(measuring + duration),
         Limit::Events(_) => None,
@@ -255,11 +258,11 @@ pub async fn run<C: Cluster>(cluster: Arc<C>, config: &RunConfig) -> Result<RunO
     let batch_events = config.workload.batch_events as u64;
     match config.pace {
         Pace::Closed { clients } => {
-            let mut tasks = Vec::new();
+            let mut tasks = tokio::task::JoinSet::new();
             for client in 0..clients.max(1) as u32 {
                 let (shared, budget) = (Arc::clone(&shared), Arc::clone(&budget));
                 let generator = Mutex::new(Generator::new(config.workload, client, config.tag));
-                tasks.push(tokio::spawn(async move {
+                tasks.spawn(async move {
                     let next = || match (claim(&budget, batch_events), generator.lock()) {
                         (0, _) | (_, Err(_)) => None,
                         (events, Ok(mut generator)) => Some(generator.batch(events as usize)),
@@ -276,10 +279,10 @@ pub async fn run<C: Cluster>(cluster: Arc<C>, config: &RunConfig) -> Result<RunO
                         let ((), following) = tokio::join!(submitted, async { next() });
                         batch = following;
                     }
-                }));
+                });
             }
-            for task in tasks {
-                task.await.map_err(|e| format!("a client failed: {e}"))?;
+            while let Some(done) = tasks.join_next().await {
+                done.map_err(|e| format!("a client failed: {e}"))?;
             }
         }
         Pace::Open { events_per_s } => {
@@ -321,9 +324,7 @@ pub async fn run<C: Cluster>(cluster: Arc<C>, config: &RunConfig) -> Result<RunO
         }
     }
     let seconds = measuring.elapsed().as_secs_f64();
-    if let Some(progress) = progress {
-        progress.abort();
-    }
+    progress_task.abort_all();
     let stats = shared
         .stats
         .lock()
