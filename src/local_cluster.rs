@@ -1,6 +1,6 @@
 //! A cluster of real `tally node` processes on loopback, each with its own config file, data
 //! directory and log file under one directory. Used by the multi-process tests, by
-//! `tally drive --spawn N` and (later) by `tally demo`.
+//! `tally drive --spawn N`, `tally loadgen --spawn N` and `tally demo`.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -33,6 +33,19 @@ impl LocalNode {
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The process's peak resident set size so far (VmHWM in /proc), while it runs.
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
     }
 }
 
@@ -206,6 +219,46 @@ impl LocalCluster {
     /// SIGTERM, then wait for the graceful shutdown to finish.
     pub fn terminate(&mut self, id: u64) -> anyhow::Result<()> {
         self.signal(id, libc::SIGTERM)
+    }
+
+    /// SIGTERM every running node at once, wait up to `grace` for their graceful shutdowns,
+    /// then SIGKILL whatever still runs; the ids of the nodes that had to be killed. (A leader
+    /// whose last entries can no longer reach a quorum, because the others stopped first,
+    /// waits for them without end: `Node::shutdown` has no bound of its own.)
+    pub fn shutdown(&mut self, grace: Duration) -> anyhow::Result<Vec<u64>> {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        self.shutdown_nodes(&ids, grace)
+    }
+
+    /// [`LocalCluster::shutdown`] for the nodes `ids` only.
+    pub fn shutdown_nodes(&mut self, ids: &[u64], grace: Duration) -> anyhow::Result<Vec<u64>> {
+        let mut stopping = Vec::new();
+        for node in self
+            .nodes
+            .values_mut()
+            .filter(|node| ids.contains(&node.id))
+        {
+            if let Some(child) = node.child.take() {
+                let pid = libc::pid_t::try_from(child.id()).context("pid")?;
+                // SAFETY: kill(2) on our own child's pid; it is not reaped yet.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+                stopping.push((node.id, child));
+            }
+        }
+        let deadline = std::time::Instant::now() + grace;
+        let mut killed = Vec::new();
+        for (id, mut child) in stopping {
+            while child.try_wait()?.is_none() {
+                if std::time::Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    killed.push(id);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(killed)
     }
 
     /// Ask each running node for its state; nodes that do not answer are left out.

@@ -3,10 +3,11 @@
 //! - `tally admin`: a node's state; initialize a cluster, add learners, change voters, snapshot.
 //! - `tally drive`: a simple load driver for the replicated write path, against a running
 //!   cluster or a local one it starts (`--spawn 3`).
+//! - `tally loadgen`: the load generator (workload mix, closed or open loop, report, checks).
+//! - `tally demo`: a local 3-node cluster under mixed load for ~20 s, the report, the checks.
 //!
+//! - `tally client`: the gateway from the command line (files in, tables/JSON/CSV out).
 //! - `tally hash-credential`: the hash of a gateway credential, for a node's config.
-//!
-//! `client`, `loadgen` and `demo` arrive with the gateway and load generator issues.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use tally::client_cli::{ClientArgs, Ended};
 use tally::config::{gateway_config, node_config, parse_members, NodeFlags};
 use tally::drive::{drive, DriveArgs};
+use tally::load::{demo, loadgen, DemoArgs, LoadgenArgs};
 use tally::local_cluster::LocalCluster;
 use tally_gateway::Gateway;
 use tally_raft::net::ClientHandler;
@@ -61,6 +63,11 @@ enum Command {
     /// Print the hash of a gateway credential, for `[[gateway.credentials]]` in a node's
     /// config (the node stores only the hash). Reads the secret from stdin if not given.
     HashCredential { secret: Option<String> },
+    /// Generate load (transfers, trades, pending/post) and report throughput, latency and,
+    /// with --check, the history checks.
+    Loadgen(LoadgenArgs),
+    /// Start a local cluster, load it for ~20 s with live progress, report, check, shut down.
+    Demo(DemoArgs),
 }
 
 #[derive(Subcommand)]
@@ -212,19 +219,27 @@ fn main() -> ExitCode {
     }
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Node(flags) => run_node(flags).await,
+            Command::Node(flags) => run_node(flags).await.map(|()| true),
             Command::Admin {
                 node,
                 credential,
                 command,
-            } => run_admin(&node, credential.as_bytes(), command).await,
-            Command::Drive(args) => run_drive(args).await,
-            Command::Client(_) => Ok(()),
-            Command::HashCredential { secret } => hash_credential(secret),
+            } => run_admin(&node, credential.as_bytes(), command)
+                .await
+                .map(|()| true),
+            Command::Drive(args) => run_drive(args).await.map(|()| true),
+            Command::Client(_) => Ok(true),
+            Command::HashCredential { secret } => hash_credential(secret).map(|()| true),
+            Command::Loadgen(args) => loadgen(args).await,
+            Command::Demo(args) => demo(args).await,
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("tally: a check FAILED");
+            ExitCode::FAILURE
+        }
         Err(error) => {
             eprintln!("tally: {error:#}");
             ExitCode::FAILURE

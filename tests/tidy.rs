@@ -38,7 +38,7 @@ fn non_test_code(path: &Path) -> String {
 }
 
 fn crates_with_lib() -> Vec<&'static str> {
-    ["engine", "raft", "gateway", "benches"]
+    ["engine", "raft", "gateway", "benches", "loadgen"]
         .into_iter()
         .filter(|c| root().join(c).join("src/lib.rs").exists())
         .collect()
@@ -83,11 +83,11 @@ fn engine_is_sans_io() {
     }
 }
 
-/// Proves engine, raft and gateway code outside tests never calls `unwrap()`: a failure there must say
+/// Proves engine, raft, gateway and loadgen code outside tests never calls `unwrap()`: a failure there must say
 /// what broke (`expect` with the invariant) or be handled.
 #[test]
 fn no_unwrap_outside_tests() {
-    for krate in ["engine", "raft", "gateway"] {
+    for krate in ["engine", "raft", "gateway", "loadgen"] {
         for path in rust_files(&root().join(krate).join("src")) {
             let code = non_test_code(&path);
             assert!(

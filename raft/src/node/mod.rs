@@ -123,6 +123,9 @@ pub enum NodeError {
     Raft(String),
 }
 
+/// How long a graceful shutdown waits for the batches in flight to be decided.
+pub const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A running node.
 pub struct Node {
     id: NodeId,
@@ -238,8 +241,18 @@ impl Node {
         tracing::info!(node = self.id, "shutting down: no new batches");
         self.clients.stop_accepting();
         drop(self.clients);
-        // The batcher ends once its queue is empty and its entries are decided.
-        let _ = self.batcher_task.await;
+        // The batcher ends once its queue is empty and its entries are decided. Without a
+        // quorum (the other nodes stopped first) they never are: give up after a while; the
+        // clients of those batches get no answer, which they treat as an unknown outcome.
+        if tokio::time::timeout(SHUTDOWN_DRAIN, self.batcher_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                node = self.id,
+                "batches in flight not decided within {SHUTDOWN_DRAIN:?}; stopping anyway"
+            );
+        }
         let result = self
             .raft
             .shutdown()

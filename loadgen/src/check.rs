@@ -1,0 +1,497 @@
+//! The history checks of `../shared/FAULTS.md`, run after the load stops: read every recorded
+//! event back from every replica and check C1 (durability), C3 (at most once), C4 (definite
+//! failures are not stored), C5 (conservation; balances equal the replay), C6 (serial replay
+//! through the reference model gives what the clients saw) and C8 (agreement of digests).
+//!
+//! Trades cannot be read back through the node protocol yet (it has no trade lookup), so they
+//! are checked through counts (C3) and through the balances they move (C5, C6).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::future::try_join_all;
+
+use tally_engine::records::{Account, Trade, Transfer};
+use tally_engine::EventResult;
+
+use crate::cluster::{Cluster, ClusterError, ReplicaState, LOOKUP_IDS_MAX};
+use crate::history::{EventOutcome, History, Outcome};
+use crate::model::{balances_of, Model};
+use crate::workload::Kind;
+use tally_engine::Balances;
+
+/// A check's verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// The history does not allow the check (e.g. unknown outcomes of unreadable trades).
+    Skip,
+}
+
+/// One check's result.
+#[derive(Clone, Debug)]
+pub struct CheckResult {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub verdict: Verdict,
+    pub detail: String,
+}
+
+/// Examples kept per failing check.
+const EXAMPLES_MAX: usize = 5;
+
+#[derive(Default)]
+struct Finding {
+    checked: u64,
+    bad: u64,
+    examples: Vec<String>,
+}
+
+impl Finding {
+    fn bad(&mut self, example: impl FnOnce() -> String) {
+        self.bad += 1;
+        if self.examples.len() < EXAMPLES_MAX {
+            self.examples.push(example());
+        }
+    }
+
+    fn result(self, id: &'static str, name: &'static str, what: &str) -> CheckResult {
+        let verdict = if self.bad == 0 {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        };
+        let mut detail = format!("{} {what} checked, {} bad", self.checked, self.bad);
+        if !self.examples.is_empty() {
+            detail.push_str(": ");
+            detail.push_str(&self.examples.join("; "));
+        }
+        CheckResult {
+            id,
+            name,
+            verdict,
+            detail,
+        }
+    }
+}
+
+/// Wait until every replica has applied the same index (or `within` passes) and return their
+/// states: the checks need a quiet cluster.
+pub async fn settle<C: Cluster>(
+    cluster: &C,
+    within: Duration,
+) -> Result<Vec<ReplicaState>, ClusterError> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let mut states = Vec::new();
+        for node in cluster.nodes() {
+            states.push(cluster.state(&node).await?);
+        }
+        let first = states.first().map_or(0, |state| state.applied_index);
+        let settled = states.iter().all(|state| state.applied_index == first);
+        if settled || tokio::time::Instant::now() > deadline {
+            return Ok(states);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn transfer_matches(request: &Transfer, stored: &Transfer) -> bool {
+    Transfer {
+        timestamp: 0,
+        ..*stored
+    } == *request
+}
+
+fn account_matches(request: &Account, stored: &Account) -> bool {
+    let created = Account {
+        timestamp: 0,
+        debits_pending: 0,
+        debits_posted: 0,
+        credits_pending: 0,
+        credits_posted: 0,
+        ..*stored
+    };
+    created == *request
+}
+
+/// What the read-back pass collects besides C1 and C4.
+#[derive(Default)]
+struct ReadBack {
+    c1: Finding,
+    c4: Finding,
+    /// Per replica: our transfers and accounts it has.
+    transfers_found: Vec<u64>,
+    accounts_found: Vec<u64>,
+    /// Per replica: the balances of our accounts.
+    balances: Vec<HashMap<u128, Balances>>,
+    /// (stored timestamp, batch, event) of events whose outcome was unknown but that are stored.
+    unknown_stored: Vec<(u64, u32, u32)>,
+}
+
+/// Read the events of `group` (batches of one lookup kind, ≤ `LOOKUP_IDS_MAX` events) back
+/// from every replica and check them.
+async fn read_group<C: Cluster>(
+    cluster: &C,
+    nodes: &[String],
+    history: &History,
+    group: &[usize],
+    back: &mut ReadBack,
+) -> Result<(), ClusterError> {
+    let accounts = history.batches[group[0]].kind == Kind::Accounts;
+    let ids: Vec<u128> = group
+        .iter()
+        .flat_map(|b| {
+            let batch = &history.batches[*b];
+            (0..batch.events()).map(|i| batch.id(i))
+        })
+        .collect();
+    // Ask every replica at once: they answer in parallel.
+    let (found_accounts, found_transfers) = if accounts {
+        let asks = nodes
+            .iter()
+            .map(|node| cluster.lookup_accounts(node, ids.clone()));
+        (try_join_all(asks).await?, Vec::new())
+    } else {
+        let asks = nodes
+            .iter()
+            .map(|node| cluster.lookup_transfers(node, ids.clone()));
+        (Vec::new(), try_join_all(asks).await?)
+    };
+    let mut found_accounts = found_accounts.into_iter();
+    let mut found_transfers = found_transfers.into_iter();
+    for (replica, node) in nodes.iter().enumerate() {
+        // Records by id as this replica stores them.
+        let mut stored_transfers = HashMap::new();
+        let mut stored_accounts = HashMap::new();
+        if accounts {
+            for account in found_accounts.next().unwrap_or_default() {
+                back.balances[replica].insert(account.id, balances_of(&account));
+                stored_accounts.insert(account.id, account);
+            }
+            back.accounts_found[replica] += stored_accounts.len() as u64;
+        } else {
+            for transfer in found_transfers.next().unwrap_or_default() {
+                stored_transfers.insert(transfer.id, transfer);
+            }
+            back.transfers_found[replica] += stored_transfers.len() as u64;
+        }
+        for b in group {
+            let batch = &history.batches[*b];
+            for (i, outcome) in batch.event_outcomes().into_iter().enumerate() {
+                let Some(record) = batch.record(i) else {
+                    continue;
+                };
+                let id = batch.id(i);
+                let (present, matches, timestamp) = if accounts {
+                    let stored = stored_accounts.get(&id);
+                    let request = Account::decode(record).ok();
+                    let matches =
+                        matches!((stored, request), (Some(s), Some(r)) if account_matches(&r, s));
+                    (stored.is_some(), matches, 0)
+                } else {
+                    let stored = stored_transfers.get(&id);
+                    let request = Transfer::decode(record).ok();
+                    let matches =
+                        matches!((stored, request), (Some(s), Some(r)) if transfer_matches(&r, s));
+                    (stored.is_some(), matches, stored.map_or(0, |s| s.timestamp))
+                };
+                match outcome {
+                    EventOutcome::Ok => {
+                        back.c1.checked += 1;
+                        if !matches {
+                            let what = if present { "differs" } else { "is missing" };
+                            back.c1
+                                .bad(|| format!("{node}: acknowledged event {id:#x} {what}"));
+                        }
+                    }
+                    EventOutcome::Failed(code) => {
+                        back.c4.checked += 1;
+                        if present {
+                            back.c4.bad(|| {
+                                format!("{node}: event {id:#x} failed ({code:?}) but is stored")
+                            });
+                        }
+                    }
+                    EventOutcome::Unknown => {
+                        if present && replica == 0 {
+                            back.unknown_stored.push((timestamp, *b as u32, i as u32));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Run the checks against `cluster` for `history`. `before` is each replica's state before the
+/// run (counts are compared as differences, so the cluster need not be fresh; per-account
+/// balances are compared with the replay only when it was).
+pub async fn check<C: Cluster>(
+    cluster: &C,
+    history: &History,
+    before: &[ReplicaState],
+) -> Result<Vec<CheckResult>, ClusterError> {
+    let nodes = cluster.nodes();
+    let states = settle(cluster, Duration::from_secs(30)).await?;
+    let mut back = ReadBack {
+        transfers_found: vec![0; nodes.len()],
+        accounts_found: vec![0; nodes.len()],
+        balances: vec![HashMap::new(); nodes.len()],
+        ..ReadBack::default()
+    };
+    let (mut trades_ok, mut trades_unknown) = (0u64, 0u64);
+    let mut group: Vec<usize> = Vec::new();
+    let mut group_events = 0;
+    for (b, batch) in history.batches.iter().enumerate() {
+        if batch.kind == Kind::Trades {
+            for outcome in batch.event_outcomes() {
+                match outcome {
+                    EventOutcome::Ok => trades_ok += 1,
+                    EventOutcome::Unknown => trades_unknown += 1,
+                    EventOutcome::Failed(_) => {}
+                }
+            }
+            continue;
+        }
+        let same_kind = group.first().is_none_or(|g| {
+            (history.batches[*g].kind == Kind::Accounts) == (batch.kind == Kind::Accounts)
+        });
+        if !group.is_empty() && (!same_kind || group_events + batch.events() > LOOKUP_IDS_MAX) {
+            read_group(cluster, &nodes, history, &group, &mut back).await?;
+            group.clear();
+            group_events = 0;
+        }
+        group.push(b);
+        group_events += batch.events();
+    }
+    if !group.is_empty() {
+        read_group(cluster, &nodes, history, &group, &mut back).await?;
+    }
+
+    let mut results = vec![std::mem::take(&mut back.c1).result(
+        "C1",
+        "durability",
+        "acknowledged events × replicas",
+    )];
+    results.push(at_most_once(
+        &states,
+        before,
+        &back,
+        trades_ok,
+        trades_unknown,
+    ));
+    results.push(std::mem::take(&mut back.c4).result(
+        "C4",
+        "definite failures",
+        "failed events × replicas",
+    ));
+    let (c5, c6) = replay(history, &states, before, &back, trades_unknown);
+    results.push(c5);
+    results.push(c6);
+    results.push(agreement(&states));
+    Ok(results)
+}
+
+fn baseline<'a>(before: &'a [ReplicaState], node: &str) -> Option<&'a ReplicaState> {
+    before.iter().find(|state| state.node == node)
+}
+
+/// C3: each replica stores exactly as many new events as distinct ids of ours it has — a
+/// second copy of an id would make the count larger than the ids found.
+fn at_most_once(
+    states: &[ReplicaState],
+    before: &[ReplicaState],
+    back: &ReadBack,
+    trades_ok: u64,
+    trades_unknown: u64,
+) -> CheckResult {
+    let mut finding = Finding::default();
+    for (replica, state) in states.iter().enumerate() {
+        let base = baseline(before, &state.node).cloned().unwrap_or_default();
+        finding.checked += 1;
+        let transfers = state.transfers.saturating_sub(base.transfers);
+        let accounts = state.accounts.saturating_sub(base.accounts);
+        let trades = state.trades.saturating_sub(base.trades);
+        let found = (back.transfers_found[replica], back.accounts_found[replica]);
+        if transfers != found.0 || accounts != found.1 {
+            finding.bad(|| {
+                format!(
+                    "{}: stores {transfers} new transfers and {accounts} accounts, ids found {} and {}",
+                    state.node, found.0, found.1
+                )
+            });
+        }
+        if trades < trades_ok || trades > trades_ok + trades_unknown {
+            finding.bad(|| {
+                format!(
+                    "{}: stores {trades} new trades, acknowledged {trades_ok} (+{trades_unknown} unknown)",
+                    state.node
+                )
+            });
+        }
+    }
+    finding.result("C3", "at most once", "replicas")
+}
+
+/// C5 and C6: per-ledger sums on every replica; the serial replay of the stored events in
+/// commit order through the model; the replicas' balances against the replay's.
+fn replay(
+    history: &History,
+    states: &[ReplicaState],
+    before: &[ReplicaState],
+    back: &ReadBack,
+    trades_unknown: u64,
+) -> (CheckResult, CheckResult) {
+    let mut c5 = Finding::default();
+    for state in states {
+        for totals in &state.ledger_totals {
+            c5.checked += 1;
+            if totals.debits_posted != totals.credits_posted
+                || totals.debits_pending != totals.credits_pending
+            {
+                c5.bad(|| {
+                    format!(
+                        "{}: ledger {} does not balance: {totals:?}",
+                        state.node, totals.ledger
+                    )
+                });
+            }
+        }
+    }
+    if trades_unknown > 0 {
+        let skip = |id, name| CheckResult {
+            id,
+            name,
+            verdict: Verdict::Skip,
+            detail: format!(
+                "{trades_unknown} trades have unknown outcomes and cannot be read back"
+            ),
+        };
+        let mut conservation = c5.result("C5", "conservation", "ledgers × replicas");
+        conservation
+            .detail
+            .push_str(" (per-account replay skipped)");
+        return (conservation, skip("C6", "serial replay"));
+    }
+    // Commit order: event i of a committed batch got timestamp `timestamp_first + i`; stored
+    // events of unknown outcome carry their own.
+    let mut order: Vec<(u64, u32, u32)> = back.unknown_stored.clone();
+    for (b, batch) in history.batches.iter().enumerate() {
+        if let Outcome::Committed(answer) = &batch.outcome {
+            order.extend(
+                (0..batch.events())
+                    .map(|i| (answer.timestamp_first + i as u64, b as u32, i as u32)),
+            );
+        }
+    }
+    order.sort_unstable();
+    let mut model = Model::default();
+    let mut c6 = Finding::default();
+    let mut outcomes: HashMap<u32, Vec<EventOutcome>> = HashMap::new();
+    for (_, b, i) in order {
+        let batch = &history.batches[b as usize];
+        let Some(record) = batch.record(i as usize) else {
+            continue;
+        };
+        let result = match batch.kind {
+            Kind::Accounts => Account::decode(record).map(|a| model.create_account(&a)),
+            Kind::Trades => Trade::decode(record).map(|t| model.trade(&t)),
+            _ => Transfer::decode(record).map(|t| model.transfer(&t)),
+        };
+        let result = result.unwrap_or(EventResult::ReservedFlag);
+        let seen = outcomes.entry(b).or_insert_with(|| batch.event_outcomes())[i as usize];
+        let expected = match seen {
+            EventOutcome::Ok | EventOutcome::Unknown => EventResult::Ok,
+            EventOutcome::Failed(code) => code.unwrap_or(EventResult::Ok),
+        };
+        c6.checked += 1;
+        if result != expected {
+            c6.bad(|| {
+                format!(
+                    "event {:#x}: the client saw {seen:?}, the replay gives {result:?}",
+                    batch.id(i as usize)
+                )
+            });
+        }
+        if outcomes.len() > 64 {
+            // Batches finish in roughly commit order: keep the decoded outcomes bounded.
+            outcomes.retain(|kept, _| *kept + 64 > b);
+        }
+    }
+    let fresh = before.iter().all(|state| state.accounts == 0);
+    if fresh {
+        for (replica, balances) in back.balances.iter().enumerate() {
+            for (id, stored) in balances {
+                c5.checked += 1;
+                if model.balances(*id) != Some(*stored) {
+                    c5.bad(|| {
+                        format!(
+                            "{}: account {id} holds {stored:?}, the replay {:?}",
+                            states.get(replica).map_or("?", |s| s.node.as_str()),
+                            model.balances(*id)
+                        )
+                    });
+                }
+            }
+        }
+    }
+    let mut conservation = c5.result("C5", "conservation", "ledgers and balances × replicas");
+    if !fresh {
+        conservation
+            .detail
+            .push_str(" (the cluster was not fresh: per-account replay skipped)");
+    }
+    (conservation, c6.result("C6", "serial replay", "events"))
+}
+
+/// C8: replicas at the same applied index have equal digests.
+fn agreement(states: &[ReplicaState]) -> CheckResult {
+    let mut finding = Finding::default();
+    let mut by_index: HashMap<u64, &ReplicaState> = HashMap::new();
+    for state in states {
+        finding.checked += 1;
+        match by_index.get(&state.applied_index) {
+            Some(first) if first.digest != state.digest => finding.bad(|| {
+                format!(
+                    "{} and {} differ at index {}",
+                    first.node, state.node, state.applied_index
+                )
+            }),
+            Some(_) => {}
+            None => {
+                by_index.insert(state.applied_index, state);
+            }
+        }
+    }
+    let mut result = finding.result("C8", "agreement", "replicas");
+    let indexes: Vec<u64> = states.iter().map(|s| s.applied_index).collect();
+    result
+        .detail
+        .push_str(&format!(" (applied indexes {indexes:?})"));
+    result
+}
+
+/// A table of the results, one line per check.
+pub fn render(results: &[CheckResult]) -> String {
+    let mut out = String::from("checks (../shared/FAULTS.md):\n");
+    for result in results {
+        let verdict = match result.verdict {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::Skip => "SKIP",
+        };
+        out.push_str(&format!(
+            "  {:<3} {:<18} {verdict}  {}\n",
+            result.id, result.name, result.detail
+        ));
+    }
+    out
+}
+
+/// Whether no check failed.
+pub fn all_passed(results: &[CheckResult]) -> bool {
+    results.iter().all(|result| result.verdict != Verdict::Fail)
+}

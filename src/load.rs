@@ -1,0 +1,348 @@
+//! `tally loadgen` and `tally demo`: the binary's half of the load generator (crate
+//! `tally-loadgen`): flags, a local cluster when asked for one, the JSON report file, Ctrl-C.
+//! The load generator itself never touches the disk; writing the report is done here.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tally_loadgen::check::{all_passed, render};
+use tally_loadgen::run::{Limit, Pace, RunConfig, RunOutcome};
+use tally_loadgen::{Mix, NodeCluster, Skew, WorkloadConfig};
+use tally_raft::node::client::RetryPolicy;
+
+use crate::local_cluster::LocalCluster;
+
+/// TigerBeetle's benchmark: 10,000 accounts, 10,000,000 transfers in batches of 8,189 from
+/// one client, accounts drawn uniformly.
+pub const TIGERBEETLE_ACCOUNTS: u64 = 10_000;
+pub const TIGERBEETLE_TRANSFERS: u64 = 10_000_000;
+pub const TIGERBEETLE_BATCH_EVENTS: usize = 8_189;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// TigerBeetle's benchmark (10,000 accounts, 10M transfers, batches of 8,189, 1 client,
+    /// uniform); flags given explicitly still override it.
+    Tigerbeetle,
+}
+
+/// The workload and pacing flags `loadgen` and `demo` share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadFlags {
+    /// Cash accounts to create (as many instrument accounts when trades are mixed in).
+    #[arg(long)]
+    pub accounts: Option<u64>,
+    /// Events per batch (1..=8189).
+    #[arg(long)]
+    pub batch_events: Option<usize>,
+    /// Closed loop: this many clients, each with one batch in flight.
+    #[arg(long, conflicts_with = "rate")]
+    pub clients: Option<usize>,
+    /// Open loop: this many events per second on a fixed timetable (latency from the
+    /// intended send time).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Run this long (seconds).
+    #[arg(long, conflicts_with = "events")]
+    pub seconds: Option<f64>,
+    /// Run until this many events were sent.
+    #[arg(long)]
+    pub events: Option<u64>,
+    /// Shares of batches in percent, e.g. transfers=70,trades=20,pending=10.
+    #[arg(long)]
+    pub mix: Option<Mix>,
+    /// How accounts are drawn: uniform, zipf:S, hot:ACCOUNTS:PERCENT.
+    #[arg(long)]
+    pub skew: Option<Skew>,
+    /// Per thousand transfers, one naming a missing account (a deliberate, definite failure).
+    #[arg(long)]
+    pub invalid_per_mille: Option<u32>,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write the report (and the checks) as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LoadgenArgs {
+    /// Addresses of the cluster's nodes (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with = "spawn",
+        required_unless_present = "spawn"
+    )]
+    pub cluster: Vec<String>,
+    /// An operator's credential for `--cluster` (`--spawn` makes its own).
+    #[arg(long, env = "TALLY_CREDENTIAL", hide_env_values = true)]
+    pub credential: Option<String>,
+    /// Start this many local nodes in a temporary directory and load them.
+    #[arg(long)]
+    pub spawn: Option<usize>,
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
+    /// Record every operation and, at the end, read everything back from every replica and
+    /// run the checks of FAULTS.md (C1, C3, C4, C5, C6, C8).
+    #[arg(long)]
+    pub check: bool,
+    #[command(flatten)]
+    pub load: LoadFlags,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Nodes of the local cluster.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    #[command(flatten)]
+    pub load: LoadFlags,
+}
+
+/// What a run is: explicit flags over the preset's over `defaults`.
+fn run_config(
+    flags: &LoadFlags,
+    preset: Option<Preset>,
+    defaults: RunConfig,
+) -> anyhow::Result<RunConfig> {
+    let mut config = defaults;
+    if preset == Some(Preset::Tigerbeetle) {
+        config.workload.accounts = TIGERBEETLE_ACCOUNTS;
+        config.workload.batch_events = TIGERBEETLE_BATCH_EVENTS;
+        config.workload.mix = Mix::TRANSFERS_ONLY;
+        config.workload.skew = Skew::Uniform;
+        config.workload.invalid_per_mille = 0;
+        config.pace = Pace::Closed { clients: 1 };
+        config.limit = Limit::Events(TIGERBEETLE_TRANSFERS);
+    }
+    let w = &mut config.workload;
+    w.accounts = flags.accounts.unwrap_or(w.accounts);
+    w.batch_events = flags.batch_events.unwrap_or(w.batch_events);
+    w.mix = flags.mix.unwrap_or(w.mix);
+    w.skew = flags.skew.unwrap_or(w.skew);
+    w.invalid_per_mille = flags.invalid_per_mille.unwrap_or(w.invalid_per_mille);
+    w.seed = flags.seed;
+    if let Some(clients) = flags.clients {
+        config.pace = Pace::Closed { clients };
+    }
+    if let Some(events_per_s) = flags.rate {
+        config.pace = Pace::Open { events_per_s };
+    }
+    if let Some(seconds) = flags.seconds {
+        config.limit = Limit::Duration(Duration::from_secs_f64(seconds));
+    }
+    if let Some(events) = flags.events {
+        config.limit = Limit::Events(events);
+    }
+    config.workload.validate().map_err(anyhow::Error::msg)?;
+    Ok(config)
+}
+
+fn tag() -> u32 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    // Seconds are enough to keep consecutive runs' ids apart; 0 is left for nobody in particular.
+    (now.as_secs() as u32).max(1)
+}
+
+fn defaults() -> RunConfig {
+    RunConfig {
+        workload: WorkloadConfig {
+            accounts: 10_000,
+            batch_events: 1_000,
+            mix: Mix::TRANSFERS_ONLY,
+            skew: Skew::Uniform,
+            invalid_per_mille: 0,
+            seed: 1,
+        },
+        pace: Pace::Closed { clients: 8 },
+        limit: Limit::Duration(Duration::from_secs(10)),
+        check: false,
+        progress: true,
+        tag: tag(),
+    }
+}
+
+/// Print the report and checks, write the JSON if asked; whether every check passed.
+fn finish(outcome: &RunOutcome, json: Option<&PathBuf>) -> anyhow::Result<bool> {
+    println!("\n{}", outcome.report.table());
+    let passed = match &outcome.checks {
+        Some(checks) => {
+            print!("{}", render(checks));
+            all_passed(checks)
+        }
+        None => true,
+    };
+    if let Some(path) = json {
+        let mut value = outcome.report.json();
+        if let Some(checks) = &outcome.checks {
+            value["checks"] = checks
+                .iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "id": c.id, "name": c.name,
+                        "verdict": format!("{:?}", c.verdict).to_lowercase(),
+                        "detail": c.detail,
+                    })
+                })
+                .collect();
+        }
+        let text = serde_json::to_string_pretty(&value)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("report written to {}", path.display());
+    }
+    Ok(passed)
+}
+
+async fn load(
+    addrs: Vec<String>,
+    credential: &[u8],
+    config: &RunConfig,
+) -> anyhow::Result<RunOutcome> {
+    let cluster = Arc::new(NodeCluster::new(addrs, credential, RetryPolicy::default()));
+    tally_loadgen::run(cluster, config)
+        .await
+        .map_err(anyhow::Error::msg)
+}
+
+/// Start `count` local nodes under `root` and wait for a leader; the addresses, leader first.
+async fn spawn(cluster: &mut LocalCluster, count: usize) -> anyhow::Result<Vec<String>> {
+    let ids: Vec<u64> = (1..=count as u64).collect();
+    cluster.found(&ids)?;
+    let leader = cluster.wait_leader(Duration::from_secs(30)).await?;
+    let first = cluster.addr(leader)?;
+    let mut addrs = vec![first.clone()];
+    addrs.extend(cluster.addrs().into_iter().filter(|addr| *addr != first));
+    for node in cluster.nodes.values() {
+        println!(
+            "node {} at {} (pid {}, log {}){}",
+            node.id,
+            node.addr,
+            node.pid().unwrap_or(0),
+            node.log_path().display(),
+            if node.id == leader { " leads" } else { "" }
+        );
+    }
+    Ok(addrs)
+}
+
+fn print_peak_rss(cluster: &LocalCluster) {
+    for node in cluster.nodes.values() {
+        if let Some(bytes) = node.peak_rss_bytes() {
+            println!(
+                "node {} peak RSS (VmHWM) {:.1} MiB",
+                node.id,
+                bytes as f64 / (1 << 20) as f64
+            );
+        }
+    }
+}
+
+/// Start `count` local nodes, run `config` against them and print each node's peak RSS. The
+/// nodes stay up for the caller to shut down; Ctrl-C ends the run early (as an error).
+async fn run_local(
+    cluster: &mut LocalCluster,
+    count: usize,
+    config: &RunConfig,
+) -> anyhow::Result<RunOutcome> {
+    let run = async {
+        let addrs = spawn(cluster, count).await?;
+        println!("load: {}", describe_short(config));
+        let outcome = load(addrs, cluster.operator_credential(), config).await?;
+        print_peak_rss(cluster);
+        anyhow::Ok(outcome)
+    };
+    tokio::select! {
+        result = run => result,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    }
+}
+
+/// How long nodes get to finish a graceful shutdown before they are killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+async fn stop(cluster: &mut LocalCluster) -> anyhow::Result<()> {
+    println!("shutting the local cluster down (SIGTERM)");
+    // The leader first, while its followers can still commit the entries it has in flight
+    // (after Ctrl-C there may be some); then the rest at once.
+    let mut killed = Vec::new();
+    if let Ok(leader) = cluster.wait_leader(Duration::from_secs(2)).await {
+        killed.extend(cluster.shutdown_nodes(&[leader], SHUTDOWN_GRACE)?);
+    }
+    killed.extend(cluster.shutdown(SHUTDOWN_GRACE)?);
+    for id in killed {
+        println!(
+            "node {id} did not stop within {SHUTDOWN_GRACE:?} of SIGTERM (its last entries had no \
+             quorum left); killed"
+        );
+    }
+    Ok(())
+}
+
+/// `tally loadgen`: true when every check passed (or none ran).
+pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<bool> {
+    let mut config = run_config(&args.load, args.preset, defaults())?;
+    config.check = args.check;
+    let Some(count) = args.spawn else {
+        let credential = args.credential.clone().unwrap_or_default();
+        let outcome = load(args.cluster.clone(), credential.as_bytes(), &config).await?;
+        return finish(&outcome, args.load.json.as_ref());
+    };
+    let root = tempfile::tempdir().context("temporary directory")?;
+    let mut cluster = LocalCluster::new(&std::env::current_exe()?, root.path(), "");
+    let outcome = run_local(&mut cluster, count, &config).await;
+    stop(&mut cluster).await?;
+    finish(&outcome?, args.load.json.as_ref())
+}
+
+/// `tally demo`: a local cluster, twenty seconds of mixed load with live numbers, the report,
+/// the checks, where to look, and a clean shutdown.
+pub async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
+    if args.nodes == 0 || args.nodes > 7 {
+        bail!("--nodes must be 1..=7");
+    }
+    let mut base = defaults();
+    base.workload.mix = Mix {
+        transfers: 70,
+        trades: 20,
+        pending: 10,
+    };
+    base.workload.skew = Skew::Zipf(1.0);
+    base.workload.invalid_per_mille = 5;
+    base.pace = Pace::Closed { clients: 8 };
+    base.limit = Limit::Duration(Duration::from_secs(20));
+    base.check = true;
+    let config = run_config(&args.load, None, base)?;
+    let root = tempfile::tempdir().context("temporary directory")?;
+    println!(
+        "tally demo: {} local node(s), data in {}",
+        args.nodes,
+        root.path().display()
+    );
+    let mut cluster = LocalCluster::new(&std::env::current_exe()?, root.path(), "");
+    let outcome = run_local(&mut cluster, args.nodes, &config).await;
+    let passed = match &outcome {
+        Ok(outcome) => finish(outcome, args.load.json.as_ref())?,
+        Err(_) => false,
+    };
+    println!("\nwhere to look while nodes run (Prometheus /metrics arrive with issue 7):");
+    for node in cluster.nodes.values() {
+        println!(
+            "  TALLY_CREDENTIAL={} tally admin --node {} status",
+            String::from_utf8_lossy(cluster.operator_credential()),
+            node.addr
+        );
+    }
+    stop(&mut cluster).await?;
+    outcome?;
+    Ok(passed)
+}
+
+fn describe_short(config: &RunConfig) -> String {
+    format!(
+        "{:?}, {:?}, mix {:?}, skew {:?}",
+        config.pace, config.limit, config.workload.mix, config.workload.skew
+    )
+}
