@@ -199,7 +199,7 @@ pub fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
 }
 
-fn parse_u128(text: &str) -> anyhow::Result<u128> {
+pub fn parse_u128(text: &str) -> anyhow::Result<u128> {
     let text = text.trim();
     let parsed = match text.strip_prefix("0x") {
         Some(hex) => u128::from_str_radix(hex, 16),

@@ -75,9 +75,13 @@ pub struct LoadgenArgs {
         required_unless_present = "spawn"
     )]
     pub cluster: Vec<String>,
-    /// An operator's credential for `--cluster` (`--spawn` makes its own).
+    /// An operator's credential for `--cluster` (`--spawn` makes its own): writes go through
+    /// the gateway with it, the checks read each replica through the operators' protocol.
     #[arg(long, env = "TALLY_CREDENTIAL", hide_env_values = true)]
     pub credential: Option<String>,
+    /// The cluster id of `--cluster` (decimal or 0x-hex).
+    #[arg(long, env = "TALLY_CLUSTER_ID", default_value = "0x1")]
+    pub cluster_id: String,
     /// Start this many local nodes in a temporary directory and load them.
     #[arg(long)]
     pub spawn: Option<usize>,
@@ -198,10 +202,19 @@ fn finish(outcome: &RunOutcome, json: Option<&PathBuf>) -> anyhow::Result<bool> 
 
 async fn load(
     addrs: Vec<String>,
+    cluster_id: u128,
     credential: &[u8],
     config: &RunConfig,
 ) -> anyhow::Result<RunOutcome> {
-    let cluster = Arc::new(NodeCluster::new(addrs, credential, RetryPolicy::default()));
+    let gateway = tally_gateway::client::Client::connect(tally_gateway::client::ClientConfig::new(
+        addrs.clone(),
+        cluster_id,
+        credential.to_vec(),
+    ))
+    .await
+    .context("registering with the gateway")?;
+    let cluster =
+        Arc::new(NodeCluster::new(addrs, credential, RetryPolicy::default()).with_gateway(gateway));
     tally_loadgen::run(cluster, config)
         .await
         .map_err(anyhow::Error::msg)
@@ -250,7 +263,13 @@ async fn run_local(
     let run = async {
         let addrs = spawn(cluster, count).await?;
         println!("load: {}", describe_short(config));
-        let outcome = load(addrs, cluster.operator_credential(), config).await?;
+        let outcome = load(
+            addrs,
+            LOCAL_CLUSTER_ID,
+            cluster.operator_credential(),
+            config,
+        )
+        .await?;
         print_peak_rss(cluster);
         anyhow::Ok(outcome)
     };
@@ -259,6 +278,9 @@ async fn run_local(
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     }
 }
+
+/// The cluster id `LocalCluster` gives its nodes.
+const LOCAL_CLUSTER_ID: u128 = 1;
 
 /// How long nodes get to finish a graceful shutdown before they are killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -287,7 +309,14 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<bool> {
     config.check = args.check;
     let Some(count) = args.spawn else {
         let credential = args.credential.clone().unwrap_or_default();
-        let outcome = load(args.cluster.clone(), credential.as_bytes(), &config).await?;
+        let cluster_id = crate::config::parse_u128(&args.cluster_id).context("--cluster-id")?;
+        let outcome = load(
+            args.cluster.clone(),
+            cluster_id,
+            credential.as_bytes(),
+            &config,
+        )
+        .await?;
         return finish(&outcome, args.load.json.as_ref());
     };
     let root = tempfile::tempdir().context("temporary directory")?;

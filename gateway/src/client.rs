@@ -89,12 +89,24 @@ struct Inner {
     session: Mutex<Option<Session>>,
 }
 
+/// What a packed call gets back: its first event's timestamp and its failures, or the error
+/// its request ended with (shared by every call packed into that request).
+type CallResult = Result<(u64, Vec<Failure>), Arc<ClientError>>;
+
 /// A queued call of a create operation.
 struct Call {
     body: Vec<u8>,
     events: usize,
     alone: bool,
-    done: oneshot::Sender<Result<Vec<Failure>, Arc<ClientError>>>,
+    /// The call's first event's timestamp and its failures (indexes within the call).
+    done: oneshot::Sender<CallResult>,
+}
+
+/// What a create call got back: its first event's timestamp and its failed events by index.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Created {
+    pub timestamp_first: u64,
+    pub failures: Vec<(u32, EventResult)>,
 }
 
 /// A client of a Tally cluster's gateway; cheap to clone and share between tasks.
@@ -143,13 +155,40 @@ impl Client {
         queue: usize,
         records: Vec<[u8; RECORD_BYTES]>,
     ) -> Result<Vec<(u32, EventResult)>, ClientError> {
-        let events = records.len();
-        let alone = records.last().is_some_and(|last| {
+        let created = self.create_body(queue, records.concat()).await?;
+        Ok(created.failures)
+    }
+
+    /// Submit `body` (whole 128-byte records of `operation`) through the packer: the first
+    /// event's timestamp (event `i` got `timestamp_first + i`) and the failures by index.
+    pub async fn create_raw(
+        &self,
+        operation: tally_engine::Operation,
+        body: Vec<u8>,
+    ) -> Result<Created, ClientError> {
+        if body.is_empty() || !body.len().is_multiple_of(RECORD_BYTES) {
+            return Err(ClientError::Decode(format!(
+                "a body of {} bytes is not whole 128-byte records",
+                body.len()
+            )));
+        }
+        let queue = match operation {
+            tally_engine::Operation::CreateAccounts => 0,
+            tally_engine::Operation::CreateTransfers => 1,
+            tally_engine::Operation::CreateTrades => 2,
+        };
+        self.create_body(queue, body).await
+    }
+
+    async fn create_body(&self, queue: usize, body: Vec<u8>) -> Result<Created, ClientError> {
+        let events = body.len() / RECORD_BYTES;
+        let alone = body.len() >= RECORD_BYTES && {
+            let last = &body[body.len() - RECORD_BYTES..];
             u16::from_le_bytes([last[118], last[119]]) & TransferFlags::LINKED.0 != 0
-        });
+        };
         let (done, result) = oneshot::channel();
         let call = Call {
-            body: records.concat(),
+            body,
             events,
             alone,
             done,
@@ -158,14 +197,13 @@ impl Client {
             .send(call)
             .await
             .map_err(|_| ClientError::Closed)?;
-        let failures = result
-            .await
-            .map_err(|_| ClientError::Closed)?
-            .map_err(|error| match Arc::try_unwrap(error) {
+        let (timestamp_first, failures) = result.await.map_err(|_| ClientError::Closed)?.map_err(
+            |error| match Arc::try_unwrap(error) {
                 Ok(error) => error,
                 Err(shared) => ClientError::Decode(shared.to_string()),
-            })?;
-        failures
+            },
+        )?;
+        let failures = failures
             .into_iter()
             .map(|failure| {
                 failure
@@ -175,7 +213,11 @@ impl Client {
                         ClientError::Decode(format!("unknown result code {}", failure.code))
                     })
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok(Created {
+            timestamp_first,
+            failures,
+        })
     }
 
     /// Request frames this client has sent so far (registrations and resends included).
@@ -317,7 +359,8 @@ async fn pack(inner: Arc<Inner>, operation: Operation, mut queue: mpsc::Receiver
                             code: failure.code,
                         })
                         .collect();
-                    let _ = call.done.send(Ok(own));
+                    let first = reply.timestamp_first + u64::from(start);
+                    let _ = call.done.send(Ok((first, own)));
                     start = end;
                 }
             }

@@ -1,6 +1,8 @@
 //! The load generator's view of a cluster: submit a batch, read records and state from one
-//! replica. A small trait so the transport can change (the gateway's client library replaces
-//! the node protocol's [`Client`] when issue 5 lands) without touching workloads or checks.
+//! replica. A small trait so the transport can change without touching workloads or checks.
+//! Writes go through the gateway (`tally_gateway::client`: a session, packing, safe retries),
+//! like any exchange's; the checks' per-replica reads use the operators' node protocol, the
+//! only way to ask one replica for what it has applied.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -82,6 +84,8 @@ pub const LOOKUP_IDS_MAX: usize = tally_raft::node::protocol::LOOKUP_IDS_MAX;
 /// reads through one [`Connection`] per replica.
 pub struct NodeCluster {
     addrs: Vec<String>,
+    /// Where writes go: the gateway when given, else the node protocol's client.
+    gateway: Option<tally_gateway::client::Client>,
     /// The operator credential the node protocol asks of every request.
     credential: Vec<u8>,
     client: Client,
@@ -93,9 +97,17 @@ impl NodeCluster {
         NodeCluster {
             client: Client::new(addrs.clone(), credential, policy),
             credential: credential.to_vec(),
+            gateway: None,
             addrs,
             readers: tokio::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Send writes through the gateway's client (as a client would) instead of the node
+    /// protocol.
+    pub fn with_gateway(mut self, gateway: tally_gateway::client::Client) -> NodeCluster {
+        self.gateway = Some(gateway);
+        self
     }
 
     async fn reader(&self, node: &str) -> Result<Arc<Connection>, ClusterError> {
@@ -137,6 +149,24 @@ fn decode_all<T>(
 
 impl Cluster for NodeCluster {
     async fn submit(&self, operation: Operation, body: Bytes) -> Result<Answer, ClusterError> {
+        if let Some(gateway) = &self.gateway {
+            use tally_gateway::client::ClientError as GatewayError;
+            use tally_gateway::protocol::Status as GatewayStatus;
+            let created = gateway
+                .create_raw(operation, body.to_vec())
+                .await
+                .map_err(|error| match error {
+                    GatewayError::Refused {
+                        status: GatewayStatus::BadRequest | GatewayStatus::BatchRefused,
+                        refusal,
+                    } => ClusterError::Refused(refusal.message),
+                    other => ClusterError::Unknown(other.to_string()),
+                })?;
+            return Ok(Answer {
+                timestamp_first: created.timestamp_first,
+                failures: created.failures,
+            });
+        }
         let answer = self.client.submit(operation, body).await.map_err(unknown)?;
         Ok(Answer {
             timestamp_first: answer.timestamp_first,
