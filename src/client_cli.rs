@@ -12,6 +12,8 @@ use tally_engine::records::{Account, AccountFlags, Trade, TradeFlags, Transfer, 
 use tally_engine::{EventResult, StatementEvent, StatementFilter};
 use tally_gateway::client::{Client, ClientConfig};
 
+use crate::config::parse_u128;
+
 #[derive(Debug, clap::Args)]
 pub struct ClientArgs {
     /// The cluster's node addresses (comma-separated).
@@ -78,15 +80,6 @@ pub enum ClientCommand {
 pub enum Ended {
     Done,
     EventsFailed,
-}
-
-fn parse_u128(text: &str) -> anyhow::Result<u128> {
-    let text = text.trim();
-    match text.strip_prefix("0x") {
-        Some(hex) => u128::from_str_radix(hex, 16),
-        None => text.parse(),
-    }
-    .with_context(|| format!("{text:?} is not a number"))
 }
 
 fn flag_bits(text: &str, names: &[(&str, u16)]) -> anyhow::Result<u16> {

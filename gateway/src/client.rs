@@ -95,7 +95,7 @@ type CallResult = Result<(u64, Vec<Failure>), Arc<ClientError>>;
 
 /// A queued call of a create operation.
 struct Call {
-    body: Vec<u8>,
+    body: Bytes,
     events: usize,
     alone: bool,
     /// The call's first event's timestamp and its failures (indexes within the call).
@@ -155,7 +155,9 @@ impl Client {
         queue: usize,
         records: Vec<[u8; RECORD_BYTES]>,
     ) -> Result<Vec<(u32, EventResult)>, ClientError> {
-        let created = self.create_body(queue, records.concat()).await?;
+        let created = self
+            .create_body(queue, Bytes::from(records.concat()))
+            .await?;
         Ok(created.failures)
     }
 
@@ -164,7 +166,7 @@ impl Client {
     pub async fn create_raw(
         &self,
         operation: tally_engine::Operation,
-        body: Vec<u8>,
+        body: Bytes,
     ) -> Result<Created, ClientError> {
         if body.is_empty() || !body.len().is_multiple_of(RECORD_BYTES) {
             return Err(ClientError::Decode(format!(
@@ -180,7 +182,7 @@ impl Client {
         self.create_body(queue, body).await
     }
 
-    async fn create_body(&self, queue: usize, body: Vec<u8>) -> Result<Created, ClientError> {
+    async fn create_body(&self, queue: usize, body: Bytes) -> Result<Created, ClientError> {
         let events = body.len() / RECORD_BYTES;
         let alone = body.len() >= RECORD_BYTES && {
             let last = &body[body.len() - RECORD_BYTES..];
@@ -334,17 +336,20 @@ async fn pack(inner: Arc<Inner>, operation: Operation, mut queue: mpsc::Receiver
                 Err(_) => break,
             }
         }
-        let body: Vec<u8> = calls
-            .iter()
-            .flat_map(|call| call.body.iter().copied())
-            .collect();
-        let result = inner
-            .call(operation, Bytes::from(body), 0)
-            .await
-            .and_then(|reply| {
-                decode_create_reply(&reply.body)
-                    .map_err(|error| ClientError::Decode(error.to_string()))
-            });
+        // One call goes out as it came; several are joined once (up to 1 MiB).
+        let body = match &calls[..] {
+            [only] => only.body.clone(),
+            _ => {
+                let mut joined = Vec::with_capacity(events * RECORD_BYTES);
+                for call in &calls {
+                    joined.extend_from_slice(&call.body);
+                }
+                Bytes::from(joined)
+            }
+        };
+        let result = inner.call(operation, body, 0).await.and_then(|reply| {
+            decode_create_reply(&reply.body).map_err(|error| ClientError::Decode(error.to_string()))
+        });
         match result {
             Ok(reply) => {
                 let mut start = 0u32;

@@ -152,16 +152,17 @@ impl Cluster for NodeCluster {
         if let Some(gateway) = &self.gateway {
             use tally_gateway::client::ClientError as GatewayError;
             use tally_gateway::protocol::Status as GatewayStatus;
-            let created = gateway
-                .create_raw(operation, body.to_vec())
-                .await
-                .map_err(|error| match error {
-                    GatewayError::Refused {
-                        status: GatewayStatus::BadRequest | GatewayStatus::BatchRefused,
-                        refusal,
-                    } => ClusterError::Refused(refusal.message),
-                    other => ClusterError::Unknown(other.to_string()),
-                })?;
+            let created =
+                gateway
+                    .create_raw(operation, body)
+                    .await
+                    .map_err(|error| match error {
+                        GatewayError::Refused {
+                            status: GatewayStatus::BadRequest | GatewayStatus::BatchRefused,
+                            refusal,
+                        } => ClusterError::Refused(refusal.message),
+                        other => ClusterError::Unknown(other.to_string()),
+                    })?;
             return Ok(Answer {
                 timestamp_first: created.timestamp_first,
                 failures: created.failures,

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::protocol::{Refusal, Status};
+use crate::replication::codec;
 use crate::replication::types::{ClientBatch, Request, TypeConfig};
 use tally_engine::{BatchError, BatchOutcome};
 
@@ -40,9 +41,9 @@ pub struct CommittedBatch {
 
 /// Bytes an entry adds to its batches' bodies: entry and request headers
 /// (docs/raft-entries.md).
-pub const ENTRY_OVERHEAD_BYTES: usize = 32;
+pub const ENTRY_OVERHEAD_BYTES: usize = codec::ENTRY_HEADER_BYTES + codec::REQUEST_HEADER_BYTES;
 /// Bytes each batch adds to an entry: its operation and length.
-pub const BATCH_OVERHEAD_BYTES: usize = 8;
+pub const BATCH_OVERHEAD_BYTES: usize = codec::BATCH_HEADER_BYTES;
 
 /// How the batcher packs and how much it holds.
 #[derive(Clone, Copy, Debug)]

@@ -30,11 +30,11 @@ const KIND_BLANK: u8 = 1;
 const KIND_NORMAL: u8 = 2;
 const KIND_MEMBERSHIP: u8 = 3;
 /// Version, kind, reserved, leader node id.
-const ENTRY_HEADER_BYTES: usize = 16;
+pub(crate) const ENTRY_HEADER_BYTES: usize = 16;
 /// Timestamp, batch count, reserved.
-const REQUEST_HEADER_BYTES: usize = 16;
+pub(crate) const REQUEST_HEADER_BYTES: usize = 16;
 /// Operation, reserved, body length.
-const BATCH_HEADER_BYTES: usize = 8;
+pub(crate) const BATCH_HEADER_BYTES: usize = 8;
 
 /// The engine operation with this wire byte.
 fn operation_from_byte(byte: u8) -> Option<Operation> {
