@@ -5,6 +5,7 @@
 //! id = 1
 //! listen = "127.0.0.1:7001"
 //! data_dir = "/var/lib/tally/1"
+//! admin_listen = "127.0.0.1:9101"   # HTTP: /metrics, /health, /ready (docs/operations.md)
 //! [bootstrap]            # only on a fresh cluster: the founding voters
 //! 1 = "127.0.0.1:7001"
 //! 2 = "127.0.0.1:7002"
@@ -53,6 +54,8 @@ pub struct FileConfig {
     pub id: Option<u64>,
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
+    /// The admin HTTP port: `/metrics`, `/health`, `/ready` (none if not set).
+    pub admin_listen: Option<SocketAddr>,
     #[serde(default)]
     pub bootstrap: BTreeMap<String, String>,
     #[serde(default)]
@@ -172,6 +175,9 @@ pub struct NodeFlags {
     /// Data directory (WAL, vote, snapshots).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Serve `/metrics` (Prometheus), `/health` and `/ready` over HTTP on this address.
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
     /// Founding voters of a fresh cluster, e.g. `1=127.0.0.1:7001,2=127.0.0.1:7002`.
     #[arg(long, value_delimiter = ',')]
     pub bootstrap: Vec<String>,
@@ -206,6 +212,17 @@ pub fn parse_u128(text: &str) -> anyhow::Result<u128> {
         None => text.parse(),
     };
     parsed.with_context(|| format!("{text:?} is not a u128 (decimal or 0x hex)"))
+}
+
+/// The admin HTTP address, from the flag or the file; `None`: no admin port.
+pub fn admin_listen(flags: &NodeFlags) -> anyhow::Result<Option<SocketAddr>> {
+    if flags.admin_listen.is_some() {
+        return Ok(flags.admin_listen);
+    }
+    Ok(match &flags.config {
+        Some(path) => read_file(path)?.admin_listen,
+        None => None,
+    })
 }
 
 /// The gateway's configuration from the file's `[gateway]` section, checked.

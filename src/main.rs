@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
 use tally::client_cli::{ClientArgs, Ended};
-use tally::config::{gateway_config, node_config, parse_members, NodeFlags};
+use tally::config::{admin_listen, gateway_config, node_config, parse_members, NodeFlags};
 use tally::drive::{drive, DriveArgs};
 use tally::load::{demo, loadgen, DemoArgs, LoadgenArgs};
 use tally::local_cluster::LocalCluster;
@@ -97,8 +97,12 @@ fn init_logging() {
 async fn run_node(flags: NodeFlags) -> anyhow::Result<()> {
     let config = node_config(&flags)?;
     let gateway = gateway_config(&flags)?;
-    let extra: ExtraHandler = Box::new(move |raft, view, batcher| {
-        Arc::new(Gateway::new(gateway, raft, view, batcher)) as Arc<dyn ClientHandler>
+    let admin_listener = match admin_listen(&flags)? {
+        Some(addr) => Some(tally::admin_http::bind(addr).await?),
+        None => None,
+    };
+    let extra: ExtraHandler = Box::new(move |raft, view, batcher, metrics| {
+        Arc::new(Gateway::new(gateway, raft, view, batcher, metrics)) as Arc<dyn ClientHandler>
     });
     let node = Node::start(config, tally_raft::storage::open_default(), Some(extra))
         .await
@@ -108,13 +112,21 @@ async fn run_node(flags: NodeFlags) -> anyhow::Result<()> {
         node.id(),
         node.local_addr()
     );
+    let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
+    let admin = admin_listener
+        .map(|listener| tally::admin_http::serve(listener, node.probe(), admin_stopped));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = terminate.recv() => tracing::info!("SIGTERM"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
     }
-    node.shutdown().await.context("shutting down")?;
-    Ok(())
+    // The admin port answers until the node is gone: `/ready` says 503 meanwhile.
+    let stopped = node.shutdown().await.context("shutting down");
+    let _ = stop_admin.send(true);
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
+    stopped
 }
 
 async fn run_admin(addr: &str, credential: &[u8], command: AdminCommand) -> anyhow::Result<()> {

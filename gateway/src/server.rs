@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use openraft::error::{CheckIsLeaderError, RaftError};
+use tally_raft::metrics::{NodeMetrics, Reject};
 use tally_raft::net::{ClientHandler, Frame, Replies};
 use tally_raft::node::protocol::Status as NodeStatus;
 use tally_raft::node::{Batcher, CommittedBatch};
@@ -33,8 +34,11 @@ use crate::protocol::{
     decode_request_body, decode_request_header, encode_balances, encode_create_reply,
     encode_refusal, encode_registered, encode_reply, encode_statement_reply, reply_kind,
     CreateReply, Failure, LookupKind, Operation, Refusal, Registered, ReplyHeader, Request,
-    RequestHeader, Status, FLAG_LINEARIZABLE,
+    RequestHeader, Status, FLAG_LINEARIZABLE, KIND_BALANCES_AS_OF, KIND_CREATE_ACCOUNTS,
+    KIND_CREATE_TRADES, KIND_CREATE_TRANSFERS, KIND_HEARTBEAT, KIND_LOOKUP_ACCOUNTS,
+    KIND_LOOKUP_TRADES, KIND_LOOKUP_TRANSFERS, KIND_REGISTER, KIND_STATEMENT,
 };
+use crate::reply::decode_reply;
 use crate::session::{Admission, SessionRefusal, Sessions, Waiter};
 
 type Raft = openraft::Raft<TypeConfig>;
@@ -50,6 +54,7 @@ pub struct Gateway {
     /// `None` once the node stops accepting writes (graceful shutdown), so the batcher can
     /// drain and end.
     batcher: RwLock<Option<Batcher>>,
+    metrics: NodeMetrics,
 }
 
 /// Where a reply goes and what it echoes.
@@ -102,10 +107,67 @@ impl Context {
         }
     }
 
-    async fn send(&self, replies: &Replies, payload: Bytes) {
+    /// Send `payload` (a reply) to `replies`, counted in the metrics.
+    async fn send(&self, metrics: &NodeMetrics, replies: &Replies, payload: Bytes) {
+        count_reply(metrics, self.kind, &payload);
         let _ = replies.send(self.frame(payload)).await;
     }
 }
+
+/// Count a reply in `tally_requests_total` and, for a refusal before the ledger, in
+/// `tally_rejects_total`.
+fn count_reply(metrics: &NodeMetrics, kind: u8, payload: &[u8]) {
+    let Ok((header, _)) = decode_reply(payload) else {
+        return;
+    };
+    let reject = match header.status {
+        Status::NotLeader => Some(Reject::NotLeader),
+        Status::Busy => Some(Reject::Busy),
+        Status::BadRequest => Some(Reject::Malformed),
+        Status::Unauthenticated | Status::Forbidden | Status::WrongCluster => Some(Reject::Auth),
+        _ => None,
+    };
+    if let Some(reject) = reject {
+        metrics.reject(reject);
+    }
+    metrics.request("gateway", kind_label(kind), status_label(header.status));
+}
+
+/// A request kind's name for metrics (the reply kind names its request).
+fn kind_label(kind: u8) -> &'static str {
+    match kind & !1 {
+        KIND_REGISTER => "register",
+        KIND_HEARTBEAT => "heartbeat",
+        KIND_CREATE_ACCOUNTS => "create_accounts",
+        KIND_CREATE_TRANSFERS => "create_transfers",
+        KIND_CREATE_TRADES => "create_trades",
+        KIND_LOOKUP_ACCOUNTS => "lookup_accounts",
+        KIND_LOOKUP_TRANSFERS => "lookup_transfers",
+        KIND_LOOKUP_TRADES => "lookup_trades",
+        KIND_STATEMENT => "statement",
+        KIND_BALANCES_AS_OF => "balances_as_of",
+        _ => "unknown",
+    }
+}
+
+fn status_label(status: Status) -> &'static str {
+    match status {
+        Status::Ok => "ok",
+        Status::NotLeader => "not_leader",
+        Status::Busy => "busy",
+        Status::BadRequest => "bad_request",
+        Status::Unauthenticated => "unauthenticated",
+        Status::Forbidden => "forbidden",
+        Status::SessionUnknown => "session_unknown",
+        Status::WrongCluster => "wrong_cluster",
+        Status::Unavailable => "unavailable",
+        Status::BatchRefused => "batch_refused",
+        Status::NotFound => "not_found",
+        Status::Internal => "internal",
+    }
+}
+
+impl Context {}
 
 fn lock(sessions: &Mutex<Sessions>) -> MutexGuard<'_, Sessions> {
     // A panic while holding the lock leaves the table consistent (every mutation is a single
@@ -141,7 +203,13 @@ enum Read {
 
 impl Gateway {
     /// The gateway of the node whose Raft handle, applied state and batcher these are.
-    pub fn new(config: GatewayConfig, raft: Raft, view: AppliedView, batcher: Batcher) -> Gateway {
+    pub fn new(
+        config: GatewayConfig,
+        raft: Raft,
+        view: AppliedView,
+        batcher: Batcher,
+        metrics: NodeMetrics,
+    ) -> Gateway {
         if config.credentials.is_empty() {
             tracing::warn!(
                 "no gateway credentials configured: every gateway request will be refused"
@@ -155,6 +223,7 @@ impl Gateway {
             raft,
             view,
             batcher: RwLock::new(Some(batcher)),
+            metrics,
         }
     }
 
@@ -194,7 +263,7 @@ impl Gateway {
             Ok(()) => return,
             Err(payload) => payload,
         };
-        context.send(&replies, payload).await;
+        context.send(&self.metrics, &replies, payload).await;
     }
 
     /// Check the request and serve it; `Err` is the reply to send now.
@@ -275,7 +344,14 @@ impl Gateway {
             return context.refuse_with(Status::Unauthenticated, "unknown credential");
         };
         let access = Access::of(&credential);
-        let registered = lock(&self.sessions).register(context.header.client_id, access, now);
+        let registered = {
+            let mut sessions = lock(&self.sessions);
+            let registered = sessions.register(context.header.client_id, access, now);
+            self.metrics
+                .gateway_sessions
+                .set(i64::try_from(sessions.len()).unwrap_or(i64::MAX));
+            registered
+        };
         let Some(session) = registered else {
             return context
                 .refuse_with(Status::Busy, "too many sessions on this node; retry later");
@@ -333,11 +409,12 @@ impl Gateway {
         let committed = match submitted {
             Ok(committed) => committed,
             Err(payload) => {
-                complete(&sessions, &context, payload, false, replies).await;
+                complete(&self.metrics, &sessions, &context, payload, false, replies).await;
                 return Ok(());
             }
         };
         let replies = replies.clone();
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
             let (payload, keep) = match committed.await {
                 Ok(Ok(CommittedBatch {
@@ -375,7 +452,7 @@ impl Gateway {
                     false,
                 ),
             };
-            complete(&sessions, &context, payload, keep, &replies).await;
+            complete(&metrics, &sessions, &context, payload, keep, &replies).await;
         });
         Ok(())
     }
@@ -396,6 +473,7 @@ impl Gateway {
         let sessions = Arc::clone(&self.sessions);
         let replies = replies.clone();
         let context = *context;
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
             let payload = match linearize(&raft, header.flags).await {
                 Err(payload) => payload(&context),
@@ -405,7 +483,7 @@ impl Gateway {
                 }),
             };
             lock(&sessions).finish(header.session);
-            context.send(&replies, payload).await;
+            context.send(&metrics, &replies, payload).await;
         });
         Ok(())
     }
@@ -504,6 +582,7 @@ fn answer_read(
 /// Send a create request's reply to its connection and to every duplicate that waited for
 /// it, caching it if it is a definite outcome.
 async fn complete(
+    metrics: &NodeMetrics,
     sessions: &Mutex<Sessions>,
     context: &Context,
     payload: Bytes,
@@ -513,8 +592,9 @@ async fn complete(
     let header = context.header;
     let waiters =
         lock(sessions).finish_create(header.session, header.request_number, &payload, keep);
-    context.send(replies, payload.clone()).await;
+    context.send(metrics, replies, payload.clone()).await;
     for waiter in waiters {
+        count_reply(metrics, context.kind, &payload);
         let frame = Frame {
             kind: context.kind,
             request_id: waiter.frame_request_id,

@@ -229,7 +229,7 @@ impl Sessions {
         waiters
     }
 
-    #[cfg(test)]
+    /// Sessions held (expired ones are evicted at the next registration).
     pub(crate) fn len(&self) -> usize {
         self.by_id.len()
     }

@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod limits;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod replication;

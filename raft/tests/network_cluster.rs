@@ -83,7 +83,13 @@ async fn start_with(id: u64, dir: &Path, listener: TcpListener, chunk_bytes: usi
     .expect("raft starts");
     let addr = listener.local_addr().expect("bound");
     let (shutdown, stop) = watch::channel(false);
-    let server = tokio::spawn(serve(listener, raft.clone(), None, stop));
+    let server = tokio::spawn(serve(
+        listener,
+        raft.clone(),
+        None,
+        tally_raft::metrics::NodeMetrics::unregistered(),
+        stop,
+    ));
     TestNode {
         id,
         dir: dir.to_path_buf(),

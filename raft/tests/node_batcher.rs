@@ -10,6 +10,7 @@ use bytes::Bytes;
 use common::single_node::{start, Raft, TIMEOUT};
 use tally_engine::records::{Account, Transfer};
 use tally_engine::{EventResult, Operation};
+use tally_raft::metrics::NodeMetrics;
 use tally_raft::net::{ClientHandler, Frame};
 use tally_raft::node::protocol::{
     answer_kind, decode_answer, decode_submit_answer, encode_request, Request, Status,
@@ -94,7 +95,8 @@ async fn queued_batches_pack_into_few_entries_with_own_results() {
         entries_in_flight_max: 1,
         ..batcher_config()
     };
-    let (batcher, task) = Batcher::start(raft.clone(), config);
+    let metrics = NodeMetrics::unregistered();
+    let (batcher, task) = Batcher::start(raft.clone(), config, metrics.clone());
     let created = batcher.submit(accounts()).await.expect("queued");
     assert!(created
         .await
@@ -136,6 +138,15 @@ async fn queued_batches_pack_into_few_entries_with_own_results() {
         "200 batches took {entries} entries: not packed"
     );
     assert_eq!(view.read(|applied| applied.engine().transfers_count()), 100);
+    // The metrics count what was decided: 10 accounts, 100 transfers applied and 100 refused
+    // for the unknown credit account, one commit latency per batch.
+    let events = |operation: &str, result: &str| {
+        metrics.events.with_label_values(&[operation, result]).get()
+    };
+    assert_eq!(events("create_accounts", "ok"), 10);
+    assert_eq!(events("create_transfers", "ok"), 100);
+    assert_eq!(events("create_transfers", "credit_account_not_found"), 100);
+    assert_eq!(metrics.commit_seconds.get_sample_count(), 201);
     drop(batcher);
     tokio::time::timeout(Duration::from_secs(10), task)
         .await
@@ -172,12 +183,14 @@ async fn ask(service: &Service, kind: u8, payload: Vec<u8>) -> Frame {
 async fn service_refuses_bad_requests_and_stops_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (raft, view) = leader(dir.path()).await;
-    let (batcher, _task) = Batcher::start(raft.clone(), batcher_config());
+    let metrics = NodeMetrics::unregistered();
+    let (batcher, _task) = Batcher::start(raft.clone(), batcher_config(), metrics.clone());
     let service = Service::new(
         raft.clone(),
         view.clone(),
         batcher,
         vec![*blake3::hash(OPERATOR).as_bytes()],
+        metrics.clone(),
     );
 
     let (kind, payload) = encode_request(
@@ -262,5 +275,28 @@ async fn service_refuses_bad_requests_and_stops_cleanly() {
         .expect("decodes")
         .expect_err("refused");
     assert_eq!(refusal.status, Status::Unavailable, "{refusal}");
+
+    // Every answer was counted, each refusal before the ledger under its reason.
+    let rejects = |reason: &str| metrics.rejects.with_label_values(&[reason]).get();
+    assert_eq!(rejects("auth"), 1);
+    assert_eq!(rejects("malformed"), 4);
+    assert_eq!(rejects("shutting_down"), 1);
+    let requests = |kind: &str, status: &str| {
+        metrics
+            .requests
+            .with_label_values(&["node", kind, status])
+            .get()
+    };
+    assert_eq!(requests("submit", "ok"), 1);
+    assert_eq!(requests("submit", "bad_request"), 4);
+    assert_eq!(requests("submit", "batch_refused"), 1);
+    assert_eq!(
+        metrics
+            .events
+            .with_label_values(&["create_transfers", "batch_invalid"])
+            .get(),
+        0,
+        "a body of 100 bytes holds no whole record"
+    );
     raft.shutdown().await.expect("shutdown");
 }

@@ -19,11 +19,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use super::frame::{read_frame_limited, write_frame, Frame};
+use super::frame::{read_frame_limited, write_frame, Frame, FrameError};
 use super::limits::{
     ACCEPT_ERROR_PAUSE, CONNECTIONS_MAX, FRAME_PAYLOAD_BYTES_MAX, REPLIES_QUEUE_DEPTH,
 };
 use super::{rpc, ClientHandler, Replies, RAFT_KIND_LAST};
+use crate::metrics::{NodeMetrics, Reject};
 use crate::replication::types::TypeConfig;
 
 /// Resolves once `shutdown` is true, or its sender is gone (nobody can stop us any more, so
@@ -39,6 +40,7 @@ pub async fn serve(
     listener: TcpListener,
     raft: openraft::Raft<TypeConfig>,
     clients: Option<Arc<dyn ClientHandler>>,
+    metrics: NodeMetrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
@@ -56,14 +58,14 @@ pub async fn serve(
                         tracing::warn!(%peer, limit = CONNECTIONS_MAX, "too many connections; closing");
                         continue;
                     };
-                    connections.spawn(connection(
-                        stream,
-                        peer,
-                        raft.clone(),
-                        clients.clone(),
-                        shutdown.clone(),
-                        permit,
-                    ));
+                    metrics.connections_accepted.inc();
+                    let open = OpenConnection::new(&metrics);
+                    let (raft, clients, metrics, shutdown) =
+                        (raft.clone(), clients.clone(), metrics.clone(), shutdown.clone());
+                    connections.spawn(async move {
+                        let _open = open;
+                        connection(stream, peer, raft, clients, metrics, shutdown, permit).await;
+                    });
                 }
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
@@ -77,12 +79,29 @@ pub async fn serve(
     tracing::info!(?local, "stopped serving");
 }
 
+/// Counts an open connection in `tally_connections` until dropped.
+struct OpenConnection(prometheus::IntGauge);
+
+impl OpenConnection {
+    fn new(metrics: &NodeMetrics) -> OpenConnection {
+        metrics.connections.inc();
+        OpenConnection(metrics.connections.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// One connection: the reader loop here, the writer in its own task.
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     raft: openraft::Raft<TypeConfig>,
     clients: Option<Arc<dyn ClientHandler>>,
+    metrics: NodeMetrics,
     mut shutdown: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) {
@@ -114,6 +133,11 @@ async fn connection(
                 Ok(None) => break,
                 Err(error) => {
                     tracing::warn!(%peer, %error, "closing connection: unreadable frame");
+                    match error {
+                        FrameError::TooLarge { .. } => metrics.reject(Reject::TooLarge),
+                        FrameError::Io(_) | FrameError::Truncated => {}
+                        _ => metrics.reject(Reject::Malformed),
+                    }
                     break;
                 }
             },

@@ -14,13 +14,14 @@
 //! committed (fsync'd on a quorum: openraft counts a replica only after its log store's flush
 //! callback, which fires after fdatasync) and applied by this node's state machine.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::protocol::{Refusal, Status};
+use crate::metrics::NodeMetrics;
 use crate::replication::codec;
 use crate::replication::types::{ClientBatch, Request, TypeConfig};
 use tally_engine::{BatchError, BatchOutcome};
@@ -73,6 +74,18 @@ impl Default for BatcherConfig {
 struct Submission {
     batch: ClientBatch,
     done: oneshot::Sender<Committed>,
+    /// When the batch was queued: commit latency is measured from here.
+    queued_at: Instant,
+}
+
+impl Submission {
+    fn new(batch: ClientBatch, done: oneshot::Sender<Committed>) -> Submission {
+        Submission {
+            batch,
+            done,
+            queued_at: Instant::now(),
+        }
+    }
 }
 
 /// The submitting side of the batcher; cheap to clone.
@@ -85,9 +98,14 @@ pub struct Batcher {
 impl Batcher {
     /// Start the batcher's task on the current tokio runtime. It ends when every `Batcher`
     /// clone is dropped and the queue and the entries in flight have drained.
-    pub fn start(raft: Raft, config: BatcherConfig) -> (Batcher, tokio::task::JoinHandle<()>) {
+    /// It counts decided events, batch sizes, commit latency and its queue in `metrics`.
+    pub fn start(
+        raft: Raft,
+        config: BatcherConfig,
+        metrics: NodeMetrics,
+    ) -> (Batcher, tokio::task::JoinHandle<()>) {
         let (queue, receiver) = mpsc::channel(config.queue_batches_max.max(1));
-        let task = tokio::spawn(run(raft, config, receiver));
+        let task = tokio::spawn(run(raft, config, metrics, receiver));
         let body_bytes_max = config
             .entry_payload_bytes_max
             .saturating_sub(ENTRY_OVERHEAD_BYTES + BATCH_OVERHEAD_BYTES);
@@ -108,7 +126,7 @@ impl Batcher {
     ) -> Result<Option<oneshot::Receiver<Committed>>, Refusal> {
         self.check_size(&batch)?;
         let (done, result) = oneshot::channel();
-        match self.queue.try_send(Submission { batch, done }) {
+        match self.queue.try_send(Submission::new(batch, done)) {
             Ok(()) => Ok(Some(result)),
             Err(mpsc::error::TrySendError::Full(_)) => Ok(None),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(shutting_down()),
@@ -138,7 +156,7 @@ impl Batcher {
         self.check_size(&batch)?;
         let (done, result) = oneshot::channel();
         self.queue
-            .send(Submission { batch, done })
+            .send(Submission::new(batch, done))
             .await
             .map_err(|_| shutting_down())?;
         Ok(result)
@@ -161,12 +179,20 @@ fn next_timestamp(last: &mut u64) -> u64 {
     *last
 }
 
-async fn run(raft: Raft, config: BatcherConfig, mut queue: mpsc::Receiver<Submission>) {
+async fn run(
+    raft: Raft,
+    config: BatcherConfig,
+    metrics: NodeMetrics,
+    mut queue: mpsc::Receiver<Submission>,
+) {
     let mut in_flight = JoinSet::new();
     let mut carried: Option<Submission> = None;
     let mut last_timestamp = 0;
     let mut open = true;
     loop {
+        metrics
+            .batcher_queued
+            .set(i64::try_from(queue.len()).unwrap_or(i64::MAX));
         let room = in_flight.len() < config.entries_in_flight_max.max(1);
         tokio::select! {
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
@@ -200,21 +226,36 @@ async fn run(raft: Raft, config: BatcherConfig, mut queue: mpsc::Receiver<Submis
             packed.push(next);
         }
         let timestamp = next_timestamp(&mut last_timestamp);
-        in_flight.spawn(write(raft.clone(), timestamp, packed));
+        in_flight.spawn(write(raft.clone(), metrics.clone(), timestamp, packed));
     }
 }
 
 /// Propose one entry and hand each batch its result.
-async fn write(raft: Raft, timestamp: u64, packed: Vec<Submission>) {
-    let (batches, waiting): (Vec<_>, Vec<_>) = packed
-        .into_iter()
-        .map(|submission| (submission.batch, submission.done))
-        .unzip();
+async fn write(raft: Raft, metrics: NodeMetrics, timestamp: u64, packed: Vec<Submission>) {
+    let mut waiting = Vec::with_capacity(packed.len());
+    let mut batches = Vec::with_capacity(packed.len());
+    for submission in packed {
+        let events = (submission.batch.body.len() / tally_engine::limits::RECORD_BYTES) as u64;
+        waiting.push((
+            submission.done,
+            submission.queued_at,
+            submission.batch.operation,
+            events,
+        ));
+        batches.push(submission.batch);
+    }
     let count = batches.len();
     match raft.client_write(Request { timestamp, batches }).await {
         Ok(written) if written.data.batches.len() == count => {
             let log_index = written.log_id.index;
-            for (done, outcome) in waiting.into_iter().zip(written.data.batches) {
+            let now = Instant::now();
+            for ((done, queued_at, operation, events), outcome) in
+                waiting.into_iter().zip(written.data.batches)
+            {
+                metrics
+                    .commit_seconds
+                    .observe(now.duration_since(queued_at).as_secs_f64());
+                metrics.batch_decided(operation, events, &outcome);
                 let _ = done.send(Ok(CommittedBatch { log_index, outcome }));
             }
         }
@@ -234,8 +275,15 @@ async fn write(raft: Raft, timestamp: u64, packed: Vec<Submission>) {
     }
 }
 
-fn send_all(waiting: Vec<oneshot::Sender<Committed>>, refusal: &Refusal) {
-    for done in waiting {
+type Waiting = (
+    oneshot::Sender<Committed>,
+    Instant,
+    tally_engine::Operation,
+    u64,
+);
+
+fn send_all(waiting: Vec<Waiting>, refusal: &Refusal) {
+    for (done, ..) in waiting {
         let _ = done.send(Err(refusal.clone()));
     }
 }

@@ -28,10 +28,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::metrics::{NodeMetrics, ScrapeState};
 use crate::net::network::Network;
 use crate::net::server::serve;
 use crate::replication::types::{NodeId, TypeConfig};
-use crate::replication::{open_storage, AppliedView, StorageOpenError};
+use crate::replication::{open_storage, AppliedView, CommittedIndex, StorageOpenError};
 use crate::storage::Disk;
 use crate::wal::WalConfig;
 pub use batcher::{Batcher, BatcherConfig, CommittedBatch};
@@ -48,7 +49,7 @@ pub const EXTRA_KIND_FIRST: u8 = 64;
 /// Builds the extra client handler (the gateway) once openraft runs: it gets the Raft handle,
 /// the applied state for reads, and the batcher to submit through.
 pub type ExtraHandler =
-    Box<dyn FnOnce(Raft, AppliedView, Batcher) -> Arc<dyn ClientHandler> + Send>;
+    Box<dyn FnOnce(Raft, AppliedView, Batcher, NodeMetrics) -> Arc<dyn ClientHandler> + Send>;
 
 /// The node's client side: the node protocol below `EXTRA_KIND_FIRST`, the extra handler above.
 struct Dispatch {
@@ -106,6 +107,72 @@ pub struct NodeConfig {
     pub operator_credentials: Vec<[u8; 32]>,
 }
 
+impl Probe {
+    /// The commit index this node knows: the leader's decision, or what the leader told it.
+    pub fn committed_index(&self) -> Option<u64> {
+        self.committed.get()
+    }
+
+    /// Whether the node should receive traffic (`/ready`): it runs, knows a leader, is a
+    /// member, and has applied within [`READY_LAG_ENTRIES_MAX`] entries of the commit index it
+    /// knows. `Err` says why not.
+    ///
+    /// A follower learns the commit index from the leader, so a follower cut off from the
+    /// leader keeps its last answer until an election timeout passes and it stops naming a
+    /// leader.
+    pub fn readiness(&self) -> Result<(), String> {
+        let metrics = self.raft.metrics().borrow().clone();
+        if let Err(fatal) = &metrics.running_state {
+            return Err(format!("replication stopped: {fatal}"));
+        }
+        let Some(leader) = metrics.current_leader else {
+            return Err(format!("no leader known (term {})", metrics.current_term));
+        };
+        let membership = metrics.membership_config.membership();
+        if !membership.nodes().any(|(id, _)| *id == self.id) {
+            return Err("not a member of the cluster".to_owned());
+        }
+        let Some(committed) = self.committed.get() else {
+            return Err(format!("no commit index heard yet from leader {leader}"));
+        };
+        let applied = metrics.last_applied.map(|id| id.index);
+        let behind = match applied {
+            Some(applied) => committed.saturating_sub(applied),
+            None => committed + 1,
+        };
+        if behind > READY_LAG_ENTRIES_MAX {
+            return Err(format!(
+                "applying: {behind} entries behind the commit index {committed}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refresh the gauges read at scrape time and return every metric in Prometheus's text
+    /// format.
+    pub fn scrape(&self) -> String {
+        let raft = self.raft.metrics().borrow().clone();
+        let ready = self.readiness().is_ok();
+        let (accounts, transfers, trades) = self.view.read(|applied| {
+            let engine = applied.engine();
+            (
+                engine.accounts_count() as u64,
+                engine.transfers_count() as u64,
+                engine.trades_count() as u64,
+            )
+        });
+        let state = ScrapeState {
+            committed_index: self.committed.get(),
+            accounts,
+            transfers,
+            trades,
+            ready,
+        };
+        self.metrics.refresh(&raft, state, &self.data_dir);
+        self.metrics.encode()
+    }
+}
+
 /// Why a node could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -123,6 +190,10 @@ pub enum NodeError {
     Raft(String),
 }
 
+/// A node is ready while its applied index is at most this many entries behind the commit
+/// index it knows (an entry is at most 1 MiB of events; a few are normally being applied).
+pub const READY_LAG_ENTRIES_MAX: u64 = 16;
+
 /// How long a graceful shutdown waits for the batches in flight to be decided.
 pub const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -136,6 +207,19 @@ pub struct Node {
     server_task: JoinHandle<()>,
     stop_serving: watch::Sender<bool>,
     local_addr: SocketAddr,
+    probe: Probe,
+}
+
+/// What the admin HTTP port asks a node: its metrics and whether it is ready. Cheap to clone;
+/// it outlives nothing (after shutdown it reports the stopped state).
+#[derive(Clone)]
+pub struct Probe {
+    id: NodeId,
+    raft: Raft,
+    view: AppliedView,
+    metrics: NodeMetrics,
+    committed: CommittedIndex,
+    data_dir: PathBuf,
 }
 
 impl Node {
@@ -164,6 +248,12 @@ impl Node {
         .await
         .map_err(|error| NodeError::Raft(format!("opening storage panicked: {error}")))??;
         let view = state_machine.view();
+        let metrics = NodeMetrics::new(log_store.wal().backend().name());
+        log_store.wal().metrics().register(metrics.registry());
+        state_machine
+            .snapshot_metrics()
+            .register(metrics.registry());
+        let committed = log_store.committed_index();
         let raft_config = Arc::new(config.raft.clone().validate()?);
         let raft = Raft::new(
             config.id,
@@ -174,13 +264,15 @@ impl Node {
         )
         .await
         .map_err(|error| NodeError::Raft(error.to_string()))?;
-        let (batcher, batcher_task) = Batcher::start(raft.clone(), config.batcher);
-        let extra = extra.map(|make| make(raft.clone(), view.clone(), batcher.clone()));
+        let (batcher, batcher_task) = Batcher::start(raft.clone(), config.batcher, metrics.clone());
+        let extra =
+            extra.map(|make| make(raft.clone(), view.clone(), batcher.clone(), metrics.clone()));
         let service = Arc::new(Service::new(
             raft.clone(),
             view.clone(),
             batcher,
             config.operator_credentials.clone(),
+            metrics.clone(),
         ));
         let clients = Arc::new(Dispatch { service, extra });
         let (stop_serving, stopped) = watch::channel(false);
@@ -188,6 +280,7 @@ impl Node {
             listener,
             raft.clone(),
             Some(Arc::clone(&clients) as Arc<dyn ClientHandler>),
+            metrics.clone(),
             stopped,
         ));
         if !config.bootstrap.is_empty() && !raft.is_initialized().await.unwrap_or(true) {
@@ -206,6 +299,14 @@ impl Node {
                 Err(error) => return Err(NodeError::Raft(format!("initialize: {error}"))),
             }
         }
+        let probe = Probe {
+            id: config.id,
+            raft: raft.clone(),
+            view: view.clone(),
+            metrics,
+            committed,
+            data_dir: config.data_dir,
+        };
         Ok(Node {
             id: config.id,
             raft,
@@ -215,6 +316,7 @@ impl Node {
             server_task,
             stop_serving,
             local_addr,
+            probe,
         })
     }
 
@@ -233,6 +335,15 @@ impl Node {
 
     pub fn view(&self) -> &AppliedView {
         &self.view
+    }
+
+    /// The handle the admin HTTP port uses: metrics and readiness.
+    pub fn probe(&self) -> Probe {
+        self.probe.clone()
+    }
+
+    pub fn metrics(&self) -> &NodeMetrics {
+        &self.probe.metrics
     }
 
     /// Graceful shutdown: stop accepting batches; let the queued and in-flight ones commit and

@@ -27,6 +27,19 @@ pub const KIND_LOOKUP_TRANSFERS: u8 = 36;
 pub const KIND_STATE: u8 = 38;
 /// Cluster administration: initialize, add a learner, change the voters, snapshot.
 pub const KIND_ADMIN: u8 = 40;
+/// A request kind's name for metrics (`tally_requests_total{kind}`); answers are named after
+/// their requests.
+pub fn kind_label(kind: u8) -> &'static str {
+    match kind & !1 {
+        KIND_SUBMIT => "submit",
+        KIND_LOOKUP_ACCOUNTS => "lookup_accounts",
+        KIND_LOOKUP_TRANSFERS => "lookup_transfers",
+        KIND_STATE => "state",
+        KIND_ADMIN => "admin",
+        _ => "unknown",
+    }
+}
+
 /// The answer to a request of `kind`.
 pub const fn answer_kind(kind: u8) -> u8 {
     kind + 1
@@ -67,6 +80,19 @@ pub enum Status {
 }
 
 impl Status {
+    /// The status's name for metrics (`tally_requests_total{status}`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::NotLeader => "not_leader",
+            Status::BadRequest => "bad_request",
+            Status::Unavailable => "unavailable",
+            Status::BatchRefused => "batch_refused",
+            Status::Internal => "internal",
+            Status::Unauthenticated => "unauthenticated",
+        }
+    }
+
     fn from_byte(byte: u8) -> Result<Status, DecodeError> {
         Ok(match byte {
             0 => Status::Ok,

@@ -18,9 +18,11 @@ use openraft::{BasicNode, ChangeMembers};
 
 use super::batcher::{Batcher, CommittedBatch};
 use super::protocol::{
-    answer_kind, decode_request, encode_refusal, encode_state, encode_submit_answer, ok_header,
-    Admin, NodeState, Refusal, Request, Status, SubmitAnswer, READ_LINEARIZABLE, STATE_AUDIT,
+    answer_kind, decode_request, encode_refusal, encode_state, encode_submit_answer, kind_label,
+    ok_header, Admin, NodeState, Refusal, Request, Status, SubmitAnswer, READ_LINEARIZABLE,
+    STATE_AUDIT,
 };
+use crate::metrics::{NodeMetrics, Reject};
 use crate::net::{ClientHandler, Frame, Replies};
 use crate::replication::types::{ClientBatch, TypeConfig};
 use crate::replication::AppliedView;
@@ -35,6 +37,7 @@ pub struct Service {
     batcher: RwLock<Option<Batcher>>,
     /// BLAKE3 hashes of the operators' credentials: the only ones this protocol serves.
     operators: Vec<[u8; 32]>,
+    metrics: NodeMetrics,
 }
 
 impl Service {
@@ -46,12 +49,14 @@ impl Service {
         view: AppliedView,
         batcher: Batcher,
         operators: Vec<[u8; 32]>,
+        metrics: NodeMetrics,
     ) -> Service {
         Service {
             raft,
             view,
             batcher: RwLock::new(Some(batcher)),
             operators,
+            metrics,
         }
     }
 
@@ -69,6 +74,7 @@ impl Service {
     }
 
     async fn serve(&self, frame: Frame, replies: Replies) {
+        let metrics = self.metrics.clone();
         let kind = answer_kind(frame.kind);
         let id = frame.request_id;
         let request = match decode_request(frame.kind, &frame.payload) {
@@ -81,25 +87,29 @@ impl Service {
                         "not an operator's credential"
                     },
                 );
-                let _ = replies.send(answer(kind, id, Err(refusal))).await;
+                self.metrics.reject(Reject::Auth);
+                let _ = replies.send(answer(&metrics, kind, id, Err(refusal))).await;
                 return;
             }
             Ok((_, request)) => request,
             Err(error) => {
+                self.metrics.reject(Reject::Malformed);
                 let refusal =
                     Refusal::new(Status::BadRequest, format!("malformed request: {error}"));
-                let _ = replies.send(answer(kind, id, Err(refusal))).await;
+                let _ = replies.send(answer(&metrics, kind, id, Err(refusal))).await;
                 return;
             }
         };
         if let Request::Submit { operation, body } = request {
             let Some(batcher) = self.batcher() else {
+                self.metrics.reject(Reject::ShuttingDown);
                 let refusal = Refusal::new(Status::Unavailable, "the node is shutting down");
-                let _ = replies.send(answer(kind, id, Err(refusal))).await;
+                let _ = replies.send(answer(&metrics, kind, id, Err(refusal))).await;
                 return;
             };
             match batcher.submit(ClientBatch { operation, body }).await {
                 Ok(committed) => {
+                    let metrics = metrics.clone();
                     tokio::spawn(async move {
                         let result = match committed.await {
                             Ok(Ok(CommittedBatch {
@@ -117,17 +127,18 @@ impl Service {
                                  retry it (events already applied answer `exists`)",
                             )),
                         };
-                        let _ = replies.send(answer(kind, id, result)).await;
+                        let _ = replies.send(answer(&metrics, kind, id, result)).await;
                     });
                 }
                 Err(refusal) => {
-                    let _ = replies.send(answer(kind, id, Err(refusal))).await;
+                    let _ = replies.send(answer(&metrics, kind, id, Err(refusal))).await;
                 }
             }
             return;
         }
         let raft = self.raft.clone();
         let view = self.view.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let result = match request {
                 Request::LookupAccounts { flags, ids } => read(&raft, flags).await.map(|()| {
@@ -158,7 +169,7 @@ impl Service {
                     Err(Refusal::new(Status::Internal, "submit routed as a read"))
                 }
             };
-            let _ = replies.send(answer(kind, id, result)).await;
+            let _ = replies.send(answer(&metrics, kind, id, result)).await;
         });
     }
 }
@@ -181,7 +192,22 @@ impl ClientHandler for Service {
     }
 }
 
-fn answer(kind: u8, request_id: u64, result: Result<Vec<u8>, Refusal>) -> Frame {
+/// The answer frame for `result`, counted in `tally_requests_total` (and a refusal for not
+/// leading in `tally_rejects_total`).
+fn answer(
+    metrics: &NodeMetrics,
+    kind: u8,
+    request_id: u64,
+    result: Result<Vec<u8>, Refusal>,
+) -> Frame {
+    let status = match &result {
+        Ok(_) => Status::Ok,
+        Err(refusal) => refusal.status,
+    };
+    if status == Status::NotLeader {
+        metrics.reject(Reject::NotLeader);
+    }
+    metrics.request("node", kind_label(kind), status.label());
     let payload = match result {
         Ok(body) => {
             let mut out = ok_header();

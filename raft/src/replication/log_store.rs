@@ -59,6 +59,9 @@ pub struct LogStore {
     /// Appends whose flush callback has fired (durable, or failed by a poisoned WAL). The WAL
     /// fires callbacks in append order, so this is a prefix count.
     appends_completed: Arc<watch::Sender<u64>>,
+    /// The commit index openraft last told `save_committed`, plus one (0: none), for metrics
+    /// and readiness; not durable (see `save_committed`).
+    committed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Debug for LogStore {
@@ -173,6 +176,7 @@ impl LogStore {
             purged,
             appends_submitted: 0,
             appends_completed: Arc::new(appends_completed),
+            committed: Arc::default(),
         })
     }
 
@@ -198,6 +202,12 @@ impl LogStore {
     }
 
     /// The WAL underneath (backend, statistics).
+    /// The commit index this node knows, as openraft last saved it: a handle that stays
+    /// valid after the log store moves into openraft.
+    pub fn committed_index(&self) -> CommittedIndex {
+        CommittedIndex(Arc::clone(&self.committed))
+    }
+
     pub fn wal(&self) -> &Wal {
         &self.wal
     }
@@ -235,6 +245,18 @@ impl LogStore {
             .await
             .map(|_| ())
             .map_err(|error| StorageIOError::write_vote(&error).into())
+    }
+}
+
+/// A live view of the commit index a [`LogStore`] was told (see `save_committed`).
+#[derive(Clone, Debug, Default)]
+pub struct CommittedIndex(Arc<std::sync::atomic::AtomicU64>);
+
+impl CommittedIndex {
+    pub fn get(&self) -> Option<u64> {
+        self.0
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .checked_sub(1)
     }
 }
 
@@ -276,11 +298,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.wal.read_vote().as_ref().map(from_wal_vote))
     }
 
-    // `save_committed` / `read_committed` keep openraft's defaults (not saved). Writing the
-    // committed log id durably would cost two fsyncs per commit advance on the hot path, and
-    // openraft only needs it to re-apply the log at start-up before an election. Without it,
-    // a restarted node restores its newest snapshot and re-applies the rest once the leader
-    // tells it the commit index; reads must go through the leader's read index meanwhile.
+    // `read_committed` keeps openraft's default (not saved), and `save_committed` only
+    // publishes the index in memory for metrics and readiness. Writing the committed log id
+    // durably would cost two fsyncs per commit advance on the hot path, and openraft only
+    // needs it to re-apply the log at start-up before an election. Without it, a restarted
+    // node restores its newest snapshot and re-applies the rest once the leader tells it the
+    // commit index; reads must go through the leader's read index meanwhile.
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        let published = committed.map_or(0, |id| id.index.saturating_add(1));
+        self.committed
+            .store(published, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
 
     /// - `callback` fires only after the fdatasync covering every one of these entries
     ///   reported success (the WAL's contract), or with an error once the WAL is poisoned.

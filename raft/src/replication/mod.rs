@@ -32,7 +32,7 @@ pub use error::{
     DecodeError, EncodeError, InstallError, LogStoreOpenError, StateMachineOpenError,
     StorageOpenError,
 };
-pub use log_store::{LogReader, LogStore};
+pub use log_store::{CommittedIndex, LogReader, LogStore};
 pub use state_machine::{Applied, AppliedView, SnapshotBuilder, StateMachine};
 pub use types::{ClientBatch, NodeId, Request, Response, TypeConfig};
 

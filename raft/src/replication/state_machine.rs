@@ -112,6 +112,7 @@ struct Snapshots {
     files: SnapshotFiles,
     /// Meta of the newest snapshot on disk, if any.
     current: Mutex<Option<SnapshotMeta>>,
+    metrics: crate::metrics::SnapshotMetrics,
 }
 
 /// The snapshot file name's log id for `meta` (a snapshot of nothing applied is named 0-0;
@@ -140,7 +141,7 @@ impl Snapshots {
     ///   fsync'd) before it becomes current; only then are older snapshots deleted.
     /// - A snapshot older than the current one (a build that finished after a newer snapshot
     ///   was installed) is not kept: returns `Ok(false)`.
-    fn save(&self, meta: &SnapshotMeta, image: &[u8]) -> Result<bool, StorageError> {
+    fn save(&self, meta: &SnapshotMeta, image: &[u8], origin: &str) -> Result<bool, StorageError> {
         let mut current = self.lock();
         if current
             .as_ref()
@@ -155,6 +156,10 @@ impl Snapshots {
             .write(file_id(meta), image)
             .map_err(|error| failed(&error))?;
         *current = Some(meta.clone());
+        self.metrics.saved.with_label_values(&[origin]).inc();
+        self.metrics
+            .size_bytes
+            .set(i64::try_from(image.len()).unwrap_or(i64::MAX));
         self.files
             .prune(SNAPSHOTS_KEPT)
             .map_err(|error| failed(&error))?;
@@ -229,6 +234,7 @@ impl StateMachine {
                 path: data_dir.to_path_buf(),
                 source,
             })?;
+        let metrics = crate::metrics::SnapshotMetrics::new();
         let (applied, current) = match files.newest_valid()? {
             None => (
                 Applied {
@@ -260,6 +266,9 @@ impl StateMachine {
                     }
                 })?;
                 tracing::info!(snapshot = %meta, "state restored from snapshot");
+                metrics
+                    .size_bytes
+                    .set(i64::try_from(image.len()).unwrap_or(i64::MAX));
                 let applied = Applied {
                     engine,
                     last_applied: meta.last_log_id,
@@ -273,12 +282,18 @@ impl StateMachine {
             snapshots: Arc::new(Snapshots {
                 files,
                 current: Mutex::new(current),
+                metrics,
             }),
             engine_config,
         })
     }
 
     /// A read handle on the applied state.
+    /// The snapshot store's metrics (unregistered: the node registers them).
+    pub fn snapshot_metrics(&self) -> crate::metrics::SnapshotMetrics {
+        self.snapshots.metrics.clone()
+    }
+
     pub fn view(&self) -> AppliedView {
         AppliedView {
             applied: Arc::clone(&self.applied),
@@ -314,7 +329,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let image = blocking(move || {
             let image = encode_image(&meta, &engine)
                 .map_err(|error| StorageIOError::write_snapshot(Some(meta.signature()), &error))?;
-            snapshots.save(&meta, &image)?;
+            snapshots.save(&meta, &image, "built")?;
             Ok(image)
         })
         .await?;
@@ -430,7 +445,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let engine = Engine::restore(engine, config).map_err(|e| refused(e.into()))?;
             // openraft installs only snapshots past what is applied, and the current snapshot
             // is never past what is applied; an older one would move the state backwards.
-            if !snapshots.save(&sent, &image)? {
+            if !snapshots.save(&sent, &image, "installed")? {
                 return Err(refused(InstallError::OlderThanCurrent {
                     sent: sent.to_string(),
                 }));

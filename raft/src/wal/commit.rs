@@ -103,6 +103,7 @@ pub(crate) fn commit(shared: &Shared, group: Group) -> AlignedBuffer {
     } = group;
     // After an error nothing more is written: the disk's state is unknown until reopen.
     let poisoned = shared.lock().poisoned.clone();
+    let started = std::time::Instant::now();
     let result = match poisoned {
         Some(poisoned) => Err(poisoned),
         None => match segment
@@ -125,6 +126,11 @@ pub(crate) fn commit(shared: &Shared, group: Group) -> AlignedBuffer {
             shared
                 .bytes_committed
                 .fetch_add(length as u64, Ordering::Relaxed);
+            shared
+                .metrics
+                .fsync_seconds
+                .observe(started.elapsed().as_secs_f64());
+            shared.metrics.bytes_written.inc_by(length as u64);
             let mut view = shared.lock();
             for staged in staged {
                 let location = Location {

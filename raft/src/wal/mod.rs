@@ -249,6 +249,8 @@ pub(crate) struct Shared {
     pub groups_committed: AtomicU64,
     /// Bytes written by those group commits, padding included.
     pub bytes_committed: AtomicU64,
+    /// The same work for Prometheus, with each group commit's latency.
+    pub metrics: crate::metrics::WalMetrics,
 }
 
 /// Counters of the WAL thread's work since open.
@@ -356,6 +358,7 @@ impl Wal {
             log: Mutex::new(recovered.view),
             groups_committed: AtomicU64::new(0),
             bytes_committed: AtomicU64::new(0),
+            metrics: crate::metrics::WalMetrics::new(),
         });
         let (sender, receiver) = bounded(APPEND_QUEUE_DEPTH_MAX);
         let writer = writer::Writer::new(
@@ -397,6 +400,11 @@ impl Wal {
             groups: self.shared.groups_committed.load(Ordering::Relaxed),
             bytes: self.shared.bytes_committed.load(Ordering::Relaxed),
         }
+    }
+
+    /// The WAL's Prometheus metrics (unregistered: the node registers them).
+    pub fn metrics(&self) -> crate::metrics::WalMetrics {
+        self.shared.metrics.clone()
     }
 
     /// A cloneable reader (openraft's `LogReader`).

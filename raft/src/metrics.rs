@@ -1,0 +1,676 @@
+//! A node's Prometheus metrics (catalog: docs/operations.md, "Metrics").
+//!
+//! Every node has its own [`Registry`] (several nodes share a process in tests). Components
+//! that run on their own threads create their metrics themselves, unregistered, and the node
+//! registers them: the WAL ([`WalMetrics`]) and the snapshot store ([`SnapshotMetrics`]). The
+//! rest lives in [`NodeMetrics`], which the batcher, the node protocol, the gateway and the
+//! replica server update as they work; Raft's state is read from openraft's metrics when a
+//! scrape asks ([`NodeMetrics::refresh_raft`]).
+//!
+//! Conventions: names `tally_*`, base units (seconds, bytes), counters end in `_total`.
+//! Updating a metric is an atomic add; nothing here allocates on the hot path once a label
+//! value has been seen.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use openraft::{RaftMetrics, ServerState};
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::replication::types::NodeId;
+
+/// Latency buckets: 25 µs × 2^k for k = 0..19, so 25 µs up to about 13 s: a bucket per
+/// doubling resolves an fdatasync of tens of microseconds and a stall of seconds alike.
+pub fn latency_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(25e-6, 2.0, 20).unwrap_or_default()
+}
+
+/// Events per client batch: 1, 2, 4, … 16,384 (a full batch is 8,189).
+pub fn batch_size_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(1.0, 2.0, 15).unwrap_or_default()
+}
+
+fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .unwrap_or_else(|error| unreachable!("histogram {name}: {error}"))
+}
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    IntCounter::new(name, help).unwrap_or_else(|error| unreachable!("counter {name}: {error}"))
+}
+
+fn gauge(name: &str, help: &str) -> IntGauge {
+    IntGauge::new(name, help).unwrap_or_else(|error| unreachable!("gauge {name}: {error}"))
+}
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|error| unreachable!("counter {name}: {error}"))
+}
+
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|error| unreachable!("gauge {name}: {error}"))
+}
+
+/// Register `collector` in `registry`. Names are fixed in this module, so a clash is a bug in
+/// it; registering the same component twice (a second node in one process has its own
+/// registry) cannot happen.
+fn register(registry: &Registry, collector: impl prometheus::core::Collector + 'static) {
+    if let Err(error) = registry.register(Box::new(collector)) {
+        unreachable!("metric registered twice: {error}");
+    }
+}
+
+/// The WAL's metrics, updated by its commit thread.
+#[derive(Clone, Debug)]
+pub struct WalMetrics {
+    /// One group commit: the write and the fdatasync after it.
+    pub fsync_seconds: Histogram,
+    pub bytes_written: IntCounter,
+}
+
+impl WalMetrics {
+    pub fn new() -> WalMetrics {
+        WalMetrics {
+            fsync_seconds: histogram(
+                "tally_wal_fsync_seconds",
+                "WAL group commits: one write and its fdatasync, in seconds.",
+                latency_buckets(),
+            ),
+            bytes_written: counter(
+                "tally_wal_bytes_written_total",
+                "Bytes written to the WAL by group commits, headers and padding included.",
+            ),
+        }
+    }
+
+    pub fn register(&self, registry: &Registry) {
+        register(registry, self.fsync_seconds.clone());
+        register(registry, self.bytes_written.clone());
+    }
+}
+
+impl Default for WalMetrics {
+    fn default() -> WalMetrics {
+        WalMetrics::new()
+    }
+}
+
+/// The snapshot store's metrics.
+#[derive(Clone, Debug)]
+pub struct SnapshotMetrics {
+    /// Snapshots made current, by origin: `built` here or `installed` from the leader.
+    pub saved: IntCounterVec,
+    /// Bytes of the newest snapshot file.
+    pub size_bytes: IntGauge,
+}
+
+impl SnapshotMetrics {
+    pub fn new() -> SnapshotMetrics {
+        let saved = counter_vec(
+            "tally_snapshots_total",
+            "Snapshots made durable and current, by origin (built here, installed from the leader).",
+            &["origin"],
+        );
+        for origin in ["built", "installed"] {
+            saved.with_label_values(&[origin]);
+        }
+        SnapshotMetrics {
+            saved,
+            size_bytes: gauge(
+                "tally_snapshot_size_bytes",
+                "Size of the newest snapshot image in bytes (0 before the first).",
+            ),
+        }
+    }
+
+    pub fn register(&self, registry: &Registry) {
+        register(registry, self.saved.clone());
+        register(registry, self.size_bytes.clone());
+    }
+}
+
+impl Default for SnapshotMetrics {
+    fn default() -> SnapshotMetrics {
+        SnapshotMetrics::new()
+    }
+}
+
+/// Why a request was refused before it reached the ledger (`tally_rejects_total{reason}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    /// Unknown credential, wrong role or scope, wrong cluster id.
+    Auth,
+    /// The batcher's queue or a session's in-flight limit is full.
+    Busy,
+    /// A request that does not decode or fails validation.
+    Malformed,
+    /// This node does not lead; the client is told who does.
+    NotLeader,
+    /// A frame or batch over its size limit.
+    TooLarge,
+    /// The node is shutting down or replication stopped.
+    ShuttingDown,
+}
+
+impl Reject {
+    pub const ALL: [Reject; 6] = [
+        Reject::Auth,
+        Reject::Busy,
+        Reject::Malformed,
+        Reject::NotLeader,
+        Reject::TooLarge,
+        Reject::ShuttingDown,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Reject::Auth => "auth",
+            Reject::Busy => "busy",
+            Reject::Malformed => "malformed",
+            Reject::NotLeader => "not_leader",
+            Reject::TooLarge => "too_large",
+            Reject::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+/// The operations' label values, by wire byte.
+pub fn operation_label(operation: tally_engine::Operation) -> &'static str {
+    match operation {
+        tally_engine::Operation::CreateAccounts => "create_accounts",
+        tally_engine::Operation::CreateTransfers => "create_transfers",
+        tally_engine::Operation::CreateTrades => "create_trades",
+    }
+}
+
+/// `CamelCase` → `snake_case`, for label values taken from enum variant names.
+pub fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 8);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Everything a node exports but the WAL's and the snapshot store's metrics.
+#[derive(Clone, Debug)]
+pub struct NodeMetrics {
+    registry: Registry,
+    // Written by the batcher (leader).
+    /// Events decided while this node led, by operation and result (`ok`, the failure's
+    /// snake_case name, or `batch_invalid` for a batch refused as a whole).
+    pub events: IntCounterVec,
+    pub batch_events: HistogramVec,
+    pub commit_seconds: Histogram,
+    pub batcher_queued: IntGauge,
+    // Written by the protocols and the server.
+    pub requests: IntCounterVec,
+    pub rejects: IntCounterVec,
+    pub connections: IntGauge,
+    pub connections_accepted: IntCounter,
+    pub gateway_sessions: IntGauge,
+    // Refreshed from openraft's metrics and the applied state at each scrape.
+    raft_term: IntGauge,
+    raft_leader_id: IntGauge,
+    raft_is_leader: IntGauge,
+    raft_state: IntGaugeVec,
+    raft_last_log_index: IntGauge,
+    raft_committed_index: IntGauge,
+    raft_applied_index: IntGauge,
+    raft_snapshot_index: IntGauge,
+    raft_purged_index: IntGauge,
+    raft_voters: IntGauge,
+    raft_learners: IntGauge,
+    raft_matched_index: IntGaugeVec,
+    raft_lag_entries: IntGaugeVec,
+    raft_quorum_ack_age: Gauge,
+    ledger_accounts: IntGauge,
+    ledger_transfers: IntGauge,
+    ledger_trades: IntGauge,
+    data_dir_free_bytes: IntGauge,
+    data_dir_size_bytes: IntGauge,
+    wal_backend: IntGaugeVec,
+    ready: IntGauge,
+}
+
+/// What a scrape reads besides openraft's metrics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ScrapeState {
+    /// The commit index this node knows (leader: decided; follower: told by the leader).
+    pub committed_index: Option<u64>,
+    pub accounts: u64,
+    pub transfers: u64,
+    pub trades: u64,
+    pub ready: bool,
+}
+
+const RAFT_STATES: [(&str, ServerState); 5] = [
+    ("leader", ServerState::Leader),
+    ("follower", ServerState::Follower),
+    ("candidate", ServerState::Candidate),
+    ("learner", ServerState::Learner),
+    ("shutdown", ServerState::Shutdown),
+];
+
+fn index_or_minus_one(index: Option<u64>) -> i64 {
+    index.map_or(-1, |index| i64::try_from(index).unwrap_or(i64::MAX))
+}
+
+impl NodeMetrics {
+    /// A fresh registry with every node metric, the process collector and `tally_build_info`.
+    pub fn new(wal_backend: &str) -> NodeMetrics {
+        let registry = Registry::new();
+        let events = counter_vec(
+            "tally_events_total",
+            "Events decided while this node led, by operation and result.",
+            &["operation", "result"],
+        );
+        let batch_events = HistogramVec::new(
+            HistogramOpts::new(
+                "tally_batch_events",
+                "Events per client batch committed while this node led.",
+            )
+            .buckets(batch_size_buckets()),
+            &["operation"],
+        )
+        .unwrap_or_else(|error| unreachable!("tally_batch_events: {error}"));
+        let requests = counter_vec(
+            "tally_requests_total",
+            "Client and operator requests answered, by protocol, request kind and status.",
+            &["protocol", "kind", "status"],
+        );
+        let rejects = counter_vec(
+            "tally_rejects_total",
+            "Requests refused before they reached the ledger, by reason.",
+            &["reason"],
+        );
+        for reason in Reject::ALL {
+            rejects.with_label_values(&[reason.label()]);
+        }
+        for operation in [
+            tally_engine::Operation::CreateAccounts,
+            tally_engine::Operation::CreateTransfers,
+            tally_engine::Operation::CreateTrades,
+        ] {
+            events.with_label_values(&[operation_label(operation), "ok"]);
+            batch_events.with_label_values(&[operation_label(operation)]);
+        }
+        let raft_state = gauge_vec(
+            "tally_raft_state",
+            "1 for this node's current Raft role, 0 for the others.",
+            &["state"],
+        );
+        let wal_backend_info = gauge_vec(
+            "tally_wal_backend_info",
+            "1 for the WAL backend in use (io_uring, or the pwrite_fdatasync fallback).",
+            &["backend"],
+        );
+        wal_backend_info.with_label_values(&[wal_backend]).set(1);
+        let build_info = gauge_vec(
+            "tally_build_info",
+            "1, labelled with this binary's version.",
+            &["version"],
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let metrics = NodeMetrics {
+            events,
+            batch_events,
+            commit_seconds: histogram(
+                "tally_commit_latency_seconds",
+                "Leader: a client batch from queued to committed on a quorum (fsync'd) and \
+                 applied, in seconds.",
+                latency_buckets(),
+            ),
+            batcher_queued: gauge(
+                "tally_batcher_queued_batches",
+                "Client batches waiting for a Raft entry on this node.",
+            ),
+            requests,
+            rejects,
+            connections: gauge(
+                "tally_connections",
+                "Open TCP connections on the node port (replicas and clients).",
+            ),
+            connections_accepted: counter(
+                "tally_connections_accepted_total",
+                "TCP connections accepted on the node port.",
+            ),
+            gateway_sessions: gauge("tally_gateway_sessions", "Open gateway client sessions."),
+            raft_term: gauge("tally_raft_term", "This node's current Raft term."),
+            raft_leader_id: gauge(
+                "tally_raft_leader_id",
+                "The node id this node believes leads, or -1 if it knows of none.",
+            ),
+            raft_is_leader: gauge("tally_raft_is_leader", "1 if this node leads, else 0."),
+            raft_state,
+            raft_last_log_index: gauge(
+                "tally_raft_last_log_index",
+                "Index of the last entry in this node's log (-1: empty).",
+            ),
+            raft_committed_index: gauge(
+                "tally_raft_committed_index",
+                "The commit index this node knows (-1: none yet).",
+            ),
+            raft_applied_index: gauge(
+                "tally_raft_applied_index",
+                "Index of the last entry applied to this node's ledger (-1: none).",
+            ),
+            raft_snapshot_index: gauge(
+                "tally_raft_snapshot_index",
+                "Last index covered by this node's newest snapshot (-1: none).",
+            ),
+            raft_purged_index: gauge(
+                "tally_raft_purged_index",
+                "The log is purged up to this index (-1: nothing purged).",
+            ),
+            raft_voters: gauge(
+                "tally_raft_voters",
+                "Voters in the membership this node uses.",
+            ),
+            raft_learners: gauge(
+                "tally_raft_learners",
+                "Learners in the membership this node uses.",
+            ),
+            raft_matched_index: gauge_vec(
+                "tally_raft_replication_matched_index",
+                "Leader only: the last index known replicated to each follower (-1: none).",
+                &["follower"],
+            ),
+            raft_lag_entries: gauge_vec(
+                "tally_raft_replication_lag_entries",
+                "Leader only: entries each follower is behind the leader's last log index.",
+                &["follower"],
+            ),
+            raft_quorum_ack_age: Gauge::new(
+                "tally_raft_quorum_ack_age_seconds",
+                "Leader only: seconds since a quorum last acknowledged this leader.",
+            )
+            .unwrap_or_else(|error| unreachable!("quorum ack age: {error}")),
+            ledger_accounts: gauge("tally_ledger_accounts", "Accounts in the applied ledger."),
+            ledger_transfers: gauge("tally_ledger_transfers", "Transfers in the applied ledger."),
+            ledger_trades: gauge("tally_ledger_trades", "Trades in the applied ledger."),
+            data_dir_free_bytes: gauge(
+                "tally_data_dir_free_bytes",
+                "Bytes available to this node on the filesystem of its data directory.",
+            ),
+            data_dir_size_bytes: gauge(
+                "tally_data_dir_size_bytes",
+                "Size in bytes of the filesystem holding the data directory.",
+            ),
+            wal_backend: wal_backend_info,
+            ready: gauge(
+                "tally_ready",
+                "1 when /ready answers 200: a leader is known and the applied index is caught up.",
+            ),
+            registry,
+        };
+        metrics.register_own(build_info);
+        metrics
+    }
+
+    fn register_own(&self, build_info: IntGaugeVec) {
+        let registry = &self.registry;
+        register(registry, self.events.clone());
+        register(registry, self.batch_events.clone());
+        register(registry, self.commit_seconds.clone());
+        register(registry, self.batcher_queued.clone());
+        register(registry, self.requests.clone());
+        register(registry, self.rejects.clone());
+        register(registry, self.connections.clone());
+        register(registry, self.connections_accepted.clone());
+        register(registry, self.gateway_sessions.clone());
+        register(registry, self.raft_term.clone());
+        register(registry, self.raft_leader_id.clone());
+        register(registry, self.raft_is_leader.clone());
+        register(registry, self.raft_state.clone());
+        register(registry, self.raft_last_log_index.clone());
+        register(registry, self.raft_committed_index.clone());
+        register(registry, self.raft_applied_index.clone());
+        register(registry, self.raft_snapshot_index.clone());
+        register(registry, self.raft_purged_index.clone());
+        register(registry, self.raft_voters.clone());
+        register(registry, self.raft_learners.clone());
+        register(registry, self.raft_matched_index.clone());
+        register(registry, self.raft_lag_entries.clone());
+        register(registry, self.raft_quorum_ack_age.clone());
+        register(registry, self.ledger_accounts.clone());
+        register(registry, self.ledger_transfers.clone());
+        register(registry, self.ledger_trades.clone());
+        register(registry, self.data_dir_free_bytes.clone());
+        register(registry, self.data_dir_size_bytes.clone());
+        register(registry, self.wal_backend.clone());
+        register(registry, self.ready.clone());
+        register(registry, build_info);
+        #[cfg(target_os = "linux")]
+        register(
+            registry,
+            prometheus::process_collector::ProcessCollector::for_self(),
+        );
+    }
+
+    /// Metrics that look like a node's but belong to no node (tests, tools).
+    pub fn unregistered() -> NodeMetrics {
+        NodeMetrics::new("none")
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Count a refused request.
+    pub fn reject(&self, reason: Reject) {
+        self.rejects.with_label_values(&[reason.label()]).inc();
+    }
+
+    /// Count an answered request.
+    pub fn request(&self, protocol: &str, kind: &str, status: &str) {
+        self.requests
+            .with_label_values(&[protocol, kind, status])
+            .inc();
+    }
+
+    /// Count the events of one committed client batch: `count` events, `failures` of them
+    /// failed with the given results (`Err` for a batch refused as a whole).
+    pub fn batch_decided(
+        &self,
+        operation: tally_engine::Operation,
+        count: u64,
+        outcome: &Result<tally_engine::BatchOutcome, tally_engine::BatchError>,
+    ) {
+        let operation = operation_label(operation);
+        self.batch_events
+            .with_label_values(&[operation])
+            .observe(count as f64);
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                self.events
+                    .with_label_values(&[operation, "batch_invalid"])
+                    .inc_by(count);
+                return;
+            }
+        };
+        let failed = outcome.failures.len() as u64;
+        self.events
+            .with_label_values(&[operation, "ok"])
+            .inc_by(count.saturating_sub(failed));
+        // Failures are few and often of one kind: count runs of equal results.
+        let mut tally: BTreeMap<tally_engine::EventResult, u64> = BTreeMap::new();
+        for (_, result) in &outcome.failures {
+            *tally.entry(*result).or_default() += 1;
+        }
+        for (result, count) in tally {
+            self.events
+                .with_label_values(&[operation, &snake_case(&format!("{result:?}"))])
+                .inc_by(count);
+        }
+    }
+
+    /// Set the Raft, ledger and disk gauges from their sources; called by each scrape.
+    pub fn refresh(
+        &self,
+        raft: &RaftMetrics<NodeId, openraft::BasicNode>,
+        state: ScrapeState,
+        data_dir: &Path,
+    ) {
+        self.raft_term
+            .set(i64::try_from(raft.current_term).unwrap_or(i64::MAX));
+        self.raft_leader_id.set(
+            raft.current_leader
+                .map_or(-1, |id| i64::try_from(id).unwrap_or(i64::MAX)),
+        );
+        let leads = raft.state == ServerState::Leader;
+        self.raft_is_leader.set(i64::from(leads));
+        for (label, server_state) in RAFT_STATES {
+            self.raft_state
+                .with_label_values(&[label])
+                .set(i64::from(raft.state == server_state));
+        }
+        let last_log = raft.last_log_index;
+        self.raft_last_log_index.set(index_or_minus_one(last_log));
+        self.raft_committed_index
+            .set(index_or_minus_one(state.committed_index));
+        self.raft_applied_index
+            .set(index_or_minus_one(raft.last_applied.map(|id| id.index)));
+        self.raft_snapshot_index
+            .set(index_or_minus_one(raft.snapshot.map(|id| id.index)));
+        self.raft_purged_index
+            .set(index_or_minus_one(raft.purged.map(|id| id.index)));
+        let membership = raft.membership_config.membership();
+        self.raft_voters
+            .set(i64::try_from(membership.voter_ids().count()).unwrap_or(i64::MAX));
+        self.raft_learners
+            .set(i64::try_from(membership.learner_ids().count()).unwrap_or(i64::MAX));
+        // Followers come and go: drop every series and write the current ones.
+        self.raft_matched_index.reset();
+        self.raft_lag_entries.reset();
+        if let (true, Some(replication)) = (leads, raft.replication.as_ref()) {
+            for (follower, matched) in replication {
+                if *follower == raft.id {
+                    continue;
+                }
+                let label = follower.to_string();
+                let matched = matched.map(|id| id.index);
+                self.raft_matched_index
+                    .with_label_values(&[&label])
+                    .set(index_or_minus_one(matched));
+                let lag = match (last_log, matched) {
+                    (Some(last), Some(matched)) => last.saturating_sub(matched),
+                    (Some(last), None) => last + 1,
+                    (None, _) => 0,
+                };
+                self.raft_lag_entries
+                    .with_label_values(&[&label])
+                    .set(i64::try_from(lag).unwrap_or(i64::MAX));
+            }
+        }
+        self.raft_quorum_ack_age
+            .set(match (leads, raft.millis_since_quorum_ack) {
+                (true, Some(millis)) => millis as f64 / 1000.0,
+                _ => 0.0,
+            });
+        self.ledger_accounts
+            .set(i64::try_from(state.accounts).unwrap_or(i64::MAX));
+        self.ledger_transfers
+            .set(i64::try_from(state.transfers).unwrap_or(i64::MAX));
+        self.ledger_trades
+            .set(i64::try_from(state.trades).unwrap_or(i64::MAX));
+        self.ready.set(i64::from(state.ready));
+        if let Some((free, size)) = filesystem_space(data_dir) {
+            self.data_dir_free_bytes
+                .set(i64::try_from(free).unwrap_or(i64::MAX));
+            self.data_dir_size_bytes
+                .set(i64::try_from(size).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// The registry in Prometheus's text format (version 0.0.4).
+    pub fn encode(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(%error, "encoding metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// `(available, total)` bytes of the filesystem holding `path`.
+fn filesystem_space(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `path` is NUL-terminated and `stat` is a valid place for statvfs to write.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled `stat`.
+    let stat = unsafe { stat.assume_init() };
+    let fragment = stat.f_frsize as u64;
+    Some((
+        (stat.f_bavail as u64).saturating_mul(fragment),
+        (stat.f_blocks as u64).saturating_mul(fragment),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snake_case_labels() {
+        assert_eq!(snake_case("ExceedsCredits"), "exceeds_credits");
+        assert_eq!(snake_case("Ok"), "ok");
+        assert_eq!(snake_case("IdMustNotBeIntMax"), "id_must_not_be_int_max");
+    }
+
+    #[test]
+    fn batch_outcomes_are_counted_by_result() {
+        let metrics = NodeMetrics::unregistered();
+        let outcome = Ok(tally_engine::BatchOutcome {
+            failures: vec![
+                (1, tally_engine::EventResult::Exists),
+                (4, tally_engine::EventResult::ExceedsCredits),
+                (5, tally_engine::EventResult::Exists),
+            ],
+            timestamp_first: 1,
+            timestamp_last: 10,
+        });
+        metrics.batch_decided(tally_engine::Operation::CreateTransfers, 10, &outcome);
+        let count = |result: &str| {
+            metrics
+                .events
+                .with_label_values(&["create_transfers", result])
+                .get()
+        };
+        assert_eq!(count("ok"), 7);
+        assert_eq!(count("exists"), 2);
+        assert_eq!(count("exceeds_credits"), 1);
+        let text = metrics.encode();
+        assert!(text.contains("tally_events_total{operation=\"create_transfers\",result=\"ok\"} 7"));
+        assert!(text.contains("tally_batch_events_count{operation=\"create_transfers\"} 1"));
+        assert!(text.contains("tally_wal_backend_info{backend=\"none\"} 1"));
+    }
+
+    #[test]
+    fn latency_buckets_reach_from_microseconds_to_seconds() {
+        let buckets = latency_buckets();
+        assert_eq!(buckets.len(), 20);
+        assert!(buckets[0] <= 25e-6 + 1e-12);
+        assert!(*buckets.last().unwrap_or(&0.0) > 10.0);
+    }
+}
