@@ -7,6 +7,7 @@
 
 pub mod admin_http;
 pub mod client_cli;
+pub mod cluster_admin;
 pub mod config;
 pub mod drive;
 pub mod load;

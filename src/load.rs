@@ -262,6 +262,10 @@ async fn run_local(
 ) -> anyhow::Result<RunOutcome> {
     let run = async {
         let addrs = spawn(cluster, count).await?;
+        println!("metrics (Prometheus text; also /health and /ready):");
+        for node in cluster.nodes.values() {
+            println!("  node {}: http://{}/metrics", node.id, node.admin_addr);
+        }
         println!("load: {}", describe_short(config));
         let outcome = load(
             addrs,
@@ -356,13 +360,17 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         Ok(outcome) => finish(outcome, args.load.json.as_ref())?,
         Err(_) => false,
     };
-    println!("\nwhere to look while nodes run (Prometheus /metrics arrive with issue 7):");
-    for node in cluster.nodes.values() {
+    if let Some(node) = cluster.nodes.values().find(|node| node.is_running()) {
         println!(
-            "  TALLY_CREDENTIAL={} tally admin --node {} status",
+            "\nthe cluster after the run (`TALLY_CREDENTIAL={} tally admin --node {} status`):",
             String::from_utf8_lossy(cluster.operator_credential()),
             node.addr
         );
+        match crate::cluster_admin::cluster_status(&node.addr, cluster.operator_credential()).await
+        {
+            Ok(status) => print!("{}", crate::cluster_admin::status_table(&status)),
+            Err(error) => println!("  status unavailable: {error:#}"),
+        }
     }
     stop(&mut cluster).await?;
     outcome?;

@@ -18,6 +18,8 @@ use tally_raft::node::protocol::NodeState;
 pub struct LocalNode {
     pub id: u64,
     pub addr: String,
+    /// The admin HTTP address: `/metrics`, `/health`, `/ready`.
+    pub admin_addr: String,
     pub dir: PathBuf,
     child: Option<Child>,
 }
@@ -101,12 +103,13 @@ impl LocalCluster {
     pub fn add(&mut self, id: u64, bootstrap: &BTreeMap<u64, String>) -> anyhow::Result<()> {
         let dir = self.root.join(format!("node-{id}"));
         std::fs::create_dir_all(&dir)?;
-        let addr = match self.nodes.get(&id) {
-            Some(node) => node.addr.clone(),
-            None => free_addr()?,
+        let (addr, admin_addr) = match self.nodes.get(&id) {
+            Some(node) => (node.addr.clone(), node.admin_addr.clone()),
+            None => (free_addr()?, free_addr()?),
         };
         let mut config = format!(
-            "id = {id}\nlisten = \"{addr}\"\ndata_dir = \"{}\"\n",
+            "id = {id}\nlisten = \"{addr}\"\nadmin_listen = \"{admin_addr}\"\n\
+             data_dir = \"{}\"\n",
             dir.join("data").display()
         );
         config.push_str(&self.extra_config);
@@ -132,6 +135,7 @@ impl LocalCluster {
             LocalNode {
                 id,
                 addr,
+                admin_addr,
                 dir,
                 child: None,
             },
@@ -152,6 +156,7 @@ impl LocalCluster {
                 LocalNode {
                     id: *id,
                     addr: members[id].clone(),
+                    admin_addr: free_addr()?,
                     dir: self.root.join(format!("node-{id}")),
                     child: None,
                 },
@@ -166,6 +171,11 @@ impl LocalCluster {
 
     pub fn addr(&self, id: u64) -> anyhow::Result<String> {
         Ok(self.nodes.get(&id).context("no such node")?.addr.clone())
+    }
+
+    /// Node `id`'s admin HTTP address (`/metrics`, `/health`, `/ready`).
+    pub fn admin_addr(&self, id: u64) -> anyhow::Result<String> {
+        Ok(self.nodes.get(&id).context("no such node")?.admin_addr.clone())
     }
 
     /// Every node's address.

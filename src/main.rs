@@ -1,6 +1,7 @@
 //! `tally`: one binary for every role.
 //! - `tally node`: run a replica (config file and flags: docs/operations.md).
-//! - `tally admin`: a node's state; initialize a cluster, add learners, change voters, snapshot.
+//! - `tally admin`: the cluster's status; add and remove nodes; initialize a cluster, add
+//!   learners, change voters, snapshot.
 //! - `tally drive`: a simple load driver for the replicated write path, against a running
 //!   cluster or a local one it starts (`--spawn 3`).
 //! - `tally loadgen`: the load generator (workload mix, closed or open loop, report, checks).
@@ -18,6 +19,7 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
 use tally::client_cli::{ClientArgs, Ended};
+use tally::cluster_admin;
 use tally::config::{admin_listen, gateway_config, node_config, parse_members, NodeFlags};
 use tally::drive::{drive, DriveArgs};
 use tally::load::{demo, loadgen, DemoArgs, LoadgenArgs};
@@ -72,15 +74,25 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AdminCommand {
-    /// The node's role, leader, applied log id, digest, membership and ledger totals.
-    Status,
+    /// Every member's role, term, last log / committed / applied index, lag behind the
+    /// leader, snapshot and state digest (asked of each member).
+    Status {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a running node (fresh data directory) as a voter: learner first, caught up, then
+    /// voter. Goes to the leader wherever --node points.
+    AddNode { id: u64, addr: String },
+    /// Remove a node (voter or learner) from the cluster. Goes to the leader.
+    RemoveNode { id: u64 },
     /// Initialize a fresh cluster with these voters (ID=ADDRESS ...).
     Init { members: Vec<String> },
     /// Add a node as a learner and wait for it to catch up.
     AddLearner { id: u64, addr: String },
     /// Make exactly these nodes the voters.
     Voters { ids: Vec<u64> },
-    /// Build a snapshot now (and purge the log behind it as configured).
+    /// Build a snapshot on this node now (and purge its log behind it as configured).
     Snapshot,
 }
 
@@ -130,11 +142,24 @@ async fn run_node(flags: NodeFlags) -> anyhow::Result<()> {
 }
 
 async fn run_admin(addr: &str, credential: &[u8], command: AdminCommand) -> anyhow::Result<()> {
-    let connection = Connection::connect_as(addr, credential).await?;
     let admin = match command {
-        AdminCommand::Status => {
-            let state = connection.state(STATE_AUDIT).await?;
-            println!("{state:#?}");
+        AdminCommand::Status { json } => {
+            let status = cluster_admin::cluster_status(addr, credential).await?;
+            if json {
+                println!("{:#}", cluster_admin::status_json(&status));
+            } else {
+                print!("{}", cluster_admin::status_table(&status));
+            }
+            return Ok(());
+        }
+        AdminCommand::AddNode { id, addr: node_addr } => {
+            cluster_admin::add_node(addr, credential, id, &node_addr).await?;
+            println!("done");
+            return Ok(());
+        }
+        AdminCommand::RemoveNode { id } => {
+            cluster_admin::remove_node(addr, credential, id).await?;
+            println!("done");
             return Ok(());
         }
         AdminCommand::Init { members } => {
@@ -144,6 +169,7 @@ async fn run_admin(addr: &str, credential: &[u8], command: AdminCommand) -> anyh
         AdminCommand::Voters { ids } => Admin::ChangeVoters(ids),
         AdminCommand::Snapshot => Admin::Snapshot,
     };
+    let connection = Connection::connect_as(addr, credential).await?;
     connection
         .request(&Request::Admin(admin))
         .await?

@@ -33,6 +33,9 @@ fn short_demo_passes_every_check() {
         "trades",
         "post_void",
         "tally admin --node",
+        "/metrics",
+        "COMMITTED",
+        "leader: ",
     ] {
         assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
     }

@@ -191,6 +191,7 @@ async fn service_refuses_bad_requests_and_stops_cleanly() {
         batcher,
         vec![*blake3::hash(OPERATOR).as_bytes()],
         metrics.clone(),
+        tally_raft::replication::CommittedIndex::default(),
     );
 
     let (kind, payload) = encode_request(

@@ -273,6 +273,7 @@ impl Node {
             batcher,
             config.operator_credentials.clone(),
             metrics.clone(),
+            committed.clone(),
         ));
         let clients = Arc::new(Dispatch { service, extra });
         let (stop_serving, stopped) = watch::channel(false);

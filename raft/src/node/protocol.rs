@@ -148,12 +148,15 @@ pub enum Admin {
     ChangeVoters(Vec<NodeId>),
     /// Build a snapshot now (and purge the log up to it, as the node's config says).
     Snapshot,
+    /// Remove these nodes from the cluster (voters through joint consensus, and learners).
+    RemoveNodes(Vec<NodeId>),
 }
 
 const ADMIN_INITIALIZE: u8 = 1;
 const ADMIN_ADD_LEARNER: u8 = 2;
 const ADMIN_CHANGE_VOTERS: u8 = 3;
 const ADMIN_SNAPSHOT: u8 = 4;
+const ADMIN_REMOVE_NODES: u8 = 5;
 
 /// A request, decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -186,6 +189,14 @@ pub struct NodeState {
     pub voters: Vec<NodeId>,
     pub learners: Vec<NodeId>,
     pub ledger_totals: Vec<LedgerTotals>,
+    /// Index of the last entry in this node's log.
+    pub last_log_index: Option<u64>,
+    /// The commit index this node knows (the leader's, or what the leader told it).
+    pub committed_index: Option<u64>,
+    /// Every member's address (voters and learners), for reaching the others.
+    pub addresses: Vec<(NodeId, String)>,
+    /// Leader only: per follower, the last index known replicated there.
+    pub replication: Vec<(NodeId, Option<u64>)>,
 }
 
 /// Bytes of a request's fixed header: the kind byte's companion (operation or flags), padding.
@@ -284,8 +295,12 @@ fn encode_request_body(request: &Request) -> (u8, Vec<u8>) {
                     out.extend_from_slice(&id.to_le_bytes());
                     put_str(&mut out, addr, NODE_ADDRESS_BYTES_MAX);
                 }
-                Admin::ChangeVoters(ids) => {
-                    out = header(ADMIN_CHANGE_VOTERS);
+                Admin::ChangeVoters(ids) | Admin::RemoveNodes(ids) => {
+                    out = header(if matches!(admin, Admin::RemoveNodes(_)) {
+                        ADMIN_REMOVE_NODES
+                    } else {
+                        ADMIN_CHANGE_VOTERS
+                    });
                     out.extend_from_slice(&(ids.len() as u32).to_le_bytes());
                     for id in ids {
                         out.extend_from_slice(&id.to_le_bytes());
@@ -378,6 +393,10 @@ fn decode_request_body(
                 ADMIN_CHANGE_VOTERS => {
                     let count = reader.count("voters", MEMBERSHIP_NODES_MAX, 8)?;
                     Admin::ChangeVoters((0..count).map(|_| reader.u64()).collect::<Result<_, _>>()?)
+                }
+                ADMIN_REMOVE_NODES => {
+                    let count = reader.count("nodes", MEMBERSHIP_NODES_MAX, 8)?;
+                    Admin::RemoveNodes((0..count).map(|_| reader.u64()).collect::<Result<_, _>>()?)
                 }
                 ADMIN_SNAPSHOT => Admin::Snapshot,
                 other => return Err(DecodeError::UnknownKind(other)),
@@ -496,6 +515,24 @@ pub fn decode_records(body: &[u8]) -> Result<Vec<[u8; RECORD_BYTES]>, DecodeErro
     Ok(records.to_vec())
 }
 
+fn put_index(out: &mut Vec<u8>, index: Option<u64>) {
+    out.push(u8::from(index.is_some()));
+    out.extend_from_slice(&index.unwrap_or(0).to_le_bytes());
+}
+
+fn get_index(reader: &mut Reader<'_>) -> Result<Option<u64>, DecodeError> {
+    let present = reader.u8()?;
+    let index = reader.u64()?;
+    match present {
+        0 => Ok(None),
+        1 => Ok(Some(index)),
+        value => Err(DecodeError::BadFlag {
+            at: reader.at,
+            value,
+        }),
+    }
+}
+
 fn put_log_id(out: &mut Vec<u8>, log_id: Option<&LogId>) {
     match log_id {
         Some(id) => {
@@ -558,6 +595,18 @@ pub fn encode_state(state: &NodeState, out: &mut Vec<u8>) {
             out.extend_from_slice(&sum.to_le_bytes());
         }
     }
+    put_index(out, state.last_log_index);
+    put_index(out, state.committed_index);
+    out.extend_from_slice(&(state.addresses.len() as u32).to_le_bytes());
+    for (id, addr) in &state.addresses {
+        out.extend_from_slice(&id.to_le_bytes());
+        put_str(out, addr, NODE_ADDRESS_BYTES_MAX);
+    }
+    out.extend_from_slice(&(state.replication.len() as u32).to_le_bytes());
+    for (id, matched) in &state.replication {
+        out.extend_from_slice(&id.to_le_bytes());
+        put_index(out, *matched);
+    }
 }
 
 pub fn decode_state(body: &[u8]) -> Result<NodeState, DecodeError> {
@@ -592,6 +641,20 @@ pub fn decode_state(body: &[u8]) -> Result<NodeState, DecodeError> {
             credits_posted: u128(&mut reader)?,
         });
     }
+    let last_log_index = get_index(&mut reader)?;
+    let committed_index = get_index(&mut reader)?;
+    let count = reader.count("addresses", MEMBERSHIP_NODES_MAX, 10)?;
+    let mut addresses = Vec::with_capacity(count);
+    for _ in 0..count {
+        let id = reader.u64()?;
+        addresses.push((id, get_str(&mut reader, "address", NODE_ADDRESS_BYTES_MAX)?));
+    }
+    let count = reader.count("followers", MEMBERSHIP_NODES_MAX, 17)?;
+    let mut replication = Vec::with_capacity(count);
+    for _ in 0..count {
+        let id = reader.u64()?;
+        replication.push((id, get_index(&mut reader)?));
+    }
     reader.finish()?;
     Ok(NodeState {
         node_id,
@@ -608,6 +671,10 @@ pub fn decode_state(body: &[u8]) -> Result<NodeState, DecodeError> {
         voters,
         learners,
         ledger_totals,
+        last_log_index,
+        committed_index,
+        addresses,
+        replication,
     })
 }
 
@@ -638,6 +705,7 @@ mod tests {
             Request::Admin(Admin::AddLearner(4, "10.0.0.4:7000".into())),
             Request::Admin(Admin::ChangeVoters(vec![1, 2, 3])),
             Request::Admin(Admin::Snapshot),
+            Request::Admin(Admin::RemoveNodes(vec![4, 5])),
         ]
     }
 
@@ -699,6 +767,10 @@ mod tests {
                 credits_pending: 3,
                 credits_posted: u128::MAX,
             }],
+            last_log_index: Some(101),
+            committed_index: Some(100),
+            addresses: vec![(1, "10.0.0.1:7000".into()), (4, "node4:7000".into())],
+            replication: vec![(1, Some(100)), (3, None), (4, Some(7))],
         };
         let mut out = Vec::new();
         encode_state(&state, &mut out);

@@ -25,7 +25,7 @@ use super::protocol::{
 use crate::metrics::{NodeMetrics, Reject};
 use crate::net::{ClientHandler, Frame, Replies};
 use crate::replication::types::{ClientBatch, TypeConfig};
-use crate::replication::AppliedView;
+use crate::replication::{AppliedView, CommittedIndex};
 
 type Raft = openraft::Raft<TypeConfig>;
 
@@ -38,6 +38,7 @@ pub struct Service {
     /// BLAKE3 hashes of the operators' credentials: the only ones this protocol serves.
     operators: Vec<[u8; 32]>,
     metrics: NodeMetrics,
+    committed: CommittedIndex,
 }
 
 impl Service {
@@ -50,6 +51,7 @@ impl Service {
         batcher: Batcher,
         operators: Vec<[u8; 32]>,
         metrics: NodeMetrics,
+        committed: CommittedIndex,
     ) -> Service {
         Service {
             raft,
@@ -57,6 +59,7 @@ impl Service {
             batcher: RwLock::new(Some(batcher)),
             operators,
             metrics,
+            committed,
         }
     }
 
@@ -138,6 +141,7 @@ impl Service {
         }
         let raft = self.raft.clone();
         let view = self.view.clone();
+        let committed = self.committed.clone();
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let result = match request {
@@ -161,7 +165,10 @@ impl Service {
                 }),
                 Request::State { flags } => read(&raft, flags).await.map(|()| {
                     let mut out = Vec::new();
-                    encode_state(&state(&raft, &view, flags & STATE_AUDIT != 0), &mut out);
+                    encode_state(
+                        &state(&raft, &view, &committed, flags & STATE_AUDIT != 0),
+                        &mut out,
+                    );
                     out
                 }),
                 Request::Admin(admin) => administer(&raft, admin).await.map(|()| Vec::new()),
@@ -272,11 +279,28 @@ async fn read(raft: &Raft, flags: u8) -> Result<(), Refusal> {
     }
 }
 
-fn state(raft: &Raft, view: &AppliedView, audit: bool) -> NodeState {
+fn state(
+    raft: &Raft,
+    view: &AppliedView,
+    committed: &CommittedIndex,
+    audit: bool,
+) -> NodeState {
     let metrics = raft.metrics().borrow().clone();
     let membership = metrics.membership_config.membership();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
     let learners = membership.learner_ids().collect();
+    let addresses = membership
+        .nodes()
+        .map(|(id, node)| (*id, node.addr.clone()))
+        .collect();
+    let replication = match (&metrics.state, &metrics.replication) {
+        (openraft::ServerState::Leader, Some(replication)) => replication
+            .iter()
+            .filter(|(id, _)| **id != metrics.id)
+            .map(|(id, matched)| (*id, matched.map(|log_id| log_id.index)))
+            .collect(),
+        _ => Vec::new(),
+    };
     view.read(|applied| {
         let engine = applied.engine();
         NodeState {
@@ -298,6 +322,10 @@ fn state(raft: &Raft, view: &AppliedView, audit: bool) -> NodeState {
             } else {
                 Vec::new()
             },
+            last_log_index: metrics.last_log_index,
+            committed_index: committed.get(),
+            addresses,
+            replication,
         }
     })
 }
@@ -359,6 +387,41 @@ async fn administer(raft: &Raft, admin: Admin) -> Result<(), Refusal> {
                 .await
                 .map(|_| ())
                 .map_err(write_refusal)
+        }
+        Admin::RemoveNodes(ids) => {
+            let ids: BTreeSet<u64> = ids.into_iter().collect();
+            let metrics = raft.metrics().borrow().clone();
+            let membership = metrics.membership_config.membership();
+            if let Some(unknown) = ids
+                .iter()
+                .find(|id| !membership.nodes().any(|(member, _)| member == *id))
+            {
+                return Err(Refusal::new(
+                    Status::BadRequest,
+                    format!("node {unknown} is not a member of the cluster"),
+                ));
+            }
+            if membership.voter_ids().all(|voter| ids.contains(&voter)) {
+                return Err(Refusal::new(
+                    Status::BadRequest,
+                    "a cluster needs at least one voter: this would remove them all",
+                ));
+            }
+            // Voters leave through joint consensus (not kept as learners); learners after.
+            let (voters, learners): (BTreeSet<u64>, BTreeSet<u64>) = ids
+                .into_iter()
+                .partition(|id| membership.voter_ids().any(|voter| voter == *id));
+            if !voters.is_empty() {
+                raft.change_membership(ChangeMembers::RemoveVoters(voters), false)
+                    .await
+                    .map_err(write_refusal)?;
+            }
+            if !learners.is_empty() {
+                raft.change_membership(ChangeMembers::RemoveNodes(learners), false)
+                    .await
+                    .map_err(write_refusal)?;
+            }
+            Ok(())
         }
         Admin::Snapshot => raft.trigger().snapshot().await.map_err(|fatal| {
             Refusal::new(Status::Unavailable, format!("replication stopped: {fatal}"))
