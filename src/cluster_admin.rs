@@ -123,10 +123,10 @@ pub async fn cluster_status(addr: &str, credential: &[u8]) -> anyhow::Result<Clu
                     .replication
                     .iter()
                     .find(|(id, _)| *id == member.id)
-                    .and_then(|(_, matched)| match (last, matched) {
-                        (Some(last), Some(matched)) => Some(last.saturating_sub(*matched)),
-                        (Some(last), None) => Some(last + 1),
-                        (None, _) => Some(0),
+                    .map(|(_, matched)| match (last, matched) {
+                        (Some(last), Some(matched)) => last.saturating_sub(*matched),
+                        (Some(last), None) => last + 1,
+                        (None, _) => 0,
                     })
             };
         }
@@ -259,10 +259,16 @@ pub async fn leader(addr: &str, credential: &[u8]) -> anyhow::Result<(Connection
             return Ok((connection, state));
         }
         let Some(leader) = state.leader else {
-            bail!("node {} at {target} knows no leader now; retry shortly", state.node_id);
+            bail!(
+                "node {} at {target} knows no leader now; retry shortly",
+                state.node_id
+            );
         };
         let Some((_, leader_addr)) = state.addresses.iter().find(|(id, _)| *id == leader) else {
-            bail!("node {} names leader {leader} but not its address", state.node_id);
+            bail!(
+                "node {} names leader {leader} but not its address",
+                state.node_id
+            );
         };
         target = leader_addr.clone();
     }
@@ -312,10 +318,7 @@ pub async fn add_node(
 pub async fn remove_node(addr: &str, credential: &[u8], id: u64) -> anyhow::Result<()> {
     let (connection, state) = leader(addr, credential).await?;
     if !state.addresses.iter().any(|(member, _)| *member == id) {
-        bail!(
-            "node {id} is not a member (members: {:?})",
-            state.addresses
-        );
+        bail!("node {id} is not a member (members: {:?})", state.addresses);
     }
     println!("removing node {id} from the cluster");
     administer(&connection, Admin::RemoveNodes(vec![id]))

@@ -175,7 +175,12 @@ impl LocalCluster {
 
     /// Node `id`'s admin HTTP address (`/metrics`, `/health`, `/ready`).
     pub fn admin_addr(&self, id: u64) -> anyhow::Result<String> {
-        Ok(self.nodes.get(&id).context("no such node")?.admin_addr.clone())
+        Ok(self
+            .nodes
+            .get(&id)
+            .context("no such node")?
+            .admin_addr
+            .clone())
     }
 
     /// Every node's address.

@@ -152,7 +152,10 @@ async fn run_admin(addr: &str, credential: &[u8], command: AdminCommand) -> anyh
             }
             return Ok(());
         }
-        AdminCommand::AddNode { id, addr: node_addr } => {
+        AdminCommand::AddNode {
+            id,
+            addr: node_addr,
+        } => {
             cluster_admin::add_node(addr, credential, id, &node_addr).await?;
             println!("done");
             return Ok(());

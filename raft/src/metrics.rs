@@ -620,10 +620,16 @@ fn filesystem_space(path: &Path) -> Option<(u64, u64)> {
     }
     // SAFETY: statvfs returned 0, so it filled `stat`.
     let stat = unsafe { stat.assume_init() };
-    let fragment = stat.f_frsize as u64;
+    // The field types differ between targets (u32 on some 32-bit ones).
+    #[allow(clippy::unnecessary_cast)]
+    let (fragment, available, blocks) = (
+        stat.f_frsize as u64,
+        stat.f_bavail as u64,
+        stat.f_blocks as u64,
+    );
     Some((
-        (stat.f_bavail as u64).saturating_mul(fragment),
-        (stat.f_blocks as u64).saturating_mul(fragment),
+        available.saturating_mul(fragment),
+        blocks.saturating_mul(fragment),
     ))
 }
 

@@ -279,12 +279,7 @@ async fn read(raft: &Raft, flags: u8) -> Result<(), Refusal> {
     }
 }
 
-fn state(
-    raft: &Raft,
-    view: &AppliedView,
-    committed: &CommittedIndex,
-    audit: bool,
-) -> NodeState {
+fn state(raft: &Raft, view: &AppliedView, committed: &CommittedIndex, audit: bool) -> NodeState {
     let metrics = raft.metrics().borrow().clone();
     let membership = metrics.membership_config.membership();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
