@@ -51,6 +51,34 @@ impl LocalNode {
     }
 }
 
+/// A plain HTTP/1.0 GET on `addr` (the admin port, Prometheus): (status code, body).
+pub fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).with_context(|| format!("{addr}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let Some((head, body)) = response.split_once("\r\n\r\n") else {
+        bail!("{addr}{path}: no end of the header in {response:?}");
+    };
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("{addr}{path}: bad status line in {head:?}"))?;
+    Ok((status, body.to_owned()))
+}
+
+/// The value of one series (`name` or `name{labels}`, exactly as exposed) in a Prometheus text
+/// exposition.
+pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
 /// Nodes as child processes of this one; they are killed when this is dropped.
 pub struct LocalCluster {
     exe: PathBuf,
@@ -181,6 +209,11 @@ impl LocalCluster {
             .context("no such node")?
             .admin_addr
             .clone())
+    }
+
+    /// `GET path` on node `id`'s admin HTTP port: (status code, body).
+    pub fn admin_get(&self, id: u64, path: &str) -> anyhow::Result<(u16, String)> {
+        http_get(&self.admin_addr(id)?, path)
     }
 
     /// Every node's address.

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use tally::local_cluster::LocalCluster;
+use tally::local_cluster::{metric_value, LocalCluster};
 use tally_engine::records::{Account, AccountFlags, Trade, Transfer};
 use tally_engine::{EventResult, StatementFilter};
 use tally_gateway::credential_hash_hex;
@@ -509,6 +509,32 @@ async fn gateway_end_to_end() {
     operator
         .ok(Operation::LookupAccounts, &encode_ids(&[2]))
         .await;
+
+    // --- the refusals above are counted by reason on the nodes that refused them
+    let (status, leader_metrics) = cluster.admin_get(leader, "/metrics").expect("metrics");
+    assert_eq!(status, 200);
+    let rejects = |text: &str, reason: &str| {
+        metric_value(text, &format!("tally_rejects_total{{reason=\"{reason}\"}}"))
+            .unwrap_or_else(|| panic!("no {reason} rejects in:\n{text}"))
+    };
+    // Wrong cluster id, unknown credential, reader and submitter beyond their roles.
+    assert!(rejects(&leader_metrics, "auth") >= 2.0);
+    // The damaged frame and the body size that disagrees with its frame.
+    assert!(rejects(&leader_metrics, "malformed") >= 2.0);
+    assert!(rejects(&leader_metrics, "too_large") >= 1.0);
+    let (_, follower_metrics) = cluster.admin_get(follower, "/metrics").expect("metrics");
+    assert!(rejects(&follower_metrics, "not_leader") >= 1.0);
+    // Transfers 100, 102 and 103 applied; 101 refused (same account twice); 103 again
+    // answered `exists` to the fresh session.
+    let transfers = |result: &str| {
+        metric_value(
+            &leader_metrics,
+            &format!("tally_events_total{{operation=\"create_transfers\",result=\"{result}\"}}"),
+        )
+    };
+    assert_eq!(transfers("ok"), Some(3.0));
+    assert_eq!(transfers("accounts_must_be_different"), Some(1.0));
+    assert_eq!(transfers("exists"), Some(1.0));
 }
 
 /// Proves a full batcher queue answers `Busy` instead of growing (a node with a one-batch
@@ -570,6 +596,12 @@ async fn busy_under_overload() {
     }
     println!("overload: {ok} requests committed, {busy} answered Busy");
     assert!(busy > 0, "a full queue answers Busy");
+    let (_, metrics) = cluster.admin_get(leader, "/metrics").expect("metrics");
+    assert_eq!(
+        metric_value(&metrics, "tally_rejects_total{reason=\"busy\"}"),
+        Some(busy as f64),
+        "every Busy answer is counted"
+    );
     assert!(ok > 0, "the node kept committing");
     let (_, body) = operator
         .ok(Operation::LookupAccounts, &encode_ids(&[1]))
