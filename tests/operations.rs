@@ -364,6 +364,52 @@ impl Prometheus {
     }
 }
 
+/// Proves the node configs the deploy kit ships (systemd example, container template) are
+/// accepted by `tally node`'s config reader once their credential hashes are filled in, with
+/// the admin port set.
+#[test]
+fn shipped_node_configs_parse() {
+    let hash = tally_gateway::credential_hash_hex(b"a secret for this test only");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (shipped, fill) in [
+        (
+            "deploy/systemd/node.toml.example",
+            vec![("<64 hex digits>", hash.as_str())],
+        ),
+        (
+            "deploy/container/config/node.toml.in",
+            vec![
+                ("@ID@", "2"),
+                ("@OPERATOR_HASH@", hash.as_str()),
+                ("@SUBMITTER_HASH@", hash.as_str()),
+            ],
+        ),
+    ] {
+        let mut text = std::fs::read_to_string(repo().join(shipped)).expect("shipped config");
+        for (placeholder, value) in fill {
+            assert!(text.contains(placeholder), "{shipped} lacks {placeholder}");
+            text = text.replace(placeholder, value);
+        }
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, text).expect("written");
+        let flags = tally::config::NodeFlags {
+            config: Some(path),
+            ..Default::default()
+        };
+        let node = tally::config::node_config(&flags)
+            .unwrap_or_else(|error| panic!("{shipped}: {error:#}"));
+        assert!(
+            !node.operator_credentials.is_empty(),
+            "{shipped}: no operator"
+        );
+        tally::config::gateway_config(&flags)
+            .unwrap_or_else(|error| panic!("{shipped}: {error:#}"));
+        let admin = tally::config::admin_listen(&flags)
+            .unwrap_or_else(|error| panic!("{shipped}: {error:#}"));
+        assert!(admin.is_some(), "{shipped} sets no admin_listen");
+    }
+}
+
 /// Proves the shipped Prometheus files are valid: both configs load (with the rules they
 /// name), the alert rules parse, and the alert unit tests (firing and quiet cases) pass.
 #[test]
@@ -565,6 +611,20 @@ fn add_and_remove_a_fourth_node_under_load() {
         .filter_map(|member| member["id"].as_u64())
         .collect();
     assert_eq!(members, vec![1, 2, 3], "{status:#}");
+    // The removed node stops calling itself ready (it hears from no leader any more).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = cluster.admin_get(4, "/ready").expect("node 4 answers");
+        if status == 503 {
+            assert!(body.starts_with("not ready: "), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "removed node 4 still ready: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let again = admin(&cluster, 1, &["remove-node", "4"]);
     assert!(!again.status.success(), "removing a non-member must fail");
     assert!(
