@@ -54,7 +54,8 @@ impl LocalNode {
 /// A plain HTTP/1.0 GET on `addr` (the admin port, Prometheus): (status code, body).
 pub fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    let mut stream =
+        std::net::TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
     let mut response = String::new();
