@@ -410,6 +410,34 @@ fn shipped_node_configs_parse() {
     }
 }
 
+/// Proves the systemd unit passes `systemd-analyze verify` (with its `ExecStart` pointed at
+/// the binary under test, as installed) and the shipped shell scripts parse.
+#[test]
+fn shipped_unit_and_scripts_check() {
+    let unit =
+        std::fs::read_to_string(repo().join("deploy/systemd/tally.service")).expect("the unit");
+    assert!(unit.contains("/usr/local/bin/tally node --config /etc/tally/node.toml"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tally.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/tally", tally())).expect("written");
+    let verified = run("systemd-analyze", &["verify", &path.display().to_string()]);
+    assert_ok(&verified, "systemd-analyze verify");
+    assert!(
+        verified.stdout.is_empty() && verified.stderr.is_empty(),
+        "systemd-analyze verify said:\n{}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    for script in [
+        "deploy/local/run.sh",
+        "deploy/local/install-prometheus.sh",
+        "deploy/container/make-config.sh",
+        ".ci/run",
+    ] {
+        assert_ok(&run("bash", &["-n", script]), &format!("bash -n {script}"));
+    }
+}
+
 /// Proves the shipped Prometheus files are valid: both configs load (with the rules they
 /// name), the alert rules parse, and the alert unit tests (firing and quiet cases) pass.
 #[test]
