@@ -2,6 +2,7 @@
 //! - `tally node`: run a replica (config file and flags: docs/operations.md).
 //! - `tally admin`: the cluster's status; add and remove nodes; initialize a cluster, add
 //!   learners, change voters, snapshot.
+//! - `tally restore`: prepare an empty data directory to start from a snapshot file.
 //! - `tally drive`: a simple load driver for the replicated write path, against a running
 //!   cluster or a local one it starts (`--spawn 3`).
 //! - `tally loadgen`: the load generator (workload mix, closed or open loop, report, checks).
@@ -57,6 +58,16 @@ enum Command {
         credential: String,
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// Prepare this node's empty data directory to start from a snapshot file (a backup of
+    /// `snapshots/snapshot-*.snap`): restore every voter of the snapshot's cluster from the same
+    /// file, then start them (docs/operations.md, "Back up and restore").
+    Restore {
+        #[command(flatten)]
+        flags: NodeFlags,
+        /// The snapshot file, named as the node wrote it (`snapshot-<index>-<term>.snap`).
+        #[arg(long)]
+        snapshot: std::path::PathBuf,
     },
     /// Drive transfers through the replicated write path and report throughput and latency.
     Drive(DriveArgs),
@@ -181,6 +192,32 @@ async fn run_admin(addr: &str, credential: &[u8], command: AdminCommand) -> anyh
     Ok(())
 }
 
+fn run_restore(flags: &NodeFlags, snapshot: &std::path::Path) -> anyhow::Result<()> {
+    let config = node_config(flags)?;
+    let restored = tally_raft::replication::restore::restore_from_snapshot(
+        tally_raft::storage::open_default(),
+        &config.data_dir,
+        config.id,
+        snapshot,
+        config.engine,
+    )
+    .with_context(|| format!("restoring node {} from {}", config.id, snapshot.display()))?;
+    println!(
+        "node {} restored in {} at index {} (term {}): {} accounts, {} transfers; \
+         voters {:?}, learners {:?}. Restore the other voters from the same file, then start \
+         the nodes.",
+        config.id,
+        config.data_dir.display(),
+        restored.last_index,
+        restored.last_term,
+        restored.accounts,
+        restored.transfers,
+        restored.voters,
+        restored.learners
+    );
+    Ok(())
+}
+
 async fn run_drive(args: DriveArgs) -> anyhow::Result<()> {
     let Some(count) = args.spawn else {
         let credential = args.credential.clone().unwrap_or_default();
@@ -268,6 +305,7 @@ fn main() -> ExitCode {
             } => run_admin(&node, credential.as_bytes(), command)
                 .await
                 .map(|()| true),
+            Command::Restore { flags, snapshot } => run_restore(&flags, &snapshot).map(|()| true),
             Command::Drive(args) => run_drive(args).await.map(|()| true),
             Command::Client(_) => Ok(true),
             Command::HashCredential { secret } => hash_credential(secret).map(|()| true),

@@ -672,3 +672,161 @@ fn add_and_remove_a_fourth_node_under_load() {
     let _ = cluster.kill(4);
     cluster.shutdown(Duration::from_secs(10)).expect("stopped");
 }
+
+/// Proves a whole cluster comes back from a snapshot file alone: after load, `tally admin
+/// snapshot` on the leader, a copy of its newest snapshot file, all nodes stopped and their
+/// data directories wiped, `tally restore` of each node from the copy (refused into a
+/// non-empty directory), and a restart, the three nodes elect a leader in a later term, agree
+/// on the state digest and record counts the cluster had at the snapshot, and take new writes.
+#[test]
+fn restore_a_whole_cluster_from_a_snapshot_file() {
+    let _one = one_at_a_time();
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut cluster = local_cluster(root.path());
+    let ids = [1, 2, 3];
+    cluster.found(&ids).expect("nodes start");
+    let runtime = runtime();
+    runtime
+        .block_on(cluster.wait_leader(Duration::from_secs(30)))
+        .expect("a leader");
+    finish_load(start_load(&cluster, &ids, 3, false));
+    let status = admin_status(&cluster, 1);
+    let leader = status["leader"].as_u64().expect("a leader");
+    let leader_state = |status: &serde_json::Value| {
+        status["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .find(|member| member["id"].as_u64() == Some(leader))
+            .cloned()
+            .expect("the leader listed")
+    };
+    let before = leader_state(&status);
+    let applied = before["applied_index"].as_u64().expect("applied");
+    assert_ok(
+        &admin(&cluster, leader, &["snapshot"]),
+        "tally admin snapshot",
+    );
+    // The snapshot is built in the background: wait for the file that covers `applied`.
+    let snapshots = cluster.nodes[&leader].dir.join("data/snapshots");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let newest = loop {
+        let mut names: Vec<String> = std::fs::read_dir(&snapshots)
+            .expect("snapshots dir")
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| name.ends_with(".snap"))
+            .collect();
+        names.sort();
+        let covered = names.last().and_then(|name| {
+            let index: u64 = name.strip_prefix("snapshot-")?.get(..20)?.parse().ok()?;
+            (index >= applied).then(|| name.clone())
+        });
+        if let Some(name) = covered {
+            break name;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot at {applied}: {names:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let backup_dir = root.path().join("backup");
+    std::fs::create_dir_all(&backup_dir).expect("backup dir");
+    let backup = backup_dir.join(&newest);
+    std::fs::copy(snapshots.join(&newest), &backup).expect("backed up");
+    let status = admin_status(&cluster, leader);
+    let at_snapshot = leader_state(&status);
+
+    // Disaster: every node gone with its data.
+    assert!(cluster
+        .shutdown(Duration::from_secs(10))
+        .expect("stopped")
+        .is_empty());
+    for id in ids {
+        std::fs::remove_dir_all(cluster.nodes[&id].dir.join("data")).expect("wiped");
+    }
+    for id in ids {
+        let output = Command::new(tally())
+            .args(["restore", "--config"])
+            .arg(cluster.nodes[&id].config_path())
+            .arg("--snapshot")
+            .arg(&backup)
+            .output()
+            .expect("tally restore runs");
+        assert_ok(&output, "tally restore");
+        assert!(String::from_utf8_lossy(&output.stdout).contains(&format!("node {id} restored")));
+    }
+    let again = Command::new(tally())
+        .args(["restore", "--config"])
+        .arg(cluster.nodes[&1].config_path())
+        .arg("--snapshot")
+        .arg(&backup)
+        .output()
+        .expect("tally restore runs");
+    assert!(
+        !again.status.success(),
+        "restoring into a used directory must fail"
+    );
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("not empty"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    for id in ids {
+        cluster.start(id).expect("restarted");
+    }
+    let new_leader = runtime
+        .block_on(cluster.wait_leader(Duration::from_secs(30)))
+        .expect("a leader after the restore");
+    wait_ready(&cluster, &ids, Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status = admin_status(&cluster, new_leader);
+        if status["replicas_agree"] == true {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "replicas disagree: {status:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        status["term"].as_u64() > before["term"].as_u64(),
+        "elections continue after the snapshot's term: {status:#}"
+    );
+    for member in status["members"].as_array().expect("members") {
+        for field in ["digest", "accounts", "transfers", "trades"] {
+            assert_eq!(member[field], at_snapshot[field], "{field}: {status:#}");
+        }
+        assert!(
+            member["applied_index"].as_u64() > Some(applied),
+            "{status:#}"
+        );
+    }
+
+    // And it takes new writes.
+    let client = tally_raft::node::client::Client::new(
+        cluster.addrs(),
+        cluster.operator_credential(),
+        tally_raft::node::client::RetryPolicy::default(),
+    );
+    let accounts: Vec<u8> = [1u128 << 100, (1u128 << 100) + 1]
+        .iter()
+        .flat_map(|id| {
+            tally_engine::records::Account {
+                id: *id,
+                ledger: 1,
+                code: 1,
+                ..Default::default()
+            }
+            .encode()
+        })
+        .collect();
+    let answer = runtime
+        .block_on(client.submit(
+            tally_engine::Operation::CreateAccounts,
+            bytes::Bytes::from(accounts),
+        ))
+        .expect("accounts created after the restore");
+    assert!(answer.failures.is_empty(), "{:?}", answer.failures);
+    cluster.shutdown(Duration::from_secs(10)).expect("stopped");
+}

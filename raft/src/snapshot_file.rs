@@ -123,6 +123,11 @@ impl SnapshotFiles {
         })
     }
 
+    /// The snapshot id a file is named after (`snapshot-{index}-{term}.snap`), if it is one.
+    pub fn id_of(path: &Path) -> Option<LogId> {
+        parse_name(path.file_name()?.to_str()?)
+    }
+
     fn io(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
         move |source| SnapshotError::Io {
             path: path.to_path_buf(),

@@ -19,6 +19,7 @@ pub mod codec;
 pub mod error;
 pub mod limits;
 pub mod log_store;
+pub mod restore;
 pub mod snapshot_image;
 pub mod state_machine;
 pub mod types;
