@@ -105,9 +105,9 @@ pub fn restore_from_snapshot(
             learners,
         });
     }
-    let listed = disk
-        .list(data_dir)
-        .map_or_else(|_| Vec::new(), |names| names);
+    // A directory that cannot be listed does not exist yet (creating it below reports any
+    // other problem).
+    let listed = disk.list(data_dir).unwrap_or_default();
     if !listed.is_empty() {
         return Err(RestoreError::NotEmpty(data_dir.display().to_string()));
     }
