@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::single_node::{start, Raft, TIMEOUT};
-use tally_engine::records::{Account, Transfer};
+use common::single_node::{account, batch, start_leader, Raft};
+use tally_engine::records::Transfer;
 use tally_engine::{EventResult, Operation};
 use tally_raft::metrics::NodeMetrics;
 use tally_raft::net::{ClientHandler, Frame};
@@ -16,7 +15,6 @@ use tally_raft::node::protocol::{
     answer_kind, decode_answer, decode_submit_answer, encode_request, Request, Status,
 };
 use tally_raft::node::{Batcher, BatcherConfig, Service};
-use tally_raft::replication::types::Node;
 use tally_raft::replication::ClientBatch;
 
 const OPERATOR: &[u8] = b"the operator's secret, for tests";
@@ -30,38 +28,14 @@ fn batcher_config() -> BatcherConfig {
 }
 
 async fn leader(dir: &std::path::Path) -> (Raft, tally_raft::replication::AppliedView) {
-    let (raft, view) = start(dir).await;
-    raft.initialize(BTreeMap::from([(
-        1,
-        Node {
-            addr: "127.0.0.1:1".to_owned(),
-        },
-    )]))
-    .await
-    .expect("initialized");
-    raft.wait(TIMEOUT)
-        .current_leader(1, "leads")
-        .await
-        .expect("leader");
-    (raft, view)
+    start_leader(dir).await
 }
 
 fn accounts() -> ClientBatch {
-    let body: Vec<u8> = (1..=10u128)
-        .flat_map(|id| {
-            Account {
-                id,
-                ledger: 1,
-                code: 1,
-                ..Account::default()
-            }
-            .encode()
-        })
-        .collect();
-    ClientBatch {
-        operation: Operation::CreateAccounts,
-        body: Bytes::from(body),
-    }
+    batch(
+        Operation::CreateAccounts,
+        (1..=10u128).map(account).collect(),
+    )
 }
 
 /// Batch `k`: one transfer, which fails (unknown credit account) when `k` is odd.

@@ -4,31 +4,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
-use common::single_node::{start, TIMEOUT};
-use tally_engine::records::{Account, Transfer};
+use common::single_node::{account, batch, start, start_leader, TIMEOUT};
+use tally_engine::records::Transfer;
 use tally_engine::{EventResult, Operation};
-use tally_raft::replication::types::Node;
 use tally_raft::replication::{ClientBatch, Request};
-
-fn batch(operation: Operation, records: Vec<[u8; 128]>) -> ClientBatch {
-    ClientBatch {
-        operation,
-        body: Bytes::from(records.concat()),
-    }
-}
-
-fn account(id: u128) -> [u8; 128] {
-    Account {
-        id,
-        ledger: 1,
-        code: 1,
-        ..Account::default()
-    }
-    .encode()
-}
 
 fn transfer(id: u128, debit: u128, credit: u128) -> [u8; 128] {
     Transfer {
@@ -50,19 +30,7 @@ fn transfer(id: u128, debit: u128, credit: u128) -> [u8; 128] {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_node_commits_snapshots_and_restarts() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let (raft, view) = start(dir.path()).await;
-    raft.initialize(BTreeMap::from([(
-        1,
-        Node {
-            addr: "127.0.0.1:1".to_owned(),
-        },
-    )]))
-    .await
-    .expect("initialized");
-    raft.wait(TIMEOUT)
-        .current_leader(1, "node 1 leads")
-        .await
-        .expect("a leader");
+    let (raft, view) = start_leader(dir.path()).await;
 
     let request = Request {
         timestamp: 1_700_000_000_000_000_000,

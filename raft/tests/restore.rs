@@ -4,36 +4,18 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-use common::single_node::{start, TIMEOUT};
-use tally_engine::records::Account;
+use common::single_node::{account, batch, start, start_leader, TIMEOUT};
 use tally_engine::{EngineConfig, Operation};
 use tally_raft::replication::restore::{restore_from_snapshot, RestoreError};
-use tally_raft::replication::types::Node;
-use tally_raft::replication::{ClientBatch, Request};
+use tally_raft::replication::Request;
 use tally_raft::storage::open_default;
 
 fn accounts(ids: std::ops::RangeInclusive<u128>) -> Request {
-    let body: Vec<u8> = ids
-        .flat_map(|id| {
-            Account {
-                id,
-                ledger: 1,
-                code: 1,
-                ..Account::default()
-            }
-            .encode()
-        })
-        .collect();
     Request {
         timestamp: 1_700_000_000_000_000_000,
-        batches: vec![ClientBatch {
-            operation: Operation::CreateAccounts,
-            body: Bytes::from(body),
-        }],
+        batches: vec![batch(Operation::CreateAccounts, ids.map(account).collect())],
     }
 }
 
@@ -61,19 +43,7 @@ fn snapshot_file(dir: &Path) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_starts_at_the_snapshot_and_refuses_bad_input() {
     let source = tempfile::tempdir().expect("tempdir");
-    let (raft, view) = start(source.path()).await;
-    raft.initialize(BTreeMap::from([(
-        1,
-        Node {
-            addr: "127.0.0.1:1".to_owned(),
-        },
-    )]))
-    .await
-    .expect("initialized");
-    raft.wait(TIMEOUT)
-        .current_leader(1, "leads")
-        .await
-        .expect("a leader");
+    let (raft, view) = start_leader(source.path()).await;
     let written = raft.client_write(accounts(1..=4)).await.expect("committed");
     raft.trigger().snapshot().await.expect("snapshot triggered");
     raft.wait(TIMEOUT)

@@ -88,3 +88,43 @@ pub async fn start(dir: &Path) -> (Raft, AppliedView) {
         .expect("raft starts");
     (raft, view)
 }
+
+/// [`start`], then make the node the leader of a fresh one-node cluster.
+pub async fn start_leader(dir: &Path) -> (Raft, AppliedView) {
+    let (raft, view) = start(dir).await;
+    raft.initialize(std::collections::BTreeMap::from([(
+        1,
+        Node {
+            addr: "127.0.0.1:1".to_owned(),
+        },
+    )]))
+    .await
+    .expect("initialized");
+    raft.wait(TIMEOUT)
+        .current_leader(1, "node 1 leads")
+        .await
+        .expect("a leader");
+    (raft, view)
+}
+
+/// An account record on ledger 1 with code 1.
+pub fn account(id: u128) -> [u8; 128] {
+    tally_engine::records::Account {
+        id,
+        ledger: 1,
+        code: 1,
+        ..Default::default()
+    }
+    .encode()
+}
+
+/// A client batch of `records`.
+pub fn batch(
+    operation: tally_engine::Operation,
+    records: Vec<[u8; 128]>,
+) -> tally_raft::replication::ClientBatch {
+    tally_raft::replication::ClientBatch {
+        operation,
+        body: bytes::Bytes::from(records.concat()),
+    }
+}
