@@ -208,6 +208,9 @@ pub fn snake_case(name: &str) -> String {
 #[derive(Clone, Debug)]
 pub struct NodeMetrics {
     registry: Registry,
+    /// Held by a scrape from refresh to encode, so concurrent scrapes (two Prometheus servers)
+    /// never see another's half-refreshed per-follower series.
+    scraping: std::sync::Arc<std::sync::Mutex<()>>,
     // Written by the batcher (leader).
     /// Events decided while this node led, by operation and result (`ok`, the failure's
     /// snake_case name, or `batch_invalid` for a batch refused as a whole).
@@ -417,6 +420,7 @@ impl NodeMetrics {
                 "1 when /ready answers 200: a leader is known and the applied index is caught up.",
             ),
             registry,
+            scraping: std::sync::Arc::default(),
         };
         metrics.register_own(build_info);
         metrics
@@ -518,6 +522,22 @@ impl NodeMetrics {
                 .with_label_values(&[operation, &snake_case(&format!("{result:?}"))])
                 .inc_by(count);
         }
+    }
+
+    /// Refresh the scrape-time gauges ([`NodeMetrics::refresh`]) and encode the registry, as
+    /// one step with respect to other scrapes.
+    pub fn scrape(
+        &self,
+        raft: &RaftMetrics<NodeId, openraft::BasicNode>,
+        state: ScrapeState,
+        data_dir: &Path,
+    ) -> String {
+        let _one = self
+            .scraping
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.refresh(raft, state, data_dir);
+        self.encode()
     }
 
     /// Set the Raft, ledger and disk gauges from their sources; called by each scrape.

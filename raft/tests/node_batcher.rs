@@ -256,6 +256,7 @@ async fn service_refuses_bad_requests_and_stops_cleanly() {
     assert_eq!(rejects("auth"), 1);
     assert_eq!(rejects("malformed"), 4);
     assert_eq!(rejects("shutting_down"), 1);
+    assert_eq!(rejects("too_large"), 1, "the 2 MiB batch");
     let requests = |kind: &str, status: &str| {
         metrics
             .requests

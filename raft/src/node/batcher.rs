@@ -93,6 +93,7 @@ impl Submission {
 pub struct Batcher {
     queue: mpsc::Sender<Submission>,
     body_bytes_max: usize,
+    metrics: NodeMetrics,
 }
 
 impl Batcher {
@@ -105,7 +106,7 @@ impl Batcher {
         metrics: NodeMetrics,
     ) -> (Batcher, tokio::task::JoinHandle<()>) {
         let (queue, receiver) = mpsc::channel(config.queue_batches_max.max(1));
-        let task = tokio::spawn(run(raft, config, metrics, receiver));
+        let task = tokio::spawn(run(raft, config, metrics.clone(), receiver));
         let body_bytes_max = config
             .entry_payload_bytes_max
             .saturating_sub(ENTRY_OVERHEAD_BYTES + BATCH_OVERHEAD_BYTES);
@@ -113,6 +114,7 @@ impl Batcher {
             Batcher {
                 queue,
                 body_bytes_max,
+                metrics,
             },
             task,
         )
@@ -135,6 +137,7 @@ impl Batcher {
 
     fn check_size(&self, batch: &ClientBatch) -> Result<(), Refusal> {
         if batch.body.len() > self.body_bytes_max {
+            self.metrics.reject(crate::metrics::Reject::TooLarge);
             return Err(Refusal::new(
                 Status::BadRequest,
                 format!(

@@ -168,8 +168,7 @@ impl Probe {
             trades,
             ready,
         };
-        self.metrics.refresh(&raft, state, &self.data_dir);
-        self.metrics.encode()
+        self.metrics.scrape(&raft, state, &self.data_dir)
     }
 }
 
