@@ -312,6 +312,21 @@ struct Table {
     rows: Vec<Vec<String>>,
 }
 
+/// Print `records` as a table with `columns`, one row per record from `row`.
+fn print_records<T>(
+    output: Output,
+    columns: Vec<&'static str>,
+    records: &[T],
+    row: impl Fn(&T) -> Vec<String>,
+) -> anyhow::Result<Ended> {
+    Table {
+        columns,
+        rows: records.iter().map(row).collect(),
+    }
+    .print(output)?;
+    Ok(Ended::Done)
+}
+
 impl Table {
     fn print(&self, output: Output) -> anyhow::Result<()> {
         match output {
@@ -459,99 +474,77 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
                 "credits_posted",
                 "timestamp",
             ]);
-            Table {
-                columns,
-                rows: found
-                    .iter()
-                    .map(|a| {
-                        vec![
-                            a.id.to_string(),
-                            a.ledger.to_string(),
-                            a.code.to_string(),
-                            flag_names(a.flags.0, ACCOUNT_FLAGS),
-                            a.debits_pending.to_string(),
-                            a.debits_posted.to_string(),
-                            a.credits_pending.to_string(),
-                            a.credits_posted.to_string(),
-                            a.timestamp.to_string(),
-                        ]
-                    })
-                    .collect(),
-            }
-            .print(output)?;
-            Ok(Ended::Done)
+            print_records(output, columns, &found, |a| {
+                vec![
+                    a.id.to_string(),
+                    a.ledger.to_string(),
+                    a.code.to_string(),
+                    flag_names(a.flags.0, ACCOUNT_FLAGS),
+                    a.debits_pending.to_string(),
+                    a.debits_posted.to_string(),
+                    a.credits_pending.to_string(),
+                    a.credits_posted.to_string(),
+                    a.timestamp.to_string(),
+                ]
+            })
         }
         ClientCommand::LookupTransfers { ids: texts } => {
             let ids = ids(texts)?;
             let client = Client::connect(config).await?;
             let found = client.lookup_transfers(&ids).await?;
-            Table {
-                columns: vec![
-                    "id",
-                    "debit_account_id",
-                    "credit_account_id",
-                    "amount",
-                    "ledger",
-                    "code",
-                    "flags",
-                    "pending_id",
-                    "timestamp",
-                ],
-                rows: found
-                    .iter()
-                    .map(|t| {
-                        vec![
-                            t.id.to_string(),
-                            t.debit_account_id.to_string(),
-                            t.credit_account_id.to_string(),
-                            t.amount.to_string(),
-                            t.ledger.to_string(),
-                            t.code.to_string(),
-                            flag_names(t.flags.0, TRANSFER_FLAGS),
-                            t.pending_id.to_string(),
-                            t.timestamp.to_string(),
-                        ]
-                    })
-                    .collect(),
-            }
-            .print(output)?;
-            Ok(Ended::Done)
+            let columns = vec![
+                "id",
+                "debit_account_id",
+                "credit_account_id",
+                "amount",
+                "ledger",
+                "code",
+                "flags",
+                "pending_id",
+                "timestamp",
+            ];
+            print_records(output, columns, &found, |t| {
+                vec![
+                    t.id.to_string(),
+                    t.debit_account_id.to_string(),
+                    t.credit_account_id.to_string(),
+                    t.amount.to_string(),
+                    t.ledger.to_string(),
+                    t.code.to_string(),
+                    flag_names(t.flags.0, TRANSFER_FLAGS),
+                    t.pending_id.to_string(),
+                    t.timestamp.to_string(),
+                ]
+            })
         }
         ClientCommand::LookupTrades { ids: texts } => {
             let ids = ids(texts)?;
             let client = Client::connect(config).await?;
             let found = client.lookup_trades(&ids).await?;
-            Table {
-                columns: vec![
-                    "id",
-                    "seller_instrument",
-                    "buyer_instrument",
-                    "buyer_cash",
-                    "seller_cash",
-                    "quantity",
-                    "cash_amount",
-                    "flags",
-                    "timestamp",
-                ],
-                rows: found
-                    .iter()
-                    .map(|t| {
-                        vec![
-                            t.id.to_string(),
-                            t.instrument_debit_account_id.to_string(),
-                            t.instrument_credit_account_id.to_string(),
-                            t.cash_debit_account_id.to_string(),
-                            t.cash_credit_account_id.to_string(),
-                            t.quantity.to_string(),
-                            t.cash_amount.to_string(),
-                            flag_names(t.flags.0, TRADE_FLAGS),
-                            t.timestamp.to_string(),
-                        ]
-                    })
-                    .collect(),
-            }
-            .print(output)?;
-            Ok(Ended::Done)
+            let columns = vec![
+                "id",
+                "seller_instrument",
+                "buyer_instrument",
+                "buyer_cash",
+                "seller_cash",
+                "quantity",
+                "cash_amount",
+                "flags",
+                "timestamp",
+            ];
+            print_records(output, columns, &found, |t| {
+                vec![
+                    t.id.to_string(),
+                    t.instrument_debit_account_id.to_string(),
+                    t.instrument_credit_account_id.to_string(),
+                    t.cash_debit_account_id.to_string(),
+                    t.cash_credit_account_id.to_string(),
+                    t.quantity.to_string(),
+                    t.cash_amount.to_string(),
+                    flag_names(t.flags.0, TRADE_FLAGS),
+                    t.timestamp.to_string(),
+                ]
+            })
         }
         ClientCommand::Statement {
             account,

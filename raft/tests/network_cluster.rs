@@ -205,6 +205,24 @@ async fn assert_same_digest(nodes: &[&TestNode], last: LogId) -> [u8; 32] {
     }
 }
 
+/// Build a snapshot on `raft` covering `last` (waiting up to `build_within`), then purge the
+/// log up to it, so a follower behind `last` can only catch up by snapshot.
+async fn snapshot_and_purge(raft: &Raft, last: LogId, build_within: Option<Duration>) {
+    raft.trigger().snapshot().await.expect("snapshot triggered");
+    raft.wait(build_within)
+        .snapshot(last, "snapshot built")
+        .await
+        .expect("a snapshot");
+    raft.trigger()
+        .purge_log(last.index)
+        .await
+        .expect("purge triggered");
+    raft.wait(TIMEOUT)
+        .metrics(|m| m.purged >= Some(last), "log purged")
+        .await
+        .expect("the leader purged its log up to the snapshot");
+}
+
 /// Proves three replicas over TCP elect a leader and apply the same log to the same digest;
 /// that a follower stopped while the leader keeps writing, snapshots and purges its log, comes
 /// back from its data directory and catches up by installing the leader's snapshot (streamed
@@ -264,30 +282,7 @@ async fn three_replicas_replicate_and_catch_up_by_snapshot() {
 
     tracing::info!("--- keep writing, snapshot and purge on the leader");
     let last = write_transfers(&nodes[leader].raft, 10_000, 30).await;
-    nodes[leader]
-        .raft
-        .trigger()
-        .snapshot()
-        .await
-        .expect("snapshot triggered");
-    nodes[leader]
-        .raft
-        .wait(TIMEOUT)
-        .snapshot(last, "snapshot built")
-        .await
-        .expect("a snapshot");
-    nodes[leader]
-        .raft
-        .trigger()
-        .purge_log(last.index)
-        .await
-        .expect("purge triggered");
-    nodes[leader]
-        .raft
-        .wait(TIMEOUT)
-        .metrics(|m| m.purged >= Some(last), "log purged")
-        .await
-        .expect("the leader purged its log up to the snapshot");
+    snapshot_and_purge(&nodes[leader].raft, last, TIMEOUT).await;
 
     tracing::info!("--- restart the follower: it can only catch up by snapshot");
     let (id, dir, addr) = stopped;
@@ -614,30 +609,7 @@ async fn large_snapshot_catch_up() {
     );
 
     let started = Instant::now();
-    nodes[leader]
-        .raft
-        .trigger()
-        .snapshot()
-        .await
-        .expect("trigger");
-    nodes[leader]
-        .raft
-        .wait(Some(Duration::from_secs(300)))
-        .snapshot(last, "snapshot built")
-        .await
-        .expect("a snapshot");
-    nodes[leader]
-        .raft
-        .trigger()
-        .purge_log(last.index)
-        .await
-        .expect("purge triggered");
-    nodes[leader]
-        .raft
-        .wait(TIMEOUT)
-        .metrics(|m| m.purged >= Some(last), "log purged")
-        .await
-        .expect("the leader purged its log up to the snapshot");
+    snapshot_and_purge(&nodes[leader].raft, last, Some(Duration::from_secs(300))).await;
     eprintln!(
         "snapshot built in {:?}; terms {:?}",
         started.elapsed(),

@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use openraft::BasicNode;
+use openraft::{BasicNode, RaftMetrics};
 use tally_engine::EngineConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -121,7 +121,10 @@ impl Probe {
     /// leader keeps its last answer until an election timeout passes and it stops naming a
     /// leader.
     pub fn readiness(&self) -> Result<(), String> {
-        let metrics = self.raft.metrics().borrow().clone();
+        self.readiness_of(&self.raft.metrics().borrow())
+    }
+
+    fn readiness_of(&self, metrics: &RaftMetrics<NodeId, BasicNode>) -> Result<(), String> {
         if let Err(fatal) = &metrics.running_state {
             return Err(format!("replication stopped: {fatal}"));
         }
@@ -152,7 +155,7 @@ impl Probe {
     /// format.
     pub fn scrape(&self) -> String {
         let raft = self.raft.metrics().borrow().clone();
-        let ready = self.readiness().is_ok();
+        let ready = self.readiness_of(&raft).is_ok();
         let (accounts, transfers, trades) = self.view.read(|applied| {
             let engine = applied.engine();
             (
@@ -198,9 +201,6 @@ pub const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(5
 
 /// A running node.
 pub struct Node {
-    id: NodeId,
-    raft: Raft,
-    view: AppliedView,
     clients: Arc<Dispatch>,
     batcher_task: JoinHandle<()>,
     server_task: JoinHandle<()>,
@@ -301,16 +301,13 @@ impl Node {
         }
         let probe = Probe {
             id: config.id,
-            raft: raft.clone(),
-            view: view.clone(),
+            raft,
+            view,
             metrics,
             committed,
             data_dir: config.data_dir,
         };
         Ok(Node {
-            id: config.id,
-            raft,
-            view,
             clients,
             batcher_task,
             server_task,
@@ -321,7 +318,7 @@ impl Node {
     }
 
     pub fn id(&self) -> NodeId {
-        self.id
+        self.probe.id
     }
 
     /// The address the node actually listens on (useful with port 0).
@@ -330,11 +327,11 @@ impl Node {
     }
 
     pub fn raft(&self) -> &Raft {
-        &self.raft
+        &self.probe.raft
     }
 
     pub fn view(&self) -> &AppliedView {
-        &self.view
+        &self.probe.view
     }
 
     /// The handle the admin HTTP port uses: metrics and readiness.
@@ -349,7 +346,7 @@ impl Node {
     /// Graceful shutdown: stop accepting batches; let the queued and in-flight ones commit and
     /// be answered; stop openraft (the WAL closes after its last flush); stop serving.
     pub async fn shutdown(self) -> Result<(), NodeError> {
-        tracing::info!(node = self.id, "shutting down: no new batches");
+        tracing::info!(node = self.probe.id, "shutting down: no new batches");
         self.clients.stop_accepting();
         drop(self.clients);
         // The batcher ends once its queue is empty and its entries are decided. Without a
@@ -360,18 +357,19 @@ impl Node {
             .is_err()
         {
             tracing::warn!(
-                node = self.id,
+                node = self.probe.id,
                 "batches in flight not decided within {SHUTDOWN_DRAIN:?}; stopping anyway"
             );
         }
         let result = self
+            .probe
             .raft
             .shutdown()
             .await
             .map_err(|error| NodeError::Raft(format!("shutdown: {error}")));
         let _ = self.stop_serving.send(true);
         let _ = self.server_task.await;
-        tracing::info!(node = self.id, "stopped");
+        tracing::info!(node = self.probe.id, "stopped");
         result
     }
 }
