@@ -25,6 +25,8 @@ pub struct ClientArgs {
     /// The credential (secret) this client registers with.
     #[arg(long, env = "TALLY_CREDENTIAL", hide_env_values = true)]
     pub credential: String,
+    #[command(flatten)]
+    pub tls: crate::tls_args::ClientTlsArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub output: Output,
@@ -426,7 +428,8 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
         args.cluster.clone(),
         cluster_id,
         args.credential.clone().into_bytes(),
-    );
+    )
+    .with_tls(args.tls.client_tls()?);
     let output = args.output;
     let created = |ids: Vec<u128>, failures: Vec<(u32, EventResult)>| -> anyhow::Result<Ended> {
         if failures.is_empty() {

@@ -17,8 +17,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde_json::json;
+use tally_raft::net::ClientTls;
 use tally_raft::node::client::Connection;
 use tally_raft::node::protocol::{Admin, NodeState, Request, STATE_AUDIT};
+use tally_raft::replication::types::Node as Member;
 
 /// How long `status` waits for each member.
 pub const MEMBER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -63,9 +65,14 @@ impl ClusterStatus {
     }
 }
 
-async fn ask(addr: &str, credential: &[u8], flags: u8) -> Result<NodeState, String> {
+async fn ask(
+    addr: &str,
+    credential: &[u8],
+    tls: Option<&ClientTls>,
+    flags: u8,
+) -> Result<NodeState, String> {
     let asked = async {
-        let connection = Connection::connect_as(addr, credential).await?;
+        let connection = Connection::connect_as(addr, credential, tls).await?;
         connection.state(flags).await
     };
     match tokio::time::timeout(MEMBER_TIMEOUT, asked).await {
@@ -76,8 +83,12 @@ async fn ask(addr: &str, credential: &[u8], flags: u8) -> Result<NodeState, Stri
 }
 
 /// Every member's state, starting from the node at `addr`.
-pub async fn cluster_status(addr: &str, credential: &[u8]) -> anyhow::Result<ClusterStatus> {
-    let first = ask(addr, credential, STATE_AUDIT)
+pub async fn cluster_status(
+    addr: &str,
+    credential: &[u8],
+    tls: Option<&ClientTls>,
+) -> anyhow::Result<ClusterStatus> {
+    let first = ask(addr, credential, tls, STATE_AUDIT)
         .await
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("asking {addr}"))?;
@@ -87,7 +98,7 @@ pub async fn cluster_status(addr: &str, credential: &[u8]) -> anyhow::Result<Clu
         let state = if *id == first.node_id {
             Ok(first.clone())
         } else {
-            ask(member_addr, credential, STATE_AUDIT).await
+            ask(member_addr, credential, tls, STATE_AUDIT).await
         };
         members.push(MemberStatus {
             id: *id,
@@ -249,11 +260,15 @@ pub fn status_json(status: &ClusterStatus) -> serde_json::Value {
 }
 
 /// A connection to the leader, found from the node at `addr`, and the leader's state.
-pub async fn leader(addr: &str, credential: &[u8]) -> anyhow::Result<(Connection, NodeState)> {
+pub async fn leader(
+    addr: &str,
+    credential: &[u8],
+    tls: Option<&ClientTls>,
+) -> anyhow::Result<(Connection, NodeState)> {
     let mut target = addr.to_owned();
     // Asked node → its leader; a second hop covers a leader change in between.
     for _ in 0..3 {
-        let connection = Connection::connect_as(&target, credential).await?;
+        let connection = Connection::connect_as(&target, credential, tls).await?;
         let state = connection.state(0).await?;
         if state.role == "Leader" {
             return Ok((connection, state));
@@ -283,15 +298,18 @@ async fn administer(connection: &Connection, admin: Admin) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Add node `id` at `node_addr` (already running, with an empty data directory or its own
-/// earlier one) as a learner, wait for it to catch up, and make it a voter.
+/// Add node `id` at `node` (its client and peer addresses; already running, with an empty
+/// data directory or its own earlier one) as a learner, wait for it to catch up, and make it a
+/// voter.
 pub async fn add_node(
     addr: &str,
     credential: &[u8],
+    tls: Option<&ClientTls>,
     id: u64,
-    node_addr: &str,
+    node: &Member,
 ) -> anyhow::Result<()> {
-    let (connection, state) = leader(addr, credential).await?;
+    let node_addr = &node.client_addr;
+    let (connection, state) = leader(addr, credential, tls).await?;
     if state.voters.contains(&id) {
         bail!("node {id} is already a voter");
     }
@@ -301,7 +319,7 @@ pub async fn add_node(
         }
     } else {
         println!("adding node {id} ({node_addr}) as a learner; waiting for it to catch up");
-        administer(&connection, Admin::AddLearner(id, node_addr.to_owned()))
+        administer(&connection, Admin::AddLearner(id, node.clone()))
             .await
             .with_context(|| format!("adding node {id} as a learner"))?;
     }
@@ -315,8 +333,13 @@ pub async fn add_node(
 }
 
 /// Remove node `id` from the cluster (voter or learner).
-pub async fn remove_node(addr: &str, credential: &[u8], id: u64) -> anyhow::Result<()> {
-    let (connection, state) = leader(addr, credential).await?;
+pub async fn remove_node(
+    addr: &str,
+    credential: &[u8],
+    tls: Option<&ClientTls>,
+    id: u64,
+) -> anyhow::Result<()> {
+    let (connection, state) = leader(addr, credential, tls).await?;
     if !state.addresses.iter().any(|(member, _)| *member == id) {
         bail!("node {id} is not a member (members: {:?})", state.addresses);
     }

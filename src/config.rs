@@ -3,13 +3,19 @@
 //!
 //! ```toml
 //! id = 1
-//! listen = "127.0.0.1:7001"
+//! listen = "127.0.0.1:7001"         # clients (TLS)
+//! peer_listen = "127.0.0.1:7201"    # replicas only (mutual TLS, members only)
 //! data_dir = "/var/lib/tally/1"
 //! admin_listen = "127.0.0.1:9101"   # HTTP: /metrics, /health, /ready (docs/operations.md)
+//! # insecure_plaintext = true       # no TLS at all: tests and trusted networks only
+//! [tls]                  # `tally certs`; paths relative to this file's directory
+//! ca = "ca.pem"                     # the cluster CA (both old and new during a rotation)
+//! cert = "node-1.pem"               # names node-1.tally and the hosts clients dial
+//! key = "node-1.key"
 //! [bootstrap]            # only on a fresh cluster: the founding voters
-//! 1 = "127.0.0.1:7001"
-//! 2 = "127.0.0.1:7002"
-//! 3 = "127.0.0.1:7003"
+//! 1 = { client = "127.0.0.1:7001", peer = "127.0.0.1:7201" }
+//! 2 = { client = "127.0.0.1:7002", peer = "127.0.0.1:7202" }
+//! 3 = { client = "127.0.0.1:7003", peer = "127.0.0.1:7203" }
 //! [raft]
 //! heartbeat_ms = 200
 //! election_timeout_min_ms = 1000
@@ -45,19 +51,29 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde::Deserialize;
 use tally_gateway::{parse_hash, Credential, GatewayConfig, Role, Scope};
+use tally_raft::net::{NodeTls, TlsFiles};
 use tally_raft::node::{BatcherConfig, NodeConfig};
+use tally_raft::replication::types::Node as Member;
 use tally_raft::WalConfig;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub id: Option<u64>,
+    /// The client listener.
     pub listen: Option<SocketAddr>,
+    /// The peer listener: replica traffic only.
+    pub peer_listen: Option<SocketAddr>,
+    /// Serve both listeners without TLS. Must be said explicitly; without it a node refuses
+    /// to start without a `[tls]` section.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
+    pub tls: Option<TlsSection>,
     pub data_dir: Option<PathBuf>,
     /// The admin HTTP port: `/metrics`, `/health`, `/ready` (none if not set).
     pub admin_listen: Option<SocketAddr>,
     #[serde(default)]
-    pub bootstrap: BTreeMap<String, String>,
+    pub bootstrap: BTreeMap<String, MemberSection>,
     #[serde(default)]
     pub raft: RaftSection,
     #[serde(default)]
@@ -66,6 +82,23 @@ pub struct FileConfig {
     pub wal: WalSection,
     #[serde(default)]
     pub gateway: GatewaySection,
+}
+
+/// The node's key material (PEM files; relative paths are relative to the config file).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A founding member's addresses.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberSection {
+    pub client: String,
+    pub peer: String,
 }
 
 /// The gateway: cluster id, session expiry and who may connect.
@@ -169,33 +202,42 @@ pub struct NodeFlags {
     /// This node's id (unique in the cluster, never reused).
     #[arg(long)]
     pub id: Option<u64>,
-    /// Address to listen on, for replicas and clients alike (also the address peers use).
+    /// Address to listen on for clients.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// Address to listen on for replicas (also the address peers dial).
+    #[arg(long)]
+    pub peer_listen: Option<SocketAddr>,
     /// Data directory (WAL, vote, snapshots).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Serve `/metrics` (Prometheus), `/health` and `/ready` over HTTP on this address.
     #[arg(long)]
     pub admin_listen: Option<SocketAddr>,
-    /// Founding voters of a fresh cluster, e.g. `1=127.0.0.1:7001,2=127.0.0.1:7002`.
+    /// Founding voters of a fresh cluster as ID=CLIENT_ADDRESS/PEER_ADDRESS, e.g.
+    /// `1=127.0.0.1:7001/127.0.0.1:7201,2=127.0.0.1:7002/127.0.0.1:7202`.
     #[arg(long, value_delimiter = ',')]
     pub bootstrap: Vec<String>,
 }
 
-fn parse_member(text: &str) -> anyhow::Result<(u64, String)> {
-    let Some((id, addr)) = text.split_once('=') else {
-        bail!("member {text:?} is not ID=ADDRESS");
+fn parse_member(text: &str) -> anyhow::Result<(u64, Member)> {
+    let Some((id, addrs)) = text.split_once('=') else {
+        bail!("member {text:?} is not ID=CLIENT_ADDRESS/PEER_ADDRESS");
     };
-    let id = id
-        .trim()
-        .parse()
-        .with_context(|| format!("node id {id:?} is not a number"))?;
-    Ok((id, addr.trim().to_owned()))
+    let Some((client, peer)) = addrs.split_once('/') else {
+        bail!("member {text:?} is not ID=CLIENT_ADDRESS/PEER_ADDRESS");
+    };
+    Ok((parse_node_id(id)?, Member::new(client.trim(), peer.trim())))
 }
 
-/// Members given as `ID=ADDRESS` strings.
-pub fn parse_members(items: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
+fn parse_node_id(id: &str) -> anyhow::Result<u64> {
+    id.trim()
+        .parse()
+        .with_context(|| format!("node id {id:?} is not a number"))
+}
+
+/// Members given as `ID=CLIENT_ADDRESS/PEER_ADDRESS` strings.
+pub fn parse_members(items: &[String]) -> anyhow::Result<BTreeMap<u64, Member>> {
     items.iter().map(|item| parse_member(item)).collect()
 }
 
@@ -299,14 +341,49 @@ pub fn node_config(flags: &NodeFlags) -> anyhow::Result<NodeConfig> {
         .listen
         .or(file.listen)
         .context("a listen address is required (--listen or `listen`)")?;
+    let peer_listen = flags
+        .peer_listen
+        .or(file.peer_listen)
+        .context("a peer listen address is required (--peer-listen or `peer_listen`)")?;
+    if peer_listen == listen {
+        bail!(
+            "peer_listen and listen must differ: replicas and clients have listeners of their own"
+        );
+    }
+    let tls = match (&file.tls, file.insecure_plaintext) {
+        (Some(_), true) => {
+            bail!("give either a [tls] section or insecure_plaintext = true, not both")
+        }
+        (None, false) => bail!(
+            "no [tls] section: a node serves TLS (make certificates with `tally certs`), or \
+             plain TCP only when its config says insecure_plaintext = true"
+        ),
+        (None, true) => None,
+        (Some(section), false) => {
+            let base = flags
+                .config
+                .as_deref()
+                .and_then(Path::parent)
+                .unwrap_or(Path::new("."));
+            let files = TlsFiles {
+                ca: base.join(&section.ca),
+                cert: base.join(&section.cert),
+                key: base.join(&section.key),
+            };
+            Some(NodeTls::from_files(&files).context("[tls]")?)
+        }
+    };
     let data_dir = flags
         .data_dir
         .clone()
         .or(file.data_dir)
         .context("a data directory is required (--data-dir or `data_dir`)")?;
     let mut bootstrap = BTreeMap::new();
-    for (id, addr) in &file.bootstrap {
-        bootstrap.insert(parse_member(&format!("{id}={addr}"))?.0, addr.clone());
+    for (id, member) in &file.bootstrap {
+        bootstrap.insert(
+            parse_node_id(id)?,
+            Member::new(member.client.clone(), member.peer.clone()),
+        );
     }
     bootstrap.extend(parse_members(&flags.bootstrap)?);
     if !bootstrap.is_empty() && !bootstrap.contains_key(&id) {
@@ -332,6 +409,8 @@ pub fn node_config(flags: &NodeFlags) -> anyhow::Result<NodeConfig> {
     Ok(NodeConfig {
         id,
         listen,
+        peer_listen,
+        tls,
         data_dir,
         bootstrap,
         raft: raft_config,

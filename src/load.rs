@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use tally_loadgen::check::{all_passed, render};
 use tally_loadgen::run::{Limit, Pace, RunConfig, RunOutcome};
 use tally_loadgen::{Mix, NodeCluster, Skew, WorkloadConfig};
+use tally_raft::net::ClientTls;
 use tally_raft::node::client::RetryPolicy;
 
 use crate::local_cluster::LocalCluster;
@@ -82,6 +83,9 @@ pub struct LoadgenArgs {
     /// The cluster id of `--cluster` (decimal or 0x-hex).
     #[arg(long, env = "TALLY_CLUSTER_ID", default_value = "0x1")]
     pub cluster_id: String,
+    /// TLS for `--cluster` (`--spawn` makes its own CA).
+    #[command(flatten)]
+    pub tls: crate::tls_args::ClientTlsArgs,
     /// Start this many local nodes in a temporary directory and load them.
     #[arg(long)]
     pub spawn: Option<usize>,
@@ -204,17 +208,18 @@ async fn load(
     addrs: Vec<String>,
     cluster_id: u128,
     credential: &[u8],
+    tls: Option<ClientTls>,
     config: &RunConfig,
 ) -> anyhow::Result<RunOutcome> {
-    let gateway = tally_gateway::client::Client::connect(tally_gateway::client::ClientConfig::new(
-        addrs.clone(),
-        cluster_id,
-        credential.to_vec(),
-    ))
+    let gateway = tally_gateway::client::Client::connect(
+        tally_gateway::client::ClientConfig::new(addrs.clone(), cluster_id, credential.to_vec())
+            .with_tls(tls.clone()),
+    )
     .await
     .context("registering with the gateway")?;
-    let cluster =
-        Arc::new(NodeCluster::new(addrs, credential, RetryPolicy::default()).with_gateway(gateway));
+    let cluster = Arc::new(
+        NodeCluster::new(addrs, credential, tls, RetryPolicy::default()).with_gateway(gateway),
+    );
     tally_loadgen::run(cluster, config)
         .await
         .map_err(anyhow::Error::msg)
@@ -267,10 +272,22 @@ async fn run_local(
             println!("  node {}: http://{}/metrics", node.id, node.admin_addr);
         }
         println!("load: {}", describe_short(config));
+        println!(
+            "{}",
+            match cluster.pki_dir() {
+                Some(pki) => format!(
+                    "TLS on both networks: mutual TLS between replicas, TLS for clients \
+                     (cluster CA {})",
+                    pki.join("ca.pem").display()
+                ),
+                None => "INSECURE: plain TCP on both networks".to_owned(),
+            }
+        );
         let outcome = load(
             addrs,
             LOCAL_CLUSTER_ID,
             cluster.operator_credential(),
+            cluster.client_tls()?,
             config,
         )
         .await?;
@@ -318,6 +335,7 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<bool> {
             args.cluster.clone(),
             cluster_id,
             credential.as_bytes(),
+            args.tls.client_tls()?,
             &config,
         )
         .await?;
@@ -325,6 +343,10 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<bool> {
     };
     let root = tempfile::tempdir().context("temporary directory")?;
     let mut cluster = LocalCluster::new(&std::env::current_exe()?, root.path(), "");
+    // `--spawn` with `--insecure-plaintext`: a plain-TCP cluster, to measure what TLS costs.
+    if args.tls.insecure_plaintext {
+        cluster = cluster.plaintext();
+    }
     let outcome = run_local(&mut cluster, count, &config).await;
     stop(&mut cluster).await?;
     finish(&outcome?, args.load.json.as_ref())
@@ -361,12 +383,22 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         Err(_) => false,
     };
     if let Some(node) = cluster.nodes.values().find(|node| node.is_running()) {
+        let ca = cluster
+            .pki_dir()
+            .map(|pki| format!("TALLY_CA={} ", pki.join("ca.pem").display()))
+            .unwrap_or_default();
         println!(
-            "\nthe cluster after the run (`TALLY_CREDENTIAL={} tally admin --node {} status`):",
+            "\nthe cluster after the run (`{ca}TALLY_CREDENTIAL={} tally admin --node {} status`):",
             String::from_utf8_lossy(cluster.operator_credential()),
             node.addr
         );
-        match crate::cluster_admin::cluster_status(&node.addr, cluster.operator_credential()).await
+        let tls = cluster.client_tls()?;
+        match crate::cluster_admin::cluster_status(
+            &node.addr,
+            cluster.operator_credential(),
+            tls.as_ref(),
+        )
+        .await
         {
             Ok(status) => print!("{}", crate::cluster_admin::status_table(&status)),
             Err(error) => println!("  status unavailable: {error:#}"),

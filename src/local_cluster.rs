@@ -1,6 +1,10 @@
 //! A cluster of real `tally node` processes on loopback, each with its own config file, data
 //! directory and log file under one directory. Used by the multi-process tests, by
-//! `tally drive --spawn N`, `tally loadgen --spawn N` and `tally demo`.
+//! `tally loadgen --spawn N` and `tally demo`.
+//!
+//! The cluster runs as a deployment does: TLS on both listeners, under a cluster CA made in
+//! `<root>/pki` (`LocalCluster::client_tls` trusts it), unless a test asks for plain TCP
+//! ([`LocalCluster::plaintext`]).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -10,14 +14,20 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use tally_raft::net::tls::pki;
+use tally_raft::net::{ClientTls, TlsFiles};
 use tally_raft::node::client::Connection;
 use tally_raft::node::protocol::NodeState;
+use tally_raft::replication::types::Node as Member;
 
 /// One node of the cluster: its address and, while it runs, its process.
 #[derive(Debug)]
 pub struct LocalNode {
     pub id: u64,
+    /// The client listener.
     pub addr: String,
+    /// The peer listener (replicas only).
+    pub peer_addr: String,
     /// The admin HTTP address: `/metrics`, `/health`, `/ready`.
     pub admin_addr: String,
     pub dir: PathBuf,
@@ -85,6 +95,8 @@ pub struct LocalCluster {
     exe: PathBuf,
     root: PathBuf,
     extra_config: String,
+    /// The cluster CA's directory (`ca.pem`, node certificates), `None` for plain TCP.
+    pki: Option<PathBuf>,
     /// The operator secret every node's config knows (by its hash), for the node protocol;
     /// `None` for a cluster configured without any credential.
     operator: Option<String>,
@@ -105,9 +117,46 @@ impl LocalCluster {
             exe: exe.to_owned(),
             root: root.to_owned(),
             extra_config: extra_config.to_owned(),
+            pki: Some(root.join("pki")),
             operator: Some(format!("local-operator-{:032x}", rand::random::<u128>())),
             nodes: BTreeMap::new(),
         }
+    }
+
+    /// Run the nodes without TLS (`insecure_plaintext = true`), for comparisons.
+    pub fn plaintext(mut self) -> LocalCluster {
+        self.pki = None;
+        self
+    }
+
+    /// Whether the nodes serve TLS.
+    pub fn is_tls(&self) -> bool {
+        self.pki.is_some()
+    }
+
+    /// The directory of the cluster CA and the nodes' certificates, if TLS is on.
+    pub fn pki_dir(&self) -> Option<&Path> {
+        self.pki.as_deref()
+    }
+
+    /// What a client needs to reach this cluster's nodes: the CA (`None` for plain TCP).
+    pub fn client_tls(&self) -> anyhow::Result<Option<ClientTls>> {
+        self.pki
+            .as_ref()
+            .map(|pki| ClientTls::new(&pki.join("ca.pem"), None).context("the local CA"))
+            .transpose()
+    }
+
+    /// The local CA, made on first use.
+    fn certificate(&self, id: u64) -> anyhow::Result<Option<TlsFiles>> {
+        let Some(pki) = &self.pki else {
+            return Ok(None);
+        };
+        if !pki.join("ca.key").exists() {
+            pki::make_ca(pki, "local")?;
+        }
+        let hosts = ["localhost".to_owned(), "127.0.0.1".to_owned()];
+        Ok(Some(pki::make_node(pki, "local", id, &hosts)?))
     }
 
     /// Configure the nodes without the local operator credential (then `states` and
@@ -124,23 +173,40 @@ impl LocalCluster {
 
     /// A node-protocol connection to node `id`, as this cluster's operator.
     pub async fn connect(&self, id: u64) -> anyhow::Result<Connection> {
-        Ok(Connection::connect_as(&self.addr(id)?, self.operator_credential()).await?)
+        let tls = self.client_tls()?;
+        Ok(
+            Connection::connect_as(&self.addr(id)?, self.operator_credential(), tls.as_ref())
+                .await?,
+        )
     }
 
     /// Add node `id` with a fresh address and directory, and write its config (bootstrapping
     /// `bootstrap` if not empty). Not started.
-    pub fn add(&mut self, id: u64, bootstrap: &BTreeMap<u64, String>) -> anyhow::Result<()> {
+    pub fn add(&mut self, id: u64, bootstrap: &BTreeMap<u64, Member>) -> anyhow::Result<()> {
         let dir = self.root.join(format!("node-{id}"));
         std::fs::create_dir_all(&dir)?;
-        let (addr, admin_addr) = match self.nodes.get(&id) {
-            Some(node) => (node.addr.clone(), node.admin_addr.clone()),
-            None => (free_addr()?, free_addr()?),
+        let (addr, peer_addr, admin_addr) = match self.nodes.get(&id) {
+            Some(node) => (
+                node.addr.clone(),
+                node.peer_addr.clone(),
+                node.admin_addr.clone(),
+            ),
+            None => (free_addr()?, free_addr()?, free_addr()?),
         };
         let mut config = format!(
-            "id = {id}\nlisten = \"{addr}\"\nadmin_listen = \"{admin_addr}\"\n\
-             data_dir = \"{}\"\n",
+            "id = {id}\nlisten = \"{addr}\"\npeer_listen = \"{peer_addr}\"\n\
+             admin_listen = \"{admin_addr}\"\ndata_dir = \"{}\"\n",
             dir.join("data").display()
         );
+        match self.certificate(id)? {
+            Some(files) => config.push_str(&format!(
+                "[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                files.ca.display(),
+                files.cert.display(),
+                files.key.display()
+            )),
+            None => config.push_str("insecure_plaintext = true\n"),
+        }
         config.push_str(&self.extra_config);
         if let Some(secret) = &self.operator {
             if !self.extra_config.contains("[gateway]") {
@@ -154,8 +220,11 @@ impl LocalCluster {
         }
         if !bootstrap.is_empty() {
             config.push_str("\n[bootstrap]\n");
-            for (member, member_addr) in bootstrap {
-                config.push_str(&format!("{member} = \"{member_addr}\"\n"));
+            for (member, addrs) in bootstrap {
+                config.push_str(&format!(
+                    "{member} = {{ client = \"{}\", peer = \"{}\" }}\n",
+                    addrs.client_addr, addrs.peer_addr
+                ));
             }
         }
         std::fs::write(dir.join("node.toml"), config)?;
@@ -164,6 +233,7 @@ impl LocalCluster {
             LocalNode {
                 id,
                 addr,
+                peer_addr,
                 admin_addr,
                 dir,
                 child: None,
@@ -177,14 +247,15 @@ impl LocalCluster {
     pub fn found(&mut self, ids: &[u64]) -> anyhow::Result<()> {
         let mut members = BTreeMap::new();
         for id in ids {
-            members.insert(*id, free_addr()?);
+            members.insert(*id, Member::new(free_addr()?, free_addr()?));
         }
         for id in ids {
             self.nodes.insert(
                 *id,
                 LocalNode {
                     id: *id,
-                    addr: members[id].clone(),
+                    addr: members[id].client_addr.clone(),
+                    peer_addr: members[id].peer_addr.clone(),
                     admin_addr: free_addr()?,
                     dir: self.root.join(format!("node-{id}")),
                     child: None,
@@ -200,6 +271,22 @@ impl LocalCluster {
 
     pub fn addr(&self, id: u64) -> anyhow::Result<String> {
         Ok(self.nodes.get(&id).context("no such node")?.addr.clone())
+    }
+
+    /// Node `id`'s addresses, as the membership knows them.
+    pub fn member(&self, id: u64) -> anyhow::Result<Member> {
+        let node = self.nodes.get(&id).context("no such node")?;
+        Ok(Member::new(node.addr.clone(), node.peer_addr.clone()))
+    }
+
+    /// Node `id`'s peer listener.
+    pub fn peer_addr(&self, id: u64) -> anyhow::Result<String> {
+        Ok(self
+            .nodes
+            .get(&id)
+            .context("no such node")?
+            .peer_addr
+            .clone())
     }
 
     /// Node `id`'s admin HTTP address (`/metrics`, `/health`, `/ready`).
@@ -313,10 +400,14 @@ impl LocalCluster {
     /// Ask each running node for its state; nodes that do not answer are left out.
     pub async fn states(&self, flags: u8) -> BTreeMap<u64, NodeState> {
         let mut states = BTreeMap::new();
+        let Ok(tls) = self.client_tls() else {
+            return states;
+        };
         for node in self.nodes.values().filter(|node| node.is_running()) {
             let asked = async {
                 let connection =
-                    Connection::connect_as(&node.addr, self.operator_credential()).await?;
+                    Connection::connect_as(&node.addr, self.operator_credential(), tls.as_ref())
+                        .await?;
                 connection.state(flags).await
             };
             if let Ok(Ok(state)) = tokio::time::timeout(Duration::from_secs(5), asked).await {

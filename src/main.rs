@@ -2,18 +2,15 @@
 //! - `tally node`: run a replica (config file and flags: docs/operations.md).
 //! - `tally admin`: the cluster's status; add and remove nodes; initialize a cluster, add
 //!   learners, change voters, snapshot.
+//! - `tally certs`: a cluster CA and node certificates (docs/security.md).
 //! - `tally restore`: prepare an empty data directory to start from a snapshot file.
-//! - `tally drive`: a simple load driver for the replicated write path, against a running
-//!   cluster or a local one it starts (`--spawn 3`).
 //! - `tally loadgen`: the load generator (workload mix, closed or open loop, report, checks).
 //! - `tally demo`: a local 3-node cluster under mixed load for ~20 s, the report, the checks.
 //!
 //! - `tally client`: the gateway from the command line (files in, tables/JSON/CSV out).
 //! - `tally hash-credential`: the hash of a gateway credential, for a node's config.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -22,15 +19,15 @@ use std::sync::Arc;
 use tally::client_cli::{ClientArgs, Ended};
 use tally::cluster_admin;
 use tally::config::{admin_listen, gateway_config, node_config, parse_members, NodeFlags};
-use tally::drive::{drive, DriveArgs};
 use tally::load::{demo, loadgen, DemoArgs, LoadgenArgs};
-use tally::local_cluster::LocalCluster;
 use tally_gateway::Gateway;
 use tally_raft::net::ClientHandler;
+use tally_raft::net::ClientTls;
 use tally_raft::node::client::Connection;
-use tally_raft::node::protocol::{Admin, Request, STATE_AUDIT};
+use tally_raft::node::protocol::{Admin, Request};
 use tally_raft::node::ExtraHandler;
 use tally_raft::node::Node;
+use tally_raft::replication::types::Node as Member;
 
 #[derive(Parser)]
 #[command(
@@ -56,8 +53,34 @@ enum Command {
         /// role "operator").
         #[arg(long, env = "TALLY_CREDENTIAL", hide_env_values = true)]
         credential: String,
+        #[command(flatten)]
+        tls: tally::tls_args::ClientTlsArgs,
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// Make a cluster CA and node certificates (PEM) for a test or a first deployment
+    /// (docs/security.md). Without --ca-exists a new CA is made in DIR first; with it, the CA
+    /// already in DIR (ca.pem, ca.key) signs the new certificates.
+    Certs {
+        /// Where the files go: ca.pem, ca.key, node-<id>.pem, node-<id>.key.
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        /// The node ids to make certificates for (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<u64>,
+        /// Host names and IP addresses clients dial the nodes by (comma-separated; every node
+        /// certificate names them all).
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+        hosts: Vec<String>,
+        /// Client certificates to make, by name (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        clients: Vec<String>,
+        /// The cluster name in the CA's subject.
+        #[arg(long, default_value = "tally")]
+        name: String,
+        /// Sign with the CA already in DIR instead of making a new one.
+        #[arg(long)]
+        ca_exists: bool,
     },
     /// Prepare this node's empty data directory to start from a snapshot file (a backup of
     /// `snapshots/snapshot-*.snap`): restore every voter of the snapshot's cluster from the same
@@ -69,8 +92,6 @@ enum Command {
         #[arg(long)]
         snapshot: std::path::PathBuf,
     },
-    /// Drive transfers through the replicated write path and report throughput and latency.
-    Drive(DriveArgs),
     /// Use the gateway: create accounts, transfers and trades from files, look up, statements.
     Client(ClientArgs),
     /// Print the hash of a gateway credential, for `[[gateway.credentials]]` in a node's
@@ -94,13 +115,23 @@ enum AdminCommand {
     },
     /// Add a running node (fresh data directory) as a voter: learner first, caught up, then
     /// voter. Goes to the leader wherever --node points.
-    AddNode { id: u64, addr: String },
+    AddNode {
+        id: u64,
+        /// Its client listener's address.
+        client_addr: String,
+        /// Its peer listener's address.
+        peer_addr: String,
+    },
     /// Remove a node (voter or learner) from the cluster. Goes to the leader.
     RemoveNode { id: u64 },
-    /// Initialize a fresh cluster with these voters (ID=ADDRESS ...).
+    /// Initialize a fresh cluster with these voters (ID=CLIENT_ADDRESS/PEER_ADDRESS ...).
     Init { members: Vec<String> },
     /// Add a node as a learner and wait for it to catch up.
-    AddLearner { id: u64, addr: String },
+    AddLearner {
+        id: u64,
+        client_addr: String,
+        peer_addr: String,
+    },
     /// Make exactly these nodes the voters.
     Voters { ids: Vec<u64> },
     /// Build a snapshot on this node now (and purge its log behind it as configured).
@@ -119,6 +150,7 @@ fn init_logging() {
 
 async fn run_node(flags: NodeFlags) -> anyhow::Result<()> {
     let config = node_config(&flags)?;
+    let tls = config.tls.is_some();
     let gateway = gateway_config(&flags)?;
     let admin_listener = match admin_listen(&flags)? {
         Some(addr) => Some(tally::admin_http::bind(addr).await?),
@@ -131,9 +163,11 @@ async fn run_node(flags: NodeFlags) -> anyhow::Result<()> {
         .await
         .context("starting the node")?;
     println!(
-        "tally node {} listening on {}",
+        "tally node {} listening on {} (clients) and {} (replicas), {}",
         node.id(),
-        node.local_addr()
+        node.local_addr(),
+        node.peer_addr(),
+        if tls { "TLS" } else { "INSECURE PLAINTEXT" }
     );
     let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
     let admin = admin_listener
@@ -152,10 +186,15 @@ async fn run_node(flags: NodeFlags) -> anyhow::Result<()> {
     stopped
 }
 
-async fn run_admin(addr: &str, credential: &[u8], command: AdminCommand) -> anyhow::Result<()> {
+async fn run_admin(
+    addr: &str,
+    credential: &[u8],
+    tls: Option<&ClientTls>,
+    command: AdminCommand,
+) -> anyhow::Result<()> {
     let admin = match command {
         AdminCommand::Status { json } => {
-            let status = cluster_admin::cluster_status(addr, credential).await?;
+            let status = cluster_admin::cluster_status(addr, credential, tls).await?;
             if json {
                 println!("{:#}", cluster_admin::status_json(&status));
             } else {
@@ -165,25 +204,31 @@ async fn run_admin(addr: &str, credential: &[u8], command: AdminCommand) -> anyh
         }
         AdminCommand::AddNode {
             id,
-            addr: node_addr,
+            client_addr,
+            peer_addr,
         } => {
-            cluster_admin::add_node(addr, credential, id, &node_addr).await?;
+            let node = Member::new(client_addr, peer_addr);
+            cluster_admin::add_node(addr, credential, tls, id, &node).await?;
             println!("done");
             return Ok(());
         }
         AdminCommand::RemoveNode { id } => {
-            cluster_admin::remove_node(addr, credential, id).await?;
+            cluster_admin::remove_node(addr, credential, tls, id).await?;
             println!("done");
             return Ok(());
         }
         AdminCommand::Init { members } => {
             Admin::Initialize(parse_members(&members)?.into_iter().collect())
         }
-        AdminCommand::AddLearner { id, addr } => Admin::AddLearner(id, addr),
+        AdminCommand::AddLearner {
+            id,
+            client_addr,
+            peer_addr,
+        } => Admin::AddLearner(id, Member::new(client_addr, peer_addr)),
         AdminCommand::Voters { ids } => Admin::ChangeVoters(ids),
         AdminCommand::Snapshot => Admin::Snapshot,
     };
-    let connection = Connection::connect_as(addr, credential).await?;
+    let connection = Connection::connect_as(addr, credential, tls).await?;
     connection
         .request(&Request::Admin(admin))
         .await?
@@ -218,32 +263,42 @@ fn run_restore(flags: &NodeFlags, snapshot: &std::path::Path) -> anyhow::Result<
     Ok(())
 }
 
-async fn run_drive(args: DriveArgs) -> anyhow::Result<()> {
-    let Some(count) = args.spawn else {
-        let credential = args.credential.clone().unwrap_or_default();
-        drive(args.cluster.clone(), credential.as_bytes(), &args).await?;
-        return Ok(());
-    };
-    let root = tempfile::tempdir().context("temporary directory")?;
-    let exe = std::env::current_exe()?;
-    let mut cluster = LocalCluster::new(&exe, root.path(), "");
-    let ids: Vec<u64> = (1..=count as u64).collect();
-    cluster.found(&ids)?;
-    let leader = cluster.wait_leader(Duration::from_secs(30)).await?;
+fn make_certs(
+    dir: &std::path::Path,
+    name: &str,
+    nodes: &[u64],
+    hosts: &[String],
+    clients: &[String],
+    ca_exists: bool,
+) -> anyhow::Result<()> {
+    use tally_raft::net::tls::pki;
+    if !ca_exists {
+        if dir.join("ca.key").exists() {
+            anyhow::bail!(
+                "{} already holds a CA key; pass --ca-exists to sign with it, or choose another \
+                 directory",
+                dir.display()
+            );
+        }
+        pki::make_ca(dir, name)?;
+        println!("made the cluster CA: {}", dir.join("ca.pem").display());
+    }
+    for id in nodes {
+        let files = pki::make_node(dir, name, *id, hosts)?;
+        println!(
+            "made node {id}'s certificate: {} (key {})",
+            files.cert.display(),
+            files.key.display()
+        );
+    }
+    for client in clients {
+        pki::make_client(dir, name, client)?;
+        println!("made client certificate {client}");
+    }
     println!(
-        "{count} local node(s) up in {}; node {leader} leads",
-        root.path().display()
+        "keep ca.key offline; each node needs ca.pem and its own node-<id>.pem and .key \
+         (docs/security.md)"
     );
-    let first = cluster.addr(leader)?;
-    let mut addrs = vec![first.clone()];
-    addrs.extend(cluster.addrs().into_iter().filter(|addr| *addr != first));
-    drive(addrs, cluster.operator_credential(), &args).await?;
-    let states = cluster.states(STATE_AUDIT).await;
-    let digests: BTreeMap<u64, _> = states
-        .iter()
-        .map(|(id, state)| (*id, (state.last_applied, state.digest)))
-        .collect();
-    println!("replica states after the run: {digests:?}");
     Ok(())
 }
 
@@ -301,12 +356,23 @@ fn main() -> ExitCode {
             Command::Admin {
                 node,
                 credential,
+                tls,
                 command,
-            } => run_admin(&node, credential.as_bytes(), command)
-                .await
-                .map(|()| true),
+            } => {
+                let tls = tls.client_tls()?;
+                run_admin(&node, credential.as_bytes(), tls.as_ref(), command)
+                    .await
+                    .map(|()| true)
+            }
+            Command::Certs {
+                dir,
+                nodes,
+                hosts,
+                clients,
+                name,
+                ca_exists,
+            } => make_certs(&dir, &name, &nodes, &hosts, &clients, ca_exists).map(|()| true),
             Command::Restore { flags, snapshot } => run_restore(&flags, &snapshot).map(|()| true),
-            Command::Drive(args) => run_drive(args).await.map(|()| true),
             Command::Client(_) => Ok(true),
             Command::HashCredential { secret } => hash_credential(secret).map(|()| true),
             Command::Loadgen(args) => loadgen(args).await,

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use tally_engine::limits::RECORD_BYTES;
 use tally_engine::records::{Account, Trade, Transfer, TransferFlags};
 use tally_engine::{Balances, EventResult, StatementEntry, StatementFilter};
+use tally_raft::net::ClientTls;
 use tally_raft::node::client::{ClientError as ConnectionError, Connection};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::time::{sleep, timeout, Instant};
@@ -44,6 +45,9 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Give up on a call after this long.
     pub deadline: Duration,
+    /// TLS to the nodes' client listeners, verified against a CA (`TALLY_CA` for the CLI);
+    /// `None` speaks plain TCP, only to nodes configured with `insecure_plaintext`.
+    pub tls: Option<ClientTls>,
 }
 
 impl ClientConfig {
@@ -54,7 +58,14 @@ impl ClientConfig {
             credential,
             request_timeout: Duration::from_secs(10),
             deadline: Duration::from_secs(60),
+            tls: None,
         }
+    }
+
+    /// Speak TLS to the nodes, verified against `tls`.
+    pub fn with_tls(mut self, tls: Option<ClientTls>) -> ClientConfig {
+        self.tls = tls;
+        self
     }
 }
 
@@ -70,6 +81,22 @@ pub enum ClientError {
     Deadline(Duration, String),
     #[error("the client is closed")]
     Closed,
+    /// The node could not be verified, or TLS was spoken to a plaintext port or the reverse:
+    /// a configuration error that no retry fixes.
+    #[error("{0}")]
+    Tls(String),
+}
+
+/// Why a session could not be had: worth another try (another node, later), or not.
+enum SessionError {
+    Transient(String),
+    Permanent(ClientError),
+}
+
+impl From<String> for SessionError {
+    fn from(error: String) -> SessionError {
+        SessionError::Transient(error)
+    }
 }
 
 /// One connection with a registered session.
@@ -440,7 +467,7 @@ impl Inner {
     }
 
     /// A session on the current target, registering one if there is none.
-    async fn session(&self) -> Result<(Arc<Connection>, u64, u64), String> {
+    async fn session(&self) -> Result<(Arc<Connection>, u64, u64), SessionError> {
         let mut current = self.session.lock().await;
         if let Some(session) = current
             .as_mut()
@@ -455,11 +482,14 @@ impl Inner {
         }
         *current = None;
         let addr = self.target();
-        let connection = match Connection::connect(&addr).await {
+        let connection = match Connection::connect(&addr, self.config.tls.as_ref()).await {
             Ok(connection) => Arc::new(connection),
+            Err(error @ ConnectionError::Tls { .. }) => {
+                return Err(SessionError::Permanent(ClientError::Tls(error.to_string())))
+            }
             Err(error) => {
                 self.retarget(None);
-                return Err(error.to_string());
+                return Err(SessionError::Transient(error.to_string()));
             }
         };
         let credential = Bytes::from(self.config.credential.clone());
@@ -476,10 +506,16 @@ impl Inner {
             if matches!(reply.status, Status::NotLeader | Status::Unavailable) {
                 self.retarget(refusal.leader.as_ref().map(|(_, addr)| addr.as_str()));
             }
-            return Err(format!(
+            if matches!(reply.status, Status::Unauthenticated | Status::WrongCluster) {
+                return Err(SessionError::Permanent(ClientError::Refused {
+                    status: reply.status,
+                    refusal,
+                }));
+            }
+            return Err(SessionError::Transient(format!(
                 "register at {addr}: {:?}: {}",
                 reply.status, refusal.message
-            ));
+            )));
         }
         let registered = decode_registered(&reply.body).map_err(|error| error.to_string())?;
         *current = Some(Session {
@@ -498,15 +534,13 @@ impl Inner {
         loop {
             match self.session().await {
                 Ok(_) => return Ok(()),
-                Err(error) if started.elapsed() >= self.config.deadline => {
+                Err(SessionError::Permanent(error)) => return Err(error),
+                Err(SessionError::Transient(error))
+                    if started.elapsed() >= self.config.deadline =>
+                {
                     return Err(ClientError::Deadline(self.config.deadline, error))
                 }
-                Err(error)
-                    if error.contains("Unauthenticated") || error.contains("WrongCluster") =>
-                {
-                    return Err(ClientError::Decode(error))
-                }
-                Err(_) => {
+                Err(SessionError::Transient(_)) => {
                     // `session` moved to the hinted leader or to the next node already.
                     sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_millis(500));
@@ -543,7 +577,8 @@ impl Inner {
                     };
                     (connection, session, number)
                 }
-                Err(error) => {
+                Err(SessionError::Permanent(error)) => return Err(error),
+                Err(SessionError::Transient(error)) => {
                     last = error;
                     sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_millis(500));

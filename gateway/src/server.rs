@@ -243,7 +243,7 @@ impl Gateway {
                 .membership_config
                 .membership()
                 .get_node(&leader)
-                .map(|node| (leader, node.addr.clone()))
+                .map(|node| (leader, node.client_addr.clone()))
         });
         Err(Refusal {
             leader,
@@ -501,7 +501,7 @@ async fn linearize(raft: &Raft, flags: u16) -> Result<(), LateRefusal> {
         Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
             let leader = forward
                 .leader_id
-                .zip(forward.leader_node.map(|node| node.addr));
+                .zip(forward.leader_node.map(|node| node.client_addr));
             Err(Box::new(move |context: &Context| {
                 context.refuse(
                     Status::NotLeader,

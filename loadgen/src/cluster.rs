@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tally_engine::records::{Account, Transfer};
 use tally_engine::{EventResult, LedgerTotals, Operation};
+use tally_raft::net::ClientTls;
 use tally_raft::node::client::{Client, ClientError, Connection, RetryPolicy};
 use tally_raft::node::protocol::{Status, STATE_AUDIT};
 
@@ -88,15 +89,25 @@ pub struct NodeCluster {
     gateway: Option<tally_gateway::client::Client>,
     /// The operator credential the node protocol asks of every request.
     credential: Vec<u8>,
+    /// TLS to the nodes' client listeners (`None`: plain TCP).
+    tls: Option<ClientTls>,
     client: Client,
     readers: tokio::sync::Mutex<Vec<(String, Arc<Connection>)>>,
 }
 
 impl NodeCluster {
-    pub fn new(addrs: Vec<String>, credential: &[u8], policy: RetryPolicy) -> NodeCluster {
+    /// The cluster at `addrs`, as the operator holding `credential`, over TLS verified
+    /// against `tls` (plain TCP if `None`).
+    pub fn new(
+        addrs: Vec<String>,
+        credential: &[u8],
+        tls: Option<ClientTls>,
+        policy: RetryPolicy,
+    ) -> NodeCluster {
         NodeCluster {
-            client: Client::new(addrs.clone(), credential, policy),
+            client: Client::new(addrs.clone(), credential, policy).with_tls(tls.clone()),
             credential: credential.to_vec(),
+            tls,
             gateway: None,
             addrs,
             readers: tokio::sync::Mutex::new(Vec::new()),
@@ -117,7 +128,7 @@ impl NodeCluster {
             return Ok(Arc::clone(connection));
         }
         let connection = Arc::new(
-            Connection::connect_as(node, &self.credential)
+            Connection::connect_as(node, &self.credential, self.tls.as_ref())
                 .await
                 .map_err(unknown)?,
         );

@@ -179,6 +179,63 @@ impl Reject {
     }
 }
 
+/// A node's listeners (`listener` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// Replica traffic: mutual TLS, members only.
+    Peer,
+    /// The client protocol.
+    Client,
+}
+
+impl Listener {
+    pub const ALL: [Listener; 2] = [Listener::Peer, Listener::Client];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Listener::Peer => "peer",
+            Listener::Client => "client",
+        }
+    }
+}
+
+/// Why a connection was closed before any of its frames was handled
+/// (`tally_connections_refused_total{listener, reason}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The listener's connection budget was full.
+    Budget,
+    /// The TLS handshake failed: no certificate, another CA, not TLS at all.
+    Handshake,
+    /// A peer certificate that names no member of the current membership.
+    NotMember,
+    /// No handshake or first frame within `FIRST_FRAME_TIMEOUT`.
+    Timeout,
+    /// A frame of the other listener's kinds (a Raft RPC on the client port, or the reverse),
+    /// or a replica request sent in another node's name.
+    Kind,
+}
+
+impl Refused {
+    pub const ALL: [Refused; 5] = [
+        Refused::Budget,
+        Refused::Handshake,
+        Refused::NotMember,
+        Refused::Timeout,
+        Refused::Kind,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Refused::Budget => "budget",
+            Refused::Handshake => "handshake",
+            Refused::NotMember => "not_member",
+            Refused::Timeout => "timeout",
+            Refused::Kind => "kind",
+        }
+    }
+}
+
 /// The operations' label values, by wire byte.
 pub fn operation_label(operation: tally_engine::Operation) -> &'static str {
     match operation {
@@ -207,6 +264,9 @@ pub struct NodeMetrics {
     pub rejects: IntCounterVec,
     pub connections: IntGauge,
     pub connections_accepted: IntCounter,
+    pub connections_refused: IntCounterVec,
+    /// 1 for each listener that serves plain TCP (`insecure_plaintext`), 0 under TLS.
+    pub insecure_plaintext: IntGaugeVec,
     pub gateway_sessions: IntGauge,
     // Refreshed from openraft's metrics and the applied state at each scrape.
     raft_term: IntGauge,
@@ -286,6 +346,23 @@ impl NodeMetrics {
         for reason in Reject::ALL {
             rejects.with_label_values(&[reason.label()]);
         }
+        let connections_refused = counter_vec(
+            "tally_connections_refused_total",
+            "Connections closed before any frame was handled, by listener and reason \
+             (budget, handshake, not_member, timeout, kind).",
+            &["listener", "reason"],
+        );
+        let insecure_plaintext = gauge_vec(
+            "tally_insecure_plaintext",
+            "1 if the listener serves plain TCP (insecure_plaintext = true), 0 under TLS.",
+            &["listener"],
+        );
+        for listener in Listener::ALL {
+            insecure_plaintext.with_label_values(&[listener.label()]);
+            for reason in Refused::ALL {
+                connections_refused.with_label_values(&[listener.label(), reason.label()]);
+            }
+        }
         for operation in [
             tally_engine::Operation::CreateAccounts,
             tally_engine::Operation::CreateTransfers,
@@ -330,12 +407,14 @@ impl NodeMetrics {
             rejects,
             connections: gauge(
                 "tally_connections",
-                "Open TCP connections on the node port (replicas and clients).",
+                "Open TCP connections on the node's peer and client listeners.",
             ),
             connections_accepted: counter(
                 "tally_connections_accepted_total",
-                "TCP connections accepted on the node port.",
+                "TCP connections accepted on the node's peer and client listeners.",
             ),
+            connections_refused,
+            insecure_plaintext,
             gateway_sessions: gauge("tally_gateway_sessions", "Open gateway client sessions."),
             raft_term: gauge("tally_raft_term", "This node's current Raft term."),
             raft_leader_id: gauge(
@@ -420,6 +499,8 @@ impl NodeMetrics {
         register(registry, self.rejects.clone());
         register(registry, self.connections.clone());
         register(registry, self.connections_accepted.clone());
+        register(registry, self.connections_refused.clone());
+        register(registry, self.insecure_plaintext.clone());
         register(registry, self.gateway_sessions.clone());
         register(registry, self.raft_term.clone());
         register(registry, self.raft_leader_id.clone());
@@ -462,6 +543,13 @@ impl NodeMetrics {
     /// Count a refused request.
     pub fn reject(&self, reason: Reject) {
         self.rejects.with_label_values(&[reason.label()]).inc();
+    }
+
+    /// Count a connection closed before any of its frames was handled.
+    pub fn refuse(&self, listener: Listener, reason: Refused) {
+        self.connections_refused
+            .with_label_values(&[listener.label(), reason.label()])
+            .inc();
     }
 
     /// Count an answered request.
@@ -513,7 +601,7 @@ impl NodeMetrics {
     /// one step with respect to other scrapes.
     pub fn scrape(
         &self,
-        raft: &RaftMetrics<NodeId, openraft::BasicNode>,
+        raft: &RaftMetrics<NodeId, crate::replication::types::Node>,
         state: ScrapeState,
         data_dir: &Path,
     ) -> String {
@@ -528,7 +616,7 @@ impl NodeMetrics {
     /// Set the Raft, ledger and disk gauges from their sources; called by each scrape.
     pub fn refresh(
         &self,
-        raft: &RaftMetrics<NodeId, openraft::BasicNode>,
+        raft: &RaftMetrics<NodeId, crate::replication::types::Node>,
         state: ScrapeState,
         data_dir: &Path,
     ) {

@@ -43,9 +43,22 @@ pub const ERROR_MESSAGE_BYTES_MAX: usize = 4096;
 /// a peer can make us commit to one frame.
 pub const FRAME_PAYLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
 
-/// Connections one server keeps open at once (replicas keep 3 or 4 each to every peer; the
-/// rest are clients). One more is refused (closed at once) rather than queued.
-pub const CONNECTIONS_MAX: usize = 1024;
+/// Connections the peer listener keeps open at once. A replica keeps a few to every peer (two
+/// replication streams, votes, `ensure_linearizable` rounds: at most
+/// `IDLE_CONNECTIONS_PER_PEER_MAX` idle plus the ones in use); 64 covers a 7-node cluster with
+/// room for reconnections, and is all a stranger can occupy, for at most
+/// `FIRST_FRAME_TIMEOUT` each. One more is refused (closed at once) rather than queued.
+pub const PEER_CONNECTIONS_MAX: usize = 64;
+
+/// Connections the client listener keeps open at once: clients, operators, load generators.
+/// Its own budget, so a flood of clients never takes the sockets replication needs.
+pub const CLIENT_CONNECTIONS_MAX: usize = 1024;
+
+/// Time from accepting a connection to its first complete frame, TLS handshake included. A
+/// connection that has not got that far is closed: a stranger that opens connections and
+/// sends nothing (slowloris) holds a slot this long. Generous for a handshake on a congested
+/// LAN (a few round trips), short enough that a flood of idle connections drains quickly.
+pub const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Idle connections a node keeps to one peer for its next clients (see `network.rs`). openraft
 /// runs at most a few RPCs to one peer at once outside its two replication streams (a vote, a
@@ -118,6 +131,8 @@ const _: () = assert!(
 );
 // openraft never sends more entries than a message may hold.
 const _: () = assert!(MAX_PAYLOAD_ENTRIES as usize <= APPEND_ENTRIES_MAX);
+// Every replica's connections fit the peer budget in a 7-node cluster.
+const _: () = assert!(6 * (IDLE_CONNECTIONS_PER_PEER_MAX + 4) <= PEER_CONNECTIONS_MAX);
 // A frame's length field is a u32.
 const _: () = assert!(FRAME_PAYLOAD_BYTES_MAX <= u32::MAX as usize);
 // openraft refuses a config whose heartbeat is not below the election timeout.

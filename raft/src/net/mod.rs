@@ -1,12 +1,15 @@
-//! The network between Tally processes: checksummed frames over TCP ([`frame`]).
-//! Replica-to-replica Raft RPCs and the node's client protocol both travel in these frames,
-//! on one port per node; the frame's kind byte says which message a payload is: kinds
-//! `1..=RAFT_KIND_LAST` are Raft RPCs, the rest belong to the [`ClientHandler`] of the node.
+//! The network between Tally processes: checksummed frames over TLS on TCP ([`frame`],
+//! [`tls`]). Replica-to-replica Raft RPCs travel on a node's peer listener (mutual TLS, members
+//! only), the client protocol on its client listener; the frame's kind byte says which message
+//! a payload is: kinds `1..=RAFT_KIND_LAST` are Raft RPCs and are only accepted on the peer
+//! listener, the rest belong to the node's [`ClientHandler`] and only to the client listener.
 //!
 //! - [`rpc`]: the replica RPCs' payloads and [`rpc::answer`], the server side of one RPC.
 //! - [`network`]: [`Network`], openraft's `RaftNetworkFactory` (the client side), and why
 //!   snapshots are streamed the way they are.
-//! - [`server`]: [`serve`], the accept loop and per-connection reader and writer.
+//! - [`server`]: [`serve_peers`] and [`serve_clients`], the accept loops, who may speak on
+//!   each, and the per-connection reader and writer.
+//! - [`tls`]: certificates, node identities, the TLS configurations and [`Stream`].
 //! - [`limits`]: frame, message and connection limits, and the openraft timing that fits them
 //!   ([`recommended_config`]).
 //!
@@ -17,6 +20,7 @@ pub mod limits;
 pub mod network;
 pub mod rpc;
 pub mod server;
+pub mod tls;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,7 +29,8 @@ pub use frame::{
     read_frame, read_frame_limited, write_frame, Frame, FrameError, FRAME_HEADER_BYTES,
 };
 pub use network::{Network, PeerClient};
-pub use server::serve;
+pub use server::{serve_clients, serve_peers};
+pub use tls::{ClientTls, NodeTls, Stream, TlsFiles};
 
 /// Frame kinds up to this one are replica-to-replica Raft RPCs (requests and responses).
 pub const RAFT_KIND_LAST: u8 = 31;
@@ -34,7 +39,7 @@ pub const RAFT_KIND_LAST: u8 = 31;
 /// each carrying its request's id, so a client may keep many requests in flight.
 pub type Replies = tokio::sync::mpsc::Sender<Frame>;
 
-/// The node's client protocol, served on the same port as the Raft RPCs.
+/// The node's client protocol, served on the client listener.
 ///
 /// The server calls `handle` for each client frame of a connection in arrival order and awaits
 /// it before reading the next frame. A handler does there whatever must keep the connection's

@@ -57,6 +57,8 @@ use openraft::raft::{
     SnapshotResponse, VoteRequest, VoteResponse,
 };
 use openraft::OptionalSend;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -67,6 +69,7 @@ use super::limits::{
     SNAPSHOT_INSTALL_BYTES_PER_SECOND_MIN, SNAPSHOT_INSTALL_TIMEOUT_BASE,
 };
 use super::rpc::{self, ErrorAnswer};
+use super::tls::{self, peer_name, Stream};
 use crate::replication::types::{Node, NodeId, Snapshot, TypeConfig, Vote};
 use crate::replication::{DecodeError, EncodeError};
 
@@ -75,18 +78,31 @@ use crate::replication::{DecodeError, EncodeError};
 const SNAPSHOT_RESTARTS_MAX: usize = 3;
 
 /// openraft's network factory: a [`PeerClient`] per target and purpose. Cheap to clone; holds
-/// the local node's id (for timeout errors) and the idle connections its clients left behind.
-#[derive(Clone, Debug)]
+/// the local node's id (for timeout errors), its TLS identity and the idle connections its
+/// clients left behind.
+#[derive(Clone)]
 pub struct Network {
     id: NodeId,
+    tls: Option<Arc<ClientConfig>>,
     idle: Arc<IdleConnections>,
 }
 
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("id", &self.id)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Network {
-    /// The network of node `id`.
-    pub fn new(id: NodeId) -> Network {
+    /// The network of node `id`: mutual TLS with the configuration `tls` (the cluster CA as
+    /// roots, this node's certificate as client identity), or plain TCP if `None`.
+    pub fn new(id: NodeId, tls: Option<Arc<ClientConfig>>) -> Network {
         Network {
             id,
+            tls,
             idle: Arc::new(IdleConnections::default()),
         }
     }
@@ -100,6 +116,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             id: self.id,
             target,
             node: node.clone(),
+            tls: self.tls.clone(),
             connection: None,
             idle: Arc::clone(&self.idle),
             next_request_id: 1,
@@ -114,11 +131,11 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 /// round; reusing connections spares each of those a TCP handshake (a round trip) per peer.
 #[derive(Debug, Default)]
 struct IdleConnections {
-    by_peer: Mutex<BTreeMap<(NodeId, String), Vec<TcpStream>>>,
+    by_peer: Mutex<BTreeMap<(NodeId, String), Vec<Stream>>>,
 }
 
 impl IdleConnections {
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<(NodeId, String), Vec<TcpStream>>> {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<(NodeId, String), Vec<Stream>>> {
         // Only a panic inside `take` or `put` (which do not panic) could poison this, and the
         // map stays consistent whatever happened: keep using it.
         self.by_peer
@@ -126,11 +143,11 @@ impl IdleConnections {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn take(&self, target: NodeId, addr: &str) -> Option<TcpStream> {
+    fn take(&self, target: NodeId, addr: &str) -> Option<Stream> {
         self.lock().get_mut(&(target, addr.to_owned()))?.pop()
     }
 
-    fn put(&self, target: NodeId, addr: &str, stream: TcpStream) {
+    fn put(&self, target: NodeId, addr: &str, stream: Stream) {
         let mut by_peer = self.lock();
         let idle = by_peer.entry((target, addr.to_owned())).or_default();
         if idle.len() < IDLE_CONNECTIONS_PER_PEER_MAX {
@@ -141,10 +158,11 @@ impl IdleConnections {
 
 /// Whether a connection kept idle is still open: no bytes may arrive on an idle connection,
 /// so "nothing to read" is the only healthy state. The end of the stream (a peer that
-/// restarted or stopped) or stray bytes mean it must not carry the next request.
-fn is_open(stream: &TcpStream) -> bool {
+/// restarted or stopped) or stray bytes mean it must not carry the next request. (TLS sends
+/// nothing unasked after the handshake: the listeners issue no session tickets.)
+fn is_open(stream: &Stream) -> bool {
     let mut byte = [0u8; 1];
-    matches!(stream.try_read(&mut byte), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
+    matches!(stream.tcp().try_read(&mut byte), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// openraft's `RaftNetwork` to one target: one connection, one RPC at a time. See the module
@@ -154,8 +172,10 @@ pub struct PeerClient {
     id: NodeId,
     target: NodeId,
     node: Node,
+    /// Mutual TLS (the target must prove it is `tls::peer_name(target)`), or plain TCP.
+    tls: Option<Arc<ClientConfig>>,
     /// The open connection, absent between a failure and the next call (and during a call).
-    connection: Option<TcpStream>,
+    connection: Option<Stream>,
     /// Where the connection goes when this client is dropped, and comes from for a new one.
     idle: Arc<IdleConnections>,
     next_request_id: u64,
@@ -247,7 +267,7 @@ impl ApiError for InstallSnapshotError {
 impl Drop for PeerClient {
     fn drop(&mut self) {
         if let Some(stream) = self.connection.take() {
-            self.idle.put(self.target, &self.node.addr, stream);
+            self.idle.put(self.target, &self.node.peer_addr, stream);
         }
     }
 }
@@ -255,9 +275,9 @@ impl Drop for PeerClient {
 impl PeerClient {
     /// A connection: the one kept from the last call, an idle one another client left, or a
     /// new one unless backing off.
-    async fn connection(&mut self) -> Result<TcpStream, CallError> {
+    async fn connection(&mut self) -> Result<Stream, CallError> {
         let kept = self.connection.take();
-        let reused = kept.or_else(|| self.idle.take(self.target, &self.node.addr));
+        let reused = kept.or_else(|| self.idle.take(self.target, &self.node.peer_addr));
         if let Some(stream) = reused.filter(is_open) {
             return Ok(stream);
         }
@@ -268,7 +288,7 @@ impl PeerClient {
                 format!(
                     "node {} at {} failed {} times; next attempt in {:?}",
                     self.target,
-                    self.node.addr,
+                    self.node.peer_addr,
                     self.failures,
                     at - now
                 ),
@@ -277,13 +297,37 @@ impl PeerClient {
         // Counted before the attempt, so an attempt cut short by a timeout counts too.
         self.failures = self.failures.saturating_add(1);
         self.retry_at = Some(now + backoff_delay(self.failures));
-        let stream = TcpStream::connect(self.node.addr.as_str())
+        let stream = TcpStream::connect(self.node.peer_addr.as_str())
             .await
             .map_err(CallError::Unreachable)?;
         stream.set_nodelay(true).map_err(io_error)?;
+        let stream = match &self.tls {
+            None => Stream::Plain(stream),
+            Some(config) => {
+                let name = ServerName::try_from(peer_name(self.target)).map_err(|error| {
+                    CallError::Network(io::Error::other(format!("peer name: {error}")))
+                })?;
+                // A handshake that fails (the address now answers with another node's or
+                // another cluster's certificate) is treated like a refused connection: backed
+                // off and retried, and logged, since it needs an operator.
+                let connected = tokio_rustls::TlsConnector::from(Arc::clone(config))
+                    .connect(name, stream)
+                    .await
+                    .map_err(|error| {
+                        let error = tls::explain(error);
+                        tracing::warn!(target = self.target, addr = %self.node.peer_addr, %error,
+                            "TLS handshake with replica failed");
+                        CallError::Unreachable(io::Error::new(
+                            io::ErrorKind::ConnectionRefused,
+                            error,
+                        ))
+                    })?;
+                Stream::TlsClient(Box::new(connected))
+            }
+        };
         self.failures = 0;
         self.retry_at = None;
-        tracing::debug!(target = self.target, addr = %self.node.addr, "connected to replica");
+        tracing::debug!(target = self.target, addr = %self.node.peer_addr, "connected to replica");
         Ok(stream)
     }
 

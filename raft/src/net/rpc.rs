@@ -506,14 +506,31 @@ fn fatal(error: RaftError<NodeId>) -> ErrorAnswer {
     }
 }
 
+/// Refuse a request whose vote names another node than the one the connection authenticated
+/// (`sender`; `None` on a plaintext network, where nobody is authenticated): one member must
+/// not speak for another.
+fn check_sender(vote: &Vote, sender: Option<NodeId>) -> Result<(), ErrorAnswer> {
+    match (sender, vote.leader_id().voted_for()) {
+        (Some(sender), Some(named)) if sender != named => Err(ErrorAnswer::BadRequest {
+            message: format!("node {sender} sent a request in the name of node {named}"),
+        }),
+        (Some(sender), None) => Err(ErrorAnswer::BadRequest {
+            message: format!("node {sender} sent a request that names no node"),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Decode a replica request, hand it to `raft`, and encode the answer: its kind and payload.
 async fn dispatch(
     raft: &openraft::Raft<TypeConfig>,
     frame: Frame,
+    sender: Option<NodeId>,
 ) -> Result<(u8, Vec<u8>), ErrorAnswer> {
     match frame.kind {
         KIND_APPEND_ENTRIES => {
             let request = decode_append_entries(&frame.payload).map_err(bad_request(frame.kind))?;
+            check_sender(&request.vote, sender)?;
             let response = raft.append_entries(request).await.map_err(fatal)?;
             Ok((
                 KIND_APPEND_ENTRIES_RESPONSE,
@@ -522,12 +539,14 @@ async fn dispatch(
         }
         KIND_VOTE => {
             let request = decode_vote_request(&frame.payload).map_err(bad_request(frame.kind))?;
+            check_sender(&request.vote, sender)?;
             let response = raft.vote(request).await.map_err(fatal)?;
             Ok((KIND_VOTE_RESPONSE, encode_vote_response(&response)))
         }
         KIND_INSTALL_SNAPSHOT => {
             let request =
                 decode_install_snapshot(&frame.payload).map_err(bad_request(frame.kind))?;
+            check_sender(&request.vote, sender)?;
             let response = raft
                 .install_snapshot(request)
                 .await
@@ -555,11 +574,16 @@ async fn dispatch(
 /// call `append_entries`, `vote` or `install_snapshot` (which, on the last chunk, installs the
 /// whole snapshot through `install_full_snapshot`), and encode the answer under the request's
 /// id. Anything that goes wrong is an error answer ([`KIND_ERROR`]); this never panics on
-/// what a peer sends.
-pub async fn answer(raft: &openraft::Raft<TypeConfig>, frame: Frame) -> Frame {
+/// what a peer sends. `sender` is the node the connection authenticated as (every request's
+/// vote must name it), or `None` on a plaintext network.
+pub async fn answer(
+    raft: &openraft::Raft<TypeConfig>,
+    frame: Frame,
+    sender: Option<NodeId>,
+) -> Frame {
     let request_id = frame.request_id;
     let kind = frame.kind;
-    let (kind, payload) = match dispatch(raft, frame).await {
+    let (kind, payload) = match dispatch(raft, frame, sender).await {
         Ok(answer) => answer,
         Err(error) => {
             tracing::warn!(kind, request_id, %error, "replica request answered with an error");

@@ -1,31 +1,52 @@
-//! The server side of a node's port: accept connections, read frames, answer replica RPCs with
-//! the local Raft ([`super::rpc::answer`]) and hand client frames to the [`ClientHandler`].
+//! The server side of a node's two listeners: the **peer** listener (replica RPCs, answered
+//! with the local Raft by [`super::rpc::answer`]) and the **client** listener (frames handed to
+//! the node's [`ClientHandler`]). Each says who may speak on it (docs/security.md):
+//! - Peer listener ([`serve_peers`]): only a replica holding a certificate of the cluster CA
+//!   that names a member of the current membership (`tls::peer_identity`). The TLS handshake
+//!   refuses a peer with no certificate or one from another CA; a certificate naming a node
+//!   that is not (or no longer) a member is refused right after it, before any frame is read,
+//!   and checked again before each request (a node removed while connected is cut off). Each
+//!   request must come from the node the certificate names. Only replica frame kinds.
+//! - Client listener ([`serve_clients`]): TLS (the client verifies the node); who the client
+//!   is, is the handler's business (credentials, sessions). Only client frame kinds.
+//! - Without TLS (`insecure_plaintext`) both listeners serve plain TCP and the peer listener
+//!   cannot tell who connects: for tests and trusted networks only, and said loudly.
 //!
 //! Per connection, a reader loop and a writer task joined by a bounded [`Replies`] channel:
 //! - Frames are handled in arrival order, each awaited before the next is read. A replica
 //!   request is answered inline: openraft's calls on one client are sequential anyway, and a
 //!   slow answer (a snapshot being installed) holds only the connection it came on.
-//! - A frame that fails its checks (magic, version, length limit — per kind: the client
-//!   handler may set a smaller one for its kinds — checksum) closes that connection only: the stream is no longer at a frame boundary. It is logged; the node and
-//!   its other connections are untouched, and the peer reconnects.
-//! - At most `CONNECTIONS_MAX` connections; one more is closed at once.
+//! - A frame that fails its checks (magic, version, length limit — per kind, before the payload
+//!   is allocated: the client handler sets its kinds' limits — checksum) closes that connection
+//!   only: the stream is no longer at a frame boundary. It is logged; the node and its other
+//!   connections are untouched, and the peer reconnects.
+//! - Each listener has its own connection budget (`PEER_CONNECTIONS_MAX`,
+//!   `CLIENT_CONNECTIONS_MAX`): clients cannot starve replication of sockets, nor the reverse.
+//!   One more is closed at once.
+//! - A connection must finish its TLS handshake and deliver its first frame within
+//!   `FIRST_FRAME_TIMEOUT`, or it is closed (a slow or idle stranger holds a slot only that
+//!   long).
+//! - Every refusal is counted in `tally_connections_refused_total{listener, reason}`.
 //! - When `shutdown` becomes true the server stops accepting, closes its connections and
 //!   returns once they are gone.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::frame::{read_frame_limited, write_frame, Frame, FrameError};
 use super::limits::{
-    ACCEPT_ERROR_PAUSE, CONNECTIONS_MAX, FRAME_PAYLOAD_BYTES_MAX, REPLIES_QUEUE_DEPTH,
+    ACCEPT_ERROR_PAUSE, CLIENT_CONNECTIONS_MAX, FIRST_FRAME_TIMEOUT, FRAME_PAYLOAD_BYTES_MAX,
+    PEER_CONNECTIONS_MAX, REPLIES_QUEUE_DEPTH,
 };
+use super::tls::{self, Stream};
 use super::{rpc, ClientHandler, Replies, RAFT_KIND_LAST};
-use crate::metrics::{NodeMetrics, Reject};
-use crate::replication::types::TypeConfig;
+use crate::metrics::{Listener, NodeMetrics, Refused, Reject};
+use crate::replication::types::{NodeId, TypeConfig};
 
 /// Resolves once `shutdown` is true, or its sender is gone (nobody can stop us any more, so
 /// the owner is gone: stop too).
@@ -33,20 +54,81 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// Serve the node's port on `listener` until `shutdown` becomes true: replica RPCs (frame kinds
-/// `1..=RAFT_KIND_LAST`) are answered by `raft`, every other kind goes to `clients` (a
-/// connection sending one to a server without a client handler is closed). See the module docs.
-pub async fn serve(
+/// What a connection's frames go to.
+#[derive(Clone)]
+enum Serving {
+    Peers(openraft::Raft<TypeConfig>),
+    Clients(Arc<dyn ClientHandler>),
+}
+
+impl Serving {
+    fn listener(&self) -> Listener {
+        match self {
+            Serving::Peers(_) => Listener::Peer,
+            Serving::Clients(_) => Listener::Client,
+        }
+    }
+}
+
+/// Serve replica RPCs on `listener` until `shutdown` becomes true, with mutual TLS under
+/// `tls` (a config that requires a client certificate of the cluster CA), or plain TCP if
+/// `None`. See the module docs.
+pub async fn serve_peers(
     listener: TcpListener,
     raft: openraft::Raft<TypeConfig>,
-    clients: Option<Arc<dyn ClientHandler>>,
+    tls: Option<Arc<ServerConfig>>,
+    metrics: NodeMetrics,
+    shutdown: watch::Receiver<bool>,
+) {
+    serve(
+        listener,
+        Serving::Peers(raft),
+        tls,
+        PEER_CONNECTIONS_MAX,
+        metrics,
+        shutdown,
+    )
+    .await;
+}
+
+/// Serve the client protocol on `listener` until `shutdown` becomes true, with TLS under
+/// `tls`, or plain TCP if `None`. See the module docs.
+pub async fn serve_clients(
+    listener: TcpListener,
+    clients: Arc<dyn ClientHandler>,
+    tls: Option<Arc<ServerConfig>>,
+    metrics: NodeMetrics,
+    shutdown: watch::Receiver<bool>,
+) {
+    serve(
+        listener,
+        Serving::Clients(clients),
+        tls,
+        CLIENT_CONNECTIONS_MAX,
+        metrics,
+        shutdown,
+    )
+    .await;
+}
+
+async fn serve(
+    listener: TcpListener,
+    serving: Serving,
+    tls: Option<Arc<ServerConfig>>,
+    connections_max: usize,
     metrics: NodeMetrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let permits = Arc::new(Semaphore::new(connections_max));
     let mut connections = JoinSet::new();
     let local = listener.local_addr().ok();
-    tracing::info!(?local, "serving");
+    let which = serving.listener();
+    tracing::info!(
+        ?local,
+        listener = which.label(),
+        tls = tls.is_some(),
+        "serving"
+    );
     loop {
         tokio::select! {
             () = stopped(&mut shutdown) => break,
@@ -55,16 +137,18 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                        tracing::warn!(%peer, limit = CONNECTIONS_MAX, "too many connections; closing");
+                        tracing::debug!(%peer, listener = which.label(), limit = connections_max,
+                            "too many connections; closing");
+                        metrics.refuse(which, Refused::Budget);
                         continue;
                     };
                     metrics.connections_accepted.inc();
                     let open = OpenConnection::new(&metrics);
-                    let (raft, clients, metrics, shutdown) =
-                        (raft.clone(), clients.clone(), metrics.clone(), shutdown.clone());
+                    let (serving, tls, metrics, shutdown) =
+                        (serving.clone(), tls.clone(), metrics.clone(), shutdown.clone());
                     connections.spawn(async move {
                         let _open = open;
-                        connection(stream, peer, raft, clients, metrics, shutdown, permit).await;
+                        connection(stream, peer, serving, tls, metrics, shutdown, permit).await;
                     });
                 }
                 Err(error) => {
@@ -76,7 +160,7 @@ pub async fn serve(
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
-    tracing::info!(?local, "stopped serving");
+    tracing::info!(?local, listener = which.label(), "stopped serving");
 }
 
 /// Counts an open connection in `tally_connections` until dropped.
@@ -95,12 +179,75 @@ impl Drop for OpenConnection {
     }
 }
 
-/// One connection: the reader loop here, the writer in its own task.
+/// The ids of the nodes in `raft`'s current membership (voters and learners).
+fn members(raft: &openraft::Raft<TypeConfig>) -> Vec<NodeId> {
+    let metrics = raft.metrics();
+    let metrics = metrics.borrow();
+    metrics
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+/// Whether the peer named `id` by its certificate may speak now: a member of the current
+/// membership, or anyone of the cluster CA while this node has no membership yet (a fresh
+/// node waiting to be added: it has nothing to protect, and the leader adding it must reach
+/// it before it learns the membership).
+fn may_speak(raft: &openraft::Raft<TypeConfig>, id: NodeId) -> bool {
+    let members = members(raft);
+    members.is_empty() || members.contains(&id)
+}
+
+/// The TLS handshake (if any) and, on the peer listener, the peer's identity. `Err` is the
+/// refusal to count.
+async fn accept(
+    stream: TcpStream,
+    serving: &Serving,
+    tls: Option<Arc<ServerConfig>>,
+) -> Result<(Stream, Option<NodeId>), (Refused, String)> {
+    let stream = match tls {
+        None => Stream::Plain(stream),
+        Some(config) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            let stream = acceptor
+                .accept(stream)
+                .await
+                .map_err(|error| (Refused::Handshake, tls::explain(error).to_string()))?;
+            Stream::TlsServer(Box::new(stream))
+        }
+    };
+    let Serving::Peers(raft) = serving else {
+        return Ok((stream, None));
+    };
+    if matches!(stream, Stream::Plain(_)) {
+        return Ok((stream, None));
+    }
+    let Some(certificate) = stream.peer_certificate() else {
+        return Err((Refused::Handshake, "no peer certificate".to_owned()));
+    };
+    let Some(id) = tls::peer_identity(certificate) else {
+        return Err((
+            Refused::NotMember,
+            "the certificate names no node (node-<id>.tally)".to_owned(),
+        ));
+    };
+    if !may_speak(raft, id) {
+        return Err((
+            Refused::NotMember,
+            format!("node {id} is not a member of the current membership"),
+        ));
+    }
+    Ok((stream, Some(id)))
+}
+
+/// One connection: handshake, then the reader loop here and the writer in its own task.
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
-    raft: openraft::Raft<TypeConfig>,
-    clients: Option<Arc<dyn ClientHandler>>,
+    serving: Serving,
+    tls: Option<Arc<ServerConfig>>,
     metrics: NodeMetrics,
     mut shutdown: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
@@ -108,13 +255,30 @@ async fn connection(
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
     }
-    let (mut reader, mut writer) = stream.into_split();
+    let which = serving.listener();
+    let refuse = |reason: Refused, why: &str| {
+        tracing::warn!(%peer, listener = which.label(), reason = reason.label(), why, "refused a connection");
+        metrics.refuse(which, reason);
+    };
+    let deadline = tokio::time::Instant::now() + FIRST_FRAME_TIMEOUT;
+    let accepted = tokio::select! {
+        () = stopped(&mut shutdown) => return,
+        accepted = tokio::time::timeout_at(deadline, accept(stream, &serving, tls)) => accepted,
+    };
+    let (stream, identity) = match accepted {
+        Ok(Ok(accepted)) => accepted,
+        Ok(Err((reason, why))) => return refuse(reason, &why),
+        Err(_) => return refuse(Refused::Timeout, "no TLS handshake in time"),
+    };
+    let (mut reader, mut writer) = tokio::io::split(stream);
     // Replica RPCs may carry up to the frame limit; client kinds as much as their handler says.
-    let payload_bytes_max = |kind: u8| match &clients {
-        Some(clients) if kind > RAFT_KIND_LAST => {
+    // A frame of the other listener's kinds is refused before its payload is read.
+    let payload_bytes_max = |kind: u8| match &serving {
+        Serving::Peers(_) if kind <= RAFT_KIND_LAST => FRAME_PAYLOAD_BYTES_MAX,
+        Serving::Clients(clients) if kind > RAFT_KIND_LAST => {
             clients.payload_bytes_max(kind).min(FRAME_PAYLOAD_BYTES_MAX)
         }
-        _ => FRAME_PAYLOAD_BYTES_MAX,
+        _ => 0,
     };
     let (replies, mut outgoing): (Replies, _) = mpsc::channel::<Frame>(REPLIES_QUEUE_DEPTH);
     let mut writer_task = tokio::spawn(async move {
@@ -125,13 +289,26 @@ async fn connection(
             }
         }
     });
+    let mut first = true;
     loop {
+        let read = async {
+            let read = read_frame_limited(&mut reader, &payload_bytes_max);
+            if first {
+                tokio::time::timeout_at(deadline, read).await.ok()
+            } else {
+                Some(read.await)
+            }
+        };
         let frame = tokio::select! {
             () = stopped(&mut shutdown) => break,
-            read = read_frame_limited(&mut reader, &payload_bytes_max) => match read {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
-                Err(error) => {
+            read = read => match read {
+                None => {
+                    refuse(Refused::Timeout, "no first frame in time");
+                    break;
+                }
+                Some(Ok(Some(frame))) => frame,
+                Some(Ok(None)) => break,
+                Some(Err(error)) => {
                     tracing::warn!(%peer, %error, "closing connection: unreadable frame");
                     match error {
                         FrameError::TooLarge { .. } => metrics.reject(Reject::TooLarge),
@@ -142,27 +319,44 @@ async fn connection(
                 }
             },
         };
-        if frame.kind <= RAFT_KIND_LAST {
-            let answer = tokio::select! {
-                () = stopped(&mut shutdown) => break,
-                answer = rpc::answer(&raft, frame) => answer,
-            };
-            // A peer that does not read fills the queue; shutting down must not wait for it.
-            let sent = tokio::select! {
-                () = stopped(&mut shutdown) => break,
-                sent = replies.send(answer) => sent,
-            };
-            if sent.is_err() {
-                break;
-            }
-        } else if let Some(clients) = &clients {
-            tokio::select! {
-                () = stopped(&mut shutdown) => break,
-                () = clients.handle(frame, replies.clone()) => {}
-            }
-        } else {
-            tracing::warn!(%peer, kind = frame.kind, "closing connection: client frame on a replica-only server");
+        first = false;
+        let peer_kind = frame.kind <= RAFT_KIND_LAST;
+        if peer_kind != matches!(serving, Serving::Peers(_)) {
+            refuse(
+                Refused::Kind,
+                &format!("frame kind {} does not belong on this listener", frame.kind),
+            );
             break;
+        }
+        match &serving {
+            Serving::Peers(raft) => {
+                // A node removed while connected is cut off at its next request.
+                if let Some(id) = identity.filter(|id| !may_speak(raft, *id)) {
+                    refuse(
+                        Refused::NotMember,
+                        &format!("node {id} left the membership"),
+                    );
+                    break;
+                }
+                let answer = tokio::select! {
+                    () = stopped(&mut shutdown) => break,
+                    answer = rpc::answer(raft, frame, identity) => answer,
+                };
+                // A peer that does not read fills the queue; shutting down must not wait for it.
+                let sent = tokio::select! {
+                    () = stopped(&mut shutdown) => break,
+                    sent = replies.send(answer) => sent,
+                };
+                if sent.is_err() {
+                    break;
+                }
+            }
+            Serving::Clients(clients) => {
+                tokio::select! {
+                    () = stopped(&mut shutdown) => break,
+                    () = clients.handle(frame, replies.clone()) => {}
+                }
+            }
         }
     }
     drop(replies);

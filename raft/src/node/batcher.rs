@@ -292,13 +292,15 @@ fn send_all(waiting: Vec<Waiting>, refusal: &Refusal) {
 }
 
 /// What a client is told when its entry was not committed by this leader.
-fn refusal_of(error: RaftError<u64, ClientWriteError<u64, openraft::BasicNode>>) -> Refusal {
+fn refusal_of(
+    error: RaftError<u64, ClientWriteError<u64, crate::replication::types::Node>>,
+) -> Refusal {
     match error {
         RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => Refusal {
             status: Status::NotLeader,
             leader: forward
                 .leader_id
-                .zip(forward.leader_node.map(|node| node.addr)),
+                .zip(forward.leader_node.map(|node| node.client_addr)),
             message: "this node is not the leader; the batch may still commit: retry it at the \
                       leader (events already applied answer `exists`)"
                 .to_owned(),

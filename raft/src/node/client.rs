@@ -21,13 +21,16 @@ use super::protocol::{
     answer_kind, decode_answer, decode_records, decode_state, decode_submit_answer, encode_request,
     NodeState, Refusal, Request, Status, SubmitAnswer,
 };
-use crate::net::{read_frame, write_frame, Frame};
+use crate::net::{read_frame, write_frame, ClientTls, Frame, Stream};
 use crate::replication::error::DecodeError;
 use tally_engine::limits::RECORD_BYTES;
 use tally_engine::Operation;
 
 /// Largest answer a client accepts: a lookup of a full batch of records plus headers.
 pub const ANSWER_BYTES_MAX: usize = 2 * 1024 * 1024;
+/// Time for a TLS handshake with a node: a few round trips. A plaintext server never answers
+/// a ClientHello, so without it such a mistake would hang.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests written ahead of the socket per connection.
 const WRITE_QUEUE_FRAMES: usize = 1024;
 
@@ -37,6 +40,13 @@ const WRITE_QUEUE_FRAMES: usize = 1024;
 pub enum ClientError {
     #[error("cannot connect to {addr}: {source}")]
     Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    /// The node is not the one the CA vouches for, or does not speak TLS (or speaks it where
+    /// plaintext was expected). Retrying does not help.
+    #[error("{addr}: {source}")]
+    Tls {
         addr: String,
         source: std::io::Error,
     },
@@ -65,7 +75,10 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub async fn connect(addr: &str) -> Result<Connection, ClientError> {
+    /// Connect to the node's client listener at `addr`: TLS verified against `tls` (its CA,
+    /// the host of `addr` as the name the node's certificate must carry), or plain TCP if
+    /// `None` (a node configured with `insecure_plaintext`).
+    pub async fn connect(addr: &str, tls: Option<&ClientTls>) -> Result<Connection, ClientError> {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|source| ClientError::Connect {
@@ -73,7 +86,25 @@ impl Connection {
                 source,
             })?;
         let _ = stream.set_nodelay(true);
-        let (mut reader, mut writer) = stream.into_split();
+        let stream = match tls {
+            None => Stream::Plain(stream),
+            Some(tls) => tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.handshake(stream, addr))
+                .await
+                .map_err(|_| ClientError::Tls {
+                    addr: addr.to_owned(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "no TLS handshake within {HANDSHAKE_TIMEOUT:?} (is it a TLS port?)"
+                        ),
+                    ),
+                })?
+                .map_err(|source| ClientError::Tls {
+                    addr: addr.to_owned(),
+                    source,
+                })?,
+        };
+        let (mut reader, mut writer) = tokio::io::split(stream);
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
         let (writes, mut queue) = mpsc::channel::<Frame>(WRITE_QUEUE_FRAMES);
         tokio::spawn(async move {
@@ -114,9 +145,14 @@ impl Connection {
         })
     }
 
-    /// Connect to the node at `addr` as the operator holding `credential`.
-    pub async fn connect_as(addr: &str, credential: &[u8]) -> Result<Connection, ClientError> {
-        let mut connection = Connection::connect(addr).await?;
+    /// Connect to the node at `addr` (see [`Connection::connect`]) as the operator holding
+    /// `credential`.
+    pub async fn connect_as(
+        addr: &str,
+        credential: &[u8],
+        tls: Option<&ClientTls>,
+    ) -> Result<Connection, ClientError> {
+        let mut connection = Connection::connect(addr, tls).await?;
         connection.credential = Bytes::copy_from_slice(credential);
         Ok(connection)
     }
@@ -243,6 +279,7 @@ impl Default for RetryPolicy {
 pub struct Client {
     addrs: Vec<String>,
     credential: Vec<u8>,
+    tls: Option<ClientTls>,
     policy: RetryPolicy,
     target: Mutex<usize>,
     connections: tokio::sync::Mutex<HashMap<String, Arc<Connection>>>,
@@ -254,10 +291,17 @@ impl Client {
         Client {
             addrs,
             credential: credential.to_vec(),
+            tls: None,
             policy,
             target: Mutex::new(0),
             connections: tokio::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Speak TLS to the nodes, verified against `tls` (plain TCP if `None`).
+    pub fn with_tls(mut self, tls: Option<ClientTls>) -> Client {
+        self.tls = tls;
+        self
     }
 
     fn target(&self) -> String {
@@ -279,7 +323,8 @@ impl Client {
         if let Some(connection) = connections.get(addr).filter(|c| c.is_open()) {
             return Ok(Arc::clone(connection));
         }
-        let connection = Arc::new(Connection::connect_as(addr, &self.credential).await?);
+        let connection =
+            Arc::new(Connection::connect_as(addr, &self.credential, self.tls.as_ref()).await?);
         connections.insert(addr.to_owned(), Arc::clone(&connection));
         Ok(connection)
     }
@@ -322,6 +367,8 @@ impl Client {
                     }
                     _ => return Err(ClientError::Refused(refusal)),
                 },
+                // A TLS failure is a configuration error, not a passing fault: say so at once.
+                Ok(Err(error @ ClientError::Tls { .. })) => return Err(error),
                 Ok(Err(error)) => {
                     self.forget(&addr).await;
                     self.retarget(None);

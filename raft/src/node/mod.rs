@@ -22,16 +22,17 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use openraft::{BasicNode, RaftMetrics};
+use openraft::RaftMetrics;
 use tally_engine::EngineConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::metrics::{NodeMetrics, ScrapeState};
+use crate::metrics::{Listener, NodeMetrics, ScrapeState};
 use crate::net::network::Network;
-use crate::net::server::serve;
-use crate::replication::types::{NodeId, TypeConfig};
+use crate::net::server::{serve_clients, serve_peers};
+use crate::net::NodeTls;
+use crate::replication::types::{Node as Member, NodeId, TypeConfig};
 use crate::replication::{open_storage, AppliedView, CommittedIndex, StorageOpenError};
 use crate::storage::Disk;
 use crate::wal::WalConfig;
@@ -90,14 +91,19 @@ type Raft = openraft::Raft<TypeConfig>;
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     pub id: NodeId,
-    /// Where the node listens for replicas and clients alike.
+    /// Where the node listens for clients (the client protocol; TLS unless plaintext).
     pub listen: SocketAddr,
+    /// Where the node listens for replicas (Raft RPCs; mutual TLS, members only).
+    pub peer_listen: SocketAddr,
+    /// TLS for both listeners and for dialling replicas. `None` is `insecure_plaintext`:
+    /// anyone who reaches the peer port can speak Raft (tests and trusted networks only).
+    pub tls: Option<NodeTls>,
     /// The data directory (docs/wal.md, `replication` module docs).
     pub data_dir: PathBuf,
     /// If the node is fresh (nothing in its log), initialize a cluster of these voters
-    /// (id → address; must include this node). Give the same list to every founding node,
+    /// (id → addresses; must include this node). Give the same list to every founding node,
     /// or to one of them only: a node that already has a log ignores it.
-    pub bootstrap: BTreeMap<NodeId, String>,
+    pub bootstrap: BTreeMap<NodeId, Member>,
     pub raft: openraft::Config,
     pub wal: WalConfig,
     pub batcher: BatcherConfig,
@@ -124,7 +130,7 @@ impl Probe {
         self.readiness_of(&self.raft.metrics().borrow())
     }
 
-    fn readiness_of(&self, metrics: &RaftMetrics<NodeId, BasicNode>) -> Result<(), String> {
+    fn readiness_of(&self, metrics: &RaftMetrics<NodeId, Member>) -> Result<(), String> {
         if let Err(fatal) = &metrics.running_state {
             return Err(format!("replication stopped: {fatal}"));
         }
@@ -192,6 +198,13 @@ pub enum NodeError {
     Raft(String),
 }
 
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), NodeError> {
+    let listen = |source| NodeError::Listen { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(listen)?;
+    let local = listener.local_addr().map_err(listen)?;
+    Ok((listener, local))
+}
+
 /// A node is ready while its applied index is at most this many entries behind the commit
 /// index it knows (an entry is at most 1 MiB of events; a few are normally being applied).
 pub const READY_LAG_ENTRIES_MAX: u64 = 16;
@@ -203,9 +216,10 @@ pub const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(5
 pub struct Node {
     clients: Arc<Dispatch>,
     batcher_task: JoinHandle<()>,
-    server_task: JoinHandle<()>,
+    server_tasks: [JoinHandle<()>; 2],
     stop_serving: watch::Sender<bool>,
     local_addr: SocketAddr,
+    peer_addr: SocketAddr,
     probe: Probe,
 }
 
@@ -229,17 +243,8 @@ impl Node {
         disk: Arc<dyn Disk>,
         extra: Option<ExtraHandler>,
     ) -> Result<Node, NodeError> {
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| NodeError::Listen {
-                    addr: config.listen,
-                    source,
-                })?;
-        let local_addr = listener.local_addr().map_err(|source| NodeError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+        let (listener, local_addr) = bind(config.listen).await?;
+        let (peer_listener, peer_addr) = bind(config.peer_listen).await?;
         let data_dir = config.data_dir.clone();
         let (log_store, state_machine) = tokio::task::spawn_blocking(move || {
             open_storage(disk, &data_dir, config.wal, config.engine)
@@ -248,6 +253,19 @@ impl Node {
         .map_err(|error| NodeError::Raft(format!("opening storage panicked: {error}")))??;
         let view = state_machine.view();
         let metrics = NodeMetrics::new(log_store.wal().backend().name());
+        if config.tls.is_none() {
+            tracing::warn!(
+                node = config.id,
+                "INSECURE: insecure_plaintext is set: both listeners serve plain TCP and anyone \
+                 who can reach the peer port can speak Raft to this node"
+            );
+        }
+        for listener in Listener::ALL {
+            metrics
+                .insecure_plaintext
+                .with_label_values(&[listener.label()])
+                .set(i64::from(config.tls.is_none()));
+        }
         log_store.wal().metrics().register(metrics.registry());
         state_machine
             .snapshot_metrics()
@@ -257,7 +275,10 @@ impl Node {
         let raft = Raft::new(
             config.id,
             raft_config,
-            Network::new(config.id),
+            Network::new(
+                config.id,
+                config.tls.as_ref().map(|tls| Arc::clone(&tls.peer_client)),
+            ),
             log_store,
             state_machine,
         )
@@ -276,19 +297,27 @@ impl Node {
         ));
         let clients = Arc::new(Dispatch { service, extra });
         let (stop_serving, stopped) = watch::channel(false);
-        let server_task = tokio::spawn(serve(
-            listener,
-            raft.clone(),
-            Some(Arc::clone(&clients) as Arc<dyn ClientHandler>),
-            metrics.clone(),
-            stopped,
-        ));
+        let server_tasks = [
+            tokio::spawn(serve_peers(
+                peer_listener,
+                raft.clone(),
+                config.tls.as_ref().map(|tls| Arc::clone(&tls.peer_server)),
+                metrics.clone(),
+                stopped.clone(),
+            )),
+            tokio::spawn(serve_clients(
+                listener,
+                Arc::clone(&clients) as Arc<dyn ClientHandler>,
+                config
+                    .tls
+                    .as_ref()
+                    .map(|tls| Arc::clone(&tls.client_server)),
+                metrics.clone(),
+                stopped,
+            )),
+        ];
         if !config.bootstrap.is_empty() && !raft.is_initialized().await.unwrap_or(true) {
-            let members: BTreeMap<NodeId, BasicNode> = config
-                .bootstrap
-                .iter()
-                .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
-                .collect();
+            let members = config.bootstrap.clone();
             tracing::info!(node = config.id, ?members, "initializing a fresh cluster");
             match raft.initialize(members).await {
                 Ok(()) => {}
@@ -310,9 +339,10 @@ impl Node {
         Ok(Node {
             clients,
             batcher_task,
-            server_task,
+            server_tasks,
             stop_serving,
             local_addr,
+            peer_addr,
             probe,
         })
     }
@@ -321,9 +351,14 @@ impl Node {
         self.probe.id
     }
 
-    /// The address the node actually listens on (useful with port 0).
+    /// The address the client listener actually listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the peer listener actually listens on (useful with port 0).
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
     }
 
     pub fn raft(&self) -> &Raft {
@@ -368,7 +403,9 @@ impl Node {
             .await
             .map_err(|error| NodeError::Raft(format!("shutdown: {error}")));
         let _ = self.stop_serving.send(true);
-        let _ = self.server_task.await;
+        for task in self.server_tasks {
+            let _ = task.await;
+        }
         tracing::info!(node = self.probe.id, "stopped");
         result
     }

@@ -15,7 +15,7 @@ use tally_engine::{EventResult, LedgerTotals, Operation};
 use crate::replication::codec::Reader;
 use crate::replication::error::DecodeError;
 use crate::replication::limits::{MEMBERSHIP_NODES_MAX, NODE_ADDRESS_BYTES_MAX};
-use crate::replication::types::{LogId, NodeId};
+use crate::replication::types::{LogId, Node, NodeId};
 
 /// Submit one batch of 128-byte records (`docs/records.md`) for `operation`.
 pub const KIND_SUBMIT: u8 = 32;
@@ -140,10 +140,10 @@ impl Refusal {
 /// An administrative command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admin {
-    /// Initialize a fresh cluster with these voters (id, replication address).
-    Initialize(Vec<(NodeId, String)>),
+    /// Initialize a fresh cluster with these voters (id, client and peer addresses).
+    Initialize(Vec<(NodeId, Node)>),
     /// Add a node as a learner and wait until it has caught up.
-    AddLearner(NodeId, String),
+    AddLearner(NodeId, Node),
     /// Make exactly these nodes the voters (joint consensus; others stay or become learners).
     ChangeVoters(Vec<NodeId>),
     /// Build a snapshot now (and purge the log up to it, as the node's config says).
@@ -285,15 +285,15 @@ fn encode_request_body(request: &Request) -> (u8, Vec<u8>) {
                 Admin::Initialize(members) => {
                     out = header(ADMIN_INITIALIZE);
                     out.extend_from_slice(&(members.len() as u32).to_le_bytes());
-                    for (id, addr) in members {
+                    for (id, node) in members {
                         out.extend_from_slice(&id.to_le_bytes());
-                        put_str(&mut out, addr, NODE_ADDRESS_BYTES_MAX);
+                        put_node(&mut out, node);
                     }
                 }
-                Admin::AddLearner(id, addr) => {
+                Admin::AddLearner(id, node) => {
                     out = header(ADMIN_ADD_LEARNER);
                     out.extend_from_slice(&id.to_le_bytes());
-                    put_str(&mut out, addr, NODE_ADDRESS_BYTES_MAX);
+                    put_node(&mut out, node);
                 }
                 Admin::ChangeVoters(ids) | Admin::RemoveNodes(ids) => {
                     out = header(if matches!(admin, Admin::RemoveNodes(_)) {
@@ -377,18 +377,17 @@ fn decode_request_body(
         KIND_ADMIN => {
             let admin = match first {
                 ADMIN_INITIALIZE => {
-                    let count = reader.count("members", MEMBERSHIP_NODES_MAX, 10)?;
+                    let count = reader.count("members", MEMBERSHIP_NODES_MAX, 12)?;
                     let mut members = Vec::with_capacity(count);
                     for _ in 0..count {
                         let id = reader.u64()?;
-                        members
-                            .push((id, get_str(&mut reader, "address", NODE_ADDRESS_BYTES_MAX)?));
+                        members.push((id, get_node(&mut reader)?));
                     }
                     Admin::Initialize(members)
                 }
                 ADMIN_ADD_LEARNER => {
                     let id = reader.u64()?;
-                    Admin::AddLearner(id, get_str(&mut reader, "address", NODE_ADDRESS_BYTES_MAX)?)
+                    Admin::AddLearner(id, get_node(&mut reader)?)
                 }
                 ADMIN_CHANGE_VOTERS => {
                     let count = reader.count("voters", MEMBERSHIP_NODES_MAX, 8)?;
@@ -406,6 +405,18 @@ fn decode_request_body(
         }
         other => Err(DecodeError::UnknownKind(other)),
     }
+}
+
+/// A member's addresses: its client address, then its peer address.
+fn put_node(out: &mut Vec<u8>, node: &Node) {
+    put_str(out, &node.client_addr, NODE_ADDRESS_BYTES_MAX);
+    put_str(out, &node.peer_addr, NODE_ADDRESS_BYTES_MAX);
+}
+
+fn get_node(reader: &mut Reader<'_>) -> Result<Node, DecodeError> {
+    let client_addr = get_str(reader, "client address", NODE_ADDRESS_BYTES_MAX)?;
+    let peer_addr = get_str(reader, "peer address", NODE_ADDRESS_BYTES_MAX)?;
+    Ok(Node::new(client_addr, peer_addr))
 }
 
 /// The payload of a refusal answer.
@@ -699,10 +710,13 @@ mod tests {
             },
             Request::State { flags: 0 },
             Request::Admin(Admin::Initialize(vec![
-                (1, "127.0.0.1:7001".into()),
-                (2, "n2:7002".into()),
+                (1, Node::new("127.0.0.1:7001", "127.0.0.1:7201")),
+                (2, Node::new("n2:7002", "n2:7202")),
             ])),
-            Request::Admin(Admin::AddLearner(4, "10.0.0.4:7000".into())),
+            Request::Admin(Admin::AddLearner(
+                4,
+                Node::new("10.0.0.4:7000", "10.0.0.4:7200"),
+            )),
             Request::Admin(Admin::ChangeVoters(vec![1, 2, 3])),
             Request::Admin(Admin::Snapshot),
             Request::Admin(Admin::RemoveNodes(vec![4, 5])),

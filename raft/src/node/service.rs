@@ -14,7 +14,7 @@ use std::sync::RwLock;
 
 use bytes::Bytes;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, ChangeMembers};
+use openraft::ChangeMembers;
 
 use super::batcher::{Batcher, CommittedBatch};
 use super::protocol::{
@@ -24,7 +24,7 @@ use super::protocol::{
 };
 use crate::metrics::{NodeMetrics, Reject};
 use crate::net::{ClientHandler, Frame, Replies};
-use crate::replication::types::{ClientBatch, TypeConfig};
+use crate::replication::types::{ClientBatch, Node, TypeConfig};
 use crate::replication::{AppliedView, CommittedIndex};
 
 type Raft = openraft::Raft<TypeConfig>;
@@ -247,12 +247,12 @@ fn records(found: impl Iterator<Item = [u8; 128]>) -> Vec<u8> {
     found.flat_map(|record| record.into_iter()).collect()
 }
 
-fn not_leader(forward: openraft::error::ForwardToLeader<u64, BasicNode>, message: &str) -> Refusal {
+fn not_leader(forward: openraft::error::ForwardToLeader<u64, Node>, message: &str) -> Refusal {
     Refusal {
         status: Status::NotLeader,
         leader: forward
             .leader_id
-            .zip(forward.leader_node.map(|node| node.addr)),
+            .zip(forward.leader_node.map(|node| node.client_addr)),
         message: message.to_owned(),
     }
 }
@@ -286,7 +286,7 @@ fn state(raft: &Raft, view: &AppliedView, committed: &CommittedIndex, audit: boo
     let learners = membership.learner_ids().collect();
     let addresses = membership
         .nodes()
-        .map(|(id, node)| (*id, node.addr.clone()))
+        .map(|(id, node)| (*id, node.client_addr.clone()))
         .collect();
     let replication = match (&metrics.state, &metrics.replication) {
         (openraft::ServerState::Leader, Some(replication)) => replication
@@ -325,7 +325,7 @@ fn state(raft: &Raft, view: &AppliedView, committed: &CommittedIndex, audit: boo
     })
 }
 
-fn write_refusal(error: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> Refusal {
+fn write_refusal(error: RaftError<u64, ClientWriteError<u64, Node>>) -> Refusal {
     match error {
         RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
             not_leader(forward, "membership changes are made by the leader")
@@ -343,10 +343,7 @@ fn write_refusal(error: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> Ref
 async fn administer(raft: &Raft, admin: Admin) -> Result<(), Refusal> {
     match admin {
         Admin::Initialize(members) => {
-            let members: BTreeMap<u64, BasicNode> = members
-                .into_iter()
-                .map(|(id, addr)| (id, BasicNode { addr }))
-                .collect();
+            let members: BTreeMap<u64, Node> = members.into_iter().collect();
             match raft.initialize(members).await {
                 Ok(()) => Ok(()),
                 Err(RaftError::APIError(InitializeError::NotAllowed(error))) => Err(Refusal::new(
@@ -365,8 +362,8 @@ async fn administer(raft: &Raft, admin: Admin) -> Result<(), Refusal> {
                 )),
             }
         }
-        Admin::AddLearner(id, addr) => raft
-            .add_learner(id, BasicNode { addr }, true)
+        Admin::AddLearner(id, node) => raft
+            .add_learner(id, node, true)
             .await
             .map(|_| ())
             .map_err(write_refusal),

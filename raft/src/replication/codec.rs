@@ -138,14 +138,16 @@ pub(crate) fn encode_membership(
         }
     }
     for (id, node) in nodes {
-        check_limit(
-            "bytes of a node address",
-            node.addr.len(),
-            NODE_ADDRESS_BYTES_MAX,
-        )?;
         out.extend_from_slice(&id.to_le_bytes());
-        out.extend_from_slice(&(node.addr.len() as u32).to_le_bytes());
-        out.extend_from_slice(node.addr.as_bytes());
+        for addr in [&node.peer_addr, &node.client_addr] {
+            check_limit(
+                "bytes of a node address",
+                addr.len(),
+                NODE_ADDRESS_BYTES_MAX,
+            )?;
+            out.extend_from_slice(&(addr.len() as u32).to_le_bytes());
+            out.extend_from_slice(addr.as_bytes());
+        }
     }
     Ok(())
 }
@@ -253,16 +255,26 @@ pub(crate) fn decode_membership(reader: &mut Reader<'_>) -> Result<Membership, D
     let mut nodes = BTreeMap::new();
     for _ in 0..nodes_count {
         let id = reader.u64()?;
-        let length = reader.count("bytes of a node address", NODE_ADDRESS_BYTES_MAX, 1)?;
-        let addr = std::str::from_utf8(reader.take(length)?)
-            .map_err(|_| DecodeError::NotUtf8 {
-                what: "node address",
-            })?
-            .to_owned();
+        let mut addrs = [String::new(), String::new()];
+        for addr in &mut addrs {
+            let length = reader.count("bytes of a node address", NODE_ADDRESS_BYTES_MAX, 1)?;
+            *addr = std::str::from_utf8(reader.take(length)?)
+                .map_err(|_| DecodeError::NotUtf8 {
+                    what: "node address",
+                })?
+                .to_owned();
+        }
         if nodes.last_key_value().is_some_and(|(last, _)| *last >= id) {
             return Err(DecodeError::NodesOutOfOrder(id));
         }
-        nodes.insert(id, Node { addr });
+        let [peer_addr, client_addr] = addrs;
+        nodes.insert(
+            id,
+            Node {
+                peer_addr,
+                client_addr,
+            },
+        );
     }
     // `Membership::new` would fill a missing voter with a default node; refusing instead keeps
     // decoding the exact inverse of encoding (a membership always lists its voters' nodes).
@@ -406,9 +418,7 @@ mod tests {
     }
 
     fn node(addr: &str) -> Node {
-        Node {
-            addr: addr.to_owned(),
-        }
+        Node::new(format!("client-{addr}"), addr)
     }
 
     fn samples() -> Vec<Entry> {

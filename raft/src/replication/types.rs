@@ -9,8 +9,23 @@ use tally_engine::{BatchError, BatchOutcome, Operation};
 /// A replica's id in the cluster (openraft `NodeId`).
 pub type NodeId = u64;
 
-/// A replica as the membership knows it: its replication address ("host:port").
-pub type Node = openraft::BasicNode;
+/// A replica as the membership knows it: where replicas reach it and where clients do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Node {
+    /// The peer listener ("host:port"): replica traffic, mutual TLS.
+    pub peer_addr: String,
+    /// The client listener ("host:port"): what a follower tells a client to try instead.
+    pub client_addr: String,
+}
+
+impl Node {
+    pub fn new(client_addr: impl Into<String>, peer_addr: impl Into<String>) -> Node {
+        Node {
+            peer_addr: peer_addr.into(),
+            client_addr: client_addr.into(),
+        }
+    }
+}
 
 openraft::declare_raft_types!(
     /// Tally's openraft types: u64 node ids, nodes known by address, entries that carry client
