@@ -147,6 +147,20 @@ impl LocalCluster {
             .transpose()
     }
 
+    /// The environment a `tally` client command needs to reach this cluster: the CA in
+    /// `TALLY_CA`, or nothing for plain TCP (then the command needs `--insecure-plaintext`).
+    pub fn client_env(&self) -> Vec<(String, String)> {
+        self.pki
+            .iter()
+            .map(|pki| {
+                (
+                    "TALLY_CA".to_owned(),
+                    pki.join("ca.pem").display().to_string(),
+                )
+            })
+            .collect()
+    }
+
     /// The local CA, made on first use.
     fn certificate(&self, id: u64) -> anyhow::Result<Option<TlsFiles>> {
         let Some(pki) = &self.pki else {

@@ -31,14 +31,17 @@ fn cluster(root: &Path, extra_config: &str) -> LocalCluster {
 const FAST_RAFT: &str = "[raft]\n[wal]\nsegment_mib = 16\n";
 
 fn client(cluster: &LocalCluster) -> Arc<Client> {
-    Arc::new(Client::new(
-        cluster.addrs(),
-        cluster.operator_credential(),
-        RetryPolicy {
-            deadline: Duration::from_secs(30),
-            ..RetryPolicy::default()
-        },
-    ))
+    Arc::new(
+        Client::new(
+            cluster.addrs(),
+            cluster.operator_credential(),
+            RetryPolicy {
+                deadline: Duration::from_secs(30),
+                ..RetryPolicy::default()
+            },
+        )
+        .with_tls(cluster.client_tls().expect("the local CA")),
+    )
 }
 
 async fn create_accounts(client: &Client) {
@@ -252,9 +255,11 @@ async fn three_nodes_elect_commit_and_agree() {
         Some(leader),
         "and names the leader"
     );
+    let tls = cluster.client_tls().expect("the local CA");
     let stranger = tally_raft::node::client::Connection::connect_as(
         &cluster.addr(leader).expect("addr"),
         b"somebody who is not an operator",
+        tls.as_ref(),
     )
     .await
     .expect("connect");
@@ -405,9 +410,12 @@ async fn membership_three_to_five_and_back_under_load() {
         async move { client.request(&Request::Admin(admin)).await }
     };
     for id in [4, 5] {
-        admin(Admin::AddLearner(id, cluster.addr(id).expect("addr")))
-            .await
-            .expect("learner added");
+        admin(Admin::AddLearner(
+            id,
+            cluster.member(id).expect("addresses"),
+        ))
+        .await
+        .expect("learner added");
     }
     admin(Admin::ChangeVoters(vec![1, 2, 3, 4, 5]))
         .await

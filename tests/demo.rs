@@ -6,8 +6,9 @@ mod common;
 
 use std::process::Command;
 
-/// Proves the demo works from a fresh start: it exits successfully, prints the report, and
-/// C1, C3, C4, C5, C6 and C8 all PASS (a FAIL makes the demo exit non-zero).
+/// Proves the demo works from a fresh start, in the real configuration: it exits successfully,
+/// says it runs TLS on both networks, prints the report, and C1, C3, C4, C5, C6 and C8 all
+/// PASS (a FAIL makes the demo exit non-zero).
 #[test]
 fn short_demo_passes_every_check() {
     let output = Command::new(env!("CARGO_BIN_EXE_tally"))
@@ -32,6 +33,8 @@ fn short_demo_passes_every_check() {
         "/metrics",
         "COMMITTED",
         "leader: ",
+        "TLS on both networks",
+        "TALLY_CA=",
     ] {
         assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
     }

@@ -46,8 +46,10 @@ fn config(extra: &str) -> String {
     )
 }
 
+/// The raw protocol client below speaks plain TCP, so these nodes run with
+/// `insecure_plaintext`: what is tested here is the gateway protocol; TLS is tests/security.rs'.
 fn cluster(root: &Path, extra_config: &str) -> LocalCluster {
-    LocalCluster::new(Path::new(env!("CARGO_BIN_EXE_tally")), root, extra_config)
+    LocalCluster::new(Path::new(env!("CARGO_BIN_EXE_tally")), root, extra_config).plaintext()
 }
 
 /// One connection of the raw test client.

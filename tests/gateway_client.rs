@@ -66,11 +66,10 @@ async fn concurrent_calls_pack_find_the_leader_and_survive_a_kill() {
     let first = cluster.addr(follower).expect("addr");
     let mut addrs = vec![first.clone()];
     addrs.extend(cluster.addrs().into_iter().filter(|addr| *addr != first));
-    let client = Client::connect(ClientConfig::new(
-        addrs,
-        CLUSTER_ID,
-        SECRET.as_bytes().to_vec(),
-    ))
+    let client = Client::connect(
+        ClientConfig::new(addrs, CLUSTER_ID, SECRET.as_bytes().to_vec())
+            .with_tls(cluster.client_tls().expect("the local CA")),
+    )
     .await
     .expect("connected through a follower's address");
     let accounts: Vec<Account> = (1..=10).map(account).collect();

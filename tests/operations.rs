@@ -185,6 +185,7 @@ fn admin_status(cluster: &LocalCluster, node: u64) -> serde_json::Value {
             "status",
             "--json",
         ])
+        .envs(cluster.client_env())
         .env(
             "TALLY_CREDENTIAL",
             String::from_utf8_lossy(cluster.operator_credential()).as_ref(),
@@ -201,6 +202,7 @@ fn admin(cluster: &LocalCluster, node: u64, args: &[&str]) -> Output {
     all.extend_from_slice(args);
     Command::new(tally())
         .args(&all)
+        .envs(cluster.client_env())
         .env(
             "TALLY_CREDENTIAL",
             String::from_utf8_lossy(cluster.operator_credential()).as_ref(),
@@ -233,6 +235,7 @@ fn start_load(cluster: &LocalCluster, ids: &[u64], seconds: u64, check: bool) ->
             "--clients",
             "4",
         ])
+        .envs(cluster.client_env())
         .env(
             "TALLY_CREDENTIAL",
             String::from_utf8_lossy(cluster.operator_credential()).as_ref(),
@@ -600,6 +603,7 @@ fn add_and_remove_a_fourth_node_under_load() {
         .expect("node 4 configured");
     cluster.start(4).expect("node 4 starts");
     let addr4 = cluster.addr(4).expect("node 4");
+    let peer4 = cluster.peer_addr(4).expect("node 4");
     // Sent to a follower on purpose: the CLI finds the leader itself.
     let status = admin_status(&cluster, 1);
     let leader = status["leader"].as_u64().expect("a leader");
@@ -607,7 +611,7 @@ fn add_and_remove_a_fourth_node_under_load() {
         .into_iter()
         .find(|id| *id != leader)
         .expect("a follower");
-    let added = admin(&cluster, follower, &["add-node", "4", &addr4]);
+    let added = admin(&cluster, follower, &["add-node", "4", &addr4, &peer4]);
     assert_ok(&added, "tally admin add-node");
     let status = admin_status(&cluster, leader);
     let members = status["members"].as_array().expect("members");
@@ -793,7 +797,8 @@ fn restore_a_whole_cluster_from_a_snapshot_file() {
         cluster.addrs(),
         cluster.operator_credential(),
         tally_raft::node::client::RetryPolicy::default(),
-    );
+    )
+    .with_tls(cluster.client_tls().expect("the local CA"));
     let accounts: Vec<u8> = [1u128 << 100, (1u128 << 100) + 1]
         .iter()
         .flat_map(|id| {

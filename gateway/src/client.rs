@@ -448,7 +448,7 @@ impl Inner {
         operation: Operation,
         header: &RequestHeader,
         body: &Bytes,
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, SessionError> {
         self.requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let payload = Bytes::from(encode_request(header, body));
@@ -458,8 +458,14 @@ impl Inner {
         )
         .await
         .map_err(|_| format!("no reply within {:?}", self.config.request_timeout))?
-        .map_err(|error: ConnectionError| error.to_string())?;
-        let (reply, body) = decode_reply(&frame.payload).map_err(|error| error.to_string())?;
+        .map_err(|error: ConnectionError| match error {
+            ConnectionError::Tls { .. } => {
+                SessionError::Permanent(ClientError::Tls(error.to_string()))
+            }
+            other => SessionError::Transient(other.to_string()),
+        })?;
+        let (reply, body) = decode_reply(&frame.payload)
+            .map_err(|error| SessionError::Transient(error.to_string()))?;
         Ok(Reply {
             status: reply.status,
             body: frame.payload.slice_ref(body),
@@ -589,7 +595,8 @@ impl Inner {
             let header = self.header(session, number, flags);
             let reply = match self.exchange(&connection, operation, &header, &body).await {
                 Ok(reply) => reply,
-                Err(error) => {
+                Err(SessionError::Permanent(error)) => return Err(error),
+                Err(SessionError::Transient(error)) => {
                     // Timed out or connection lost: the outcome is unknown. Same number again
                     // on the same session if it is still up (the cached reply), else anew.
                     last = error;

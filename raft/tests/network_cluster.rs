@@ -1,5 +1,5 @@
 //! Replicas over the real network: three openraft nodes in one process, each with its own data
-//! directory, talking through `Network` and `serve` on loopback TCP. Proves replication to the
+//! directory, talking through `Network` and `serve_peers` on loopback TCP. Proves replication to the
 //! same state digest, catch-up of a restarted follower by snapshot install, and that damaged
 //! frames close only their own connection.
 
@@ -17,7 +17,7 @@ use tally_engine::records::{Account, Transfer};
 use tally_engine::{EngineConfig, Operation};
 use tally_raft::net::frame::encode_frame;
 use tally_raft::net::rpc::{self, ErrorAnswer};
-use tally_raft::net::{read_frame, recommended_config, serve, Frame, Network};
+use tally_raft::net::{read_frame, recommended_config, serve_peers, Frame, Network};
 use tally_raft::replication::types::{LogId, Node, SnapshotMeta};
 use tally_raft::replication::{open_storage, AppliedView, ClientBatch, Request, TypeConfig};
 use tally_raft::storage::open_default;
@@ -75,7 +75,7 @@ async fn start_with(id: u64, dir: &Path, listener: TcpListener, chunk_bytes: usi
     let raft = Raft::new(
         id,
         config(chunk_bytes),
-        Network::new(id),
+        Network::new(id, None),
         log_store,
         state_machine,
     )
@@ -83,7 +83,7 @@ async fn start_with(id: u64, dir: &Path, listener: TcpListener, chunk_bytes: usi
     .expect("raft starts");
     let addr = listener.local_addr().expect("bound");
     let (shutdown, stop) = watch::channel(false);
-    let server = tokio::spawn(serve(
+    let server = tokio::spawn(serve_peers(
         listener,
         raft.clone(),
         None,
@@ -111,10 +111,10 @@ impl TestNode {
     }
 }
 
+/// A member reached at `addr` by replicas (these tests serve no clients: the client address
+/// only has to be there).
 fn node(addr: SocketAddr) -> Node {
-    Node {
-        addr: addr.to_string(),
-    }
+    Node::new(format!("client-of-{addr}"), addr.to_string())
 }
 
 async fn listener() -> TcpListener {
@@ -419,7 +419,7 @@ async fn damaged_frames_close_only_their_connection() {
     expect_closed(&mut connection).await;
 
     tracing::info!("--- the node still answers RPCs and commits");
-    let mut network = Network::new(2);
+    let mut network = Network::new(2, None);
     let mut client = network.new_client(1, &node(node_1.addr)).await;
     let answer = client
         .vote(vote, RPCOption::new(Duration::from_secs(5)))
@@ -470,7 +470,7 @@ async fn unreachable_peer_fails_fast_then_reconnects() {
     let listener = listener().await;
     let addr = listener.local_addr().expect("bound");
     drop(listener);
-    let mut network = Network::new(2);
+    let mut network = Network::new(2, None);
     let mut client = network.new_client(1, &node(addr)).await;
     let vote = VoteRequest {
         vote: openraft::Vote::new(1, 2),
@@ -505,7 +505,7 @@ async fn unreachable_peer_fails_fast_then_reconnects() {
 async fn idle_connection_closed_by_a_restart_is_not_reused() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let node_1 = start(1, dir.path(), listener().await).await;
-    let mut network = Network::new(2);
+    let mut network = Network::new(2, None);
     let vote = VoteRequest {
         vote: openraft::Vote::new(1, 2),
         last_log_id: None,

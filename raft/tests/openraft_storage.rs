@@ -44,9 +44,10 @@ fn membership(voters: &[u64]) -> Membership {
         .map(|id| {
             (
                 *id,
-                Node {
-                    addr: format!("127.0.0.1:{}", 7000 + id),
-                },
+                Node::new(
+                    format!("127.0.0.1:{}", 7000 + id),
+                    format!("127.0.0.1:{}", 7200 + id),
+                ),
             )
         })
         .collect();

@@ -27,9 +27,7 @@ fn membership() -> Membership {
         BTreeMap::from([1, 2, 3].map(|id| {
             (
                 id,
-                Node {
-                    addr: format!("10.0.0.{id}:7000"),
-                },
+                Node::new(format!("10.0.0.{id}:7100"), format!("10.0.0.{id}:7000")),
             )
         })),
     )

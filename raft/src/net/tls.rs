@@ -254,19 +254,33 @@ fn host_of(addr: &str) -> &str {
 }
 
 /// A handshake error with a hint for the usual causes, so a user sees why rather than a bare
-/// alert code.
+/// alert code. Certificate and protocol failures keep their kind (`InvalidData`: no retry
+/// helps); a connection closed during the handshake keeps its own (a full connection budget
+/// closes it too, and that passes).
 pub fn explain(error: std::io::Error) -> std::io::Error {
     let text = error.to_string();
     let hint = if text.contains("InvalidContentType") || text.contains("corrupt message") {
         " (the other side does not speak TLS: is it a plaintext port?)"
     } else if text.contains("NotValidForName") {
         " (the node's certificate does not name the host dialled)"
-    } else if text.contains("UnknownIssuer") {
+    } else if text.contains("UnknownIssuer") || text.contains("BadSignature") {
         " (the certificate is not from a trusted CA)"
+    } else if matches!(
+        error.kind(),
+        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+    ) {
+        " (the node closed the connection during the TLS handshake: does it serve plain TCP \
+         (insecure_plaintext), or did it refuse this client's certificate?)"
     } else {
         ""
     };
     std::io::Error::new(error.kind(), format!("TLS handshake failed: {text}{hint}"))
+}
+
+/// Whether the first bytes of what should have been a frame are a TLS record (a handshake or
+/// an alert): a plaintext client talking to a TLS port reads the node's alert this way.
+pub fn looks_like_tls(first: &[u8]) -> bool {
+    matches!(first, [0x15 | 0x16, 0x03, 0x00..=0x04, ..])
 }
 
 /// A connection between Tally processes: plain TCP (only where a config says

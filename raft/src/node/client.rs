@@ -21,7 +21,8 @@ use super::protocol::{
     answer_kind, decode_answer, decode_records, decode_state, decode_submit_answer, encode_request,
     NodeState, Refusal, Request, Status, SubmitAnswer,
 };
-use crate::net::{read_frame, write_frame, ClientTls, Frame, Stream};
+use crate::net::tls::looks_like_tls;
+use crate::net::{read_frame, write_frame, ClientTls, Frame, FrameError, Stream};
 use crate::replication::error::DecodeError;
 use tally_engine::limits::RECORD_BYTES;
 use tally_engine::Operation;
@@ -69,6 +70,9 @@ pub struct Connection {
     pending: Pending,
     /// Set by the reader when the connection ends, before it drops the waiters.
     closed: Arc<AtomicBool>,
+    /// Set by the reader when the node answered in TLS: a TLS port spoken to in plain TCP,
+    /// which no retry fixes.
+    tls_answered: Arc<AtomicBool>,
     /// The operator credential presented with every node-protocol request.
     credential: Bytes,
     next_id: Mutex<u64>,
@@ -99,9 +103,20 @@ impl Connection {
                         ),
                     ),
                 })?
-                .map_err(|source| ClientError::Tls {
-                    addr: addr.to_owned(),
-                    source,
+                .map_err(|source| {
+                    // A closed connection may pass (a full connection budget); a certificate
+                    // or protocol failure does not.
+                    if source.kind() == std::io::ErrorKind::InvalidData {
+                        ClientError::Tls {
+                            addr: addr.to_owned(),
+                            source,
+                        }
+                    } else {
+                        ClientError::Connect {
+                            addr: addr.to_owned(),
+                            source,
+                        }
+                    }
                 })?,
         };
         let (mut reader, mut writer) = tokio::io::split(stream);
@@ -118,8 +133,18 @@ impl Connection {
         let answers = Arc::clone(&pending);
         let closed = Arc::new(AtomicBool::new(false));
         let reader_closed = Arc::clone(&closed);
+        let tls_answered = Arc::new(AtomicBool::new(false));
+        let reader_tls_answered = Arc::clone(&tls_answered);
         tokio::spawn(async move {
-            while let Ok(Some(frame)) = read_frame(&mut reader, ANSWER_BYTES_MAX).await {
+            loop {
+                let frame = match read_frame(&mut reader, ANSWER_BYTES_MAX).await {
+                    Ok(Some(frame)) => frame,
+                    Err(FrameError::BadMagic(first)) if looks_like_tls(&first) => {
+                        reader_tls_answered.store(true, Ordering::SeqCst);
+                        break;
+                    }
+                    _ => break,
+                };
                 let waiter = answers
                     .lock()
                     .ok()
@@ -140,6 +165,7 @@ impl Connection {
             writes,
             pending,
             closed,
+            tls_answered,
             credential: Bytes::new(),
             next_id: Mutex::new(1),
         })
@@ -169,7 +195,20 @@ impl Connection {
     /// Send one frame of `kind` with `payload` and wait for the frame that answers it (any
     /// protocol spoken on the node's port: the frame's request id pairs them).
     pub async fn call(&self, kind: u8, payload: Bytes) -> Result<Frame, ClientError> {
-        let lost = || ClientError::ConnectionLost(self.addr.clone());
+        let lost = || {
+            if self.tls_answered.load(Ordering::SeqCst) {
+                ClientError::Tls {
+                    addr: self.addr.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "the node answered in TLS: it serves TLS; give the cluster CA \
+                         (TALLY_CA or --ca) instead of --insecure-plaintext",
+                    ),
+                }
+            } else {
+                ClientError::ConnectionLost(self.addr.clone())
+            }
+        };
         let id = {
             let mut next = self.next_id.lock().map_err(|_| lost())?;
             *next += 1;

@@ -120,9 +120,10 @@ mod tests {
             BTreeMap::from([1, 2, 3, 4].map(|id| {
                 (
                     id,
-                    Node {
-                        addr: format!("127.0.0.1:{}", 7000 + id),
-                    },
+                    Node::new(
+                        format!("127.0.0.1:{}", 7100 + id),
+                        format!("127.0.0.1:{}", 7000 + id),
+                    ),
                 )
             })),
         );

@@ -94,9 +94,7 @@ pub async fn start_leader(dir: &Path) -> (Raft, AppliedView) {
     let (raft, view) = start(dir).await;
     raft.initialize(std::collections::BTreeMap::from([(
         1,
-        Node {
-            addr: "127.0.0.1:1".to_owned(),
-        },
+        Node::new("127.0.0.1:1", "127.0.0.1:2"),
     )]))
     .await
     .expect("initialized");
