@@ -170,7 +170,7 @@ impl LocalCluster {
             pki::make_ca(pki, "local")?;
         }
         let hosts = ["localhost".to_owned(), "127.0.0.1".to_owned()];
-        Ok(Some(pki::make_node(pki, "local", id, &hosts)?))
+        Ok(Some(pki::make_node(pki, id, &hosts)?))
     }
 
     /// Configure the nodes without the local operator credential (then `states` and

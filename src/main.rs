@@ -75,7 +75,7 @@ enum Command {
         /// Client certificates to make, by name (comma-separated).
         #[arg(long, value_delimiter = ',')]
         clients: Vec<String>,
-        /// The cluster name in the CA's subject.
+        /// The cluster name in a new CA's subject (kept in ca.name; later signing reads it).
         #[arg(long, default_value = "tally")]
         name: String,
         /// Sign with the CA already in DIR instead of making a new one.
@@ -284,7 +284,7 @@ fn make_certs(
         println!("made the cluster CA: {}", dir.join("ca.pem").display());
     }
     for id in nodes {
-        let files = pki::make_node(dir, name, *id, hosts)?;
+        let files = pki::make_node(dir, *id, hosts)?;
         println!(
             "made node {id}'s certificate: {} (key {})",
             files.cert.display(),
@@ -292,7 +292,7 @@ fn make_certs(
         );
     }
     for client in clients {
-        pki::make_client(dir, name, client)?;
+        pki::make_client(dir, client)?;
         println!("made client certificate {client}");
     }
     println!(

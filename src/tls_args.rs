@@ -1,6 +1,5 @@
 //! How every client command of the binary (`tally client`, `tally admin`, `tally loadgen`
-//! against a running cluster, `tally drive`) finds the TLS settings for the nodes' client
-//! listeners: flags or `TALLY_CA`, `TALLY_CERT`, `TALLY_KEY`, `TALLY_SERVER_NAME`.
+//! against a running cluster) finds the TLS settings for the nodes' client listeners: flags or `TALLY_CA`, `TALLY_CERT`, `TALLY_KEY`, `TALLY_SERVER_NAME`.
 
 use std::path::PathBuf;
 

@@ -373,11 +373,18 @@ impl Prometheus {
 
 /// Proves the node configs the deploy kit ships (systemd example, container template) are
 /// accepted by `tally node`'s config reader once their credential hashes are filled in, with
-/// the admin port set.
+/// the admin port set, their `[tls]` files made by the certificate tooling next to them (TLS
+/// is on in every shipped config), and their listeners apart.
 #[test]
 fn shipped_node_configs_parse() {
     let hash = tally_gateway::credential_hash_hex(b"a secret for this test only");
     let dir = tempfile::tempdir().expect("tempdir");
+    let pki = dir.path().join("pki");
+    tally_raft::net::tls::pki::make_ca(&pki, "tally").expect("a CA");
+    for id in [1, 2] {
+        tally_raft::net::tls::pki::make_node(&pki, id, &["localhost".to_owned()])
+            .expect("a node certificate");
+    }
     for (shipped, fill) in [
         (
             "deploy/systemd/node.toml.example",
@@ -414,6 +421,8 @@ fn shipped_node_configs_parse() {
         let admin = tally::config::admin_listen(&flags)
             .unwrap_or_else(|error| panic!("{shipped}: {error:#}"));
         assert!(admin.is_some(), "{shipped} sets no admin_listen");
+        assert!(node.tls.is_some(), "{shipped}: TLS is off");
+        assert_ne!(node.listen, node.peer_listen, "{shipped}");
     }
 }
 

@@ -36,13 +36,17 @@ fn cluster(root: &Path) -> LocalCluster {
     LocalCluster::new(tally(), root, "[raft]\n[wal]\nsegment_mib = 16\n")
 }
 
-/// `tally loadgen --check` against the running cluster, as a child process.
-fn start_load(cluster: &LocalCluster, seconds: u64) -> Child {
+/// `tally loadgen --check` against the nodes `ids` of the running cluster, as a child process.
+fn start_load(cluster: &LocalCluster, ids: &[u64], seconds: u64) -> Child {
+    let addrs: Vec<String> = ids
+        .iter()
+        .map(|id| cluster.addr(*id).expect("node"))
+        .collect();
     Command::new(tally())
         .args([
             "loadgen",
             "--cluster",
-            &cluster.addrs().join(","),
+            &addrs.join(","),
             "--cluster-id",
             "0x1",
             "--seconds",
@@ -229,7 +233,7 @@ async fn strangers_cannot_speak_raft_to_a_cluster_under_load() {
 
     let elsewhere = root.path().join("other-ca");
     pki::make_ca(&elsewhere, "impostor").expect("another CA");
-    let impostor = pki::make_node(&elsewhere, "impostor", 1, &[]).expect("a node 1 of its own");
+    let impostor = pki::make_node(&elsewhere, 1, &[]).expect("a node 1 of its own");
     let strangers = [
         Stranger::NoCertificate(ClientTls::new(&ca, None).expect("tls")),
         Stranger::OtherCa(ClientTls::new(&ca, Some((&impostor.cert, &impostor.key))).expect("tls")),
@@ -243,7 +247,7 @@ async fn strangers_cannot_speak_raft_to_a_cluster_under_load() {
         Stranger::Plain,
     ];
 
-    let load = start_load(&cluster, 12);
+    let load = start_load(&cluster, &[1, 2, 3], 12);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before: Vec<String> = [1, 2, 3]
         .iter()

@@ -8,16 +8,20 @@
 #                                 after TALLY_LOCAL_DETACH=1)
 #   deploy/local/run.sh status    which processes run, and each node's /ready answer
 #
-# Ports: node (replicas + clients) 127.0.0.1:7001-7003, admin HTTP (/metrics, /health, /ready)
-# 127.0.0.1:9101-9103, Prometheus 127.0.0.1:9090 (config deploy/local/prometheus.yml, rules
-# deploy/prometheus/alerts.yml).
+# Ports: clients (TLS) 127.0.0.1:7001-7003, replicas (mutual TLS) 127.0.0.1:7201-7203, admin
+# HTTP (/metrics, /health, /ready) 127.0.0.1:9101-9103, Prometheus 127.0.0.1:9090 (config
+# deploy/local/prometheus.yml, rules deploy/prometheus/alerts.yml).
+#
+# TLS: every start makes a fresh cluster CA and node certificates with `tally certs` in
+# $TALLY_LOCAL_DIR/pki (naming localhost and 127.0.0.1); client commands need
+# TALLY_CA=$TALLY_LOCAL_DIR/pki/ca.pem (printed with the example commands).
 #
 # Environment:
 #   TALLY_BIN          the tally binary (default target/release/tally in this repository,
 #                      built with `cargo build --release` when missing)
-#   TALLY_LOCAL_DIR    work directory: node configs, data, logs, Prometheus storage
-#                      (default /tmp/tally-local; wiped at every start, so each start is a
-#                      fresh cluster with fresh credentials)
+#   TALLY_LOCAL_DIR    work directory: node configs, certificates, data, logs, Prometheus
+#                      storage (default /tmp/tally-local; wiped at every start, so each start
+#                      is a fresh cluster with fresh credentials and a fresh CA)
 #   TALLY_LOCAL_DETACH=1  return after start instead of staying in the foreground
 set -euo pipefail
 
@@ -45,6 +49,7 @@ log_of() {
 }
 
 node_port() { echo $((7000 + $1)); }
+peer_port() { echo $((7200 + $1)); }
 admin_port() { echo $((9100 + $1)); }
 
 # HTTP status code of a GET on 127.0.0.1 (000 when nothing answers).
@@ -155,13 +160,19 @@ write_config() {
     {
         echo "# Written by deploy/local/run.sh; regenerated at every start."
         echo "id = $n"
-        echo "listen = \"127.0.0.1:$(node_port "$n")\""
+        echo "listen = \"127.0.0.1:$(node_port "$n")\"          # clients (TLS)"
+        echo "peer_listen = \"127.0.0.1:$(peer_port "$n")\"     # replicas (mutual TLS)"
         echo "admin_listen = \"127.0.0.1:$(admin_port "$n")\""
         echo "data_dir = \"$work/node$n/data\""
         echo
+        echo "[tls]                                   # tally certs, in $work/pki"
+        echo "ca = \"$work/pki/ca.pem\""
+        echo "cert = \"$work/pki/node-$n.pem\""
+        echo "key = \"$work/pki/node-$n.key\""
+        echo
         echo "[bootstrap]"
         for m in "${nodes[@]}"; do
-            echo "$m = \"127.0.0.1:$(node_port "$m")\""
+            echo "$m = { client = \"127.0.0.1:$(node_port "$m")\", peer = \"127.0.0.1:$(peer_port "$m")\" }"
         done
         echo
         echo "[gateway]"
@@ -189,7 +200,7 @@ start() {
         fi
     done < <(processes)
     for n in "${nodes[@]}"; do
-        for port in "$(node_port "$n")" "$(admin_port "$n")"; do
+        for port in "$(node_port "$n")" "$(peer_port "$n")" "$(admin_port "$n")"; do
             ! port_busy "$port" || die "127.0.0.1:$port is in use; stop what listens there"
         done
     done
@@ -211,6 +222,11 @@ start() {
     submitter=$(new_secret)
     operator_hash=$(credential_hash "$operator")
     submitter_hash=$(credential_hash "$submitter")
+    # A fresh cluster CA and a certificate per node (keys mode 0600), all in $work/pki.
+    local nodes_ids
+    nodes_ids=$(IFS=,; echo "${nodes[*]}")
+    "$bin" certs --dir "$work/pki" --nodes "$nodes_ids" --hosts localhost,127.0.0.1 \
+        >/dev/null || die "tally certs failed"
 
     # From here on a failure (or Ctrl-C) stops whatever was started.
     trap 'stop_all' EXIT
@@ -266,6 +282,7 @@ Tally local cluster is ready (work directory $work).
   Health/ready   http://127.0.0.1:9101/health   http://127.0.0.1:9101/ready    (9102, 9103 alike)
   Prometheus     http://$prometheus_addr        (alerts: http://$prometheus_addr/alerts)
   Node logs      $work/node{1,2,3}/node.log
+  Cluster CA     $work/pki/ca.pem   (clients verify the nodes with it: TALLY_CA)
 
 Credentials (printed only now; the nodes keep only their hashes):
   operator   $operator
@@ -273,6 +290,7 @@ Credentials (printed only now; the nodes keep only their hashes):
   cluster id $cluster_id
 
 Try:
+  export TALLY_CA=$work/pki/ca.pem
   export TALLY_CREDENTIAL=$operator
   $bin admin --node 127.0.0.1:7001 status
   $bin loadgen --cluster $nodes_csv --cluster-id $cluster_id --clients 8 --seconds 30
@@ -299,6 +317,6 @@ case ${1:-start} in
 start) start ;;
 stop) stop_all ;;
 status) status ;;
--h | --help | help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' ;;
+-h | --help | help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' ;;
 *) die "unknown command '$1' (start, stop, status)" ;;
 esac

@@ -34,6 +34,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rustls::ServerConfig;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -53,6 +54,13 @@ use crate::replication::types::{NodeId, TypeConfig};
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
+
+/// The first byte of a TLS ClientHello: a handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// A fatal TLS alert record (TLS 1.2 record version, as servers send before they know the
+/// version): `protocol_version` (70).
+const TLS_ALERT_PROTOCOL_VERSION: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 70];
 
 /// What a connection's frames go to.
 #[derive(Clone)]
@@ -210,6 +218,16 @@ async fn accept(
     let stream = match tls {
         None => Stream::Plain(stream),
         Some(config) => {
+            // A client speaking plain frames to a TLS port gets a TLS alert record, as from
+            // any TLS server, which the client library recognises and reports as such (rustls
+            // itself closes without a word on a first byte that is not a handshake record).
+            let mut first = [0u8; 1];
+            if matches!(stream.peek(&mut first).await, Ok(1) if first[0] != TLS_HANDSHAKE_RECORD) {
+                let mut stream = stream;
+                let _ = stream.write_all(&TLS_ALERT_PROTOCOL_VERSION).await;
+                let _ = stream.shutdown().await;
+                return Err((Refused::Handshake, "not TLS".to_owned()));
+            }
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
             let stream = acceptor
                 .accept(stream)

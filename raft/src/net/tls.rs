@@ -261,9 +261,17 @@ pub fn explain(error: std::io::Error) -> std::io::Error {
     let text = error.to_string();
     let hint = if text.contains("InvalidContentType") || text.contains("corrupt message") {
         " (the other side does not speak TLS: is it a plaintext port?)"
-    } else if text.contains("NotValidForName") {
+    } else if text.contains("NotValidForName") || text.contains("not valid for name") {
         " (the node's certificate does not name the host dialled)"
-    } else if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+    } else if [
+        "UnknownIssuer",
+        "unknown issuer",
+        "BadSignature",
+        "bad signature",
+    ]
+    .iter()
+    .any(|cause| text.contains(cause))
+    {
         " (the certificate is not from a trusted CA)"
     } else if matches!(
         error.kind(),
@@ -444,7 +452,8 @@ pub mod pki {
         params
     }
 
-    /// A CA in `dir` (`ca.pem`, `ca.key`) named after `name`, replacing any there.
+    /// A CA in `dir` (`ca.pem`, `ca.key`, and `ca.name`: the name its subject is built from,
+    /// which signing needs again) named after `name`, replacing any there.
     pub fn make_ca(dir: &Path, name: &str) -> Result<(), PkiError> {
         std::fs::create_dir_all(dir).map_err(|source| PkiError::Io {
             path: dir.to_owned(),
@@ -453,28 +462,29 @@ pub mod pki {
         let key = KeyPair::generate()?;
         let certificate = ca_params(name).self_signed(&key)?;
         write(&dir.join("ca.pem"), &certificate.pem(), false)?;
+        write(&dir.join("ca.name"), name, false)?;
         write(&dir.join("ca.key"), &key.serialize_pem(), true)
     }
 
-    /// A certificate for node `id` signed by the CA in `dir` (made by [`make_ca`] with the
-    /// same `name`), naming [`peer_name`]`(id)` and `hosts` (DNS names or IP addresses clients
-    /// dial). Writes `node-<id>.pem` and `node-<id>.key` in `dir`; returns the node's files.
-    pub fn make_node(
-        dir: &Path,
-        name: &str,
-        id: NodeId,
-        hosts: &[String],
-    ) -> Result<TlsFiles, PkiError> {
-        let ca_key_path = dir.join("ca.key");
-        let ca_key_pem = std::fs::read_to_string(&ca_key_path).map_err(|source| PkiError::Io {
-            path: ca_key_path,
-            source,
-        })?;
-        let ca_key = KeyPair::from_pem(&ca_key_pem)?;
-        // The same subject and key as the CA certificate on disk: what a node certificate
-        // needs of its issuer (name and key identifier) is identical, so the chain verifies
-        // against the original `ca.pem`.
-        let ca = ca_params(name).self_signed(&ca_key)?;
+    /// The CA in `dir` as an issuer: its key, and a certificate with the same subject and key
+    /// as `ca.pem` (what a certificate needs of its issuer, the name and key identifier, is
+    /// identical, so the chain verifies against the original `ca.pem`).
+    fn issuer(dir: &Path) -> Result<(rcgen::Certificate, KeyPair), PkiError> {
+        let read = |file: &str| {
+            let path = dir.join(file);
+            std::fs::read_to_string(&path).map_err(|source| PkiError::Io { path, source })
+        };
+        let key = KeyPair::from_pem(&read("ca.key")?)?;
+        let name = read("ca.name")?;
+        let certificate = ca_params(name.trim()).self_signed(&key)?;
+        Ok((certificate, key))
+    }
+
+    /// A certificate for node `id` signed by the CA in `dir` (made by [`make_ca`]), naming
+    /// [`peer_name`]`(id)` and `hosts` (DNS names or IP addresses clients dial). Writes
+    /// `node-<id>.pem` and `node-<id>.key` in `dir`; returns the node's files.
+    pub fn make_node(dir: &Path, id: NodeId, hosts: &[String]) -> Result<TlsFiles, PkiError> {
+        let (ca, ca_key) = issuer(dir)?;
         let mut names = vec![peer_name(id)];
         names.extend(hosts.iter().cloned());
         let mut params = CertificateParams::new(names)?;
@@ -500,14 +510,8 @@ pub mod pki {
 
     /// A certificate for a client called `name` (no node identity, client use only) signed
     /// by the CA in `dir`; writes `client-<name>.pem` and `.key`.
-    pub fn make_client(dir: &Path, ca_name: &str, name: &str) -> Result<(), PkiError> {
-        let ca_key_path = dir.join("ca.key");
-        let ca_key_pem = std::fs::read_to_string(&ca_key_path).map_err(|source| PkiError::Io {
-            path: ca_key_path,
-            source,
-        })?;
-        let ca_key = KeyPair::from_pem(&ca_key_pem)?;
-        let ca = ca_params(ca_name).self_signed(&ca_key)?;
+    pub fn make_client(dir: &Path, name: &str) -> Result<(), PkiError> {
+        let (ca, ca_key) = issuer(dir)?;
         let mut params = CertificateParams::default();
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];

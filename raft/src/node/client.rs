@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, timeout, Instant};
@@ -22,7 +22,7 @@ use super::protocol::{
     NodeState, Refusal, Request, Status, SubmitAnswer,
 };
 use crate::net::tls::looks_like_tls;
-use crate::net::{read_frame, write_frame, ClientTls, Frame, FrameError, Stream};
+use crate::net::{read_frame, write_frame, ClientTls, Frame, Stream};
 use crate::replication::error::DecodeError;
 use tally_engine::limits::RECORD_BYTES;
 use tally_engine::Operation;
@@ -119,7 +119,7 @@ impl Connection {
                     }
                 })?,
         };
-        let (mut reader, mut writer) = tokio::io::split(stream);
+        let (reader, mut writer) = tokio::io::split(stream);
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
         let (writes, mut queue) = mpsc::channel::<Frame>(WRITE_QUEUE_FRAMES);
         tokio::spawn(async move {
@@ -136,14 +136,15 @@ impl Connection {
         let tls_answered = Arc::new(AtomicBool::new(false));
         let reader_tls_answered = Arc::clone(&tls_answered);
         tokio::spawn(async move {
-            loop {
-                let frame = match read_frame(&mut reader, ANSWER_BYTES_MAX).await {
-                    Ok(Some(frame)) => frame,
-                    Err(FrameError::BadMagic(first)) if looks_like_tls(&first) => {
-                        reader_tls_answered.store(true, Ordering::SeqCst);
-                        break;
-                    }
-                    _ => break,
+            // The first bytes of the first answer tell a TLS port spoken to in plain TCP: its
+            // alert record is shorter than a frame header.
+            let mut reader = tokio::io::BufReader::new(reader);
+            if reader.fill_buf().await.is_ok_and(looks_like_tls) {
+                reader_tls_answered.store(true, Ordering::SeqCst);
+            }
+            while !reader_tls_answered.load(Ordering::SeqCst) {
+                let Ok(Some(frame)) = read_frame(&mut reader, ANSWER_BYTES_MAX).await else {
+                    break;
                 };
                 let waiter = answers
                     .lock()

@@ -42,7 +42,7 @@ pub struct Service {
 }
 
 impl Service {
-    /// The node protocol is the operators' (admin, unscoped reads, the drive tool's writes):
+    /// The node protocol is the operators' (admin, unscoped reads, operators' writes):
     /// every request must present a credential whose BLAKE3 hash is in `operators`; with none
     /// configured, every request is refused. Clients use the gateway.
     pub fn new(
