@@ -35,6 +35,12 @@
 //! hash = "<64 hex digits>"         # `tally hash-credential`: BLAKE3 of the secret
 //! role = "submitter"               # "submitter" | "reader" | "operator"
 //! [[gateway.credentials]]
+//! name = "exchange-b"
+//! hash = "<64 hex digits>"
+//! role = "submitter"
+//! ledgers = [3]                    # a scoped submitter debits (and opens) accounts on
+//! accounts = ["0x3e9"]             #   these ledgers, and debits these accounts only
+//! [[gateway.credentials]]
 //! name = "fund-b"
 //! hash = "<64 hex digits>"
 //! role = "reader"
@@ -42,7 +48,13 @@
 //! accounts = ["1001", "0x3e9"]     # ... and these accounts (u128 as strings)
 //! ```
 //!
-//! Without credentials the gateway refuses every request (`Unauthenticated`).
+//! Without credentials the gateway refuses every request (`Unauthenticated`). A reader's scope
+//! (`ledgers`, `accounts`) is what it may see; without either it sees nothing. A submitter's
+//! is what it may debit — a transfer's debit account, a trade's delivering and paying
+//! accounts — and the ledgers it may open accounts on; without either it is unscoped, as
+//! before scopes existed. A create request with an event outside the scope is refused whole
+//! (`OutOfScope`). Operators have no scope. Ledger 0 and account 0 never exist, so they are
+//! refused in a scope.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -300,20 +312,28 @@ fn gateway_section(section: &GatewaySection) -> anyhow::Result<GatewayConfig> {
                 bail!("gateway credential role {other:?} is not submitter, reader or operator")
             }
         };
-        if role != Role::Reader
+        if role == Role::Operator
             && (!credential.ledgers.is_empty() || !credential.accounts.is_empty())
         {
             bail!(
-                "gateway credential {:?}: only readers have a scope",
+                "gateway credential {:?}: an operator has no scope (only readers and \
+                 submitters have ledgers and accounts)",
                 credential.name
             );
         }
-        let accounts = credential
+        let accounts: std::collections::BTreeSet<u128> = credential
             .accounts
             .iter()
             .map(|id| parse_u128(id))
             .collect::<anyhow::Result<_>>()
             .with_context(|| format!("gateway credential {:?}", credential.name))?;
+        if credential.ledgers.contains(&0) || accounts.contains(&0) {
+            bail!(
+                "gateway credential {:?}: ledger 0 and account 0 never exist, so they cannot \
+                 be in a scope",
+                credential.name
+            );
+        }
         config.credentials.push(Credential {
             name: credential.name.clone(),
             hash: parse_hash(&credential.hash).map_err(anyhow::Error::msg)?,
@@ -431,4 +451,39 @@ pub fn node_config(flags: &NodeFlags) -> anyhow::Result<NodeConfig> {
             .map(|credential| credential.hash)
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(credential: &str) -> anyhow::Result<GatewayConfig> {
+        let text = format!(
+            "cluster_id = \"7\"\n[[credentials]]\nname = \"c\"\nhash = \"{}\"\n{credential}",
+            "ab".repeat(32)
+        );
+        gateway_section(&toml::from_str(&text).expect("toml"))
+    }
+
+    /// Proves a submitter may be given a scope (and one without stays unscoped), an operator
+    /// may not, and a scope naming ledger or account 0 is refused with the credential's name.
+    #[test]
+    fn submitter_scopes_are_configured() {
+        let scoped = section("role = \"submitter\"\nledgers = [1]\naccounts = [\"0x10\"]")
+            .expect("a scoped submitter");
+        assert_eq!(scoped.credentials[0].role, Role::Submitter);
+        assert_eq!(scoped.credentials[0].scope.ledgers, [1].into());
+        assert_eq!(scoped.credentials[0].scope.accounts, [16].into());
+        let unscoped = section("role = \"submitter\"").expect("an unscoped submitter");
+        assert_eq!(unscoped.credentials[0].scope, Scope::default());
+        let operator = section("role = \"operator\"\nledgers = [1]").expect_err("no scope");
+        assert!(
+            operator.to_string().contains("operator has no scope"),
+            "{operator}"
+        );
+        for zero in ["ledgers = [0]", "accounts = [\"0\"]"] {
+            let error = section(&format!("role = \"reader\"\n{zero}")).expect_err("zero");
+            assert!(format!("{error:#}").contains("\"c\""), "{error:#}");
+        }
+    }
 }

@@ -8,7 +8,8 @@
 //! - `tally demo`: a local 3-node cluster under mixed load for ~20 s, the report, the checks.
 //!
 //! - `tally client`: the gateway from the command line (files in, tables/JSON/CSV out).
-//! - `tally hash-credential`: the hash of a gateway credential, for a node's config.
+//! - `tally hash-credential`: the hash of a gateway credential, for a node's config (the secret
+//!   is read from standard input, so it stays out of shell history).
 
 use std::process::ExitCode;
 
@@ -95,8 +96,14 @@ enum Command {
     /// Use the gateway: create accounts, transfers and trades from files, look up, statements.
     Client(ClientArgs),
     /// Print the hash of a gateway credential, for `[[gateway.credentials]]` in a node's
-    /// config (the node stores only the hash). Reads the secret from stdin if not given.
-    HashCredential { secret: Option<String> },
+    /// config (the node stores only the hash). Reads the secret's first line from standard
+    /// input, so it does not land in shell history: `tally hash-credential < secret-file`.
+    HashCredential {
+        /// The secret on the command line instead (warns: it lands in shell history and in
+        /// the process list).
+        #[arg(long)]
+        secret: Option<String>,
+    },
     /// Generate load (transfers, trades, pending/post) and report throughput, latency and,
     /// with --check, the history checks.
     Loadgen(LoadgenArgs),
@@ -303,11 +310,31 @@ fn make_certs(
 }
 
 fn hash_credential(secret: Option<String>) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
     let secret = match secret {
-        Some(secret) => secret,
+        Some(secret) => {
+            eprintln!(
+                "tally: warning: a secret given with --secret lands in your shell history and \
+                 the process list; pipe it on standard input instead"
+            );
+            secret
+        }
         None => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprintln!("secret (one line, then Enter):");
+            }
             let mut line = String::new();
-            std::io::stdin().read_line(&mut line)?;
+            if stdin
+                .read_line(&mut line)
+                .context("reading the secret from standard input")?
+                == 0
+            {
+                anyhow::bail!(
+                    "no secret on standard input (pipe it in: `printf '%s\\n' \"$SECRET\" | \
+                     tally hash-credential`)"
+                );
+            }
             line.trim_end_matches(['\r', '\n']).to_owned()
         }
     };

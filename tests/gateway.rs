@@ -24,6 +24,7 @@ const CLUSTER_ID: u128 = 0xC0FFEE;
 const SUBMITTER: &str = "exchange-secret-0123456789";
 const READER: &str = "fund-secret-0123456789abcd";
 const OPERATOR: &str = "operator-secret-0123456789";
+const SCOPED: &str = "broker-secret-0123456789ab";
 const LEADER_WAIT: Duration = Duration::from_secs(30);
 const REPLY_WAIT: Duration = Duration::from_secs(20);
 
@@ -31,18 +32,21 @@ const REPLY_WAIT: Duration = Duration::from_secs(20);
 /// starvation rather than on what the test does.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Node config: small WAL segments and three credentials; the reader sees ledger 2 and
-/// account 1.
+/// Node config: small WAL segments and four credentials; the reader sees ledger 2 and
+/// account 1; the scoped submitter ("broker") debits ledger 1 and account 21 only.
 fn config(extra: &str) -> String {
     format!(
         "[raft]\n[wal]\nsegment_mib = 16\n{extra}\n[gateway]\ncluster_id = \"{CLUSTER_ID:#x}\"\n\
          [[gateway.credentials]]\nname = \"exchange\"\nhash = \"{}\"\nrole = \"submitter\"\n\
          [[gateway.credentials]]\nname = \"fund\"\nhash = \"{}\"\nrole = \"reader\"\n\
          ledgers = [2]\naccounts = [\"1\"]\n\
-         [[gateway.credentials]]\nname = \"ops\"\nhash = \"{}\"\nrole = \"operator\"\n",
+         [[gateway.credentials]]\nname = \"ops\"\nhash = \"{}\"\nrole = \"operator\"\n\
+         [[gateway.credentials]]\nname = \"broker\"\nhash = \"{}\"\nrole = \"submitter\"\n\
+         ledgers = [1]\naccounts = [\"21\"]\n",
         credential_hash_hex(SUBMITTER.as_bytes()),
         credential_hash_hex(READER.as_bytes()),
         credential_hash_hex(OPERATOR.as_bytes()),
+        credential_hash_hex(SCOPED.as_bytes()),
     )
 }
 
@@ -651,4 +655,307 @@ async fn busy_under_overload() {
         .expect("refusal")
         .message
         .contains("no gateway credentials"));
+}
+
+/// One node of a fresh single-node cluster: the cluster (keep it alive) and its address.
+async fn single_node(root: &Path) -> (LocalCluster, u64, String) {
+    let mut cluster = cluster(root, &config(""));
+    cluster.found(&[1]).expect("start");
+    let leader = cluster.wait_leader(LEADER_WAIT).await.expect("leader");
+    let addr = cluster.addr(leader).expect("addr");
+    (cluster, leader, addr)
+}
+
+/// The operator's view of `ids`: (id, debits posted, credits posted, debits pending).
+async fn balances(operator: &mut Session, ids: &[u128]) -> Vec<(u128, u128, u128, u128)> {
+    let (_, body) = operator
+        .ok(Operation::LookupAccounts, &encode_ids(ids))
+        .await;
+    decode_accounts(&body)
+        .expect("accounts")
+        .iter()
+        .map(|a| (a.id, a.debits_posted, a.credits_posted, a.debits_pending))
+        .collect()
+}
+
+/// Proves a submitter scoped to ledger 1 and account 21 is refused, with `OutOfScope` naming
+/// the first offending event and why, any request with an event that debits outside its
+/// scope — a transfer debiting ledger 2, an account on ledger 2, a trade whose delivering
+/// side is on ledger 2, a post that does not name its pending transfer's ledger — and that
+/// nothing of such a request applies (its in-scope events included: looked up afterwards,
+/// not found; balances unchanged); that in-scope requests (crediting anywhere, debiting
+/// ledger 1 or account 21) succeed; and that every refusal is counted as `out_of_scope`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submitter_scope_refuses_whole_requests() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let (cluster, leader, addr) = single_node(root.path()).await;
+    let mut operator = Session::register(&addr, OPERATOR).await.expect("operator");
+    let mut broker = Session::register(&addr, SCOPED).await.expect("broker");
+    // Ledger 1 (cash): 1, 2. Ledger 2 (an instrument): 21, 22.
+    let accounts = [account(1, 1), account(2, 1), account(21, 2), account(22, 2)];
+    operator
+        .create(
+            Operation::CreateAccounts,
+            &records(&accounts, Account::encode),
+        )
+        .await;
+    let ids = [1, 2, 21, 22];
+    let untouched = balances(&mut operator, &ids).await;
+    let mut refusals = 0.0;
+
+    // --- a transfer debiting ledger 2 refuses its whole request, the in-scope one too
+    let mixed = [transfer(300, 1, 2, 5, 1), transfer(301, 22, 21, 5, 2)];
+    let (status, refusal) = broker
+        .refused(
+            Operation::CreateTransfers,
+            &records(&mixed, Transfer::encode),
+        )
+        .await;
+    refusals += 1.0;
+    assert_eq!(status, Status::OutOfScope, "{refusal:?}");
+    assert_eq!(refusal.event, Some(1));
+    assert!(
+        refusal.message.contains("debits account 22 on ledger 2")
+            && refusal.message.contains("ledgers [1]"),
+        "{}",
+        refusal.message
+    );
+    let (_, body) = operator
+        .ok(Operation::LookupTransfers, &encode_ids(&[300, 301]))
+        .await;
+    assert_eq!(
+        decode_transfers(&body).expect("transfers"),
+        [],
+        "nothing applied"
+    );
+    assert_eq!(balances(&mut operator, &ids).await, untouched);
+
+    // --- an account on a ledger outside the scope
+    let (status, refusal) = broker
+        .refused(
+            Operation::CreateAccounts,
+            &records(&[account(3, 1), account(23, 2)], Account::encode),
+        )
+        .await;
+    refusals += 1.0;
+    assert_eq!((status, refusal.event), (Status::OutOfScope, Some(1)));
+    let (_, body) = operator
+        .ok(Operation::LookupAccounts, &encode_ids(&[3, 23]))
+        .await;
+    assert_eq!(decode_accounts(&body).expect("accounts"), []);
+
+    // --- a trade whose seller delivers from 22 (ledger 2, not listed)
+    let trade = |id, seller_instrument, buyer_instrument| Trade {
+        id,
+        instrument_debit_account_id: seller_instrument,
+        instrument_credit_account_id: buyer_instrument,
+        cash_debit_account_id: 1,
+        cash_credit_account_id: 2,
+        quantity: 3,
+        cash_amount: 30,
+        code: 1,
+        ..Trade::default()
+    };
+    let (status, refusal) = broker
+        .refused(Operation::CreateTrades, &trade(400, 22, 21).encode())
+        .await;
+    refusals += 1.0;
+    assert_eq!((status, refusal.event), (Status::OutOfScope, Some(0)));
+    assert!(
+        refusal.message.contains("instrument"),
+        "{}",
+        refusal.message
+    );
+    let (_, body) = operator
+        .ok(Operation::LookupTrades, &encode_ids(&[400]))
+        .await;
+    assert_eq!(decode_trades(&body).expect("trades"), []);
+    assert_eq!(balances(&mut operator, &ids).await, untouched);
+
+    // --- in scope: debits on ledger 1, credits anywhere, a trade delivering from listed 21
+    let reply = broker
+        .create(
+            Operation::CreateAccounts,
+            &records(&[account(3, 1)], Account::encode),
+        )
+        .await;
+    assert_eq!(failures(&reply), []);
+    let pending = Transfer {
+        flags: tally_engine::records::TransferFlags::PENDING,
+        ..transfer(302, 2, 1, 4, 1)
+    };
+    let batch = [transfer(300, 1, 2, 5, 1), pending];
+    let reply = broker
+        .create(
+            Operation::CreateTransfers,
+            &records(&batch, Transfer::encode),
+        )
+        .await;
+    assert_eq!(failures(&reply), []);
+    let reply = broker
+        .create(Operation::CreateTrades, &trade(401, 21, 22).encode())
+        .await;
+    assert_eq!(failures(&reply), []);
+
+    // --- a post must name its pending transfer's ledger (or debit account) when scoped
+    let post = |id, ledger| Transfer {
+        id,
+        pending_id: 302,
+        ledger,
+        flags: tally_engine::records::TransferFlags::POST_PENDING_TRANSFER,
+        ..Transfer::default()
+    };
+    let (status, refusal) = broker
+        .refused(Operation::CreateTransfers, &post(303, 0).encode())
+        .await;
+    refusals += 1.0;
+    assert_eq!((status, refusal.event), (Status::OutOfScope, Some(0)));
+    assert!(refusal.message.contains("302"), "{}", refusal.message);
+    let reply = broker
+        .create(Operation::CreateTransfers, &post(303, 1).encode())
+        .await;
+    assert_eq!(failures(&reply), []);
+    assert_eq!(
+        balances(&mut operator, &ids).await,
+        [
+            // 1 paid 5 (transfer 300) and 30 (trade 401), received 4 (posted 302).
+            (1, 35, 4, 0),
+            (2, 4, 35, 0),
+            (21, 3, 0, 0),
+            (22, 0, 3, 0),
+        ]
+    );
+
+    let (status, metrics) = cluster.admin_get(leader, "/metrics").expect("metrics");
+    assert_eq!(status, 200);
+    assert_eq!(
+        metric_value(&metrics, "tally_rejects_total{reason=\"out_of_scope\"}"),
+        Some(refusals),
+        "every OutOfScope refusal is counted"
+    );
+}
+
+/// Proves what a stranger (no session) can make the node do is bounded: a register frame
+/// longer than the longest credential closes its connection from the frame header, while the
+/// longest credential is still heard; a request of any other kind without a live session is
+/// answered `SessionUnknown` before its body is decoded (a malformed body gets no
+/// `BadRequest`), and the connection stays usable. And that one credential holds at most
+/// `SESSIONS_PER_CREDENTIAL_MAX` sessions (one more is `Busy`, naming the credential) while
+/// another credential still registers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_and_sessions_per_credential_are_bounded() {
+    use tally_gateway::limits::{CREDENTIAL_BYTES_MAX, SESSIONS_PER_CREDENTIAL_MAX};
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let (cluster, leader, addr) = single_node(root.path()).await;
+    let stranger = RequestHeader {
+        cluster_id: CLUSTER_ID,
+        client_id: 7,
+        ..RequestHeader::default()
+    };
+
+    // --- registration: the longest credential is heard, one byte more closes the connection
+    let mut conn = Conn::connect(&addr).await;
+    let longest = vec![b'x'; CREDENTIAL_BYTES_MAX];
+    let (reply, _, _) = conn.call(Operation::Register, &stranger, &longest).await;
+    assert_eq!(reply.status, Status::Unauthenticated);
+    let mut over = Conn::connect(&addr).await;
+    let payload = encode_request(&stranger, &vec![b'x'; CREDENTIAL_BYTES_MAX + 1]);
+    let header = encode_header(Operation::Register.kind(), 1, &payload);
+    over.stream.write_all(&header).await.expect("send");
+    over.expect_closed().await;
+
+    // --- other kinds need a live session before their body is looked at
+    for (operation, body) in [
+        (Operation::LookupAccounts, vec![0u8; 15]),
+        (Operation::CreateTransfers, vec![0u8; 100]),
+        (Operation::Statement, vec![1u8; 3]),
+        (Operation::Heartbeat, vec![0u8; 1]),
+    ] {
+        let (reply, body, _) = conn.call(operation, &stranger, &body).await;
+        assert_eq!(
+            reply.status,
+            Status::SessionUnknown,
+            "{operation:?}: {:?}",
+            decode_refusal(&body)
+        );
+    }
+
+    // --- one credential holds at most SESSIONS_PER_CREDENTIAL_MAX sessions
+    let mut held = 0;
+    let refused = loop {
+        let header = RequestHeader {
+            client_id: rand::random(),
+            ..stranger
+        };
+        let (reply, body, _) = conn
+            .call(Operation::Register, &header, READER.as_bytes())
+            .await;
+        if reply.status != Status::Ok {
+            break (reply.status, decode_refusal(&body).expect("refusal"));
+        }
+        held += 1;
+        assert!(
+            held <= SESSIONS_PER_CREDENTIAL_MAX,
+            "the cap was not enforced"
+        );
+    };
+    assert_eq!(held, SESSIONS_PER_CREDENTIAL_MAX);
+    assert_eq!(refused.0, Status::Busy);
+    assert!(
+        refused.1.message.contains("\"fund\"")
+            && refused
+                .1
+                .message
+                .contains(&SESSIONS_PER_CREDENTIAL_MAX.to_string()),
+        "{}",
+        refused.1.message
+    );
+    let mut operator = Session::register(&addr, OPERATOR)
+        .await
+        .expect("another credential still registers");
+    operator.ok(Operation::Heartbeat, &[]).await;
+    let (_, metrics) = cluster.admin_get(leader, "/metrics").expect("metrics");
+    assert_eq!(
+        metric_value(&metrics, "tally_gateway_sessions"),
+        Some((SESSIONS_PER_CREDENTIAL_MAX + 1) as f64)
+    );
+}
+
+/// Proves `tally hash-credential` reads the secret from standard input (the hash the node
+/// expects), warns when given `--secret` on the command line, and refuses empty input.
+#[test]
+fn hash_credential_reads_standard_input() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let run = |args: &[&str], input: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+            .arg("hash-credential")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tally");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write the secret");
+        child.wait_with_output().expect("tally ends")
+    };
+    let expected = credential_hash_hex(SUBMITTER.as_bytes());
+    let piped = run(&[], &format!("{SUBMITTER}\n"));
+    assert!(piped.status.success());
+    assert_eq!(String::from_utf8_lossy(&piped.stdout).trim(), expected);
+    assert!(piped.stderr.is_empty(), "no warning for a piped secret");
+    let flag = run(&["--secret", SUBMITTER], "");
+    assert!(flag.status.success());
+    assert_eq!(String::from_utf8_lossy(&flag.stdout).trim(), expected);
+    assert!(String::from_utf8_lossy(&flag.stderr).contains("shell history"));
+    let empty = run(&[], "");
+    assert!(!empty.status.success());
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("no secret on standard input"));
 }

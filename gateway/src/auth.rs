@@ -5,7 +5,8 @@
 //! the hash up. (The lookup's timing reveals nothing useful: it depends on a hash of the
 //! secret, not on the secret.) A reader's scope decides which accounts, and so which transfers
 //! and trades, it may see; the check runs on the record found, after the lookup, so a reader
-//! cannot tell "missing" from "outside my scope".
+//! cannot tell "missing" from "outside my scope". A submitter's scope, if it has one, decides
+//! which accounts it may debit and on which ledgers it may open accounts (`scope.rs`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -17,7 +18,8 @@ use tally_engine::Engine;
 use crate::limits::SESSION_IDLE_DEFAULT;
 pub use crate::protocol::Role;
 
-/// What a reader may see: accounts on these ledgers, and these accounts.
+/// For a reader, what it may see: accounts on these ledgers, and these accounts. For a
+/// submitter, what it may debit: accounts on these ledgers, and these accounts (`scope.rs`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Scope {
     pub ledgers: BTreeSet<u32>,
@@ -32,7 +34,8 @@ pub struct Credential {
     /// BLAKE3 of the secret ([`credential_hash`]).
     pub hash: [u8; 32],
     pub role: Role,
-    /// Used for readers; submitters and operators are not scoped.
+    /// A reader's (empty: it sees nothing) or a submitter's (empty: unscoped, it may debit
+    /// any account). Operators are not scoped.
     pub scope: Scope,
 }
 
@@ -98,18 +101,39 @@ impl Credentials {
     }
 }
 
-/// Who a session is: its role, and for a reader what it may see. `None` scope = everything.
+/// Who a session is: its credential, its role, and for a reader what it may see or for a
+/// scoped submitter what it may debit. `None` scope = everything.
 #[derive(Clone, Debug)]
 pub(crate) struct Access {
+    /// The credential's hash: sessions are counted per credential.
+    pub(crate) credential: [u8; 32],
     pub(crate) role: Role,
     pub(crate) scope: Option<Arc<Scope>>,
 }
 
 impl Access {
     pub(crate) fn of(credential: &Credential) -> Access {
+        let scoped = match credential.role {
+            Role::Reader => true,
+            // A submitter without ledgers or accounts keeps the unscoped behaviour it always
+            // had; one with either is limited to them.
+            Role::Submitter => {
+                !credential.scope.ledgers.is_empty() || !credential.scope.accounts.is_empty()
+            }
+            Role::Operator => false,
+        };
         Access {
+            credential: credential.hash,
             role: credential.role,
-            scope: (credential.role == Role::Reader).then(|| Arc::new(credential.scope.clone())),
+            scope: scoped.then(|| Arc::new(credential.scope.clone())),
+        }
+    }
+
+    /// The scope a create request of this session must stay within (`scope.rs`), if any.
+    pub(crate) fn debit_scope(&self) -> Option<&Scope> {
+        match self.role {
+            Role::Submitter => self.scope.as_deref(),
+            Role::Reader | Role::Operator => None,
         }
     }
 
@@ -174,6 +198,7 @@ mod tests {
     #[test]
     fn scopes_decide_visibility() {
         let reader = Access {
+            credential: [0; 32],
             role: Role::Reader,
             scope: Some(Arc::new(Scope {
                 ledgers: [1].into(),
@@ -199,6 +224,7 @@ mod tests {
         assert!(reader.transfer_visible(&transfer(3, 4, 1)));
         assert!(!reader.may_create() && reader.may_read());
         let operator = Access {
+            credential: [0; 32],
             role: Role::Operator,
             scope: None,
         };
@@ -206,5 +232,34 @@ mod tests {
         let hash = credential_hash(b"secret");
         assert_eq!(parse_hash(&blake3::Hash::from(hash).to_hex()), Ok(hash));
         assert!(parse_hash("zz").is_err());
+    }
+
+    /// Proves a submitter with ledgers or accounts is scoped for its writes, one without is
+    /// not, and a reader's or operator's scope never limits writes.
+    #[test]
+    fn submitter_scopes_limit_writes_only() {
+        let credential = |role, ledgers: &[u32]| Credential {
+            name: "c".to_owned(),
+            hash: [1; 32],
+            role,
+            scope: Scope {
+                ledgers: ledgers.iter().copied().collect(),
+                accounts: BTreeSet::new(),
+            },
+        };
+        let scoped = Access::of(&credential(Role::Submitter, &[1]));
+        assert_eq!(
+            scoped.debit_scope().map(|s| s.ledgers.clone()),
+            Some([1].into())
+        );
+        assert_eq!(scoped.credential, [1; 32]);
+        assert!(Access::of(&credential(Role::Submitter, &[]))
+            .debit_scope()
+            .is_none());
+        assert!(Access::of(&credential(Role::Reader, &[1]))
+            .debit_scope()
+            .is_none());
+        assert!(Access::of(&credential(Role::Reader, &[])).scope.is_some());
+        assert!(Access::of(&credential(Role::Operator, &[])).scope.is_none());
     }
 }

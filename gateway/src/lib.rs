@@ -13,6 +13,7 @@ pub mod client;
 pub mod limits;
 pub mod protocol;
 mod reply;
+mod scope;
 pub mod server;
 mod session;
 

@@ -28,10 +28,24 @@ pub const REQUEST_BODY_BYTES_MAX: usize = REQUEST_EVENTS_MAX * RECORD_BYTES;
 pub const CREDENTIAL_BYTES_MIN: usize = 16;
 pub const CREDENTIAL_BYTES_MAX: usize = 256;
 
+/// Payload bytes of a register frame: its header and the longest credential. A stranger has
+/// no session yet, so registration is all it can do; the frame reader refuses a longer
+/// register frame from its header, before the payload is allocated, so a stranger cannot make
+/// the node buffer a full request's megabyte under the register kind.
+pub const REGISTER_PAYLOAD_BYTES_MAX: usize = HEADER_BYTES + CREDENTIAL_BYTES_MAX;
+
 /// Sessions registered at once on one node. Each may pin up to `REPLY_CACHE_BYTES_MAX` of
 /// cached replies, so this bounds the cache at 256 MiB; a registration past it (after idle
 /// sessions are expired) is answered `Busy`.
 pub const SESSIONS_MAX: usize = 256;
+
+/// Sessions registered at once under one credential. A client holds one session (one
+/// connection; `client::Client` packs every call into it), so 64 leaves room for a fleet of
+/// one participant's processes, while a quarter of the table means one credential — a reader
+/// whose secret leaked, a client that leaks sessions — can never hold every session: the
+/// other credentials keep at least 192. One more is answered `Busy` (after idle sessions are
+/// expired), naming the credential's limit.
+pub const SESSIONS_PER_CREDENTIAL_MAX: usize = 64;
 
 /// Requests of one session being served at once (writes queued or in flight, reads running).
 /// Enough to keep the batcher fed from one session (it packs 2 entries' worth in flight);
@@ -78,5 +92,11 @@ const _: () = assert!(
 );
 const _: () = assert!(LOOKUP_IDS_MAX * 16 <= REQUEST_BODY_BYTES_MAX);
 const _: () = assert!(CREDENTIAL_BYTES_MAX <= REQUEST_BODY_BYTES_MAX);
+// Registration fits its own tight limit, which is far below every other kind's.
+const _: () = assert!(CREDENTIAL_BYTES_MIN <= CREDENTIAL_BYTES_MAX);
+const _: () = assert!(REGISTER_PAYLOAD_BYTES_MAX < HEADER_BYTES + REQUEST_BODY_BYTES_MAX);
+// One credential holds at most a quarter of the session table.
+const _: () = assert!(SESSIONS_PER_CREDENTIAL_MAX >= 1);
+const _: () = assert!(SESSIONS_PER_CREDENTIAL_MAX * 4 <= SESSIONS_MAX);
 // The body size travels as a u32.
 const _: () = assert!(REQUEST_BODY_BYTES_MAX <= u32::MAX as usize);

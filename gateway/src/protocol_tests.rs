@@ -65,7 +65,7 @@ proptest! {
     /// Proves create replies round-trip and that a reply's header survives any status.
     #[test]
     fn replies_round_trip(
-        status in 0u8..=11, commit_index in any::<u64>(),
+        status in 0u8..=12, commit_index in any::<u64>(),
         failures in proptest::collection::vec((any::<u32>(), any::<u16>()), 0..50),
     ) {
         let reply = CreateReply {
@@ -275,17 +275,34 @@ fn reply_bodies_round_trip() {
     for refusal in [
         Refusal {
             leader: Some((2, "127.0.0.1:7002".to_owned())),
+            event: None,
             message: "not the leader".to_owned(),
         },
         Refusal {
             leader: None,
+            event: Some(0),
             message: "é".repeat(2000),
+        },
+        Refusal {
+            leader: None,
+            event: Some(8188),
+            message: "event 8188: debits ledger 2".to_owned(),
         },
     ] {
         let decoded = decode_refusal(&encode_refusal(&refusal)).expect("decodes");
         assert_eq!(decoded.leader, refusal.leader);
+        assert_eq!(decoded.event, refusal.event);
         assert!(refusal.message.starts_with(&decoded.message));
     }
+    // An event index without its "known" byte is refused, as is a "known" byte past 1.
+    let mut unknown_event = encode_refusal(&Refusal::default());
+    unknown_event[4] = 7;
+    assert!(decode_refusal(&unknown_event).is_err());
+    unknown_event[4] = 0;
+    unknown_event[1] = 2;
+    assert!(decode_refusal(&unknown_event).is_err());
+    assert_eq!(Status::from_byte(12), Ok(Status::OutOfScope));
+    assert!(Status::from_byte(13).is_err());
     let failure = Failure { index: 1, code: 25 };
     assert_eq!(failure.result(), Some(EventResult::Exists));
     let transfer = Transfer {

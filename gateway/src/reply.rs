@@ -45,6 +45,10 @@ pub enum Status {
     NotFound = 10,
     /// A bug or a storage fault on the node.
     Internal = 11,
+    /// A create request of a scoped submitter debits (or creates) an account outside its
+    /// credential's scope: the whole request was refused before submission, nothing of it
+    /// applied. The refusal names the first such event (`Refusal::event`) and why.
+    OutOfScope = 12,
 }
 
 impl Status {
@@ -62,6 +66,7 @@ impl Status {
             9 => Status::BatchRefused,
             10 => Status::NotFound,
             11 => Status::Internal,
+            12 => Status::OutOfScope,
             other => return Err(DecodeError::UnknownStatus(other)),
         })
     }
@@ -383,12 +388,16 @@ pub fn decode_balances(body: &[u8]) -> Result<Balances, DecodeError> {
     Ok(balances)
 }
 
-/// The body of every reply whose status is not `Ok`: leader known u8 (0/1), reserved 7,
-/// leader node id u64 (0 when unknown), address length u16 + the leader's address (UTF-8,
-/// its single port: connect there), message length u16 + UTF-8 message (why, for humans).
+/// The body of every reply whose status is not `Ok`: leader known u8 (0/1), event known u8
+/// (0/1), reserved 2, event index u32 (0 when unknown), leader node id u64 (0 when unknown),
+/// address length u16 + the leader's address (UTF-8, its single port: connect there), message
+/// length u16 + UTF-8 message (why, for humans).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Refusal {
     pub leader: Option<(u64, String)>,
+    /// The index in the request of the event the refusal is about (`OutOfScope`: the first
+    /// event outside the scope).
+    pub event: Option<u32>,
     pub message: String,
 }
 
@@ -398,7 +407,12 @@ pub fn encode_refusal(refusal: &Refusal) -> Vec<u8> {
         Some((id, addr)) => (1, *id, addr.as_str()),
         None => (0, 0, ""),
     };
-    out.extend_from_slice(&[known, 0, 0, 0, 0, 0, 0, 0]);
+    let (event_known, event) = match refusal.event {
+        Some(index) => (1, index),
+        None => (0, 0),
+    };
+    out.extend_from_slice(&[known, event_known, 0, 0]);
+    out.extend_from_slice(&event.to_le_bytes());
     out.extend_from_slice(&id.to_le_bytes());
     put_str(&mut out, addr, ADDRESS_BYTES_MAX);
     put_str(&mut out, &refusal.message, MESSAGE_BYTES_MAX);
@@ -408,10 +422,12 @@ pub fn encode_refusal(refusal: &Refusal) -> Vec<u8> {
 pub fn decode_refusal(body: &[u8]) -> Result<Refusal, DecodeError> {
     let mut reader = Reader::new(body, "refusal");
     let known = reader.u8()?;
-    if known > 1 {
+    let event_known = reader.u8()?;
+    if known > 1 || event_known > 1 {
         return Err(DecodeError::ReservedNotZero("refusal"));
     }
-    reader.zeros(7)?;
+    reader.zeros(2)?;
+    let event = reader.u32()?;
     let id = reader.u64()?;
     let addr = reader.string(ADDRESS_BYTES_MAX)?;
     let message = reader.string(MESSAGE_BYTES_MAX)?;
@@ -419,8 +435,12 @@ pub fn decode_refusal(body: &[u8]) -> Result<Refusal, DecodeError> {
     if known == 0 && (id != 0 || !addr.is_empty()) {
         return Err(DecodeError::ReservedNotZero("refusal"));
     }
+    if event_known == 0 && event != 0 {
+        return Err(DecodeError::ReservedNotZero("refusal"));
+    }
     Ok(Refusal {
         leader: (known == 1).then_some((id, addr)),
+        event: (event_known == 1).then_some(event),
         message,
     })
 }

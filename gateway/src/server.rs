@@ -2,10 +2,13 @@
 //!
 //! Each request is checked in this order, each step before anything is allocated or queued for
 //! the next (the frame itself — magic, length against `payload_bytes_max` below before the
-//! payload is allocated, CRC32C — was checked by `net::server`):
-//! gateway header (version, flags, body size), cluster id, leadership, body shape, session (or
-//! the credential of a register request), role, in-flight limit, then the request is served.
-//! Nothing unauthenticated reaches the batcher.
+//! payload is allocated, CRC32C — was checked by `net::server`; a register frame's limit is
+//! just what registration needs):
+//! gateway header (version, flags, body size), cluster id, leadership, session (any kind but
+//! register: a stranger's request is refused before its body is decoded), body shape (or the
+//! credential of a register request), role, in-flight limit, a scoped submitter's scope
+//! (`scope.rs`), then the request is served. Nothing unauthenticated or out of scope reaches
+//! the batcher.
 //!
 //! Create requests go to the batcher with `try_submit` in the connection's order; a full queue
 //! answers `Busy` at once rather than growing. Their replies are cached per session
@@ -28,7 +31,8 @@ use tally_raft::replication::AppliedView;
 
 use crate::auth::{Access, Credentials, GatewayConfig};
 use crate::limits::{
-    HEADER_BYTES, REQUEST_BODY_BYTES_MAX, REQUEST_EVENTS_MAX, SESSION_IN_FLIGHT_MAX,
+    HEADER_BYTES, REGISTER_PAYLOAD_BYTES_MAX, REQUEST_BODY_BYTES_MAX, REQUEST_EVENTS_MAX,
+    SESSIONS_MAX, SESSIONS_PER_CREDENTIAL_MAX, SESSION_IN_FLIGHT_MAX,
 };
 use crate::protocol::{
     decode_request_body, decode_request_header, encode_balances, encode_create_reply,
@@ -39,7 +43,8 @@ use crate::protocol::{
     KIND_LOOKUP_TRADES, KIND_LOOKUP_TRANSFERS, KIND_REGISTER, KIND_STATEMENT,
 };
 use crate::reply::decode_reply;
-use crate::session::{Admission, SessionRefusal, Sessions, Waiter};
+use crate::scope::check_create;
+use crate::session::{Admission, RegisterRefusal, SessionRefusal, Sessions, Waiter};
 
 type Raft = openraft::Raft<TypeConfig>;
 
@@ -94,6 +99,7 @@ impl Context {
             status,
             &Refusal {
                 leader: None,
+                event: None,
                 message: message.into(),
             },
         )
@@ -125,6 +131,7 @@ fn count_reply(metrics: &NodeMetrics, kind: u8, payload: &[u8]) {
         Status::Busy => Some(Reject::Busy),
         Status::BadRequest => Some(Reject::Malformed),
         Status::Unauthenticated | Status::Forbidden | Status::WrongCluster => Some(Reject::Auth),
+        Status::OutOfScope => Some(Reject::OutOfScope),
         _ => None,
     };
     if let Some(reject) = reject {
@@ -164,10 +171,9 @@ fn status_label(status: Status) -> &'static str {
         Status::BatchRefused => "batch_refused",
         Status::NotFound => "not_found",
         Status::Internal => "internal",
+        Status::OutOfScope => "out_of_scope",
     }
 }
-
-impl Context {}
 
 fn lock(sessions: &Mutex<Sessions>) -> MutexGuard<'_, Sessions> {
     // A panic while holding the lock leaves the table consistent (every mutation is a single
@@ -247,6 +253,7 @@ impl Gateway {
         });
         Err(Refusal {
             leader,
+            event: None,
             message: "this node is not the leader: connect to the leader and register there"
                 .to_owned(),
         })
@@ -294,9 +301,6 @@ impl Gateway {
         }
         self.check_leader()
             .map_err(|refusal| context.refuse(Status::NotLeader, &refusal))?;
-        let request = decode_request_body(operation, body).map_err(|error| {
-            context.refuse_with(Status::BadRequest, format!("malformed request: {error}"))
-        })?;
         if self.credentials.is_empty() {
             return Err(context.refuse_with(
                 Status::Unauthenticated,
@@ -304,6 +308,17 @@ impl Gateway {
             ));
         }
         let now = Instant::now();
+        // Only registration is open to a stranger: any other request names a live session
+        // before its body is decoded (lookup ids are allocated there). Touching the session
+        // here also keeps it alive; admission below looks it up again for role and limits.
+        if operation != Operation::Register {
+            lock(&self.sessions)
+                .heartbeat(header.session, header.client_id, now)
+                .map_err(|refusal| session_refusal(context, refusal))?;
+        }
+        let request = decode_request_body(operation, body).map_err(|error| {
+            context.refuse_with(Status::BadRequest, format!("malformed request: {error}"))
+        })?;
         match request {
             Request::Register { credential } => Err(self.register(context, credential, now)),
             Request::Heartbeat => {
@@ -352,9 +367,29 @@ impl Gateway {
                 .set(i64::try_from(sessions.len()).unwrap_or(i64::MAX));
             registered
         };
-        let Some(session) = registered else {
-            return context
-                .refuse_with(Status::Busy, "too many sessions on this node; retry later");
+        let session = match registered {
+            Ok(session) => session,
+            Err(RegisterRefusal::Full) => {
+                return context.refuse_with(
+                    Status::Busy,
+                    format!("all {SESSIONS_MAX} sessions of this node are held; retry later"),
+                )
+            }
+            Err(RegisterRefusal::CredentialFull) => {
+                tracing::info!(
+                    name = credential.name,
+                    "registration past the credential's sessions"
+                );
+                return context.refuse_with(
+                    Status::Busy,
+                    format!(
+                        "credential {:?} already holds {SESSIONS_PER_CREDENTIAL_MAX} sessions, \
+                         the most one credential may hold: reuse one, or retry after one has \
+                         been idle for {} ms",
+                        credential.name, self.session_idle_ms
+                    ),
+                );
+            }
         };
         tracing::info!(name = credential.name, role = ?credential.role, session, "session registered");
         let body = encode_registered(&Registered {
@@ -389,12 +424,18 @@ impl Gateway {
                 now,
             )
             .map_err(|refusal| session_refusal(&context, refusal))?;
-        match admission {
+        let access = match admission {
             Admission::Cached(payload) => return Err(payload),
             Admission::Waiting => return Ok(()),
-            Admission::Serve => {}
-        }
+            Admission::Serve(access) => access,
+        };
         let sessions = Arc::clone(&self.sessions);
+        if let Some(refusal) = self.out_of_scope(&context, &access, operation, &body) {
+            // Nothing was submitted, so the reply is not cached: a duplicate is checked again
+            // (which also lets a trade on an account that has applied since go through).
+            complete(&self.metrics, &sessions, &context, refusal, false, replies).await;
+            return Ok(());
+        }
         let submitted = match self.batcher() {
             None => Err(context.refuse_with(Status::Unavailable, "the node is shutting down")),
             Some(batcher) => match batcher.try_submit(ClientBatch { operation, body }) {
@@ -457,6 +498,46 @@ impl Gateway {
         Ok(())
     }
 
+    /// The `OutOfScope` refusal of a scoped submitter's create request with an event outside
+    /// its scope; `None` when every event is within it, or the session is not scoped.
+    fn out_of_scope(
+        &self,
+        context: &Context,
+        access: &Access,
+        operation: tally_engine::Operation,
+        body: &[u8],
+    ) -> Option<Bytes> {
+        let scope = access.debit_scope()?;
+        let checked = match operation {
+            // Only trades need the applied state (their records carry no ledger); the others
+            // do not hold up the apply loop's lock.
+            tally_engine::Operation::CreateTrades => self.view.read(|applied| {
+                check_create(scope, operation, body, |id| {
+                    applied
+                        .engine()
+                        .lookup_account(id)
+                        .map(|account| account.ledger)
+                })
+            }),
+            _ => check_create(scope, operation, body, |_| None),
+        };
+        let refusal = checked.err()?;
+        tracing::info!(
+            client = context.header.client_id,
+            event = refusal.index,
+            reason = refusal.reason,
+            "create request out of the submitter's scope"
+        );
+        Some(context.refuse(
+            Status::OutOfScope,
+            &Refusal {
+                leader: None,
+                event: Some(refusal.index),
+                message: refusal.reason,
+            },
+        ))
+    }
+
     fn read(
         &self,
         context: &Context,
@@ -507,6 +588,7 @@ async fn linearize(raft: &Raft, flags: u16) -> Result<(), LateRefusal> {
                     Status::NotLeader,
                     &Refusal {
                         leader,
+                        event: None,
                         message: "linearizable reads are served by the leader".to_owned(),
                     },
                 )
@@ -618,6 +700,7 @@ fn node_refusal(context: &Context, refusal: tally_raft::node::protocol::Refusal)
         status,
         &Refusal {
             leader: refusal.leader,
+            event: None,
             message: refusal.message,
         },
     )
@@ -632,10 +715,15 @@ impl ClientHandler for Gateway {
         Box::pin(self.serve(frame, replies))
     }
 
-    /// A full create request and its header: anything larger is refused by the frame reader
-    /// before its payload is allocated, and closes its connection.
-    fn payload_bytes_max(&self, _kind: u8) -> usize {
-        HEADER_BYTES + REQUEST_BODY_BYTES_MAX
+    /// A register frame: its header and the longest credential (all a stranger can send);
+    /// any other kind: a full create request and its header. Anything larger is refused by the
+    /// frame reader before its payload is allocated, and closes its connection.
+    fn payload_bytes_max(&self, kind: u8) -> usize {
+        if kind == KIND_REGISTER {
+            REGISTER_PAYLOAD_BYTES_MAX
+        } else {
+            HEADER_BYTES + REQUEST_BODY_BYTES_MAX
+        }
     }
 
     /// Stop accepting create requests (they answer `Unavailable`); those already queued still

@@ -14,7 +14,8 @@ use tally_raft::net::Replies;
 
 use crate::auth::Access;
 use crate::limits::{
-    REPLY_CACHE_BYTES_MAX, REPLY_CACHE_REPLIES_MAX, SESSIONS_MAX, SESSION_IN_FLIGHT_MAX,
+    REPLY_CACHE_BYTES_MAX, REPLY_CACHE_REPLIES_MAX, SESSIONS_MAX, SESSIONS_PER_CREDENTIAL_MAX,
+    SESSION_IN_FLIGHT_MAX,
 };
 
 /// Someone waiting for the reply to a request number: the connection and frame id to answer.
@@ -48,10 +49,21 @@ pub(crate) enum SessionRefusal {
     Forbidden,
 }
 
+/// Why a registration is refused (both answer `Busy`: sessions expire, so a later retry may
+/// succeed).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum RegisterRefusal {
+    /// Every one of the node's `SESSIONS_MAX` sessions is held.
+    Full,
+    /// The credential already holds `SESSIONS_PER_CREDENTIAL_MAX` sessions.
+    CredentialFull,
+}
+
 /// What to do with a create request's number.
 pub(crate) enum Admission {
-    /// Serve it (the in-flight count is taken; give it back with `finish_create`).
-    Serve,
+    /// Serve it as the session `Access` may (the in-flight count is taken; give it back with
+    /// `finish_create`).
+    Serve(Access),
     /// Already answered: send this payload again.
     Cached(Bytes),
     /// Being served: the waiter was queued for its reply.
@@ -72,19 +84,29 @@ impl Sessions {
         }
     }
 
-    /// Register a session for `client_id`; `None` when the table is full even after dropping
-    /// idle sessions.
+    /// Register a session for `client_id`; refused when the table, or the credential's share
+    /// of it, is full even after dropping idle sessions.
     pub(crate) fn register(
         &mut self,
         client_id: u128,
         access: Access,
         now: Instant,
-    ) -> Option<u64> {
+    ) -> Result<u64, RegisterRefusal> {
         let idle = self.idle;
         self.by_id
             .retain(|_, session| session.in_flight > 0 || now - session.last_seen < idle);
+        // Counted at registration only, over at most `SESSIONS_MAX` sessions: no index to
+        // keep in step with every removal.
+        let held = self
+            .by_id
+            .values()
+            .filter(|session| session.access.credential == access.credential)
+            .count();
+        if held >= SESSIONS_PER_CREDENTIAL_MAX {
+            return Err(RegisterRefusal::CredentialFull);
+        }
         if self.by_id.len() >= SESSIONS_MAX {
-            return None;
+            return Err(RegisterRefusal::Full);
         }
         let mut id = rand::random::<u64>();
         while id == 0 || self.by_id.contains_key(&id) {
@@ -101,7 +123,7 @@ impl Sessions {
                 cached_bytes: 0,
             },
         );
-        Some(id)
+        Ok(id)
     }
 
     /// The live session `id` of `client_id`, touched (its idle clock restarts).
@@ -188,7 +210,7 @@ impl Sessions {
         session
             .slots
             .insert(request_number, Slot::Pending(Vec::new()));
-        Ok(Admission::Serve)
+        Ok(Admission::Serve(session.access.clone()))
     }
 
     /// A read is done.
@@ -276,7 +298,12 @@ mod tests {
     }
 
     fn access() -> Access {
+        access_of(0)
+    }
+
+    fn access_of(credential: u8) -> Access {
         Access {
+            credential: [credential; 32],
             role: Role::Operator,
             scope: None,
         }
@@ -295,7 +322,7 @@ mod tests {
         );
         assert!(matches!(
             sessions.admit_create(id, 9, 1, waiter(), now),
-            Ok(Admission::Serve)
+            Ok(Admission::Serve(_))
         ));
         assert!(matches!(
             sessions.admit_create(id, 9, 1, waiter(), now),
@@ -309,13 +336,13 @@ mod tests {
         for number in 2..=(REPLY_CACHE_REPLIES_MAX as u64 + 1) {
             assert!(matches!(
                 sessions.admit_create(id, 9, number, waiter(), now),
-                Ok(Admission::Serve)
+                Ok(Admission::Serve(_))
             ));
             sessions.finish_create(id, number, &reply, true);
         }
         assert!(matches!(
             sessions.admit_create(id, 9, 1, waiter(), now),
-            Ok(Admission::Serve)
+            Ok(Admission::Serve(_))
         ));
         sessions.finish_create(id, 1, &reply, false);
         for _ in 0..SESSION_IN_FLIGHT_MAX {
@@ -334,12 +361,37 @@ mod tests {
             Some(SessionRefusal::Unknown)
         );
         assert_eq!(sessions.len(), 0);
-        for _ in 0..SESSIONS_MAX {
-            sessions.register(1, access(), later).unwrap();
+    }
+
+    /// Proves one credential holds at most `SESSIONS_PER_CREDENTIAL_MAX` sessions while others
+    /// still register, the table as a whole holds `SESSIONS_MAX`, and expired sessions give
+    /// their places back.
+    #[test]
+    fn sessions_are_capped_per_credential_and_in_all() {
+        let now = Instant::now();
+        let mut sessions = Sessions::new(Duration::from_secs(10));
+        for _ in 0..SESSIONS_PER_CREDENTIAL_MAX {
+            sessions.register(1, access_of(1), now).unwrap();
         }
-        assert_eq!(sessions.register(1, access(), later), None);
-        assert!(sessions
-            .register(1, access(), later + Duration::from_secs(11))
-            .is_some());
+        assert_eq!(
+            sessions.register(1, access_of(1), now),
+            Err(RegisterRefusal::CredentialFull)
+        );
+        let credentials = SESSIONS_MAX / SESSIONS_PER_CREDENTIAL_MAX;
+        for credential in 2..=credentials {
+            for _ in 0..SESSIONS_PER_CREDENTIAL_MAX {
+                sessions
+                    .register(1, access_of(credential as u8), now)
+                    .unwrap();
+            }
+        }
+        assert_eq!(sessions.len(), SESSIONS_MAX);
+        assert_eq!(
+            sessions.register(1, access_of(200), now),
+            Err(RegisterRefusal::Full)
+        );
+        let later = now + Duration::from_secs(11);
+        assert!(sessions.register(1, access_of(1), later).is_ok());
+        assert_eq!(sessions.len(), 1);
     }
 }

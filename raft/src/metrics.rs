@@ -155,16 +155,20 @@ pub enum Reject {
     TooLarge,
     /// The node is shutting down or replication stopped.
     ShuttingDown,
+    /// A submitter's create request debits (or creates) an account outside its credential's
+    /// scope: refused whole by the gateway, nothing submitted.
+    OutOfScope,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 6] = [
+    pub const ALL: [Reject; 7] = [
         Reject::Auth,
         Reject::Busy,
         Reject::Malformed,
         Reject::NotLeader,
         Reject::TooLarge,
         Reject::ShuttingDown,
+        Reject::OutOfScope,
     ];
 
     pub fn label(self) -> &'static str {
@@ -175,6 +179,7 @@ impl Reject {
             Reject::NotLeader => "not_leader",
             Reject::TooLarge => "too_large",
             Reject::ShuttingDown => "shutting_down",
+            Reject::OutOfScope => "out_of_scope",
         }
     }
 }
