@@ -1,7 +1,9 @@
 //! The admin HTTP port of `tally node` (`admin_listen`): what Prometheus and orchestrators ask.
 //!
 //! - `GET /metrics`: every metric in Prometheus's text format (catalog: docs/operations.md).
-//! - `GET /health`: `200 ok` while the process serves; for liveness probes and restarts.
+//! - `GET /health`: `200 ok` while the node can do its job; `503` with the reason once its WAL
+//!   is poisoned or its Raft stopped on a fatal error (`Probe::health`). Neither heals without
+//!   a restart (`tally node` exits on it by itself); for liveness probes.
 //! - `GET /ready`: `200 ready` when the node knows a leader, is a member and has applied what
 //!   it knows to be committed (`Probe::readiness`); `503` with the reason otherwise. For load
 //!   balancers and rolling upgrades: wait for it before stopping the next node.
@@ -38,6 +40,16 @@ async fn metrics(probe: Probe) -> impl IntoResponse {
     }
 }
 
+async fn health(probe: Probe) -> (StatusCode, String) {
+    match probe.health() {
+        Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: {reason}\n"),
+        ),
+    }
+}
+
 async fn ready(probe: Probe) -> (StatusCode, String) {
     match probe.readiness() {
         Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
@@ -51,9 +63,10 @@ async fn ready(probe: Probe) -> (StatusCode, String) {
 /// The routes, for one node's probe.
 pub fn router(probe: Probe) -> Router {
     let for_metrics = probe.clone();
+    let for_health = probe.clone();
     Router::new()
         .route("/metrics", get(move || metrics(for_metrics.clone())))
-        .route("/health", get(|| async { "ok\n" }))
+        .route("/health", get(move || health(for_health.clone())))
         .route("/ready", get(move || ready(probe.clone())))
 }
 

@@ -169,6 +169,7 @@ async fn run_node(flags: NodeFlags) -> anyhow::Result<()> {
     let node = Node::start(config, tally_raft::storage::open_default(), Some(extra))
         .await
         .context("starting the node")?;
+    let id = node.id();
     println!(
         "tally node {} listening on {} (clients) and {} (replicas), {}",
         node.id(),
@@ -180,17 +181,33 @@ async fn run_node(flags: NodeFlags) -> anyhow::Result<()> {
     let admin = admin_listener
         .map(|listener| tally::admin_http::serve(listener, node.probe(), admin_stopped));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
-    }
+    let probe = node.probe();
+    // A poisoned WAL or a fatal Raft error does not heal while the process runs; exiting
+    // non-zero lets the supervisor (systemd `Restart=on-failure`) restart the node, which
+    // recovers from what is durable (docs/operations.md, "Node exited unhealthy").
+    let unhealthy = tokio::select! {
+        _ = terminate.recv() => { tracing::info!("SIGTERM"); None }
+        _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT"); None }
+        reason = probe.unhealthy() => {
+            tracing::error!(%reason, "node unhealthy; stopping it to be restarted");
+            Some(reason)
+        }
+    };
     // The admin port answers until the node is gone: `/ready` says 503 meanwhile.
     let stopped = node.shutdown().await.context("shutting down");
     let _ = stop_admin.send(true);
     if let Some(admin) = admin {
         let _ = admin.await;
     }
-    stopped
+    match unhealthy {
+        Some(reason) => {
+            if let Err(error) = stopped {
+                tracing::warn!(error = format!("{error:#}"), "shutdown after the failure");
+            }
+            Err(anyhow::anyhow!("node {id} stopped unhealthy: {reason}"))
+        }
+        None => stopped,
+    }
 }
 
 async fn run_admin(

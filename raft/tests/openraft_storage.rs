@@ -3,7 +3,6 @@
 //! exactly (equal digests), and what opening refuses.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,7 +15,7 @@ use tally_raft::replication::types::{
     Entry, EntryPayload, LogId, Membership, Node, SnapshotMeta, StoredMembership, Vote,
 };
 use tally_raft::replication::{
-    open_storage, ClientBatch, LogStore, Request, StateMachine, StorageOpenError,
+    open_storage, ClientBatch, LogStore, Request, SnapshotBuffer, StateMachine, StorageOpenError,
 };
 use tally_raft::storage::{open_default, Disk};
 use tally_raft::WalConfig;
@@ -253,7 +252,9 @@ async fn snapshot_installs_with_equal_digest() {
         .begin_receiving_snapshot()
         .await
         .expect("receiving");
-    *received = Cursor::new(snapshot.snapshot.get_ref().clone());
+    tokio::io::AsyncWriteExt::write_all(&mut *received, snapshot.snapshot.get_ref())
+        .await
+        .expect("received");
     follower
         .install_snapshot(&snapshot.meta, received)
         .await
@@ -293,7 +294,7 @@ async fn install_refuses_mismatched_or_damaged_snapshots() {
         .await
         .expect("built");
     let before = state_machine.view().digest();
-    let image = snapshot.snapshot.get_ref().clone();
+    let image = snapshot.snapshot.get_ref().to_vec();
 
     let other_dir = tempfile::tempdir().expect("temporary directory");
     let (_other_log, mut fresh) = open(&disk, other_dir.path());
@@ -307,7 +308,7 @@ async fn install_refuses_mismatched_or_damaged_snapshots() {
     damaged[last] ^= 0x40;
     for (meta, bytes) in [(&wrong_meta, image), (&snapshot.meta, damaged)] {
         let result = fresh
-            .install_snapshot(meta, Box::new(Cursor::new(bytes)))
+            .install_snapshot(meta, Box::new(SnapshotBuffer::from_image(bytes)))
             .await;
         assert!(result.is_err(), "a bad snapshot was installed");
         assert_eq!(fresh.view().digest(), fresh_digest);

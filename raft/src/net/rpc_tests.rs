@@ -289,6 +289,68 @@ fn limits_are_enforced() {
     ));
 }
 
+/// Proves a term or index at the numeric edge is refused when decoded, in every place a
+/// request carries one (the vote, the log ids, the entries), so openraft never adds one to it
+/// and wraps; the largest accepted values still decode.
+#[test]
+fn terms_and_indexes_at_the_edge_are_refused() {
+    use crate::replication::limits::{LOG_INDEX_MAX, TERM_MAX};
+    let edge_log_id = Some(log_id(TERM_MAX, u64::MAX, LOG_INDEX_MAX));
+    let accepted = VoteRequest {
+        vote: vote(TERM_MAX, u64::MAX, false),
+        last_log_id: edge_log_id,
+    };
+    assert_eq!(
+        decode_vote_request(&encode_vote_request(&accepted)).expect("decodes"),
+        accepted
+    );
+    let refused = [
+        (u64::MAX, TERM_MAX, LOG_INDEX_MAX),
+        (TERM_MAX + 1, TERM_MAX, LOG_INDEX_MAX),
+        (TERM_MAX, u64::MAX, LOG_INDEX_MAX),
+        (TERM_MAX, TERM_MAX, u64::MAX),
+        (TERM_MAX, TERM_MAX, LOG_INDEX_MAX + 1),
+    ];
+    for (vote_term, log_term, log_index) in refused {
+        let request = VoteRequest {
+            vote: vote(vote_term, 1, false),
+            last_log_id: Some(log_id(log_term, 1, log_index)),
+        };
+        assert!(
+            matches!(
+                decode_vote_request(&encode_vote_request(&request)),
+                Err(DecodeError::OverLimit { .. })
+            ),
+            "vote {vote_term}, log id {log_term}-{log_index} decoded"
+        );
+        if log_term <= TERM_MAX && log_index <= LOG_INDEX_MAX {
+            continue;
+        }
+        // The same log id on an entry, behind a vote that is fine.
+        let mut append = append_request(1, 0);
+        append.entries = vec![Entry {
+            log_id: log_id(log_term, 1, log_index),
+            payload: EntryPayload::Blank,
+        }];
+        let payload = Bytes::from(encode_append_entries(&append).expect("encodes"));
+        assert!(
+            matches!(
+                decode_append_entries(&payload),
+                Err(DecodeError::OverLimit { .. })
+            ),
+            "entry {log_term}-{log_index} decoded"
+        );
+    }
+    let heartbeat = AppendEntriesRequest::<TypeConfig> {
+        vote: vote(u64::MAX, 1, true),
+        prev_log_id: None,
+        entries: Vec::new(),
+        leader_commit: None,
+    };
+    let payload = Bytes::from(encode_append_entries(&heartbeat).expect("encodes"));
+    assert!(decode_append_entries(&payload).is_err());
+}
+
 proptest! {
     /// Proves random bytes never panic any decoder, and whatever one accepts re-encodes to the
     /// same bytes.

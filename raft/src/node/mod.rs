@@ -35,7 +35,7 @@ use crate::net::NodeTls;
 use crate::replication::types::{Node as Member, NodeId, TypeConfig};
 use crate::replication::{open_storage, AppliedView, CommittedIndex, StorageOpenError};
 use crate::storage::Disk;
-use crate::wal::WalConfig;
+use crate::wal::{WalConfig, WalReader};
 pub use batcher::{Batcher, BatcherConfig, CommittedBatch};
 pub use service::Service;
 
@@ -114,12 +114,56 @@ pub struct NodeConfig {
 }
 
 impl Probe {
+    /// Whether the node can still do its job at all (`/health`): its WAL is not poisoned and
+    /// its Raft has not stopped on a fatal error (a storage error, a panic). `Err` says why.
+    ///
+    /// Neither heals while the process runs: a poisoned WAL refuses every write until it is
+    /// reopened, and openraft does not restart after `Fatal`. The cure is a restart, which
+    /// recovers from what is durable (docs/operations.md), so `tally node` exits on it.
+    pub fn health(&self) -> Result<(), String> {
+        self.health_of(&self.raft.metrics().borrow())
+    }
+
+    fn health_of(&self, metrics: &RaftMetrics<NodeId, BasicNode>) -> Result<(), String> {
+        if let Some(poisoned) = self.wal.poisoned() {
+            return Err(poisoned.to_string());
+        }
+        if let Err(fatal) = &metrics.running_state {
+            return Err(format!("replication stopped: {fatal}"));
+        }
+        Ok(())
+    }
+
+    /// Wait until [`Probe::health`] fails, and return why. Wakes at every change of openraft's
+    /// metrics (a fatal error is one) and every [`HEALTH_POLL_INTERVAL`], for a WAL poisoned
+    /// while openraft has not yet heard of it.
+    pub async fn unhealthy(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(reason) = self.health() {
+                return reason;
+            }
+            tokio::select! {
+                changed = metrics.changed() => {
+                    if changed.is_err() {
+                        // openraft dropped its metrics sender: its core is gone.
+                        if let Err(reason) = self.health() {
+                            return reason;
+                        }
+                        return "replication stopped: openraft's core has exited".to_owned();
+                    }
+                }
+                () = tokio::time::sleep(HEALTH_POLL_INTERVAL) => {}
+            }
+        }
+    }
+
     /// The commit index this node knows: the leader's decision, or what the leader told it.
     pub fn committed_index(&self) -> Option<u64> {
         self.committed.get()
     }
 
-    /// Whether the node should receive traffic (`/ready`): it runs, knows a leader, is a
+    /// Whether the node should receive traffic (`/ready`): it is healthy, knows a leader, is a
     /// member, and has applied within [`READY_LAG_ENTRIES_MAX`] entries of the commit index it
     /// knows. `Err` says why not.
     ///
@@ -131,9 +175,7 @@ impl Probe {
     }
 
     fn readiness_of(&self, metrics: &RaftMetrics<NodeId, Member>) -> Result<(), String> {
-        if let Err(fatal) = &metrics.running_state {
-            return Err(format!("replication stopped: {fatal}"));
-        }
+        self.health_of(metrics)?;
         let Some(leader) = metrics.current_leader else {
             return Err(format!("no leader known (term {})", metrics.current_term));
         };
@@ -209,6 +251,11 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), NodeError> 
 /// index it knows (an entry is at most 1 MiB of events; a few are normally being applied).
 pub const READY_LAG_ENTRIES_MAX: u64 = 16;
 
+/// How often [`Probe::unhealthy`] looks at the WAL between changes of openraft's metrics. A
+/// poisoned WAL fails openraft's next write anyway (and so its metrics change); this bounds the
+/// time until an idle node notices, at the cost of one mutex lock per second.
+pub const HEALTH_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How long a graceful shutdown waits for the batches in flight to be decided.
 pub const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -223,8 +270,8 @@ pub struct Node {
     probe: Probe,
 }
 
-/// What the admin HTTP port asks a node: its metrics and whether it is ready. Cheap to clone;
-/// it outlives nothing (after shutdown it reports the stopped state).
+/// What the admin HTTP port asks a node: its metrics, whether it is healthy and whether it is
+/// ready. Cheap to clone; it outlives nothing (after shutdown it reports the stopped state).
 #[derive(Clone)]
 pub struct Probe {
     id: NodeId,
@@ -233,6 +280,8 @@ pub struct Probe {
     metrics: NodeMetrics,
     committed: CommittedIndex,
     data_dir: PathBuf,
+    /// The WAL's state, for [`Probe::health`] (the WAL itself belongs to openraft's log store).
+    wal: WalReader,
 }
 
 impl Node {
@@ -271,6 +320,7 @@ impl Node {
             .snapshot_metrics()
             .register(metrics.registry());
         let committed = log_store.committed_index();
+        let wal = log_store.wal().reader();
         let raft_config = Arc::new(config.raft.clone().validate()?);
         let raft = Raft::new(
             config.id,
@@ -335,6 +385,7 @@ impl Node {
             metrics,
             committed,
             data_dir: config.data_dir,
+            wal,
         };
         Ok(Node {
             clients,

@@ -17,7 +17,8 @@ use tally_engine::Operation;
 
 use super::error::{DecodeError, EncodeError};
 use super::limits::{
-    ENTRY_BATCHES_MAX, MEMBERSHIP_CONFIGS_MAX, MEMBERSHIP_NODES_MAX, NODE_ADDRESS_BYTES_MAX,
+    ENTRY_BATCHES_MAX, LOG_INDEX_MAX, MEMBERSHIP_CONFIGS_MAX, MEMBERSHIP_NODES_MAX,
+    NODE_ADDRESS_BYTES_MAX, TERM_MAX,
 };
 use super::types::{
     ClientBatch, Entry, EntryPayload, LogId, Membership, Node, NodeId, Request, Vote,
@@ -174,8 +175,21 @@ pub(crate) fn encode_vote(vote: &Vote, out: &mut Vec<u8>) {
 }
 
 /// Read a vote (the pair of [`encode_vote`]).
+/// `value` if it is at most `limit`: a term or index at the numeric edge is refused when it is
+/// decoded, before openraft can add one to it (`TERM_MAX`, `LOG_INDEX_MAX`).
+fn at_most(what: &'static str, value: u64, limit: u64) -> Result<u64, DecodeError> {
+    if value > limit {
+        return Err(DecodeError::OverLimit {
+            what,
+            count: value,
+            limit: limit as usize,
+        });
+    }
+    Ok(value)
+}
+
 pub(crate) fn decode_vote(reader: &mut Reader<'_>) -> Result<Vote, DecodeError> {
-    let term = reader.u64()?;
+    let term = at_most("term of a vote", reader.u64()?, TERM_MAX)?;
     let node_id = reader.u64()?;
     let committed = reader.flag()?;
     reader.reserved(7)?;
@@ -197,8 +211,11 @@ pub fn decode_entry(record: &wal::Entry) -> Result<Entry, DecodeError> {
     reader.reserved(6)?;
     let node_id = reader.u64()?;
     let log_id = LogId::new(
-        openraft::CommittedLeaderId::new(record.term, node_id),
-        record.index,
+        openraft::CommittedLeaderId::new(
+            at_most("term of an entry", record.term, TERM_MAX)?,
+            node_id,
+        ),
+        at_most("index of an entry", record.index, LOG_INDEX_MAX)?,
     );
     let payload = match kind {
         KIND_BLANK => EntryPayload::Blank,
@@ -295,9 +312,9 @@ pub(crate) fn decode_optional_log_id(
     let at = reader.at;
     let present = reader.u8()?;
     reader.reserved(7)?;
-    let term = reader.u64()?;
+    let term = at_most("term of a log id", reader.u64()?, TERM_MAX)?;
     let node = reader.u64()?;
-    let index = reader.u64()?;
+    let index = at_most("index of a log id", reader.u64()?, LOG_INDEX_MAX)?;
     match present {
         0 if term == 0 && node == 0 && index == 0 => Ok(None),
         0 => Err(DecodeError::ReservedNotZero { at: at + 8 }),
@@ -443,7 +460,8 @@ mod tests {
                 payload: EntryPayload::Membership(joint),
             },
             Entry {
-                log_id: log_id(u64::MAX, u64::MAX, u64::MAX),
+                // The largest term and index a decoder accepts (node ids have no limit).
+                log_id: log_id(TERM_MAX, u64::MAX, LOG_INDEX_MAX),
                 payload: EntryPayload::Membership(Membership::default()),
             },
             Entry {

@@ -1,7 +1,7 @@
 //! Limits of the replication layer, units last, each with its reason. (The WAL's own limits are
 //! in `crate::limits`; these are the ones only openraft's entries and snapshots need.)
 
-use crate::limits::ENTRY_PAYLOAD_BYTES_MAX;
+use crate::limits::{ENTRY_PAYLOAD_BYTES_MAX, SNAPSHOT_PAYLOAD_BYTES_MAX};
 use tally_engine::limits::RECORD_BYTES;
 
 /// Client batches packed into one Raft entry. A batch holds at least one 128-byte record and
@@ -62,3 +62,26 @@ const _: () = assert!(
         + SNAPSHOT_ID_BYTES_MAX
         <= SNAPSHOT_META_BYTES_MAX
 );
+
+/// Bytes of a snapshot image a replica agrees to receive from a peer, held in memory until the
+/// last chunk arrives. The InstallSnapshot protocol announces no total (docs/protocol.md), so
+/// this node-wide bound is what a peer can make a replica hold for one snapshot. It equals the
+/// largest snapshot file we read back: a larger image could be received but never reopened.
+/// Chunks must also arrive in order (`SnapshotBuffer`), so reaching it takes sending it.
+pub const SNAPSHOT_RECEIVE_BYTES_MAX: u64 = SNAPSHOT_PAYLOAD_BYTES_MAX;
+
+/// Largest term accepted from a peer or read from disk. openraft adds one to a term when it
+/// campaigns; a term at `u64::MAX` would overflow (and, without overflow checks, wrap to 0 and
+/// make a node forget every vote). A term grows by one per election: at one election per
+/// millisecond, 2^62 lasts over a hundred million years, so only a wrong peer gets near it.
+pub const TERM_MAX: u64 = 1 << 62;
+
+/// Largest log index accepted from a peer or read from disk. openraft computes `index + 1`
+/// (the next index) all over; an index at `u64::MAX` would overflow. One entry per fdatasync
+/// (some 10,000 a second) reaches 2^62 in over ten million years.
+pub const LOG_INDEX_MAX: u64 = 1 << 62;
+
+const _: () = assert!(SNAPSHOT_RECEIVE_BYTES_MAX <= SNAPSHOT_PAYLOAD_BYTES_MAX);
+// Room for the arithmetic openraft does on terms and indexes (+1, and sums of a few).
+const _: () = assert!(TERM_MAX <= u64::MAX / 2);
+const _: () = assert!(LOG_INDEX_MAX <= u64::MAX / 2);

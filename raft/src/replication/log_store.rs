@@ -201,13 +201,13 @@ impl LogStore {
         self.purged
     }
 
-    /// The WAL underneath (backend, statistics).
     /// The commit index this node knows, as openraft last saved it: a handle that stays
     /// valid after the log store moves into openraft.
     pub fn committed_index(&self) -> CommittedIndex {
         CommittedIndex(Arc::clone(&self.committed))
     }
 
+    /// The WAL underneath (backend, statistics, health through [`Wal::reader`]).
     pub fn wal(&self) -> &Wal {
         &self.wal
     }
@@ -361,7 +361,37 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     /// - When this returns the removal of every entry from `log_id.index` on is durable (the
     ///   WAL's contract); a crash during the call leaves a prefix of the old log.
+    /// - Never removes an entry at or below the commit index this store was told
+    ///   (`save_committed`): such a truncation is refused with a `StorageError`, logged with
+    ///   both indexes, and nothing is removed. openraft never asks for it (committed entries are
+    ///   never in conflict), so the request means a peer or openraft broke Raft's rules, and
+    ///   the error makes openraft stop (Fatal) rather than lose acknowledged transfers.
+    /// - Never removes an entry at or below the purge point either (those are inside the
+    ///   snapshot, so they were committed): refused the same way.
+    /// - The commit index is not durable (see `save_committed`): after a restart this guard
+    ///   holds from the first commit index the leader sends on; until then only the purge
+    ///   point guards.
+    /// - A truncation past the last entry changes nothing.
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let floors = [
+            ("committed", self.committed_index().get()),
+            ("purged", self.purged.map(|purged| purged.index)),
+        ];
+        for (what, floor) in floors {
+            if let Some(floor) = floor.filter(|floor| log_id.index <= *floor) {
+                tracing::error!(
+                    truncate_from = log_id.index,
+                    floor_index = floor,
+                    floor = what,
+                    "refusing to truncate the log at or below its {what} index"
+                );
+                let error = io::Error::other(format!(
+                    "refused to truncate the log from index {} at or below the {what} index {floor}",
+                    log_id.index
+                ));
+                return Err(StorageIOError::write_logs(&error).into());
+            }
+        }
         if log_id.index >= next_index(&self.wal.log_state()) {
             return Ok(());
         }

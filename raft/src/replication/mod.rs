@@ -5,7 +5,8 @@
 //! - [`codec`]: openraft entries as WAL records (docs/raft-entries.md).
 //! - [`log_store`]: [`LogStore`], openraft's `RaftLogStorage` on the [`Wal`](crate::Wal).
 //! - [`state_machine`]: [`StateMachine`], openraft's `RaftStateMachine` wrapping the engine,
-//!   with snapshots ([`snapshot_image`]) written through [`crate::snapshot_file`].
+//!   with snapshots ([`snapshot_image`]) written through [`crate::snapshot_file`], held in
+//!   memory as a [`SnapshotBuffer`] (received chunks only in order, within a bound).
 //!
 //! A node's data directory:
 //! ```text
@@ -20,6 +21,7 @@ pub mod error;
 pub mod limits;
 pub mod log_store;
 pub mod restore;
+pub mod snapshot_buffer;
 pub mod snapshot_image;
 pub mod state_machine;
 pub mod types;
@@ -34,6 +36,7 @@ pub use error::{
     StorageOpenError,
 };
 pub use log_store::{CommittedIndex, LogReader, LogStore};
+pub use snapshot_buffer::SnapshotBuffer;
 pub use state_machine::{Applied, AppliedView, SnapshotBuilder, StateMachine};
 pub use types::{ClientBatch, NodeId, Request, Response, TypeConfig};
 

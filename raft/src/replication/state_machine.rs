@@ -19,7 +19,6 @@
 // produce exactly that error for them, so boxing it would only add a conversion.
 #![allow(clippy::result_large_err)]
 
-use std::io::Cursor;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -28,7 +27,8 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use tally_engine::{Engine, EngineConfig};
 
 use super::error::{InstallError, StateMachineOpenError};
-use super::limits::SNAPSHOTS_KEPT;
+use super::limits::{SNAPSHOTS_KEPT, SNAPSHOT_RECEIVE_BYTES_MAX};
+use super::snapshot_buffer::SnapshotBuffer;
 use super::snapshot_image::{decode_image, encode_image};
 use super::types::{
     Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -194,7 +194,7 @@ impl Snapshots {
         }
         Ok(Some(Snapshot {
             meta: meta.clone(),
-            snapshot: Box::new(Cursor::new(image)),
+            snapshot: Box::new(SnapshotBuffer::from_image(image)),
         }))
     }
 }
@@ -216,6 +216,9 @@ pub struct StateMachine {
     applied: Arc<RwLock<Applied>>,
     snapshots: Arc<Snapshots>,
     engine_config: EngineConfig,
+    /// Bound of a snapshot received from a peer (`SNAPSHOT_RECEIVE_BYTES_MAX` unless a test
+    /// lowers it to reach it).
+    snapshot_receive_bytes_max: u64,
 }
 
 impl StateMachine {
@@ -285,15 +288,22 @@ impl StateMachine {
                 metrics,
             }),
             engine_config,
+            snapshot_receive_bytes_max: SNAPSHOT_RECEIVE_BYTES_MAX,
         })
     }
 
-    /// A read handle on the applied state.
+    /// Lower the bound of a snapshot received from a peer below `SNAPSHOT_RECEIVE_BYTES_MAX`
+    /// (tests reach it this way without sending gigabytes). A larger value is clamped to it.
+    pub fn set_snapshot_receive_bytes_max(&mut self, bytes_max: u64) {
+        self.snapshot_receive_bytes_max = bytes_max.min(SNAPSHOT_RECEIVE_BYTES_MAX);
+    }
+
     /// The snapshot store's metrics (unregistered: the node registers them).
     pub fn snapshot_metrics(&self) -> crate::metrics::SnapshotMetrics {
         self.snapshots.metrics.clone()
     }
 
+    /// A read handle on the applied state.
     pub fn view(&self) -> AppliedView {
         AppliedView {
             applied: Arc::clone(&self.applied),
@@ -336,7 +346,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         tracing::info!(snapshot = %self.meta, bytes = image.len(), "snapshot built");
         Ok(Snapshot {
             meta: self.meta.clone(),
-            snapshot: Box::new(Cursor::new(image)),
+            snapshot: Box::new(SnapshotBuffer::from_image(image)),
         })
     }
 }
@@ -414,8 +424,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    /// - The buffer takes chunks only in order (each at the offset where the bytes received so
+    ///   far end, or at 0 to start over) and only up to the receive bound; anything else is an
+    ///   I/O error that changes nothing (`SnapshotBuffer`).
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotBuffer>, StorageError> {
+        Ok(Box::new(SnapshotBuffer::receiving_at_most(
+            self.snapshot_receive_bytes_max,
+        )))
     }
 
     /// - The snapshot's bytes must carry exactly `meta` (checked) and restore in the engine
@@ -425,7 +440,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotBuffer>,
     ) -> Result<(), StorageError> {
         let image = snapshot.into_inner();
         let sent = meta.clone();

@@ -1,8 +1,6 @@
 //! openraft's type configuration for Tally: what a Raft entry carries and what applying it
 //! returns, plus short names for the openraft types the rest of the module uses.
 
-use std::io::Cursor;
-
 use bytes::Bytes;
 use tally_engine::{BatchError, BatchOutcome, Operation};
 
@@ -29,14 +27,15 @@ impl Node {
 
 openraft::declare_raft_types!(
     /// Tally's openraft types: u64 node ids, nodes known by address, entries that carry client
-    /// batches, snapshots held as bytes (the engine's rkyv snapshot behind our meta header).
+    /// batches, snapshots held as bytes (the engine's rkyv snapshot behind our meta header) in a
+    /// buffer a peer can only append to, in order and within a bound.
     pub TypeConfig:
         D = Request,
         R = Response,
         NodeId = NodeId,
         Node = Node,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = super::snapshot_buffer::SnapshotBuffer,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

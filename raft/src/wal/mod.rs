@@ -592,6 +592,12 @@ const READ_GAP_BYTES_MAX: u64 = SECTOR_BYTES as u64;
 const READ_SPAN_BYTES_MAX: u64 = GROUP_BYTES_MAX as u64;
 
 impl WalReader {
+    /// Why the WAL refuses writes, if it does: it was poisoned by an I/O error and must be
+    /// reopened (which, for a node, means restarting it). For health checks.
+    pub fn poisoned(&self) -> Option<Poisoned> {
+        self.shared.lock().poisoned.clone()
+    }
+
     /// The last purged and the last entry.
     pub fn log_state(&self) -> LogState {
         let view = self.shared.lock();
