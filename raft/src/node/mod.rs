@@ -124,7 +124,7 @@ impl Probe {
         self.health_of(&self.raft.metrics().borrow())
     }
 
-    fn health_of(&self, metrics: &RaftMetrics<NodeId, BasicNode>) -> Result<(), String> {
+    fn health_of(&self, metrics: &RaftMetrics<NodeId, Member>) -> Result<(), String> {
         if let Some(poisoned) = self.wal.poisoned() {
             return Err(poisoned.to_string());
         }
