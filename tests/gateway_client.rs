@@ -184,10 +184,17 @@ async fn cli_walk_through_and_exit_codes() {
         .expect("a leader");
     let addr = cluster.addr(1).expect("addr");
     let cluster_id = format!("{CLUSTER_ID:#x}");
+    let ca = cluster
+        .pki_dir()
+        .expect("TLS is on")
+        .join("ca.pem")
+        .display()
+        .to_string();
     let env = [
         ("TALLY_CLUSTER", addr.as_str()),
         ("TALLY_CLUSTER_ID", cluster_id.as_str()),
         ("TALLY_CREDENTIAL", SECRET),
+        ("TALLY_CA", ca.as_str()),
     ];
     let accounts = root.path().join("accounts.csv");
     std::fs::write(&accounts, "id,ledger,code,flags\n1,1,10,history\n2,1,10,\n").expect("write");
@@ -256,6 +263,7 @@ async fn cli_walk_through_and_exit_codes() {
         env[0],
         env[1],
         ("TALLY_CREDENTIAL", "not-the-secret-at-all-0000"),
+        env[3],
     ];
     let (code, _, err) = tally(&["client", "lookup-accounts", "1"], &wrong);
     assert_eq!(code, 3, "refused: {err}");

@@ -211,50 +211,6 @@ fn admin(cluster: &LocalCluster, node: u64, args: &[&str]) -> Output {
         .expect("tally admin runs")
 }
 
-/// `tally loadgen` against the running cluster, as a child process: writes through the
-/// gateway, and with `--check` reads every listed replica back at the end.
-fn start_load(cluster: &LocalCluster, ids: &[u64], seconds: u64, check: bool) -> Child {
-    let addrs: Vec<String> = ids
-        .iter()
-        .map(|id| cluster.addr(*id).expect("node"))
-        .collect();
-    let mut command = Command::new(tally());
-    command
-        .args([
-            "loadgen",
-            "--cluster",
-            &addrs.join(","),
-            "--cluster-id",
-            "0x1",
-            "--seconds",
-            &seconds.to_string(),
-            "--accounts",
-            "1000",
-            "--batch-events",
-            "500",
-            "--clients",
-            "4",
-        ])
-        .envs(cluster.client_env())
-        .env(
-            "TALLY_CREDENTIAL",
-            String::from_utf8_lossy(cluster.operator_credential()).as_ref(),
-        )
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if check {
-        command.arg("--check");
-    }
-    command.spawn().expect("tally loadgen starts")
-}
-
-fn finish_load(load: Child) -> String {
-    let output = load.wait_with_output().expect("loadgen ends");
-    assert_ok(&output, "tally loadgen");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 /// A Prometheus server, stopped when dropped.
 struct Prometheus {
     child: Child,
@@ -504,7 +460,7 @@ fn prometheus_scrapes_a_cluster_under_load() {
     let before = prometheus.query("sum(tally_events_total)");
     let before = before.first().map_or(0.0, |(_, value)| *value);
 
-    let load = start_load(&cluster, &ids, 6, false);
+    let load = common::start_load(&cluster, &ids, 6, false);
     // While the load runs: events rise in Prometheus.
     prometheus.wait_for(
         "sum(tally_events_total)",
@@ -515,7 +471,7 @@ fn prometheus_scrapes_a_cluster_under_load() {
                 .is_some_and(|(_, value)| *value > before + 1000.0)
         },
     );
-    let report = finish_load(load);
+    let report = common::finish_load(load);
     assert!(report.contains("events/s"), "{report}");
 
     // A live node's exposition: promtool has nothing to say, and it names every metric the
@@ -604,7 +560,7 @@ fn add_and_remove_a_fourth_node_under_load() {
     let root = tempfile::tempdir().expect("tempdir");
     let mut cluster = three_nodes(root.path(), &runtime());
     let ids = [1, 2, 3];
-    let load = start_load(&cluster, &ids, 14, true);
+    let load = common::start_load(&cluster, &ids, 14, true);
     std::thread::sleep(Duration::from_secs(2));
 
     cluster
@@ -670,7 +626,7 @@ fn add_and_remove_a_fourth_node_under_load() {
         String::from_utf8_lossy(&again.stderr)
     );
 
-    common::assert_checks_pass(&finish_load(load));
+    common::assert_checks_pass(&common::finish_load(load));
     let _ = cluster.kill(4);
     cluster.shutdown(Duration::from_secs(10)).expect("stopped");
 }
@@ -687,7 +643,7 @@ fn restore_a_whole_cluster_from_a_snapshot_file() {
     let runtime = runtime();
     let mut cluster = three_nodes(root.path(), &runtime);
     let ids = [1, 2, 3];
-    finish_load(start_load(&cluster, &ids, 3, false));
+    common::finish_load(common::start_load(&cluster, &ids, 3, false));
     let status = admin_status(&cluster, 1);
     let leader = status["leader"].as_u64().expect("a leader");
     let leader_state = |status: &serde_json::Value| {

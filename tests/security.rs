@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -34,52 +33,6 @@ fn tally() -> &'static Path {
 
 fn cluster(root: &Path) -> LocalCluster {
     LocalCluster::new(tally(), root, "[raft]\n[wal]\nsegment_mib = 16\n")
-}
-
-/// `tally loadgen --check` against the nodes `ids` of the running cluster, as a child process.
-fn start_load(cluster: &LocalCluster, ids: &[u64], seconds: u64) -> Child {
-    let addrs: Vec<String> = ids
-        .iter()
-        .map(|id| cluster.addr(*id).expect("node"))
-        .collect();
-    Command::new(tally())
-        .args([
-            "loadgen",
-            "--cluster",
-            &addrs.join(","),
-            "--cluster-id",
-            "0x1",
-            "--seconds",
-            &seconds.to_string(),
-            "--accounts",
-            "1000",
-            "--batch-events",
-            "500",
-            "--clients",
-            "4",
-            "--check",
-        ])
-        .envs(cluster.client_env())
-        .env(
-            "TALLY_CREDENTIAL",
-            String::from_utf8_lossy(cluster.operator_credential()).as_ref(),
-        )
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tally loadgen starts")
-}
-
-fn finish_load(load: Child) -> String {
-    let output = load.wait_with_output().expect("loadgen ends");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "tally loadgen failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
 }
 
 fn log_id(term: u64, node: u64, index: u64) -> LogId<u64> {
@@ -247,7 +200,7 @@ async fn strangers_cannot_speak_raft_to_a_cluster_under_load() {
         Stranger::Plain,
     ];
 
-    let load = start_load(&cluster, &[1, 2, 3], 12);
+    let load = common::start_load(&cluster, &[1, 2, 3], 12, true);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before: Vec<String> = [1, 2, 3]
         .iter()
@@ -298,7 +251,7 @@ async fn strangers_cannot_speak_raft_to_a_cluster_under_load() {
         );
     }
 
-    let report = finish_load(load);
+    let report = common::finish_load(load);
     common::assert_checks_pass(&report);
     let states = cluster.states(0).await;
     assert_eq!(states.len(), 3, "every member answers: {states:?}");
@@ -396,26 +349,23 @@ async fn idle_connection_floods_stop_neither_replication_nor_clients() {
         next_id += count;
         transfers
     };
-    let transfers = write(500);
-    let created = client
-        .create_transfers(&transfers)
-        .await
-        .expect("writes during the flood");
-    assert!(created.is_empty(), "{created:?}");
-    cluster.kill(follower).expect("follower killed");
-    let transfers = write(500);
-    let created = client
-        .create_transfers(&transfers)
-        .await
-        .expect("writes with a follower down");
-    assert!(created.is_empty(), "{created:?}");
-    cluster.start(follower).expect("follower restarts");
-    let transfers = write(500);
-    let created = client
-        .create_transfers(&transfers)
-        .await
-        .expect("writes after the restart");
-    assert!(created.is_empty(), "{created:?}");
+    for step in [
+        "during the flood",
+        "with a follower down",
+        "after the restart",
+    ] {
+        match step {
+            "with a follower down" => cluster.kill(follower).expect("follower killed"),
+            "after the restart" => cluster.start(follower).expect("follower restarts"),
+            _ => {}
+        }
+        let transfers = write(500);
+        let created = client
+            .create_transfers(&transfers)
+            .await
+            .unwrap_or_else(|error| panic!("writes {step}: {error}"));
+        assert!(created.is_empty(), "writes {step}: {created:?}");
+    }
 
     tracing::info!("--- the follower catches up");
     let deadline = Instant::now() + Duration::from_secs(60);

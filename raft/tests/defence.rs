@@ -75,8 +75,13 @@ fn membership(voters: &[u64]) -> Membership {
     let nodes: BTreeMap<u64, Member> = voters
         .iter()
         .map(|id| {
-            let addr = format!("127.0.0.1:{}", 7000 + id);
-            (*id, Member { addr })
+            (
+                *id,
+                Member::new(
+                    format!("127.0.0.1:{}", 7100 + id),
+                    format!("127.0.0.1:{}", 7000 + id),
+                ),
+            )
         })
         .collect();
     Membership::new(vec![voters.iter().copied().collect::<BTreeSet<_>>()], nodes)
@@ -200,7 +205,7 @@ async fn send_chunk(
         request_id: offset,
         payload: Bytes::from(payload),
     };
-    let answer = rpc::answer(raft, frame).await;
+    let answer = rpc::answer(raft, frame, None).await;
     if answer.kind == KIND_ERROR {
         return Err(rpc::decode_error_answer(&answer.payload).expect("an error answer"));
     }
@@ -274,8 +279,10 @@ async fn a_poisoned_wal_makes_the_node_unhealthy_and_stops_its_raft() {
     let config = NodeConfig {
         id: 1,
         listen: "127.0.0.1:0".parse().expect("address"),
+        peer_listen: "127.0.0.1:0".parse().expect("address"),
+        tls: None,
         data_dir: Path::new("/node").to_path_buf(),
-        bootstrap: BTreeMap::from([(1, "127.0.0.1:1".to_owned())]),
+        bootstrap: BTreeMap::from([(1, Member::new("127.0.0.1:1", "127.0.0.1:2"))]),
         raft: tally_raft::net::recommended_config("tally-defence-health"),
         wal: wal_config(),
         batcher: BatcherConfig::default(),

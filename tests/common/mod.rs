@@ -16,3 +16,60 @@ pub fn assert_checks_pass(report: &str) {
         assert!(line.contains("PASS"), "{line}\n{report}");
     }
 }
+
+/// `tally loadgen` against the nodes `ids` of the running `cluster`, as a child process:
+/// writes through the gateway (over the cluster's TLS), and with `check` reads every listed
+/// replica back at the end and runs the history checks.
+pub fn start_load(
+    cluster: &tally::local_cluster::LocalCluster,
+    ids: &[u64],
+    seconds: u64,
+    check: bool,
+) -> std::process::Child {
+    let addrs: Vec<String> = ids
+        .iter()
+        .map(|id| cluster.addr(*id).expect("node"))
+        .collect();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tally"));
+    command
+        .args([
+            "loadgen",
+            "--cluster",
+            &addrs.join(","),
+            "--cluster-id",
+            "0x1",
+            "--seconds",
+            &seconds.to_string(),
+            "--accounts",
+            "1000",
+            "--batch-events",
+            "500",
+            "--clients",
+            "4",
+        ])
+        .envs(cluster.client_env())
+        .env(
+            "TALLY_CREDENTIAL",
+            String::from_utf8_lossy(cluster.operator_credential()).as_ref(),
+        )
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if check {
+        command.arg("--check");
+    }
+    command.spawn().expect("tally loadgen starts")
+}
+
+/// Wait for a load started by [`start_load`] and return its report; it must have succeeded.
+pub fn finish_load(load: std::process::Child) -> String {
+    let output = load.wait_with_output().expect("loadgen ends");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "tally loadgen failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
