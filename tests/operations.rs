@@ -560,8 +560,28 @@ fn add_and_remove_a_fourth_node_under_load() {
     let root = tempfile::tempdir().expect("tempdir");
     let mut cluster = three_nodes(root.path(), &runtime());
     let ids = [1, 2, 3];
-    let load = common::start_load(&cluster, &ids, 14, true);
-    std::thread::sleep(Duration::from_secs(2));
+    let mut load = common::start_load(&cluster, &ids, 14, true);
+    // Node 4 must later catch up with a ledger that has something in it: wait until the load
+    // has written (with a deadline, and its own output if it ended first) instead of hoping a
+    // fixed pause was long enough on a busy host.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = admin_status(&cluster, 1);
+        let written = status["members"]
+            .as_array()
+            .is_some_and(|members| members.iter().any(|m| m["accounts"].as_u64() > Some(0)));
+        if written {
+            break;
+        }
+        if load.try_wait().expect("loadgen status").is_some() || Instant::now() > deadline {
+            let _ = load.kill();
+            panic!(
+                "the load wrote nothing within 30 s:\n{}",
+                common::finish_load(load)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     cluster
         .add(4, &std::collections::BTreeMap::new())
@@ -578,19 +598,27 @@ fn add_and_remove_a_fourth_node_under_load() {
         .expect("a follower");
     let added = admin(&cluster, follower, &["add-node", "4", &addr4, &peer4]);
     assert_ok(&added, "tally admin add-node");
-    let status = admin_status(&cluster, leader);
-    let members = status["members"].as_array().expect("members");
-    assert_eq!(members.len(), 4, "{status:#}");
-    let four = members
-        .iter()
-        .find(|member| member["id"] == 4)
-        .expect("node 4 listed");
-    assert_eq!(four["voter"], true, "{status:#}");
-    assert_eq!(four["reachable"], true, "{status:#}");
-    assert!(
-        four["accounts"].as_u64().unwrap_or(0) > 0,
-        "node 4 caught up with the ledger: {status:#}"
-    );
+    // Node 4 is a voter at once; it has the ledger once it has applied what it was sent,
+    // which its own state shows a moment later (wait for that, with a deadline).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = admin_status(&cluster, leader);
+        let members = status["members"].as_array().expect("members");
+        assert_eq!(members.len(), 4, "{status:#}");
+        let four = members
+            .iter()
+            .find(|member| member["id"] == 4)
+            .expect("node 4 listed");
+        assert_eq!(four["voter"], true, "{status:#}");
+        if four["reachable"] == true && four["accounts"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 4 did not catch up with the ledger: {status:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     wait_ready(&cluster, &[4], Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(2));
 
