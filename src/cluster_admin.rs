@@ -1,5 +1,6 @@
-//! `tally admin`'s cluster operations, for the operator role (an operator credential of the
-//! nodes): the cluster's status across every member, adding and removing a node.
+//! `tally admin`'s cluster operations, for the operator role (a gateway credential with role
+//! "operator", on the one client protocol every client speaks): the cluster's status across
+//! every member, adding and removing a node.
 //!
 //! - `status` asks the node given, learns the membership and every member's address from it,
 //!   then asks each member for its own state (with its state digest): role, term, last log /
@@ -17,13 +18,41 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde_json::json;
+use tally_gateway::client::{Client, ClientConfig, ClientError, Reads};
+use tally_gateway::protocol::{Admin, Member, NodeState};
 use tally_raft::net::ClientTls;
-use tally_raft::node::client::Connection;
-use tally_raft::node::protocol::{Admin, NodeState, Request, STATE_AUDIT};
-use tally_raft::replication::types::Node as Member;
 
 /// How long `status` waits for each member.
 pub const MEMBER_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a membership change may take: adding a learner waits until it has caught up
+/// with the leader's log (or installed a snapshot).
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// An operator: the cluster's id, an operator credential and the TLS to reach the nodes with.
+/// Every operation is an ordinary gateway request of a session with the operator role.
+#[derive(Clone, Debug)]
+pub struct Operator {
+    pub cluster_id: u128,
+    pub credential: Vec<u8>,
+    pub tls: Option<ClientTls>,
+}
+
+impl Operator {
+    /// A client of the node at `addr` alone, whose reads are what that node has applied;
+    /// every request is given up after `deadline`.
+    pub async fn node(&self, addr: &str, deadline: Duration) -> Result<Client, ClientError> {
+        let mut config = ClientConfig::new(
+            vec![addr.to_owned()],
+            self.cluster_id,
+            self.credential.clone(),
+        )
+        .with_tls(self.tls.clone())
+        .with_reads(Reads::Local);
+        config.deadline = deadline;
+        config.request_timeout = deadline;
+        Client::connect(config).await
+    }
+}
 
 /// One member as `status` saw it.
 #[derive(Clone, Debug)]
@@ -65,15 +94,13 @@ impl ClusterStatus {
     }
 }
 
-async fn ask(
-    addr: &str,
-    credential: &[u8],
-    tls: Option<&ClientTls>,
-    flags: u8,
-) -> Result<NodeState, String> {
+async fn ask(operator: &Operator, addr: &str) -> Result<NodeState, String> {
     let asked = async {
-        let connection = Connection::connect_as(addr, credential, tls).await?;
-        connection.state(flags).await
+        operator
+            .node(addr, MEMBER_TIMEOUT)
+            .await?
+            .node_state(true)
+            .await
     };
     match tokio::time::timeout(MEMBER_TIMEOUT, asked).await {
         Ok(Ok(state)) => Ok(state),
@@ -83,12 +110,8 @@ async fn ask(
 }
 
 /// Every member's state, starting from the node at `addr`.
-pub async fn cluster_status(
-    addr: &str,
-    credential: &[u8],
-    tls: Option<&ClientTls>,
-) -> anyhow::Result<ClusterStatus> {
-    let first = ask(addr, credential, tls, STATE_AUDIT)
+pub async fn cluster_status(operator: &Operator, addr: &str) -> anyhow::Result<ClusterStatus> {
+    let first = ask(operator, addr)
         .await
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("asking {addr}"))?;
@@ -98,7 +121,7 @@ pub async fn cluster_status(
         let state = if *id == first.node_id {
             Ok(first.clone())
         } else {
-            ask(member_addr, credential, tls, STATE_AUDIT).await
+            ask(operator, member_addr).await
         };
         members.push(MemberStatus {
             id: *id,
@@ -259,19 +282,18 @@ pub fn status_json(status: &ClusterStatus) -> serde_json::Value {
     })
 }
 
-/// A connection to the leader, found from the node at `addr`, and the leader's state.
-pub async fn leader(
-    addr: &str,
-    credential: &[u8],
-    tls: Option<&ClientTls>,
-) -> anyhow::Result<(Connection, NodeState)> {
+/// A client of the leader, found from the node at `addr`, and the leader's state.
+pub async fn leader(operator: &Operator, addr: &str) -> anyhow::Result<(Client, NodeState)> {
     let mut target = addr.to_owned();
     // Asked node → its leader; a second hop covers a leader change in between.
     for _ in 0..3 {
-        let connection = Connection::connect_as(&target, credential, tls).await?;
-        let state = connection.state(0).await?;
+        let client = operator
+            .node(&target, ADMIN_TIMEOUT)
+            .await
+            .with_context(|| format!("connecting to {target}"))?;
+        let state = client.node_state(false).await?;
         if state.role == "Leader" {
-            return Ok((connection, state));
+            return Ok((client, state));
         }
         let Some(leader) = state.leader else {
             bail!(
@@ -290,26 +312,17 @@ pub async fn leader(
     bail!("the leader kept changing while looking for it; retry")
 }
 
-async fn administer(connection: &Connection, admin: Admin) -> anyhow::Result<()> {
-    connection
-        .request(&Request::Admin(admin))
-        .await?
-        .map_err(anyhow::Error::new)?;
-    Ok(())
-}
-
 /// Add node `id` at `node` (its client and peer addresses; already running, with an empty
 /// data directory or its own earlier one) as a learner, wait for it to catch up, and make it a
 /// voter.
 pub async fn add_node(
+    operator: &Operator,
     addr: &str,
-    credential: &[u8],
-    tls: Option<&ClientTls>,
     id: u64,
     node: &Member,
 ) -> anyhow::Result<()> {
-    let node_addr = &node.client_addr;
-    let (connection, state) = leader(addr, credential, tls).await?;
+    let node_addr = &node.client;
+    let (client, state) = leader(operator, addr).await?;
     if state.voters.contains(&id) {
         bail!("node {id} is already a voter");
     }
@@ -319,32 +332,31 @@ pub async fn add_node(
         }
     } else {
         println!("adding node {id} ({node_addr}) as a learner; waiting for it to catch up");
-        administer(&connection, Admin::AddLearner(id, node.clone()))
+        client
+            .admin(&Admin::AddLearner(id, node.clone()))
             .await
             .with_context(|| format!("adding node {id} as a learner"))?;
     }
     let mut voters = state.voters.clone();
     voters.push(id);
     println!("making node {id} a voter: voters {voters:?}");
-    administer(&connection, Admin::ChangeVoters(voters))
+    client
+        .admin(&Admin::ChangeVoters(voters))
         .await
         .with_context(|| format!("making node {id} a voter"))?;
     Ok(())
 }
 
 /// Remove node `id` from the cluster (voter or learner).
-pub async fn remove_node(
-    addr: &str,
-    credential: &[u8],
-    tls: Option<&ClientTls>,
-    id: u64,
-) -> anyhow::Result<()> {
-    let (connection, state) = leader(addr, credential, tls).await?;
+pub async fn remove_node(operator: &Operator, addr: &str, id: u64) -> anyhow::Result<()> {
+    let (client, state) = leader(operator, addr).await?;
     if !state.addresses.iter().any(|(member, _)| *member == id) {
         bail!("node {id} is not a member (members: {:?})", state.addresses);
     }
     println!("removing node {id} from the cluster");
-    administer(&connection, Admin::RemoveNodes(vec![id]))
+    client
+        .admin(&Admin::RemoveNodes(vec![id]))
         .await
-        .with_context(|| format!("removing node {id}"))
+        .with_context(|| format!("removing node {id}"))?;
+    Ok(())
 }

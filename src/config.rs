@@ -443,13 +443,6 @@ pub fn node_config(flags: &NodeFlags) -> anyhow::Result<NodeConfig> {
         engine: tally_engine::EngineConfig {
             hash_seed: rand::random(),
         },
-        // The node protocol (admin, unscoped reads) accepts the gateway's operators only.
-        operator_credentials: gateway_section(&file.gateway)?
-            .credentials
-            .iter()
-            .filter(|credential| credential.role == Role::Operator)
-            .map(|credential| credential.hash)
-            .collect(),
     })
 }
 

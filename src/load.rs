@@ -9,9 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use tally_loadgen::check::{all_passed, render};
 use tally_loadgen::run::{Limit, Pace, RunConfig, RunOutcome};
-use tally_loadgen::{Mix, NodeCluster, Skew, WorkloadConfig};
+use tally_loadgen::{GatewayCluster, Mix, Skew, WorkloadConfig};
 use tally_raft::net::ClientTls;
-use tally_raft::node::client::RetryPolicy;
 
 use crate::local_cluster::LocalCluster;
 
@@ -211,14 +210,13 @@ async fn load(
     tls: Option<ClientTls>,
     config: &RunConfig,
 ) -> anyhow::Result<RunOutcome> {
-    let gateway = tally_gateway::client::Client::connect(
-        tally_gateway::client::ClientConfig::new(addrs.clone(), cluster_id, credential.to_vec())
-            .with_tls(tls.clone()),
-    )
-    .await
-    .context("registering with the gateway")?;
     let cluster = Arc::new(
-        NodeCluster::new(addrs, credential, tls, RetryPolicy::default()).with_gateway(gateway),
+        GatewayCluster::connect(
+            tally_gateway::client::ClientConfig::new(addrs, cluster_id, credential.to_vec())
+                .with_tls(tls),
+        )
+        .await
+        .context("registering with the gateway")?,
     );
     tally_loadgen::run(cluster, config)
         .await
@@ -383,23 +381,17 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         Err(_) => false,
     };
     if let Some(node) = cluster.nodes.values().find(|node| node.is_running()) {
-        let ca = cluster
-            .pki_dir()
-            .map(|pki| format!("TALLY_CA={} ", pki.join("ca.pem").display()))
-            .unwrap_or_default();
+        let ca: String = cluster
+            .client_env()
+            .iter()
+            .map(|(name, value)| format!("{name}={value} "))
+            .collect();
         println!(
             "\nthe cluster after the run (`{ca}TALLY_CREDENTIAL={} tally admin --node {} status`):",
             String::from_utf8_lossy(cluster.operator_credential()),
             node.addr
         );
-        let tls = cluster.client_tls()?;
-        match crate::cluster_admin::cluster_status(
-            &node.addr,
-            cluster.operator_credential(),
-            tls.as_ref(),
-        )
-        .await
-        {
+        match crate::cluster_admin::cluster_status(&cluster.operator()?, &node.addr).await {
             Ok(status) => print!("{}", crate::cluster_admin::status_table(&status)),
             Err(error) => println!("  status unavailable: {error:#}"),
         }

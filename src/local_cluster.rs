@@ -14,10 +14,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use tally_gateway::client::Client;
+use tally_gateway::protocol::NodeState;
 use tally_raft::net::tls::pki;
 use tally_raft::net::{ClientTls, TlsFiles};
-use tally_raft::node::client::Connection;
-use tally_raft::node::protocol::NodeState;
+
+use crate::cluster_admin::Operator;
 use tally_raft::replication::types::Node as Member;
 
 /// One node of the cluster: its address and, while it runs, its process.
@@ -97,9 +99,11 @@ pub struct LocalCluster {
     extra_config: String,
     /// The cluster CA's directory (`ca.pem`, node certificates), `None` for plain TCP.
     pki: Option<PathBuf>,
-    /// The operator secret every node's config knows (by its hash), for the node protocol;
-    /// `None` for a cluster configured without any credential.
+    /// The operator secret every node's config knows (by its hash), for state and
+    /// administration; `None` for a cluster configured without any credential.
     operator: Option<String>,
+    /// The cluster id of the nodes' gateway: `gateway.cluster_id` of `extra_config`, else 1.
+    cluster_id: u128,
     pub nodes: BTreeMap<u64, LocalNode>,
 }
 
@@ -113,7 +117,19 @@ impl LocalCluster {
     /// A cluster of the `tally` binary `exe` under `root`. `extra_config` is appended to every
     /// node's config file (e.g. `[raft]` settings for a test).
     pub fn new(exe: &Path, root: &Path, extra_config: &str) -> LocalCluster {
+        let cluster_id = toml::from_str::<toml::Table>(extra_config)
+            .ok()
+            .and_then(|table| {
+                let id = table
+                    .get("gateway")?
+                    .get("cluster_id")?
+                    .as_str()?
+                    .to_owned();
+                crate::config::parse_u128(&id).ok()
+            })
+            .unwrap_or(1);
         LocalCluster {
+            cluster_id,
             exe: exe.to_owned(),
             root: root.to_owned(),
             extra_config: extra_config.to_owned(),
@@ -147,18 +163,21 @@ impl LocalCluster {
             .transpose()
     }
 
-    /// The environment a `tally` client command needs to reach this cluster: the CA in
-    /// `TALLY_CA`, or nothing for plain TCP (then the command needs `--insecure-plaintext`).
+    /// The environment a `tally` client or admin command needs to reach this cluster: its
+    /// cluster id in `TALLY_CLUSTER_ID`, and the CA in `TALLY_CA` (without it, plain TCP: then
+    /// the command needs `--insecure-plaintext`).
     pub fn client_env(&self) -> Vec<(String, String)> {
-        self.pki
-            .iter()
-            .map(|pki| {
-                (
-                    "TALLY_CA".to_owned(),
-                    pki.join("ca.pem").display().to_string(),
-                )
-            })
-            .collect()
+        let mut env = vec![(
+            "TALLY_CLUSTER_ID".to_owned(),
+            format!("{:#x}", self.cluster_id),
+        )];
+        env.extend(self.pki.iter().map(|pki| {
+            (
+                "TALLY_CA".to_owned(),
+                pki.join("ca.pem").display().to_string(),
+            )
+        }));
+        env
     }
 
     /// The local CA, made on first use.
@@ -180,18 +199,31 @@ impl LocalCluster {
         self
     }
 
-    /// The operator secret of this cluster's nodes (node protocol: admin, unscoped reads).
+    /// The operator secret of this cluster's nodes (a gateway credential, role operator).
     pub fn operator_credential(&self) -> &[u8] {
         self.operator.as_deref().unwrap_or_default().as_bytes()
     }
 
-    /// A node-protocol connection to node `id`, as this cluster's operator.
-    pub async fn connect(&self, id: u64) -> anyhow::Result<Connection> {
-        let tls = self.client_tls()?;
-        Ok(
-            Connection::connect_as(&self.addr(id)?, self.operator_credential(), tls.as_ref())
-                .await?,
-        )
+    /// The cluster's id, as its nodes' gateway knows it.
+    pub fn cluster_id(&self) -> u128 {
+        self.cluster_id
+    }
+
+    /// This cluster's operator (its id, credential and CA).
+    pub fn operator(&self) -> anyhow::Result<Operator> {
+        Ok(Operator {
+            cluster_id: self.cluster_id,
+            credential: self.operator_credential().to_vec(),
+            tls: self.client_tls()?,
+        })
+    }
+
+    /// An operator's client of node `id` alone (reads: what it has applied).
+    pub async fn operator_client(&self, id: u64) -> anyhow::Result<Client> {
+        Ok(self
+            .operator()?
+            .node(&self.addr(id)?, Duration::from_secs(30))
+            .await?)
     }
 
     /// Add node `id` with a fresh address and directory, and write its config (bootstrapping
@@ -288,9 +320,12 @@ impl LocalCluster {
     }
 
     /// Node `id`'s addresses, as the membership knows them.
-    pub fn member(&self, id: u64) -> anyhow::Result<Member> {
+    pub fn member(&self, id: u64) -> anyhow::Result<tally_gateway::protocol::Member> {
         let node = self.nodes.get(&id).context("no such node")?;
-        Ok(Member::new(node.addr.clone(), node.peer_addr.clone()))
+        Ok(tally_gateway::protocol::Member::new(
+            node.addr.clone(),
+            node.peer_addr.clone(),
+        ))
     }
 
     /// Node `id`'s peer listener.
@@ -411,20 +446,20 @@ impl LocalCluster {
         Ok(killed)
     }
 
-    /// Ask each running node for its state; nodes that do not answer are left out.
-    pub async fn states(&self, flags: u8) -> BTreeMap<u64, NodeState> {
+    /// Ask each running node for its state (`audit`: with digest and ledger totals); nodes
+    /// that do not answer are left out.
+    pub async fn states(&self, audit: bool) -> BTreeMap<u64, NodeState> {
         let mut states = BTreeMap::new();
-        let Ok(tls) = self.client_tls() else {
+        let Ok(operator) = self.operator() else {
             return states;
         };
+        let wait = Duration::from_secs(5);
         for node in self.nodes.values().filter(|node| node.is_running()) {
             let asked = async {
-                let connection =
-                    Connection::connect_as(&node.addr, self.operator_credential(), tls.as_ref())
-                        .await?;
-                connection.state(flags).await
+                let client = operator.node(&node.addr, wait).await?;
+                client.node_state(audit).await
             };
-            if let Ok(Ok(state)) = tokio::time::timeout(Duration::from_secs(5), asked).await {
+            if let Ok(Ok(state)) = tokio::time::timeout(wait, asked).await {
                 states.insert(node.id, state);
             }
         }
@@ -435,7 +470,7 @@ impl LocalCluster {
     pub async fn wait_leader(&self, within: Duration) -> anyhow::Result<u64> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let states = self.states(0).await;
+            let states = self.states(false).await;
             let leaders: Vec<u64> = states
                 .values()
                 .filter(|state| state.role == "Leader")

@@ -19,16 +19,14 @@ use std::sync::Arc;
 
 use tally::client_cli::{ClientArgs, Ended};
 use tally::cluster_admin;
+use tally::cluster_admin::{Operator, ADMIN_TIMEOUT};
+use tally::config::parse_u128;
 use tally::config::{admin_listen, gateway_config, node_config, parse_members, NodeFlags};
 use tally::load::{demo, loadgen, DemoArgs, LoadgenArgs};
+use tally_gateway::protocol::{Admin, Member};
 use tally_gateway::Gateway;
 use tally_raft::net::ClientHandler;
-use tally_raft::net::ClientTls;
-use tally_raft::node::client::Connection;
-use tally_raft::node::protocol::{Admin, Request};
-use tally_raft::node::ExtraHandler;
-use tally_raft::node::Node;
-use tally_raft::replication::types::Node as Member;
+use tally_raft::node::{MakeClientHandler, Node};
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +48,9 @@ enum Command {
         /// A node's address.
         #[arg(long)]
         node: String,
+        /// The cluster id (decimal or 0x-hex), as in the nodes' config.
+        #[arg(long, env = "TALLY_CLUSTER_ID", default_value = "0")]
+        cluster_id: String,
         /// An operator's credential (the node knows its hash: `[[gateway.credentials]]` with
         /// role "operator").
         #[arg(long, env = "TALLY_CREDENTIAL", hide_env_values = true)]
@@ -163,10 +164,9 @@ async fn run_node(flags: NodeFlags) -> anyhow::Result<()> {
         Some(addr) => Some(tally::admin_http::bind(addr).await?),
         None => None,
     };
-    let extra: ExtraHandler = Box::new(move |raft, view, batcher, metrics| {
-        Arc::new(Gateway::new(gateway, raft, view, batcher, metrics)) as Arc<dyn ClientHandler>
-    });
-    let node = Node::start(config, tally_raft::storage::open_default(), Some(extra))
+    let clients: MakeClientHandler =
+        Box::new(move |parts| Arc::new(Gateway::new(gateway, parts)) as Arc<dyn ClientHandler>);
+    let node = Node::start(config, tally_raft::storage::open_default(), clients)
         .await
         .context("starting the node")?;
     let id = node.id();
@@ -210,15 +210,10 @@ async fn run_node(flags: NodeFlags) -> anyhow::Result<()> {
     }
 }
 
-async fn run_admin(
-    addr: &str,
-    credential: &[u8],
-    tls: Option<&ClientTls>,
-    command: AdminCommand,
-) -> anyhow::Result<()> {
+async fn run_admin(operator: &Operator, addr: &str, command: AdminCommand) -> anyhow::Result<()> {
     let admin = match command {
         AdminCommand::Status { json } => {
-            let status = cluster_admin::cluster_status(addr, credential, tls).await?;
+            let status = cluster_admin::cluster_status(operator, addr).await?;
             if json {
                 println!("{:#}", cluster_admin::status_json(&status));
             } else {
@@ -232,18 +227,21 @@ async fn run_admin(
             peer_addr,
         } => {
             let node = Member::new(client_addr, peer_addr);
-            cluster_admin::add_node(addr, credential, tls, id, &node).await?;
+            cluster_admin::add_node(operator, addr, id, &node).await?;
             println!("done");
             return Ok(());
         }
         AdminCommand::RemoveNode { id } => {
-            cluster_admin::remove_node(addr, credential, tls, id).await?;
+            cluster_admin::remove_node(operator, addr, id).await?;
             println!("done");
             return Ok(());
         }
-        AdminCommand::Init { members } => {
-            Admin::Initialize(parse_members(&members)?.into_iter().collect())
-        }
+        AdminCommand::Init { members } => Admin::Initialize(
+            parse_members(&members)?
+                .into_iter()
+                .map(|(id, node)| (id, Member::new(node.client_addr, node.peer_addr)))
+                .collect(),
+        ),
         AdminCommand::AddLearner {
             id,
             client_addr,
@@ -252,11 +250,12 @@ async fn run_admin(
         AdminCommand::Voters { ids } => Admin::ChangeVoters(ids),
         AdminCommand::Snapshot => Admin::Snapshot,
     };
-    let connection = Connection::connect_as(addr, credential, tls).await?;
-    connection
-        .request(&Request::Admin(admin))
-        .await?
-        .map_err(anyhow::Error::new)?;
+    // Initialize and snapshot are the asked node's own; the others go to the leader.
+    let client = match admin {
+        Admin::Initialize(_) | Admin::Snapshot => operator.node(addr, ADMIN_TIMEOUT).await?,
+        _ => cluster_admin::leader(operator, addr).await?.0,
+    };
+    client.admin(&admin).await?;
     println!("done");
     Ok(())
 }
@@ -399,14 +398,17 @@ fn main() -> ExitCode {
             Command::Node(flags) => run_node(flags).await.map(|()| true),
             Command::Admin {
                 node,
+                cluster_id,
                 credential,
                 tls,
                 command,
             } => {
-                let tls = tls.client_tls()?;
-                run_admin(&node, credential.as_bytes(), tls.as_ref(), command)
-                    .await
-                    .map(|()| true)
+                let operator = Operator {
+                    cluster_id: parse_u128(&cluster_id).context("--cluster-id")?,
+                    credential: credential.into_bytes(),
+                    tls: tls.client_tls()?,
+                };
+                run_admin(&operator, &node, command).await.map(|()| true)
             }
             Command::Certs {
                 dir,

@@ -13,8 +13,8 @@ use bytes::Bytes;
 use tally::local_cluster::LocalCluster;
 use tally_engine::records::{Account, Transfer};
 use tally_engine::{EventResult, Operation};
-use tally_raft::node::client::{Client, RetryPolicy};
-use tally_raft::node::protocol::{Admin, NodeState, Request, Status, STATE_AUDIT};
+use tally_gateway::client::{Client, ClientConfig, ClientError};
+use tally_gateway::protocol::{Admin, NodeState, Status};
 
 const ACCOUNTS: u64 = 100;
 const LEADER_WAIT: Duration = Duration::from_secs(30);
@@ -30,18 +30,18 @@ fn cluster(root: &Path, extra_config: &str) -> LocalCluster {
 /// The default timings (elections within 1–2 s) and small WAL segments.
 const FAST_RAFT: &str = "[raft]\n[wal]\nsegment_mib = 16\n";
 
-fn client(cluster: &LocalCluster) -> Arc<Client> {
-    Arc::new(
-        Client::new(
-            cluster.addrs(),
-            cluster.operator_credential(),
-            RetryPolicy {
-                deadline: Duration::from_secs(30),
-                ..RetryPolicy::default()
-            },
-        )
-        .with_tls(cluster.client_tls().expect("the local CA")),
+/// The cluster's operator on the gateway, following the leader (linearizable reads).
+async fn client(cluster: &LocalCluster) -> Arc<Client> {
+    let mut config = ClientConfig::new(
+        cluster.addrs(),
+        cluster.cluster_id(),
+        cluster.operator_credential().to_vec(),
     )
+    .with_tls(cluster.client_tls().expect("the local CA"));
+    config.deadline = Duration::from_secs(30);
+    // Adding a learner answers once it has caught up.
+    config.request_timeout = Duration::from_secs(30);
+    Arc::new(Client::connect(config).await.expect("registered"))
 }
 
 async fn create_accounts(client: &Client) {
@@ -57,7 +57,7 @@ async fn create_accounts(client: &Client) {
         })
         .collect();
     let answer = client
-        .submit(Operation::CreateAccounts, Bytes::from(body))
+        .create_raw(Operation::CreateAccounts, Bytes::from(body))
         .await
         .expect("accounts created");
     assert!(
@@ -110,7 +110,7 @@ impl Stream {
             while !*stopped.borrow() {
                 let ids = next..next + STREAM_BATCH;
                 let answer = client
-                    .submit(Operation::CreateTransfers, transfers(ids.clone()))
+                    .create_raw(Operation::CreateTransfers, transfers(ids.clone()))
                     .await
                     .expect("the cluster keeps taking transfers");
                 // A retried batch answers `exists` for what its first attempt applied.
@@ -148,7 +148,7 @@ impl Stream {
 async fn converged(cluster: &LocalCluster, ids: &[u64]) -> BTreeMap<u64, NodeState> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let states = cluster.states(STATE_AUDIT).await;
+        let states = cluster.states(true).await;
         let picked: BTreeMap<u64, NodeState> = states
             .into_iter()
             .filter(|(id, _)| ids.contains(id))
@@ -182,14 +182,10 @@ async fn check_nothing_lost(cluster: &LocalCluster, ids: &[u64], acknowledged: &
             );
             assert_eq!(totals.debits_pending, totals.credits_pending);
         }
-        let connection = cluster.connect(*id).await.expect("connect");
+        let replica = cluster.operator_client(*id).await.expect("connect");
         let mut found = 0;
         for chunk in acknowledged.chunks(8189) {
-            found += connection
-                .lookup_transfers(0, chunk.to_vec())
-                .await
-                .expect("lookup")
-                .len();
+            found += replica.lookup_transfers(chunk).await.expect("lookup").len();
         }
         assert_eq!(
             found,
@@ -204,8 +200,9 @@ async fn check_nothing_lost(cluster: &LocalCluster, ids: &[u64], acknowledged: &
 }
 
 /// Proves a 3-node cluster of real processes elects a leader, commits batches with per-batch
-/// results, refuses bad batches with clear answers and strangers on the operators' protocol, serves linearizable reads on the leader
-/// only (a follower names the leader), and converges to one digest.
+/// results, serves linearizable reads through the leader and local reads on every replica,
+/// refuses a stranger's credential and a non-operator's administration, and converges to one
+/// digest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_elect_commit_and_agree() {
     let _serial = ONE_AT_A_TIME.lock().await;
@@ -213,63 +210,52 @@ async fn three_nodes_elect_commit_and_agree() {
     let mut cluster = cluster(root.path(), FAST_RAFT);
     cluster.found(&[1, 2, 3]).expect("started");
     let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
-    let client = client(&cluster);
+    let client = client(&cluster).await;
     create_accounts(&client).await;
     let answer = client
-        .submit(Operation::CreateTransfers, transfers(1000..1100))
+        .create_raw(Operation::CreateTransfers, transfers(1000..1100))
         .await
         .expect("committed");
     assert!(answer.failures.is_empty(), "{:?}", answer.failures);
-    assert!(answer.timestamp_first < answer.timestamp_last);
+    assert!(answer.timestamp_first > 0);
 
     let mut bad = transfers(2000..2001).to_vec();
     bad.truncate(100);
     match client
-        .submit(Operation::CreateTransfers, Bytes::from(bad))
+        .create_raw(Operation::CreateTransfers, Bytes::from(bad))
         .await
     {
-        Err(tally_raft::node::client::ClientError::Refused(refusal)) => {
-            assert_eq!(refusal.status, Status::BatchRefused, "{refusal}")
-        }
-        other => panic!("a partial record must be refused: {other:?}"),
+        Err(ClientError::Decode(message)) => assert!(message.contains("128-byte"), "{message}"),
+        other => panic!("a partial record must be refused before sending: {other:?}"),
     }
-    let leader_connection = cluster.connect(leader).await.expect("connect");
-    let found = leader_connection
-        .lookup_transfers(1, (1000..1100).collect())
+    let ids: Vec<u128> = (1000..1100).collect();
+    let found = client
+        .lookup_transfers(&ids)
         .await
-        .expect("linearizable read on the leader");
+        .expect("linearizable read through the leader");
     assert_eq!(found.len(), 100);
     let follower = [1, 2, 3].into_iter().find(|id| *id != leader).expect("one");
-    let follower_connection = cluster.connect(follower).await.expect("connect");
-    let refused = follower_connection
-        .request(&Request::LookupTransfers {
-            flags: 1,
-            ids: vec![1000],
-        })
+    let local = cluster.operator_client(follower).await.expect("connect");
+    let state = local
+        .node_state(false)
         .await
-        .expect("answered")
-        .expect_err("a follower does not serve linearizable reads");
-    assert_eq!(refused.status, Status::NotLeader);
-    assert_eq!(
-        refused.leader.map(|(id, _)| id),
-        Some(leader),
-        "and names the leader"
-    );
+        .expect("the follower's own state");
+    assert_eq!((state.node_id, state.leader), (follower, Some(leader)));
     let tls = cluster.client_tls().expect("the local CA");
-    let stranger = tally_raft::node::client::Connection::connect_as(
-        &cluster.addr(leader).expect("addr"),
-        b"somebody who is not an operator",
-        tls.as_ref(),
+    let stranger = Client::connect(
+        ClientConfig::new(
+            vec![cluster.addr(leader).expect("addr")],
+            cluster.cluster_id(),
+            b"somebody who is not an operator".to_vec(),
+        )
+        .with_tls(tls),
     )
-    .await
-    .expect("connect");
-    let refused = stranger
-        .request(&Request::Admin(Admin::Snapshot))
-        .await
-        .expect("answered")
-        .expect_err("the node protocol is for operators only");
-    assert_eq!(refused.status, Status::Unauthenticated);
-    check_nothing_lost(&cluster, &[1, 2, 3], &(1000..1100).collect::<Vec<_>>()).await;
+    .await;
+    match stranger {
+        Err(ClientError::Refused { status, .. }) => assert_eq!(status, Status::Unauthenticated),
+        other => panic!("an unknown credential gets no session: {:?}", other.err()),
+    }
+    check_nothing_lost(&cluster, &[1, 2, 3], &ids).await;
 }
 
 /// Proves kill -9 of the leader during a steady stream of transfers loses nothing: writes
@@ -282,7 +268,7 @@ async fn leader_kill_9_loses_no_acknowledged_transfer() {
     let mut cluster = cluster(root.path(), FAST_RAFT);
     cluster.found(&[1, 2, 3]).expect("started");
     let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
-    let client = client(&cluster);
+    let client = client(&cluster).await;
     create_accounts(&client).await;
     let stream = Stream::start(Arc::clone(&client), 1_000_000);
     while stream.acknowledged() < 20 * STREAM_BATCH as usize {
@@ -332,14 +318,14 @@ async fn follower_behind_purged_log_catches_up_by_snapshot() {
     let mut cluster = cluster(root.path(), &config);
     cluster.found(&[1, 2, 3]).expect("started");
     let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
-    let client = client(&cluster);
+    let client = client(&cluster).await;
     create_accounts(&client).await;
     let follower = [1, 2, 3].into_iter().find(|id| *id != leader).expect("one");
     let mut acknowledged: Vec<u128> = Vec::new();
     for batch in 0..5u128 {
         let ids = 10_000 + batch * 500..10_000 + (batch + 1) * 500;
         client
-            .submit(Operation::CreateTransfers, transfers(ids.clone()))
+            .create_raw(Operation::CreateTransfers, transfers(ids.clone()))
             .await
             .expect("committed");
         acknowledged.extend(ids);
@@ -349,20 +335,19 @@ async fn follower_behind_purged_log_catches_up_by_snapshot() {
     for batch in 0..20u128 {
         let ids = 50_000 + batch * 500..50_000 + (batch + 1) * 500;
         client
-            .submit(Operation::CreateTransfers, transfers(ids.clone()))
+            .create_raw(Operation::CreateTransfers, transfers(ids.clone()))
             .await
             .expect("committed with one follower down");
         acknowledged.extend(ids);
     }
-    let leader_connection = cluster.connect(leader).await.expect("connect");
-    leader_connection
-        .request(&Request::Admin(Admin::Snapshot))
+    let leader_client = cluster.operator_client(leader).await.expect("connect");
+    leader_client
+        .admin(&Admin::Snapshot)
         .await
-        .expect("answered")
         .expect("snapshot triggered");
     let deadline = Instant::now() + Duration::from_secs(30);
     let purged = loop {
-        let state = leader_connection.state(0).await.expect("state");
+        let state = leader_client.node_state(false).await.expect("state");
         if let Some(purged) = state.purged.filter(|purged| {
             Some(purged.index)
                 >= state
@@ -398,7 +383,7 @@ async fn membership_three_to_five_and_back_under_load() {
     let mut cluster = cluster(root.path(), FAST_RAFT);
     cluster.found(&[1, 2, 3]).expect("started");
     cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
-    let client = client(&cluster);
+    let client = client(&cluster).await;
     create_accounts(&client).await;
     let stream = Stream::start(Arc::clone(&client), 5_000_000);
     for id in [4, 5] {
@@ -407,7 +392,7 @@ async fn membership_three_to_five_and_back_under_load() {
     }
     let admin = |admin: Admin| {
         let client = Arc::clone(&client);
-        async move { client.request(&Request::Admin(admin)).await }
+        async move { client.admin(&admin).await }
     };
     for id in [4, 5] {
         admin(Admin::AddLearner(
@@ -421,7 +406,7 @@ async fn membership_three_to_five_and_back_under_load() {
         .await
         .expect("five voters");
     let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
-    let states = cluster.states(0).await;
+    let states = cluster.states(false).await;
     assert_eq!(states[&leader].voters, vec![1, 2, 3, 4, 5]);
     let during = stream.acknowledged();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -429,7 +414,7 @@ async fn membership_three_to_five_and_back_under_load() {
         .await
         .expect("back to three voters");
     let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
-    assert_eq!(cluster.states(0).await[&leader].voters, vec![1, 2, 3]);
+    assert_eq!(cluster.states(false).await[&leader].voters, vec![1, 2, 3]);
     let acknowledged = stream.finish().await;
     assert!(
         acknowledged.len() > during,

@@ -10,10 +10,11 @@ use tally_engine::records::{Account, AccountFlags, Trade, Transfer};
 use tally_engine::{EventResult, StatementFilter};
 use tally_gateway::credential_hash_hex;
 use tally_gateway::protocol::{
-    decode_accounts, decode_balances, decode_create_reply, decode_refusal, decode_registered,
-    decode_reply, decode_statement_reply, decode_trades, decode_transfers,
-    encode_balances_as_of_request, encode_ids, encode_request, encode_statement_request,
-    CreateReply, Operation, Refusal, ReplyHeader, RequestHeader, Status, FLAG_LINEARIZABLE,
+    decode_accounts, decode_balances, decode_create_reply, decode_node_state, decode_refusal,
+    decode_registered, decode_reply, decode_statement_reply, decode_trades, decode_transfers,
+    encode_admin, encode_balances_as_of_request, encode_ids, encode_node_state_request,
+    encode_request, encode_statement_request, Admin, CreateReply, Operation, Refusal, ReplyHeader,
+    RequestHeader, Status, FLAG_LINEARIZABLE,
 };
 use tally_raft::net::frame::{encode_frame, encode_header};
 use tally_raft::net::{read_frame, write_frame, Frame};
@@ -226,11 +227,16 @@ async fn gateway_end_to_end() {
         .find(|id| **id != leader)
         .expect("follower");
 
-    // --- a follower redirects to the leader
-    let (status, refusal) = Session::register(&cluster.addr(follower).expect("addr"), SUBMITTER)
+    // --- a follower takes sessions (for local reads) but redirects writes to the leader
+    let mut on_follower = Session::register(&cluster.addr(follower).expect("addr"), SUBMITTER)
         .await
-        .err()
-        .expect("a follower does not register");
+        .expect("a follower registers");
+    let (status, refusal) = on_follower
+        .refused(
+            Operation::CreateAccounts,
+            &records(&[account(1, 1)], Account::encode),
+        )
+        .await;
     assert_eq!(status, Status::NotLeader);
     assert_eq!(refusal.leader, Some((leader, leader_addr.clone())));
 
@@ -337,6 +343,57 @@ async fn gateway_end_to_end() {
     assert_eq!(decode_balances(&body).expect("balances").debits_posted, 0);
     let (_, body) = operator.ok(Operation::Heartbeat, &[]).await;
     assert!(body.is_empty());
+
+    // --- operator operations: node state and administration, for the operator role only
+    for session in [&mut submitter, &mut reader] {
+        let (status, _) = session
+            .refused(Operation::NodeState, &encode_node_state_request(false))
+            .await;
+        assert_eq!(status, Status::Forbidden);
+        let (status, _) = session
+            .refused(Operation::Admin, &encode_admin(&Admin::Snapshot))
+            .await;
+        assert_eq!(status, Status::Forbidden);
+    }
+    let (reply, body) = operator
+        .ok(Operation::NodeState, &encode_node_state_request(true))
+        .await;
+    let state = decode_node_state(&body).expect("node state");
+    assert_eq!((state.node_id, state.role.as_str()), (leader, "Leader"));
+    assert_eq!(state.voters, [1, 2, 3]);
+    assert_eq!(reply.commit_index, state.applied_index());
+    assert!(state.accounts >= 6 && state.digest != [0; 32], "{state:?}");
+    operator
+        .ok(Operation::Admin, &encode_admin(&Admin::Snapshot))
+        .await;
+    let (status, refusal) = operator
+        .refused(
+            Operation::Admin,
+            &encode_admin(&Admin::RemoveNodes(vec![9])),
+        )
+        .await;
+    assert_eq!(status, Status::BadRequest, "{refusal:?}");
+    assert!(refusal.message.contains("not a member"), "{refusal:?}");
+    let (status, _) = operator.refused(Operation::Admin, &[7; 8]).await;
+    assert_eq!(status, Status::BadRequest);
+    // A follower serves its own state and local reads; a linearizable read names the leader.
+    let mut follower_operator = Session::register(&cluster.addr(follower).expect("addr"), OPERATOR)
+        .await
+        .expect("operator on a follower");
+    let (_, body) = follower_operator
+        .ok(Operation::NodeState, &encode_node_state_request(false))
+        .await;
+    let state = decode_node_state(&body).expect("node state");
+    assert_eq!((state.node_id, state.leader), (follower, Some(leader)));
+    follower_operator
+        .ok(Operation::LookupAccounts, &encode_ids(&[1]))
+        .await;
+    follower_operator.header.flags = FLAG_LINEARIZABLE;
+    let (status, refusal) = follower_operator
+        .refused(Operation::LookupAccounts, &encode_ids(&[1]))
+        .await;
+    assert_eq!(status, Status::NotLeader);
+    assert_eq!(refusal.leader, Some((leader, leader_addr.clone())));
 
     // --- roles and scopes: the reader sees ledger 2 and account 1 only, and writes nothing
     let (status, _) = reader

@@ -368,12 +368,15 @@ fn shipped_node_configs_parse() {
         };
         let node = tally::config::node_config(&flags)
             .unwrap_or_else(|error| panic!("{shipped}: {error:#}"));
+        let gateway = tally::config::gateway_config(&flags)
+            .unwrap_or_else(|error| panic!("{shipped}: {error:#}"));
         assert!(
-            !node.operator_credentials.is_empty(),
+            gateway
+                .credentials
+                .iter()
+                .any(|credential| credential.role == tally_gateway::Role::Operator),
             "{shipped}: no operator"
         );
-        tally::config::gateway_config(&flags)
-            .unwrap_or_else(|error| panic!("{shipped}: {error:#}"));
         let admin = tally::config::admin_listen(&flags)
             .unwrap_or_else(|error| panic!("{shipped}: {error:#}"));
         assert!(admin.is_some(), "{shipped} sets no admin_listen");
@@ -786,12 +789,16 @@ fn restore_a_whole_cluster_from_a_snapshot_file() {
     }
 
     // And it takes new writes.
-    let client = tally_raft::node::client::Client::new(
-        cluster.addrs(),
-        cluster.operator_credential(),
-        tally_raft::node::client::RetryPolicy::default(),
-    )
-    .with_tls(cluster.client_tls().expect("the local CA"));
+    let client = runtime
+        .block_on(tally_gateway::client::Client::connect(
+            tally_gateway::client::ClientConfig::new(
+                cluster.addrs(),
+                cluster.cluster_id(),
+                cluster.operator_credential().to_vec(),
+            )
+            .with_tls(cluster.client_tls().expect("the local CA")),
+        ))
+        .expect("registered");
     let accounts: Vec<u8> = [1u128 << 100, (1u128 << 100) + 1]
         .iter()
         .flat_map(|id| {
@@ -805,7 +812,7 @@ fn restore_a_whole_cluster_from_a_snapshot_file() {
         })
         .collect();
     let answer = runtime
-        .block_on(client.submit(
+        .block_on(client.create_raw(
             tally_engine::Operation::CreateAccounts,
             bytes::Bytes::from(accounts),
         ))

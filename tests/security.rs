@@ -156,31 +156,24 @@ async fn strangers_cannot_speak_raft_to_a_cluster_under_load() {
         .await
         .expect("a leader");
     let ca = cluster.pki_dir().expect("TLS is on").join("ca.pem");
-    let tls = cluster.client_tls().expect("the local CA");
 
     tracing::info!("--- node 4 joins and leaves: its certificate stays valid, its membership not");
     cluster
         .add(4, &std::collections::BTreeMap::new())
         .expect("node 4 configured");
     cluster.start(4).expect("node 4 starts");
-    let credential = cluster.operator_credential().to_vec();
+    let operator = cluster.operator().expect("the operator");
     tally::cluster_admin::add_node(
+        &operator,
         &cluster.addr(leader).expect("leader"),
-        &credential,
-        tls.as_ref(),
         4,
         &cluster.member(4).expect("node 4"),
     )
     .await
     .expect("node 4 added");
-    tally::cluster_admin::remove_node(
-        &cluster.addr(leader).expect("leader"),
-        &credential,
-        tls.as_ref(),
-        4,
-    )
-    .await
-    .expect("node 4 removed");
+    tally::cluster_admin::remove_node(&operator, &cluster.addr(leader).expect("leader"), 4)
+        .await
+        .expect("node 4 removed");
     cluster.kill(4).expect("node 4 stops");
     let pki = cluster.pki_dir().expect("TLS is on").to_owned();
 
@@ -253,7 +246,7 @@ async fn strangers_cannot_speak_raft_to_a_cluster_under_load() {
 
     let report = common::finish_load(load);
     common::assert_checks_pass(&report);
-    let states = cluster.states(0).await;
+    let states = cluster.states(false).await;
     assert_eq!(states.len(), 3, "every member answers: {states:?}");
     for state in states.values() {
         assert!(
@@ -370,7 +363,7 @@ async fn idle_connection_floods_stop_neither_replication_nor_clients() {
     tracing::info!("--- the follower catches up");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let states = cluster.states(0).await;
+        let states = cluster.states(false).await;
         let applied = |id: u64| states.get(&id).and_then(|state| state.last_applied);
         if let (Some(leader_at), Some(follower_at)) = (applied(leader), applied(follower)) {
             if follower_at.index >= leader_at.index {

@@ -145,6 +145,10 @@ impl Access {
         matches!(self.role, Role::Reader | Role::Operator)
     }
 
+    pub(crate) fn may_operate(&self) -> bool {
+        self.role == Role::Operator
+    }
+
     fn account_id_visible(scope: &Scope, engine: &Engine, id: u128) -> bool {
         scope.accounts.contains(&id)
             || engine

@@ -16,20 +16,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::connection::{Connection, ConnectionError};
 use bytes::Bytes;
 use tally_engine::limits::RECORD_BYTES;
 use tally_engine::records::{Account, Trade, Transfer, TransferFlags};
 use tally_engine::{Balances, EventResult, StatementEntry, StatementFilter};
 use tally_raft::net::ClientTls;
-use tally_raft::node::client::{ClientError as ConnectionError, Connection};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::time::{sleep, timeout, Instant};
 
 use crate::protocol::{
-    decode_accounts, decode_balances, decode_create_reply, decode_refusal, decode_registered,
-    decode_reply, decode_statement_reply, decode_trades, decode_transfers,
-    encode_balances_as_of_request, encode_ids, encode_request, encode_statement_request, Failure,
-    Operation, Refusal, RequestHeader, Status, FLAG_LINEARIZABLE,
+    decode_accounts, decode_balances, decode_create_reply, decode_node_state, decode_refusal,
+    decode_registered, decode_reply, decode_statement_reply, decode_trades, decode_transfers,
+    encode_admin, encode_balances_as_of_request, encode_ids, encode_node_state_request,
+    encode_request, encode_statement_request, Admin, Failure, NodeState, Operation, Refusal,
+    RequestHeader, Status, FLAG_LINEARIZABLE,
 };
 
 /// Where and who a client is.
@@ -48,6 +49,20 @@ pub struct ClientConfig {
     /// TLS to the nodes' client listeners, verified against a CA (`TALLY_CA` for the CLI);
     /// `None` speaks plain TCP, only to nodes configured with `insecure_plaintext`.
     pub tls: Option<ClientTls>,
+    /// How reads (lookups, statements, balances, node state) are served.
+    pub reads: Reads,
+}
+
+/// How a client's reads are served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reads {
+    /// By the leader after confirming its leadership with a quorum (openraft's read index):
+    /// every write acknowledged before the read was sent is seen.
+    #[default]
+    Linearizable,
+    /// By whichever node the session is on, from what it has applied: on a follower this may
+    /// lag. What an operator asks of one replica ("what do you have?").
+    Local,
 }
 
 impl ClientConfig {
@@ -59,7 +74,14 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(10),
             deadline: Duration::from_secs(60),
             tls: None,
+            reads: Reads::Linearizable,
         }
+    }
+
+    /// Serve reads from the applied state of the node the session is on (see [`Reads`]).
+    pub fn with_reads(mut self, reads: Reads) -> ClientConfig {
+        self.reads = reads;
+        self
     }
 
     /// Speak TLS to the nodes, verified against `tls`.
@@ -146,6 +168,7 @@ pub struct Client {
 /// A reply: its status, commit index and body.
 struct Reply {
     status: Status,
+    commit_index: u64,
     body: Bytes,
 }
 
@@ -282,11 +305,39 @@ impl Client {
     }
 
     async fn read(&self, operation: Operation, body: Vec<u8>) -> Result<Bytes, ClientError> {
+        let flags = match self.inner.config.reads {
+            Reads::Linearizable => FLAG_LINEARIZABLE,
+            Reads::Local => 0,
+        };
+        let reply = self.inner.call(operation, Bytes::from(body), flags).await?;
+        Ok(reply.body)
+    }
+
+    /// Operators: the state of the node this client's session is on (`audit`: with its state
+    /// digest and per-ledger totals). With [`Reads::Linearizable`] that is the leader's after
+    /// a read index; with [`Reads::Local`] it is whichever node the client reached — give such
+    /// a client one address to ask one node.
+    pub async fn node_state(&self, audit: bool) -> Result<NodeState, ClientError> {
+        let body = self
+            .read(Operation::NodeState, encode_node_state_request(audit))
+            .await?;
+        decode_node_state(&body).map_err(|error| ClientError::Decode(error.to_string()))
+    }
+
+    /// Operators: carry out a cluster administration command. Membership changes go to the
+    /// leader (the client follows its hint); a snapshot is built by the node the session is
+    /// on. Returns the commit index the node knew when it was done.
+    pub async fn admin(&self, admin: &Admin) -> Result<u64, ClientError> {
         let reply = self
             .inner
-            .call(operation, Bytes::from(body), FLAG_LINEARIZABLE)
+            .call(Operation::Admin, Bytes::from(encode_admin(admin)), 0)
             .await?;
-        Ok(reply.body)
+        Ok(reply.commit_index)
+    }
+
+    /// The address of the node this client's session is on (or will be tried next).
+    pub fn current_node(&self) -> String {
+        self.inner.target()
     }
 
     pub async fn lookup_accounts(&self, ids: &[u128]) -> Result<Vec<Account>, ClientError> {
@@ -468,6 +519,7 @@ impl Inner {
             .map_err(|error| SessionError::Transient(error.to_string()))?;
         Ok(Reply {
             status: reply.status,
+            commit_index: reply.commit_index,
             body: frame.payload.slice_ref(body),
         })
     }

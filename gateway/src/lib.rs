@@ -8,9 +8,12 @@
 #![warn(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod admin;
 pub mod auth;
 pub mod client;
+pub mod connection;
 pub mod limits;
+mod operator;
 pub mod protocol;
 mod reply;
 mod scope;

@@ -72,6 +72,9 @@ pub const MESSAGE_BYTES_MAX: usize = 1024;
 /// Bytes of a leader address in a `NotLeader` refusal (a host:port or DNS name).
 pub const ADDRESS_BYTES_MAX: usize = 256;
 
+/// Members named in one admin request or node-state reply: the membership's own limit.
+pub const MEMBERS_MAX: usize = 64;
+
 /// Bytes of one statement entry in a reply: timestamp, kind, reserved, balances after, and
 /// the event's 128-byte record.
 pub const STATEMENT_ENTRY_BYTES: usize = 8 + 8 + 64 + RECORD_BYTES;
@@ -100,3 +103,5 @@ const _: () = assert!(SESSIONS_PER_CREDENTIAL_MAX >= 1);
 const _: () = assert!(SESSIONS_PER_CREDENTIAL_MAX * 4 <= SESSIONS_MAX);
 // The body size travels as a u32.
 const _: () = assert!(REQUEST_BODY_BYTES_MAX <= u32::MAX as usize);
+const _: () = assert!(MEMBERS_MAX == tally_raft::replication::limits::MEMBERSHIP_NODES_MAX);
+const _: () = assert!(ADDRESS_BYTES_MAX >= tally_raft::replication::limits::NODE_ADDRESS_BYTES_MAX);

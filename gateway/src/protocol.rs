@@ -27,6 +27,7 @@ use tally_engine::limits::RECORD_BYTES;
 use tally_engine::StatementFilter;
 use tally_raft::net::Frame;
 
+pub use crate::operator::*;
 pub use crate::reply::*;
 
 use crate::limits::{
@@ -52,6 +53,10 @@ pub const KIND_LOOKUP_TRANSFERS: u8 = 76;
 pub const KIND_LOOKUP_TRADES: u8 = 78;
 pub const KIND_STATEMENT: u8 = 80;
 pub const KIND_BALANCES_AS_OF: u8 = 82;
+/// Operators only: the node's own state (`operator::NodeState`).
+pub const KIND_NODE_STATE: u8 = 84;
+/// Operators only: cluster administration (`operator::Admin`).
+pub const KIND_ADMIN: u8 = 86;
 
 /// The kind of the reply to a frame of `kind`: the request's plus one. A frame with an odd or
 /// unknown kind (≥ 64) is answered `BadRequest` with kind `kind | 1`.
@@ -72,10 +77,12 @@ pub enum Operation {
     LookupTrades,
     Statement,
     BalancesAsOf,
+    NodeState,
+    Admin,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 10] = [
+    pub const ALL: [Operation; 12] = [
         Operation::Register,
         Operation::Heartbeat,
         Operation::CreateAccounts,
@@ -86,6 +93,8 @@ impl Operation {
         Operation::LookupTrades,
         Operation::Statement,
         Operation::BalancesAsOf,
+        Operation::NodeState,
+        Operation::Admin,
     ];
 
     pub const fn kind(self) -> u8 {
@@ -100,6 +109,8 @@ impl Operation {
             Operation::LookupTrades => KIND_LOOKUP_TRADES,
             Operation::Statement => KIND_STATEMENT,
             Operation::BalancesAsOf => KIND_BALANCES_AS_OF,
+            Operation::NodeState => KIND_NODE_STATE,
+            Operation::Admin => KIND_ADMIN,
         }
     }
 
@@ -146,6 +157,8 @@ pub enum DecodeError {
     UnknownStatus(u8),
     #[error("unknown role {0}")]
     UnknownRole(u8),
+    #[error("unknown admin command {0}")]
+    UnknownAdmin(u8),
     #[error("unknown statement event kind {0}")]
     UnknownEventKind(u8),
     #[error("a body of {bytes} bytes is not a whole number of 128-byte records")]
@@ -363,6 +376,11 @@ pub enum Request<'a> {
         account_id: u128,
         timestamp: u64,
     },
+    /// The node's own state; `audit` adds the digest and ledger totals.
+    NodeState {
+        audit: bool,
+    },
+    Admin(Admin),
 }
 
 /// Decode a whole request frame's payload: header, then the body of operation `kind`.
@@ -420,6 +438,10 @@ pub fn decode_request_body(operation: Operation, body: &[u8]) -> Result<Request<
                 timestamp,
             })
         }
+        Operation::NodeState => {
+            decode_node_state_request(body).map(|audit| Request::NodeState { audit })
+        }
+        Operation::Admin => decode_admin(body).map(Request::Admin),
     }
 }
 

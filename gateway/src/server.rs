@@ -24,11 +24,11 @@ use bytes::Bytes;
 use openraft::error::{CheckIsLeaderError, RaftError};
 use tally_raft::metrics::{NodeMetrics, Reject};
 use tally_raft::net::{ClientHandler, Frame, Replies};
-use tally_raft::node::protocol::Status as NodeStatus;
-use tally_raft::node::{Batcher, CommittedBatch};
+use tally_raft::node::{Batcher, BatcherError, CommittedBatch, NodeParts};
 use tally_raft::replication::types::{ClientBatch, TypeConfig};
-use tally_raft::replication::AppliedView;
+use tally_raft::replication::{AppliedView, CommittedIndex};
 
+use crate::admin;
 use crate::auth::{Access, Credentials, GatewayConfig};
 use crate::limits::{
     HEADER_BYTES, REGISTER_PAYLOAD_BYTES_MAX, REQUEST_BODY_BYTES_MAX, REQUEST_EVENTS_MAX,
@@ -36,11 +36,12 @@ use crate::limits::{
 };
 use crate::protocol::{
     decode_request_body, decode_request_header, encode_balances, encode_create_reply,
-    encode_refusal, encode_registered, encode_reply, encode_statement_reply, reply_kind,
-    CreateReply, Failure, LookupKind, Operation, Refusal, Registered, ReplyHeader, Request,
-    RequestHeader, Status, FLAG_LINEARIZABLE, KIND_BALANCES_AS_OF, KIND_CREATE_ACCOUNTS,
-    KIND_CREATE_TRADES, KIND_CREATE_TRANSFERS, KIND_HEARTBEAT, KIND_LOOKUP_ACCOUNTS,
-    KIND_LOOKUP_TRADES, KIND_LOOKUP_TRANSFERS, KIND_REGISTER, KIND_STATEMENT,
+    encode_node_state, encode_refusal, encode_registered, encode_reply, encode_statement_reply,
+    reply_kind, CreateReply, Failure, LookupKind, Operation, Refusal, Registered, ReplyHeader,
+    Request, RequestHeader, Status, FLAG_LINEARIZABLE, KIND_ADMIN, KIND_BALANCES_AS_OF,
+    KIND_CREATE_ACCOUNTS, KIND_CREATE_TRADES, KIND_CREATE_TRANSFERS, KIND_HEARTBEAT,
+    KIND_LOOKUP_ACCOUNTS, KIND_LOOKUP_TRADES, KIND_LOOKUP_TRANSFERS, KIND_NODE_STATE,
+    KIND_REGISTER, KIND_STATEMENT,
 };
 use crate::reply::decode_reply;
 use crate::scope::check_create;
@@ -60,6 +61,7 @@ pub struct Gateway {
     /// drain and end.
     batcher: RwLock<Option<Batcher>>,
     metrics: NodeMetrics,
+    committed: CommittedIndex,
 }
 
 /// Where a reply goes and what it echoes.
@@ -153,6 +155,8 @@ fn kind_label(kind: u8) -> &'static str {
         KIND_LOOKUP_TRADES => "lookup_trades",
         KIND_STATEMENT => "statement",
         KIND_BALANCES_AS_OF => "balances_as_of",
+        KIND_NODE_STATE => "node_state",
+        KIND_ADMIN => "admin",
         _ => "unknown",
     }
 }
@@ -200,6 +204,12 @@ fn session_refusal(context: &Context, refusal: SessionRefusal) -> Bytes {
     }
 }
 
+/// An operator's request, owned so it can move into its task.
+enum Operate {
+    State { audit: bool },
+    Admin(crate::protocol::Admin),
+}
+
 /// A read request, owned so it can move into its task.
 enum Read {
     Lookup { what: LookupKind, ids: Vec<u128> },
@@ -209,13 +219,14 @@ enum Read {
 
 impl Gateway {
     /// The gateway of the node whose Raft handle, applied state and batcher these are.
-    pub fn new(
-        config: GatewayConfig,
-        raft: Raft,
-        view: AppliedView,
-        batcher: Batcher,
-        metrics: NodeMetrics,
-    ) -> Gateway {
+    pub fn new(config: GatewayConfig, parts: NodeParts) -> Gateway {
+        let NodeParts {
+            raft,
+            view,
+            batcher,
+            metrics,
+            committed,
+        } = parts;
         if config.credentials.is_empty() {
             tracing::warn!(
                 "no gateway credentials configured: every gateway request will be refused"
@@ -230,6 +241,7 @@ impl Gateway {
             view,
             batcher: RwLock::new(Some(batcher)),
             metrics,
+            committed,
         }
     }
 
@@ -299,8 +311,6 @@ impl Gateway {
                 ),
             ));
         }
-        self.check_leader()
-            .map_err(|refusal| context.refuse(Status::NotLeader, &refusal))?;
         if self.credentials.is_empty() {
             return Err(context.refuse_with(
                 Status::Unauthenticated,
@@ -328,9 +338,17 @@ impl Gateway {
                 Err(context.ok(0, &[]))
             }
             Request::Create { operation, body } => {
+                // Only the leader orders writes; reads, node state and administration are
+                // served (or refused by openraft) on any node.
+                self.check_leader()
+                    .map_err(|refusal| context.refuse(Status::NotLeader, &refusal))?;
                 let body = frame.payload.slice_ref(body);
                 self.create(*context, operation, body, replies, now).await
             }
+            Request::NodeState { audit } => {
+                self.operate(context, Operate::State { audit }, replies, now)
+            }
+            Request::Admin(admin) => self.operate(context, Operate::Admin(admin), replies, now),
             Request::Lookup { what, ids } => {
                 self.read(context, Read::Lookup { what, ids }, replies, now)
             }
@@ -444,7 +462,7 @@ impl Gateway {
                     Status::Busy,
                     "the leader's batch queue is full; retry later",
                 )),
-                Err(refusal) => Err(node_refusal(&context, refusal)),
+                Err(error) => Err(batcher_refusal(&context, error)),
             },
         };
         let committed = match submitted {
@@ -483,7 +501,7 @@ impl Gateway {
                     context.refuse_with(Status::BatchRefused, refused.to_string()),
                     true,
                 ),
-                Ok(Err(refusal)) => (node_refusal(&context, refusal), false),
+                Ok(Err(error)) => (batcher_refusal(&context, error), false),
                 Err(_) => (
                     context.refuse_with(
                         Status::Unavailable,
@@ -536,6 +554,56 @@ impl Gateway {
                 message: refusal.reason,
             },
         ))
+    }
+
+    /// An operator's request: this node's state, or a cluster administration command. Any
+    /// node serves its own state (after a read index when asked to be linearizable); openraft
+    /// decides which node may take a command (membership changes: the leader).
+    fn operate(
+        &self,
+        context: &Context,
+        operate: Operate,
+        replies: &Replies,
+        now: Instant,
+    ) -> Result<(), Bytes> {
+        let header = context.header;
+        lock(&self.sessions)
+            .admit_operator(header.session, header.client_id, now)
+            .map_err(|refusal| session_refusal(context, refusal))?;
+        let raft = self.raft.clone();
+        let view = self.view.clone();
+        let committed = self.committed.clone();
+        let sessions = Arc::clone(&self.sessions);
+        let replies = replies.clone();
+        let context = *context;
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            let payload = match operate {
+                Operate::State { audit } => match linearize(&raft, header.flags).await {
+                    Err(payload) => payload(&context),
+                    Ok(()) => {
+                        let state = admin::node_state(&raft, &view, &committed, audit);
+                        context.ok(state.applied_index(), &encode_node_state(&state))
+                    }
+                },
+                Operate::Admin(command) => {
+                    let name = command.name();
+                    match admin::administer(&raft, command).await {
+                        Ok(()) => {
+                            tracing::info!(command = name, "administration done");
+                            context.ok(committed.get().unwrap_or(0), &[])
+                        }
+                        Err((status, refusal)) => {
+                            tracing::info!(command = name, %refusal.message, "administration refused");
+                            context.refuse(status, &refusal)
+                        }
+                    }
+                }
+            };
+            lock(&sessions).finish(header.session);
+            context.send(&metrics, &replies, payload).await;
+        });
+        Ok(())
     }
 
     fn read(
@@ -687,21 +755,20 @@ async fn complete(
 }
 
 /// The gateway's answer for a refusal of the node's batcher.
-fn node_refusal(context: &Context, refusal: tally_raft::node::protocol::Refusal) -> Bytes {
-    let status = match refusal.status {
-        NodeStatus::NotLeader => Status::NotLeader,
-        NodeStatus::BadRequest => Status::BadRequest,
-        NodeStatus::Unavailable => Status::Unavailable,
-        NodeStatus::BatchRefused => Status::BatchRefused,
-        NodeStatus::Unauthenticated => Status::Unauthenticated,
-        NodeStatus::Ok | NodeStatus::Internal => Status::Internal,
+fn batcher_refusal(context: &Context, error: BatcherError) -> Bytes {
+    let message = error.to_string();
+    let (status, leader) = match error {
+        BatcherError::TooLarge { .. } => (Status::BadRequest, None),
+        BatcherError::NotLeader { leader } => (Status::NotLeader, leader),
+        BatcherError::Unavailable(_) => (Status::Unavailable, None),
+        BatcherError::Internal(_) => (Status::Internal, None),
     };
     context.refuse(
         status,
         &Refusal {
-            leader: refusal.leader,
+            leader,
             event: None,
-            message: refusal.message,
+            message,
         },
     )
 }

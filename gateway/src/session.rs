@@ -165,8 +165,28 @@ impl Sessions {
         client_id: u128,
         now: Instant,
     ) -> Result<Access, SessionRefusal> {
+        self.admit(id, client_id, now, Access::may_read)
+    }
+
+    /// Admit an operator's request (node state, administration), as a read.
+    pub(crate) fn admit_operator(
+        &mut self,
+        id: u64,
+        client_id: u128,
+        now: Instant,
+    ) -> Result<Access, SessionRefusal> {
+        self.admit(id, client_id, now, Access::may_operate)
+    }
+
+    fn admit(
+        &mut self,
+        id: u64,
+        client_id: u128,
+        now: Instant,
+        allowed: fn(&Access) -> bool,
+    ) -> Result<Access, SessionRefusal> {
         let session = self.touch(id, client_id, now)?;
-        if !session.access.may_read() {
+        if !allowed(&session.access) {
             return Err(SessionRefusal::Forbidden);
         }
         if session.in_flight >= SESSION_IN_FLIGHT_MAX {

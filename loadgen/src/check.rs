@@ -3,8 +3,9 @@
 //! failures are not stored), C5 (conservation; balances equal the replay), C6 (serial replay
 //! through the reference model gives what the clients saw) and C8 (agreement of digests).
 //!
-//! Trades cannot be read back through the node protocol yet (it has no trade lookup), so they
-//! are checked through counts (C3) and through the balances they move (C5, C6).
+//! Trades are not read back record by record yet (the gateway can look them up; `Cluster` does
+//! not ask), so they are checked through counts (C3) and through the balances they move (C5,
+//! C6).
 
 use std::collections::HashMap;
 use std::time::Duration;

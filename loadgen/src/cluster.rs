@@ -1,18 +1,17 @@
 //! The load generator's view of a cluster: submit a batch, read records and state from one
 //! replica. A small trait so the transport can change without touching workloads or checks.
-//! Writes go through the gateway (`tally_gateway::client`: a session, packing, safe retries),
-//! like any exchange's; the checks' per-replica reads use the operators' node protocol, the
-//! only way to ask one replica for what it has applied.
+//! Everything goes through the gateway's client, as an operator: writes through one
+//! leader-following client (a session, packing, safe retries), like any exchange's; the
+//! checks' per-replica reads through one client per replica whose reads are local — the way to
+//! ask one replica for what it has applied.
 
 use std::future::Future;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use tally_engine::records::{Account, Transfer};
 use tally_engine::{EventResult, LedgerTotals, Operation};
-use tally_raft::net::ClientTls;
-use tally_raft::node::client::{Client, ClientError, Connection, RetryPolicy};
-use tally_raft::node::protocol::{Status, STATE_AUDIT};
+use tally_gateway::client::{Client, ClientConfig, ClientError, Reads};
+use tally_gateway::protocol::Status;
 
 /// A committed batch's answer: the first event's timestamp (event `i` got `timestamp_first + i`)
 /// and the failed events by index, in index order.
@@ -78,111 +77,67 @@ pub trait Cluster: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Account>, ClusterError>> + Send;
 }
 
-/// Most ids one lookup asks for (the node protocol's limit).
-pub const LOOKUP_IDS_MAX: usize = tally_raft::node::protocol::LOOKUP_IDS_MAX;
+/// Most ids one lookup asks for (the gateway's limit).
+pub const LOOKUP_IDS_MAX: usize = tally_gateway::limits::LOOKUP_IDS_MAX;
 
-/// [`Cluster`] on the node client protocol: writes through a leader-following [`Client`],
-/// reads through one [`Connection`] per replica.
-pub struct NodeCluster {
+/// [`Cluster`] on the gateway: writes through a leader-following [`Client`], reads through one
+/// local-reading client per replica. The credential must be an operator's (reads of every
+/// account, and each replica's state).
+pub struct GatewayCluster {
     addrs: Vec<String>,
-    /// Where writes go: the gateway when given, else the node protocol's client.
-    gateway: Option<tally_gateway::client::Client>,
-    /// The operator credential the node protocol asks of every request.
-    credential: Vec<u8>,
-    /// TLS to the nodes' client listeners (`None`: plain TCP).
-    tls: Option<ClientTls>,
-    client: Client,
-    readers: tokio::sync::Mutex<Vec<(String, Arc<Connection>)>>,
+    writer: Client,
+    /// The writer's config, for the per-replica readers.
+    config: ClientConfig,
+    readers: tokio::sync::Mutex<Vec<(String, Client)>>,
 }
 
-impl NodeCluster {
-    /// The cluster at `addrs`, as the operator holding `credential`, over TLS verified
-    /// against `tls` (plain TCP if `None`).
-    pub fn new(
-        addrs: Vec<String>,
-        credential: &[u8],
-        tls: Option<ClientTls>,
-        policy: RetryPolicy,
-    ) -> NodeCluster {
-        NodeCluster {
-            client: Client::new(addrs.clone(), credential, policy).with_tls(tls.clone()),
-            credential: credential.to_vec(),
-            tls,
-            gateway: None,
-            addrs,
+impl GatewayCluster {
+    /// Register the writer's session with the cluster `config` names.
+    pub async fn connect(config: ClientConfig) -> Result<GatewayCluster, ClientError> {
+        let writer = Client::connect(config.clone()).await?;
+        Ok(GatewayCluster {
+            addrs: config.addrs.clone(),
+            writer,
+            config,
             readers: tokio::sync::Mutex::new(Vec::new()),
-        }
+        })
     }
 
-    /// Send writes through the gateway's client (as a client would) instead of the node
-    /// protocol.
-    pub fn with_gateway(mut self, gateway: tally_gateway::client::Client) -> NodeCluster {
-        self.gateway = Some(gateway);
-        self
-    }
-
-    async fn reader(&self, node: &str) -> Result<Arc<Connection>, ClusterError> {
+    /// The client reading from replica `node` alone.
+    async fn reader(&self, node: &str) -> Result<Client, ClusterError> {
         let mut readers = self.readers.lock().await;
-        readers.retain(|(_, connection)| connection.is_open());
-        if let Some((_, connection)) = readers.iter().find(|(addr, _)| addr == node) {
-            return Ok(Arc::clone(connection));
+        if let Some((_, client)) = readers.iter().find(|(addr, _)| addr == node) {
+            return Ok(client.clone());
         }
-        let connection = Arc::new(
-            Connection::connect_as(node, &self.credential, self.tls.as_ref())
-                .await
-                .map_err(unknown)?,
-        );
-        readers.push((node.to_owned(), Arc::clone(&connection)));
-        Ok(connection)
+        let mut config = self.config.clone().with_reads(Reads::Local);
+        config.addrs = vec![node.to_owned()];
+        let client = Client::connect(config).await.map_err(unknown)?;
+        readers.push((node.to_owned(), client.clone()));
+        Ok(client)
     }
 }
 
+/// A refusal on the merits says nothing changed; anything else leaves the outcome unknown.
 fn unknown(error: ClientError) -> ClusterError {
     match error {
-        ClientError::Refused(refusal)
-            if matches!(refusal.status, Status::BadRequest | Status::BatchRefused) =>
-        {
-            ClusterError::Refused(refusal.to_string())
-        }
+        ClientError::Refused {
+            status: Status::BadRequest | Status::BatchRefused,
+            refusal,
+        } => ClusterError::Refused(refusal.message),
         other => ClusterError::Unknown(other.to_string()),
     }
 }
 
-fn decode_all<T>(
-    records: Vec<[u8; 128]>,
-    decode: impl Fn(&[u8; 128]) -> Result<T, tally_engine::RecordError>,
-) -> Result<Vec<T>, ClusterError> {
-    records
-        .iter()
-        .map(|record| decode(record).map_err(|e| ClusterError::Unknown(format!("{e:?}"))))
-        .collect()
-}
-
-impl Cluster for NodeCluster {
+impl Cluster for GatewayCluster {
     async fn submit(&self, operation: Operation, body: Bytes) -> Result<Answer, ClusterError> {
-        if let Some(gateway) = &self.gateway {
-            use tally_gateway::client::ClientError as GatewayError;
-            use tally_gateway::protocol::Status as GatewayStatus;
-            let created =
-                gateway
-                    .create_raw(operation, body)
-                    .await
-                    .map_err(|error| match error {
-                        GatewayError::Refused {
-                            status: GatewayStatus::BadRequest | GatewayStatus::BatchRefused,
-                            refusal,
-                        } => ClusterError::Refused(refusal.message),
-                        other => ClusterError::Unknown(other.to_string()),
-                    })?;
-            return Ok(Answer {
-                timestamp_first: created.timestamp_first,
-                failures: created.failures,
-            });
-        }
-        let answer = self.client.submit(operation, body).await.map_err(unknown)?;
+        let created = self
+            .writer
+            .create_raw(operation, body)
+            .await
+            .map_err(unknown)?;
         Ok(Answer {
-            timestamp_first: answer.timestamp_first,
-            failures: answer.failures,
+            timestamp_first: created.timestamp_first,
+            failures: created.failures,
         })
     }
 
@@ -194,12 +149,12 @@ impl Cluster for NodeCluster {
         let state = self
             .reader(node)
             .await?
-            .state(STATE_AUDIT)
+            .node_state(true)
             .await
             .map_err(unknown)?;
         Ok(ReplicaState {
             node: node.to_owned(),
-            applied_index: state.last_applied.map_or(0, |log_id| log_id.index),
+            applied_index: state.applied_index(),
             digest: state.digest,
             accounts: state.accounts,
             transfers: state.transfers,
@@ -213,9 +168,11 @@ impl Cluster for NodeCluster {
         node: &str,
         ids: Vec<u128>,
     ) -> Result<Vec<Transfer>, ClusterError> {
-        let connection = self.reader(node).await?;
-        let records = connection.lookup_transfers(0, ids).await.map_err(unknown)?;
-        decode_all(records, Transfer::decode)
+        self.reader(node)
+            .await?
+            .lookup_transfers(&ids)
+            .await
+            .map_err(unknown)
     }
 
     async fn lookup_accounts(
@@ -223,8 +180,10 @@ impl Cluster for NodeCluster {
         node: &str,
         ids: Vec<u128>,
     ) -> Result<Vec<Account>, ClusterError> {
-        let connection = self.reader(node).await?;
-        let records = connection.lookup_accounts(0, ids).await.map_err(unknown)?;
-        decode_all(records, Account::decode)
+        self.reader(node)
+            .await?
+            .lookup_accounts(&ids)
+            .await
+            .map_err(unknown)
     }
 }

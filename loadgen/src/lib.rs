@@ -13,6 +13,6 @@ pub mod report;
 pub mod run;
 pub mod workload;
 
-pub use cluster::{Cluster, NodeCluster};
+pub use cluster::{Cluster, GatewayCluster};
 pub use run::{run, RunConfig, RunOutcome};
 pub use workload::{Mix, Skew, WorkloadConfig};

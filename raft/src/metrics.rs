@@ -3,7 +3,7 @@
 //! Every node has its own [`Registry`] (several nodes share a process in tests). Components
 //! that run on their own threads create their metrics themselves, unregistered, and the node
 //! registers them: the WAL ([`WalMetrics`]) and the snapshot store ([`SnapshotMetrics`]). The
-//! rest lives in [`NodeMetrics`], which the batcher, the node protocol, the gateway and the
+//! rest lives in [`NodeMetrics`], which the batcher, the gateway and the
 //! replica server update as they work; Raft's state is read from openraft's metrics when a
 //! scrape asks ([`NodeMetrics::refresh_raft`]).
 //!

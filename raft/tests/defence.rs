@@ -287,9 +287,25 @@ async fn a_poisoned_wal_makes_the_node_unhealthy_and_stops_its_raft() {
         wal: wal_config(),
         batcher: BatcherConfig::default(),
         engine: EngineConfig::default(),
-        operator_credentials: Vec::new(),
     };
-    let node = Node::start(config, disk, None).await.expect("node starts");
+    // No client protocol: this test writes through Raft directly.
+    struct NoClients;
+    impl tally_raft::net::ClientHandler for NoClients {
+        fn handle(
+            &self,
+            _frame: tally_raft::net::Frame,
+            _replies: tally_raft::net::Replies,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+            Box::pin(async {})
+        }
+    }
+    let node = Node::start(
+        config,
+        disk,
+        Box::new(|_parts| Arc::new(NoClients) as Arc<dyn tally_raft::net::ClientHandler>),
+    )
+    .await
+    .expect("node starts");
     node.raft()
         .wait(Some(DEADLINE))
         .current_leader(1, "node 1 leads")

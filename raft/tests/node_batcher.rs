@@ -1,5 +1,5 @@
-//! The batcher and the client service on one real openraft node (no network, no processes):
-//! packing, per-batch results, limits, malformed requests and graceful stop.
+//! The batcher on one real openraft node (no network, no processes): packing, per-batch
+//! results, limits. The client protocol's refusals are the gateway's (tests/gateway.rs).
 
 mod common;
 
@@ -10,14 +10,8 @@ use common::single_node::{account, batch, start_leader, Raft};
 use tally_engine::records::Transfer;
 use tally_engine::{EventResult, Operation};
 use tally_raft::metrics::NodeMetrics;
-use tally_raft::net::{ClientHandler, Frame};
-use tally_raft::node::protocol::{
-    answer_kind, decode_answer, decode_submit_answer, encode_request, Request, Status,
-};
-use tally_raft::node::{Batcher, BatcherConfig, Service};
+use tally_raft::node::{Batcher, BatcherConfig, BatcherError};
 use tally_raft::replication::ClientBatch;
-
-const OPERATOR: &[u8] = b"the operator's secret, for tests";
 
 /// The batcher's entry limit must match the WAL's (256 KiB in these tests).
 fn batcher_config() -> BatcherConfig {
@@ -129,150 +123,26 @@ async fn queued_batches_pack_into_few_entries_with_own_results() {
     raft.shutdown().await.expect("shutdown");
 }
 
-async fn ask(service: &Service, kind: u8, payload: Vec<u8>) -> Frame {
-    let (replies, mut answers) = tokio::sync::mpsc::channel(4);
-    service
-        .handle(
-            Frame {
-                kind,
-                request_id: 77,
-                payload: Bytes::from(payload),
-            },
-            replies,
-        )
-        .await;
-    let answer = tokio::time::timeout(Duration::from_secs(10), answers.recv())
-        .await
-        .expect("answered in time")
-        .expect("an answer");
-    assert_eq!(answer.request_id, 77);
-    assert_eq!(answer.kind, answer_kind(kind));
-    answer
-}
-
-/// Proves the service answers a stranger's credential, malformed and oversized requests with
-/// clear refusals (never a panic, nothing committed), serves a good batch, and after `stop_accepting` refuses new
-/// batches as unavailable.
+/// Proves a batch larger than an entry may carry is refused with the batcher's own error,
+/// counted as too large, before anything is queued or committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn service_refuses_bad_requests_and_stops_cleanly() {
+async fn oversized_batch_is_refused_before_queueing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (raft, view) = leader(dir.path()).await;
     let metrics = NodeMetrics::unregistered();
     let (batcher, _task) = Batcher::start(raft.clone(), batcher_config(), metrics.clone());
-    let service = Service::new(
-        raft.clone(),
-        view.clone(),
-        batcher,
-        vec![*blake3::hash(OPERATOR).as_bytes()],
-        metrics.clone(),
-        tally_raft::replication::CommittedIndex::default(),
-    );
-
-    let (kind, payload) = encode_request(
-        &Request::Submit {
-            operation: Operation::CreateAccounts,
-            body: accounts().body,
-        },
-        OPERATOR,
-    );
-    let answer = ask(&service, kind, payload.clone()).await;
-    let body = decode_answer(&answer.payload)
-        .expect("decodes")
-        .expect("ok");
-    assert!(decode_submit_answer(body)
-        .expect("decodes")
-        .failures
-        .is_empty());
-
-    let (_, stranger) = encode_request(
-        &Request::Submit {
-            operation: Operation::CreateAccounts,
-            body: accounts().body,
-        },
-        b"not the operator's secret at all",
-    );
-    let answer = ask(&service, kind, stranger).await;
-    let refusal = decode_answer(&answer.payload)
-        .expect("decodes")
-        .expect_err("refused");
-    assert_eq!(refusal.status, Status::Unauthenticated, "{refusal}");
-
-    let mut unknown_operation = payload.clone();
-    unknown_operation[0] = 9;
-    let mut reserved = payload.clone();
-    reserved[3] = 1;
-    for bad in [unknown_operation, reserved, vec![1, 2, 3]] {
-        let answer = ask(&service, kind, bad).await;
-        let refusal = decode_answer(&answer.payload)
-            .expect("decodes")
-            .expect_err("refused");
-        assert_eq!(refusal.status, Status::BadRequest, "{refusal}");
-    }
-    let answer = ask(&service, 200, vec![0; 8]).await;
-    assert_eq!(
-        decode_answer(&answer.payload)
-            .expect("decodes")
-            .expect_err("refused")
-            .status,
-        Status::BadRequest
-    );
-
-    let (kind, oversized) = encode_request(
-        &Request::Submit {
-            operation: Operation::CreateTransfers,
-            body: Bytes::from(vec![0u8; 2 * 1024 * 1024]),
-        },
-        OPERATOR,
-    );
-    let answer = ask(&service, kind, oversized).await;
-    let refusal = decode_answer(&answer.payload)
-        .expect("decodes")
-        .expect_err("refused");
-    assert_eq!(refusal.status, Status::BadRequest, "{refusal}");
-
-    let (kind, partial) = encode_request(
-        &Request::Submit {
-            operation: Operation::CreateTransfers,
-            body: Bytes::from(vec![0u8; 100]),
-        },
-        OPERATOR,
-    );
-    let answer = ask(&service, kind, partial).await;
-    let refusal = decode_answer(&answer.payload)
-        .expect("decodes")
-        .expect_err("refused");
-    assert_eq!(refusal.status, Status::BatchRefused, "{refusal}");
-    assert_eq!(view.read(|applied| applied.engine().accounts_count()), 10);
-
-    service.stop_accepting();
-    let answer = ask(&service, kind, payload).await;
-    let refusal = decode_answer(&answer.payload)
-        .expect("decodes")
-        .expect_err("refused");
-    assert_eq!(refusal.status, Status::Unavailable, "{refusal}");
-
-    // Every answer was counted, each refusal before the ledger under its reason.
-    let rejects = |reason: &str| metrics.rejects.with_label_values(&[reason]).get();
-    assert_eq!(rejects("auth"), 1);
-    assert_eq!(rejects("malformed"), 4);
-    assert_eq!(rejects("shutting_down"), 1);
-    assert_eq!(rejects("too_large"), 1, "the 2 MiB batch");
-    let requests = |kind: &str, status: &str| {
-        metrics
-            .requests
-            .with_label_values(&["node", kind, status])
-            .get()
+    let oversized = ClientBatch {
+        operation: Operation::CreateTransfers,
+        body: Bytes::from(vec![0u8; 2 * 1024 * 1024]),
     };
-    assert_eq!(requests("submit", "ok"), 1);
-    assert_eq!(requests("submit", "bad_request"), 4);
-    assert_eq!(requests("submit", "batch_refused"), 1);
-    assert_eq!(
-        metrics
-            .events
-            .with_label_values(&["create_transfers", "batch_invalid"])
-            .get(),
-        0,
-        "a body of 100 bytes holds no whole record"
-    );
+    match batcher.try_submit(oversized) {
+        Err(BatcherError::TooLarge { bytes, limit }) => {
+            assert_eq!(bytes, 2 * 1024 * 1024);
+            assert!(limit < bytes);
+        }
+        other => panic!("refused as too large, not {:?}", other.map(|_| ())),
+    }
+    assert_eq!(metrics.rejects.with_label_values(&["too_large"]).get(), 1);
+    assert_eq!(view.read(|applied| applied.engine().accounts_count()), 0);
     raft.shutdown().await.expect("shutdown");
 }

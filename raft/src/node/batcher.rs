@@ -20,7 +20,6 @@ use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use super::protocol::{Refusal, Status};
 use crate::metrics::NodeMetrics;
 use crate::replication::codec;
 use crate::replication::types::{ClientBatch, Request, TypeConfig};
@@ -30,7 +29,32 @@ type Raft = openraft::Raft<TypeConfig>;
 
 /// What a submitted batch ends with: its entry's log index and the engine's outcome (per-event
 /// failures, or the whole batch refused), or why it was not committed by this leader.
-pub type Committed = Result<CommittedBatch, Refusal>;
+pub type Committed = Result<CommittedBatch, BatcherError>;
+
+/// Why the batcher did not deliver a batch's outcome. The gateway turns each into its
+/// protocol's status; nothing here is a wire type.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BatcherError {
+    /// Larger than one entry may carry: retrying it unchanged fails again.
+    #[error("batch body of {bytes} bytes is over the limit of {limit} bytes per batch")]
+    TooLarge { bytes: usize, limit: usize },
+    /// This node stopped leading before the entry committed (`leader`: the one it knows, id
+    /// and client address). The batch may still commit: retry it at the leader, where events
+    /// already applied answer `exists`.
+    #[error(
+        "this node is not the leader; the batch may still commit: retry it at the leader \
+         (events already applied answer `exists`)"
+    )]
+    NotLeader {
+        leader: Option<(crate::replication::types::NodeId, String)>,
+    },
+    /// The node is shutting down, or its replication stopped: the outcome is unknown.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug: the state machine answered an entry with the wrong number of results.
+    #[error("{0}")]
+    Internal(String),
+}
 
 /// A batch whose entry committed and was applied on this node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,7 +149,7 @@ impl Batcher {
     pub fn try_submit(
         &self,
         batch: ClientBatch,
-    ) -> Result<Option<oneshot::Receiver<Committed>>, Refusal> {
+    ) -> Result<Option<oneshot::Receiver<Committed>>, BatcherError> {
         self.check_size(&batch)?;
         let (done, result) = oneshot::channel();
         match self.queue.try_send(Submission::new(batch, done)) {
@@ -135,17 +159,13 @@ impl Batcher {
         }
     }
 
-    fn check_size(&self, batch: &ClientBatch) -> Result<(), Refusal> {
+    fn check_size(&self, batch: &ClientBatch) -> Result<(), BatcherError> {
         if batch.body.len() > self.body_bytes_max {
             self.metrics.reject(crate::metrics::Reject::TooLarge);
-            return Err(Refusal::new(
-                Status::BadRequest,
-                format!(
-                    "batch body of {} bytes is over the limit of {} bytes per batch",
-                    batch.body.len(),
-                    self.body_bytes_max
-                ),
-            ));
+            return Err(BatcherError::TooLarge {
+                bytes: batch.body.len(),
+                limit: self.body_bytes_max,
+            });
         }
         Ok(())
     }
@@ -155,7 +175,7 @@ impl Batcher {
     pub async fn submit(
         &self,
         batch: ClientBatch,
-    ) -> Result<oneshot::Receiver<Committed>, Refusal> {
+    ) -> Result<oneshot::Receiver<Committed>, BatcherError> {
         self.check_size(&batch)?;
         let (done, result) = oneshot::channel();
         self.queue
@@ -166,8 +186,8 @@ impl Batcher {
     }
 }
 
-fn shutting_down() -> Refusal {
-    Refusal::new(Status::Unavailable, "the node is shutting down")
+fn shutting_down() -> BatcherError {
+    BatcherError::Unavailable("the node is shutting down".to_owned())
 }
 
 /// The leader's clock in ns since the Unix epoch, never going backwards between entries.
@@ -264,14 +284,11 @@ async fn write(raft: Raft, metrics: NodeMetrics, timestamp: u64, packed: Vec<Sub
         }
         Ok(written) => {
             // Apply returns one result per batch; anything else is a bug in the state machine.
-            let refusal = Refusal::new(
-                Status::Internal,
-                format!(
-                    "entry {} returned {} results for {count} batches",
-                    written.log_id,
-                    written.data.batches.len()
-                ),
-            );
+            let refusal = BatcherError::Internal(format!(
+                "entry {} returned {} results for {count} batches",
+                written.log_id,
+                written.data.batches.len()
+            ));
             send_all(waiting, &refusal);
         }
         Err(error) => send_all(waiting, &refusal_of(error)),
@@ -285,7 +302,7 @@ type Waiting = (
     u64,
 );
 
-fn send_all(waiting: Vec<Waiting>, refusal: &Refusal) {
+fn send_all(waiting: Vec<Waiting>, refusal: &BatcherError) {
     for (done, ..) in waiting {
         let _ = done.send(Err(refusal.clone()));
     }
@@ -294,23 +311,20 @@ fn send_all(waiting: Vec<Waiting>, refusal: &Refusal) {
 /// What a client is told when its entry was not committed by this leader.
 fn refusal_of(
     error: RaftError<u64, ClientWriteError<u64, crate::replication::types::Node>>,
-) -> Refusal {
+) -> BatcherError {
     match error {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => Refusal {
-            status: Status::NotLeader,
-            leader: forward
-                .leader_id
-                .zip(forward.leader_node.map(|node| node.client_addr)),
-            message: "this node is not the leader; the batch may still commit: retry it at the \
-                      leader (events already applied answer `exists`)"
-                .to_owned(),
-        },
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(error)) => Refusal::new(
-            Status::Internal,
-            format!("unexpected membership error: {error}"),
-        ),
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+            BatcherError::NotLeader {
+                leader: forward
+                    .leader_id
+                    .zip(forward.leader_node.map(|node| node.client_addr)),
+            }
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(error)) => {
+            BatcherError::Internal(format!("unexpected membership error: {error}"))
+        }
         RaftError::Fatal(fatal) => {
-            Refusal::new(Status::Unavailable, format!("replication stopped: {fatal}"))
+            BatcherError::Unavailable(format!("replication stopped: {fatal}"))
         }
     }
 }

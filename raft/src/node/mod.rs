@@ -1,21 +1,19 @@
 //! A Tally node: one replica's storage, openraft, the replica network, the batcher and the
-//! client protocol, started and stopped together.
+//! client listener, started and stopped together.
 //!
-//! - [`protocol`]: the client protocol's messages (docs/protocol.md).
 //! - [`batcher`]: packs client batches into Raft entries on the leader.
-//! - [`service`]: serves the client protocol on the node's port.
-//! - [`client`]: a client of that protocol, for the CLI, tests and drivers.
+//!
+//! The client protocol itself is not here: [`Node::start`] is given a function that builds the
+//! client handler (the gateway) from the node's parts once openraft runs, and serves it on the
+//! client listener. Replica RPCs are served on the peer listener only.
 //!
 //! Lifecycle: [`Node::start`] opens the data directory (restoring the newest snapshot and the
-//! log after it), starts openraft and serves on the listen address; if the node is fresh and
+//! log after it), starts openraft and serves on the listen addresses; if the node is fresh and
 //! the config names bootstrap members, it initializes the cluster. [`Node::shutdown`] stops
 //! accepting batches, lets the queued and in-flight ones commit and answer, stops openraft
 //! (whose log store flushes and closes the WAL) and stops serving.
 
 pub mod batcher;
-pub mod client;
-pub mod protocol;
-pub mod service;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -36,54 +34,23 @@ use crate::replication::types::{Node as Member, NodeId, TypeConfig};
 use crate::replication::{open_storage, AppliedView, CommittedIndex, StorageOpenError};
 use crate::storage::Disk;
 use crate::wal::{WalConfig, WalReader};
-pub use batcher::{Batcher, BatcherConfig, CommittedBatch};
-pub use service::Service;
+pub use batcher::{Batcher, BatcherConfig, BatcherError, CommittedBatch};
 
-use crate::net::{ClientHandler, Frame, Replies};
-use std::future::Future;
-use std::pin::Pin;
+use crate::net::ClientHandler;
 
-/// Frame kinds from here up go to the extra client handler given to [`Node::start`] (the
-/// gateway); kinds between the Raft RPCs and this one are the node protocol ([`protocol`]).
-pub const EXTRA_KIND_FIRST: u8 = 64;
-
-/// Builds the extra client handler (the gateway) once openraft runs: it gets the Raft handle,
-/// the applied state for reads, and the batcher to submit through.
-pub type ExtraHandler =
-    Box<dyn FnOnce(Raft, AppliedView, Batcher, NodeMetrics) -> Arc<dyn ClientHandler> + Send>;
-
-/// The node's client side: the node protocol below `EXTRA_KIND_FIRST`, the extra handler above.
-struct Dispatch {
-    service: Arc<Service>,
-    extra: Option<Arc<dyn ClientHandler>>,
+/// What the client handler is built from, once openraft runs: the Raft handle (for reads
+/// after a read index and for administration), the applied state, the batcher to submit
+/// through, the node's metrics and its commit index.
+pub struct NodeParts {
+    pub raft: Raft,
+    pub view: AppliedView,
+    pub batcher: Batcher,
+    pub metrics: NodeMetrics,
+    pub committed: CommittedIndex,
 }
 
-impl ClientHandler for Dispatch {
-    fn handle(
-        &self,
-        frame: Frame,
-        replies: Replies,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        match &self.extra {
-            Some(extra) if frame.kind >= EXTRA_KIND_FIRST => extra.handle(frame, replies),
-            _ => self.service.handle(frame, replies),
-        }
-    }
-
-    fn payload_bytes_max(&self, kind: u8) -> usize {
-        match &self.extra {
-            Some(extra) if kind >= EXTRA_KIND_FIRST => extra.payload_bytes_max(kind),
-            _ => self.service.payload_bytes_max(kind),
-        }
-    }
-
-    fn stop_accepting(&self) {
-        self.service.stop_accepting();
-        if let Some(extra) = &self.extra {
-            extra.stop_accepting();
-        }
-    }
-}
+/// Builds the client handler (the gateway) from the node's parts.
+pub type MakeClientHandler = Box<dyn FnOnce(NodeParts) -> Arc<dyn ClientHandler> + Send>;
 
 type Raft = openraft::Raft<TypeConfig>;
 
@@ -108,9 +75,6 @@ pub struct NodeConfig {
     pub wal: WalConfig,
     pub batcher: BatcherConfig,
     pub engine: EngineConfig,
-    /// BLAKE3 hashes of the credentials the node protocol accepts (the operators'); with none,
-    /// the node protocol refuses every request (the gateway is the clients' way in).
-    pub operator_credentials: Vec<[u8; 32]>,
 }
 
 impl Probe {
@@ -261,7 +225,7 @@ pub const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(5
 
 /// A running node.
 pub struct Node {
-    clients: Arc<Dispatch>,
+    clients: Arc<dyn ClientHandler>,
     batcher_task: JoinHandle<()>,
     server_tasks: [JoinHandle<()>; 2],
     stop_serving: watch::Sender<bool>,
@@ -290,7 +254,7 @@ impl Node {
     pub async fn start(
         config: NodeConfig,
         disk: Arc<dyn Disk>,
-        extra: Option<ExtraHandler>,
+        make_clients: MakeClientHandler,
     ) -> Result<Node, NodeError> {
         let (listener, local_addr) = bind(config.listen).await?;
         let (peer_listener, peer_addr) = bind(config.peer_listen).await?;
@@ -335,17 +299,13 @@ impl Node {
         .await
         .map_err(|error| NodeError::Raft(error.to_string()))?;
         let (batcher, batcher_task) = Batcher::start(raft.clone(), config.batcher, metrics.clone());
-        let extra =
-            extra.map(|make| make(raft.clone(), view.clone(), batcher.clone(), metrics.clone()));
-        let service = Arc::new(Service::new(
-            raft.clone(),
-            view.clone(),
+        let clients = make_clients(NodeParts {
+            raft: raft.clone(),
+            view: view.clone(),
             batcher,
-            config.operator_credentials.clone(),
-            metrics.clone(),
-            committed.clone(),
-        ));
-        let clients = Arc::new(Dispatch { service, extra });
+            metrics: metrics.clone(),
+            committed: committed.clone(),
+        });
         let (stop_serving, stopped) = watch::channel(false);
         let server_tasks = [
             tokio::spawn(serve_peers(
@@ -357,7 +317,7 @@ impl Node {
             )),
             tokio::spawn(serve_clients(
                 listener,
-                Arc::clone(&clients) as Arc<dyn ClientHandler>,
+                Arc::clone(&clients),
                 config
                     .tls
                     .as_ref()
