@@ -8,9 +8,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
+use tally_client::{Client, ClientConfig};
 use tally_engine::records::{Account, AccountFlags, Trade, TradeFlags, Transfer, TransferFlags};
 use tally_engine::{EventResult, StatementEvent, StatementFilter};
-use tally_gateway::client::{Client, ClientConfig};
 
 use crate::config::parse_u128;
 

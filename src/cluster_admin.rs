@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde_json::json;
-use tally_gateway::client::{Client, ClientConfig, ClientError, Reads};
-use tally_gateway::protocol::{Admin, Member, NodeState};
-use tally_raft::net::ClientTls;
+use tally_client::protocol::{Admin, Member, NodeState};
+use tally_client::ClientTls;
+use tally_client::{Client, ClientConfig, ClientError, Reads};
 
 /// How long `status` waits for each member.
 pub const MEMBER_TIMEOUT: Duration = Duration::from_secs(3);

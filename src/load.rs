@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use tally_client::ClientTls;
 use tally_loadgen::check::{all_passed, render};
 use tally_loadgen::run::{Limit, Pace, RunConfig, RunOutcome};
 use tally_loadgen::{GatewayCluster, Mix, Skew, WorkloadConfig};
-use tally_raft::net::ClientTls;
 
 use crate::local_cluster::LocalCluster;
 
@@ -212,8 +212,7 @@ async fn load(
 ) -> anyhow::Result<RunOutcome> {
     let cluster = Arc::new(
         GatewayCluster::connect(
-            tally_gateway::client::ClientConfig::new(addrs, cluster_id, credential.to_vec())
-                .with_tls(tls),
+            tally_client::ClientConfig::new(addrs, cluster_id, credential.to_vec()).with_tls(tls),
         )
         .await
         .context("registering with the gateway")?,

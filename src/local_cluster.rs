@@ -14,10 +14,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tally_gateway::client::Client;
-use tally_gateway::protocol::NodeState;
+use tally_client::protocol::NodeState;
+use tally_client::Client;
+use tally_client::ClientTls;
 use tally_raft::net::tls::pki;
-use tally_raft::net::{ClientTls, TlsFiles};
+use tally_raft::net::TlsFiles;
 
 use crate::cluster_admin::Operator;
 use tally_raft::replication::types::Node as Member;
@@ -320,9 +321,9 @@ impl LocalCluster {
     }
 
     /// Node `id`'s addresses, as the membership knows them.
-    pub fn member(&self, id: u64) -> anyhow::Result<tally_gateway::protocol::Member> {
+    pub fn member(&self, id: u64) -> anyhow::Result<tally_client::protocol::Member> {
         let node = self.nodes.get(&id).context("no such node")?;
-        Ok(tally_gateway::protocol::Member::new(
+        Ok(tally_client::protocol::Member::new(
             node.addr.clone(),
             node.peer_addr.clone(),
         ))

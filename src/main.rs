@@ -23,7 +23,7 @@ use tally::cluster_admin::{Operator, ADMIN_TIMEOUT};
 use tally::config::parse_u128;
 use tally::config::{admin_listen, gateway_config, node_config, parse_members, NodeFlags};
 use tally::load::{demo, loadgen, DemoArgs, LoadgenArgs};
-use tally_gateway::protocol::{Admin, Member};
+use tally_client::protocol::{Admin, Member};
 use tally_gateway::Gateway;
 use tally_raft::net::ClientHandler;
 use tally_raft::node::{MakeClientHandler, Node};
@@ -384,11 +384,9 @@ fn main() -> ExitCode {
             Ok(Ended::EventsFailed) => ExitCode::from(1),
             Err(error) => {
                 eprintln!("tally client: {error:#}");
-                let cluster = error.chain().any(|cause| {
-                    cause
-                        .downcast_ref::<tally_gateway::client::ClientError>()
-                        .is_some()
-                });
+                let cluster = error
+                    .chain()
+                    .any(|cause| cause.downcast_ref::<tally_client::ClientError>().is_some());
                 ExitCode::from(if cluster { 3 } else { 2 })
             }
         };

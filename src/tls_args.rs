@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use tally_raft::net::ClientTls;
+use tally_client::ClientTls;
 
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct ClientTlsArgs {

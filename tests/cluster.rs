@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tally::local_cluster::LocalCluster;
+use tally_client::protocol::{Admin, NodeState, Status};
+use tally_client::{Client, ClientConfig, ClientError};
 use tally_engine::records::{Account, Transfer};
 use tally_engine::{EventResult, Operation};
-use tally_gateway::client::{Client, ClientConfig, ClientError};
-use tally_gateway::protocol::{Admin, NodeState, Status};
 
 const ACCOUNTS: u64 = 100;
 const LEADER_WAIT: Duration = Duration::from_secs(30);

@@ -1,21 +1,21 @@
 //! Black-box tests of the gateway: real `tally node` processes on loopback, spoken to over raw
 //! sockets by a minimal client written here (frames from `tally_raft::net::frame`, payloads
-//! from `tally_gateway::protocol`), so what is tested is the bytes on the wire.
+//! from `tally_client::protocol`), so what is tested is the bytes on the wire.
 
 use std::path::Path;
 use std::time::Duration;
 
 use tally::local_cluster::{metric_value, LocalCluster};
-use tally_engine::records::{Account, AccountFlags, Trade, Transfer};
-use tally_engine::{EventResult, StatementFilter};
-use tally_gateway::credential_hash_hex;
-use tally_gateway::protocol::{
+use tally_client::protocol::{
     decode_accounts, decode_balances, decode_create_reply, decode_node_state, decode_refusal,
     decode_registered, decode_reply, decode_statement_reply, decode_trades, decode_transfers,
     encode_admin, encode_balances_as_of_request, encode_ids, encode_node_state_request,
     encode_request, encode_statement_request, Admin, CreateReply, Operation, Refusal, ReplyHeader,
     RequestHeader, Status, FLAG_LINEARIZABLE,
 };
+use tally_engine::records::{Account, AccountFlags, Trade, Transfer};
+use tally_engine::{EventResult, StatementFilter};
+use tally_gateway::credential_hash_hex;
 use tally_raft::net::frame::{encode_frame, encode_header};
 use tally_raft::net::{read_frame, write_frame, Frame};
 use tokio::io::AsyncWriteExt;

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tally::local_cluster::LocalCluster;
+use tally_client::{Client, ClientConfig};
 use tally_engine::records::{Account, Transfer};
 use tally_engine::{EventResult, StatementFilter};
-use tally_gateway::client::{Client, ClientConfig};
 use tally_gateway::credential_hash_hex;
 
 const CLUSTER_ID: u128 = 0x7A11;

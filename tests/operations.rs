@@ -790,8 +790,8 @@ fn restore_a_whole_cluster_from_a_snapshot_file() {
 
     // And it takes new writes.
     let client = runtime
-        .block_on(tally_gateway::client::Client::connect(
-            tally_gateway::client::ClientConfig::new(
+        .block_on(tally_client::Client::connect(
+            tally_client::ClientConfig::new(
                 cluster.addrs(),
                 cluster.cluster_id(),
                 cluster.operator_credential().to_vec(),

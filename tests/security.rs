@@ -10,7 +10,7 @@ use bytes::Bytes;
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use openraft::{CommittedLeaderId, LogId, StoredMembership, Vote};
 use tally::local_cluster::{metric_value, LocalCluster};
-use tally_gateway::client::{Client, ClientConfig, ClientError};
+use tally_client::{Client, ClientConfig, ClientError};
 use tally_raft::net::rpc::{
     encode_append_entries, encode_install_snapshot, encode_vote_request, KIND_APPEND_ENTRIES,
     KIND_INSTALL_SNAPSHOT, KIND_VOTE,

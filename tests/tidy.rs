@@ -38,10 +38,18 @@ fn non_test_code(path: &Path) -> String {
 }
 
 fn crates_with_lib() -> Vec<&'static str> {
-    ["engine", "raft", "gateway", "benches", "loadgen"]
-        .into_iter()
-        .filter(|c| root().join(c).join("src/lib.rs").exists())
-        .collect()
+    [
+        "engine",
+        "raft",
+        "gateway",
+        "gateway/wire",
+        "gateway/client",
+        "benches",
+        "loadgen",
+    ]
+    .into_iter()
+    .filter(|c| root().join(c).join("src/lib.rs").exists())
+    .collect()
 }
 
 /// Proves every crate's lib.rs opens with at least three lines of crate docs (what it owns,
@@ -87,7 +95,14 @@ fn engine_is_sans_io() {
 /// what broke (`expect` with the invariant) or be handled.
 #[test]
 fn no_unwrap_outside_tests() {
-    for krate in ["engine", "raft", "gateway", "loadgen"] {
+    for krate in [
+        "engine",
+        "raft",
+        "gateway",
+        "gateway/wire",
+        "gateway/client",
+        "loadgen",
+    ] {
         for path in rust_files(&root().join(krate).join("src")) {
             let code = non_test_code(&path);
             assert!(
@@ -133,11 +148,79 @@ fn architecture_names_every_crate() {
     let map =
         std::fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md exists");
     for folder in [
-        "engine/", "raft/", "gateway/", "loadgen/", "benches/", "deploy/",
+        "engine/",
+        "raft/",
+        "gateway/",
+        "gateway/wire/",
+        "gateway/client/",
+        "loadgen/",
+        "benches/",
+        "deploy/",
     ] {
         assert!(
             map.contains(folder),
             "ARCHITECTURE.md does not mention {folder}"
         );
+    }
+}
+
+/// Proves the client library carries no server: `cargo tree` of `tally-client` (what an
+/// embedder links) names neither openraft, io-uring, prometheus, `tally-raft` nor
+/// `tally-gateway`, so it builds wherever Rust and ring do, not only on Linux with io_uring.
+#[test]
+fn client_crate_has_no_server_stack() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = std::process::Command::new(cargo)
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            "tally-client",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .current_dir(root())
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        output.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let tree = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        tree.contains("tally-client") && tree.contains("tally-wire"),
+        "{tree}"
+    );
+    for server in [
+        "openraft",
+        "io-uring",
+        "prometheus",
+        "tally-raft",
+        "tally-gateway",
+    ] {
+        assert!(
+            !tree
+                .lines()
+                .any(|line| line.starts_with(&format!("{server} "))),
+            "tally-client depends on {server}:\n{tree}"
+        );
+    }
+}
+
+/// Proves no crate but `raft` dials a replica or speaks a replica RPC: the peer network's
+/// client (`Network`, `PeerClient`) and its messages (`net::rpc`) are named only under
+/// `raft/src` (tests that play a stranger on the peer port are the exception, by design).
+#[test]
+fn only_raft_opens_peer_connections() {
+    for dir in ["engine/src", "gateway", "loadgen/src", "src", "benches"] {
+        for path in rust_files(&root().join(dir)) {
+            let code = non_test_code(&path);
+            for word in ["PeerClient", "Network::new", "net::rpc", "peer_client"] {
+                assert!(!code.contains(word), "{} uses {word}", path.display());
+            }
+        }
     }
 }

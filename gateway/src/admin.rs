@@ -11,7 +11,7 @@ use tally_raft::replication::limits::NODE_ADDRESS_BYTES_MAX;
 use tally_raft::replication::types::{LogId, Node, NodeId, TypeConfig};
 use tally_raft::replication::{AppliedView, CommittedIndex};
 
-use crate::protocol::{Admin, LogPosition, Member, NodeState, Refusal, Status};
+use tally_client::protocol::{Admin, LogPosition, Member, NodeState, Refusal, Status};
 
 type Raft = openraft::Raft<TypeConfig>;
 

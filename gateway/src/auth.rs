@@ -16,7 +16,7 @@ use tally_engine::records::{Account, Trade, Transfer};
 use tally_engine::Engine;
 
 use crate::limits::SESSION_IDLE_DEFAULT;
-pub use crate::protocol::Role;
+pub use tally_client::protocol::Role;
 
 /// For a reader, what it may see: accounts on these ledgers, and these accounts. For a
 /// submitter, what it may debit: accounts on these ledgers, and these accounts (`scope.rs`).

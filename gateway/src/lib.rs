@@ -1,21 +1,18 @@
-//! Tally's gateway: the binary client protocol served on every node's port, with sessions,
-//! authentication, role and scope checks, limits and back-pressure ("busy" instead of queues
-//! that grow). Entry points: [`protocol`] (the codec, docs/protocol.md "Gateway protocol") and
-//! [`Gateway`] (the server, a `tally_raft::net::ClientHandler` given to `Node::start`).
-//! It never touches the disk and never decides a balance: it checks who may send what, then
-//! hands batches to the leader's batcher and reads from the applied engine state.
+//! Tally's gateway: the server side of the one client protocol (its codec is the client
+//! crate's, `tally_client::protocol`; docs/protocol.md "Gateway protocol"), served on every
+//! node's client listener, with sessions, authentication, role and scope checks, limits and
+//! back-pressure ("busy" instead of queues that grow), and the operators' node state and
+//! administration. Entry point: [`Gateway`] (a `tally_raft::net::ClientHandler` built from the
+//! node's parts). It never touches the disk and never decides a balance: it checks who may
+//! send what, then hands batches to the leader's batcher, reads from the applied engine state
+//! and asks openraft for administration.
 
 #![warn(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod admin;
 pub mod auth;
-pub mod client;
-pub mod connection;
 pub mod limits;
-mod operator;
-pub mod protocol;
-mod reply;
 mod scope;
 pub mod server;
 mod session;

@@ -1,32 +1,12 @@
-//! Every limit of the gateway, units last, each with its reason. Connections are limited by
-//! the node's server (`tally_raft::net::limits::CONNECTIONS_MAX`, 1024): the gateway shares
-//! the node's single port.
+//! Every limit of the gateway's server, units last, each with its reason; the protocol's own
+//! limits (what a request may carry) are the client crate's and are re-exported here.
+//! Connections are limited by the node's server (`tally_raft::net::limits`).
 
 use std::time::Duration;
 
-use tally_engine::limits::{BATCH_EVENTS_MAX, RECORD_BYTES};
 use tally_raft::net::limits::FRAME_PAYLOAD_BYTES_MAX;
 
-/// Bytes of the gateway header at the start of every request and reply payload
-/// (docs/protocol.md, "Gateway protocol").
-pub const HEADER_BYTES: usize = 64;
-
-/// Events in one create request: one engine batch (8,189 records, just under 1 MiB), which is
-/// also what one Raft entry holds, so a request is never split between entries.
-pub const REQUEST_EVENTS_MAX: usize = BATCH_EVENTS_MAX;
-
-/// Ids in one lookup request: as many as events in a create request, so a lookup's reply
-/// (128 bytes per record) is never larger than a full create request.
-pub const LOOKUP_IDS_MAX: usize = BATCH_EVENTS_MAX;
-
-/// Body bytes of any request: the largest is a full create request (lookups: 16 bytes per id).
-pub const REQUEST_BODY_BYTES_MAX: usize = REQUEST_EVENTS_MAX * RECORD_BYTES;
-
-/// Bytes of a credential presented at registration. 16 bytes is the least that resists
-/// guessing (128 bits); 256 leaves room for any token format without letting a client make
-/// the node hash megabytes before it is authenticated.
-pub const CREDENTIAL_BYTES_MIN: usize = 16;
-pub const CREDENTIAL_BYTES_MAX: usize = 256;
+pub use tally_client::limits::*;
 
 /// Payload bytes of a register frame: its header and the longest credential. A stranger has
 /// no session yet, so registration is all it can do; the frame reader refuses a longer
@@ -66,19 +46,6 @@ pub const REPLY_CACHE_BYTES_MAX: usize = 1024 * 1024;
 /// per node (`[gateway] session_idle_ms`).
 pub const SESSION_IDLE_DEFAULT: Duration = Duration::from_secs(60);
 
-/// Bytes of the message in a refusal (longer ones are cut at a character boundary).
-pub const MESSAGE_BYTES_MAX: usize = 1024;
-
-/// Bytes of a leader address in a `NotLeader` refusal (a host:port or DNS name).
-pub const ADDRESS_BYTES_MAX: usize = 256;
-
-/// Members named in one admin request or node-state reply: the membership's own limit.
-pub const MEMBERS_MAX: usize = 64;
-
-/// Bytes of one statement entry in a reply: timestamp, kind, reserved, balances after, and
-/// the event's 128-byte record.
-pub const STATEMENT_ENTRY_BYTES: usize = 8 + 8 + 64 + RECORD_BYTES;
-
 // A full create request fits in one frame, and so does the largest reply (a statement of
 // `STATEMENT_ENTRIES_MAX` entries).
 const _: () = assert!(HEADER_BYTES + REQUEST_BODY_BYTES_MAX <= FRAME_PAYLOAD_BYTES_MAX);
@@ -93,15 +60,12 @@ const _: () = assert!(
             - tally_raft::node::batcher::ENTRY_OVERHEAD_BYTES
             - tally_raft::node::batcher::BATCH_OVERHEAD_BYTES
 );
-const _: () = assert!(LOOKUP_IDS_MAX * 16 <= REQUEST_BODY_BYTES_MAX);
-const _: () = assert!(CREDENTIAL_BYTES_MAX <= REQUEST_BODY_BYTES_MAX);
 // Registration fits its own tight limit, which is far below every other kind's.
-const _: () = assert!(CREDENTIAL_BYTES_MIN <= CREDENTIAL_BYTES_MAX);
 const _: () = assert!(REGISTER_PAYLOAD_BYTES_MAX < HEADER_BYTES + REQUEST_BODY_BYTES_MAX);
 // One credential holds at most a quarter of the session table.
 const _: () = assert!(SESSIONS_PER_CREDENTIAL_MAX >= 1);
 const _: () = assert!(SESSIONS_PER_CREDENTIAL_MAX * 4 <= SESSIONS_MAX);
-// The body size travels as a u32.
-const _: () = assert!(REQUEST_BODY_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(MEMBERS_MAX == tally_raft::replication::limits::MEMBERSHIP_NODES_MAX);
 const _: () = assert!(ADDRESS_BYTES_MAX >= tally_raft::replication::limits::NODE_ADDRESS_BYTES_MAX);
+// What the client accepts as a reply fits a frame the node may send.
+const _: () = assert!(REPLY_PAYLOAD_BYTES_MAX <= FRAME_PAYLOAD_BYTES_MAX);

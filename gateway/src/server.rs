@@ -34,7 +34,10 @@ use crate::limits::{
     HEADER_BYTES, REGISTER_PAYLOAD_BYTES_MAX, REQUEST_BODY_BYTES_MAX, REQUEST_EVENTS_MAX,
     SESSIONS_MAX, SESSIONS_PER_CREDENTIAL_MAX, SESSION_IN_FLIGHT_MAX,
 };
-use crate::protocol::{
+use crate::scope::check_create;
+use crate::session::{Admission, RegisterRefusal, SessionRefusal, Sessions, Waiter};
+use tally_client::protocol::decode_reply;
+use tally_client::protocol::{
     decode_request_body, decode_request_header, encode_balances, encode_create_reply,
     encode_node_state, encode_refusal, encode_registered, encode_reply, encode_statement_reply,
     reply_kind, CreateReply, Failure, LookupKind, Operation, Refusal, Registered, ReplyHeader,
@@ -43,9 +46,6 @@ use crate::protocol::{
     KIND_LOOKUP_ACCOUNTS, KIND_LOOKUP_TRADES, KIND_LOOKUP_TRANSFERS, KIND_NODE_STATE,
     KIND_REGISTER, KIND_STATEMENT,
 };
-use crate::reply::decode_reply;
-use crate::scope::check_create;
-use crate::session::{Admission, RegisterRefusal, SessionRefusal, Sessions, Waiter};
 
 type Raft = openraft::Raft<TypeConfig>;
 
@@ -207,7 +207,7 @@ fn session_refusal(context: &Context, refusal: SessionRefusal) -> Bytes {
 /// An operator's request, owned so it can move into its task.
 enum Operate {
     State { audit: bool },
-    Admin(crate::protocol::Admin),
+    Admin(tally_client::protocol::Admin),
 }
 
 /// A read request, owned so it can move into its task.

@@ -307,7 +307,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Role;
+    use tally_client::protocol::Role;
 
     fn waiter() -> Waiter {
         let (replies, _) = tokio::sync::mpsc::channel(1);

@@ -8,10 +8,10 @@
 use std::future::Future;
 
 use bytes::Bytes;
+use tally_client::protocol::Status;
+use tally_client::{Client, ClientConfig, ClientError, Reads};
 use tally_engine::records::{Account, Transfer};
 use tally_engine::{EventResult, LedgerTotals, Operation};
-use tally_gateway::client::{Client, ClientConfig, ClientError, Reads};
-use tally_gateway::protocol::Status;
 
 /// A committed batch's answer: the first event's timestamp (event `i` got `timestamp_first + i`)
 /// and the failed events by index, in index order.
@@ -78,7 +78,7 @@ pub trait Cluster: Send + Sync + 'static {
 }
 
 /// Most ids one lookup asks for (the gateway's limit).
-pub const LOOKUP_IDS_MAX: usize = tally_gateway::limits::LOOKUP_IDS_MAX;
+pub const LOOKUP_IDS_MAX: usize = tally_client::limits::LOOKUP_IDS_MAX;
 
 /// [`Cluster`] on the gateway: writes through a leader-following [`Client`], reads through one
 /// local-reading client per replica. The credential must be an operator's (reads of every

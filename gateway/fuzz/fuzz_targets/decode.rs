@@ -5,11 +5,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tally_gateway::protocol::{
+use tally_client::protocol::{
     decode_create_reply, decode_refusal, decode_registered, decode_reply, decode_request,
     decode_statement_reply, encode_request_header,
 };
-use tally_raft::net::read_frame;
+use tally_wire::read_frame;
 
 fn payload(kind: u8, payload: &[u8]) {
     if let Ok((header, _)) = decode_request(kind, payload) {

@@ -15,12 +15,13 @@
 //!
 //! Layouts: docs/protocol.md.
 
-pub mod frame;
 pub mod limits;
 pub mod network;
 pub mod rpc;
 pub mod server;
 pub mod tls;
+
+pub use tally_wire::frame;
 
 use std::future::Future;
 use std::pin::Pin;

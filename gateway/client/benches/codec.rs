@@ -14,10 +14,10 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tally_engine::records::{Transfer, TransferFlags};
-use tally_gateway::protocol::{
+use tally_client::protocol::{
     decode_request, encode_request, Request, RequestHeader, KIND_CREATE_TRANSFERS,
 };
+use tally_engine::records::{Transfer, TransferFlags};
 
 const EVENTS: usize = 8189;
 

@@ -1,6 +1,6 @@
 //! The gateway protocol: what clients send to a node's gateway and what it answers, byte by
 //! byte (docs/protocol.md, "Gateway protocol"). Every message is one frame
-//! (`tally_raft::net::frame`: magic, version, kind, length, request id, CRC32C over header and
+//! (`tally_wire::frame`: magic, version, kind, length, request id, CRC32C over header and
 //! payload) whose kind is the operation (`KIND_*`, all ≥ 64; a reply's kind is its request's
 //! plus one). The payload starts with a 64-byte gateway header, then the operation's body.
 //!
@@ -25,7 +25,7 @@
 use bytes::Bytes;
 use tally_engine::limits::RECORD_BYTES;
 use tally_engine::StatementFilter;
-use tally_raft::net::Frame;
+use tally_wire::Frame;
 
 pub use crate::operator::*;
 pub use crate::reply::*;

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use tally_engine::limits::RECORD_BYTES;
 use tally_engine::records::{Account, Trade, Transfer, TransferFlags};
 use tally_engine::{Balances, EventResult, StatementEntry, StatementFilter};
-use tally_raft::net::ClientTls;
+use tally_wire::ClientTls;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::time::{sleep, timeout, Instant};
 

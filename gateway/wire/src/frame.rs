@@ -5,7 +5,7 @@
 //! offset size field
 //!      0    4 magic "TLYF"
 //!      4    1 version (1)
-//!      5    1 kind: which message the payload is (net::rpc on the peer port; the gateway
+//!      5    1 kind: which message the payload is (replica RPCs on the peer port; the client
 //!               protocol on the client port)
 //!      6    2 reserved, zero
 //!      8    4 payload length, little-endian

@@ -1,5 +1,5 @@
 //! One connection to one node's client listener, with many requests in flight: requests are
-//! frames (`tally_raft::net::frame`) written in order by one task, and answers are matched to
+//! frames (`tally_wire::frame`) written in order by one task, and answers are matched to
 //! their requests by the frame's request id as they come (they may come out of order). The
 //! gateway client ([`crate::client`]) keeps its sessions on these.
 
@@ -13,11 +13,11 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-use tally_raft::net::tls::looks_like_tls;
-use tally_raft::net::{read_frame, write_frame, ClientTls, Frame, Stream};
+use tally_wire::tls::looks_like_tls;
+use tally_wire::{read_frame, write_frame, ClientTls, Frame, Stream};
 
-/// Largest answer a client accepts: a lookup of a full batch of records plus headers.
-pub const ANSWER_BYTES_MAX: usize = 2 * 1024 * 1024;
+use crate::limits::REPLY_PAYLOAD_BYTES_MAX;
+
 /// Time for a TLS handshake with a node: a few round trips. A plaintext server never answers
 /// a ClientHello, so without it such a mistake would hang.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -127,7 +127,7 @@ impl Connection {
                 reader_tls_answered.store(true, Ordering::SeqCst);
             }
             while !reader_tls_answered.load(Ordering::SeqCst) {
-                let Ok(Some(frame)) = read_frame(&mut reader, ANSWER_BYTES_MAX).await else {
+                let Ok(Some(frame)) = read_frame(&mut reader, REPLY_PAYLOAD_BYTES_MAX).await else {
                     break;
                 };
                 let waiter = answers
