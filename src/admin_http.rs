@@ -12,12 +12,12 @@
 
 use std::net::SocketAddr;
 
+use crate::node::Probe;
 use anyhow::Context;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use tally_raft::node::Probe;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 

@@ -60,11 +60,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use crate::node::NodeConfig;
 use anyhow::{bail, Context};
 use serde::Deserialize;
+use tally_gateway::BatcherConfig;
 use tally_gateway::{parse_hash, Credential, GatewayConfig, Role, Scope};
 use tally_raft::net::{NodeTls, TlsFiles};
-use tally_raft::node::{BatcherConfig, NodeConfig};
 use tally_raft::replication::types::Node as Member;
 use tally_raft::WalConfig;
 
@@ -280,14 +281,6 @@ pub fn admin_listen(flags: &NodeFlags) -> anyhow::Result<Option<SocketAddr>> {
 }
 
 /// The gateway's configuration from the file's `[gateway]` section, checked.
-pub fn gateway_config(flags: &NodeFlags) -> anyhow::Result<GatewayConfig> {
-    let file = match &flags.config {
-        Some(path) => read_file(path)?,
-        None => FileConfig::default(),
-    };
-    gateway_section(&file.gateway)
-}
-
 fn gateway_section(section: &GatewaySection) -> anyhow::Result<GatewayConfig> {
     let mut config = GatewayConfig::default();
     if let Some(idle) = section.session_idle_ms {
@@ -443,6 +436,7 @@ pub fn node_config(flags: &NodeFlags) -> anyhow::Result<NodeConfig> {
         engine: tally_engine::EngineConfig {
             hash_seed: rand::random(),
         },
+        gateway: gateway_section(&file.gateway)?,
     })
 }
 

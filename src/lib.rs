@@ -1,5 +1,6 @@
 //! The `tally` binary's library half: what its subcommands share with the multi-process tests.
-//! `config` turns a config file and flags into a node's configuration; `local_cluster` runs
+//! `node` assembles a node from `tally-raft` and `tally-gateway`; `config` turns a config file
+//! and flags into a node's configuration; `local_cluster` runs
 //! real `tally node` processes on loopback (tests, `tally loadgen --spawn`, `tally demo`); `load` fronts the load
 //! generator (`tally loadgen`, `tally demo`); `admin_http` is a node's `/metrics`, `/health`
 //! and `/ready`; `cluster_admin` is `tally admin`'s cluster operations; `tls_args` is how client commands
@@ -11,4 +12,5 @@ pub mod cluster_admin;
 pub mod config;
 pub mod load;
 pub mod local_cluster;
+pub mod node;
 pub mod tls_args;

@@ -15,18 +15,15 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use std::sync::Arc;
 
 use tally::client_cli::{ClientArgs, Ended};
 use tally::cluster_admin;
 use tally::cluster_admin::{Operator, ADMIN_TIMEOUT};
 use tally::config::parse_u128;
-use tally::config::{admin_listen, gateway_config, node_config, parse_members, NodeFlags};
+use tally::config::{admin_listen, node_config, parse_members, NodeFlags};
 use tally::load::{demo, loadgen, DemoArgs, LoadgenArgs};
+use tally::node::Node;
 use tally_client::protocol::{Admin, Member};
-use tally_gateway::Gateway;
-use tally_raft::net::ClientHandler;
-use tally_raft::node::{MakeClientHandler, Node};
 
 #[derive(Parser)]
 #[command(
@@ -159,14 +156,11 @@ fn init_logging() {
 async fn run_node(flags: NodeFlags) -> anyhow::Result<()> {
     let config = node_config(&flags)?;
     let tls = config.tls.is_some();
-    let gateway = gateway_config(&flags)?;
     let admin_listener = match admin_listen(&flags)? {
         Some(addr) => Some(tally::admin_http::bind(addr).await?),
         None => None,
     };
-    let clients: MakeClientHandler =
-        Box::new(move |parts| Arc::new(Gateway::new(gateway, parts)) as Arc<dyn ClientHandler>);
-    let node = Node::start(config, tally_raft::storage::open_default(), clients)
+    let node = Node::start(config, tally_raft::storage::open_default())
         .await
         .context("starting the node")?;
     let id = node.id();

@@ -368,10 +368,8 @@ fn shipped_node_configs_parse() {
         };
         let node = tally::config::node_config(&flags)
             .unwrap_or_else(|error| panic!("{shipped}: {error:#}"));
-        let gateway = tally::config::gateway_config(&flags)
-            .unwrap_or_else(|error| panic!("{shipped}: {error:#}"));
         assert!(
-            gateway
+            node.gateway
                 .credentials
                 .iter()
                 .any(|credential| credential.role == tally_gateway::Role::Operator),

@@ -2,16 +2,18 @@
 //! crate's, `tally_client::protocol`; docs/protocol.md "Gateway protocol"), served on every
 //! node's client listener, with sessions, authentication, role and scope checks, limits and
 //! back-pressure ("busy" instead of queues that grow), and the operators' node state and
-//! administration. Entry point: [`Gateway`] (a `tally_raft::net::ClientHandler` built from the
-//! node's parts). It never touches the disk and never decides a balance: it checks who may
-//! send what, then hands batches to the leader's batcher, reads from the applied engine state
-//! and asks openraft for administration.
+//! administration. Entry points: [`Gateway`] (a `tally_raft::net::ClientHandler` built from the
+//! node's parts) and [`Batcher`], which packs the client batches queued on the leader into Raft
+//! entries. It never touches the disk and never decides a balance: it checks who may send
+//! what, then hands batches to the batcher, reads from the applied engine state and asks
+//! openraft for administration.
 
 #![warn(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod admin;
 pub mod auth;
+pub mod batcher;
 pub mod limits;
 mod scope;
 pub mod server;
@@ -20,4 +22,5 @@ mod session;
 pub use auth::{
     credential_hash, credential_hash_hex, parse_hash, Credential, GatewayConfig, Role, Scope,
 };
-pub use server::Gateway;
+pub use batcher::{Batcher, BatcherConfig, BatcherError, CommittedBatch};
+pub use server::{Gateway, GatewayParts};

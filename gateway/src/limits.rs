@@ -57,8 +57,8 @@ const _: () = assert!(
 const _: () = assert!(
     REQUEST_BODY_BYTES_MAX
         <= tally_raft::limits::ENTRY_PAYLOAD_BYTES_MAX
-            - tally_raft::node::batcher::ENTRY_OVERHEAD_BYTES
-            - tally_raft::node::batcher::BATCH_OVERHEAD_BYTES
+            - crate::batcher::ENTRY_OVERHEAD_BYTES
+            - crate::batcher::BATCH_OVERHEAD_BYTES
 );
 // Registration fits its own tight limit, which is far below every other kind's.
 const _: () = assert!(REGISTER_PAYLOAD_BYTES_MAX < HEADER_BYTES + REQUEST_BODY_BYTES_MAX);

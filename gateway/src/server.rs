@@ -20,11 +20,11 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
+use crate::batcher::{Batcher, BatcherError, CommittedBatch};
 use bytes::Bytes;
 use openraft::error::{CheckIsLeaderError, RaftError};
 use tally_raft::metrics::{NodeMetrics, Reject};
 use tally_raft::net::{ClientHandler, Frame, Replies};
-use tally_raft::node::{Batcher, BatcherError, CommittedBatch, NodeParts};
 use tally_raft::replication::types::{ClientBatch, TypeConfig};
 use tally_raft::replication::{AppliedView, CommittedIndex};
 
@@ -48,6 +48,17 @@ use tally_client::protocol::{
 };
 
 type Raft = openraft::Raft<TypeConfig>;
+
+/// What a node's gateway is built from, once openraft runs: the Raft handle (reads after a
+/// read index, administration), the applied state, the batcher to submit through, the node's
+/// metrics and its commit index.
+pub struct GatewayParts {
+    pub raft: Raft,
+    pub view: AppliedView,
+    pub batcher: Batcher,
+    pub metrics: NodeMetrics,
+    pub committed: CommittedIndex,
+}
 
 /// The gateway of one node.
 pub struct Gateway {
@@ -219,8 +230,8 @@ enum Read {
 
 impl Gateway {
     /// The gateway of the node whose Raft handle, applied state and batcher these are.
-    pub fn new(config: GatewayConfig, parts: NodeParts) -> Gateway {
-        let NodeParts {
+    pub fn new(config: GatewayConfig, parts: GatewayParts) -> Gateway {
+        let GatewayParts {
             raft,
             view,
             batcher,

@@ -12,7 +12,6 @@ pub mod error;
 pub mod limits;
 pub mod metrics;
 pub mod net;
-pub mod node;
 pub mod replication;
 pub mod snapshot_file;
 pub mod storage;

@@ -1,13 +1,11 @@
 //! Defence in depth inside a replica, against a peer that is authenticated but wrong (security
 //! issue 12): the log store never truncates what is committed or purged; snapshot chunks are
-//! taken only in order and within a bound; and a node whose WAL failed says so through
-//! `Probe::health` and stops its Raft. Each storage test runs on the real disk (io_uring) and
-//! on the simulated one.
+//! taken only in order and within a bound. Each storage test runs on the real disk (io_uring)
+//! and on the simulated one. (A node whose WAL failed says so: the binary's tests/health.rs.)
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,13 +15,10 @@ use openraft::{RaftLogReader, RaftSnapshotBuilder};
 use tally_engine::{EngineConfig, Operation};
 use tally_raft::net::rpc::{self, ErrorAnswer, KIND_ERROR, KIND_INSTALL_SNAPSHOT};
 use tally_raft::net::Frame;
-use tally_raft::node::{BatcherConfig, Node, NodeConfig};
 use tally_raft::replication::types::{
     Entry, EntryPayload, LogId, Membership, Node as Member, Snapshot, Vote,
 };
 use tally_raft::replication::{open_storage, LogStore, Request, StateMachine, TypeConfig};
-use tally_raft::storage::sim::SimDisk;
-use tally_raft::storage::Disk;
 use tally_raft::WalConfig;
 
 use common::single_node::{account, batch, NoNetwork};
@@ -267,83 +262,4 @@ async fn snapshot_chunks_only_continue_the_snapshot_within_its_bound(kind: Kind)
         .expect("installed");
     assert_eq!(view.digest(), sent_digest);
     raft.shutdown().await.expect("shut down");
-}
-
-/// Proves a node whose WAL fails (the simulated disk fails the sync of the next group commit)
-/// reports it: `Probe::health` is `Err` naming the poisoned WAL, `Probe::unhealthy` returns,
-/// and the node's Raft has stopped (fatal), so writes are refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_poisoned_wal_makes_the_node_unhealthy_and_stops_its_raft() {
-    let sim = SimDisk::new();
-    let disk: Arc<dyn Disk> = Arc::new(sim.clone());
-    let config = NodeConfig {
-        id: 1,
-        listen: "127.0.0.1:0".parse().expect("address"),
-        peer_listen: "127.0.0.1:0".parse().expect("address"),
-        tls: None,
-        data_dir: Path::new("/node").to_path_buf(),
-        bootstrap: BTreeMap::from([(1, Member::new("127.0.0.1:1", "127.0.0.1:2"))]),
-        raft: tally_raft::net::recommended_config("tally-defence-health"),
-        wal: wal_config(),
-        batcher: BatcherConfig::default(),
-        engine: EngineConfig::default(),
-    };
-    // No client protocol: this test writes through Raft directly.
-    struct NoClients;
-    impl tally_raft::net::ClientHandler for NoClients {
-        fn handle(
-            &self,
-            _frame: tally_raft::net::Frame,
-            _replies: tally_raft::net::Replies,
-        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
-            Box::pin(async {})
-        }
-    }
-    let node = Node::start(
-        config,
-        disk,
-        Box::new(|_parts| Arc::new(NoClients) as Arc<dyn tally_raft::net::ClientHandler>),
-    )
-    .await
-    .expect("node starts");
-    node.raft()
-        .wait(Some(DEADLINE))
-        .current_leader(1, "node 1 leads")
-        .await
-        .expect("a leader");
-    let probe = node.probe();
-    assert_eq!(probe.health(), Ok(()));
-    let write = |id| {
-        node.raft().client_write(Request {
-            timestamp: 1_700_000_000_000_000_000,
-            batches: vec![batch(Operation::CreateAccounts, vec![account(id)])],
-        })
-    };
-    write(1).await.expect("a healthy node commits");
-
-    tracing::info!("--- the disk fails the next sync");
-    sim.fail_next_sync();
-    let failed = tokio::time::timeout(DEADLINE, write(2))
-        .await
-        .expect("the write is answered");
-    assert!(failed.is_err(), "a write committed on a failed disk");
-    let reason = tokio::time::timeout(DEADLINE, probe.unhealthy())
-        .await
-        .expect("the failure is noticed");
-    let health = probe.health();
-    assert!(
-        matches!(&health, Err(why) if why.contains("poisoned")),
-        "health says {health:?}, reason {reason}"
-    );
-    assert!(
-        node.raft().metrics().borrow().running_state.is_err(),
-        "the node's Raft still runs on a poisoned WAL"
-    );
-    assert!(probe.readiness().is_err());
-    let refused = tokio::time::timeout(DEADLINE, write(3))
-        .await
-        .expect("the write is answered");
-    assert!(refused.is_err(), "a stopped node took a write");
-    // Shutting down a node whose Raft already stopped still ends every task.
-    let _ = node.shutdown().await;
 }

@@ -36,6 +36,11 @@ pub(crate) const ENTRY_HEADER_BYTES: usize = 16;
 pub(crate) const REQUEST_HEADER_BYTES: usize = 16;
 /// Operation, reserved, body length.
 pub(crate) const BATCH_HEADER_BYTES: usize = 8;
+/// Bytes an entry adds to its batches' bodies: entry and request headers
+/// (docs/raft-entries.md).
+pub const ENTRY_OVERHEAD_BYTES: usize = ENTRY_HEADER_BYTES + REQUEST_HEADER_BYTES;
+/// Bytes each batch adds to an entry: its operation and length.
+pub const BATCH_OVERHEAD_BYTES: usize = BATCH_HEADER_BYTES;
 
 /// The engine operation with this wire byte.
 fn operation_from_byte(byte: u8) -> Option<Operation> {

@@ -1,16 +1,19 @@
 //! The batcher on one real openraft node (no network, no processes): packing, per-batch
 //! results, limits. The client protocol's refusals are the gateway's (tests/gateway.rs).
 
-mod common;
+// The single-node openraft harness of the replica crate's own tests, shared, not copied.
+#[path = "../../raft/tests/common/single_node.rs"]
+#[allow(dead_code)]
+mod single_node;
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::single_node::{account, batch, start_leader, Raft};
+use single_node::{account, batch, start_leader, Raft};
 use tally_engine::records::Transfer;
 use tally_engine::{EventResult, Operation};
+use tally_gateway::{Batcher, BatcherConfig, BatcherError};
 use tally_raft::metrics::NodeMetrics;
-use tally_raft::node::{Batcher, BatcherConfig, BatcherError};
 use tally_raft::replication::ClientBatch;
 
 /// The batcher's entry limit must match the WAL's (256 KiB in these tests).

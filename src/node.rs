@@ -1,19 +1,14 @@
-//! A Tally node: one replica's storage, openraft, the replica network, the batcher and the
-//! client listener, started and stopped together.
-//!
-//! - [`batcher`]: packs client batches into Raft entries on the leader.
-//!
-//! The client protocol itself is not here: [`Node::start`] is given a function that builds the
-//! client handler (the gateway) from the node's parts once openraft runs, and serves it on the
-//! client listener. Replica RPCs are served on the peer listener only.
+//! A Tally node, assembled: one replica's storage and openraft (`tally-raft`), the batcher and
+//! the gateway (`tally-gateway`), the peer listener and the client listener, started and
+//! stopped together. Replica RPCs are served on the peer listener only, the client protocol on
+//! the client listener only.
 //!
 //! Lifecycle: [`Node::start`] opens the data directory (restoring the newest snapshot and the
 //! log after it), starts openraft and serves on the listen addresses; if the node is fresh and
 //! the config names bootstrap members, it initializes the cluster. [`Node::shutdown`] stops
 //! accepting batches, lets the queued and in-flight ones commit and answer, stops openraft
-//! (whose log store flushes and closes the WAL) and stops serving.
-
-pub mod batcher;
+//! (whose log store flushes and closes the WAL) and stops serving. [`Probe`] is what the admin
+//! HTTP port asks.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -26,31 +21,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::metrics::{Listener, NodeMetrics, ScrapeState};
-use crate::net::network::Network;
-use crate::net::server::{serve_clients, serve_peers};
-use crate::net::NodeTls;
-use crate::replication::types::{Node as Member, NodeId, TypeConfig};
-use crate::replication::{open_storage, AppliedView, CommittedIndex, StorageOpenError};
-use crate::storage::Disk;
-use crate::wal::{WalConfig, WalReader};
-pub use batcher::{Batcher, BatcherConfig, BatcherError, CommittedBatch};
-
-use crate::net::ClientHandler;
-
-/// What the client handler is built from, once openraft runs: the Raft handle (for reads
-/// after a read index and for administration), the applied state, the batcher to submit
-/// through, the node's metrics and its commit index.
-pub struct NodeParts {
-    pub raft: Raft,
-    pub view: AppliedView,
-    pub batcher: Batcher,
-    pub metrics: NodeMetrics,
-    pub committed: CommittedIndex,
-}
-
-/// Builds the client handler (the gateway) from the node's parts.
-pub type MakeClientHandler = Box<dyn FnOnce(NodeParts) -> Arc<dyn ClientHandler> + Send>;
+use tally_gateway::{Batcher, BatcherConfig, Gateway, GatewayConfig, GatewayParts};
+use tally_raft::metrics::{Listener, NodeMetrics, ScrapeState};
+use tally_raft::net::network::Network;
+use tally_raft::net::server::{serve_clients, serve_peers};
+use tally_raft::net::{ClientHandler, NodeTls};
+use tally_raft::replication::types::{Node as Member, NodeId, TypeConfig};
+use tally_raft::replication::{open_storage, AppliedView, CommittedIndex, StorageOpenError};
+use tally_raft::storage::Disk;
+use tally_raft::wal::{WalConfig, WalReader};
 
 type Raft = openraft::Raft<TypeConfig>;
 
@@ -75,6 +54,8 @@ pub struct NodeConfig {
     pub wal: WalConfig,
     pub batcher: BatcherConfig,
     pub engine: EngineConfig,
+    /// The client protocol's configuration: cluster id, credentials, session idle time.
+    pub gateway: GatewayConfig,
 }
 
 impl Probe {
@@ -251,11 +232,7 @@ pub struct Probe {
 impl Node {
     /// Open the data directory, start openraft and serve. Bootstraps a fresh cluster if the
     /// config says so.
-    pub async fn start(
-        config: NodeConfig,
-        disk: Arc<dyn Disk>,
-        make_clients: MakeClientHandler,
-    ) -> Result<Node, NodeError> {
+    pub async fn start(config: NodeConfig, disk: Arc<dyn Disk>) -> Result<Node, NodeError> {
         let (listener, local_addr) = bind(config.listen).await?;
         let (peer_listener, peer_addr) = bind(config.peer_listen).await?;
         let data_dir = config.data_dir.clone();
@@ -299,13 +276,16 @@ impl Node {
         .await
         .map_err(|error| NodeError::Raft(error.to_string()))?;
         let (batcher, batcher_task) = Batcher::start(raft.clone(), config.batcher, metrics.clone());
-        let clients = make_clients(NodeParts {
-            raft: raft.clone(),
-            view: view.clone(),
-            batcher,
-            metrics: metrics.clone(),
-            committed: committed.clone(),
-        });
+        let clients: Arc<dyn ClientHandler> = Arc::new(Gateway::new(
+            config.gateway.clone(),
+            GatewayParts {
+                raft: raft.clone(),
+                view: view.clone(),
+                batcher,
+                metrics: metrics.clone(),
+                committed: committed.clone(),
+            },
+        ));
         let (stop_serving, stopped) = watch::channel(false);
         let server_tasks = [
             tokio::spawn(serve_peers(

@@ -20,10 +20,10 @@ use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use crate::metrics::NodeMetrics;
-use crate::replication::codec;
-use crate::replication::types::{ClientBatch, Request, TypeConfig};
 use tally_engine::{BatchError, BatchOutcome};
+use tally_raft::metrics::{NodeMetrics, Reject};
+use tally_raft::replication::codec;
+use tally_raft::replication::types::{ClientBatch, Node, NodeId, Request, TypeConfig};
 
 type Raft = openraft::Raft<TypeConfig>;
 
@@ -45,9 +45,7 @@ pub enum BatcherError {
         "this node is not the leader; the batch may still commit: retry it at the leader \
          (events already applied answer `exists`)"
     )]
-    NotLeader {
-        leader: Option<(crate::replication::types::NodeId, String)>,
-    },
+    NotLeader { leader: Option<(NodeId, String)> },
     /// The node is shutting down, or its replication stopped: the outcome is unknown.
     #[error("{0}")]
     Unavailable(String),
@@ -64,11 +62,7 @@ pub struct CommittedBatch {
     pub outcome: Result<BatchOutcome, BatchError>,
 }
 
-/// Bytes an entry adds to its batches' bodies: entry and request headers
-/// (docs/raft-entries.md).
-pub const ENTRY_OVERHEAD_BYTES: usize = codec::ENTRY_HEADER_BYTES + codec::REQUEST_HEADER_BYTES;
-/// Bytes each batch adds to an entry: its operation and length.
-pub const BATCH_OVERHEAD_BYTES: usize = codec::BATCH_HEADER_BYTES;
+pub use codec::{BATCH_OVERHEAD_BYTES, ENTRY_OVERHEAD_BYTES};
 
 /// How the batcher packs and how much it holds.
 #[derive(Clone, Copy, Debug)]
@@ -88,7 +82,7 @@ pub struct BatcherConfig {
 impl Default for BatcherConfig {
     fn default() -> BatcherConfig {
         BatcherConfig {
-            entry_payload_bytes_max: crate::limits::ENTRY_PAYLOAD_BYTES_MAX,
+            entry_payload_bytes_max: tally_raft::limits::ENTRY_PAYLOAD_BYTES_MAX,
             entries_in_flight_max: 2,
             queue_batches_max: 256,
         }
@@ -161,7 +155,7 @@ impl Batcher {
 
     fn check_size(&self, batch: &ClientBatch) -> Result<(), BatcherError> {
         if batch.body.len() > self.body_bytes_max {
-            self.metrics.reject(crate::metrics::Reject::TooLarge);
+            self.metrics.reject(Reject::TooLarge);
             return Err(BatcherError::TooLarge {
                 bytes: batch.body.len(),
                 limit: self.body_bytes_max,
@@ -240,7 +234,7 @@ async fn run(
         while let Ok(next) = queue.try_recv() {
             let size = BATCH_OVERHEAD_BYTES + next.batch.body.len();
             if bytes + size > config.entry_payload_bytes_max
-                || packed.len() >= crate::replication::limits::ENTRY_BATCHES_MAX
+                || packed.len() >= tally_raft::replication::limits::ENTRY_BATCHES_MAX
             {
                 carried = Some(next);
                 break;
@@ -309,9 +303,7 @@ fn send_all(waiting: Vec<Waiting>, refusal: &BatcherError) {
 }
 
 /// What a client is told when its entry was not committed by this leader.
-fn refusal_of(
-    error: RaftError<u64, ClientWriteError<u64, crate::replication::types::Node>>,
-) -> BatcherError {
+fn refusal_of(error: RaftError<u64, ClientWriteError<u64, Node>>) -> BatcherError {
     match error {
         RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
             BatcherError::NotLeader {
