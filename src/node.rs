@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use tally_gateway::{Batcher, BatcherConfig, Gateway, GatewayConfig, GatewayParts};
+use tally_gateway::{Batcher, BatcherConfig, Gateway, GatewayConfig, GatewayMetrics, GatewayParts};
 use tally_raft::metrics::{Listener, NodeMetrics, ScrapeState};
 use tally_raft::net::network::Network;
 use tally_raft::net::server::{serve_clients, serve_peers};
@@ -275,14 +275,16 @@ impl Node {
         )
         .await
         .map_err(|error| NodeError::Raft(error.to_string()))?;
-        let (batcher, batcher_task) = Batcher::start(raft.clone(), config.batcher, metrics.clone());
+        let gateway_metrics = GatewayMetrics::new(&metrics);
+        let (batcher, batcher_task) =
+            Batcher::start(raft.clone(), config.batcher, gateway_metrics.clone());
         let clients: Arc<dyn ClientHandler> = Arc::new(Gateway::new(
             config.gateway.clone(),
             GatewayParts {
                 raft: raft.clone(),
                 view: view.clone(),
                 batcher,
-                metrics: metrics.clone(),
+                metrics: gateway_metrics,
                 committed: committed.clone(),
             },
         ));

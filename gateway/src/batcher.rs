@@ -20,8 +20,9 @@ use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
+use crate::metrics::GatewayMetrics;
 use tally_engine::{BatchError, BatchOutcome};
-use tally_raft::metrics::{NodeMetrics, Reject};
+use tally_raft::metrics::Reject;
 use tally_raft::replication::codec;
 use tally_raft::replication::types::{ClientBatch, Node, NodeId, Request, TypeConfig};
 
@@ -111,7 +112,7 @@ impl Submission {
 pub struct Batcher {
     queue: mpsc::Sender<Submission>,
     body_bytes_max: usize,
-    metrics: NodeMetrics,
+    metrics: GatewayMetrics,
 }
 
 impl Batcher {
@@ -121,7 +122,7 @@ impl Batcher {
     pub fn start(
         raft: Raft,
         config: BatcherConfig,
-        metrics: NodeMetrics,
+        metrics: GatewayMetrics,
     ) -> (Batcher, tokio::task::JoinHandle<()>) {
         let (queue, receiver) = mpsc::channel(config.queue_batches_max.max(1));
         let task = tokio::spawn(run(raft, config, metrics.clone(), receiver));
@@ -199,7 +200,7 @@ fn next_timestamp(last: &mut u64) -> u64 {
 async fn run(
     raft: Raft,
     config: BatcherConfig,
-    metrics: NodeMetrics,
+    metrics: GatewayMetrics,
     mut queue: mpsc::Receiver<Submission>,
 ) {
     let mut in_flight = JoinSet::new();
@@ -248,7 +249,7 @@ async fn run(
 }
 
 /// Propose one entry and hand each batch its result.
-async fn write(raft: Raft, metrics: NodeMetrics, timestamp: u64, packed: Vec<Submission>) {
+async fn write(raft: Raft, metrics: GatewayMetrics, timestamp: u64, packed: Vec<Submission>) {
     let mut waiting = Vec::with_capacity(packed.len());
     let mut batches = Vec::with_capacity(packed.len());
     for submission in packed {

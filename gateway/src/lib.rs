@@ -15,6 +15,7 @@ mod admin;
 pub mod auth;
 pub mod batcher;
 pub mod limits;
+pub mod metrics;
 mod scope;
 pub mod server;
 mod session;
@@ -23,4 +24,5 @@ pub use auth::{
     credential_hash, credential_hash_hex, parse_hash, Credential, GatewayConfig, Role, Scope,
 };
 pub use batcher::{Batcher, BatcherConfig, BatcherError, CommittedBatch};
+pub use metrics::GatewayMetrics;
 pub use server::{Gateway, GatewayParts};

@@ -21,9 +21,10 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
 use crate::batcher::{Batcher, BatcherError, CommittedBatch};
+use crate::metrics::GatewayMetrics;
 use bytes::Bytes;
 use openraft::error::{CheckIsLeaderError, RaftError};
-use tally_raft::metrics::{NodeMetrics, Reject};
+use tally_raft::metrics::Reject;
 use tally_raft::net::{ClientHandler, Frame, Replies};
 use tally_raft::replication::types::{ClientBatch, TypeConfig};
 use tally_raft::replication::{AppliedView, CommittedIndex};
@@ -56,7 +57,7 @@ pub struct GatewayParts {
     pub raft: Raft,
     pub view: AppliedView,
     pub batcher: Batcher,
-    pub metrics: NodeMetrics,
+    pub metrics: GatewayMetrics,
     pub committed: CommittedIndex,
 }
 
@@ -71,7 +72,7 @@ pub struct Gateway {
     /// `None` once the node stops accepting writes (graceful shutdown), so the batcher can
     /// drain and end.
     batcher: RwLock<Option<Batcher>>,
-    metrics: NodeMetrics,
+    metrics: GatewayMetrics,
     committed: CommittedIndex,
 }
 
@@ -127,7 +128,7 @@ impl Context {
     }
 
     /// Send `payload` (a reply) to `replies`, counted in the metrics.
-    async fn send(&self, metrics: &NodeMetrics, replies: &Replies, payload: Bytes) {
+    async fn send(&self, metrics: &GatewayMetrics, replies: &Replies, payload: Bytes) {
         count_reply(metrics, self.kind, &payload);
         let _ = replies.send(self.frame(payload)).await;
     }
@@ -135,7 +136,7 @@ impl Context {
 
 /// Count a reply in `tally_requests_total` and, for a refusal before the ledger, in
 /// `tally_rejects_total`.
-fn count_reply(metrics: &NodeMetrics, kind: u8, payload: &[u8]) {
+fn count_reply(metrics: &GatewayMetrics, kind: u8, payload: &[u8]) {
     let Ok((header, _)) = decode_reply(payload) else {
         return;
     };
@@ -392,7 +393,7 @@ impl Gateway {
             let mut sessions = lock(&self.sessions);
             let registered = sessions.register(context.header.client_id, access, now);
             self.metrics
-                .gateway_sessions
+                .sessions
                 .set(i64::try_from(sessions.len()).unwrap_or(i64::MAX));
             registered
         };
@@ -743,7 +744,7 @@ fn answer_read(
 /// Send a create request's reply to its connection and to every duplicate that waited for
 /// it, caching it if it is a definite outcome.
 async fn complete(
-    metrics: &NodeMetrics,
+    metrics: &GatewayMetrics,
     sessions: &Mutex<Sessions>,
     context: &Context,
     payload: Bytes,

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use single_node::{account, batch, start_leader, Raft};
 use tally_engine::records::Transfer;
 use tally_engine::{EventResult, Operation};
+use tally_gateway::GatewayMetrics;
 use tally_gateway::{Batcher, BatcherConfig, BatcherError};
 use tally_raft::metrics::NodeMetrics;
 use tally_raft::replication::ClientBatch;
@@ -66,7 +67,7 @@ async fn queued_batches_pack_into_few_entries_with_own_results() {
         entries_in_flight_max: 1,
         ..batcher_config()
     };
-    let metrics = NodeMetrics::unregistered();
+    let metrics = GatewayMetrics::new(&NodeMetrics::unregistered());
     let (batcher, task) = Batcher::start(raft.clone(), config, metrics.clone());
     let created = batcher.submit(accounts()).await.expect("queued");
     assert!(created
@@ -132,7 +133,8 @@ async fn queued_batches_pack_into_few_entries_with_own_results() {
 async fn oversized_batch_is_refused_before_queueing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (raft, view) = leader(dir.path()).await;
-    let metrics = NodeMetrics::unregistered();
+    let node = NodeMetrics::unregistered();
+    let metrics = GatewayMetrics::new(&node);
     let (batcher, _task) = Batcher::start(raft.clone(), batcher_config(), metrics.clone());
     let oversized = ClientBatch {
         operation: Operation::CreateTransfers,
@@ -145,7 +147,7 @@ async fn oversized_batch_is_refused_before_queueing() {
         }
         other => panic!("refused as too large, not {:?}", other.map(|_| ())),
     }
-    assert_eq!(metrics.rejects.with_label_values(&["too_large"]).get(), 1);
+    assert_eq!(node.rejects.with_label_values(&["too_large"]).get(), 1);
     assert_eq!(view.read(|applied| applied.engine().accounts_count()), 0);
     raft.shutdown().await.expect("shutdown");
 }

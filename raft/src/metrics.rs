@@ -3,21 +3,20 @@
 //! Every node has its own [`Registry`] (several nodes share a process in tests). Components
 //! that run on their own threads create their metrics themselves, unregistered, and the node
 //! registers them: the WAL ([`WalMetrics`]) and the snapshot store ([`SnapshotMetrics`]). The
-//! rest lives in [`NodeMetrics`], which the batcher, the gateway and the
-//! replica server update as they work; Raft's state is read from openraft's metrics when a
-//! scrape asks ([`NodeMetrics::refresh_raft`]).
+//! rest of the replica's lives in [`NodeMetrics`], which the server updates as it works (and
+//! whose registry the gateway registers its own metrics in); Raft's state is read from
+//! openraft's metrics when a scrape asks ([`NodeMetrics::refresh`]).
 //!
 //! Conventions: names `tally_*`, base units (seconds, bytes), counters end in `_total`.
 //! Updating a metric is an atomic add; nothing here allocates on the hot path once a label
 //! value has been seen.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use openraft::{RaftMetrics, ServerState};
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::replication::types::NodeId;
@@ -33,25 +32,25 @@ pub fn batch_size_buckets() -> Vec<f64> {
     prometheus::exponential_buckets(1.0, 2.0, 15).unwrap_or_default()
 }
 
-fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+pub fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
     Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
         .unwrap_or_else(|error| unreachable!("histogram {name}: {error}"))
 }
 
-fn counter(name: &str, help: &str) -> IntCounter {
+pub fn counter(name: &str, help: &str) -> IntCounter {
     IntCounter::new(name, help).unwrap_or_else(|error| unreachable!("counter {name}: {error}"))
 }
 
-fn gauge(name: &str, help: &str) -> IntGauge {
+pub fn gauge(name: &str, help: &str) -> IntGauge {
     IntGauge::new(name, help).unwrap_or_else(|error| unreachable!("gauge {name}: {error}"))
 }
 
-fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+pub fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     IntCounterVec::new(Opts::new(name, help), labels)
         .unwrap_or_else(|error| unreachable!("counter {name}: {error}"))
 }
 
-fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+pub fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     IntGaugeVec::new(Opts::new(name, help), labels)
         .unwrap_or_else(|error| unreachable!("gauge {name}: {error}"))
 }
@@ -59,7 +58,7 @@ fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
 /// Register `collector` in `registry`. Names are fixed in this module, so a clash is a bug in
 /// it; registering the same component twice (a second node in one process has its own
 /// registry) cannot happen.
-fn register(registry: &Registry, collector: impl prometheus::core::Collector + 'static) {
+pub fn register(registry: &Registry, collector: impl prometheus::core::Collector + 'static) {
     if let Err(error) = registry.register(Box::new(collector)) {
         unreachable!("metric registered twice: {error}");
     }
@@ -257,22 +256,13 @@ pub struct NodeMetrics {
     /// Held by a scrape from refresh to encode, so concurrent scrapes (two Prometheus servers)
     /// never see another's half-refreshed per-follower series.
     scraping: std::sync::Arc<std::sync::Mutex<()>>,
-    // Written by the batcher (leader).
-    /// Events decided while this node led, by operation and result (`ok`, the failure's
-    /// snake_case name, or `batch_invalid` for a batch refused as a whole).
-    pub events: IntCounterVec,
-    pub batch_events: HistogramVec,
-    pub commit_seconds: Histogram,
-    pub batcher_queued: IntGauge,
-    // Written by the protocols and the server.
-    pub requests: IntCounterVec,
+    // Written by the server and (through `reject`) the gateway.
     pub rejects: IntCounterVec,
     pub connections: IntGauge,
     pub connections_accepted: IntCounter,
     pub connections_refused: IntCounterVec,
     /// 1 for each listener that serves plain TCP (`insecure_plaintext`), 0 under TLS.
     pub insecure_plaintext: IntGaugeVec,
-    pub gateway_sessions: IntGauge,
     // Refreshed from openraft's metrics and the applied state at each scrape.
     raft_term: IntGauge,
     raft_leader_id: IntGauge,
@@ -324,25 +314,6 @@ impl NodeMetrics {
     /// A fresh registry with every node metric, the process collector and `tally_build_info`.
     pub fn new(wal_backend: &str) -> NodeMetrics {
         let registry = Registry::new();
-        let events = counter_vec(
-            "tally_events_total",
-            "Events decided while this node led, by operation and result.",
-            &["operation", "result"],
-        );
-        let batch_events = HistogramVec::new(
-            HistogramOpts::new(
-                "tally_batch_events",
-                "Events per client batch committed while this node led.",
-            )
-            .buckets(batch_size_buckets()),
-            &["operation"],
-        )
-        .unwrap_or_else(|error| unreachable!("tally_batch_events: {error}"));
-        let requests = counter_vec(
-            "tally_requests_total",
-            "Client and operator requests answered, by protocol, request kind and status.",
-            &["protocol", "kind", "status"],
-        );
         let rejects = counter_vec(
             "tally_rejects_total",
             "Requests refused before they reached the ledger, by reason.",
@@ -368,14 +339,6 @@ impl NodeMetrics {
                 connections_refused.with_label_values(&[listener.label(), reason.label()]);
             }
         }
-        for operation in [
-            tally_engine::Operation::CreateAccounts,
-            tally_engine::Operation::CreateTransfers,
-            tally_engine::Operation::CreateTrades,
-        ] {
-            events.with_label_values(&[operation_label(operation), "ok"]);
-            batch_events.with_label_values(&[operation_label(operation)]);
-        }
         let raft_state = gauge_vec(
             "tally_raft_state",
             "1 for this node's current Raft role, 0 for the others.",
@@ -396,19 +359,6 @@ impl NodeMetrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         let metrics = NodeMetrics {
-            events,
-            batch_events,
-            commit_seconds: histogram(
-                "tally_commit_latency_seconds",
-                "Leader: a client batch from queued to committed on a quorum (fsync'd) and \
-                 applied, in seconds.",
-                latency_buckets(),
-            ),
-            batcher_queued: gauge(
-                "tally_batcher_queued_batches",
-                "Client batches waiting for a Raft entry on this node.",
-            ),
-            requests,
             rejects,
             connections: gauge(
                 "tally_connections",
@@ -420,7 +370,6 @@ impl NodeMetrics {
             ),
             connections_refused,
             insecure_plaintext,
-            gateway_sessions: gauge("tally_gateway_sessions", "Open gateway client sessions."),
             raft_term: gauge("tally_raft_term", "This node's current Raft term."),
             raft_leader_id: gauge(
                 "tally_raft_leader_id",
@@ -496,17 +445,11 @@ impl NodeMetrics {
 
     fn register_own(&self, build_info: IntGaugeVec) {
         let registry = &self.registry;
-        register(registry, self.events.clone());
-        register(registry, self.batch_events.clone());
-        register(registry, self.commit_seconds.clone());
-        register(registry, self.batcher_queued.clone());
-        register(registry, self.requests.clone());
         register(registry, self.rejects.clone());
         register(registry, self.connections.clone());
         register(registry, self.connections_accepted.clone());
         register(registry, self.connections_refused.clone());
         register(registry, self.insecure_plaintext.clone());
-        register(registry, self.gateway_sessions.clone());
         register(registry, self.raft_term.clone());
         register(registry, self.raft_leader_id.clone());
         register(registry, self.raft_is_leader.clone());
@@ -555,51 +498,6 @@ impl NodeMetrics {
         self.connections_refused
             .with_label_values(&[listener.label(), reason.label()])
             .inc();
-    }
-
-    /// Count an answered request.
-    pub fn request(&self, protocol: &str, kind: &str, status: &str) {
-        self.requests
-            .with_label_values(&[protocol, kind, status])
-            .inc();
-    }
-
-    /// Count the events of one committed client batch: `count` events, `failures` of them
-    /// failed with the given results (`Err` for a batch refused as a whole).
-    pub fn batch_decided(
-        &self,
-        operation: tally_engine::Operation,
-        count: u64,
-        outcome: &Result<tally_engine::BatchOutcome, tally_engine::BatchError>,
-    ) {
-        let operation = operation_label(operation);
-        self.batch_events
-            .with_label_values(&[operation])
-            .observe(count as f64);
-        let outcome = match outcome {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                self.events
-                    .with_label_values(&[operation, "batch_invalid"])
-                    .inc_by(count);
-                return;
-            }
-        };
-        let failed = outcome.failures.len() as u64;
-        self.events
-            .with_label_values(&[operation, "ok"])
-            .inc_by(count.saturating_sub(failed));
-        // Failures are few and often of one kind: count runs of equal results.
-        let mut tally: BTreeMap<tally_engine::EventResult, u64> = BTreeMap::new();
-        for (_, result) in &outcome.failures {
-            *tally.entry(*result).or_default() += 1;
-        }
-        for (result, count) in tally {
-            self.events
-                // The result's Display is its documented snake_case name.
-                .with_label_values(&[operation, &result.to_string()])
-                .inc_by(count);
-        }
     }
 
     /// Refresh the scrape-time gauges ([`NodeMetrics::refresh`]) and encode the registry, as
@@ -734,34 +632,6 @@ fn filesystem_space(path: &Path) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn batch_outcomes_are_counted_by_result() {
-        let metrics = NodeMetrics::unregistered();
-        let outcome = Ok(tally_engine::BatchOutcome {
-            failures: vec![
-                (1, tally_engine::EventResult::Exists),
-                (4, tally_engine::EventResult::ExceedsCredits),
-                (5, tally_engine::EventResult::Exists),
-            ],
-            timestamp_first: 1,
-            timestamp_last: 10,
-        });
-        metrics.batch_decided(tally_engine::Operation::CreateTransfers, 10, &outcome);
-        let count = |result: &str| {
-            metrics
-                .events
-                .with_label_values(&["create_transfers", result])
-                .get()
-        };
-        assert_eq!(count("ok"), 7);
-        assert_eq!(count("exists"), 2);
-        assert_eq!(count("exceeds_credits"), 1);
-        let text = metrics.encode();
-        assert!(text.contains("tally_events_total{operation=\"create_transfers\",result=\"ok\"} 7"));
-        assert!(text.contains("tally_batch_events_count{operation=\"create_transfers\"} 1"));
-        assert!(text.contains("tally_wal_backend_info{backend=\"none\"} 1"));
-    }
 
     #[test]
     fn latency_buckets_reach_from_microseconds_to_seconds() {
