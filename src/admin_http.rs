@@ -8,9 +8,14 @@
 //!   it knows to be committed (`Probe::readiness`); `503` with the reason otherwise. For load
 //!   balancers and rolling upgrades: wait for it before stopping the next node.
 //!
-//! The port carries no ledger data and accepts no writes; bind it to a management network.
+//! The port carries no ledger data and accepts no writes; bind it to a management network. It
+//! holds at most [`ADMIN_CONNECTIONS_MAX`] connections and closes one whose request headers do
+//! not arrive within [`ADMIN_HEADER_READ_TIMEOUT`], so nobody who can reach it can pin the
+//! node's sockets or memory through it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::node::Probe;
 use anyhow::Context;
@@ -18,8 +23,12 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 
 /// Prometheus's text exposition format.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -77,7 +86,20 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen on the admin address {addr}"))
 }
 
-/// Serve the routes on `listener` until `stop` is true.
+/// Connections the admin port holds at once; one more is closed at once. Prometheus keeps
+/// one per server, a supervisor or load balancer a few: 64 leaves room for all of them while a
+/// stranger on the management network can hold only this many sockets, never the node's
+/// client or peer budgets (those are separate).
+pub const ADMIN_CONNECTIONS_MAX: usize = 64;
+
+/// Time a connection has to send a request's headers (the first request's, and each next one
+/// on a kept-alive connection, from its first byte); a connection that does not is closed. A
+/// scrape's request is a few hundred bytes, so 5 s only ever cuts off a stalled or idle client.
+pub const ADMIN_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serve the routes on `listener` until `stop` is true: HTTP/1 on hyper, at most
+/// [`ADMIN_CONNECTIONS_MAX`] connections, each closed if a request's headers do not arrive
+/// within [`ADMIN_HEADER_READ_TIMEOUT`] or if its first request does not come within it.
 pub fn serve(
     listener: TcpListener,
     probe: Probe,
@@ -86,15 +108,52 @@ pub fn serve(
     if let Ok(local) = listener.local_addr() {
         tracing::info!(%local, "admin HTTP: /metrics /health /ready");
     }
+    let service = TowerToHyperService::new(router(probe));
     tokio::spawn(async move {
-        let stopped = async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        };
-        if let Err(error) = axum::serve(listener, router(probe))
-            .with_graceful_shutdown(stopped)
-            .await
-        {
-            tracing::warn!(%error, "admin HTTP server stopped");
+        let permits = Arc::new(Semaphore::new(ADMIN_CONNECTIONS_MAX));
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                () = async { let _ = stop.wait_for(|stop| *stop).await; } => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(accepted) => accepted,
+                        Err(error) => {
+                            tracing::warn!(%error, "admin HTTP: accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                        tracing::debug!(%peer, limit = ADMIN_CONNECTIONS_MAX,
+                            "admin HTTP: too many connections; closing");
+                        continue;
+                    };
+                    let service = service.clone();
+                    connections.spawn(async move {
+                        let _permit = permit;
+                        let io = TokioIo::new(stream);
+                        // Nothing at all within the header timeout (not even a first byte,
+                        // which is when hyper's own header timer starts): closed too.
+                        if tokio::time::timeout(ADMIN_HEADER_READ_TIMEOUT, io.inner().readable())
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        let connection = http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(ADMIN_HEADER_READ_TIMEOUT)
+                            .serve_connection(io, service);
+                        if let Err(error) = connection.await {
+                            tracing::debug!(%peer, %error, "admin HTTP connection ended");
+                        }
+                    });
+                }
+            }
         }
+        drop(listener);
+        connections.shutdown().await;
     })
 }

@@ -39,12 +39,8 @@ fn account_batch(id: u128) -> ClientBatch {
     }
 }
 
-/// Proves a node whose WAL fails (the simulated disk fails the sync of the next group commit)
-/// reports it: `Probe::health` is `Err` naming the poisoned WAL, `Probe::unhealthy` returns,
-/// and the node's Raft has stopped (fatal), so writes are refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_poisoned_wal_makes_the_node_unhealthy_and_stops_its_raft() {
-    let sim = SimDisk::new();
+/// A one-node cluster on the simulated disk `sim`, leading.
+async fn leader(sim: &SimDisk) -> Node {
     let disk: Arc<dyn Disk> = Arc::new(sim.clone());
     let config = NodeConfig {
         id: 1,
@@ -53,7 +49,7 @@ async fn a_poisoned_wal_makes_the_node_unhealthy_and_stops_its_raft() {
         tls: None,
         data_dir: Path::new("/node").to_path_buf(),
         bootstrap: BTreeMap::from([(1, Member::new("127.0.0.1:1", "127.0.0.1:2"))]),
-        raft: tally_raft::net::recommended_config("tally-defence-health"),
+        raft: tally_raft::net::recommended_config("tally-health"),
         wal: wal_config(),
         batcher: BatcherConfig::default(),
         engine: EngineConfig::default(),
@@ -65,6 +61,97 @@ async fn a_poisoned_wal_makes_the_node_unhealthy_and_stops_its_raft() {
         .current_leader(1, "node 1 leads")
         .await
         .expect("a leader");
+    node
+}
+
+/// Whether the other side closes `stream` (reads end or fail) within `within`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = [0u8; 256];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Proves the admin HTTP port cannot be held by whoever reaches it: past
+/// `ADMIN_CONNECTIONS_MAX` connections one more is closed at once; a connection that sends
+/// nothing, or only part of a request's headers, is closed within `ADMIN_HEADER_READ_TIMEOUT`;
+/// and once they are gone `/health` answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_port_caps_connections_and_times_out_slow_headers() {
+    use tally::admin_http::{ADMIN_CONNECTIONS_MAX, ADMIN_HEADER_READ_TIMEOUT};
+    use tokio::io::AsyncWriteExt;
+    let sim = SimDisk::new();
+    let node = leader(&sim).await;
+    let listener = tally::admin_http::bind("127.0.0.1:0".parse().expect("address"))
+        .await
+        .expect("bound");
+    let addr = listener.local_addr().expect("address").to_string();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let server = tally::admin_http::serve(listener, node.probe(), stopped);
+    let get = |path: &'static str| {
+        let addr = addr.clone();
+        tokio::task::spawn_blocking(move || tally::local_cluster::http_get(&addr, path))
+    };
+    assert_eq!(get("/health").await.expect("ran").expect("answered").0, 200);
+
+    let mut idle = Vec::new();
+    for n in 0..ADMIN_CONNECTIONS_MAX {
+        let mut stream = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connects");
+        if n % 2 == 1 {
+            // Half of them start a request and stall in its headers.
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .expect("written");
+        }
+        idle.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut one_more = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connects");
+    one_more
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("written");
+    assert!(
+        closed_within(&mut one_more, Duration::from_secs(2)).await,
+        "a connection past the cap is closed at once"
+    );
+    let started = tokio::time::Instant::now();
+    for stream in &mut idle {
+        assert!(
+            closed_within(stream, ADMIN_HEADER_READ_TIMEOUT + Duration::from_secs(3)).await,
+            "an idle or stalled connection is closed"
+        );
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited <= ADMIN_HEADER_READ_TIMEOUT + Duration::from_secs(3),
+        "closed after {waited:?}"
+    );
+    let (status, body) = get("/health").await.expect("ran").expect("answered");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let _ = stop.send(true);
+    server.await.expect("the admin server stops");
+    let _ = node.shutdown().await;
+}
+
+/// Proves a node whose WAL fails (the simulated disk fails the sync of the next group commit)
+/// reports it: `Probe::health` is `Err` naming the poisoned WAL, `Probe::unhealthy` returns,
+/// and the node's Raft has stopped (fatal), so writes are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_wal_makes_the_node_unhealthy_and_stops_its_raft() {
+    let sim = SimDisk::new();
+    let node = leader(&sim).await;
     let probe = node.probe();
     assert_eq!(probe.health(), Ok(()));
     let write = |id| {
