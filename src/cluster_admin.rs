@@ -96,11 +96,10 @@ impl ClusterStatus {
 
 async fn ask(operator: &Operator, addr: &str) -> Result<NodeState, String> {
     let asked = async {
-        operator
-            .node(addr, MEMBER_TIMEOUT)
-            .await?
-            .node_state(true)
-            .await
+        let client = operator.node(addr, MEMBER_TIMEOUT).await?;
+        let state = client.node_state(true).await;
+        client.close().await;
+        state
     };
     match tokio::time::timeout(MEMBER_TIMEOUT, asked).await {
         Ok(Ok(state)) => Ok(state),
@@ -291,10 +290,16 @@ pub async fn leader(operator: &Operator, addr: &str) -> anyhow::Result<(Client, 
             .node(&target, ADMIN_TIMEOUT)
             .await
             .with_context(|| format!("connecting to {target}"))?;
-        let state = client.node_state(false).await?;
-        if state.role == "Leader" {
-            return Ok((client, state));
-        }
+        let state = client.node_state(false).await;
+        let state = match state {
+            Ok(state) if state.role == "Leader" => return Ok((client, state)),
+            Ok(state) => state,
+            Err(error) => {
+                client.close().await;
+                return Err(error.into());
+            }
+        };
+        client.close().await;
         let Some(leader) = state.leader else {
             bail!(
                 "node {} at {target} knows no leader now; retry shortly",
@@ -332,19 +337,20 @@ pub async fn add_node(
         }
     } else {
         println!("adding node {id} ({node_addr}) as a learner; waiting for it to catch up");
-        client
-            .admin(&Admin::AddLearner(id, node.clone()))
-            .await
-            .with_context(|| format!("adding node {id} as a learner"))?;
+        if let Err(error) = client.admin(&Admin::AddLearner(id, node.clone())).await {
+            client.close().await;
+            return Err(anyhow::Error::new(error).context(format!("adding node {id} as a learner")));
+        }
     }
     let mut voters = state.voters.clone();
     voters.push(id);
     println!("making node {id} a voter: voters {voters:?}");
-    client
+    let made = client
         .admin(&Admin::ChangeVoters(voters))
         .await
-        .with_context(|| format!("making node {id} a voter"))?;
-    Ok(())
+        .with_context(|| format!("making node {id} a voter"));
+    client.close().await;
+    made.map(|_| ())
 }
 
 /// Remove node `id` from the cluster (voter or learner).
@@ -354,9 +360,10 @@ pub async fn remove_node(operator: &Operator, addr: &str, id: u64) -> anyhow::Re
         bail!("node {id} is not a member (members: {:?})", state.addresses);
     }
     println!("removing node {id} from the cluster");
-    client
+    let removed = client
         .admin(&Admin::RemoveNodes(vec![id]))
         .await
-        .with_context(|| format!("removing node {id}"))?;
-    Ok(())
+        .with_context(|| format!("removing node {id}"));
+    client.close().await;
+    removed.map(|_| ())
 }

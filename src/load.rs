@@ -217,9 +217,9 @@ async fn load(
         .await
         .context("registering with the gateway")?,
     );
-    tally_loadgen::run(cluster, config)
-        .await
-        .map_err(anyhow::Error::msg)
+    let outcome = tally_loadgen::run(Arc::clone(&cluster), config).await;
+    cluster.close().await;
+    outcome.map_err(anyhow::Error::msg)
 }
 
 /// Start `count` local nodes under `root` and wait for a leader; the addresses, leader first.

@@ -458,7 +458,9 @@ impl LocalCluster {
         for node in self.nodes.values().filter(|node| node.is_running()) {
             let asked = async {
                 let client = operator.node(&node.addr, wait).await?;
-                client.node_state(audit).await
+                let state = client.node_state(audit).await;
+                client.close().await;
+                state
             };
             if let Ok(Ok(state)) = tokio::time::timeout(wait, asked).await {
                 states.insert(node.id, state);

@@ -249,7 +249,9 @@ async fn run_admin(operator: &Operator, addr: &str, command: AdminCommand) -> an
         Admin::Initialize(_) | Admin::Snapshot => operator.node(addr, ADMIN_TIMEOUT).await?,
         _ => cluster_admin::leader(operator, addr).await?.0,
     };
-    client.admin(&admin).await?;
+    let done = client.admin(&admin).await;
+    client.close().await;
+    done?;
     println!("done");
     Ok(())
 }

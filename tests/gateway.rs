@@ -899,7 +899,7 @@ async fn submitter_scope_refuses_whole_requests() {
 /// answered `SessionUnknown` before its body is decoded (a malformed body gets no
 /// `BadRequest`), and the connection stays usable. And that one credential holds at most
 /// `SESSIONS_PER_CREDENTIAL_MAX` sessions (one more is `Busy`, naming the credential) while
-/// another credential still registers.
+/// another credential still registers; a session ended by its client frees its place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strangers_and_sessions_per_credential_are_bounded() {
     use tally_gateway::limits::{CREDENTIAL_BYTES_MAX, SESSIONS_PER_CREDENTIAL_MAX};
@@ -941,6 +941,7 @@ async fn strangers_and_sessions_per_credential_are_bounded() {
 
     // --- one credential holds at most SESSIONS_PER_CREDENTIAL_MAX sessions
     let mut held = 0;
+    let mut first = None;
     let refused = loop {
         let header = RequestHeader {
             client_id: rand::random(),
@@ -952,6 +953,11 @@ async fn strangers_and_sessions_per_credential_are_bounded() {
         if reply.status != Status::Ok {
             break (reply.status, decode_refusal(&body).expect("refusal"));
         }
+        first.get_or_insert(RequestHeader {
+            session: reply.session,
+            request_number: 1,
+            ..header
+        });
         held += 1;
         assert!(
             held <= SESSIONS_PER_CREDENTIAL_MAX,
@@ -968,6 +974,24 @@ async fn strangers_and_sessions_per_credential_are_bounded() {
                 .contains(&SESSIONS_PER_CREDENTIAL_MAX.to_string()),
         "{}",
         refused.1.message
+    );
+    // A client that is done ends its session, and the credential may register again.
+    let first = first.expect("a session");
+    let (reply, _, _) = conn.call(Operation::EndSession, &first, &[]).await;
+    assert_eq!(reply.status, Status::Ok);
+    let (reply, _, _) = conn.call(Operation::EndSession, &first, &[]).await;
+    assert_eq!(reply.status, Status::SessionUnknown, "ended once");
+    let again = RequestHeader {
+        client_id: rand::random(),
+        ..stranger
+    };
+    let (reply, _, _) = conn
+        .call(Operation::Register, &again, READER.as_bytes())
+        .await;
+    assert_eq!(
+        reply.status,
+        Status::Ok,
+        "the ended session's place is free"
     );
     let mut operator = Session::register(&addr, OPERATOR)
         .await

@@ -43,9 +43,9 @@ use tally_client::protocol::{
     encode_node_state, encode_refusal, encode_registered, encode_reply, encode_statement_reply,
     reply_kind, CreateReply, Failure, LookupKind, Operation, Refusal, Registered, ReplyHeader,
     Request, RequestHeader, Status, FLAG_LINEARIZABLE, KIND_ADMIN, KIND_BALANCES_AS_OF,
-    KIND_CREATE_ACCOUNTS, KIND_CREATE_TRADES, KIND_CREATE_TRANSFERS, KIND_HEARTBEAT,
-    KIND_LOOKUP_ACCOUNTS, KIND_LOOKUP_TRADES, KIND_LOOKUP_TRANSFERS, KIND_NODE_STATE,
-    KIND_REGISTER, KIND_STATEMENT,
+    KIND_CREATE_ACCOUNTS, KIND_CREATE_TRADES, KIND_CREATE_TRANSFERS, KIND_END_SESSION,
+    KIND_HEARTBEAT, KIND_LOOKUP_ACCOUNTS, KIND_LOOKUP_TRADES, KIND_LOOKUP_TRANSFERS,
+    KIND_NODE_STATE, KIND_REGISTER, KIND_STATEMENT,
 };
 
 type Raft = openraft::Raft<TypeConfig>;
@@ -169,6 +169,7 @@ fn kind_label(kind: u8) -> &'static str {
         KIND_BALANCES_AS_OF => "balances_as_of",
         KIND_NODE_STATE => "node_state",
         KIND_ADMIN => "admin",
+        KIND_END_SESSION => "end_session",
         _ => "unknown",
     }
 }
@@ -343,6 +344,14 @@ impl Gateway {
         })?;
         match request {
             Request::Register { credential } => Err(self.register(context, credential, now)),
+            Request::EndSession => {
+                let mut sessions = lock(&self.sessions);
+                sessions.end(header.session);
+                self.metrics
+                    .sessions
+                    .set(i64::try_from(sessions.len()).unwrap_or(i64::MAX));
+                Err(context.ok(0, &[]))
+            }
             Request::Heartbeat => {
                 lock(&self.sessions)
                     .heartbeat(header.session, header.client_id, now)

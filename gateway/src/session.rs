@@ -234,6 +234,12 @@ impl Sessions {
     }
 
     /// A read is done.
+    /// End session `id` (already checked to be its client's live session). Requests of it
+    /// still in flight are answered; later ones find no session.
+    pub(crate) fn end(&mut self, id: u64) {
+        self.by_id.remove(&id);
+    }
+
     pub(crate) fn finish(&mut self, id: u64) {
         if let Some(session) = self.by_id.get_mut(&id) {
             session.in_flight = session.in_flight.saturating_sub(1);

@@ -103,6 +103,14 @@ impl GatewayCluster {
         })
     }
 
+    /// End every session this cluster holds (the writer's and each reader's).
+    pub async fn close(&self) {
+        self.writer.close().await;
+        for (_, reader) in self.readers.lock().await.iter() {
+            reader.close().await;
+        }
+    }
+
     /// The client reading from replica `node` alone.
     async fn reader(&self, node: &str) -> Result<Client, ClusterError> {
         let mut readers = self.readers.lock().await;

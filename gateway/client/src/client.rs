@@ -335,6 +335,30 @@ impl Client {
         Ok(reply.commit_index)
     }
 
+    /// End this client's session on the node now instead of at its idle timeout, so a client
+    /// that is done (a command-line tool, a poll) leaves no session behind: a credential holds
+    /// a bounded number of them. Best effort and quick: a node that does not answer within a
+    /// second keeps the session until it idles out. Calls after this register a new session.
+    pub async fn close(&self) {
+        let Some(held) = self.inner.session.lock().await.take() else {
+            return;
+        };
+        if !held.connection.is_open() {
+            return;
+        }
+        let header = self.inner.header(held.session, held.next_request + 1, 0);
+        let _ = timeout(
+            Duration::from_secs(1),
+            self.inner.exchange(
+                &held.connection,
+                Operation::EndSession,
+                &header,
+                &Bytes::new(),
+            ),
+        )
+        .await;
+    }
+
     /// The address of the node this client's session is on (or will be tried next).
     pub fn current_node(&self) -> String {
         self.inner.target()

@@ -57,6 +57,8 @@ pub const KIND_BALANCES_AS_OF: u8 = 82;
 pub const KIND_NODE_STATE: u8 = 84;
 /// Operators only: cluster administration (`operator::Admin`).
 pub const KIND_ADMIN: u8 = 86;
+/// End this session now (a client done with the cluster), rather than at its idle timeout.
+pub const KIND_END_SESSION: u8 = 88;
 
 /// The kind of the reply to a frame of `kind`: the request's plus one. A frame with an odd or
 /// unknown kind (≥ 64) is answered `BadRequest` with kind `kind | 1`.
@@ -79,10 +81,11 @@ pub enum Operation {
     BalancesAsOf,
     NodeState,
     Admin,
+    EndSession,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 12] = [
+    pub const ALL: [Operation; 13] = [
         Operation::Register,
         Operation::Heartbeat,
         Operation::CreateAccounts,
@@ -95,6 +98,7 @@ impl Operation {
         Operation::BalancesAsOf,
         Operation::NodeState,
         Operation::Admin,
+        Operation::EndSession,
     ];
 
     pub const fn kind(self) -> u8 {
@@ -111,6 +115,7 @@ impl Operation {
             Operation::BalancesAsOf => KIND_BALANCES_AS_OF,
             Operation::NodeState => KIND_NODE_STATE,
             Operation::Admin => KIND_ADMIN,
+            Operation::EndSession => KIND_END_SESSION,
         }
     }
 
@@ -362,6 +367,7 @@ pub enum Request<'a> {
         credential: &'a [u8],
     },
     Heartbeat,
+    EndSession,
     /// 1..=`REQUEST_EVENTS_MAX` whole 128-byte records.
     Create {
         operation: tally_engine::Operation,
@@ -414,6 +420,10 @@ pub fn decode_request_body(operation: Operation, body: &[u8]) -> Result<Request<
         Operation::Heartbeat => {
             Reader::new(body, "heartbeat body").end()?;
             Ok(Request::Heartbeat)
+        }
+        Operation::EndSession => {
+            Reader::new(body, "end-session body").end()?;
+            Ok(Request::EndSession)
         }
         Operation::CreateAccounts | Operation::CreateTransfers | Operation::CreateTrades => {
             let events = check_records(body)?;
