@@ -23,9 +23,8 @@ use tokio::task::JoinHandle;
 
 use tally_gateway::{Batcher, BatcherConfig, Gateway, GatewayConfig, GatewayMetrics, GatewayParts};
 use tally_raft::metrics::{Listener, NodeMetrics, ScrapeState};
-use tally_raft::net::network::Network;
 use tally_raft::net::server::{serve_clients, serve_peers};
-use tally_raft::net::{ClientHandler, NodeTls};
+use tally_raft::net::{start_raft, ClientHandler, NodeTls};
 use tally_raft::replication::types::{Node as Member, NodeId, TypeConfig};
 use tally_raft::replication::{open_storage, AppliedView, CommittedIndex, StorageOpenError};
 use tally_raft::storage::Disk;
@@ -263,13 +262,10 @@ impl Node {
         let committed = log_store.committed_index();
         let wal = log_store.wal().reader();
         let raft_config = Arc::new(config.raft.clone().validate()?);
-        let raft = Raft::new(
+        let raft = start_raft(
             config.id,
             raft_config,
-            Network::new(
-                config.id,
-                config.tls.as_ref().map(|tls| Arc::clone(&tls.peer_client)),
-            ),
+            config.tls.as_ref().map(|tls| Arc::clone(&tls.peer_client)),
             log_store,
             state_machine,
         )

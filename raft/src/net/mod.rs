@@ -64,6 +64,30 @@ pub trait ClientHandler: Send + Sync + 'static {
     }
 }
 
+/// Start openraft for node `id` on its storage, with the peer network that dials the other
+/// members (mutual TLS under `peer_tls`: this node's client configuration for dialling
+/// replicas; plain TCP if `None`). The one place a replica's Raft and its peer network meet:
+/// whoever assembles a node never handles the peer network itself.
+pub async fn start_raft(
+    id: crate::replication::types::NodeId,
+    config: std::sync::Arc<openraft::Config>,
+    peer_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    log_store: crate::replication::LogStore,
+    state_machine: crate::replication::StateMachine,
+) -> Result<
+    openraft::Raft<crate::replication::TypeConfig>,
+    openraft::error::Fatal<crate::replication::types::NodeId>,
+> {
+    openraft::Raft::new(
+        id,
+        config,
+        Network::new(id, peer_tls),
+        log_store,
+        state_machine,
+    )
+    .await
+}
+
 /// The openraft configuration a Tally node should run with (not yet validated; `validate()`
 /// it). What differs from openraft's defaults, and why (details in [`limits`]):
 /// - `heartbeat_interval` 200 ms: openraft also times every AppendEntries call out after it,
