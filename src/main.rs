@@ -380,9 +380,13 @@ fn main() -> ExitCode {
             Ok(Ended::EventsFailed) => ExitCode::from(1),
             Err(error) => {
                 eprintln!("tally client: {error:#}");
-                let cluster = error
-                    .chain()
-                    .any(|cause| cause.downcast_ref::<tally_client::ClientError>().is_some());
+                // The library's own refusals before sending are bad input, like the CLI's.
+                let cluster = error.chain().any(|cause| {
+                    matches!(
+                        cause.downcast_ref::<tally_client::ClientError>(),
+                        Some(error) if !matches!(error, tally_client::ClientError::Invalid(_))
+                    )
+                });
                 ExitCode::from(if cluster { 3 } else { 2 })
             }
         };

@@ -268,3 +268,115 @@ async fn cli_walk_through_and_exit_codes() {
     let (code, _, err) = tally(&["client", "lookup-accounts", "1"], &wrong);
     assert_eq!(code, 3, "refused: {err}");
 }
+
+/// The node's count of registration requests answered, from its `/metrics`.
+fn registrations(cluster: &LocalCluster, id: u64) -> f64 {
+    let (_, metrics) = cluster.admin_get(id, "/metrics").expect("metrics");
+    metrics
+        .lines()
+        .filter(|line| {
+            line.starts_with("tally_requests_total{") && line.contains("kind=\"register\"")
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Proves the client library stops at once on what no retry can fix, and never floods the
+/// node: a credential of the wrong length and a call of more events than a request carries
+/// are refused before anything is sent (the node's registration count does not move); an
+/// unknown credential, a wrong cluster id and a reader's write are each refused within a
+/// second after one request, leaving at most one session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_refusals_stop_at_once_and_send_nothing_twice() {
+    use tally_client::protocol::Status;
+    use tally_client::ClientError;
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        "[raft]\n[wal]\nsegment_mib = 16\n[gateway]\ncluster_id = \"{CLUSTER_ID:#x}\"\n\
+         [[gateway.credentials]]\nname = \"ops\"\nhash = \"{}\"\nrole = \"operator\"\n\
+         [[gateway.credentials]]\nname = \"fund\"\nhash = \"{}\"\nrole = \"reader\"\n\
+         ledgers = [1]\n",
+        credential_hash_hex(SECRET.as_bytes()),
+        credential_hash_hex(b"a-reader-secret-0123456789"),
+    );
+    let mut cluster =
+        LocalCluster::new(Path::new(env!("CARGO_BIN_EXE_tally")), root.path(), &config);
+    cluster.found(&[1]).expect("started");
+    cluster
+        .wait_leader(Duration::from_secs(30))
+        .await
+        .expect("a leader");
+    let tls = cluster.client_tls().expect("the local CA");
+    let config = |secret: &[u8], cluster_id: u128| {
+        ClientConfig::new(cluster.addrs(), cluster_id, secret.to_vec()).with_tls(tls.clone())
+    };
+    let before = registrations(&cluster, 1);
+
+    let started = std::time::Instant::now();
+    match Client::connect(config(b"short", CLUSTER_ID)).await {
+        Err(ClientError::Invalid(message)) => assert!(message.contains("16..=256"), "{message}"),
+        other => panic!(
+            "a 5-byte credential is refused before sending: {:?}",
+            other.err()
+        ),
+    }
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(
+        registrations(&cluster, 1),
+        before,
+        "nothing reached the node"
+    );
+
+    for (secret, cluster_id, status) in [
+        (
+            &b"not-a-known-secret-at-all"[..],
+            CLUSTER_ID,
+            Status::Unauthenticated,
+        ),
+        (SECRET.as_bytes(), CLUSTER_ID + 1, Status::WrongCluster),
+    ] {
+        let started = std::time::Instant::now();
+        match Client::connect(config(secret, cluster_id)).await {
+            Err(ClientError::Refused { status: got, .. }) => assert_eq!(got, status),
+            other => panic!("refused as {status:?}, not {:?}", other.err()),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{status:?} took {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(
+        registrations(&cluster, 1),
+        before + 2.0,
+        "one registration each, no retries"
+    );
+
+    let reader = Client::connect(config(b"a-reader-secret-0123456789", CLUSTER_ID))
+        .await
+        .expect("a reader registers");
+    let started = std::time::Instant::now();
+    match reader.create_accounts(&[account(1)]).await {
+        Err(ClientError::Refused { status, .. }) => assert_eq!(status, Status::Forbidden),
+        other => panic!("a reader may not write: {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(
+        reader.requests_sent(),
+        2,
+        "register and the one refused write"
+    );
+    let too_many: Vec<Account> = (1..=8190).map(account).collect();
+    let operator = Client::connect(config(SECRET.as_bytes(), CLUSTER_ID))
+        .await
+        .expect("the operator registers");
+    let sent = operator.requests_sent();
+    match operator.create_accounts(&too_many).await {
+        Err(ClientError::Invalid(message)) => assert!(message.contains("8190 events"), "{message}"),
+        other => panic!("8,190 events are refused before sending: {other:?}"),
+    }
+    assert_eq!(operator.requests_sent(), sent, "nothing was sent");
+    reader.close().await;
+    operator.close().await;
+}

@@ -25,6 +25,7 @@ use tally_wire::ClientTls;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::time::{sleep, timeout, Instant};
 
+use crate::limits::{CREDENTIAL_BYTES_MAX, CREDENTIAL_BYTES_MIN};
 use crate::protocol::{
     decode_accounts, decode_balances, decode_create_reply, decode_node_state, decode_refusal,
     decode_registered, decode_reply, decode_statement_reply, decode_trades, decode_transfers,
@@ -97,6 +98,11 @@ impl ClientConfig {
 pub enum ClientError {
     #[error("refused ({status:?}): {}", refusal.message)]
     Refused { status: Status, refusal: Refusal },
+    /// Refused by the library before anything was sent: the call could never succeed (a
+    /// credential of the wrong length, a body that is not whole records, more events than
+    /// one request may carry). Nothing reached the cluster.
+    #[error("not sent: {0}")]
+    Invalid(String),
     #[error("malformed reply: {0}")]
     Decode(String),
     #[error("no answer within {0:?} (last: {1})")]
@@ -174,7 +180,19 @@ struct Reply {
 
 impl Client {
     /// Connect to the cluster and register a session (with the leader if it can find it).
+    /// A credential outside 16..=256 bytes or an empty address list is refused before
+    /// anything is sent.
     pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
+        let length = config.credential.len();
+        if !(CREDENTIAL_BYTES_MIN..=CREDENTIAL_BYTES_MAX).contains(&length) {
+            return Err(ClientError::Invalid(format!(
+                "a credential is {CREDENTIAL_BYTES_MIN}..={CREDENTIAL_BYTES_MAX} bytes, this one \
+                 {length}"
+            )));
+        }
+        if config.addrs.is_empty() {
+            return Err(ClientError::Invalid("no node address given".to_owned()));
+        }
         let inner = Arc::new(Inner {
             requests: std::sync::atomic::AtomicU64::new(0),
             client_id: rand::random::<u128>() | 1,
@@ -219,7 +237,7 @@ impl Client {
         body: Bytes,
     ) -> Result<Created, ClientError> {
         if body.is_empty() || !body.len().is_multiple_of(RECORD_BYTES) {
-            return Err(ClientError::Decode(format!(
+            return Err(ClientError::Invalid(format!(
                 "a body of {} bytes is not whole 128-byte records",
                 body.len()
             )));
@@ -234,6 +252,13 @@ impl Client {
 
     async fn create_body(&self, queue: usize, body: Bytes) -> Result<Created, ClientError> {
         let events = body.len() / RECORD_BYTES;
+        let limit = self.inner.request_events_max().await;
+        if events == 0 || events > limit {
+            return Err(ClientError::Invalid(format!(
+                "{events} events in one call: a request carries 1..={limit} (split larger \
+                 batches between linked chains)"
+            )));
+        }
         let alone = body.len() >= RECORD_BYTES && {
             let last = &body[body.len() - RECORD_BYTES..];
             u16::from_le_bytes([last[118], last[119]]) & TransferFlags::LINKED.0 != 0
@@ -481,6 +506,17 @@ async fn pack(inner: Arc<Inner>, operation: Operation, mut queue: mpsc::Receiver
     }
 }
 
+/// The longest pause between two tries.
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+/// Sleep about `backoff` (between half and one and a half times it, so clients that failed
+/// together do not retry together), then double it up to [`BACKOFF_MAX`].
+async fn pause(backoff: &mut Duration) {
+    let jitter = 0.5 + rand::random::<f64>();
+    sleep(backoff.mul_f64(jitter)).await;
+    *backoff = (*backoff * 2).min(BACKOFF_MAX);
+}
+
 impl Inner {
     async fn request_events_max(&self) -> usize {
         self.session
@@ -588,7 +624,7 @@ impl Inner {
             if matches!(reply.status, Status::NotLeader | Status::Unavailable) {
                 self.retarget(refusal.leader.as_ref().map(|(_, addr)| addr.as_str()));
             }
-            if matches!(reply.status, Status::Unauthenticated | Status::WrongCluster) {
+            if !reply.status.is_transient() {
                 return Err(SessionError::Permanent(ClientError::Refused {
                     status: reply.status,
                     refusal,
@@ -624,8 +660,7 @@ impl Inner {
                 }
                 Err(SessionError::Transient(_)) => {
                     // `session` moved to the hinted leader or to the next node already.
-                    sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                    pause(&mut backoff).await;
                 }
             }
         }
@@ -662,8 +697,7 @@ impl Inner {
                 Err(SessionError::Permanent(error)) => return Err(error),
                 Err(SessionError::Transient(error)) => {
                     last = error;
-                    sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                    pause(&mut backoff).await;
                     continue;
                 }
             };
@@ -695,16 +729,14 @@ impl Inner {
                     self.retarget(hint);
                     pending = None;
                     if !hinted {
-                        sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_millis(500));
+                        pause(&mut backoff).await;
                     }
                 }
                 Status::Busy => {
                     // Nothing was done: a new request number after a pause.
                     last = format!("Busy: {}", refusal().message);
                     pending = None;
-                    sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                    pause(&mut backoff).await;
                 }
                 status => {
                     return Err(ClientError::Refused {

@@ -52,6 +52,19 @@ pub enum Status {
 }
 
 impl Status {
+    /// Whether a request refused with this status may succeed if sent again later or
+    /// elsewhere, unchanged: the node was busy, not the leader, unavailable, or no longer had
+    /// the session. Every other refusal is permanent: retrying it unchanged fails again
+    /// (wrong credential, role, scope or cluster; a malformed or oversized request; a batch
+    /// refused whole; an account not found; a bug). The client library retries exactly the
+    /// transient ones; this is the one place that decides which they are.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            Status::NotLeader | Status::Busy | Status::SessionUnknown | Status::Unavailable
+        )
+    }
+
     pub fn from_byte(byte: u8) -> Result<Status, DecodeError> {
         Ok(match byte {
             0 => Status::Ok,
