@@ -143,19 +143,105 @@ fn flag_names(bits: u16, names: &[(&str, u16)]) -> String {
     set.join("|")
 }
 
-/// Numbers in files may be written as JSON numbers or strings (u128 ids do not fit a double).
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Number {
-    Int(u64),
-    Text(String),
+/// A number in an input file: an integer (JSON number or CSV field) or a string holding one in
+/// decimal or `0x` hex, up to u128 (ids and amounts are u128).
+#[derive(Debug)]
+struct Number(u128);
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Number, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Number;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an unsigned integer up to 2^128 - 1, in decimal or 0x hex")
+            }
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Number, E> {
+                Ok(Number(u128::from(value)))
+            }
+            fn visit_u128<E: serde::de::Error>(self, value: u128) -> Result<Number, E> {
+                Ok(Number(value))
+            }
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Number, E> {
+                u128::try_from(value)
+                    .map(Number)
+                    .map_err(|_| E::custom(format!("{value} is negative")))
+            }
+            fn visit_i128<E: serde::de::Error>(self, value: i128) -> Result<Number, E> {
+                u128::try_from(value)
+                    .map(Number)
+                    .map_err(|_| E::custom(format!("{value} is negative")))
+            }
+            fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Number, E> {
+                Err(E::custom(format!(
+                    "{value} is not an unsigned integer (fractions and exponents are not \
+                     amounts or ids)"
+                )))
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Number, E> {
+                parse_u128(text)
+                    .map(Number)
+                    .map_err(|error| E::custom(format!("{error:#}")))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl Number {
     fn value(&self) -> anyhow::Result<u128> {
-        match self {
-            Number::Int(value) => Ok(u128::from(*value)),
-            Number::Text(text) => parse_u128(text),
+        Ok(self.0)
+    }
+}
+
+/// `json` with every integer literal too large for a u64 quoted, so it reaches [`Number`]
+/// exactly: serde_json reads such a literal as a lossy f64 otherwise.
+fn quote_big_integers(json: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = json.as_bytes();
+    let mut out: Option<String> = None;
+    let (mut in_string, mut escaped, mut copied) = (false, false, 0);
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if byte == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        if byte.is_ascii_digit() {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            let is_integer = !matches!(bytes.get(i), Some(b'.' | b'e' | b'E'));
+            let digits = &json[start..i];
+            if is_integer && digits.parse::<u64>().is_err() {
+                let out = out.get_or_insert_with(|| String::with_capacity(json.len() + 64));
+                out.push_str(&json[copied..start]);
+                out.push('"');
+                out.push_str(digits);
+                out.push('"');
+                copied = i;
+            }
+            continue;
+        }
+        i += 1;
+    }
+    match out {
+        None => std::borrow::Cow::Borrowed(json),
+        Some(mut out) => {
+            out.push_str(&json[copied..]);
+            std::borrow::Cow::Owned(out)
         }
     }
 }
@@ -227,7 +313,8 @@ fn read_rows<T: for<'de> Deserialize<'de>>(path: &PathBuf) -> anyhow::Result<Vec
     let json =
         path.extension().is_some_and(|ext| ext == "json") || text.trim_start().starts_with('[');
     if json {
-        return serde_json::from_str(&text).with_context(|| format!("{} as JSON", path.display()));
+        return serde_json::from_str(&quote_big_integers(&text))
+            .with_context(|| format!("{} as JSON", path.display()));
     }
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
@@ -669,5 +756,59 @@ mod tests {
             read_rows::<TransferIn>(&csv_path).is_err(),
             "unknown columns are refused"
         );
+    }
+
+    /// Proves u128 ids and amounts above 2^64 read exactly in decimal and in hex, as CSV
+    /// fields and as JSON numbers or strings (a JSON number that large would otherwise become a
+    /// lossy double), and that negative or fractional numbers are refused.
+    #[test]
+    fn u128_above_two_to_the_64_reads_exactly_in_csv_and_json() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let max = u128::MAX.to_string();
+        let csv_path = dir.path().join("big.csv");
+        std::fs::write(
+            &csv_path,
+            format!(
+                "id,debit_account_id,credit_account_id,amount,ledger,code\n\
+                 18446744073709551616,0x10000000000000001,2,{max},1,1\n"
+            ),
+        )
+        .expect("write");
+        let json_path = dir.path().join("big.json");
+        std::fs::write(
+            &json_path,
+            format!(
+                r#"[{{"id":18446744073709551616,"debit_account_id":"0x10000000000000001","credit_account_id":2,"amount":"{max}","ledger":1,"code":1,"flags":"linked"}}]"#
+            ),
+        )
+        .expect("write");
+        for path in [&csv_path, &json_path] {
+            let rows: Vec<TransferIn> = read_rows(path).expect("parses");
+            let transfer = transfer_of(&rows[0]).expect("valid");
+            assert_eq!(transfer.id, 1u128 << 64, "{}", path.display());
+            assert_eq!(transfer.debit_account_id, (1u128 << 64) + 1);
+            assert_eq!(transfer.amount, u128::MAX);
+        }
+        // A huge number as a JSON number inside a string is left alone.
+        assert_eq!(
+            quote_big_integers(r#"{"a":"x 18446744073709551616","b":18446744073709551616}"#),
+            r#"{"a":"x 18446744073709551616","b":"18446744073709551616"}"#
+        );
+        for bad in [
+            "-1",
+            "1.5",
+            "1e3",
+            "340282366920938463463374607431768211456",
+        ] {
+            std::fs::write(
+                &csv_path,
+                format!(
+                    "id,debit_account_id,credit_account_id,amount,ledger,code\n{bad},1,2,3,1,1\n"
+                ),
+            )
+            .expect("write");
+            let parsed = read_rows::<TransferIn>(&csv_path);
+            assert!(parsed.is_err(), "{bad} is refused");
+        }
     }
 }
