@@ -3,16 +3,17 @@
 //! table, JSON or CSV. Exit codes: 0 done (every event succeeded), 1 some events failed (listed),
 //! 2 bad input or usage, 3 the cluster refused or did not answer.
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
 use tally_client::{Client, ClientConfig};
 use tally_engine::records::{Account, AccountFlags, Trade, TradeFlags, Transfer, TransferFlags};
-use tally_engine::{EventResult, StatementEvent, StatementFilter};
+use tally_engine::{StatementEvent, StatementFilter};
 
 use crate::config::parse_u128;
+use crate::import::{import, Input, Summary};
+use tally_engine::Operation;
 
 #[derive(Debug, clap::Args)]
 pub struct ClientArgs {
@@ -196,7 +197,7 @@ impl Number {
 
 /// `json` with every integer literal too large for a u64 quoted, so it reaches [`Number`]
 /// exactly: serde_json reads such a literal as a lossy f64 otherwise.
-fn quote_big_integers(json: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn quote_big_integers(json: &str) -> std::borrow::Cow<'_, str> {
     let bytes = json.as_bytes();
     let mut out: Option<String> = None;
     let (mut in_string, mut escaped, mut copied) = (false, false, 0);
@@ -302,28 +303,45 @@ struct TradeIn {
     timeout: Option<Number>,
 }
 
-fn read_rows<T: for<'de> Deserialize<'de>>(path: &PathBuf) -> anyhow::Result<Vec<T>> {
-    let mut text = String::new();
-    if path.as_os_str() == "-" {
-        std::io::stdin().read_to_string(&mut text)?;
+fn account_record(row: &AccountIn) -> anyhow::Result<(u128, [u8; 128])> {
+    account_of(row).map(|account| (account.id, account.encode()))
+}
+
+fn transfer_record(row: &TransferIn) -> anyhow::Result<(u128, [u8; 128])> {
+    transfer_of(row).map(|transfer| (transfer.id, transfer.encode()))
+}
+
+fn trade_record(row: &TradeIn) -> anyhow::Result<(u128, [u8; 128])> {
+    trade_of(row).map(|trade| (trade.id, trade.encode()))
+}
+
+/// End the import's session and say what it did: on standard error, or for a table also the
+/// summary line on standard output.
+async fn finish_import(
+    client: &Client,
+    summary: anyhow::Result<Summary>,
+    output: Output,
+) -> anyhow::Result<Ended> {
+    client.close().await;
+    let summary = summary?;
+    let line = if summary.existed == 0 && summary.failed == 0 {
+        format!("all {} events succeeded", summary.events)
     } else {
-        text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        format!(
+            "{} events: {} created, {} already existed, {} failed",
+            summary.events, summary.created, summary.existed, summary.failed
+        )
+    };
+    if matches!(output, Output::Table) {
+        println!("{line}");
+    } else {
+        eprintln!("{line}");
     }
-    let json =
-        path.extension().is_some_and(|ext| ext == "json") || text.trim_start().starts_with('[');
-    if json {
-        return serde_json::from_str(&quote_big_integers(&text))
-            .with_context(|| format!("{} as JSON", path.display()));
-    }
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
-    reader
-        .deserialize()
-        .enumerate()
-        .map(|(row, record)| record.with_context(|| format!("{} row {}", path.display(), row + 2)))
-        .collect()
+    Ok(if summary.failed == 0 {
+        Ended::Done
+    } else {
+        Ended::EventsFailed
+    })
 }
 
 fn account_of(row: &AccountIn) -> anyhow::Result<Account> {
@@ -375,26 +393,6 @@ fn trade_of(row: &TradeIn) -> anyhow::Result<Trade> {
 }
 
 /// Records from parsed rows, each error naming its record (and CSV row).
-fn convert<R, T>(
-    rows: &[R],
-    convert: impl Fn(&R) -> anyhow::Result<T>,
-    file: &std::path::Path,
-) -> anyhow::Result<Vec<T>> {
-    rows.iter()
-        .enumerate()
-        .map(|(index, row)| {
-            convert(row).with_context(|| {
-                format!(
-                    "{}: record {} (CSV row {})",
-                    file.display(),
-                    index + 1,
-                    index + 2
-                )
-            })
-        })
-        .collect()
-}
-
 /// A table: column names and rows of text, printed in the chosen format.
 struct Table {
     columns: Vec<&'static str>,
@@ -477,21 +475,6 @@ impl Table {
     }
 }
 
-fn failures_table(ids: &[u128], failures: &[(u32, EventResult)]) -> Table {
-    Table {
-        columns: vec!["index", "id", "result"],
-        rows: failures
-            .iter()
-            .map(|(index, result)| {
-                let id = ids
-                    .get(*index as usize)
-                    .map_or(String::new(), u128::to_string);
-                vec![index.to_string(), id, format!("{result:?}")]
-            })
-            .collect(),
-    }
-}
-
 fn ids(texts: &[String]) -> anyhow::Result<Vec<u128>> {
     if texts.is_empty() {
         bail!("give at least one id");
@@ -518,39 +501,45 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
     )
     .with_tls(args.tls.client_tls()?);
     let output = args.output;
-    let created = |ids: Vec<u128>, failures: Vec<(u32, EventResult)>| -> anyhow::Result<Ended> {
-        if failures.is_empty() {
-            if matches!(output, Output::Table) {
-                println!("all {} events succeeded", ids.len());
-            } else {
-                failures_table(&ids, &failures).print(output)?;
-            }
-            return Ok(Ended::Done);
-        }
-        failures_table(&ids, &failures).print(output)?;
-        Ok(Ended::EventsFailed)
-    };
     match &args.command {
         ClientCommand::CreateAccounts { file } => {
-            let rows: Vec<AccountIn> = read_rows(file)?;
-            let accounts = convert(&rows, account_of, file)?;
+            let input = Input::open(file)?;
             let client = Client::connect(config).await?;
-            let failures = client.create_accounts(&accounts).await?;
-            created(accounts.iter().map(|a| a.id).collect(), failures)
+            let summary = import(
+                input,
+                Operation::CreateAccounts,
+                account_record,
+                &client,
+                output,
+            )
+            .await;
+            finish_import(&client, summary, output).await
         }
         ClientCommand::CreateTransfers { file } => {
-            let rows: Vec<TransferIn> = read_rows(file)?;
-            let transfers = convert(&rows, transfer_of, file)?;
+            let input = Input::open(file)?;
             let client = Client::connect(config).await?;
-            let failures = client.create_transfers(&transfers).await?;
-            created(transfers.iter().map(|t| t.id).collect(), failures)
+            let summary = import(
+                input,
+                Operation::CreateTransfers,
+                transfer_record,
+                &client,
+                output,
+            )
+            .await;
+            finish_import(&client, summary, output).await
         }
         ClientCommand::CreateTrades { file } => {
-            let rows: Vec<TradeIn> = read_rows(file)?;
-            let trades = convert(&rows, trade_of, file)?;
+            let input = Input::open(file)?;
             let client = Client::connect(config).await?;
-            let failures = client.create_trades(&trades).await?;
-            created(trades.iter().map(|t| t.id).collect(), failures)
+            let summary = import(
+                input,
+                Operation::CreateTrades,
+                trade_record,
+                &client,
+                output,
+            )
+            .await;
+            finish_import(&client, summary, output).await
         }
         ClientCommand::LookupAccounts { ids: texts } => {
             let ids = ids(texts)?;
@@ -712,6 +701,16 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
 mod tests {
     use super::*;
 
+    /// The transfers of the file at `path`, as `tally client create-transfers` reads them.
+    fn transfers_in(path: &std::path::Path) -> anyhow::Result<Vec<Transfer>> {
+        let mut out = Vec::new();
+        Input::open(path)?.events(transfer_record, |event| {
+            out.push(Transfer::decode(&event.record).expect("a valid record"));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     /// Proves CSV and JSON inputs parse to the same records, and bad input is refused with a
     /// message naming the problem.
     #[test]
@@ -729,31 +728,28 @@ mod tests {
             r#"[{"id":"7","debit_account_id":1,"credit_account_id":2,"amount":100,"ledger":1,"code":10,"flags":"linked|pending"}]"#,
         )
         .expect("write");
-        let from_csv: Vec<TransferIn> = read_rows(&csv_path).expect("csv");
-        let from_json: Vec<TransferIn> = read_rows(&json_path).expect("json");
-        let a = transfer_of(&from_csv[0]).expect("valid");
-        let b = transfer_of(&from_json[0]).expect("valid");
+        let a = transfers_in(&csv_path).expect("csv")[0];
+        let b = transfers_in(&json_path).expect("json")[0];
         assert_eq!(a, b);
         assert_eq!(a.flags, TransferFlags::PENDING | TransferFlags::LINKED);
 
         std::fs::write(&csv_path, "id,debit_account_id,credit_account_id,amount,ledger,code,flags\n7,1,2,100,1,10,sideways\n")
             .expect("write");
-        let rows: Vec<TransferIn> = read_rows(&csv_path).expect("csv");
-        let error = transfer_of(&rows[0]).expect_err("unknown flag");
-        assert!(error.to_string().contains("sideways"), "{error}");
+        let error = transfers_in(&csv_path).expect_err("unknown flag");
+        assert!(format!("{error:#}").contains("sideways"), "{error:#}");
+        assert!(format!("{error:#}").contains("line 2"), "{error:#}");
         std::fs::write(
             &csv_path,
             "id,debit_account_id,credit_account_id,amount,ledger,code\n7,1,2,100,99999999999,10\n",
         )
         .expect("write");
-        let rows: Vec<TransferIn> = read_rows(&csv_path).expect("csv");
         assert!(
-            transfer_of(&rows[0]).is_err(),
+            transfers_in(&csv_path).is_err(),
             "a ledger over u32 is refused"
         );
         std::fs::write(&csv_path, "id,colour\n1,red\n").expect("write");
         assert!(
-            read_rows::<TransferIn>(&csv_path).is_err(),
+            transfers_in(&csv_path).is_err(),
             "unknown columns are refused"
         );
     }
@@ -783,8 +779,7 @@ mod tests {
         )
         .expect("write");
         for path in [&csv_path, &json_path] {
-            let rows: Vec<TransferIn> = read_rows(path).expect("parses");
-            let transfer = transfer_of(&rows[0]).expect("valid");
+            let transfer = transfers_in(path).expect("parses")[0];
             assert_eq!(transfer.id, 1u128 << 64, "{}", path.display());
             assert_eq!(transfer.debit_account_id, (1u128 << 64) + 1);
             assert_eq!(transfer.amount, u128::MAX);
@@ -807,8 +802,7 @@ mod tests {
                 ),
             )
             .expect("write");
-            let parsed = read_rows::<TransferIn>(&csv_path);
-            assert!(parsed.is_err(), "{bad} is refused");
+            assert!(transfers_in(&csv_path).is_err(), "{bad} is refused");
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod admin_http;
 pub mod client_cli;
 pub mod cluster_admin;
 pub mod config;
+pub mod import;
 pub mod load;
 pub mod local_cluster;
 pub mod node;

@@ -381,12 +381,7 @@ fn main() -> ExitCode {
             Err(error) => {
                 eprintln!("tally client: {error:#}");
                 // The library's own refusals before sending are bad input, like the CLI's.
-                let cluster = error.chain().any(|cause| {
-                    matches!(
-                        cause.downcast_ref::<tally_client::ClientError>(),
-                        Some(error) if !matches!(error, tally_client::ClientError::Invalid(_))
-                    )
-                });
+                let cluster = tally::import::is_cluster_error(&error);
                 ExitCode::from(if cluster { 3 } else { 2 })
             }
         };

@@ -257,7 +257,7 @@ async fn cli_walk_through_and_exit_codes() {
         &env,
     );
     assert_eq!(code, 2, "bad input: {err}");
-    assert!(err.contains("row 2"), "{err}");
+    assert!(err.contains("line 2"), "{err}");
 
     let wrong = [
         env[0],
@@ -378,5 +378,186 @@ async fn permanent_refusals_stop_at_once_and_send_nothing_twice() {
     }
     assert_eq!(operator.requests_sent(), sent, "nothing was sent");
     reader.close().await;
+    operator.close().await;
+}
+
+/// The node's count of create requests answered, from its `/metrics`.
+fn creates(cluster: &LocalCluster, id: u64) -> f64 {
+    let (_, metrics) = cluster.admin_get(id, "/metrics").expect("metrics");
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("tally_requests_total{") && line.contains("kind=\"create_"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A CSV of `count` transfers from id `first`, alternating between accounts 1 and 2; every
+/// `chain`-th group of three is a linked chain.
+fn transfers_csv(path: &Path, first: u128, count: u128, chain: bool) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    writeln!(
+        out,
+        "id,debit_account_id,credit_account_id,amount,ledger,code,flags"
+    )
+    .expect("write");
+    for id in first..first + count {
+        let (debit, credit) = if id % 2 == 0 { (1, 2) } else { (2, 1) };
+        let linked = chain && id % 3 != 2;
+        let flags = if linked { "linked" } else { "" };
+        writeln!(out, "{id},{debit},{credit},1,1,1,{flags}").expect("write");
+    }
+    out.flush().expect("flush");
+}
+
+/// Proves `tally client` imports a file larger than one request in order, cut between linked
+/// chains, reporting per line; that bad input (an empty file, a header only, a chain longer
+/// than a request, a chain left open) exits 2 naming the file and line with nothing sent (the
+/// node's create count does not move); and that an import killed halfway and run again ends
+/// with every event applied exactly once, saying how many already existed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_of_any_size_are_checked_cut_and_resumable() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(root.path());
+    cluster.found(&[1]).expect("started");
+    cluster
+        .wait_leader(Duration::from_secs(30))
+        .await
+        .expect("a leader");
+    let addr = cluster.addr(1).expect("addr");
+    let cluster_id = format!("{CLUSTER_ID:#x}");
+    let ca = cluster
+        .pki_dir()
+        .expect("TLS")
+        .join("ca.pem")
+        .display()
+        .to_string();
+    let env = [
+        ("TALLY_CLUSTER", addr.as_str()),
+        ("TALLY_CLUSTER_ID", cluster_id.as_str()),
+        ("TALLY_CREDENTIAL", SECRET),
+        ("TALLY_CA", ca.as_str()),
+    ];
+    let accounts = root.path().join("accounts.csv");
+    std::fs::write(&accounts, "id,ledger,code\n1,1,1\n2,1,1\n").expect("write");
+    let (code, out, err) = tally(
+        &[
+            "client",
+            "create-accounts",
+            accounts.to_str().expect("path"),
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+
+    // --- bad input: exit 2, file and line named, nothing sent
+    let before = creates(&cluster, 1);
+    let header = "id,debit_account_id,credit_account_id,amount,ledger,code,flags\n";
+    let bad = root.path().join("bad.csv");
+    let long_chain: String = (1..=8190u32)
+        .map(|id| format!("{id},1,2,1,1,1,linked\n"))
+        .collect();
+    for (content, expect) in [
+        (String::new(), "no events"),
+        (header.to_owned(), "no events"),
+        (
+            format!("{header}{long_chain}9000,1,2,1,1,1,\n"),
+            "line 2: a linked chain",
+        ),
+        (
+            format!("{header}1,1,2,1,1,1,\n2,1,2,1,1,1,linked\n"),
+            "line 3: the linked chain",
+        ),
+        (format!("{header}1,1,2,1,1,1,sideways\n"), "line 2"),
+    ] {
+        std::fs::write(&bad, &content).expect("write");
+        let (code, _, err) = tally(
+            &["client", "create-transfers", bad.to_str().expect("path")],
+            &env,
+        );
+        assert_eq!(code, 2, "{expect}: {err}");
+        assert!(
+            err.contains("bad.csv") && err.contains(expect),
+            "{expect}: {err}"
+        );
+    }
+    assert_eq!(
+        creates(&cluster, 1),
+        before,
+        "no bad input reached the node"
+    );
+
+    // --- a file of several requests, chains never cut, one failure reported by its line
+    let file = root.path().join("transfers.csv");
+    transfers_csv(&file, 1000, 30_002, true);
+    let (code, out, err) = tally(
+        &["client", "create-transfers", file.to_str().expect("path")],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("all 30002 events succeeded"), "{out}");
+    assert!(
+        creates(&cluster, 1) >= before + 4.0,
+        "30,000 events take several requests"
+    );
+
+    // --- killed halfway, then run again: every event once, the rest said to exist
+    let big = root.path().join("big.csv");
+    transfers_csv(&big, 1_000_000, 400_000, false);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["client", "create-transfers", big.to_str().expect("path")])
+        .envs(env)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("runs");
+    let operator = cluster.operator_client(1).await.expect("operator");
+    let started = std::time::Instant::now();
+    loop {
+        let state = operator.node_state(false).await.expect("state");
+        if state.transfers > 30_002 + 50_000 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the import made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().expect("killed");
+    let _ = child.wait();
+    // What was sent before the kill may still commit: wait until the count settles.
+    let mut partial = operator.node_state(false).await.expect("state").transfers;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = operator.node_state(false).await.expect("state").transfers;
+        if now == partial {
+            break;
+        }
+        partial = now;
+    }
+    let partial = partial - 30_002;
+    assert!(
+        partial < 400_000,
+        "killed before the end ({partial} applied)"
+    );
+    let (code, out, err) = tally(
+        &["client", "create-transfers", big.to_str().expect("path")],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "400000 events: {} created, {partial} already existed, 0 failed",
+            400_000 - partial
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        operator.node_state(false).await.expect("state").transfers,
+        30_002 + 400_000,
+        "every event applied exactly once"
+    );
     operator.close().await;
 }

@@ -297,6 +297,11 @@ impl Client {
         })
     }
 
+    /// Events one request may carry, as the node said at registration.
+    pub async fn request_events_max(&self) -> usize {
+        self.inner.request_events_max().await
+    }
+
     /// Request frames this client has sent so far (registrations and resends included).
     pub fn requests_sent(&self) -> u64 {
         self.inner
