@@ -543,9 +543,23 @@ async fn gateway_end_to_end() {
 
     // Over the gateway's limit (a full request and its header) is refused from the frame
     // header, before the payload is read or allocated.
+    // The node answers first, so the client knows why.
     let mut oversized = Conn::connect(&leader_addr).await;
-    let header = encode_header(Operation::CreateTransfers.kind(), 1, &vec![0u8; 2 << 20]);
+    let header = encode_header(Operation::CreateTransfers.kind(), 9, &vec![0u8; 2 << 20]);
     oversized.stream.write_all(&header).await.expect("send");
+    let answer = oversized.recv().await.expect("an answer before the close");
+    assert_eq!(
+        (answer.kind, answer.request_id),
+        (Operation::CreateTransfers.reply_kind(), 9)
+    );
+    let (reply, body) = decode_reply(&answer.payload).expect("a reply");
+    assert_eq!(reply.status, Status::BadRequest);
+    let refusal = decode_refusal(body).expect("refusal");
+    assert!(
+        refusal.message.contains("over its limit"),
+        "{}",
+        refusal.message
+    );
     oversized.expect_closed().await;
 
     // A header whose body size disagrees with the frame gets a reply; the connection stays.
@@ -921,6 +935,11 @@ async fn strangers_and_sessions_per_credential_are_bounded() {
     let payload = encode_request(&stranger, &vec![b'x'; CREDENTIAL_BYTES_MAX + 1]);
     let header = encode_header(Operation::Register.kind(), 1, &payload);
     over.stream.write_all(&header).await.expect("send");
+    let answer = over.recv().await.expect("an answer before the close");
+    assert_eq!(
+        decode_reply(&answer.payload).expect("a reply").0.status,
+        Status::BadRequest
+    );
     over.expect_closed().await;
 
     // --- other kinds need a live session before their body is looked at

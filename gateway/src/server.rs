@@ -814,6 +814,26 @@ impl ClientHandler for Gateway {
         }
     }
 
+    /// A request over its kind's limit is answered `BadRequest`, saying the limit, before the
+    /// connection closes (its payload was never read, so the reply echoes no header fields).
+    fn too_large(&self, kind: u8, request_id: u64, length: usize, limit: usize) -> Option<Frame> {
+        let what = Operation::from_kind(kind)
+            .map_or_else(|| format!("kind {kind}"), |op| format!("{op:?}"));
+        let message = format!(
+            "a {what} request of {length} payload bytes is over its limit of {limit} (a request \
+             carries at most {REQUEST_EVENTS_MAX} events): split it; this connection closes"
+        );
+        let context = Context {
+            kind: reply_kind(kind),
+            frame_request_id: request_id,
+            cluster_id: self.cluster_id,
+            header: RequestHeader::default(),
+        };
+        let payload = context.refuse_with(Status::BadRequest, message);
+        count_reply(&self.metrics, context.kind, &payload);
+        Some(context.frame(payload))
+    }
+
     /// Stop accepting create requests (they answer `Unavailable`); those already queued still
     /// commit and are answered. Dropping our batcher handle lets the batcher drain and end.
     fn stop_accepting(&self) {

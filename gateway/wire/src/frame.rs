@@ -51,8 +51,15 @@ pub enum FrameError {
     UnknownVersion(u8),
     #[error("reserved header bytes are not zero")]
     ReservedNotZero,
+    /// The header declares more than the kind may carry; the payload was not read. `kind` and
+    /// `request_id` are the header's, so the server can answer before it closes.
     #[error("frame payload of {length} bytes is over this connection's limit of {limit}")]
-    TooLarge { length: usize, limit: usize },
+    TooLarge {
+        kind: u8,
+        request_id: u64,
+        length: usize,
+        limit: usize,
+    },
     #[error("frame checksum mismatch (kind {kind}, request {request_id}): corrupted in transit")]
     Checksum { kind: u8, request_id: u64 },
 }
@@ -121,13 +128,18 @@ pub async fn read_frame_limited<R: AsyncRead + Unpin>(
     }
     let kind = header[5];
     let length = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
-    let limit = payload_bytes_max(kind);
-    if length > limit {
-        return Err(FrameError::TooLarge { length, limit });
-    }
     let mut id = [0u8; 8];
     id.copy_from_slice(&header[12..20]);
     let request_id = u64::from_le_bytes(id);
+    let limit = payload_bytes_max(kind);
+    if length > limit {
+        return Err(FrameError::TooLarge {
+            kind,
+            request_id,
+            length,
+            limit,
+        });
+    }
     let mut payload = BytesMut::zeroed(length);
     reader.read_exact(&mut payload).await.map_err(|error| {
         if error.kind() == io::ErrorKind::UnexpectedEof {
@@ -246,6 +258,8 @@ mod tests {
         assert_eq!(
             read[0],
             Err(FrameError::TooLarge {
+                kind: 1,
+                request_id: 1,
                 length: 4096,
                 limit: 1024
             }

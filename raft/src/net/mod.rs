@@ -58,9 +58,23 @@ pub trait ClientHandler: Send + Sync + 'static {
     fn stop_accepting(&self) {}
 
     /// The largest payload a frame of `kind` may carry, checked before the payload is read or
-    /// allocated (capped at `FRAME_PAYLOAD_BYTES_MAX`). A larger frame closes its connection.
+    /// allocated (capped at `FRAME_PAYLOAD_BYTES_MAX`). A larger frame closes its connection,
+    /// after [`ClientHandler::too_large`]'s answer if it gives one.
     fn payload_bytes_max(&self, _kind: u8) -> usize {
         limits::FRAME_PAYLOAD_BYTES_MAX
+    }
+
+    /// The answer to a frame whose header declared `length` payload bytes, over `limit`
+    /// (the payload is not read): sent before the connection closes, so the client learns
+    /// why rather than guessing from a closed socket. `None`: close without a word.
+    fn too_large(
+        &self,
+        _kind: u8,
+        _request_id: u64,
+        _length: usize,
+        _limit: usize,
+    ) -> Option<Frame> {
+        None
     }
 }
 

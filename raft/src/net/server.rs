@@ -308,6 +308,9 @@ async fn connection(
         }
     });
     let mut first = true;
+    // After answering an oversized frame: its payload bytes still arriving, read and dropped
+    // (briefly, boundedly) so closing does not reset the connection under the answer.
+    let mut drain = 0usize;
     loop {
         let read = async {
             let read = read_frame_limited(&mut reader, &payload_bytes_max);
@@ -329,7 +332,17 @@ async fn connection(
                 Some(Err(error)) => {
                     tracing::warn!(%peer, %error, "closing connection: unreadable frame");
                     match error {
-                        FrameError::TooLarge { .. } => metrics.reject(Reject::TooLarge),
+                        FrameError::TooLarge { kind, request_id, length, limit } => {
+                            metrics.reject(Reject::TooLarge);
+                            // The client hears why before the connection closes.
+                            if let Serving::Clients(clients) = &serving {
+                                if let Some(answer) = clients.too_large(kind, request_id, length, limit) {
+                                    if replies.try_send(answer).is_ok() {
+                                        drain = length.min(2 * FRAME_PAYLOAD_BYTES_MAX);
+                                    }
+                                }
+                            }
+                        }
                         FrameError::Io(_) | FrameError::Truncated => {}
                         _ => metrics.reject(Reject::Malformed),
                     }
@@ -384,4 +397,19 @@ async fn connection(
         () = stopped(&mut shutdown) => writer_task.abort(),
         _ = &mut writer_task => {}
     }
+    if drain > 0 {
+        let _ = tokio::time::timeout(OVERSIZED_DRAIN_TIME, async {
+            let mut sink = vec![0u8; 64 * 1024];
+            while drain > 0 {
+                match tokio::io::AsyncReadExt::read(&mut reader, &mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => drain = drain.saturating_sub(read),
+                }
+            }
+        })
+        .await;
+    }
 }
+
+/// How long the payload of an oversized frame is drained after its answer is sent.
+const OVERSIZED_DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
