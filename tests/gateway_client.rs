@@ -196,6 +196,17 @@ async fn cli_walk_through_and_exit_codes() {
         ("TALLY_CREDENTIAL", SECRET),
         ("TALLY_CA", ca.as_str()),
     ];
+    let (code, help, _) = tally(&["client", "create-transfers", "--help"], &env);
+    assert_eq!(code, 0);
+    for documented in [
+        "debit_account_id",
+        "pending_id",
+        "post_pending_transfer",
+        "0x hex",
+        "Exit codes",
+    ] {
+        assert!(help.contains(documented), "{documented} in:\n{help}");
+    }
     let accounts = root.path().join("accounts.csv");
     std::fs::write(&accounts, "id,ledger,code,flags\n1,1,10,history\n2,1,10,\n").expect("write");
     let (code, out, err) = tally(
