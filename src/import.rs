@@ -342,8 +342,14 @@ pub async fn import<R: DeserializeOwned + 'static>(
             Err(error) => {
                 progress.finish();
                 failures.finish();
-                let error = anyhow::Error::new(error);
-                return Err(error.context(unknown_outcome(&input.name, applied, first, last)));
+                let refused =
+                    matches!(&error, ClientError::Refused { status, .. } if !status.is_transient());
+                let said = if refused {
+                    refused_whole(&input.name, applied, first, last)
+                } else {
+                    unknown_outcome(&input.name, applied, first, last)
+                };
+                return Err(anyhow::Error::new(error).context(Stopped(said)));
             }
         };
         let count = request.ids.len() as u64;
@@ -380,6 +386,25 @@ fn unknown_outcome(name: &str, applied: u64, first: u64, last: u64) -> String {
     )
 }
 
+/// Why an import stopped partway, and what of it is applied (the error's outermost context).
+#[derive(Debug)]
+struct Stopped(String);
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What an import stopped by a refusal tells its user: that request changed nothing.
+fn refused_whole(name: &str, applied: u64, first: u64, last: u64) -> String {
+    format!(
+        "{name}: the {applied} events before line {first} were applied; the request of lines \
+         {first}..={last} was refused whole (nothing of it was applied) and nothing after it \
+         was sent"
+    )
+}
+
 /// Whether an import error is bad input (exit 2) rather than the cluster's (exit 3).
 pub fn is_cluster_error(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
@@ -388,4 +413,25 @@ pub fn is_cluster_error(error: &anyhow::Error) -> bool {
             Some(error) if !matches!(error, ClientError::Invalid(_))
         )
     })
+}
+
+/// For an error of a single request (not an import, which says more): whether anything may
+/// have been applied.
+pub fn outcome_hint(error: &anyhow::Error) -> Option<&'static str> {
+    if error.downcast_ref::<Stopped>().is_some() {
+        return None;
+    }
+    error
+        .chain()
+        .find_map(|cause| match cause.downcast_ref::<ClientError>()? {
+            ClientError::Refused { status, .. } if !status.is_transient() => {
+                Some("the request was refused: nothing of it was applied")
+            }
+            ClientError::Invalid(_) => Some("nothing was sent"),
+            ClientError::Tls(_) => Some("no connection was made: nothing was sent"),
+            _ => Some(
+                "no answer: a create request may or may not have been applied; send it again \
+             (events already applied answer `exists`); a read changed nothing",
+            ),
+        })
 }

@@ -382,6 +382,9 @@ fn main() -> ExitCode {
                 eprintln!("tally client: {error:#}");
                 // The library's own refusals before sending are bad input, like the CLI's.
                 let cluster = tally::import::is_cluster_error(&error);
+                if let Some(hint) = tally::import::outcome_hint(&error) {
+                    eprintln!("{hint}");
+                }
                 ExitCode::from(if cluster { 3 } else { 2 })
             }
         };
