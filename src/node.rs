@@ -265,7 +265,7 @@ impl Node {
         let raft = start_raft(
             config.id,
             raft_config,
-            config.tls.as_ref().map(|tls| Arc::clone(&tls.peer_client)),
+            config.tls.as_ref(),
             log_store,
             state_machine,
         )

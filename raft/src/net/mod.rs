@@ -79,13 +79,13 @@ pub trait ClientHandler: Send + Sync + 'static {
 }
 
 /// Start openraft for node `id` on its storage, with the peer network that dials the other
-/// members (mutual TLS under `peer_tls`: this node's client configuration for dialling
-/// replicas; plain TCP if `None`). The one place a replica's Raft and its peer network meet:
-/// whoever assembles a node never handles the peer network itself.
+/// members (mutual TLS with this node's certificate from `tls`; plain TCP if `None`). The one
+/// place a replica's Raft and its peer network meet: whoever assembles a node never handles
+/// the peer network itself.
 pub async fn start_raft(
     id: crate::replication::types::NodeId,
     config: std::sync::Arc<openraft::Config>,
-    peer_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    tls: Option<&NodeTls>,
     log_store: crate::replication::LogStore,
     state_machine: crate::replication::StateMachine,
 ) -> Result<
@@ -95,7 +95,7 @@ pub async fn start_raft(
     openraft::Raft::new(
         id,
         config,
-        Network::new(id, peer_tls),
+        Network::new(id, tls.map(|tls| std::sync::Arc::clone(&tls.peer_client))),
         log_store,
         state_machine,
     )
