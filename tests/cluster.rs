@@ -225,7 +225,7 @@ async fn three_nodes_elect_commit_and_agree() {
         .create_raw(Operation::CreateTransfers, Bytes::from(bad))
         .await
     {
-        Err(ClientError::Decode(message)) => assert!(message.contains("128-byte"), "{message}"),
+        Err(ClientError::Invalid(message)) => assert!(message.contains("128-byte"), "{message}"),
         other => panic!("a partial record must be refused before sending: {other:?}"),
     }
     let ids: Vec<u128> = (1000..1100).collect();

@@ -93,7 +93,7 @@ impl ClientConfig {
 }
 
 /// Why a call failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
     #[error("refused ({status:?}): {}", refusal.message)]
@@ -146,7 +146,7 @@ struct Inner {
 
 /// What a packed call gets back: its first event's timestamp and its failures, or the error
 /// its request ended with (shared by every call packed into that request).
-type CallResult = Result<(u64, Vec<Failure>), Arc<ClientError>>;
+type CallResult = Result<(u64, Vec<Failure>), ClientError>;
 
 /// A queued call of a create operation.
 struct Call {
@@ -274,12 +274,8 @@ impl Client {
             .send(call)
             .await
             .map_err(|_| ClientError::Closed)?;
-        let (timestamp_first, failures) = result.await.map_err(|_| ClientError::Closed)?.map_err(
-            |error| match Arc::try_unwrap(error) {
-                Ok(error) => error,
-                Err(shared) => ClientError::Decode(shared.to_string()),
-            },
-        )?;
+        // Every call packed into a request gets that request's error itself, not its text.
+        let (timestamp_first, failures) = result.await.map_err(|_| ClientError::Closed)??;
         let failures = failures
             .into_iter()
             .map(|failure| {
@@ -502,9 +498,8 @@ async fn pack(inner: Arc<Inner>, operation: Operation, mut queue: mpsc::Receiver
                 }
             }
             Err(error) => {
-                let error = Arc::new(error);
                 for call in calls {
-                    let _ = call.done.send(Err(Arc::clone(&error)));
+                    let _ = call.done.send(Err(error.clone()));
                 }
             }
         }
