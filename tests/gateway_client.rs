@@ -156,6 +156,24 @@ async fn concurrent_calls_pack_find_the_leader_and_survive_a_kill() {
     assert_eq!(statement.len(), 350);
 }
 
+/// A one-node cluster and the environment `tally client` needs to reach it as its operator.
+async fn one_node(root: &Path) -> (LocalCluster, [(&'static str, String); 4]) {
+    let mut cluster = cluster(root);
+    cluster.found(&[1]).expect("started");
+    cluster
+        .wait_leader(Duration::from_secs(30))
+        .await
+        .expect("a leader");
+    let ca = cluster.pki_dir().expect("TLS is on").join("ca.pem");
+    let env = [
+        ("TALLY_CLUSTER", cluster.addr(1).expect("addr")),
+        ("TALLY_CLUSTER_ID", format!("{CLUSTER_ID:#x}")),
+        ("TALLY_CREDENTIAL", SECRET.to_owned()),
+        ("TALLY_CA", ca.display().to_string()),
+    ];
+    (cluster, env)
+}
+
 fn tally(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_tally"))
         .args(args)
@@ -176,26 +194,8 @@ fn tally(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
 async fn cli_walk_through_and_exit_codes() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().expect("tempdir");
-    let mut cluster = cluster(root.path());
-    cluster.found(&[1]).expect("started");
-    cluster
-        .wait_leader(Duration::from_secs(30))
-        .await
-        .expect("a leader");
-    let addr = cluster.addr(1).expect("addr");
-    let cluster_id = format!("{CLUSTER_ID:#x}");
-    let ca = cluster
-        .pki_dir()
-        .expect("TLS is on")
-        .join("ca.pem")
-        .display()
-        .to_string();
-    let env = [
-        ("TALLY_CLUSTER", addr.as_str()),
-        ("TALLY_CLUSTER_ID", cluster_id.as_str()),
-        ("TALLY_CREDENTIAL", SECRET),
-        ("TALLY_CA", ca.as_str()),
-    ];
+    let (_cluster, env) = one_node(root.path()).await;
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (code, help, _) = tally(&["client", "create-transfers", "--help"], &env);
     assert_eq!(code, 0);
     for documented in [
@@ -430,26 +430,8 @@ fn transfers_csv(path: &Path, first: u128, count: u128, chain: bool) {
 async fn imports_of_any_size_are_checked_cut_and_resumable() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().expect("tempdir");
-    let mut cluster = cluster(root.path());
-    cluster.found(&[1]).expect("started");
-    cluster
-        .wait_leader(Duration::from_secs(30))
-        .await
-        .expect("a leader");
-    let addr = cluster.addr(1).expect("addr");
-    let cluster_id = format!("{CLUSTER_ID:#x}");
-    let ca = cluster
-        .pki_dir()
-        .expect("TLS")
-        .join("ca.pem")
-        .display()
-        .to_string();
-    let env = [
-        ("TALLY_CLUSTER", addr.as_str()),
-        ("TALLY_CLUSTER_ID", cluster_id.as_str()),
-        ("TALLY_CREDENTIAL", SECRET),
-        ("TALLY_CA", ca.as_str()),
-    ];
+    let (cluster, env) = one_node(root.path()).await;
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let accounts = root.path().join("accounts.csv");
     std::fs::write(&accounts, "id,ledger,code\n1,1,1\n2,1,1\n").expect("write");
     let (code, out, err) = tally(
@@ -518,7 +500,7 @@ async fn imports_of_any_size_are_checked_cut_and_resumable() {
     transfers_csv(&big, 1_000_000, 400_000, false);
     let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
         .args(["client", "create-transfers", big.to_str().expect("path")])
-        .envs(env)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
