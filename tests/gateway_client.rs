@@ -497,7 +497,7 @@ async fn imports_of_any_size_are_checked_cut_and_resumable() {
 
     // --- killed halfway, then run again: every event once, the rest said to exist
     let big = root.path().join("big.csv");
-    transfers_csv(&big, 1_000_000, 400_000, false);
+    transfers_csv(&big, 10_000_000, 1_500_000, false);
     let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
         .args(["client", "create-transfers", big.to_str().expect("path")])
         .envs(env.iter().copied())
@@ -532,7 +532,7 @@ async fn imports_of_any_size_are_checked_cut_and_resumable() {
     }
     let partial = partial - 30_002;
     assert!(
-        partial < 400_000,
+        partial < 1_500_000,
         "killed before the end ({partial} applied)"
     );
     let (code, out, err) = tally(
@@ -542,14 +542,14 @@ async fn imports_of_any_size_are_checked_cut_and_resumable() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains(&format!(
-            "400000 events: {} created, {partial} already existed, 0 failed",
-            400_000 - partial
+            "1500000 events: {} created, {partial} already existed, 0 failed",
+            1_500_000 - partial
         )),
         "{out}"
     );
     assert_eq!(
         operator.node_state(false).await.expect("state").transfers,
-        30_002 + 400_000,
+        30_002 + 1_500_000,
         "every event applied exactly once"
     );
     operator.close().await;
