@@ -11,7 +11,7 @@ use tally_client::protocol::{
     decode_registered, decode_reply, decode_statement_reply, decode_trades, decode_transfers,
     encode_admin, encode_balances_as_of_request, encode_ids, encode_node_state_request,
     encode_request, encode_statement_request, Admin, CreateReply, Operation, Refusal, ReplyHeader,
-    RequestHeader, Status, FLAG_LINEARIZABLE,
+    RequestHeader, Status, FLAG_IN_ORDER, FLAG_LINEARIZABLE,
 };
 use tally_engine::records::{Account, AccountFlags, Trade, Transfer};
 use tally_engine::{EventResult, StatementFilter};
@@ -405,7 +405,7 @@ async fn gateway_end_to_end() {
         .await;
     assert_eq!(status, Status::Forbidden);
     let (_, body) = reader
-        .ok(Operation::LookupAccounts, &encode_ids(&[1, 2, 3, 11]))
+        .ok(Operation::LookupAccounts, &encode_ids(&[1, 2, 3, 11, 999]))
         .await;
     let visible: Vec<u128> = decode_accounts(&body)
         .expect("accounts")
@@ -429,21 +429,31 @@ async fn gateway_end_to_end() {
         1,
         "11 is a leg"
     );
-    let outside = StatementFilter {
-        account_id: 2,
-        ..filter
-    };
-    let (status, _) = reader
-        .refused(Operation::Statement, &encode_statement_request(&outside))
-        .await;
-    assert_eq!(status, Status::NotFound);
-    let (status, _) = reader
-        .refused(
-            Operation::BalancesAsOf,
-            &encode_balances_as_of_request(3, u64::MAX),
-        )
-        .await;
-    assert_eq!(status, Status::NotFound);
+    // Outside the scope reads exactly as absent, in every read: lookups leave out 2 and 3
+    // as they leave out 999 (above); statements and balances give one and the same answer.
+    let mut answers = Vec::new();
+    for account_id in [2, 3, 999] {
+        let outside = StatementFilter {
+            account_id,
+            ..filter
+        };
+        let (status, refusal) = reader
+            .refused(Operation::Statement, &encode_statement_request(&outside))
+            .await;
+        answers.push((status, refusal.message));
+        let (status, refusal) = reader
+            .refused(
+                Operation::BalancesAsOf,
+                &encode_balances_as_of_request(account_id, u64::MAX),
+            )
+            .await;
+        answers.push((status, refusal.message));
+    }
+    assert_eq!(answers[0].0, Status::NotFound);
+    assert!(
+        answers.iter().all(|answer| *answer == answers[0]),
+        "out of scope and absent answer alike: {answers:?}"
+    );
     reader
         .ok(
             Operation::BalancesAsOf,
@@ -616,8 +626,10 @@ async fn gateway_end_to_end() {
 
 /// Proves a full batcher queue answers `Busy` instead of growing (a node with a one-batch
 /// queue and one entry in flight, fed many full requests at once), that nothing refused is
-/// applied, and that the node keeps serving; and that a node without credentials refuses every
-/// gateway request.
+/// applied, and that the node keeps serving; that requests sent in order (`FLAG_IN_ORDER`)
+/// are never overtaken: once one is refused, every later one is refused until it is sent
+/// again, so what applies is a prefix of what was sent; and that a node without credentials
+/// refuses every gateway request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_under_overload() {
     let _serial = ONE_AT_A_TIME.lock().await;
@@ -687,6 +699,82 @@ async fn busy_under_overload() {
         decode_accounts(&body).expect("accounts")[0].debits_posted,
         ok * EVENTS,
         "exactly the requests answered Ok were applied"
+    );
+
+    // --- in order: what applies is a prefix, the refused one sent again releases the rest
+    let mut ordered = Session::register(&addr, SUBMITTER)
+        .await
+        .expect("submitter");
+    ordered.header.flags = FLAG_IN_ORDER;
+    let mut sent = Vec::new();
+    for request in 0..16u128 {
+        let first = 5_000_000 + request * EVENTS;
+        let batch: Vec<Transfer> = (first..first + EVENTS)
+            .map(|id| transfer(id, 1, 2, 1, 1))
+            .collect();
+        ordered.header.request_number += 1;
+        let body = records(&batch, Transfer::encode);
+        ordered
+            .conn
+            .send(Operation::CreateTransfers, &ordered.header, &body)
+            .await;
+        sent.push((ordered.header.request_number, body));
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..16 {
+        let frame = ordered.conn.recv().await.expect("a reply");
+        let (reply, body) = decode_reply(&frame.payload).expect("reply");
+        statuses.push((
+            reply.request_number,
+            reply.status,
+            decode_refusal(body).ok(),
+        ));
+    }
+    statuses.sort_by_key(|(number, _, _)| *number);
+    let applied = statuses
+        .iter()
+        .take_while(|(_, status, _)| *status == Status::Ok)
+        .count();
+    println!("in order: {applied} of 16 requests applied before the first refusal");
+    assert!(
+        applied < 16,
+        "the one-batch queue refused some: {statuses:?}"
+    );
+    let held = sent[applied].0;
+    for (number, status, refusal) in &statuses[applied..] {
+        assert_eq!(*status, Status::Busy, "request {number} after a refusal");
+        if *number > held {
+            let message = &refusal.as_ref().expect("a refusal").message;
+            assert!(
+                message.contains(&format!("request {held} of this session was refused")),
+                "{message}"
+            );
+        }
+    }
+    // Later requests stay refused until the refused one is sent again ...
+    let (later, body) = &sent[applied + 1];
+    ordered.header.request_number = *later;
+    let (reply, _, _) = ordered
+        .conn
+        .call(Operation::CreateTransfers, &ordered.header, body)
+        .await;
+    assert_eq!(reply.status, Status::Busy, "still held behind {held}");
+    // ... and then go through, in order.
+    for (number, body) in &sent[applied..] {
+        ordered.header.request_number = *number;
+        let (reply, body, _) = ordered
+            .conn
+            .call(Operation::CreateTransfers, &ordered.header, body)
+            .await;
+        assert_eq!(reply.status, Status::Ok, "{:?}", decode_refusal(&body));
+    }
+    let (_, body) = operator
+        .ok(Operation::LookupAccounts, &encode_ids(&[1]))
+        .await;
+    assert_eq!(
+        decode_accounts(&body).expect("accounts")[0].debits_posted,
+        (ok + 16) * EVENTS,
+        "all 16 in-order requests applied, once each"
     );
 
     // --- a node without credentials refuses everything, with a reason

@@ -11,7 +11,9 @@
 //! the batcher.
 //!
 //! Create requests go to the batcher with `try_submit` in the connection's order; a full queue
-//! answers `Busy` at once rather than growing. Their replies are cached per session
+//! answers `Busy` at once rather than growing. A create with `FLAG_IN_ORDER` refused before it
+//! reached the log holds its session's later in-order creates (`Sessions::hold`), so a
+//! pipelined client never has a later request applied without an earlier one. Their replies are cached per session
 //! (`session.rs`), so a duplicate request number gets the cached reply. Reads run in their own
 //! task against the applied state, after openraft's read index when asked to be linearizable.
 
@@ -42,10 +44,10 @@ use tally_client::protocol::{
     decode_request_body, decode_request_header, encode_balances, encode_create_reply,
     encode_node_state, encode_refusal, encode_registered, encode_reply, encode_statement_reply,
     reply_kind, CreateReply, Failure, LookupKind, Operation, Refusal, Registered, ReplyHeader,
-    Request, RequestHeader, Status, FLAG_LINEARIZABLE, KIND_ADMIN, KIND_BALANCES_AS_OF,
-    KIND_CREATE_ACCOUNTS, KIND_CREATE_TRADES, KIND_CREATE_TRANSFERS, KIND_END_SESSION,
-    KIND_HEARTBEAT, KIND_LOOKUP_ACCOUNTS, KIND_LOOKUP_TRADES, KIND_LOOKUP_TRANSFERS,
-    KIND_NODE_STATE, KIND_REGISTER, KIND_STATEMENT,
+    Request, RequestHeader, Status, FLAG_IN_ORDER, FLAG_LINEARIZABLE, KIND_ADMIN,
+    KIND_BALANCES_AS_OF, KIND_CREATE_ACCOUNTS, KIND_CREATE_TRADES, KIND_CREATE_TRANSFERS,
+    KIND_END_SESSION, KIND_HEARTBEAT, KIND_LOOKUP_ACCOUNTS, KIND_LOOKUP_TRADES,
+    KIND_LOOKUP_TRANSFERS, KIND_NODE_STATE, KIND_REGISTER, KIND_STATEMENT,
 };
 
 type Raft = openraft::Raft<TypeConfig>;
@@ -214,6 +216,13 @@ fn session_refusal(context: &Context, refusal: SessionRefusal) -> Bytes {
             Status::Forbidden,
             "this session's role may not make this request",
         ),
+        SessionRefusal::Held(held) => context.refuse_with(
+            Status::Busy,
+            format!(
+                "request {held} of this session was refused and this one was sent in order \
+                 after it: send {held} again first"
+            ),
+        ),
     }
 }
 
@@ -284,6 +293,15 @@ impl Gateway {
         })
     }
 
+    /// A create of `context` was refused before it reached the log: if it was sent in order,
+    /// hold its session's later in-order creates (`FLAG_IN_ORDER`).
+    fn hold_if_in_order(&self, context: &Context) {
+        let header = context.header;
+        if header.flags & FLAG_IN_ORDER != 0 {
+            lock(&self.sessions).hold(header.session, header.request_number);
+        }
+    }
+
     async fn serve(&self, frame: Frame, replies: Replies) {
         let mut context = Context {
             kind: reply_kind(frame.kind),
@@ -295,6 +313,13 @@ impl Gateway {
             Ok(()) => return,
             Err(payload) => payload,
         };
+        // A create answered here never reached the log (cached replies are sent by `create`).
+        if matches!(
+            frame.kind,
+            KIND_CREATE_ACCOUNTS | KIND_CREATE_TRANSFERS | KIND_CREATE_TRADES
+        ) {
+            self.hold_if_in_order(&context);
+        }
         context.send(&self.metrics, &replies, payload).await;
     }
 
@@ -459,12 +484,16 @@ impl Gateway {
                 header.session,
                 header.client_id,
                 header.request_number,
+                header.flags & FLAG_IN_ORDER != 0,
                 waiter,
                 now,
             )
             .map_err(|refusal| session_refusal(&context, refusal))?;
         let access = match admission {
-            Admission::Cached(payload) => return Err(payload),
+            Admission::Cached(payload) => {
+                context.send(&self.metrics, replies, payload).await;
+                return Ok(());
+            }
             Admission::Waiting => return Ok(()),
             Admission::Serve(access) => access,
         };
@@ -472,6 +501,7 @@ impl Gateway {
         if let Some(refusal) = self.out_of_scope(&context, &access, operation, &body) {
             // Nothing was submitted, so the reply is not cached: a duplicate is checked again
             // (which also lets a trade on an account that has applied since go through).
+            self.hold_if_in_order(&context);
             complete(&self.metrics, &sessions, &context, refusal, false, replies).await;
             return Ok(());
         }
@@ -489,6 +519,7 @@ impl Gateway {
         let committed = match submitted {
             Ok(committed) => committed,
             Err(payload) => {
+                self.hold_if_in_order(&context);
                 complete(&self.metrics, &sessions, &context, payload, false, replies).await;
                 return Ok(());
             }
@@ -699,7 +730,10 @@ fn answer_read(
     read: Read,
     commit_index: u64,
 ) -> Bytes {
-    let not_found = || context.refuse_with(Status::NotFound, "no such account in your scope");
+    // Outside the scope reads as absent, alike in every read (docs/protocol.md): lookups leave
+    // both out, statements and balances answer both with this one refusal.
+    let not_found =
+        || context.refuse_with(Status::NotFound, "no such account (or not in your scope)");
     match read {
         Read::Lookup { what, ids } => {
             let mut body = Vec::with_capacity(ids.len() * 128);

@@ -38,6 +38,10 @@ pub(crate) struct Session {
     in_flight: usize,
     slots: BTreeMap<u64, Slot>,
     cached_bytes: usize,
+    /// The earliest in-order create refused before it reached the log, until it (or an
+    /// unflagged create) is admitted: later in-order creates are refused meanwhile, so none
+    /// overtakes it (`FLAG_IN_ORDER`).
+    held: Option<u64>,
 }
 
 /// Why a session cannot serve a request.
@@ -47,6 +51,8 @@ pub(crate) enum SessionRefusal {
     Busy,
     /// The session's role may not do this.
     Forbidden,
+    /// An in-order create after the session's refused create of this number.
+    Held(u64),
 }
 
 /// Why a registration is refused (both answer `Busy`: sessions expire, so a later retry may
@@ -121,6 +127,7 @@ impl Sessions {
                 in_flight: 0,
                 slots: BTreeMap::new(),
                 cached_bytes: 0,
+                held: None,
             },
         );
         Ok(id)
@@ -198,11 +205,14 @@ impl Sessions {
 
     /// Admit a create request numbered `request_number`: a cached reply, a wait for the one
     /// being served, or a new request.
+    /// `in_order`: the request carries `FLAG_IN_ORDER` (refused while an earlier in-order
+    /// create of the session is held, see [`Sessions::hold`]).
     pub(crate) fn admit_create(
         &mut self,
         id: u64,
         client_id: u128,
         request_number: u64,
+        in_order: bool,
         waiter: Waiter,
         now: Instant,
     ) -> Result<Admission, SessionRefusal> {
@@ -223,14 +233,33 @@ impl Sessions {
             }
             None => {}
         }
+        match session.held {
+            Some(held) if in_order && request_number > held => {
+                return Err(SessionRefusal::Held(held))
+            }
+            _ => {}
+        }
         if session.in_flight >= SESSION_IN_FLIGHT_MAX {
             return Err(SessionRefusal::Busy);
         }
+        session.held = None;
         session.in_flight += 1;
         session
             .slots
             .insert(request_number, Slot::Pending(Vec::new()));
         Ok(Admission::Serve(session.access.clone()))
+    }
+
+    /// An in-order create of session `id` numbered `request_number` was refused before it
+    /// reached the log: refuse the session's later in-order creates until it is sent again.
+    pub(crate) fn hold(&mut self, id: u64, request_number: u64) {
+        if let Some(session) = self.by_id.get_mut(&id) {
+            session.held = Some(
+                session
+                    .held
+                    .map_or(request_number, |held| held.min(request_number)),
+            );
+        }
     }
 
     /// A read is done.
@@ -347,27 +376,27 @@ mod tests {
             Some(SessionRefusal::Unknown)
         );
         assert!(matches!(
-            sessions.admit_create(id, 9, 1, waiter(), now),
+            sessions.admit_create(id, 9, 1, false, waiter(), now),
             Ok(Admission::Serve(_))
         ));
         assert!(matches!(
-            sessions.admit_create(id, 9, 1, waiter(), now),
+            sessions.admit_create(id, 9, 1, false, waiter(), now),
             Ok(Admission::Waiting)
         ));
         let reply = Bytes::from_static(b"reply");
         assert_eq!(sessions.finish_create(id, 1, &reply, true).len(), 1);
         assert!(
-            matches!(sessions.admit_create(id, 9, 1, waiter(), now), Ok(Admission::Cached(r)) if r == reply)
+            matches!(sessions.admit_create(id, 9, 1, false, waiter(), now), Ok(Admission::Cached(r)) if r == reply)
         );
         for number in 2..=(REPLY_CACHE_REPLIES_MAX as u64 + 1) {
             assert!(matches!(
-                sessions.admit_create(id, 9, number, waiter(), now),
+                sessions.admit_create(id, 9, number, false, waiter(), now),
                 Ok(Admission::Serve(_))
             ));
             sessions.finish_create(id, number, &reply, true);
         }
         assert!(matches!(
-            sessions.admit_create(id, 9, 1, waiter(), now),
+            sessions.admit_create(id, 9, 1, false, waiter(), now),
             Ok(Admission::Serve(_))
         ));
         sessions.finish_create(id, 1, &reply, false);
@@ -387,6 +416,41 @@ mod tests {
             Some(SessionRefusal::Unknown)
         );
         assert_eq!(sessions.len(), 0);
+    }
+
+    /// Proves an in-order create refused before the log holds the session's later in-order
+    /// creates (never earlier ones, never unflagged ones) until it is admitted again.
+    #[test]
+    fn a_refused_in_order_create_holds_the_later_ones() {
+        let now = Instant::now();
+        let mut sessions = Sessions::new(Duration::from_secs(10));
+        let id = sessions.register(9, access(), now).unwrap();
+        let admitted = |sessions: &mut Sessions, number: u64, in_order: bool| {
+            matches!(
+                sessions.admit_create(id, 9, number, in_order, waiter(), now),
+                Ok(Admission::Serve(_))
+            )
+        };
+        assert!(admitted(&mut sessions, 5, true));
+        sessions.finish_create(id, 5, &Bytes::new(), false);
+        sessions.hold(id, 5);
+        sessions.hold(id, 7);
+        for later in [6, 7, 8] {
+            assert_eq!(
+                sessions
+                    .admit_create(id, 9, later, true, waiter(), now)
+                    .err(),
+                Some(SessionRefusal::Held(5)),
+                "request {later} waits for 5"
+            );
+        }
+        // The refused request sent again is admitted and releases the others.
+        assert!(admitted(&mut sessions, 5, true));
+        assert!(admitted(&mut sessions, 6, true));
+        // An unflagged create is never held, and releases a hold.
+        sessions.hold(id, 10);
+        assert!(admitted(&mut sessions, 12, false));
+        assert!(admitted(&mut sessions, 11, true));
     }
 
     /// Proves one credential holds at most `SESSIONS_PER_CREDENTIAL_MAX` sessions while others

@@ -41,7 +41,14 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// Request flag: serve the read only on the leader after confirming leadership with a quorum
 /// (openraft's read index), so it reflects every write acknowledged before it was sent.
 pub const FLAG_LINEARIZABLE: u16 = 1;
-const FLAGS_KNOWN: u16 = FLAG_LINEARIZABLE;
+/// Request flag, on a create: apply this request only after the session's earlier create
+/// requests. Once a create of the session is refused before it reaches the log (busy, not
+/// leader, out of scope, malformed, …), the node refuses every later create carrying this flag
+/// (`Busy`, naming the refused request number) until that number or an unflagged create is
+/// admitted again. So a client may keep several requests in flight on one connection and
+/// still have them applied in the order sent: a refusal never lets a later request overtake.
+pub const FLAG_IN_ORDER: u16 = 2;
+const FLAGS_KNOWN: u16 = FLAG_LINEARIZABLE | FLAG_IN_ORDER;
 
 pub const KIND_REGISTER: u8 = 64;
 pub const KIND_HEARTBEAT: u8 = 66;
@@ -125,6 +132,15 @@ impl Operation {
 
     pub fn from_kind(kind: u8) -> Option<Operation> {
         Operation::ALL.into_iter().find(|op| op.kind() == kind)
+    }
+
+    /// The create request of an engine operation.
+    pub const fn from_engine(operation: tally_engine::Operation) -> Operation {
+        match operation {
+            tally_engine::Operation::CreateAccounts => Operation::CreateAccounts,
+            tally_engine::Operation::CreateTransfers => Operation::CreateTransfers,
+            tally_engine::Operation::CreateTrades => Operation::CreateTrades,
+        }
     }
 
     /// The engine operation of a create request.
