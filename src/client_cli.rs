@@ -6,13 +6,12 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use serde::Deserialize;
-use tally_client::{Client, ClientConfig};
+use tally_client::{Client, ClientConfig, ClientError};
 use tally_engine::records::{Account, AccountFlags, Trade, TradeFlags, Transfer, TransferFlags};
 use tally_engine::{StatementEvent, StatementFilter};
 
 use crate::config::parse_u128;
-use crate::import::{import, Input, Summary};
+use crate::import::{Checked, Input, RecordKind};
 use tally_engine::Operation;
 
 #[derive(Debug, clap::Args)]
@@ -31,6 +30,10 @@ pub struct ClientArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub output: Output,
+    /// Requests a file import keeps in flight (create-*): the next request travels while the
+    /// one before it commits; the file is applied in its order whatever the number.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub in_flight: u8,
     #[command(subcommand)]
     pub command: ClientCommand,
 }
@@ -50,8 +53,9 @@ strings. Flags: names joined by |, e.g. linked|pending; empty for none. Optional
 left out or empty (0). Unknown columns are refused.
 
 The file is checked whole before anything is sent (exit 2 names the file and line), then sent
-in order, in requests of at most 8,189 events, never cutting a linked chain. Running the same
-file again is safe: events already applied answer exists and are counted, not listed.
+in requests of at most 8,189 events, never cutting a linked chain, --in-flight of them at a
+time, and applied in the file's order. Running the same file again is safe: events already
+applied answer exists and are counted, not listed.
 
 Exit codes: 0 every event applied (or already there), 1 some events failed (listed by line),
 2 bad input (nothing sent), 3 the cluster refused or did not answer (the message says what may
@@ -123,6 +127,41 @@ pub enum ClientCommand {
 pub enum Ended {
     Done,
     EventsFailed,
+    /// Some ids asked for were not found: absent, or outside the credential's scope (a
+    /// reader cannot tell the two apart, by design).
+    NotFound,
+}
+
+/// What a read of `asked` ids that found `found` ends with: the ids not found are said on
+/// standard error, as absent or out of scope (the node answers both alike).
+fn found_all(asked: &[u128], found: impl Iterator<Item = u128>) -> Ended {
+    let found: std::collections::HashSet<u128> = found.collect();
+    let missing: Vec<String> = asked
+        .iter()
+        .filter(|id| !found.contains(id))
+        .map(u128::to_string)
+        .collect();
+    if missing.is_empty() {
+        return Ended::Done;
+    }
+    eprintln!("not found (or not in your scope): {}", missing.join(", "));
+    Ended::NotFound
+}
+
+/// A statement's or balances' answer for an account that is absent or outside the scope: said
+/// as not found, like a lookup's missing id.
+fn account_read<T>(account_id: u128, read: Result<T, ClientError>) -> anyhow::Result<Option<T>> {
+    match read {
+        Ok(value) => Ok(Some(value)),
+        Err(ClientError::Refused {
+            status: tally_client::protocol::Status::NotFound,
+            ..
+        }) => {
+            found_all(&[account_id], std::iter::empty());
+            Ok(None)
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 fn flag_bits(text: &str, names: &[(&str, u16)]) -> anyhow::Result<u16> {
@@ -184,57 +223,6 @@ fn flag_names(bits: u16, names: &[(&str, u16)]) -> String {
     set.join("|")
 }
 
-/// A number in an input file: an integer (JSON number or CSV field) or a string holding one in
-/// decimal or `0x` hex, up to u128 (ids and amounts are u128).
-#[derive(Debug)]
-struct Number(u128);
-
-impl<'de> Deserialize<'de> for Number {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Number, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = Number;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an unsigned integer up to 2^128 - 1, in decimal or 0x hex")
-            }
-            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Number, E> {
-                Ok(Number(u128::from(value)))
-            }
-            fn visit_u128<E: serde::de::Error>(self, value: u128) -> Result<Number, E> {
-                Ok(Number(value))
-            }
-            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Number, E> {
-                u128::try_from(value)
-                    .map(Number)
-                    .map_err(|_| E::custom(format!("{value} is negative")))
-            }
-            fn visit_i128<E: serde::de::Error>(self, value: i128) -> Result<Number, E> {
-                u128::try_from(value)
-                    .map(Number)
-                    .map_err(|_| E::custom(format!("{value} is negative")))
-            }
-            fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Number, E> {
-                Err(E::custom(format!(
-                    "{value} is not an unsigned integer (fractions and exponents are not \
-                     amounts or ids)"
-                )))
-            }
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Number, E> {
-                parse_u128(text)
-                    .map(Number)
-                    .map_err(|error| E::custom(format!("{error:#}")))
-            }
-        }
-        deserializer.deserialize_any(Visitor)
-    }
-}
-
-impl Number {
-    fn value(&self) -> anyhow::Result<u128> {
-        Ok(self.0)
-    }
-}
-
 /// `json` with every integer literal too large for a u64 quoted, so it reaches [`Number`]
 /// exactly: serde_json reads such a literal as a lossy f64 otherwise.
 pub(crate) fn quote_big_integers(json: &str) -> std::borrow::Cow<'_, str> {
@@ -287,81 +275,154 @@ pub(crate) fn quote_big_integers(json: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn opt(number: &Option<Number>) -> anyhow::Result<u128> {
-    number.as_ref().map_or(Ok(0), Number::value)
+/// A number column's value: empty (an optional column left out) is 0; otherwise an unsigned
+/// integer up to u128 in decimal or `0x` hex.
+fn number(text: &str, column: &str) -> anyhow::Result<u128> {
+    if text.is_empty() {
+        return Ok(0);
+    }
+    parse_u128(text).with_context(|| format!("column {column}"))
 }
 
-fn narrow<T: TryFrom<u128>>(value: u128, what: &str) -> anyhow::Result<T> {
-    T::try_from(value).map_err(|_| anyhow::anyhow!("{what} {value} is out of range"))
+/// A number column's value narrowed to its field's type.
+fn narrow<T: TryFrom<u128>>(text: &str, column: &str) -> anyhow::Result<T> {
+    let value = number(text, column)?;
+    T::try_from(value).map_err(|_| anyhow::anyhow!("column {column}: {value} is out of range"))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AccountIn {
-    id: Number,
-    ledger: Number,
-    code: Number,
-    #[serde(default)]
-    flags: String,
-    limit: Option<Number>,
-    user_data_128: Option<Number>,
-    user_data_64: Option<Number>,
+/// How `tally client create-accounts` reads a row.
+const ACCOUNT_ROWS: RecordKind = RecordKind {
+    columns: &[
+        "id",
+        "ledger",
+        "code",
+        "flags",
+        "limit",
+        "user_data_128",
+        "user_data_64",
+    ],
+    required: 3,
+    build: account_record,
+};
+
+fn account_record(v: &[&str]) -> anyhow::Result<(u128, [u8; 128])> {
+    let [id, ledger, code, flags, limit, user_data_128, user_data_64] = v else {
+        bail!("{} values for 7 columns", v.len());
+    };
+    let account = Account {
+        id: number(id, "id")?,
+        ledger: narrow(ledger, "ledger")?,
+        code: narrow(code, "code")?,
+        flags: AccountFlags(flag_bits(flags, ACCOUNT_FLAGS)?),
+        limit: narrow(limit, "limit")?,
+        user_data_128: number(user_data_128, "user_data_128")?,
+        user_data_64: narrow(user_data_64, "user_data_64")?,
+        ..Account::default()
+    };
+    Ok((account.id, account.encode()))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TransferIn {
-    id: Number,
-    debit_account_id: Number,
-    credit_account_id: Number,
-    amount: Number,
-    ledger: Number,
-    code: Number,
-    #[serde(default)]
-    flags: String,
-    pending_id: Option<Number>,
-    timeout: Option<Number>,
-    user_data_128: Option<Number>,
-    user_data_64: Option<Number>,
-    user_data_32: Option<Number>,
+/// How `tally client create-transfers` reads a row.
+const TRANSFER_ROWS: RecordKind = RecordKind {
+    columns: &[
+        "id",
+        "debit_account_id",
+        "credit_account_id",
+        "amount",
+        "ledger",
+        "code",
+        "flags",
+        "pending_id",
+        "timeout",
+        "user_data_128",
+        "user_data_64",
+        "user_data_32",
+    ],
+    required: 6,
+    build: transfer_record,
+};
+
+fn transfer_record(v: &[&str]) -> anyhow::Result<(u128, [u8; 128])> {
+    let [id, debit, credit, amount, ledger, code, flags, pending_id, timeout, ud128, ud64, ud32] =
+        v
+    else {
+        bail!("{} values for 12 columns", v.len());
+    };
+    let transfer = Transfer {
+        id: number(id, "id")?,
+        debit_account_id: number(debit, "debit_account_id")?,
+        credit_account_id: number(credit, "credit_account_id")?,
+        amount: number(amount, "amount")?,
+        ledger: narrow(ledger, "ledger")?,
+        code: narrow(code, "code")?,
+        flags: TransferFlags(flag_bits(flags, TRANSFER_FLAGS)?),
+        pending_id: number(pending_id, "pending_id")?,
+        timeout: narrow(timeout, "timeout")?,
+        user_data_128: number(ud128, "user_data_128")?,
+        user_data_64: narrow(ud64, "user_data_64")?,
+        user_data_32: narrow(ud32, "user_data_32")?,
+        ..Transfer::default()
+    };
+    Ok((transfer.id, transfer.encode()))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TradeIn {
-    id: Number,
-    instrument_debit_account_id: Number,
-    instrument_credit_account_id: Number,
-    cash_debit_account_id: Number,
-    cash_credit_account_id: Number,
-    quantity: Number,
-    cash_amount: Number,
-    code: Number,
-    #[serde(default)]
-    flags: String,
-    pending_id: Option<Number>,
-    timeout: Option<Number>,
+/// How `tally client create-trades` reads a row.
+const TRADE_ROWS: RecordKind = RecordKind {
+    columns: &[
+        "id",
+        "instrument_debit_account_id",
+        "instrument_credit_account_id",
+        "cash_debit_account_id",
+        "cash_credit_account_id",
+        "quantity",
+        "cash_amount",
+        "code",
+        "flags",
+        "pending_id",
+        "timeout",
+    ],
+    required: 8,
+    build: trade_record,
+};
+
+fn trade_record(v: &[&str]) -> anyhow::Result<(u128, [u8; 128])> {
+    let [id, instrument_debit, instrument_credit, cash_debit, cash_credit, quantity, cash_amount, code, flags, pending_id, timeout] =
+        v
+    else {
+        bail!("{} values for 11 columns", v.len());
+    };
+    let trade = Trade {
+        id: number(id, "id")?,
+        instrument_debit_account_id: number(instrument_debit, "instrument_debit_account_id")?,
+        instrument_credit_account_id: number(instrument_credit, "instrument_credit_account_id")?,
+        cash_debit_account_id: number(cash_debit, "cash_debit_account_id")?,
+        cash_credit_account_id: number(cash_credit, "cash_credit_account_id")?,
+        quantity: narrow(quantity, "quantity")?,
+        cash_amount: narrow(cash_amount, "cash_amount")?,
+        code: narrow(code, "code")?,
+        flags: TradeFlags(flag_bits(flags, TRADE_FLAGS)?),
+        pending_id: number(pending_id, "pending_id")?,
+        timeout: narrow(timeout, "timeout")?,
+        ..Trade::default()
+    };
+    Ok((trade.id, trade.encode()))
 }
 
-fn account_record(row: &AccountIn) -> anyhow::Result<(u128, [u8; 128])> {
-    account_of(row).map(|account| (account.id, account.encode()))
-}
-
-fn transfer_record(row: &TransferIn) -> anyhow::Result<(u128, [u8; 128])> {
-    transfer_of(row).map(|transfer| (transfer.id, transfer.encode()))
-}
-
-fn trade_record(row: &TradeIn) -> anyhow::Result<(u128, [u8; 128])> {
-    trade_of(row).map(|trade| (trade.id, trade.encode()))
-}
-
-/// End the import's session and say what it did: on standard error, or for a table also the
-/// summary line on standard output.
-async fn finish_import(
-    client: &Client,
-    summary: anyhow::Result<Summary>,
+/// Check `file` whole (bad input exits 2 before any connection is made), then import it and
+/// say what it did: on standard error, or for a table also the summary line on standard output.
+async fn create_from_file(
+    file: &std::path::Path,
+    in_flight: u8,
+    operation: Operation,
+    kind: &'static RecordKind,
+    config: ClientConfig,
     output: Output,
 ) -> anyhow::Result<Ended> {
+    let checked = Checked::check(Input::open(file)?, kind).await?;
+    let client = Client::connect(config).await?;
+    let summary = checked
+        .import(operation, &client, usize::from(in_flight), output)
+        .await;
     client.close().await;
     let summary = summary?;
     let line = if summary.existed == 0 && summary.failed == 0 {
@@ -384,66 +445,19 @@ async fn finish_import(
     })
 }
 
-fn account_of(row: &AccountIn) -> anyhow::Result<Account> {
-    Ok(Account {
-        id: row.id.value()?,
-        ledger: narrow(row.ledger.value()?, "ledger")?,
-        code: narrow(row.code.value()?, "code")?,
-        flags: AccountFlags(flag_bits(&row.flags, ACCOUNT_FLAGS)?),
-        limit: narrow(opt(&row.limit)?, "limit")?,
-        user_data_128: opt(&row.user_data_128)?,
-        user_data_64: narrow(opt(&row.user_data_64)?, "user_data_64")?,
-        ..Account::default()
-    })
-}
-
-fn transfer_of(row: &TransferIn) -> anyhow::Result<Transfer> {
-    Ok(Transfer {
-        id: row.id.value()?,
-        debit_account_id: row.debit_account_id.value()?,
-        credit_account_id: row.credit_account_id.value()?,
-        amount: row.amount.value()?,
-        ledger: narrow(row.ledger.value()?, "ledger")?,
-        code: narrow(row.code.value()?, "code")?,
-        flags: TransferFlags(flag_bits(&row.flags, TRANSFER_FLAGS)?),
-        pending_id: opt(&row.pending_id)?,
-        timeout: narrow(opt(&row.timeout)?, "timeout")?,
-        user_data_128: opt(&row.user_data_128)?,
-        user_data_64: narrow(opt(&row.user_data_64)?, "user_data_64")?,
-        user_data_32: narrow(opt(&row.user_data_32)?, "user_data_32")?,
-        ..Transfer::default()
-    })
-}
-
-fn trade_of(row: &TradeIn) -> anyhow::Result<Trade> {
-    Ok(Trade {
-        id: row.id.value()?,
-        instrument_debit_account_id: row.instrument_debit_account_id.value()?,
-        instrument_credit_account_id: row.instrument_credit_account_id.value()?,
-        cash_debit_account_id: row.cash_debit_account_id.value()?,
-        cash_credit_account_id: row.cash_credit_account_id.value()?,
-        quantity: narrow(row.quantity.value()?, "quantity")?,
-        cash_amount: narrow(row.cash_amount.value()?, "cash_amount")?,
-        code: narrow(row.code.value()?, "code")?,
-        flags: TradeFlags(flag_bits(&row.flags, TRADE_FLAGS)?),
-        pending_id: opt(&row.pending_id)?,
-        timeout: narrow(opt(&row.timeout)?, "timeout")?,
-        ..Trade::default()
-    })
-}
-
-/// Records from parsed rows, each error naming its record (and CSV row).
 /// A table: column names and rows of text, printed in the chosen format.
 struct Table {
     columns: Vec<&'static str>,
     rows: Vec<Vec<String>>,
 }
 
-/// Print `records` as a table with `columns`, one row per record from `row`.
+/// Print the records a lookup of `asked` found; the ids not found are said on standard error.
 fn print_records<T>(
     output: Output,
+    asked: &[u128],
     columns: Vec<&'static str>,
     records: &[T],
+    id: impl Fn(&T) -> u128,
     row: impl Fn(&T) -> Vec<String>,
 ) -> anyhow::Result<Ended> {
     Table {
@@ -451,7 +465,7 @@ fn print_records<T>(
         rows: records.iter().map(row).collect(),
     }
     .print(output)?;
-    Ok(Ended::Done)
+    Ok(found_all(asked, records.iter().map(id)))
 }
 
 impl Table {
@@ -543,43 +557,37 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
     let output = args.output;
     match &args.command {
         ClientCommand::CreateAccounts { file } => {
-            let input = Input::open(file)?;
-            let client = Client::connect(config).await?;
-            let summary = import(
-                input,
+            create_from_file(
+                file,
+                args.in_flight,
                 Operation::CreateAccounts,
-                account_record,
-                &client,
+                &ACCOUNT_ROWS,
+                config,
                 output,
             )
-            .await;
-            finish_import(&client, summary, output).await
+            .await
         }
         ClientCommand::CreateTransfers { file } => {
-            let input = Input::open(file)?;
-            let client = Client::connect(config).await?;
-            let summary = import(
-                input,
+            create_from_file(
+                file,
+                args.in_flight,
                 Operation::CreateTransfers,
-                transfer_record,
-                &client,
+                &TRANSFER_ROWS,
+                config,
                 output,
             )
-            .await;
-            finish_import(&client, summary, output).await
+            .await
         }
         ClientCommand::CreateTrades { file } => {
-            let input = Input::open(file)?;
-            let client = Client::connect(config).await?;
-            let summary = import(
-                input,
+            create_from_file(
+                file,
+                args.in_flight,
                 Operation::CreateTrades,
-                trade_record,
-                &client,
+                &TRADE_ROWS,
+                config,
                 output,
             )
-            .await;
-            finish_import(&client, summary, output).await
+            .await
         }
         ClientCommand::LookupAccounts { ids: texts } => {
             let ids = ids(texts)?;
@@ -593,19 +601,26 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
                 "credits_posted",
                 "timestamp",
             ]);
-            print_records(output, columns, &found, |a| {
-                vec![
-                    a.id.to_string(),
-                    a.ledger.to_string(),
-                    a.code.to_string(),
-                    flag_names(a.flags.0, ACCOUNT_FLAGS),
-                    a.debits_pending.to_string(),
-                    a.debits_posted.to_string(),
-                    a.credits_pending.to_string(),
-                    a.credits_posted.to_string(),
-                    a.timestamp.to_string(),
-                ]
-            })
+            print_records(
+                output,
+                &ids,
+                columns,
+                &found,
+                |a| a.id,
+                |a| {
+                    vec![
+                        a.id.to_string(),
+                        a.ledger.to_string(),
+                        a.code.to_string(),
+                        flag_names(a.flags.0, ACCOUNT_FLAGS),
+                        a.debits_pending.to_string(),
+                        a.debits_posted.to_string(),
+                        a.credits_pending.to_string(),
+                        a.credits_posted.to_string(),
+                        a.timestamp.to_string(),
+                    ]
+                },
+            )
         }
         ClientCommand::LookupTransfers { ids: texts } => {
             let ids = ids(texts)?;
@@ -622,19 +637,26 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
                 "pending_id",
                 "timestamp",
             ];
-            print_records(output, columns, &found, |t| {
-                vec![
-                    t.id.to_string(),
-                    t.debit_account_id.to_string(),
-                    t.credit_account_id.to_string(),
-                    t.amount.to_string(),
-                    t.ledger.to_string(),
-                    t.code.to_string(),
-                    flag_names(t.flags.0, TRANSFER_FLAGS),
-                    t.pending_id.to_string(),
-                    t.timestamp.to_string(),
-                ]
-            })
+            print_records(
+                output,
+                &ids,
+                columns,
+                &found,
+                |t| t.id,
+                |t| {
+                    vec![
+                        t.id.to_string(),
+                        t.debit_account_id.to_string(),
+                        t.credit_account_id.to_string(),
+                        t.amount.to_string(),
+                        t.ledger.to_string(),
+                        t.code.to_string(),
+                        flag_names(t.flags.0, TRANSFER_FLAGS),
+                        t.pending_id.to_string(),
+                        t.timestamp.to_string(),
+                    ]
+                },
+            )
         }
         ClientCommand::LookupTrades { ids: texts } => {
             let ids = ids(texts)?;
@@ -651,19 +673,26 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
                 "flags",
                 "timestamp",
             ];
-            print_records(output, columns, &found, |t| {
-                vec![
-                    t.id.to_string(),
-                    t.instrument_debit_account_id.to_string(),
-                    t.instrument_credit_account_id.to_string(),
-                    t.cash_debit_account_id.to_string(),
-                    t.cash_credit_account_id.to_string(),
-                    t.quantity.to_string(),
-                    t.cash_amount.to_string(),
-                    flag_names(t.flags.0, TRADE_FLAGS),
-                    t.timestamp.to_string(),
-                ]
-            })
+            print_records(
+                output,
+                &ids,
+                columns,
+                &found,
+                |t| t.id,
+                |t| {
+                    vec![
+                        t.id.to_string(),
+                        t.instrument_debit_account_id.to_string(),
+                        t.instrument_credit_account_id.to_string(),
+                        t.cash_debit_account_id.to_string(),
+                        t.cash_credit_account_id.to_string(),
+                        t.quantity.to_string(),
+                        t.cash_amount.to_string(),
+                        flag_names(t.flags.0, TRADE_FLAGS),
+                        t.timestamp.to_string(),
+                    ]
+                },
+            )
         }
         ClientCommand::Statement {
             account,
@@ -680,7 +709,10 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
                 reversed: *newest_first,
             };
             let client = Client::connect(config).await?;
-            let entries = client.statement(&filter).await?;
+            let Some(entries) = account_read(filter.account_id, client.statement(&filter).await)?
+            else {
+                return Ok(Ended::NotFound);
+            };
             let mut columns = vec!["timestamp", "event", "id", "amount"];
             columns.extend([
                 "debits_pending",
@@ -720,8 +752,13 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
             Ok(Ended::Done)
         }
         ClientCommand::Balances { account, at } => {
+            let account_id = parse_u128(account)?;
             let client = Client::connect(config).await?;
-            let balances = client.balances_as_of(parse_u128(account)?, *at).await?;
+            let Some(balances) =
+                account_read(account_id, client.balances_as_of(account_id, *at).await)?
+            else {
+                return Ok(Ended::NotFound);
+            };
             Table {
                 columns: vec![
                     "debits_pending",
@@ -744,7 +781,7 @@ mod tests {
     /// The transfers of the file at `path`, as `tally client create-transfers` reads them.
     fn transfers_in(path: &std::path::Path) -> anyhow::Result<Vec<Transfer>> {
         let mut out = Vec::new();
-        Input::open(path)?.events(transfer_record, |event| {
+        Input::open(path)?.events(&TRANSFER_ROWS, |event| {
             out.push(Transfer::decode(&event.record).expect("a valid record"));
             Ok(())
         })?;
@@ -846,15 +883,62 @@ mod tests {
         }
     }
 
-    /// Proves each create command's help names every flag the reader accepts, so the help
-    /// cannot drift from the code.
+    /// Proves a header is checked before any row: an unknown column, a column named twice
+    /// and a missing required column are refused on line 1, naming the column; an empty
+    /// required value is refused on its line; optional columns may be left out or empty.
     #[test]
-    fn help_names_every_flag() {
-        for (help, flags) in [
-            (ACCOUNT_COLUMNS, ACCOUNT_FLAGS),
-            (TRANSFER_COLUMNS, TRANSFER_FLAGS),
-            (TRADE_COLUMNS, TRADE_FLAGS),
+    fn headers_and_required_columns_are_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.csv");
+        for (content, expect) in [
+            (
+                "id,debit_account_id,credit_account_id,amount,ledger,code,colour\n",
+                "\"colour\"",
+            ),
+            (
+                "id,id,debit_account_id,credit_account_id,amount,ledger,code\n",
+                "named twice",
+            ),
+            (
+                "id,debit_account_id,credit_account_id,amount,ledger\n1,1,2,3,1\n",
+                "\"code\"",
+            ),
+            (
+                "id,debit_account_id,credit_account_id,amount,ledger,code\n1,1,2,,1,1\n",
+                "line 2: column amount is required",
+            ),
         ] {
+            std::fs::write(&path, content).expect("write");
+            let error = format!("{:#}", transfers_in(&path).expect_err(expect));
+            assert!(error.contains(expect), "{expect}: {error}");
+        }
+        std::fs::write(
+            &path,
+            " id , code, ledger ,amount,credit_account_id,debit_account_id,pending_id\n7,1,1,5,2,1,\n",
+        )
+        .expect("write");
+        let transfer = transfers_in(&path).expect("columns in any order, padded")[0];
+        assert_eq!(
+            (transfer.id, transfer.amount, transfer.pending_id),
+            (7, 5, 0)
+        );
+    }
+
+    /// Proves each create command's help names every column and flag the reader accepts, so
+    /// the help cannot drift from the code.
+    #[test]
+    fn help_names_every_column_and_flag() {
+        for (help, kind, flags) in [
+            (ACCOUNT_COLUMNS, &ACCOUNT_ROWS, ACCOUNT_FLAGS),
+            (TRANSFER_COLUMNS, &TRANSFER_ROWS, TRANSFER_FLAGS),
+            (TRADE_COLUMNS, &TRADE_ROWS, TRADE_FLAGS),
+        ] {
+            for name in kind.columns {
+                assert!(
+                    help.contains(name),
+                    "column {name} is missing from:\n{help}"
+                );
+            }
             for (name, _) in flags {
                 assert!(help.contains(name), "{name} is missing from:\n{help}");
             }

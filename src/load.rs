@@ -76,7 +76,7 @@ pub struct LoadgenArgs {
     )]
     pub cluster: Vec<String>,
     /// An operator's credential for `--cluster` (`--spawn` makes its own): writes go through
-    /// the gateway with it, the checks read each replica through the operators' protocol.
+    /// the gateway with it, the checks read each replica in an operator session of its own.
     #[arg(long, env = "TALLY_CREDENTIAL", hide_env_values = true)]
     pub credential: Option<String>,
     /// The cluster id of `--cluster` (decimal or 0x-hex).

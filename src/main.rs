@@ -373,11 +373,11 @@ fn main() -> ExitCode {
         }
     };
     if let Command::Client(args) = cli.command {
-        // 0 done, 1 some events failed, 2 bad input (refused before connecting), 3 the
-        // cluster refused or did not answer.
+        // 0 done, 1 some events failed or some ids were not found, 2 bad input (refused
+        // before connecting), 3 the cluster refused or did not answer.
         return match runtime.block_on(tally::client_cli::run(args)) {
             Ok(Ended::Done) => ExitCode::SUCCESS,
-            Ok(Ended::EventsFailed) => ExitCode::from(1),
+            Ok(Ended::EventsFailed | Ended::NotFound) => ExitCode::from(1),
             Err(error) => {
                 eprintln!("tally client: {error:#}");
                 // The library's own refusals before sending are bad input, like the CLI's.

@@ -19,9 +19,14 @@ const SECRET: &str = "operator-secret-for-client-tests";
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn cluster(root: &Path) -> LocalCluster {
+    cluster_with(root, "")
+}
+
+/// A cluster whose node config ends with `extra` (TOML sections).
+fn cluster_with(root: &Path, extra: &str) -> LocalCluster {
     let config = format!(
         "[raft]\n[wal]\nsegment_mib = 16\n[gateway]\ncluster_id = \"{CLUSTER_ID:#x}\"\n\
-         [[gateway.credentials]]\nname = \"ops\"\nhash = \"{}\"\nrole = \"operator\"\n",
+         [[gateway.credentials]]\nname = \"ops\"\nhash = \"{}\"\nrole = \"operator\"\n{extra}",
         credential_hash_hex(SECRET.as_bytes())
     );
     LocalCluster::new(Path::new(env!("CARGO_BIN_EXE_tally")), root, &config)
@@ -158,7 +163,12 @@ async fn concurrent_calls_pack_find_the_leader_and_survive_a_kill() {
 
 /// A one-node cluster and the environment `tally client` needs to reach it as its operator.
 async fn one_node(root: &Path) -> (LocalCluster, [(&'static str, String); 4]) {
-    let mut cluster = cluster(root);
+    one_node_with(root, "").await
+}
+
+/// [`one_node`] with `extra` at the end of the node's config.
+async fn one_node_with(root: &Path, extra: &str) -> (LocalCluster, [(&'static str, String); 4]) {
+    let mut cluster = cluster_with(root, extra);
     cluster.found(&[1]).expect("started");
     cluster
         .wait_leader(Duration::from_secs(30))
@@ -172,6 +182,15 @@ async fn one_node(root: &Path) -> (LocalCluster, [(&'static str, String); 4]) {
         ("TALLY_CA", ca.display().to_string()),
     ];
     (cluster, env)
+}
+
+/// Accounts 1 and 2 on ledger 1, created with `tally client` from a CSV file in `dir`.
+fn accounts_one_and_two(dir: &Path, env: &[(&str, &str)]) {
+    let accounts = dir.join("accounts.csv");
+    std::fs::write(&accounts, "id,ledger,code\n1,1,1\n2,1,1\n").expect("write");
+    let path = accounts.to_str().expect("path");
+    let (code, out, err) = tally(&["client", "create-accounts", path], env);
+    assert_eq!(code, 0, "{out}{err}");
 }
 
 fn tally(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
@@ -188,8 +207,9 @@ fn tally(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
 }
 
 /// Proves the README's walk-through: the CLI creates two accounts from CSV, moves money from
-/// JSON, prints a statement and balances; failed events exit 1 and are listed; bad input exits
-/// 2 before anything is sent; a wrong credential exits 3.
+/// JSON, prints a statement and balances; failed events exit 1 and are listed, and so are ids
+/// not found (lookups, statements and balances alike); bad input exits 2 before anything is
+/// sent; a wrong credential exits 3.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_walk_through_and_exit_codes() {
     let _serial = ONE_AT_A_TIME.lock().await;
@@ -256,6 +276,21 @@ async fn cli_walk_through_and_exit_codes() {
         ("2", "250"),
         "id and credits_posted: {out}"
     );
+
+    // An id that is not there (or not in the credential's scope) is said as such, exit 1,
+    // alike for lookups, statements and balances.
+    for args in [
+        &["client", "lookup-accounts", "2", "999"][..],
+        &["client", "statement", "999"],
+        &["client", "balances", "999", "--at", "1"],
+    ] {
+        let (code, _, err) = tally(args, &env);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(
+            err.contains("not found (or not in your scope): 999"),
+            "{args:?}: {err}"
+        );
+    }
 
     let bad = root.path().join("bad.csv");
     std::fs::write(
@@ -432,17 +467,7 @@ async fn imports_of_any_size_are_checked_cut_and_resumable() {
     let root = tempfile::tempdir().expect("tempdir");
     let (cluster, env) = one_node(root.path()).await;
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let accounts = root.path().join("accounts.csv");
-    std::fs::write(&accounts, "id,ledger,code\n1,1,1\n2,1,1\n").expect("write");
-    let (code, out, err) = tally(
-        &[
-            "client",
-            "create-accounts",
-            accounts.to_str().expect("path"),
-        ],
-        &env,
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    accounts_one_and_two(root.path(), &env);
 
     // --- bad input: exit 2, file and line named, nothing sent
     let before = creates(&cluster, 1);
@@ -553,4 +578,326 @@ async fn imports_of_any_size_are_checked_cut_and_resumable() {
         "every event applied exactly once"
     );
     operator.close().await;
+}
+
+/// A TCP relay from a local port to `upstream` whose connections the test can cut, as a
+/// network failure would: every relayed connection ends at once, the node stays up.
+struct Relay {
+    addr: String,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Relay {
+    async fn start(upstream: String) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let mut cuts = cuts.clone();
+                cuts.mark_unchanged();
+                tokio::spawn(async move {
+                    let Ok(mut node) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut node) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        Relay { addr, cut }
+    }
+
+    /// End every connection relayed so far.
+    fn cut(&self) {
+        self.cut.send_modify(|cuts| *cuts += 1);
+    }
+}
+
+/// Proves a client whose connection drops keeps its session: it connects to the same node
+/// again and goes on in the same session (no new registration), and a request whose reply
+/// was lost with the connection gets its original reply, not a second execution.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_keeps_the_session() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let (cluster, _) = one_node(root.path()).await;
+    let relay = Relay::start(cluster.addr(1).expect("addr")).await;
+    // The node's certificate names 127.0.0.1, which the relay's address also is.
+    let config = ClientConfig::new(
+        vec![relay.addr.clone()],
+        CLUSTER_ID,
+        SECRET.as_bytes().to_vec(),
+    )
+    .with_tls(cluster.client_tls().expect("the local CA"));
+    let client = Client::connect(config).await.expect("connects");
+    let registered = registrations(&cluster, 1);
+    assert!(client
+        .create_accounts(&[account(1), account(2)])
+        .await
+        .expect("accounts")
+        .is_empty());
+    for round in 0..3u128 {
+        relay.cut();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let failures = client
+            .create_transfers(&[transfer(100 + round, 1, 2)])
+            .await
+            .expect("the transfer goes through after the cut");
+        assert!(failures.is_empty(), "{failures:?}");
+    }
+    assert_eq!(
+        registrations(&cluster, 1),
+        registered,
+        "three cut connections, no new session"
+    );
+    let found = client.lookup_accounts(&[1]).await.expect("lookup");
+    assert_eq!(found[0].debits_posted, 15, "each transfer applied once");
+    client.close().await;
+}
+
+/// Proves `tally client` keeps a file's order with several requests in flight even when the
+/// node refuses some of them: against a node whose batch queue holds one request, an import
+/// of 60,000 pending transfers followed by their 60,000 posts (15 requests; each post in a
+/// later request than the transfer it posts), eight requests in flight, is refused `Busy` along
+/// the way, and still every post finds its pending transfer: all 120,000 succeed, in one
+/// session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_keeps_the_files_order_through_refusals() {
+    use std::io::Write;
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let (cluster, env) = one_node_with(
+        root.path(),
+        "[batcher]\nentries_in_flight = 1\nqueue_batches = 1\n",
+    )
+    .await;
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    accounts_one_and_two(root.path(), &env);
+    let file = root.path().join("pending-then-posts.csv");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&file).expect("create"));
+    writeln!(
+        out,
+        "id,debit_account_id,credit_account_id,amount,ledger,code,flags,pending_id"
+    )
+    .expect("write");
+    for id in 1..=60_000u32 {
+        writeln!(out, "{id},1,2,3,1,1,pending,").expect("write");
+    }
+    for id in 1..=60_000u32 {
+        writeln!(out, "{},1,2,3,1,1,post_pending_transfer,{id}", 100_000 + id).expect("write");
+    }
+    out.flush().expect("flush");
+    drop(out);
+    let registered = registrations(&cluster, 1);
+    let (code, out, err) = tally(
+        &[
+            "client",
+            "--in-flight",
+            "8",
+            "create-transfers",
+            file.to_str().expect("path"),
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("all 120000 events succeeded"), "{out}");
+    assert_eq!(registrations(&cluster, 1), registered + 1.0, "one session");
+    let (_, metrics) = cluster.admin_get(1, "/metrics").expect("metrics");
+    let busy = tally::local_cluster::metric_value(&metrics, "tally_rejects_total{reason=\"busy\"}")
+        .unwrap_or(0.0);
+    println!("import through a one-request queue: {busy} requests answered Busy and resent");
+    assert!(busy > 0.0, "the node refused some requests along the way");
+}
+
+/// Run `tally` with `args` and `envs` to its end: its exit code and its peak resident memory
+/// (the kernel's own accounting of the finished child, `wait4`).
+fn tally_with_peak_rss(args: &[&str], envs: &[(&str, &str)]) -> (i32, u64) {
+    // Reaped by `wait4` below, which std's `wait` cannot stand in for (no rusage).
+    #[allow(clippy::zombie_processes)]
+    let child = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tally runs");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for the kernel to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our own child, not yet waited for; both pointers are to live locals.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    // ru_maxrss is in KiB on Linux.
+    (code, usage.ru_maxrss as u64 * 1024)
+}
+
+/// Lookups of account 1 by `client` until `until()`, a few ms apart: the latency histogram
+/// (µs).
+async fn lookups(client: &Client, until: impl Fn() -> bool) -> hdrhistogram::Histogram<u64> {
+    let mut latencies = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+    while !until() {
+        let started = std::time::Instant::now();
+        let found = client.lookup_accounts(&[1]).await.expect("lookup");
+        assert_eq!(found.len(), 1);
+        latencies
+            .record(started.elapsed().as_micros() as u64)
+            .expect("record");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    latencies
+}
+
+/// Proves a file of 3,000,000 transfers goes into a three-replica cluster through
+/// `tally client` whole — every event applied on every replica — with the client's memory
+/// bounded (peak RSS ≤ 200 MiB, whatever the file's size), while another client's lookups go
+/// on. Prints the import's rate and the lookups' latency idle and during the import: figures
+/// for docs/performance.md, not asserted (this machine is shared).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_of_three_million_transfers_into_three_replicas() {
+    const EVENTS: u128 = 3_000_000;
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(root.path());
+    cluster.found(&[1, 2, 3]).expect("started");
+    cluster
+        .wait_leader(Duration::from_secs(30))
+        .await
+        .expect("a leader");
+    let ca = cluster.pki_dir().expect("TLS is on").join("ca.pem");
+    let env = [
+        ("TALLY_CLUSTER", cluster.addrs().join(",")),
+        ("TALLY_CLUSTER_ID", format!("{CLUSTER_ID:#x}")),
+        ("TALLY_CREDENTIAL", SECRET.to_owned()),
+        ("TALLY_CA", ca.display().to_string()),
+    ];
+    let config = ClientConfig::new(cluster.addrs(), CLUSTER_ID, SECRET.as_bytes().to_vec())
+        .with_tls(cluster.client_tls().expect("the local CA"));
+    let reader = Client::connect(config).await.expect("connects");
+    assert!(reader
+        .create_accounts(&[account(1), account(2)])
+        .await
+        .expect("accounts")
+        .is_empty());
+    let file = root.path().join("three-million.csv");
+    transfers_csv(&file, 1_000, EVENTS, false);
+    let megabytes = std::fs::metadata(&file).expect("file").len() / 1_000_000;
+
+    // Another client reads account 1 all along: linearizable lookups (the leader, after a
+    // read index) and local ones (the leader's applied state as it is).
+    let leader = cluster
+        .wait_leader(Duration::from_secs(30))
+        .await
+        .expect("a leader");
+    let local = Client::connect(
+        ClientConfig::new(
+            vec![cluster.addr(leader).expect("addr")],
+            CLUSTER_ID,
+            SECRET.as_bytes().to_vec(),
+        )
+        .with_tls(cluster.client_tls().expect("the local CA"))
+        .with_reads(tally_client::Reads::Local),
+    )
+    .await
+    .expect("connects");
+    let read_while = |flag: Arc<std::sync::atomic::AtomicBool>| {
+        [reader.clone(), local.clone()].map(|client| {
+            let flag = Arc::clone(&flag);
+            tokio::spawn(async move {
+                lookups(&client, || flag.load(std::sync::atomic::Ordering::Relaxed)).await
+            })
+        })
+    };
+    let idle_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let idle = read_while(Arc::clone(&idle_done));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    idle_done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut idle_histograms = Vec::new();
+    for task in idle {
+        idle_histograms.push(task.await.expect("lookups"));
+    }
+
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let during = read_while(Arc::clone(&done));
+    let path = file.to_str().expect("path").to_owned();
+    let started = std::time::Instant::now();
+    let (code, peak_rss) = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        tally_with_peak_rss(&["client", "create-transfers", &path], &env)
+    })
+    .await
+    .expect("the import ran");
+    let seconds = started.elapsed().as_secs_f64();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut during_histograms = Vec::new();
+    for task in during {
+        during_histograms.push(task.await.expect("lookups"));
+    }
+    assert_eq!(code, 0, "the import succeeded");
+    let rate = EVENTS as f64 / seconds;
+    let ms = |histogram: &hdrhistogram::Histogram<u64>, q: f64| {
+        histogram.value_at_quantile(q) as f64 / 1000.0
+    };
+    println!(
+        "import of {EVENTS} transfers ({megabytes} MB of CSV) into 3 replicas: {seconds:.2} s, \
+         {rate:.0} events/s (checking pass included), client peak RSS {} MiB",
+        peak_rss >> 20
+    );
+    for (name, idle, during) in [
+        ("linearizable", &idle_histograms[0], &during_histograms[0]),
+        ("local (leader)", &idle_histograms[1], &during_histograms[1]),
+    ] {
+        println!(
+            "{name} lookups of another client: idle p50 {:.2} p99 {:.2} ms ({} lookups); \
+             during the import p50 {:.2} p99 {:.2} ms ({} lookups): p99 ratio {:.2}",
+            ms(idle, 0.5),
+            ms(idle, 0.99),
+            idle.len(),
+            ms(during, 0.5),
+            ms(during, 0.99),
+            during.len(),
+            ms(during, 0.99) / ms(idle, 0.99).max(0.001),
+        );
+    }
+    assert!(
+        peak_rss <= 200 << 20,
+        "client peak RSS {} MiB is over 200 MiB",
+        peak_rss >> 20
+    );
+    for id in [1, 2, 3] {
+        let operator = cluster.operator_client(id).await.expect("operator");
+        let started = std::time::Instant::now();
+        loop {
+            let state = operator.node_state(false).await.expect("state");
+            if state.transfers == EVENTS as u64 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "replica {id} has {} of {EVENTS} transfers",
+                state.transfers
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        operator.close().await;
+    }
+    let balances = reader.lookup_accounts(&[1, 2]).await.expect("lookup");
+    assert_eq!(
+        balances[0].debits_posted + balances[0].credits_posted,
+        EVENTS,
+        "each transfer moved 1 once"
+    );
+    reader.close().await;
+    local.close().await;
 }
