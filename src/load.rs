@@ -12,7 +12,7 @@ use tally_loadgen::check::{all_passed, render};
 use tally_loadgen::run::{Limit, Pace, RunConfig, RunOutcome};
 use tally_loadgen::{GatewayCluster, Mix, Skew, WorkloadConfig};
 
-use crate::local_cluster::LocalCluster;
+use crate::local_cluster::{metric_value, LocalCluster};
 
 /// TigerBeetle's benchmark: 10,000 accounts, 10,000,000 transfers in batches of 8,189 from
 /// one client, accounts drawn uniformly.
@@ -255,6 +255,35 @@ fn print_peak_rss(cluster: &LocalCluster) {
     }
 }
 
+/// Each node's snapshots during the run and what they cost the apply path, from its
+/// `/metrics`: how many it built and installed, and the pauses' mean and bound (the smallest
+/// histogram bucket holding them all).
+fn print_snapshots(cluster: &LocalCluster) {
+    for &id in cluster.nodes.keys() {
+        let Ok((200, metrics)) = cluster.admin_get(id, "/metrics") else {
+            continue;
+        };
+        let value = |series: &str| metric_value(&metrics, series).unwrap_or(0.0);
+        let built = value("tally_snapshots_total{origin=\"built\"}");
+        let installed = value("tally_snapshots_total{origin=\"installed\"}");
+        let pauses = value("tally_snapshot_apply_pause_seconds_count");
+        let mean_ms = 1e3 * value("tally_snapshot_apply_pause_seconds_sum") / pauses.max(1.0);
+        let bound = metrics
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix("tally_snapshot_apply_pause_seconds_bucket{le=\"")?;
+                let (le, count) = rest.split_once("\"} ")?;
+                Some((le.parse::<f64>().ok()?, count.trim().parse::<f64>().ok()?))
+            })
+            .find(|&(_, count)| count >= pauses)
+            .map_or("?".to_owned(), |(le, _)| format!("{}", le * 1e3));
+        println!(
+            "node {id} snapshots: built {built}, installed {installed}; apply pause per snapshot \
+             mean {mean_ms:.3} ms, every one ≤ {bound} ms"
+        );
+    }
+}
+
 /// Start `count` local nodes, run `config` against them and print each node's peak RSS. The
 /// nodes stay up for the caller to shut down; Ctrl-C ends the run early (as an error).
 async fn run_local(
@@ -289,6 +318,7 @@ async fn run_local(
         )
         .await?;
         print_peak_rss(cluster);
+        print_snapshots(cluster);
         anyhow::Ok(outcome)
     };
     tokio::select! {

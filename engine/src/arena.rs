@@ -2,28 +2,131 @@
 //!
 //! A `Vec` that doubles copies the whole ledger history at each growth (a latency spike and a
 //! transient second copy in memory); chunks of `ARENA_CHUNK_ELEMENTS` do neither.
+//!
+//! An arena of stored events keeps its chunks behind `Arc` ([`Shared`]), so a snapshot can
+//! take a frozen view of it ([`Arena::freeze`]) by cloning one pointer per chunk, whatever
+//! the history's length, while the engine goes on applying: a write to a chunk the view still
+//! holds copies that one chunk first (copy on write, at most once per chunk per view). Stored
+//! events almost never change after they are stored (a pending one's status does), so a view
+//! costs the live arena the open chunk's copy and little else. Accounts, changed by every
+//! event, keep plain chunks (no atomic on their hot path).
+
+use std::sync::Arc;
 
 use crate::limits::ARENA_CHUNK_ELEMENTS;
 
 const SHIFT: u32 = ARENA_CHUNK_ELEMENTS.trailing_zeros();
 const MASK: usize = ARENA_CHUNK_ELEMENTS - 1;
 
-#[derive(Debug)]
-pub(crate) struct Arena<T> {
-    chunks: Vec<Vec<T>>,
-    len: usize,
+/// How an arena holds a chunk: owned (`Vec<T>`) or shared with frozen views ([`Shared`]).
+pub(crate) trait Chunk<T> {
+    fn new(elements: Vec<T>) -> Self;
+    fn elements(&self) -> &Vec<T>;
+    /// The chunk to write, copied first if a frozen view still holds it.
+    fn elements_mut(&mut self) -> &mut Vec<T>;
 }
 
-impl<T> Default for Arena<T> {
+impl<T> Chunk<T> for Vec<T> {
+    fn new(elements: Vec<T>) -> Self {
+        elements
+    }
+    #[inline(always)]
+    fn elements(&self) -> &Vec<T> {
+        self
+    }
+    #[inline(always)]
+    fn elements_mut(&mut self) -> &mut Vec<T> {
+        self
+    }
+}
+
+/// A chunk shared with frozen views, copied on write while one holds it.
+#[derive(Debug)]
+pub(crate) struct Shared<T>(Arc<Full<T>>);
+
+/// A chunk's elements; a copy keeps the whole chunk's capacity, so appends to the open chunk
+/// after a copy never reallocate.
+#[derive(Debug)]
+pub(crate) struct Full<T>(Vec<T>);
+
+impl<T: Clone> Clone for Full<T> {
+    fn clone(&self) -> Self {
+        let mut copy = Vec::with_capacity(self.0.capacity().max(self.0.len()));
+        copy.extend_from_slice(&self.0);
+        Full(copy)
+    }
+}
+
+impl<T: Clone> Chunk<T> for Shared<T> {
+    fn new(elements: Vec<T>) -> Self {
+        Shared(Arc::new(Full(elements)))
+    }
+    #[inline(always)]
+    fn elements(&self) -> &Vec<T> {
+        &self.0 .0
+    }
+    #[inline(always)]
+    fn elements_mut(&mut self) -> &mut Vec<T> {
+        &mut Arc::make_mut(&mut self.0).0
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Arena<T, C: Chunk<T> = Vec<T>> {
+    chunks: Vec<C>,
+    len: usize,
+    _elements: std::marker::PhantomData<T>,
+}
+
+impl<T, C: Chunk<T>> Default for Arena<T, C> {
     fn default() -> Self {
         Arena {
             chunks: Vec::new(),
             len: 0,
+            _elements: std::marker::PhantomData,
         }
     }
 }
 
-impl<T> Arena<T> {
+/// A frozen view of a shared arena: its elements as they were when it was taken, whatever is
+/// written to the arena afterwards.
+#[derive(Debug, Clone)]
+pub(crate) struct Frozen<T> {
+    chunks: Vec<Arc<Full<T>>>,
+    len: usize,
+}
+
+impl<T: Clone> Arena<T, Shared<T>> {
+    /// A frozen view of the elements now: one pointer copied per chunk (and the open chunk's
+    /// copy paid by the next append).
+    pub(crate) fn freeze(&self) -> Frozen<T> {
+        Frozen {
+            chunks: self
+                .chunks
+                .iter()
+                .map(|chunk| Arc::clone(&chunk.0))
+                .collect(),
+            len: self.len,
+        }
+    }
+}
+
+impl<T> Frozen<T> {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The elements, in order (the view's length: the open chunk may hold more by now only in
+    /// the arena's copy of it, never in this one).
+    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &T> + '_ {
+        ArenaIter {
+            inner: self.chunks.iter().flat_map(|chunk| chunk.0.iter()),
+            remaining: self.len,
+        }
+    }
+}
+
+impl<T, C: Chunk<T>> Arena<T, C> {
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -35,9 +138,10 @@ impl<T> Arena<T> {
         assert!(index < u32::MAX as usize, "arena index space exhausted");
         let chunk = index >> SHIFT;
         if chunk == self.chunks.len() {
-            self.chunks.push(Vec::with_capacity(ARENA_CHUNK_ELEMENTS));
+            self.chunks
+                .push(C::new(Vec::with_capacity(ARENA_CHUNK_ELEMENTS)));
         }
-        let chunk = &mut self.chunks[chunk];
+        let chunk = self.chunks[chunk].elements_mut();
         debug_assert!(chunk.len() < ARENA_CHUNK_ELEMENTS);
         chunk.push(value);
         self.len += 1;
@@ -47,7 +151,7 @@ impl<T> Arena<T> {
     /// Removes the last element (rollback of a linked chain). Chunks stay allocated.
     pub(crate) fn pop(&mut self) -> Option<T> {
         let index = self.len.checked_sub(1)?;
-        let value = self.chunks[index >> SHIFT].pop()?;
+        let value = self.chunks[index >> SHIFT].elements_mut().pop()?;
         self.len = index;
         Some(value)
     }
@@ -66,36 +170,36 @@ impl<T> Arena<T> {
                 *element = std::mem::MaybeUninit::zeroed();
                 std::hint::black_box(element);
             }
-            self.chunks.push(chunk);
+            self.chunks.push(C::new(chunk));
         }
     }
 
     #[inline(always)]
     pub(crate) fn get(&self, index: u32) -> &T {
         let index = index as usize;
-        &self.chunks[index >> SHIFT][index & MASK]
+        &self.chunks[index >> SHIFT].elements()[index & MASK]
     }
 
     #[inline(always)]
     pub(crate) fn get_mut(&mut self, index: u32) -> &mut T {
         let index = index as usize;
-        &mut self.chunks[index >> SHIFT][index & MASK]
+        &mut self.chunks[index >> SHIFT].elements_mut()[index & MASK]
     }
 
     pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &T> + '_ {
         ArenaIter {
-            inner: self.chunks.iter().flatten(),
+            inner: self.chunks.iter().flat_map(|chunk| chunk.elements().iter()),
             remaining: self.len,
         }
     }
 
     /// Bytes held, counting each chunk's full capacity.
     pub(crate) fn bytes_allocated(&self) -> usize {
-        self.chunks.capacity() * std::mem::size_of::<Vec<T>>()
+        self.chunks.capacity() * std::mem::size_of::<C>()
             + self
                 .chunks
                 .iter()
-                .map(|c| c.capacity() * std::mem::size_of::<T>())
+                .map(|c| c.elements().capacity() * std::mem::size_of::<T>())
                 .sum::<usize>()
     }
 }
@@ -123,10 +227,42 @@ impl<'a, T: 'a, I: Iterator<Item = &'a T>> ExactSizeIterator for ArenaIter<I> {}
 mod tests {
     use super::*;
 
+    /// Proves a frozen view keeps the elements as they were — through appends into the open
+    /// chunk, writes to old chunks and pops — while the arena sees every change, and that a
+    /// copied chunk keeps its full capacity.
+    #[test]
+    fn frozen_views_do_not_see_later_writes() {
+        let mut arena: Arena<u64, Shared<u64>> = Arena::default();
+        let n = ARENA_CHUNK_ELEMENTS + 10;
+        for i in 0..n {
+            arena.push(i as u64);
+        }
+        let view = arena.freeze();
+        *arena.get_mut(3) = 1_000;
+        arena.pop();
+        arena.push(2_000);
+        arena.push(3_000);
+        assert_eq!(view.len(), n);
+        assert!(view.iter().copied().eq(0..n as u64));
+        assert_eq!(*arena.get(3), 1_000);
+        assert_eq!(*arena.get((n - 1) as u32), 2_000);
+        assert_eq!(arena.len(), n + 1);
+        assert_eq!(
+            arena.chunks[1].elements().capacity(),
+            ARENA_CHUNK_ELEMENTS,
+            "the open chunk's copy has room for the whole chunk"
+        );
+        drop(view);
+        // No view left: writes go in place.
+        let before = arena.chunks[0].elements().as_ptr();
+        *arena.get_mut(4) = 4_000;
+        assert_eq!(arena.chunks[0].elements().as_ptr(), before);
+    }
+
     /// Proves push, get, pop and iteration agree across chunk boundaries.
     #[test]
     fn arena_crosses_chunks() {
-        let mut arena = Arena::default();
+        let mut arena: Arena<u64> = Arena::default();
         let n = ARENA_CHUNK_ELEMENTS * 2 + 3;
         for i in 0..n {
             assert_eq!(arena.push(i as u64), i as u32);

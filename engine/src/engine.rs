@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::arena::Arena;
+use crate::arena::{Arena, Shared};
 use crate::index::IdIndex;
 use crate::limits::{BATCH_EVENTS_MAX, RECORD_BYTES, TIMESTAMP_MAX};
 use crate::records::{self, raw_flags, AccountFlags, RecordBytes, TransferFlags};
@@ -120,13 +120,17 @@ pub(crate) enum Undo {
     ExpiryDequeued(ExpiryKey),
 }
 
+/// An arena of stored events: chunks shared with frozen views.
+pub(crate) type Events<T> = Arena<T, Shared<T>>;
+
 /// The settlement state machine.
 pub struct Engine {
     pub(crate) accounts: Arena<AccountSlot>,
     pub(crate) account_index: IdIndex,
-    pub(crate) transfers: Arena<StoredTransfer>,
-    pub(crate) trades: Arena<StoredTrade>,
-    pub(crate) expiries: Vec<Expiry>,
+    /// Stored events, in chunks shared with snapshots' frozen views (`freeze`).
+    pub(crate) transfers: Events<StoredTransfer>,
+    pub(crate) trades: Events<StoredTrade>,
+    pub(crate) expiries: Events<Expiry>,
     /// Transfers and trades share one id space.
     pub(crate) event_index: IdIndex,
     /// Pending events with a timeout, in the order they expire.
@@ -151,7 +155,7 @@ impl Engine {
             account_index: IdIndex::new(config.hash_seed),
             transfers: Arena::default(),
             trades: Arena::default(),
-            expiries: Vec::new(),
+            expiries: Arena::default(),
             event_index: IdIndex::new(config.hash_seed.rotate_left(32) ^ 0x5eed),
             expiry_queue: BTreeSet::new(),
             last_timestamp: 0,
@@ -297,13 +301,12 @@ impl Engine {
                 break;
             }
             self.expiry_queue.pop_first();
-            let slot = u32::try_from(self.expiries.len()).expect("expiries fit u32");
-            let expiry = EventRef::expiry(slot);
-            self.expiries.push(Expiry {
+            let slot = self.expiries.push(Expiry {
                 pending: event,
                 timestamp,
                 previous: [EVENT_NONE; 4],
             });
+            let expiry = EventRef::expiry(slot);
             match event.kind() {
                 Some(EventKind::Transfer) => {
                     let p = *self.transfers.get(event.slot());
@@ -406,7 +409,7 @@ impl Engine {
         match event.kind() {
             Some(EventKind::Transfer) => &mut self.transfers.get_mut(slot).previous[role],
             Some(EventKind::Trade) => &mut self.trades.get_mut(slot).previous[role],
-            Some(EventKind::Expiry) => &mut self.expiries[slot as usize].previous[role],
+            Some(EventKind::Expiry) => &mut self.expiries.get_mut(slot).previous[role],
             None => unreachable!("event references are built with a valid kind"),
         }
     }
@@ -418,7 +421,7 @@ impl Engine {
             Some(EventKind::Transfer) => transfer(self.transfers.get(event.slot())),
             Some(EventKind::Trade) => (self.trades.get(event.slot()).accounts, 4),
             Some(EventKind::Expiry) => {
-                let pending = self.expiries[event.slot() as usize].pending;
+                let pending = self.expiries.get(event.slot()).pending;
                 match pending.kind() {
                     Some(EventKind::Transfer) => transfer(self.transfers.get(pending.slot())),
                     _ => (self.trades.get(pending.slot()).accounts, 4),
@@ -439,7 +442,7 @@ impl Engine {
         match event.kind() {
             Some(EventKind::Transfer) => self.transfers.get(slot).previous[role],
             Some(EventKind::Trade) => self.trades.get(slot).previous[role],
-            Some(EventKind::Expiry) => self.expiries[slot as usize].previous[role],
+            Some(EventKind::Expiry) => self.expiries.get(slot).previous[role],
             None => unreachable!("event references are built with a valid kind"),
         }
     }
@@ -618,8 +621,8 @@ impl Engine {
 /// The id of a stored transfer or trade.
 #[inline]
 pub(crate) fn event_id(
-    transfers: &Arena<StoredTransfer>,
-    trades: &Arena<StoredTrade>,
+    transfers: &Events<StoredTransfer>,
+    trades: &Events<StoredTrade>,
     event: EventRef,
 ) -> u128 {
     match event.kind() {

@@ -31,7 +31,7 @@ pub use memory::MemoryUsage;
 pub use query::{LedgerTotals, QueryError, StatementEntry, StatementEvent, StatementFilter};
 pub use records::{Account, AccountFlags, RecordError, Trade, TradeFlags, Transfer, TransferFlags};
 pub use result::EventResult;
-pub use snapshot::SnapshotError;
+pub use snapshot::{FrozenState, SnapshotError};
 pub use state::Balances;
 #[cfg(test)]
 mod scenarios;

@@ -1,7 +1,7 @@
 //! What the engine's state costs in memory, by part.
 
 use crate::engine::Engine;
-use crate::state::{Balances, EventRef, Expiry};
+use crate::state::{Balances, EventRef};
 
 /// Heap bytes held by each part of the state (capacity, not length: what the allocator gave).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,8 +48,7 @@ impl Engine {
             event_index: self.event_index.bytes_allocated(),
             // An expiry record is 32 bytes; a B-tree key is 24 bytes plus node overhead, counted
             // as 2x: an estimate, since BTreeSet does not report its allocation.
-            expiries: self.expiries.capacity() * std::mem::size_of::<Expiry>()
-                + self.expiry_queue.len() * 48,
+            expiries: self.expiries.bytes_allocated() + self.expiry_queue.len() * 48,
         }
     }
 }

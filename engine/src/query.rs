@@ -211,7 +211,7 @@ impl Engine {
         match event.kind() {
             Some(EventKind::Transfer) => self.transfers.get(event.slot()).timestamp,
             Some(EventKind::Trade) => self.trades.get(event.slot()).timestamp,
-            Some(EventKind::Expiry) => self.expiries[event.slot() as usize].timestamp,
+            Some(EventKind::Expiry) => self.expiries.get(event.slot()).timestamp,
             None => unreachable!("event references are built with a valid kind"),
         }
     }
@@ -223,7 +223,7 @@ impl Engine {
             }
             Some(EventKind::Trade) => StatementEvent::Trade(self.stored_trade_record(event.slot())),
             Some(EventKind::Expiry) => {
-                let pending = self.expiries[event.slot() as usize].pending;
+                let pending = self.expiries.get(event.slot()).pending;
                 match pending.kind() {
                     Some(EventKind::Transfer) => StatementEvent::TransferExpired {
                         pending_id: self.transfers.get(pending.slot()).id,
@@ -287,7 +287,7 @@ impl Engine {
                 side_delta(debit, credit, reserved, posted)
             }
             Some(EventKind::Expiry) => {
-                let pending = self.expiries[event.slot() as usize].pending;
+                let pending = self.expiries.get(event.slot()).pending;
                 let released = match pending.kind() {
                     Some(EventKind::Transfer) => {
                         let p = self.transfers.get(pending.slot());

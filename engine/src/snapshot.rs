@@ -12,6 +12,7 @@ use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
 
+use crate::arena::Frozen;
 use crate::engine::{Engine, EngineConfig};
 use crate::records::{TradeFlags, TransferFlags};
 use crate::state::{
@@ -81,15 +82,31 @@ fn invalid(why: impl Into<String>) -> SnapshotError {
     SnapshotError::Invalid(why.into())
 }
 
-impl Engine {
-    /// The whole state as bytes. Restore with `Engine::restore`.
+/// The engine's stored state frozen at one point (`Engine::freeze`): what a snapshot holds,
+/// readable while the engine goes on applying. Taking it copies the accounts' stored state
+/// and one pointer per chunk of stored events — not the events: the stored-event arenas share
+/// their chunks with it and copy a chunk only when they write to one it holds (the open
+/// chunk's next append, a pending event's status change). So the pause it costs the apply
+/// path grows with the number of accounts, not with the length of the history.
+#[derive(Clone, Debug)]
+pub struct FrozenState {
+    last_timestamp: u64,
+    accounts: Vec<AccountState>,
+    transfers: Frozen<StoredTransfer>,
+    trades: Frozen<StoredTrade>,
+    expiries: Frozen<Expiry>,
+}
+
+impl FrozenState {
+    /// The snapshot's bytes (the format `Engine::restore` reads). Serialising takes time in
+    /// proportion to the state; it needs no access to the engine.
     pub fn snapshot(&self) -> Vec<u8> {
         let state = SnapshotState {
             last_timestamp: self.last_timestamp,
-            accounts: self.accounts.iter().map(|slot| slot.state).collect(),
+            accounts: self.accounts.clone(),
             transfers: self.transfers.iter().copied().collect(),
             trades: self.trades.iter().copied().collect(),
-            expiries: self.expiries.clone(),
+            expiries: self.expiries.iter().copied().collect(),
         };
         let payload = rkyv::to_bytes::<rancor::Error>(&state)
             .expect("serializing plain in-memory data cannot fail");
@@ -101,6 +118,29 @@ impl Engine {
         out.extend_from_slice(blake3::hash(&payload).as_bytes());
         out.extend_from_slice(&payload);
         out
+    }
+
+    /// Events (transfers, trades, expiries) in the frozen state.
+    pub fn events(&self) -> usize {
+        self.transfers.len() + self.trades.len() + self.expiries.len()
+    }
+}
+
+impl Engine {
+    /// The stored state as it is now, frozen for a snapshot (see [`FrozenState`]).
+    pub fn freeze(&self) -> FrozenState {
+        FrozenState {
+            last_timestamp: self.last_timestamp,
+            accounts: self.accounts.iter().map(|slot| slot.state).collect(),
+            transfers: self.transfers.freeze(),
+            trades: self.trades.freeze(),
+            expiries: self.expiries.freeze(),
+        }
+    }
+
+    /// The whole state as bytes. Restore with `Engine::restore`.
+    pub fn snapshot(&self) -> Vec<u8> {
+        self.freeze().snapshot()
     }
 
     /// Rebuilds an engine from `snapshot` bytes, verifying checksum, structure and that the
@@ -222,7 +262,9 @@ impl Engine {
                 }
             }
         }
-        engine.expiries = state.expiries;
+        for expiry in state.expiries {
+            engine.expiries.push(expiry);
+        }
 
         // Replay every event's effect in timestamp order (the three streams are each in
         // timestamp order; a merge interleaves them), rebuilding histories and balances.
@@ -309,7 +351,7 @@ impl Engine {
             hasher.update(&self.stored_trade_record(slot as u32).encode());
             hasher.update(&[trade.status as u8]);
         }
-        for expiry in &self.expiries {
+        for expiry in self.expiries.iter() {
             hasher.update(&expiry.pending.0.to_le_bytes());
             hasher.update(&expiry.timestamp.to_le_bytes());
         }

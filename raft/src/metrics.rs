@@ -106,6 +106,8 @@ pub struct SnapshotMetrics {
     pub saved: IntCounterVec,
     /// Bytes of the newest snapshot file.
     pub size_bytes: IntGauge,
+    /// How long taking a snapshot's frozen view of the state stopped the apply path.
+    pub apply_pause: Histogram,
 }
 
 impl SnapshotMetrics {
@@ -124,12 +126,23 @@ impl SnapshotMetrics {
                 "tally_snapshot_size_bytes",
                 "Size of the newest snapshot image in bytes (0 before the first).",
             ),
+            apply_pause: histogram(
+                "tally_snapshot_apply_pause_seconds",
+                "How long each snapshot stopped applies: the time its frozen view of the state \
+                 took, while the state machine was held (the image is written afterwards, \
+                 off the apply path).",
+                vec![
+                    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
+                    0.1, 0.25, 1.0,
+                ],
+            ),
         }
     }
 
     pub fn register(&self, registry: &Registry) {
         register(registry, self.saved.clone());
         register(registry, self.size_bytes.clone());
+        register(registry, self.apply_pause.clone());
     }
 }
 

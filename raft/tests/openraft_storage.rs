@@ -350,3 +350,82 @@ async fn open_refuses_a_snapshot_behind_the_purged_log() {
         })
     ));
 }
+
+/// Proves a snapshot does not stop the ledger: with two million transfers applied, the
+/// snapshot's view is taken, and while the builder is still serialising and writing it, new
+/// entries are applied (the apply returns before the build ends); the snapshot holds the state
+/// as it was when its view was taken, not what was applied meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applies_go_on_while_a_snapshot_is_written() {
+    const ENTRIES: u64 = 245; // × 8,189 transfers ≈ 2M
+    let disk = open_default();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (_log, mut machine) = open(&disk, dir.path());
+    let request = |index: u64, batches: Vec<ClientBatch>| Entry {
+        log_id: log_id(1, 1, index),
+        payload: EntryPayload::Normal(Request {
+            timestamp: 1_000 + index * 1_000_000,
+            batches,
+        }),
+    };
+    let transfers = |index: u64, count: u128| ClientBatch {
+        operation: Operation::CreateTransfers,
+        body: transfers_body(u128::from(index) << 20, count, 64, u128::MAX),
+    };
+    machine
+        .apply([request(
+            0,
+            vec![ClientBatch {
+                operation: Operation::CreateAccounts,
+                body: accounts_body(1, 64),
+            }],
+        )])
+        .await
+        .expect("accounts");
+    for index in 1..=ENTRIES {
+        machine
+            .apply([request(index, vec![transfers(index, 8_189)])])
+            .await
+            .expect("transfers");
+    }
+    let (frozen_at, frozen_digest) = machine.view().digest();
+
+    let mut builder = machine.get_snapshot_builder().await;
+    let build = tokio::spawn(async move { builder.build_snapshot().await });
+    let mut applied_during_build = 0;
+    for index in ENTRIES + 1..=ENTRIES + 20 {
+        machine
+            .apply([request(index, vec![transfers(index, 10)])])
+            .await
+            .expect("applied while the snapshot is written");
+        if !build.is_finished() {
+            applied_during_build += 1;
+        }
+    }
+    assert!(
+        applied_during_build > 0,
+        "entries are applied while the snapshot of 2M transfers is still being written"
+    );
+    let snapshot = build.await.expect("joined").expect("snapshot built");
+    assert_eq!(
+        snapshot.meta.last_log_id, frozen_at,
+        "the snapshot is of the frozen state"
+    );
+    let (now, _) = machine.view().digest();
+    assert_eq!(now.map(|id| id.index), Some(ENTRIES + 20));
+
+    let other = tempfile::tempdir().expect("temporary directory");
+    let (_other_log, mut installed) = open(&disk, other.path());
+    let mut received = installed
+        .begin_receiving_snapshot()
+        .await
+        .expect("receiving");
+    tokio::io::AsyncWriteExt::write_all(&mut *received, snapshot.snapshot.get_ref())
+        .await
+        .expect("received");
+    installed
+        .install_snapshot(&snapshot.meta, received)
+        .await
+        .expect("installed");
+    assert_eq!(installed.view().digest(), (frozen_at, frozen_digest));
+}
