@@ -147,12 +147,17 @@ impl Input {
             std::fs::File::open(&self.path).with_context(|| format!("cannot read {name}"))?;
         let mut reader =
             csv::ReaderBuilder::new().from_reader(std::io::BufReader::with_capacity(1 << 20, file));
-        // Where each of the file's columns goes among the kind's.
-        let mut places = Vec::new();
-        for header in reader
+        let headers = reader
             .byte_headers()
             .with_context(|| format!("{name}: the header row"))?
-        {
+            .clone();
+        if headers.is_empty() {
+            // An empty file: no events (the check says so).
+            return Ok(());
+        }
+        // Where each of the file's columns goes among the kind's.
+        let mut places = Vec::new();
+        for header in &headers {
             let header = std::str::from_utf8(header)
                 .map_err(|_| anyhow::anyhow!("{name}: line 1: a column name is not UTF-8"))?
                 .trim();

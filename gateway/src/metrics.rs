@@ -9,6 +9,12 @@
 use std::collections::BTreeMap;
 
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge};
+use tally_client::protocol::{
+    decode_reply, Status, KIND_ADMIN, KIND_BALANCES_AS_OF, KIND_CREATE_ACCOUNTS,
+    KIND_CREATE_TRADES, KIND_CREATE_TRANSFERS, KIND_END_SESSION, KIND_HEARTBEAT,
+    KIND_LOOKUP_ACCOUNTS, KIND_LOOKUP_TRADES, KIND_LOOKUP_TRANSFERS, KIND_NODE_STATE,
+    KIND_REGISTER, KIND_STATEMENT,
+};
 use tally_raft::metrics::{
     batch_size_buckets, counter_vec, gauge, histogram, latency_buckets, operation_label, register,
     NodeMetrics, Reject,
@@ -133,6 +139,68 @@ impl GatewayMetrics {
                 .with_label_values(&[operation, &result.to_string()])
                 .inc_by(count);
         }
+    }
+}
+
+impl GatewayMetrics {
+    /// Count a reply in `tally_requests_total` and, for a refusal before the ledger, in
+    /// `tally_rejects_total`.
+    pub(crate) fn count_reply(&self, kind: u8, payload: &[u8]) {
+        let Ok((header, _)) = decode_reply(payload) else {
+            return;
+        };
+        let reject = match header.status {
+            Status::NotLeader => Some(Reject::NotLeader),
+            Status::Busy => Some(Reject::Busy),
+            Status::BadRequest => Some(Reject::Malformed),
+            Status::Unauthenticated | Status::Forbidden | Status::WrongCluster => {
+                Some(Reject::Auth)
+            }
+            Status::OutOfScope => Some(Reject::OutOfScope),
+            _ => None,
+        };
+        if let Some(reject) = reject {
+            self.reject(reject);
+        }
+        self.request("gateway", kind_label(kind), status_label(header.status));
+    }
+}
+
+/// A request kind's name for metrics (the reply kind names its request).
+fn kind_label(kind: u8) -> &'static str {
+    match kind & !1 {
+        KIND_REGISTER => "register",
+        KIND_HEARTBEAT => "heartbeat",
+        KIND_CREATE_ACCOUNTS => "create_accounts",
+        KIND_CREATE_TRANSFERS => "create_transfers",
+        KIND_CREATE_TRADES => "create_trades",
+        KIND_LOOKUP_ACCOUNTS => "lookup_accounts",
+        KIND_LOOKUP_TRANSFERS => "lookup_transfers",
+        KIND_LOOKUP_TRADES => "lookup_trades",
+        KIND_STATEMENT => "statement",
+        KIND_BALANCES_AS_OF => "balances_as_of",
+        KIND_NODE_STATE => "node_state",
+        KIND_ADMIN => "admin",
+        KIND_END_SESSION => "end_session",
+        _ => "unknown",
+    }
+}
+
+fn status_label(status: Status) -> &'static str {
+    match status {
+        Status::Ok => "ok",
+        Status::NotLeader => "not_leader",
+        Status::Busy => "busy",
+        Status::BadRequest => "bad_request",
+        Status::Unauthenticated => "unauthenticated",
+        Status::Forbidden => "forbidden",
+        Status::SessionUnknown => "session_unknown",
+        Status::WrongCluster => "wrong_cluster",
+        Status::Unavailable => "unavailable",
+        Status::BatchRefused => "batch_refused",
+        Status::NotFound => "not_found",
+        Status::Internal => "internal",
+        Status::OutOfScope => "out_of_scope",
     }
 }
 

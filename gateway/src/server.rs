@@ -26,7 +26,6 @@ use crate::batcher::{Batcher, BatcherError, CommittedBatch};
 use crate::metrics::GatewayMetrics;
 use bytes::Bytes;
 use openraft::error::{CheckIsLeaderError, RaftError};
-use tally_raft::metrics::Reject;
 use tally_raft::net::{ClientHandler, Frame, Replies};
 use tally_raft::replication::types::{ClientBatch, TypeConfig};
 use tally_raft::replication::{AppliedView, CommittedIndex};
@@ -39,15 +38,12 @@ use crate::limits::{
 };
 use crate::scope::check_create;
 use crate::session::{Admission, RegisterRefusal, SessionRefusal, Sessions, Waiter};
-use tally_client::protocol::decode_reply;
 use tally_client::protocol::{
     decode_request_body, decode_request_header, encode_balances, encode_create_reply,
     encode_node_state, encode_refusal, encode_registered, encode_reply, encode_statement_reply,
     reply_kind, CreateReply, Failure, LookupKind, Operation, Refusal, Registered, ReplyHeader,
-    Request, RequestHeader, Status, FLAG_IN_ORDER, FLAG_LINEARIZABLE, KIND_ADMIN,
-    KIND_BALANCES_AS_OF, KIND_CREATE_ACCOUNTS, KIND_CREATE_TRADES, KIND_CREATE_TRANSFERS,
-    KIND_END_SESSION, KIND_HEARTBEAT, KIND_LOOKUP_ACCOUNTS, KIND_LOOKUP_TRADES,
-    KIND_LOOKUP_TRANSFERS, KIND_NODE_STATE, KIND_REGISTER, KIND_STATEMENT,
+    Request, RequestHeader, Status, FLAG_IN_ORDER, FLAG_LINEARIZABLE, KIND_CREATE_ACCOUNTS,
+    KIND_CREATE_TRADES, KIND_CREATE_TRANSFERS, KIND_REGISTER,
 };
 
 type Raft = openraft::Raft<TypeConfig>;
@@ -131,66 +127,8 @@ impl Context {
 
     /// Send `payload` (a reply) to `replies`, counted in the metrics.
     async fn send(&self, metrics: &GatewayMetrics, replies: &Replies, payload: Bytes) {
-        count_reply(metrics, self.kind, &payload);
+        metrics.count_reply(self.kind, &payload);
         let _ = replies.send(self.frame(payload)).await;
-    }
-}
-
-/// Count a reply in `tally_requests_total` and, for a refusal before the ledger, in
-/// `tally_rejects_total`.
-fn count_reply(metrics: &GatewayMetrics, kind: u8, payload: &[u8]) {
-    let Ok((header, _)) = decode_reply(payload) else {
-        return;
-    };
-    let reject = match header.status {
-        Status::NotLeader => Some(Reject::NotLeader),
-        Status::Busy => Some(Reject::Busy),
-        Status::BadRequest => Some(Reject::Malformed),
-        Status::Unauthenticated | Status::Forbidden | Status::WrongCluster => Some(Reject::Auth),
-        Status::OutOfScope => Some(Reject::OutOfScope),
-        _ => None,
-    };
-    if let Some(reject) = reject {
-        metrics.reject(reject);
-    }
-    metrics.request("gateway", kind_label(kind), status_label(header.status));
-}
-
-/// A request kind's name for metrics (the reply kind names its request).
-fn kind_label(kind: u8) -> &'static str {
-    match kind & !1 {
-        KIND_REGISTER => "register",
-        KIND_HEARTBEAT => "heartbeat",
-        KIND_CREATE_ACCOUNTS => "create_accounts",
-        KIND_CREATE_TRANSFERS => "create_transfers",
-        KIND_CREATE_TRADES => "create_trades",
-        KIND_LOOKUP_ACCOUNTS => "lookup_accounts",
-        KIND_LOOKUP_TRANSFERS => "lookup_transfers",
-        KIND_LOOKUP_TRADES => "lookup_trades",
-        KIND_STATEMENT => "statement",
-        KIND_BALANCES_AS_OF => "balances_as_of",
-        KIND_NODE_STATE => "node_state",
-        KIND_ADMIN => "admin",
-        KIND_END_SESSION => "end_session",
-        _ => "unknown",
-    }
-}
-
-fn status_label(status: Status) -> &'static str {
-    match status {
-        Status::Ok => "ok",
-        Status::NotLeader => "not_leader",
-        Status::Busy => "busy",
-        Status::BadRequest => "bad_request",
-        Status::Unauthenticated => "unauthenticated",
-        Status::Forbidden => "forbidden",
-        Status::SessionUnknown => "session_unknown",
-        Status::WrongCluster => "wrong_cluster",
-        Status::Unavailable => "unavailable",
-        Status::BatchRefused => "batch_refused",
-        Status::NotFound => "not_found",
-        Status::Internal => "internal",
-        Status::OutOfScope => "out_of_scope",
     }
 }
 
@@ -799,7 +737,7 @@ async fn complete(
         lock(sessions).finish_create(header.session, header.request_number, &payload, keep);
     context.send(metrics, replies, payload.clone()).await;
     for waiter in waiters {
-        count_reply(metrics, context.kind, &payload);
+        metrics.count_reply(context.kind, &payload);
         let frame = Frame {
             kind: context.kind,
             request_id: waiter.frame_request_id,
@@ -864,7 +802,7 @@ impl ClientHandler for Gateway {
             header: RequestHeader::default(),
         };
         let payload = context.refuse_with(Status::BadRequest, message);
-        count_reply(&self.metrics, context.kind, &payload);
+        self.metrics.count_reply(context.kind, &payload);
         Some(context.frame(payload))
     }
 

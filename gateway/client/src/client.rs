@@ -16,6 +16,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod in_order;
+
+pub use in_order::IN_ORDER_WINDOW_MAX;
+
 use crate::connection::{Connection, ConnectionError};
 use bytes::Bytes;
 use tally_engine::limits::RECORD_BYTES;
@@ -31,7 +35,7 @@ use crate::protocol::{
     decode_registered, decode_reply, decode_statement_reply, decode_trades, decode_transfers,
     encode_admin, encode_balances_as_of_request, encode_ids, encode_node_state_request,
     encode_request, encode_statement_request, Admin, Failure, NodeState, Operation, Refusal,
-    RequestHeader, Status, FLAG_IN_ORDER, FLAG_LINEARIZABLE,
+    RequestHeader, Status, FLAG_LINEARIZABLE,
 };
 
 /// Where and who a client is.
@@ -276,7 +280,7 @@ impl Client {
         let window = window.clamp(1, IN_ORDER_WINDOW_MAX);
         let (bodies, receiver) = mpsc::channel(window);
         let (results, answers) = mpsc::unbounded_channel();
-        tokio::spawn(in_order(
+        tokio::spawn(in_order::run(
             Arc::clone(&self.inner),
             Operation::from_engine(operation),
             window,
@@ -542,117 +546,6 @@ async fn pack(inner: Arc<Inner>, operation: Operation, mut queue: mpsc::Receiver
     }
 }
 
-/// Requests one in-order pipeline may keep in flight: well within the node's per-session
-/// limit (`SESSION_IN_FLIGHT_MAX`, 16), leaving room for the client's other calls.
-pub const IN_ORDER_WINDOW_MAX: usize = 8;
-
-/// A create reply's body as a [`Created`].
-fn created(body: &[u8]) -> Result<Created, ClientError> {
-    let reply =
-        decode_create_reply(body).map_err(|error| ClientError::Decode(error.to_string()))?;
-    let failures = reply
-        .failures
-        .into_iter()
-        .map(|failure| {
-            failure
-                .result()
-                .map(|result| (failure.index, result))
-                .ok_or_else(|| ClientError::Decode(format!("unknown result code {}", failure.code)))
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(Created {
-        timestamp_first: reply.timestamp_first,
-        failures,
-    })
-}
-
-/// How one try of an in-order request ended.
-enum Attempt {
-    Done(Created),
-    /// A refusal no retry fixes.
-    Refused(ClientError),
-    /// Not applied, or not known to be: send it again (after the ones before it).
-    Again,
-}
-
-/// The task behind [`Client::create_in_order`].
-async fn in_order(
-    inner: Arc<Inner>,
-    operation: Operation,
-    window: usize,
-    mut bodies: mpsc::Receiver<Bytes>,
-    results: mpsc::UnboundedSender<Result<Created, ClientError>>,
-) {
-    let mut flight: std::collections::VecDeque<(Bytes, tokio::task::JoinHandle<Attempt>)> =
-        std::collections::VecDeque::new();
-    // The connection and session every request in flight went out on: a request is never
-    // sent on another while earlier ones are in flight, so none can overtake another.
-    let mut pinned: Option<(Arc<Connection>, u64)> = None;
-    let mut open = true;
-    // Some request failed: send nothing new until every request in flight is answered.
-    let mut recovering = false;
-    loop {
-        let may_send = open && !recovering && flight.len() < window;
-        if flight.is_empty() && !may_send {
-            return;
-        }
-        tokio::select! {
-            body = bodies.recv(), if may_send => {
-                let Some(body) = body else {
-                    open = false;
-                    continue;
-                };
-                let limit = inner.request_events_max().await;
-                let events = body.len() / RECORD_BYTES;
-                if body.is_empty() || !body.len().is_multiple_of(RECORD_BYTES) || events > limit {
-                    let _ = results.send(Err(ClientError::Invalid(format!(
-                        "a body of {} bytes: a request carries 1..={limit} whole 128-byte records",
-                        body.len()
-                    ))));
-                    return;
-                }
-                let attempt = match inner.number_on(&mut pinned).await {
-                    Some((connection, session, number)) => {
-                        let inner = Arc::clone(&inner);
-                        let body = body.clone();
-                        tokio::spawn(async move {
-                            inner.attempt(&connection, operation, session, number, &body).await
-                        })
-                    }
-                    None => tokio::spawn(async { Attempt::Again }),
-                };
-                flight.push_back((body, attempt));
-            }
-            attempt = async { (&mut flight.front_mut().expect("in flight").1).await }, if !flight.is_empty() => {
-                let (body, _) = flight.pop_front().expect("in flight");
-                let result = match attempt.unwrap_or(Attempt::Again) {
-                    Attempt::Done(created) => Ok(created),
-                    Attempt::Refused(error) => Err(error),
-                    Attempt::Again => {
-                        // Every request after this one was refused with it (or is in flight
-                        // behind it on the same connection): once the ones before it are
-                        // answered, send it alone, with every retry a call gets.
-                        recovering = true;
-                        inner
-                            .call(operation, body, 0)
-                            .await
-                            .and_then(|reply| created(&reply.body))
-                    }
-                };
-                let failed = result.is_err();
-                let _ = results.send(result);
-                if failed {
-                    return;
-                }
-                if flight.is_empty() && recovering {
-                    recovering = false;
-                    pinned = None;
-                }
-            }
-        }
-    }
-}
-
 /// The longest pause between two tries.
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
 
@@ -804,52 +697,6 @@ impl Inner {
             request_events_max: (registered.request_events_max as usize).max(1),
         });
         Ok((connection, registered.session, 1))
-    }
-
-    /// The next request number on the pinned connection and session (pinning the current
-    /// ones if none is); `None` if the pinned connection is gone or the session changed.
-    async fn number_on(
-        &self,
-        pinned: &mut Option<(Arc<Connection>, u64)>,
-    ) -> Option<(Arc<Connection>, u64, u64)> {
-        let Some((connection, session)) = pinned.as_ref() else {
-            let (connection, session, number) = self.session().await.ok()?;
-            *pinned = Some((Arc::clone(&connection), session));
-            return Some((connection, session, number));
-        };
-        let mut current = self.session.lock().await;
-        let held = current.as_mut().filter(|held| {
-            held.session == *session
-                && Arc::ptr_eq(&held.connection, connection)
-                && connection.is_open()
-        })?;
-        held.next_request += 1;
-        Some((Arc::clone(connection), *session, held.next_request))
-    }
-
-    /// Send an in-order create once (`FLAG_IN_ORDER`), without retrying.
-    async fn attempt(
-        &self,
-        connection: &Connection,
-        operation: Operation,
-        session: u64,
-        number: u64,
-        body: &Bytes,
-    ) -> Attempt {
-        let header = self.header(session, number, FLAG_IN_ORDER);
-        match self.exchange(connection, operation, &header, body).await {
-            Err(SessionError::Permanent(error)) => Attempt::Refused(error),
-            Err(SessionError::Transient(_)) => Attempt::Again,
-            Ok(reply) if reply.status == Status::Ok => match created(&reply.body) {
-                Ok(created) => Attempt::Done(created),
-                Err(error) => Attempt::Refused(error),
-            },
-            Ok(reply) if reply.status.is_transient() => Attempt::Again,
-            Ok(reply) => Attempt::Refused(ClientError::Refused {
-                status: reply.status,
-                refusal: decode_refusal(&reply.body).unwrap_or_default(),
-            }),
-        }
     }
 
     /// Register a session with the cluster (following leader hints) before the first call.

@@ -162,7 +162,7 @@ fn malformed_requests_are_refused() {
     let mut version = good.clone();
     version[0] = 2;
     let mut flags = good.clone();
-    flags[2] = 2;
+    flags[2] = 4;
     let mut reserved = good.clone();
     reserved[60] = 1;
     let mut declared = good.clone();
@@ -173,7 +173,7 @@ fn malformed_requests_are_refused() {
         assert_eq!(decode_request(kind, payload).map(|_| ()), Err(expected));
     };
     check(KIND_CREATE_TRANSFERS, &version, DecodeError::Version(2));
-    check(KIND_CREATE_TRANSFERS, &flags, DecodeError::UnknownFlags(2));
+    check(KIND_CREATE_TRANSFERS, &flags, DecodeError::UnknownFlags(4));
     check(
         KIND_CREATE_TRANSFERS,
         &reserved,
