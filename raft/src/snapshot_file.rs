@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::SnapshotError;
-use crate::limits::{SNAPSHOT_CHUNK_BYTES, SNAPSHOT_PAYLOAD_BYTES_MAX};
+use crate::limits::{SNAPSHOT_CHUNK_BYTES, SNAPSHOT_PAYLOAD_BYTES_MAX, SNAPSHOT_SYNC_BYTES};
 use crate::storage::{read_exact_at, Disk};
 use crate::wal::LogId;
 
@@ -140,6 +140,8 @@ impl SnapshotFiles {
     /// Durability contract:
     /// - Written to a temporary name, fsync'd, renamed to its final name, and the directory
     ///   fsync'd, all before `Ok`: after a crash the file is either complete or absent.
+    ///   (Written in stretches of `SNAPSHOT_SYNC_BYTES`, each fsync'd, so the WAL's fsyncs
+    ///   never queue behind the whole image's write-back.)
     pub fn write(&self, last: LogId, payload: &[u8]) -> Result<PathBuf, SnapshotError> {
         if payload.len() as u64 > SNAPSHOT_PAYLOAD_BYTES_MAX {
             return Err(SnapshotError::TooLarge {
@@ -158,9 +160,14 @@ impl SnapshotFiles {
         file.write_at(&encode_header(last, payload), 0)
             .map_err(Self::io(&temporary))?;
         let mut offset = HEADER_BYTES as u64;
+        let mut synced = 0;
         for chunk in payload.chunks(SNAPSHOT_CHUNK_BYTES) {
             file.write_at(chunk, offset).map_err(Self::io(&temporary))?;
             offset += chunk.len() as u64;
+            if offset - synced >= SNAPSHOT_SYNC_BYTES {
+                file.sync().map_err(Self::io(&temporary))?;
+                synced = offset;
+            }
         }
         file.sync().map_err(Self::io(&temporary))?;
         self.disk

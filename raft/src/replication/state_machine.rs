@@ -209,6 +209,34 @@ async fn blocking<T: Send + 'static>(
     })?
 }
 
+/// Run `work` on a thread of its own at a lower CPU priority (nice 10): serialising and
+/// writing a snapshot takes seconds of CPU for a large state, which must not take the cores
+/// from applies, replication and clients on a busy node (on an idle one it runs as fast).
+async fn in_background<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("snapshot-build".to_owned())
+        .spawn(move || {
+            // SAFETY: gettid and setpriority take no pointers; a failure leaves the priority
+            // as it was, which is only slower for the node's other work.
+            unsafe {
+                let thread = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                libc::setpriority(libc::PRIO_PROCESS, thread, 10);
+            }
+            let _ = done.send(work());
+        });
+    let failed = |error: String| {
+        let error = std::io::Error::other(error);
+        StorageError::from(StorageIOError::write_state_machine(&error))
+    };
+    spawned.map_err(|error| failed(error.to_string()))?;
+    result
+        .await
+        .map_err(|_| failed("the snapshot thread ended without a result".to_owned()))?
+}
+
 /// openraft's state machine: the engine plus the applied log id and membership, with
 /// snapshots on disk. See the module docs.
 #[derive(Debug)]
@@ -336,7 +364,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let meta = self.meta.clone();
         let frozen = Arc::clone(&self.frozen);
         let snapshots = Arc::clone(&self.snapshots);
-        let image = blocking(move || {
+        let image = in_background(move || {
             let image = encode_image(&meta, &frozen.snapshot())
                 .map_err(|error| StorageIOError::write_snapshot(Some(meta.signature()), &error))?;
             snapshots.save(&meta, &image, "built")?;
