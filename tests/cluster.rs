@@ -1,6 +1,6 @@
 //! Multi-process tests: real `tally node` processes on loopback, killed and restarted for real.
 //!
-//! What "loses nothing" means here (../shared/FAULTS.md): every transfer the cluster
+//! What "loses nothing" means here (docs/faults.md): every transfer the cluster
 //! acknowledged is present afterwards on every replica; per-ledger sums of debits and credits
 //! stay equal; replicas at the same applied index have the same state digest.
 

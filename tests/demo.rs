@@ -1,6 +1,6 @@
 //! `tally demo` end to end, as a user runs it: a local 3-node cluster (real processes), a few
 //! seconds of mixed load (transfers, trades, pending/post pairs, deliberate failures), the
-//! report, and every history check of ../shared/FAULTS.md passing on every replica.
+//! report, and every history check of docs/faults.md passing on every replica.
 
 mod common;
 

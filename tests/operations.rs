@@ -554,7 +554,7 @@ fn prometheus_scrapes_a_cluster_under_load() {
 
 /// Proves the CLI adds a fourth node to a loaded 3-node cluster (learner, caught up, voter)
 /// and removes it again, while the load's every acknowledged event survives: the load's
-/// history checks (C1, C3–C6, C8 of FAULTS.md) pass on the three remaining replicas.
+/// history checks (C1, C3–C6, C8 of docs/faults.md) pass on the three remaining replicas.
 #[test]
 fn add_and_remove_a_fourth_node_under_load() {
     let _one = one_at_a_time();

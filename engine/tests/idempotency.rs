@@ -1,4 +1,4 @@
-//! Idempotency (docs/engine.md "Idempotency", FAULTS.md "at most once"): a retry of a stored
+//! Idempotency (docs/engine.md "Idempotency", docs/faults.md "At most once"): a retry of a stored
 //! event gets `exists` and changes nothing; the same id with another body gets
 //! `exists_with_different_fields`; a failed event's id may be used again.
 //!

@@ -1,4 +1,4 @@
-//! The history checks of `../shared/FAULTS.md`, run after the load stops: read every recorded
+//! The history checks of docs/faults.md, run after the load stops: read every recorded
 //! event back from every replica and check C1 (durability), C3 (at most once), C4 (definite
 //! failures are not stored), C5 (conservation; balances equal the replay), C6 (serial replay
 //! through the reference model gives what the clients saw) and C8 (agreement of digests).
@@ -477,7 +477,7 @@ fn agreement(states: &[ReplicaState]) -> CheckResult {
 
 /// A table of the results, one line per check.
 pub fn render(results: &[CheckResult]) -> String {
-    let mut out = String::from("checks (../shared/FAULTS.md):\n");
+    let mut out = String::from("checks (docs/faults.md):\n");
     for result in results {
         let verdict = match result.verdict {
             Verdict::Pass => "PASS",

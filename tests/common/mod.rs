@@ -2,7 +2,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
-/// The history checks every load with `--check` reports (../shared/FAULTS.md).
+/// The history checks every load with `--check` reports (docs/faults.md).
 pub const CHECKS: [&str; 6] = ["C1", "C3", "C4", "C5", "C6", "C8"];
 
 /// Assert that `report` (the output of `tally loadgen --check` or `tally demo`) has a line for

@@ -177,7 +177,7 @@ pub fn transfer_matches(stored: &Transfer, request: &Transfer) -> bool {
         // A post's amount of zero means "the full pending amount" and matches. AMBIGUITY: the spec
         // does not list a void's amount among the inherited fields, but a void stores the
         // pending amount while its request may say 0; an identical retry must get `exists`
-        // (FAULTS.md, at most once), so zero matches for a void too.
+        // (docs/faults.md, at most once), so zero matches for a void too.
         request.amount == 0 || request.amount == stored.amount
     } else if balancing {
         request.amount >= stored.amount
