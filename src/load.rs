@@ -91,7 +91,7 @@ pub struct LoadgenArgs {
     #[arg(long, value_enum)]
     pub preset: Option<Preset>,
     /// Record every operation and, at the end, read everything back from every replica and
-    /// run the checks of FAULTS.md (C1, C3, C4, C5, C6, C8).
+    /// run the history checks of docs/faults.md (C1, C3, C4, C5, C6, C8).
     #[arg(long)]
     pub check: bool,
     #[command(flatten)]
@@ -277,9 +277,17 @@ fn print_snapshots(cluster: &LocalCluster) {
             })
             .find(|&(_, count)| count >= pauses)
             .map_or("?".to_owned(), |(le, _)| format!("{}", le * 1e3));
+        let mib = |phase: &str| {
+            value(&format!(
+                "tally_snapshot_rss_growth_bytes{{phase=\"{phase}\"}}"
+            )) / 1048576.0
+        };
         println!(
             "node {id} snapshots: built {built}, installed {installed}; apply pause per snapshot \
-             mean {mean_ms:.3} ms, every one ≤ {bound} ms"
+             mean {mean_ms:.3} ms, every one ≤ {bound} ms; resident memory rose {:.1} MiB \
+             during the last build, {:.1} MiB during the last install",
+            mib("build"),
+            mib("install")
         );
     }
 }

@@ -315,6 +315,16 @@ impl Node {
                 )) => tracing::info!(node = config.id, %reason, "already initialized"),
                 Err(error) => return Err(NodeError::Raft(format!("initialize: {error}"))),
             }
+        } else {
+            // The only voter needs nobody's vote: it campaigns now instead of waiting out an
+            // election timeout (1–2 s) before it serves again after a restart.
+            let metrics = raft.metrics().borrow().clone();
+            let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+            if voters == [config.id] {
+                if let Err(error) = raft.trigger().elect().await {
+                    tracing::warn!(%error, "the sole voter could not campaign at once; it will after its election timeout");
+                }
+            }
         }
         let probe = Probe {
             id: config.id,

@@ -227,15 +227,7 @@ pub fn events_in(body: &[u8]) -> usize {
 
 /// Resident set size of this process in bytes, from /proc (Linux); 0 where unavailable.
 pub fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .map(|pages| pages * 4096)
-        .unwrap_or(0)
+    tally_raft::metrics::resident_bytes()
 }
 
 /// CPU time consumed by the calling thread, in seconds. Unlike wall time it does not count the

@@ -1,16 +1,32 @@
-//! Snapshots (the whole state to bytes and back) and the state digest.
+//! Snapshots (the whole state to bytes and back, streamed) and the state digest.
 //!
 //! A snapshot holds only what cannot be derived: accounts, transfers, trades, expiries and the
 //! clock. Indexes and per-account histories are rebuilt on restore by replaying every event's
 //! effect in timestamp order — and the replayed balances must equal the stored ones, so a
 //! restored engine has proven its own consistency.
 //!
-//! Layout: `magic (8) | format version u32 | reserved u32 (0) | payload bytes u64 |
-//! BLAKE3(payload) (32) | payload (rkyv)`, all little-endian.
+//! A snapshot is written and read as a stream (`FrozenState::write_to`,
+//! `Engine::restore_from`): neither side ever holds the whole image in memory, only one
+//! section of at most `SECTION_RECORDS` records. Layout (version 2), all little-endian:
+//!
+//! ```text
+//! header   magic "TALLYSNP" (8) | format version u32 (2) | reserved u32 (0)
+//!          | last_timestamp u64 | accounts u64 | transfers u64 | trades u64 | expiries u64
+//! sections the accounts, then the transfers, trades and expiries, each kind in slot order
+//!          cut into sections of SECTION_RECORDS records (the last one of a kind shorter,
+//!          none for a kind with no records); a section is
+//!          bytes u64 | rkyv archive of a Vec of the records (`bytes` long)
+//! trailer  BLAKE3 of every byte before it (32)
+//! ```
+//!
+//! Reading checks each section's structure (rkyv's validation) as it arrives and the trailer
+//! at the end, before the engine is handed out: a damaged snapshot never yields an engine.
+//! docs/wal.md ("Snapshot files") has the file around it.
+
+use std::io::{self, Read, Write};
 
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
-use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::arena::Frozen;
 use crate::engine::{Engine, EngineConfig};
@@ -22,44 +38,41 @@ use crate::state::{
 use crate::transfer::expires_at;
 
 const MAGIC: &[u8; 8] = b"TALLYSNP";
-const FORMAT_VERSION: u32 = 1;
-const HEADER_BYTES: usize = 8 + 4 + 4 + 8 + 32;
-
-#[derive(Archive, Serialize, Deserialize)]
-struct SnapshotState {
-    last_timestamp: u64,
-    accounts: Vec<AccountState>,
-    transfers: Vec<StoredTransfer>,
-    trades: Vec<StoredTrade>,
-    expiries: Vec<Expiry>,
-}
+const FORMAT_VERSION: u32 = 2;
+const HEADER_BYTES: usize = 8 + 4 + 4 + 8 + 4 * 8;
+const TRAILER_BYTES: usize = 32;
+/// Records per section: what a writer or a reader holds at once besides the state (a
+/// section of transfers is some 7 MB).
+const SECTION_RECORDS: usize = crate::limits::ARENA_CHUNK_ELEMENTS;
 
 /// Why snapshot bytes were refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SnapshotError {
-    TooShort {
-        bytes: usize,
-    },
+    /// The bytes end before the snapshot does.
+    Truncated,
     BadMagic,
     UnsupportedVersion {
         version: u32,
     },
+    /// A section's length is not what its records can take.
     LengthMismatch {
         header: u64,
         actual: usize,
     },
     ChecksumMismatch,
-    /// The payload passed its checksum but does not describe a valid state.
+    /// Bytes follow the trailer.
+    TrailingBytes,
+    /// Reading the bytes failed (the source's own error, e.g. a file's damaged checksum).
+    Read(String),
+    /// The payload does not describe a valid state.
     Invalid(String),
 }
 
 impl std::fmt::Display for SnapshotError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SnapshotError::TooShort { bytes } => {
-                write!(f, "snapshot of {bytes} bytes is too short")
-            }
+            SnapshotError::Truncated => write!(f, "the snapshot is truncated"),
             SnapshotError::BadMagic => write!(f, "not a Tally snapshot (bad magic)"),
             SnapshotError::UnsupportedVersion { version } => {
                 write!(f, "snapshot format version {version} is not supported")
@@ -67,10 +80,12 @@ impl std::fmt::Display for SnapshotError {
             SnapshotError::LengthMismatch { header, actual } => {
                 write!(
                     f,
-                    "snapshot header says {header} payload bytes, found {actual}"
+                    "a snapshot section says {header} bytes where at most {actual} fit"
                 )
             }
             SnapshotError::ChecksumMismatch => write!(f, "snapshot checksum mismatch"),
+            SnapshotError::TrailingBytes => write!(f, "bytes follow the snapshot's end"),
+            SnapshotError::Read(why) => write!(f, "reading the snapshot failed: {why}"),
             SnapshotError::Invalid(why) => write!(f, "snapshot describes an invalid state: {why}"),
         }
     }
@@ -78,8 +93,152 @@ impl std::fmt::Display for SnapshotError {
 
 impl std::error::Error for SnapshotError {}
 
+impl From<io::Error> for SnapshotError {
+    fn from(error: io::Error) -> SnapshotError {
+        if error.kind() == io::ErrorKind::UnexpectedEof {
+            SnapshotError::Truncated
+        } else {
+            SnapshotError::Read(error.to_string())
+        }
+    }
+}
+
 fn invalid(why: impl Into<String>) -> SnapshotError {
     SnapshotError::Invalid(why.into())
+}
+
+/// A record kind kept in snapshots, archived a section at a time with rkyv (concrete calls
+/// per kind: rkyv's generic bounds say nothing a reader needs).
+trait Record: Copy + Sized {
+    const NAME: &'static str;
+    // A `Vec`'s archive, read back as one by `unarchive`.
+    #[allow(clippy::ptr_arg)]
+    fn archive(section: &Vec<Self>) -> AlignedVec;
+    fn unarchive(bytes: &AlignedVec<16>) -> Result<Vec<Self>, rancor::Error>;
+}
+
+macro_rules! record {
+    ($type:ty, $name:literal) => {
+        impl Record for $type {
+            const NAME: &'static str = $name;
+            fn archive(section: &Vec<Self>) -> AlignedVec {
+                rkyv::to_bytes::<rancor::Error>(section)
+                    .expect("serializing plain in-memory data cannot fail")
+            }
+            fn unarchive(bytes: &AlignedVec<16>) -> Result<Vec<Self>, rancor::Error> {
+                rkyv::from_bytes::<Vec<Self>, rancor::Error>(bytes)
+            }
+        }
+    };
+}
+record!(AccountState, "account");
+record!(StoredTransfer, "transfer");
+record!(StoredTrade, "trade");
+record!(Expiry, "expiry");
+
+/// Bytes an archived section of `records` records may take: the records, the vector's root
+/// and alignment padding (a section claiming more is damaged, and is refused before any
+/// buffer grows to it).
+fn section_bytes_max<T>(records: usize) -> u64 {
+    (records * std::mem::size_of::<T>() + 256) as u64
+}
+
+/// A writer that hashes (BLAKE3) and counts what goes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: blake3::Hasher,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(bytes)?;
+        self.hasher.update(&bytes[..written]);
+        self.bytes += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A reader that hashes (BLAKE3) what it hands out.
+struct Hashed<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+}
+
+impl<R: Read> Read for Hashed<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.hasher.update(&buffer[..read]);
+        Ok(read)
+    }
+}
+
+fn write_sections<'a, T: Record + 'a>(
+    out: &mut impl Write,
+    records: impl ExactSizeIterator<Item = &'a T>,
+) -> io::Result<()> {
+    let mut section = Vec::with_capacity(records.len().min(SECTION_RECORDS));
+    let mut records = records.peekable();
+    while records.peek().is_some() {
+        section.clear();
+        section.extend(records.by_ref().take(SECTION_RECORDS).copied());
+        let archived = T::archive(&section);
+        out.write_all(&(archived.len() as u64).to_le_bytes())?;
+        out.write_all(&archived)?;
+    }
+    Ok(())
+}
+
+/// Read the sections of `count` records of one kind, handing each record to `take` in order.
+fn read_sections<T: Record>(
+    input: &mut impl Read,
+    count: u64,
+    buffer: &mut AlignedVec<16>,
+    mut take: impl FnMut(T) -> Result<(), SnapshotError>,
+) -> Result<(), SnapshotError> {
+    let mut left = count;
+    while left > 0 {
+        let records = left.min(SECTION_RECORDS as u64) as usize;
+        let bytes = read_u64(input)?;
+        let bytes_max = section_bytes_max::<T>(records);
+        if bytes > bytes_max {
+            return Err(SnapshotError::LengthMismatch {
+                header: bytes,
+                actual: bytes_max as usize,
+            });
+        }
+        buffer.clear();
+        buffer.resize(bytes as usize, 0);
+        input.read_exact(buffer)?;
+        let section = T::unarchive(buffer).map_err(|error| {
+            invalid(format!(
+                "a section of {}s does not decode: {error}",
+                T::NAME
+            ))
+        })?;
+        if section.len() != records {
+            return Err(invalid(format!(
+                "a section holds {} {}s where {records} were due",
+                section.len(),
+                T::NAME
+            )));
+        }
+        for record in section {
+            take(record)?;
+        }
+        left -= records as u64;
+    }
+    Ok(())
+}
+
+fn read_u64(input: &mut impl Read) -> io::Result<u64> {
+    let mut bytes = [0u8; 8];
+    input.read_exact(&mut bytes)?;
+    Ok(u64::from_le_bytes(bytes))
 }
 
 /// The engine's stored state frozen at one point (`Engine::freeze`): what a snapshot holds,
@@ -98,26 +257,49 @@ pub struct FrozenState {
 }
 
 impl FrozenState {
-    /// The snapshot's bytes (the format `Engine::restore` reads). Serialising takes time in
-    /// proportion to the state; it needs no access to the engine.
-    pub fn snapshot(&self) -> Vec<u8> {
-        let state = SnapshotState {
-            last_timestamp: self.last_timestamp,
-            accounts: self.accounts.clone(),
-            transfers: self.transfers.iter().copied().collect(),
-            trades: self.trades.iter().copied().collect(),
-            expiries: self.expiries.iter().copied().collect(),
+    /// Write the snapshot (the format `Engine::restore_from` reads) to `out`, a section at a
+    /// time; returns its length in bytes. Takes time in proportion to the state and no
+    /// memory beyond one section; needs no access to the engine.
+    pub fn write_to(&self, out: impl Write) -> io::Result<u64> {
+        let mut out = Hashing {
+            inner: out,
+            hasher: blake3::Hasher::new(),
+            bytes: 0,
         };
-        let payload = rkyv::to_bytes::<rancor::Error>(&state)
-            .expect("serializing plain in-memory data cannot fail");
-        let mut out = Vec::with_capacity(HEADER_BYTES + payload.len());
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        out.extend_from_slice(blake3::hash(&payload).as_bytes());
-        out.extend_from_slice(&payload);
-        out
+        let mut header = Vec::with_capacity(HEADER_BYTES);
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        header.extend_from_slice(&0u32.to_le_bytes());
+        header.extend_from_slice(&self.last_timestamp.to_le_bytes());
+        for count in [
+            self.accounts.len(),
+            self.transfers.len(),
+            self.trades.len(),
+            self.expiries.len(),
+        ] {
+            header.extend_from_slice(&(count as u64).to_le_bytes());
+        }
+        out.write_all(&header)?;
+        write_sections(&mut out, self.accounts.iter())?;
+        write_sections(&mut out, self.transfers.iter())?;
+        write_sections(&mut out, self.trades.iter())?;
+        write_sections(&mut out, self.expiries.iter())?;
+        let Hashing {
+            mut inner,
+            hasher,
+            bytes,
+        } = out;
+        inner.write_all(hasher.finalize().as_bytes())?;
+        inner.flush()?;
+        Ok(bytes + TRAILER_BYTES as u64)
+    }
+
+    /// The snapshot as bytes in memory (`write_to` into a vector): for tests and small states.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        self.write_to(&mut bytes)
+            .expect("writing to memory cannot fail");
+        bytes
     }
 
     /// Events (transfers, trades, expiries) in the frozen state.
@@ -143,66 +325,76 @@ impl Engine {
         self.freeze().snapshot()
     }
 
-    /// Rebuilds an engine from `snapshot` bytes, verifying checksum, structure and that the
-    /// replayed history ends at the stored balances.
+    /// Rebuilds an engine from `snapshot` bytes in memory (`restore_from` on a slice).
     pub fn restore(bytes: &[u8], config: EngineConfig) -> Result<Engine, SnapshotError> {
-        if bytes.len() < HEADER_BYTES {
-            return Err(SnapshotError::TooShort { bytes: bytes.len() });
-        }
-        let (header, payload) = bytes.split_at(HEADER_BYTES);
+        Engine::restore_from(bytes, config)
+    }
+
+    /// Rebuilds an engine from a snapshot read from `input` to its end, verifying structure,
+    /// checksum, that nothing follows it, and that the replayed history ends at the stored
+    /// balances. Memory: the engine it builds, plus one section.
+    pub fn restore_from(input: impl Read, config: EngineConfig) -> Result<Engine, SnapshotError> {
+        let mut input = Hashed {
+            inner: input,
+            hasher: blake3::Hasher::new(),
+        };
+        let mut header = [0u8; HEADER_BYTES];
+        input.read_exact(&mut header)?;
         if &header[0..8] != MAGIC {
             return Err(SnapshotError::BadMagic);
         }
         let word = |at: usize| {
             u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
         };
+        let long = |at: usize| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&header[at..at + 8]);
+            u64::from_le_bytes(bytes)
+        };
         let version = word(8);
         if version != FORMAT_VERSION || word(12) != 0 {
             return Err(SnapshotError::UnsupportedVersion { version });
         }
-        let mut length = [0u8; 8];
-        length.copy_from_slice(&header[16..24]);
-        let length = u64::from_le_bytes(length);
-        if length != payload.len() as u64 {
-            return Err(SnapshotError::LengthMismatch {
-                header: length,
-                actual: payload.len(),
-            });
+        let [accounts, transfers, trades, expiries] = [24, 32, 40, 48].map(long);
+        // Slots are u32 with `SLOT_NONE` reserved; event slots have 30 bits (`EventRef`).
+        if accounts >= u64::from(SLOT_NONE)
+            || [transfers, trades, expiries].iter().any(|&n| n >= 1 << 30)
+        {
+            return Err(invalid("more records than slots"));
         }
-        if blake3::hash(payload).as_bytes() != &header[24..56] {
-            return Err(SnapshotError::ChecksumMismatch);
-        }
-        let mut aligned = AlignedVec::<16>::with_capacity(payload.len());
-        aligned.extend_from_slice(payload);
-        let state = rkyv::from_bytes::<SnapshotState, rancor::Error>(&aligned)
-            .map_err(|e| invalid(format!("payload does not decode: {e}")))?;
-        Engine::rebuild(state, config)
-    }
 
-    fn rebuild(state: SnapshotState, config: EngineConfig) -> Result<Engine, SnapshotError> {
         let mut engine = Engine::new(config);
-        engine.last_timestamp = state.last_timestamp;
-        let accounts_len = state.accounts.len() as u32;
-        for account in &state.accounts {
-            if engine.find_account(account.id).is_some()
-                || account.id == 0
-                || account.id == u128::MAX
-            {
-                return Err(invalid(format!(
-                    "account id {} invalid or repeated",
-                    account.id
-                )));
-            }
-            let slot = engine.accounts.push(AccountSlot::new(AccountState {
-                balances: Balances::default(),
-                ..*account
-            }));
-            let hash = engine.account_index.hash(account.id);
-            engine.account_index.insert(hash, slot);
-        }
-        // Validate references before anything follows them.
-        let transfers_len = state.transfers.len() as u32;
-        for (i, t) in state.transfers.iter().enumerate() {
+        engine.last_timestamp = long(16);
+        let mut stored_balances = Vec::new();
+        let mut buffer = AlignedVec::<16>::new();
+        read_sections(
+            &mut input,
+            accounts,
+            &mut buffer,
+            |account: AccountState| {
+                if engine.find_account(account.id).is_some()
+                    || account.id == 0
+                    || account.id == u128::MAX
+                {
+                    return Err(invalid(format!(
+                        "account id {} invalid or repeated",
+                        account.id
+                    )));
+                }
+                stored_balances.push(account.balances);
+                let slot = engine.accounts.push(AccountSlot::new(AccountState {
+                    balances: Balances::default(),
+                    ..account
+                }));
+                let hash = engine.account_index.hash(account.id);
+                engine.account_index.insert(hash, slot);
+                Ok(())
+            },
+        )?;
+        // References are checked before anything follows them: to earlier records only.
+        let accounts_len = accounts as u32;
+        read_sections(&mut input, transfers, &mut buffer, |t: StoredTransfer| {
+            let i = engine.transfers.len();
             let pending_ok = t.pending == SLOT_NONE || (t.pending as usize) < i;
             if t.debit_account >= accounts_len || t.credit_account >= accounts_len || !pending_ok {
                 return Err(invalid(format!("transfer {i} references a missing slot")));
@@ -215,8 +407,19 @@ impl Engine {
                     "transfer {i} post/void flags disagree with its pending slot"
                 )));
             }
-        }
-        for (i, t) in state.trades.iter().enumerate() {
+            let slot = engine.transfers.push(t);
+            engine.index_restored_event(t.id, EventRef::transfer(slot))?;
+            if t.status == PendingStatus::Pending {
+                if let Some(at) = expires_at(t.timestamp, t.timeout) {
+                    engine
+                        .expiry_queue
+                        .insert((at, t.timestamp, EventRef::transfer(slot)));
+                }
+            }
+            Ok(())
+        })?;
+        read_sections(&mut input, trades, &mut buffer, |t: StoredTrade| {
+            let i = engine.trades.len();
             let pending_ok = t.pending == SLOT_NONE || (t.pending as usize) < i;
             if t.accounts.iter().any(|&a| a >= accounts_len) || !pending_ok {
                 return Err(invalid(format!("trade {i} references a missing slot")));
@@ -229,29 +432,6 @@ impl Engine {
                     "trade {i} post/void flags disagree with its pending slot"
                 )));
             }
-        }
-        for (i, e) in state.expiries.iter().enumerate() {
-            let ok = match e.pending.kind() {
-                Some(EventKind::Transfer) => e.pending.slot() < transfers_len,
-                Some(EventKind::Trade) => e.pending.slot() < state.trades.len() as u32,
-                _ => false,
-            };
-            if !ok {
-                return Err(invalid(format!("expiry {i} references a missing event")));
-            }
-        }
-        for t in state.transfers {
-            let slot = engine.transfers.push(t);
-            engine.index_restored_event(t.id, EventRef::transfer(slot))?;
-            if t.status == PendingStatus::Pending {
-                if let Some(at) = expires_at(t.timestamp, t.timeout) {
-                    engine
-                        .expiry_queue
-                        .insert((at, t.timestamp, EventRef::transfer(slot)));
-                }
-            }
-        }
-        for t in state.trades {
             let slot = engine.trades.push(t);
             engine.index_restored_event(t.id, EventRef::trade(slot))?;
             if t.status == PendingStatus::Pending {
@@ -261,18 +441,46 @@ impl Engine {
                         .insert((at, t.timestamp, EventRef::trade(slot)));
                 }
             }
+            Ok(())
+        })?;
+        read_sections(&mut input, expiries, &mut buffer, |e: Expiry| {
+            let ok = match e.pending.kind() {
+                Some(EventKind::Transfer) => (e.pending.slot() as u64) < transfers,
+                Some(EventKind::Trade) => (e.pending.slot() as u64) < trades,
+                _ => false,
+            };
+            if !ok {
+                return Err(invalid(format!(
+                    "expiry {} references a missing event",
+                    engine.expiries.len()
+                )));
+            }
+            engine.expiries.push(e);
+            Ok(())
+        })?;
+        drop(buffer);
+        let Hashed { mut inner, hasher } = input;
+        let mut trailer = [0u8; TRAILER_BYTES];
+        inner.read_exact(&mut trailer)?;
+        if hasher.finalize().as_bytes() != &trailer {
+            return Err(SnapshotError::ChecksumMismatch);
         }
-        for expiry in state.expiries {
-            engine.expiries.push(expiry);
+        if inner.read(&mut [0u8; 1])? != 0 {
+            return Err(SnapshotError::TrailingBytes);
         }
+        engine.replay_restored(&stored_balances)?;
+        Ok(engine)
+    }
 
-        // Replay every event's effect in timestamp order (the three streams are each in
-        // timestamp order; a merge interleaves them), rebuilding histories and balances.
+    /// Replay every restored event's effect in timestamp order (the three streams are each in
+    /// timestamp order; a merge interleaves them), rebuilding histories and balances, which
+    /// must land on the `stored` ones.
+    fn replay_restored(&mut self, stored: &[Balances]) -> Result<(), SnapshotError> {
         let mut cursors = [0u32; 3];
         let lens = [
-            engine.transfers.len() as u32,
-            engine.trades.len() as u32,
-            engine.expiries.len() as u32,
+            self.transfers.len() as u32,
+            self.trades.len() as u32,
+            self.expiries.len() as u32,
         ];
         let mut previous = 0u64;
         loop {
@@ -285,36 +493,36 @@ impl Engine {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, e)| e.map(|e| (i, e)))
-                .min_by_key(|&(_, e)| engine.event_timestamp(e))
+                .min_by_key(|&(_, e)| self.event_timestamp(e))
             else {
                 break;
             };
-            let timestamp = engine.event_timestamp(event);
-            if timestamp <= previous || timestamp > engine.last_timestamp {
+            let timestamp = self.event_timestamp(event);
+            if timestamp <= previous || timestamp > self.last_timestamp {
                 return Err(invalid(format!(
                     "event timestamps out of order at {timestamp}"
                 )));
             }
             previous = timestamp;
             cursors[stream] += 1;
-            let (accounts, count) = engine.event_accounts(event);
+            let (accounts, count) = self.event_accounts(event);
             for &account in &accounts[..count] {
-                let delta = engine.effect(account, event);
-                let slot = engine.accounts.get_mut(account);
+                let delta = self.effect(account, event);
+                let slot = self.accounts.get_mut(account);
                 slot.state.balances = slot.state.balances.wrapping_add(delta);
             }
             // Rebuilds the links too: they are derived, whatever the snapshot held.
-            engine.record_history(&accounts[..count], event);
+            self.record_history(&accounts[..count], event);
         }
-        for (slot, stored) in state.accounts.iter().enumerate() {
-            if engine.accounts.get(slot as u32).balances != stored.balances {
+        for (slot, balances) in stored.iter().enumerate() {
+            if self.accounts.get(slot as u32).balances != *balances {
                 return Err(invalid(format!(
                     "account {} balances do not match the replay of its events",
-                    stored.id
+                    self.accounts.get(slot as u32).id
                 )));
             }
         }
-        Ok(engine)
+        Ok(())
     }
 
     fn index_restored_event(&mut self, id: u128, event: EventRef) -> Result<(), SnapshotError> {

@@ -108,6 +108,8 @@ pub struct SnapshotMetrics {
     pub size_bytes: IntGauge,
     /// How long taking a snapshot's frozen view of the state stopped the apply path.
     pub apply_pause: Histogram,
+    /// How far resident memory rose during the last snapshot build or install, by phase.
+    pub rss_growth: IntGaugeVec,
 }
 
 impl SnapshotMetrics {
@@ -136,6 +138,19 @@ impl SnapshotMetrics {
                     0.1, 0.25, 1.0,
                 ],
             ),
+            rss_growth: {
+                let growth = gauge_vec(
+                    "tally_snapshot_rss_growth_bytes",
+                    "How far the node's resident memory rose above where it was when the last \
+                     snapshot build (phase=build) or install (phase=install) began, sampled \
+                     every 10 ms while it ran (0 before the first).",
+                    &["phase"],
+                );
+                for phase in ["build", "install"] {
+                    growth.with_label_values(&[phase]);
+                }
+                growth
+            },
         }
     }
 
@@ -143,6 +158,7 @@ impl SnapshotMetrics {
         register(registry, self.saved.clone());
         register(registry, self.size_bytes.clone());
         register(registry, self.apply_pause.clone());
+        register(registry, self.rss_growth.clone());
     }
 }
 
@@ -150,6 +166,35 @@ impl Default for SnapshotMetrics {
     fn default() -> SnapshotMetrics {
         SnapshotMetrics::new()
     }
+}
+
+/// Resident set size of this process in bytes, from /proc (Linux); 0 where unavailable.
+pub fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Run `work` while a thread samples resident memory every 10 ms: its result, and how far
+/// resident memory rose above where it was when `work` began (the peak seen, not the end).
+pub fn watching_resident<T>(work: impl FnOnce() -> T) -> (T, u64) {
+    let start = resident_bytes();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut peak = start;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(resident_bytes());
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            peak.max(resident_bytes())
+        });
+        let result = work();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let peak = sampler.join().unwrap_or(start);
+        (result, peak.saturating_sub(start))
+    })
 }
 
 /// Why a request was refused before it reached the ledger (`tally_rejects_total{reason}`).

@@ -18,7 +18,9 @@ use tally_raft::net::Frame;
 use tally_raft::replication::types::{
     Entry, EntryPayload, LogId, Membership, Node as Member, Snapshot, Vote,
 };
-use tally_raft::replication::{open_storage, LogStore, Request, StateMachine, TypeConfig};
+use tally_raft::replication::{
+    open_storage, read_image, LogStore, Request, StateMachine, TypeConfig,
+};
 use tally_raft::WalConfig;
 
 use common::single_node::{account, batch, NoNetwork};
@@ -214,8 +216,8 @@ async fn send_chunk(
 /// refusals do not stop the receiver's Raft.
 async fn snapshot_chunks_only_continue_the_snapshot_within_its_bound(kind: Kind) {
     let harness = Harness::new(kind);
-    let (snapshot, sent_digest) = sample_snapshot(&harness).await;
-    let image = snapshot.snapshot.get_ref().to_vec();
+    let (mut snapshot, sent_digest) = sample_snapshot(&harness).await;
+    let image = read_image(&mut snapshot.snapshot).expect("readable");
 
     let (log_store, mut state_machine) = open(&harness, "receiver");
     // The image exactly fits: a byte more is past the bound.

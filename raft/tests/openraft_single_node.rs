@@ -79,9 +79,9 @@ async fn single_node_commits_snapshots_and_restarts() {
     tracing::info!("--- restart from disk");
     let (raft, view) = start(dir.path()).await;
     assert_eq!(
-        view.digest().0,
-        Some(written.log_id),
-        "restored from the snapshot"
+        view.digest(),
+        (Some(last.log_id), digest),
+        "restored from the snapshot and the committed log after it, before any election"
     );
     raft.wait(TIMEOUT)
         .current_leader(1, "node 1 leads again")

@@ -15,7 +15,7 @@ use tally_raft::replication::types::{
     Entry, EntryPayload, LogId, Membership, Node, SnapshotMeta, StoredMembership, Vote,
 };
 use tally_raft::replication::{
-    open_storage, ClientBatch, LogStore, Request, SnapshotBuffer, StateMachine, StorageOpenError,
+    open_storage, read_image, ClientBatch, LogStore, Request, StateMachine, StorageOpenError,
 };
 use tally_raft::storage::{open_default, Disk};
 use tally_raft::WalConfig;
@@ -235,7 +235,7 @@ async fn snapshot_installs_with_equal_digest() {
     let (leader_applied, leader_digest) = leader.view().digest();
     assert_eq!(leader_applied, entries.last().map(|entry| entry.log_id));
 
-    let snapshot = leader
+    let mut snapshot = leader
         .get_snapshot_builder()
         .await
         .build_snapshot()
@@ -252,9 +252,12 @@ async fn snapshot_installs_with_equal_digest() {
         .begin_receiving_snapshot()
         .await
         .expect("receiving");
-    tokio::io::AsyncWriteExt::write_all(&mut *received, snapshot.snapshot.get_ref())
-        .await
-        .expect("received");
+    tokio::io::AsyncWriteExt::write_all(
+        &mut *received,
+        &read_image(&mut snapshot.snapshot).expect("readable"),
+    )
+    .await
+    .expect("received");
     follower
         .install_snapshot(&snapshot.meta, received)
         .await
@@ -287,14 +290,14 @@ async fn install_refuses_mismatched_or_damaged_snapshots() {
         .apply(sample_log()[..5].to_vec())
         .await
         .expect("applied");
-    let snapshot = state_machine
+    let mut snapshot = state_machine
         .get_snapshot_builder()
         .await
         .build_snapshot()
         .await
         .expect("built");
     let before = state_machine.view().digest();
-    let image = snapshot.snapshot.get_ref().to_vec();
+    let image = read_image(&mut snapshot.snapshot).expect("readable");
 
     let other_dir = tempfile::tempdir().expect("temporary directory");
     let (_other_log, mut fresh) = open(&disk, other_dir.path());
@@ -307,9 +310,11 @@ async fn install_refuses_mismatched_or_damaged_snapshots() {
     let last = damaged.len() - 1;
     damaged[last] ^= 0x40;
     for (meta, bytes) in [(&wrong_meta, image), (&snapshot.meta, damaged)] {
-        let result = fresh
-            .install_snapshot(meta, Box::new(SnapshotBuffer::from_image(bytes)))
-            .await;
+        let mut received = fresh.begin_receiving_snapshot().await.expect("receiving");
+        tokio::io::AsyncWriteExt::write_all(&mut *received, &bytes)
+            .await
+            .expect("received");
+        let result = fresh.install_snapshot(meta, received).await;
         assert!(result.is_err(), "a bad snapshot was installed");
         assert_eq!(fresh.view().digest(), fresh_digest);
         assert!(fresh
@@ -406,7 +411,7 @@ async fn applies_go_on_while_a_snapshot_is_written() {
         applied_during_build > 0,
         "entries are applied while the snapshot of 2M transfers is still being written"
     );
-    let snapshot = build.await.expect("joined").expect("snapshot built");
+    let mut snapshot = build.await.expect("joined").expect("snapshot built");
     assert_eq!(
         snapshot.meta.last_log_id, frozen_at,
         "the snapshot is of the frozen state"
@@ -420,12 +425,84 @@ async fn applies_go_on_while_a_snapshot_is_written() {
         .begin_receiving_snapshot()
         .await
         .expect("receiving");
-    tokio::io::AsyncWriteExt::write_all(&mut *received, snapshot.snapshot.get_ref())
-        .await
-        .expect("received");
+    tokio::io::AsyncWriteExt::write_all(
+        &mut *received,
+        &read_image(&mut snapshot.snapshot).expect("readable"),
+    )
+    .await
+    .expect("received");
     installed
         .install_snapshot(&snapshot.meta, received)
         .await
         .expect("installed");
     assert_eq!(installed.view().digest(), (frozen_at, frozen_digest));
+}
+
+/// Proves a restarted replica is back where it stopped before openraft starts: the entries up
+/// to the commit index it recorded are applied while the log is read — after its snapshot, or
+/// from the log's start without one — to the same state and digest, and not one entry past
+/// that index; without a recorded index nothing is applied early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_applies_the_committed_log_while_reading_it() {
+    let disk = open_default();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let entries = sample_log();
+    let committed = 30;
+    let (expected, snapshot) = {
+        let (mut log, mut state_machine) = open(&disk, dir.path());
+        log.blocking_append(entries.clone())
+            .await
+            .expect("appended");
+        state_machine
+            .apply(entries[..12].to_vec())
+            .await
+            .expect("applied");
+        let snapshot = state_machine
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("built");
+        state_machine
+            .apply(entries[12..=committed].to_vec())
+            .await
+            .expect("applied");
+        log.save_committed(Some(entries[committed].log_id))
+            .await
+            .expect("saved");
+        let expected = state_machine.view().digest();
+        // A clean stop records the commit index.
+        log.close();
+        (expected, snapshot.meta.last_log_id)
+    };
+    assert_eq!(snapshot, Some(entries[11].log_id));
+    assert_eq!(expected.0, Some(entries[committed].log_id));
+    {
+        let (log, state_machine) = open(&disk, dir.path());
+        assert_eq!(
+            state_machine.view().digest(),
+            expected,
+            "after the snapshot, the committed entries and no more"
+        );
+        log.close();
+    }
+    for file in std::fs::read_dir(dir.path().join("snapshots")).expect("listed") {
+        std::fs::remove_file(file.expect("entry").path()).expect("removed");
+    }
+    {
+        let (log, state_machine) = open(&disk, dir.path());
+        assert_eq!(
+            state_machine.view().digest(),
+            expected,
+            "from the log's start, without a snapshot"
+        );
+        log.close();
+    }
+    std::fs::remove_file(dir.path().join("raft").join("committed-index")).expect("removed");
+    let (_log, state_machine) = open(&disk, dir.path());
+    assert_eq!(
+        state_machine.last_applied(),
+        None,
+        "nothing applied early without a recorded commit index"
+    );
 }

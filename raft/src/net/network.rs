@@ -72,6 +72,7 @@ use super::rpc::{self, ErrorAnswer};
 use super::tls::{self, peer_name, Stream};
 use crate::replication::types::{Node, NodeId, Snapshot, TypeConfig, Vote};
 use crate::replication::{DecodeError, EncodeError};
+use crate::snapshot_file::ChunkSource;
 
 /// Times a snapshot transfer restarts at offset 0 after the receiver reported a mismatch (it
 /// was receiving another snapshot, or restarted). More means something else keeps interfering.
@@ -470,33 +471,46 @@ impl PeerClient {
         rpc::decode_install_snapshot_response(&answer).map_err(decode_error("snapshot answer"))
     }
 
-    /// Stream `image` chunk by chunk (see the module docs). Returns the receiver's vote: the
-    /// leader's own once the snapshot is installed, or a higher one that ended the transfer.
+    /// Stream the image in `source` chunk by chunk, each read from its file on a blocking
+    /// thread as it is due (see the module docs). Returns the receiver's vote: the leader's own
+    /// once the snapshot is installed, or a higher one that ended the transfer.
     async fn stream_snapshot(
         &mut self,
         vote: &Vote,
         meta: &crate::replication::types::SnapshotMeta,
-        image: &[u8],
+        source: &ChunkSource,
         option: &RPCOption,
     ) -> Result<Vote, CallError> {
         let chunk_bytes = option
             .snapshot_chunk_size()
             .unwrap_or(SNAPSHOT_CHUNK_BYTES_MAX)
             .clamp(1, SNAPSHOT_CHUNK_BYTES_MAX);
+        let image_bytes = source.payload_bytes();
         let install_time = SNAPSHOT_INSTALL_TIMEOUT_BASE
-            + Duration::from_secs(image.len() as u64 / SNAPSHOT_INSTALL_BYTES_PER_SECOND_MIN);
+            + Duration::from_secs(image_bytes / SNAPSHOT_INSTALL_BYTES_PER_SECOND_MIN);
         let mut restarts = 0;
-        let mut offset = 0;
+        let mut offset = 0u64;
         loop {
-            let end = image.len().min(offset + chunk_bytes);
-            let done = end == image.len();
+            let chunk = {
+                let source = source.clone();
+                tokio::task::spawn_blocking(move || source.read(offset, chunk_bytes))
+                    .await
+                    .map_err(io::Error::other)
+                    .and_then(|read| read)
+                    .map_err(|error| {
+                        CallError::Network(io::Error::other(format!(
+                            "reading the snapshot to send at offset {offset}: {error}"
+                        )))
+                    })?
+            };
+            let end = offset + chunk.len() as u64;
+            let done = end == image_bytes;
             let ttl = if done {
                 option.hard_ttl() + install_time
             } else {
                 option.hard_ttl()
             };
-            let payload =
-                rpc::encode_install_snapshot(vote, meta, offset as u64, done, &image[offset..end]);
+            let payload = rpc::encode_install_snapshot(vote, meta, offset, done, &chunk);
             match self.send_chunk(payload, ttl).await {
                 Ok(answer) if answer.vote > *vote || done => return Ok(answer.vote),
                 Ok(_) => offset = end,
@@ -591,11 +605,16 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
         let meta = snapshot.meta;
-        let image = snapshot.snapshot.into_inner();
-        tracing::info!(target = self.target, snapshot = %meta, bytes = image.len(), "sending snapshot");
+        let mut data = snapshot.snapshot;
+        let source = data.chunks().map_err(|error| {
+            self.streaming_error(CallError::Network(io::Error::other(format!(
+                "opening the snapshot to send: {error}"
+            ))))
+        })?;
+        tracing::info!(target = self.target, snapshot = %meta, bytes = source.payload_bytes(), "sending snapshot");
         let result = tokio::select! {
             closed = cancel => return Err(closed.into()),
-            result = self.stream_snapshot(&vote, &meta, &image, &option) => result,
+            result = self.stream_snapshot(&vote, &meta, &source, &option) => result,
         };
         let answered = result.map_err(|error| self.streaming_error(error))?;
         tracing::info!(target = self.target, snapshot = %meta, "snapshot sent");

@@ -50,6 +50,9 @@ pub enum DecodeError {
     NodesOutOfOrder(u64),
     #[error("voter {0} has no node entry in the membership")]
     VoterWithoutNode(u64),
+    /// Reading the bytes from a file failed.
+    #[error("reading: {0}")]
+    Read(String),
 }
 
 /// Opening the log store failed.
@@ -102,6 +105,13 @@ pub enum StorageOpenError {
     Log(#[from] LogStoreOpenError),
     #[error(transparent)]
     StateMachine(#[from] StateMachineOpenError),
+    /// A committed entry of the local log did not decode while it was replayed at start.
+    #[error("replaying the committed log: entry {index} does not decode: {source}")]
+    Replay {
+        index: u64,
+        #[source]
+        source: DecodeError,
+    },
     /// The log was purged past what the newest valid snapshot covers: the entries in between
     /// are gone, so the state cannot be rebuilt on this node.
     #[error(

@@ -38,6 +38,12 @@ pub const REPLICATION_READ_ENTRIES_STEP: u64 = 8;
 /// suffices unless the log keeps moving; three bounds the loop.
 pub const LOG_READ_ATTEMPTS_MAX: usize = 3;
 
+/// How often the commit index this node knows is recorded on disk (when it moved), so that a
+/// restart applies the log up to it in one pass while the log is read (`open_storage`). A crash
+/// loses at most this much of the record: those entries are applied through Raft instead, once
+/// a leader is heard.
+pub const COMMIT_MARK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Snapshot files kept on disk. openraft's contract for `install_snapshot` is that every other
 /// snapshot is deleted, and the log is purged up to the newest one, so an older snapshot could
 /// not be replayed forward anyway.

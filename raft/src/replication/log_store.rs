@@ -32,7 +32,8 @@ use tokio::sync::watch;
 use super::codec::{decode_entry, encode_entry};
 use super::error::LogStoreOpenError;
 use super::limits::{
-    LOG_READ_ATTEMPTS_MAX, REPLICATION_READ_BYTES_MAX, REPLICATION_READ_ENTRIES_STEP,
+    COMMIT_MARK_INTERVAL, LOG_READ_ATTEMPTS_MAX, REPLICATION_READ_BYTES_MAX,
+    REPLICATION_READ_ENTRIES_STEP,
 };
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use super::{RAFT_META_DIR, WAL_DIR};
@@ -44,6 +45,10 @@ use crate::wal::{self, Wal, WalConfig, WalReader};
 /// Name of the file (in `{data}/raft/`) holding openraft's last purged log id.
 pub const PURGED_LOG_ID_FILE: &str = "purged-log-id";
 const PURGED_LOG_ID_MAGIC: u32 = 0x494C_5054; // "TPLI"
+/// Name of the file (in `{data}/raft/`) holding a commit index this node knew (see
+/// [`CommitMarker`]).
+pub const COMMITTED_INDEX_FILE: &str = "committed-index";
+const COMMITTED_INDEX_MAGIC: u32 = 0x4943_5054; // "TPCI"
 
 /// openraft's log storage on the WAL of one node. See the module docs.
 pub struct LogStore {
@@ -60,8 +65,79 @@ pub struct LogStore {
     /// fires callbacks in append order, so this is a prefix count.
     appends_completed: Arc<watch::Sender<u64>>,
     /// The commit index openraft last told `save_committed`, plus one (0: none), for metrics
-    /// and readiness; not durable (see `save_committed`).
+    /// and readiness, and recorded on disk about once a second by `_commit_marker`.
     committed: Arc<std::sync::atomic::AtomicU64>,
+    _commit_marker: CommitMarker,
+}
+
+/// Records the commit index openraft told `save_committed` in `COMMITTED_INDEX_FILE`, on a
+/// thread of its own: every `COMMIT_MARK_INTERVAL` when it moved, and once more when the log
+/// store is dropped (a clean stop records the last one).
+///
+/// Contract: the recorded index is one openraft reported committed on this node, so every
+/// entry of this node's log up to it is committed (Raft never lets a follower commit past the
+/// entries it holds from the leader, and committed entries are never truncated:
+/// `truncate` refuses it). It may lag the real commit index — by up to the interval after a
+/// crash — never lead it. So a restart may apply the log up to it without waiting for a
+/// leader (`open_storage`). Not on the commit path: no fsync per commit.
+#[derive(Debug)]
+struct CommitMarker {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CommitMarker {
+    fn start(
+        disk: Arc<dyn Disk>,
+        meta_dir: PathBuf,
+        committed: Arc<std::sync::atomic::AtomicU64>,
+    ) -> std::io::Result<CommitMarker> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("commit-mark".to_owned())
+            .spawn(move || {
+                let mut recorded = committed.load(Relaxed);
+                loop {
+                    let last_round = stopping.load(Relaxed);
+                    let now = committed.load(Relaxed);
+                    if now > recorded {
+                        let index = (now - 1).to_le_bytes();
+                        match write_meta(
+                            disk.as_ref(),
+                            &meta_dir,
+                            COMMITTED_INDEX_FILE,
+                            COMMITTED_INDEX_MAGIC,
+                            &index,
+                        ) {
+                            Ok(()) => recorded = now,
+                            Err(error) => tracing::warn!(%error,
+                                "the commit index could not be recorded; a restart applies more \
+                                 of the log through Raft instead"),
+                        }
+                    }
+                    if last_round {
+                        return;
+                    }
+                    std::thread::park_timeout(COMMIT_MARK_INTERVAL);
+                }
+            })?;
+        Ok(CommitMarker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for CommitMarker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Debug for LogStore {
@@ -147,13 +223,62 @@ impl LogStore {
         data_dir: &Path,
         config: WalConfig,
     ) -> Result<LogStore, LogStoreOpenError> {
+        Self::open_inner(disk, data_dir, config, None)
+    }
+
+    /// Open as [`LogStore::open`] does, handing every entry of the recovered log from index
+    /// `from` on to `visit`, in order, while the WAL reads it (`Wal::open_with_replay`: the log
+    /// is read from disk once). On `Err`, whatever `visit` built must be thrown away.
+    pub fn open_with_replay(
+        disk: Arc<dyn Disk>,
+        data_dir: &Path,
+        config: WalConfig,
+        from: u64,
+        mut visit: impl FnMut(wal::Entry),
+    ) -> Result<LogStore, LogStoreOpenError> {
+        Self::open_inner(disk, data_dir, config, Some((from, &mut visit)))
+    }
+
+    /// The commit index recorded in `{data_dir}/raft/` by an earlier run (see
+    /// [`CommitMarker`]): every entry of this node's log up to it is committed.
+    pub fn recorded_commit(
+        disk: &dyn Disk,
+        data_dir: &Path,
+    ) -> Result<Option<u64>, LogStoreOpenError> {
+        let meta_dir = data_dir.join(RAFT_META_DIR);
+        let meta = |reason: String| LogStoreOpenError::Meta {
+            path: meta_dir.join(COMMITTED_INDEX_FILE),
+            reason,
+        };
+        match read_meta(disk, &meta_dir, COMMITTED_INDEX_FILE, COMMITTED_INDEX_MAGIC) {
+            Ok(None) => Ok(None),
+            Ok(Some(payload)) => <[u8; 8]>::try_from(payload.as_slice())
+                .map(|bytes| Some(u64::from_le_bytes(bytes)))
+                .map_err(|_| meta(format!("{} bytes where 8 were due", payload.len()))),
+            Err(MetaError::Io(error)) => Err(meta(error.to_string())),
+            Err(MetaError::Corrupt(reason)) => Err(meta(reason.to_owned())),
+        }
+    }
+
+    fn open_inner(
+        disk: Arc<dyn Disk>,
+        data_dir: &Path,
+        config: WalConfig,
+        replay: Option<(u64, &mut dyn FnMut(wal::Entry))>,
+    ) -> Result<LogStore, LogStoreOpenError> {
         let meta_dir = data_dir.join(RAFT_META_DIR);
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| LogStoreOpenError::Io { path, source }
         };
         disk.create_dir_all(&meta_dir).map_err(io(&meta_dir))?;
-        let mut wal = Wal::open(Arc::clone(&disk), &data_dir.join(WAL_DIR), config)?;
+        let wal_dir = data_dir.join(WAL_DIR);
+        let mut wal = match replay {
+            None => Wal::open(Arc::clone(&disk), &wal_dir, config)?,
+            Some((from, visit)) => {
+                Wal::open_with_replay(Arc::clone(&disk), &wal_dir, config, from, visit)?
+            }
+        };
         // A new directory's name is durable only once its parent is synced.
         disk.sync_dir(data_dir).map_err(io(data_dir))?;
         let purged = Self::read_purged(disk.as_ref(), &meta_dir)?;
@@ -168,6 +293,10 @@ impl LogStore {
         }
         let reader = LogReader { wal: wal.reader() };
         let (appends_completed, _) = watch::channel(0);
+        let committed: Arc<std::sync::atomic::AtomicU64> = Arc::default();
+        let commit_marker =
+            CommitMarker::start(Arc::clone(&disk), meta_dir.clone(), Arc::clone(&committed))
+                .map_err(io(&meta_dir))?;
         Ok(LogStore {
             wal,
             reader,
@@ -176,7 +305,8 @@ impl LogStore {
             purged,
             appends_submitted: 0,
             appends_completed: Arc::new(appends_completed),
-            committed: Arc::default(),
+            committed,
+            _commit_marker: commit_marker,
         })
     }
 
@@ -205,6 +335,16 @@ impl LogStore {
     /// valid after the log store moves into openraft.
     pub fn committed_index(&self) -> CommittedIndex {
         CommittedIndex(Arc::clone(&self.committed))
+    }
+
+    /// Record that the log is known committed up to `index` (what a restart applied from the
+    /// log or restored from a snapshot: `open_storage`), so readiness need not wait for
+    /// openraft to report a commit index it already has. Only ever raises the index.
+    pub(crate) fn note_committed(&self, index: u64) {
+        self.committed.fetch_max(
+            index.saturating_add(1),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// The WAL underneath (backend, statistics, health through [`Wal::reader`]).
@@ -298,12 +438,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.wal.read_vote().as_ref().map(from_wal_vote))
     }
 
-    // `read_committed` keeps openraft's default (not saved), and `save_committed` only
-    // publishes the index in memory for metrics and readiness. Writing the committed log id
-    // durably would cost two fsyncs per commit advance on the hot path, and openraft only
-    // needs it to re-apply the log at start-up before an election. Without it, a restarted
-    // node restores its newest snapshot and re-applies the rest once the leader tells it the
-    // commit index; reads must go through the leader's read index meanwhile.
+    // `read_committed` keeps openraft's default (not saved), and `save_committed` publishes
+    // the index in memory for metrics and readiness; `CommitMarker` records it on disk about
+    // once a second, off the commit path (writing it durably per commit would cost two fsyncs
+    // per commit advance). At start `open_storage` applies the log up to the recorded index
+    // while the WAL is read, and openraft takes what is applied as committed; the rest is
+    // applied once a leader tells the node the commit index.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let published = committed.map_or(0, |id| id.index.saturating_add(1));
         self.committed

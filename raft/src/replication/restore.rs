@@ -6,7 +6,7 @@
 //! snapshot: the file is checked end to end (its checksums, its meta against its name, and the
 //! engine's own restore, which verifies every balance), this node must be a member of the
 //! membership the snapshot carries, and then the data directory gets
-//! - the snapshot file under `snapshots/`, durable (see `SnapshotFiles::write`), and
+//! - the snapshot file under `snapshots/`, durable (see `SnapshotWriter::finish`), and
 //! - a WAL whose only content is a vote for this node at the snapshot's term.
 //!
 //! At start, openraft finds the state machine ahead of the empty log and purges the log up to
@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use tally_engine::{Engine, EngineConfig};
 
-use super::snapshot_image::decode_image;
+use super::snapshot_image::read_head;
 use super::types::NodeId;
 use super::{SNAPSHOT_DIR, WAL_DIR};
 use crate::snapshot_file::SnapshotFiles;
@@ -82,10 +82,16 @@ pub fn restore_from_snapshot(
         SnapshotFiles::id_of(file).ok_or_else(|| RestoreError::NotASnapshotName(shown.clone()))?;
     let source_dir = file.parent().unwrap_or_else(|| Path::new("."));
     let source = SnapshotFiles::new(Arc::clone(&disk), source_dir)?;
-    let image = source
-        .read(snapshot_id)?
+    let file = source
+        .open(snapshot_id)?
         .ok_or_else(|| RestoreError::Damaged(shown.clone()))?;
-    let (meta, engine_bytes) = decode_image(&image)?;
+    let mut reader = file.reader();
+    // The file's CRC is checked by the read that reaches its end: a failure there is damage.
+    let damaged = || RestoreError::Damaged(shown.clone());
+    let meta = read_head(&mut reader).map_err(|error| match error {
+        super::error::DecodeError::Read(_) => damaged(),
+        error => error.into(),
+    })?;
     let named = meta
         .last_log_id
         .map(|log_id| (log_id.index, log_id.leader_id.term));
@@ -94,7 +100,10 @@ pub fn restore_from_snapshot(
             meta: meta.to_string(),
         });
     }
-    let engine = Engine::restore(engine_bytes, engine_config)?;
+    let engine = Engine::restore_from(&mut reader, engine_config).map_err(|error| match error {
+        tally_engine::SnapshotError::Read(_) => damaged(),
+        error => error.into(),
+    })?;
     let membership = meta.last_membership.membership();
     let voters: Vec<NodeId> = membership.voter_ids().collect();
     let learners: Vec<NodeId> = membership.learner_ids().collect();
@@ -113,8 +122,10 @@ pub fn restore_from_snapshot(
     }
     let write = |error: &dyn std::fmt::Display| RestoreError::Write(error.to_string());
     disk.create_dir_all(data_dir).map_err(|e| write(&e))?;
-    SnapshotFiles::new(Arc::clone(&disk), &data_dir.join(SNAPSHOT_DIR))?
-        .write(snapshot_id, &image)?;
+    let files = SnapshotFiles::new(Arc::clone(&disk), &data_dir.join(SNAPSHOT_DIR))?;
+    let mut copy = files.create()?;
+    std::io::copy(&mut file.reader(), &mut copy).map_err(|e| write(&e))?;
+    copy.finish(snapshot_id)?;
     let mut wal = Wal::open(
         Arc::clone(&disk),
         &data_dir.join(WAL_DIR),

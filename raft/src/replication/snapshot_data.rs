@@ -1,10 +1,16 @@
-//! [`SnapshotBuffer`], openraft's `SnapshotData`: a snapshot image in memory that a peer can
-//! only append to, in order, up to a bound.
+//! [`SnapshotData`], openraft's `SnapshotData`: a snapshot image in a file, never in memory.
+//!
+//! Two kinds, one type (openraft has one `SnapshotData` for both directions):
+//! - **stored**: a snapshot file of this node (built here, or the current one read back to
+//!   send it), read only. The network sends it in chunks read at their offsets
+//!   ([`SnapshotData::chunks`]), from a blocking thread; nothing seeks it.
+//! - **receiving**: a snapshot a peer is sending, written to a partial file in the snapshots
+//!   directory as its chunks arrive (`SnapshotWriter`), checked and restored from that file
+//!   by `install_snapshot`, which then makes the same file the node's snapshot by a rename.
 //!
 //! openraft's receiver (`Streaming::receive`) seeks to each chunk's offset and writes there.
-//! On a `Cursor<Vec<u8>>` a chunk at a far offset grows the vector with zeros up to it, so one
-//! small chunk from a peer (authenticated, but wrong) could make a replica commit gigabytes.
-//! This buffer refuses, with an I/O error and without changing anything:
+//! A chunk at a far offset must not make a replica write gigabytes, so a receiving image
+//! refuses, with an I/O error and without changing anything:
 //! - a seek anywhere but to the current end or to 0 (the sender restarting its snapshot);
 //! - a write that would take the image past its bound (`SNAPSHOT_RECEIVE_BYTES_MAX` for a
 //!   received snapshot).
@@ -13,133 +19,171 @@
 //! the I/O error into an error answer to that chunk (docs/protocol.md); its receiving state
 //! keeps the bytes received so far, and the next chunk must still continue them.
 //!
-//! Reading goes from the start to the end (a snapshot built or loaded here is handed whole to
-//! the network, which sends it from the bytes, never by seeking: `net/network.rs`).
+//! Writes and reads here are blocking file I/O of at most one chunk (`SNAPSHOT_CHUNK_BYTES_MAX`)
+//! into the page cache, done in the poll: a chunk's worth, as the in-memory buffer before it
+//! copied a chunk's worth.
 
-use std::io::{self, SeekFrom};
+use std::io::{self, Read, SeekFrom, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
-use super::limits::SNAPSHOT_RECEIVE_BYTES_MAX;
+use crate::snapshot_file::{ChunkSource, PayloadReader, SnapshotFile, SnapshotWriter};
 
-/// A snapshot image in memory, appended to in order up to a bound. See the module docs.
+/// A snapshot image in a file, stored or being received. See the module docs.
 #[derive(Debug)]
-pub struct SnapshotBuffer {
-    image: Vec<u8>,
+pub struct SnapshotData {
+    kind: Kind,
     /// Where the next read or write happens: 0, the end, or (while reading) in between.
     position: u64,
-    /// The image may not grow past this many bytes.
-    bytes_max: u64,
 }
 
-impl SnapshotBuffer {
-    /// A complete image (built here, or read back from a snapshot file), to be read or sent.
-    pub fn from_image(image: Vec<u8>) -> SnapshotBuffer {
-        let bytes_max = image.len() as u64;
-        SnapshotBuffer {
-            image,
+#[derive(Debug)]
+enum Kind {
+    Stored(SnapshotFile),
+    Receiving {
+        writer: SnapshotWriter,
+        /// The image may not grow past this many bytes.
+        bytes_max: u64,
+    },
+}
+
+fn refused(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, why)
+}
+
+impl SnapshotData {
+    /// A snapshot file of this node, to be read or sent.
+    pub fn stored(file: SnapshotFile) -> SnapshotData {
+        SnapshotData {
+            kind: Kind::Stored(file),
             position: 0,
-            bytes_max,
         }
     }
 
-    /// An empty image to receive a snapshot into, bounded by `SNAPSHOT_RECEIVE_BYTES_MAX`.
-    pub fn receiving() -> SnapshotBuffer {
-        SnapshotBuffer::receiving_at_most(SNAPSHOT_RECEIVE_BYTES_MAX)
-    }
-
-    /// An empty image to receive a snapshot into, bounded by `bytes_max` (a smaller bound than
-    /// the node-wide one lets tests reach it).
-    pub fn receiving_at_most(bytes_max: u64) -> SnapshotBuffer {
-        SnapshotBuffer {
-            image: Vec::new(),
+    /// An empty image to receive a snapshot into `writer`'s partial file, bounded by
+    /// `bytes_max`.
+    pub fn receiving(writer: SnapshotWriter, bytes_max: u64) -> SnapshotData {
+        SnapshotData {
+            kind: Kind::Receiving { writer, bytes_max },
             position: 0,
-            bytes_max,
         }
     }
 
-    /// The image's bytes.
-    pub fn get_ref(&self) -> &[u8] {
-        &self.image
+    /// Bytes of the image (received so far, for a receiving one).
+    pub fn len(&self) -> u64 {
+        match &self.kind {
+            Kind::Stored(file) => file.payload_bytes(),
+            Kind::Receiving { writer, .. } => writer.len(),
+        }
     }
 
-    /// The image's bytes, taken out.
-    pub fn into_inner(self) -> Vec<u8> {
-        self.image
+    /// True for an image of no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
-    fn len(&self) -> u64 {
-        self.image.len() as u64
+    /// Chunks of the image at any offset, from any thread.
+    pub fn chunks(&mut self) -> io::Result<ChunkSource> {
+        match &mut self.kind {
+            Kind::Stored(file) => Ok(file.chunks()),
+            Kind::Receiving { writer, .. } => writer.chunks(),
+        }
     }
 
-    /// The position a seek would reach, if allowed: only 0 and the current end.
+    /// The image as a stream from its first byte (a stored file's CRC checked at its end).
+    pub fn reader(&mut self) -> io::Result<PayloadReader> {
+        match &mut self.kind {
+            Kind::Stored(file) => Ok(file.reader()),
+            Kind::Receiving { writer, .. } => writer.reader(),
+        }
+    }
+
+    /// True for a stored snapshot file (one of this node's, or handed over from another).
+    pub fn is_stored(&self) -> bool {
+        matches!(self.kind, Kind::Stored(_))
+    }
+
+    /// The partial file of a received image, to be made a snapshot file; `None` for a stored
+    /// one (already a file of this node).
+    pub fn into_received(self) -> Option<SnapshotWriter> {
+        match self.kind {
+            Kind::Stored(_) => None,
+            Kind::Receiving { writer, .. } => Some(writer),
+        }
+    }
+
+    /// The position a seek would reach, if allowed: only 0 and the current end (anywhere
+    /// within a stored image, which is only read).
     fn seek_target(&self, to: SeekFrom) -> io::Result<u64> {
         let target = match to {
             SeekFrom::Start(offset) => Some(offset),
             SeekFrom::End(delta) => self.len().checked_add_signed(delta),
             SeekFrom::Current(delta) => self.position.checked_add_signed(delta),
         };
+        let allowed = |target: u64| match self.kind {
+            Kind::Stored(_) => target <= self.len(),
+            Kind::Receiving { .. } => target == 0 || target == self.len(),
+        };
         match target {
-            Some(target) if target == 0 || target == self.len() => Ok(target),
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "snapshot data refused a seek to {to:?}: chunks must continue the {} bytes \
-                     received so far (or restart at 0)",
-                    self.len()
-                ),
-            )),
+            Some(target) if allowed(target) => Ok(target),
+            _ => Err(refused(format!(
+                "snapshot data refused a seek to {to:?}: chunks must continue the {} bytes \
+                 received so far (or restart at 0)",
+                self.len()
+            ))),
         }
     }
 
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        if self.position != 0 && self.position != self.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "snapshot data refused a write at {} inside its {} bytes",
-                    self.position,
-                    self.len()
-                ),
-            ));
+        let (position, len) = (self.position, self.len());
+        let Kind::Receiving { writer, bytes_max } = &mut self.kind else {
+            return Err(refused("a stored snapshot is read only".to_owned()));
+        };
+        if position != 0 && position != len {
+            return Err(refused(format!(
+                "snapshot data refused a write at {position} inside its {len} bytes"
+            )));
         }
-        let end = self.position.saturating_add(bytes.len() as u64);
-        if end > self.bytes_max {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "snapshot data refused a write up to byte {end}: past its bound of {} bytes",
-                    self.bytes_max
-                ),
-            ));
+        let end = position.saturating_add(bytes.len() as u64);
+        if end > *bytes_max {
+            return Err(refused(format!(
+                "snapshot data refused a write up to byte {end}: past its bound of {bytes_max} bytes"
+            )));
         }
         // A write at 0 into a non-empty image is the sender starting over: what came before is
         // dropped only now that the new chunk is accepted.
-        self.image.truncate(self.position as usize);
-        self.image.extend_from_slice(bytes);
+        if position == 0 {
+            writer.rewind();
+        }
+        writer.write_all(bytes)?;
         self.position = end;
         Ok(bytes.len())
     }
+
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let position = self.position;
+        let chunk = self.chunks()?.read(position, out.len())?;
+        out[..chunk.len()].copy_from_slice(&chunk);
+        self.position += chunk.len() as u64;
+        Ok(chunk.len())
+    }
 }
 
-impl AsyncRead for SnapshotBuffer {
+impl AsyncRead for SnapshotData {
     fn poll_read(
         self: Pin<&mut Self>,
         _context: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let start = (this.position as usize).min(this.image.len());
-        let count = buf.remaining().min(this.image.len() - start);
-        buf.put_slice(&this.image[start..start + count]);
-        this.position += count as u64;
-        Poll::Ready(Ok(()))
+        let read = this.read(buf.initialize_unfilled());
+        Poll::Ready(read.map(|count| buf.advance(count)))
     }
 }
 
-impl AsyncWrite for SnapshotBuffer {
+impl AsyncWrite for SnapshotData {
     fn poll_write(
         self: Pin<&mut Self>,
         _context: &mut Context<'_>,
@@ -157,7 +201,7 @@ impl AsyncWrite for SnapshotBuffer {
     }
 }
 
-impl AsyncSeek for SnapshotBuffer {
+impl AsyncSeek for SnapshotData {
     fn start_seek(self: Pin<&mut Self>, to: SeekFrom) -> io::Result<()> {
         let this = self.get_mut();
         this.position = this.seek_target(to)?;
@@ -169,37 +213,58 @@ impl AsyncSeek for SnapshotBuffer {
     }
 }
 
+/// Read a whole image into memory (tests and tools; nodes stream).
+pub fn read_image(data: &mut SnapshotData) -> io::Result<Vec<u8>> {
+    let mut image = Vec::new();
+    data.reader()?.read_to_end(&mut image)?;
+    Ok(image)
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::snapshot_file::SnapshotFiles;
+    use crate::wal::LogId;
     use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
     /// Proves a received image grows only chunk after chunk: a seek past the end or inside it
     /// and a write past the bound are refused and leave the image as it was; a restart at 0
-    /// replaces the image only once its first chunk is written; reading gives the image back.
+    /// replaces the image only once its first chunk is written; a stored image reads back
+    /// and refuses writes.
     #[tokio::test]
     async fn chunks_only_continue_the_image_within_the_bound() {
-        let mut buffer = SnapshotBuffer::receiving_at_most(10);
+        let disk = crate::storage::open_default();
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let files = SnapshotFiles::new(Arc::clone(&disk), dir.path()).expect("files");
+        let mut buffer = SnapshotData::receiving(files.create().expect("writer"), 10);
         buffer.write_all(b"abcd").await.unwrap();
         assert!(buffer.seek(SeekFrom::Start(64 << 30)).await.is_err());
         assert!(buffer.seek(SeekFrom::Start(2)).await.is_err());
         assert!(buffer.seek(SeekFrom::End(1)).await.is_err());
         assert_eq!(buffer.seek(SeekFrom::Start(4)).await.unwrap(), 4);
         assert!(buffer.write_all(b"efghijk").await.is_err());
-        assert_eq!(buffer.get_ref(), b"abcd");
+        assert_eq!(read_image(&mut buffer).unwrap(), b"abcd");
         buffer.write_all(b"efghij").await.unwrap();
-        assert_eq!(buffer.get_ref(), b"abcdefghij");
+        assert_eq!(read_image(&mut buffer).unwrap(), b"abcdefghij");
         assert!(buffer.write_all(b"k").await.is_err());
 
         assert_eq!(buffer.seek(SeekFrom::Start(0)).await.unwrap(), 0);
-        assert_eq!(buffer.get_ref(), b"abcdefghij");
+        assert_eq!(read_image(&mut buffer).unwrap(), b"abcdefghij");
         buffer.write_all(b"xy").await.unwrap();
-        assert_eq!(buffer.get_ref(), b"xy");
+        assert_eq!(read_image(&mut buffer).unwrap(), b"xy");
 
-        let mut image = SnapshotBuffer::from_image(b"snapshot".to_vec());
+        let last = LogId { index: 3, term: 1 };
+        buffer
+            .into_received()
+            .expect("received")
+            .finish(last)
+            .expect("kept");
+        let mut image = SnapshotData::stored(files.open(last).unwrap().expect("valid"));
         let mut read = Vec::new();
         image.read_to_end(&mut read).await.unwrap();
-        assert_eq!(read, b"snapshot");
+        assert_eq!(read, b"xy");
         assert!(image.write_all(b"!").await.is_err());
     }
 }

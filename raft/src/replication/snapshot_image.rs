@@ -1,6 +1,7 @@
 //! A snapshot image: the bytes a snapshot file holds and a leader sends to a follower. It is
 //! the applied state openraft needs (last applied log id, last membership, snapshot id) in
-//! front of the engine's own snapshot (rkyv + BLAKE3, opaque here).
+//! front of the engine's own snapshot (rkyv sections + BLAKE3, opaque here). Written and read as a
+//! stream: the head in memory, the engine's part straight to or from the file.
 //!
 //! ```text
 //! offset size field
@@ -12,12 +13,14 @@
 //!                          last_membership log id (optional log id, 32 bytes)
 //!                          last_membership (membership layout, docs/raft-entries.md)
 //!                          snapshot_id: length u32, UTF-8 bytes
-//!   16+M    - engine       Engine::snapshot() bytes, to the end
+//!   16+M    - engine       the engine's snapshot (FrozenState::write_to), to the end
 //! ```
 //! The file around it (`snapshot_file.rs`) adds a CRC32C over all of this; the engine's part
 //! carries its own BLAKE3. Keeping the applied state inside the image is what makes a snapshot
 //! self-describing: restoring one sets the engine, the applied log id and the membership
 //! together, from the same bytes.
+
+use std::io::Read;
 
 use super::codec::{
     decode_membership, decode_optional_log_id, encode_membership, encode_optional_log_id, Reader,
@@ -69,23 +72,39 @@ pub(crate) fn decode_meta(reader: &mut Reader<'_>) -> Result<SnapshotMeta, Decod
     })
 }
 
-/// Encode `meta` and the engine's snapshot bytes into one image.
-pub fn encode_image(meta: &SnapshotMeta, engine: &[u8]) -> Result<Vec<u8>, EncodeError> {
+/// The image's head: its header and meta section (the pair of [`read_head`]). The engine's
+/// snapshot follows it to the end of the image.
+pub fn encode_head(meta: &SnapshotMeta) -> Result<Vec<u8>, EncodeError> {
     let mut section = Vec::with_capacity(1024);
     encode_meta(meta, &mut section)?;
-    let mut image = Vec::with_capacity(HEADER_BYTES + section.len() + engine.len());
-    image.extend_from_slice(&MAGIC.to_le_bytes());
-    image.extend_from_slice(&VERSION.to_le_bytes());
-    image.extend_from_slice(&(section.len() as u32).to_le_bytes());
-    image.extend_from_slice(&[0; 4]);
-    image.extend_from_slice(&section);
-    image.extend_from_slice(engine);
-    Ok(image)
+    let mut head = Vec::with_capacity(HEADER_BYTES + section.len());
+    head.extend_from_slice(&MAGIC.to_le_bytes());
+    head.extend_from_slice(&VERSION.to_le_bytes());
+    head.extend_from_slice(&(section.len() as u32).to_le_bytes());
+    head.extend_from_slice(&[0; 4]);
+    head.extend_from_slice(&section);
+    Ok(head)
 }
 
-/// Split an image into its meta and the engine's bytes (the pair of [`encode_image`]).
-pub fn decode_image(image: &[u8]) -> Result<(SnapshotMeta, &[u8]), DecodeError> {
-    let mut reader = Reader::new(image);
+fn read_exact(input: &mut impl Read, bytes: &mut [u8], at: usize) -> Result<(), DecodeError> {
+    input.read_exact(bytes).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::UnexpectedEof {
+            DecodeError::Truncated {
+                at,
+                needed: bytes.len(),
+            }
+        } else {
+            DecodeError::Read(error.to_string())
+        }
+    })
+}
+
+/// Read an image's head from `input` (see [`encode_head`]), leaving `input` at the start of
+/// the engine's snapshot.
+pub fn read_head(input: &mut impl Read) -> Result<SnapshotMeta, DecodeError> {
+    let mut header = [0u8; HEADER_BYTES];
+    read_exact(input, &mut header, 0)?;
+    let mut reader = Reader::new(&header);
     if reader.u32()? != MAGIC {
         return Err(DecodeError::BadMagic);
     }
@@ -93,15 +112,39 @@ pub fn decode_image(image: &[u8]) -> Result<(SnapshotMeta, &[u8]), DecodeError> 
     if version != VERSION {
         return Err(DecodeError::UnknownVersion(version));
     }
-    let section_bytes = reader.count("bytes of snapshot meta", SNAPSHOT_META_BYTES_MAX, 1)?;
+    // The meta section follows the header: its length is bounded here, before reading it.
+    let section_bytes = reader.u32()? as usize;
+    if section_bytes > SNAPSHOT_META_BYTES_MAX {
+        return Err(DecodeError::OverLimit {
+            what: "bytes of snapshot meta",
+            count: section_bytes as u64,
+            limit: SNAPSHOT_META_BYTES_MAX,
+        });
+    }
     reader.reserved(4)?;
-    let section = reader.take(section_bytes)?;
-    let engine = reader.take(reader.remaining())?;
-
-    let mut reader = Reader::new(section);
+    reader.finish()?;
+    let mut section = vec![0u8; section_bytes];
+    read_exact(input, &mut section, HEADER_BYTES)?;
+    let mut reader = Reader::new(&section);
     let meta = decode_meta(&mut reader)?;
     reader.finish()?;
-    Ok((meta, engine))
+    Ok(meta)
+}
+
+/// Encode `meta` and the engine's snapshot bytes into one image in memory (tests and tools:
+/// nodes write the head and stream the engine's snapshot after it).
+pub fn encode_image(meta: &SnapshotMeta, engine: &[u8]) -> Result<Vec<u8>, EncodeError> {
+    let mut image = encode_head(meta)?;
+    image.extend_from_slice(engine);
+    Ok(image)
+}
+
+/// Split an image in memory into its meta and the engine's bytes (the pair of
+/// [`encode_image`]).
+pub fn decode_image(image: &[u8]) -> Result<(SnapshotMeta, &[u8]), DecodeError> {
+    let mut rest = image;
+    let meta = read_head(&mut rest)?;
+    Ok((meta, rest))
 }
 
 #[cfg(test)]

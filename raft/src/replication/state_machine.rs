@@ -9,16 +9,19 @@
 //! A snapshot image (`snapshot_image.rs`) holds the engine's snapshot *and* the applied state
 //! (last applied log id, last membership), so the two are always restored together.
 //!
-//! Snapshot files are written through `snapshot_file.rs` in `{data}/snapshots/`; the current
-//! one is read back from disk when openraft asks for it (to send it to a follower), so it is
-//! never held in memory between uses. Building serialises the engine on the state machine's
-//! task (a consistent view without copying the state), then encodes and writes the file on a
-//! blocking thread.
+//! Snapshot files are written through `snapshot_file.rs` in `{data}/snapshots/`, and a
+//! snapshot is never held in memory whole: building freezes a view of the engine on the state
+//! machine's task (`Engine::freeze`: a pause that does not grow with the history) and streams
+//! it to a file on a low-priority thread while applies go on; openraft gets the file
+//! (`SnapshotData`), which the network sends in chunks read from it; a received snapshot is
+//! written to a partial file as it arrives, restored from that file, and kept by renaming it.
+//! So building, sending and installing cost the state's memory once, plus a chunk.
 
 // openraft's storage traits return its `StorageError` (224 bytes) by value; the helpers here
 // produce exactly that error for them, so boxing it would only add a conversion.
 #![allow(clippy::result_large_err)]
 
+use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -28,13 +31,14 @@ use tally_engine::{Engine, EngineConfig};
 
 use super::error::{InstallError, StateMachineOpenError};
 use super::limits::{SNAPSHOTS_KEPT, SNAPSHOT_RECEIVE_BYTES_MAX};
-use super::snapshot_buffer::SnapshotBuffer;
-use super::snapshot_image::{decode_image, encode_image};
+use super::snapshot_data::SnapshotData;
+use super::snapshot_image::{encode_head, read_head};
 use super::types::{
     Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use super::SNAPSHOT_DIR;
-use crate::snapshot_file::SnapshotFiles;
+use crate::metrics::watching_resident;
+use crate::snapshot_file::{SnapshotFile, SnapshotFiles};
 use crate::storage::Disk;
 use crate::wal;
 
@@ -71,6 +75,35 @@ impl Applied {
     /// The last membership applied, with the log id of its entry.
     pub fn membership(&self) -> &StoredMembership {
         &self.membership
+    }
+
+    /// Apply the entry after the last applied one: each client batch of a request through
+    /// `Engine::apply` under the entry's timestamp; a membership entry is recorded.
+    fn apply_entry(&mut self, entry: Entry) -> Response {
+        assert!(
+            self.last_applied < Some(entry.log_id),
+            "entry {} applied after {:?}: entries are applied in log order",
+            entry.log_id,
+            self.last_applied
+        );
+        self.last_applied = Some(entry.log_id);
+        match entry.payload {
+            EntryPayload::Blank => Response::default(),
+            EntryPayload::Normal(request) => Response {
+                batches: request
+                    .batches
+                    .iter()
+                    .map(|batch| {
+                        self.engine
+                            .apply(batch.operation, request.timestamp, &batch.body)
+                    })
+                    .collect(),
+            },
+            EntryPayload::Membership(membership) => {
+                self.membership = StoredMembership::new(Some(entry.log_id), membership);
+                Response::default()
+            }
+        }
     }
 }
 
@@ -134,39 +167,152 @@ impl Snapshots {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Make `image` (of `meta`) the current snapshot.
+    /// Make the snapshot file of `meta` (`payload_bytes` long, durable: `SnapshotWriter::
+    /// finish`) the current snapshot, and delete older ones.
     ///
     /// Durability contract:
-    /// - The file is durable (written to a temporary name, fsync'd, renamed, directory
-    ///   fsync'd) before it becomes current; only then are older snapshots deleted.
+    /// - The file is durable (written to a partial file, fsync'd, renamed, directory fsync'd)
+    ///   before it becomes current; only then are older snapshots deleted.
     /// - A snapshot older than the current one (a build that finished after a newer snapshot
-    ///   was installed) is not kept: returns `Ok(false)`.
-    fn save(&self, meta: &SnapshotMeta, image: &[u8], origin: &str) -> Result<bool, StorageError> {
+    ///   was installed) does not become current: returns `Ok(false)` (its file goes with the
+    ///   next prune).
+    fn make_current(
+        &self,
+        meta: &SnapshotMeta,
+        payload_bytes: u64,
+        origin: &str,
+    ) -> Result<bool, StorageError> {
         let mut current = self.lock();
-        if current
-            .as_ref()
-            .is_some_and(|current| current.last_log_id > meta.last_log_id)
-        {
+        if self.is_older(&current, meta) {
+            // Its file (written before this check) must not outlive the decision: it would
+            // count as the newest where names and log ids disagree on the order.
+            if let Err(error) = self.files.remove(file_id(meta)) {
+                tracing::warn!(%error, snapshot = %meta, "an outdated snapshot file stays until the next prune");
+            }
             return Ok(false);
         }
-        let failed = |error: &crate::error::SnapshotError| -> StorageError {
-            StorageIOError::write_snapshot(Some(meta.signature()), error).into()
-        };
-        self.files
-            .write(file_id(meta), image)
-            .map_err(|error| failed(&error))?;
         *current = Some(meta.clone());
         self.metrics.saved.with_label_values(&[origin]).inc();
         self.metrics
             .size_bytes
-            .set(i64::try_from(image.len()).unwrap_or(i64::MAX));
+            .set(i64::try_from(payload_bytes).unwrap_or(i64::MAX));
         self.files
             .prune(SNAPSHOTS_KEPT)
-            .map_err(|error| failed(&error))?;
+            .map_err(|error| StorageIOError::write_snapshot(Some(meta.signature()), &error))?;
         Ok(true)
     }
 
-    /// Read the current snapshot back from its file.
+    fn is_older(&self, current: &Option<SnapshotMeta>, meta: &SnapshotMeta) -> bool {
+        current
+            .as_ref()
+            .is_some_and(|current| current.last_log_id > meta.last_log_id)
+    }
+
+    /// Stream `frozen` into a new snapshot file of `meta` and make it current; the file, to
+    /// send. Runs for as long as writing the state takes: on a thread of its own.
+    fn build(
+        &self,
+        meta: &SnapshotMeta,
+        frozen: &tally_engine::FrozenState,
+    ) -> Result<SnapshotFile, StorageError> {
+        let failed = |error: &dyn std::error::Error| -> StorageError {
+            let error = std::io::Error::other(error.to_string());
+            StorageIOError::write_snapshot(Some(meta.signature()), &error).into()
+        };
+        let head = encode_head(meta).map_err(|error| failed(&error))?;
+        let mut writer = self.files.create().map_err(|error| failed(&error))?;
+        writer.write_all(&head).map_err(|error| failed(&error))?;
+        frozen
+            .write_to(&mut writer)
+            .map_err(|error| failed(&error))?;
+        writer
+            .finish(file_id(meta))
+            .map_err(|error| failed(&error))?;
+        let file = self
+            .files
+            .open(file_id(meta))
+            .map_err(|error| failed(&error))?
+            .ok_or_else(|| {
+                failed(&std::io::Error::other(
+                    "the snapshot just written is damaged",
+                ))
+            })?;
+        self.make_current(meta, file.payload_bytes(), "built")?;
+        Ok(file)
+    }
+
+    /// Check a snapshot received as `meta` and restore the engine from it, streaming from its
+    /// file; then keep the file as the current snapshot (`make_current`).
+    fn install(
+        &self,
+        sent: &SnapshotMeta,
+        mut snapshot: SnapshotData,
+        config: EngineConfig,
+    ) -> Result<Engine, StorageError> {
+        let refused = |error: InstallError| -> StorageError {
+            StorageIOError::read_snapshot(Some(sent.signature()), &error).into()
+        };
+        let io_failed = |error: std::io::Error| -> StorageError {
+            StorageIOError::read_snapshot(Some(sent.signature()), &error).into()
+        };
+        // openraft installs only snapshots past what is applied, and the current snapshot
+        // is never past what is applied; an older one would move the state backwards.
+        if self.is_older(&self.lock(), sent) {
+            return Err(refused(InstallError::OlderThanCurrent {
+                sent: sent.to_string(),
+            }));
+        }
+        // A snapshot handed over as another node's stored file (not received here in chunks)
+        // is copied into this node's directory as it is read.
+        let mut copy = if snapshot.is_stored() {
+            Some(self.files.create().map_err(|error| {
+                StorageError::from(StorageIOError::write_snapshot(
+                    Some(sent.signature()),
+                    &error,
+                ))
+            })?)
+        } else {
+            None
+        };
+        let mut reader = Tee {
+            reader: snapshot.reader().map_err(io_failed)?,
+            copy: copy.as_mut(),
+        };
+        let carried = read_head(&mut reader).map_err(|e| refused(e.into()))?;
+        if carried != *sent {
+            return Err(refused(InstallError::MetaMismatch {
+                carried: carried.to_string(),
+                sent: sent.to_string(),
+            }));
+        }
+        let engine = Engine::restore_from(&mut reader, config).map_err(|e| refused(e.into()))?;
+        let payload_bytes = snapshot.len();
+        let kept = snapshot
+            .into_received()
+            .or(copy)
+            .expect("received or copied");
+        kept.finish(file_id(sent)).map_err(|error| {
+            StorageError::from(StorageIOError::write_snapshot(
+                Some(sent.signature()),
+                &error,
+            ))
+        })?;
+        if !self.make_current(sent, payload_bytes, "installed")? {
+            return Err(refused(InstallError::OlderThanCurrent {
+                sent: sent.to_string(),
+            }));
+        }
+        Ok(engine)
+    }
+
+    fn record_growth(&self, phase: &str, bytes: u64) {
+        self.metrics
+            .rss_growth
+            .with_label_values(&[phase])
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// The current snapshot's file, its header and meta checked.
     fn load_current(&self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let current = self.lock();
         let Some(meta) = current.as_ref() else {
@@ -176,16 +322,16 @@ impl Snapshots {
             let error = std::io::Error::other(error.to_string());
             StorageIOError::read_snapshot(Some(meta.signature()), &error).into()
         };
-        let image = self
+        let file = self
             .files
-            .read(file_id(meta))
+            .open(file_id(meta))
             .map_err(|error| failed(&error))?
             .ok_or_else(|| {
                 failed(&std::io::Error::other(
                     "the current snapshot file is damaged",
                 ))
             })?;
-        let (carried, _) = decode_image(&image).map_err(|error| failed(&error))?;
+        let carried = read_head(&mut file.reader()).map_err(|error| failed(&error))?;
         // Assertion in pairs: the meta written into the image is the meta we recorded.
         if carried != *meta {
             return Err(failed(&std::io::Error::other(format!(
@@ -194,8 +340,24 @@ impl Snapshots {
         }
         Ok(Some(Snapshot {
             meta: meta.clone(),
-            snapshot: Box::new(SnapshotBuffer::from_image(image)),
+            snapshot: Box::new(SnapshotData::stored(file)),
         }))
+    }
+}
+
+/// A reader that copies what it reads into a snapshot file being written.
+struct Tee<'a, R> {
+    reader: R,
+    copy: Option<&'a mut crate::snapshot_file::SnapshotWriter>,
+}
+
+impl<R: std::io::Read> std::io::Read for Tee<'_, R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.reader.read(buffer)?;
+        if let Some(copy) = self.copy.as_mut() {
+            copy.write_all(&buffer[..read])?;
+        }
+        Ok(read)
     }
 }
 
@@ -259,6 +421,7 @@ impl StateMachine {
         engine_config: EngineConfig,
     ) -> Result<StateMachine, StateMachineOpenError> {
         let files = SnapshotFiles::new(Arc::clone(&disk), &data_dir.join(SNAPSHOT_DIR))?;
+        files.remove_partial()?;
         // A new directory's name is durable only once its parent is synced.
         disk.sync_dir(data_dir)
             .map_err(|source| crate::error::SnapshotError::Io {
@@ -266,7 +429,7 @@ impl StateMachine {
                 source,
             })?;
         let metrics = crate::metrics::SnapshotMetrics::new();
-        let (applied, current) = match files.newest_valid()? {
+        let (applied, current) = match restore_newest(&files, engine_config)? {
             None => (
                 Applied {
                     engine: Engine::new(engine_config),
@@ -275,31 +438,11 @@ impl StateMachine {
                 },
                 None,
             ),
-            Some((id, image)) => {
-                let (meta, engine) =
-                    decode_image(&image).map_err(|source| StateMachineOpenError::Image {
-                        index: id.index,
-                        term: id.term,
-                        source,
-                    })?;
-                if file_id(&meta) != id {
-                    return Err(StateMachineOpenError::NameMismatch {
-                        index: id.index,
-                        term: id.term,
-                        meta: meta.to_string(),
-                    });
-                }
-                let engine = Engine::restore(engine, engine_config).map_err(|source| {
-                    StateMachineOpenError::Engine {
-                        index: id.index,
-                        term: id.term,
-                        source,
-                    }
-                })?;
+            Some((meta, engine, payload_bytes)) => {
                 tracing::info!(snapshot = %meta, "state restored from snapshot");
                 metrics
                     .size_bytes
-                    .set(i64::try_from(image.len()).unwrap_or(i64::MAX));
+                    .set(i64::try_from(payload_bytes).unwrap_or(i64::MAX));
                 let applied = Applied {
                     engine,
                     last_applied: meta.last_log_id,
@@ -343,11 +486,65 @@ impl StateMachine {
         read_lock(&self.applied).last_applied
     }
 
+    /// Apply a committed entry of the local log while the storage opens, before openraft
+    /// starts (`open_storage`): the entry after the last applied one.
+    pub(crate) fn replay(&self, entry: Entry) {
+        write_lock(&self.applied).apply_entry(entry);
+    }
+
     /// Preallocate the engine for `accounts` more accounts and `events` more events
     /// (`Engine::reserve`), so applying them never grows a table on the hot path.
     pub fn reserve(&self, accounts: usize, events: usize) {
         write_lock(&self.applied).engine.reserve(accounts, events);
     }
+}
+
+/// Restore the newest snapshot in `files` that restores, streamed from its file: its meta,
+/// engine and payload length. A newer one that does not (a damaged file, a meta that does not
+/// match its name, a state the engine refuses) is skipped with the reason logged: every
+/// snapshot is only a shortcut through the log, and `open_storage` refuses to start if the
+/// one used leaves a hole before the log's purge point.
+fn restore_newest(
+    files: &SnapshotFiles,
+    engine_config: EngineConfig,
+) -> Result<Option<(SnapshotMeta, Engine, u64)>, StateMachineOpenError> {
+    for id in files.list()? {
+        let Some(file) = files.open(id)? else {
+            continue;
+        };
+        let mut reader = file.reader();
+        let restored = read_head(&mut reader)
+            .map_err(|source| StateMachineOpenError::Image {
+                index: id.index,
+                term: id.term,
+                source,
+            })
+            .and_then(|meta| {
+                if file_id(&meta) != id {
+                    return Err(StateMachineOpenError::NameMismatch {
+                        index: id.index,
+                        term: id.term,
+                        meta: meta.to_string(),
+                    });
+                }
+                let engine =
+                    Engine::restore_from(&mut reader, engine_config).map_err(|source| {
+                        StateMachineOpenError::Engine {
+                            index: id.index,
+                            term: id.term,
+                            source,
+                        }
+                    })?;
+                Ok((meta, engine, file.payload_bytes()))
+            });
+        match restored {
+            Ok(restored) => return Ok(Some(restored)),
+            Err(error) => {
+                tracing::warn!(path = %file.path().display(), %error, "snapshot not restored; trying an older one");
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Builds one snapshot from the frozen view of the state taken when it was created.
@@ -364,17 +561,17 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let meta = self.meta.clone();
         let frozen = Arc::clone(&self.frozen);
         let snapshots = Arc::clone(&self.snapshots);
-        let image = in_background(move || {
-            let image = encode_image(&meta, &frozen.snapshot())
-                .map_err(|error| StorageIOError::write_snapshot(Some(meta.signature()), &error))?;
-            snapshots.save(&meta, &image, "built")?;
-            Ok(image)
+        let (file, growth) = in_background(move || {
+            let (file, growth) = watching_resident(|| snapshots.build(&meta, &frozen));
+            snapshots.record_growth("build", growth);
+            Ok((file?, growth))
         })
         .await?;
-        tracing::info!(snapshot = %self.meta, bytes = image.len(), "snapshot built");
+        tracing::info!(snapshot = %self.meta, bytes = file.payload_bytes(),
+            rss_growth_bytes = growth, "snapshot built");
         Ok(Snapshot {
             meta: self.meta.clone(),
-            snapshot: Box::new(SnapshotBuffer::from_image(image)),
+            snapshot: Box::new(SnapshotData::stored(file)),
         })
     }
 }
@@ -395,38 +592,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut responses = Vec::new();
-        for entry in entries {
-            // One entry at a time under the lock, so readers interleave with a long apply.
-            let mut applied = write_lock(&self.applied);
-            assert!(
-                applied.last_applied < Some(entry.log_id),
-                "entry {} applied after {:?}: openraft applies in log order",
-                entry.log_id,
-                applied.last_applied
-            );
-            applied.last_applied = Some(entry.log_id);
-            let response = match entry.payload {
-                EntryPayload::Blank => Response::default(),
-                EntryPayload::Normal(request) => Response {
-                    batches: request
-                        .batches
-                        .iter()
-                        .map(|batch| {
-                            applied
-                                .engine
-                                .apply(batch.operation, request.timestamp, &batch.body)
-                        })
-                        .collect(),
-                },
-                EntryPayload::Membership(membership) => {
-                    applied.membership = StoredMembership::new(Some(entry.log_id), membership);
-                    Response::default()
-                }
-            };
-            responses.push(response);
-        }
-        Ok(responses)
+        // One entry at a time under the lock, so readers interleave with a long apply.
+        Ok(entries
+            .into_iter()
+            .map(|entry| write_lock(&self.applied).apply_entry(entry))
+            .collect())
     }
 
     /// Freezes the engine's state now (a consistent view, on this task: the only part of a
@@ -468,48 +638,40 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 
-    /// - The buffer takes chunks only in order (each at the offset where the bytes received so
+    /// - The data takes chunks only in order (each at the offset where the bytes received so
     ///   far end, or at 0 to start over) and only up to the receive bound; anything else is an
-    ///   I/O error that changes nothing (`SnapshotBuffer`).
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotBuffer>, StorageError> {
-        Ok(Box::new(SnapshotBuffer::receiving_at_most(
+    ///   I/O error that changes nothing (`SnapshotData`). They go to a partial file in the
+    ///   snapshots directory, not to memory.
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
+        let writer =
+            self.snapshots.files.create().map_err(|error| {
+                StorageError::from(StorageIOError::write_snapshot(None, &error))
+            })?;
+        Ok(Box::new(SnapshotData::receiving(
+            writer,
             self.snapshot_receive_bytes_max,
         )))
     }
 
     /// - The snapshot's bytes must carry exactly `meta` (checked) and restore in the engine
-    ///   (its checksum and structure are verified by `Engine::restore`).
-    /// - The snapshot file is durable before the state is replaced, and every older snapshot
-    ///   is deleted after it; a crash in between restores this snapshot at start.
+    ///   (its checksum and structure are verified by `Engine::restore_from`, streaming from the
+    ///   received file).
+    /// - The snapshot file is durable (the received file finished and renamed) before the
+    ///   state is replaced, and every older snapshot is deleted after it; a crash in between
+    ///   restores this snapshot at start.
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<SnapshotBuffer>,
+        snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError> {
-        let image = snapshot.into_inner();
         let sent = meta.clone();
         let snapshots = Arc::clone(&self.snapshots);
         let config = self.engine_config;
         let engine = blocking(move || {
-            let refused = |error: InstallError| -> StorageError {
-                StorageIOError::read_snapshot(Some(sent.signature()), &error).into()
-            };
-            let (carried, engine) = decode_image(&image).map_err(|e| refused(e.into()))?;
-            if carried != sent {
-                return Err(refused(InstallError::MetaMismatch {
-                    carried: carried.to_string(),
-                    sent: sent.to_string(),
-                }));
-            }
-            let engine = Engine::restore(engine, config).map_err(|e| refused(e.into()))?;
-            // openraft installs only snapshots past what is applied, and the current snapshot
-            // is never past what is applied; an older one would move the state backwards.
-            if !snapshots.save(&sent, &image, "installed")? {
-                return Err(refused(InstallError::OlderThanCurrent {
-                    sent: sent.to_string(),
-                }));
-            }
-            Ok(engine)
+            let (engine, growth) =
+                watching_resident(|| snapshots.install(&sent, *snapshot, config));
+            snapshots.record_growth("install", growth);
+            engine
         })
         .await?;
         let mut applied = write_lock(&self.applied);

@@ -27,15 +27,15 @@ impl Node {
 
 openraft::declare_raft_types!(
     /// Tally's openraft types: u64 node ids, nodes known by address, entries that carry client
-    /// batches, snapshots held as bytes (the engine's rkyv snapshot behind our meta header) in a
-    /// buffer a peer can only append to, in order and within a bound.
+    /// batches, snapshots in files (the engine's streamed snapshot behind our meta header) that
+    /// a peer can only append to, in order and within a bound.
     pub TypeConfig:
         D = Request,
         R = Response,
         NodeId = NodeId,
         Node = Node,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = super::snapshot_buffer::SnapshotBuffer,
+        SnapshotData = super::snapshot_data::SnapshotData,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
