@@ -318,9 +318,14 @@ impl Node {
         } else {
             // The only voter needs nobody's vote: it campaigns now instead of waiting out an
             // election timeout (1–2 s) before it serves again after a restart.
-            let metrics = raft.metrics().borrow().clone();
-            let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
-            if voters == [config.id] {
+            let sole_voter = raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .eq([config.id]);
+            if sole_voter {
                 if let Err(error) = raft.trigger().elect().await {
                     tracing::warn!(%error, "the sole voter could not campaign at once; it will after its election timeout");
                 }

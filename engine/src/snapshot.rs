@@ -109,24 +109,52 @@ fn invalid(why: impl Into<String>) -> SnapshotError {
 
 /// A record kind kept in snapshots, archived a section at a time with rkyv (concrete calls
 /// per kind: rkyv's generic bounds say nothing a reader needs).
+/// Both directions reuse one buffer for every section: a fresh multi-megabyte allocation per
+/// section would be fresh pages for the kernel to zero each time.
 trait Record: Copy + Sized {
-    const NAME: &'static str;
-    // A `Vec`'s archive, read back as one by `unarchive`.
+    /// Archive `section` into `out` (emptied first, its allocation kept). A `Vec`'s archive,
+    /// read back as one by `unarchive`.
     #[allow(clippy::ptr_arg)]
-    fn archive(section: &Vec<Self>) -> AlignedVec;
-    fn unarchive(bytes: &AlignedVec<16>) -> Result<Vec<Self>, rancor::Error>;
+    fn archive(section: &Vec<Self>, out: AlignedVec) -> AlignedVec;
+    /// Check an archived section of exactly `records` records (rkyv's validation) and hand
+    /// them to `take` in order, without collecting them first.
+    fn unarchive(
+        bytes: &[u8],
+        records: usize,
+        take: impl FnMut(Self) -> Result<(), SnapshotError>,
+    ) -> Result<(), SnapshotError>;
 }
 
 macro_rules! record {
     ($type:ty, $name:literal) => {
         impl Record for $type {
-            const NAME: &'static str = $name;
-            fn archive(section: &Vec<Self>) -> AlignedVec {
-                rkyv::to_bytes::<rancor::Error>(section)
+            fn archive(section: &Vec<Self>, mut out: AlignedVec) -> AlignedVec {
+                out.clear();
+                rkyv::api::high::to_bytes_in::<_, rancor::Error>(section, out)
                     .expect("serializing plain in-memory data cannot fail")
             }
-            fn unarchive(bytes: &AlignedVec<16>) -> Result<Vec<Self>, rancor::Error> {
-                rkyv::from_bytes::<Vec<Self>, rancor::Error>(bytes)
+            fn unarchive(
+                bytes: &[u8],
+                records: usize,
+                mut take: impl FnMut(Self) -> Result<(), SnapshotError>,
+            ) -> Result<(), SnapshotError> {
+                let undecodable = |error: rancor::Error| {
+                    invalid(format!("a section of {}s does not decode: {error}", $name))
+                };
+                let section =
+                    rkyv::access::<rkyv::vec::ArchivedVec<rkyv::Archived<Self>>, _>(bytes)
+                        .map_err(undecodable)?;
+                if section.len() != records {
+                    return Err(invalid(format!(
+                        "a section holds {} {}s where {records} were due",
+                        section.len(),
+                        $name
+                    )));
+                }
+                for record in section.iter() {
+                    take(rkyv::deserialize::<Self, rancor::Error>(record).map_err(undecodable)?)?;
+                }
+                Ok(())
             }
         }
     };
@@ -182,11 +210,12 @@ fn write_sections<'a, T: Record + 'a>(
     records: impl ExactSizeIterator<Item = &'a T>,
 ) -> io::Result<()> {
     let mut section = Vec::with_capacity(records.len().min(SECTION_RECORDS));
+    let mut archived = AlignedVec::new();
     let mut records = records.peekable();
     while records.peek().is_some() {
         section.clear();
         section.extend(records.by_ref().take(SECTION_RECORDS).copied());
-        let archived = T::archive(&section);
+        archived = T::archive(&section, archived);
         out.write_all(&(archived.len() as u64).to_le_bytes())?;
         out.write_all(&archived)?;
     }
@@ -214,22 +243,7 @@ fn read_sections<T: Record>(
         buffer.clear();
         buffer.resize(bytes as usize, 0);
         input.read_exact(buffer)?;
-        let section = T::unarchive(buffer).map_err(|error| {
-            invalid(format!(
-                "a section of {}s does not decode: {error}",
-                T::NAME
-            ))
-        })?;
-        if section.len() != records {
-            return Err(invalid(format!(
-                "a section holds {} {}s where {records} were due",
-                section.len(),
-                T::NAME
-            )));
-        }
-        for record in section {
-            take(record)?;
-        }
+        T::unarchive(buffer, records, &mut take)?;
         left -= records as u64;
     }
     Ok(())

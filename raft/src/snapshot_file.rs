@@ -191,7 +191,7 @@ impl SnapshotFiles {
         writer
             .write_all(payload)
             .map_err(io_error(&writer.temporary))?;
-        writer.finish(last)
+        writer.finish(last).map(|file| file.path)
     }
 
     /// Snapshot ids on disk, newest first (validity is not checked). Newest as openraft orders
@@ -354,14 +354,15 @@ impl SnapshotWriter {
         })
     }
 
-    /// Make the payload a snapshot file of the state after entry `last`.
+    /// Make the payload a snapshot file of the state after entry `last`; the file, ready to
+    /// read or send (no need to open it again).
     ///
     /// Durability contract:
     /// - Payload written and fsync'd, then the header (with length and CRC), fsync'd, then
     ///   renamed to its final name and the directory fsync'd, all before `Ok`: after a crash
     ///   the file is either complete or absent (a partial file is removed at start:
     ///   `remove_partial`).
-    pub fn finish(mut self, last: LogId) -> Result<PathBuf, SnapshotError> {
+    pub fn finish(mut self, last: LogId) -> Result<SnapshotFile, SnapshotError> {
         let temporary = self.temporary.clone();
         if self.len() > SNAPSHOT_PAYLOAD_BYTES_MAX {
             return Err(SnapshotError::TooLarge {
@@ -383,7 +384,12 @@ impl SnapshotWriter {
             .map_err(io_error(&path))?;
         self.finished = true;
         self.disk.sync_dir(&self.dir).map_err(io_error(&self.dir))?;
-        Ok(path)
+        Ok(SnapshotFile {
+            file: Arc::clone(&self.file),
+            path,
+            payload_bytes: self.written,
+            payload_crc: self.crc,
+        })
     }
 }
 

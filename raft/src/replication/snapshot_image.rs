@@ -131,22 +131,6 @@ pub fn read_head(input: &mut impl Read) -> Result<SnapshotMeta, DecodeError> {
     Ok(meta)
 }
 
-/// Encode `meta` and the engine's snapshot bytes into one image in memory (tests and tools:
-/// nodes write the head and stream the engine's snapshot after it).
-pub fn encode_image(meta: &SnapshotMeta, engine: &[u8]) -> Result<Vec<u8>, EncodeError> {
-    let mut image = encode_head(meta)?;
-    image.extend_from_slice(engine);
-    Ok(image)
-}
-
-/// Split an image in memory into its meta and the engine's bytes (the pair of
-/// [`encode_image`]).
-pub fn decode_image(image: &[u8]) -> Result<(SnapshotMeta, &[u8]), DecodeError> {
-    let mut rest = image;
-    let meta = read_head(&mut rest)?;
-    Ok((meta, rest))
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
@@ -154,6 +138,23 @@ mod tests {
     use super::*;
     use crate::replication::types::{LogId, Membership, Node};
     use proptest::prelude::*;
+
+    // An image whole in memory, for these tests (nodes stream: `encode_head`, `read_head`).
+    /// Encode `meta` and the engine's snapshot bytes into one image in memory (tests and tools:
+    /// nodes write the head and stream the engine's snapshot after it).
+    fn encode_image(meta: &SnapshotMeta, engine: &[u8]) -> Result<Vec<u8>, EncodeError> {
+        let mut image = encode_head(meta)?;
+        image.extend_from_slice(engine);
+        Ok(image)
+    }
+
+    /// Split an image in memory into its meta and the engine's bytes (the pair of
+    /// [`encode_image`]).
+    fn decode_image(image: &[u8]) -> Result<(SnapshotMeta, &[u8]), DecodeError> {
+        let mut rest = image;
+        let meta = read_head(&mut rest)?;
+        Ok((meta, rest))
+    }
 
     fn sample() -> SnapshotMeta {
         let log_id =

@@ -174,8 +174,8 @@ impl Snapshots {
     /// - The file is durable (written to a partial file, fsync'd, renamed, directory fsync'd)
     ///   before it becomes current; only then are older snapshots deleted.
     /// - A snapshot older than the current one (a build that finished after a newer snapshot
-    ///   was installed) does not become current: returns `Ok(false)` (its file goes with the
-    ///   next prune).
+    ///   was installed) does not become current, and its file is removed at once (file
+    ///   names and log ids may disagree on which is newer): returns `Ok(false)`.
     fn make_current(
         &self,
         meta: &SnapshotMeta,
@@ -225,18 +225,9 @@ impl Snapshots {
         frozen
             .write_to(&mut writer)
             .map_err(|error| failed(&error))?;
-        writer
+        let file = writer
             .finish(file_id(meta))
             .map_err(|error| failed(&error))?;
-        let file = self
-            .files
-            .open(file_id(meta))
-            .map_err(|error| failed(&error))?
-            .ok_or_else(|| {
-                failed(&std::io::Error::other(
-                    "the snapshot just written is damaged",
-                ))
-            })?;
         self.make_current(meta, file.payload_bytes(), "built")?;
         Ok(file)
     }
