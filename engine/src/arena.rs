@@ -13,6 +13,8 @@
 
 use std::sync::Arc;
 
+use crossbeam_channel::{bounded, Receiver};
+
 use crate::limits::ARENA_CHUNK_ELEMENTS;
 
 const SHIFT: u32 = ARENA_CHUNK_ELEMENTS.trailing_zeros();
@@ -22,8 +24,9 @@ const MASK: usize = ARENA_CHUNK_ELEMENTS - 1;
 pub(crate) trait Chunk<T> {
     fn new(elements: Vec<T>) -> Self;
     fn elements(&self) -> &Vec<T>;
-    /// The chunk to write, copied first if a frozen view still holds it.
-    fn elements_mut(&mut self) -> &mut Vec<T>;
+    /// The chunk to write; if a frozen view still holds it, first copied into `empty()` (a
+    /// fresh chunk, as `Arena::fresh_chunk` gives).
+    fn elements_mut(&mut self, empty: impl FnOnce() -> Vec<T>) -> &mut Vec<T>;
 }
 
 impl<T> Chunk<T> for Vec<T> {
@@ -35,7 +38,7 @@ impl<T> Chunk<T> for Vec<T> {
         self
     }
     #[inline(always)]
-    fn elements_mut(&mut self) -> &mut Vec<T> {
+    fn elements_mut(&mut self, _: impl FnOnce() -> Vec<T>) -> &mut Vec<T> {
         self
     }
 }
@@ -49,12 +52,9 @@ pub(crate) struct Shared<T>(Arc<Full<T>>);
 #[derive(Debug)]
 pub(crate) struct Full<T>(Vec<T>);
 
-impl<T: Clone> Clone for Full<T> {
-    fn clone(&self) -> Self {
-        let mut copy = Vec::with_capacity(self.0.capacity().max(self.0.len()));
-        copy.extend_from_slice(&self.0);
-        Full(copy)
-    }
+/// An empty chunk with room for `ARENA_CHUNK_ELEMENTS`.
+fn chunk_vec<T>() -> Vec<T> {
+    Vec::with_capacity(ARENA_CHUNK_ELEMENTS)
 }
 
 impl<T: Clone> Chunk<T> for Shared<T> {
@@ -66,8 +66,15 @@ impl<T: Clone> Chunk<T> for Shared<T> {
         &self.0 .0
     }
     #[inline(always)]
-    fn elements_mut(&mut self) -> &mut Vec<T> {
-        &mut Arc::make_mut(&mut self.0).0
+    fn elements_mut(&mut self, empty: impl FnOnce() -> Vec<T>) -> &mut Vec<T> {
+        if Arc::get_mut(&mut self.0).is_none() {
+            let mut copy = empty();
+            copy.extend_from_slice(&self.0 .0);
+            self.0 = Arc::new(Full(copy));
+        }
+        &mut Arc::get_mut(&mut self.0)
+            .expect("a chunk just copied is held only here")
+            .0
     }
 }
 
@@ -75,7 +82,8 @@ impl<T: Clone> Chunk<T> for Shared<T> {
 pub(crate) struct Arena<T, C: Chunk<T> = Vec<T>> {
     chunks: Vec<C>,
     len: usize,
-    _elements: std::marker::PhantomData<T>,
+    /// Empty chunks whose memory a helper thread has faulted in (`prefault_in_background`).
+    spares: Option<Receiver<Vec<T>>>,
 }
 
 impl<T, C: Chunk<T>> Default for Arena<T, C> {
@@ -83,10 +91,13 @@ impl<T, C: Chunk<T>> Default for Arena<T, C> {
         Arena {
             chunks: Vec::new(),
             len: 0,
-            _elements: std::marker::PhantomData,
+            spares: None,
         }
     }
 }
+
+/// Spare chunks a helper keeps ready for one arena: enough to stay ahead of a restore.
+const SPARES: usize = 2;
 
 /// A frozen view of a shared arena: its elements as they were when it was taken, whatever is
 /// written to the arena afterwards.
@@ -138,22 +149,71 @@ impl<T, C: Chunk<T>> Arena<T, C> {
         assert!(index < u32::MAX as usize, "arena index space exhausted");
         let chunk = index >> SHIFT;
         if chunk == self.chunks.len() {
-            self.chunks
-                .push(C::new(Vec::with_capacity(ARENA_CHUNK_ELEMENTS)));
+            self.chunks.push(C::new(Self::fresh_chunk(&self.spares)));
         }
-        let chunk = self.chunks[chunk].elements_mut();
+        let spares = &self.spares;
+        let chunk = self.chunks[chunk].elements_mut(|| Self::fresh_chunk(spares));
         debug_assert!(chunk.len() < ARENA_CHUNK_ELEMENTS);
         chunk.push(value);
         self.len += 1;
         index as u32
     }
 
+    /// An empty chunk: a spare the helper faulted in if one is ready, else a new allocation
+    /// (faulted in by the writes that fill it). Never waits for the helper.
+    fn fresh_chunk(spares: &Option<Receiver<Vec<T>>>) -> Vec<T> {
+        spares
+            .as_ref()
+            .and_then(|spares| spares.try_recv().ok())
+            .unwrap_or_else(chunk_vec)
+    }
+
     /// Removes the last element (rollback of a linked chain). Chunks stay allocated.
     pub(crate) fn pop(&mut self) -> Option<T> {
         let index = self.len.checked_sub(1)?;
-        let value = self.chunks[index >> SHIFT].elements_mut().pop()?;
+        let spares = &self.spares;
+        let value = self.chunks[index >> SHIFT]
+            .elements_mut(|| Self::fresh_chunk(spares))
+            .pop()?;
         self.len = index;
         Some(value)
+    }
+
+    /// Starts a helper thread that keeps `SPARES` empty chunks faulted in (huge pages where
+    /// the kernel has them) for this arena, until `stop_prefaulting`: for a bulk fill (a
+    /// restore, a replay), where most of the time otherwise goes to the kernel zeroing fresh
+    /// pages on the filling thread (~1 GB/s on this host's virtual machine). Not for the apply
+    /// path at a steady rate: measured there, the helper's bursts of zeroing on a 2-core host
+    /// stalled batches for tens of ms every time a chunk opened, worse than the faults it
+    /// saves. Does nothing if one runs already or the thread cannot be started. Memory
+    /// placement only: changes no output.
+    pub(crate) fn prefault_in_background(&mut self)
+    where
+        T: Send + 'static,
+    {
+        if self.spares.is_some() {
+            return;
+        }
+        let (to, from) = bounded(SPARES);
+        let helper = std::thread::Builder::new()
+            .name("tally-prefault".into())
+            .spawn(move || loop {
+                let chunk = chunk_vec::<T>();
+                crate::memory::advise_huge_pages(chunk.as_ptr(), ARENA_CHUNK_ELEMENTS);
+                crate::memory::populate(chunk.as_ptr(), ARENA_CHUNK_ELEMENTS);
+                if to.send(chunk).is_err() {
+                    return;
+                }
+            });
+        if helper.is_ok() {
+            self.spares = Some(from);
+        }
+    }
+
+    /// Ends `prefault_in_background`: the helper stops at its next send, and the spares it
+    /// made are freed.
+    pub(crate) fn stop_prefaulting(&mut self) {
+        self.spares = None;
     }
 
     /// Allocates chunks for `additional` more elements now and touches every page of them, so
@@ -162,7 +222,7 @@ impl<T, C: Chunk<T>> Arena<T, C> {
     pub(crate) fn reserve(&mut self, additional: usize) {
         let wanted = (self.len + additional).div_ceil(ARENA_CHUNK_ELEMENTS);
         while self.chunks.len() < wanted {
-            let mut chunk: Vec<T> = Vec::with_capacity(ARENA_CHUNK_ELEMENTS);
+            let mut chunk: Vec<T> = chunk_vec();
             // One write per page is enough to fault it in. `black_box` keeps the compiler from
             // turning allocate-then-zero into `calloc`, which would touch nothing.
             let per_page = (4096 / std::mem::size_of::<T>().max(1)).max(1);
@@ -183,7 +243,8 @@ impl<T, C: Chunk<T>> Arena<T, C> {
     #[inline(always)]
     pub(crate) fn get_mut(&mut self, index: u32) -> &mut T {
         let index = index as usize;
-        &mut self.chunks[index >> SHIFT].elements_mut()[index & MASK]
+        let spares = &self.spares;
+        &mut self.chunks[index >> SHIFT].elements_mut(|| Self::fresh_chunk(spares))[index & MASK]
     }
 
     pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &T> + '_ {
@@ -232,7 +293,34 @@ mod tests {
     /// copied chunk keeps its full capacity.
     #[test]
     fn frozen_views_do_not_see_later_writes() {
+        frozen_views_do_not_see_later_writes_with(&mut Arena::default());
+    }
+
+    /// The same with chunks (new ones and the copies a view forces) taken from spares a
+    /// helper thread faulted in; the helper keeps `SPARES` ready until stopped.
+    #[test]
+    fn frozen_views_do_not_see_later_writes_with_prefaulted_chunks() {
         let mut arena: Arena<u64, Shared<u64>> = Arena::default();
+        arena.prefault_in_background();
+        let spares = arena.spares.clone().expect("a helper thread runs");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while spares.len() < SPARES {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no spare chunk in 30 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let spare = spares.try_recv().expect("a spare chunk");
+        assert!(spare.is_empty() && spare.capacity() == ARENA_CHUNK_ELEMENTS);
+        drop(spares);
+        frozen_views_do_not_see_later_writes_with(&mut arena);
+        arena.stop_prefaulting();
+        assert!(arena.spares.is_none());
+        arena.push(5);
+    }
+
+    fn frozen_views_do_not_see_later_writes_with(arena: &mut Arena<u64, Shared<u64>>) {
         let n = ARENA_CHUNK_ELEMENTS + 10;
         for i in 0..n {
             arena.push(i as u64);

@@ -138,7 +138,10 @@ impl IdIndex {
     }
 
     fn grow(&mut self, capacity: usize) {
-        let old = std::mem::replace(&mut self.entries, vec![EMPTY; capacity]);
+        // `vec![0; n]` of this size is fresh zero pages from the kernel, untouched until written.
+        let entries = vec![EMPTY; capacity];
+        crate::memory::advise_huge_pages(entries.as_ptr(), capacity);
+        let old = std::mem::replace(&mut self.entries, entries);
         self.mask = capacity - 1;
         for e in old.into_iter().filter(|&e| e != EMPTY) {
             self.place(e);
@@ -188,6 +191,16 @@ impl IdIndex {
             for entry in self.entries.iter_mut().step_by(4096 / 8) {
                 *entry = std::hint::black_box(*entry);
             }
+        }
+    }
+
+    /// Makes room for `additional` more ids without growing, and without touching the memory:
+    /// pages are faulted in as entries land on them. For a count that may be far too high (a
+    /// snapshot's header, a log's size), where only what is used should become resident.
+    pub(crate) fn make_room(&mut self, additional: usize) {
+        let needed = (self.len + additional) * 4 / 3 + 1;
+        if needed > self.entries.len() {
+            self.grow(needed.next_power_of_two());
         }
     }
 

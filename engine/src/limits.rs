@@ -24,6 +24,11 @@ pub const EVENTS_PER_KIND_MAX: u32 = (1 << 30) - 1;
 /// history (no latency spike, no transient 2x memory).
 pub const ARENA_CHUNK_ELEMENTS: usize = 1 << 16;
 
+/// Ids an index is sized for at most by `Engine::make_room` at once: 2^27, a 2 GiB table of
+/// address space (the indexes go on growing on demand past it). Keeps a wild estimate from
+/// asking the kernel for more address space than this machine's memory.
+pub const ROOM_EVENTS_MAX: usize = 1 << 27;
+
 /// Nanoseconds per second of a pending transfer's `timeout` (which is in seconds).
 pub const NANOSECONDS_PER_SECOND: u64 = 1_000_000_000;
 

@@ -8,7 +8,8 @@ mod model;
 use common::{account_ids, operation};
 use model::generate::{Batch, Config, Generator, Rng, TIME_BASE_LOW};
 use model::{Model, Op};
-use tally_engine::{Engine, EngineConfig, StatementFilter};
+use tally_engine::limits::BATCH_EVENTS_MAX;
+use tally_engine::{Account, Engine, EngineConfig, Operation, StatementFilter, Transfer};
 
 /// A generator and a model that keep producing batches aimed at the current state.
 struct Log {
@@ -286,4 +287,93 @@ fn damaged_snapshots_are_refused() {
     // And the undamaged bytes still restore.
     let restored = Engine::restore(&bytes, EngineConfig { hash_seed: 2 }).expect("intact snapshot");
     assert_eq!(restored.digest(), engine.digest());
+}
+
+/// Proves a restore of more than one arena chunk of events — where the restore has a helper
+/// thread fault chunks in ahead and inserts ids through its prefetching pipeline — gives the
+/// same digest and answers, and continues identically.
+#[test]
+fn a_restore_of_many_chunks_is_identical() {
+    let seed = common::run_seed();
+    let mut rng = Rng::new(seed);
+    let mut log = Log::new(rng.next_u64());
+    let mut original = Engine::new(EngineConfig {
+        hash_seed: rng.next_u64(),
+    });
+    for _ in 0..200 {
+        let batch = log.next();
+        let _ = original.apply(operation(batch.op), batch.entry_timestamp, &batch.body);
+    }
+    // Then more than two chunks (65,536 each) of plain transfers among accounts of their own.
+    let base: u128 = 0x7a11_7e57 << 64;
+    let next_timestamp = |engine: &Engine| engine.last_timestamp() + 1_000_000;
+    let accounts: Vec<u8> = (0..100u128)
+        .flat_map(|i| {
+            Account {
+                id: base + i,
+                ledger: 1,
+                code: 1,
+                ..Account::default()
+            }
+            .encode()
+        })
+        .collect();
+    let t = next_timestamp(&original);
+    let outcome = original.apply(Operation::CreateAccounts, t, &accounts);
+    assert!(
+        outcome.as_ref().is_ok_and(|o| o.failures.is_empty()),
+        "seed {seed}: accounts: {outcome:?}"
+    );
+    let mut id = base + 1_000;
+    for _ in 0..20 {
+        let body: Vec<u8> = (0..BATCH_EVENTS_MAX as u128)
+            .flat_map(|i| {
+                id += 1;
+                Transfer {
+                    id,
+                    debit_account_id: base + i % 100,
+                    credit_account_id: base + (i * 7 + 1) % 100,
+                    amount: 1 + id % 1_000,
+                    ledger: 1,
+                    code: 1,
+                    ..Transfer::default()
+                }
+                .encode()
+            })
+            .collect();
+        let t = next_timestamp(&original);
+        let outcome = original.apply(Operation::CreateTransfers, t, &body);
+        assert!(outcome.is_ok(), "seed {seed}: transfers");
+    }
+    assert!(
+        original.transfers_count() > 2 * tally_engine::limits::ARENA_CHUNK_ELEMENTS,
+        "seed {seed}: only {} transfers",
+        original.transfers_count()
+    );
+    let mut restored = Engine::restore(
+        &original.snapshot(),
+        EngineConfig {
+            hash_seed: rng.next_u64(),
+        },
+    )
+    .unwrap_or_else(|e| panic!("seed {seed}: snapshot refused: {e:?}"));
+    assert_eq!(restored.digest(), original.digest(), "seed {seed}: digest");
+    let times = sample_times(&log.model);
+    let id_next = log.generator.id_next;
+    assert_eq!(
+        answers(&original, id_next, &times),
+        answers(&restored, id_next, &times),
+        "seed {seed}: answers after restore"
+    );
+    for i in 0..50 {
+        let batch = log.next();
+        let x = original.apply(operation(batch.op), batch.entry_timestamp, &batch.body);
+        let y = restored.apply(operation(batch.op), batch.entry_timestamp, &batch.body);
+        assert_eq!(x, y, "seed {seed} batch {i} after restore: results differ");
+    }
+    assert_eq!(
+        restored.digest(),
+        original.digest(),
+        "seed {seed}: digest after continuing"
+    );
 }

@@ -74,6 +74,8 @@ struct Shared<C> {
     started: Instant,
     events_ok: AtomicU64,
     errors: AtomicU64,
+    /// The slowest workload batch since the last progress line, µs (`progress` resets it).
+    second_max_us: AtomicU64,
 }
 
 fn micros(duration: Duration) -> u64 {
@@ -137,6 +139,10 @@ impl<C: Cluster> Shared<C> {
                 .record(micros(complete.saturating_duration_since(intended)).max(1));
         }
         if batch.kind != Kind::Accounts {
+            self.second_max_us.fetch_max(
+                micros(complete.saturating_duration_since(intended)),
+                Ordering::Relaxed,
+            );
             self.events_ok.fetch_add(ok, Ordering::Relaxed);
             self.errors.fetch_add(errors, Ordering::Relaxed);
         }
@@ -227,6 +233,7 @@ pub async fn run<C: Cluster>(cluster: Arc<C>, config: &RunConfig) -> Result<RunO
         started: Instant::now(),
         events_ok: AtomicU64::new(0),
         errors: AtomicU64::new(0),
+        second_max_us: AtomicU64::new(0),
     });
     for body in config.workload.account_batches() {
         let batch = Batch {
@@ -361,7 +368,8 @@ pub async fn run<C: Cluster>(cluster: Arc<C>, config: &RunConfig) -> Result<RunO
     })
 }
 
-/// A line a second: events/s in the last second, events so far, p99 so far, errors.
+/// A line a second: events/s in the last second, events so far, p99 so far, the slowest batch
+/// of the last second (where a stall shows, which p99 so far smooths away), errors.
 async fn progress<C: Cluster>(shared: Arc<Shared<C>>, measuring: Instant) {
     let mut last = 0;
     let mut tick =
@@ -372,12 +380,14 @@ async fn progress<C: Cluster>(shared: Arc<Shared<C>>, measuring: Instant) {
         let p99_ms = shared.stats.lock().map_or(0.0, |stats| {
             stats.workload().latency_us.value_at_quantile(0.99) as f64 / 1e3
         });
+        let second_max_ms = shared.second_max_us.swap(0, Ordering::Relaxed) as f64 / 1e3;
         println!(
-            "{:>6.1} s {:>11} events/s {:>13} events  p99 {:>8.2} ms  {} errors",
+            "{:>6.1} s {:>11} events/s {:>13} events  p99 {:>8.2} ms  max this second {:>8.2} ms  {} errors",
             measuring.elapsed().as_secs_f64(),
             now - last,
             now,
             p99_ms,
+            second_max_ms,
             shared.errors.load(Ordering::Relaxed)
         );
         last = now;

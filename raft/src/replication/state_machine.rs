@@ -420,6 +420,7 @@ impl StateMachine {
                 source,
             })?;
         let metrics = crate::metrics::SnapshotMetrics::new();
+        let started = std::time::Instant::now();
         let (applied, current) = match restore_newest(&files, engine_config)? {
             None => (
                 Applied {
@@ -430,7 +431,11 @@ impl StateMachine {
                 None,
             ),
             Some((meta, engine, payload_bytes)) => {
-                tracing::info!(snapshot = %meta, "state restored from snapshot");
+                tracing::info!(
+                    snapshot = %meta,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "state restored from snapshot"
+                );
                 metrics
                     .size_bytes
                     .set(i64::try_from(payload_bytes).unwrap_or(i64::MAX));
@@ -483,10 +488,21 @@ impl StateMachine {
         write_lock(&self.applied).apply_entry(entry);
     }
 
-    /// Preallocate the engine for `accounts` more accounts and `events` more events
-    /// (`Engine::reserve`), so applying them never grows a table on the hot path.
-    pub fn reserve(&self, accounts: usize, events: usize) {
-        write_lock(&self.applied).engine.reserve(accounts, events);
+    /// Have helper threads fault the engine's arena chunks in ahead while the log is replayed
+    /// into it at start (`Engine::prefault_in_background`), or stop them once it is.
+    pub(crate) fn prefault_in_background(&self, on: bool) {
+        let engine = &mut write_lock(&self.applied).engine;
+        if on {
+            engine.prefault_in_background();
+        } else {
+            engine.stop_prefaulting();
+        }
+    }
+
+    /// Size the engine's indexes for `events` more events without touching their memory
+    /// (`Engine::make_room`), so a replay of that many never rehashes the event index.
+    pub(crate) fn make_room(&self, events: usize) {
+        write_lock(&self.applied).engine.make_room(0, events);
     }
 }
 

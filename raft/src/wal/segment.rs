@@ -27,6 +27,26 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// Bytes of the segments in `dir` that can hold entries at or after index `from` (every segment
+/// from the last one named at or below `from`): an upper bound on what a replay from `from`
+/// reads, for sizing what it fills. Segments are preallocated, so the newest counts whole.
+pub fn bytes_from(disk: &dyn Disk, dir: &Path, from: u64) -> io::Result<u64> {
+    let mut firsts: Vec<u64> = disk
+        .list(dir)?
+        .iter()
+        .filter_map(|name| parse_segment_name(name))
+        .collect();
+    firsts.sort_unstable();
+    let start = firsts
+        .partition_point(|&first| first <= from)
+        .saturating_sub(1);
+    let mut bytes = 0;
+    for &first in &firsts[start..] {
+        bytes += disk.open(&dir.join(segment_name(first)), false)?.len()?;
+    }
+    Ok(bytes)
+}
+
 /// An open segment file, shared by the WAL thread (writes) and readers (reads). Readers keep
 /// their handle while a purge or truncation removes the name, as a Unix descriptor allows.
 #[derive(Debug)]
