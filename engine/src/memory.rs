@@ -60,10 +60,11 @@ const HUGE_PAGE_BYTES: usize = 2 << 20;
 /// `start` with transparent huge pages (`madvise(MADV_HUGEPAGE)`; this host's default is
 /// "madvise": only what asks gets them). Called before the allocation is first written.
 ///
-/// Where: the event index, probed at a random place per event (with 4 KiB pages most such
-/// probes also miss the TLB), and arena chunks filled in bulk by a restore or replay, where
-/// a huge page is one fault instead of 512. Not for chunks the apply path fills one event at
-/// a time: there a fault zeroes 2 MiB at once (~2 ms on this host), a stall on one batch.
+/// Where: an index table sized for a bulk fill (probed at a random place per event: with
+/// 4 KiB pages most such probes also miss the TLB), and arena chunks filled in bulk by a
+/// restore or replay, where a huge page is one fault instead of 512. Not for memory the apply
+/// path fills as it goes (an open chunk, an index table after a doubling): there a fault
+/// zeroes 2 MiB at once (~2 ms on this host), a stall on the batch in flight.
 /// A hint only: where huge pages are off or none is free, nothing changes but speed.
 pub(crate) fn advise_huge_pages<T>(start: *const T, elements: usize) {
     #[cfg(target_os = "linux")]

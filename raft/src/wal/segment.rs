@@ -27,9 +27,10 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Bytes of the segments in `dir` that can hold entries at or after index `from` (every segment
-/// from the last one named at or below `from`): an upper bound on what a replay from `from`
-/// reads, for sizing what it fills. Segments are preallocated, so the newest counts whole.
+/// Bytes of the full segments in `dir` that can hold entries at or after index `from` (every
+/// segment from the last one named at or below `from`, but the newest): about what a replay
+/// from `from` reads, for sizing what it fills. The newest segment is left out: it is
+/// preallocated, so its size says nothing of how full it is (a new node's WAL counts 0).
 pub fn bytes_from(disk: &dyn Disk, dir: &Path, from: u64) -> io::Result<u64> {
     let mut firsts: Vec<u64> = disk
         .list(dir)?
@@ -40,8 +41,9 @@ pub fn bytes_from(disk: &dyn Disk, dir: &Path, from: u64) -> io::Result<u64> {
     let start = firsts
         .partition_point(|&first| first <= from)
         .saturating_sub(1);
+    let full = firsts.len().saturating_sub(1);
     let mut bytes = 0;
-    for &first in &firsts[start..] {
+    for &first in firsts.get(start..full).unwrap_or_default() {
         bytes += disk.open(&dir.join(segment_name(first)), false)?.len()?;
     }
     Ok(bytes)
@@ -113,5 +115,21 @@ mod tests {
         assert_eq!(parse_segment_name("vote"), None);
         assert_eq!(parse_segment_name("0000000000000000001.wal"), None);
         assert_eq!(parse_segment_name("0000000000000000000a.wal"), None);
+    }
+
+    /// Proves the replay estimate counts the full segments from the one holding `from` on,
+    /// and never the newest (preallocated, however full it is).
+    #[test]
+    fn bytes_from_counts_full_segments_from_the_index_on() {
+        let disk = crate::storage::sim::SimDisk::new();
+        let dir = Path::new("/wal");
+        disk.create_dir_all(dir).expect("dir");
+        assert_eq!(bytes_from(&disk, dir, 0).expect("empty"), 0);
+        for first in [1, 100, 200] {
+            create(&disk, dir, first, 1_000).expect("segment");
+        }
+        assert_eq!(bytes_from(&disk, dir, 0).expect("all"), 2_000);
+        assert_eq!(bytes_from(&disk, dir, 150).expect("from 150"), 1_000);
+        assert_eq!(bytes_from(&disk, dir, 250).expect("in the newest"), 0);
     }
 }
