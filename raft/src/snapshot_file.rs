@@ -182,7 +182,6 @@ impl SnapshotFiles {
             synced: 0,
             crc: 0,
             finished: false,
-            pace: None,
         })
     }
 
@@ -298,8 +297,6 @@ pub struct SnapshotWriter {
     /// CRC32C of the payload so far (file and buffer).
     crc: u32,
     finished: bool,
-    /// When writing began and the bytes per second not to exceed (`paced`).
-    pace: Option<(std::time::Instant, u64)>,
 }
 
 impl SnapshotWriter {
@@ -311,12 +308,6 @@ impl SnapshotWriter {
     /// True before the first byte.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Write no faster than `bytes_per_s` on average from now on (sleeping between buffers).
-    pub fn paced(mut self, bytes_per_s: u64) -> SnapshotWriter {
-        self.pace = Some((std::time::Instant::now(), bytes_per_s.max(1)));
-        self
     }
 
     /// Start the payload over from its first byte (a sender restarting its snapshot).
@@ -339,12 +330,6 @@ impl SnapshotWriter {
         if self.written - self.synced >= SNAPSHOT_SYNC_BYTES {
             self.file.sync()?;
             self.synced = self.written;
-        }
-        if let Some((started, bytes_per_s)) = self.pace {
-            let due = std::time::Duration::from_secs_f64(self.written as f64 / bytes_per_s as f64);
-            if let Some(early) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(early);
-            }
         }
         Ok(())
     }

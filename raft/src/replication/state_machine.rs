@@ -37,7 +37,6 @@ use super::types::{
     Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use super::SNAPSHOT_DIR;
-use crate::limits::SNAPSHOT_BUILD_BYTES_PER_S;
 use crate::metrics::watching_resident;
 use crate::snapshot_file::{SnapshotFile, SnapshotFiles};
 use crate::storage::Disk;
@@ -221,11 +220,7 @@ impl Snapshots {
             StorageIOError::write_snapshot(Some(meta.signature()), &error).into()
         };
         let head = encode_head(meta).map_err(|error| failed(&error))?;
-        let mut writer = self
-            .files
-            .create()
-            .map_err(|error| failed(&error))?
-            .paced(SNAPSHOT_BUILD_BYTES_PER_S);
+        let mut writer = self.files.create().map_err(|error| failed(&error))?;
         writer.write_all(&head).map_err(|error| failed(&error))?;
         frozen
             .write_to(&mut writer)
