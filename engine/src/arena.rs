@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use crossbeam_channel::{bounded, Receiver};
+use crossbeam_channel::Receiver;
 
 use crate::limits::ARENA_CHUNK_ELEMENTS;
 
@@ -82,7 +82,7 @@ impl<T: Clone> Chunk<T> for Shared<T> {
 pub(crate) struct Arena<T, C: Chunk<T> = Vec<T>> {
     chunks: Vec<C>,
     len: usize,
-    /// Empty chunks whose memory a helper thread has faulted in (`prefault_in_background`).
+    /// Empty chunks whose memory a maker thread has faulted in (`take_chunks_from`).
     spares: Option<Receiver<Vec<T>>>,
 }
 
@@ -96,8 +96,16 @@ impl<T, C: Chunk<T>> Default for Arena<T, C> {
     }
 }
 
-/// Spare chunks a helper keeps ready for one arena: enough to stay ahead of a restore.
-const SPARES: usize = 2;
+/// Spare chunks a maker keeps ready for one arena: enough to stay ahead of a restore.
+pub(crate) const SPARES: usize = 2;
+
+/// An empty chunk faulted in (huge pages where the kernel has them), for a `ChunkMaker`.
+pub(crate) fn faulted_chunk<T>() -> Vec<T> {
+    let chunk = chunk_vec::<T>();
+    crate::memory::advise_huge_pages(chunk.as_ptr(), ARENA_CHUNK_ELEMENTS);
+    crate::memory::populate(chunk.as_ptr(), ARENA_CHUNK_ELEMENTS);
+    chunk
+}
 
 /// A frozen view of a shared arena: its elements as they were when it was taken, whatever is
 /// written to the arena afterwards.
@@ -179,40 +187,20 @@ impl<T, C: Chunk<T>> Arena<T, C> {
         Some(value)
     }
 
-    /// Starts a helper thread that keeps `SPARES` empty chunks faulted in (huge pages where
-    /// the kernel has them) for this arena, until `stop_prefaulting`: for a bulk fill (a
-    /// restore, a replay), where most of the time otherwise goes to the kernel zeroing fresh
-    /// pages on the filling thread (~1 GB/s on this host's virtual machine). Not for the apply
-    /// path at a steady rate: measured there, the helper's bursts of zeroing on a 2-core host
-    /// stalled batches for tens of ms every time a chunk opened, worse than the faults it
-    /// saves. Does nothing if one runs already or the thread cannot be started. Memory
-    /// placement only: changes no output.
-    pub(crate) fn prefault_in_background(&mut self)
-    where
-        T: Send + 'static,
-    {
-        if self.spares.is_some() {
-            return;
-        }
-        let (to, from) = bounded(SPARES);
-        let helper = std::thread::Builder::new()
-            .name("tally-prefault".into())
-            .spawn(move || loop {
-                let chunk = chunk_vec::<T>();
-                crate::memory::advise_huge_pages(chunk.as_ptr(), ARENA_CHUNK_ELEMENTS);
-                crate::memory::populate(chunk.as_ptr(), ARENA_CHUNK_ELEMENTS);
-                if to.send(chunk).is_err() {
-                    return;
-                }
-            });
-        if helper.is_ok() {
-            self.spares = Some(from);
-        }
+    /// Takes fresh chunks from `spares` (filled by a `ChunkMaker` on a thread the caller
+    /// runs) until `stop_taking_chunks`: for a bulk fill (a restore, a replay), where most of
+    /// the time otherwise goes to the kernel zeroing fresh pages on the filling thread (~1 GB/s
+    /// on this host's virtual machine). Not for the apply path at a steady rate: measured
+    /// there, the maker's bursts of zeroing on a 2-core host stalled batches for tens of ms
+    /// every time a chunk opened, worse than the faults it saves. Memory placement only:
+    /// changes no output.
+    pub(crate) fn take_chunks_from(&mut self, spares: Receiver<Vec<T>>) {
+        self.spares = Some(spares);
     }
 
-    /// Ends `prefault_in_background`: the helper stops at its next send, and the spares it
-    /// made are freed.
-    pub(crate) fn stop_prefaulting(&mut self) {
+    /// Ends `take_chunks_from`: the maker stops at its next send, and the spares it made
+    /// are freed.
+    pub(crate) fn stop_taking_chunks(&mut self) {
         self.spares = None;
     }
 
@@ -297,12 +285,13 @@ mod tests {
     }
 
     /// The same with chunks (new ones and the copies a view forces) taken from spares a
-    /// helper thread faulted in; the helper keeps `SPARES` ready until stopped.
+    /// maker thread faulted in; the maker keeps `SPARES` ready until the arena stops taking.
     #[test]
     fn frozen_views_do_not_see_later_writes_with_prefaulted_chunks() {
+        let (to, spares) = crossbeam_channel::bounded(SPARES);
+        let maker = std::thread::spawn(move || while to.send(faulted_chunk::<u64>()).is_ok() {});
         let mut arena: Arena<u64, Shared<u64>> = Arena::default();
-        arena.prefault_in_background();
-        let spares = arena.spares.clone().expect("a helper thread runs");
+        arena.take_chunks_from(spares.clone());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while spares.len() < SPARES {
             assert!(
@@ -315,8 +304,10 @@ mod tests {
         assert!(spare.is_empty() && spare.capacity() == ARENA_CHUNK_ELEMENTS);
         drop(spares);
         frozen_views_do_not_see_later_writes_with(&mut arena);
-        arena.stop_prefaulting();
-        assert!(arena.spares.is_none());
+        arena.stop_taking_chunks();
+        maker
+            .join()
+            .expect("the maker ends once the arena stops taking");
         arena.push(5);
     }
 

@@ -192,21 +192,6 @@ impl Engine {
         self.event_index.make_room(events.min(cap));
     }
 
-    /// Has helper threads keep fresh chunks of the stored-event arenas faulted in until
-    /// `stop_prefaulting` (see `Arena::prefault_in_background`): for filling an engine in
-    /// bulk (a restore, a replay of the log), not for the steady apply path. Costs two
-    /// threads and a few spare chunks meanwhile. Optional; changes no output.
-    pub fn prefault_in_background(&mut self) {
-        self.transfers.prefault_in_background();
-        self.trades.prefault_in_background();
-    }
-
-    /// Ends `prefault_in_background`.
-    pub fn stop_prefaulting(&mut self) {
-        self.transfers.stop_prefaulting();
-        self.trades.stop_prefaulting();
-    }
-
     /// The timestamp of the last event or expiry applied (0 before any).
     pub fn last_timestamp(&self) -> u64 {
         self.last_timestamp

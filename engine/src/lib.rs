@@ -27,7 +27,7 @@ mod transfer;
 mod warm;
 
 pub use engine::{BatchError, BatchOutcome, Engine, EngineConfig, Operation};
-pub use memory::MemoryUsage;
+pub use memory::{chunk_supply, ChunkMaker, ChunkSupply, MemoryUsage};
 pub use query::{LedgerTotals, QueryError, StatementEntry, StatementEvent, StatementFilter};
 pub use records::{Account, AccountFlags, RecordError, Trade, TradeFlags, Transfer, TransferFlags};
 pub use result::EventResult;

@@ -1,7 +1,10 @@
 //! What the engine's state costs in memory, by part, and how its large tables are backed.
 
+use crossbeam_channel::{bounded, Receiver, Select, Sender};
+
+use crate::arena::{faulted_chunk, SPARES};
 use crate::engine::Engine;
-use crate::state::{Balances, EventRef};
+use crate::state::{Balances, EventRef, StoredTrade, StoredTransfer};
 
 /// Heap bytes held by each part of the state (capacity, not length: what the allocator gave).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -117,4 +120,70 @@ pub(crate) fn populate<T>(start: *const T, elements: usize) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (start, elements);
+}
+
+/// Fresh chunks for the stored-event arenas of an engine being filled in bulk
+/// (`Engine::take_chunks_from`, `Engine::restore_from_with_chunks`), faulted in by a
+/// `ChunkMaker` on another thread so the kernel's page zeroing runs beside the fill.
+pub struct ChunkSupply {
+    transfers: Receiver<Vec<StoredTransfer>>,
+    trades: Receiver<Vec<StoredTrade>>,
+}
+
+/// Keeps a `ChunkSupply` stocked. The engine starts no thread (it is sans-IO): the caller
+/// runs `run` on one, and it returns once the engine stops taking chunks.
+pub struct ChunkMaker {
+    transfers: Sender<Vec<StoredTransfer>>,
+    trades: Sender<Vec<StoredTrade>>,
+}
+
+/// A supply and the maker that fills it.
+pub fn chunk_supply() -> (ChunkSupply, ChunkMaker) {
+    let (transfers_to, transfers) = bounded(SPARES);
+    let (trades_to, trades) = bounded(SPARES);
+    (
+        ChunkSupply { transfers, trades },
+        ChunkMaker {
+            transfers: transfers_to,
+            trades: trades_to,
+        },
+    )
+}
+
+impl ChunkMaker {
+    /// Makes chunks for whichever arena has room for one, blocking while both are stocked;
+    /// returns when the supply is dropped (`Engine::stop_taking_chunks` or the engine's end).
+    pub fn run(self) {
+        loop {
+            let mut select = Select::new();
+            let transfers = select.send(&self.transfers);
+            let trades = select.send(&self.trades);
+            let operation = select.select();
+            let sent = if operation.index() == transfers {
+                operation.send(&self.transfers, faulted_chunk()).is_ok()
+            } else {
+                debug_assert_eq!(operation.index(), trades);
+                operation.send(&self.trades, faulted_chunk()).is_ok()
+            };
+            if !sent {
+                return;
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// Takes fresh chunks for the stored-event arenas from `supply` until
+    /// `stop_taking_chunks`: for filling an engine in bulk (a replay of the log), not for the
+    /// steady apply path (see `Arena::take_chunks_from`). Optional; changes no output.
+    pub fn take_chunks_from(&mut self, supply: ChunkSupply) {
+        self.transfers.take_chunks_from(supply.transfers);
+        self.trades.take_chunks_from(supply.trades);
+    }
+
+    /// Ends `take_chunks_from`; its maker returns.
+    pub fn stop_taking_chunks(&mut self) {
+        self.transfers.stop_taking_chunks();
+        self.trades.stop_taking_chunks();
+    }
 }

@@ -30,7 +30,7 @@ use rkyv::util::AlignedVec;
 
 use crate::arena::Frozen;
 use crate::engine::{Engine, EngineConfig};
-use crate::limits::ARENA_CHUNK_ELEMENTS;
+use crate::memory::ChunkSupply;
 use crate::records::{TradeFlags, TransferFlags};
 use crate::state::{
     AccountSlot, AccountState, Balances, EventKind, EventRef, Expiry, PendingStatus, StoredTrade,
@@ -387,6 +387,25 @@ impl Engine {
     /// checksum, that nothing follows it, and that the replayed history ends at the stored
     /// balances. Memory: the engine it builds, plus one section.
     pub fn restore_from(input: impl Read, config: EngineConfig) -> Result<Engine, SnapshotError> {
+        Self::restore_with(input, config, None)
+    }
+
+    /// `restore_from`, with the arenas' chunks taken from `supply` while the events are read
+    /// (most of a large restore is otherwise the kernel zeroing their fresh pages: 42% of a
+    /// 10M-event restore on this host). The supply's maker returns when the events are in.
+    pub fn restore_from_with_chunks(
+        input: impl Read,
+        config: EngineConfig,
+        supply: ChunkSupply,
+    ) -> Result<Engine, SnapshotError> {
+        Self::restore_with(input, config, Some(supply))
+    }
+
+    fn restore_with(
+        input: impl Read,
+        config: EngineConfig,
+        supply: Option<ChunkSupply>,
+    ) -> Result<Engine, SnapshotError> {
         let mut input = Hashed {
             inner: input,
             hasher: blake3::Hasher::new(),
@@ -422,10 +441,8 @@ impl Engine {
         // damaged header costs address space, not memory, and fails further on).
         engine.make_room(accounts as usize, (transfers + trades) as usize);
         let mut index = RestoredIndex::default();
-        if transfers + trades >= ARENA_CHUNK_ELEMENTS as u64 {
-            // Most of a large restore is the kernel zeroing the arenas' fresh pages: a helper
-            // thread does it beside the decoding (42% of a 10M-event restore otherwise).
-            engine.prefault_in_background();
+        if let Some(supply) = supply {
+            engine.take_chunks_from(supply);
         }
         let mut stored_balances = Vec::new();
         let mut buffer = AlignedVec::<16>::new();
@@ -506,7 +523,7 @@ impl Engine {
             Ok(())
         })?;
         index.finish(&mut engine)?;
-        engine.stop_prefaulting();
+        engine.stop_taking_chunks();
         read_sections(&mut input, expiries, &mut buffer, |e: Expiry| {
             let ok = match e.pending.kind() {
                 Some(EventKind::Transfer) => (e.pending.slot() as u64) < transfers,

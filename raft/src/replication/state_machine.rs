@@ -276,7 +276,7 @@ impl Snapshots {
                 sent: sent.to_string(),
             }));
         }
-        let engine = Engine::restore_from(&mut reader, config).map_err(|e| refused(e.into()))?;
+        let engine = restore_engine(&mut reader, config).map_err(|e| refused(e.into()))?;
         let payload_bytes = snapshot.len();
         let kept = snapshot
             .into_received()
@@ -488,14 +488,14 @@ impl StateMachine {
         write_lock(&self.applied).apply_entry(entry);
     }
 
-    /// Have helper threads fault the engine's arena chunks in ahead while the log is replayed
-    /// into it at start (`Engine::prefault_in_background`), or stop them once it is.
+    /// Have a maker thread fault the engine's arena chunks in ahead while the log is replayed
+    /// into it at start (`Engine::take_chunks_from`), or stop it once that is done.
     pub(crate) fn prefault_in_background(&self, on: bool) {
         let engine = &mut write_lock(&self.applied).engine;
-        if on {
-            engine.prefault_in_background();
-        } else {
-            engine.stop_prefaulting();
+        match (on, chunk_supply()) {
+            (true, Some(supply)) => engine.take_chunks_from(supply),
+            (true, None) => {}
+            (false, _) => engine.stop_taking_chunks(),
         }
     }
 
@@ -503,6 +503,29 @@ impl StateMachine {
     /// (`Engine::make_room`), so a replay of that many never rehashes the event index.
     pub(crate) fn make_room(&self, events: usize) {
         write_lock(&self.applied).engine.make_room(0, events);
+    }
+}
+
+/// Arena chunks for an engine filled in bulk, faulted in by a thread of their own (the engine
+/// starts none: `tally_engine::ChunkMaker`); the thread ends when the engine stops taking
+/// them. `None` if no thread could be started: the fill then faults its own pages.
+fn chunk_supply() -> Option<tally_engine::ChunkSupply> {
+    let (supply, maker) = tally_engine::chunk_supply();
+    std::thread::Builder::new()
+        .name("tally-prefault".to_owned())
+        .spawn(move || maker.run())
+        .ok()
+        .map(|_| supply)
+}
+
+/// `Engine::restore_from` with its chunks faulted in by a maker thread (`chunk_supply`).
+fn restore_engine(
+    input: impl std::io::Read,
+    config: EngineConfig,
+) -> Result<Engine, tally_engine::SnapshotError> {
+    match chunk_supply() {
+        Some(supply) => Engine::restore_from_with_chunks(input, config, supply),
+        None => Engine::restore_from(input, config),
     }
 }
 
@@ -534,14 +557,13 @@ fn restore_newest(
                         meta: meta.to_string(),
                     });
                 }
-                let engine =
-                    Engine::restore_from(&mut reader, engine_config).map_err(|source| {
-                        StateMachineOpenError::Engine {
-                            index: id.index,
-                            term: id.term,
-                            source,
-                        }
-                    })?;
+                let engine = restore_engine(&mut reader, engine_config).map_err(|source| {
+                    StateMachineOpenError::Engine {
+                        index: id.index,
+                        term: id.term,
+                        source,
+                    }
+                })?;
                 Ok((meta, engine, file.payload_bytes()))
             });
         match restored {
