@@ -280,9 +280,9 @@ impl IdIndex {
 
     /// Makes room for `additional` more ids without growing.
     pub(crate) fn reserve(&mut self, additional: usize) {
-        let needed = (self.len + additional) * 4 / 3 + 1;
-        if needed > self.entries.len() {
-            self.grow(needed.next_power_of_two());
+        let capacity = self.entries.len();
+        self.make_room(additional);
+        if self.entries.len() > capacity {
             // `vec![0; n]` maps zero pages lazily; fault them in now (see `Arena::reserve`).
             for entry in self.entries.iter_mut().step_by(4096 / 8) {
                 *entry = std::hint::black_box(*entry);
@@ -349,14 +349,7 @@ mod tests {
             index.remove(keys[slot as usize], key_of);
             present.remove(&slot);
         }
-        for (slot, &id) in keys.iter().enumerate() {
-            let expected = present.contains(&(slot as u32)).then_some(slot as u32);
-            assert_eq!(
-                index.find(index.hash(id), id, key_of),
-                expected,
-                "slot {slot}"
-            );
-        }
+        assert_finds_exactly(&index, &keys, &present);
         // Collisions: every entry with the same hash bits still finds its own slot.
         let mut crowded = IdIndex::new(0);
         for slot in 0..64u32 {
@@ -404,14 +397,7 @@ mod tests {
         }
         assert!(growths_seen >= 4, "only {growths_seen} growths");
         assert_eq!(index.len, present.len());
-        for (slot, &id) in keys.iter().enumerate() {
-            let expected = present.contains(&(slot as u32)).then_some(slot as u32);
-            assert_eq!(
-                index.find(index.hash(id), id, key_of),
-                expected,
-                "slot {slot}"
-            );
-        }
+        assert_finds_exactly(&index, &keys, &present);
     }
 
     /// Proves no insert rehashes the whole index: the one that crosses 3/4 load only starts
@@ -447,5 +433,18 @@ mod tests {
             inserts <= capacity / MIGRATE_SLOTS + 1,
             "{inserts} inserts to move {capacity} slots"
         );
+    }
+
+    /// Every key is found at its slot if it is in `present`, and not found otherwise.
+    fn assert_finds_exactly(
+        index: &IdIndex,
+        keys: &[u128],
+        present: &std::collections::BTreeSet<u32>,
+    ) {
+        for (slot, &id) in keys.iter().enumerate() {
+            let expected = present.contains(&(slot as u32)).then_some(slot as u32);
+            let found = index.find(index.hash(id), id, |slot| keys[slot as usize]);
+            assert_eq!(found, expected, "slot {slot}");
+        }
     }
 }

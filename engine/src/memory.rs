@@ -70,29 +70,12 @@ const HUGE_PAGE_BYTES: usize = 2 << 20;
 /// zeroes 2 MiB at once (~2 ms on this host), a stall on the batch in flight.
 /// A hint only: where huge pages are off or none is free, nothing changes but speed.
 pub(crate) fn advise_huge_pages<T>(start: *const T, elements: usize) {
-    #[cfg(target_os = "linux")]
-    {
-        let start = start as usize;
-        let end = start + elements * std::mem::size_of::<T>();
-        let (first, last) = (
-            start.next_multiple_of(HUGE_PAGE_BYTES),
-            end / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES,
-        );
-        if first < last {
-            // SAFETY: MADV_HUGEPAGE changes only how the kernel backs the range, never its
-            // contents or who may use it; the range lies inside one live allocation, and the
-            // call's result is ignored (an error leaves the pages as they were).
-            unsafe {
-                libc::madvise(
-                    first as *mut libc::c_void,
-                    last - first,
-                    libc::MADV_HUGEPAGE,
-                );
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (start, elements);
+    let (start, end) = range(start, elements);
+    advise(
+        start.next_multiple_of(HUGE_PAGE_BYTES),
+        end / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES,
+        Advice::HugePages,
+    );
 }
 
 /// Faults in the pages of `elements` values at `start` as if each were written, without
@@ -101,25 +84,39 @@ pub(crate) fn advise_huge_pages<T>(start: *const T, elements: usize) {
 /// left as they are and contents never change; an error (an older kernel) only means
 /// nothing was prefaulted.
 pub(crate) fn populate<T>(start: *const T, elements: usize) {
+    let (start, end) = range(start, elements);
+    advise(start / 4096 * 4096, end, Advice::Populate);
+}
+
+/// The addresses `elements` values at `start` span.
+fn range<T>(start: *const T, elements: usize) -> (usize, usize) {
+    let start = start as usize;
+    (start, start + elements * std::mem::size_of::<T>())
+}
+
+enum Advice {
+    HugePages,
+    Populate,
+}
+
+/// `madvise(first..last, advice)` if the range is not empty; the result is ignored (both
+/// are hints: an error leaves the pages as they were).
+fn advise(first: usize, last: usize, advice: Advice) {
     #[cfg(target_os = "linux")]
-    {
-        let start = start as usize;
-        let page = start / 4096 * 4096;
-        let end = start + elements * std::mem::size_of::<T>();
-        if page < end {
-            // SAFETY: MADV_POPULATE_WRITE only faults pages in (zeroed if new, untouched if
-            // present); it changes no contents and no mapping's validity.
-            unsafe {
-                libc::madvise(
-                    page as *mut libc::c_void,
-                    end - page,
-                    libc::MADV_POPULATE_WRITE,
-                );
-            }
+    if first < last {
+        let advice = match advice {
+            Advice::HugePages => libc::MADV_HUGEPAGE,
+            Advice::Populate => libc::MADV_POPULATE_WRITE,
+        };
+        // SAFETY: both advices change only how the kernel backs the range (huge pages; pages
+        // faulted in, zeroed if new, untouched if present), never its contents or who may
+        // use it, and every caller's range lies inside one live allocation.
+        unsafe {
+            libc::madvise(first as *mut libc::c_void, last - first, advice);
         }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = (start, elements);
+    let _ = (first, last, advice);
 }
 
 /// Fresh chunks for the stored-event arenas of an engine being filled in bulk

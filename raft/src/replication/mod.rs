@@ -111,7 +111,7 @@ pub fn open_storage(
         committed: LogStore::recorded_commit(disk.as_ref(), data_dir)?,
         failed: None,
     };
-    state_machine.prefault_in_background(true);
+    state_machine.take_chunks();
     // Without this the event index doubles its table ~14 times on the way to 10M events.
     // An estimate only (records of 128 bytes in the segments the replay reads; entries that
     // are not event batches count too), so a failure to list is no reason not to start.
@@ -123,7 +123,7 @@ pub fn open_storage(
     let log_store = LogStore::open_with_replay(disk, data_dir, wal_config, from, |entry| {
         replay.visit(entry)
     })?;
-    state_machine.prefault_in_background(false);
+    state_machine.stop_taking_chunks();
     if let Some((index, source)) = replay.failed {
         return Err(StorageOpenError::Replay { index, source });
     }

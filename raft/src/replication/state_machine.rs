@@ -489,14 +489,16 @@ impl StateMachine {
     }
 
     /// Have a maker thread fault the engine's arena chunks in ahead while the log is replayed
-    /// into it at start (`Engine::take_chunks_from`), or stop it once that is done.
-    pub(crate) fn prefault_in_background(&self, on: bool) {
-        let engine = &mut write_lock(&self.applied).engine;
-        match (on, chunk_supply()) {
-            (true, Some(supply)) => engine.take_chunks_from(supply),
-            (true, None) => {}
-            (false, _) => engine.stop_taking_chunks(),
+    /// into it at start (`Engine::take_chunks_from`), until `stop_taking_chunks`.
+    pub(crate) fn take_chunks(&self) {
+        if let Some(supply) = chunk_supply() {
+            write_lock(&self.applied).engine.take_chunks_from(supply);
         }
+    }
+
+    /// Ends `take_chunks`: its maker thread returns.
+    pub(crate) fn stop_taking_chunks(&self) {
+        write_lock(&self.applied).engine.stop_taking_chunks();
     }
 
     /// Size the engine's indexes for `events` more events without touching their memory
