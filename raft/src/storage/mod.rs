@@ -7,6 +7,7 @@
 //! the N-th operation.
 
 pub mod aligned;
+mod reclaim;
 pub mod sim;
 pub mod sync;
 pub mod uring;
@@ -60,6 +61,12 @@ pub trait Disk: Send + Sync + fmt::Debug {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Make the names in `dir` (creations, removals, renames) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Delete `path`, a file nothing reads or writes again, already renamed to a name its
+    /// owner removes at start. The real disks give its space back in the background, a
+    /// stretch at a time, so the WAL's fdatasyncs never wait for a whole file's discards
+    /// (`reclaim.rs`); the simulated disk removes it at once. Durable only after
+    /// [`Disk::sync_dir`], and not even then on the real disks: a crash may leave it.
+    fn reclaim(&self, path: &Path) -> io::Result<()>;
 }
 
 /// One open file. Reads and writes take explicit offsets, so one handle can be shared between
@@ -83,6 +90,15 @@ pub trait DiskFile: Send + Sync + fmt::Debug {
     /// Write all of `buf` at `offset` through the page cache; any alignment. Not durable until
     /// [`DiskFile::sync`].
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Write all of `buf` (from an [`AlignedBuffer`], length a multiple of `SECTOR_BYTES`) at a
+    /// sector-aligned `offset`, bypassing the page cache where the file allows O_DIRECT; not
+    /// durable until [`DiskFile::sync`]. For bulk writes beside the WAL (snapshot files): each
+    /// call is one request the disk finishes before the next is made, so a WAL group commit
+    /// never queues behind more than one of them, where write-back of a page cache full of
+    /// dirty pages would put a whole burst ahead of it.
+    fn write_direct_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.write_at(buf, offset)
+    }
     /// The group commit: write all of `buf` at `offset` and then fdatasync.
     /// `offset` and `buf.len()` must be multiples of `SECTOR_BYTES` and `buf` comes from an
     /// [`AlignedBuffer`], so O_DIRECT can be used.

@@ -335,4 +335,9 @@ impl Disk for SimDisk {
         state.names_durable.extend(live);
         Ok(())
     }
+
+    fn reclaim(&self, path: &Path) -> io::Result<()> {
+        // Nothing to pace on a simulated disk; removed at once keeps runs deterministic.
+        self.remove(path)
+    }
 }

@@ -135,6 +135,15 @@ impl DiskFile for RealFile {
         self.buffered.write_all_at(buf, offset)
     }
 
+    fn write_direct_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let Some(direct) = &self.direct else {
+            return self.write_at(buf, offset);
+        };
+        Self::check_aligned(buf, offset);
+        // Short O_DIRECT writes come in whole sectors, so the rest stays aligned.
+        direct.write_all_at(buf, offset)
+    }
+
     fn write_sync_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         Self::check_aligned(buf, offset);
         let fd = self.group_fd();
@@ -236,5 +245,8 @@ impl Disk for SyncDisk {
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         sync_dir(dir)
+    }
+    fn reclaim(&self, path: &Path) -> io::Result<()> {
+        super::reclaim::reclaim(path)
     }
 }

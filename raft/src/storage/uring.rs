@@ -151,6 +151,9 @@ impl DiskFile for UringFile {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.file.write_at(buf, offset)
     }
+    fn write_direct_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.file.write_direct_at(buf, offset)
+    }
 
     fn write_sync_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         RealFile::check_aligned(buf, offset);
@@ -214,5 +217,8 @@ impl Disk for UringDisk {
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         fallback::sync_dir(dir)
+    }
+    fn reclaim(&self, path: &Path) -> io::Result<()> {
+        super::reclaim::reclaim(path)
     }
 }

@@ -15,7 +15,7 @@ use crossbeam_channel::bounded;
 
 use super::read_ahead::{read_segments, Loaded};
 use super::record::{self, RecordHeader, RecordKind};
-use super::segment::{parse_segment_name, segment_name, SegmentFile, SegmentInfo};
+use super::segment::{parse_segment_name, segment_name, SegmentFile, SegmentInfo, PURGED_SUFFIX};
 use super::{Entry, Location, LogId, LogView, Slot, WalConfig};
 use crate::error::OpenError;
 use crate::limits::{RECORD_HEADER_BYTES, SECTOR_BYTES};
@@ -402,11 +402,20 @@ pub(crate) fn recover(
     let names = disk
         .list(dir)
         .map_err(io_error(format!("listing {}", dir.display())))?;
-    for name in names.iter().filter(|name| name.ends_with(".tmp")) {
-        // A metadata write that crashed before its rename: the old file still stands.
+    for name in names
+        .iter()
+        .filter(|name| name.ends_with(".tmp") || name.ends_with(PURGED_SUFFIX))
+    {
+        // A metadata write that crashed before its rename (the old file still stands), or
+        // a purged segment whose space the last run had not given back yet. Gone already is
+        // as good: a WAL reopened in the same process races its own reclaimer thread.
         let path = dir.join(name);
-        disk.remove(&path)
-            .map_err(io_error(format!("removing {}", path.display())))?;
+        match disk.remove(&path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_error(format!("removing {}", path.display()))(error));
+            }
+            _ => {}
+        }
     }
     let vote = Vote::load(disk, dir).map_err(meta_error(dir.join(VOTE_FILE)))?;
     let purged_path = dir.join(PURGED_FILE);

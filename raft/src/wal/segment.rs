@@ -18,6 +18,17 @@ pub fn segment_name(first_index: u64) -> String {
     format!("{first_index:020}{SUFFIX}")
 }
 
+/// What a purged segment is renamed to before its space is given back in the background
+/// (`Disk::reclaim`); recovery removes any a crash left.
+pub const PURGED_SUFFIX: &str = ".purged";
+
+/// The name a purged segment at `path` is renamed to.
+pub fn purged_name(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(PURGED_SUFFIX);
+    PathBuf::from(name)
+}
+
 /// The first index encoded in a segment file name, or `None` if `name` is not a segment.
 pub fn parse_segment_name(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(SUFFIX)?;
@@ -50,7 +61,8 @@ pub fn bytes_from(disk: &dyn Disk, dir: &Path, from: u64) -> io::Result<u64> {
 }
 
 /// An open segment file, shared by the WAL thread (writes) and readers (reads). Readers keep
-/// their handle while a purge or truncation removes the name, as a Unix descriptor allows.
+/// their handle while a truncation removes the name, as a Unix descriptor allows; a purged
+/// segment is cut in the background, but openraft reads no entry it has purged.
 #[derive(Debug)]
 pub struct SegmentFile {
     pub path: PathBuf,

@@ -18,7 +18,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use super::commit::{self, Committer, Group, Staged, ToCommit};
 use super::record::{self, RecordKind};
 use super::recovery::{encode_purged, PURGED_FILE, PURGED_MAGIC};
-use super::segment::{self, SegmentInfo};
+use super::segment::{self, purged_name, SegmentInfo};
 use super::{AppendFlushed, Entry, LogId, Shared, Slot};
 use crate::error::Poisoned;
 use crate::limits::{GROUP_BYTES_MAX, RECORD_HEADER_BYTES, SECTOR_BYTES};
@@ -447,22 +447,32 @@ impl Writer {
             &encode_purged(upto),
         );
         self.check(marked)?;
-        let mut removed = false;
+        // Each purged segment is renamed out of the log at once (recovery removes what a
+        // crash leaves of it) and its space given back in the background: deleting it here
+        // would stop this thread's group commits for the discards of a whole segment.
+        let mut retired = Vec::new();
         while self.segments.len() > 1
             && self.segments[0]
                 .index_max
                 .is_none_or(|max| max <= upto.index)
         {
             let head = self.segments.remove(0);
-            let result = self.disk.remove(&head.handle.path);
+            let to = purged_name(&head.handle.path);
+            let result = self.disk.rename(&head.handle.path, &to);
             self.check(result)?;
-            removed = true;
+            retired.push(to);
         }
-        if removed {
+        if !retired.is_empty() {
             let synced = self.disk.sync_dir(&self.dir);
             self.check(synced)?;
         }
         self.shared.lock().purge(upto);
+        for path in retired {
+            if let Err(error) = self.disk.reclaim(&path) {
+                tracing::warn!(path = %path.display(), %error,
+                    "a purged segment stays until the next start");
+            }
+        }
         Ok(())
     }
 }
