@@ -463,14 +463,8 @@ async fn a_restart_applies_the_committed_log_while_reading_it() {
             .build_snapshot()
             .await
             .expect("built");
-        state_machine
-            .apply(entries[12..=committed].to_vec())
-            .await
-            .expect("applied");
-        log.save_committed(Some(entries[committed].log_id))
-            .await
-            .expect("saved");
-        let expected = state_machine.view().digest();
+        let expected =
+            apply_and_commit(&mut log, &mut state_machine, &entries[12..=committed]).await;
         // A clean stop records the commit index.
         log.close();
         (expected, snapshot.meta.last_log_id)
@@ -505,4 +499,82 @@ async fn a_restart_applies_the_committed_log_while_reading_it() {
         None,
         "nothing applied early without a recorded commit index"
     );
+}
+
+/// Apply `entries` and record the last as committed; the state's digest after them.
+async fn apply_and_commit(
+    log: &mut LogStore,
+    state_machine: &mut StateMachine,
+    entries: &[Entry],
+) -> (Option<LogId>, [u8; 32]) {
+    state_machine
+        .apply(entries.to_vec())
+        .await
+        .expect("applied");
+    let last = entries.last().expect("entries").log_id;
+    log.save_committed(Some(last)).await.expect("saved");
+    state_machine.view().digest()
+}
+
+/// The one file in `dir`.
+fn only_file(dir: &Path) -> std::path::PathBuf {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("listed")
+        .map(|file| file.expect("entry").path())
+        .collect();
+    assert_eq!(files.len(), 1, "one file in {}: {files:?}", dir.display());
+    files.remove(0)
+}
+
+/// Proves a restart whose newest snapshot is damaged still comes back exactly where it
+/// stopped: the WAL's scan, started beside the restore from where the newest snapshot's name
+/// says the state ends, is read again from the older snapshot the restore falls back to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_past_a_damaged_newest_snapshot_replays_from_the_older_one() {
+    let disk = open_default();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let snapshots = dir.path().join("snapshots");
+    let entries = sample_log();
+    let committed = 30;
+    let kept_aside = dir.path().join("older.snap");
+    let (expected, older_name) = {
+        let (mut log, mut state_machine) = open(&disk, dir.path());
+        log.blocking_append(entries.clone())
+            .await
+            .expect("appended");
+        let mut build_after = async |applied: std::ops::Range<usize>| {
+            state_machine
+                .apply(entries[applied].to_vec())
+                .await
+                .expect("applied");
+            state_machine
+                .get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .expect("built")
+        };
+        build_after(0..12).await;
+        let older = only_file(&snapshots);
+        std::fs::copy(&older, &kept_aside).expect("kept aside");
+        build_after(12..20).await;
+        let expected =
+            apply_and_commit(&mut log, &mut state_machine, &entries[20..=committed]).await;
+        log.close();
+        (expected, older.file_name().expect("named").to_owned())
+    };
+    let newest = only_file(&snapshots);
+    let mut bytes = std::fs::read(&newest).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&newest, bytes).expect("damaged");
+    std::fs::copy(&kept_aside, snapshots.join(&older_name)).expect("put back");
+    let (log, state_machine) = open(&disk, dir.path());
+    assert_eq!(
+        state_machine.last_applied(),
+        Some(entries[committed].log_id),
+        "the committed log applied after the older snapshot"
+    );
+    assert_eq!(state_machine.view().digest(), expected);
+    log.close();
 }

@@ -85,11 +85,14 @@ impl Replay<'_> {
 
 /// Open the log store and the state machine of the node whose data directory is `data_dir`.
 ///
-/// The state machine opens first (its newest snapshot restored); then the log, read once from
-/// disk, applies its committed entries after the snapshot as they are read (up to the commit
-/// index an earlier run recorded: `LogStore::recorded_commit`), so a restarted node is where it
-/// stopped before openraft starts, at the disk's speed. Entries past the recorded index are
-/// applied through Raft once a leader is heard.
+/// The state machine's newest snapshot is restored on this thread while the WAL's recovery
+/// scan reads the log on another; the log's committed entries after the snapshot (up to the
+/// commit index an earlier run recorded: `LogStore::recorded_commit`) are applied as they are
+/// read, once the restore is done, so a restarted node is where it stopped before openraft
+/// starts, at the disk's speed. Entries past the recorded index are applied through Raft once
+/// a leader is heard. The scan starts its replay where the newest snapshot file's name says
+/// the state will end; if the restore ends elsewhere (a damaged newest snapshot), the log is
+/// read again from the right place.
 ///
 /// Besides each half's own recovery, this checks that they fit: the newest valid snapshot
 /// must reach the log's purge point, or the entries in between are gone on this node and its
@@ -101,42 +104,90 @@ pub fn open_storage(
     wal_config: WalConfig,
     engine_config: EngineConfig,
 ) -> Result<(LogStore, StateMachine), StorageOpenError> {
-    let state_machine = StateMachine::open(Arc::clone(&disk), data_dir, engine_config)?;
+    let committed = LogStore::recorded_commit(disk.as_ref(), data_dir)?;
+    let expected = StateMachine::replay_start_by_name(Arc::clone(&disk), data_dir);
+    let (state_machine, opened, next, replay_time) = std::thread::scope(|scope| {
+        let (queue, queued) = crossbeam_channel::bounded(REPLAY_QUEUE_ENTRIES);
+        let scan = std::thread::Builder::new()
+            .name("tally-wal-open".to_owned())
+            .spawn_scoped(scope, {
+                let disk = Arc::clone(&disk);
+                move || {
+                    LogStore::open_with_replay(disk, data_dir, wal_config, expected, |entry| {
+                        // Refused only once the restore failed or ended elsewhere: then the
+                        // scan just finishes.
+                        let _ = queue.send(entry);
+                    })
+                }
+            });
+        // On an error, `queued` is dropped before the scope joins the scan: it never waits
+        // on a full queue.
+        let state_machine = StateMachine::open(Arc::clone(&disk), data_dir, engine_config)?;
+        let restored = std::time::Instant::now();
+        let from = state_machine
+            .last_applied()
+            .map_or(0, |applied| applied.index + 1);
+        let mut replay = Replay {
+            state_machine: &state_machine,
+            next: from,
+            committed,
+            failed: None,
+        };
+        let opened = match scan {
+            Ok(scan) if from == expected => {
+                prepare_replay(&state_machine, disk.as_ref(), data_dir, from);
+                for entry in &queued {
+                    replay.visit(entry);
+                }
+                state_machine.stop_taking_chunks();
+                scan.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }
+            other => {
+                if let Err(error) = other.as_ref() {
+                    tracing::warn!(%error, "no thread for the WAL's recovery scan: it runs after the restore");
+                }
+                drop(queued);
+                // The scan (if any) read from the wrong place: its log store is dropped and
+                // the log read again.
+                if let Ok(scan) = other {
+                    drop(
+                        scan.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                    );
+                }
+                prepare_replay(&state_machine, disk.as_ref(), data_dir, from);
+                let opened = LogStore::open_with_replay(
+                    Arc::clone(&disk),
+                    data_dir,
+                    wal_config,
+                    from,
+                    |entry| replay.visit(entry),
+                );
+                state_machine.stop_taking_chunks();
+                opened
+            }
+        };
+        let (next, failed) = (replay.next, replay.failed);
+        if let Some((index, source)) = failed {
+            return Err(StorageOpenError::Replay { index, source });
+        }
+        Ok::<_, StorageOpenError>((state_machine, opened, next, restored.elapsed()))
+    })?;
+    let log_store = opened?;
     let from = state_machine
         .last_applied()
         .map_or(0, |applied| applied.index + 1);
-    let mut replay = Replay {
-        state_machine: &state_machine,
-        next: from,
-        committed: LogStore::recorded_commit(disk.as_ref(), data_dir)?,
-        failed: None,
-    };
-    state_machine.take_chunks();
-    // Without this the event index doubles its table ~14 times on the way to 10M events.
-    // An estimate only (records of 128 bytes in the segments the replay reads; entries that
-    // are not event batches count too), so a failure to list is no reason not to start.
-    match crate::wal::segment::bytes_from(disk.as_ref(), &data_dir.join(WAL_DIR), from) {
-        Ok(bytes) => state_machine.make_room((bytes / RECORD_BYTES as u64) as usize),
-        Err(error) => tracing::warn!(%error, "could not size the replay from the WAL's segments"),
-    }
-    let started = std::time::Instant::now();
-    let log_store = LogStore::open_with_replay(disk, data_dir, wal_config, from, |entry| {
-        replay.visit(entry)
-    })?;
-    state_machine.stop_taking_chunks();
-    if let Some((index, source)) = replay.failed {
-        return Err(StorageOpenError::Replay { index, source });
-    }
     // Everything applied is committed: a snapshot holds only applied entries, and the replay
     // stops at the recorded commit index.
     if let Some(applied) = state_machine.last_applied() {
         log_store.note_committed(applied.index);
     }
-    if replay.next > from {
+    if next > from {
         tracing::info!(
-            entries = replay.next - from,
-            through = replay.next - 1,
-            seconds = started.elapsed().as_secs_f64(),
+            entries = next - from,
+            through = next - 1,
+            seconds = replay_time.as_secs_f64(),
             "committed log applied while it was read"
         );
     }
@@ -150,4 +201,21 @@ pub fn open_storage(
         }
     }
     Ok((log_store, state_machine))
+}
+
+/// Entries the WAL's recovery scan may read ahead of the replay while the restore runs. Each
+/// pins the segment-sized read buffer it was read into (docs/wal.md), so few.
+const REPLAY_QUEUE_ENTRIES: usize = 64;
+
+/// Ready the state machine for applying the log from `from` in bulk: its arena chunks faulted
+/// in by a helper thread, its event index sized for the records the WAL holds from there.
+fn prepare_replay(state_machine: &StateMachine, disk: &dyn Disk, data_dir: &Path, from: u64) {
+    state_machine.take_chunks();
+    // Without this the event index doubles its table ~14 times on the way to 10M events.
+    // An estimate only (records of 128 bytes in the segments the replay reads; entries that
+    // are not event batches count too), so a failure to list is no reason not to start.
+    match crate::wal::segment::bytes_from(disk, &data_dir.join(WAL_DIR), from) {
+        Ok(bytes) => state_machine.make_room((bytes / RECORD_BYTES as u64) as usize),
+        Err(error) => tracing::warn!(%error, "could not size the replay from the WAL's segments"),
+    }
 }

@@ -403,6 +403,21 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
+    /// The index the log replay will start from after `open`, as far as the snapshot files'
+    /// names tell before any of them is read: the one after the newest snapshot's (0 for none,
+    /// or for a snapshot of nothing applied). `open` may still restore an older snapshot, if
+    /// the newest is damaged: `last_applied` after it is the truth.
+    pub(crate) fn replay_start_by_name(disk: Arc<dyn Disk>, data_dir: &Path) -> u64 {
+        let newest = SnapshotFiles::new(disk, &data_dir.join(SNAPSHOT_DIR))
+            .and_then(|files| files.list())
+            .ok()
+            .and_then(|ids| ids.first().copied());
+        match newest {
+            Some(id) if id != (wal::LogId { index: 0, term: 0 }) => id.index + 1,
+            _ => 0,
+        }
+    }
+
     /// Open the state machine of the node whose data directory is `data_dir`: restore the
     /// newest valid snapshot in `{data_dir}/snapshots/` (damaged newer ones are skipped and
     /// logged), or start empty.
