@@ -21,6 +21,7 @@
 //! election_timeout_min_ms = 1000
 //! election_timeout_max_ms = 2000
 //! snapshot_every_entries = 10000
+//! snapshot_every_mib = 2048
 //! logs_kept_after_snapshot = 1000
 //! [batcher]
 //! entries_in_flight = 2
@@ -157,10 +158,18 @@ pub struct RaftSection {
     pub election_timeout_max_ms: u64,
     /// Build a snapshot after this many entries since the last one.
     pub snapshot_every_entries: u64,
+    /// Build a snapshot once the WAL has taken this many MiB since the last one (whichever of
+    /// the two comes first; 0: by entries only). Bounds what a restart replays when entries
+    /// are large (docs/operations.md, "Snapshot policy").
+    pub snapshot_every_mib: u64,
     /// Entries kept in the log behind a snapshot, so a follower a little behind catches up
     /// from the log rather than a whole snapshot.
     pub logs_kept_after_snapshot: u64,
 }
+
+/// The smallest nonzero `raft.snapshot_every_mib`: a snapshot every few MiB of log would be
+/// built over and over.
+const SNAPSHOT_EVERY_MIB_MIN: u64 = 16;
 
 impl Default for RaftSection {
     fn default() -> RaftSection {
@@ -170,6 +179,7 @@ impl Default for RaftSection {
             election_timeout_min_ms: 1000,
             election_timeout_max_ms: 2000,
             snapshot_every_entries: 10_000,
+            snapshot_every_mib: 2048,
             logs_kept_after_snapshot: 1000,
         }
     }
@@ -406,6 +416,15 @@ pub fn node_config(flags: &NodeFlags) -> anyhow::Result<NodeConfig> {
     if raft.heartbeat_ms == 0 || raft.election_timeout_min_ms <= raft.heartbeat_ms * 3 {
         bail!("raft.election_timeout_min_ms must exceed three heartbeats");
     }
+    if raft.snapshot_every_entries == 0 {
+        bail!("raft.snapshot_every_entries must be at least 1");
+    }
+    if (1..SNAPSHOT_EVERY_MIB_MIN).contains(&raft.snapshot_every_mib) {
+        bail!(
+            "raft.snapshot_every_mib must be 0 (by entries only) or at least \
+             {SNAPSHOT_EVERY_MIB_MIN}"
+        );
+    }
     let segment_bytes = file.wal.segment_mib.saturating_mul(1024 * 1024);
     let wal = WalConfig {
         segment_bytes,
@@ -427,6 +446,8 @@ pub fn node_config(flags: &NodeFlags) -> anyhow::Result<NodeConfig> {
         data_dir,
         bootstrap,
         raft: raft_config,
+        snapshot_every_bytes: (raft.snapshot_every_mib > 0)
+            .then(|| raft.snapshot_every_mib.saturating_mul(1024 * 1024)),
         wal,
         batcher: BatcherConfig {
             entry_payload_bytes_max: wal.entry_payload_bytes_max,

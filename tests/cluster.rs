@@ -374,6 +374,53 @@ async fn follower_behind_purged_log_catches_up_by_snapshot() {
     check_nothing_lost(&cluster, &[1, 2, 3], &acknowledged).await;
 }
 
+/// Proves the snapshot policy by bytes: with openraft's policy by entries out of reach
+/// (a million entries), a node builds a snapshot once its WAL has taken
+/// `raft.snapshot_every_mib` (16 MiB here: about 17 requests of 8,189 transfers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_follows_the_bytes_written() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let config = FAST_RAFT.replace(
+        "[wal]",
+        "snapshot_every_entries = 1000000\nsnapshot_every_mib = 16\n[wal]",
+    );
+    let mut cluster = cluster(root.path(), &config);
+    cluster.found(&[1]).expect("started");
+    cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+    let client = client(&cluster).await;
+    create_accounts(&client).await;
+    let operator = cluster.operator_client(1).await.expect("connect");
+    let batch = 8_189u128;
+    let mut requests = 0u128;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let snapshot = loop {
+        let state = operator.node_state(false).await.expect("state");
+        if let Some(snapshot) = state.snapshot {
+            break snapshot;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot after {requests} requests: {state:?}"
+        );
+        if requests < 24 {
+            let first = 1_000_000 + requests * batch;
+            client
+                .create_raw(Operation::CreateTransfers, transfers(first..first + batch))
+                .await
+                .expect("committed");
+            requests += 1;
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert!(
+        requests >= 12,
+        "a snapshot at entry {} after only {requests} requests: not by bytes",
+        snapshot.index
+    );
+}
+
 /// Proves membership changes from 3 voters to 5 and back while transfers stream in lose
 /// nothing and leave the remaining voters in agreement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

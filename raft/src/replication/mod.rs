@@ -108,18 +108,22 @@ pub fn open_storage(
     let expected = StateMachine::replay_start_by_name(Arc::clone(&disk), data_dir);
     let (state_machine, opened, next, replay_time) = std::thread::scope(|scope| {
         let (queue, queued) = crossbeam_channel::bounded(REPLAY_QUEUE_ENTRIES);
-        let scan = std::thread::Builder::new()
-            .name("tally-wal-open".to_owned())
-            .spawn_scoped(scope, {
-                let disk = Arc::clone(&disk);
-                move || {
-                    LogStore::open_with_replay(disk, data_dir, wal_config, expected, |entry| {
-                        // Refused only once the restore failed or ended elsewhere: then the
-                        // scan just finishes.
-                        let _ = queue.send(entry);
-                    })
-                }
-            });
+        // Without a snapshot there is no restore to overlap: the log is read below, on this
+        // thread, as it was before the restore ran beside it.
+        let scan = (expected > 0).then(|| {
+            std::thread::Builder::new()
+                .name("tally-wal-open".to_owned())
+                .spawn_scoped(scope, {
+                    let disk = Arc::clone(&disk);
+                    move || {
+                        LogStore::open_with_replay(disk, data_dir, wal_config, expected, |entry| {
+                            // Refused only once the restore failed or ended elsewhere: then
+                            // the scan just finishes.
+                            let _ = queue.send(entry);
+                        })
+                    }
+                })
+        });
         // On an error, `queued` is dropped before the scope joins the scan: it never waits
         // on a full queue.
         let state_machine = StateMachine::open(Arc::clone(&disk), data_dir, engine_config)?;
@@ -134,7 +138,7 @@ pub fn open_storage(
             failed: None,
         };
         let opened = match scan {
-            Ok(scan) if from == expected => {
+            Some(Ok(scan)) if from == expected => {
                 prepare_replay(&state_machine, disk.as_ref(), data_dir, from);
                 for entry in &queued {
                     replay.visit(entry);
@@ -144,17 +148,17 @@ pub fn open_storage(
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             }
             other => {
-                if let Err(error) = other.as_ref() {
-                    tracing::warn!(%error, "no thread for the WAL's recovery scan: it runs after the restore");
-                }
                 drop(queued);
-                // The scan (if any) read from the wrong place: its log store is dropped and
-                // the log read again.
-                if let Ok(scan) = other {
-                    drop(
+                match other {
+                    Some(Err(error)) => tracing::warn!(%error,
+                        "no thread for the WAL's recovery scan: it runs after the restore"),
+                    // The scan read from the wrong place: its log store is dropped and the
+                    // log read again.
+                    Some(Ok(scan)) => drop(
                         scan.join()
                             .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                    );
+                    ),
+                    None => {}
                 }
                 prepare_replay(&state_machine, disk.as_ref(), data_dir, from);
                 let opened = LogStore::open_with_replay(

@@ -592,6 +592,11 @@ const READ_GAP_BYTES_MAX: u64 = SECTOR_BYTES as u64;
 const READ_SPAN_BYTES_MAX: u64 = GROUP_BYTES_MAX as u64;
 
 impl WalReader {
+    /// Bytes written by group commits since open (records, padding, marks).
+    pub fn bytes_committed(&self) -> u64 {
+        self.shared.bytes_committed.load(Ordering::Relaxed)
+    }
+
     /// Why the WAL refuses writes, if it does: it was poisoned by an I/O error and must be
     /// reopened (which, for a node, means restarting it). For health checks.
     pub fn poisoned(&self) -> Option<Poisoned> {
