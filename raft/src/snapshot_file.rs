@@ -156,14 +156,7 @@ impl SnapshotFiles {
             .filter(|name| name.ends_with(PARTIAL_SUFFIX) || name.ends_with(OLD_TEMPORARY_SUFFIX))
         {
             let path = self.dir.join(name);
-            // Gone already is as good: a node reopened in the same process races its own
-            // reclaimer thread (`Disk::reclaim`).
-            match self.disk.remove(&path) {
-                Err(error) if error.kind() != io::ErrorKind::NotFound => {
-                    return Err(io_error(&path)(error));
-                }
-                _ => {}
-            }
+            crate::storage::remove_leftover(self.disk.as_ref(), &path).map_err(io_error(&path))?;
         }
         Ok(())
     }
@@ -173,13 +166,19 @@ impl SnapshotFiles {
         parse_name(path.file_name()?.to_str()?)
     }
 
+    /// A fresh partial file name (`{purpose}-{pid}-{n}.part`), removed at start if a crash
+    /// leaves it.
+    fn partial_path(&self, purpose: &str) -> PathBuf {
+        let sequence = PARTIAL_FILES.fetch_add(1, Ordering::Relaxed);
+        self.dir.join(format!(
+            "{purpose}-{}-{sequence}{PARTIAL_SUFFIX}",
+            std::process::id()
+        ))
+    }
+
     /// Start writing a snapshot; it becomes a snapshot file only by [`SnapshotWriter::finish`].
     pub fn create(&self) -> Result<SnapshotWriter, SnapshotError> {
-        let sequence = PARTIAL_FILES.fetch_add(1, Ordering::Relaxed);
-        let temporary = self.dir.join(format!(
-            "writing-{}-{sequence}{PARTIAL_SUFFIX}",
-            std::process::id()
-        ));
+        let temporary = self.partial_path("writing");
         let file = self
             .disk
             .open(&temporary, true)
@@ -297,11 +296,7 @@ impl SnapshotFiles {
     /// background a stretch at a time (`Disk::reclaim`). A send of it still reading then ends
     /// with an error, and openraft sends the current snapshot instead.
     fn delete(&self, path: &Path) -> Result<(), SnapshotError> {
-        let sequence = PARTIAL_FILES.fetch_add(1, Ordering::Relaxed);
-        let retired = self.dir.join(format!(
-            "deleting-{}-{sequence}{PARTIAL_SUFFIX}",
-            std::process::id()
-        ));
+        let retired = self.partial_path("deleting");
         self.disk.rename(path, &retired).map_err(io_error(path))?;
         self.disk.reclaim(&retired).map_err(io_error(&retired))
     }

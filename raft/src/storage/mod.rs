@@ -117,6 +117,16 @@ pub trait DiskFile: Send + Sync + fmt::Debug {
     fn set_len(&self, len: u64) -> io::Result<()>;
 }
 
+/// Remove a leftover file found at start (a crash's partial file, a purged file not yet
+/// reclaimed). Gone already is as good: a node reopened in the same process races its own
+/// reclaimer thread ([`Disk::reclaim`]).
+pub(crate) fn remove_leftover(disk: &dyn Disk, path: &Path) -> io::Result<()> {
+    match disk.remove(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}
+
 /// The production disk: io_uring if it can be set up here, otherwise pwrite + fdatasync. The
 /// fallback is announced with a warning, and [`Disk::backend`] reports it for the metric.
 /// Setting `TALLY_WAL_BACKEND=pwrite` forces the fallback (for comparison, or a kernel whose

@@ -407,15 +407,10 @@ pub(crate) fn recover(
         .filter(|name| name.ends_with(".tmp") || name.ends_with(PURGED_SUFFIX))
     {
         // A metadata write that crashed before its rename (the old file still stands), or
-        // a purged segment whose space the last run had not given back yet. Gone already is
-        // as good: a WAL reopened in the same process races its own reclaimer thread.
+        // a purged segment whose space the last run had not given back yet.
         let path = dir.join(name);
-        match disk.remove(&path) {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                return Err(io_error(format!("removing {}", path.display()))(error));
-            }
-            _ => {}
-        }
+        crate::storage::remove_leftover(disk, &path)
+            .map_err(io_error(format!("removing {}", path.display())))?;
     }
     let vote = Vote::load(disk, dir).map_err(meta_error(dir.join(VOTE_FILE)))?;
     let purged_path = dir.join(PURGED_FILE);
