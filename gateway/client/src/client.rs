@@ -20,7 +20,7 @@ mod in_order;
 
 pub use in_order::IN_ORDER_WINDOW_MAX;
 
-use crate::connection::{Connection, ConnectionError};
+use crate::connection::{Answer, Connection, ConnectionError};
 use bytes::Bytes;
 use tally_engine::limits::RECORD_BYTES;
 use tally_engine::records::{Account, Trade, Transfer, TransferFlags};
@@ -128,6 +128,14 @@ enum SessionError {
 impl From<String> for SessionError {
     fn from(error: String) -> SessionError {
         SessionError::Transient(error)
+    }
+}
+
+/// A request that got no answer: a TLS mismatch no retry fixes, or a lost connection.
+fn session_error(error: ConnectionError) -> SessionError {
+    match error {
+        ConnectionError::Tls { .. } => SessionError::Permanent(ClientError::Tls(error.to_string())),
+        other => SessionError::Transient(other.to_string()),
     }
 }
 
@@ -600,21 +608,39 @@ impl Inner {
         header: &RequestHeader,
         body: &Bytes,
     ) -> Result<Reply, SessionError> {
+        let answer = self
+            .send_request(connection, operation, header, body)
+            .await?;
+        self.reply(connection, answer).await
+    }
+
+    /// Queue one request on `connection` (requests queued in turn are written in turn) and
+    /// return the wait for its reply ([`Inner::reply`]).
+    async fn send_request(
+        &self,
+        connection: &Connection,
+        operation: Operation,
+        header: &RequestHeader,
+        body: &Bytes,
+    ) -> Result<Answer, SessionError> {
         self.requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let payload = Bytes::from(encode_request(header, body));
-        let frame = timeout(
+        timeout(
             self.config.request_timeout,
-            connection.call(operation.kind(), payload),
+            connection.send(operation.kind(), payload),
         )
         .await
-        .map_err(|_| format!("no reply within {:?}", self.config.request_timeout))?
-        .map_err(|error: ConnectionError| match error {
-            ConnectionError::Tls { .. } => {
-                SessionError::Permanent(ClientError::Tls(error.to_string()))
-            }
-            other => SessionError::Transient(other.to_string()),
-        })?;
+        .map_err(|_| format!("not sent within {:?}", self.config.request_timeout))?
+        .map_err(session_error)
+    }
+
+    /// The reply to a request [`Inner::send_request`] queued, its header decoded.
+    async fn reply(&self, connection: &Connection, answer: Answer) -> Result<Reply, SessionError> {
+        let frame = timeout(self.config.request_timeout, connection.answer(answer))
+            .await
+            .map_err(|_| format!("no reply within {:?}", self.config.request_timeout))?
+            .map_err(session_error)?;
         let (reply, body) = decode_reply(&frame.payload)
             .map_err(|error| SessionError::Transient(error.to_string()))?;
         Ok(Reply {

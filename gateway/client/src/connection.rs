@@ -46,6 +46,9 @@ pub enum ConnectionError {
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Frame>>>>;
 
+/// The answer to come for one request queued by [`Connection::send`].
+pub struct Answer(oneshot::Receiver<Frame>);
+
 /// One connection to one node. Requests may be sent from many tasks at once.
 pub struct Connection {
     addr: String,
@@ -167,27 +170,25 @@ impl Connection {
     /// Send one frame of `kind` with `payload` and wait for the frame that answers it (the
     /// frame's request id pairs them).
     pub async fn call(&self, kind: u8, payload: Bytes) -> Result<Frame, ConnectionError> {
-        let lost = || {
-            if self.tls_answered.load(Ordering::SeqCst) {
-                ConnectionError::Tls {
-                    addr: self.addr.clone(),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "the node answered in TLS: it serves TLS; give the cluster CA \
-                         (TALLY_CA or --ca) instead of --insecure-plaintext",
-                    ),
-                }
-            } else {
-                ConnectionError::ConnectionLost(self.addr.clone())
-            }
-        };
+        let answer = self.send(kind, payload).await?;
+        self.answer(answer).await
+    }
+
+    /// Queue one frame of `kind` with `payload` for writing and return the wait for its
+    /// answer ([`Connection::answer`]). Frames queued one after another by one task are
+    /// written in that order, which is what lets a caller keep several requests in flight
+    /// and still have the node see them in its order.
+    pub async fn send(&self, kind: u8, payload: Bytes) -> Result<Answer, ConnectionError> {
         let id = {
-            let mut next = self.next_id.lock().map_err(|_| lost())?;
+            let mut next = self.next_id.lock().map_err(|_| self.lost())?;
             *next += 1;
             *next
         };
         let (done, answer) = oneshot::channel();
-        self.pending.lock().map_err(|_| lost())?.insert(id, done);
+        self.pending
+            .lock()
+            .map_err(|_| self.lost())?
+            .insert(id, done);
         let frame = Frame {
             kind,
             request_id: id,
@@ -197,8 +198,29 @@ impl Connection {
             if let Ok(mut pending) = self.pending.lock() {
                 pending.remove(&id);
             }
-            return Err(lost());
+            return Err(self.lost());
         }
-        answer.await.map_err(|_| lost())
+        Ok(Answer(answer))
+    }
+
+    /// The frame answering a request [`Connection::send`] queued.
+    pub async fn answer(&self, answer: Answer) -> Result<Frame, ConnectionError> {
+        answer.0.await.map_err(|_| self.lost())
+    }
+
+    /// Why a request lost its answer: the connection ended, or it was never TLS-compatible.
+    fn lost(&self) -> ConnectionError {
+        if self.tls_answered.load(Ordering::SeqCst) {
+            ConnectionError::Tls {
+                addr: self.addr.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the node answered in TLS: it serves TLS; give the cluster CA \
+                     (TALLY_CA or --ca) instead of --insecure-plaintext",
+                ),
+            }
+        } else {
+            ConnectionError::ConnectionLost(self.addr.clone())
+        }
     }
 }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tally_engine::limits::RECORD_BYTES;
 use tokio::sync::mpsc;
 
-use super::{ClientError, Created, Inner, SessionError};
+use super::{ClientError, Created, Inner, Reply, SessionError};
 use crate::connection::Connection;
 use crate::protocol::{decode_create_reply, decode_refusal, Operation, Status, FLAG_IN_ORDER};
 
@@ -81,12 +81,19 @@ pub(super) async fn run(
                     ))));
                     return;
                 }
+                // Queued here, in the pipeline's order, so the requests go out in it; only
+                // the waits for their replies run beside one another.
                 let attempt = match inner.number_on(&mut pinned).await {
                     Some((connection, session, number)) => {
+                        let header = inner.header(session, number, FLAG_IN_ORDER);
+                        let sent = inner.send_request(&connection, operation, &header, &body).await;
                         let inner = Arc::clone(&inner);
-                        let body = body.clone();
                         tokio::spawn(async move {
-                            inner.attempt(&connection, operation, session, number, &body).await
+                            let reply = match sent {
+                                Ok(answer) => inner.reply(&connection, answer).await,
+                                Err(error) => Err(error),
+                            };
+                            attempt(reply)
                         })
                     }
                     None => tokio::spawn(async { Attempt::Again }),
@@ -144,29 +151,21 @@ impl Inner {
         held.next_request += 1;
         Some((Arc::clone(connection), *session, held.next_request))
     }
+}
 
-    /// Send an in-order create once (`FLAG_IN_ORDER`), without retrying.
-    async fn attempt(
-        &self,
-        connection: &Connection,
-        operation: Operation,
-        session: u64,
-        number: u64,
-        body: &Bytes,
-    ) -> Attempt {
-        let header = self.header(session, number, FLAG_IN_ORDER);
-        match self.exchange(connection, operation, &header, body).await {
-            Err(SessionError::Permanent(error)) => Attempt::Refused(error),
-            Err(SessionError::Transient(_)) => Attempt::Again,
-            Ok(reply) if reply.status == Status::Ok => match created(&reply.body) {
-                Ok(created) => Attempt::Done(created),
-                Err(error) => Attempt::Refused(error),
-            },
-            Ok(reply) if reply.status.is_transient() => Attempt::Again,
-            Ok(reply) => Attempt::Refused(ClientError::Refused {
-                status: reply.status,
-                refusal: decode_refusal(&reply.body).unwrap_or_default(),
-            }),
-        }
+/// How one try of an in-order create (`FLAG_IN_ORDER`, never retried by itself) ended.
+fn attempt(reply: Result<Reply, SessionError>) -> Attempt {
+    match reply {
+        Err(SessionError::Permanent(error)) => Attempt::Refused(error),
+        Err(SessionError::Transient(_)) => Attempt::Again,
+        Ok(reply) if reply.status == Status::Ok => match created(&reply.body) {
+            Ok(created) => Attempt::Done(created),
+            Err(error) => Attempt::Refused(error),
+        },
+        Ok(reply) if reply.status.is_transient() => Attempt::Again,
+        Ok(reply) => Attempt::Refused(ClientError::Refused {
+            status: reply.status,
+            refusal: decode_refusal(&reply.body).unwrap_or_default(),
+        }),
     }
 }
