@@ -10,7 +10,12 @@
 //! events almost never change after they are stored (a pending one's status does), so a view
 //! costs the live arena the open chunk's copy and little else. Accounts, changed by every
 //! event, keep plain chunks (no atomic on their hot path).
+//!
+//! A shared chunk also carries the arena's view generation of its last write ([`Full`]): two
+//! views of one arena whose chunk at one position has the same stamp hold the same elements
+//! there, which is what lets a snapshot write only the chunks written since the last one.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
@@ -22,15 +27,16 @@ const MASK: usize = ARENA_CHUNK_ELEMENTS - 1;
 
 /// How an arena holds a chunk: owned (`Vec<T>`) or shared with frozen views ([`Shared`]).
 pub(crate) trait Chunk<T> {
-    fn new(elements: Vec<T>) -> Self;
+    /// A chunk of `elements` written at view generation `generation`.
+    fn new(elements: Vec<T>, generation: u64) -> Self;
     fn elements(&self) -> &Vec<T>;
-    /// The chunk to write; if a frozen view still holds it, first copied into `empty()` (a
-    /// fresh chunk, as `Arena::fresh_chunk` gives).
-    fn elements_mut(&mut self, empty: impl FnOnce() -> Vec<T>) -> &mut Vec<T>;
+    /// The chunk to write at view generation `generation`; if a frozen view still holds it,
+    /// first copied into `empty()` (a fresh chunk, as `Arena::fresh_chunk` gives).
+    fn elements_mut(&mut self, empty: impl FnOnce() -> Vec<T>, generation: u64) -> &mut Vec<T>;
 }
 
 impl<T> Chunk<T> for Vec<T> {
-    fn new(elements: Vec<T>) -> Self {
+    fn new(elements: Vec<T>, _: u64) -> Self {
         elements
     }
     #[inline(always)]
@@ -38,7 +44,7 @@ impl<T> Chunk<T> for Vec<T> {
         self
     }
     #[inline(always)]
-    fn elements_mut(&mut self, _: impl FnOnce() -> Vec<T>) -> &mut Vec<T> {
+    fn elements_mut(&mut self, _: impl FnOnce() -> Vec<T>, _: u64) -> &mut Vec<T> {
         self
     }
 }
@@ -48,9 +54,13 @@ impl<T> Chunk<T> for Vec<T> {
 pub(crate) struct Shared<T>(Arc<Full<T>>);
 
 /// A chunk's elements; a copy keeps the whole chunk's capacity, so appends to the open chunk
-/// after a copy never reallocate.
+/// after a copy never reallocate. `written`: the arena's view generation at the chunk's last
+/// write (every view taken since holds these very elements if it holds this stamp).
 #[derive(Debug)]
-pub(crate) struct Full<T>(Vec<T>);
+pub(crate) struct Full<T> {
+    elements: Vec<T>,
+    written: u64,
+}
 
 /// An empty chunk with room for `ARENA_CHUNK_ELEMENTS`.
 fn chunk_vec<T>() -> Vec<T> {
@@ -58,23 +68,29 @@ fn chunk_vec<T>() -> Vec<T> {
 }
 
 impl<T: Clone> Chunk<T> for Shared<T> {
-    fn new(elements: Vec<T>) -> Self {
-        Shared(Arc::new(Full(elements)))
+    fn new(elements: Vec<T>, generation: u64) -> Self {
+        Shared(Arc::new(Full {
+            elements,
+            written: generation,
+        }))
     }
     #[inline(always)]
     fn elements(&self) -> &Vec<T> {
-        &self.0 .0
+        &self.0.elements
     }
     #[inline(always)]
-    fn elements_mut(&mut self, empty: impl FnOnce() -> Vec<T>) -> &mut Vec<T> {
+    fn elements_mut(&mut self, empty: impl FnOnce() -> Vec<T>, generation: u64) -> &mut Vec<T> {
         if Arc::get_mut(&mut self.0).is_none() {
             let mut copy = empty();
-            copy.extend_from_slice(&self.0 .0);
-            self.0 = Arc::new(Full(copy));
+            copy.extend_from_slice(&self.0.elements);
+            self.0 = Arc::new(Full {
+                elements: copy,
+                written: generation,
+            });
         }
-        &mut Arc::get_mut(&mut self.0)
-            .expect("a chunk just copied is held only here")
-            .0
+        let full = Arc::get_mut(&mut self.0).expect("a chunk just copied is held only here");
+        full.written = generation;
+        &mut full.elements
     }
 }
 
@@ -84,6 +100,8 @@ pub(crate) struct Arena<T, C: Chunk<T> = Vec<T>> {
     len: usize,
     /// Empty chunks whose memory a maker thread has faulted in (`take_chunks_from`).
     spares: Option<Receiver<Vec<T>>>,
+    /// Views taken so far (`freeze`), stamped on every chunk written (`Full::written`).
+    generation: AtomicU64,
 }
 
 impl<T, C: Chunk<T>> Default for Arena<T, C> {
@@ -92,6 +110,7 @@ impl<T, C: Chunk<T>> Default for Arena<T, C> {
             chunks: Vec::new(),
             len: 0,
             spares: None,
+            generation: AtomicU64::new(0),
         }
     }
 }
@@ -117,8 +136,9 @@ pub(crate) struct Frozen<T> {
 
 impl<T: Clone> Arena<T, Shared<T>> {
     /// A frozen view of the elements now: one pointer copied per chunk (and the open chunk's
-    /// copy paid by the next append).
+    /// copy paid by the next append). Writes after it stamp a later generation.
     pub(crate) fn freeze(&self) -> Frozen<T> {
+        self.generation.fetch_add(1, Ordering::Relaxed);
         Frozen {
             chunks: self
                 .chunks
@@ -137,11 +157,26 @@ impl<T> Frozen<T> {
 
     /// The elements, in order (the view's length: the open chunk may hold more by now only in
     /// the arena's copy of it, never in this one).
+    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &T> + '_ {
         ArenaIter {
-            inner: self.chunks.iter().flat_map(|chunk| chunk.0.iter()),
+            inner: self.chunks.iter().flat_map(|chunk| chunk.elements.iter()),
             remaining: self.len,
         }
+    }
+
+    /// Chunk `index`'s elements in the view (the last one possibly partly filled) and the
+    /// generation of its last write: equal stamps at one position of two views of the same
+    /// arena mean equal elements there.
+    pub(crate) fn chunk(&self, index: usize) -> (&[T], u64) {
+        let chunk = &self.chunks[index];
+        let end = (self.len - index * ARENA_CHUNK_ELEMENTS).min(ARENA_CHUNK_ELEMENTS);
+        (&chunk.elements[..end], chunk.written)
+    }
+
+    /// Chunks in the view.
+    pub(crate) fn chunk_count(&self) -> usize {
+        self.len.div_ceil(ARENA_CHUNK_ELEMENTS)
     }
 }
 
@@ -157,14 +192,22 @@ impl<T, C: Chunk<T>> Arena<T, C> {
         assert!(index < u32::MAX as usize, "arena index space exhausted");
         let chunk = index >> SHIFT;
         if chunk == self.chunks.len() {
-            self.chunks.push(C::new(Self::fresh_chunk(&self.spares)));
+            self.chunks
+                .push(C::new(Self::fresh_chunk(&self.spares), self.generation()));
         }
         let spares = &self.spares;
-        let chunk = self.chunks[chunk].elements_mut(|| Self::fresh_chunk(spares));
+        let generation = self.generation();
+        let chunk = self.chunks[chunk].elements_mut(|| Self::fresh_chunk(spares), generation);
         debug_assert!(chunk.len() < ARENA_CHUNK_ELEMENTS);
         chunk.push(value);
         self.len += 1;
         index as u32
+    }
+
+    /// The view generation a write now is stamped with.
+    #[inline(always)]
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 
     /// An empty chunk: a spare the helper faulted in if one is ready, else a new allocation
@@ -180,8 +223,9 @@ impl<T, C: Chunk<T>> Arena<T, C> {
     pub(crate) fn pop(&mut self) -> Option<T> {
         let index = self.len.checked_sub(1)?;
         let spares = &self.spares;
+        let generation = self.generation();
         let value = self.chunks[index >> SHIFT]
-            .elements_mut(|| Self::fresh_chunk(spares))
+            .elements_mut(|| Self::fresh_chunk(spares), generation)
             .pop()?;
         self.len = index;
         Some(value)
@@ -218,7 +262,7 @@ impl<T, C: Chunk<T>> Arena<T, C> {
                 *element = std::mem::MaybeUninit::zeroed();
                 std::hint::black_box(element);
             }
-            self.chunks.push(C::new(chunk));
+            self.chunks.push(C::new(chunk, self.generation()));
         }
     }
 
@@ -232,7 +276,9 @@ impl<T, C: Chunk<T>> Arena<T, C> {
     pub(crate) fn get_mut(&mut self, index: u32) -> &mut T {
         let index = index as usize;
         let spares = &self.spares;
-        &mut self.chunks[index >> SHIFT].elements_mut(|| Self::fresh_chunk(spares))[index & MASK]
+        let generation = self.generation();
+        &mut self.chunks[index >> SHIFT].elements_mut(|| Self::fresh_chunk(spares), generation)
+            [index & MASK]
     }
 
     pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &T> + '_ {
@@ -336,6 +382,47 @@ mod tests {
         let before = arena.chunks[0].elements().as_ptr();
         *arena.get_mut(4) = 4_000;
         assert_eq!(arena.chunks[0].elements().as_ptr(), before);
+    }
+
+    /// Proves two views of an arena show a chunk with the same stamp only where nothing was
+    /// written to it between them: a status change in a full chunk, an append to the open
+    /// one and a pop each change the stamp, in place or on a copy.
+    #[test]
+    fn stamps_change_exactly_where_written() {
+        let mut arena: Arena<u64, Shared<u64>> = Arena::default();
+        for i in 0..(ARENA_CHUNK_ELEMENTS * 3 + 5) as u64 {
+            arena.push(i);
+        }
+        let stamps = |view: &Frozen<u64>| -> Vec<u64> {
+            (0..view.chunk_count()).map(|i| view.chunk(i).1).collect()
+        };
+        let first = arena.freeze();
+        assert_eq!(first.chunk_count(), 4);
+        assert_eq!(first.chunk(3).0.len(), 5);
+        // Nothing written: equal stamps.
+        let second = arena.freeze();
+        assert_eq!(stamps(&first), stamps(&second));
+        // A change in chunk 1 while a view holds it (copy), an append to the open chunk.
+        *arena.get_mut(ARENA_CHUNK_ELEMENTS as u32 + 2) = 7;
+        arena.push(99);
+        drop(first);
+        let third = arena.freeze();
+        let (before, after) = (stamps(&second), stamps(&third));
+        assert_eq!(before[0], after[0]);
+        assert_ne!(before[1], after[1]);
+        assert_eq!(before[2], after[2]);
+        assert_ne!(before[3], after[3]);
+        assert_eq!(third.chunk(1).0[2], 7);
+        assert_eq!(second.chunk(1).0[2], ARENA_CHUNK_ELEMENTS as u64 + 2);
+        // No view holds chunk 2 any more: an in-place write stamps it too.
+        drop(second);
+        drop(third);
+        *arena.get_mut(2 * ARENA_CHUNK_ELEMENTS as u32) = 8;
+        let fourth = arena.freeze();
+        assert_ne!(after[2], stamps(&fourth)[2]);
+        assert_eq!(after[0], stamps(&fourth)[0]);
+        arena.pop();
+        assert_ne!(stamps(&fourth)[3], stamps(&arena.freeze())[3]);
     }
 
     /// Proves push, get, pop and iteration agree across chunk boundaries.

@@ -136,6 +136,8 @@ pub struct Engine {
     /// Pending events with a timeout, in the order they expire.
     pub(crate) expiry_queue: BTreeSet<ExpiryKey>,
     pub(crate) last_timestamp: u64,
+    /// Tells this engine's snapshot sections from another's (`snapshot::SectionVersion`).
+    pub(crate) instance: u64,
     // Per-batch scratch space, kept to avoid allocating per batch.
     batch: u64,
     undo: Vec<Undo>,
@@ -159,6 +161,7 @@ impl Engine {
             event_index: IdIndex::new(config.hash_seed.rotate_left(32) ^ 0x5eed),
             expiry_queue: BTreeSet::new(),
             last_timestamp: 0,
+            instance: crate::snapshot_sections::engine_instance(),
             batch: 0,
             undo: Vec::new(),
             undo_on: false,

@@ -21,6 +21,7 @@ mod query;
 pub mod records;
 mod result;
 mod snapshot;
+mod snapshot_sections;
 mod state;
 mod trade;
 mod transfer;
@@ -31,7 +32,10 @@ pub use memory::{chunk_supply, ChunkMaker, ChunkSupply, MemoryUsage};
 pub use query::{LedgerTotals, QueryError, StatementEntry, StatementEvent, StatementFilter};
 pub use records::{Account, AccountFlags, RecordError, Trade, TradeFlags, Transfer, TransferFlags};
 pub use result::EventResult;
-pub use snapshot::{FrozenState, SnapshotError};
+pub use snapshot::{
+    section_hash, FrozenState, Section, SectionEncoder, SectionKind, SectionVersion, SnapshotError,
+    TrailerHasher, SECTION_HASH_BYTES, SNAPSHOT_HEADER_BYTES,
+};
 pub use state::Balances;
 #[cfg(test)]
 mod scenarios;

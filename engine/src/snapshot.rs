@@ -7,21 +7,28 @@
 //!
 //! A snapshot is written and read as a stream (`FrozenState::write_to`,
 //! `Engine::restore_from`): neither side ever holds the whole image in memory, only one
-//! section of at most `SECTION_RECORDS` records. Layout (version 2), all little-endian:
+//! section of at most `SECTION_RECORDS` records. Layout (version 3), all little-endian:
 //!
 //! ```text
-//! header   magic "TALLYSNP" (8) | format version u32 (2) | reserved u32 (0)
+//! header   magic "TALLYSNP" (8) | format version u32 (3) | reserved u32 (0)
 //!          | last_timestamp u64 | accounts u64 | transfers u64 | trades u64 | expiries u64
 //! sections the accounts, then the transfers, trades and expiries, each kind in slot order
 //!          cut into sections of SECTION_RECORDS records (the last one of a kind shorter,
 //!          none for a kind with no records); a section is
 //!          bytes u64 | rkyv archive of a Vec of the records (`bytes` long)
-//! trailer  BLAKE3 of every byte before it (32)
+//!          | BLAKE3 of the two fields before (32)
+//! trailer  BLAKE3 of the header followed by every section's hash, in order (32)
 //! ```
 //!
-//! Reading checks each section's structure (rkyv's validation) as it arrives and the trailer
-//! at the end, before the engine is handed out: a damaged snapshot never yields an engine.
-//! docs/wal.md ("Snapshot files") has the file around it.
+//! A section of stored events is one arena chunk, and its hash covers it alone, so a writer
+//! may take a section unchanged since an earlier snapshot from where that one keeps it
+//! instead of writing it again ([`FrozenState::sections`]: incremental snapshots), and the
+//! trailer still binds every section to its place. Version 2 (one BLAKE3 of every byte
+//! before the trailer, no section hashes) is still read.
+//!
+//! Reading checks each section's structure (rkyv's validation) and hash as it arrives and the
+//! trailer at the end, before the engine is handed out: a damaged snapshot never yields an
+//! engine. docs/wal.md ("Snapshot files") has the file around it.
 
 use std::io::{self, Read, Write};
 
@@ -32,6 +39,10 @@ use crate::arena::Frozen;
 use crate::engine::{Engine, EngineConfig};
 use crate::memory::ChunkSupply;
 use crate::records::{TradeFlags, TransferFlags};
+use crate::snapshot_sections::encode_section;
+pub use crate::snapshot_sections::{
+    section_hash, Section, SectionEncoder, SectionKind, SectionVersion, TrailerHasher,
+};
 use crate::state::{
     AccountSlot, AccountState, Balances, EventKind, EventRef, Expiry, PendingStatus, StoredTrade,
     StoredTransfer, SLOT_NONE,
@@ -39,9 +50,16 @@ use crate::state::{
 use crate::transfer::expires_at;
 
 const MAGIC: &[u8; 8] = b"TALLYSNP";
-const FORMAT_VERSION: u32 = 2;
-const HEADER_BYTES: usize = 8 + 4 + 4 + 8 + 4 * 8;
+const FORMAT_VERSION: u32 = 3;
+/// The format before section hashes: read, never written.
+const FORMAT_VERSION_WHOLE_HASH: u32 = 2;
+/// Bytes of a snapshot's header.
+pub const SNAPSHOT_HEADER_BYTES: usize = 8 + 4 + 4 + 8 + 4 * 8;
+const HEADER_BYTES: usize = SNAPSHOT_HEADER_BYTES;
 const TRAILER_BYTES: usize = 32;
+/// Bytes of a section's hash.
+pub const SECTION_HASH_BYTES: usize = 32;
+
 /// Records per section: what a writer or a reader holds at once besides the state (a
 /// section of transfers is some 7 MB).
 const SECTION_RECORDS: usize = crate::limits::ARENA_CHUNK_ELEMENTS;
@@ -112,7 +130,7 @@ fn invalid(why: impl Into<String>) -> SnapshotError {
 /// per kind: rkyv's generic bounds say nothing a reader needs).
 /// Both directions reuse one buffer for every section: a fresh multi-megabyte allocation per
 /// section would be fresh pages for the kernel to zero each time.
-trait Record: Copy + Sized {
+pub(crate) trait Record: Copy + Sized {
     /// Archive `section` into `out` (emptied first, its allocation kept). A `Vec`'s archive,
     /// read back as one by `unarchive`.
     #[allow(clippy::ptr_arg)]
@@ -172,78 +190,57 @@ fn section_bytes_max<T>(records: usize) -> u64 {
     (records * std::mem::size_of::<T>() + 256) as u64
 }
 
-/// A writer that hashes (BLAKE3) and counts what goes through it.
-struct Hashing<W> {
-    inner: W,
-    hasher: blake3::Hasher,
-    bytes: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let written = self.inner.write(bytes)?;
-        self.hasher.update(&bytes[..written]);
-        self.bytes += written as u64;
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// A reader that hashes (BLAKE3) what it hands out.
+/// A reader that hashes (BLAKE3) what it hands out, while `hasher` is set (version 2's
+/// trailer is the hash of every byte before it).
 struct Hashed<R> {
     inner: R,
-    hasher: blake3::Hasher,
+    hasher: Option<blake3::Hasher>,
 }
 
 impl<R: Read> Read for Hashed<R> {
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
         let read = self.inner.read(buffer)?;
-        self.hasher.update(&buffer[..read]);
+        if let Some(hasher) = self.hasher.as_mut() {
+            hasher.update(&buffer[..read]);
+        }
         Ok(read)
     }
 }
 
-fn write_sections<'a, T: Record + 'a>(
-    out: &mut impl Write,
-    records: impl ExactSizeIterator<Item = &'a T>,
-) -> io::Result<()> {
-    let mut section = Vec::with_capacity(records.len().min(SECTION_RECORDS));
-    let mut archived = AlignedVec::new();
-    let mut records = records.peekable();
-    while records.peek().is_some() {
-        section.clear();
-        section.extend(records.by_ref().take(SECTION_RECORDS).copied());
-        archived = T::archive(&section, archived);
-        out.write_all(&(archived.len() as u64).to_le_bytes())?;
-        out.write_all(&archived)?;
-    }
-    Ok(())
-}
-
-/// Read the sections of `count` records of one kind, handing each record to `take` in order.
+/// Read the sections of `count` records of one kind, handing each record to `take` in order;
+/// with `trailer` (version 3), each section's hash is read, checked and added to it.
 fn read_sections<T: Record>(
     input: &mut impl Read,
     count: u64,
     buffer: &mut AlignedVec<16>,
+    mut trailer: Option<&mut TrailerHasher>,
     mut take: impl FnMut(T) -> Result<(), SnapshotError>,
 ) -> Result<(), SnapshotError> {
     let mut left = count;
     while left > 0 {
         let records = left.min(SECTION_RECORDS as u64) as usize;
-        let bytes = read_u64(input)?;
+        let length = read_u64(input)?;
         let bytes_max = section_bytes_max::<T>(records);
-        if bytes > bytes_max {
+        if length > bytes_max {
             return Err(SnapshotError::LengthMismatch {
-                header: bytes,
+                header: length,
                 actual: bytes_max as usize,
             });
         }
         buffer.clear();
-        buffer.resize(bytes as usize, 0);
+        buffer.resize(length as usize, 0);
         input.read_exact(buffer)?;
+        if let Some(trailer) = trailer.as_mut() {
+            let mut hash = [0u8; SECTION_HASH_BYTES];
+            input.read_exact(&mut hash)?;
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(&length.to_le_bytes());
+            hasher.update(buffer);
+            if hasher.finalize().as_bytes() != &hash {
+                return Err(SnapshotError::ChecksumMismatch);
+            }
+            trailer.section(&hash);
+        }
         T::unarchive(buffer, records, &mut take)?;
         left -= records as u64;
     }
@@ -302,6 +299,7 @@ fn read_u64(input: &mut impl Read) -> io::Result<u64> {
 /// path grows with the number of accounts, not with the length of the history.
 #[derive(Clone, Debug)]
 pub struct FrozenState {
+    engine: u64,
     last_timestamp: u64,
     accounts: Vec<AccountState>,
     transfers: Frozen<StoredTransfer>,
@@ -313,12 +311,27 @@ impl FrozenState {
     /// Write the snapshot (the format `Engine::restore_from` reads) to `out`, a section at a
     /// time; returns its length in bytes. Takes time in proportion to the state and no
     /// memory beyond one section; needs no access to the engine.
-    pub fn write_to(&self, out: impl Write) -> io::Result<u64> {
-        let mut out = Hashing {
-            inner: out,
-            hasher: blake3::Hasher::new(),
-            bytes: 0,
-        };
+    pub fn write_to(&self, mut out: impl Write) -> io::Result<u64> {
+        let header = self.header();
+        out.write_all(&header)?;
+        let mut trailer = TrailerHasher::new(&header);
+        let mut bytes = (HEADER_BYTES + TRAILER_BYTES) as u64;
+        let mut encoder = SectionEncoder::default();
+        let mut stored = Vec::new();
+        for section in self.sections() {
+            stored.clear();
+            self.encode_section(&section, &mut encoder, &mut stored);
+            trailer.section(&section_hash(&stored));
+            out.write_all(&stored)?;
+            bytes += stored.len() as u64;
+        }
+        out.write_all(&trailer.finish())?;
+        out.flush()?;
+        Ok(bytes)
+    }
+
+    /// The snapshot's header ([`SNAPSHOT_HEADER_BYTES`]).
+    pub fn header(&self) -> Vec<u8> {
         let mut header = Vec::with_capacity(HEADER_BYTES);
         header.extend_from_slice(MAGIC);
         header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -332,19 +345,94 @@ impl FrozenState {
         ] {
             header.extend_from_slice(&(count as u64).to_le_bytes());
         }
-        out.write_all(&header)?;
-        write_sections(&mut out, self.accounts.iter())?;
-        write_sections(&mut out, self.transfers.iter())?;
-        write_sections(&mut out, self.trades.iter())?;
-        write_sections(&mut out, self.expiries.iter())?;
-        let Hashing {
-            mut inner,
-            hasher,
-            bytes,
-        } = out;
-        inner.write_all(hasher.finalize().as_bytes())?;
-        inner.flush()?;
-        Ok(bytes + TRAILER_BYTES as u64)
+        header
+    }
+
+    /// The snapshot's sections, in the order they are written: a writer that still has a
+    /// section of the same kind, position and [`SectionVersion`] from an earlier snapshot of
+    /// this engine may use it instead of encoding it again (the same bytes, hash included).
+    pub fn sections(&self) -> Vec<Section> {
+        let mut sections = Vec::new();
+        let accounts = self.accounts.len().div_ceil(SECTION_RECORDS);
+        for index in 0..accounts {
+            let records = (self.accounts.len() - index * SECTION_RECORDS).min(SECTION_RECORDS);
+            sections.push(Section {
+                kind: SectionKind::Accounts,
+                index,
+                records,
+                version: None,
+            });
+        }
+        let mut events = |kind, chunks: usize, chunk: &dyn Fn(usize) -> (usize, u64)| {
+            for index in 0..chunks {
+                let (records, written) = chunk(index);
+                sections.push(Section {
+                    kind,
+                    index,
+                    records,
+                    version: (records == SECTION_RECORDS).then_some(SectionVersion {
+                        engine: self.engine,
+                        written,
+                    }),
+                });
+            }
+        };
+        events(SectionKind::Transfers, self.transfers.chunk_count(), &|i| {
+            let (records, written) = self.transfers.chunk(i);
+            (records.len(), written)
+        });
+        events(SectionKind::Trades, self.trades.chunk_count(), &|i| {
+            let (records, written) = self.trades.chunk(i);
+            (records.len(), written)
+        });
+        events(SectionKind::Expiries, self.expiries.chunk_count(), &|i| {
+            let (records, written) = self.expiries.chunk(i);
+            (records.len(), written)
+        });
+        sections
+    }
+
+    /// Append `section` in its stored form (length, archive, hash: [`section_hash`] reads
+    /// the hash back) to `out`.
+    pub fn encode_section(
+        &self,
+        section: &Section,
+        encoder: &mut SectionEncoder,
+        out: &mut Vec<u8>,
+    ) {
+        let SectionEncoder {
+            archived,
+            accounts,
+            transfers,
+            trades,
+            expiries,
+        } = encoder;
+        match section.kind {
+            SectionKind::Accounts => {
+                let start = section.index * SECTION_RECORDS;
+                let end = (start + SECTION_RECORDS).min(self.accounts.len());
+                encode_section(&self.accounts[start..end], accounts, archived, out);
+            }
+            SectionKind::Transfers => {
+                encode_section(
+                    self.transfers.chunk(section.index).0,
+                    transfers,
+                    archived,
+                    out,
+                );
+            }
+            SectionKind::Trades => {
+                encode_section(self.trades.chunk(section.index).0, trades, archived, out);
+            }
+            SectionKind::Expiries => {
+                encode_section(
+                    self.expiries.chunk(section.index).0,
+                    expiries,
+                    archived,
+                    out,
+                );
+            }
+        }
     }
 
     /// The snapshot as bytes in memory (`write_to` into a vector): for tests and small states.
@@ -365,6 +453,7 @@ impl Engine {
     /// The stored state as it is now, frozen for a snapshot (see [`FrozenState`]).
     pub fn freeze(&self) -> FrozenState {
         FrozenState {
+            engine: self.instance,
             last_timestamp: self.last_timestamp,
             accounts: self.accounts.iter().map(|slot| slot.state).collect(),
             transfers: self.transfers.freeze(),
@@ -408,7 +497,7 @@ impl Engine {
     ) -> Result<Engine, SnapshotError> {
         let mut input = Hashed {
             inner: input,
-            hasher: blake3::Hasher::new(),
+            hasher: Some(blake3::Hasher::new()),
         };
         let mut header = [0u8; HEADER_BYTES];
         input.read_exact(&mut header)?;
@@ -424,9 +513,14 @@ impl Engine {
             u64::from_le_bytes(bytes)
         };
         let version = word(8);
-        if version != FORMAT_VERSION || word(12) != 0 {
+        if ![FORMAT_VERSION, FORMAT_VERSION_WHOLE_HASH].contains(&version) || word(12) != 0 {
             return Err(SnapshotError::UnsupportedVersion { version });
         }
+        // Version 3: each section's hash, then one over the header and those hashes.
+        let mut sections_hash = (version == FORMAT_VERSION).then(|| {
+            input.hasher = None;
+            TrailerHasher::new(&header)
+        });
         let [accounts, transfers, trades, expiries] = [24, 32, 40, 48].map(long);
         // Slots are u32 with `SLOT_NONE` reserved; event slots have 30 bits (`EventRef`).
         if accounts >= u64::from(SLOT_NONE)
@@ -450,6 +544,7 @@ impl Engine {
             &mut input,
             accounts,
             &mut buffer,
+            sections_hash.as_mut(),
             |account: AccountState| {
                 if engine.find_account(account.id).is_some()
                     || account.id == 0
@@ -472,78 +567,104 @@ impl Engine {
         )?;
         // References are checked before anything follows them: to earlier records only.
         let accounts_len = accounts as u32;
-        read_sections(&mut input, transfers, &mut buffer, |t: StoredTransfer| {
-            let i = engine.transfers.len();
-            let pending_ok = t.pending == SLOT_NONE || (t.pending as usize) < i;
-            if t.debit_account >= accounts_len || t.credit_account >= accounts_len || !pending_ok {
-                return Err(invalid(format!("transfer {i} references a missing slot")));
-            }
-            if TransferFlags(t.flags).intersects(
-                TransferFlags::POST_PENDING_TRANSFER | TransferFlags::VOID_PENDING_TRANSFER,
-            ) == (t.pending == SLOT_NONE)
-            {
-                return Err(invalid(format!(
-                    "transfer {i} post/void flags disagree with its pending slot"
-                )));
-            }
-            let slot = engine.transfers.push(t);
-            index.push(&mut engine, t.id, EventRef::transfer(slot))?;
-            if t.status == PendingStatus::Pending {
-                if let Some(at) = expires_at(t.timestamp, t.timeout) {
-                    engine
-                        .expiry_queue
-                        .insert((at, t.timestamp, EventRef::transfer(slot)));
+        read_sections(
+            &mut input,
+            transfers,
+            &mut buffer,
+            sections_hash.as_mut(),
+            |t: StoredTransfer| {
+                let i = engine.transfers.len();
+                let pending_ok = t.pending == SLOT_NONE || (t.pending as usize) < i;
+                if t.debit_account >= accounts_len
+                    || t.credit_account >= accounts_len
+                    || !pending_ok
+                {
+                    return Err(invalid(format!("transfer {i} references a missing slot")));
                 }
-            }
-            Ok(())
-        })?;
-        read_sections(&mut input, trades, &mut buffer, |t: StoredTrade| {
-            let i = engine.trades.len();
-            let pending_ok = t.pending == SLOT_NONE || (t.pending as usize) < i;
-            if t.accounts.iter().any(|&a| a >= accounts_len) || !pending_ok {
-                return Err(invalid(format!("trade {i} references a missing slot")));
-            }
-            if TradeFlags(t.flags)
-                .intersects(TradeFlags::POST_PENDING_TRADE | TradeFlags::VOID_PENDING_TRADE)
-                == (t.pending == SLOT_NONE)
-            {
-                return Err(invalid(format!(
-                    "trade {i} post/void flags disagree with its pending slot"
-                )));
-            }
-            let slot = engine.trades.push(t);
-            index.push(&mut engine, t.id, EventRef::trade(slot))?;
-            if t.status == PendingStatus::Pending {
-                if let Some(at) = expires_at(t.timestamp, t.timeout) {
-                    engine
-                        .expiry_queue
-                        .insert((at, t.timestamp, EventRef::trade(slot)));
+                if TransferFlags(t.flags).intersects(
+                    TransferFlags::POST_PENDING_TRANSFER | TransferFlags::VOID_PENDING_TRANSFER,
+                ) == (t.pending == SLOT_NONE)
+                {
+                    return Err(invalid(format!(
+                        "transfer {i} post/void flags disagree with its pending slot"
+                    )));
                 }
-            }
-            Ok(())
-        })?;
+                let slot = engine.transfers.push(t);
+                index.push(&mut engine, t.id, EventRef::transfer(slot))?;
+                if t.status == PendingStatus::Pending {
+                    if let Some(at) = expires_at(t.timestamp, t.timeout) {
+                        engine
+                            .expiry_queue
+                            .insert((at, t.timestamp, EventRef::transfer(slot)));
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        read_sections(
+            &mut input,
+            trades,
+            &mut buffer,
+            sections_hash.as_mut(),
+            |t: StoredTrade| {
+                let i = engine.trades.len();
+                let pending_ok = t.pending == SLOT_NONE || (t.pending as usize) < i;
+                if t.accounts.iter().any(|&a| a >= accounts_len) || !pending_ok {
+                    return Err(invalid(format!("trade {i} references a missing slot")));
+                }
+                if TradeFlags(t.flags)
+                    .intersects(TradeFlags::POST_PENDING_TRADE | TradeFlags::VOID_PENDING_TRADE)
+                    == (t.pending == SLOT_NONE)
+                {
+                    return Err(invalid(format!(
+                        "trade {i} post/void flags disagree with its pending slot"
+                    )));
+                }
+                let slot = engine.trades.push(t);
+                index.push(&mut engine, t.id, EventRef::trade(slot))?;
+                if t.status == PendingStatus::Pending {
+                    if let Some(at) = expires_at(t.timestamp, t.timeout) {
+                        engine
+                            .expiry_queue
+                            .insert((at, t.timestamp, EventRef::trade(slot)));
+                    }
+                }
+                Ok(())
+            },
+        )?;
         index.finish(&mut engine)?;
         engine.stop_taking_chunks();
-        read_sections(&mut input, expiries, &mut buffer, |e: Expiry| {
-            let ok = match e.pending.kind() {
-                Some(EventKind::Transfer) => (e.pending.slot() as u64) < transfers,
-                Some(EventKind::Trade) => (e.pending.slot() as u64) < trades,
-                _ => false,
-            };
-            if !ok {
-                return Err(invalid(format!(
-                    "expiry {} references a missing event",
-                    engine.expiries.len()
-                )));
-            }
-            engine.expiries.push(e);
-            Ok(())
-        })?;
+        read_sections(
+            &mut input,
+            expiries,
+            &mut buffer,
+            sections_hash.as_mut(),
+            |e: Expiry| {
+                let ok = match e.pending.kind() {
+                    Some(EventKind::Transfer) => (e.pending.slot() as u64) < transfers,
+                    Some(EventKind::Trade) => (e.pending.slot() as u64) < trades,
+                    _ => false,
+                };
+                if !ok {
+                    return Err(invalid(format!(
+                        "expiry {} references a missing event",
+                        engine.expiries.len()
+                    )));
+                }
+                engine.expiries.push(e);
+                Ok(())
+            },
+        )?;
         drop(buffer);
         let Hashed { mut inner, hasher } = input;
+        // Version 2 hashed the whole stream (`hasher` was kept for it).
+        let expected = match (sections_hash, hasher) {
+            (Some(sections), _) => sections.finish(),
+            (None, whole) => *whole.unwrap_or_default().finalize().as_bytes(),
+        };
         let mut trailer = [0u8; TRAILER_BYTES];
         inner.read_exact(&mut trailer)?;
-        if hasher.finalize().as_bytes() != &trailer {
+        if expected != trailer {
             return Err(SnapshotError::ChecksumMismatch);
         }
         if inner.read(&mut [0u8; 1])? != 0 {

@@ -307,19 +307,8 @@ fn a_restore_of_many_chunks_is_identical() {
     // Then more than two chunks (65,536 each) of plain transfers among accounts of their own.
     let base: u128 = 0x7a11_7e57 << 64;
     let next_timestamp = |engine: &Engine| engine.last_timestamp() + 1_000_000;
-    let accounts: Vec<u8> = (0..100u128)
-        .flat_map(|i| {
-            Account {
-                id: base + i,
-                ledger: 1,
-                code: 1,
-                ..Account::default()
-            }
-            .encode()
-        })
-        .collect();
     let t = next_timestamp(&original);
-    let outcome = original.apply(Operation::CreateAccounts, t, &accounts);
+    let outcome = original.apply(Operation::CreateAccounts, t, &accounts_body(base, 100));
     assert!(
         outcome.as_ref().is_ok_and(|o| o.failures.is_empty()),
         "seed {seed}: accounts: {outcome:?}"
@@ -376,4 +365,150 @@ fn a_restore_of_many_chunks_is_identical() {
         original.digest(),
         "seed {seed}: digest after continuing"
     );
+}
+
+/// `count` accounts on ledger 1 from id `base` on.
+fn accounts_body(base: u128, count: u128) -> Vec<u8> {
+    (0..count)
+        .flat_map(|i| {
+            Account {
+                id: base + i,
+                ledger: 1,
+                code: 1,
+                ..Account::default()
+            }
+            .encode()
+        })
+        .collect()
+}
+
+/// An engine with two full chunks of transfers and part of a third, the first of them a
+/// pending transfer: the state [`later_sections_unchanged_are_the_earlier_bytes`] freezes.
+fn chunked_engine(base: u128) -> Engine {
+    let mut engine = Engine::new(EngineConfig { hash_seed: 5 });
+    let outcome = engine.apply(
+        Operation::CreateAccounts,
+        1_000_000,
+        &accounts_body(base, 10),
+    );
+    assert!(outcome.is_ok_and(|o| o.failures.is_empty()));
+    transfers(
+        &mut engine,
+        base,
+        2 * tally_engine::limits::ARENA_CHUNK_ELEMENTS + 100,
+    );
+    engine
+}
+
+/// Apply `count` plain transfers among the accounts at `base` (ids after the engine's
+/// transfers; the very first one pending).
+fn transfers(engine: &mut Engine, base: u128, count: usize) {
+    let mut left = count;
+    while left > 0 {
+        let first = engine.transfers_count() as u128;
+        let n = left.min(BATCH_EVENTS_MAX);
+        let body: Vec<u8> = (0..n as u128)
+            .flat_map(|i| {
+                let id = base + 1_000 + first + i;
+                Transfer {
+                    id,
+                    debit_account_id: base + id % 10,
+                    credit_account_id: base + (id + 1) % 10,
+                    amount: 1,
+                    ledger: 1,
+                    code: 1,
+                    flags: if first + i == 0 {
+                        tally_engine::TransferFlags::PENDING
+                    } else {
+                        tally_engine::TransferFlags::default()
+                    },
+                    ..Transfer::default()
+                }
+                .encode()
+            })
+            .collect();
+        let at = engine.last_timestamp() + 1_000;
+        let outcome = engine.apply(Operation::CreateTransfers, at, &body);
+        assert!(outcome.is_ok_and(|o| o.failures.is_empty()));
+        left -= n;
+    }
+}
+
+/// Proves a later snapshot's sections whose version matches an earlier snapshot's are the
+/// earlier bytes exactly (so a writer may take them from where it kept them), that a status
+/// change or an append changes a section's version, and that a snapshot assembled from kept
+/// and fresh sections is byte for byte the one written whole and restores to the same state.
+/// Also that the previous format (version 2, one hash over everything) still restores.
+#[test]
+fn later_sections_unchanged_are_the_earlier_bytes() {
+    use std::collections::HashMap;
+    use tally_engine::{section_hash, SectionEncoder, SectionKind, TrailerHasher};
+    let base: u128 = 0x5ec7 << 64;
+    let mut engine = chunked_engine(base);
+    let first = engine.freeze();
+    let mut encoder = SectionEncoder::default();
+    let mut kept = HashMap::new();
+    for section in first.sections() {
+        let mut stored = Vec::new();
+        first.encode_section(&section, &mut encoder, &mut stored);
+        if let Some(version) = section.version {
+            kept.insert((section.kind, section.index), (version, stored));
+        }
+    }
+    assert_eq!(kept.len(), 2, "two whole chunks of transfers");
+    // Post the pending transfer (a status change in chunk 0), append to the open chunk.
+    let post = Transfer {
+        id: base + 999,
+        pending_id: base + 1_000,
+        flags: tally_engine::TransferFlags::POST_PENDING_TRANSFER,
+        ..Transfer::default()
+    };
+    let at = engine.last_timestamp() + 1_000;
+    let outcome = engine.apply(Operation::CreateTransfers, at, &post.encode());
+    assert!(outcome.is_ok_and(|o| o.failures.is_empty()), "post");
+    transfers(&mut engine, base, 10);
+    let second = engine.freeze();
+    let header = second.header();
+    let mut image = header.clone();
+    let mut trailer = TrailerHasher::new(&header);
+    let mut reused = Vec::new();
+    for section in second.sections() {
+        let stored = match kept.get(&(section.kind, section.index)) {
+            Some((version, stored)) if Some(*version) == section.version => {
+                reused.push((section.kind, section.index));
+                stored.clone()
+            }
+            _ => {
+                let mut stored = Vec::new();
+                second.encode_section(&section, &mut encoder, &mut stored);
+                stored
+            }
+        };
+        trailer.section(&section_hash(&stored));
+        image.extend_from_slice(&stored);
+    }
+    image.extend_from_slice(&trailer.finish());
+    assert_eq!(
+        reused,
+        vec![(SectionKind::Transfers, 1)],
+        "chunk 0 changed (the post), chunk 1 did not, chunk 2 is still filling"
+    );
+    let whole = second.snapshot();
+    assert!(image == whole, "assembled and whole snapshots differ");
+    let restored = Engine::restore(&image, EngineConfig { hash_seed: 3 }).expect("restores");
+    assert_eq!(restored.digest(), engine.digest());
+
+    // The same image in version 2: no section hashes, one BLAKE3 over all before the trailer.
+    let mut old = whole[..tally_engine::SNAPSHOT_HEADER_BYTES].to_vec();
+    old[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let mut at = tally_engine::SNAPSHOT_HEADER_BYTES;
+    while at < whole.len() - 32 {
+        let length = u64::from_le_bytes(whole[at..at + 8].try_into().expect("8 bytes")) as usize;
+        old.extend_from_slice(&whole[at..at + 8 + length]);
+        at += 8 + length + tally_engine::SECTION_HASH_BYTES;
+    }
+    let hash = *blake3::hash(&old).as_bytes();
+    old.extend_from_slice(&hash);
+    let restored = Engine::restore(&old, EngineConfig { hash_seed: 4 }).expect("version 2");
+    assert_eq!(restored.digest(), engine.digest());
 }

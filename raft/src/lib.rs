@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod net;
 pub mod replication;
 pub mod snapshot_file;
+pub mod snapshot_split;
 pub mod storage;
 pub mod vote;
 pub mod wal;

@@ -110,6 +110,9 @@ pub struct SnapshotMetrics {
     pub apply_pause: Histogram,
     /// How far resident memory rose during the last snapshot build or install, by phase.
     pub rss_growth: IntGaugeVec,
+    /// Bytes of the snapshots built here: `written` anew, or `kept` (taken from the section
+    /// files of an earlier one).
+    pub written: IntCounterVec,
 }
 
 impl SnapshotMetrics {
@@ -121,6 +124,15 @@ impl SnapshotMetrics {
         );
         for origin in ["built", "installed"] {
             saved.with_label_values(&[origin]);
+        }
+        let written = counter_vec(
+            "tally_snapshot_bytes_total",
+            "Bytes of the snapshots built here: written anew (kind=written) or taken from the \
+             section files of an earlier snapshot, unchanged since (kind=kept).",
+            &["kind"],
+        );
+        for kind in ["written", "kept"] {
+            written.with_label_values(&[kind]);
         }
         SnapshotMetrics {
             saved,
@@ -151,6 +163,7 @@ impl SnapshotMetrics {
                 }
                 growth
             },
+            written,
         }
     }
 
@@ -159,6 +172,7 @@ impl SnapshotMetrics {
         register(registry, self.size_bytes.clone());
         register(registry, self.apply_pause.clone());
         register(registry, self.rss_growth.clone());
+        register(registry, self.written.clone());
     }
 }
 

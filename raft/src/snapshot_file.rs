@@ -40,8 +40,11 @@ use crate::storage::{read_exact_at, Disk, DiskFile};
 use crate::wal::LogId;
 
 const MAGIC: u32 = 0x504E_5354;
+/// A file holding its payload.
 const VERSION: u32 = 1;
-const HEADER_BYTES: usize = 48;
+/// A file holding a manifest of its payload's pieces (`snapshot_split`).
+pub(crate) const VERSION_SPLIT: u32 = 2;
+pub(crate) const HEADER_BYTES: usize = 48;
 const PREFIX: &str = "snapshot-";
 const SUFFIX: &str = ".snap";
 /// A file being written (a build or a snapshot being received): removed by its writer when
@@ -56,11 +59,14 @@ static PARTIAL_FILES: AtomicU64 = AtomicU64::new(0);
 /// The snapshot files of one node, in one directory.
 #[derive(Debug, Clone)]
 pub struct SnapshotFiles {
-    disk: Arc<dyn Disk>,
-    dir: PathBuf,
+    pub(crate) disk: Arc<dyn Disk>,
+    pub(crate) dir: PathBuf,
+    /// Section files a split snapshot being written refers to, which the collection of
+    /// unreferenced sections must leave alone (`snapshot_split`).
+    pub(crate) pinned: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
-fn file_name(last: LogId) -> String {
+pub(crate) fn file_name(last: LogId) -> String {
     format!("{PREFIX}{:020}-{:020}{SUFFIX}", last.index, last.term)
 }
 
@@ -76,10 +82,15 @@ fn parse_name(name: &str) -> Option<LogId> {
     })
 }
 
-fn encode_header(last: LogId, payload_bytes: u64, payload_crc: u32) -> [u8; HEADER_BYTES] {
+fn encode_header(
+    version: u32,
+    last: LogId,
+    payload_bytes: u64,
+    payload_crc: u32,
+) -> [u8; HEADER_BYTES] {
     let mut header = [0u8; HEADER_BYTES];
     header[0..4].copy_from_slice(&MAGIC.to_le_bytes());
-    header[4..8].copy_from_slice(&VERSION.to_le_bytes());
+    header[4..8].copy_from_slice(&version.to_le_bytes());
     header[8..16].copy_from_slice(&last.index.to_le_bytes());
     header[16..24].copy_from_slice(&last.term.to_le_bytes());
     header[24..32].copy_from_slice(&payload_bytes.to_le_bytes());
@@ -89,13 +100,13 @@ fn encode_header(last: LogId, payload_bytes: u64, payload_crc: u32) -> [u8; HEAD
     header
 }
 
-/// The payload's length and CRC if the header is sound; why a snapshot file is not usable
-/// otherwise (such a file is skipped with a warning).
-fn check_header(
+/// The payload's length and CRC and the file's version if the header is sound; why a snapshot
+/// file is not usable otherwise (such a file is skipped with a warning).
+pub(crate) fn check_header(
     header: &[u8; HEADER_BYTES],
     expected: LogId,
     file_bytes: u64,
-) -> Result<(u64, u32), &'static str> {
+) -> Result<(u64, u32, u32), &'static str> {
     let word = |at: usize| {
         u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
     };
@@ -110,7 +121,7 @@ fn check_header(
     if crc32c::crc32c(&header[..40]) != word(40) {
         return Err("header checksum mismatch");
     }
-    if word(4) != VERSION || word(36) != 0 || word(44) != 0 {
+    if ![VERSION, VERSION_SPLIT].contains(&word(4)) || word(36) != 0 || word(44) != 0 {
         return Err("unknown version or reserved bytes set");
     }
     if (LogId {
@@ -127,10 +138,10 @@ fn check_header(
     if HEADER_BYTES as u64 + payload_bytes != file_bytes {
         return Err("file length does not match the header");
     }
-    Ok((payload_bytes, word(32)))
+    Ok((payload_bytes, word(32), word(4)))
 }
 
-fn io_error(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
     move |source| SnapshotError::Io {
         path: path.to_path_buf(),
         source,
@@ -144,11 +155,12 @@ impl SnapshotFiles {
         Ok(SnapshotFiles {
             disk,
             dir: dir.to_path_buf(),
+            pinned: Arc::default(),
         })
     }
 
-    /// Remove partial files left by a crash. Only for the node that owns the directory, as
-    /// it opens it: nothing else writes there then.
+    /// Remove partial files left by a crash, and section files no snapshot names. Only for
+    /// the node that owns the directory, as it opens it: nothing else writes there then.
     pub fn remove_partial(&self) -> Result<(), SnapshotError> {
         let names = self.disk.list(&self.dir).map_err(io_error(&self.dir))?;
         for name in names
@@ -158,7 +170,8 @@ impl SnapshotFiles {
             let path = self.dir.join(name);
             crate::storage::remove_leftover(self.disk.as_ref(), &path).map_err(io_error(&path))?;
         }
-        Ok(())
+        // Section files a crashed build wrote and no snapshot names.
+        crate::snapshot_split::collect(self)
     }
 
     /// The snapshot id a file is named after (`snapshot-{index}-{term}.snap`), if it is one.
@@ -168,7 +181,7 @@ impl SnapshotFiles {
 
     /// A fresh partial file name (`{purpose}-{pid}-{n}.part`), removed at start if a crash
     /// leaves it.
-    fn partial_path(&self, purpose: &str) -> PathBuf {
+    pub(crate) fn partial_path(&self, purpose: &str) -> PathBuf {
         let sequence = PARTIAL_FILES.fetch_add(1, Ordering::Relaxed);
         self.dir.join(format!(
             "{purpose}-{}-{sequence}{PARTIAL_SUFFIX}",
@@ -231,12 +244,28 @@ impl SnapshotFiles {
         }
         read_exact_at(file.as_ref(), &mut header, 0).map_err(io_error(&path))?;
         match check_header(&header, last, file_bytes) {
-            Ok((payload_bytes, payload_crc)) => Ok(Some(SnapshotFile {
+            Ok((payload_bytes, payload_crc, VERSION)) => Ok(Some(SnapshotFile {
                 file,
                 path,
+                payload_offset: HEADER_BYTES as u64,
                 payload_bytes,
                 payload_crc,
             })),
+            Ok((manifest_bytes, _, _)) => {
+                match crate::snapshot_split::open(self, &file, manifest_bytes) {
+                    Ok(opened) => Ok(Some(SnapshotFile {
+                        file: opened.payload,
+                        path,
+                        payload_offset: 0,
+                        payload_bytes: opened.payload_bytes,
+                        payload_crc: opened.payload_crc,
+                    })),
+                    Err(reason) => {
+                        tracing::warn!(path = %path.display(), %reason, "damaged snapshot skipped");
+                        Ok(None)
+                    }
+                }
+            }
             Err(reason) => {
                 tracing::warn!(path = %path.display(), reason, "damaged snapshot skipped");
                 Ok(None)
@@ -273,29 +302,33 @@ impl SnapshotFiles {
         Ok(None)
     }
 
-    /// Delete the snapshot `last` (if it exists).
+    /// Delete the snapshot `last` (if it exists), and the section files no snapshot left
+    /// refers to.
     pub fn remove(&self, last: LogId) -> Result<(), SnapshotError> {
         let path = self.dir.join(file_name(last));
         if self.disk.exists(&path).map_err(io_error(&path))? {
             self.delete(&path)?;
+            crate::snapshot_split::collect(self)?;
         }
         Ok(())
     }
 
-    /// Delete all but the `keep` newest snapshots. Partial files are not touched: they
-    /// belong to writers still at work (or are removed at start).
+    /// Delete all but the `keep` newest snapshots, and the section files none of the kept
+    /// ones refers to. Partial files are not touched: they belong to writers still at work
+    /// (or are removed at start).
     pub fn prune(&self, keep: usize) -> Result<(), SnapshotError> {
         for last in self.list()?.into_iter().skip(keep) {
             self.delete(&self.dir.join(file_name(last)))?;
         }
-        self.disk.sync_dir(&self.dir).map_err(io_error(&self.dir))
+        self.disk.sync_dir(&self.dir).map_err(io_error(&self.dir))?;
+        crate::snapshot_split::collect(self)
     }
 
     /// Delete the snapshot file at `path`: renamed to a partial file's name at once (what a
     /// crash leaves of it is removed at start: `remove_partial`), its space given back in the
     /// background a stretch at a time (`Disk::reclaim`). A send of it still reading then ends
     /// with an error, and openraft sends the current snapshot instead.
-    fn delete(&self, path: &Path) -> Result<(), SnapshotError> {
+    pub(crate) fn delete(&self, path: &Path) -> Result<(), SnapshotError> {
         let retired = self.partial_path("deleting");
         self.disk.rename(path, &retired).map_err(io_error(path))?;
         self.disk.reclaim(&retired).map_err(io_error(&retired))
@@ -385,7 +418,12 @@ impl SnapshotWriter {
     /// it is the one being computed). For checking a received snapshot before it is kept.
     pub fn reader(&mut self) -> io::Result<PayloadReader> {
         self.write_buffer()?;
-        Ok(PayloadReader::new(Arc::clone(&self.file), self.len(), None))
+        Ok(PayloadReader::new(
+            Arc::clone(&self.file),
+            HEADER_BYTES as u64,
+            self.len(),
+            None,
+        ))
     }
 
     /// A chunk of the payload written so far (see [`SnapshotFile::chunks`]).
@@ -393,6 +431,7 @@ impl SnapshotWriter {
         self.write_buffer()?;
         Ok(ChunkSource {
             file: Arc::clone(&self.file),
+            payload_offset: HEADER_BYTES as u64,
             payload_bytes: self.len(),
         })
     }
@@ -405,7 +444,20 @@ impl SnapshotWriter {
     ///   renamed to its final name and the directory fsync'd, all before `Ok`: after a crash
     ///   the file is either complete or absent (a partial file is removed at start:
     ///   `remove_partial`).
-    pub fn finish(mut self, last: LogId) -> Result<SnapshotFile, SnapshotError> {
+    pub fn finish(self, last: LogId) -> Result<SnapshotFile, SnapshotError> {
+        let path = self.dir.join(file_name(last));
+        self.finish_as(VERSION, last, path, true)
+    }
+
+    /// `finish` as a file of `version` (whose header carries `last`) at `path`, its directory
+    /// fsync'd if `sync_dir` (a caller writing many files in one directory syncs it once).
+    pub(crate) fn finish_as(
+        mut self,
+        version: u32,
+        last: LogId,
+        path: PathBuf,
+        sync_dir: bool,
+    ) -> Result<SnapshotFile, SnapshotError> {
         let temporary = self.temporary.clone();
         if self.len() > SNAPSHOT_PAYLOAD_BYTES_MAX {
             return Err(SnapshotError::TooLarge {
@@ -421,18 +473,21 @@ impl SnapshotWriter {
         // Through the page cache: the first sector was written directly, and the kernel
         // keeps the two views of it coherent.
         self.file
-            .write_at(&encode_header(last, payload_bytes, self.crc), 0)
+            .write_at(&encode_header(version, last, payload_bytes, self.crc), 0)
             .map_err(io_error(&temporary))?;
         self.file.sync().map_err(io_error(&temporary))?;
-        let path = self.dir.join(file_name(last));
         self.disk
             .rename(&temporary, &path)
             .map_err(io_error(&path))?;
         self.finished = true;
-        self.disk.sync_dir(&self.dir).map_err(io_error(&self.dir))?;
+        if sync_dir {
+            let dir = path.parent().unwrap_or(&self.dir);
+            self.disk.sync_dir(dir).map_err(io_error(dir))?;
+        }
         Ok(SnapshotFile {
             file: Arc::clone(&self.file),
             path,
+            payload_offset: HEADER_BYTES as u64,
             payload_bytes,
             payload_crc: self.crc,
         })
@@ -481,8 +536,11 @@ impl Drop for SnapshotWriter {
 /// A snapshot file on disk, its header checked (`SnapshotFiles::open`).
 #[derive(Debug, Clone)]
 pub struct SnapshotFile {
+    /// The file, or for a split snapshot its pieces read as one (`snapshot_split`).
     file: Arc<dyn DiskFile>,
     path: PathBuf,
+    /// Where in `file` the payload starts.
+    payload_offset: u64,
     payload_bytes: u64,
     payload_crc: u32,
 }
@@ -503,6 +561,7 @@ impl SnapshotFile {
     pub fn reader(&self) -> PayloadReader {
         PayloadReader::new(
             Arc::clone(&self.file),
+            self.payload_offset,
             self.payload_bytes,
             Some(self.payload_crc),
         )
@@ -512,6 +571,7 @@ impl SnapshotFile {
     pub fn chunks(&self) -> ChunkSource {
         ChunkSource {
             file: Arc::clone(&self.file),
+            payload_offset: self.payload_offset,
             payload_bytes: self.payload_bytes,
         }
     }
@@ -521,6 +581,7 @@ impl SnapshotFile {
 #[derive(Debug, Clone)]
 pub struct ChunkSource {
     file: Arc<dyn DiskFile>,
+    payload_offset: u64,
     payload_bytes: u64,
 }
 
@@ -534,7 +595,7 @@ impl ChunkSource {
     pub fn read(&self, offset: u64, bytes: usize) -> io::Result<Vec<u8>> {
         let end = self.payload_bytes.min(offset.saturating_add(bytes as u64));
         let mut chunk = vec![0u8; end.saturating_sub(offset) as usize];
-        read_exact_at(self.file.as_ref(), &mut chunk, HEADER_BYTES as u64 + offset)?;
+        read_exact_at(self.file.as_ref(), &mut chunk, self.payload_offset + offset)?;
         Ok(chunk)
     }
 }
@@ -543,6 +604,7 @@ impl ChunkSource {
 #[derive(Debug)]
 pub struct PayloadReader {
     file: Arc<dyn DiskFile>,
+    payload_offset: u64,
     payload_bytes: u64,
     /// The CRC the payload must have, checked by the read that reaches its end.
     expected_crc: Option<u32>,
@@ -555,9 +617,15 @@ pub struct PayloadReader {
 }
 
 impl PayloadReader {
-    fn new(file: Arc<dyn DiskFile>, payload_bytes: u64, expected_crc: Option<u32>) -> Self {
+    fn new(
+        file: Arc<dyn DiskFile>,
+        payload_offset: u64,
+        payload_bytes: u64,
+        expected_crc: Option<u32>,
+    ) -> Self {
         PayloadReader {
             file,
+            payload_offset,
             payload_bytes,
             expected_crc,
             crc: 0,
@@ -573,7 +641,7 @@ impl PayloadReader {
         read_exact_at(
             self.file.as_ref(),
             &mut self.buffer,
-            HEADER_BYTES as u64 + self.position,
+            self.payload_offset + self.position,
         )?;
         self.position += bytes;
         self.at = 0;

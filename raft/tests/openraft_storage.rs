@@ -92,6 +92,25 @@ fn transfers_body(first_id: u128, count: u128, accounts: u128, fail_every: u128)
     Bytes::from(body)
 }
 
+/// A request entry at `index` of term 1, its timestamp following the index.
+fn request(index: u64, batches: Vec<ClientBatch>) -> Entry {
+    Entry {
+        log_id: log_id(1, 1, index),
+        payload: EntryPayload::Normal(Request {
+            timestamp: 1_000 + index * 1_000_000,
+            batches,
+        }),
+    }
+}
+
+/// `count` transfers that all succeed, their ids after `index` (see [`request`]).
+fn transfers(index: u64, count: u128) -> ClientBatch {
+    ClientBatch {
+        operation: Operation::CreateTransfers,
+        body: transfers_body(u128::from(index) << 20, count, 64, u128::MAX),
+    }
+}
+
 /// A log of every entry kind: blank, membership, requests with several batches, over three
 /// terms and two leaders, big enough to span several segments.
 fn sample_log() -> Vec<Entry> {
@@ -366,17 +385,6 @@ async fn applies_go_on_while_a_snapshot_is_written() {
     let disk = open_default();
     let dir = tempfile::tempdir().expect("temporary directory");
     let (_log, mut machine) = open(&disk, dir.path());
-    let request = |index: u64, batches: Vec<ClientBatch>| Entry {
-        log_id: log_id(1, 1, index),
-        payload: EntryPayload::Normal(Request {
-            timestamp: 1_000 + index * 1_000_000,
-            batches,
-        }),
-    };
-    let transfers = |index: u64, count: u128| ClientBatch {
-        operation: Operation::CreateTransfers,
-        body: transfers_body(u128::from(index) << 20, count, 64, u128::MAX),
-    };
     machine
         .apply([request(
             0,
@@ -419,22 +427,9 @@ async fn applies_go_on_while_a_snapshot_is_written() {
     let (now, _) = machine.view().digest();
     assert_eq!(now.map(|id| id.index), Some(ENTRIES + 20));
 
+    let image = read_image(&mut snapshot.snapshot).expect("readable");
     let other = tempfile::tempdir().expect("temporary directory");
-    let (_other_log, mut installed) = open(&disk, other.path());
-    let mut received = installed
-        .begin_receiving_snapshot()
-        .await
-        .expect("receiving");
-    tokio::io::AsyncWriteExt::write_all(
-        &mut *received,
-        &read_image(&mut snapshot.snapshot).expect("readable"),
-    )
-    .await
-    .expect("received");
-    installed
-        .install_snapshot(&snapshot.meta, received)
-        .await
-        .expect("installed");
+    let installed = install(&disk, other.path(), &snapshot.meta, &image).await;
     assert_eq!(installed.view().digest(), (frozen_at, frozen_digest));
 }
 
@@ -480,9 +475,7 @@ async fn a_restart_applies_the_committed_log_while_reading_it() {
         );
         log.close();
     }
-    for file in std::fs::read_dir(dir.path().join("snapshots")).expect("listed") {
-        std::fs::remove_file(file.expect("entry").path()).expect("removed");
-    }
+    std::fs::remove_dir_all(dir.path().join("snapshots")).expect("removed");
     {
         let (log, state_machine) = open(&disk, dir.path());
         assert_eq!(
@@ -516,11 +509,13 @@ async fn apply_and_commit(
     state_machine.view().digest()
 }
 
-/// The one file in `dir`.
+/// The one snapshot file in `dir` (besides the directory of section files, empty while the
+/// state is less than a chunk).
 fn only_file(dir: &Path) -> std::path::PathBuf {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .expect("listed")
         .map(|file| file.expect("entry").path())
+        .filter(|path| path.is_file())
         .collect();
     assert_eq!(files.len(), 1, "one file in {}: {files:?}", dir.display());
     files.remove(0)
@@ -577,4 +572,183 @@ async fn a_restart_past_a_damaged_newest_snapshot_replays_from_the_older_one() {
     );
     assert_eq!(state_machine.view().digest(), expected);
     log.close();
+}
+
+/// `open`, with a log that takes entries of a full request of transfers (1 MiB).
+fn open_large(disk: &Arc<dyn Disk>, dir: &Path) -> (LogStore, StateMachine) {
+    let config = WalConfig {
+        segment_bytes: 64 << 20,
+        ..WalConfig::default()
+    };
+    open_storage(Arc::clone(disk), dir, config, EngineConfig::default()).expect("storage opens")
+}
+
+/// A new replica at `dir` that received `image` as the snapshot of `meta` and installed it.
+async fn install(
+    disk: &Arc<dyn Disk>,
+    dir: &Path,
+    meta: &SnapshotMeta,
+    image: &[u8],
+) -> StateMachine {
+    let (_log, mut machine) = open(disk, dir);
+    let mut received = machine.begin_receiving_snapshot().await.expect("receiving");
+    tokio::io::AsyncWriteExt::write_all(&mut *received, image)
+        .await
+        .expect("received");
+    machine
+        .install_snapshot(meta, received)
+        .await
+        .expect("installed");
+    machine
+}
+
+/// The section files in the snapshots directory of the node at `dir`, sorted.
+fn section_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("snapshots").join("sections"))
+        .expect("listed")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .into_string()
+                .expect("utf-8")
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Proves snapshots are incremental: a snapshot after a little more history refers to the
+/// section files of the chunks it shares with the last one instead of writing them again (its
+/// own file holds the accounts, the open chunk and a manifest), it reads, restarts and
+/// installs on another replica exactly like a whole one, section files no snapshot names any
+/// more are deleted, and a snapshot whose section file is missing is skipped as damaged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_after_a_little_more_history_write_little_more() {
+    let chunk = tally_engine::limits::ARENA_CHUNK_ELEMENTS as u128;
+    let disk = open_default();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (mut log, mut machine) = open_large(&disk, dir.path());
+    let mut entries = vec![request(
+        0,
+        vec![ClientBatch {
+            operation: Operation::CreateAccounts,
+            body: accounts_body(1, 64),
+        }],
+    )];
+    // Two whole chunks of transfers and part of a third.
+    let per_entry = 8_189u128;
+    let first = (2 * chunk).div_ceil(per_entry) as u64 + 1;
+    entries.extend((1..=first).map(|index| request(index, vec![transfers(index, per_entry)])));
+    let build_after = async |log: &mut LogStore, machine: &mut StateMachine, more: Vec<Entry>| {
+        if !more.is_empty() {
+            log.blocking_append(more.clone()).await.expect("appended");
+            apply_and_commit(log, machine, &more).await;
+        }
+        let mut snapshot = machine
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("built");
+        let image = read_image(&mut snapshot.snapshot).expect("readable");
+        (snapshot.meta, image)
+    };
+    let (_, first_image) = build_after(&mut log, &mut machine, entries).await;
+    let shared = section_files(dir.path());
+    assert_eq!(
+        shared.len(),
+        2,
+        "one section file per whole chunk: {shared:?}"
+    );
+
+    // A little more history: the next snapshot refers to the same two files.
+    let (meta, image) = build_after(
+        &mut log,
+        &mut machine,
+        vec![request(first + 1, vec![transfers(first + 1, 10)])],
+    )
+    .await;
+    assert_eq!(section_files(dir.path()), shared, "no chunk written again");
+    let own = std::fs::metadata(only_newest(&dir.path().join("snapshots")))
+        .expect("snapshot file")
+        .len();
+    assert!(
+        own * 3 < image.len() as u64,
+        "the snapshot's own file ({own} bytes) holds far less than its image ({} bytes)",
+        image.len()
+    );
+    assert!(image.len() > first_image.len());
+    let expected = machine.view().digest();
+
+    // It installs on another replica like a whole one...
+    let other = tempfile::tempdir().expect("temporary directory");
+    let installed = install(&disk, other.path(), &meta, &image).await;
+    assert_eq!(installed.view().digest(), expected);
+    // ... and a restart restores from it.
+    log.close();
+    drop(machine);
+    let (mut log, mut machine) = open_large(&disk, dir.path());
+    assert_eq!(
+        machine.view().digest(),
+        expected,
+        "restored from the split snapshot"
+    );
+
+    // Fill the third chunk: its file is added; the first two are still named by the new
+    // snapshot. A file no snapshot names is deleted at the next prune.
+    let next = first + 2;
+    let after = next + (chunk / per_entry) as u64 + 1;
+    let more: Vec<Entry> = (next..after)
+        .map(|index| request(index, vec![transfers(index, per_entry)]))
+        .collect();
+    let _ = build_after(&mut log, &mut machine, more).await;
+    let now = section_files(dir.path());
+    assert_eq!(now.len(), 3, "{now:?}");
+    assert!(shared.iter().all(|name| now.contains(name)));
+    let stray = dir
+        .path()
+        .join("snapshots")
+        .join("sections")
+        .join("transfers-000009-0000000000000000.sec");
+    std::fs::write(&stray, b"left by a crash").expect("stray file");
+    let _ = build_after(
+        &mut log,
+        &mut machine,
+        vec![request(after, vec![transfers(after, 5)])],
+    )
+    .await;
+    assert_eq!(
+        section_files(dir.path()),
+        now,
+        "the stray file is collected"
+    );
+    let expected = machine.view().digest();
+
+    // A missing section file: the snapshot naming it is skipped; the log rebuilds the state.
+    log.close();
+    drop(machine);
+    std::fs::remove_file(
+        dir.path()
+            .join("snapshots")
+            .join("sections")
+            .join(&shared[0]),
+    )
+    .expect("removed");
+    let (_log, machine) = open_large(&disk, dir.path());
+    assert_eq!(machine.view().digest(), expected, "rebuilt from the log");
+}
+
+/// The newest snapshot file in `dir`.
+fn only_newest(dir: &Path) -> std::path::PathBuf {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("listed")
+        .map(|file| file.expect("entry").path())
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "snap")
+        })
+        .collect();
+    files.sort();
+    files.pop().expect("a snapshot file")
 }

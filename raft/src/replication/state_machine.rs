@@ -39,6 +39,7 @@ use super::types::{
 use super::SNAPSHOT_DIR;
 use crate::metrics::watching_resident;
 use crate::snapshot_file::{SnapshotFile, SnapshotFiles};
+use crate::snapshot_split::{write_frozen, KeptSections};
 use crate::storage::Disk;
 use crate::wal;
 
@@ -145,6 +146,8 @@ struct Snapshots {
     files: SnapshotFiles,
     /// Meta of the newest snapshot on disk, if any.
     current: Mutex<Option<SnapshotMeta>>,
+    /// The sections of the last snapshot built here, for the next build to take again.
+    kept: Mutex<KeptSections>,
     metrics: crate::metrics::SnapshotMetrics,
 }
 
@@ -208,8 +211,10 @@ impl Snapshots {
             .is_some_and(|current| current.last_log_id > meta.last_log_id)
     }
 
-    /// Stream `frozen` into a new snapshot file of `meta` and make it current; the file, to
-    /// send. Runs for as long as writing the state takes: on a thread of its own.
+    /// Write `frozen` as a new snapshot of `meta`, incrementally (`snapshot_split`: the
+    /// chunks of events unchanged since the last build are taken from its section files),
+    /// and make it current; the file, to send. Runs for as long as writing what changed
+    /// takes: on a thread of its own.
     fn build(
         &self,
         meta: &SnapshotMeta,
@@ -220,14 +225,25 @@ impl Snapshots {
             StorageIOError::write_snapshot(Some(meta.signature()), &error).into()
         };
         let head = encode_head(meta).map_err(|error| failed(&error))?;
-        let mut writer = self.files.create().map_err(|error| failed(&error))?;
-        writer.write_all(&head).map_err(|error| failed(&error))?;
-        frozen
-            .write_to(&mut writer)
-            .map_err(|error| failed(&error))?;
-        let file = writer
-            .finish(file_id(meta))
-            .map_err(|error| failed(&error))?;
+        // One build at a time takes and renews the kept sections.
+        let mut kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (file, written, taken) =
+            write_frozen(&self.files, file_id(meta), &head, frozen, &mut kept)
+                .map_err(|error| failed(&error))?;
+        drop(kept);
+        self.metrics
+            .written
+            .with_label_values(&["written"])
+            .inc_by(written);
+        self.metrics
+            .written
+            .with_label_values(&["kept"])
+            .inc_by(taken);
+        tracing::info!(snapshot = %meta, written_bytes = written, kept_bytes = taken,
+            "snapshot written");
         self.make_current(meta, file.payload_bytes(), "built")?;
         Ok(file)
     }
@@ -467,6 +483,7 @@ impl StateMachine {
             snapshots: Arc::new(Snapshots {
                 files,
                 current: Mutex::new(current),
+                kept: Mutex::default(),
                 metrics,
             }),
             engine_config,
