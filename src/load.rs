@@ -256,8 +256,8 @@ fn print_peak_rss(cluster: &LocalCluster) {
 }
 
 /// Each node's snapshots during the run and what they cost the apply path, from its
-/// `/metrics`: how many it built and installed, and the pauses' mean and bound (the smallest
-/// histogram bucket holding them all).
+/// `/metrics`: how many it built and installed, the pauses' mean and bound (the smallest
+/// histogram bucket holding them all), and the bytes its builds wrote and kept (incremental).
 fn print_snapshots(cluster: &LocalCluster) {
     for &id in cluster.nodes.keys() {
         let Ok((200, metrics)) = cluster.admin_get(id, "/metrics") else {
@@ -282,12 +282,18 @@ fn print_snapshots(cluster: &LocalCluster) {
                 "tally_snapshot_rss_growth_bytes{{phase=\"{phase}\"}}"
             )) / 1048576.0
         };
+        let bytes = |kind: &str| {
+            value(&format!("tally_snapshot_bytes_total{{kind=\"{kind}\"}}")) / 1048576.0
+        };
         println!(
             "node {id} snapshots: built {built}, installed {installed}; apply pause per snapshot \
              mean {mean_ms:.3} ms, every one ≤ {bound} ms; resident memory rose {:.1} MiB \
-             during the last build, {:.1} MiB during the last install",
+             during the last build, {:.1} MiB during the last install; builds wrote {:.0} MiB \
+             and kept {:.0} MiB of earlier section files",
             mib("build"),
-            mib("install")
+            mib("install"),
+            bytes("written"),
+            bytes("kept")
         );
     }
 }

@@ -717,6 +717,17 @@ fn restore_a_whole_cluster_from_a_snapshot_file() {
     std::fs::create_dir_all(&backup_dir).expect("backup dir");
     let backup = backup_dir.join(&newest);
     std::fs::copy(snapshots.join(&newest), &backup).expect("backed up");
+    // A split snapshot's section files go with it, beside it (docs/operations.md, "Back up").
+    let sections = snapshots.join("sections");
+    std::fs::create_dir_all(backup_dir.join("sections")).expect("sections dir");
+    for entry in std::fs::read_dir(&sections).into_iter().flatten() {
+        let entry = entry.expect("entry");
+        std::fs::copy(
+            entry.path(),
+            backup_dir.join("sections").join(entry.file_name()),
+        )
+        .expect("section backed up");
+    }
     let status = admin_status(&cluster, leader);
     let at_snapshot = leader_state(&status);
 
