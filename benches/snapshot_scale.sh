@@ -70,5 +70,5 @@ until [[ $(metrics | grep -c '^tally_snapshots_total{origin="built"} 0') == 0 ]]
 metrics | grep -E '^tally_snapshot_(apply_pause_seconds_(bucket|sum|count)|bytes_total|rss_growth_bytes|size_bytes)' |
     awk '/_bucket/ { if ($2 != last) print; last = $2; next } { print }'
 grep -E "snapshot view taken|snapshot written" "$w/node.log" |
-    sed -E 's/ snapshot=[^ ]*//' | cut -c1-200
+    sed -E 's/^([^ ]*) .*(snapshot view taken|snapshot written).* (events=[0-9]+ pause_us=[0-9]+|written_bytes=[0-9]+ kept_bytes=[0-9]+).*/\1 \2 \3/' 
 echo "peak rss $(grep VmHWM /proc/$pid/status | awk '{print $2/1024}') MiB"
