@@ -191,6 +191,17 @@ impl SnapshotFiles {
 
     /// Start writing a snapshot; it becomes a snapshot file only by [`SnapshotWriter::finish`].
     pub fn create(&self) -> Result<SnapshotWriter, SnapshotError> {
+        self.create_with(None)
+    }
+
+    /// [`SnapshotFiles::create`] through `buffer` if given (one a finished writer gave back:
+    /// [`SnapshotWriter::finish_keeping_buffer`]). A writer of many files in a row reuses one
+    /// buffer: a fresh sector-aligned 4 MiB allocation per file left the allocator's
+    /// per-thread heaps fragmented and resident (+450 MB over one build of 153 section files).
+    pub(crate) fn create_with(
+        &self,
+        buffer: Option<AlignedBuffer>,
+    ) -> Result<SnapshotWriter, SnapshotError> {
         let temporary = self.partial_path("writing");
         let file = self
             .disk
@@ -202,7 +213,13 @@ impl SnapshotFiles {
             dir: self.dir.clone(),
             file,
             temporary,
-            buffer: AlignedBuffer::new(SNAPSHOT_CHUNK_BYTES),
+            buffer: buffer
+                .filter(|buffer| buffer.capacity() == SNAPSHOT_CHUNK_BYTES)
+                .map(|mut buffer| {
+                    buffer.as_mut_slice()[..HEADER_BYTES].fill(0);
+                    buffer
+                })
+                .unwrap_or_else(|| AlignedBuffer::new(SNAPSHOT_CHUNK_BYTES)),
             base: 0,
             filled: HEADER_BYTES,
             synced: 0,
@@ -453,8 +470,31 @@ impl SnapshotWriter {
 
     /// `finish` as a file of `version` (whose header carries `last`) at `path`, its directory
     /// fsync'd if `sync_dir` (a caller writing many files in one directory syncs it once).
+    /// [`SnapshotWriter::finish_as`], giving back the writer's buffer for the next one
+    /// ([`SnapshotFiles::create_with`]).
+    pub(crate) fn finish_keeping_buffer(
+        mut self,
+        version: u32,
+        last: LogId,
+        path: PathBuf,
+    ) -> Result<(SnapshotFile, AlignedBuffer), SnapshotError> {
+        let file = self.finish_inner(version, last, path, false)?;
+        let buffer = std::mem::replace(&mut self.buffer, AlignedBuffer::new(SECTOR_BYTES));
+        Ok((file, buffer))
+    }
+
     pub(crate) fn finish_as(
         mut self,
+        version: u32,
+        last: LogId,
+        path: PathBuf,
+        sync_dir: bool,
+    ) -> Result<SnapshotFile, SnapshotError> {
+        self.finish_inner(version, last, path, sync_dir)
+    }
+
+    fn finish_inner(
+        &mut self,
         version: u32,
         last: LogId,
         path: PathBuf,

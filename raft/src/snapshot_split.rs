@@ -33,7 +33,7 @@ use crate::snapshot_file::{
     check_header, io_error, SnapshotFile, SnapshotFiles, SnapshotWriter, HEADER_BYTES,
     VERSION_SPLIT,
 };
-use crate::storage::{read_exact_at, DiskFile};
+use crate::storage::{read_exact_at, AlignedBuffer, DiskFile};
 use crate::wal::LogId;
 use tally_engine::{
     section_hash, FrozenState, SectionEncoder, SectionKind, SectionVersion, TrailerHasher,
@@ -115,14 +115,14 @@ pub fn write_frozen(
         match section.version {
             Some(version) => {
                 let name = section_name(section.kind, section.index, &stored);
-                writer.new_section(&name, &stored)?;
+                let crc = writer.new_section(&name, &stored)?;
                 next.insert(
                     key,
                     Kept {
                         version,
                         name,
                         length: stored.len() as u64,
-                        crc: crc32c::crc32c(&stored),
+                        crc,
                         hash,
                     },
                 );
@@ -151,6 +151,7 @@ impl SnapshotFiles {
             payload_bytes: 0,
             payload_crc: 0,
             pinned: Vec::new(),
+            buffer: None,
             sections_written: 0,
             written_bytes: 0,
             referred_bytes: 0,
@@ -173,6 +174,8 @@ pub struct SplitWriter {
     payload_crc: u32,
     /// Section names this writer refers to, kept from collection until it is done.
     pinned: Vec<String>,
+    /// The section files' writers' buffer, passed from one to the next.
+    buffer: Option<AlignedBuffer>,
     sections_written: usize,
     written_bytes: u64,
     referred_bytes: u64,
@@ -181,9 +184,10 @@ pub struct SplitWriter {
 impl SplitWriter {
     /// The next bytes of the payload, kept in the manifest itself.
     pub fn bytes(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
-        self.piece(0, &[], bytes.len() as u64, crc32c::crc32c(bytes))?;
+        let crc = crc32c::crc32c(bytes);
+        self.piece(0, &[], bytes.len() as u64, crc)?;
         self.write(bytes)?;
-        self.add(bytes.len() as u64, crc32c::crc32c(bytes));
+        self.add(bytes.len() as u64, crc);
         self.written_bytes += bytes.len() as u64;
         Ok(())
     }
@@ -203,25 +207,26 @@ impl SplitWriter {
             return Ok(false);
         }
         self.refer(name, length, crc)?;
+        self.referred_bytes += length;
         Ok(true)
     }
 
     /// The next bytes of the payload, `stored` (a section in its stored form), put in the
-    /// section file `name` ([`section_name`]) unless that file exists already.
-    pub fn new_section(&mut self, name: &str, stored: &[u8]) -> Result<(), SnapshotError> {
+    /// section file `name` ([`section_name`]) unless that file exists already; its CRC.
+    pub fn new_section(&mut self, name: &str, stored: &[u8]) -> Result<u32, SnapshotError> {
         let crc = crc32c::crc32c(stored);
         if self.kept_section(name, stored.len() as u64, crc)? {
-            return Ok(());
+            return Ok(crc);
         }
-        let mut writer = self.files.create()?;
+        let mut writer = self.files.create_with(self.buffer.take())?;
         let path = self.files.sections_dir().join(name);
         writer.write_all(stored).map_err(io_error(&path))?;
-        writer.finish_as(1, SECTION_ID, path, false)?;
+        let (_, buffer) = writer.finish_keeping_buffer(1, SECTION_ID, path)?;
+        self.buffer = Some(buffer);
         self.sections_written += 1;
         self.written_bytes += stored.len() as u64;
         self.refer(name, stored.len() as u64, crc)?;
-        self.referred_bytes -= stored.len() as u64;
-        Ok(())
+        Ok(crc)
     }
 
     /// Bytes this snapshot wrote (its own and new section files) and took from section
@@ -270,7 +275,6 @@ impl SplitWriter {
         self.piece(1, name.as_bytes(), length, crc)?;
         self.write(name.as_bytes())?;
         self.add(length, crc);
-        self.referred_bytes += length;
         Ok(())
     }
 
