@@ -260,7 +260,7 @@ fn trade_is_delivery_versus_payment() {
 /// Proves a snapshot restores to the same digest and the same answers, with another seed.
 #[test]
 fn snapshot_restores_digest() {
-    let engine = world();
+    let mut engine = world();
     let restored =
         Engine::restore(&engine.snapshot(), EngineConfig { hash_seed: 99 }).expect("valid");
     assert_eq!(restored.digest(), engine.digest());

@@ -451,7 +451,7 @@ impl FrozenState {
 
 impl Engine {
     /// The stored state as it is now, frozen for a snapshot (see [`FrozenState`]).
-    pub fn freeze(&self) -> FrozenState {
+    pub fn freeze(&mut self) -> FrozenState {
         FrozenState {
             engine: self.instance,
             last_timestamp: self.last_timestamp,
@@ -463,7 +463,7 @@ impl Engine {
     }
 
     /// The whole state as bytes. Restore with `Engine::restore`.
-    pub fn snapshot(&self) -> Vec<u8> {
+    pub fn snapshot(&mut self) -> Vec<u8> {
         self.freeze().snapshot()
     }
 

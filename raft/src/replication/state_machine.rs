@@ -667,7 +667,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     /// builder serialises and writes it while applies go on (`Engine::freeze`).
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         let started = std::time::Instant::now();
-        let applied = read_lock(&self.applied);
+        // A write lock: freezing updates the arenas' kept pointer lists (`Engine::freeze`).
+        let mut applied = write_lock(&self.applied);
         let meta = SnapshotMeta {
             last_log_id: applied.last_applied,
             last_membership: applied.membership.clone(),
