@@ -374,6 +374,81 @@ async fn follower_behind_purged_log_catches_up_by_snapshot() {
     check_nothing_lost(&cluster, &[1, 2, 3], &acknowledged).await;
 }
 
+/// Proves a follower whose data directory is wiped while the cluster is under load (the
+/// load generator with mixed transfers, trades and pending transfers, recording its history)
+/// comes back empty, catches up by installing the leader's snapshot (the log it needs is
+/// purged), and that every history check passes afterwards — C1 and C8 read every event back
+/// from that follower too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_wiped_under_load_catches_up_by_snapshot() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let config = FAST_RAFT.replace(
+        "[wal]",
+        "snapshot_every_entries = 300\nlogs_kept_after_snapshot = 0\n[wal]",
+    );
+    let mut cluster = cluster(root.path(), &config);
+    cluster.found(&[1, 2, 3]).expect("started");
+    let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+    let follower = [1, 2, 3].into_iter().find(|id| *id != leader).expect("one");
+    let mut load = std::process::Command::new(env!("CARGO_BIN_EXE_tally"));
+    load.args(["loadgen", "--cluster", &cluster.addrs().join(",")])
+        .args([
+            "--seconds",
+            "24",
+            "--rate",
+            "20000",
+            "--batch-events",
+            "100",
+        ])
+        .args(["--mix", "transfers=70,trades=20,pending=10", "--check"])
+        .envs(cluster.client_env())
+        .env(
+            "TALLY_CREDENTIAL",
+            String::from_utf8_lossy(cluster.operator_credential()).as_ref(),
+        )
+        .env("RUST_LOG", "warn");
+    let load = tokio::task::spawn_blocking(move || load.output());
+    let wipe = async {
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        cluster.terminate(follower).expect("stopped");
+        let dir = cluster.nodes[&follower].dir.join("data");
+        std::fs::remove_dir_all(&dir).expect("wiped");
+        // Long enough for the leader to snapshot and purge past everything the follower had.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        cluster.start(follower).expect("restarted empty");
+    };
+    let (output, ()) = tokio::join!(load, wipe);
+    let output = output
+        .expect("the load generator's task")
+        .expect("the load generator runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    eprintln!("{stdout}");
+    assert!(
+        output.status.success(),
+        "load or checks failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for check in ["C1", "C3", "C4", "C5", "C6", "C8"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|line| line.trim_start().starts_with(check) && line.contains(" PASS ")),
+            "{check} did not pass:\n{stdout}"
+        );
+    }
+    let (_, metrics) = cluster
+        .admin_get(follower, "/metrics")
+        .expect("the follower's metrics");
+    let installed =
+        tally::local_cluster::metric_value(&metrics, "tally_snapshots_total{origin=\"installed\"}");
+    assert!(
+        installed.is_some_and(|count| count >= 1.0),
+        "the wiped follower caught up without a snapshot: {installed:?}"
+    );
+    converged(&cluster, &[1, 2, 3]).await;
+}
+
 /// Proves the snapshot policy by bytes: with openraft's policy by entries out of reach
 /// (a million entries), a node builds a snapshot once its WAL has taken
 /// `raft.snapshot_every_mib` (16 MiB here: about 17 requests of 8,189 transfers).

@@ -666,9 +666,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     /// snapshot that holds up applies, measured in `tally_snapshot_apply_pause_seconds`); the
     /// builder serialises and writes it while applies go on (`Engine::freeze`).
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        let started = std::time::Instant::now();
         // A write lock: freezing updates the arenas' kept pointer lists (`Engine::freeze`).
+        // The pause is the time it is held: waiting for it is the snapshot waiting for an
+        // apply, not the other way round.
         let mut applied = write_lock(&self.applied);
+        let started = std::time::Instant::now();
         let meta = SnapshotMeta {
             last_log_id: applied.last_applied,
             last_membership: applied.membership.clone(),
