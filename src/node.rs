@@ -151,13 +151,15 @@ impl Probe {
     pub fn scrape(&self) -> String {
         let raft = self.raft.metrics().borrow().clone();
         let ready = self.readiness_of(&raft).is_ok();
+        // Nothing while a snapshot is installed (no state stands then).
         let (accounts, transfers, trades) = self.view.read(|applied| {
-            let engine = applied.engine();
-            (
-                engine.accounts_count() as u64,
-                engine.transfers_count() as u64,
-                engine.trades_count() as u64,
-            )
+            applied.engine().map_or((0, 0, 0), |engine| {
+                (
+                    engine.accounts_count() as u64,
+                    engine.transfers_count() as u64,
+                    engine.trades_count() as u64,
+                )
+            })
         });
         let state = ScrapeState {
             committed_index: self.committed.get(),

@@ -47,7 +47,9 @@ pub(crate) fn node_state(
         _ => Vec::new(),
     };
     view.read(|applied| {
+        // While a snapshot is installed there is no state: no log id applied, nothing counted.
         let engine = applied.engine();
+        let count = |count: fn(&tally_engine::Engine) -> usize| engine.map_or(0, count) as u64;
         NodeState {
             node_id: metrics.id,
             role: format!("{:?}", metrics.state),
@@ -56,17 +58,17 @@ pub(crate) fn node_state(
             last_applied: position(applied.last_applied()),
             snapshot: position(metrics.snapshot),
             purged: position(metrics.purged),
-            digest: if audit { engine.digest() } else { [0; 32] },
-            accounts: engine.accounts_count() as u64,
-            transfers: engine.transfers_count() as u64,
-            trades: engine.trades_count() as u64,
+            digest: engine
+                .filter(|_| audit)
+                .map_or([0; 32], |engine| engine.digest()),
+            accounts: count(tally_engine::Engine::accounts_count),
+            transfers: count(tally_engine::Engine::transfers_count),
+            trades: count(tally_engine::Engine::trades_count),
             voters: voters.into_iter().collect(),
             learners,
-            ledger_totals: if audit {
-                engine.ledger_totals()
-            } else {
-                Vec::new()
-            },
+            ledger_totals: engine
+                .filter(|_| audit)
+                .map_or_else(Vec::new, |engine| engine.ledger_totals()),
             last_log_index: metrics.last_log_index,
             committed_index: committed.get(),
             addresses,

@@ -519,14 +519,18 @@ impl Gateway {
         let checked = match operation {
             // Only trades need the applied state (their records carry no ledger); the others
             // do not hold up the apply loop's lock.
-            tally_engine::Operation::CreateTrades => self.view.read(|applied| {
-                check_create(scope, operation, body, |id| {
-                    applied
-                        .engine()
-                        .lookup_account(id)
-                        .map(|account| account.ledger)
-                })
-            }),
+            tally_engine::Operation::CreateTrades => {
+                let checked = self.view.read(|applied| {
+                    let engine = applied.engine()?;
+                    Some(check_create(scope, operation, body, |id| {
+                        engine.lookup_account(id).map(|account| account.ledger)
+                    }))
+                });
+                match checked {
+                    Some(checked) => checked,
+                    None => return Some(context.refuse_with(Status::Unavailable, INSTALLING)),
+                }
+            }
             _ => check_create(scope, operation, body, |_| None),
         };
         let refusal = checked.err()?;
@@ -618,7 +622,10 @@ impl Gateway {
                 Err(payload) => payload(&context),
                 Ok(()) => view.read(|applied| {
                     let commit_index = applied.last_applied().map_or(0, |id| id.index);
-                    answer_read(&context, &access, applied.engine(), read, commit_index)
+                    match applied.engine() {
+                        Some(engine) => answer_read(&context, &access, engine, read, commit_index),
+                        None => context.refuse_with(Status::Unavailable, INSTALLING),
+                    }
                 }),
             };
             lock(&sessions).finish(header.session);
@@ -629,6 +636,10 @@ impl Gateway {
 }
 
 type LateRefusal = Box<dyn FnOnce(&Context) -> Bytes + Send>;
+
+/// The refusal of a read while this replica installs a snapshot (it has no state to answer
+/// from for that time; the client retries, or asks another replica).
+const INSTALLING: &str = "this replica is installing a snapshot; retry";
 
 /// Wait until a read with these flags may be served here.
 async fn linearize(raft: &Raft, flags: u16) -> Result<(), LateRefusal> {

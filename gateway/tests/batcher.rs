@@ -109,7 +109,10 @@ async fn queued_batches_pack_into_few_entries_with_own_results() {
         entries < 50,
         "200 batches took {entries} entries: not packed"
     );
-    assert_eq!(view.read(|applied| applied.engine().transfers_count()), 100);
+    assert_eq!(
+        view.read(|applied| applied.engine().expect("no install").transfers_count()),
+        100
+    );
     // The metrics count what was decided: 10 accounts, 100 transfers applied and 100 refused
     // for the unknown credit account, one commit latency per batch.
     let events = |operation: &str, result: &str| {
@@ -148,6 +151,9 @@ async fn oversized_batch_is_refused_before_queueing() {
         other => panic!("refused as too large, not {:?}", other.map(|_| ())),
     }
     assert_eq!(node.rejects.with_label_values(&["too_large"]).get(), 1);
-    assert_eq!(view.read(|applied| applied.engine().accounts_count()), 0);
+    assert_eq!(
+        view.read(|applied| applied.engine().expect("no install").accounts_count()),
+        0
+    );
     raft.shutdown().await.expect("shutdown");
 }

@@ -91,7 +91,10 @@ async fn single_node_commits_snapshots_and_restarts() {
         .applied_index_at_least(Some(last.log_id.index), "log re-applied")
         .await
         .expect("re-applied");
-    assert_eq!(view.read(|state| state.engine().digest()), digest);
+    assert_eq!(
+        view.read(|state| state.engine().expect("no install").digest()),
+        digest
+    );
 
     let after = Request {
         timestamp: 1_700_000_002_000_000_000,

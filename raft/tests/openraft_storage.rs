@@ -225,7 +225,7 @@ async fn log_vote_purge_and_truncate_survive_reopen() {
 
 /// Proves a snapshot carries a replica's whole applied state to another: after applying a log
 /// of accounts and transfers (some failing), building a snapshot and installing it into a
-/// fresh state machine gives an equal engine digest, last applied log id and membership; the
+/// state machine behind it gives an equal engine digest, last applied log id and membership; the
 /// installed snapshot is durable (a reopened node restores the same digest); and the
 /// responses report each batch's failures.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,7 +266,12 @@ async fn snapshot_installs_with_equal_digest() {
         StoredMembership::new(Some(entries[21].log_id), membership(&[1, 2, 3, 4, 5]))
     );
 
+    // A follower that applied the start of the log: the install replaces its state.
     let (_follower_log, mut follower) = open(&disk, follower_dir.path());
+    follower
+        .apply(entries[..5].to_vec())
+        .await
+        .expect("applied");
     let mut received = follower
         .begin_receiving_snapshot()
         .await
@@ -282,6 +287,7 @@ async fn snapshot_installs_with_equal_digest() {
         .await
         .expect("installed");
     assert_eq!(follower.view().digest(), (leader_applied, leader_digest));
+    assert!(follower.view().read(|applied| applied.engine().is_some()));
     assert_eq!(
         follower.applied_state().await.expect("applied state"),
         leader.applied_state().await.expect("applied state")
@@ -299,7 +305,9 @@ async fn snapshot_installs_with_equal_digest() {
 }
 
 /// Proves `install_snapshot` refuses bytes that do not match the meta they came with, or that
-/// the engine does not accept, and leaves the state machine as it was.
+/// the engine does not accept, makes none of them current, and leaves no state that a reader
+/// could take for the replica's (the old state is freed before an install; openraft stops on a
+/// failed install, and a restart reopens the disk).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn install_refuses_mismatched_or_damaged_snapshots() {
     let disk = open_default();
@@ -336,6 +344,10 @@ async fn install_refuses_mismatched_or_damaged_snapshots() {
         let result = fresh.install_snapshot(meta, received).await;
         assert!(result.is_err(), "a bad snapshot was installed");
         assert_eq!(fresh.view().digest(), fresh_digest);
+        assert!(
+            fresh.view().read(|applied| applied.engine().is_none()),
+            "readers are answered from no state after a failed install"
+        );
         assert!(fresh
             .get_current_snapshot()
             .await

@@ -119,6 +119,9 @@ async fn restore_starts_at_the_snapshot_and_refuses_bad_input() {
     );
     let after = raft.client_write(accounts(5..=6)).await.expect("committed");
     assert!(after.log_id > written.log_id);
-    assert_eq!(view.read(|applied| applied.engine().accounts_count()), 6);
+    assert_eq!(
+        view.read(|applied| applied.engine().expect("no install").accounts_count()),
+        6
+    );
     raft.shutdown().await.expect("shutdown");
 }

@@ -15,6 +15,10 @@
 //! it to a file on a low-priority thread while applies go on; openraft gets the file
 //! (`SnapshotData`), which the network sends in chunks read from it; a received snapshot is
 //! written to a partial file as it arrives, restored from that file, and kept by renaming it.
+//! An install frees the replica's old state before it restores the new one (the old one is
+//! rebuilt from this replica's own snapshot and log if the install fails: openraft stops on a
+//! failed install, and a restart reopens the disk); while it runs, the state is empty and
+//! marked so (`Applied::engine` is `None`), and client reads are refused as unavailable.
 //! So building, sending and installing cost the state's memory once, plus a chunk.
 
 // openraft's storage traits return its `StorageError` (224 bytes) by value; the helpers here
@@ -45,9 +49,12 @@ use crate::wal;
 
 /// What the replica has applied: the engine, and the log id and membership it reached.
 pub struct Applied {
+    /// Empty while `installing`.
     engine: Engine,
     last_applied: Option<LogId>,
     membership: StoredMembership,
+    /// A snapshot is being installed: the old state is gone, the new one not yet in.
+    installing: bool,
 }
 
 impl std::fmt::Debug for Applied {
@@ -63,9 +70,10 @@ impl std::fmt::Debug for Applied {
 }
 
 impl Applied {
-    /// The engine, for queries.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    /// The engine, for queries; `None` while a snapshot is being installed (there is no
+    /// state to answer from: a reader should refuse as unavailable, and retry).
+    pub fn engine(&self) -> Option<&Engine> {
+        (!self.installing).then_some(&self.engine)
     }
 
     /// The last log entry applied to the engine.
@@ -458,6 +466,7 @@ impl StateMachine {
                     engine: Engine::new(engine_config),
                     last_applied: None,
                     membership: StoredMembership::default(),
+                    installing: false,
                 },
                 None,
             ),
@@ -474,6 +483,7 @@ impl StateMachine {
                     engine,
                     last_applied: meta.last_log_id,
                     membership: meta.last_membership.clone(),
+                    installing: false,
                 };
                 (applied, Some(meta))
             }
@@ -733,20 +743,31 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let sent = meta.clone();
         let snapshots = Arc::clone(&self.snapshots);
         let config = self.engine_config;
+        // The old state goes first, so the replica never holds two (module docs). Until the
+        // new one is in, the state is the empty one at no log id, marked as installing.
+        let old = {
+            let mut applied = write_lock(&self.applied);
+            applied.installing = true;
+            applied.last_applied = None;
+            std::mem::replace(&mut applied.engine, Engine::new(config))
+        };
         let engine = blocking(move || {
-            let (engine, growth) =
-                watching_resident(|| snapshots.install(&sent, *snapshot, config));
+            // Growth from the resident memory with the old state still in: freeing it takes a
+            // while, so here rather than while readers wait for the lock.
+            let (engine, growth) = watching_resident(|| {
+                drop(old);
+                snapshots.install(&sent, *snapshot, config)
+            });
             snapshots.record_growth("install", growth);
             engine
         })
         .await?;
         let mut applied = write_lock(&self.applied);
-        let replaced = std::mem::replace(&mut applied.engine, engine);
+        applied.engine = engine;
         applied.last_applied = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
+        applied.installing = false;
         drop(applied);
-        // Freeing a large engine takes a while: not while readers wait for the lock.
-        drop(replaced);
         tracing::info!(snapshot = %meta, "snapshot installed");
         Ok(())
     }
