@@ -168,16 +168,44 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, frame: &Frame) -
         let mut out = Vec::with_capacity(FRAME_HEADER_BYTES + frame.payload.len());
         out.extend_from_slice(&header);
         out.extend_from_slice(&frame.payload);
-        writer.write_all(&out).await
+        writer.write_all(&out).await?;
     } else {
         writer.write_all(&header).await?;
-        writer.write_all(&frame.payload).await
+        writer.write_all(&frame.payload).await?;
     }
+    // The whole frame on the wire before the caller waits for an answer: a TLS stream takes
+    // the plaintext and may keep the last records queued while the socket is full, sending
+    // them only on a flush. Without it, a large frame's tail could wait for the connection's
+    // next write — a snapshot chunk stalled until its 5-s timeout, every few chunks.
+    writer.flush().await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Proves a frame is on the wire when `write_frame` returns, also through a writer that
+    /// keeps what it is given until it is flushed (as a TLS stream may with its last records
+    /// while the socket is full): small, coalesced frames and large ones alike.
+    #[tokio::test]
+    async fn a_written_frame_is_flushed_whole() {
+        for size in [10, 5 * 1024 * 1024] {
+            let sent = frame(3, 9, &vec![7u8; size]);
+            let mut writer = tokio::io::BufWriter::with_capacity(64 * 1024 * 1024, Vec::new());
+            write_frame(&mut writer, &sent).await.expect("written");
+            let wire = writer.get_ref().clone();
+            assert_eq!(
+                wire.len(),
+                FRAME_HEADER_BYTES + size,
+                "all of a {size}-byte frame"
+            );
+            let read = read_frame(&mut wire.as_slice(), usize::MAX)
+                .await
+                .expect("readable")
+                .expect("a frame");
+            assert_eq!(read, sent);
+        }
+    }
 
     fn frame(kind: u8, request_id: u64, payload: &[u8]) -> Frame {
         Frame {

@@ -491,6 +491,7 @@ impl PeerClient {
         let mut restarts = 0;
         let mut offset = 0u64;
         loop {
+            let started = std::time::Instant::now();
             let chunk = {
                 let source = source.clone();
                 tokio::task::spawn_blocking(move || source.read(offset, chunk_bytes))
@@ -510,8 +511,19 @@ impl PeerClient {
             } else {
                 option.hard_ttl()
             };
+            let read = started.elapsed();
             let payload = rpc::encode_install_snapshot(vote, meta, offset, done, &chunk);
-            match self.send_chunk(payload, ttl).await {
+            let sent = self.send_chunk(payload, ttl).await;
+            tracing::debug!(
+                target = self.target,
+                offset,
+                bytes = chunk.len(),
+                read_us = read.as_micros() as u64,
+                answered_us = (started.elapsed() - read).as_micros() as u64,
+                ok = sent.is_ok(),
+                "snapshot chunk"
+            );
+            match sent {
                 Ok(answer) if answer.vote > *vote || done => return Ok(answer.vote),
                 Ok(_) => offset = end,
                 Err(CallError::Remote(ErrorAnswer::SnapshotMismatch { expect, got }))

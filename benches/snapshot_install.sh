@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# What sending and installing a snapshot cost in memory: three nodes loaded with N transfers
+# (default 10,000,000, the TigerBeetle preset's shape); a follower is stopped, the others take
+# 300,000 more, the leader snapshots and purges its log past the follower; the follower is
+# started again: it restores its own state, then installs the leader's snapshot over it.
+# Prints each side's resident memory just before and its peak during the catch-up (sampled
+# every 20 ms), and the follower's own `tally_snapshot_rss_growth_bytes{phase="install"}`.
+# Figures: docs/performance.md.
+#
+#   cargo build --release && benches/snapshot_install.sh [EVENTS]
+#
+# TALLY_BIN overrides the binary; KEEP=1 keeps the work directory. Uses ports 7421-7429 and
+# needs curl. Needs memory for three states (~130 bytes per transfer each).
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bin=${TALLY_BIN:-$repo/target/release/tally}
+events=${1:-10000000}
+w=$(mktemp -d /tmp/snapshot-install.XXXX)
+"$bin" certs --dir "$w/pki" --nodes 1,2,3 --hosts localhost,127.0.0.1 >/dev/null
+secret=$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')
+hash=$(printf '%s\n' "$secret" | "$bin" hash-credential)
+port() { echo $((7420 + 3 * ($1 - 1) + $2)); } # node, 1 client / 2 peer / 3 admin
+for n in 1 2 3; do
+    cat > "$w/node-$n.toml" <<TOML
+id = $n
+listen = "127.0.0.1:$(port $n 1)"
+peer_listen = "127.0.0.1:$(port $n 2)"
+admin_listen = "127.0.0.1:$(port $n 3)"
+data_dir = "$w/data-$n"
+[tls]
+ca = "$w/pki/ca.pem"
+cert = "$w/pki/node-$n.pem"
+key = "$w/pki/node-$n.key"
+[bootstrap]
+1 = { client = "127.0.0.1:$(port 1 1)", peer = "127.0.0.1:$(port 1 2)" }
+2 = { client = "127.0.0.1:$(port 2 1)", peer = "127.0.0.1:$(port 2 2)" }
+3 = { client = "127.0.0.1:$(port 3 1)", peer = "127.0.0.1:$(port 3 2)" }
+[raft]
+snapshot_every_entries = 100000000
+logs_kept_after_snapshot = 10
+[gateway]
+cluster_id = "0x7"
+[[gateway.credentials]]
+name = "op"
+hash = "$hash"
+role = "operator"
+TOML
+done
+export TALLY_CA=$w/pki/ca.pem TALLY_CREDENTIAL=$secret TALLY_CLUSTER_ID=0x7
+declare -A pid
+start() { "$bin" node --config "$w/node-$1.toml" >>"$w/node-$1.log" 2>&1 & pid[$1]=$!; }
+stop() { kill -TERM "${pid[$1]}"; wait "${pid[$1]}" || true; unset "pid[$1]"; }
+cleanup() {
+    for n in "${!pid[@]}"; do kill -TERM "${pid[$n]}" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [[ ${KEEP:-0} == 1 ]]; then echo "kept $w"; else rm -rf "$w"; fi
+}
+trap cleanup EXIT
+metrics() { curl -s "http://127.0.0.1:$(port "$1" 3)/metrics"; }
+metric() { metrics "$1" | awk -v name="$2" '$1 == name { print $2 }'; }
+rss() { awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/${pid[$1]}/status"; }
+for n in 1 2 3; do start $n; done
+for n in 1 2 3; do
+    for ((tries = 0; ; tries++)); do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(port $n 3)/ready") == 200 ]] && break
+        (( tries < 600 )) || { echo "node $n not ready in 60 s:"; tail -3 "$w/node-$n.log"; exit 1; }
+        sleep 0.1
+    done
+done
+cluster="127.0.0.1:$(port 1 1),127.0.0.1:$(port 2 1),127.0.0.1:$(port 3 1)"
+echo "loading $events transfers"
+"$bin" loadgen --cluster "$cluster" --preset tigerbeetle --events "$events" 2>&1 | grep -E "^transfers " | head -1
+leader=$(metric 1 tally_raft_leader_id)
+follower=$(( leader % 3 + 1 ))
+behind=$(metric "$follower" tally_raft_applied_index)
+echo "leader node $leader; stopping follower node $follower at index $behind (rss $(rss "$follower") MiB)"
+stop "$follower"
+"$bin" loadgen --cluster "$cluster" --preset tigerbeetle --events 300000 --seed 2 2>&1 | grep -E "^transfers " | head -1
+"$bin" admin --node "127.0.0.1:$(port "$leader" 1)" snapshot >/dev/null
+until [[ $(metric "$leader" 'tally_snapshots_total{origin="built"}') == 1 ]]; do sleep 0.5; done
+until (( $(metric "$leader" tally_raft_purged_index) > behind )); do sleep 0.5; done
+leader_before=$(rss "$leader")
+echo "leader rss before the catch-up $leader_before MiB; starting node $follower"
+start "$follower"
+peak_leader=0 peak_follower=0 ready_rss=""
+t0=$(date +%s.%N)
+while [[ $(metric "$follower" 'tally_snapshots_total{origin="installed"}' 2>/dev/null) != 1 ]]; do
+    if (( $(echo "$(date +%s.%N) - $t0 > 300" | bc) )); then
+        echo "node $follower did not catch up by snapshot in 300 s; its log:"
+        grep -v "requesting vote" "$w/node-$follower.log" | tail -8 | cut -c1-240
+        exit 1
+    fi
+    l=$(rss "$leader") f=$(rss "$follower")
+    (( l > peak_leader )) && peak_leader=$l
+    (( f > peak_follower )) && peak_follower=$f
+    # The follower's own state is restored once its admin port answers.
+    [[ -z $ready_rss ]] && metrics "$follower" >/dev/null 2>&1 && ready_rss=$f
+    sleep 0.02
+done
+t1=$(date +%s.%N)
+echo "caught up by snapshot $(echo "$t1 - $t0" | bc) s after the start"
+echo "follower: rss with its own state restored ${ready_rss:-?} MiB, peak $peak_follower MiB, now $(rss "$follower") MiB"
+echo "leader:   rss before $leader_before MiB, peak while sending $peak_leader MiB"
+metrics "$follower" | grep -E '^tally_snapshot_rss_growth_bytes\{phase="install"\}'
+grep -E "snapshot installed|state restored" "$w/node-$follower.log" | sed -E 's/ snapshot=\{[^}]*\}[^ ]*//' | cut -c1-160
