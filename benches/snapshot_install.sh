@@ -80,6 +80,7 @@ stop "$follower"
 until [[ $(metric "$leader" 'tally_snapshots_total{origin="built"}') == 1 ]]; do sleep 0.5; done
 until (( $(metric "$leader" tally_raft_purged_index) > behind )); do sleep 0.5; done
 leader_before=$(rss "$leader")
+term_before=$(metric "$leader" tally_raft_term)
 echo "leader rss before the catch-up $leader_before MiB; starting node $follower"
 start "$follower"
 peak_leader=0 peak_follower=0 ready_rss=""
@@ -98,7 +99,7 @@ while [[ $(metric "$follower" 'tally_snapshots_total{origin="installed"}' 2>/dev
     sleep 0.02
 done
 t1=$(date +%s.%N)
-echo "caught up by snapshot $(echo "$t1 - $t0" | bc) s after the start"
+echo "caught up by snapshot $(echo "$t1 - $t0" | bc) s after the start; elections meanwhile: $(( $(metric "$leader" tally_raft_term) - term_before )) (the term's rise)"
 echo "follower: rss with its own state restored ${ready_rss:-?} MiB, peak $peak_follower MiB, now $(rss "$follower") MiB"
 echo "leader:   rss before $leader_before MiB, peak while sending $peak_leader MiB"
 metrics "$follower" | grep -E '^tally_snapshot_rss_growth_bytes\{phase="install"\}'

@@ -547,6 +547,26 @@ async fn dispatch(
             let request =
                 decode_install_snapshot(&frame.payload).map_err(bad_request(frame.kind))?;
             check_sender(&request.vote, sender)?;
+            // openraft 0.9 sends a follower no heartbeat while a snapshot streams to it, and a
+            // chunk resets the follower's election timer only once the last one is installed:
+            // a transfer longer than the election timeout (a 10M-event state's takes seconds)
+            // made the follower start elections that cost the leader its leadership, and the
+            // transfer started over. So each chunk also counts as the leader's heartbeat: an
+            // empty AppendEntries under the chunk's vote, from before the first entry, which
+            // matches any log and changes nothing but the election timer (and answers a stale
+            // vote with the newer one, as the chunk itself would). Never under this node's own
+            // vote: openraft asserts that a leader is not sent AppendEntries of its own term.
+            let me = raft.metrics().borrow().id;
+            if request.vote.leader_id().voted_for() != Some(me) {
+                raft.append_entries(AppendEntriesRequest {
+                    vote: request.vote,
+                    prev_log_id: None,
+                    leader_commit: None,
+                    entries: Vec::new(),
+                })
+                .await
+                .map_err(fatal)?;
+            }
             let response = raft
                 .install_snapshot(request)
                 .await
