@@ -16,37 +16,14 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=${TALLY_BIN:-$repo/target/release/tally}
 events=${1:-10000000}
 w=$(mktemp -d /tmp/snapshot-install.XXXX)
-"$bin" certs --dir "$w/pki" --nodes 1,2,3 --hosts localhost,127.0.0.1 >/dev/null
-secret=$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')
-hash=$(printf '%s\n' "$secret" | "$bin" hash-credential)
-port() { echo $((7420 + 3 * ($1 - 1) + $2)); } # node, 1 client / 2 peer / 3 admin
+# shellcheck source=benches/nodes.sh
+source "$repo/benches/nodes.sh"
+nodes_setup 1,2,3 0x7
 for n in 1 2 3; do
-    cat > "$w/node-$n.toml" <<TOML
-id = $n
-listen = "127.0.0.1:$(port $n 1)"
-peer_listen = "127.0.0.1:$(port $n 2)"
-admin_listen = "127.0.0.1:$(port $n 3)"
-data_dir = "$w/data-$n"
-[tls]
-ca = "$w/pki/ca.pem"
-cert = "$w/pki/node-$n.pem"
-key = "$w/pki/node-$n.key"
-[bootstrap]
-1 = { client = "127.0.0.1:$(port 1 1)", peer = "127.0.0.1:$(port 1 2)" }
-2 = { client = "127.0.0.1:$(port 2 1)", peer = "127.0.0.1:$(port 2 2)" }
-3 = { client = "127.0.0.1:$(port 3 1)", peer = "127.0.0.1:$(port 3 2)" }
-[raft]
-snapshot_every_entries = 100000000
-logs_kept_after_snapshot = 10
-[gateway]
-cluster_id = "0x7"
-[[gateway.credentials]]
-name = "op"
-hash = "$hash"
-role = "operator"
-TOML
+    node_config 7420 $n 1,2,3 "snapshot_every_entries = 100000000
+logs_kept_after_snapshot = 10"
 done
-export TALLY_CA=$w/pki/ca.pem TALLY_CREDENTIAL=$secret TALLY_CLUSTER_ID=0x7
+port() { node_port 7420 "$1" "$2"; } # node, 1 client / 2 peer / 3 admin
 declare -A pid
 start() { "$bin" node --config "$w/node-$1.toml" >>"$w/node-$1.log" 2>&1 & pid[$1]=$!; }
 stop() { kill -TERM "${pid[$1]}"; wait "${pid[$1]}" || true; unset "pid[$1]"; }
@@ -60,13 +37,7 @@ metrics() { curl -s "http://127.0.0.1:$(port "$1" 3)/metrics"; }
 metric() { metrics "$1" | awk -v name="$2" '$1 == name { print $2 }'; }
 rss() { awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/${pid[$1]}/status"; }
 for n in 1 2 3; do start $n; done
-for n in 1 2 3; do
-    for ((tries = 0; ; tries++)); do
-        [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(port $n 3)/ready") == 200 ]] && break
-        (( tries < 600 )) || { echo "node $n not ready in 60 s:"; tail -3 "$w/node-$n.log"; exit 1; }
-        sleep 0.1
-    done
-done
+for n in 1 2 3; do node_wait_ready "$(port $n 3)" "$w/node-$n.log"; done
 cluster="127.0.0.1:$(port 1 1),127.0.0.1:$(port 2 1),127.0.0.1:$(port 3 1)"
 echo "loading $events transfers"
 "$bin" loadgen --cluster "$cluster" --preset tigerbeetle --events "$events" 2>&1 | grep -E "^transfers " | head -1

@@ -17,36 +17,15 @@ bin=${TALLY_BIN:-$repo/target/release/tally}
 events=${1:-100000000}
 seconds=${2:-120}
 w=$(mktemp -d /tmp/snapshot-scale.XXXX)
-"$bin" certs --dir "$w/pki" --nodes 1 --hosts localhost,127.0.0.1 >/dev/null
-secret=$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')
-hash=$(printf '%s\n' "$secret" | "$bin" hash-credential)
-cat > "$w/node.toml" <<TOML
-id = 1
-listen = "127.0.0.1:7411"
-peer_listen = "127.0.0.1:7412"
-admin_listen = "127.0.0.1:7413"
-data_dir = "$w/data"
-[tls]
-ca = "$w/pki/ca.pem"
-cert = "$w/pki/node-1.pem"
-key = "$w/pki/node-1.key"
-[bootstrap]
-1 = { client = "127.0.0.1:7411", peer = "127.0.0.1:7412" }
-[raft]
-snapshot_every_entries = 100000000
-snapshot_every_mib = 0
-[gateway]
-cluster_id = "0x6"
-[[gateway.credentials]]
-name = "op"
-hash = "$hash"
-role = "operator"
-TOML
-export TALLY_CA=$w/pki/ca.pem TALLY_CREDENTIAL=$secret TALLY_CLUSTER_ID=0x6
-"$bin" node --config "$w/node.toml" >>"$w/node.log" 2>&1 &
+# shellcheck source=benches/nodes.sh
+source "$repo/benches/nodes.sh"
+nodes_setup 1 0x6
+node_config 7410 1 1 "snapshot_every_entries = 100000000
+snapshot_every_mib = 0"
+"$bin" node --config "$w/node-1.toml" >>"$w/node-1.log" 2>&1 &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; [[ ${KEEP:-0} == 1 ]] && echo "kept $w" || rm -rf "$w"' EXIT
-until [[ $(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:7413/ready) == 200 ]]; do sleep 0.05; done
+node_wait_ready 7413 "$w/node-1.log"
 metrics() { curl -s http://127.0.0.1:7413/metrics; }
 echo "loading $events transfers"
 "$bin" loadgen --cluster 127.0.0.1:7411 --preset tigerbeetle --events "$events" 2>&1 |
@@ -69,6 +48,6 @@ sleep 2
 until [[ $(metrics | grep -c '^tally_snapshots_total{origin="built"} 0') == 0 ]]; do sleep 1; done
 metrics | grep -E '^tally_snapshot_(apply_pause_seconds_(bucket|sum|count)|bytes_total|rss_growth_bytes|size_bytes)' |
     awk '/_bucket/ { if ($2 != last) print; last = $2; next } { print }'
-grep -E "snapshot view taken|snapshot written" "$w/node.log" |
+grep -E "snapshot view taken|snapshot written" "$w/node-1.log" |
     sed -E 's/^([^ ]*) .*(snapshot view taken|snapshot written).* (events=[0-9]+ pause_us=[0-9]+|written_bytes=[0-9]+ kept_bytes=[0-9]+).*/\1 \2 \3/' 
 echo "peak rss $(grep VmHWM /proc/$pid/status | awk '{print $2/1024}') MiB"
