@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use openraft::error::{InstallSnapshotError, RPCError, RaftError};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::{InstallSnapshotRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use tally_engine::records::{Account, Transfer};
 use tally_engine::{EngineConfig, Operation};
 use tally_raft::net::frame::encode_frame;
@@ -453,6 +453,18 @@ async fn damaged_frames_close_only_their_connection() {
         ),
         "{remote}"
     );
+
+    tracing::info!("--- an AppendEntries in the node's own name is refused, not handed over");
+    let own = AppendEntriesRequest {
+        vote: leader_vote,
+        prev_log_id: None,
+        leader_commit: None,
+        entries: Vec::new(),
+    };
+    client
+        .append_entries(own, RPCOption::new(Duration::from_secs(5)))
+        .await
+        .expect_err("refused: openraft asserts a leader is not sent its own term");
 
     let request = Request {
         timestamp: 1_700_000_000_000_000_000,

@@ -521,6 +521,11 @@ fn check_sender(vote: &Vote, sender: Option<NodeId>) -> Result<(), ErrorAnswer> 
     }
 }
 
+/// Whether `vote` names the node `raft` runs on.
+fn names_this_node(raft: &openraft::Raft<TypeConfig>, vote: &Vote) -> bool {
+    vote.leader_id().voted_for() == Some(raft.metrics().borrow().id)
+}
+
 /// Decode a replica request, hand it to `raft`, and encode the answer: its kind and payload.
 async fn dispatch(
     raft: &openraft::Raft<TypeConfig>,
@@ -531,6 +536,14 @@ async fn dispatch(
         KIND_APPEND_ENTRIES => {
             let request = decode_append_entries(&frame.payload).map_err(bad_request(frame.kind))?;
             check_sender(&request.vote, sender)?;
+            // A leader never sends itself AppendEntries, and openraft asserts that it is not
+            // sent its own term's: one in this node's name is refused, never handed over
+            // (reachable only where nobody is authenticated: `insecure_plaintext`).
+            if names_this_node(raft, &request.vote) {
+                return Err(ErrorAnswer::BadRequest {
+                    message: "an AppendEntries in the receiving node's own name".to_owned(),
+                });
+            }
             let response = raft.append_entries(request).await.map_err(fatal)?;
             Ok((
                 KIND_APPEND_ENTRIES_RESPONSE,
@@ -556,8 +569,7 @@ async fn dispatch(
             // matches any log and changes nothing but the election timer (and answers a stale
             // vote with the newer one, as the chunk itself would). Never under this node's own
             // vote: openraft asserts that a leader is not sent AppendEntries of its own term.
-            let me = raft.metrics().borrow().id;
-            if request.vote.leader_id().voted_for() != Some(me) {
+            if !names_this_node(raft, &request.vote) {
                 raft.append_entries(AppendEntriesRequest {
                     vote: request.vote,
                     prev_log_id: None,
