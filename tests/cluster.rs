@@ -305,22 +305,32 @@ async fn leader_kill_9_loses_no_acknowledged_transfer() {
     check_nothing_lost(&cluster, &[1, 2, 3], &acknowledged).await;
 }
 
+/// Three founding nodes that snapshot every `snapshot_every_entries` entries and keep no log
+/// behind a snapshot (a follower behind it must catch up by snapshot), with a leader elected:
+/// the cluster, the leader and one follower.
+async fn purging_cluster(root: &Path, snapshot_every_entries: u64) -> (LocalCluster, u64, u64) {
+    let config = FAST_RAFT.replace(
+        "[wal]",
+        &format!(
+            "snapshot_every_entries = {snapshot_every_entries}\nlogs_kept_after_snapshot = 0\n[wal]"
+        ),
+    );
+    let mut cluster = cluster(root, &config);
+    cluster.found(&[1, 2, 3]).expect("started");
+    let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+    let follower = [1, 2, 3].into_iter().find(|id| *id != leader).expect("one");
+    (cluster, leader, follower)
+}
+
 /// Proves a follower stopped while the leader snapshots and purges its log past it catches up
 /// by installing the snapshot (the log it needs is gone), reaching the same digest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follower_behind_purged_log_catches_up_by_snapshot() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().expect("tempdir");
-    let config = FAST_RAFT.replace(
-        "[wal]",
-        "snapshot_every_entries = 1000000\nlogs_kept_after_snapshot = 0\n[wal]",
-    );
-    let mut cluster = cluster(root.path(), &config);
-    cluster.found(&[1, 2, 3]).expect("started");
-    let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+    let (mut cluster, leader, follower) = purging_cluster(root.path(), 1_000_000).await;
     let client = client(&cluster).await;
     create_accounts(&client).await;
-    let follower = [1, 2, 3].into_iter().find(|id| *id != leader).expect("one");
     let mut acknowledged: Vec<u128> = Vec::new();
     for batch in 0..5u128 {
         let ids = 10_000 + batch * 500..10_000 + (batch + 1) * 500;
@@ -383,14 +393,7 @@ async fn follower_behind_purged_log_catches_up_by_snapshot() {
 async fn a_follower_wiped_under_load_catches_up_by_snapshot() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().expect("tempdir");
-    let config = FAST_RAFT.replace(
-        "[wal]",
-        "snapshot_every_entries = 300\nlogs_kept_after_snapshot = 0\n[wal]",
-    );
-    let mut cluster = cluster(root.path(), &config);
-    cluster.found(&[1, 2, 3]).expect("started");
-    let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
-    let follower = [1, 2, 3].into_iter().find(|id| *id != leader).expect("one");
+    let (mut cluster, _, follower) = purging_cluster(root.path(), 300).await;
     let mut load = std::process::Command::new(env!("CARGO_BIN_EXE_tally"));
     load.args(["loadgen", "--cluster", &cluster.addrs().join(",")])
         .args([

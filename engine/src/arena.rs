@@ -69,9 +69,16 @@ impl<T> Chunk<T> for Vec<T> {
     }
 }
 
-/// A chunk shared with frozen views, copied on write while one holds it.
+/// A chunk shared with frozen views, copied on write while one holds it. A clone is another
+/// pointer to the same elements.
 #[derive(Debug)]
 pub(crate) struct Shared<T>(Arc<Full<T>>);
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared(Arc::clone(&self.0))
+    }
+}
 
 /// A chunk's elements; a copy keeps the whole chunk's capacity, so appends to the open chunk
 /// after a copy never reallocate. `written`: the arena's view generation at the chunk's last
@@ -90,7 +97,7 @@ fn chunk_vec<T>() -> Vec<T> {
 impl<T: Clone> Chunk<T> for Shared<T> {
     const SHARED: bool = true;
     fn share(&self) -> Self {
-        Shared(Arc::clone(&self.0))
+        self.clone()
     }
     fn new(elements: Vec<T>, generation: u64) -> Self {
         Shared(Arc::new(Full {
@@ -157,22 +164,12 @@ pub(crate) fn faulted_chunk<T>() -> Vec<T> {
 
 /// A frozen view of a shared arena: its elements as they were when it was taken, whatever is
 /// written to the arena afterwards.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Frozen<T> {
     /// The groups whose pointer lists the arena kept, then the remaining chunks one by one.
     groups: Vec<Arc<[Shared<T>]>>,
     rest: Vec<Shared<T>>,
     len: usize,
-}
-
-impl<T> Clone for Frozen<T> {
-    fn clone(&self) -> Self {
-        Frozen {
-            groups: self.groups.clone(),
-            rest: self.rest.iter().map(|c| Shared(Arc::clone(&c.0))).collect(),
-            len: self.len,
-        }
-    }
 }
 
 impl<T: Clone> Arena<T, Shared<T>> {
