@@ -227,8 +227,12 @@ fn read_sections<T: Record>(
                 actual: bytes_max as usize,
             });
         }
-        buffer.clear();
-        buffer.resize(length as usize, 0);
+        // Sections of one kind are mostly the same length: the buffer is zeroed only when
+        // its length changes (`read_exact` overwrites all of it).
+        if buffer.len() != length as usize {
+            buffer.clear();
+            buffer.resize(length as usize, 0);
+        }
         input.read_exact(buffer)?;
         if let Some(trailer) = trailer.as_mut() {
             let mut hash = [0u8; SECTION_HASH_BYTES];
