@@ -1,5 +1,5 @@
 //! Style and architecture rules that are cheaper to enforce with a test than to remember.
-//! Each rule says why; see ARCHITECTURE.md ("Architecture invariants") and shared STYLE.md.
+//! Each rule says why; see ARCHITECTURE.md ("Architecture invariants").
 
 use std::path::{Path, PathBuf};
 
