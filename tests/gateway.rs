@@ -231,14 +231,23 @@ async fn gateway_end_to_end() {
     let mut on_follower = Session::register(&cluster.addr(follower).expect("addr"), SUBMITTER)
         .await
         .expect("a follower registers");
-    let (status, refusal) = on_follower
-        .refused(
-            Operation::CreateAccounts,
-            &records(&[account(1, 1)], Account::encode),
-        )
-        .await;
-    assert_eq!(status, Status::NotLeader);
-    assert_eq!(refusal.leader, Some((leader, leader_addr.clone())));
+    // A follower that has not yet heard the new leader's first heartbeat refuses without a
+    // hint (`wait_leader` needs only a majority to agree); it names the leader once it has.
+    let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+    loop {
+        let (status, refusal) = on_follower
+            .refused(
+                Operation::CreateAccounts,
+                &records(&[account(1, 1)], Account::encode),
+            )
+            .await;
+        assert_eq!(status, Status::NotLeader);
+        if refusal.leader.is_some() || tokio::time::Instant::now() > deadline {
+            assert_eq!(refusal.leader, Some((leader, leader_addr.clone())));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let mut submitter = Session::register(&leader_addr, SUBMITTER)
         .await
