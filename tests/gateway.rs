@@ -209,7 +209,8 @@ fn failures(reply: &CreateReply) -> Vec<(u32, Option<EventResult>)> {
 
 /// Proves, against a 3-node cluster: every operation over the wire with replies by exception;
 /// a follower redirects to the leader; roles and a reader's scope are enforced; a duplicate
-/// request number returns the cached reply; a retry after a lost reply (same session, or a
+/// request number returns the cached reply, and the number reused for other contents is
+/// refused `RequestNumberReused` with nothing applied; a retry after a lost reply (same session, or a
 /// new one as after a failover) applies nothing twice; a wrong cluster id or an unknown
 /// credential is refused; a bad checksum, a truncated and an oversized frame close only their
 /// own connection while other clients keep working.
@@ -488,6 +489,40 @@ async fn gateway_end_to_end() {
         "byte for byte the cached reply"
     );
     assert_eq!(again.commit_index, first.commit_index);
+    // The same number with other contents (another transfer, another operation) is refused by
+    // name and applies nothing; the original's retry still gets its cached reply.
+    let reused = [
+        (
+            Operation::CreateTransfers,
+            records(&[transfer(104, 1, 2, 500, 1)], Transfer::encode),
+        ),
+        (
+            Operation::CreateAccounts,
+            records(&[account(104, 1)], Account::encode),
+        ),
+    ];
+    for (operation, other) in &reused {
+        let (refused, refusal_body, _) = submitter
+            .conn
+            .call(*operation, &submitter.header, other)
+            .await;
+        assert_eq!(refused.status, Status::RequestNumberReused);
+        let refusal = decode_refusal(&refusal_body).expect("refusal");
+        assert!(
+            refusal.message.contains("already used"),
+            "{}",
+            refusal.message
+        );
+    }
+    let (_, _, once_more) = submitter
+        .conn
+        .call(Operation::CreateTransfers, &submitter.header, &body)
+        .await;
+    assert_eq!(once_more.payload, first_frame.payload);
+    let (_, found) = operator
+        .ok(Operation::LookupTransfers, &encode_ids(&[104]))
+        .await;
+    assert!(decode_transfers(&found).expect("transfers").is_empty());
 
     // --- a retry after a lost reply applies nothing twice: the first attempt's connection
     // dies before its reply is read; the retry on a new connection gets the original reply.

@@ -157,6 +157,7 @@ impl GatewayMetrics {
                 Some(Reject::Auth)
             }
             Status::OutOfScope => Some(Reject::OutOfScope),
+            Status::RequestNumberReused => Some(Reject::RequestNumberReused),
             _ => None,
         };
         if let Some(reject) = reject {
@@ -201,6 +202,7 @@ fn status_label(status: Status) -> &'static str {
         Status::NotFound => "not_found",
         Status::Internal => "internal",
         Status::OutOfScope => "out_of_scope",
+        Status::RequestNumberReused => "request_number_reused",
     }
 }
 

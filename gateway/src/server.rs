@@ -37,7 +37,7 @@ use crate::limits::{
     SESSIONS_MAX, SESSIONS_PER_CREDENTIAL_MAX, SESSION_IN_FLIGHT_MAX,
 };
 use crate::scope::check_create;
-use crate::session::{Admission, RegisterRefusal, SessionRefusal, Sessions, Waiter};
+use crate::session::{Admission, RegisterRefusal, RequestDigest, SessionRefusal, Sessions, Waiter};
 use tally_client::protocol::{
     decode_request_body, decode_request_header, encode_balances, encode_create_reply,
     encode_node_state, encode_refusal, encode_registered, encode_reply, encode_statement_reply,
@@ -153,6 +153,14 @@ fn session_refusal(context: &Context, refusal: SessionRefusal) -> Bytes {
         SessionRefusal::Forbidden => context.refuse_with(
             Status::Forbidden,
             "this session's role may not make this request",
+        ),
+        SessionRefusal::NumberReused(number) => context.refuse_with(
+            Status::RequestNumberReused,
+            format!(
+                "request number {number} of this session was already used for a request with \
+                 other contents: nothing of this one was applied; send it with a new number \
+                 (a retry of the original, unchanged, still gets its reply)"
+            ),
         ),
         SessionRefusal::Held(held) => context.refuse_with(
             Status::Busy,
@@ -422,6 +430,7 @@ impl Gateway {
                 header.session,
                 header.client_id,
                 header.request_number,
+                RequestDigest::of(operation, &body),
                 header.flags & FLAG_IN_ORDER != 0,
                 waiter,
                 now,

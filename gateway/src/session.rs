@@ -5,6 +5,11 @@
 //! across that is not the cache but the engine: event ids are idempotency keys, so a
 //! re-executed request's applied events answer `exists`. The cache makes the common case (a
 //! lost reply, a retry on the same leader) return exactly the original reply.
+//!
+//! A cached number answers only the request it was first used for: each slot keeps the
+//! digest of that request (`RequestDigest`), and a request that reuses the number with other
+//! contents is refused (`SessionRefusal::NumberReused`), never answered from the cache — else
+//! its events would be silently dropped behind the earlier reply.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -24,11 +29,35 @@ pub(crate) struct Waiter {
     pub(crate) replies: Replies,
 }
 
+/// What a create request asked for: BLAKE3 of its operation and body, truncated to 128 bits.
+/// Two requests with the same number and digest are the same request sent twice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RequestDigest(u128);
+
+impl RequestDigest {
+    pub(crate) fn of(operation: tally_engine::Operation, body: &[u8]) -> RequestDigest {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&[operation as u8]);
+        hasher.update(body);
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+        RequestDigest(u128::from_le_bytes(first))
+    }
+}
+
 enum Slot {
     /// Being served; duplicates that arrive meanwhile wait here.
-    Pending(Vec<Waiter>),
+    Pending(RequestDigest, Vec<Waiter>),
     /// The reply payload, as first sent.
-    Done(Bytes),
+    Done(RequestDigest, Bytes),
+}
+
+impl Slot {
+    fn digest(&self) -> RequestDigest {
+        match self {
+            Slot::Pending(digest, _) | Slot::Done(digest, _) => *digest,
+        }
+    }
 }
 
 pub(crate) struct Session {
@@ -53,6 +82,8 @@ pub(crate) enum SessionRefusal {
     Forbidden,
     /// An in-order create after the session's refused create of this number.
     Held(u64),
+    /// The request number is cached (or being served) for a request with other contents.
+    NumberReused(u64),
 }
 
 /// Why a registration is refused (both answer `Busy`: sessions expire, so a later retry may
@@ -203,8 +234,9 @@ impl Sessions {
         Ok(session.access.clone())
     }
 
-    /// Admit a create request numbered `request_number`: a cached reply, a wait for the one
-    /// being served, or a new request.
+    /// Admit a create request numbered `request_number` asking for `digest`: a cached reply,
+    /// a wait for the one being served, or a new request; refused if the number is held for
+    /// a different request.
     /// `in_order`: the request carries `FLAG_IN_ORDER` (refused while an earlier in-order
     /// create of the session is held, see [`Sessions::hold`]).
     pub(crate) fn admit_create(
@@ -212,6 +244,7 @@ impl Sessions {
         id: u64,
         client_id: u128,
         request_number: u64,
+        digest: RequestDigest,
         in_order: bool,
         waiter: Waiter,
         now: Instant,
@@ -221,13 +254,16 @@ impl Sessions {
             return Err(SessionRefusal::Forbidden);
         }
         match session.slots.get_mut(&request_number) {
-            Some(Slot::Done(payload)) => return Ok(Admission::Cached(payload.clone())),
+            Some(slot) if slot.digest() != digest => {
+                return Err(SessionRefusal::NumberReused(request_number))
+            }
+            Some(Slot::Done(_, payload)) => return Ok(Admission::Cached(payload.clone())),
             // Duplicates of a request being served wait for its reply; as many as requests
             // in flight, so a client repeating one number cannot grow the list without bound.
-            Some(Slot::Pending(waiters)) if waiters.len() >= SESSION_IN_FLIGHT_MAX => {
+            Some(Slot::Pending(_, waiters)) if waiters.len() >= SESSION_IN_FLIGHT_MAX => {
                 return Err(SessionRefusal::Busy)
             }
-            Some(Slot::Pending(waiters)) => {
+            Some(Slot::Pending(_, waiters)) => {
                 waiters.push(waiter);
                 return Ok(Admission::Waiting);
             }
@@ -246,7 +282,7 @@ impl Sessions {
         session.in_flight += 1;
         session
             .slots
-            .insert(request_number, Slot::Pending(Vec::new()));
+            .insert(request_number, Slot::Pending(digest, Vec::new()));
         Ok(Admission::Serve(session.access.clone()))
     }
 
@@ -288,19 +324,19 @@ impl Sessions {
             return Vec::new();
         };
         session.in_flight = session.in_flight.saturating_sub(1);
-        let waiters = match session.slots.remove(&request_number) {
-            Some(Slot::Pending(waiters)) => waiters,
-            Some(Slot::Done(old)) => {
+        let (digest, waiters) = match session.slots.remove(&request_number) {
+            Some(Slot::Pending(digest, waiters)) => (digest, waiters),
+            Some(Slot::Done(digest, old)) => {
                 session.cached_bytes -= old.len();
-                Vec::new()
+                (digest, Vec::new())
             }
-            None => Vec::new(),
+            None => return Vec::new(),
         };
         if keep {
             session.cached_bytes += payload.len();
             session
                 .slots
-                .insert(request_number, Slot::Done(payload.clone()));
+                .insert(request_number, Slot::Done(digest, payload.clone()));
             session.evict();
         }
         waiters
@@ -319,7 +355,7 @@ impl Session {
             let done = self
                 .slots
                 .values()
-                .filter(|slot| matches!(slot, Slot::Done(_)))
+                .filter(|slot| matches!(slot, Slot::Done(..)))
                 .count();
             if done <= REPLY_CACHE_REPLIES_MAX && self.cached_bytes <= REPLY_CACHE_BYTES_MAX {
                 return;
@@ -327,12 +363,12 @@ impl Session {
             let oldest = self
                 .slots
                 .iter()
-                .find(|(_, slot)| matches!(slot, Slot::Done(_)))
+                .find(|(_, slot)| matches!(slot, Slot::Done(..)))
                 .map(|(number, _)| *number);
             let Some(oldest) = oldest else {
                 return;
             };
-            if let Some(Slot::Done(payload)) = self.slots.remove(&oldest) {
+            if let Some(Slot::Done(_, payload)) = self.slots.remove(&oldest) {
                 self.cached_bytes -= payload.len();
             }
         }
@@ -343,6 +379,9 @@ impl Session {
 mod tests {
     use super::*;
     use tally_client::protocol::Role;
+
+    const A: RequestDigest = RequestDigest(1);
+    const B: RequestDigest = RequestDigest(2);
 
     fn waiter() -> Waiter {
         let (replies, _) = tokio::sync::mpsc::channel(1);
@@ -376,27 +415,27 @@ mod tests {
             Some(SessionRefusal::Unknown)
         );
         assert!(matches!(
-            sessions.admit_create(id, 9, 1, false, waiter(), now),
+            sessions.admit_create(id, 9, 1, A, false, waiter(), now),
             Ok(Admission::Serve(_))
         ));
         assert!(matches!(
-            sessions.admit_create(id, 9, 1, false, waiter(), now),
+            sessions.admit_create(id, 9, 1, A, false, waiter(), now),
             Ok(Admission::Waiting)
         ));
         let reply = Bytes::from_static(b"reply");
         assert_eq!(sessions.finish_create(id, 1, &reply, true).len(), 1);
         assert!(
-            matches!(sessions.admit_create(id, 9, 1, false, waiter(), now), Ok(Admission::Cached(r)) if r == reply)
+            matches!(sessions.admit_create(id, 9, 1, A, false, waiter(), now), Ok(Admission::Cached(r)) if r == reply)
         );
         for number in 2..=(REPLY_CACHE_REPLIES_MAX as u64 + 1) {
             assert!(matches!(
-                sessions.admit_create(id, 9, number, false, waiter(), now),
+                sessions.admit_create(id, 9, number, A, false, waiter(), now),
                 Ok(Admission::Serve(_))
             ));
             sessions.finish_create(id, number, &reply, true);
         }
         assert!(matches!(
-            sessions.admit_create(id, 9, 1, false, waiter(), now),
+            sessions.admit_create(id, 9, 1, A, false, waiter(), now),
             Ok(Admission::Serve(_))
         ));
         sessions.finish_create(id, 1, &reply, false);
@@ -418,6 +457,50 @@ mod tests {
         assert_eq!(sessions.len(), 0);
     }
 
+    /// Proves a request number answers only the request first sent with it: other contents
+    /// are refused while it is served and once its reply is cached, the original's duplicates
+    /// still get that reply, and a number evicted from the cache (or never kept) is free.
+    #[test]
+    fn a_reused_number_with_other_contents_is_refused() {
+        let now = Instant::now();
+        let mut sessions = Sessions::new(Duration::from_secs(10));
+        let id = sessions.register(9, access(), now).unwrap();
+        assert!(matches!(
+            sessions.admit_create(id, 9, 7, A, false, waiter(), now),
+            Ok(Admission::Serve(_))
+        ));
+        assert_eq!(
+            sessions
+                .admit_create(id, 9, 7, B, false, waiter(), now)
+                .err(),
+            Some(SessionRefusal::NumberReused(7)),
+            "while served"
+        );
+        let reply = Bytes::from_static(b"reply");
+        assert!(sessions.finish_create(id, 7, &reply, true).is_empty());
+        assert_eq!(
+            sessions
+                .admit_create(id, 9, 7, B, false, waiter(), now)
+                .err(),
+            Some(SessionRefusal::NumberReused(7)),
+            "once cached"
+        );
+        assert!(matches!(
+            sessions.admit_create(id, 9, 7, A, false, waiter(), now),
+            Ok(Admission::Cached(r)) if r == reply
+        ));
+        // A reply not kept (no definite outcome) leaves the number free.
+        assert!(matches!(
+            sessions.admit_create(id, 9, 8, A, false, waiter(), now),
+            Ok(Admission::Serve(_))
+        ));
+        sessions.finish_create(id, 8, &reply, false);
+        assert!(matches!(
+            sessions.admit_create(id, 9, 8, B, false, waiter(), now),
+            Ok(Admission::Serve(_))
+        ));
+    }
+
     /// Proves an in-order create refused before the log holds the session's later in-order
     /// creates (never earlier ones, never unflagged ones) until it is admitted again.
     #[test]
@@ -427,7 +510,7 @@ mod tests {
         let id = sessions.register(9, access(), now).unwrap();
         let admitted = |sessions: &mut Sessions, number: u64, in_order: bool| {
             matches!(
-                sessions.admit_create(id, 9, number, in_order, waiter(), now),
+                sessions.admit_create(id, 9, number, A, in_order, waiter(), now),
                 Ok(Admission::Serve(_))
             )
         };
@@ -438,7 +521,7 @@ mod tests {
         for later in [6, 7, 8] {
             assert_eq!(
                 sessions
-                    .admit_create(id, 9, later, true, waiter(), now)
+                    .admit_create(id, 9, later, A, true, waiter(), now)
                     .err(),
                 Some(SessionRefusal::Held(5)),
                 "request {later} waits for 5"

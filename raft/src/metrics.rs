@@ -229,10 +229,13 @@ pub enum Reject {
     /// A submitter's create request debits (or creates) an account outside its credential's
     /// scope: refused whole by the gateway, nothing submitted.
     OutOfScope,
+    /// A create request reusing a session's request number for other contents: refused,
+    /// nothing submitted (a client bug: its numbers must be new per request).
+    RequestNumberReused,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 7] = [
+    pub const ALL: [Reject; 8] = [
         Reject::Auth,
         Reject::Busy,
         Reject::Malformed,
@@ -240,6 +243,7 @@ impl Reject {
         Reject::TooLarge,
         Reject::ShuttingDown,
         Reject::OutOfScope,
+        Reject::RequestNumberReused,
     ];
 
     pub fn label(self) -> &'static str {
@@ -251,6 +255,7 @@ impl Reject {
             Reject::TooLarge => "too_large",
             Reject::ShuttingDown => "shutting_down",
             Reject::OutOfScope => "out_of_scope",
+            Reject::RequestNumberReused => "request_number_reused",
         }
     }
 }

@@ -302,7 +302,8 @@ fn reply_bodies_round_trip() {
     unknown_event[1] = 2;
     assert!(decode_refusal(&unknown_event).is_err());
     assert_eq!(Status::from_byte(12), Ok(Status::OutOfScope));
-    assert!(Status::from_byte(13).is_err());
+    assert_eq!(Status::from_byte(13), Ok(Status::RequestNumberReused));
+    assert!(Status::from_byte(14).is_err());
     let failure = Failure { index: 1, code: 25 };
     assert_eq!(failure.result(), Some(EventResult::Exists));
     let transfer = Transfer {

@@ -49,6 +49,10 @@ pub enum Status {
     /// credential's scope: the whole request was refused before submission, nothing of it
     /// applied. The refusal names the first such event (`Refusal::event`) and why.
     OutOfScope = 12,
+    /// The create request's number was already used, in this session, for a request with
+    /// other contents (its reply is still cached or being served): nothing of this request
+    /// was applied. Send it with a new number; the original, unchanged, still gets its reply.
+    RequestNumberReused = 13,
 }
 
 impl Status {
@@ -80,6 +84,7 @@ impl Status {
             10 => Status::NotFound,
             11 => Status::Internal,
             12 => Status::OutOfScope,
+            13 => Status::RequestNumberReused,
             other => return Err(DecodeError::UnknownStatus(other)),
         })
     }
