@@ -37,7 +37,9 @@ use crate::limits::{
     SESSIONS_MAX, SESSIONS_PER_CREDENTIAL_MAX, SESSION_IN_FLIGHT_MAX,
 };
 use crate::scope::check_create;
-use crate::session::{Admission, RegisterRefusal, RequestDigest, SessionRefusal, Sessions, Waiter};
+use crate::session::{
+    Admission, NumberedCreate, RegisterRefusal, RequestDigest, SessionRefusal, Sessions, Waiter,
+};
 use tally_client::protocol::{
     decode_request_body, decode_request_header, encode_balances, encode_create_reply,
     encode_node_state, encode_refusal, encode_registered, encode_reply, encode_statement_reply,
@@ -429,9 +431,11 @@ impl Gateway {
             .admit_create(
                 header.session,
                 header.client_id,
-                header.request_number,
-                RequestDigest::of(operation, &body),
-                header.flags & FLAG_IN_ORDER != 0,
+                NumberedCreate {
+                    number: header.request_number,
+                    digest: RequestDigest::of(operation, &body),
+                    in_order: header.flags & FLAG_IN_ORDER != 0,
+                },
                 waiter,
                 now,
             )

@@ -45,6 +45,16 @@ impl RequestDigest {
     }
 }
 
+/// A create request as its session sees it: its number, what it asks for, and whether it
+/// carries `FLAG_IN_ORDER` (refused while an earlier in-order create of the session is held,
+/// see [`Sessions::hold`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NumberedCreate {
+    pub(crate) number: u64,
+    pub(crate) digest: RequestDigest,
+    pub(crate) in_order: bool,
+}
+
 enum Slot {
     /// Being served; duplicates that arrive meanwhile wait here.
     Pending(RequestDigest, Vec<Waiter>),
@@ -237,18 +247,19 @@ impl Sessions {
     /// Admit a create request numbered `request_number` asking for `digest`: a cached reply,
     /// a wait for the one being served, or a new request; refused if the number is held for
     /// a different request.
-    /// `in_order`: the request carries `FLAG_IN_ORDER` (refused while an earlier in-order
-    /// create of the session is held, see [`Sessions::hold`]).
     pub(crate) fn admit_create(
         &mut self,
         id: u64,
         client_id: u128,
-        request_number: u64,
-        digest: RequestDigest,
-        in_order: bool,
+        request: NumberedCreate,
         waiter: Waiter,
         now: Instant,
     ) -> Result<Admission, SessionRefusal> {
+        let NumberedCreate {
+            number: request_number,
+            digest,
+            in_order,
+        } = request;
         let session = self.touch(id, client_id, now)?;
         if !session.access.may_create() {
             return Err(SessionRefusal::Forbidden);
@@ -383,6 +394,14 @@ mod tests {
     const A: RequestDigest = RequestDigest(1);
     const B: RequestDigest = RequestDigest(2);
 
+    fn create(number: u64, digest: RequestDigest, in_order: bool) -> NumberedCreate {
+        NumberedCreate {
+            number,
+            digest,
+            in_order,
+        }
+    }
+
     fn waiter() -> Waiter {
         let (replies, _) = tokio::sync::mpsc::channel(1);
         Waiter {
@@ -415,27 +434,27 @@ mod tests {
             Some(SessionRefusal::Unknown)
         );
         assert!(matches!(
-            sessions.admit_create(id, 9, 1, A, false, waiter(), now),
+            sessions.admit_create(id, 9, create(1, A, false), waiter(), now),
             Ok(Admission::Serve(_))
         ));
         assert!(matches!(
-            sessions.admit_create(id, 9, 1, A, false, waiter(), now),
+            sessions.admit_create(id, 9, create(1, A, false), waiter(), now),
             Ok(Admission::Waiting)
         ));
         let reply = Bytes::from_static(b"reply");
         assert_eq!(sessions.finish_create(id, 1, &reply, true).len(), 1);
         assert!(
-            matches!(sessions.admit_create(id, 9, 1, A, false, waiter(), now), Ok(Admission::Cached(r)) if r == reply)
+            matches!(sessions.admit_create(id, 9, create(1, A, false), waiter(), now), Ok(Admission::Cached(r)) if r == reply)
         );
         for number in 2..=(REPLY_CACHE_REPLIES_MAX as u64 + 1) {
             assert!(matches!(
-                sessions.admit_create(id, 9, number, A, false, waiter(), now),
+                sessions.admit_create(id, 9, create(number, A, false), waiter(), now),
                 Ok(Admission::Serve(_))
             ));
             sessions.finish_create(id, number, &reply, true);
         }
         assert!(matches!(
-            sessions.admit_create(id, 9, 1, A, false, waiter(), now),
+            sessions.admit_create(id, 9, create(1, A, false), waiter(), now),
             Ok(Admission::Serve(_))
         ));
         sessions.finish_create(id, 1, &reply, false);
@@ -466,12 +485,12 @@ mod tests {
         let mut sessions = Sessions::new(Duration::from_secs(10));
         let id = sessions.register(9, access(), now).unwrap();
         assert!(matches!(
-            sessions.admit_create(id, 9, 7, A, false, waiter(), now),
+            sessions.admit_create(id, 9, create(7, A, false), waiter(), now),
             Ok(Admission::Serve(_))
         ));
         assert_eq!(
             sessions
-                .admit_create(id, 9, 7, B, false, waiter(), now)
+                .admit_create(id, 9, create(7, B, false), waiter(), now)
                 .err(),
             Some(SessionRefusal::NumberReused(7)),
             "while served"
@@ -480,23 +499,23 @@ mod tests {
         assert!(sessions.finish_create(id, 7, &reply, true).is_empty());
         assert_eq!(
             sessions
-                .admit_create(id, 9, 7, B, false, waiter(), now)
+                .admit_create(id, 9, create(7, B, false), waiter(), now)
                 .err(),
             Some(SessionRefusal::NumberReused(7)),
             "once cached"
         );
         assert!(matches!(
-            sessions.admit_create(id, 9, 7, A, false, waiter(), now),
+            sessions.admit_create(id, 9, create(7, A, false), waiter(), now),
             Ok(Admission::Cached(r)) if r == reply
         ));
         // A reply not kept (no definite outcome) leaves the number free.
         assert!(matches!(
-            sessions.admit_create(id, 9, 8, A, false, waiter(), now),
+            sessions.admit_create(id, 9, create(8, A, false), waiter(), now),
             Ok(Admission::Serve(_))
         ));
         sessions.finish_create(id, 8, &reply, false);
         assert!(matches!(
-            sessions.admit_create(id, 9, 8, B, false, waiter(), now),
+            sessions.admit_create(id, 9, create(8, B, false), waiter(), now),
             Ok(Admission::Serve(_))
         ));
     }
@@ -510,7 +529,7 @@ mod tests {
         let id = sessions.register(9, access(), now).unwrap();
         let admitted = |sessions: &mut Sessions, number: u64, in_order: bool| {
             matches!(
-                sessions.admit_create(id, 9, number, A, in_order, waiter(), now),
+                sessions.admit_create(id, 9, create(number, A, in_order), waiter(), now),
                 Ok(Admission::Serve(_))
             )
         };
@@ -521,7 +540,7 @@ mod tests {
         for later in [6, 7, 8] {
             assert_eq!(
                 sessions
-                    .admit_create(id, 9, later, A, true, waiter(), now)
+                    .admit_create(id, 9, create(later, A, true), waiter(), now)
                     .err(),
                 Some(SessionRefusal::Held(5)),
                 "request {later} waits for 5"
