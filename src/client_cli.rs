@@ -65,7 +65,8 @@ have been applied)."
 
 const ACCOUNT_COLUMNS: &str = concat!(
     "Columns: id, ledger, code (required); flags, limit, user_data_128, user_data_64.\n",
-    "Flags: linked, debits_must_not_exceed_credits, credits_must_not_exceed_debits, history.\n\n",
+    "Flags: linked, debits_must_not_exceed_credits, credits_must_not_exceed_debits, history\n",
+    "(lookups also show closed: set by a closing transfer, never by a create).\n\n",
     file_rules!(),
 );
 const TRANSFER_COLUMNS: &str = concat!(
@@ -190,6 +191,9 @@ const ACCOUNT_FLAGS: &[(&str, u16)] = &[
         AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS.0,
     ),
     ("history", AccountFlags::HISTORY.0),
+    // State, not a choice: set and cleared by closing transfers (a create asking for it is
+    // refused by the engine, `closed_flag_must_not_be_set`), listed so lookups show it.
+    ("closed", AccountFlags::CLOSED.0),
 ];
 const TRANSFER_FLAGS: &[(&str, u16)] = &[
     ("linked", TransferFlags::LINKED.0),

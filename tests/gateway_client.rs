@@ -276,6 +276,25 @@ async fn cli_walk_through_and_exit_codes() {
         ("2", "250"),
         "id and credits_posted: {out}"
     );
+    // Every account flag is shown, `closed` included: a pending closing transfer closes 5.
+    let closing = root.path().join("closing.csv");
+    std::fs::write(&closing, "id,ledger,code\n4,1,10\n5,1,10\n").expect("write");
+    let (code, out, err) = tally(&["client", "create-accounts", path(&closing)], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    std::fs::write(
+        &closing,
+        "id,debit_account_id,credit_account_id,amount,ledger,code,flags\n\
+         102,4,5,1,1,1,pending|closing_credit\n",
+    )
+    .expect("write");
+    let (code, out, err) = tally(&["client", "create-transfers", path(&closing)], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = tally(&["client", "--output", "csv", "lookup-accounts", "5"], &env);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines().nth(1).expect("one row").contains("closed"),
+        "{out}"
+    );
 
     // An id that is not there (or not in the credential's scope) is said as such, exit 1,
     // alike for lookups, statements and balances.
@@ -900,4 +919,8 @@ async fn a_file_of_three_million_transfers_into_three_replicas() {
     );
     reader.close().await;
     local.close().await;
+}
+
+fn path(file: &std::path::Path) -> &str {
+    file.to_str().expect("a UTF-8 path")
 }

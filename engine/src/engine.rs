@@ -321,57 +321,20 @@ impl Engine {
                 previous: [EVENT_NONE; 4],
             });
             let expiry = EventRef::expiry(slot);
-            match event.kind() {
-                Some(EventKind::Transfer) => {
-                    let p = *self.transfers.get(event.slot());
-                    assert_eq!(p.status, PendingStatus::Pending);
-                    self.transfers.get_mut(event.slot()).status = PendingStatus::Expired;
-                    self.release_pending_transfer(&p);
-                    self.record_history(&[p.debit_account, p.credit_account], expiry);
-                }
-                Some(EventKind::Trade) => {
-                    let p = *self.trades.get(event.slot());
-                    assert_eq!(p.status, PendingStatus::Pending);
-                    self.trades.get_mut(event.slot()).status = PendingStatus::Expired;
-                    self.release_pending_trade(&p);
-                    self.record_history(&p.accounts, expiry);
-                }
+            let pending = self.pending(event);
+            let status = match event.kind() {
+                Some(EventKind::Transfer) => &mut self.transfers.get_mut(event.slot()).status,
+                Some(EventKind::Trade) => &mut self.trades.get_mut(event.slot()).status,
                 _ => unreachable!("only transfers and trades are queued for expiry"),
-            }
+            };
+            assert_eq!(*status, PendingStatus::Pending);
+            *status = PendingStatus::Expired;
+            self.release(&pending);
+            let (accounts, count) = pending.accounts();
+            self.record_history(&accounts[..count], expiry);
             timestamp += 1;
         }
         timestamp
-    }
-
-    /// Releases the reservation of a pending transfer (void or expiry) and reopens accounts it
-    /// closed.
-    pub(crate) fn release_pending_transfer(&mut self, p: &StoredTransfer) {
-        let flags = TransferFlags(p.flags);
-        self.update_account(p.debit_account, |a| {
-            a.balances.debits_pending -= p.amount;
-            if flags.contains(TransferFlags::CLOSING_DEBIT) {
-                a.flags &= !AccountFlags::CLOSED.0;
-            }
-        });
-        self.update_account(p.credit_account, |a| {
-            a.balances.credits_pending -= p.amount;
-            if flags.contains(TransferFlags::CLOSING_CREDIT) {
-                a.flags &= !AccountFlags::CLOSED.0;
-            }
-        });
-    }
-
-    /// Releases both legs of a pending trade (void or expiry).
-    pub(crate) fn release_pending_trade(&mut self, p: &StoredTrade) {
-        let [instrument_debit, instrument_credit, cash_debit, cash_credit] = p.accounts;
-        let quantity = u128::from(p.quantity);
-        let cash = u128::from(p.cash_amount);
-        self.update_account(instrument_debit, |a| a.balances.debits_pending -= quantity);
-        self.update_account(instrument_credit, |a| {
-            a.balances.credits_pending -= quantity
-        });
-        self.update_account(cash_debit, |a| a.balances.debits_pending -= cash);
-        self.update_account(cash_credit, |a| a.balances.credits_pending -= cash);
     }
 
     /// Every change to an account's balances or flags goes through here, so the conservation

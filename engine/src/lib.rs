@@ -17,6 +17,7 @@ mod index;
 mod leg;
 pub mod limits;
 mod memory;
+mod pending;
 mod query;
 pub mod records;
 mod result;

@@ -3,10 +3,11 @@
 use crate::engine::Engine;
 use crate::leg::{self, LegFailure};
 use crate::limits::{EVENTS_PER_KIND_MAX, NANOSECONDS_PER_SECOND};
+use crate::pending::TRADE_CODES;
 use crate::records::{RecordBytes, Trade, TradeFlags};
 use crate::result::EventResult;
 use crate::state::{EventKind, EventRef, PendingStatus, StoredTrade, SLOT_NONE};
-use crate::transfer::expires_at;
+use crate::transfer::check_pending_reference;
 use crate::warm::Lookups;
 
 type F = TradeFlags;
@@ -175,17 +176,8 @@ impl Engine {
         lookups: &Lookups,
     ) -> EventResult {
         let post = t.flags.contains(F::POST_PENDING_TRADE);
-        if t.pending_id == 0 {
-            return R::PendingIdMustNotBeZero;
-        }
-        if t.pending_id == u128::MAX {
-            return R::PendingIdMustNotBeIntMax;
-        }
-        if t.pending_id == t.id {
-            return R::PendingIdMustBeDifferent;
-        }
-        if t.timeout != 0 {
-            return R::TimeoutReservedForPendingTransfer;
+        if let Err(failure) = check_pending_reference(t.id, t.pending_id, t.timeout) {
+            return failure;
         }
         let (hash, existing) = self.event_lookup(lookups, 0, t.id);
         if let Some(event) = existing {
@@ -212,33 +204,15 @@ impl Engine {
         {
             return R::PendingTradeHasDifferentFields;
         }
-        match p.status {
-            PendingStatus::Pending => {}
-            PendingStatus::Posted => return R::PendingTradeAlreadyPosted,
-            PendingStatus::Voided => return R::PendingTradeAlreadyVoided,
-            PendingStatus::Expired => return R::PendingTradeExpired,
-            PendingStatus::NotPending => unreachable!("pending flag implies a pending status"),
-        }
-        let expires_at = expires_at(p.timestamp, p.timeout);
-        if expires_at.is_some_and(|at| timestamp >= at) {
-            return R::PendingTradeExpired;
-        }
+        let pending = self.pending(pending_event);
+        let expires_at = match self.check_resolvable(&pending, timestamp, post, &TRADE_CODES) {
+            Ok(expires_at) => expires_at,
+            Err(failure) => return failure,
+        };
 
-        // Every check passed: from here on nothing fails.
-        let [instrument_debit, instrument_credit, cash_debit, cash_credit] = p.accounts;
-        if post {
-            let quantity = u128::from(p.quantity);
-            let cash = u128::from(p.cash_amount);
-            self.post_leg(instrument_debit, instrument_credit, quantity, quantity);
-            self.post_leg(cash_debit, cash_credit, cash, cash);
-            self.set_status(pending_event, PendingStatus::Posted);
-        } else {
-            self.release_pending_trade(&p);
-            self.set_status(pending_event, PendingStatus::Voided);
-        }
-        if let Some(at) = expires_at {
-            self.dequeue_expiry((at, p.timestamp, pending_event));
-        }
+        // Every check passed: from here on nothing fails (trades post in full).
+        let full = [u128::from(p.quantity), u128::from(p.cash_amount)];
+        self.resolve(&pending, post.then_some(full), expires_at);
         let event = EventRef::trade(self.trades.len() as u32);
         let previous = self.link_history(&p.accounts, event);
         self.trades.push(StoredTrade {

@@ -3,6 +3,7 @@
 use crate::engine::Engine;
 use crate::leg::{self, LegFailure};
 use crate::limits::{EVENTS_PER_KIND_MAX, NANOSECONDS_PER_SECOND};
+use crate::pending::TRANSFER_CODES;
 use crate::records::{AccountFlags, RecordBytes, Transfer, TransferFlags};
 use crate::result::EventResult;
 use crate::state::{EventKind, EventRef, PendingStatus, StoredTransfer, SLOT_NONE};
@@ -187,17 +188,8 @@ impl Engine {
         lookups: &Lookups,
     ) -> EventResult {
         let post = t.flags.contains(F::POST_PENDING_TRANSFER);
-        if t.pending_id == 0 {
-            return R::PendingIdMustNotBeZero;
-        }
-        if t.pending_id == u128::MAX {
-            return R::PendingIdMustNotBeIntMax;
-        }
-        if t.pending_id == t.id {
-            return R::PendingIdMustBeDifferent;
-        }
-        if t.timeout != 0 {
-            return R::TimeoutReservedForPendingTransfer;
+        if let Err(failure) = check_pending_reference(t.id, t.pending_id, t.timeout) {
+            return failure;
         }
         let (hash, existing) = self.event_lookup(lookups, 0, t.id);
         if let Some(event) = existing {
@@ -237,41 +229,27 @@ impl Engine {
             }
             p.amount
         };
-        match p.status {
-            PendingStatus::Pending => {}
-            PendingStatus::Posted => return R::PendingTransferAlreadyPosted,
-            PendingStatus::Voided => return R::PendingTransferAlreadyVoided,
-            PendingStatus::Expired => return R::PendingTransferExpired,
-            PendingStatus::NotPending => unreachable!("pending flag implies a pending status"),
-        }
-        let expires_at = expires_at(p.timestamp, p.timeout);
-        if expires_at.is_some_and(|at| timestamp >= at) {
-            return R::PendingTransferExpired;
-        }
+        let pending = self.pending(pending_event);
+        let expires_at = match self.check_resolvable(&pending, timestamp, post, &TRANSFER_CODES) {
+            Ok(expires_at) => expires_at,
+            Err(failure) => return failure,
+        };
 
         // Every check passed: from here on nothing fails.
-        if post {
-            self.post_leg(p.debit_account, p.credit_account, p.amount, amount);
-            self.set_status(pending_event, PendingStatus::Posted);
-        } else {
-            self.release_pending_transfer(&p);
-            self.set_status(pending_event, PendingStatus::Voided);
-        }
-        if let Some(at) = expires_at {
-            self.dequeue_expiry((at, p.timestamp, pending_event));
-        }
+        self.resolve(&pending, post.then_some([amount, 0]), expires_at);
         let event = EventRef::transfer(self.transfers.len() as u32);
         let previous = self.link_history(&[p.debit_account, p.credit_account], event);
+        // User data left zero is the pending transfer's, so a settlement reference carries over.
         self.transfers.push(StoredTransfer {
             id: t.id,
             amount,
-            user_data_128: t.user_data_128,
-            user_data_64: t.user_data_64,
+            user_data_128: inherit(t.user_data_128, p.user_data_128),
+            user_data_64: inherit(t.user_data_64, p.user_data_64),
             timestamp,
             debit_account: p.debit_account,
             credit_account: p.credit_account,
             pending: pending_event.slot(),
-            user_data_32: t.user_data_32,
+            user_data_32: inherit(t.user_data_32, p.user_data_32),
             timeout: 0,
             ledger: p.ledger,
             code: p.code,
@@ -305,9 +283,9 @@ impl Engine {
             && inherits(u128::from(t.ledger), u128::from(e.ledger))
             && inherits(u128::from(t.code), u128::from(e.code))
             && amount_matches
-            && t.user_data_128 == e.user_data_128
-            && t.user_data_64 == e.user_data_64
-            && t.user_data_32 == e.user_data_32
+            && inherits(t.user_data_128, e.user_data_128)
+            && inherits(t.user_data_64.into(), e.user_data_64.into())
+            && inherits(t.user_data_32.into(), e.user_data_32.into())
             && t.timeout == e.timeout;
         if same {
             R::Exists
@@ -345,6 +323,37 @@ impl Engine {
 /// checked that this does not overflow.
 pub(crate) fn expires_at(timestamp: u64, timeout: u32) -> Option<u64> {
     (timeout != 0).then(|| timestamp + u64::from(timeout) * NANOSECONDS_PER_SECOND)
+}
+
+/// The first checks of a post or void of either kind (9–12 for transfers, 8–11 for trades):
+/// it names a pending event other than itself, and sets no timeout of its own.
+pub(crate) fn check_pending_reference(
+    id: u128,
+    pending_id: u128,
+    timeout: u32,
+) -> Result<(), EventResult> {
+    if pending_id == 0 {
+        return Err(R::PendingIdMustNotBeZero);
+    }
+    if pending_id == u128::MAX {
+        return Err(R::PendingIdMustNotBeIntMax);
+    }
+    if pending_id == id {
+        return Err(R::PendingIdMustBeDifferent);
+    }
+    if timeout != 0 {
+        return Err(R::TimeoutReservedForPendingTransfer);
+    }
+    Ok(())
+}
+
+/// A post's or void's field: the request's, or the pending event's where the request left it zero.
+fn inherit<T: Default + PartialEq>(given: T, pending: T) -> T {
+    if given != T::default() {
+        given
+    } else {
+        pending
+    }
 }
 
 fn transfer_result(failure: LegFailure) -> EventResult {

@@ -85,6 +85,9 @@ pub struct Pair {
     pub batches_applied: usize,
     /// Model result counts (including `Ok`), for the mix report.
     pub results: BTreeMap<EventResult, u64>,
+    /// Posts (of transfers and trades) refused because an account is closed: how often the
+    /// rule "only a void touches a closed account" was reached.
+    pub posts_on_closed: u64,
     pub batch_errors: u64,
 }
 
@@ -96,6 +99,7 @@ impl Pair {
             generator: Generator::new(config),
             batches_applied: 0,
             results: BTreeMap::new(),
+            posts_on_closed: 0,
             batch_errors: 0,
         }
     }
@@ -139,8 +143,11 @@ impl Pair {
                 );
                 let n = (batch.body.len() / crate::model::RECORD_BYTES) as u64;
                 *self.results.entry(EventResult::Ok).or_default() += n - m.failures.len() as u64;
-                for (_, r) in &m.failures {
+                for (index, r) in &m.failures {
                     *self.results.entry(*r).or_default() += 1;
+                    if is_closed_account(*r) && is_post(batch, *index as usize) {
+                        self.posts_on_closed += 1;
+                    }
                 }
             }
             _ => panic!("{context}: model {expected:?} but engine {actual:?}"),
@@ -355,4 +362,37 @@ pub fn run_seed() -> u64 {
         .unwrap_or_else(rand::random::<u64>);
     println!("seed {seed} (rerun with TALLY_SEED={seed})");
     seed
+}
+
+fn is_closed_account(r: EventResult) -> bool {
+    use EventResult as R;
+    matches!(
+        r,
+        R::DebitAccountClosed
+            | R::CreditAccountClosed
+            | R::InstrumentDebitAccountClosed
+            | R::InstrumentCreditAccountClosed
+            | R::CashDebitAccountClosed
+            | R::CashCreditAccountClosed
+    )
+}
+
+/// Whether event `index` of `batch` posts a pending transfer or trade.
+fn is_post(batch: &Batch, index: usize) -> bool {
+    let at = index * crate::model::RECORD_BYTES;
+    let Some(record) = batch.body.get(at..at + crate::model::RECORD_BYTES) else {
+        return false;
+    };
+    let record: &[u8; crate::model::RECORD_BYTES] = record.try_into().expect("one record");
+    match batch.op {
+        Op::Transfers => tally_engine::Transfer::decode(record).is_ok_and(|t| {
+            t.flags
+                .contains(tally_engine::TransferFlags::POST_PENDING_TRANSFER)
+        }),
+        Op::Trades => tally_engine::Trade::decode(record).is_ok_and(|t| {
+            t.flags
+                .contains(tally_engine::TradeFlags::POST_PENDING_TRADE)
+        }),
+        Op::Accounts => false,
+    }
 }

@@ -194,9 +194,9 @@ pub fn transfer_matches(stored: &Transfer, request: &Transfer) -> bool {
         && same_or_inherited(request.ledger, stored.ledger, inherits)
         && same_or_inherited(request.code, stored.code, inherits)
         && request.pending_id == stored.pending_id
-        && request.user_data_128 == stored.user_data_128
-        && request.user_data_64 == stored.user_data_64
-        && request.user_data_32 == stored.user_data_32
+        && same_or_inherited(request.user_data_128, stored.user_data_128, inherits)
+        && same_or_inherited(request.user_data_64, stored.user_data_64, inherits)
+        && same_or_inherited(request.user_data_32, stored.user_data_32, inherits)
         && request.timeout == stored.timeout
         && request.flags == stored.flags
 }
@@ -584,6 +584,15 @@ impl Model {
         if state.expires_at != 0 && timestamp >= state.expires_at {
             return R::PendingTransferExpired; // 21
         }
+        // 22. Only a void touches a closed account (TigerBeetle 0.17).
+        if post {
+            if self.accounts[&p.debit_account_id].closed() {
+                return R::DebitAccountClosed;
+            }
+            if self.accounts[&p.credit_account_id].closed() {
+                return R::CreditAccountClosed;
+            }
+        }
         let amount = if post {
             if t.amount == 0 {
                 p.amount
@@ -596,6 +605,8 @@ impl Model {
         self.release_transfer(&p, if post { amount } else { 0 });
         self.pending.get_mut(&t.pending_id).expect("pending").status =
             if post { Status::Posted } else { Status::Voided };
+        // User data left zero in the request is the pending transfer's.
+        let or_pending = |given: u128, pending: u128| if given == 0 { pending } else { given };
         let stored = Transfer {
             debit_account_id: p.debit_account_id,
             credit_account_id: p.credit_account_id,
@@ -603,6 +614,9 @@ impl Model {
             code: p.code,
             amount,
             timestamp,
+            user_data_128: or_pending(t.user_data_128, p.user_data_128),
+            user_data_64: or_pending(t.user_data_64.into(), p.user_data_64.into()) as u64,
+            user_data_32: or_pending(t.user_data_32.into(), p.user_data_32.into()) as u32,
             ..t
         };
         self.events.insert(t.id, Stored::Transfer(stored));
@@ -838,6 +852,26 @@ impl Model {
         }
         if state.expires_at != 0 && timestamp >= state.expires_at {
             return R::PendingTradeExpired; // 19
+        }
+        // 20. Only a void touches a closed account.
+        if post {
+            let closed = [
+                (
+                    p.instrument_debit_account_id,
+                    R::InstrumentDebitAccountClosed,
+                ),
+                (
+                    p.instrument_credit_account_id,
+                    R::InstrumentCreditAccountClosed,
+                ),
+                (p.cash_debit_account_id, R::CashDebitAccountClosed),
+                (p.cash_credit_account_id, R::CashCreditAccountClosed),
+            ];
+            for (id, code) in closed {
+                if self.accounts[&id].closed() {
+                    return code;
+                }
+            }
         }
         self.release_trade(&p, post);
         self.pending.get_mut(&d.pending_id).expect("pending").status =
