@@ -306,15 +306,20 @@ impl Engine {
         }
     }
 
-    /// Expires every pending event with `expires_at <= now`, each at its own timestamp from
-    /// `now` on; returns the first timestamp free for the batch's events.
+    /// Expires every pending event with `expires_at <= now`, each stamped at its own
+    /// `expires_at` (or just after the event before it, timestamps being unique and
+    /// increasing), so balances as of any time at or after a timeout show the reservation
+    /// released however late the batch that carried the expiry came; returns the first
+    /// timestamp free for the batch's events (`now`, or past the last expiry).
     fn expire_pending(&mut self, now: u64) -> u64 {
-        let mut timestamp = now;
+        let mut previous = self.last_timestamp;
         while let Some(&(expires_at, _, event)) = self.expiry_queue.first() {
             if expires_at > now {
                 break;
             }
             self.expiry_queue.pop_first();
+            let timestamp = expires_at.max(previous + 1);
+            previous = timestamp;
             let slot = self.expiries.push(Expiry {
                 pending: event,
                 timestamp,
@@ -332,9 +337,8 @@ impl Engine {
             self.release(&pending);
             let (accounts, count) = pending.accounts();
             self.record_history(&accounts[..count], expiry);
-            timestamp += 1;
         }
-        timestamp
+        now.max(previous + 1)
     }
 
     /// Every change to an account's balances or flags goes through here, so the conservation

@@ -219,6 +219,17 @@ fn pending_post_and_expiry() {
             credits_posted: 1_000
         }
     );
+    // 301 (event 1 of the batch at T0 + 1 s, timeout 5 s) expired at T0 + 6 s + 1 ns: its
+    // release is stamped there although the batch that carried it came a second later.
+    let expires_at = T0 + 6 * SECOND + 1;
+    let reserved = |at: u64| engine.balances_as_of(2, at).expect("exists").debits_pending;
+    assert_eq!(
+        reserved(expires_at - 1),
+        300,
+        "still reserved before its timeout"
+    );
+    assert_eq!(reserved(expires_at), 0, "released at its timeout");
+    assert_eq!(reserved(T0 + 6 * SECOND + SECOND / 2), 0);
 }
 
 /// Proves a trade settles both legs or neither, and names the leg that failed.

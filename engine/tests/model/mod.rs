@@ -275,13 +275,15 @@ impl Model {
             .map(|(id, p)| (p.expires_at, p.created_at, *id))
             .collect();
         due.sort();
-        let mut timestamp = now;
-        for (_, _, id) in due {
+        // Each expiry at its own expires_at, or just after the one before (unique timestamps).
+        let mut previous = self.last_timestamp;
+        for (expires_at, _, id) in due {
+            let timestamp = expires_at.max(previous + 1);
             self.expire(id, timestamp);
-            timestamp += 1;
+            previous = timestamp;
         }
         // 3. events
-        let base = timestamp;
+        let base = now.max(previous + 1);
         let linked = |i: usize| {
             u16::from_le_bytes([records[i][118], records[i][119]]) & TransferFlags::LINKED.0 != 0
         };
