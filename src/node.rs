@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use tally_gateway::batcher::start_expiry_clock;
 use tally_gateway::{Batcher, BatcherConfig, Gateway, GatewayConfig, GatewayMetrics, GatewayParts};
 use tally_raft::metrics::{Listener, NodeMetrics, ScrapeState};
 use tally_raft::net::server::{serve_clients, serve_peers};
@@ -214,6 +215,8 @@ pub struct Node {
     batcher_task: JoinHandle<()>,
     /// `snapshot_by_bytes`, if the config asks for it.
     snapshot_task: Option<JoinHandle<()>>,
+    /// The leader's expiry clock (`tally_gateway::batcher::start_expiry_clock`).
+    expiry_clock: JoinHandle<()>,
     server_tasks: [JoinHandle<()>; 2],
     stop_serving: watch::Sender<bool>,
     local_addr: SocketAddr,
@@ -338,6 +341,7 @@ impl Node {
                 }
             }
         }
+        let expiry_clock = start_expiry_clock(raft.clone(), view.clone(), config.id);
         let snapshot_task = config
             .snapshot_every_bytes
             .map(|every| tokio::spawn(snapshot_by_bytes(raft.clone(), wal.clone(), every)));
@@ -354,6 +358,7 @@ impl Node {
             clients,
             batcher_task,
             snapshot_task,
+            expiry_clock,
             server_tasks,
             stop_serving,
             local_addr,
@@ -414,6 +419,7 @@ impl Node {
         if let Some(task) = self.snapshot_task {
             task.abort();
         }
+        self.expiry_clock.abort();
         let result = self
             .probe
             .raft

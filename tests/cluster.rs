@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tally::local_cluster::LocalCluster;
 use tally_client::protocol::{Admin, NodeState, Status};
 use tally_client::{Client, ClientConfig, ClientError};
-use tally_engine::records::{Account, Transfer};
+use tally_engine::records::{Account, AccountFlags, Transfer, TransferFlags};
 use tally_engine::{EventResult, Operation};
 
 const ACCOUNTS: u64 = 100;
@@ -549,4 +549,87 @@ async fn membership_three_to_five_and_back_under_load() {
     for id in [4, 5] {
         cluster.terminate(id).expect("stopped");
     }
+}
+
+/// Proves a quiet ledger releases a reservation at its timeout: with no client writing, a
+/// pending transfer with a 2 s timeout is released within 1 s of its timeout (the leader's
+/// expiry clock proposes the entry that expires it), the release is stamped at the timeout
+/// itself (balances as of any time from the timeout on show it released, a nanosecond before
+/// do not), and the replicas agree on the state afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_ledger_releases_a_reservation_at_its_timeout() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(root.path(), FAST_RAFT);
+    cluster.found(&[1, 2, 3]).expect("started");
+    cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+    let client = client(&cluster).await;
+    let account = |id| Account {
+        id,
+        ledger: 7,
+        code: 1,
+        flags: AccountFlags::HISTORY,
+        ..Account::default()
+    };
+    let created = client
+        .create_accounts(&[account(1001), account(1002)])
+        .await
+        .expect("accounts");
+    assert_eq!(created, []);
+    let pending = Transfer {
+        id: 5001,
+        debit_account_id: 1001,
+        credit_account_id: 1002,
+        amount: 40,
+        ledger: 7,
+        code: 1,
+        flags: TransferFlags::PENDING,
+        timeout: 2,
+        ..Transfer::default()
+    };
+    assert_eq!(client.create_transfers(&[pending]).await.expect("sent"), []);
+    let stored = client.lookup_transfers(&[5001]).await.expect("lookup");
+    let expires_at = stored[0].timestamp + 2_000_000_000;
+    // Nobody writes from here on: only the leader's expiry clock can release it.
+    let released_seen = loop {
+        let debit = client.lookup_accounts(&[1001]).await.expect("lookup");
+        let now = unix_nanos();
+        if debit[0].debits_pending == 0 {
+            break now;
+        }
+        assert!(
+            now < expires_at + 3_000_000_000,
+            "still reserved 3 s after its timeout"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let late_ms = (released_seen as i128 - expires_at as i128) / 1_000_000;
+    println!("released {late_ms} ms after its timeout (seen by polling every 20 ms)");
+    assert!(
+        (0..=1_000).contains(&late_ms),
+        "released {late_ms} ms after its timeout"
+    );
+    let reserved_at = |at: u64| {
+        let client = Arc::clone(&client);
+        async move {
+            let balances = client.balances_as_of(1001, at).await.expect("balances");
+            balances.debits_pending
+        }
+    };
+    assert_eq!(
+        reserved_at(expires_at - 1).await,
+        40,
+        "reserved until its timeout"
+    );
+    assert_eq!(reserved_at(expires_at).await, 0, "released at its timeout");
+    let between = expires_at + (released_seen - expires_at) / 2;
+    assert_eq!(reserved_at(between).await, 0, "released before it was seen");
+    converged(&cluster, &[1, 2, 3]).await;
+}
+
+fn unix_nanos() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
+    u64::try_from(since.as_nanos()).expect("before 2554")
 }

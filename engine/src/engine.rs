@@ -240,7 +240,7 @@ impl Engine {
         let now = entry_timestamp.max(self.last_timestamp + 1);
         self.batch += 1;
 
-        let events_base = self.expire_pending(now);
+        let events_base = now.max(self.expire_pending(now) + 1);
         let mut failures = Vec::new();
         let mut chain: Option<usize> = None;
         let mut chain_broken = false;
@@ -309,8 +309,8 @@ impl Engine {
     /// Expires every pending event with `expires_at <= now`, each stamped at its own
     /// `expires_at` (or just after the event before it, timestamps being unique and
     /// increasing), so balances as of any time at or after a timeout show the reservation
-    /// released however late the batch that carried the expiry came; returns the first
-    /// timestamp free for the batch's events (`now`, or past the last expiry).
+    /// released however late the batch that carried the expiry came. Returns the last
+    /// timestamp used (`last_timestamp` if nothing expired).
     fn expire_pending(&mut self, now: u64) -> u64 {
         let mut previous = self.last_timestamp;
         while let Some(&(expires_at, _, event)) = self.expiry_queue.first() {
@@ -338,7 +338,30 @@ impl Engine {
             let (accounts, count) = pending.accounts();
             self.record_history(&accounts[..count], expiry);
         }
-        now.max(previous + 1)
+        previous
+    }
+
+    /// Expires every pending event due at `entry_timestamp`, with no event to apply: what a
+    /// Raft entry carrying no batch does. The leader proposes one when the earliest timeout
+    /// falls due and no client writes (`next_expiry`), so a quiet ledger releases a
+    /// reservation at its timeout too. Deterministic like `apply`; returns how many expired
+    /// (an entry timestamp past `TIMESTAMP_MAX` expires nothing).
+    pub fn expire_due(&mut self, entry_timestamp: u64) -> usize {
+        if entry_timestamp > TIMESTAMP_MAX {
+            return 0;
+        }
+        let now = entry_timestamp.max(self.last_timestamp + 1);
+        let before = self.expiries.len();
+        self.last_timestamp = self.expire_pending(now);
+        self.assert_batch_conservation();
+        self.expiries.len() - before
+    }
+
+    /// When the earliest pending event's timeout falls due, if any is pending with one.
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.expiry_queue
+            .first()
+            .map(|&(expires_at, _, _)| expires_at)
     }
 
     /// Every change to an account's balances or flags goes through here, so the conservation

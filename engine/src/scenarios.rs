@@ -232,6 +232,40 @@ fn pending_post_and_expiry() {
     assert_eq!(reserved(T0 + 6 * SECOND + SECOND / 2), 0);
 }
 
+/// Proves an entry with no batch (the leader's expiry clock) expires exactly what is due at
+/// its timestamp, stamped at each timeout, and that `next_expiry` names the earliest timeout.
+#[test]
+fn expiry_without_events() {
+    let mut engine = world();
+    let pending = Transfer {
+        flags: TransferFlags::PENDING,
+        timeout: 5,
+        ..transfer(310, 2, 3, 300)
+    };
+    engine
+        .apply(
+            Operation::CreateTransfers,
+            T0 + SECOND,
+            &encode_batch(&[pending], Transfer::encode),
+        )
+        .expect("valid batch");
+    let created = engine.lookup_transfer(310).expect("stored").timestamp;
+    let expires_at = created + 5 * SECOND;
+    assert_eq!(engine.next_expiry(), Some(expires_at));
+    assert_eq!(engine.expire_due(expires_at - 1), 0, "not due yet");
+    assert_eq!(balance(&engine, 2).0, 300);
+    assert_eq!(engine.expire_due(expires_at + SECOND), 1);
+    assert_eq!(engine.next_expiry(), None);
+    assert_eq!(balance(&engine, 2).0, 0);
+    let at = |t: u64| engine.balances_as_of(2, t).expect("exists").debits_pending;
+    assert_eq!((at(expires_at - 1), at(expires_at)), (300, 0));
+    assert_eq!(
+        engine.expire_due(expires_at + 2 * SECOND),
+        0,
+        "nothing left"
+    );
+}
+
 /// Proves a trade settles both legs or neither, and names the leg that failed.
 #[test]
 fn trade_is_delivery_versus_payment() {

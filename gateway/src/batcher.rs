@@ -10,11 +10,18 @@
 //!
 //! Each client batch gets its own result back: the engine's outcome for exactly that batch.
 //!
+//! The batcher's expiry clock (`start_expiry_clock`) proposes the one entry no client asks
+//! for: when the earliest timeout of a pending event falls due and no client entry comes to
+//! carry its expiry, the leader proposes an entry with no batch, and every replica expires
+//! what is due under that entry's timestamp (`Engine::expire_due`). A quiet ledger so
+//! releases a reservation within `EXPIRY_CHECK` plus a commit of its timeout, and the release
+//! is stamped at the timeout itself (docs/engine.md).
+//!
 //! Durability: a result is sent only after `client_write` returned, i.e. after the entry was
 //! committed (fsync'd on a quorum: openraft counts a replica only after its log store's flush
 //! callback, which fires after fdatasync) and applied by this node's state machine.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot};
@@ -25,6 +32,7 @@ use tally_engine::{BatchError, BatchOutcome};
 use tally_raft::metrics::Reject;
 use tally_raft::replication::codec;
 use tally_raft::replication::types::{ClientBatch, Node, NodeId, Request, TypeConfig};
+use tally_raft::replication::AppliedView;
 
 type Raft = openraft::Raft<TypeConfig>;
 
@@ -183,6 +191,53 @@ impl Batcher {
 
 fn shutting_down() -> BatcherError {
     BatcherError::Unavailable("the node is shutting down".to_owned())
+}
+
+/// How often the leader looks for a timeout that fell due with no client entry to carry its
+/// expiry: the most a quiet ledger's release waits past a timeout, besides one commit.
+pub const EXPIRY_CHECK: Duration = Duration::from_millis(100);
+
+/// Start the expiry clock of node `id` (module docs): every `EXPIRY_CHECK`, while this node
+/// leads and the earliest timeout has fallen due by its clock, it proposes an entry with no
+/// batch and waits for it to apply (so it proposes one at a time; one that finds nothing due
+/// any more changes nothing). Ends when replication stops; abort it at shutdown.
+pub fn start_expiry_clock(
+    raft: Raft,
+    view: AppliedView,
+    id: NodeId,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last_timestamp = 0;
+        let mut clock = tokio::time::interval(EXPIRY_CHECK);
+        clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            clock.tick().await;
+            if raft.metrics().borrow().current_leader != Some(id) {
+                continue;
+            }
+            let Some(due) = view.read(|applied| applied.engine().and_then(|e| e.next_expiry()))
+            else {
+                continue;
+            };
+            let timestamp = next_timestamp(&mut last_timestamp);
+            if due > timestamp {
+                continue;
+            }
+            let tick = Request {
+                timestamp,
+                batches: Vec::new(),
+            };
+            match raft.client_write(tick).await {
+                Ok(_) => {}
+                Err(RaftError::Fatal(fatal)) => {
+                    tracing::info!(%fatal, "expiry clock stops: replication stopped");
+                    return;
+                }
+                // Leadership moved meanwhile: the new leader's clock takes over.
+                Err(RaftError::APIError(_)) => {}
+            }
+        }
+    })
 }
 
 /// The leader's clock in ns since the Unix epoch, never going backwards between entries.

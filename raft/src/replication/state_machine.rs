@@ -87,7 +87,8 @@ impl Applied {
     }
 
     /// Apply the entry after the last applied one: each client batch of a request through
-    /// `Engine::apply` under the entry's timestamp; a membership entry is recorded.
+    /// `Engine::apply` under the entry's timestamp (a request with no batch is the leader's
+    /// expiry tick: `Engine::expire_due`); a membership entry is recorded.
     fn apply_entry(&mut self, entry: Entry) -> Response {
         assert!(
             self.last_applied < Some(entry.log_id),
@@ -98,6 +99,10 @@ impl Applied {
         self.last_applied = Some(entry.log_id);
         match entry.payload {
             EntryPayload::Blank => Response::default(),
+            EntryPayload::Normal(request) if request.batches.is_empty() => {
+                self.engine.expire_due(request.timestamp);
+                Response::default()
+            }
             EntryPayload::Normal(request) => Response {
                 batches: request
                     .batches
