@@ -1005,6 +1005,7 @@ async fn submitter_scope_refuses_whole_requests() {
     let post = |id, ledger| Transfer {
         id,
         pending_id: 302,
+        amount: u128::MAX, // all of it
         ledger,
         flags: tally_engine::records::TransferFlags::POST_PENDING_TRANSFER,
         ..Transfer::default()

@@ -156,7 +156,8 @@ impl TransferWorkload {
                 Transfer {
                     id: self.next_id,
                     pending_id: p.id,
-                    amount: if i % 4 == 0 { p.amount / 2 } else { 0 },
+                    // A quarter post half; the rest post all (u128::MAX: the pending amount).
+                    amount: if i % 4 == 0 { p.amount / 2 } else { u128::MAX },
                     flags: TransferFlags::POST_PENDING_TRANSFER,
                     ..Transfer::default()
                 }

@@ -36,6 +36,8 @@ pub enum EventResult {
     CreditAccountIdMustNotBeZero = 20,
     CreditAccountIdMustNotBeIntMax = 21,
     AccountsMustBeDifferent = 22,
+    /// No longer returned: transfers of zero are allowed (TigerBeetle 0.17). The code keeps
+    /// its number and meaning for clients that still decode it.
     AmountMustNotBeZero = 23,
     // Idempotency.
     ExistsWithDifferentFields = 24,

@@ -83,9 +83,6 @@ impl Engine {
         if t.debit_account_id == t.credit_account_id {
             return R::AccountsMustBeDifferent;
         }
-        if t.amount == 0 {
-            return R::AmountMustNotBeZero;
-        }
         if t.ledger == 0 {
             return R::LedgerMustNotBeZero;
         }
@@ -115,18 +112,14 @@ impl Engine {
         if let Err(e) = leg::check_closed(d, c) {
             return transfer_result(e);
         }
+        // A balancing transfer's amount is an upper limit: it moves what the account has
+        // room for, zero included (TigerBeetle 0.17), and succeeds.
         let mut amount = t.amount;
         if t.flags.contains(F::BALANCING_DEBIT) {
             amount = amount.min(leg::debit_available(d));
-            if amount == 0 {
-                return R::ExceedsCredits;
-            }
         }
         if t.flags.contains(F::BALANCING_CREDIT) {
             amount = amount.min(leg::credit_available(c));
-            if amount == 0 {
-                return R::ExceedsDebits;
-            }
         }
         if let Err(e) = leg::check_overflow(d, c, amount) {
             return transfer_result(e);
@@ -214,21 +207,18 @@ impl Engine {
         {
             return R::PendingTransferHasDifferentFields;
         }
-        let amount = if post {
-            if t.amount > p.amount {
-                return R::ExceedsPendingTransferAmount;
-            }
-            if t.amount == 0 {
-                p.amount
-            } else {
-                t.amount
-            }
-        } else {
-            if differs(t.amount, p.amount) {
-                return R::PendingTransferHasDifferentAmount;
-            }
-            p.amount
+        // A post moves `amount` (u128::MAX: all of it; 0: nothing, releasing all); a void
+        // names the pending amount or leaves it zero (TigerBeetle 0.17).
+        let amount = match (post, t.amount) {
+            (true, u128::MAX) | (false, 0) => p.amount,
+            (_, amount) => amount,
         };
+        if amount > p.amount {
+            return R::ExceedsPendingTransferAmount;
+        }
+        if !post && amount < p.amount {
+            return R::PendingTransferHasDifferentAmount;
+        }
         let pending = self.pending(pending_event);
         let expires_at = match self.check_resolvable(&pending, timestamp, post, &TRANSFER_CODES) {
             Ok(expires_at) => expires_at,
@@ -273,8 +263,21 @@ impl Engine {
         let inherits = |given: u128, stored: u128| given == stored || (resolves && given == 0);
         let amount_matches = if t.flags.intersects(F::BALANCING_DEBIT | F::BALANCING_CREDIT) {
             t.amount >= e.amount
+        } else if resolves {
+            // The amounts that mean "the pending amount" (a post's u128::MAX, a void's 0)
+            // match a stored event that moved exactly that.
+            // (A stored event that resolved nothing differs in its flags anyway.)
+            let stored_pending = self.transfers.get(event.slot()).pending;
+            let pending =
+                (stored_pending != SLOT_NONE).then(|| self.transfers.get(stored_pending).amount);
+            let whole = if t.flags.contains(F::POST_PENDING_TRANSFER) {
+                u128::MAX
+            } else {
+                0
+            };
+            t.amount == e.amount || (t.amount == whole && Some(e.amount) == pending)
         } else {
-            inherits(t.amount, e.amount)
+            t.amount == e.amount
         };
         let same = t.flags == e.flags
             && t.pending_id == e.pending_id

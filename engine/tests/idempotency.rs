@@ -348,7 +348,7 @@ fn transfer_retries() {
 fn post_and_void_retries() {
     let p = t(10, 1, 2, 10, TransferFlags::PENDING);
     let q = t(11, 1, 2, 10, TransferFlags::PENDING);
-    let full = post(20, 10, 0);
+    let full = post(20, 10, u128::MAX);
     let partial = post(21, 11, 3);
     let history = [B::Transfers(vec![p, q, full, partial])];
     let explicit = Transfer {
@@ -371,10 +371,16 @@ fn post_and_void_retries() {
         &[(0, R::Exists)],
     );
     check(
-        "post (amount 0) retried with the full amount",
+        "post (amount u128::MAX: all) retried with the full amount",
         &history,
         B::Transfers(vec![Transfer { amount: 10, ..full }]),
         &[(0, R::Exists)],
+    );
+    check(
+        "post of everything retried as a post of nothing",
+        &history,
+        B::Transfers(vec![Transfer { amount: 0, ..full }]),
+        &[(0, R::ExistsWithDifferentFields)],
     );
     check(
         "post retried with less",
@@ -427,8 +433,7 @@ fn post_and_void_retries() {
         t(12, 1, 2, 10, TransferFlags::PENDING),
         v,
     ])];
-    // The spec lists a void's amount among neither the inherited fields nor "zero matches";
-    // the request's 0 must still match the stored pending amount, or an identical retry fails.
+    // A void's 0 means the pending amount: it matches the stored void, which moved all of it.
     check(
         "void identical (amount 0)",
         &history,

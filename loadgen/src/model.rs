@@ -116,18 +116,18 @@ impl Model {
             PendingState::Voided => return EventResult::PendingTransferAlreadyVoided,
             PendingState::Pending => {}
         }
-        let posted = match transfer.amount {
-            0 if post => reservation.amount,
-            amount if post && amount > reservation.amount => {
-                return EventResult::ExceedsPendingTransferAmount
-            }
-            amount if post => amount,
-            0 => 0,
-            amount if amount != reservation.amount => {
-                return EventResult::PendingTransferHasDifferentAmount
-            }
-            _ => 0,
+        // A post's u128::MAX and a void's 0 mean the reserved amount (docs/engine.md).
+        let amount = match (post, transfer.amount) {
+            (true, u128::MAX) | (false, 0) => reservation.amount,
+            (_, amount) => amount,
         };
+        if amount > reservation.amount {
+            return EventResult::ExceedsPendingTransferAmount;
+        }
+        if !post && amount != reservation.amount {
+            return EventResult::PendingTransferHasDifferentAmount;
+        }
+        let posted = if post { amount } else { 0 };
         let debit = self.entry(reservation.debit);
         debit.debits_pending -= reservation.amount;
         debit.debits_posted += posted;

@@ -417,8 +417,11 @@ impl Generator {
                 } else {
                     p.pending_id
                 };
+                // 0: a post of nothing, or a void of all; u128::MAX: a post of all, or a void
+                // naming more than was reserved.
                 t.amount = match e.below(100) {
-                    0..=44 => 0,
+                    0..=24 => 0,
+                    25..=44 => u128::MAX,
                     45..=69 => p.amount,
                     70..=84 if post => u128::from(e.below(u64::MAX)) % p.amount.max(1) + 1,
                     85..=94 => p.amount.wrapping_add(1),

@@ -165,8 +165,9 @@ fn same_or_inherited<T: PartialEq + Default>(request: T, stored: T, inherits: bo
     request == stored || (inherits && request == T::default())
 }
 
-/// Idempotency "equal" for transfers (docs/engine.md "Idempotency").
-pub fn transfer_matches(stored: &Transfer, request: &Transfer) -> bool {
+/// Idempotency "equal" for transfers (docs/engine.md "Idempotency"); `pending_amount`: the
+/// amount of the pending transfer a stored post or void resolved.
+pub fn transfer_matches(stored: &Transfer, request: &Transfer, pending_amount: u128) -> bool {
     let inherits = request
         .flags
         .intersects(TransferFlags::POST_PENDING_TRANSFER | TransferFlags::VOID_PENDING_TRANSFER);
@@ -174,11 +175,15 @@ pub fn transfer_matches(stored: &Transfer, request: &Transfer) -> bool {
         .flags
         .intersects(TransferFlags::BALANCING_DEBIT | TransferFlags::BALANCING_CREDIT);
     let amount = if inherits {
-        // A post's amount of zero means "the full pending amount" and matches. AMBIGUITY: the spec
-        // does not list a void's amount among the inherited fields, but a void stores the
-        // pending amount while its request may say 0; an identical retry must get `exists`
-        // (docs/faults.md, at most once), so zero matches for a void too.
-        request.amount == 0 || request.amount == stored.amount
+        // The amount that means "the pending amount" (a post's u128::MAX, a void's 0) matches
+        // a stored post or void that moved exactly that.
+        let whole = if tf(request, TransferFlags::POST_PENDING_TRANSFER) {
+            u128::MAX
+        } else {
+            0
+        };
+        request.amount == stored.amount
+            || (request.amount == whole && stored.amount == pending_amount)
     } else if balancing {
         request.amount >= stored.amount
     } else {
@@ -534,7 +539,13 @@ impl Model {
 
     fn exists_transfer(&self, t: &Transfer) -> Option<R> {
         match self.events.get(&t.id)? {
-            Stored::Transfer(stored) => Some(exists(transfer_matches(stored, t))),
+            Stored::Transfer(stored) => {
+                let pending_amount = match self.events.get(&stored.pending_id) {
+                    Some(Stored::Transfer(p)) if stored.pending_id != 0 => p.amount,
+                    _ => 0,
+                };
+                Some(exists(transfer_matches(stored, t, pending_amount)))
+            }
             // AMBIGUITY: an id held by a trade is "exists_with_different_fields" for a transfer.
             Stored::Trade(_) => Some(R::ExistsWithDifferentFields),
         }
@@ -570,11 +581,18 @@ impl Model {
         {
             return R::PendingTransferHasDifferentFields; // 17
         }
-        if post && t.amount > p.amount {
-            return R::ExceedsPendingTransferAmount; // 18
+        // 18. A post's u128::MAX and a void's 0 mean the pending amount; a post of 0 posts
+        // nothing; a void must name the pending amount if it names one.
+        let amount = if (post && t.amount == u128::MAX) || (!post && t.amount == 0) {
+            p.amount
+        } else {
+            t.amount
+        };
+        if amount > p.amount {
+            return R::ExceedsPendingTransferAmount;
         }
-        if !post && t.amount != 0 && t.amount != p.amount {
-            return R::PendingTransferHasDifferentAmount; // 18
+        if !post && amount != p.amount {
+            return R::PendingTransferHasDifferentAmount;
         }
         let state = self.pending[&t.pending_id];
         match state.status {
@@ -595,15 +613,6 @@ impl Model {
                 return R::CreditAccountClosed;
             }
         }
-        let amount = if post {
-            if t.amount == 0 {
-                p.amount
-            } else {
-                t.amount
-            }
-        } else {
-            p.amount
-        };
         self.release_transfer(&p, if post { amount } else { 0 });
         self.pending.get_mut(&t.pending_id).expect("pending").status =
             if post { Status::Posted } else { Status::Voided };
@@ -650,9 +659,7 @@ impl Model {
         if t.debit_account_id == t.credit_account_id {
             return R::AccountsMustBeDifferent; // 15
         }
-        if t.amount == 0 {
-            return R::AmountMustNotBeZero; // 16
-        }
+        // 16. (gone: zero-amount transfers are allowed, as in TigerBeetle 0.17)
         if t.ledger == 0 {
             return R::LedgerMustNotBeZero;
         }
@@ -690,9 +697,6 @@ impl Model {
                 b.debits_posted,
                 b.debits_pending,
             ));
-            if amount == 0 {
-                return R::ExceedsCredits;
-            }
         }
         if tf(&t, TransferFlags::BALANCING_CREDIT) {
             let b = cr.bal;
@@ -702,9 +706,6 @@ impl Model {
                 b.credits_posted,
                 b.credits_pending,
             ));
-            if amount == 0 {
-                return R::ExceedsDebits;
-            }
         }
         let (d, c) = (dr.bal, cr.bal);
         let Some(debits_after) = add3(d.debits_pending, d.debits_posted, amount) else {
