@@ -42,7 +42,7 @@ fn case_strategy() -> impl Strategy<Value = Case> {
         })
 }
 
-fn run_case(case: &Case, mix: &mut BTreeMap<R, u64>, posts_on_closed: &mut u64) {
+fn run_case(case: &Case, mix: &mut BTreeMap<R, u64>, reached: &mut [u64; 2]) {
     let (hash_seed, high, batches, query_seed) = case;
     let time_base = if *high { TIME_BASE_HIGH } else { TIME_BASE_LOW };
     let mut pair = Pair::new(*hash_seed, Config { time_base });
@@ -53,7 +53,8 @@ fn run_case(case: &Case, mix: &mut BTreeMap<R, u64>, posts_on_closed: &mut u64) 
     for (r, n) in &pair.results {
         *mix.entry(*r).or_default() += n;
     }
-    *posts_on_closed += pair.posts_on_closed;
+    reached[0] += pair.posts_on_closed;
+    reached[1] += pair.ticks_expired;
 }
 
 /// Proves the engine gives the model's result for every event of random logs (valid and
@@ -86,13 +87,14 @@ fn engine_matches_model() {
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
     let mut runner = TestRunner::new_with_rng(config, rng);
     let mix = std::cell::RefCell::new(BTreeMap::new());
-    let posts_on_closed = std::cell::Cell::new(0u64);
+    let reached = std::cell::Cell::new([0u64; 2]);
     let started = std::time::Instant::now();
     let result = runner.run(&case_strategy(), |case| {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut posts = 0;
-            run_case(&case, &mut mix.borrow_mut(), &mut posts);
-            posts_on_closed.set(posts_on_closed.get() + posts);
+            let mut counts = [0; 2];
+            run_case(&case, &mut mix.borrow_mut(), &mut counts);
+            let [posts, ticks] = reached.get();
+            reached.set([posts + counts[0], ticks + counts[1]]);
         }));
         outcome.map_err(|panic| {
             let message = panic
@@ -181,9 +183,14 @@ fn engine_matches_model() {
             0.002,
         ),
     ];
-    let posts_on_closed = posts_on_closed.get();
+    let [posts_on_closed, ticks_expired] = reached.get();
     println!("  posts refused on a closed account: {posts_on_closed}");
+    println!("  pending events expired by an entry with no batch: {ticks_expired}");
     if cases >= 32 {
+        assert!(
+            ticks_expired as f64 / total as f64 >= 0.0005,
+            "generator too weak: {ticks_expired} expiries by ticks in {total} events"
+        );
         assert!(
             posts_on_closed as f64 / total as f64 >= 0.002,
             "generator too weak: {posts_on_closed} posts on a closed account of {total} events"

@@ -88,6 +88,8 @@ pub struct Pair {
     /// Posts (of transfers and trades) refused because an account is closed: how often the
     /// rule "only a void touches a closed account" was reached.
     pub posts_on_closed: u64,
+    /// Pending events expired by an entry with no batch (`tick`).
+    pub ticks_expired: u64,
     pub batch_errors: u64,
 }
 
@@ -100,6 +102,7 @@ impl Pair {
             batches_applied: 0,
             results: BTreeMap::new(),
             posts_on_closed: 0,
+            ticks_expired: 0,
             batch_errors: 0,
         }
     }
@@ -110,8 +113,28 @@ impl Pair {
         let batch = self
             .generator
             .batch(&self.model, batch_seed, event_seeds, force);
+        // Now and then the leader's expiry tick (an entry with no batch) comes first.
+        if self.batches_applied > 0 && batch_seed.is_multiple_of(4) {
+            self.tick(batch.entry_timestamp);
+        }
         self.step(&batch);
         batch
+    }
+
+    /// An entry with no batch at `entry_timestamp` on both sides: the same expiries.
+    pub fn tick(&mut self, entry_timestamp: u64) {
+        let expected = self.model.expire_due(entry_timestamp);
+        let actual = self.engine.expire_due(entry_timestamp);
+        assert_eq!(
+            actual, expected,
+            "tick at {entry_timestamp}: expiries (engine, model)"
+        );
+        assert_eq!(
+            self.engine.last_timestamp(),
+            self.model.last_timestamp,
+            "tick at {entry_timestamp}: last_timestamp"
+        );
+        self.ticks_expired += actual as u64;
     }
 
     /// Applies one batch to both sides and compares results, every account and the totals.

@@ -250,6 +250,48 @@ impl Model {
 
     // ------------------------------------------------------------------ batches and time
 
+    /// An entry with no batch (the leader's expiry tick): what is due at its time expires,
+    /// nothing else happens. Returns how many expired.
+    pub fn expire_due(&mut self, entry_timestamp: u64) -> usize {
+        if entry_timestamp > 1 << 62 {
+            return 0;
+        }
+        let now = entry_timestamp.max(self.last_timestamp + 1);
+        let before = self
+            .pending
+            .values()
+            .filter(|p| p.status == Status::Expired)
+            .count();
+        self.last_timestamp = self.expire_until(now);
+        self.pending
+            .values()
+            .filter(|p| p.status == Status::Expired)
+            .count()
+            - before
+    }
+
+    /// Expires every pending event due at `now`, in (expires_at, creation order), each at its
+    /// own expires_at or just after the one before (unique timestamps); returns the last
+    /// timestamp used (`last_timestamp` if none).
+    fn expire_until(&mut self, now: u64) -> u64 {
+        let mut due: Vec<(u64, u64, u128)> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| {
+                p.status == Status::Pending && p.expires_at != 0 && p.expires_at <= now
+            })
+            .map(|(id, p)| (p.expires_at, p.created_at, *id))
+            .collect();
+        due.sort();
+        let mut previous = self.last_timestamp;
+        for (expires_at, _, id) in due {
+            let timestamp = expires_at.max(previous + 1);
+            self.expire(id, timestamp);
+            previous = timestamp;
+        }
+        previous
+    }
+
     /// `Err(())` for a malformed batch (the engine's `BatchError`), which changes nothing.
     pub fn apply(&mut self, op: Op, entry_timestamp: u64, body: &[u8]) -> Result<Outcome, ()> {
         if body.is_empty() || !body.len().is_multiple_of(RECORD_BYTES) {
@@ -270,23 +312,8 @@ impl Model {
 
         // 1. now
         let now = entry_timestamp.max(self.last_timestamp + 1);
-        // 2. expiry first, in (expires_at, creation order).
-        let mut due: Vec<(u64, u64, u128)> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| {
-                p.status == Status::Pending && p.expires_at != 0 && p.expires_at <= now
-            })
-            .map(|(id, p)| (p.expires_at, p.created_at, *id))
-            .collect();
-        due.sort();
-        // Each expiry at its own expires_at, or just after the one before (unique timestamps).
-        let mut previous = self.last_timestamp;
-        for (expires_at, _, id) in due {
-            let timestamp = expires_at.max(previous + 1);
-            self.expire(id, timestamp);
-            previous = timestamp;
-        }
+        // 2. expiry first.
+        let previous = self.expire_until(now);
         // 3. events
         let base = now.max(previous + 1);
         let linked = |i: usize| {
