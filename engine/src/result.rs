@@ -97,11 +97,13 @@ pub enum EventResult {
     CashExceedsDebits = 74,
     // Accounts (appended).
     ClosedFlagMustNotBeSet = 75,
+    // Trades (appended): a trade's own code where it used to share a transfer's.
+    TimeoutReservedForPendingTrade = 76,
 }
 
 impl EventResult {
     /// Every code, in numeric order (for tables, decoders and tests).
-    pub const ALL: [EventResult; 76] = {
+    pub const ALL: [EventResult; 77] = {
         use EventResult::*;
         [
             Ok,
@@ -180,6 +182,7 @@ impl EventResult {
             CashExceedsCredits,
             CashExceedsDebits,
             ClosedFlagMustNotBeSet,
+            TimeoutReservedForPendingTrade,
         ]
     };
 

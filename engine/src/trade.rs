@@ -62,7 +62,7 @@ impl Engine {
             return R::PendingIdMustBeZero;
         }
         if t.timeout != 0 && !pending {
-            return R::TimeoutReservedForPendingTransfer;
+            return R::TimeoutReservedForPendingTrade;
         }
         let ids = trade_account_ids(t);
         if ids.iter().any(|&id| id == 0 || id == u128::MAX) {
@@ -176,7 +176,8 @@ impl Engine {
         lookups: &Lookups,
     ) -> EventResult {
         let post = t.flags.contains(F::POST_PENDING_TRADE);
-        if let Err(failure) = check_pending_reference(t.id, t.pending_id, t.timeout) {
+        let timeout_code = R::TimeoutReservedForPendingTrade;
+        if let Err(failure) = check_pending_reference(t.id, t.pending_id, t.timeout, timeout_code) {
             return failure;
         }
         let (hash, existing) = self.event_lookup(lookups, 0, t.id);

@@ -181,7 +181,8 @@ impl Engine {
         lookups: &Lookups,
     ) -> EventResult {
         let post = t.flags.contains(F::POST_PENDING_TRANSFER);
-        if let Err(failure) = check_pending_reference(t.id, t.pending_id, t.timeout) {
+        let timeout_code = R::TimeoutReservedForPendingTransfer;
+        if let Err(failure) = check_pending_reference(t.id, t.pending_id, t.timeout, timeout_code) {
             return failure;
         }
         let (hash, existing) = self.event_lookup(lookups, 0, t.id);
@@ -329,11 +330,13 @@ pub(crate) fn expires_at(timestamp: u64, timeout: u32) -> Option<u64> {
 }
 
 /// The first checks of a post or void of either kind (9–12 for transfers, 8–11 for trades):
-/// it names a pending event other than itself, and sets no timeout of its own.
+/// it names a pending event other than itself, and sets no timeout of its own (else
+/// `timeout_code`, the kind's `timeout_reserved_for_pending_*`).
 pub(crate) fn check_pending_reference(
     id: u128,
     pending_id: u128,
     timeout: u32,
+    timeout_code: EventResult,
 ) -> Result<(), EventResult> {
     if pending_id == 0 {
         return Err(R::PendingIdMustNotBeZero);
@@ -345,7 +348,7 @@ pub(crate) fn check_pending_reference(
         return Err(R::PendingIdMustBeDifferent);
     }
     if timeout != 0 {
-        return Err(R::TimeoutReservedForPendingTransfer);
+        return Err(timeout_code);
     }
     Ok(())
 }

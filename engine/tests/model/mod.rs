@@ -847,7 +847,7 @@ impl Model {
             return R::PendingIdMustBeDifferent;
         }
         if d.timeout != 0 {
-            return R::TimeoutReservedForPendingTransfer; // 11
+            return R::TimeoutReservedForPendingTrade; // 11
         }
         if let Some(r) = self.exists_trade(&d) {
             return r; // 12
@@ -932,7 +932,7 @@ impl Model {
             return R::PendingIdMustBeZero; // 8
         }
         if d.timeout != 0 && !pending {
-            return R::TimeoutReservedForPendingTransfer; // 9
+            return R::TimeoutReservedForPendingTrade; // 9
         }
         let ids = trade_accounts(&d);
         if ids.iter().any(|&id| id == 0 || id == u128::MAX) {
