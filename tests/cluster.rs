@@ -30,6 +30,16 @@ fn cluster(root: &Path, extra_config: &str) -> LocalCluster {
 /// The default timings (elections within 1–2 s) and small WAL segments.
 const FAST_RAFT: &str = "[raft]\n[wal]\nsegment_mib = 16\n";
 
+/// Three founding nodes with the default timings, once they agree on a leader: the cluster,
+/// the leader and the operator's client.
+async fn three_nodes(root: &Path) -> (LocalCluster, u64, Arc<Client>) {
+    let mut cluster = cluster(root, FAST_RAFT);
+    cluster.found(&[1, 2, 3]).expect("started");
+    let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+    let client = client(&cluster).await;
+    (cluster, leader, client)
+}
+
 /// The cluster's operator on the gateway, following the leader (linearizable reads).
 async fn client(cluster: &LocalCluster) -> Arc<Client> {
     let mut config = ClientConfig::new(
@@ -207,10 +217,7 @@ async fn check_nothing_lost(cluster: &LocalCluster, ids: &[u64], acknowledged: &
 async fn three_nodes_elect_commit_and_agree() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().expect("tempdir");
-    let mut cluster = cluster(root.path(), FAST_RAFT);
-    cluster.found(&[1, 2, 3]).expect("started");
-    let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
-    let client = client(&cluster).await;
+    let (cluster, leader, client) = three_nodes(root.path()).await;
     create_accounts(&client).await;
     let answer = client
         .create_raw(Operation::CreateTransfers, transfers(1000..1100))
@@ -265,10 +272,7 @@ async fn three_nodes_elect_commit_and_agree() {
 async fn leader_kill_9_loses_no_acknowledged_transfer() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().expect("tempdir");
-    let mut cluster = cluster(root.path(), FAST_RAFT);
-    cluster.found(&[1, 2, 3]).expect("started");
-    let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
-    let client = client(&cluster).await;
+    let (mut cluster, leader, client) = three_nodes(root.path()).await;
     create_accounts(&client).await;
     let stream = Stream::start(Arc::clone(&client), 1_000_000);
     while stream.acknowledged() < 20 * STREAM_BATCH as usize {
@@ -505,10 +509,7 @@ async fn a_snapshot_follows_the_bytes_written() {
 async fn membership_three_to_five_and_back_under_load() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().expect("tempdir");
-    let mut cluster = cluster(root.path(), FAST_RAFT);
-    cluster.found(&[1, 2, 3]).expect("started");
-    cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
-    let client = client(&cluster).await;
+    let (mut cluster, _, client) = three_nodes(root.path()).await;
     create_accounts(&client).await;
     let stream = Stream::start(Arc::clone(&client), 5_000_000);
     for id in [4, 5] {
@@ -560,10 +561,7 @@ async fn membership_three_to_five_and_back_under_load() {
 async fn a_quiet_ledger_releases_a_reservation_at_its_timeout() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().expect("tempdir");
-    let mut cluster = cluster(root.path(), FAST_RAFT);
-    cluster.found(&[1, 2, 3]).expect("started");
-    cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
-    let client = client(&cluster).await;
+    let (cluster, _, client) = three_nodes(root.path()).await;
     let account = |id| Account {
         id,
         ledger: 7,

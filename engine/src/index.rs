@@ -199,9 +199,8 @@ impl IdIndex {
                 populated: 0,
             }
         });
-        if prepared.entries.len() != capacity {
-            return;
-        }
+        // Only `start_growth` (which takes it) and `grow` (which drops it) change the capacity.
+        debug_assert_eq!(prepared.entries.len(), capacity);
         let start = capacity / 2 * 5 / 8;
         let span = capacity / 2 / 8;
         let due = capacity / span * self.len.saturating_sub(start).min(span);
@@ -219,15 +218,17 @@ impl IdIndex {
         self.finish_migration();
         let capacity = self.entries.len() * 2;
         let entries = match self.prepared.take() {
-            Some(prepared) if prepared.entries.len() == capacity => {
+            Some(prepared) => {
+                debug_assert_eq!(prepared.entries.len(), capacity);
                 let rest = capacity - prepared.populated;
                 crate::memory::populate(prepared.entries[prepared.populated..].as_ptr(), rest);
                 prepared.entries
             }
-            // No huge pages here, unlike a bulk `grow`: inserts land at random places, so
+            // A table below `PREPARE_MIN`. No huge pages here, unlike a bulk `grow`: inserts
+            // land at random places, so
             // the first few dozen would each fault a 2 MiB page in (~2 ms apiece on this
             // host), a stall of tens to hundreds of ms together; 4 KiB pages spread that out.
-            _ => vec![EMPTY; capacity],
+            None => vec![EMPTY; capacity],
         };
         let old = std::mem::replace(&mut self.entries, entries);
         self.mask = capacity - 1;

@@ -38,6 +38,8 @@ pub(crate) struct Pending {
 
 /// A kind's result codes for the shared checks.
 pub(crate) struct Codes {
+    /// `timeout_reserved_for_pending_transfer` or `…_trade`.
+    pub(crate) timeout_reserved: R,
     pub(crate) already_posted: R,
     pub(crate) already_voided: R,
     pub(crate) expired: R,
@@ -46,6 +48,7 @@ pub(crate) struct Codes {
 }
 
 pub(crate) const TRANSFER_CODES: Codes = Codes {
+    timeout_reserved: R::TimeoutReservedForPendingTransfer,
     already_posted: R::PendingTransferAlreadyPosted,
     already_voided: R::PendingTransferAlreadyVoided,
     expired: R::PendingTransferExpired,
@@ -53,6 +56,7 @@ pub(crate) const TRANSFER_CODES: Codes = Codes {
 };
 
 pub(crate) const TRADE_CODES: Codes = Codes {
+    timeout_reserved: R::TimeoutReservedForPendingTrade,
     already_posted: R::PendingTradeAlreadyPosted,
     already_voided: R::PendingTradeAlreadyVoided,
     expired: R::PendingTradeExpired,
@@ -64,6 +68,29 @@ pub(crate) const TRADE_CODES: Codes = Codes {
         [R::CashDebitAccountClosed, R::CashCreditAccountClosed],
     ],
 };
+
+/// The first checks of a post or void of either kind (9–12 for transfers, 8–11 for trades):
+/// it names a pending event other than itself, and sets no timeout of its own.
+pub(crate) fn check_pending_reference(
+    id: u128,
+    pending_id: u128,
+    timeout: u32,
+    codes: &Codes,
+) -> Result<(), EventResult> {
+    if pending_id == 0 {
+        return Err(R::PendingIdMustNotBeZero);
+    }
+    if pending_id == u128::MAX {
+        return Err(R::PendingIdMustNotBeIntMax);
+    }
+    if pending_id == id {
+        return Err(R::PendingIdMustBeDifferent);
+    }
+    if timeout != 0 {
+        return Err(codes.timeout_reserved);
+    }
+    Ok(())
+}
 
 impl Pending {
     fn legs(&self) -> &[PendingLeg] {
@@ -161,7 +188,8 @@ impl Engine {
                 match leg::check_closed(debit, credit) {
                     Ok(()) => {}
                     Err(LegFailure::DebitClosed) => return Err(closed[0]),
-                    Err(_) => return Err(closed[1]),
+                    Err(LegFailure::CreditClosed) => return Err(closed[1]),
+                    Err(other) => unreachable!("check_closed answered {other:?}"),
                 }
             }
         }

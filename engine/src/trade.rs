@@ -3,11 +3,10 @@
 use crate::engine::Engine;
 use crate::leg::{self, LegFailure};
 use crate::limits::{EVENTS_PER_KIND_MAX, NANOSECONDS_PER_SECOND};
-use crate::pending::TRADE_CODES;
+use crate::pending::{check_pending_reference, TRADE_CODES};
 use crate::records::{RecordBytes, Trade, TradeFlags};
 use crate::result::EventResult;
 use crate::state::{EventKind, EventRef, PendingStatus, StoredTrade, SLOT_NONE};
-use crate::transfer::check_pending_reference;
 use crate::warm::Lookups;
 
 type F = TradeFlags;
@@ -176,8 +175,8 @@ impl Engine {
         lookups: &Lookups,
     ) -> EventResult {
         let post = t.flags.contains(F::POST_PENDING_TRADE);
-        let timeout_code = R::TimeoutReservedForPendingTrade;
-        if let Err(failure) = check_pending_reference(t.id, t.pending_id, t.timeout, timeout_code) {
+        let reference = check_pending_reference(t.id, t.pending_id, t.timeout, &TRADE_CODES);
+        if let Err(failure) = reference {
             return failure;
         }
         let (hash, existing) = self.event_lookup(lookups, 0, t.id);

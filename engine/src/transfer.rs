@@ -3,7 +3,7 @@
 use crate::engine::Engine;
 use crate::leg::{self, LegFailure};
 use crate::limits::{EVENTS_PER_KIND_MAX, NANOSECONDS_PER_SECOND};
-use crate::pending::TRANSFER_CODES;
+use crate::pending::{check_pending_reference, TRANSFER_CODES};
 use crate::records::{AccountFlags, RecordBytes, Transfer, TransferFlags};
 use crate::result::EventResult;
 use crate::state::{EventKind, EventRef, PendingStatus, StoredTransfer, SLOT_NONE};
@@ -181,8 +181,8 @@ impl Engine {
         lookups: &Lookups,
     ) -> EventResult {
         let post = t.flags.contains(F::POST_PENDING_TRANSFER);
-        let timeout_code = R::TimeoutReservedForPendingTransfer;
-        if let Err(failure) = check_pending_reference(t.id, t.pending_id, t.timeout, timeout_code) {
+        let reference = check_pending_reference(t.id, t.pending_id, t.timeout, &TRANSFER_CODES);
+        if let Err(failure) = reference {
             return failure;
         }
         let (hash, existing) = self.event_lookup(lookups, 0, t.id);
@@ -327,30 +327,6 @@ impl Engine {
 /// checked that this does not overflow.
 pub(crate) fn expires_at(timestamp: u64, timeout: u32) -> Option<u64> {
     (timeout != 0).then(|| timestamp + u64::from(timeout) * NANOSECONDS_PER_SECOND)
-}
-
-/// The first checks of a post or void of either kind (9–12 for transfers, 8–11 for trades):
-/// it names a pending event other than itself, and sets no timeout of its own (else
-/// `timeout_code`, the kind's `timeout_reserved_for_pending_*`).
-pub(crate) fn check_pending_reference(
-    id: u128,
-    pending_id: u128,
-    timeout: u32,
-    timeout_code: EventResult,
-) -> Result<(), EventResult> {
-    if pending_id == 0 {
-        return Err(R::PendingIdMustNotBeZero);
-    }
-    if pending_id == u128::MAX {
-        return Err(R::PendingIdMustNotBeIntMax);
-    }
-    if pending_id == id {
-        return Err(R::PendingIdMustBeDifferent);
-    }
-    if timeout != 0 {
-        return Err(timeout_code);
-    }
-    Ok(())
 }
 
 /// A post's or void's field: the request's, or the pending event's where the request left it zero.

@@ -233,6 +233,14 @@ fn transfer(id: u128, debit: u128, credit: u128, amount: u128, flags: TransferFl
     }
 }
 
+/// A post or void (`flags`) of pending transfer `pending_id`, every other field inherited.
+fn resolving(id: u128, pending_id: u128, flags: TransferFlags) -> Transfer {
+    Transfer {
+        pending_id,
+        ..transfer(id, 0, 0, 0, flags)
+    }
+}
+
 fn accounts_batch(entry_timestamp: u64, accounts: &[Account]) -> Batch {
     Batch {
         op: Op::Accounts,
@@ -344,27 +352,15 @@ fn spec_post_at_expiry_edge() {
                         timeout: 1,
                         ..transfer(11, 1, 2, 5, pending)
                     },
-                    Transfer {
-                        pending_id: 11,
-                        ..transfer(12, 0, 0, 0, post)
-                    },
-                    Transfer {
-                        pending_id: 10,
-                        ..transfer(13, 0, 0, 0, post)
-                    },
+                    resolving(12, 11, post),
+                    resolving(13, 10, post),
                 ],
             ),
             &[(2, R::PendingTransferExpired)],
         ),
         // Next batch: the expiry of 10 runs first; 10 can no longer be posted.
         (
-            transfers_batch(
-                expires_at,
-                &[Transfer {
-                    pending_id: 10,
-                    ..transfer(14, 0, 0, 0, post)
-                }],
-            ),
+            transfers_batch(expires_at, &[resolving(14, 10, post)]),
             &[(0, R::PendingTransferExpired)],
         ),
     ]);
@@ -398,16 +394,10 @@ fn spec_closed_accounts_take_only_voids() {
                 &[
                     transfer(10, 1, 2, 5, closing),
                     transfer(11, 1, 3, 5, TransferFlags::default()),
-                    Transfer {
-                        pending_id: 10,
-                        ..transfer(12, 0, 0, 0, void)
-                    },
+                    resolving(12, 10, void),
                     transfer(13, 1, 3, 5, TransferFlags::default()),
                     transfer(14, 3, 1, 5, closing),
-                    Transfer {
-                        pending_id: 14,
-                        ..transfer(15, 0, 0, 0, post)
-                    },
+                    resolving(15, 14, post),
                     transfer(16, 2, 3, 1, TransferFlags::default()),
                     transfer(17, 2, 1, 1, TransferFlags::default()),
                 ],
@@ -424,18 +414,9 @@ fn spec_closed_accounts_take_only_voids() {
                 &[
                     transfer(20, 2, 1, 3, TransferFlags::PENDING),
                     transfer(21, 1, 2, 1, closing),
-                    Transfer {
-                        pending_id: 20,
-                        ..transfer(22, 0, 0, 0, post)
-                    },
-                    Transfer {
-                        pending_id: 20,
-                        ..transfer(23, 0, 0, 0, void)
-                    },
-                    Transfer {
-                        pending_id: 14,
-                        ..transfer(24, 0, 0, 0, void)
-                    },
+                    resolving(22, 20, post),
+                    resolving(23, 20, void),
+                    resolving(24, 14, void),
                     transfer(25, 2, 3, 1, TransferFlags::default()),
                 ],
             ),
