@@ -225,9 +225,9 @@ impl IdIndex {
                 prepared.entries
             }
             // A table below `PREPARE_MIN`. No huge pages here, unlike a bulk `grow`: inserts
-            // land at random places, so
-            // the first few dozen would each fault a 2 MiB page in (~2 ms apiece on this
-            // host), a stall of tens to hundreds of ms together; 4 KiB pages spread that out.
+            // land at random places, so the first few dozen would each fault a 2 MiB page in
+            // (~2 ms apiece on this host), a stall of tens to hundreds of ms together; 4 KiB
+            // pages spread that out.
             None => vec![EMPTY; capacity],
         };
         let old = std::mem::replace(&mut self.entries, entries);
