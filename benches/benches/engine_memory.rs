@@ -3,16 +3,18 @@
 //!
 //! Creates `ACCOUNTS` accounts, then applies `TRANSFERS` uniform transfers in full batches, and
 //! prints the engine's own accounting by part (allocator capacity, not length) and the
-//! process's resident set growth.
+//! process's resident set growth. Then `FAILED` transfers that fail transiently (a credit
+//! account that does not exist), whose ids the engine remembers: bytes per failed id, and the
+//! cost of answering a retry of each (`id_already_failed`, one index probe).
 //!
 //! Run: `cargo bench -p tally-benches --bench engine_memory` (env `TALLY_BENCH_ACCOUNTS`,
-//! `TALLY_BENCH_TRANSFERS` override the sizes).
+//! `TALLY_BENCH_TRANSFERS`, `TALLY_BENCH_FAILED` override the sizes).
 
 use std::time::Instant;
 
 use tally_benches::{engine_with_accounts, rss_bytes, Skew, TransferWorkload, EPOCH};
 use tally_engine::limits::BATCH_EVENTS_MAX;
-use tally_engine::Operation;
+use tally_engine::{EventResult, Operation, Transfer};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -25,6 +27,7 @@ fn main() {
     // `cargo bench` passes `--bench`; this binary takes no arguments of its own.
     let accounts = env_or("TALLY_BENCH_ACCOUNTS", 1_000_000);
     let transfers = env_or("TALLY_BENCH_TRANSFERS", 10_000_000);
+    let failed = env_or("TALLY_BENCH_FAILED", 1_000_000);
 
     let rss_start = rss_bytes();
     let started = Instant::now();
@@ -81,5 +84,65 @@ fn main() {
         rss_accounts as f64 / 1048576.0,
         rss_end as f64 / 1048576.0,
         (rss_end - rss_accounts) as f64 / transfers as f64
+    );
+
+    failed_ids(&mut engine, accounts, failed, timestamp);
+}
+
+/// Applies `count` transfers that fail `credit_account_not_found` (ids never used before),
+/// then the same records again (each answers `id_already_failed`); prints bytes per
+/// remembered id and the rate of each pass.
+fn failed_ids(
+    engine: &mut tally_engine::Engine,
+    accounts: usize,
+    count: usize,
+    mut timestamp: u64,
+) {
+    if count == 0 {
+        return;
+    }
+    let before = engine.memory_usage();
+    let batches: Vec<Vec<u8>> = (0..count)
+        .step_by(BATCH_EVENTS_MAX)
+        .map(|first| {
+            (first..(first + BATCH_EVENTS_MAX).min(count))
+                .flat_map(|i| {
+                    Transfer {
+                        id: (1u128 << 100) + i as u128,
+                        debit_account_id: 1,
+                        credit_account_id: accounts as u128 + 1 + i as u128,
+                        amount: 1,
+                        ledger: 1,
+                        code: 1,
+                        ..Transfer::default()
+                    }
+                    .encode()
+                })
+                .collect()
+        })
+        .collect();
+    let pass = |engine: &mut tally_engine::Engine, timestamp: &mut u64, expected: EventResult| {
+        let start = Instant::now();
+        for body in &batches {
+            let outcome = engine
+                .apply(Operation::CreateTransfers, *timestamp, body)
+                .expect("valid batch");
+            assert!(outcome.failures.iter().all(|&(_, r)| r == expected));
+            assert_eq!(outcome.failures.len(), body.len() / 128);
+            *timestamp += 1_000_000;
+        }
+        count as f64 / start.elapsed().as_secs_f64()
+    };
+    let failing = pass(engine, &mut timestamp, EventResult::CreditAccountNotFound);
+    let after = engine.memory_usage();
+    let retried = pass(engine, &mut timestamp, EventResult::IdAlreadyFailed);
+    println!(
+        "failed ids: {count}, failing at {failing:.0}/s, retries answered id_already_failed at {retried:.0}/s"
+    );
+    println!(
+        "bytes per failed id: {:.1} (id {:.1}, id index {:.1})",
+        (after.total() - before.total()) as f64 / count as f64,
+        (after.failed_ids - before.failed_ids) as f64 / count as f64,
+        (after.event_index - before.event_index) as f64 / count as f64,
     );
 }

@@ -131,7 +131,10 @@ pub struct Engine {
     pub(crate) transfers: Events<StoredTransfer>,
     pub(crate) trades: Events<StoredTrade>,
     pub(crate) expiries: Events<Expiry>,
-    /// Transfers and trades share one id space.
+    /// The ids of transfers and trades that failed with a transient result
+    /// (`EventResult::is_transient`), in the order they failed: never stored under again.
+    pub(crate) failed: Events<u128>,
+    /// Transfers, trades and failed ids share one id space.
     pub(crate) event_index: IdIndex,
     /// Pending events with a timeout, in the order they expire.
     pub(crate) expiry_queue: BTreeSet<ExpiryKey>,
@@ -158,6 +161,7 @@ impl Engine {
             transfers: Arena::default(),
             trades: Arena::default(),
             expiries: Arena::default(),
+            failed: Arena::default(),
             event_index: IdIndex::new(config.hash_seed.rotate_left(32) ^ 0x5eed),
             expiry_queue: BTreeSet::new(),
             last_timestamp: 0,
@@ -262,6 +266,9 @@ impl Engine {
             } else {
                 self.apply_event(operation, bytes, timestamp, &lookups[i % WARM_RING_EVENTS])
             };
+            if result.is_transient() {
+                self.remember_failed(records::raw_id(bytes));
+            }
             if result != EventResult::Ok {
                 if let Some(start) = chain {
                     if !chain_broken {
@@ -328,8 +335,8 @@ impl Engine {
             let expiry = EventRef::expiry(slot);
             let pending = self.pending(event);
             let status = match event.kind() {
-                Some(EventKind::Transfer) => &mut self.transfers.get_mut(event.slot()).status,
-                Some(EventKind::Trade) => &mut self.trades.get_mut(event.slot()).status,
+                EventKind::Transfer => &mut self.transfers.get_mut(event.slot()).status,
+                EventKind::Trade => &mut self.trades.get_mut(event.slot()).status,
                 _ => unreachable!("only transfers and trades are queued for expiry"),
             };
             assert_eq!(*status, PendingStatus::Pending);
@@ -411,10 +418,10 @@ impl Engine {
     fn previous_link_mut(&mut self, event: EventRef, role: usize) -> &mut u32 {
         let slot = event.slot();
         match event.kind() {
-            Some(EventKind::Transfer) => &mut self.transfers.get_mut(slot).previous[role],
-            Some(EventKind::Trade) => &mut self.trades.get_mut(slot).previous[role],
-            Some(EventKind::Expiry) => &mut self.expiries.get_mut(slot).previous[role],
-            None => unreachable!("event references are built with a valid kind"),
+            EventKind::Transfer => &mut self.transfers.get_mut(slot).previous[role],
+            EventKind::Trade => &mut self.trades.get_mut(slot).previous[role],
+            EventKind::Expiry => &mut self.expiries.get_mut(slot).previous[role],
+            EventKind::Failed => unreachable!("a failed id is in no account's history"),
         }
     }
 
@@ -422,16 +429,16 @@ impl Engine {
     pub(crate) fn event_accounts(&self, event: EventRef) -> ([u32; 4], usize) {
         let transfer = |t: &StoredTransfer| ([t.debit_account, t.credit_account, 0, 0], 2);
         match event.kind() {
-            Some(EventKind::Transfer) => transfer(self.transfers.get(event.slot())),
-            Some(EventKind::Trade) => (self.trades.get(event.slot()).accounts, 4),
-            Some(EventKind::Expiry) => {
+            EventKind::Transfer => transfer(self.transfers.get(event.slot())),
+            EventKind::Trade => (self.trades.get(event.slot()).accounts, 4),
+            EventKind::Expiry => {
                 let pending = self.expiries.get(event.slot()).pending;
                 match pending.kind() {
-                    Some(EventKind::Transfer) => transfer(self.transfers.get(pending.slot())),
+                    EventKind::Transfer => transfer(self.transfers.get(pending.slot())),
                     _ => (self.trades.get(pending.slot()).accounts, 4),
                 }
             }
-            None => unreachable!("event references are built with a valid kind"),
+            EventKind::Failed => unreachable!("a failed id is in no account's history"),
         }
     }
 
@@ -444,10 +451,10 @@ impl Engine {
             .expect("an account's history holds only events that changed it");
         let slot = event.slot();
         match event.kind() {
-            Some(EventKind::Transfer) => self.transfers.get(slot).previous[role],
-            Some(EventKind::Trade) => self.trades.get(slot).previous[role],
-            Some(EventKind::Expiry) => self.expiries.get(slot).previous[role],
-            None => unreachable!("event references are built with a valid kind"),
+            EventKind::Transfer => self.transfers.get(slot).previous[role],
+            EventKind::Trade => self.trades.get(slot).previous[role],
+            EventKind::Expiry => self.expiries.get(slot).previous[role],
+            EventKind::Failed => unreachable!("a failed id is in no account's history"),
         }
     }
 
@@ -460,12 +467,10 @@ impl Engine {
     pub(crate) fn set_status(&mut self, event: EventRef, status: PendingStatus) {
         let slot = event.slot();
         let old = match event.kind() {
-            Some(EventKind::Transfer) => {
+            EventKind::Transfer => {
                 std::mem::replace(&mut self.transfers.get_mut(slot).status, status)
             }
-            Some(EventKind::Trade) => {
-                std::mem::replace(&mut self.trades.get_mut(slot).status, status)
-            }
+            EventKind::Trade => std::mem::replace(&mut self.trades.get_mut(slot).status, status),
             _ => unreachable!("only transfers and trades have a pending status"),
         };
         self.push_undo(Undo::Status { event, status: old });
@@ -506,10 +511,8 @@ impl Engine {
                 }
                 Undo::EventInserted(event) => self.rollback_event(event),
                 Undo::Status { event, status } => match event.kind() {
-                    Some(EventKind::Transfer) => {
-                        self.transfers.get_mut(event.slot()).status = status
-                    }
-                    Some(EventKind::Trade) => self.trades.get_mut(event.slot()).status = status,
+                    EventKind::Transfer => self.transfers.get_mut(event.slot()).status = status,
+                    EventKind::Trade => self.trades.get_mut(event.slot()).status = status,
                     _ => unreachable!("only transfers and trades have a pending status"),
                 },
                 Undo::ExpiryQueued(key) => {
@@ -525,18 +528,19 @@ impl Engine {
 
     fn rollback_event(&mut self, event: EventRef) {
         // Unindex before popping: the index finds keys through the arenas.
-        let id = event_id(&self.transfers, &self.trades, event);
-        let (transfers, trades) = (&self.transfers, &self.trades);
-        self.event_index
-            .remove(id, |slot| event_id(transfers, trades, EventRef(slot)));
+        let id = self.event_id(event);
+        let (transfers, trades, failed) = (&self.transfers, &self.trades, &self.failed);
+        self.event_index.remove(id, |slot| {
+            event_id(transfers, trades, failed, EventRef(slot))
+        });
         let (accounts, count) = self.event_accounts(event);
         let previous: [u32; 4] = match event.kind() {
-            Some(EventKind::Transfer) => {
+            EventKind::Transfer => {
                 assert_eq!(event.slot() as usize, self.transfers.len() - 1);
                 let t = self.transfers.pop().expect("rolled-back transfer exists");
                 [t.previous[0], t.previous[1], EVENT_NONE, EVENT_NONE]
             }
-            Some(EventKind::Trade) => {
+            EventKind::Trade => {
                 assert_eq!(event.slot() as usize, self.trades.len() - 1);
                 self.trades
                     .pop()
@@ -606,11 +610,27 @@ impl Engine {
     /// `find_event` with the id's index hash already computed.
     #[inline]
     pub(crate) fn find_event_hashed(&self, hash: u32, id: u128) -> (u32, Option<EventRef>) {
-        let (transfers, trades) = (&self.transfers, &self.trades);
-        let found = self
-            .event_index
-            .find(hash, id, |slot| event_id(transfers, trades, EventRef(slot)));
+        let (transfers, trades, failed) = (&self.transfers, &self.trades, &self.failed);
+        let found = self.event_index.find(hash, id, |slot| {
+            event_id(transfers, trades, failed, EventRef(slot))
+        });
         (hash, found.map(EventRef))
+    }
+
+    /// The id of a stored transfer or trade, or of a failed one.
+    pub(crate) fn event_id(&self, event: EventRef) -> u128 {
+        event_id(&self.transfers, &self.trades, &self.failed, event)
+    }
+
+    /// Remembers the id of an event that failed transiently, so a later request cannot store
+    /// an event under it: a retry gets `id_already_failed`, never a second, different outcome.
+    /// Not undone when the event's chain rolls back (the failure was answered). The id is not
+    /// taken: a transient result comes after the id checks and the lookup that found nothing.
+    fn remember_failed(&mut self, id: u128) {
+        let hash = self.event_index.hash(id);
+        debug_assert!(self.find_event_hashed(hash, id).1.is_none());
+        let slot = self.failed.push(id);
+        self.event_index.insert(hash, EventRef::failed(slot).0);
     }
 
     #[inline]
@@ -622,16 +642,18 @@ impl Engine {
     }
 }
 
-/// The id of a stored transfer or trade.
+/// The id of a stored transfer or trade, or of a failed one: what the event index holds.
 #[inline]
-pub(crate) fn event_id(
+fn event_id(
     transfers: &Events<StoredTransfer>,
     trades: &Events<StoredTrade>,
+    failed: &Events<u128>,
     event: EventRef,
 ) -> u128 {
     match event.kind() {
-        Some(EventKind::Transfer) => transfers.get(event.slot()).id,
-        Some(EventKind::Trade) => trades.get(event.slot()).id,
-        _ => unreachable!("the event index holds transfers and trades only"),
+        EventKind::Transfer => transfers.get(event.slot()).id,
+        EventKind::Trade => trades.get(event.slot()).id,
+        EventKind::Failed => *failed.get(event.slot()),
+        EventKind::Expiry => unreachable!("the event index holds no expiries"),
     }
 }

@@ -16,6 +16,9 @@ pub struct MemoryUsage {
     pub trades: usize,
     pub event_index: usize,
     pub expiries: usize,
+    /// The ids of transiently failed events (`EventResult::is_transient`), 16 bytes each in
+    /// 1 MiB chunks; their index entries are in `event_index`.
+    pub failed_ids: usize,
 }
 
 impl MemoryUsage {
@@ -27,6 +30,7 @@ impl MemoryUsage {
             + self.trades
             + self.event_index
             + self.expiries
+            + self.failed_ids
     }
 }
 
@@ -52,6 +56,7 @@ impl Engine {
             // An expiry record is 32 bytes; a B-tree key is 24 bytes plus node overhead, counted
             // as 2x: an estimate, since BTreeSet does not report its allocation.
             expiries: self.expiries.bytes_allocated() + self.expiry_queue.len() * 48,
+            failed_ids: self.failed.bytes_allocated(),
         }
     }
 }

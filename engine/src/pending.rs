@@ -113,7 +113,7 @@ impl Engine {
     pub(crate) fn pending(&self, event: EventRef) -> Pending {
         let slot = event.slot();
         match event.kind() {
-            Some(EventKind::Transfer) => {
+            EventKind::Transfer => {
                 let p = self.transfers.get(slot);
                 let flags = TransferFlags(p.flags);
                 let leg = PendingLeg {
@@ -132,7 +132,7 @@ impl Engine {
                     leg_count: 1,
                 }
             }
-            Some(EventKind::Trade) => {
+            EventKind::Trade => {
                 let p = self.trades.get(slot);
                 debug_assert!(TradeFlags(p.flags).contains(TradeFlags::PENDING));
                 let [instrument_debit, instrument_credit, cash_debit, cash_credit] = p.accounts;

@@ -84,7 +84,7 @@ impl Engine {
     /// The stored transfer: inherited fields filled in, `amount` as actually moved.
     pub fn lookup_transfer(&self, id: u128) -> Option<Transfer> {
         match self.find_event(id).1 {
-            Some(e) if e.kind() == Some(EventKind::Transfer) => {
+            Some(e) if e.kind() == EventKind::Transfer => {
                 Some(self.stored_transfer_record(e.slot()))
             }
             _ => None,
@@ -93,9 +93,7 @@ impl Engine {
 
     pub fn lookup_trade(&self, id: u128) -> Option<Trade> {
         match self.find_event(id).1 {
-            Some(e) if e.kind() == Some(EventKind::Trade) => {
-                Some(self.stored_trade_record(e.slot()))
-            }
+            Some(e) if e.kind() == EventKind::Trade => Some(self.stored_trade_record(e.slot())),
             _ => None,
         }
     }
@@ -209,23 +207,23 @@ impl Engine {
 
     pub(crate) fn event_timestamp(&self, event: EventRef) -> u64 {
         match event.kind() {
-            Some(EventKind::Transfer) => self.transfers.get(event.slot()).timestamp,
-            Some(EventKind::Trade) => self.trades.get(event.slot()).timestamp,
-            Some(EventKind::Expiry) => self.expiries.get(event.slot()).timestamp,
-            None => unreachable!("event references are built with a valid kind"),
+            EventKind::Transfer => self.transfers.get(event.slot()).timestamp,
+            EventKind::Trade => self.trades.get(event.slot()).timestamp,
+            EventKind::Expiry => self.expiries.get(event.slot()).timestamp,
+            EventKind::Failed => unreachable!("a failed id is in no account's history"),
         }
     }
 
     fn statement_event(&self, event: EventRef) -> StatementEvent {
         match event.kind() {
-            Some(EventKind::Transfer) => {
+            EventKind::Transfer => {
                 StatementEvent::Transfer(self.stored_transfer_record(event.slot()))
             }
-            Some(EventKind::Trade) => StatementEvent::Trade(self.stored_trade_record(event.slot())),
-            Some(EventKind::Expiry) => {
+            EventKind::Trade => StatementEvent::Trade(self.stored_trade_record(event.slot())),
+            EventKind::Expiry => {
                 let pending = self.expiries.get(event.slot()).pending;
                 match pending.kind() {
-                    Some(EventKind::Transfer) => StatementEvent::TransferExpired {
+                    EventKind::Transfer => StatementEvent::TransferExpired {
                         pending_id: self.transfers.get(pending.slot()).id,
                     },
                     _ => StatementEvent::TradeExpired {
@@ -233,7 +231,7 @@ impl Engine {
                     },
                 }
             }
-            None => unreachable!("event references are built with a valid kind"),
+            EventKind::Failed => unreachable!("a failed id is in no account's history"),
         }
     }
 
@@ -242,7 +240,7 @@ impl Engine {
     /// the replay ends at the stored balances).
     pub(crate) fn effect(&self, account: u32, event: EventRef) -> Balances {
         match event.kind() {
-            Some(EventKind::Transfer) => {
+            EventKind::Transfer => {
                 let t = self.transfers.get(event.slot());
                 let flags = TransferFlags(t.flags);
                 let (reserved, posted) = if flags.contains(TransferFlags::PENDING) {
@@ -264,7 +262,7 @@ impl Engine {
                     posted,
                 )
             }
-            Some(EventKind::Trade) => {
+            EventKind::Trade => {
                 let t = self.trades.get(event.slot());
                 let flags = TradeFlags(t.flags);
                 let (quantity, cash) = (u128::from(t.quantity), u128::from(t.cash_amount));
@@ -286,10 +284,10 @@ impl Engine {
                 let credit = account == t.accounts[1] || account == t.accounts[3];
                 side_delta(debit, credit, reserved, posted)
             }
-            Some(EventKind::Expiry) => {
+            EventKind::Expiry => {
                 let pending = self.expiries.get(event.slot()).pending;
                 let released = match pending.kind() {
-                    Some(EventKind::Transfer) => {
+                    EventKind::Transfer => {
                         let p = self.transfers.get(pending.slot());
                         (
                             p.debit_account == account,
@@ -313,7 +311,7 @@ impl Engine {
                 };
                 side_delta(released.0, released.1, 0u128.wrapping_sub(released.2), 0)
             }
-            None => unreachable!("event references are built with a valid kind"),
+            EventKind::Failed => unreachable!("a failed id is in no account's history"),
         }
     }
 }

@@ -221,6 +221,11 @@ pub fn raw_flags(bytes: &RecordBytes) -> u16 {
     Reader(bytes).u16(FLAGS_OFFSET)
 }
 
+/// The id of any record (the first field of each).
+pub fn raw_id(bytes: &RecordBytes) -> u128 {
+    Reader(bytes).u128(0)
+}
+
 impl Account {
     pub fn decode(bytes: &RecordBytes) -> Result<Account, RecordError> {
         let r = Reader(bytes);

@@ -99,11 +99,13 @@ pub enum EventResult {
     ClosedFlagMustNotBeSet = 75,
     // Trades (appended): a trade's own code where it used to share a transfer's.
     TimeoutReservedForPendingTrade = 76,
+    // Idempotency (appended): the id's first use failed with a transient result.
+    IdAlreadyFailed = 77,
 }
 
 impl EventResult {
     /// Every code, in numeric order (for tables, decoders and tests).
-    pub const ALL: [EventResult; 77] = {
+    pub const ALL: [EventResult; 78] = {
         use EventResult::*;
         [
             Ok,
@@ -183,8 +185,49 @@ impl EventResult {
             CashExceedsDebits,
             ClosedFlagMustNotBeSet,
             TimeoutReservedForPendingTrade,
+            IdAlreadyFailed,
         ]
     };
+
+    /// Whether the result depends on state that may change, so that the same event could
+    /// succeed later: an account or pending event not there yet, an account closed (a void of
+    /// its closing transfer reopens it), a balance too low or too high. The id of an event
+    /// that fails so is remembered and a later use of it gets `id_already_failed`: one id, one
+    /// outcome. Every other failure follows from the record and what it names, which do not
+    /// change (an account's ledger, a pending event's amount or fate, the clock's direction),
+    /// so a retry fails the same way and nothing needs remembering.
+    pub fn is_transient(self) -> bool {
+        use EventResult::*;
+        matches!(
+            self,
+            DebitAccountNotFound
+                | CreditAccountNotFound
+                | PendingTransferNotFound
+                | DebitAccountClosed
+                | CreditAccountClosed
+                | OverflowsDebits
+                | OverflowsCredits
+                | ExceedsCredits
+                | ExceedsDebits
+                | InstrumentDebitAccountNotFound
+                | InstrumentCreditAccountNotFound
+                | CashDebitAccountNotFound
+                | CashCreditAccountNotFound
+                | PendingTradeNotFound
+                | InstrumentDebitAccountClosed
+                | InstrumentCreditAccountClosed
+                | CashDebitAccountClosed
+                | CashCreditAccountClosed
+                | InstrumentOverflowsDebits
+                | InstrumentOverflowsCredits
+                | CashOverflowsDebits
+                | CashOverflowsCredits
+                | InstrumentExceedsCredits
+                | InstrumentExceedsDebits
+                | CashExceedsCredits
+                | CashExceedsDebits
+        )
+    }
 
     /// The code as it travels on the wire.
     pub fn code(self) -> u16 {

@@ -7,12 +7,14 @@
 //!
 //! A snapshot is written and read as a stream (`FrozenState::write_to`,
 //! `Engine::restore_from`): neither side ever holds the whole image in memory, only one
-//! section of at most `SECTION_RECORDS` records. Layout (version 3), all little-endian:
+//! section of at most `SECTION_RECORDS` records. Layout (version 4), all little-endian:
 //!
 //! ```text
-//! header   magic "TALLYSNP" (8) | format version u32 (3) | reserved u32 (0)
+//! header   magic "TALLYSNP" (8) | format version u32 (4) | reserved u32 (0)
 //!          | last_timestamp u64 | accounts u64 | transfers u64 | trades u64 | expiries u64
-//! sections the accounts, then the transfers, trades and expiries, each kind in slot order
+//!          | failed_ids u64
+//! sections the accounts, then the transfers, trades, expiries and failed ids (u128 each),
+//!          each kind in slot order
 //!          cut into sections of SECTION_RECORDS records (the last one of a kind shorter,
 //!          none for a kind with no records); a section is
 //!          bytes u64 | rkyv archive of a Vec of the records (`bytes` long)
@@ -23,8 +25,9 @@
 //! A section of stored events is one arena chunk, and its hash covers it alone, so a writer
 //! may take a section unchanged since an earlier snapshot from where that one keeps it
 //! instead of writing it again ([`FrozenState::sections`]: incremental snapshots), and the
-//! trailer still binds every section to its place. Version 2 (one BLAKE3 of every byte
-//! before the trailer, no section hashes) is still read.
+//! trailer still binds every section to its place. Version 3 (the same without `failed_ids`:
+//! a header of 56 bytes, no failed-id sections) and version 2 (also one BLAKE3 of every byte
+//! before the trailer, no section hashes) are still read.
 //!
 //! Reading checks each section's structure (rkyv's validation) and hash as it arrives and the
 //! trailer at the end, before the engine is handed out: a damaged snapshot never yields an
@@ -50,12 +53,16 @@ use crate::state::{
 use crate::transfer::expires_at;
 
 const MAGIC: &[u8; 8] = b"TALLYSNP";
-const FORMAT_VERSION: u32 = 3;
+const FORMAT_VERSION: u32 = 4;
+/// The format before failed ids: read, never written.
+const FORMAT_VERSION_NO_FAILED_IDS: u32 = 3;
 /// The format before section hashes: read, never written.
 const FORMAT_VERSION_WHOLE_HASH: u32 = 2;
 /// Bytes of a snapshot's header.
-pub const SNAPSHOT_HEADER_BYTES: usize = 8 + 4 + 4 + 8 + 4 * 8;
+pub const SNAPSHOT_HEADER_BYTES: usize = 8 + 4 + 4 + 8 + 5 * 8;
 const HEADER_BYTES: usize = SNAPSHOT_HEADER_BYTES;
+/// Bytes of a header of versions 2 and 3 (no `failed_ids` count).
+const HEADER_BYTES_OLD: usize = HEADER_BYTES - 8;
 const TRAILER_BYTES: usize = 32;
 /// Bytes of a section's hash.
 pub const SECTION_HASH_BYTES: usize = 32;
@@ -182,6 +189,7 @@ record!(AccountState, "account");
 record!(StoredTransfer, "transfer");
 record!(StoredTrade, "trade");
 record!(Expiry, "expiry");
+record!(u128, "failed id");
 
 /// Bytes an archived section of `records` records may take: the records, the vector's root
 /// and alignment padding (a section claiming more is damaged, and is refused before any
@@ -309,6 +317,7 @@ pub struct FrozenState {
     transfers: Frozen<StoredTransfer>,
     trades: Frozen<StoredTrade>,
     expiries: Frozen<Expiry>,
+    failed: Frozen<u128>,
 }
 
 impl FrozenState {
@@ -346,6 +355,7 @@ impl FrozenState {
             self.transfers.len(),
             self.trades.len(),
             self.expiries.len(),
+            self.failed.len(),
         ] {
             header.extend_from_slice(&(count as u64).to_le_bytes());
         }
@@ -393,6 +403,10 @@ impl FrozenState {
             let (records, written) = self.expiries.chunk(i);
             (records.len(), written)
         });
+        events(SectionKind::FailedIds, self.failed.chunk_count(), &|i| {
+            let (records, written) = self.failed.chunk(i);
+            (records.len(), written)
+        });
         sections
     }
 
@@ -410,6 +424,7 @@ impl FrozenState {
             transfers,
             trades,
             expiries,
+            failed,
         } = encoder;
         match section.kind {
             SectionKind::Accounts => {
@@ -435,6 +450,9 @@ impl FrozenState {
                     archived,
                     out,
                 );
+            }
+            SectionKind::FailedIds => {
+                encode_section(self.failed.chunk(section.index).0, failed, archived, out);
             }
         }
     }
@@ -463,6 +481,7 @@ impl Engine {
             transfers: self.transfers.freeze(),
             trades: self.trades.freeze(),
             expiries: self.expiries.freeze(),
+            failed: self.failed.freeze(),
         }
     }
 
@@ -503,32 +522,47 @@ impl Engine {
             inner: input,
             hasher: Some(blake3::Hasher::new()),
         };
+        // Magic and version first: they say how long the rest of the header is.
         let mut header = [0u8; HEADER_BYTES];
-        input.read_exact(&mut header)?;
+        input.read_exact(&mut header[..16])?;
         if &header[0..8] != MAGIC {
             return Err(SnapshotError::BadMagic);
         }
         let word = |at: usize| {
             u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
         };
+        let version = word(8);
+        let header_bytes = match version {
+            FORMAT_VERSION => HEADER_BYTES,
+            FORMAT_VERSION_NO_FAILED_IDS | FORMAT_VERSION_WHOLE_HASH => HEADER_BYTES_OLD,
+            _ => return Err(SnapshotError::UnsupportedVersion { version }),
+        };
+        if word(12) != 0 {
+            return Err(SnapshotError::UnsupportedVersion { version });
+        }
+        input.read_exact(&mut header[16..header_bytes])?;
+        let header = &header[..header_bytes];
         let long = |at: usize| {
             let mut bytes = [0u8; 8];
             bytes.copy_from_slice(&header[at..at + 8]);
             u64::from_le_bytes(bytes)
         };
-        let version = word(8);
-        if ![FORMAT_VERSION, FORMAT_VERSION_WHOLE_HASH].contains(&version) || word(12) != 0 {
-            return Err(SnapshotError::UnsupportedVersion { version });
-        }
-        // Version 3: each section's hash, then one over the header and those hashes.
-        let mut sections_hash = (version == FORMAT_VERSION).then(|| {
+        // Versions 3 and 4: each section's hash, then one over the header and those hashes.
+        let mut sections_hash = (version != FORMAT_VERSION_WHOLE_HASH).then(|| {
             input.hasher = None;
-            TrailerHasher::new(&header)
+            TrailerHasher::new(header)
         });
         let [accounts, transfers, trades, expiries] = [24, 32, 40, 48].map(long);
+        let failed = if version == FORMAT_VERSION {
+            long(56)
+        } else {
+            0
+        };
         // Slots are u32 with `SLOT_NONE` reserved; event slots have 30 bits (`EventRef`).
         if accounts >= u64::from(SLOT_NONE)
-            || [transfers, trades, expiries].iter().any(|&n| n >= 1 << 30)
+            || [transfers, trades, expiries, failed]
+                .iter()
+                .any(|&n| n >= 1 << 30)
         {
             return Err(invalid("more records than slots"));
         }
@@ -537,7 +571,7 @@ impl Engine {
         engine.last_timestamp = long(16);
         // Index tables sized once for the counts the header claims (see `make_room`: a
         // damaged header costs address space, not memory, and fails further on).
-        engine.make_room(accounts as usize, (transfers + trades) as usize);
+        engine.make_room(accounts as usize, (transfers + trades + failed) as usize);
         let mut index = RestoredIndex::default();
         if let Some(supply) = supply {
             engine.take_chunks_from(supply);
@@ -645,8 +679,8 @@ impl Engine {
             sections_hash.as_mut(),
             |e: Expiry| {
                 let ok = match e.pending.kind() {
-                    Some(EventKind::Transfer) => (e.pending.slot() as u64) < transfers,
-                    Some(EventKind::Trade) => (e.pending.slot() as u64) < trades,
+                    EventKind::Transfer => (e.pending.slot() as u64) < transfers,
+                    EventKind::Trade => (e.pending.slot() as u64) < trades,
                     _ => false,
                 };
                 if !ok {
@@ -657,6 +691,17 @@ impl Engine {
                 }
                 engine.expiries.push(e);
                 Ok(())
+            },
+        )?;
+        read_sections(
+            &mut input,
+            failed,
+            &mut buffer,
+            sections_hash.as_mut(),
+            |id: u128| {
+                let slot = engine.failed.push(id);
+                let hash = engine.event_index.hash(id);
+                engine.index_restored_event(hash, id, EventRef::failed(slot))
             },
         )?;
         drop(buffer);
@@ -756,6 +801,7 @@ impl Engine {
             self.transfers.len(),
             self.trades.len(),
             self.expiries.len(),
+            self.failed.len(),
         ] {
             hasher.update(&(count as u64).to_le_bytes());
         }
@@ -773,6 +819,9 @@ impl Engine {
         for expiry in self.expiries.iter() {
             hasher.update(&expiry.pending.0.to_le_bytes());
             hasher.update(&expiry.timestamp.to_le_bytes());
+        }
+        for id in self.failed.iter() {
+            hasher.update(&id.to_le_bytes());
         }
         *hasher.finalize().as_bytes()
     }

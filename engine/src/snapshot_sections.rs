@@ -45,6 +45,7 @@ pub struct SectionEncoder {
     pub(crate) transfers: Vec<StoredTransfer>,
     pub(crate) trades: Vec<StoredTrade>,
     pub(crate) expiries: Vec<Expiry>,
+    pub(crate) failed: Vec<u128>,
 }
 
 /// The kinds of records a snapshot holds, in the order their sections come.
@@ -54,6 +55,8 @@ pub enum SectionKind {
     Transfers,
     Trades,
     Expiries,
+    /// The ids of transiently failed events (format 4 on).
+    FailedIds,
 }
 
 impl SectionKind {
@@ -64,6 +67,7 @@ impl SectionKind {
             SectionKind::Transfers => "transfers",
             SectionKind::Trades => "trades",
             SectionKind::Expiries => "expiries",
+            SectionKind::FailedIds => "failed-ids",
         }
     }
 }
@@ -95,7 +99,7 @@ pub fn section_hash(stored: &[u8]) -> [u8; 32] {
     hash
 }
 
-/// The trailer of a snapshot (version 3): the BLAKE3 of its header and its sections' hashes.
+/// The trailer of a snapshot (versions 3 and 4): the BLAKE3 of its header and its sections' hashes.
 #[derive(Debug, Clone)]
 pub struct TrailerHasher(blake3::Hasher);
 

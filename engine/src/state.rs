@@ -145,7 +145,8 @@ pub(crate) struct Expiry {
     pub previous: [u32; 4],
 }
 
-/// A reference to a stored event: a 2-bit kind and a 30-bit slot in that kind's arena.
+/// A reference to a stored event, or to a failed event's remembered id: a 2-bit kind and a
+/// 30-bit slot in that kind's arena.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Archive, Serialize, Deserialize,
 )]
@@ -156,6 +157,10 @@ pub(crate) enum EventKind {
     Transfer,
     Trade,
     Expiry,
+    /// The id of a transfer or trade that failed for a reason that could pass later
+    /// (`EventResult::is_transient`): held in the event index so that no later request stores
+    /// an event under it (`id_already_failed`).
+    Failed,
 }
 
 const KIND_SHIFT: u32 = 30;
@@ -174,13 +179,16 @@ impl EventRef {
         assert!(slot <= SLOT_MASK);
         EventRef(2 << KIND_SHIFT | slot)
     }
-    /// The kind, or `None` for the unused tag 3 (only a crafted snapshot can hold it).
-    pub(crate) fn kind(self) -> Option<EventKind> {
+    pub(crate) fn failed(slot: u32) -> EventRef {
+        assert!(slot <= SLOT_MASK);
+        EventRef(3 << KIND_SHIFT | slot)
+    }
+    pub(crate) fn kind(self) -> EventKind {
         match self.0 >> KIND_SHIFT {
-            0 => Some(EventKind::Transfer),
-            1 => Some(EventKind::Trade),
-            2 => Some(EventKind::Expiry),
-            _ => None,
+            0 => EventKind::Transfer,
+            1 => EventKind::Trade,
+            2 => EventKind::Expiry,
+            _ => EventKind::Failed,
         }
     }
     pub(crate) fn slot(self) -> u32 {

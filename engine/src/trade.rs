@@ -39,6 +39,13 @@ impl Engine {
         if t.id == u128::MAX {
             return R::IdMustNotBeIntMax;
         }
+        // As for transfers: a used id answers first.
+        let (hash, existing) = self.event_lookup(lookups, 0, t.id);
+        match existing {
+            Some(event) if event.kind() == EventKind::Failed => return R::IdAlreadyFailed,
+            Some(event) => return self.trade_exists(&t, event),
+            None => {}
+        }
         let phases = [F::PENDING, F::POST_PENDING_TRADE, F::VOID_PENDING_TRADE]
             .iter()
             .filter(|&&p| t.flags.contains(p))
@@ -49,13 +56,19 @@ impl Engine {
         if t.flags
             .intersects(F::POST_PENDING_TRADE | F::VOID_PENDING_TRADE)
         {
-            self.resolve_pending_trade(&t, timestamp, lookups)
+            self.resolve_pending_trade(&t, hash, timestamp, lookups)
         } else {
-            self.create_new_trade(&t, timestamp, lookups)
+            self.create_new_trade(&t, hash, timestamp, lookups)
         }
     }
 
-    fn create_new_trade(&mut self, t: &Trade, timestamp: u64, lookups: &Lookups) -> EventResult {
+    fn create_new_trade(
+        &mut self,
+        t: &Trade,
+        hash: u32,
+        timestamp: u64,
+        lookups: &Lookups,
+    ) -> EventResult {
         let pending = t.flags.contains(F::PENDING);
         if t.pending_id != 0 {
             return R::PendingIdMustBeZero;
@@ -78,10 +91,6 @@ impl Engine {
         }
         if t.code == 0 {
             return R::CodeMustNotBeZero;
-        }
-        let (hash, existing) = self.event_lookup(lookups, 0, t.id);
-        if let Some(event) = existing {
-            return self.trade_exists(t, event);
         }
         if self.trades.len() >= EVENTS_PER_KIND_MAX as usize {
             return R::CapacityExceeded;
@@ -171,6 +180,7 @@ impl Engine {
     fn resolve_pending_trade(
         &mut self,
         t: &Trade,
+        hash: u32,
         timestamp: u64,
         lookups: &Lookups,
     ) -> EventResult {
@@ -179,15 +189,11 @@ impl Engine {
         if let Err(failure) = reference {
             return failure;
         }
-        let (hash, existing) = self.event_lookup(lookups, 0, t.id);
-        if let Some(event) = existing {
-            return self.trade_exists(t, event);
-        }
         if self.trades.len() >= EVENTS_PER_KIND_MAX as usize {
             return R::CapacityExceeded;
         }
         let pending_event = match self.event_lookup(lookups, 1, t.pending_id).1 {
-            Some(e) if e.kind() == Some(EventKind::Trade) => e,
+            Some(e) if e.kind() == EventKind::Trade => e,
             _ => return R::PendingTradeNotFound,
         };
         let p = *self.trades.get(pending_event.slot());
@@ -234,7 +240,7 @@ impl Engine {
 
     /// `exists` or `exists_with_different_fields` for a trade whose id is taken.
     fn trade_exists(&self, t: &Trade, event: EventRef) -> EventResult {
-        if event.kind() != Some(EventKind::Trade) {
+        if event.kind() != EventKind::Trade {
             return R::ExistsWithDifferentFields;
         }
         let e = self.stored_trade_record(event.slot());

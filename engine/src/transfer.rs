@@ -32,6 +32,14 @@ impl Engine {
         if t.id == u128::MAX {
             return R::IdMustNotBeIntMax;
         }
+        // An id already used answers before the request's other fields are looked at, as in
+        // TigerBeetle 0.17: a retry is compared with what was stored, whatever else it says.
+        let (hash, existing) = self.event_lookup(lookups, 0, t.id);
+        match existing {
+            Some(event) if event.kind() == EventKind::Failed => return R::IdAlreadyFailed,
+            Some(event) => return self.transfer_exists(&t, event),
+            None => {}
+        }
         let f = t.flags;
         let phases = [
             F::PENDING,
@@ -49,15 +57,16 @@ impl Engine {
             return R::ClosingTransferMustBePending;
         }
         if resolves {
-            self.resolve_pending_transfer(&t, timestamp, lookups)
+            self.resolve_pending_transfer(&t, hash, timestamp, lookups)
         } else {
-            self.create_new_transfer(&t, timestamp, lookups)
+            self.create_new_transfer(&t, hash, timestamp, lookups)
         }
     }
 
     fn create_new_transfer(
         &mut self,
         t: &Transfer,
+        hash: u32,
         timestamp: u64,
         lookups: &Lookups,
     ) -> EventResult {
@@ -88,10 +97,6 @@ impl Engine {
         }
         if t.code == 0 {
             return R::CodeMustNotBeZero;
-        }
-        let (hash, existing) = self.event_lookup(lookups, 0, t.id);
-        if let Some(event) = existing {
-            return self.transfer_exists(t, event);
         }
         if self.transfers.len() >= EVENTS_PER_KIND_MAX as usize {
             return R::CapacityExceeded;
@@ -177,6 +182,7 @@ impl Engine {
     fn resolve_pending_transfer(
         &mut self,
         t: &Transfer,
+        hash: u32,
         timestamp: u64,
         lookups: &Lookups,
     ) -> EventResult {
@@ -185,15 +191,11 @@ impl Engine {
         if let Err(failure) = reference {
             return failure;
         }
-        let (hash, existing) = self.event_lookup(lookups, 0, t.id);
-        if let Some(event) = existing {
-            return self.transfer_exists(t, event);
-        }
         if self.transfers.len() >= EVENTS_PER_KIND_MAX as usize {
             return R::CapacityExceeded;
         }
         let pending_event = match self.event_lookup(lookups, 1, t.pending_id).1 {
-            Some(e) if e.kind() == Some(EventKind::Transfer) => e,
+            Some(e) if e.kind() == EventKind::Transfer => e,
             _ => return R::PendingTransferNotFound,
         };
         let p = *self.transfers.get(pending_event.slot());
@@ -254,7 +256,7 @@ impl Engine {
 
     /// `exists` or `exists_with_different_fields` for a transfer whose id is taken.
     fn transfer_exists(&self, t: &Transfer, event: EventRef) -> EventResult {
-        if event.kind() != Some(EventKind::Transfer) {
+        if event.kind() != EventKind::Transfer {
             return R::ExistsWithDifferentFields;
         }
         let e = self.stored_transfer_record(event.slot());

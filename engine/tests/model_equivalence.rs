@@ -130,7 +130,7 @@ fn engine_matches_model() {
     }
     // The floors are well under what the generator gives (see the printout); they catch a
     // generator that silently stopped reaching a class of outcome.
-    let floors: [(&str, &[R], f64); 10] = [
+    let floors: [(&str, &[R], f64); 11] = [
         ("ok", &[R::Ok], 0.15),
         ("exists", &[R::Exists], 0.005),
         (
@@ -182,6 +182,7 @@ fn engine_matches_model() {
             &[R::DebitAccountClosed, R::CreditAccountClosed],
             0.002,
         ),
+        ("id already failed", &[R::IdAlreadyFailed], 0.002),
     ];
     let [posts_on_closed, ticks_expired] = reached.get();
     println!("  posts refused on a closed account: {posts_on_closed}");

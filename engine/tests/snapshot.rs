@@ -498,10 +498,29 @@ fn later_sections_unchanged_are_the_earlier_bytes() {
     let restored = Engine::restore(&image, EngineConfig { hash_seed: 3 }).expect("restores");
     assert_eq!(restored.digest(), engine.digest());
 
-    // The same image in version 2: no section hashes, one BLAKE3 over all before the trailer.
-    let mut old = whole[..tally_engine::SNAPSHOT_HEADER_BYTES].to_vec();
+    // The same image in version 3 (no failed-id count; this state has no failed ids):
+    // the same sections and trailer rule over a header 8 bytes shorter.
+    let header_bytes = tally_engine::SNAPSHOT_HEADER_BYTES;
+    assert_eq!(whole[header_bytes - 8..header_bytes], [0u8; 8]);
+    let mut v3 = whole[..header_bytes - 8].to_vec();
+    v3[8..12].copy_from_slice(&3u32.to_le_bytes());
+    let mut trailer = TrailerHasher::new(&v3);
+    let mut at = header_bytes;
+    while at < whole.len() - 32 {
+        let length = u64::from_le_bytes(whole[at..at + 8].try_into().expect("8 bytes")) as usize;
+        let end = at + 8 + length + tally_engine::SECTION_HASH_BYTES;
+        trailer.section(&section_hash(&whole[at..end]));
+        v3.extend_from_slice(&whole[at..end]);
+        at = end;
+    }
+    v3.extend_from_slice(&trailer.finish());
+    let restored = Engine::restore(&v3, EngineConfig { hash_seed: 5 }).expect("version 3");
+    assert_eq!(restored.digest(), engine.digest());
+
+    // And in version 2: no section hashes, one BLAKE3 over all before the trailer.
+    let mut old = whole[..header_bytes - 8].to_vec();
     old[8..12].copy_from_slice(&2u32.to_le_bytes());
-    let mut at = tally_engine::SNAPSHOT_HEADER_BYTES;
+    let mut at = header_bytes;
     while at < whole.len() - 32 {
         let length = u64::from_le_bytes(whole[at..at + 8].try_into().expect("8 bytes")) as usize;
         old.extend_from_slice(&whole[at..at + 8 + length]);

@@ -10,7 +10,7 @@
 
 pub mod generate;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tally_engine::{
     Account, AccountFlags, EventResult as R, Trade, TradeFlags, Transfer, TransferFlags,
@@ -129,6 +129,42 @@ pub struct Model {
     pub events: BTreeMap<u128, Stored>,
     pub pending: BTreeMap<u128, PendingState>,
     pub last_timestamp: u64,
+    /// Ids of transfers and trades that failed transiently: never used again.
+    pub failed: BTreeSet<u128>,
+}
+
+/// docs/engine.md, "Idempotency": the results that depend on state that may change (missing
+/// accounts or pending events, closed accounts, overflow, limits), for transfers and trades.
+fn transient(r: R) -> bool {
+    matches!(
+        r,
+        R::DebitAccountNotFound
+            | R::CreditAccountNotFound
+            | R::PendingTransferNotFound
+            | R::DebitAccountClosed
+            | R::CreditAccountClosed
+            | R::OverflowsDebits
+            | R::OverflowsCredits
+            | R::ExceedsCredits
+            | R::ExceedsDebits
+            | R::InstrumentDebitAccountNotFound
+            | R::InstrumentCreditAccountNotFound
+            | R::CashDebitAccountNotFound
+            | R::CashCreditAccountNotFound
+            | R::PendingTradeNotFound
+            | R::InstrumentDebitAccountClosed
+            | R::InstrumentCreditAccountClosed
+            | R::CashDebitAccountClosed
+            | R::CashCreditAccountClosed
+            | R::InstrumentOverflowsDebits
+            | R::InstrumentOverflowsCredits
+            | R::CashOverflowsDebits
+            | R::CashOverflowsCredits
+            | R::InstrumentExceedsCredits
+            | R::InstrumentExceedsDebits
+            | R::CashExceedsCredits
+            | R::CashExceedsDebits
+    )
 }
 
 fn add3(a: u128, b: u128, c: u128) -> Option<u128> {
@@ -331,6 +367,7 @@ impl Model {
             let is_chain = end > i || open;
             let saved = if is_chain { Some(self.clone()) } else { None };
             let mut failed = false;
+            let mut failed_ids = Vec::new();
             for k in i..=end {
                 if failed {
                     results[k] = R::LinkedEventFailed;
@@ -347,6 +384,11 @@ impl Model {
                     Op::Transfers => self.create_transfer(&records[k], ts),
                     Op::Trades => self.create_trade(&records[k], ts),
                 };
+                if transient(r) {
+                    let id = u128::from_le_bytes(records[k][..16].try_into().expect("16 bytes"));
+                    self.failed.insert(id);
+                    failed_ids.push(id);
+                }
                 if r != R::Ok {
                     results[k] = r;
                     failed = true;
@@ -355,6 +397,8 @@ impl Model {
             if failed {
                 if let Some(saved) = saved {
                     *self = saved;
+                    // A transient failure stays remembered when its chain rolls back.
+                    self.failed.extend(failed_ids);
                     for r in &mut results[i..=end] {
                         if *r == R::Ok {
                             *r = R::LinkedEventFailed;
@@ -541,6 +585,12 @@ impl Model {
         if t.id == u128::MAX {
             return R::IdMustNotBeIntMax;
         }
+        if self.failed.contains(&t.id) {
+            return R::IdAlreadyFailed;
+        }
+        if let Some(r) = self.exists_transfer(&t) {
+            return r;
+        }
         let pending = tf(&t, TransferFlags::PENDING);
         let post = tf(&t, TransferFlags::POST_PENDING_TRANSFER);
         let void = tf(&t, TransferFlags::VOID_PENDING_TRANSFER);
@@ -590,9 +640,6 @@ impl Model {
         }
         if t.timeout != 0 {
             return R::TimeoutReservedForPendingTransfer; // 12
-        }
-        if let Some(r) = self.exists_transfer(&t) {
-            return r; // 13
         }
         let p = match self.events.get(&t.pending_id) {
             Some(Stored::Transfer(p)) => *p,
@@ -692,9 +739,6 @@ impl Model {
         }
         if t.code == 0 {
             return R::CodeMustNotBeZero; // 18
-        }
-        if let Some(r) = self.exists_transfer(&t) {
-            return r; // 19
         }
         let Some(dr) = self.accounts.get(&t.debit_account_id) else {
             return R::DebitAccountNotFound; // 21
@@ -816,6 +860,12 @@ impl Model {
         if d.id == u128::MAX {
             return R::IdMustNotBeIntMax;
         }
+        if self.failed.contains(&d.id) {
+            return R::IdAlreadyFailed;
+        }
+        if let Some(r) = self.exists_trade(&d) {
+            return r;
+        }
         let pending = df(&d, TradeFlags::PENDING);
         let post = df(&d, TradeFlags::POST_PENDING_TRADE);
         let void = df(&d, TradeFlags::VOID_PENDING_TRADE);
@@ -848,9 +898,6 @@ impl Model {
         }
         if d.timeout != 0 {
             return R::TimeoutReservedForPendingTrade; // 11
-        }
-        if let Some(r) = self.exists_trade(&d) {
-            return r; // 12
         }
         let p = match self.events.get(&d.pending_id) {
             Some(Stored::Trade(p)) => *p,
@@ -953,9 +1000,6 @@ impl Model {
         }
         if d.code == 0 {
             return R::CodeMustNotBeZero; // 14
-        }
-        if let Some(r) = self.exists_trade(&d) {
-            return r; // 15
         }
         let not_found = [
             R::InstrumentDebitAccountNotFound,
