@@ -3,7 +3,7 @@
 use crate::engine::{Engine, Undo};
 use crate::limits::ACCOUNTS_MAX;
 use crate::records::{Account, AccountFlags, RecordBytes};
-use crate::result::EventResult;
+use crate::result::{first_difference, EventResult};
 use crate::state::{AccountSlot, AccountState, Balances};
 
 impl Engine {
@@ -52,17 +52,25 @@ impl Engine {
             let e = self.accounts.get(slot);
             // `closed` is state that closing transfers change, not part of the identity.
             let identity = !AccountFlags::CLOSED.0;
-            let same = e.user_data_128 == a.user_data_128
-                && e.user_data_64 == a.user_data_64
-                && e.limit == a.limit
-                && e.ledger == a.ledger
-                && e.code == a.code
-                && e.flags & identity == a.flags.0 & identity;
-            return if same {
-                R::Exists
-            } else {
-                R::ExistsWithDifferentFields
-            };
+            // The first field that differs, in TigerBeetle 0.17's order (`limit` where its
+            // `user_data_32` is).
+            return first_difference(&[
+                (
+                    e.flags & identity != a.flags.0 & identity,
+                    R::ExistsWithDifferentFlags,
+                ),
+                (
+                    e.user_data_128 != a.user_data_128,
+                    R::ExistsWithDifferentUserData128,
+                ),
+                (
+                    e.user_data_64 != a.user_data_64,
+                    R::ExistsWithDifferentUserData64,
+                ),
+                (e.limit != a.limit, R::ExistsWithDifferentLimit),
+                (e.ledger != a.ledger, R::ExistsWithDifferentLedger),
+                (e.code != a.code, R::ExistsWithDifferentCode),
+            ]);
         }
         if self.accounts.len() >= ACCOUNTS_MAX as usize {
             return R::CapacityExceeded;

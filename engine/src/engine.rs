@@ -266,10 +266,10 @@ impl Engine {
             } else {
                 self.apply_event(operation, bytes, timestamp, &lookups[i % WARM_RING_EVENTS])
             };
-            if result.is_transient() {
-                self.remember_failed(records::raw_id(bytes));
-            }
             if result != EventResult::Ok {
+                if result.is_transient() {
+                    self.remember_failed(records::raw_id(bytes));
+                }
                 if let Some(start) = chain {
                     if !chain_broken {
                         self.rollback();

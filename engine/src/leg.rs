@@ -10,6 +10,10 @@ use crate::state::AccountState;
 pub(crate) enum LegFailure {
     DebitClosed,
     CreditClosed,
+    OverflowsDebitsPending,
+    OverflowsCreditsPending,
+    OverflowsDebitsPosted,
+    OverflowsCreditsPosted,
     OverflowsDebits,
     OverflowsCredits,
     ExceedsCredits,
@@ -27,16 +31,39 @@ pub(crate) fn check_closed(debit: &AccountState, credit: &AccountState) -> Resul
     Ok(())
 }
 
-/// Overflow: an account's pending plus posted on the moving side must stay within `u128`. That
-/// sum bounds each of its parts, and posting or voiding never increases it, so this one check
-/// (made whenever an amount is added) keeps every balance field from overflowing.
+/// Overflow, part by part and then in sum, in TigerBeetle 0.17's order: with `pending`, the
+/// debit account's debits pending and the credit account's credits pending plus `amount`;
+/// then their posted sides (checked for a reservation too, as TigerBeetle does: it may be
+/// posted); then pending plus posted plus `amount` on each side. The sum bounds each of its
+/// parts, and posting or voiding never increases it, so these checks (made whenever an amount
+/// is added) keep every balance field from overflowing.
 #[inline(always)]
 pub(crate) fn check_overflow(
     debit: &AccountState,
     credit: &AccountState,
     amount: u128,
+    pending: bool,
 ) -> Result<(), LegFailure> {
-    let d = &debit.balances;
+    let (d, c) = (&debit.balances, &credit.balances);
+    // Three values under 2^126 sum to under 2^128: the common case, one test.
+    if (d.debits_pending | d.debits_posted | c.credits_pending | c.credits_posted | amount)
+        < 1 << 126
+    {
+        return Ok(());
+    }
+    let overflows = |a: u128, b: u128| a.checked_add(b).is_none();
+    if pending && overflows(d.debits_pending, amount) {
+        return Err(LegFailure::OverflowsDebitsPending);
+    }
+    if pending && overflows(c.credits_pending, amount) {
+        return Err(LegFailure::OverflowsCreditsPending);
+    }
+    if overflows(d.debits_posted, amount) {
+        return Err(LegFailure::OverflowsDebitsPosted);
+    }
+    if overflows(c.credits_posted, amount) {
+        return Err(LegFailure::OverflowsCreditsPosted);
+    }
     if d.debits_pending
         .checked_add(d.debits_posted)
         .and_then(|s| s.checked_add(amount))
@@ -44,7 +71,6 @@ pub(crate) fn check_overflow(
     {
         return Err(LegFailure::OverflowsDebits);
     }
-    let c = &credit.balances;
     if c.credits_pending
         .checked_add(c.credits_posted)
         .and_then(|s| s.checked_add(amount))

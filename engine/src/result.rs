@@ -101,11 +101,38 @@ pub enum EventResult {
     TimeoutReservedForPendingTrade = 76,
     // Idempotency (appended): the id's first use failed with a transient result.
     IdAlreadyFailed = 77,
+    // Idempotency (appended): the first field that differs from the stored event's, in the
+    // order TigerBeetle 0.17 compares them (docs/engine.md). `ExistsWithDifferentFields`
+    // remains for an id held by an event of the other kind (a trade's id sent as a transfer).
+    ExistsWithDifferentFlags = 78,
+    ExistsWithDifferentPendingId = 79,
+    ExistsWithDifferentTimeout = 80,
+    ExistsWithDifferentDebitAccountId = 81,
+    ExistsWithDifferentCreditAccountId = 82,
+    ExistsWithDifferentAmount = 83,
+    ExistsWithDifferentUserData128 = 84,
+    ExistsWithDifferentUserData64 = 85,
+    ExistsWithDifferentUserData32 = 86,
+    ExistsWithDifferentLedger = 87,
+    ExistsWithDifferentCode = 88,
+    ExistsWithDifferentLimit = 89,
+    ExistsWithDifferentInstrumentDebitAccountId = 90,
+    ExistsWithDifferentInstrumentCreditAccountId = 91,
+    ExistsWithDifferentCashDebitAccountId = 92,
+    ExistsWithDifferentCashCreditAccountId = 93,
+    ExistsWithDifferentQuantity = 94,
+    ExistsWithDifferentCashAmount = 95,
+    // Transfers (appended): which part would overflow, before the sums (`OverflowsDebits`,
+    // `OverflowsCredits`), as in TigerBeetle 0.17.
+    OverflowsDebitsPending = 96,
+    OverflowsCreditsPending = 97,
+    OverflowsDebitsPosted = 98,
+    OverflowsCreditsPosted = 99,
 }
 
 impl EventResult {
     /// Every code, in numeric order (for tables, decoders and tests).
-    pub const ALL: [EventResult; 78] = {
+    pub const ALL: [EventResult; 100] = {
         use EventResult::*;
         [
             Ok,
@@ -186,8 +213,39 @@ impl EventResult {
             ClosedFlagMustNotBeSet,
             TimeoutReservedForPendingTrade,
             IdAlreadyFailed,
+            ExistsWithDifferentFlags,
+            ExistsWithDifferentPendingId,
+            ExistsWithDifferentTimeout,
+            ExistsWithDifferentDebitAccountId,
+            ExistsWithDifferentCreditAccountId,
+            ExistsWithDifferentAmount,
+            ExistsWithDifferentUserData128,
+            ExistsWithDifferentUserData64,
+            ExistsWithDifferentUserData32,
+            ExistsWithDifferentLedger,
+            ExistsWithDifferentCode,
+            ExistsWithDifferentLimit,
+            ExistsWithDifferentInstrumentDebitAccountId,
+            ExistsWithDifferentInstrumentCreditAccountId,
+            ExistsWithDifferentCashDebitAccountId,
+            ExistsWithDifferentCashCreditAccountId,
+            ExistsWithDifferentQuantity,
+            ExistsWithDifferentCashAmount,
+            OverflowsDebitsPending,
+            OverflowsCreditsPending,
+            OverflowsDebitsPosted,
+            OverflowsCreditsPosted,
         ]
     };
+
+    /// Whether the result says the id is taken by an event whose fields differ from the
+    /// request's (each field's code, or `ExistsWithDifferentFields` for the other kind).
+    pub fn is_exists_with_different(self) -> bool {
+        use EventResult::*;
+        self == ExistsWithDifferentFields
+            || (ExistsWithDifferentFlags.code()..=ExistsWithDifferentCashAmount.code())
+                .contains(&self.code())
+    }
 
     /// Whether the result depends on state that may change, so that the same event could
     /// succeed later: an account or pending event not there yet, an account closed (a void of
@@ -207,6 +265,10 @@ impl EventResult {
                 | CreditAccountClosed
                 | OverflowsDebits
                 | OverflowsCredits
+                | OverflowsDebitsPending
+                | OverflowsCreditsPending
+                | OverflowsDebitsPosted
+                | OverflowsCreditsPosted
                 | ExceedsCredits
                 | ExceedsDebits
                 | InstrumentDebitAccountNotFound
@@ -240,20 +302,30 @@ impl EventResult {
     }
 }
 
+/// `Exists`, or the code of the first of `differences` (a field differs, its code) that holds:
+/// idempotency's answer for an id that is taken, fields compared in the documented order.
+pub(crate) fn first_difference(differences: &[(bool, EventResult)]) -> EventResult {
+    differences
+        .iter()
+        .find(|(differs, _)| *differs)
+        .map_or(EventResult::Exists, |&(_, code)| code)
+}
+
 impl std::fmt::Display for EventResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The Debug name in snake_case is the documented name of each code.
+        // The Debug name in snake_case is the documented name of each code (a number is a
+        // word of its own: `user_data_128`).
         let name = format!("{self:?}");
         let mut out = String::with_capacity(name.len() + 8);
-        for (i, c) in name.chars().enumerate() {
-            if c.is_ascii_uppercase() {
-                if i > 0 {
-                    out.push('_');
-                }
-                out.push(c.to_ascii_lowercase());
-            } else {
-                out.push(c);
+        let mut previous: Option<char> = None;
+        for c in name.chars() {
+            let starts_word = c.is_ascii_uppercase()
+                || (c.is_ascii_digit() && previous.is_some_and(|p| !p.is_ascii_digit()));
+            if starts_word && previous.is_some() {
+                out.push('_');
             }
+            out.push(c.to_ascii_lowercase());
+            previous = Some(c);
         }
         f.write_str(&out)
     }
@@ -274,6 +346,10 @@ mod tests {
         assert_eq!(
             EventResult::ExceedsCredits.to_string(),
             "exceeds_credits".to_string()
+        );
+        assert_eq!(
+            EventResult::ExistsWithDifferentUserData128.to_string(),
+            "exists_with_different_user_data_128".to_string()
         );
     }
 }

@@ -112,7 +112,7 @@ fn chains_funds_and_retries() {
             (1, EventResult::LinkedEventFailed),
             (2, EventResult::ExceedsCredits),
             (3, EventResult::Exists),
-            (4, EventResult::ExistsWithDifferentFields),
+            (4, EventResult::ExistsWithDifferentAmount),
         ]
     );
     assert_eq!(balance(&engine, 2), (0, 600, 0, 1_000));

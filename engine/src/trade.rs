@@ -5,7 +5,7 @@ use crate::leg::{self, LegFailure};
 use crate::limits::{EVENTS_PER_KIND_MAX, NANOSECONDS_PER_SECOND};
 use crate::pending::{check_pending_reference, TRADE_CODES};
 use crate::records::{RecordBytes, Trade, TradeFlags};
-use crate::result::EventResult;
+use crate::result::{first_difference, EventResult};
 use crate::state::{EventKind, EventRef, PendingStatus, StoredTrade, SLOT_NONE};
 use crate::warm::Lookups;
 
@@ -130,7 +130,7 @@ impl Engine {
             }
         }
         for (which, debit, credit, amount) in legs {
-            if let Err(e) = leg::check_overflow(debit, credit, amount) {
+            if let Err(e) = leg::check_overflow(debit, credit, amount, pending) {
                 return trade_result(which, e);
             }
         }
@@ -238,7 +238,9 @@ impl Engine {
         R::Ok
     }
 
-    /// `exists` or `exists_with_different_fields` for a trade whose id is taken.
+    /// `exists`, or the first field that differs (flags, pending id and timeout first, as
+    /// for transfers), for a trade whose id is taken; `exists_with_different_fields` if a
+    /// transfer holds it.
     fn trade_exists(&self, t: &Trade, event: EventRef) -> EventResult {
         if event.kind() != EventKind::Trade {
             return R::ExistsWithDifferentFields;
@@ -247,20 +249,45 @@ impl Engine {
         let resolves = t
             .flags
             .intersects(F::POST_PENDING_TRADE | F::VOID_PENDING_TRADE);
-        let inherits = |given: u128, stored: u128| given == stored || (resolves && given == 0);
+        // A post or void may leave a field zero: it matches the stored (inherited) value.
+        let differs = |given: u128, stored: u128| given != stored && !(resolves && given == 0);
         let (given, stored) = (trade_account_ids(t), trade_account_ids(&e));
-        let same = t.flags == e.flags
-            && t.pending_id == e.pending_id
-            && (0..4).all(|i| inherits(given[i], stored[i]))
-            && inherits(u128::from(t.quantity), u128::from(e.quantity))
-            && inherits(u128::from(t.cash_amount), u128::from(e.cash_amount))
-            && inherits(u128::from(t.code), u128::from(e.code))
-            && t.timeout == e.timeout;
-        if same {
-            R::Exists
-        } else {
-            R::ExistsWithDifferentFields
-        }
+        first_difference(&[
+            (t.flags != e.flags, R::ExistsWithDifferentFlags),
+            (
+                t.pending_id != e.pending_id,
+                R::ExistsWithDifferentPendingId,
+            ),
+            (t.timeout != e.timeout, R::ExistsWithDifferentTimeout),
+            (
+                differs(given[0], stored[0]),
+                R::ExistsWithDifferentInstrumentDebitAccountId,
+            ),
+            (
+                differs(given[1], stored[1]),
+                R::ExistsWithDifferentInstrumentCreditAccountId,
+            ),
+            (
+                differs(given[2], stored[2]),
+                R::ExistsWithDifferentCashDebitAccountId,
+            ),
+            (
+                differs(given[3], stored[3]),
+                R::ExistsWithDifferentCashCreditAccountId,
+            ),
+            (
+                differs(t.quantity.into(), e.quantity.into()),
+                R::ExistsWithDifferentQuantity,
+            ),
+            (
+                differs(t.cash_amount.into(), e.cash_amount.into()),
+                R::ExistsWithDifferentCashAmount,
+            ),
+            (
+                differs(t.code.into(), e.code.into()),
+                R::ExistsWithDifferentCode,
+            ),
+        ])
     }
 
     /// The stored trade in record form (ids instead of slots).
@@ -302,14 +329,25 @@ fn trade_result(leg: Leg, failure: LegFailure) -> EventResult {
     match (leg, failure) {
         (Leg::Instrument, L::DebitClosed) => R::InstrumentDebitAccountClosed,
         (Leg::Instrument, L::CreditClosed) => R::InstrumentCreditAccountClosed,
-        (Leg::Instrument, L::OverflowsDebits) => R::InstrumentOverflowsDebits,
-        (Leg::Instrument, L::OverflowsCredits) => R::InstrumentOverflowsCredits,
+        (
+            Leg::Instrument,
+            L::OverflowsDebitsPending | L::OverflowsDebitsPosted | L::OverflowsDebits,
+        ) => R::InstrumentOverflowsDebits,
+        (
+            Leg::Instrument,
+            L::OverflowsCreditsPending | L::OverflowsCreditsPosted | L::OverflowsCredits,
+        ) => R::InstrumentOverflowsCredits,
         (Leg::Instrument, L::ExceedsCredits) => R::InstrumentExceedsCredits,
         (Leg::Instrument, L::ExceedsDebits) => R::InstrumentExceedsDebits,
         (Leg::Cash, L::DebitClosed) => R::CashDebitAccountClosed,
         (Leg::Cash, L::CreditClosed) => R::CashCreditAccountClosed,
-        (Leg::Cash, L::OverflowsDebits) => R::CashOverflowsDebits,
-        (Leg::Cash, L::OverflowsCredits) => R::CashOverflowsCredits,
+        (Leg::Cash, L::OverflowsDebitsPending | L::OverflowsDebitsPosted | L::OverflowsDebits) => {
+            R::CashOverflowsDebits
+        }
+        (
+            Leg::Cash,
+            L::OverflowsCreditsPending | L::OverflowsCreditsPosted | L::OverflowsCredits,
+        ) => R::CashOverflowsCredits,
         (Leg::Cash, L::ExceedsCredits) => R::CashExceedsCredits,
         (Leg::Cash, L::ExceedsDebits) => R::CashExceedsDebits,
     }

@@ -5,7 +5,7 @@ use crate::leg::{self, LegFailure};
 use crate::limits::{EVENTS_PER_KIND_MAX, NANOSECONDS_PER_SECOND};
 use crate::pending::{check_pending_reference, TRANSFER_CODES};
 use crate::records::{AccountFlags, RecordBytes, Transfer, TransferFlags};
-use crate::result::EventResult;
+use crate::result::{first_difference, EventResult};
 use crate::state::{EventKind, EventRef, PendingStatus, StoredTransfer, SLOT_NONE};
 use crate::warm::Lookups;
 
@@ -126,7 +126,7 @@ impl Engine {
         if t.flags.contains(F::BALANCING_CREDIT) {
             amount = amount.min(leg::credit_available(c));
         }
-        if let Err(e) = leg::check_overflow(d, c, amount) {
+        if let Err(e) = leg::check_overflow(d, c, amount, pending) {
             return transfer_result(e);
         }
         let expires_at = if pending && t.timeout != 0 {
@@ -254,7 +254,8 @@ impl Engine {
         R::Ok
     }
 
-    /// `exists` or `exists_with_different_fields` for a transfer whose id is taken.
+    /// `exists`, or the first field that differs (TigerBeetle 0.17's order), for a transfer
+    /// whose id is taken; `exists_with_different_fields` if a trade holds it.
     fn transfer_exists(&self, t: &Transfer, event: EventRef) -> EventResult {
         if event.kind() != EventKind::Transfer {
             return R::ExistsWithDifferentFields;
@@ -263,9 +264,10 @@ impl Engine {
         let resolves = t
             .flags
             .intersects(F::POST_PENDING_TRANSFER | F::VOID_PENDING_TRANSFER);
-        let inherits = |given: u128, stored: u128| given == stored || (resolves && given == 0);
-        let amount_matches = if t.flags.intersects(F::BALANCING_DEBIT | F::BALANCING_CREDIT) {
-            t.amount >= e.amount
+        // A post or void may leave a field zero: it matches the stored (inherited) value.
+        let differs = |given: u128, stored: u128| given != stored && !(resolves && given == 0);
+        let amount_differs = if t.flags.intersects(F::BALANCING_DEBIT | F::BALANCING_CREDIT) {
+            t.amount < e.amount
         } else if resolves {
             // The amounts that mean "the pending amount" (a post's u128::MAX, a void's 0)
             // match a stored event that moved exactly that.
@@ -278,26 +280,47 @@ impl Engine {
             } else {
                 0
             };
-            t.amount == e.amount || (t.amount == whole && Some(e.amount) == pending)
+            !(t.amount == e.amount || (t.amount == whole && Some(e.amount) == pending))
         } else {
-            t.amount == e.amount
+            t.amount != e.amount
         };
-        let same = t.flags == e.flags
-            && t.pending_id == e.pending_id
-            && inherits(t.debit_account_id, e.debit_account_id)
-            && inherits(t.credit_account_id, e.credit_account_id)
-            && inherits(u128::from(t.ledger), u128::from(e.ledger))
-            && inherits(u128::from(t.code), u128::from(e.code))
-            && amount_matches
-            && inherits(t.user_data_128, e.user_data_128)
-            && inherits(t.user_data_64.into(), e.user_data_64.into())
-            && inherits(t.user_data_32.into(), e.user_data_32.into())
-            && t.timeout == e.timeout;
-        if same {
-            R::Exists
-        } else {
-            R::ExistsWithDifferentFields
-        }
+        first_difference(&[
+            (t.flags != e.flags, R::ExistsWithDifferentFlags),
+            (
+                t.pending_id != e.pending_id,
+                R::ExistsWithDifferentPendingId,
+            ),
+            (t.timeout != e.timeout, R::ExistsWithDifferentTimeout),
+            (
+                differs(t.debit_account_id, e.debit_account_id),
+                R::ExistsWithDifferentDebitAccountId,
+            ),
+            (
+                differs(t.credit_account_id, e.credit_account_id),
+                R::ExistsWithDifferentCreditAccountId,
+            ),
+            (amount_differs, R::ExistsWithDifferentAmount),
+            (
+                differs(t.user_data_128, e.user_data_128),
+                R::ExistsWithDifferentUserData128,
+            ),
+            (
+                differs(t.user_data_64.into(), e.user_data_64.into()),
+                R::ExistsWithDifferentUserData64,
+            ),
+            (
+                differs(t.user_data_32.into(), e.user_data_32.into()),
+                R::ExistsWithDifferentUserData32,
+            ),
+            (
+                differs(t.ledger.into(), e.ledger.into()),
+                R::ExistsWithDifferentLedger,
+            ),
+            (
+                differs(t.code.into(), e.code.into()),
+                R::ExistsWithDifferentCode,
+            ),
+        ])
     }
 
     /// The stored transfer in record form (ids instead of slots).
@@ -344,6 +367,10 @@ fn transfer_result(failure: LegFailure) -> EventResult {
     match failure {
         LegFailure::DebitClosed => R::DebitAccountClosed,
         LegFailure::CreditClosed => R::CreditAccountClosed,
+        LegFailure::OverflowsDebitsPending => R::OverflowsDebitsPending,
+        LegFailure::OverflowsCreditsPending => R::OverflowsCreditsPending,
+        LegFailure::OverflowsDebitsPosted => R::OverflowsDebitsPosted,
+        LegFailure::OverflowsCreditsPosted => R::OverflowsCreditsPosted,
         LegFailure::OverflowsDebits => R::OverflowsDebits,
         LegFailure::OverflowsCredits => R::OverflowsCredits,
         LegFailure::ExceedsCredits => R::ExceedsCredits,

@@ -1,6 +1,8 @@
 //! Idempotency (docs/engine.md "Idempotency", docs/faults.md "At most once"): a retry of a stored
-//! event gets `exists` and changes nothing; the same id with another body gets
-//! `exists_with_different_fields`; a failed event's id may be used again.
+//! event gets `exists` and changes nothing; the same id with another body gets the
+//! `exists_with_different_*` code of the first field that differs (`exists_with_different_fields`
+//! when the other kind holds the id); a failed event's id may be used again unless it failed
+//! transiently (`id_already_failed`).
 //!
 //! "Changes nothing" is checked against a control engine that got, instead of the retry, a batch
 //! of the same size whose events all fail structurally: applying any batch advances time, so
@@ -152,7 +154,7 @@ fn check(name: &str, history: &[B], retry: B, expected: &[(u32, R)]) {
 }
 
 /// Proves an identical account retry gets `exists`, also after the account was used, and any
-/// changed field gets `exists_with_different_fields`; nothing changes either way.
+/// changed field gets its `exists_with_different_*` code; nothing changes either way.
 #[test]
 fn account_retries() {
     let a1 = Account {
@@ -187,19 +189,19 @@ fn account_retries() {
             user_data_128: 1,
             ..a1
         }]),
-        &[(0, R::ExistsWithDifferentFields)],
+        &[(0, R::ExistsWithDifferentUserData128)],
     );
     check(
         "account ledger",
         &[],
         B::Accounts(vec![Account { ledger: 2, ..a1 }]),
-        &[(0, R::ExistsWithDifferentFields)],
+        &[(0, R::ExistsWithDifferentLedger)],
     );
     check(
         "account code",
         &[],
         B::Accounts(vec![Account { code: 2, ..a1 }]),
-        &[(0, R::ExistsWithDifferentFields)],
+        &[(0, R::ExistsWithDifferentCode)],
     );
     check(
         "account flags",
@@ -208,13 +210,13 @@ fn account_retries() {
             flags: AccountFlags::HISTORY,
             ..a1
         }]),
-        &[(0, R::ExistsWithDifferentFields)],
+        &[(0, R::ExistsWithDifferentFlags)],
     );
     check(
         "account limit",
         &[],
         B::Accounts(vec![Account { limit: 5, ..a4 }]),
-        &[(0, R::ExistsWithDifferentFields)],
+        &[(0, R::ExistsWithDifferentLimit)],
     );
     // The setup already moved money through both: a retry with zero balances still matches.
     check(
@@ -250,12 +252,12 @@ fn account_retries() {
                 ..a1
             },
         ]),
-        &[(1, R::Exists), (2, R::ExistsWithDifferentFields)],
+        &[(1, R::Exists), (2, R::ExistsWithDifferentUserData64)],
     );
 }
 
 /// Proves transfer retries: identical gets `exists` even when the transfer could no longer
-/// succeed (accounts closed, funds gone), any changed field gets `exists_with_different_fields`.
+/// succeed (accounts closed, funds gone), any changed field gets its `exists_with_different_*`.
 #[test]
 fn transfer_retries() {
     let x = t(10, 4, 1, 10, TransferFlags::default()); // spends all of account 4's credits
@@ -270,7 +272,7 @@ fn transfer_retries() {
         "transfer amount",
         &done,
         B::Transfers(vec![Transfer { amount: 9, ..x }]),
-        &[(0, R::ExistsWithDifferentFields)],
+        &[(0, R::ExistsWithDifferentAmount)],
     );
     check(
         "transfer user_data_32",
@@ -279,13 +281,13 @@ fn transfer_retries() {
             user_data_32: 1,
             ..x
         }]),
-        &[(0, R::ExistsWithDifferentFields)],
+        &[(0, R::ExistsWithDifferentUserData32)],
     );
     check(
         "transfer code",
         &done,
         B::Transfers(vec![Transfer { code: 2, ..x }]),
-        &[(0, R::ExistsWithDifferentFields)],
+        &[(0, R::ExistsWithDifferentCode)],
     );
     check(
         "transfer accounts",
@@ -294,7 +296,7 @@ fn transfer_retries() {
             credit_account_id: 2,
             ..x
         }]),
-        &[(0, R::ExistsWithDifferentFields)],
+        &[(0, R::ExistsWithDifferentCreditAccountId)],
     );
     check(
         "transfer flags",
@@ -303,7 +305,7 @@ fn transfer_retries() {
             flags: TransferFlags::PENDING,
             ..x
         }]),
-        &[(0, R::ExistsWithDifferentFields)],
+        &[(0, R::ExistsWithDifferentFlags)],
     );
     // The account now closed by a pending closing transfer: exists still comes first.
     let close = t(
@@ -344,7 +346,7 @@ fn transfer_retries() {
 
 /// Proves post and void retries: zero in an inherited field (accounts, ledger, code, a post's
 /// amount) matches the stored value, and so does the stored value written out; anything else
-/// is `exists_with_different_fields`.
+/// is the `exists_with_different_*` of the first field that differs.
 #[test]
 fn post_and_void_retries() {
     let p = t(10, 1, 2, 10, TransferFlags::PENDING);
@@ -381,13 +383,13 @@ fn post_and_void_retries() {
         "post of everything retried as a post of nothing",
         &history,
         B::Transfers(vec![Transfer { amount: 0, ..full }]),
-        &[(0, R::ExistsWithDifferentFields)],
+        &[(0, R::ExistsWithDifferentAmount)],
     );
     check(
         "post retried with less",
         &history,
         B::Transfers(vec![Transfer { amount: 9, ..full }]),
-        &[(0, R::ExistsWithDifferentFields)],
+        &[(0, R::ExistsWithDifferentAmount)],
     );
     check(
         "partial post identical",
@@ -402,7 +404,7 @@ fn post_and_void_retries() {
             amount: 4,
             ..partial
         }]),
-        &[(0, R::ExistsWithDifferentFields)],
+        &[(0, R::ExistsWithDifferentAmount)],
     );
     check(
         "post other pending_id",
@@ -411,7 +413,7 @@ fn post_and_void_retries() {
             pending_id: 11,
             ..full
         }]),
-        &[(0, R::ExistsWithDifferentFields)],
+        &[(0, R::ExistsWithDifferentPendingId)],
     );
     check(
         "post wrong account",
@@ -420,13 +422,13 @@ fn post_and_void_retries() {
             debit_account_id: 3,
             ..full
         }]),
-        &[(0, R::ExistsWithDifferentFields)],
+        &[(0, R::ExistsWithDifferentDebitAccountId)],
     );
     check(
         "post became void",
         &history,
         B::Transfers(vec![void(20, 10, 0)]),
-        &[(0, R::ExistsWithDifferentFields)],
+        &[(0, R::ExistsWithDifferentFlags)],
     );
 
     let v = void(22, 12, 0);
@@ -451,7 +453,7 @@ fn post_and_void_retries() {
         "void other amount",
         &history,
         B::Transfers(vec![Transfer { amount: 9, ..v }]),
-        &[(0, R::ExistsWithDifferentFields)],
+        &[(0, R::ExistsWithDifferentAmount)],
     );
 }
 
@@ -487,7 +489,7 @@ fn balancing_retries() {
         "balancing with less",
         &history,
         B::Transfers(vec![Transfer { amount: 9, ..b }]),
-        &[(0, R::ExistsWithDifferentFields)],
+        &[(0, R::ExistsWithDifferentAmount)],
     );
     check(
         "balancing without the flag",
@@ -497,7 +499,7 @@ fn balancing_retries() {
             flags: TransferFlags::default(),
             ..b
         }]),
-        &[(0, R::ExistsWithDifferentFields)],
+        &[(0, R::ExistsWithDifferentFlags)],
     );
 }
 
@@ -525,7 +527,7 @@ fn trade_retries() {
         "trade quantity",
         &history,
         B::Trades(vec![Trade { quantity: 6, ..d }]),
-        &[(0, R::ExistsWithDifferentFields)],
+        &[(0, R::ExistsWithDifferentQuantity)],
     );
     check(
         "trade cash",
@@ -534,7 +536,7 @@ fn trade_retries() {
             cash_amount: 49,
             ..d
         }]),
-        &[(0, R::ExistsWithDifferentFields)],
+        &[(0, R::ExistsWithDifferentCashAmount)],
     );
     check(
         "trade buyer",
@@ -543,7 +545,7 @@ fn trade_retries() {
             instrument_credit_account_id: 3,
             ..d
         }]),
-        &[(0, R::ExistsWithDifferentFields)],
+        &[(0, R::ExistsWithDifferentInstrumentCreditAccountId)],
     );
     check(
         "pending trade identical after post",
@@ -578,7 +580,7 @@ fn trade_retries() {
             quantity: 4,
             ..post
         }]),
-        &[(0, R::ExistsWithDifferentFields)],
+        &[(0, R::ExistsWithDifferentQuantity)],
     );
 }
 

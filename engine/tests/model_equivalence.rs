@@ -130,13 +130,43 @@ fn engine_matches_model() {
     }
     // The floors are well under what the generator gives (see the printout); they catch a
     // generator that silently stopped reaching a class of outcome.
-    let floors: [(&str, &[R], f64); 11] = [
+    let floors: [(&str, &[R], f64); 13] = [
         ("ok", &[R::Ok], 0.15),
         ("exists", &[R::Exists], 0.005),
         (
-            "exists_with_different_fields",
-            &[R::ExistsWithDifferentFields],
+            "exists with a different field",
+            &[
+                R::ExistsWithDifferentFields,
+                R::ExistsWithDifferentFlags,
+                R::ExistsWithDifferentPendingId,
+                R::ExistsWithDifferentTimeout,
+                R::ExistsWithDifferentDebitAccountId,
+                R::ExistsWithDifferentCreditAccountId,
+                R::ExistsWithDifferentAmount,
+                R::ExistsWithDifferentUserData128,
+                R::ExistsWithDifferentUserData64,
+                R::ExistsWithDifferentUserData32,
+                R::ExistsWithDifferentLedger,
+                R::ExistsWithDifferentCode,
+                R::ExistsWithDifferentLimit,
+                R::ExistsWithDifferentInstrumentDebitAccountId,
+                R::ExistsWithDifferentInstrumentCreditAccountId,
+                R::ExistsWithDifferentCashDebitAccountId,
+                R::ExistsWithDifferentCashCreditAccountId,
+                R::ExistsWithDifferentQuantity,
+                R::ExistsWithDifferentCashAmount,
+            ],
             0.01,
+        ),
+        (
+            "exists with a different amount",
+            &[R::ExistsWithDifferentAmount],
+            0.001,
+        ),
+        (
+            "exists with a different flag",
+            &[R::ExistsWithDifferentFlags],
+            0.001,
         ),
         (
             "linked chains",
@@ -150,7 +180,14 @@ fn engine_matches_model() {
         ),
         (
             "overflow",
-            &[R::OverflowsDebits, R::OverflowsCredits],
+            &[
+                R::OverflowsDebits,
+                R::OverflowsCredits,
+                R::OverflowsDebitsPending,
+                R::OverflowsCreditsPending,
+                R::OverflowsDebitsPosted,
+                R::OverflowsCreditsPosted,
+            ],
             0.002,
         ),
         (
@@ -462,7 +499,7 @@ fn spec_balancing_caps() {
                     transfer(15, 2, 3, 100, bc | bd), // both flags take the smaller (2)
                 ],
             ),
-            &[(3, R::Exists), (4, R::ExistsWithDifferentFields)],
+            &[(3, R::Exists), (4, R::ExistsWithDifferentAmount)],
         ),
     ]);
 }
@@ -504,10 +541,10 @@ fn spec_linked_chains() {
 }
 
 /// Proves a balancing transfer whose cap (`credits_posted + limit − debits`) passes u128::MAX
-/// still gets `overflows_debits` when the capped amount would overflow the debit account
+/// still gets `overflows_debits_posted` when the capped amount would overflow the debit account
 /// (rules 27 then 28), instead of being applied.
 #[test]
-fn regression_balancing_cap_past_u128_max_overflows_debits() {
+fn regression_balancing_cap_past_u128_max_overflows_debits_posted() {
     let t0 = 1_000 * S;
     let none = AccountFlags::default();
     let dmnec = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS;
@@ -533,7 +570,7 @@ fn regression_balancing_cap_past_u128_max_overflows_debits() {
                     transfer(13, 1, 3, 1, TransferFlags::default()),
                 ],
             ),
-            &[(2, R::OverflowsDebits)],
+            &[(2, R::OverflowsDebitsPosted)],
         ),
     ]);
 }
@@ -542,7 +579,7 @@ fn regression_balancing_cap_past_u128_max_overflows_debits() {
 /// (`debits_posted + limit − credits`) passes u128::MAX gets `overflows_credits` when the capped
 /// amount would overflow the credit account.
 #[test]
-fn regression_balancing_credit_cap_past_u128_max_overflows_credits() {
+fn regression_balancing_credit_cap_past_u128_max_overflows_credits_posted() {
     let t0 = 1_000 * S;
     let none = AccountFlags::default();
     let cmned = AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS;
@@ -569,7 +606,7 @@ fn regression_balancing_credit_cap_past_u128_max_overflows_credits() {
                     transfer(13, 3, 1, 1, TransferFlags::default()),
                 ],
             ),
-            &[(2, R::OverflowsCredits)],
+            &[(2, R::OverflowsCreditsPosted)],
         ),
     ]);
 }

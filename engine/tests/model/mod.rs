@@ -145,6 +145,10 @@ fn transient(r: R) -> bool {
             | R::CreditAccountClosed
             | R::OverflowsDebits
             | R::OverflowsCredits
+            | R::OverflowsDebitsPending
+            | R::OverflowsCreditsPending
+            | R::OverflowsDebitsPosted
+            | R::OverflowsCreditsPosted
             | R::ExceedsCredits
             | R::ExceedsDebits
             | R::InstrumentDebitAccountNotFound
@@ -201,9 +205,18 @@ fn same_or_inherited<T: PartialEq + Default>(request: T, stored: T, inherits: bo
     request == stored || (inherits && request == T::default())
 }
 
-/// Idempotency "equal" for transfers (docs/engine.md "Idempotency"); `pending_amount`: the
-/// amount of the pending transfer a stored post or void resolved.
-pub fn transfer_matches(stored: &Transfer, request: &Transfer, pending_amount: u128) -> bool {
+/// The first of `checks` (a field differs, its code) that applies, else `exists`.
+fn first_difference(checks: &[(bool, R)]) -> R {
+    checks
+        .iter()
+        .find(|(differs, _)| *differs)
+        .map_or(R::Exists, |&(_, code)| code)
+}
+
+/// Idempotency for transfers (docs/engine.md "Idempotency"): `exists` or the first field that
+/// differs; `pending_amount`: the amount of the pending transfer a stored post or void
+/// resolved.
+pub fn transfer_exists_result(stored: &Transfer, request: &Transfer, pending_amount: u128) -> R {
     let inherits = request
         .flags
         .intersects(TransferFlags::POST_PENDING_TRANSFER | TransferFlags::VOID_PENDING_TRANSFER);
@@ -225,58 +238,128 @@ pub fn transfer_matches(stored: &Transfer, request: &Transfer, pending_amount: u
     } else {
         request.amount == stored.amount
     };
-    amount
-        && same_or_inherited(request.debit_account_id, stored.debit_account_id, inherits)
-        && same_or_inherited(
-            request.credit_account_id,
-            stored.credit_account_id,
-            inherits,
-        )
-        && same_or_inherited(request.ledger, stored.ledger, inherits)
-        && same_or_inherited(request.code, stored.code, inherits)
-        && request.pending_id == stored.pending_id
-        && same_or_inherited(request.user_data_128, stored.user_data_128, inherits)
-        && same_or_inherited(request.user_data_64, stored.user_data_64, inherits)
-        && same_or_inherited(request.user_data_32, stored.user_data_32, inherits)
-        && request.timeout == stored.timeout
-        && request.flags == stored.flags
+    let differs = |request: u128, stored: u128| !same_or_inherited(request, stored, inherits);
+    first_difference(&[
+        (request.flags != stored.flags, R::ExistsWithDifferentFlags),
+        (
+            request.pending_id != stored.pending_id,
+            R::ExistsWithDifferentPendingId,
+        ),
+        (
+            request.timeout != stored.timeout,
+            R::ExistsWithDifferentTimeout,
+        ),
+        (
+            differs(request.debit_account_id, stored.debit_account_id),
+            R::ExistsWithDifferentDebitAccountId,
+        ),
+        (
+            differs(request.credit_account_id, stored.credit_account_id),
+            R::ExistsWithDifferentCreditAccountId,
+        ),
+        (!amount, R::ExistsWithDifferentAmount),
+        (
+            differs(request.user_data_128, stored.user_data_128),
+            R::ExistsWithDifferentUserData128,
+        ),
+        (
+            differs(request.user_data_64.into(), stored.user_data_64.into()),
+            R::ExistsWithDifferentUserData64,
+        ),
+        (
+            differs(request.user_data_32.into(), stored.user_data_32.into()),
+            R::ExistsWithDifferentUserData32,
+        ),
+        (
+            differs(request.ledger.into(), stored.ledger.into()),
+            R::ExistsWithDifferentLedger,
+        ),
+        (
+            differs(request.code.into(), stored.code.into()),
+            R::ExistsWithDifferentCode,
+        ),
+    ])
 }
 
-/// Idempotency "equal" for trades.
-pub fn trade_matches(stored: &Trade, request: &Trade) -> bool {
+/// Idempotency for trades: `exists` or the first field that differs.
+pub fn trade_exists_result(stored: &Trade, request: &Trade) -> R {
     let inherits = request
         .flags
         .intersects(TradeFlags::POST_PENDING_TRADE | TradeFlags::VOID_PENDING_TRADE);
-    same_or_inherited(
-        request.instrument_debit_account_id,
-        stored.instrument_debit_account_id,
-        inherits,
-    ) && same_or_inherited(
-        request.instrument_credit_account_id,
-        stored.instrument_credit_account_id,
-        inherits,
-    ) && same_or_inherited(
-        request.cash_debit_account_id,
-        stored.cash_debit_account_id,
-        inherits,
-    ) && same_or_inherited(
-        request.cash_credit_account_id,
-        stored.cash_credit_account_id,
-        inherits,
-    ) && same_or_inherited(request.quantity, stored.quantity, inherits)
-        && same_or_inherited(request.cash_amount, stored.cash_amount, inherits)
-        && same_or_inherited(request.code, stored.code, inherits)
-        && request.pending_id == stored.pending_id
-        && request.timeout == stored.timeout
-        && request.flags == stored.flags
+    let differs = |request: u128, stored: u128| !same_or_inherited(request, stored, inherits);
+    first_difference(&[
+        (request.flags != stored.flags, R::ExistsWithDifferentFlags),
+        (
+            request.pending_id != stored.pending_id,
+            R::ExistsWithDifferentPendingId,
+        ),
+        (
+            request.timeout != stored.timeout,
+            R::ExistsWithDifferentTimeout,
+        ),
+        (
+            differs(
+                request.instrument_debit_account_id,
+                stored.instrument_debit_account_id,
+            ),
+            R::ExistsWithDifferentInstrumentDebitAccountId,
+        ),
+        (
+            differs(
+                request.instrument_credit_account_id,
+                stored.instrument_credit_account_id,
+            ),
+            R::ExistsWithDifferentInstrumentCreditAccountId,
+        ),
+        (
+            differs(request.cash_debit_account_id, stored.cash_debit_account_id),
+            R::ExistsWithDifferentCashDebitAccountId,
+        ),
+        (
+            differs(
+                request.cash_credit_account_id,
+                stored.cash_credit_account_id,
+            ),
+            R::ExistsWithDifferentCashCreditAccountId,
+        ),
+        (
+            differs(request.quantity.into(), stored.quantity.into()),
+            R::ExistsWithDifferentQuantity,
+        ),
+        (
+            differs(request.cash_amount.into(), stored.cash_amount.into()),
+            R::ExistsWithDifferentCashAmount,
+        ),
+        (
+            differs(request.code.into(), stored.code.into()),
+            R::ExistsWithDifferentCode,
+        ),
+    ])
 }
 
-fn exists(matches: bool) -> R {
-    if matches {
-        R::Exists
-    } else {
-        R::ExistsWithDifferentFields
-    }
+/// Which part overflows first when `amount` is added to a leg (docs/engine.md, transfers 28):
+/// with `pending`, debits pending then credits pending; then debits posted, credits posted;
+/// then each side's pending + posted sum. `true` in the second place: the debit side.
+fn overflow(d: Bal, c: Bal, amount: u128, pending: bool) -> Option<(&'static str, bool)> {
+    let over = |a: u128, b: u128| a.checked_add(b).is_none();
+    let parts = [
+        (pending && over(d.debits_pending, amount), ("pending", true)),
+        (
+            pending && over(c.credits_pending, amount),
+            ("pending", false),
+        ),
+        (over(d.debits_posted, amount), ("posted", true)),
+        (over(c.credits_posted, amount), ("posted", false)),
+        (
+            add3(d.debits_pending, d.debits_posted, amount).is_none(),
+            ("sum", true),
+        ),
+        (
+            add3(c.credits_pending, c.credits_posted, amount).is_none(),
+            ("sum", false),
+        ),
+    ];
+    parts.iter().find(|(hit, _)| *hit).map(|&(_, part)| part)
 }
 
 impl Model {
@@ -556,7 +639,20 @@ impl Model {
                 timestamp: 0,
                 ..stored.created
             };
-            return exists(created == a);
+            return first_difference(&[
+                (created.flags != a.flags, R::ExistsWithDifferentFlags),
+                (
+                    created.user_data_128 != a.user_data_128,
+                    R::ExistsWithDifferentUserData128,
+                ),
+                (
+                    created.user_data_64 != a.user_data_64,
+                    R::ExistsWithDifferentUserData64,
+                ),
+                (created.limit != a.limit, R::ExistsWithDifferentLimit),
+                (created.ledger != a.ledger, R::ExistsWithDifferentLedger),
+                (created.code != a.code, R::ExistsWithDifferentCode),
+            ]);
         }
         self.accounts.insert(
             a.id,
@@ -621,7 +717,7 @@ impl Model {
                     Some(Stored::Transfer(p)) if stored.pending_id != 0 => p.amount,
                     _ => 0,
                 };
-                Some(exists(transfer_matches(stored, t, pending_amount)))
+                Some(transfer_exists_result(stored, t, pending_amount))
             }
             // AMBIGUITY: an id held by a trade is "exists_with_different_fields" for a transfer.
             Stored::Trade(_) => Some(R::ExistsWithDifferentFields),
@@ -779,12 +875,17 @@ impl Model {
             ));
         }
         let (d, c) = (dr.bal, cr.bal);
-        let Some(debits_after) = add3(d.debits_pending, d.debits_posted, amount) else {
-            return R::OverflowsDebits; // 28
-        };
-        let Some(credits_after) = add3(c.credits_pending, c.credits_posted, amount) else {
-            return R::OverflowsCredits; // 29
-        };
+        match overflow(d, c, amount, pending) {
+            Some(("pending", true)) => return R::OverflowsDebitsPending,
+            Some(("pending", false)) => return R::OverflowsCreditsPending,
+            Some(("posted", true)) => return R::OverflowsDebitsPosted,
+            Some(("posted", false)) => return R::OverflowsCreditsPosted,
+            Some((_, true)) => return R::OverflowsDebits, // 28
+            Some((_, false)) => return R::OverflowsCredits, // 29
+            None => {}
+        }
+        let debits_after = d.debits_pending + d.debits_posted + amount;
+        let credits_after = c.credits_pending + c.credits_posted + amount;
         let timeout_ns = u128::from(t.timeout) * NANOSECONDS_PER_SECOND;
         if pending && u128::from(timestamp) + timeout_ns > u128::from(u64::MAX) {
             return R::OverflowsTimeout; // 30
@@ -881,7 +982,7 @@ impl Model {
 
     fn exists_trade(&self, d: &Trade) -> Option<R> {
         match self.events.get(&d.id)? {
-            Stored::Trade(stored) => Some(exists(trade_matches(stored, d))),
+            Stored::Trade(stored) => Some(trade_exists_result(stored, d)),
             Stored::Transfer(_) => Some(R::ExistsWithDifferentFields),
         }
     }
@@ -1041,17 +1142,16 @@ impl Model {
             |a: &MAccount, x: u128| add3(a.bal.debits_pending, a.bal.debits_posted, x);
         let credits_after =
             |a: &MAccount, x: u128| add3(a.bal.credits_pending, a.bal.credits_posted, x);
-        if debits_after(idr, quantity).is_none() {
-            return R::InstrumentOverflowsDebits;
+        // Each leg as a transfer checks it, reported by side.
+        match overflow(idr.bal, icr.bal, quantity, pending) {
+            Some((_, true)) => return R::InstrumentOverflowsDebits,
+            Some((_, false)) => return R::InstrumentOverflowsCredits,
+            None => {}
         }
-        if credits_after(icr, quantity).is_none() {
-            return R::InstrumentOverflowsCredits;
-        }
-        if debits_after(cdr, cash).is_none() {
-            return R::CashOverflowsDebits;
-        }
-        if credits_after(ccr, cash).is_none() {
-            return R::CashOverflowsCredits;
+        match overflow(cdr.bal, ccr.bal, cash, pending) {
+            Some((_, true)) => return R::CashOverflowsDebits,
+            Some((_, false)) => return R::CashOverflowsCredits,
+            None => {}
         }
         let timeout_ns = u128::from(d.timeout) * NANOSECONDS_PER_SECOND;
         if pending && u128::from(timestamp) + timeout_ns > u128::from(u64::MAX) {
