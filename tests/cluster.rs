@@ -631,3 +631,75 @@ fn unix_nanos() -> u64 {
         .expect("after 1970");
     u64::try_from(since.as_nanos()).expect("before 2554")
 }
+
+/// Proves a transient failure keeps its outcome across kill -9 of the leader (docs/engine.md,
+/// "One id, one outcome"): a transfer fails `exceeds_credits`, the leader that answered is
+/// killed, funds arrive under the new leader, and the same transfer sent again in a new
+/// request answers `id_already_failed` instead of succeeding; nothing moved twice, and the
+/// old leader, restarted, agrees (the remembered id is in every replica's state digest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_transfer_stays_failed_after_the_leader_is_killed() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let (mut cluster, leader, client) = three_nodes(root.path()).await;
+    let account = |id, flags| Account {
+        id,
+        ledger: 3,
+        code: 1,
+        flags,
+        ..Account::default()
+    };
+    let created = client
+        .create_accounts(&[
+            account(2001, AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS),
+            account(2002, AccountFlags::default()),
+            account(2003, AccountFlags::default()),
+        ])
+        .await
+        .expect("accounts");
+    assert_eq!(created, []);
+    let transfer = |id, debit, credit, amount| Transfer {
+        id,
+        debit_account_id: debit,
+        credit_account_id: credit,
+        amount,
+        ledger: 3,
+        code: 1,
+        ..Transfer::default()
+    };
+    let payment = transfer(7001, 2001, 2002, 50);
+    let first = client.create_transfers(&[payment]).await.expect("sent");
+    assert_eq!(first, [(0, EventResult::ExceedsCredits)]);
+
+    cluster.kill(leader).expect("killed");
+    let new_leader = cluster
+        .wait_leader(LEADER_WAIT)
+        .await
+        .expect("a new leader");
+    assert_ne!(new_leader, leader);
+    let funding = client
+        .create_transfers(&[transfer(7002, 2003, 2001, 100)])
+        .await
+        .expect("funded under the new leader");
+    assert_eq!(funding, []);
+    let retry = client.create_transfers(&[payment]).await.expect("sent");
+    assert_eq!(retry, [(0, EventResult::IdAlreadyFailed)]);
+    assert!(client
+        .lookup_transfers(&[7001])
+        .await
+        .expect("lookup")
+        .is_empty());
+    let payer = client.lookup_accounts(&[2001]).await.expect("lookup");
+    assert_eq!(
+        (payer[0].debits_posted, payer[0].credits_posted),
+        (0, 100),
+        "the failed payment never moved"
+    );
+
+    cluster.start(leader).expect("restarted");
+    let states = converged(&cluster, &[1, 2, 3]).await;
+    eprintln!(
+        "after the kill: the retry answered id_already_failed; replicas agree at {:?}",
+        states[&1].last_applied
+    );
+}

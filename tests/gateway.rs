@@ -260,6 +260,16 @@ async fn gateway_end_to_end() {
         .await
         .expect("operator");
 
+    // --- an empty batch: answered with no failures, nothing logged (commit index 0)
+    let (reply, body) = submitter.ok(Operation::CreateTransfers, &[]).await;
+    assert_eq!(reply.commit_index, 0);
+    let empty = decode_create_reply(&body).expect("create reply");
+    assert_eq!(
+        (empty.timestamp_first, empty.failures.len()),
+        (0, 0),
+        "{empty:?}"
+    );
+
     // --- every write operation, replies by exception
     let accounts = [
         account(1, 1),

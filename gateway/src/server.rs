@@ -456,6 +456,19 @@ impl Gateway {
             complete(&self.metrics, &sessions, &context, refusal, false, replies).await;
             return Ok(());
         }
+        if body.is_empty() {
+            // An empty batch changes nothing and is not logged: answered at once, with no
+            // failures, timestamps 0 and commit index 0 (TigerBeetle 0.17 answers an empty
+            // batch with an empty result too).
+            let reply = CreateReply {
+                timestamp_first: 0,
+                timestamp_last: 0,
+                failures: Vec::new(),
+            };
+            let payload = context.ok(0, &encode_create_reply(&reply));
+            complete(&self.metrics, &sessions, &context, payload, true, replies).await;
+            return Ok(());
+        }
         let submitted = match self.batcher() {
             None => Err(context.refuse_with(Status::Unavailable, "the node is shutting down")),
             Some(batcher) => match batcher.try_submit(ClientBatch { operation, body }) {

@@ -384,7 +384,8 @@ pub enum Request<'a> {
     },
     Heartbeat,
     EndSession,
-    /// 1..=`REQUEST_EVENTS_MAX` whole 128-byte records.
+    /// 0..=`REQUEST_EVENTS_MAX` whole 128-byte records (none: an empty batch, answered
+    /// with no failures and nothing logged).
     Create {
         operation: tally_engine::Operation,
         body: &'a [u8],
@@ -443,7 +444,7 @@ pub fn decode_request_body(operation: Operation, body: &[u8]) -> Result<Request<
         }
         Operation::CreateAccounts | Operation::CreateTransfers | Operation::CreateTrades => {
             let events = check_records(body)?;
-            check_count("events", events, 1, REQUEST_EVENTS_MAX)?;
+            check_count("events", events, 0, REQUEST_EVENTS_MAX)?;
             let operation = operation
                 .engine_operation()
                 .ok_or(DecodeError::UnknownKind(operation.kind()))?;
