@@ -415,6 +415,17 @@ impl Engine {
         previous
     }
 
+    /// The history link `role` stored in `event` (see `record_history`).
+    pub(crate) fn previous_event_link(&self, event: EventRef, role: usize) -> u32 {
+        let slot = event.slot();
+        match event.kind() {
+            EventKind::Transfer => self.transfers.get(slot).previous[role],
+            EventKind::Trade => self.trades.get(slot).previous[role],
+            EventKind::Expiry => self.expiries.get(slot).previous[role],
+            EventKind::Failed => unreachable!("a failed id is in no account's history"),
+        }
+    }
+
     fn previous_link_mut(&mut self, event: EventRef, role: usize) -> &mut u32 {
         let slot = event.slot();
         match event.kind() {
@@ -449,13 +460,7 @@ impl Engine {
             .iter()
             .position(|&a| a == account)
             .expect("an account's history holds only events that changed it");
-        let slot = event.slot();
-        match event.kind() {
-            EventKind::Transfer => self.transfers.get(slot).previous[role],
-            EventKind::Trade => self.trades.get(slot).previous[role],
-            EventKind::Expiry => self.expiries.get(slot).previous[role],
-            EventKind::Failed => unreachable!("a failed id is in no account's history"),
-        }
+        self.previous_event_link(event, role)
     }
 
     pub(crate) fn push_undo(&mut self, undo: Undo) {

@@ -22,6 +22,7 @@ mod query;
 pub mod records;
 mod result;
 mod snapshot;
+mod snapshot_read;
 mod snapshot_sections;
 mod state;
 mod trade;

@@ -569,7 +569,7 @@ fn chunk_supply() -> Option<tally_engine::ChunkSupply> {
 
 /// `Engine::restore_from` with its chunks faulted in by a maker thread (`chunk_supply`).
 fn restore_engine(
-    input: impl std::io::Read,
+    input: impl std::io::Read + Send,
     config: EngineConfig,
 ) -> Result<Engine, tally_engine::SnapshotError> {
     match chunk_supply() {
