@@ -316,15 +316,9 @@ fn restore_transfer(
             "transfer {i} post/void flags disagree with its pending slot"
         )));
     }
-    let slot = engine.transfers.push(t);
-    index.push(engine, t.id, EventRef::transfer(slot))?;
-    if t.status == PendingStatus::Pending {
-        if let Some(at) = expires_at(t.timestamp, t.timeout) {
-            engine
-                .expiry_queue
-                .insert((at, t.timestamp, EventRef::transfer(slot)));
-        }
-    }
+    let event = EventRef::transfer(engine.transfers.push(t));
+    index.push(engine, t.id, event)?;
+    queue_restored_expiry(engine, t.status, t.timestamp, t.timeout, event);
     Ok(())
 }
 
@@ -347,16 +341,25 @@ fn restore_trade(
             "trade {i} post/void flags disagree with its pending slot"
         )));
     }
-    let slot = engine.trades.push(t);
-    index.push(engine, t.id, EventRef::trade(slot))?;
-    if t.status == PendingStatus::Pending {
-        if let Some(at) = expires_at(t.timestamp, t.timeout) {
-            engine
-                .expiry_queue
-                .insert((at, t.timestamp, EventRef::trade(slot)));
+    let event = EventRef::trade(engine.trades.push(t));
+    index.push(engine, t.id, event)?;
+    queue_restored_expiry(engine, t.status, t.timestamp, t.timeout, event);
+    Ok(())
+}
+
+/// A restored event still pending with a timeout goes back in the expiry queue.
+fn queue_restored_expiry(
+    engine: &mut Engine,
+    status: PendingStatus,
+    timestamp: u64,
+    timeout: u32,
+    event: EventRef,
+) {
+    if status == PendingStatus::Pending {
+        if let Some(at) = expires_at(timestamp, timeout) {
+            engine.expiry_queue.insert((at, timestamp, event));
         }
     }
-    Ok(())
 }
 
 /// Files one restored expiry; `events`: how many transfers and trades there are.
