@@ -50,6 +50,7 @@ pub enum EventResult {
     TransferMustHaveTheSameLedgerAsAccounts = 30,
     PendingTransferNotFound = 31,
     PendingTransferNotPending = 32,
+    /// No longer returned: a post or void names the field that differs (codes 100–103).
     PendingTransferHasDifferentFields = 33,
     PendingTransferHasDifferentAmount = 34,
     ExceedsPendingTransferAmount = 35,
@@ -128,11 +129,18 @@ pub enum EventResult {
     OverflowsCreditsPending = 97,
     OverflowsDebitsPosted = 98,
     OverflowsCreditsPosted = 99,
+    // Transfers (appended): which field of a post or void differs from the pending
+    // transfer's, as in TigerBeetle 0.17 (`PendingTransferHasDifferentFields` is no longer
+    // returned; trades keep `PendingTradeHasDifferentFields`).
+    PendingTransferHasDifferentDebitAccountId = 100,
+    PendingTransferHasDifferentCreditAccountId = 101,
+    PendingTransferHasDifferentLedger = 102,
+    PendingTransferHasDifferentCode = 103,
 }
 
 impl EventResult {
     /// Every code, in numeric order (for tables, decoders and tests).
-    pub const ALL: [EventResult; 100] = {
+    pub const ALL: [EventResult; 104] = {
         use EventResult::*;
         [
             Ok,
@@ -235,6 +243,10 @@ impl EventResult {
             OverflowsCreditsPending,
             OverflowsDebitsPosted,
             OverflowsCreditsPosted,
+            PendingTransferHasDifferentDebitAccountId,
+            PendingTransferHasDifferentCreditAccountId,
+            PendingTransferHasDifferentLedger,
+            PendingTransferHasDifferentCode,
         ]
     };
 

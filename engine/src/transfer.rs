@@ -50,11 +50,11 @@ impl Engine {
         .filter(|&&p| f.contains(p))
         .count();
         let resolves = f.intersects(F::POST_PENDING_TRANSFER | F::VOID_PENDING_TRANSFER);
-        if phases > 1 || (resolves && f.intersects(F::BALANCING_DEBIT | F::BALANCING_CREDIT)) {
+        // A post or void takes none of the flags that shape a new transfer (TigerBeetle 0.17).
+        let shaping =
+            F::BALANCING_DEBIT | F::BALANCING_CREDIT | F::CLOSING_DEBIT | F::CLOSING_CREDIT;
+        if phases > 1 || (resolves && f.intersects(shaping)) {
             return R::FlagsAreMutuallyExclusive;
-        }
-        if f.intersects(F::CLOSING_DEBIT | F::CLOSING_CREDIT) && !f.contains(F::PENDING) {
-            return R::ClosingTransferMustBePending;
         }
         if resolves {
             self.resolve_pending_transfer(&t, hash, timestamp, lookups)
@@ -71,12 +71,6 @@ impl Engine {
         lookups: &Lookups,
     ) -> EventResult {
         let pending = t.flags.contains(F::PENDING);
-        if t.pending_id != 0 {
-            return R::PendingIdMustBeZero;
-        }
-        if t.timeout != 0 && !pending {
-            return R::TimeoutReservedForPendingTransfer;
-        }
         if t.debit_account_id == 0 {
             return R::DebitAccountIdMustNotBeZero;
         }
@@ -91,6 +85,15 @@ impl Engine {
         }
         if t.debit_account_id == t.credit_account_id {
             return R::AccountsMustBeDifferent;
+        }
+        if t.pending_id != 0 {
+            return R::PendingIdMustBeZero;
+        }
+        if t.timeout != 0 && !pending {
+            return R::TimeoutReservedForPendingTransfer;
+        }
+        if t.flags.intersects(F::CLOSING_DEBIT | F::CLOSING_CREDIT) && !pending {
+            return R::ClosingTransferMustBePending;
         }
         if t.ledger == 0 {
             return R::LedgerMustNotBeZero;
@@ -202,13 +205,19 @@ impl Engine {
         if !TransferFlags(p.flags).contains(F::PENDING) {
             return R::PendingTransferNotPending;
         }
+        // A field the post or void names (non-zero) must be the pending transfer's.
         let differs = |given: u128, stored: u128| given != 0 && given != stored;
-        if differs(t.debit_account_id, self.accounts.get(p.debit_account).id)
-            || differs(t.credit_account_id, self.accounts.get(p.credit_account).id)
-            || differs(u128::from(t.ledger), u128::from(p.ledger))
-            || differs(u128::from(t.code), u128::from(p.code))
-        {
-            return R::PendingTransferHasDifferentFields;
+        if differs(t.debit_account_id, self.accounts.get(p.debit_account).id) {
+            return R::PendingTransferHasDifferentDebitAccountId;
+        }
+        if differs(t.credit_account_id, self.accounts.get(p.credit_account).id) {
+            return R::PendingTransferHasDifferentCreditAccountId;
+        }
+        if differs(t.ledger.into(), p.ledger.into()) {
+            return R::PendingTransferHasDifferentLedger;
+        }
+        if differs(t.code.into(), p.code.into()) {
+            return R::PendingTransferHasDifferentCode;
         }
         // A post moves `amount` (u128::MAX: all of it; 0: nothing, releasing all); a void
         // names the pending amount or leaves it zero (TigerBeetle 0.17).

@@ -130,7 +130,7 @@ fn engine_matches_model() {
     }
     // The floors are well under what the generator gives (see the printout); they catch a
     // generator that silently stopped reaching a class of outcome.
-    let floors: [(&str, &[R], f64); 13] = [
+    let floors: [(&str, &[R], f64); 14] = [
         ("ok", &[R::Ok], 0.15),
         ("exists", &[R::Exists], 0.005),
         (
@@ -220,6 +220,16 @@ fn engine_matches_model() {
             0.002,
         ),
         ("id already failed", &[R::IdAlreadyFailed], 0.002),
+        (
+            "a post or void naming another field",
+            &[
+                R::PendingTransferHasDifferentDebitAccountId,
+                R::PendingTransferHasDifferentCreditAccountId,
+                R::PendingTransferHasDifferentLedger,
+                R::PendingTransferHasDifferentCode,
+            ],
+            0.002,
+        ),
     ];
     let [posts_on_closed, ticks_expired] = reached.get();
     println!("  posts refused on a closed account: {posts_on_closed}");
@@ -535,6 +545,61 @@ fn spec_linked_chains() {
                 (2, R::LinkedEventFailed),
                 (4, R::LinkedEventFailed),
                 (5, R::LinkedEventChainOpen),
+            ],
+        ),
+    ]);
+}
+
+/// Proves the precedence TigerBeetle 0.17 gives where the two systems share codes: a new
+/// transfer's account ids are checked before `pending_id_must_be_zero`, the timeout and the
+/// closing flags; a post or void with a closing flag is `flags_are_mutually_exclusive`; a
+/// post or void names the first of its fields that differs from the pending transfer's.
+#[test]
+fn spec_precedence_follows_tigerbeetle() {
+    let t0 = 1_000 * S;
+    let none = AccountFlags::default();
+    let closing = TransferFlags::CLOSING_DEBIT;
+    let post = TransferFlags::POST_PENDING_TRANSFER;
+    let with = |mut t: Transfer, f: &dyn Fn(&mut Transfer)| {
+        f(&mut t);
+        t
+    };
+    check_scenario(&[
+        (
+            accounts_batch(t0, &[account(1, 1, none, 0), account(2, 1, none, 0)]),
+            &[],
+        ),
+        (
+            transfers_batch(
+                t0 + 10,
+                &[
+                    // Account ids before the pending id, the timeout and the closing flag.
+                    with(transfer(10, 0, 2, 5, closing), &|t| t.pending_id = 99),
+                    with(transfer(11, 1, 1, 5, closing), &|t| t.timeout = 1),
+                    with(transfer(12, 1, 2, 5, closing), &|t| t.pending_id = 99),
+                    with(transfer(13, 1, 2, 5, closing), &|t| t.timeout = 1),
+                    transfer(14, 1, 2, 5, closing),
+                    transfer(15, 1, 2, 5, TransferFlags::PENDING),
+                    // A post with a closing flag; a post naming other accounts or code.
+                    with(resolving(16, 15, post), &|t| t.flags = post | closing),
+                    with(resolving(17, 15, post), &|t| t.credit_account_id = 1),
+                    with(resolving(18, 15, post), &|t| {
+                        t.debit_account_id = 2;
+                        t.code = 9;
+                    }),
+                    with(resolving(19, 15, post), &|t| t.code = 9),
+                ],
+            ),
+            &[
+                (0, R::DebitAccountIdMustNotBeZero),
+                (1, R::AccountsMustBeDifferent),
+                (2, R::PendingIdMustBeZero),
+                (3, R::TimeoutReservedForPendingTransfer),
+                (4, R::ClosingTransferMustBePending),
+                (6, R::FlagsAreMutuallyExclusive),
+                (7, R::PendingTransferHasDifferentCreditAccountId),
+                (8, R::PendingTransferHasDifferentDebitAccountId),
+                (9, R::PendingTransferHasDifferentCode),
             ],
         ),
     ]);

@@ -692,16 +692,14 @@ impl Model {
         let void = tf(&t, TransferFlags::VOID_PENDING_TRANSFER);
         let balancing_debit = tf(&t, TransferFlags::BALANCING_DEBIT);
         let balancing_credit = tf(&t, TransferFlags::BALANCING_CREDIT);
+        let closing = t
+            .flags
+            .intersects(TransferFlags::CLOSING_DEBIT | TransferFlags::CLOSING_CREDIT);
+        // 7. A post or void takes no balancing or closing flag.
         if u8::from(pending) + u8::from(post) + u8::from(void) > 1
-            || ((balancing_debit || balancing_credit) && (post || void))
+            || ((balancing_debit || balancing_credit || closing) && (post || void))
         {
             return R::FlagsAreMutuallyExclusive; // 7
-        }
-        if t.flags
-            .intersects(TransferFlags::CLOSING_DEBIT | TransferFlags::CLOSING_CREDIT)
-            && !pending
-        {
-            return R::ClosingTransferMustBePending; // 8
         }
         if post || void {
             self.post_or_void_transfer(t, post, timestamp)
@@ -744,12 +742,18 @@ impl Model {
         if !tf(&p, TransferFlags::PENDING) {
             return R::PendingTransferNotPending; // 16
         }
-        if (t.debit_account_id != 0 && t.debit_account_id != p.debit_account_id)
-            || (t.credit_account_id != 0 && t.credit_account_id != p.credit_account_id)
-            || (t.ledger != 0 && t.ledger != p.ledger)
-            || (t.code != 0 && t.code != p.code)
-        {
-            return R::PendingTransferHasDifferentFields; // 17
+        // 17. Each field the post or void names must be the pending transfer's.
+        if t.debit_account_id != 0 && t.debit_account_id != p.debit_account_id {
+            return R::PendingTransferHasDifferentDebitAccountId;
+        }
+        if t.credit_account_id != 0 && t.credit_account_id != p.credit_account_id {
+            return R::PendingTransferHasDifferentCreditAccountId;
+        }
+        if t.ledger != 0 && t.ledger != p.ledger {
+            return R::PendingTransferHasDifferentLedger;
+        }
+        if t.code != 0 && t.code != p.code {
+            return R::PendingTransferHasDifferentCode;
         }
         // 18. A post's u128::MAX and a void's 0 mean the pending amount; a post of 0 posts
         // nothing; a void must name the pending amount if it names one.
@@ -808,12 +812,6 @@ impl Model {
 
     fn new_transfer(&mut self, t: Transfer, timestamp: u64) -> R {
         let pending = tf(&t, TransferFlags::PENDING);
-        if t.pending_id != 0 {
-            return R::PendingIdMustBeZero; // 9
-        }
-        if t.timeout != 0 && !pending {
-            return R::TimeoutReservedForPendingTransfer; // 10
-        }
         if t.debit_account_id == 0 {
             return R::DebitAccountIdMustNotBeZero;
         }
@@ -828,6 +826,19 @@ impl Model {
         }
         if t.debit_account_id == t.credit_account_id {
             return R::AccountsMustBeDifferent; // 15
+        }
+        // 15a–c, after the account ids as in TigerBeetle 0.17.
+        if t.pending_id != 0 {
+            return R::PendingIdMustBeZero;
+        }
+        if t.timeout != 0 && !pending {
+            return R::TimeoutReservedForPendingTransfer;
+        }
+        if t.flags
+            .intersects(TransferFlags::CLOSING_DEBIT | TransferFlags::CLOSING_CREDIT)
+            && !pending
+        {
+            return R::ClosingTransferMustBePending;
         }
         // 16. (gone: zero-amount transfers are allowed, as in TigerBeetle 0.17)
         if t.ledger == 0 {
