@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use tally::local_cluster::LocalCluster;
 use tally_client::{Client, ClientConfig};
-use tally_engine::records::{Account, Transfer};
+use tally_engine::records::{
+    Account, AccountFlags, Settlement, Trade, TradeFlags, Transfer, TransferFlags,
+};
 use tally_engine::{EventResult, StatementFilter};
 use tally_gateway::credential_hash_hex;
 
@@ -923,4 +925,107 @@ async fn a_file_of_three_million_transfers_into_three_replicas() {
 
 fn path(file: &std::path::Path) -> &str {
     file.to_str().expect("a UTF-8 path")
+}
+
+/// Proves a settlement request (`Client::create_settlements`) carries transfers and trades
+/// through a real node in one linked chain: a delivery-versus-payment trade with its fee
+/// settles whole, and a chain whose fee cannot be paid moves nothing, the trade included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trade_and_its_fee_settle_as_one_request() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(root.path());
+    cluster.found(&[1]).expect("started");
+    cluster
+        .wait_leader(Duration::from_secs(30))
+        .await
+        .expect("a leader");
+    let client = Client::connect(
+        ClientConfig::new(cluster.addrs(), CLUSTER_ID, SECRET.as_bytes().to_vec())
+            .with_tls(cluster.client_tls().expect("the local CA")),
+    )
+    .await
+    .expect("connected");
+    // Securities on ledger 1 (seller 1, buyer 2), cash on ledger 2 (buyer 3 may not go
+    // below zero, seller 4, the exchange's fee account 5, the bank 6).
+    let on = |id, ledger, flags| Account {
+        ledger,
+        flags,
+        ..account(id)
+    };
+    let limited = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS;
+    let none = AccountFlags::default();
+    let accounts = [
+        on(1, 1, none),
+        on(2, 1, none),
+        on(3, 2, limited),
+        on(4, 2, none),
+        on(5, 2, none),
+        on(6, 2, none),
+    ];
+    assert_eq!(client.create_accounts(&accounts).await.expect("sent"), []);
+    let cash = |id, debit, credit, amount, flags| Transfer {
+        amount,
+        ledger: 2,
+        flags,
+        ..transfer(id, debit, credit)
+    };
+    let funded = client
+        .create_transfers(&[cash(10, 6, 3, 530, TransferFlags::default())])
+        .await
+        .expect("sent");
+    assert_eq!(funded, []);
+    let trade = |id| Trade {
+        id,
+        instrument_debit_account_id: 1,
+        instrument_credit_account_id: 2,
+        cash_debit_account_id: 3,
+        cash_credit_account_id: 4,
+        quantity: 10,
+        cash_amount: 500,
+        code: 1,
+        flags: TradeFlags::LINKED,
+        ..Trade::default()
+    };
+    // 530 pays the trade (500) and its fee (20).
+    let settled = client
+        .create_settlements(&[
+            Settlement::Trade(trade(20)),
+            Settlement::Transfer(cash(21, 3, 5, 20, TransferFlags::default())),
+        ])
+        .await
+        .expect("sent");
+    assert_eq!(settled, []);
+    // 10 left and 500 more: the trade could settle, its fee then cannot, and the fee's
+    // failure takes the trade with it.
+    let topped_up = client
+        .create_transfers(&[cash(11, 6, 3, 500, TransferFlags::default())])
+        .await
+        .expect("sent");
+    assert_eq!(topped_up, []);
+    let refused = client
+        .create_settlements(&[
+            Settlement::Trade(trade(22)),
+            Settlement::Transfer(cash(23, 3, 5, 20, TransferFlags::default())),
+        ])
+        .await
+        .expect("sent");
+    assert_eq!(
+        refused,
+        [
+            (0, EventResult::LinkedEventFailed),
+            (1, EventResult::ExceedsCredits)
+        ]
+    );
+    let balances = client.lookup_accounts(&[2, 3, 5]).await.expect("lookup");
+    let posted: Vec<(u128, u128, u128)> = balances
+        .iter()
+        .map(|a| (a.id, a.debits_posted, a.credits_posted))
+        .collect();
+    assert_eq!(posted, [(2, 0, 10), (3, 520, 1_030), (5, 0, 20)]);
+    assert!(client
+        .lookup_trades(&[22])
+        .await
+        .expect("lookup")
+        .is_empty());
 }

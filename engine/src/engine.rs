@@ -24,6 +24,9 @@ pub enum Operation {
     CreateAccounts = 1,
     CreateTransfers = 2,
     CreateTrades = 3,
+    /// Transfers and trades in one batch (`records::settlement_event` tells which each record
+    /// is), so one linked chain can hold both: a trade and its fees settle or fail as one.
+    CreateSettlements = 4,
 }
 
 impl TryFrom<u8> for Operation {
@@ -36,6 +39,7 @@ impl TryFrom<u8> for Operation {
             1 => Ok(Operation::CreateAccounts),
             2 => Ok(Operation::CreateTransfers),
             3 => Ok(Operation::CreateTrades),
+            4 => Ok(Operation::CreateSettlements),
             other => Err(other),
         }
     }
@@ -310,6 +314,10 @@ impl Engine {
             Operation::CreateAccounts => self.create_account(bytes, timestamp),
             Operation::CreateTransfers => self.create_transfer(bytes, timestamp, lookups),
             Operation::CreateTrades => self.create_trade(bytes, timestamp, lookups),
+            Operation::CreateSettlements => match records::settlement_event(bytes) {
+                (Operation::CreateTrades, record) => self.create_trade(&record, timestamp, lookups),
+                (_, record) => self.create_transfer(&record, timestamp, lookups),
+            },
         }
     }
 

@@ -32,7 +32,9 @@ mod warm;
 pub use engine::{BatchError, BatchOutcome, Engine, EngineConfig, Operation};
 pub use memory::{chunk_supply, ChunkMaker, ChunkSupply, MemoryUsage};
 pub use query::{LedgerTotals, QueryError, StatementEntry, StatementEvent, StatementFilter};
-pub use records::{Account, AccountFlags, RecordError, Trade, TradeFlags, Transfer, TransferFlags};
+pub use records::{
+    Account, AccountFlags, RecordError, Settlement, Trade, TradeFlags, Transfer, TransferFlags,
+};
 pub use result::EventResult;
 pub use snapshot::{
     section_hash, FrozenState, Section, SectionEncoder, SectionKind, SectionVersion, SnapshotError,

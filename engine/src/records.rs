@@ -221,6 +221,47 @@ pub fn raw_flags(bytes: &RecordBytes) -> u16 {
     Reader(bytes).u16(FLAGS_OFFSET)
 }
 
+/// In a settlement batch (`Operation::CreateSettlements`), the flag bit that marks a record as
+/// a trade; a record without it is a transfer. In every other batch the bit is reserved (a
+/// record with it set fails `reserved_flag`).
+pub const SETTLEMENT_TRADE: u16 = 1 << 15;
+
+/// What a record of a settlement batch is (`Operation::CreateTransfers` or `CreateTrades`),
+/// and the record as that operation reads it (the `SETTLEMENT_TRADE` bit cleared).
+pub fn settlement_event(bytes: &RecordBytes) -> (crate::Operation, RecordBytes) {
+    let flags = raw_flags(bytes);
+    let mut record = *bytes;
+    record[FLAGS_OFFSET..FLAGS_OFFSET + 2]
+        .copy_from_slice(&(flags & !SETTLEMENT_TRADE).to_le_bytes());
+    if flags & SETTLEMENT_TRADE != 0 {
+        (crate::Operation::CreateTrades, record)
+    } else {
+        (crate::Operation::CreateTransfers, record)
+    }
+}
+
+/// One event of a settlement batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settlement {
+    Transfer(Transfer),
+    Trade(Trade),
+}
+
+impl Settlement {
+    /// The record as a settlement batch carries it (a trade with `SETTLEMENT_TRADE` set).
+    pub fn encode(&self) -> RecordBytes {
+        match self {
+            Settlement::Transfer(transfer) => transfer.encode(),
+            Settlement::Trade(trade) => {
+                let mut record = trade.encode();
+                let flags = raw_flags(&record) | SETTLEMENT_TRADE;
+                record[FLAGS_OFFSET..FLAGS_OFFSET + 2].copy_from_slice(&flags.to_le_bytes());
+                record
+            }
+        }
+    }
+}
+
 /// The id of any record (the first field of each).
 pub fn raw_id(bytes: &RecordBytes) -> u128 {
     Reader(bytes).u128(0)

@@ -16,7 +16,7 @@ use proptest::test_runner::{
 };
 use tally_engine::{
     records, Account, AccountFlags, BatchError, Engine, EngineConfig, EventResult as R, Operation,
-    Trade, TradeFlags, Transfer, TransferFlags,
+    Settlement, Trade, TradeFlags, Transfer, TransferFlags,
 };
 
 /// One random case: engine hash seed, whether time starts high, the batches (a seed for the
@@ -42,7 +42,7 @@ fn case_strategy() -> impl Strategy<Value = Case> {
         })
 }
 
-fn run_case(case: &Case, mix: &mut BTreeMap<R, u64>, reached: &mut [u64; 2]) {
+fn run_case(case: &Case, mix: &mut BTreeMap<R, u64>, reached: &mut [u64; 4]) {
     let (hash_seed, high, batches, query_seed) = case;
     let time_base = if *high { TIME_BASE_HIGH } else { TIME_BASE_LOW };
     let mut pair = Pair::new(*hash_seed, Config { time_base });
@@ -55,6 +55,8 @@ fn run_case(case: &Case, mix: &mut BTreeMap<R, u64>, reached: &mut [u64; 2]) {
     }
     reached[0] += pair.posts_on_closed;
     reached[1] += pair.ticks_expired;
+    reached[2] += pair.mixed_chains[0];
+    reached[3] += pair.mixed_chains[1];
 }
 
 /// Proves the engine gives the model's result for every event of random logs (valid and
@@ -87,14 +89,17 @@ fn engine_matches_model() {
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
     let mut runner = TestRunner::new_with_rng(config, rng);
     let mix = std::cell::RefCell::new(BTreeMap::new());
-    let reached = std::cell::Cell::new([0u64; 2]);
+    let reached = std::cell::Cell::new([0u64; 4]);
     let started = std::time::Instant::now();
     let result = runner.run(&case_strategy(), |case| {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut counts = [0; 2];
+            let mut counts = [0; 4];
             run_case(&case, &mut mix.borrow_mut(), &mut counts);
-            let [posts, ticks] = reached.get();
-            reached.set([posts + counts[0], ticks + counts[1]]);
+            let mut sums = reached.get();
+            for (sum, count) in sums.iter_mut().zip(counts) {
+                *sum += count;
+            }
+            reached.set(sums);
         }));
         outcome.map_err(|panic| {
             let message = panic
@@ -231,13 +236,20 @@ fn engine_matches_model() {
             0.002,
         ),
     ];
-    let [posts_on_closed, ticks_expired] = reached.get();
+    let [posts_on_closed, ticks_expired, mixed_settled, mixed_failed] = reached.get();
     println!("  posts refused on a closed account: {posts_on_closed}");
     println!("  pending events expired by an entry with no batch: {ticks_expired}");
+    println!(
+        "  chains of transfers and trades together: {mixed_settled} settled, {mixed_failed} failed"
+    );
     if cases >= 32 {
         assert!(
             ticks_expired as f64 / total as f64 >= 0.0005,
             "generator too weak: {ticks_expired} expiries by ticks in {total} events"
+        );
+        assert!(
+            mixed_settled >= 10 && mixed_failed >= 10,
+            "generator too weak: {mixed_settled} mixed chains settled, {mixed_failed} failed"
         );
         assert!(
             posts_on_closed as f64 / total as f64 >= 0.002,
@@ -545,6 +557,97 @@ fn spec_linked_chains() {
                 (2, R::LinkedEventFailed),
                 (4, R::LinkedEventFailed),
                 (5, R::LinkedEventChainOpen),
+            ],
+        ),
+    ]);
+}
+
+/// Proves a settlement batch (transfers and trades together) applies its events in order
+/// with one result each, and a linked chain crossing the two kinds settles or fails as one:
+/// a trade with its fee transfers settles whole; when the buyer cannot pay the fee the trade
+/// does not settle either; when the trade fails its fees are not charged.
+#[test]
+fn spec_a_trade_and_its_fees_settle_as_one() {
+    let t0 = 1_000 * S;
+    let none = AccountFlags::default();
+    let limited = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS;
+    let linked = TransferFlags::LINKED;
+    let trade = |id, flags: TradeFlags| Trade {
+        id,
+        // Seller 1 delivers instrument (ledger 1) to buyer 2; buyer 3 pays seller 4 (ledger 2).
+        instrument_debit_account_id: 1,
+        instrument_credit_account_id: 2,
+        cash_debit_account_id: 3,
+        cash_credit_account_id: 4,
+        quantity: 10,
+        cash_amount: 500,
+        code: 1,
+        flags,
+        ..Trade::default()
+    };
+    let mixed = |entry_timestamp, events: &[Settlement]| Batch {
+        op: Op::Settlements,
+        entry_timestamp,
+        body: events.iter().flat_map(|e| e.encode()).collect(),
+    };
+    let fee_on_2 = |id, amount, flags| {
+        let mut t = transfer(id, 3, 5, amount, flags);
+        t.ledger = 2;
+        Settlement::Transfer(t)
+    };
+    check_scenario(&[
+        (
+            accounts_batch(
+                t0,
+                &[
+                    account(1, 1, none, 0),
+                    account(2, 1, none, 0),
+                    account(3, 2, limited, 0),
+                    account(4, 2, none, 0),
+                    account(5, 2, none, 0),
+                    account(6, 2, none, 0),
+                ],
+            ),
+            &[],
+        ),
+        // The buyer (3) is funded with 1,100 on the cash ledger.
+        (
+            transfers_batch(
+                t0 + 10,
+                &[{
+                    let mut t = transfer(10, 6, 3, 1_100, TransferFlags::default());
+                    t.ledger = 2;
+                    t
+                }],
+            ),
+            &[],
+        ),
+        (
+            mixed(
+                t0 + 20,
+                &[
+                    // Settles whole: the trade, then a fee of 50 from the buyer.
+                    Settlement::Trade(trade(20, TradeFlags::LINKED)),
+                    fee_on_2(21, 50, TransferFlags::default()),
+                    // 550 left: after this chain's trade 45 would be, so its fee of 60
+                    // fails and the trade before it in the chain does not settle.
+                    fee_on_2(22, 5, linked),
+                    Settlement::Trade(trade(23, TradeFlags::LINKED)),
+                    fee_on_2(24, 60, TransferFlags::default()),
+                    // A trade of 600 with 550 there fails: its fee is not charged.
+                    fee_on_2(25, 1, linked),
+                    Settlement::Trade(Trade {
+                        cash_amount: 600,
+                        ..trade(26, TradeFlags::default())
+                    }),
+                ],
+            ),
+            &[
+                (2, R::LinkedEventFailed),
+                (3, R::LinkedEventFailed),
+                (4, R::ExceedsCredits),
+                (5, R::LinkedEventFailed),
+                (6, R::CashExceedsCredits),
             ],
         ),
     ]);

@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge};
 use tally_client::protocol::{
     decode_reply, Status, KIND_ADMIN, KIND_BALANCES_AS_OF, KIND_CREATE_ACCOUNTS,
-    KIND_CREATE_TRADES, KIND_CREATE_TRANSFERS, KIND_END_SESSION, KIND_HEARTBEAT,
-    KIND_LOOKUP_ACCOUNTS, KIND_LOOKUP_TRADES, KIND_LOOKUP_TRANSFERS, KIND_NODE_STATE,
-    KIND_REGISTER, KIND_STATEMENT,
+    KIND_CREATE_SETTLEMENTS, KIND_CREATE_TRADES, KIND_CREATE_TRANSFERS, KIND_END_SESSION,
+    KIND_HEARTBEAT, KIND_LOOKUP_ACCOUNTS, KIND_LOOKUP_TRADES, KIND_LOOKUP_TRANSFERS,
+    KIND_NODE_STATE, KIND_REGISTER, KIND_STATEMENT,
 };
 use tally_raft::metrics::{
     batch_size_buckets, counter_vec, gauge, histogram, latency_buckets, operation_label, register,
@@ -56,6 +56,7 @@ impl GatewayMetrics {
             tally_engine::Operation::CreateAccounts,
             tally_engine::Operation::CreateTransfers,
             tally_engine::Operation::CreateTrades,
+            tally_engine::Operation::CreateSettlements,
         ] {
             events.with_label_values(&[operation_label(operation), "ok"]);
             batch_events.with_label_values(&[operation_label(operation)]);
@@ -183,6 +184,7 @@ fn kind_label(kind: u8) -> &'static str {
         KIND_NODE_STATE => "node_state",
         KIND_ADMIN => "admin",
         KIND_END_SESSION => "end_session",
+        KIND_CREATE_SETTLEMENTS => "create_settlements",
         _ => "unknown",
     }
 }

@@ -98,6 +98,10 @@ pub(crate) fn check_create(
             Operation::CreateAccounts => check_account(scope, record),
             Operation::CreateTransfers => check_transfer(scope, record),
             Operation::CreateTrades => check_trade(scope, record, &ledger_of),
+            Operation::CreateSettlements => match tally_engine::records::settlement_event(record) {
+                (Operation::CreateTrades, record) => check_trade(scope, &record, &ledger_of),
+                (_, record) => check_transfer(scope, &record),
+            },
         };
         if let Err(why) = verdict {
             return Err(OutOfScope {

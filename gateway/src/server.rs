@@ -545,7 +545,7 @@ impl Gateway {
         let checked = match operation {
             // Only trades need the applied state (their records carry no ledger); the others
             // do not hold up the apply loop's lock.
-            tally_engine::Operation::CreateTrades => {
+            tally_engine::Operation::CreateTrades | tally_engine::Operation::CreateSettlements => {
                 let checked = self.view.read(|applied| {
                     let engine = applied.engine()?;
                     Some(check_create(scope, operation, body, |id| {

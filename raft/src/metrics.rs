@@ -323,6 +323,7 @@ pub fn operation_label(operation: tally_engine::Operation) -> &'static str {
         tally_engine::Operation::CreateAccounts => "create_accounts",
         tally_engine::Operation::CreateTransfers => "create_transfers",
         tally_engine::Operation::CreateTrades => "create_trades",
+        tally_engine::Operation::CreateSettlements => "create_settlements",
     }
 }
 

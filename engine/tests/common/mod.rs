@@ -17,6 +17,7 @@ pub fn operation(op: Op) -> Operation {
         Op::Accounts => Operation::CreateAccounts,
         Op::Transfers => Operation::CreateTransfers,
         Op::Trades => Operation::CreateTrades,
+        Op::Settlements => Operation::CreateSettlements,
     }
 }
 
@@ -90,6 +91,8 @@ pub struct Pair {
     pub posts_on_closed: u64,
     /// Pending events expired by an entry with no batch (`tick`).
     pub ticks_expired: u64,
+    /// Linked chains holding transfers and trades together: settled whole, failed whole.
+    pub mixed_chains: [u64; 2],
     pub batch_errors: u64,
 }
 
@@ -103,6 +106,7 @@ impl Pair {
             results: BTreeMap::new(),
             posts_on_closed: 0,
             ticks_expired: 0,
+            mixed_chains: [0; 2],
             batch_errors: 0,
         }
     }
@@ -166,6 +170,9 @@ impl Pair {
                 );
                 let n = (batch.body.len() / crate::model::RECORD_BYTES) as u64;
                 *self.results.entry(EventResult::Ok).or_default() += n - m.failures.len() as u64;
+                let (settled, refused) = mixed_chains(batch, &m.failures);
+                self.mixed_chains[0] += settled;
+                self.mixed_chains[1] += refused;
                 for (index, r) in &m.failures {
                     *self.results.entry(*r).or_default() += 1;
                     if is_closed_account(*r) && is_post(batch, *index as usize) {
@@ -374,6 +381,12 @@ pub fn describe_record(op: Op, record: &[u8; 128]) -> String {
         Op::Accounts => format!("{:?}", tally_engine::Account::decode(record)),
         Op::Transfers => format!("{:?}", tally_engine::Transfer::decode(record)),
         Op::Trades => format!("{:?}", tally_engine::Trade::decode(record)),
+        Op::Settlements => match crate::model::settlement_record(record) {
+            (true, trade) => format!("trade {:?}", tally_engine::Trade::decode(&trade)),
+            (false, transfer) => {
+                format!("transfer {:?}", tally_engine::Transfer::decode(&transfer))
+            }
+        },
     }
 }
 
@@ -407,7 +420,15 @@ fn is_post(batch: &Batch, index: usize) -> bool {
         return false;
     };
     let record: &[u8; crate::model::RECORD_BYTES] = record.try_into().expect("one record");
-    match batch.op {
+    let (op, record) = match batch.op {
+        Op::Settlements => match crate::model::settlement_record(record) {
+            (true, trade) => (Op::Trades, trade),
+            (false, transfer) => (Op::Transfers, transfer),
+        },
+        op => (op, *record),
+    };
+    let record = &record;
+    match op {
         Op::Transfers => tally_engine::Transfer::decode(record).is_ok_and(|t| {
             t.flags
                 .contains(tally_engine::TransferFlags::POST_PENDING_TRANSFER)
@@ -416,6 +437,45 @@ fn is_post(batch: &Batch, index: usize) -> bool {
             t.flags
                 .contains(tally_engine::TradeFlags::POST_PENDING_TRADE)
         }),
-        Op::Accounts => false,
+        Op::Accounts | Op::Settlements => false,
     }
+}
+
+/// In a settlement batch, the linked chains that hold both a transfer and a trade: how many
+/// settled whole and how many failed whole (`(settled, failed)`).
+fn mixed_chains(batch: &Batch, failures: &[(u32, EventResult)]) -> (u64, u64) {
+    if batch.op != Op::Settlements {
+        return (0, 0);
+    }
+    let records: Vec<&[u8]> = batch
+        .body
+        .chunks_exact(crate::model::RECORD_BYTES)
+        .collect();
+    let failed: std::collections::BTreeSet<u32> = failures.iter().map(|(i, _)| *i).collect();
+    let (mut settled, mut refused) = (0, 0);
+    let mut start = 0;
+    for (i, record) in records.iter().enumerate() {
+        let flags = u16::from_le_bytes([record[118], record[119]]);
+        if flags & 1 != 0 && i + 1 < records.len() {
+            continue;
+        }
+        let chain = start..=i;
+        let trades = chain
+            .clone()
+            .filter(|&k| {
+                u16::from_le_bytes([records[k][118], records[k][119]])
+                    & crate::model::SETTLEMENT_TRADE_BIT
+                    != 0
+            })
+            .count();
+        if i > start && trades > 0 && trades < i + 1 - start {
+            if chain.clone().all(|k| !failed.contains(&(k as u32))) {
+                settled += 1;
+            } else if chain.clone().all(|k| failed.contains(&(k as u32))) {
+                refused += 1;
+            }
+        }
+        start = i + 1;
+    }
+    (settled, refused)
 }

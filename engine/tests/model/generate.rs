@@ -108,8 +108,9 @@ impl Generator {
         let mut rng = Rng::new(batch_seed);
         let op = force_op.unwrap_or(match rng.below(100) {
             0..=9 => Op::Accounts,
-            10..=71 => Op::Transfers,
-            _ => Op::Trades,
+            10..=63 => Op::Transfers,
+            64..=89 => Op::Trades,
+            _ => Op::Settlements,
         });
         let last = model.last_timestamp.max(self.time_base());
         let entry_timestamp = match rng.below(100) {
@@ -153,6 +154,18 @@ impl Generator {
                 }
                 Op::Transfers => self.transfer(model, &mut e, &known, chain_heavy).encode(),
                 Op::Trades => self.trade(model, &mut e, &known, chain_heavy).encode(),
+                // A trade and its fees: trades and transfers mixed, chains more often.
+                Op::Settlements => {
+                    if e.chance(40) {
+                        let mut record = self.trade(model, &mut e, &known, true).encode();
+                        let flags = u16::from_le_bytes([record[118], record[119]])
+                            | super::SETTLEMENT_TRADE_BIT;
+                        record[118..120].copy_from_slice(&flags.to_le_bytes());
+                        record
+                    } else {
+                        self.transfer(model, &mut e, &known, true).encode()
+                    }
+                }
             };
             body.extend_from_slice(&record);
         }

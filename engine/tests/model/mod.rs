@@ -31,6 +31,19 @@ pub enum Op {
     Accounts,
     Transfers,
     Trades,
+    /// Transfers and trades in one batch: bit 15 of a record's flags marks a trade.
+    Settlements,
+}
+
+/// docs/records.md: in a settlement batch, flag bit 15 marks a trade.
+pub const SETTLEMENT_TRADE_BIT: u16 = 1 << 15;
+
+/// A settlement batch's record: whether it is a trade, and the record without the bit.
+pub fn settlement_record(record: &[u8; RECORD_BYTES]) -> (bool, [u8; RECORD_BYTES]) {
+    let flags = u16::from_le_bytes([record[118], record[119]]);
+    let mut plain = *record;
+    plain[118..120].copy_from_slice(&(flags & !SETTLEMENT_TRADE_BIT).to_le_bytes());
+    (flags & SETTLEMENT_TRADE_BIT != 0, plain)
 }
 
 /// The four balances of an account.
@@ -466,6 +479,10 @@ impl Model {
                     Op::Accounts => self.create_account(&records[k], ts),
                     Op::Transfers => self.create_transfer(&records[k], ts),
                     Op::Trades => self.create_trade(&records[k], ts),
+                    Op::Settlements => match settlement_record(&records[k]) {
+                        (true, trade) => self.create_trade(&trade, ts),
+                        (false, transfer) => self.create_transfer(&transfer, ts),
+                    },
                 };
                 if transient(r) {
                     let id = u128::from_le_bytes(records[k][..16].try_into().expect("16 bytes"));

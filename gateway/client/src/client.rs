@@ -23,7 +23,7 @@ pub use in_order::IN_ORDER_WINDOW_MAX;
 use crate::connection::{Answer, Connection, ConnectionError};
 use bytes::Bytes;
 use tally_engine::limits::RECORD_BYTES;
-use tally_engine::records::{Account, Trade, Transfer, TransferFlags};
+use tally_engine::records::{Account, Settlement, Trade, Transfer, TransferFlags};
 use tally_engine::{Balances, EventResult, StatementEntry, StatementFilter};
 use tally_wire::ClientTls;
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -182,7 +182,7 @@ pub struct Created {
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
-    queues: Arc<[mpsc::Sender<Call>; 3]>,
+    queues: Arc<[mpsc::Sender<Call>; 4]>,
 }
 
 /// A reply: its status, commit index and body.
@@ -220,12 +220,13 @@ impl Client {
             Operation::CreateAccounts,
             Operation::CreateTransfers,
             Operation::CreateTrades,
+            Operation::CreateSettlements,
         ] {
             let (sender, receiver) = mpsc::channel(1024);
             tokio::spawn(pack(Arc::clone(&inner), operation, receiver));
             queues.push(sender);
         }
-        let queues: [mpsc::Sender<Call>; 3] = queues.try_into().map_err(|_| ClientError::Closed)?;
+        let queues: [mpsc::Sender<Call>; 4] = queues.try_into().map_err(|_| ClientError::Closed)?;
         Ok(Client {
             inner,
             queues: Arc::new(queues),
@@ -268,6 +269,7 @@ impl Client {
             tally_engine::Operation::CreateAccounts => 0,
             tally_engine::Operation::CreateTransfers => 1,
             tally_engine::Operation::CreateTrades => 2,
+            tally_engine::Operation::CreateSettlements => 3,
         };
         self.create_body(queue, body).await
     }
@@ -383,6 +385,16 @@ impl Client {
         trades: &[Trade],
     ) -> Result<Vec<(u32, EventResult)>, ClientError> {
         self.create(2, trades.iter().map(Trade::encode).collect())
+            .await
+    }
+
+    /// Create transfers and trades in one request, in order, so a linked chain can hold both
+    /// (a trade and its fee transfers settle or fail as one); the failed ones by index.
+    pub async fn create_settlements(
+        &self,
+        settlements: &[Settlement],
+    ) -> Result<Vec<(u32, EventResult)>, ClientError> {
+        self.create(3, settlements.iter().map(Settlement::encode).collect())
             .await
     }
 

@@ -66,6 +66,8 @@ pub const KIND_NODE_STATE: u8 = 84;
 pub const KIND_ADMIN: u8 = 86;
 /// End this session now (a client done with the cluster), rather than at its idle timeout.
 pub const KIND_END_SESSION: u8 = 88;
+/// Transfers and trades in one create request (`tally_engine::Operation::CreateSettlements`).
+pub const KIND_CREATE_SETTLEMENTS: u8 = 90;
 
 /// The kind of the reply to a frame of `kind`: the request's plus one. A frame with an odd or
 /// unknown kind (≥ 64) is answered `BadRequest` with kind `kind | 1`.
@@ -89,10 +91,11 @@ pub enum Operation {
     NodeState,
     Admin,
     EndSession,
+    CreateSettlements,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 13] = [
+    pub const ALL: [Operation; 14] = [
         Operation::Register,
         Operation::Heartbeat,
         Operation::CreateAccounts,
@@ -106,6 +109,7 @@ impl Operation {
         Operation::NodeState,
         Operation::Admin,
         Operation::EndSession,
+        Operation::CreateSettlements,
     ];
 
     pub const fn kind(self) -> u8 {
@@ -123,6 +127,7 @@ impl Operation {
             Operation::NodeState => KIND_NODE_STATE,
             Operation::Admin => KIND_ADMIN,
             Operation::EndSession => KIND_END_SESSION,
+            Operation::CreateSettlements => KIND_CREATE_SETTLEMENTS,
         }
     }
 
@@ -140,6 +145,7 @@ impl Operation {
             tally_engine::Operation::CreateAccounts => Operation::CreateAccounts,
             tally_engine::Operation::CreateTransfers => Operation::CreateTransfers,
             tally_engine::Operation::CreateTrades => Operation::CreateTrades,
+            tally_engine::Operation::CreateSettlements => Operation::CreateSettlements,
         }
     }
 
@@ -149,6 +155,7 @@ impl Operation {
             Operation::CreateAccounts => Some(tally_engine::Operation::CreateAccounts),
             Operation::CreateTransfers => Some(tally_engine::Operation::CreateTransfers),
             Operation::CreateTrades => Some(tally_engine::Operation::CreateTrades),
+            Operation::CreateSettlements => Some(tally_engine::Operation::CreateSettlements),
             _ => None,
         }
     }
@@ -442,7 +449,10 @@ pub fn decode_request_body(operation: Operation, body: &[u8]) -> Result<Request<
             Reader::new(body, "end-session body").end()?;
             Ok(Request::EndSession)
         }
-        Operation::CreateAccounts | Operation::CreateTransfers | Operation::CreateTrades => {
+        Operation::CreateAccounts
+        | Operation::CreateTransfers
+        | Operation::CreateTrades
+        | Operation::CreateSettlements => {
             let events = check_records(body)?;
             check_count("events", events, 0, REQUEST_EVENTS_MAX)?;
             let operation = operation
