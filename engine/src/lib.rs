@@ -37,8 +37,9 @@ pub use records::{
 };
 pub use result::EventResult;
 pub use snapshot::{
-    section_hash, FrozenState, Section, SectionEncoder, SectionKind, SectionVersion, SnapshotError,
-    TrailerHasher, SECTION_HASH_BYTES, SNAPSHOT_HEADER_BYTES,
+    section_hash, FrozenState, RestoreStart, Section, SectionEncoder, SectionKind, SectionVersion,
+    SnapshotError, SnapshotSection, SnapshotSections, TrailerHasher, SECTION_HASH_BYTES,
+    SNAPSHOT_HEADER_BYTES,
 };
 pub use state::Balances;
 #[cfg(test)]

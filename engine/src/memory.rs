@@ -125,7 +125,7 @@ fn advise(first: usize, last: usize, advice: Advice) {
 }
 
 /// Fresh chunks for the stored-event arenas of an engine being filled in bulk
-/// (`Engine::take_chunks_from`, `Engine::restore_from_with_chunks`), faulted in by a
+/// (`Engine::take_chunks_from`, `Engine::restore_sections`), faulted in by a
 /// `ChunkMaker` on another thread so the kernel's page zeroing runs beside the fill.
 pub struct ChunkSupply {
     transfers: Receiver<Vec<StoredTransfer>>,

@@ -42,7 +42,8 @@ use crate::arena::Frozen;
 use crate::engine::{Engine, EngineConfig};
 use crate::memory::ChunkSupply;
 use crate::records::{TradeFlags, TransferFlags};
-use crate::snapshot_read::{read_sections, Hashed, Records, TRAILER_BYTES};
+use crate::snapshot_read::{Hashed, Records, TRAILER_BYTES};
+pub use crate::snapshot_read::{SnapshotSection, SnapshotSections};
 use crate::snapshot_sections::encode_section;
 pub use crate::snapshot_sections::{
     section_hash, Section, SectionEncoder, SectionKind, SectionVersion, TrailerHasher,
@@ -379,6 +380,14 @@ fn restore_expiry(engine: &mut Engine, events: [u64; 2], e: Expiry) -> Result<()
     Ok(())
 }
 
+/// What a snapshot's header says a restore begins with ([`Engine::restore_begin`]).
+#[derive(Clone, Copy, Debug)]
+pub struct RestoreStart {
+    last_timestamp: u64,
+    /// Records of each kind: accounts, transfers, trades, expiries, failed ids.
+    counts: [u64; 5],
+}
+
 /// The engine's stored state frozen at one point (`Engine::freeze`): what a snapshot holds,
 /// readable while the engine goes on applying. Taking it copies the accounts' stored state
 /// and one pointer per chunk of stored events — not the events: the stored-event arenas share
@@ -573,30 +582,18 @@ impl Engine {
 
     /// Rebuilds an engine from a snapshot read from `input` to its end, verifying structure,
     /// checksum, that nothing follows it, and that the replayed history ends at the stored
-    /// balances. Memory: the engine it builds, plus one section.
-    pub fn restore_from(
-        input: impl Read + Send,
-        config: EngineConfig,
-    ) -> Result<Engine, SnapshotError> {
-        Self::restore_with(input, config, None)
+    /// balances. Memory: the engine it builds, plus one section. (`restore_begin` and
+    /// `restore_sections` do the same in two halves a caller can run on two threads.)
+    pub fn restore_from(input: impl Read, config: EngineConfig) -> Result<Engine, SnapshotError> {
+        let (start, sections) = Engine::restore_begin(input)?;
+        Engine::restore_sections(start, config, None, sections)
     }
 
-    /// `restore_from`, with the arenas' chunks taken from `supply` while the events are read
-    /// (most of a large restore is otherwise the kernel zeroing their fresh pages: 42% of a
-    /// 10M-event restore on this host). The supply's maker returns when the events are in.
-    pub fn restore_from_with_chunks(
-        input: impl Read + Send,
-        config: EngineConfig,
-        supply: ChunkSupply,
-    ) -> Result<Engine, SnapshotError> {
-        Self::restore_with(input, config, Some(supply))
-    }
-
-    fn restore_with(
-        input: impl Read + Send,
-        config: EngineConfig,
-        supply: Option<ChunkSupply>,
-    ) -> Result<Engine, SnapshotError> {
+    /// Reads a snapshot's header from `input`: what the restore needs to begin, and the
+    /// sections to read (the rest of `input`), for [`Engine::restore_sections`].
+    pub fn restore_begin<R: Read>(
+        input: R,
+    ) -> Result<(RestoreStart, SnapshotSections<R>), SnapshotError> {
         let mut input = Hashed {
             inner: input,
             hasher: Some(blake3::Hasher::new()),
@@ -645,9 +642,30 @@ impl Engine {
         {
             return Err(invalid("more records than slots"));
         }
+        let counts = [accounts, transfers, trades, expiries, failed];
+        let start = RestoreStart {
+            last_timestamp: long(16),
+            counts,
+        };
+        Ok((start, SnapshotSections::new(input, counts, sections_hash)))
+    }
 
+    /// Rebuilds an engine from the sections [`Engine::restore_begin`] found, in their order
+    /// (from its iterator, or handed over from a thread that drives it): checks each record's
+    /// references, files it, and replays the history, which must end at the stored balances.
+    /// The first error among the sections, or found in them, is the restore's. With `supply`,
+    /// the arenas' chunks come from it while events are filed (most of a large restore is
+    /// otherwise the kernel zeroing fresh pages); its maker returns when the events are in.
+    pub fn restore_sections(
+        start: RestoreStart,
+        config: EngineConfig,
+        supply: Option<ChunkSupply>,
+        sections: impl IntoIterator<Item = Result<SnapshotSection, SnapshotError>>,
+    ) -> Result<Engine, SnapshotError> {
+        let counts = start.counts;
+        let [accounts, transfers, trades, _, failed] = counts;
         let mut engine = Engine::new(config);
-        engine.last_timestamp = long(16);
+        engine.last_timestamp = start.last_timestamp;
         // Index tables sized once for the counts the header claims (see `make_room`: a
         // damaged header costs address space, not memory, and fails further on).
         engine.make_room(accounts as usize, (transfers + trades + failed) as usize);
@@ -656,45 +674,40 @@ impl Engine {
             engine.take_chunks_from(supply);
         }
         let mut stored_balances = Vec::new();
-        let counts = [accounts, transfers, trades, expiries, failed];
-        let (out, sections) = crossbeam_channel::bounded(2);
-        let (spent_to, spent) = crossbeam_channel::bounded(4);
-        // The reader thread reads, checks and decodes; this one files the records. An error
-        // on either side ends both: the reader's comes first (a damaged snapshot), since
-        // records it did not send may be what this side found missing.
-        let (read, filed) = std::thread::scope(|scope| {
-            let reader =
-                scope.spawn(move || read_sections(input, counts, sections_hash, &out, &spent));
-            let filed = (|| -> Result<(), SnapshotError> {
-                let mut events_indexed = false;
-                for records in sections {
-                    // Transfers and trades are in: finish their index before what names them.
-                    let after_events = matches!(records, Records::Expiries(_) | Records::Failed(_));
-                    if after_events && !events_indexed {
-                        index.finish(&mut engine)?;
-                        engine.stop_taking_chunks();
-                        events_indexed = true;
-                    }
-                    file_records(
-                        &mut engine,
-                        &mut index,
-                        &mut stored_balances,
-                        counts,
-                        &records,
-                    )?;
-                    let _ = spent_to.try_send(records);
-                }
-                if !events_indexed {
-                    index.finish(&mut engine)?;
-                    engine.stop_taking_chunks();
-                }
-                Ok(())
-            })();
-            let read = reader.join().expect("the section reader does not panic");
-            (read, filed)
-        });
-        read?;
-        filed?;
+        let mut events_indexed = false;
+        for section in sections {
+            let SnapshotSection(records) = section?;
+            // Transfers and trades are in: finish their index before what names them.
+            let after_events = matches!(records, Records::Expiries(_) | Records::Failed(_));
+            if after_events && !events_indexed {
+                index.finish(&mut engine)?;
+                engine.stop_taking_chunks();
+                events_indexed = true;
+            }
+            file_records(
+                &mut engine,
+                &mut index,
+                &mut stored_balances,
+                counts,
+                &records,
+            )?;
+        }
+        if !events_indexed {
+            index.finish(&mut engine)?;
+            engine.stop_taking_chunks();
+        }
+        // Every record the header counts (sections handed over a channel that closed early
+        // would leave some out).
+        let filed = [
+            engine.accounts.len(),
+            engine.transfers.len(),
+            engine.trades.len(),
+            engine.expiries.len(),
+            engine.failed.len(),
+        ];
+        if filed.map(|n| n as u64) != counts {
+            return Err(SnapshotError::Truncated);
+        }
         engine.replay_restored(&stored_balances)?;
         Ok(engine)
     }

@@ -1,12 +1,11 @@
-//! Reading a snapshot's sections on a thread of their own (`Engine::restore_from`): the bytes
-//! read, each section's BLAKE3 and the trailer checked, each section's archive validated and
-//! decoded, while the restoring thread files the records of the section before into the
-//! arenas and indexes. On the 10M-transfer restore the two halves are of a size, so the
-//! restore takes about the longer of them instead of their sum.
+//! Reading a snapshot's sections: the bytes read, each section's BLAKE3 and the trailer
+//! checked, each section's archive validated and decoded ([`SnapshotSections`]), apart from
+//! filing the records into the arenas and indexes (`Engine::restore_sections`), so that a
+//! caller can run the two on two threads: on the 10M-transfer restore the halves are of a
+//! size, and the restore then takes about the longer of them instead of their sum.
 
 use std::io::{self, Read};
 
-use crossbeam_channel::{Receiver, Sender};
 use rkyv::util::AlignedVec;
 
 use crate::snapshot::{Record, SnapshotError, SECTION_HASH_BYTES, SECTION_RECORDS};
@@ -52,8 +51,6 @@ pub(crate) enum Records {
 /// A record kind as a section of [`Records`].
 trait Kind: Record + Send {
     fn wrap(records: Vec<Self>) -> Records;
-    /// The vector of a spent section of this kind, for reuse.
-    fn unwrap(records: Records) -> Option<Vec<Self>>;
 }
 
 macro_rules! kind {
@@ -61,12 +58,6 @@ macro_rules! kind {
         impl Kind for $type {
             fn wrap(records: Vec<Self>) -> Records {
                 Records::$variant(records)
-            }
-            fn unwrap(records: Records) -> Option<Vec<Self>> {
-                match records {
-                    Records::$variant(records) => Some(records),
-                    _ => None,
-                }
             }
         }
     };
@@ -77,111 +68,125 @@ kind!(StoredTrade, Trades);
 kind!(Expiry, Expiries);
 kind!(u128, Failed);
 
-/// Read every section after the header of a snapshot with `counts` records of each kind
-/// (accounts, transfers, trades, expiries, failed ids), then its trailer and its end, sending
-/// each section's records to `out` in order; `spent` hands back vectors to fill again (a
-/// fresh multi-megabyte vector per section would be fresh pages to zero). With
-/// `sections_hash` (versions 3 and 4) each section's hash is checked and the trailer is their
-/// hash; without, `input` hashes the whole stream (version 2). Stops early, with `Ok`, when
-/// the receiver is gone (the restoring thread found an error of its own).
-pub(crate) fn read_sections<R: Read>(
-    mut input: Hashed<R>,
-    counts: [u64; 5],
-    mut sections_hash: Option<TrailerHasher>,
-    out: &Sender<Records>,
-    spent: &Receiver<Records>,
-) -> Result<(), SnapshotError> {
-    let mut buffer = AlignedVec::<16>::new();
-    let trailer = sections_hash.as_mut();
-    let mut reader = SectionReader {
-        input: &mut input,
-        buffer: &mut buffer,
-        trailer,
-        out,
-        spent,
-    };
-    if !(reader.kind::<AccountState>(counts[0])?
-        && reader.kind::<StoredTransfer>(counts[1])?
-        && reader.kind::<StoredTrade>(counts[2])?
-        && reader.kind::<Expiry>(counts[3])?
-        && reader.kind::<u128>(counts[4])?)
-    {
-        return Ok(());
-    }
-    drop(buffer);
-    let Hashed { mut inner, hasher } = input;
-    let expected = match (sections_hash, hasher) {
-        (Some(sections), _) => sections.finish(),
-        (None, whole) => *whole.unwrap_or_default().finalize().as_bytes(),
-    };
-    let mut trailer = [0u8; TRAILER_BYTES];
-    inner.read_exact(&mut trailer)?;
-    if expected != trailer {
-        return Err(SnapshotError::ChecksumMismatch);
-    }
-    if inner.read(&mut [0u8; 1])? != 0 {
-        return Err(SnapshotError::TrailingBytes);
-    }
-    Ok(())
+/// A snapshot's sections, read, checked and decoded one at a time, in order: an iterator of
+/// [`SnapshotSection`]s that ends by checking the trailer and that nothing follows it (an error
+/// there is its last item). `Engine::restore_sections` files what it yields. Drive it on the
+/// restoring thread (`Engine::restore_from`), or on a thread of the caller's and hand the
+/// sections over a channel, so reading and checking overlap the filing (the engine keeps no
+/// thread of its own, as it keeps no file or clock).
+pub struct SnapshotSections<R> {
+    input: Hashed<R>,
+    /// Records of each kind still to read: accounts, transfers, trades, expiries, failed ids.
+    left: [u64; 5],
+    kind: usize,
+    buffer: AlignedVec<16>,
+    /// Versions 3 and 4: each section's hash, then the trailer over them; version 2: `input`
+    /// hashes the whole stream.
+    sections_hash: Option<TrailerHasher>,
+    done: bool,
 }
 
-struct SectionReader<'a, R> {
-    input: &'a mut Hashed<R>,
-    buffer: &'a mut AlignedVec<16>,
-    trailer: Option<&'a mut TrailerHasher>,
-    out: &'a Sender<Records>,
-    spent: &'a Receiver<Records>,
-}
+/// One decoded section of a snapshot, as [`SnapshotSections`] yields it.
+pub struct SnapshotSection(pub(crate) Records);
 
-impl<R: Read> SectionReader<'_, R> {
-    /// The sections of `count` records of kind `T`; `false` if the receiver is gone.
-    fn kind<T: Kind>(&mut self, count: u64) -> Result<bool, SnapshotError> {
-        let mut left = count;
-        while left > 0 {
-            let records = left.min(SECTION_RECORDS as u64) as usize;
-            let length = read_u64(self.input)?;
-            let bytes_max = section_bytes_max::<T>(records);
-            if length > bytes_max {
-                return Err(SnapshotError::LengthMismatch {
-                    header: length,
-                    actual: bytes_max as usize,
-                });
-            }
-            // Sections of one kind are mostly the same length: the buffer is zeroed only
-            // when its length changes (`read_exact` overwrites all of it).
-            if self.buffer.len() != length as usize {
-                self.buffer.clear();
-                self.buffer.resize(length as usize, 0);
-            }
-            self.input.read_exact(self.buffer)?;
-            if let Some(trailer) = self.trailer.as_mut() {
-                let mut hash = [0u8; SECTION_HASH_BYTES];
-                self.input.read_exact(&mut hash)?;
-                let mut hasher = blake3::Hasher::new();
-                hasher.update(&length.to_le_bytes());
-                hasher.update(self.buffer);
-                if hasher.finalize().as_bytes() != &hash {
-                    return Err(SnapshotError::ChecksumMismatch);
-                }
-                trailer.section(&hash);
-            }
-            let mut section = self
-                .spent
-                .try_recv()
-                .ok()
-                .and_then(T::unwrap)
-                .unwrap_or_default();
-            section.clear();
-            T::unarchive(self.buffer, records, |record| {
-                section.push(record);
-                Ok(())
-            })?;
-            if self.out.send(T::wrap(section)).is_err() {
-                return Ok(false);
-            }
-            left -= records as u64;
+impl<R: Read> SnapshotSections<R> {
+    pub(crate) fn new(
+        input: Hashed<R>,
+        counts: [u64; 5],
+        sections_hash: Option<TrailerHasher>,
+    ) -> SnapshotSections<R> {
+        SnapshotSections {
+            input,
+            left: counts,
+            kind: 0,
+            buffer: AlignedVec::new(),
+            sections_hash,
+            done: false,
         }
-        Ok(true)
+    }
+
+    /// The next section of kind `T` (`records` of them), read and checked.
+    fn section<T: Kind>(&mut self, records: usize) -> Result<Records, SnapshotError> {
+        let length = read_u64(&mut self.input)?;
+        let bytes_max = section_bytes_max::<T>(records);
+        if length > bytes_max {
+            return Err(SnapshotError::LengthMismatch {
+                header: length,
+                actual: bytes_max as usize,
+            });
+        }
+        // Sections of one kind are mostly the same length: the buffer is zeroed only when its
+        // length changes (`read_exact` overwrites all of it).
+        if self.buffer.len() != length as usize {
+            self.buffer.clear();
+            self.buffer.resize(length as usize, 0);
+        }
+        self.input.read_exact(&mut self.buffer)?;
+        if let Some(trailer) = self.sections_hash.as_mut() {
+            let mut hash = [0u8; SECTION_HASH_BYTES];
+            self.input.read_exact(&mut hash)?;
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(&length.to_le_bytes());
+            hasher.update(&self.buffer);
+            if hasher.finalize().as_bytes() != &hash {
+                return Err(SnapshotError::ChecksumMismatch);
+            }
+            trailer.section(&hash);
+        }
+        let mut section = Vec::with_capacity(records);
+        T::unarchive(&self.buffer, records, |record| {
+            section.push(record);
+            Ok(())
+        })?;
+        Ok(T::wrap(section))
+    }
+
+    /// After the last section: the trailer, and nothing after it.
+    fn finish(&mut self) -> Result<(), SnapshotError> {
+        let expected = match (self.sections_hash.as_ref(), self.input.hasher.take()) {
+            (Some(sections), _) => sections.finish(),
+            (None, whole) => *whole.unwrap_or_default().finalize().as_bytes(),
+        };
+        let inner = &mut self.input.inner;
+        let mut trailer = [0u8; TRAILER_BYTES];
+        inner.read_exact(&mut trailer)?;
+        if expected != trailer {
+            return Err(SnapshotError::ChecksumMismatch);
+        }
+        if inner.read(&mut [0u8; 1])? != 0 {
+            return Err(SnapshotError::TrailingBytes);
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Iterator for SnapshotSections<R> {
+    type Item = Result<SnapshotSection, SnapshotError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        while self.kind < self.left.len() && self.left[self.kind] == 0 {
+            self.kind += 1;
+        }
+        if self.kind == self.left.len() {
+            self.done = true;
+            return self.finish().err().map(Err);
+        }
+        let records = self.left[self.kind].min(SECTION_RECORDS as u64) as usize;
+        let section = match self.kind {
+            0 => self.section::<AccountState>(records),
+            1 => self.section::<StoredTransfer>(records),
+            2 => self.section::<StoredTrade>(records),
+            3 => self.section::<Expiry>(records),
+            _ => self.section::<u128>(records),
+        };
+        self.left[self.kind] -= records as u64;
+        if section.is_err() {
+            self.done = true;
+        }
+        Some(section.map(SnapshotSection))
     }
 }
 

@@ -457,15 +457,9 @@ impl Gateway {
             return Ok(());
         }
         if body.is_empty() {
-            // An empty batch changes nothing and is not logged: answered at once, with no
-            // failures, timestamps 0 and commit index 0 (TigerBeetle 0.17 answers an empty
-            // batch with an empty result too).
-            let reply = CreateReply {
-                timestamp_first: 0,
-                timestamp_last: 0,
-                failures: Vec::new(),
-            };
-            let payload = context.ok(0, &encode_create_reply(&reply));
+            // An empty batch changes nothing and is not logged: no failures, timestamps and
+            // commit index 0 (TigerBeetle 0.17 answers it with an empty result too).
+            let payload = context.ok(0, &encode_create_reply(&CreateReply::default()));
             complete(&self.metrics, &sessions, &context, payload, true, replies).await;
             return Ok(());
         }

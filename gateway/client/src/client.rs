@@ -254,10 +254,7 @@ impl Client {
         body: Bytes,
     ) -> Result<Created, ClientError> {
         if body.is_empty() {
-            return Ok(Created {
-                timestamp_first: 0,
-                failures: Vec::new(),
-            });
+            return Ok(Created::default());
         }
         if !body.len().is_multiple_of(RECORD_BYTES) {
             return Err(ClientError::Invalid(format!(

@@ -567,15 +567,27 @@ fn chunk_supply() -> Option<tally_engine::ChunkSupply> {
         .map(|_| supply)
 }
 
-/// `Engine::restore_from` with its chunks faulted in by a maker thread (`chunk_supply`).
+/// `Engine::restore_from` on two threads: this one files the records (its arenas' chunks
+/// faulted in by a maker thread, `chunk_supply`) while another reads the file and checks and
+/// decodes its sections (`SnapshotSections`), a bounded channel between them. A 10M-transfer
+/// restore takes about the longer half instead of their sum (docs/performance.md).
 fn restore_engine(
     input: impl std::io::Read + Send,
     config: EngineConfig,
 ) -> Result<Engine, tally_engine::SnapshotError> {
-    match chunk_supply() {
-        Some(supply) => Engine::restore_from_with_chunks(input, config, supply),
-        None => Engine::restore_from(input, config),
-    }
+    let (start, sections) = Engine::restore_begin(input)?;
+    std::thread::scope(|scope| {
+        let (out, handed) = crossbeam_channel::bounded(2);
+        scope.spawn(move || {
+            for section in sections {
+                // A closed channel: the restore stopped at an error of its own.
+                if out.send(section).is_err() {
+                    break;
+                }
+            }
+        });
+        Engine::restore_sections(start, config, chunk_supply(), handed)
+    })
 }
 
 /// Restore the newest snapshot in `files` that restores, streamed from its file: its meta,
