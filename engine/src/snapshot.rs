@@ -586,7 +586,7 @@ impl Engine {
     /// `restore_sections` do the same in two halves a caller can run on two threads.)
     pub fn restore_from(input: impl Read, config: EngineConfig) -> Result<Engine, SnapshotError> {
         let (start, sections) = Engine::restore_begin(input)?;
-        Engine::restore_sections(start, config, None, sections)
+        Engine::restore_sections(start, config, None, sections, None)
     }
 
     /// Reads a snapshot's header from `input`: what the restore needs to begin, and the
@@ -656,11 +656,13 @@ impl Engine {
     /// The first error among the sections, or found in them, is the restore's. With `supply`,
     /// the arenas' chunks come from it while events are filed (most of a large restore is
     /// otherwise the kernel zeroing fresh pages); its maker returns when the events are in.
+    /// With `spent`, each section is sent back once filed (`SnapshotSections::reuse`).
     pub fn restore_sections(
         start: RestoreStart,
         config: EngineConfig,
         supply: Option<ChunkSupply>,
         sections: impl IntoIterator<Item = Result<SnapshotSection, SnapshotError>>,
+        spent: Option<crossbeam_channel::Sender<SnapshotSection>>,
     ) -> Result<Engine, SnapshotError> {
         let counts = start.counts;
         let [accounts, transfers, trades, _, failed] = counts;
@@ -691,6 +693,9 @@ impl Engine {
                 counts,
                 &records,
             )?;
+            if let Some(spent) = &spent {
+                let _ = spent.try_send(SnapshotSection(records));
+            }
         }
         if !events_indexed {
             index.finish(&mut engine)?;

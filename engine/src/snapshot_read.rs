@@ -51,6 +51,8 @@ pub(crate) enum Records {
 /// A record kind as a section of [`Records`].
 trait Kind: Record + Send {
     fn wrap(records: Vec<Self>) -> Records;
+    /// The vector of a filed section of this kind, for reuse.
+    fn unwrap(records: Records) -> Option<Vec<Self>>;
 }
 
 macro_rules! kind {
@@ -58,6 +60,12 @@ macro_rules! kind {
         impl Kind for $type {
             fn wrap(records: Vec<Self>) -> Records {
                 Records::$variant(records)
+            }
+            fn unwrap(records: Records) -> Option<Vec<Self>> {
+                match records {
+                    Records::$variant(records) => Some(records),
+                    _ => None,
+                }
             }
         }
     };
@@ -84,6 +92,8 @@ pub struct SnapshotSections<R> {
     /// hashes the whole stream.
     sections_hash: Option<TrailerHasher>,
     done: bool,
+    /// Sections filed already, whose vectors are filled again (`SnapshotSections::reuse`).
+    spares: Option<crossbeam_channel::Receiver<SnapshotSection>>,
 }
 
 /// One decoded section of a snapshot, as [`SnapshotSections`] yields it.
@@ -102,7 +112,15 @@ impl<R: Read> SnapshotSections<R> {
             buffer: AlignedVec::new(),
             sections_hash,
             done: false,
+            spares: None,
         }
+    }
+
+    /// Fill the vectors of sections sent back on `spares` (by `Engine::restore_sections`'s
+    /// `spent`) instead of new ones: on another thread than the filing, a fresh vector per
+    /// section is a fresh 7 MB for the kernel to zero, on a machine whose cores are busy.
+    pub fn reuse(&mut self, spares: crossbeam_channel::Receiver<SnapshotSection>) {
+        self.spares = Some(spares);
     }
 
     /// The next section of kind `T` (`records` of them), read and checked.
@@ -133,7 +151,13 @@ impl<R: Read> SnapshotSections<R> {
             }
             trailer.section(&hash);
         }
-        let mut section = Vec::with_capacity(records);
+        let mut section = self
+            .spares
+            .as_ref()
+            .and_then(|spares| spares.try_recv().ok())
+            .and_then(|SnapshotSection(spare)| T::unwrap(spare))
+            .unwrap_or_default();
+        section.clear();
         T::unarchive(&self.buffer, records, |record| {
             section.push(record);
             Ok(())

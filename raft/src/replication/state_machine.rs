@@ -575,7 +575,9 @@ fn restore_engine(
     input: impl std::io::Read + Send,
     config: EngineConfig,
 ) -> Result<Engine, tally_engine::SnapshotError> {
-    let (start, sections) = Engine::restore_begin(input)?;
+    let (start, mut sections) = Engine::restore_begin(input)?;
+    let (spent, spares) = crossbeam_channel::bounded(4);
+    sections.reuse(spares);
     std::thread::scope(|scope| {
         let (out, handed) = crossbeam_channel::bounded(2);
         scope.spawn(move || {
@@ -586,7 +588,7 @@ fn restore_engine(
                 }
             }
         });
-        Engine::restore_sections(start, config, chunk_supply(), handed)
+        Engine::restore_sections(start, config, chunk_supply(), handed, Some(spent))
     })
 }
 
