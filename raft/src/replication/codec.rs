@@ -42,15 +42,9 @@ pub const ENTRY_OVERHEAD_BYTES: usize = ENTRY_HEADER_BYTES + REQUEST_HEADER_BYTE
 /// Bytes each batch adds to an entry: its operation and length.
 pub const BATCH_OVERHEAD_BYTES: usize = BATCH_HEADER_BYTES;
 
-/// The engine operation with this wire byte.
+/// The engine operation with this wire byte (the engine's own table).
 fn operation_from_byte(byte: u8) -> Option<Operation> {
-    [
-        Operation::CreateAccounts,
-        Operation::CreateTransfers,
-        Operation::CreateTrades,
-    ]
-    .into_iter()
-    .find(|operation| *operation as u8 == byte)
+    Operation::try_from(byte).ok()
 }
 
 fn check_limit(what: &'static str, count: usize, limit: usize) -> Result<(), EncodeError> {
@@ -485,6 +479,10 @@ mod tests {
                         ClientBatch {
                             operation: Operation::CreateTransfers,
                             body: Bytes::from(vec![2u8; 130]),
+                        },
+                        ClientBatch {
+                            operation: Operation::CreateSettlements,
+                            body: Bytes::from(vec![3u8; 128]),
                         },
                     ],
                 }),
