@@ -233,10 +233,15 @@ pub fn settlement_event(bytes: &RecordBytes) -> (crate::Operation, RecordBytes) 
     let mut record = *bytes;
     record[FLAGS_OFFSET..FLAGS_OFFSET + 2]
         .copy_from_slice(&(flags & !SETTLEMENT_TRADE).to_le_bytes());
-    if flags & SETTLEMENT_TRADE != 0 {
-        (crate::Operation::CreateTrades, record)
+    (settlement_kind(bytes), record)
+}
+
+/// What a record of a settlement batch is, without copying it (for warming ahead).
+pub fn settlement_kind(bytes: &RecordBytes) -> crate::Operation {
+    if raw_flags(bytes) & SETTLEMENT_TRADE != 0 {
+        crate::Operation::CreateTrades
     } else {
-        (crate::Operation::CreateTransfers, record)
+        crate::Operation::CreateTransfers
     }
 }
 

@@ -250,15 +250,6 @@ impl EventResult {
         ]
     };
 
-    /// Whether the result says the id is taken by an event whose fields differ from the
-    /// request's (each field's code, or `ExistsWithDifferentFields` for the other kind).
-    pub fn is_exists_with_different(self) -> bool {
-        use EventResult::*;
-        self == ExistsWithDifferentFields
-            || (ExistsWithDifferentFlags.code()..=ExistsWithDifferentCashAmount.code())
-                .contains(&self.code())
-    }
-
     /// Whether the result depends on state that may change, so that the same event could
     /// succeed later: an account or pending event not there yet, an account closed (a void of
     /// its closing transfer reopens it), a balance too low or too high. The id of an event

@@ -84,7 +84,7 @@ fn layout(operation: Operation, bytes: &RecordBytes) -> (Option<[usize; 2]>, &'s
                 (Some([0, 64]), &[16, 32])
             }
         }
-        Operation::CreateSettlements => layout(crate::records::settlement_event(bytes).0, bytes),
+        Operation::CreateSettlements => layout(crate::records::settlement_kind(bytes), bytes),
         Operation::CreateTrades => {
             let resolves = TradeFlags::POST_PENDING_TRADE.0 | TradeFlags::VOID_PENDING_TRADE.0;
             if raw_flags(bytes) & resolves != 0 {
