@@ -123,11 +123,20 @@ struct Session {
 
 impl Session {
     async fn register(addr: &str, secret: &str) -> Result<Session, (Status, Refusal)> {
+        Session::register_as(addr, secret, rand::random()).await
+    }
+
+    /// A session of the client `client_id` (a client keeps its id across sessions).
+    async fn register_as(
+        addr: &str,
+        secret: &str,
+        client_id: u128,
+    ) -> Result<Session, (Status, Refusal)> {
         let mut conn = Conn::connect(addr).await;
         let header = RequestHeader {
             flags: 0,
             cluster_id: CLUSTER_ID,
-            client_id: rand::random(),
+            client_id,
             session: 0,
             request_number: 0,
         };
@@ -889,6 +898,103 @@ async fn balances(operator: &mut Session, ids: &[u128]) -> Vec<(u128, u128, u128
         .iter()
         .map(|a| (a.id, a.debits_posted, a.credits_posted, a.debits_pending))
         .collect()
+}
+
+/// Proves replies survive a failover. A payment fails `exceeds_credits` on the leader; its
+/// reply is lost (read here and set aside, never acted on) and the leader is killed with kill
+/// -9; funds then arrive under the new leader. The client's retry — same client id, same
+/// request number, a new session on the new leader — gets the original reply byte for byte
+/// (the failure, its timestamps, its commit index) and moves nothing; the same number with
+/// other contents is refused `RequestNumberReused` and applies nothing; the same event in a new
+/// request answers `id_already_failed`. Balances prove nothing moved twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_the_leader_is_killed_gets_the_original_reply() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(root.path(), &config(""));
+    cluster.found(&[1, 2, 3]).expect("start");
+    let leader = cluster.wait_leader(LEADER_WAIT).await.expect("leader");
+    let addr = cluster.addr(leader).expect("addr");
+    let mut submitter = Session::register(&addr, SUBMITTER)
+        .await
+        .expect("submitter");
+    let mut payer = account(31, 1);
+    payer.flags = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS;
+    let accounts = [payer, account(32, 1), account(33, 1)];
+    let created = submitter
+        .create(
+            Operation::CreateAccounts,
+            &records(&accounts, Account::encode),
+        )
+        .await;
+    assert_eq!(failures(&created), []);
+    let payment = records(&[transfer(7101, 31, 32, 50, 1)], Transfer::encode);
+    let (first, first_body) = submitter.ok(Operation::CreateTransfers, &payment).await;
+    let number = submitter.header.request_number;
+    assert_eq!(
+        failures(&decode_create_reply(&first_body).expect("reply")),
+        [(0, Some(EventResult::ExceedsCredits))]
+    );
+
+    cluster.kill(leader).expect("killed");
+    let new_leader = cluster
+        .wait_leader(LEADER_WAIT)
+        .await
+        .expect("a new leader");
+    assert_ne!(new_leader, leader);
+    let new_addr = cluster.addr(new_leader).expect("addr");
+    let mut funder = Session::register(&new_addr, SUBMITTER)
+        .await
+        .expect("funder");
+    let funded = funder
+        .create(
+            Operation::CreateTransfers,
+            &records(&[transfer(7102, 33, 31, 100, 1)], Transfer::encode),
+        )
+        .await;
+    assert_eq!(failures(&funded), []);
+
+    let mut retry = Session::register_as(&new_addr, SUBMITTER, submitter.header.client_id)
+        .await
+        .expect("the same client, a new session");
+    retry.header.request_number = number;
+    let (again, again_body, _) = retry
+        .conn
+        .call(Operation::CreateTransfers, &retry.header, &payment)
+        .await;
+    assert_eq!(again.status, Status::Ok);
+    assert_eq!(again.commit_index, first.commit_index);
+    assert_eq!(again_body, first_body, "the original reply, byte for byte");
+
+    let other = records(&[transfer(7103, 33, 32, 1, 1)], Transfer::encode);
+    let (reused, reused_body, _) = retry
+        .conn
+        .call(Operation::CreateTransfers, &retry.header, &other)
+        .await;
+    assert_eq!(reused.status, Status::RequestNumberReused);
+    assert!(decode_refusal(&reused_body)
+        .expect("refusal")
+        .message
+        .contains("already used"));
+    let new_request = retry.create(Operation::CreateTransfers, &payment).await;
+    assert_eq!(
+        failures(&new_request),
+        [(0, Some(EventResult::IdAlreadyFailed))]
+    );
+
+    let mut operator = Session::register(&new_addr, OPERATOR)
+        .await
+        .expect("operator");
+    let (_, found) = operator
+        .ok(Operation::LookupTransfers, &encode_ids(&[7101, 7103]))
+        .await;
+    assert!(decode_transfers(&found).expect("transfers").is_empty());
+    assert_eq!(
+        balances(&mut operator, &[31, 32, 33]).await,
+        [(31, 0, 100, 0), (32, 0, 0, 0), (33, 100, 0, 0)],
+        "only the funding moved"
+    );
+    cluster.start(leader).expect("restarted");
 }
 
 /// Proves a submitter scoped to ledger 1 and account 21 is refused, with `OutOfScope` naming

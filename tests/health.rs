@@ -36,6 +36,7 @@ fn account_batch(id: u128) -> ClientBatch {
     ClientBatch {
         operation: Operation::CreateAccounts,
         body: bytes::Bytes::copy_from_slice(&account.encode()),
+        origin: None,
     }
 }
 

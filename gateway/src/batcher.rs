@@ -31,7 +31,7 @@ use crate::metrics::GatewayMetrics;
 use tally_engine::{BatchError, BatchOutcome};
 use tally_raft::metrics::Reject;
 use tally_raft::replication::codec;
-use tally_raft::replication::types::{ClientBatch, Node, NodeId, Request, TypeConfig};
+use tally_raft::replication::types::{BatchAnswer, ClientBatch, Node, NodeId, Request, TypeConfig};
 use tally_raft::replication::AppliedView;
 
 type Raft = openraft::Raft<TypeConfig>;
@@ -61,14 +61,24 @@ pub enum BatcherError {
     /// A bug: the state machine answered an entry with the wrong number of results.
     #[error("{0}")]
     Internal(String),
+    /// The client's request number was used, by the entry at `log_index`, for a request with
+    /// other contents (the replicated reply table): nothing was applied.
+    #[error(
+        "request number already used, by entry {log_index}, for a request with other contents"
+    )]
+    NumberReused { log_index: u64 },
 }
 
 /// A batch whose entry committed and was applied on this node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommittedBatch {
-    /// The Raft log index of the entry that carried the batch (the gateway's commit index).
+    /// The Raft log index of the entry that applied the batch (the gateway's commit index):
+    /// the one that carried it, or for a replay the one that carried the original.
     pub log_index: u64,
     pub outcome: Result<BatchOutcome, BatchError>,
+    /// Answered from the replicated reply table: the same request (same client, number and
+    /// contents) was applied before, and nothing was applied now.
+    pub replayed: bool,
 }
 
 pub use codec::{BATCH_OVERHEAD_BYTES, ENTRY_OVERHEAD_BYTES};
@@ -322,14 +332,31 @@ async fn write(raft: Raft, metrics: GatewayMetrics, timestamp: u64, packed: Vec<
         Ok(written) if written.data.batches.len() == count => {
             let log_index = written.log_id.index;
             let now = Instant::now();
-            for ((done, queued_at, operation, events), outcome) in
+            for ((done, queued_at, operation, events), answer) in
                 waiting.into_iter().zip(written.data.batches)
             {
                 metrics
                     .commit_seconds
                     .observe(now.duration_since(queued_at).as_secs_f64());
-                metrics.batch_decided(operation, events, &outcome);
-                let _ = done.send(Ok(CommittedBatch { log_index, outcome }));
+                let committed = match answer {
+                    BatchAnswer::Applied(outcome) => {
+                        metrics.batch_decided(operation, events, &outcome);
+                        Ok(CommittedBatch {
+                            log_index,
+                            outcome,
+                            replayed: false,
+                        })
+                    }
+                    BatchAnswer::Replayed { log_index, outcome } => Ok(CommittedBatch {
+                        log_index,
+                        outcome,
+                        replayed: true,
+                    }),
+                    BatchAnswer::NumberReused { log_index } => {
+                        Err(BatcherError::NumberReused { log_index })
+                    }
+                };
+                let _ = done.send(committed);
             }
         }
         Ok(written) => {

@@ -27,8 +27,10 @@ use crate::metrics::GatewayMetrics;
 use bytes::Bytes;
 use openraft::error::{CheckIsLeaderError, RaftError};
 use tally_raft::net::{ClientHandler, Frame, Replies};
-use tally_raft::replication::types::{ClientBatch, TypeConfig};
+use tally_raft::replication::types::{ClientBatch, Origin, TypeConfig};
 use tally_raft::replication::{AppliedView, CommittedIndex};
+
+mod reads;
 
 use crate::admin;
 use crate::auth::{Access, Credentials, GatewayConfig};
@@ -38,14 +40,16 @@ use crate::limits::{
 };
 use crate::scope::check_create;
 use crate::session::{
-    Admission, NumberedCreate, RegisterRefusal, RequestDigest, SessionRefusal, Sessions, Waiter,
+    client_key, Admission, NumberedCreate, RegisterRefusal, RequestDigest, SessionRefusal,
+    Sessions, Waiter,
 };
+use reads::{answer_read, Read};
 use tally_client::protocol::{
-    decode_request_body, decode_request_header, encode_balances, encode_create_reply,
-    encode_node_state, encode_refusal, encode_registered, encode_reply, encode_statement_reply,
-    reply_kind, CreateReply, Failure, LookupKind, Operation, Refusal, Registered, ReplyHeader,
-    Request, RequestHeader, Status, FLAG_IN_ORDER, FLAG_LINEARIZABLE, KIND_CREATE_ACCOUNTS,
-    KIND_CREATE_TRADES, KIND_CREATE_TRANSFERS, KIND_REGISTER,
+    decode_request_body, decode_request_header, encode_create_reply, encode_node_state,
+    encode_refusal, encode_registered, encode_reply, reply_kind, CreateReply, Failure, Operation,
+    Refusal, Registered, ReplyHeader, Request, RequestHeader, Status, FLAG_IN_ORDER,
+    FLAG_LINEARIZABLE, KIND_CREATE_ACCOUNTS, KIND_CREATE_TRADES, KIND_CREATE_TRANSFERS,
+    KIND_REGISTER,
 };
 
 type Raft = openraft::Raft<TypeConfig>;
@@ -178,13 +182,6 @@ fn session_refusal(context: &Context, refusal: SessionRefusal) -> Bytes {
 enum Operate {
     State { audit: bool },
     Admin(tally_client::protocol::Admin),
-}
-
-/// A read request, owned so it can move into its task.
-enum Read {
-    Lookup { what: LookupKind, ids: Vec<u128> },
-    Statement(tally_engine::StatementFilter),
-    BalancesAsOf { account_id: u128, timestamp: u64 },
 }
 
 impl Gateway {
@@ -427,13 +424,14 @@ impl Gateway {
             frame_request_id: context.frame_request_id,
             replies: replies.clone(),
         };
+        let digest = RequestDigest::of(operation, &body);
         let admission = lock(&self.sessions)
             .admit_create(
                 header.session,
                 header.client_id,
                 NumberedCreate {
                     number: header.request_number,
-                    digest: RequestDigest::of(operation, &body),
+                    digest,
                     in_order: header.flags & FLAG_IN_ORDER != 0,
                 },
                 waiter,
@@ -465,7 +463,16 @@ impl Gateway {
         }
         let submitted = match self.batcher() {
             None => Err(context.refuse_with(Status::Unavailable, "the node is shutting down")),
-            Some(batcher) => match batcher.try_submit(ClientBatch { operation, body }) {
+            Some(batcher) => match batcher.try_submit(ClientBatch {
+                operation,
+                body,
+                // The reply table answers a retry of this number from any leader.
+                origin: Some(Origin {
+                    client: client_key(&access.credential, header.client_id),
+                    number: header.request_number,
+                    digest: digest.value(),
+                }),
+            }) {
                 Ok(Some(committed)) => Ok(committed),
                 Ok(None) => Err(context.refuse_with(
                     Status::Busy,
@@ -489,6 +496,7 @@ impl Gateway {
                 Ok(Ok(CommittedBatch {
                     log_index,
                     outcome: Ok(outcome),
+                    ..
                 })) => {
                     let reply = CreateReply {
                         timestamp_first: outcome.timestamp_first,
@@ -511,7 +519,11 @@ impl Gateway {
                     context.refuse_with(Status::BatchRefused, refused.to_string()),
                     true,
                 ),
-                Ok(Err(error)) => (batcher_refusal(&context, error), false),
+                // A reused number stays refused: the log binds it to the original request.
+                Ok(Err(error)) => {
+                    let keep = matches!(error, BatcherError::NumberReused { .. });
+                    (batcher_refusal(&context, error), keep)
+                }
                 Err(_) => (
                     context.refuse_with(
                         Status::Unavailable,
@@ -692,67 +704,6 @@ async fn linearize(raft: &Raft, flags: u16) -> Result<(), LateRefusal> {
     }
 }
 
-fn answer_read(
-    context: &Context,
-    access: &Access,
-    engine: &tally_engine::Engine,
-    read: Read,
-    commit_index: u64,
-) -> Bytes {
-    // Outside the scope reads as absent, alike in every read (docs/protocol.md): lookups leave
-    // both out, statements and balances answer both with this one refusal.
-    let not_found =
-        || context.refuse_with(Status::NotFound, "no such account (or not in your scope)");
-    match read {
-        Read::Lookup { what, ids } => {
-            let mut body = Vec::with_capacity(ids.len() * 128);
-            for id in ids {
-                let record = match what {
-                    LookupKind::Accounts => engine
-                        .lookup_account(id)
-                        .filter(|account| access.account_visible(account))
-                        .map(|account| account.encode()),
-                    LookupKind::Transfers => engine
-                        .lookup_transfer(id)
-                        .filter(|transfer| access.transfer_visible(transfer))
-                        .map(|transfer| transfer.encode()),
-                    LookupKind::Trades => engine
-                        .lookup_trade(id)
-                        .filter(|trade| access.trade_visible(engine, trade))
-                        .map(|trade| trade.encode()),
-                };
-                if let Some(record) = record {
-                    body.extend_from_slice(&record);
-                }
-            }
-            context.ok(commit_index, &body)
-        }
-        Read::Statement(filter) => {
-            if !access.account_id_readable(engine, filter.account_id) {
-                return not_found();
-            }
-            match engine.statement(&filter) {
-                Ok(entries) => context.ok(commit_index, &encode_statement_reply(&entries)),
-                Err(tally_engine::QueryError::AccountNotFound) => not_found(),
-                Err(error) => context.refuse_with(Status::BadRequest, error.to_string()),
-            }
-        }
-        Read::BalancesAsOf {
-            account_id,
-            timestamp,
-        } => {
-            if !access.account_id_readable(engine, account_id) {
-                return not_found();
-            }
-            match engine.balances_as_of(account_id, timestamp) {
-                Ok(balances) => context.ok(commit_index, &encode_balances(&balances)),
-                Err(tally_engine::QueryError::AccountNotFound) => not_found(),
-                Err(error) => context.refuse_with(Status::BadRequest, error.to_string()),
-            }
-        }
-    }
-}
-
 /// Send a create request's reply to its connection and to every duplicate that waited for
 /// it, caching it if it is a definite outcome.
 async fn complete(
@@ -786,6 +737,7 @@ fn batcher_refusal(context: &Context, error: BatcherError) -> Bytes {
         BatcherError::NotLeader { leader } => (Status::NotLeader, leader),
         BatcherError::Unavailable(_) => (Status::Unavailable, None),
         BatcherError::Internal(_) => (Status::Internal, None),
+        BatcherError::NumberReused { .. } => (Status::RequestNumberReused, None),
     };
     context.refuse(
         status,

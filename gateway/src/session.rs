@@ -1,10 +1,12 @@
 //! Sessions: who registered, what they are serving, and their cached create replies.
 //!
 //! A session lives on the node that registered it (the leader then) and only in memory: a
-//! restart or failover loses it, and the client registers again. What makes a retry safe
-//! across that is not the cache but the engine: event ids are idempotency keys, so a
-//! re-executed request's applied events answer `exists`. The cache makes the common case (a
-//! lost reply, a retry on the same leader) return exactly the original reply.
+//! restart or failover loses it, and the client registers again. What answers a retry across
+//! that is the replicated reply table (`tally_raft::replication::replies`): every create goes
+//! into the log with its origin ([`client_key`], request number, [`RequestDigest`]), and any
+//! leader answers a number the table holds with the original reply. The cache here is the
+//! fast path on one node: a duplicate is answered without a trip through the log, and one
+//! that arrives while its number is being served waits for that reply.
 //!
 //! A cached number answers only the request it was first used for: each slot keeps the
 //! digest of that request (`RequestDigest`), and a request that reuses the number with other
@@ -43,6 +45,23 @@ impl RequestDigest {
         first.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
         RequestDigest(u128::from_le_bytes(first))
     }
+
+    /// The digest as the replicated reply table keeps it.
+    pub(crate) fn value(self) -> u128 {
+        self.0
+    }
+}
+
+/// The key under which the replicated reply table keeps a client's answers: BLAKE3 of the
+/// credential's hash and the client id, truncated to 128 bits. Another credential that sends
+/// the same client id has another key, so it can neither read nor take up its replies.
+pub(crate) fn client_key(credential: &[u8; 32], client_id: u128) -> u128 {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(credential);
+    hasher.update(&client_id.to_le_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+    u128::from_le_bytes(first)
 }
 
 /// A create request as its session sees it: its number, what it asks for, and whether it

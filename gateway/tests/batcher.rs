@@ -54,6 +54,7 @@ fn transfer_batch(k: u128) -> ClientBatch {
             .encode()
             .to_vec(),
         ),
+        origin: None,
     }
 }
 
@@ -142,6 +143,7 @@ async fn oversized_batch_is_refused_before_queueing() {
     let oversized = ClientBatch {
         operation: Operation::CreateTransfers,
         body: Bytes::from(vec![0u8; 2 * 1024 * 1024]),
+        origin: None,
     };
     match batcher.try_submit(oversized) {
         Err(BatcherError::TooLarge { bytes, limit }) => {

@@ -125,6 +125,7 @@ fn batch(operation: Operation, records: Vec<[u8; 128]>) -> ClientBatch {
     ClientBatch {
         operation,
         body: Bytes::from(records.concat()),
+        origin: None,
     }
 }
 
@@ -170,7 +171,11 @@ async fn write_transfers(leader: &Raft, first_id: u128, writes: u128) -> LogId {
             batches: vec![batch(Operation::CreateTransfers, records)],
         };
         let written = leader.client_write(request).await.expect("committed");
-        let outcome = written.data.batches[0].as_ref().expect("batch applies");
+        let outcome = written.data.batches[0]
+            .outcome()
+            .expect("applied")
+            .as_ref()
+            .expect("batch applies");
         assert_eq!(outcome.failures, vec![], "every transfer succeeds");
         last = Some(written.log_id);
     }

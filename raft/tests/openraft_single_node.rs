@@ -47,18 +47,35 @@ async fn single_node_commits_snapshots_and_restarts() {
             ClientBatch {
                 operation: Operation::CreateTransfers,
                 body: Bytes::from(vec![0u8; 100]),
+                origin: None,
             },
         ],
     };
     let written = raft.client_write(request).await.expect("committed");
     let results = &written.data.batches;
     assert_eq!(results.len(), 3, "one result per client batch");
-    assert_eq!(results[0].as_ref().expect("accounts").failures, vec![]);
     assert_eq!(
-        results[1].as_ref().expect("transfers").failures,
+        results[0]
+            .outcome()
+            .expect("applied")
+            .as_ref()
+            .expect("accounts")
+            .failures,
+        vec![]
+    );
+    assert_eq!(
+        results[1]
+            .outcome()
+            .expect("applied")
+            .as_ref()
+            .expect("transfers")
+            .failures,
         vec![(1, EventResult::CreditAccountNotFound)]
     );
-    assert!(results[2].is_err(), "a body of partial records is refused");
+    assert!(
+        results[2].outcome().expect("applied").is_err(),
+        "a body of partial records is refused"
+    );
 
     raft.trigger().snapshot().await.expect("snapshot triggered");
     raft.wait(TIMEOUT)
@@ -106,7 +123,12 @@ async fn single_node_commits_snapshots_and_restarts() {
         .expect("committed after restart");
     assert_eq!(written.data.batches.len(), 1);
     assert_eq!(
-        written.data.batches[0].as_ref().expect("ok").failures,
+        written.data.batches[0]
+            .outcome()
+            .expect("applied")
+            .as_ref()
+            .expect("ok")
+            .failures,
         vec![]
     );
     raft.shutdown().await.expect("shut down");

@@ -15,7 +15,8 @@ use tally_raft::replication::types::{
     Entry, EntryPayload, LogId, Membership, Node, SnapshotMeta, StoredMembership, Vote,
 };
 use tally_raft::replication::{
-    open_storage, read_image, ClientBatch, LogStore, Request, StateMachine, StorageOpenError,
+    open_storage, read_image, BatchAnswer, ClientBatch, LogStore, Origin, Request, StateMachine,
+    StorageOpenError,
 };
 use tally_raft::storage::{open_default, Disk};
 use tally_raft::WalConfig;
@@ -108,6 +109,7 @@ fn transfers(index: u64, count: u128) -> ClientBatch {
     ClientBatch {
         operation: Operation::CreateTransfers,
         body: transfers_body(u128::from(index) << 20, count, 64, u128::MAX),
+        origin: None,
     }
 }
 
@@ -130,6 +132,7 @@ fn sample_log() -> Vec<Entry> {
                 batches: vec![ClientBatch {
                     operation: Operation::CreateAccounts,
                     body: accounts_body(1, 64),
+                    origin: None,
                 }],
             }),
         },
@@ -146,10 +149,12 @@ fn sample_log() -> Vec<Entry> {
                     ClientBatch {
                         operation: Operation::CreateTransfers,
                         body: transfers_body(first, 100, 64, 7),
+                        origin: None,
                     },
                     ClientBatch {
                         operation: Operation::CreateTransfers,
                         body: transfers_body(first + 500, 50, 64, 11),
+                        origin: None,
                     },
                 ],
             }),
@@ -240,16 +245,28 @@ async fn snapshot_installs_with_equal_digest() {
     let failures: usize = responses
         .iter()
         .flat_map(|response| &response.batches)
-        .map(|batch| batch.as_ref().expect("well-formed batch").failures.len())
+        .map(|batch| {
+            batch
+                .outcome()
+                .expect("applied")
+                .as_ref()
+                .expect("well-formed batch")
+                .failures
+                .len()
+        })
         .sum();
     assert!(failures > 0, "the log has failing transfers");
     assert!(responses.iter().flat_map(|r| &r.batches).all(|batch| {
-        batch.as_ref().is_ok_and(|outcome| {
-            outcome
-                .failures
-                .iter()
-                .all(|(_, result)| *result == EventResult::CreditAccountNotFound)
-        })
+        batch
+            .outcome()
+            .expect("applied")
+            .as_ref()
+            .is_ok_and(|outcome| {
+                outcome
+                    .failures
+                    .iter()
+                    .all(|(_, result)| *result == EventResult::CreditAccountNotFound)
+            })
     }));
     let (leader_applied, leader_digest) = leader.view().digest();
     assert_eq!(leader_applied, entries.last().map(|entry| entry.log_id));
@@ -302,6 +319,99 @@ async fn snapshot_installs_with_equal_digest() {
 
     let (_, reopened) = open(&disk, follower_dir.path());
     assert_eq!(reopened.view().digest(), (leader_applied, leader_digest));
+}
+
+/// Proves the reply table is replicated state: a batch sent again under its origin is answered
+/// with its first outcome and log index and applies nothing, the same number with other contents
+/// is refused and applies nothing, on the replica that applied it, on a replica that installed
+/// its snapshot, and on that replica after a restart from the snapshot file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_are_answered_from_the_replicated_reply_table() {
+    let disk = open_default();
+    let leader_dir = tempfile::tempdir().expect("temporary directory");
+    let follower_dir = tempfile::tempdir().expect("temporary directory");
+    let sent = |body: Bytes, number, digest| ClientBatch {
+        operation: Operation::CreateTransfers,
+        body,
+        origin: Some(Origin {
+            client: 0xC1,
+            number,
+            digest,
+        }),
+    };
+    // Every third transfer names a missing account, so the outcome carries failures.
+    let first = sent(transfers_body(5000, 30, 64, 3), 7, 0xD1);
+    let other = sent(transfers_body(6000, 30, 64, u128::MAX), 7, 0xD2);
+    let entries = vec![
+        Entry {
+            log_id: log_id(1, 1, 0),
+            payload: EntryPayload::Membership(membership(&[1])),
+        },
+        request(
+            1,
+            vec![ClientBatch::new(
+                Operation::CreateAccounts,
+                accounts_body(1, 64),
+            )],
+        ),
+        request(2, vec![first.clone()]),
+    ];
+    let (_leader_log, mut leader) = open(&disk, leader_dir.path());
+    let responses = leader.apply(entries.clone()).await.expect("applied");
+    let BatchAnswer::Applied(Ok(outcome)) = &responses[2].batches[0] else {
+        panic!("applied: {:?}", responses[2].batches[0]);
+    };
+    assert_eq!(outcome.failures.len(), 10);
+    let replayed = BatchAnswer::Replayed {
+        log_index: 2,
+        outcome: Ok(outcome.clone()),
+    };
+    let transfers = |machine: &StateMachine| {
+        machine
+            .view()
+            .read(|applied| applied.engine().expect("state").transfers_count())
+    };
+    let stored = transfers(&leader);
+    assert_eq!(stored, 20);
+
+    let retries = |index| request(index, vec![first.clone(), other.clone()]);
+    let answers = leader.apply([retries(3)]).await.expect("applied");
+    assert_eq!(
+        answers[0].batches,
+        [replayed.clone(), BatchAnswer::NumberReused { log_index: 2 }]
+    );
+    assert_eq!(transfers(&leader), stored, "nothing applied again");
+    let (_, leader_digest) = leader.view().digest();
+
+    let mut snapshot = leader
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("snapshot built");
+    let image = read_image(&mut snapshot.snapshot).expect("readable");
+    let mut follower = install(&disk, follower_dir.path(), &snapshot.meta, &image).await;
+    assert_eq!(
+        follower.view().read(|applied| applied.replies().clone()),
+        leader.view().read(|applied| applied.replies().clone())
+    );
+    let answers = follower.apply([retries(4)]).await.expect("applied");
+    assert_eq!(
+        answers[0].batches,
+        [replayed.clone(), BatchAnswer::NumberReused { log_index: 2 }]
+    );
+    assert_eq!(follower.view().digest().1, leader_digest);
+    drop(follower);
+
+    // A restart restores the table from the snapshot file, and the log entry after it (4) is
+    // not in this test's log store: the table alone answers.
+    let (_, mut reopened) = open(&disk, follower_dir.path());
+    let answers = reopened.apply([retries(4)]).await.expect("applied");
+    assert_eq!(
+        answers[0].batches,
+        [replayed, BatchAnswer::NumberReused { log_index: 2 }]
+    );
+    assert_eq!(transfers(&reopened), stored);
 }
 
 /// Proves `install_snapshot` refuses bytes that do not match the meta they came with, or that
@@ -403,6 +513,7 @@ async fn applies_go_on_while_a_snapshot_is_written() {
             vec![ClientBatch {
                 operation: Operation::CreateAccounts,
                 body: accounts_body(1, 64),
+                origin: None,
             }],
         )])
         .await
@@ -646,6 +757,7 @@ async fn snapshots_after_a_little_more_history_write_little_more() {
         vec![ClientBatch {
             operation: Operation::CreateAccounts,
             body: accounts_body(1, 64),
+            origin: None,
         }],
     )];
     // Two whole chunks of transfers and part of a third.

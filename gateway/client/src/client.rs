@@ -2,11 +2,14 @@
 //! concurrent calls of many tasks into one request per operation (as TigerBeetle's clients
 //! do), retries with the same ids, and hands each call its own per-event results.
 //!
-//! Retries never apply anything twice. A request that timed out is sent again with the same
-//! request number on the same session, and the gateway answers a number it has seen with its
-//! cached reply. Where the session is gone (not leader, node restarted, connection lost), the
-//! events are sent again in a new session: every event carries its own id, so one that was
-//! applied the first time answers `exists` and changes nothing.
+//! Retries never apply anything twice. Request numbers come from one counter for the client's
+//! whole life, across sessions and nodes, and a request whose outcome was not seen (a timeout,
+//! a lost connection, a leader that stopped leading or was killed) is sent again under the
+//! same number: the cluster keeps each client's last answers in its replicated reply table,
+//! so whichever node leads then answers with the original reply — a failure included — and
+//! applies nothing again. Past the table's window, every event still carries its own id: one
+//! that was applied answers `exists`, one that failed for a reason that may change answers
+//! `id_already_failed`.
 //!
 //! Packing: while a request of an operation is in flight, calls of that operation queue; the
 //! next request carries as many queued calls as fit (`request_events_max` events), and the
@@ -17,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod in_order;
+mod pack;
 
 pub use in_order::IN_ORDER_WINDOW_MAX;
 
@@ -31,11 +35,11 @@ use tokio::time::{sleep, timeout, Instant};
 
 use crate::limits::{CREDENTIAL_BYTES_MAX, CREDENTIAL_BYTES_MIN};
 use crate::protocol::{
-    decode_accounts, decode_balances, decode_create_reply, decode_node_state, decode_refusal,
-    decode_registered, decode_reply, decode_statement_reply, decode_trades, decode_transfers,
-    encode_admin, encode_balances_as_of_request, encode_ids, encode_node_state_request,
-    encode_request, encode_statement_request, Admin, Failure, NodeState, Operation, Refusal,
-    RequestHeader, Status, FLAG_LINEARIZABLE,
+    decode_accounts, decode_balances, decode_node_state, decode_refusal, decode_registered,
+    decode_reply, decode_statement_reply, decode_trades, decode_transfers, encode_admin,
+    encode_balances_as_of_request, encode_ids, encode_node_state_request, encode_request,
+    encode_statement_request, Admin, Failure, NodeState, Operation, Refusal, RequestHeader, Status,
+    FLAG_LINEARIZABLE,
 };
 
 /// Where and who a client is.
@@ -145,7 +149,6 @@ struct Session {
     addr: String,
     connection: Arc<Connection>,
     session: u64,
-    next_request: u64,
     request_events_max: usize,
 }
 
@@ -154,6 +157,8 @@ struct Inner {
     requests: std::sync::atomic::AtomicU64,
     config: ClientConfig,
     client_id: u128,
+    /// The last request number given out: numbers are the client's, not a session's.
+    last_request: std::sync::atomic::AtomicU64,
     target: std::sync::Mutex<usize>,
     session: Mutex<Option<Session>>,
 }
@@ -210,6 +215,7 @@ impl Client {
         let inner = Arc::new(Inner {
             requests: std::sync::atomic::AtomicU64::new(0),
             client_id: rand::random::<u128>() | 1,
+            last_request: std::sync::atomic::AtomicU64::new(0),
             target: std::sync::Mutex::new(0),
             session: Mutex::new(None),
             config,
@@ -223,7 +229,7 @@ impl Client {
             Operation::CreateSettlements,
         ] {
             let (sender, receiver) = mpsc::channel(1024);
-            tokio::spawn(pack(Arc::clone(&inner), operation, receiver));
+            tokio::spawn(pack::pack(Arc::clone(&inner), operation, receiver));
             queues.push(sender);
         }
         let queues: [mpsc::Sender<Call>; 4] = queues.try_into().map_err(|_| ClientError::Closed)?;
@@ -437,7 +443,7 @@ impl Client {
         if !held.connection.is_open() {
             return;
         }
-        let header = self.inner.header(held.session, held.next_request + 1, 0);
+        let header = self.inner.header(held.session, self.inner.next_number(), 0);
         let _ = timeout(
             Duration::from_secs(1),
             self.inner.exchange(
@@ -498,76 +504,6 @@ impl Client {
             )
             .await?;
         decode_balances(&body).map_err(|error| ClientError::Decode(error.to_string()))
-    }
-}
-
-/// The packer of one create operation: one request in flight; calls queued meanwhile go
-/// together into the next one.
-async fn pack(inner: Arc<Inner>, operation: Operation, mut queue: mpsc::Receiver<Call>) {
-    let mut carried: Option<Call> = None;
-    loop {
-        let first = match carried.take() {
-            Some(call) => call,
-            None => match queue.recv().await {
-                Some(call) => call,
-                None => return,
-            },
-        };
-        let limit = inner.request_events_max().await;
-        let mut calls = vec![first];
-        let mut events = calls[0].events;
-        while !calls[0].alone {
-            match queue.try_recv() {
-                Ok(next) if next.alone || events + next.events > limit => {
-                    carried = Some(next);
-                    break;
-                }
-                Ok(next) => {
-                    events += next.events;
-                    calls.push(next);
-                }
-                Err(_) => break,
-            }
-        }
-        // One call goes out as it came; several are joined once (up to 1 MiB).
-        let body = match &calls[..] {
-            [only] => only.body.clone(),
-            _ => {
-                let mut joined = Vec::with_capacity(events * RECORD_BYTES);
-                for call in &calls {
-                    joined.extend_from_slice(&call.body);
-                }
-                Bytes::from(joined)
-            }
-        };
-        let result = inner.call(operation, body, 0).await.and_then(|reply| {
-            decode_create_reply(&reply.body).map_err(|error| ClientError::Decode(error.to_string()))
-        });
-        match result {
-            Ok(reply) => {
-                let mut start = 0u32;
-                for call in calls {
-                    let end = start + call.events as u32;
-                    let own = reply
-                        .failures
-                        .iter()
-                        .filter(|failure| (start..end).contains(&failure.index))
-                        .map(|failure| Failure {
-                            index: failure.index - start,
-                            code: failure.code,
-                        })
-                        .collect();
-                    let first = reply.timestamp_first + u64::from(start);
-                    let _ = call.done.send(Ok((first, own)));
-                    start = end;
-                }
-            }
-            Err(error) => {
-                for call in calls {
-                    let _ = call.done.send(Err(error.clone()));
-                }
-            }
-        }
     }
 }
 
@@ -688,11 +624,10 @@ impl Inner {
                     }
                 }
             }
-            session.next_request += 1;
             return Ok((
                 Arc::clone(&session.connection),
                 session.session,
-                session.next_request,
+                self.next_number(),
             ));
         }
         let addr = self.target();
@@ -736,10 +671,9 @@ impl Inner {
             addr,
             connection: Arc::clone(&connection),
             session: registered.session,
-            next_request: 1,
             request_events_max: (registered.request_events_max as usize).max(1),
         });
-        Ok((connection, registered.session, 1))
+        Ok((connection, registered.session, self.next_number()))
     }
 
     /// Register a session with the cluster (following leader hints) before the first call.
@@ -770,6 +704,13 @@ impl Inner {
         }
     }
 
+    /// The next request number (from 1, never reused for other contents).
+    fn next_number(&self) -> u64 {
+        self.last_request
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
+    }
+
     /// Send `body` as `operation` until it is answered for good or the deadline passes.
     async fn call(
         &self,
@@ -777,20 +718,26 @@ impl Inner {
         body: Bytes,
         flags: u16,
     ) -> Result<Reply, ClientError> {
+        self.call_numbered(operation, body, flags, None).await
+    }
+
+    /// [`call`](Self::call) under `number` if it already went out with this body.
+    pub(crate) async fn call_numbered(
+        &self,
+        operation: Operation,
+        body: Bytes,
+        flags: u16,
+        number: Option<u64>,
+    ) -> Result<Reply, ClientError> {
         let started = Instant::now();
         let mut backoff = Duration::from_millis(10);
         let mut last = String::from("nothing tried");
-        // A request number is reused only on the session it was first sent in.
-        let mut pending: Option<(u64, u64)> = None;
+        // Once sent, a request keeps its number on every session and node until it is
+        // answered: the reply table then answers a retry of one that was applied.
+        let mut pending: Option<u64> = number;
         while started.elapsed() < self.config.deadline {
             let (connection, session, number) = match self.session().await {
-                Ok((connection, session, fresh)) => {
-                    let number = match pending {
-                        Some((held, number)) if held == session => number,
-                        _ => fresh,
-                    };
-                    (connection, session, number)
-                }
+                Ok((connection, session, fresh)) => (connection, session, pending.unwrap_or(fresh)),
                 Err(SessionError::Permanent(error)) => return Err(error),
                 Err(SessionError::Transient(error)) => {
                     last = error;
@@ -798,16 +745,16 @@ impl Inner {
                     continue;
                 }
             };
-            pending = Some((session, number));
+            pending = Some(number);
             let header = self.header(session, number, flags);
             let reply = match self.exchange(&connection, operation, &header, &body).await {
                 Ok(reply) => reply,
                 Err(SessionError::Permanent(error)) => return Err(error),
                 Err(SessionError::Transient(error)) => {
-                    // Timed out or connection lost: the outcome is unknown. Same number again
+                    // Timed out or connection lost: the outcome is unknown. Same number again,
                     // on the same session (`session` connects again to its node if the
-                    // connection is gone), which answers with the cached reply; anew only if
-                    // the node cannot be reached or no longer knows the session.
+                    // connection is gone) or, if the node cannot be reached or no longer knows
+                    // the session, on a new one: either way the reply table answers it.
                     last = error;
                     if !connection.is_open() {
                         pause(&mut backoff).await;
@@ -825,7 +772,6 @@ impl Inner {
                     let hint = refusal.leader.as_ref().map(|(_, addr)| addr.as_str());
                     let hinted = hint.is_some();
                     self.retarget(hint);
-                    pending = None;
                     if !hinted {
                         pause(&mut backoff).await;
                     }

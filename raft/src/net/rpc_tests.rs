@@ -54,6 +54,7 @@ fn entries(seed: u64, count: usize) -> Vec<Entry> {
                         .map(|b| ClientBatch {
                             operation: Operation::CreateTransfers,
                             body: Bytes::from(vec![(b + i) as u8; (128 * b) as usize]),
+                            origin: None,
                         })
                         .collect(),
                 }),

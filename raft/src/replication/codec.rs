@@ -20,13 +20,21 @@ use super::limits::{
     ENTRY_BATCHES_MAX, LOG_INDEX_MAX, MEMBERSHIP_CONFIGS_MAX, MEMBERSHIP_NODES_MAX,
     NODE_ADDRESS_BYTES_MAX, TERM_MAX,
 };
+use super::replies::Origin;
 use super::types::{
     ClientBatch, Entry, EntryPayload, LogId, Membership, Node, NodeId, Request, Vote,
 };
 use crate::wal;
 
-/// Version of the entry payload layout (byte 0 of every payload).
-const ENTRY_VERSION: u8 = 1;
+/// Version of the entry payload layout written (byte 0 of every payload). Version 2 added a
+/// batch's origin (its client, request number and digest: `replies.rs`); version 1 entries,
+/// whose batches have none, are still read.
+const ENTRY_VERSION: u8 = 2;
+const ENTRY_VERSION_NO_ORIGIN: u8 = 1;
+/// Batch header flag: the batch's origin follows the header.
+const BATCH_HAS_ORIGIN: u8 = 1;
+/// Client key, request number, digest.
+pub(crate) const ORIGIN_BYTES: usize = 16 + 8 + 16;
 const KIND_BLANK: u8 = 1;
 const KIND_NORMAL: u8 = 2;
 const KIND_MEMBERSHIP: u8 = 3;
@@ -34,13 +42,13 @@ const KIND_MEMBERSHIP: u8 = 3;
 pub(crate) const ENTRY_HEADER_BYTES: usize = 16;
 /// Timestamp, batch count, reserved.
 pub(crate) const REQUEST_HEADER_BYTES: usize = 16;
-/// Operation, reserved, body length.
+/// Operation, flags, reserved, body length.
 pub(crate) const BATCH_HEADER_BYTES: usize = 8;
 /// Bytes an entry adds to its batches' bodies: entry and request headers
 /// (docs/raft-entries.md).
 pub const ENTRY_OVERHEAD_BYTES: usize = ENTRY_HEADER_BYTES + REQUEST_HEADER_BYTES;
-/// Bytes each batch adds to an entry: its operation and length.
-pub const BATCH_OVERHEAD_BYTES: usize = BATCH_HEADER_BYTES;
+/// Bytes each batch adds to an entry: its operation, length and origin.
+pub const BATCH_OVERHEAD_BYTES: usize = BATCH_HEADER_BYTES + ORIGIN_BYTES;
 
 /// The engine operation with this wire byte (the engine's own table).
 fn operation_from_byte(byte: u8) -> Option<Operation> {
@@ -69,7 +77,11 @@ pub fn encode_entry(entry: &Entry) -> Result<wal::Entry, EncodeError> {
                     + request
                         .batches
                         .iter()
-                        .map(|batch| BATCH_HEADER_BYTES + batch.body.len())
+                        .map(|batch| {
+                            BATCH_HEADER_BYTES
+                                + batch.origin.map_or(0, |_| ORIGIN_BYTES)
+                                + batch.body.len()
+                        })
                         .sum::<usize>()
             }
             _ => 0,
@@ -108,8 +120,14 @@ fn encode_request(request: &Request, out: &mut Vec<u8>) -> Result<(), EncodeErro
             limit: u32::MAX as usize,
         })?;
         out.push(batch.operation as u8);
-        out.extend_from_slice(&[0; 3]);
+        out.push(batch.origin.map_or(0, |_| BATCH_HAS_ORIGIN));
+        out.extend_from_slice(&[0; 2]);
         out.extend_from_slice(&bytes.to_le_bytes());
+        if let Some(origin) = &batch.origin {
+            out.extend_from_slice(&origin.client.to_le_bytes());
+            out.extend_from_slice(&origin.number.to_le_bytes());
+            out.extend_from_slice(&origin.digest.to_le_bytes());
+        }
         out.extend_from_slice(&batch.body);
     }
     Ok(())
@@ -203,7 +221,7 @@ pub fn decode_entry(record: &wal::Entry) -> Result<Entry, DecodeError> {
     let payload = &record.payload;
     let mut reader = Reader::new(payload);
     let version = reader.u8()?;
-    if version != ENTRY_VERSION {
+    if version != ENTRY_VERSION && version != ENTRY_VERSION_NO_ORIGIN {
         return Err(DecodeError::UnknownVersion(u32::from(version)));
     }
     let kind = reader.u8()?;
@@ -218,7 +236,7 @@ pub fn decode_entry(record: &wal::Entry) -> Result<Entry, DecodeError> {
     );
     let payload = match kind {
         KIND_BLANK => EntryPayload::Blank,
-        KIND_NORMAL => EntryPayload::Normal(decode_request(&mut reader, payload)?),
+        KIND_NORMAL => EntryPayload::Normal(decode_request(&mut reader, payload, version)?),
         KIND_MEMBERSHIP => EntryPayload::Membership(decode_membership(&mut reader)?),
         other => return Err(DecodeError::UnknownKind(other)),
     };
@@ -226,7 +244,11 @@ pub fn decode_entry(record: &wal::Entry) -> Result<Entry, DecodeError> {
     Ok(Entry { log_id, payload })
 }
 
-fn decode_request(reader: &mut Reader<'_>, payload: &Bytes) -> Result<Request, DecodeError> {
+fn decode_request(
+    reader: &mut Reader<'_>,
+    payload: &Bytes,
+    version: u8,
+) -> Result<Request, DecodeError> {
     let timestamp = reader.u64()?;
     let count = reader.count(
         "batches in one entry",
@@ -238,13 +260,38 @@ fn decode_request(reader: &mut Reader<'_>, payload: &Bytes) -> Result<Request, D
     for _ in 0..count {
         let byte = reader.u8()?;
         let operation = operation_from_byte(byte).ok_or(DecodeError::UnknownOperation(byte))?;
-        reader.reserved(3)?;
+        let flags_at = reader.at;
+        let flags = reader.u8()?;
+        let has_origin = match flags {
+            0 => false,
+            BATCH_HAS_ORIGIN if version != ENTRY_VERSION_NO_ORIGIN => true,
+            value => {
+                return Err(DecodeError::BadFlag {
+                    at: flags_at,
+                    value,
+                })
+            }
+        };
+        reader.reserved(2)?;
         let bytes = reader.u32()? as usize;
+        let origin = if has_origin {
+            let client = u128::from_le_bytes(reader.take(16)?.try_into().expect("16 bytes"));
+            let number = reader.u64()?;
+            let digest = u128::from_le_bytes(reader.take(16)?.try_into().expect("16 bytes"));
+            Some(Origin {
+                client,
+                number,
+                digest,
+            })
+        } else {
+            None
+        };
         let start = reader.at;
         reader.take(bytes)?;
         batches.push(ClientBatch {
             operation,
             body: payload.slice(start..start + bytes),
+            origin,
         });
     }
     Ok(Request { timestamp, batches })
@@ -471,18 +518,26 @@ mod tests {
                         ClientBatch {
                             operation: Operation::CreateAccounts,
                             body: Bytes::from(vec![1u8; 256]),
+                            origin: None,
                         },
                         ClientBatch {
                             operation: Operation::CreateTrades,
                             body: Bytes::new(),
+                            origin: None,
                         },
                         ClientBatch {
                             operation: Operation::CreateTransfers,
                             body: Bytes::from(vec![2u8; 130]),
+                            origin: Some(Origin {
+                                client: u128::MAX - 5,
+                                number: 77,
+                                digest: 0x0123_4567_89ab_cdef,
+                            }),
                         },
                         ClientBatch {
                             operation: Operation::CreateSettlements,
                             body: Bytes::from(vec![3u8; 128]),
+                            origin: None,
                         },
                     ],
                 }),
@@ -507,6 +562,38 @@ mod tests {
             assert_eq!(decoded.log_id, entry.log_id);
             assert_eq!(decoded.payload, entry.payload);
         }
+    }
+
+    /// Proves a version-1 entry (written before batches carried an origin) still decodes,
+    /// and that a version-1 batch claiming an origin is refused.
+    #[test]
+    fn version_one_entries_are_read() {
+        let entry = Entry {
+            log_id: log_id(2, 1, 9),
+            payload: EntryPayload::Normal(Request {
+                timestamp: 5,
+                batches: vec![ClientBatch::new(
+                    Operation::CreateTransfers,
+                    Bytes::from(vec![4u8; 128]),
+                )],
+            }),
+        };
+        let mut record = encode_entry(&entry).expect("encodes");
+        let mut payload = record.payload.to_vec();
+        payload[0] = ENTRY_VERSION_NO_ORIGIN;
+        record.payload = Bytes::from(payload.clone());
+        assert_eq!(
+            decode_entry(&record).expect("decodes").payload,
+            entry.payload
+        );
+        // The first batch's flags byte: after the entry and request headers and its operation.
+        let flags = ENTRY_HEADER_BYTES + REQUEST_HEADER_BYTES + 1;
+        payload[flags] = BATCH_HAS_ORIGIN;
+        record.payload = Bytes::from(payload);
+        assert!(matches!(
+            decode_entry(&record),
+            Err(DecodeError::BadFlag { .. })
+        ));
     }
 
     /// Proves a payload cut short anywhere, or with a byte appended, is refused with an error.
@@ -544,6 +631,7 @@ mod tests {
                 ClientBatch {
                     operation: Operation::CreateAccounts,
                     body: Bytes::new(),
+                    origin: None,
                 };
                 ENTRY_BATCHES_MAX + 1
             ],

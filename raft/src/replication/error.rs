@@ -50,6 +50,9 @@ pub enum DecodeError {
     NodesOutOfOrder(u64),
     #[error("voter {0} has no node entry in the membership")]
     VoterWithoutNode(u64),
+    /// Well-formed bytes whose content breaks a rule of the layout.
+    #[error("invalid: {0}")]
+    Invalid(&'static str),
     /// Reading the bytes from a file failed.
     #[error("reading: {0}")]
     Read(String),

@@ -21,6 +21,7 @@ pub mod codec;
 pub mod error;
 pub mod limits;
 pub mod log_store;
+pub mod replies;
 pub mod restore;
 pub mod snapshot_data;
 pub mod snapshot_image;
@@ -40,7 +41,7 @@ pub use error::{
 pub use log_store::{CommittedIndex, LogReader, LogStore};
 pub use snapshot_data::{read_image, SnapshotData};
 pub use state_machine::{Applied, AppliedView, SnapshotBuilder, StateMachine};
-pub use types::{ClientBatch, NodeId, Request, Response, TypeConfig};
+pub use types::{BatchAnswer, ClientBatch, NodeId, Origin, Request, Response, TypeConfig};
 
 use crate::storage::Disk;
 use crate::wal::WalConfig;

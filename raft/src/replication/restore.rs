@@ -88,10 +88,12 @@ pub fn restore_from_snapshot(
     let mut reader = file.reader();
     // The file's CRC is checked by the read that reaches its end: a failure there is damage.
     let damaged = || RestoreError::Damaged(shown.clone());
-    let meta = read_head(&mut reader).map_err(|error| match error {
-        super::error::DecodeError::Read(_) => damaged(),
-        error => error.into(),
-    })?;
+    let meta = read_head(&mut reader)
+        .map_err(|error| match error {
+            super::error::DecodeError::Read(_) => damaged(),
+            error => error.into(),
+        })?
+        .meta;
     let named = meta
         .last_log_id
         .map(|log_id| (log_id.index, log_id.leader_id.term));

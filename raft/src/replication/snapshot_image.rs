@@ -6,14 +6,15 @@
 //! ```text
 //! offset size field
 //!      0    4 magic        "TRSI" (0x4953_5254 little-endian)
-//!      4    4 version      1
+//!      4    4 version      2 (1: no reply table, R is zero)
 //!      8    4 meta_bytes   M, length of the meta section
-//!     12    4 reserved     zero
+//!     12    4 replies_bytes R, length of the reply-table section
 //!     16    M meta         last_log_id (optional log id, 32 bytes)
 //!                          last_membership log id (optional log id, 32 bytes)
 //!                          last_membership (membership layout, docs/raft-entries.md)
 //!                          snapshot_id: length u32, UTF-8 bytes
-//!   16+M    - engine       the engine's snapshot (FrozenState::write_to), to the end
+//!   16+M    R replies      the replicated reply table (`replies.rs`, docs/raft-entries.md)
+//! 16+M+R    - engine       the engine's snapshot (FrozenState::write_to), to the end
 //! ```
 //! The file around it (`snapshot_file.rs`) adds a CRC32C over all of this; the engine's part
 //! carries its own BLAKE3. Keeping the applied state inside the image is what makes a snapshot
@@ -27,10 +28,24 @@ use super::codec::{
 };
 use super::error::{DecodeError, EncodeError};
 use super::limits::{SNAPSHOT_ID_BYTES_MAX, SNAPSHOT_META_BYTES_MAX};
+use super::replies::{ReplyTable, REPLY_TABLE_BYTES_MAX};
 use super::types::{SnapshotMeta, StoredMembership};
 
+/// Bytes of the reply-table section: its encoding is never longer than the table's accounting
+/// (bounded by `REPLY_TABLE_BYTES_MAX`) plus its count.
+const REPLIES_SECTION_BYTES_MAX: usize = REPLY_TABLE_BYTES_MAX + 8;
+
+/// What an image holds before the engine's part: openraft's meta and the reply table.
+#[derive(Debug, Default)]
+pub struct Head {
+    pub meta: SnapshotMeta,
+    pub replies: ReplyTable,
+}
+
 const MAGIC: u32 = 0x4953_5254;
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// Images before the reply table: the same layout with `replies_bytes` zero.
+const VERSION_NO_REPLIES: u32 = 1;
 const HEADER_BYTES: usize = 16;
 
 /// Append the meta section's layout (see the module docs) to `out`; the replica network sends
@@ -72,17 +87,21 @@ pub(crate) fn decode_meta(reader: &mut Reader<'_>) -> Result<SnapshotMeta, Decod
     })
 }
 
-/// The image's head: its header and meta section (the pair of [`read_head`]). The engine's
-/// snapshot follows it to the end of the image.
-pub fn encode_head(meta: &SnapshotMeta) -> Result<Vec<u8>, EncodeError> {
+/// The image's head: its header, meta and reply-table sections (the pair of [`read_head`]).
+/// The engine's snapshot follows it to the end of the image.
+pub fn encode_head(meta: &SnapshotMeta, replies: &ReplyTable) -> Result<Vec<u8>, EncodeError> {
     let mut section = Vec::with_capacity(1024);
     encode_meta(meta, &mut section)?;
-    let mut head = Vec::with_capacity(HEADER_BYTES + section.len());
+    let mut table = Vec::new();
+    replies.encode(&mut table);
+    assert!(table.len() <= REPLIES_SECTION_BYTES_MAX);
+    let mut head = Vec::with_capacity(HEADER_BYTES + section.len() + table.len());
     head.extend_from_slice(&MAGIC.to_le_bytes());
     head.extend_from_slice(&VERSION.to_le_bytes());
     head.extend_from_slice(&(section.len() as u32).to_le_bytes());
-    head.extend_from_slice(&[0; 4]);
+    head.extend_from_slice(&(table.len() as u32).to_le_bytes());
     head.extend_from_slice(&section);
+    head.extend_from_slice(&table);
     Ok(head)
 }
 
@@ -101,7 +120,7 @@ fn read_exact(input: &mut impl Read, bytes: &mut [u8], at: usize) -> Result<(), 
 
 /// Read an image's head from `input` (see [`encode_head`]), leaving `input` at the start of
 /// the engine's snapshot.
-pub fn read_head(input: &mut impl Read) -> Result<SnapshotMeta, DecodeError> {
+pub fn read_head(input: &mut impl Read) -> Result<Head, DecodeError> {
     let mut header = [0u8; HEADER_BYTES];
     read_exact(input, &mut header, 0)?;
     let mut reader = Reader::new(&header);
@@ -109,7 +128,7 @@ pub fn read_head(input: &mut impl Read) -> Result<SnapshotMeta, DecodeError> {
         return Err(DecodeError::BadMagic);
     }
     let version = reader.u32()?;
-    if version != VERSION {
+    if version != VERSION && version != VERSION_NO_REPLIES {
         return Err(DecodeError::UnknownVersion(version));
     }
     // The meta section follows the header: its length is bounded here, before reading it.
@@ -121,14 +140,36 @@ pub fn read_head(input: &mut impl Read) -> Result<SnapshotMeta, DecodeError> {
             limit: SNAPSHOT_META_BYTES_MAX,
         });
     }
-    reader.reserved(4)?;
+    let replies_bytes = if version == VERSION_NO_REPLIES {
+        reader.reserved(4)?;
+        0
+    } else {
+        reader.u32()? as usize
+    };
+    if replies_bytes > REPLIES_SECTION_BYTES_MAX {
+        return Err(DecodeError::OverLimit {
+            what: "bytes of the reply table",
+            count: replies_bytes as u64,
+            limit: REPLIES_SECTION_BYTES_MAX,
+        });
+    }
     reader.finish()?;
     let mut section = vec![0u8; section_bytes];
     read_exact(input, &mut section, HEADER_BYTES)?;
     let mut reader = Reader::new(&section);
     let meta = decode_meta(&mut reader)?;
     reader.finish()?;
-    Ok(meta)
+    let replies = if version == VERSION_NO_REPLIES {
+        ReplyTable::default()
+    } else {
+        let mut section = vec![0u8; replies_bytes];
+        read_exact(input, &mut section, HEADER_BYTES + section_bytes)?;
+        let mut reader = Reader::new(&section);
+        let replies = ReplyTable::decode(&mut reader)?;
+        reader.finish()?;
+        replies
+    };
+    Ok(Head { meta, replies })
 }
 
 #[cfg(test)]
@@ -143,7 +184,7 @@ mod tests {
     /// Encode `meta` and the engine's snapshot bytes into one image in memory (tests and tools:
     /// nodes write the head and stream the engine's snapshot after it).
     fn encode_image(meta: &SnapshotMeta, engine: &[u8]) -> Result<Vec<u8>, EncodeError> {
-        let mut image = encode_head(meta)?;
+        let mut image = encode_head(meta, &sample_replies())?;
         image.extend_from_slice(engine);
         Ok(image)
     }
@@ -152,8 +193,38 @@ mod tests {
     /// [`encode_image`]).
     fn decode_image(image: &[u8]) -> Result<(SnapshotMeta, &[u8]), DecodeError> {
         let mut rest = image;
-        let meta = read_head(&mut rest)?;
-        Ok((meta, rest))
+        let head = read_head(&mut rest)?;
+        assert_eq!(
+            head.replies,
+            sample_replies(),
+            "the reply table round-trips"
+        );
+        Ok((head.meta, rest))
+    }
+
+    /// A table with a success with failures, a refused batch and two clients.
+    fn sample_replies() -> ReplyTable {
+        use super::super::replies::Origin;
+        use tally_engine::{BatchError, BatchOutcome, EventResult};
+        let mut table = ReplyTable::default();
+        let origin = |client, number| Origin {
+            client,
+            number,
+            digest: (u128::from(number) * 31) ^ client,
+        };
+        let failed = BatchOutcome {
+            failures: vec![(0, EventResult::ExceedsCredits), (3, EventResult::Exists)],
+            timestamp_first: 10,
+            timestamp_last: 14,
+        };
+        table.record(&origin(7, 1), 40, &Ok(failed));
+        table.record(
+            &origin(7, 2),
+            41,
+            &Err(BatchError::TooManyEvents { events: 9000 }),
+        );
+        table.record(&origin(u128::MAX, 5), 42, &Ok(BatchOutcome::default()));
+        table
     }
 
     fn sample() -> SnapshotMeta {

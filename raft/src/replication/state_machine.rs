@@ -35,10 +35,11 @@ use tally_engine::{Engine, EngineConfig};
 
 use super::error::{InstallError, StateMachineOpenError};
 use super::limits::{SNAPSHOTS_KEPT, SNAPSHOT_RECEIVE_BYTES_MAX};
+use super::replies::{BatchAnswer, ReplyTable};
 use super::snapshot_data::SnapshotData;
 use super::snapshot_image::{encode_head, read_head};
 use super::types::{
-    Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    ClientBatch, Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use super::SNAPSHOT_DIR;
 use crate::metrics::watching_resident;
@@ -55,6 +56,8 @@ pub struct Applied {
     membership: StoredMembership,
     /// A snapshot is being installed: the old state is gone, the new one not yet in.
     installing: bool,
+    /// Each client's last answers, built from the log like the engine (`replies.rs`).
+    replies: ReplyTable,
 }
 
 impl std::fmt::Debug for Applied {
@@ -86,9 +89,15 @@ impl Applied {
         &self.membership
     }
 
+    /// The replicated reply table.
+    pub fn replies(&self) -> &ReplyTable {
+        &self.replies
+    }
+
     /// Apply the entry after the last applied one: each client batch of a request through
     /// `Engine::apply` under the entry's timestamp (a request with no batch is the leader's
-    /// expiry tick: `Engine::expire_due`); a membership entry is recorded.
+    /// expiry tick: `Engine::expire_due`); a membership entry is recorded. A batch whose
+    /// origin the reply table holds is answered from there instead (`apply_batch`).
     fn apply_entry(&mut self, entry: Entry) -> Response {
         assert!(
             self.last_applied < Some(entry.log_id),
@@ -107,10 +116,7 @@ impl Applied {
                 batches: request
                     .batches
                     .iter()
-                    .map(|batch| {
-                        self.engine
-                            .apply(batch.operation, request.timestamp, &batch.body)
-                    })
+                    .map(|batch| self.apply_batch(batch, request.timestamp, entry.log_id.index))
                     .collect(),
             },
             EntryPayload::Membership(membership) => {
@@ -118,6 +124,24 @@ impl Applied {
                 Response::default()
             }
         }
+    }
+}
+
+impl Applied {
+    /// One client batch of the entry at `log_index`: the recorded answer if the reply table
+    /// holds its origin's number (a replay, or a reused number refused), else applied by the
+    /// engine and its outcome recorded.
+    fn apply_batch(&mut self, batch: &ClientBatch, timestamp: u64, log_index: u64) -> BatchAnswer {
+        if let Some(origin) = &batch.origin {
+            if let Some(answer) = self.replies.answer(origin, log_index) {
+                return answer;
+            }
+        }
+        let outcome = self.engine.apply(batch.operation, timestamp, &batch.body);
+        if let Some(origin) = &batch.origin {
+            self.replies.record(origin, log_index, &outcome);
+        }
+        BatchAnswer::Applied(outcome)
     }
 }
 
@@ -231,13 +255,14 @@ impl Snapshots {
     fn build(
         &self,
         meta: &SnapshotMeta,
+        replies: &ReplyTable,
         frozen: &tally_engine::FrozenState,
     ) -> Result<SnapshotFile, StorageError> {
         let failed = |error: &dyn std::error::Error| -> StorageError {
             let error = std::io::Error::other(error.to_string());
             StorageIOError::write_snapshot(Some(meta.signature()), &error).into()
         };
-        let head = encode_head(meta).map_err(|error| failed(&error))?;
+        let head = encode_head(meta, replies).map_err(|error| failed(&error))?;
         // One build at a time takes and renews the kept sections.
         let mut kept = self
             .kept
@@ -268,7 +293,7 @@ impl Snapshots {
         sent: &SnapshotMeta,
         mut snapshot: SnapshotData,
         config: EngineConfig,
-    ) -> Result<Engine, StorageError> {
+    ) -> Result<(Engine, ReplyTable), StorageError> {
         let refused = |error: InstallError| -> StorageError {
             StorageIOError::read_snapshot(Some(sent.signature()), &error).into()
         };
@@ -299,9 +324,9 @@ impl Snapshots {
             copy: copy.as_mut(),
         };
         let carried = read_head(&mut reader).map_err(|e| refused(e.into()))?;
-        if carried != *sent {
+        if carried.meta != *sent {
             return Err(refused(InstallError::MetaMismatch {
-                carried: carried.to_string(),
+                carried: carried.meta.to_string(),
                 sent: sent.to_string(),
             }));
         }
@@ -322,7 +347,7 @@ impl Snapshots {
                 sent: sent.to_string(),
             }));
         }
-        Ok(engine)
+        Ok((engine, carried.replies))
     }
 
     fn record_growth(&self, phase: &str, bytes: u64) {
@@ -351,7 +376,9 @@ impl Snapshots {
                     "the current snapshot file is damaged",
                 ))
             })?;
-        let carried = read_head(&mut file.reader()).map_err(|error| failed(&error))?;
+        let carried = read_head(&mut file.reader())
+            .map_err(|error| failed(&error))?
+            .meta;
         // Assertion in pairs: the meta written into the image is the meta we recorded.
         if carried != *meta {
             return Err(failed(&std::io::Error::other(format!(
@@ -472,10 +499,11 @@ impl StateMachine {
                     last_applied: None,
                     membership: StoredMembership::default(),
                     installing: false,
+                    replies: ReplyTable::default(),
                 },
                 None,
             ),
-            Some((meta, engine, payload_bytes)) => {
+            Some((meta, replies, engine, payload_bytes)) => {
                 tracing::info!(
                     snapshot = %meta,
                     seconds = started.elapsed().as_secs_f64(),
@@ -489,6 +517,7 @@ impl StateMachine {
                     last_applied: meta.last_log_id,
                     membership: meta.last_membership.clone(),
                     installing: false,
+                    replies,
                 };
                 (applied, Some(meta))
             }
@@ -600,7 +629,7 @@ fn restore_engine(
 fn restore_newest(
     files: &SnapshotFiles,
     engine_config: EngineConfig,
-) -> Result<Option<(SnapshotMeta, Engine, u64)>, StateMachineOpenError> {
+) -> Result<Option<(SnapshotMeta, ReplyTable, Engine, u64)>, StateMachineOpenError> {
     for id in files.list()? {
         let Some(file) = files.open(id)? else {
             continue;
@@ -612,7 +641,8 @@ fn restore_newest(
                 term: id.term,
                 source,
             })
-            .and_then(|meta| {
+            .and_then(|head| {
+                let meta = head.meta;
                 if file_id(&meta) != id {
                     return Err(StateMachineOpenError::NameMismatch {
                         index: id.index,
@@ -627,7 +657,7 @@ fn restore_newest(
                         source,
                     }
                 })?;
-                Ok((meta, engine, file.payload_bytes()))
+                Ok((meta, head.replies, engine, file.payload_bytes()))
             });
         match restored {
             Ok(restored) => return Ok(Some(restored)),
@@ -643,6 +673,7 @@ fn restore_newest(
 #[derive(Debug)]
 pub struct SnapshotBuilder {
     meta: SnapshotMeta,
+    replies: ReplyTable,
     frozen: Arc<tally_engine::FrozenState>,
     snapshots: Arc<Snapshots>,
 }
@@ -651,10 +682,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     /// - The returned snapshot's file is durable before this returns (see `Snapshots::save`).
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let meta = self.meta.clone();
+        let replies = std::mem::take(&mut self.replies);
         let frozen = Arc::clone(&self.frozen);
         let snapshots = Arc::clone(&self.snapshots);
         let (file, growth) = in_background(move || {
-            let (file, growth) = watching_resident(|| snapshots.build(&meta, &frozen));
+            let (file, growth) = watching_resident(|| snapshots.build(&meta, &replies, &frozen));
             snapshots.record_growth("build", growth);
             Ok((file?, growth))
         })
@@ -714,6 +746,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             },
         };
         let frozen = applied.engine.freeze();
+        // Bounded (`REPLY_TABLE_BYTES_MAX`), so copied whole.
+        let replies = applied.replies.clone();
         drop(applied);
         let pause = started.elapsed();
         self.snapshots
@@ -728,6 +762,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         );
         SnapshotBuilder {
             meta,
+            replies,
             frozen: Arc::new(frozen),
             snapshots: Arc::clone(&self.snapshots),
         }
@@ -768,9 +803,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut applied = write_lock(&self.applied);
             applied.installing = true;
             applied.last_applied = None;
+            applied.replies = ReplyTable::default();
             std::mem::replace(&mut applied.engine, Engine::new(config))
         };
-        let engine = blocking(move || {
+        let (engine, replies) = blocking(move || {
             // Growth from the resident memory with the old state still in: freeing it takes a
             // while, so here rather than while readers wait for the lock.
             let (engine, growth) = watching_resident(|| {
@@ -783,6 +819,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await?;
         let mut applied = write_lock(&self.applied);
         applied.engine = engine;
+        applied.replies = replies;
         applied.last_applied = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
         applied.installing = false;

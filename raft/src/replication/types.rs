@@ -2,7 +2,9 @@
 //! returns, plus short names for the openraft types the rest of the module uses.
 
 use bytes::Bytes;
-use tally_engine::{BatchError, BatchOutcome, Operation};
+use tally_engine::Operation;
+
+pub use super::replies::{BatchAnswer, Origin};
 
 /// A replica's id in the cluster (openraft `NodeId`).
 pub type NodeId = u64;
@@ -79,13 +81,27 @@ pub struct ClientBatch {
     /// The records, exactly as the client sent them (`docs/records.md`). Not checked here: a
     /// malformed body is refused by the engine, deterministically, as a `BatchError`.
     pub body: Bytes,
+    /// Who sent it and as which request: its outcome is kept in the replicated reply table,
+    /// and a retry is answered from there (`replies.rs`). `None`: applied with no record.
+    pub origin: Option<Origin>,
 }
 
-/// What applying one entry returned: one result per client batch, in the request's order
+impl ClientBatch {
+    /// A batch with no origin: applied every time it is proposed.
+    pub fn new(operation: Operation, body: Bytes) -> ClientBatch {
+        ClientBatch {
+            operation,
+            body,
+            origin: None,
+        }
+    }
+}
+
+/// What applying one entry returned: one answer per client batch, in the request's order
 /// (empty for blank and membership entries). Each client gets its own element back.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Response {
-    /// Per batch: the failed events and the batch's timestamp range, or why the whole batch
-    /// was refused.
-    pub batches: Vec<Result<BatchOutcome, BatchError>>,
+    /// Per batch: applied (the failed events and the batch's timestamp range, or why the whole
+    /// batch was refused), answered from the reply table, or refused there.
+    pub batches: Vec<BatchAnswer>,
 }

@@ -124,5 +124,6 @@ pub fn batch(
     tally_raft::replication::ClientBatch {
         operation,
         body: bytes::Bytes::from(records.concat()),
+        origin: None,
     }
 }

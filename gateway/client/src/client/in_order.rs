@@ -53,8 +53,12 @@ pub(super) async fn run(
     mut bodies: mpsc::Receiver<Bytes>,
     results: mpsc::UnboundedSender<Result<Created, ClientError>>,
 ) {
-    let mut flight: std::collections::VecDeque<(Bytes, tokio::task::JoinHandle<Attempt>)> =
-        std::collections::VecDeque::new();
+    // Each request in flight: its body, the number it went out with, the wait for its reply.
+    let mut flight: std::collections::VecDeque<(
+        Bytes,
+        Option<u64>,
+        tokio::task::JoinHandle<Attempt>,
+    )> = std::collections::VecDeque::new();
     // The connection and session every request in flight went out on: a request is never
     // sent on another while earlier ones are in flight, so none can overtake another.
     let mut pinned: Option<(Arc<Connection>, u64)> = None;
@@ -83,35 +87,37 @@ pub(super) async fn run(
                 }
                 // Queued here, in the pipeline's order, so the requests go out in it; only
                 // the waits for their replies run beside one another.
-                let attempt = match inner.number_on(&mut pinned).await {
+                let (number, attempt) = match inner.number_on(&mut pinned).await {
                     Some((connection, session, number)) => {
                         let header = inner.header(session, number, FLAG_IN_ORDER);
                         let sent = inner.send_request(&connection, operation, &header, &body).await;
                         let inner = Arc::clone(&inner);
-                        tokio::spawn(async move {
+                        (Some(number), tokio::spawn(async move {
                             let reply = match sent {
                                 Ok(answer) => inner.reply(&connection, answer).await,
                                 Err(error) => Err(error),
                             };
                             attempt(reply)
-                        })
+                        }))
                     }
-                    None => tokio::spawn(async { Attempt::Again }),
+                    None => (None, tokio::spawn(async { Attempt::Again })),
                 };
-                flight.push_back((body, attempt));
+                flight.push_back((body, number, attempt));
             }
-            attempt = async { (&mut flight.front_mut().expect("in flight").1).await }, if !flight.is_empty() => {
-                let (body, _) = flight.pop_front().expect("in flight");
+            attempt = async { (&mut flight.front_mut().expect("in flight").2).await }, if !flight.is_empty() => {
+                let (body, number, _) = flight.pop_front().expect("in flight");
                 let result = match attempt.unwrap_or(Attempt::Again) {
                     Attempt::Done(created) => Ok(created),
                     Attempt::Refused(error) => Err(error),
                     Attempt::Again => {
                         // Every request after this one was refused with it (or is in flight
                         // behind it on the same connection): once the ones before it are
-                        // answered, send it alone, with every retry a call gets.
+                        // answered, send it alone, with every retry a call gets, under the
+                        // number it went out with (if it was applied, the cluster's reply
+                        // table answers with the original reply).
                         recovering = true;
                         inner
-                            .call(operation, body, 0)
+                            .call_numbered(operation, body, 0, number)
                             .await
                             .and_then(|reply| created(&reply.body))
                     }
@@ -142,14 +148,13 @@ impl Inner {
             *pinned = Some((Arc::clone(&connection), session));
             return Some((connection, session, number));
         };
-        let mut current = self.session.lock().await;
-        let held = current.as_mut().filter(|held| {
+        let current = self.session.lock().await;
+        current.as_ref().filter(|held| {
             held.session == *session
                 && Arc::ptr_eq(&held.connection, connection)
                 && connection.is_open()
         })?;
-        held.next_request += 1;
-        Some((Arc::clone(connection), *session, held.next_request))
+        Some((Arc::clone(connection), *session, self.next_number()))
     }
 }
 
