@@ -78,8 +78,9 @@ const TRANSFER_COLUMNS: &str = concat!(
 );
 const TRADE_COLUMNS: &str = concat!(
     "Columns: id, instrument_debit_account_id, instrument_credit_account_id,\n",
-    "cash_debit_account_id, cash_credit_account_id, quantity, cash_amount, code (required);\n",
-    "flags, pending_id, timeout.\n",
+    "cash_debit_account_id, cash_credit_account_id, instrument_ledger, cash_ledger, quantity,\n",
+    "cash_amount, code (required); flags, pending_id, timeout. A new trade names its two\n",
+    "ledgers and no pending_id; a post or void names its pending_id and ledgers 0.\n",
     "Flags: linked, pending, post_pending_trade, void_pending_trade.\n\n",
     file_rules!(),
 );
@@ -378,6 +379,8 @@ const TRADE_ROWS: RecordKind = RecordKind {
         "instrument_credit_account_id",
         "cash_debit_account_id",
         "cash_credit_account_id",
+        "instrument_ledger",
+        "cash_ledger",
         "quantity",
         "cash_amount",
         "code",
@@ -385,15 +388,15 @@ const TRADE_ROWS: RecordKind = RecordKind {
         "pending_id",
         "timeout",
     ],
-    required: 8,
+    required: 10,
     build: trade_record,
 };
 
 fn trade_record(v: &[&str]) -> anyhow::Result<(u128, [u8; 128])> {
-    let [id, instrument_debit, instrument_credit, cash_debit, cash_credit, quantity, cash_amount, code, flags, pending_id, timeout] =
+    let [id, instrument_debit, instrument_credit, cash_debit, cash_credit, instrument_ledger, cash_ledger, quantity, cash_amount, code, flags, pending_id, timeout] =
         v
     else {
-        bail!("{} values for 11 columns", v.len());
+        bail!("{} values for 13 columns", v.len());
     };
     let trade = Trade {
         id: number(id, "id")?,
@@ -401,6 +404,8 @@ fn trade_record(v: &[&str]) -> anyhow::Result<(u128, [u8; 128])> {
         instrument_credit_account_id: number(instrument_credit, "instrument_credit_account_id")?,
         cash_debit_account_id: number(cash_debit, "cash_debit_account_id")?,
         cash_credit_account_id: number(cash_credit, "cash_credit_account_id")?,
+        instrument_ledger: narrow(instrument_ledger, "instrument_ledger")?,
+        cash_ledger: narrow(cash_ledger, "cash_ledger")?,
         quantity: narrow(quantity, "quantity")?,
         cash_amount: narrow(cash_amount, "cash_amount")?,
         code: narrow(code, "code")?,
@@ -409,6 +414,14 @@ fn trade_record(v: &[&str]) -> anyhow::Result<(u128, [u8; 128])> {
         timeout: narrow(timeout, "timeout")?,
         ..Trade::default()
     };
+    // The record holds the ledgers where a post or void holds its pending id: one of the two
+    // is refused here rather than dropped.
+    if Trade::resolves(trade.flags) && (trade.instrument_ledger, trade.cash_ledger) != (0, 0) {
+        bail!("a post or void names no ledgers (they are its pending trade's): leave them 0");
+    }
+    if !Trade::resolves(trade.flags) && trade.pending_id != 0 {
+        bail!("pending_id is for a post or void only; a new trade names its ledgers");
+    }
     Ok((trade.id, trade.encode()))
 }
 
@@ -672,9 +685,13 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
                 "buyer_instrument",
                 "buyer_cash",
                 "seller_cash",
+                "instrument_ledger",
+                "cash_ledger",
                 "quantity",
                 "cash_amount",
+                "code",
                 "flags",
+                "pending_id",
                 "timestamp",
             ];
             print_records(
@@ -690,9 +707,13 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
                         t.instrument_credit_account_id.to_string(),
                         t.cash_debit_account_id.to_string(),
                         t.cash_credit_account_id.to_string(),
+                        t.instrument_ledger.to_string(),
+                        t.cash_ledger.to_string(),
                         t.quantity.to_string(),
                         t.cash_amount.to_string(),
+                        t.code.to_string(),
                         flag_names(t.flags.0, TRADE_FLAGS),
+                        t.pending_id.to_string(),
                         t.timestamp.to_string(),
                     ]
                 },

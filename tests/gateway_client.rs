@@ -298,6 +298,54 @@ async fn cli_walk_through_and_exit_codes() {
         "{out}"
     );
 
+    // Trades name their ledgers: one settles, the same with its account pairs swapped fails
+    // by name and moves nothing; a post that names ledgers is bad input (exit 2).
+    let trades = root.path().join("trades.csv");
+    std::fs::write(&trades, "id,ledger,code\n31,7,10\n32,7,10\n").expect("write");
+    let (code, out, err) = tally(&["client", "create-accounts", path(&trades)], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    std::fs::write(
+        &trades,
+        "id,instrument_debit_account_id,instrument_credit_account_id,cash_debit_account_id,\
+         cash_credit_account_id,instrument_ledger,cash_ledger,quantity,cash_amount,code\n\
+         300,31,32,2,1,7,1,10,50,1\n\
+         301,2,1,31,32,7,1,10,50,1\n",
+    )
+    .expect("write");
+    let (code, out, err) = tally(&["client", "create-trades", path(&trades)], &env);
+    assert_eq!(code, 1, "one trade failed: {out}{err}");
+    assert!(
+        out.contains("301") && out.contains("InstrumentAccountsMustBeOnTheInstrumentLedger"),
+        "{out}"
+    );
+    let (code, out, _) = tally(
+        &["client", "--output", "csv", "lookup-trades", "300", "301"],
+        &env,
+    );
+    assert_eq!(code, 1, "301 is not there: {out}");
+    let row: Vec<&str> = out.lines().nth(1).expect("one row").split(',').collect();
+    assert_eq!((row[0], row[5], row[6]), ("300", "7", "1"), "{out}");
+    let (code, out, _) = tally(
+        &["client", "--output", "csv", "lookup-accounts", "31"],
+        &env,
+    );
+    assert_eq!(code, 0);
+    let row: Vec<&str> = out.lines().nth(1).expect("one row").split(',').collect();
+    assert_eq!(
+        row[5], "10",
+        "31 delivered 10 units once, in trade 300: {out}"
+    );
+    std::fs::write(
+        &trades,
+        "id,instrument_debit_account_id,instrument_credit_account_id,cash_debit_account_id,\
+         cash_credit_account_id,instrument_ledger,cash_ledger,quantity,cash_amount,code,flags,\
+         pending_id\n302,0,0,0,0,7,1,0,0,0,post_pending_trade,300\n",
+    )
+    .expect("write");
+    let (code, _, err) = tally(&["client", "create-trades", path(&trades)], &env);
+    assert_eq!(code, 2, "bad input: {err}");
+    assert!(err.contains("names no ledgers"), "{err}");
+
     // An id that is not there (or not in the credential's scope) is said as such, exit 1,
     // alike for lookups, statements and balances.
     for args in [
@@ -981,6 +1029,8 @@ async fn a_trade_and_its_fee_settle_as_one_request() {
         instrument_credit_account_id: 2,
         cash_debit_account_id: 3,
         cash_credit_account_id: 4,
+        instrument_ledger: 1,
+        cash_ledger: 2,
         quantity: 10,
         cash_amount: 500,
         code: 1,

@@ -210,6 +210,8 @@ impl TradeWorkload {
                     instrument_credit_account_id: INSTRUMENT_ID_OFFSET + buyer,
                     cash_debit_account_id: buyer,
                     cash_credit_account_id: seller,
+                    instrument_ledger: 2,
+                    cash_ledger: 1,
                     quantity: self.rng.random_range(1..10_000),
                     cash_amount: self.rng.random_range(1..10_000_000),
                     code: 1,

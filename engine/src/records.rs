@@ -13,6 +13,8 @@ use crate::limits::RECORD_BYTES;
 pub enum RecordError {
     /// A flag bit this version does not define is set.
     ReservedFlag,
+    /// Reserved bytes are not zero.
+    ReservedField,
 }
 
 macro_rules! flags_type {
@@ -157,7 +159,14 @@ pub struct Trade {
     pub cash_debit_account_id: u128,
     /// The seller's account on the currency ledger.
     pub cash_credit_account_id: u128,
+    /// Post/void: the pending trade. Shares its bytes with the two ledgers (docs/records.md):
+    /// a new trade encodes its ledgers there and no pending id.
     pub pending_id: u128,
+    /// A new trade: the instrument's ledger, which both instrument accounts must be on (a
+    /// post/void names none: the pending trade's).
+    pub instrument_ledger: u32,
+    /// A new trade: the currency's ledger, which both cash accounts must be on.
+    pub cash_ledger: u32,
     pub quantity: u64,
     pub cash_amount: u64,
     /// Seconds after which a pending trade expires; 0 = never.
@@ -350,25 +359,44 @@ impl Transfer {
 }
 
 impl Trade {
+    /// Whether `flags` make the record a post or void of a pending trade, whose bytes 80..96
+    /// hold `pending_id` instead of the ledgers.
+    pub fn resolves(flags: TradeFlags) -> bool {
+        flags.intersects(TradeFlags::POST_PENDING_TRADE | TradeFlags::VOID_PENDING_TRADE)
+    }
+
     #[inline(always)]
     pub fn decode(bytes: &RecordBytes) -> Result<Trade, RecordError> {
         let r = Reader(bytes);
+        let flags = TradeFlags::from_bits(r.u16(FLAGS_OFFSET))?;
+        let (pending_id, instrument_ledger, cash_ledger) = if Trade::resolves(flags) {
+            (r.u128(80), 0, 0)
+        } else {
+            if r.u64(88) != 0 {
+                return Err(RecordError::ReservedField);
+            }
+            (0, r.u32(80), r.u32(84))
+        };
         Ok(Trade {
             id: r.u128(0),
             instrument_debit_account_id: r.u128(16),
             instrument_credit_account_id: r.u128(32),
             cash_debit_account_id: r.u128(48),
             cash_credit_account_id: r.u128(64),
-            pending_id: r.u128(80),
+            pending_id,
+            instrument_ledger,
+            cash_ledger,
             quantity: r.u64(96),
             cash_amount: r.u64(104),
             timeout: r.u32(112),
             code: r.u16(116),
-            flags: TradeFlags::from_bits(r.u16(FLAGS_OFFSET))?,
+            flags,
             timestamp: r.u64(120),
         })
     }
 
+    /// The record's bytes: a post or void writes `pending_id` at 80, any other trade its two
+    /// ledgers (the field the flags do not select is not written).
     pub fn encode(&self) -> RecordBytes {
         let mut w = Writer([0; RECORD_BYTES]);
         w.u128(0, self.id);
@@ -376,7 +404,12 @@ impl Trade {
         w.u128(32, self.instrument_credit_account_id);
         w.u128(48, self.cash_debit_account_id);
         w.u128(64, self.cash_credit_account_id);
-        w.u128(80, self.pending_id);
+        if Trade::resolves(self.flags) {
+            w.u128(80, self.pending_id);
+        } else {
+            w.u32(80, self.instrument_ledger);
+            w.u32(84, self.cash_ledger);
+        }
         w.u64(96, self.quantity);
         w.u64(104, self.cash_amount);
         w.u32(112, self.timeout);
@@ -447,6 +480,8 @@ mod tests {
             cash_debit_account_id: 26,
             cash_credit_account_id: 27,
             pending_id: 28,
+            instrument_ledger: 0,
+            cash_ledger: 0,
             quantity: 29,
             cash_amount: 30,
             timeout: 31,
@@ -456,6 +491,19 @@ mod tests {
         };
         assert_eq!(Trade::decode(&d.encode()), Ok(d));
         assert_eq!(raw_flags(&d.encode()), TradeFlags::VOID_PENDING_TRADE.0);
+        // A new trade names its ledgers where a post or void names its pending trade.
+        let n = Trade {
+            pending_id: 0,
+            instrument_ledger: 34,
+            cash_ledger: u32::MAX,
+            flags: TradeFlags::PENDING | TradeFlags::LINKED,
+            ..d
+        };
+        assert_eq!(Trade::decode(&n.encode()), Ok(n));
+        assert_eq!(&n.encode()[80..88], &[34, 0, 0, 0, 255, 255, 255, 255]);
+        let mut reserved = n.encode();
+        reserved[95] = 1;
+        assert_eq!(Trade::decode(&reserved), Err(RecordError::ReservedField));
     }
 
     /// Proves a flag bit that this version does not define is refused by every decoder.

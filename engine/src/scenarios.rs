@@ -266,7 +266,8 @@ fn expiry_without_events() {
     );
 }
 
-/// Proves a trade settles both legs or neither, and names the leg that failed.
+/// Proves a trade settles both legs or neither, and names the leg that failed; and that a
+/// trade whose accounts are not on the ledgers it names fails by name and moves nothing.
 #[test]
 fn trade_is_delivery_versus_payment() {
     let mut engine = world();
@@ -276,6 +277,8 @@ fn trade_is_delivery_versus_payment() {
         instrument_credit_account_id: 12, // to Alice
         cash_debit_account_id: 2,         // who pays
         cash_credit_account_id: 3,        // Bob.
+        instrument_ledger: ACME,
+        cash_ledger: USD,
         quantity,
         cash_amount: cash,
         code: 1,
@@ -300,6 +303,54 @@ fn trade_is_delivery_versus_payment() {
     assert_eq!(balance(&engine, 13), (0, 10, 0, 50));
     assert_eq!(balance(&engine, 2), (0, 900, 0, 1_000));
     assert_eq!(balance(&engine, 3), (0, 0, 0, 900));
+
+    // The legs the wrong way round: the account pairs swapped (Alice would deliver 900 USD
+    // "shares" for 10 ACME "dollars"), or the ledgers swapped, fail by name and move nothing.
+    let before = [12, 13, 2, 3].map(|id| balance(&engine, id));
+    let pairs_swapped = Trade {
+        instrument_debit_account_id: 2,
+        instrument_credit_account_id: 3,
+        cash_debit_account_id: 13,
+        cash_credit_account_id: 12,
+        ..trade(403, 10, 900)
+    };
+    let ledgers_swapped = Trade {
+        instrument_ledger: USD,
+        cash_ledger: ACME,
+        ..trade(404, 10, 900)
+    };
+    let outcome = engine
+        .apply(
+            Operation::CreateTrades,
+            T0 + 2 * SECOND,
+            &encode_batch(&[pairs_swapped, ledgers_swapped], Trade::encode),
+        )
+        .expect("valid batch");
+    assert_eq!(
+        failures(outcome),
+        vec![
+            (
+                0,
+                EventResult::InstrumentAccountsMustBeOnTheInstrumentLedger
+            ),
+            (
+                1,
+                EventResult::InstrumentAccountsMustBeOnTheInstrumentLedger
+            ),
+        ]
+    );
+    assert_eq!(
+        [12, 13, 2, 3].map(|id| balance(&engine, id)),
+        before,
+        "nothing moved"
+    );
+    assert_eq!(engine.lookup_trade(403), None);
+    assert_eq!(
+        engine
+            .lookup_trade(400)
+            .map(|t| (t.instrument_ledger, t.cash_ledger)),
+        Some((ACME, USD))
+    );
 }
 
 /// Proves a snapshot restores to the same digest and the same answers, with another seed.

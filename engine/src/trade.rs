@@ -4,7 +4,7 @@ use crate::engine::Engine;
 use crate::leg::{self, LegFailure};
 use crate::limits::{EVENTS_PER_KIND_MAX, NANOSECONDS_PER_SECOND};
 use crate::pending::{check_pending_reference, TRADE_CODES};
-use crate::records::{RecordBytes, Trade, TradeFlags};
+use crate::records::{RecordBytes, RecordError, Trade, TradeFlags};
 use crate::result::{first_difference, EventResult};
 use crate::state::{EventKind, EventRef, PendingStatus, StoredTrade, SLOT_NONE};
 use crate::warm::Lookups;
@@ -27,8 +27,10 @@ impl Engine {
         timestamp: u64,
         lookups: &Lookups,
     ) -> EventResult {
-        let Ok(t) = Trade::decode(bytes) else {
-            return R::ReservedFlag;
+        let t = match Trade::decode(bytes) {
+            Ok(t) => t,
+            Err(RecordError::ReservedFlag) => return R::ReservedFlag,
+            Err(_) => return R::ReservedField,
         };
         if t.timestamp != 0 {
             return R::TimestampMustBeZero;
@@ -70,9 +72,8 @@ impl Engine {
         lookups: &Lookups,
     ) -> EventResult {
         let pending = t.flags.contains(F::PENDING);
-        if t.pending_id != 0 {
-            return R::PendingIdMustBeZero;
-        }
+        // A new trade's record has no pending id: its bytes hold the ledgers.
+        debug_assert_eq!(t.pending_id, 0);
         if t.timeout != 0 && !pending {
             return R::TimeoutReservedForPendingTrade;
         }
@@ -82,6 +83,15 @@ impl Engine {
         }
         if (0..4).any(|i| (i + 1..4).any(|j| ids[i] == ids[j])) {
             return R::TradeAccountsMustBeDistinct;
+        }
+        if t.instrument_ledger == 0 {
+            return R::InstrumentLedgerMustNotBeZero;
+        }
+        if t.cash_ledger == 0 {
+            return R::CashLedgerMustNotBeZero;
+        }
+        if t.instrument_ledger == t.cash_ledger {
+            return R::LegsMustHaveDifferentLedgers;
         }
         if t.quantity == 0 {
             return R::QuantityMustNotBeZero;
@@ -109,14 +119,19 @@ impl Engine {
             }
         }
         let accounts = slots.map(|s| self.accounts.get(s));
-        if accounts[0].ledger != accounts[1].ledger {
-            return R::InstrumentAccountsMustHaveTheSameLedger;
+        // The legs are what the trade names, not where its accounts happen to sit: swapped
+        // account pairs fail here instead of moving the cash amount in shares.
+        if accounts[..2]
+            .iter()
+            .any(|account| account.ledger != t.instrument_ledger)
+        {
+            return R::InstrumentAccountsMustBeOnTheInstrumentLedger;
         }
-        if accounts[2].ledger != accounts[3].ledger {
-            return R::CashAccountsMustHaveTheSameLedger;
-        }
-        if accounts[0].ledger == accounts[2].ledger {
-            return R::LegsMustHaveDifferentLedgers;
+        if accounts[2..]
+            .iter()
+            .any(|account| account.ledger != t.cash_ledger)
+        {
+            return R::CashAccountsMustBeOnTheCashLedger;
         }
         let quantity = u128::from(t.quantity);
         let cash = u128::from(t.cash_amount);
@@ -260,6 +275,10 @@ impl Engine {
             ),
             (t.timeout != e.timeout, R::ExistsWithDifferentTimeout),
             (
+                t.instrument_ledger != e.instrument_ledger || t.cash_ledger != e.cash_ledger,
+                R::ExistsWithDifferentLedger,
+            ),
+            (
                 differs(given[0], stored[0]),
                 R::ExistsWithDifferentInstrumentDebitAccountId,
             ),
@@ -294,6 +313,16 @@ impl Engine {
     pub(crate) fn stored_trade_record(&self, slot: u32) -> Trade {
         let s = self.trades.get(slot);
         let ids = s.accounts.map(|a| self.accounts.get(a).id);
+        // A new trade's ledgers are its accounts' (checked when it was created, and an
+        // account's ledger never changes); a post or void names none.
+        let (instrument_ledger, cash_ledger) = if Trade::resolves(TradeFlags(s.flags)) {
+            (0, 0)
+        } else {
+            (
+                self.accounts.get(s.accounts[0]).ledger,
+                self.accounts.get(s.accounts[2]).ledger,
+            )
+        };
         Trade {
             id: s.id,
             instrument_debit_account_id: ids[0],
@@ -305,6 +334,8 @@ impl Engine {
             } else {
                 self.trades.get(s.pending).id
             },
+            instrument_ledger,
+            cash_ledger,
             quantity: s.quantity,
             cash_amount: s.cash_amount,
             timeout: s.timeout,

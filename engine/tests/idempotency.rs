@@ -111,6 +111,8 @@ fn trade(id: u128, quantity: u64, cash: u64, flags: TradeFlags) -> Trade {
         instrument_credit_account_id: 2,
         cash_debit_account_id: 5,
         cash_credit_account_id: 6,
+        instrument_ledger: 1,
+        cash_ledger: 2,
         quantity,
         cash_amount: cash,
         code: 1,
@@ -537,6 +539,15 @@ fn trade_retries() {
             ..d
         }]),
         &[(0, R::ExistsWithDifferentCashAmount)],
+    );
+    check(
+        "trade ledgers",
+        &history,
+        B::Trades(vec![Trade {
+            cash_ledger: 3,
+            ..d
+        }]),
+        &[(0, R::ExistsWithDifferentLedger)],
     );
     check(
         "trade buyer",

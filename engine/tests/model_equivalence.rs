@@ -135,7 +135,7 @@ fn engine_matches_model() {
     }
     // The floors are well under what the generator gives (see the printout); they catch a
     // generator that silently stopped reaching a class of outcome.
-    let floors: [(&str, &[R], f64); 14] = [
+    let floors: [(&str, &[R], f64); 16] = [
         ("ok", &[R::Ok], 0.15),
         ("exists", &[R::Exists], 0.005),
         (
@@ -225,6 +225,18 @@ fn engine_matches_model() {
             0.002,
         ),
         ("id already failed", &[R::IdAlreadyFailed], 0.002),
+        (
+            "trades on the wrong ledgers",
+            &[
+                R::InstrumentAccountsMustBeOnTheInstrumentLedger,
+                R::CashAccountsMustBeOnTheCashLedger,
+                R::InstrumentLedgerMustNotBeZero,
+                R::CashLedgerMustNotBeZero,
+                R::LegsMustHaveDifferentLedgers,
+            ],
+            0.002,
+        ),
+        ("reserved bytes", &[R::ReservedField], 0.0002),
         (
             "a post or void naming another field",
             &[
@@ -579,6 +591,8 @@ fn spec_a_trade_and_its_fees_settle_as_one() {
         instrument_credit_account_id: 2,
         cash_debit_account_id: 3,
         cash_credit_account_id: 4,
+        instrument_ledger: 1,
+        cash_ledger: 2,
         quantity: 10,
         cash_amount: 500,
         code: 1,
@@ -801,6 +815,8 @@ fn regression_expiry_order_mixes_transfers_and_trades() {
         instrument_credit_account_id: 2,
         cash_debit_account_id: 3,
         cash_credit_account_id: 4,
+        instrument_ledger: 1,
+        cash_ledger: 2,
         quantity: 1,
         cash_amount: 1,
         timeout,
@@ -873,6 +889,8 @@ fn regression_trade_post_code_is_checked_and_inherited() {
         instrument_credit_account_id: 2,
         cash_debit_account_id: 3,
         cash_credit_account_id: 4,
+        instrument_ledger: 1,
+        cash_ledger: 2,
         quantity: 1,
         cash_amount: 1,
         code: 1,

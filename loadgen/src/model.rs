@@ -170,14 +170,14 @@ impl Model {
                 None => return missing,
             }
         }
-        if ledgers[0] != ledgers[1] {
-            return EventResult::InstrumentAccountsMustHaveTheSameLedger;
-        }
-        if ledgers[2] != ledgers[3] {
-            return EventResult::CashAccountsMustHaveTheSameLedger;
-        }
-        if ledgers[0] == ledgers[2] {
+        if trade.instrument_ledger == trade.cash_ledger {
             return EventResult::LegsMustHaveDifferentLedgers;
+        }
+        if ledgers[..2].iter().any(|&l| l != trade.instrument_ledger) {
+            return EventResult::InstrumentAccountsMustBeOnTheInstrumentLedger;
+        }
+        if ledgers[2..].iter().any(|&l| l != trade.cash_ledger) {
+            return EventResult::CashAccountsMustBeOnTheCashLedger;
         }
         let (quantity, cash) = (u128::from(trade.quantity), u128::from(trade.cash_amount));
         self.entry(trade.instrument_debit_account_id).debits_posted += quantity;

@@ -354,6 +354,8 @@ impl Generator {
             instrument_credit_account_id: INSTRUMENT_ID_OFFSET + buyer,
             cash_debit_account_id: buyer,
             cash_credit_account_id: seller,
+            instrument_ledger: INSTRUMENT_LEDGER,
+            cash_ledger: CASH_LEDGER,
             quantity: self.rng.random_range(1..1_000),
             cash_amount: self.rng.random_range(1..1_000_000),
             code: 1,

@@ -153,7 +153,18 @@ impl Generator {
                     a.encode()
                 }
                 Op::Transfers => self.transfer(model, &mut e, &known, chain_heavy).encode(),
-                Op::Trades => self.trade(model, &mut e, &known, chain_heavy).encode(),
+                Op::Trades => {
+                    let mut record = self.trade(model, &mut e, &known, chain_heavy).encode();
+                    // Rarely, a new trade's reserved bytes (88..96) not zero.
+                    let flags = u16::from_le_bytes([record[118], record[119]]);
+                    if flags & (TradeFlags::POST_PENDING_TRADE.0 | TradeFlags::VOID_PENDING_TRADE.0)
+                        == 0
+                        && e.chance(1)
+                    {
+                        record[88 + e.below(8) as usize] = 1;
+                    }
+                    record
+                }
                 // A trade and its fees: trades and transfers mixed, chains more often.
                 Op::Settlements => {
                     if e.chance(40) {
@@ -643,6 +654,27 @@ impl Generator {
             d.instrument_credit_account_id = buyer_instrument;
             d.cash_debit_account_id = buyer_cash;
             d.cash_credit_account_id = seller_cash;
+            d.instrument_ledger = instrument_ledger;
+            d.cash_ledger = cash_ledger;
+            // Now and then the legs the wrong way round (a client that swapped the pairs, or
+            // the ledgers), or a ledger not named.
+            match e.below(100) {
+                0..=2 => {
+                    std::mem::swap(
+                        &mut d.instrument_debit_account_id,
+                        &mut d.cash_debit_account_id,
+                    );
+                    std::mem::swap(
+                        &mut d.instrument_credit_account_id,
+                        &mut d.cash_credit_account_id,
+                    );
+                }
+                3..=4 => std::mem::swap(&mut d.instrument_ledger, &mut d.cash_ledger),
+                5 => d.instrument_ledger = 0,
+                6 => d.cash_ledger = 0,
+                7 => d.cash_ledger = d.instrument_ledger,
+                _ => {}
+            }
             if e.chance(4) {
                 let v = match e.below(4) {
                     0 => 0,

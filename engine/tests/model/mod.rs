@@ -311,6 +311,11 @@ pub fn trade_exists_result(stored: &Trade, request: &Trade) -> R {
             R::ExistsWithDifferentTimeout,
         ),
         (
+            (request.instrument_ledger, request.cash_ledger)
+                != (stored.instrument_ledger, stored.cash_ledger),
+            R::ExistsWithDifferentLedger,
+        ),
+        (
             differs(
                 request.instrument_debit_account_id,
                 stored.instrument_debit_account_id,
@@ -977,8 +982,10 @@ impl Model {
     // ------------------------------------------------------------------ trades
 
     fn create_trade(&mut self, record: &[u8; RECORD_BYTES], timestamp: u64) -> R {
-        let Ok(d) = Trade::decode(record) else {
-            return R::ReservedFlag;
+        let d = match Trade::decode(record) {
+            Ok(d) => d,
+            Err(tally_engine::RecordError::ReservedFlag) => return R::ReservedFlag,
+            Err(_) => return R::ReservedField,
         };
         if d.timestamp != 0 {
             return R::TimestampMustBeZero;
@@ -1104,9 +1111,6 @@ impl Model {
 
     fn new_trade(&mut self, d: Trade, timestamp: u64) -> R {
         let pending = df(&d, TradeFlags::PENDING);
-        if d.pending_id != 0 {
-            return R::PendingIdMustBeZero; // 8
-        }
         if d.timeout != 0 && !pending {
             return R::TimeoutReservedForPendingTrade; // 9
         }
@@ -1120,6 +1124,16 @@ impl Model {
                     return R::TradeAccountsMustBeDistinct; // 11
                 }
             }
+        }
+        // The trade names its legs' ledgers; its accounts must be on them.
+        if d.instrument_ledger == 0 {
+            return R::InstrumentLedgerMustNotBeZero;
+        }
+        if d.cash_ledger == 0 {
+            return R::CashLedgerMustNotBeZero;
+        }
+        if d.instrument_ledger == d.cash_ledger {
+            return R::LegsMustHaveDifferentLedgers;
         }
         if d.quantity == 0 {
             return R::QuantityMustNotBeZero;
@@ -1144,14 +1158,11 @@ impl Model {
             }
         }
         let [idr, icr, cdr, ccr] = [accounts[0], accounts[1], accounts[2], accounts[3]];
-        if idr.created.ledger != icr.created.ledger {
-            return R::InstrumentAccountsMustHaveTheSameLedger;
+        if idr.created.ledger != d.instrument_ledger || icr.created.ledger != d.instrument_ledger {
+            return R::InstrumentAccountsMustBeOnTheInstrumentLedger;
         }
-        if cdr.created.ledger != ccr.created.ledger {
-            return R::CashAccountsMustHaveTheSameLedger;
-        }
-        if idr.created.ledger == cdr.created.ledger {
-            return R::LegsMustHaveDifferentLedgers; // 23
+        if cdr.created.ledger != d.cash_ledger || ccr.created.ledger != d.cash_ledger {
+            return R::CashAccountsMustBeOnTheCashLedger;
         }
         let closed = [
             (idr, R::InstrumentDebitAccountClosed),

@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! offset size field
-//!      0    2 protocol version (1)
+//!      0    2 protocol version (2)
 //!      2    2 flags: bit 0 linearizable read; other bits zero
 //!      4    4 body bytes: exactly the payload's length less 64
 //!      8   16 cluster id: must equal the node's, so staging and production never mix
@@ -35,8 +35,11 @@ use crate::limits::{
     REQUEST_BODY_BYTES_MAX, REQUEST_EVENTS_MAX,
 };
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this build speaks. Version 2: a new trade record names its instrument
+/// and cash ledgers in the bytes a post or void uses for its pending id (docs/records.md), and
+/// request numbers belong to the client, not the session (docs/protocol.md). A version-1 peer
+/// is refused by name rather than have its trades read with ledgers 0.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Request flag: serve the read only on the leader after confirming leadership with a quorum
 /// (openraft's read index), so it reflects every write acknowledged before it was sent.

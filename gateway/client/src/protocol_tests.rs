@@ -160,7 +160,7 @@ fn every_operation_round_trips() {
 fn malformed_requests_are_refused() {
     let good = encode_request(&header(), &[0u8; 128]);
     let mut version = good.clone();
-    version[0] = 2;
+    version[0] = 1;
     let mut flags = good.clone();
     flags[2] = 4;
     let mut reserved = good.clone();
@@ -172,7 +172,7 @@ fn malformed_requests_are_refused() {
     let check = |kind: u8, payload: &[u8], expected: DecodeError| {
         assert_eq!(decode_request(kind, payload).map(|_| ()), Err(expected));
     };
-    check(KIND_CREATE_TRANSFERS, &version, DecodeError::Version(2));
+    check(KIND_CREATE_TRANSFERS, &version, DecodeError::Version(1));
     check(KIND_CREATE_TRANSFERS, &flags, DecodeError::UnknownFlags(4));
     check(
         KIND_CREATE_TRANSFERS,

@@ -94,7 +94,7 @@ impl Status {
 ///
 /// ```text
 /// offset size field
-///      0    2 protocol version (1)
+///      0    2 protocol version (2)
 ///      2    1 status
 ///      3    1 reserved, zero
 ///      4    4 body bytes: exactly the payload's length less 64
