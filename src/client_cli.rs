@@ -79,8 +79,9 @@ const TRANSFER_COLUMNS: &str = concat!(
 const TRADE_COLUMNS: &str = concat!(
     "Columns: id, instrument_debit_account_id, instrument_credit_account_id,\n",
     "cash_debit_account_id, cash_credit_account_id, instrument_ledger, cash_ledger, quantity,\n",
-    "cash_amount, code (required); flags, pending_id, timeout. A new trade names its two\n",
-    "ledgers and no pending_id; a post or void names its pending_id and ledgers 0.\n",
+    "cash_amount, code (required); flags, pending_id, timeout, user_data_64. A new trade\n",
+    "names its two ledgers and no pending_id; a post or void names its pending_id, ledgers 0\n",
+    "and no user_data_64 (it keeps the pending trade's).\n",
     "Flags: linked, pending, post_pending_trade, void_pending_trade.\n\n",
     file_rules!(),
 );
@@ -387,16 +388,17 @@ const TRADE_ROWS: RecordKind = RecordKind {
         "flags",
         "pending_id",
         "timeout",
+        "user_data_64",
     ],
     required: 10,
     build: trade_record,
 };
 
 fn trade_record(v: &[&str]) -> anyhow::Result<(u128, [u8; 128])> {
-    let [id, instrument_debit, instrument_credit, cash_debit, cash_credit, instrument_ledger, cash_ledger, quantity, cash_amount, code, flags, pending_id, timeout] =
+    let [id, instrument_debit, instrument_credit, cash_debit, cash_credit, instrument_ledger, cash_ledger, quantity, cash_amount, code, flags, pending_id, timeout, ud64] =
         v
     else {
-        bail!("{} values for 13 columns", v.len());
+        bail!("{} values for 14 columns", v.len());
     };
     let trade = Trade {
         id: number(id, "id")?,
@@ -412,12 +414,22 @@ fn trade_record(v: &[&str]) -> anyhow::Result<(u128, [u8; 128])> {
         flags: TradeFlags(flag_bits(flags, TRADE_FLAGS)?),
         pending_id: number(pending_id, "pending_id")?,
         timeout: narrow(timeout, "timeout")?,
+        user_data_64: narrow(ud64, "user_data_64")?,
         ..Trade::default()
     };
     // The record holds the ledgers where a post or void holds its pending id: one of the two
     // is refused here rather than dropped.
-    if Trade::resolves(trade.flags) && (trade.instrument_ledger, trade.cash_ledger) != (0, 0) {
-        bail!("a post or void names no ledgers (they are its pending trade's): leave them 0");
+    if Trade::resolves(trade.flags)
+        && (
+            trade.instrument_ledger,
+            trade.cash_ledger,
+            trade.user_data_64,
+        ) != (0, 0, 0)
+    {
+        bail!(
+            "a post or void names no ledgers and no user data (they are its pending trade's): \
+             leave them 0"
+        );
     }
     if !Trade::resolves(trade.flags) && trade.pending_id != 0 {
         bail!("pending_id is for a post or void only; a new trade names its ledgers");
@@ -692,6 +704,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
                 "code",
                 "flags",
                 "pending_id",
+                "user_data_64",
                 "timestamp",
             ];
             print_records(
@@ -714,6 +727,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
                         t.code.to_string(),
                         flag_names(t.flags.0, TRADE_FLAGS),
                         t.pending_id.to_string(),
+                        t.user_data_64.to_string(),
                         t.timestamp.to_string(),
                     ]
                 },

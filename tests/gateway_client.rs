@@ -307,9 +307,10 @@ async fn cli_walk_through_and_exit_codes() {
     std::fs::write(
         &trades,
         "id,instrument_debit_account_id,instrument_credit_account_id,cash_debit_account_id,\
-         cash_credit_account_id,instrument_ledger,cash_ledger,quantity,cash_amount,code\n\
-         300,31,32,2,1,7,1,10,50,1\n\
-         301,2,1,31,32,7,1,10,50,1\n",
+         cash_credit_account_id,instrument_ledger,cash_ledger,quantity,cash_amount,code,\
+         user_data_64\n\
+         300,31,32,2,1,7,1,10,50,1,20261207\n\
+         301,2,1,31,32,7,1,10,50,1,20261207\n",
     )
     .expect("write");
     let (code, out, err) = tally(&["client", "create-trades", path(&trades)], &env);
@@ -324,7 +325,11 @@ async fn cli_walk_through_and_exit_codes() {
     );
     assert_eq!(code, 1, "301 is not there: {out}");
     let row: Vec<&str> = out.lines().nth(1).expect("one row").split(',').collect();
-    assert_eq!((row[0], row[5], row[6]), ("300", "7", "1"), "{out}");
+    assert_eq!(
+        (row[0], row[5], row[6], row[12]),
+        ("300", "7", "1", "20261207"),
+        "id, ledgers and user data: {out}"
+    );
     let (code, out, _) = tally(
         &["client", "--output", "csv", "lookup-accounts", "31"],
         &env,

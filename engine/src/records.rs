@@ -13,8 +13,6 @@ use crate::limits::RECORD_BYTES;
 pub enum RecordError {
     /// A flag bit this version does not define is set.
     ReservedFlag,
-    /// Reserved bytes are not zero.
-    ReservedField,
 }
 
 macro_rules! flags_type {
@@ -167,6 +165,9 @@ pub struct Trade {
     pub instrument_ledger: u32,
     /// A new trade: the currency's ledger, which both cash accounts must be on.
     pub cash_ledger: u32,
+    /// A new trade: the client's own (an intended settlement date, a reference). A post or
+    /// void carries none in its record and keeps the pending trade's.
+    pub user_data_64: u64,
     pub quantity: u64,
     pub cash_amount: u64,
     /// Seconds after which a pending trade expires; 0 = never.
@@ -369,13 +370,10 @@ impl Trade {
     pub fn decode(bytes: &RecordBytes) -> Result<Trade, RecordError> {
         let r = Reader(bytes);
         let flags = TradeFlags::from_bits(r.u16(FLAGS_OFFSET))?;
-        let (pending_id, instrument_ledger, cash_ledger) = if Trade::resolves(flags) {
-            (r.u128(80), 0, 0)
+        let (pending_id, instrument_ledger, cash_ledger, user_data_64) = if Trade::resolves(flags) {
+            (r.u128(80), 0, 0, 0)
         } else {
-            if r.u64(88) != 0 {
-                return Err(RecordError::ReservedField);
-            }
-            (0, r.u32(80), r.u32(84))
+            (0, r.u32(80), r.u32(84), r.u64(88))
         };
         Ok(Trade {
             id: r.u128(0),
@@ -386,6 +384,7 @@ impl Trade {
             pending_id,
             instrument_ledger,
             cash_ledger,
+            user_data_64,
             quantity: r.u64(96),
             cash_amount: r.u64(104),
             timeout: r.u32(112),
@@ -396,7 +395,7 @@ impl Trade {
     }
 
     /// The record's bytes: a post or void writes `pending_id` at 80, any other trade its two
-    /// ledgers (the field the flags do not select is not written).
+    /// ledgers and `user_data_64` (the fields the flags do not select are not written).
     pub fn encode(&self) -> RecordBytes {
         let mut w = Writer([0; RECORD_BYTES]);
         w.u128(0, self.id);
@@ -409,6 +408,7 @@ impl Trade {
         } else {
             w.u32(80, self.instrument_ledger);
             w.u32(84, self.cash_ledger);
+            w.u64(88, self.user_data_64);
         }
         w.u64(96, self.quantity);
         w.u64(104, self.cash_amount);
@@ -482,6 +482,7 @@ mod tests {
             pending_id: 28,
             instrument_ledger: 0,
             cash_ledger: 0,
+            user_data_64: 0,
             quantity: 29,
             cash_amount: 30,
             timeout: 31,
@@ -496,14 +497,13 @@ mod tests {
             pending_id: 0,
             instrument_ledger: 34,
             cash_ledger: u32::MAX,
+            user_data_64: 20_261_205,
             flags: TradeFlags::PENDING | TradeFlags::LINKED,
             ..d
         };
         assert_eq!(Trade::decode(&n.encode()), Ok(n));
         assert_eq!(&n.encode()[80..88], &[34, 0, 0, 0, 255, 255, 255, 255]);
-        let mut reserved = n.encode();
-        reserved[95] = 1;
-        assert_eq!(Trade::decode(&reserved), Err(RecordError::ReservedField));
+        assert_eq!(&n.encode()[88..96], &20_261_205u64.to_le_bytes());
     }
 
     /// Proves a flag bit that this version does not define is refused by every decoder.

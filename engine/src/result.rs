@@ -136,21 +136,19 @@ pub enum EventResult {
     PendingTransferHasDifferentCreditAccountId = 101,
     PendingTransferHasDifferentLedger = 102,
     PendingTransferHasDifferentCode = 103,
-    // Record syntax (appended): reserved bytes not zero (a new trade's bytes 88..96).
-    ReservedField = 104,
     // Trades (appended): a new trade names its two ledgers, and its accounts must be on them,
     // so legs given the wrong way round fail instead of settling mis-legged
     // (`InstrumentAccountsMustHaveTheSameLedger` and `CashAccountsMustHaveTheSameLedger` are
     // no longer returned: these imply them).
-    InstrumentLedgerMustNotBeZero = 105,
-    CashLedgerMustNotBeZero = 106,
-    InstrumentAccountsMustBeOnTheInstrumentLedger = 107,
-    CashAccountsMustBeOnTheCashLedger = 108,
+    InstrumentLedgerMustNotBeZero = 104,
+    CashLedgerMustNotBeZero = 105,
+    InstrumentAccountsMustBeOnTheInstrumentLedger = 106,
+    CashAccountsMustBeOnTheCashLedger = 107,
 }
 
 impl EventResult {
     /// Every code, in numeric order (for tables, decoders and tests).
-    pub const ALL: [EventResult; 109] = {
+    pub const ALL: [EventResult; 108] = {
         use EventResult::*;
         [
             Ok,
@@ -257,7 +255,6 @@ impl EventResult {
             PendingTransferHasDifferentCreditAccountId,
             PendingTransferHasDifferentLedger,
             PendingTransferHasDifferentCode,
-            ReservedField,
             InstrumentLedgerMustNotBeZero,
             CashLedgerMustNotBeZero,
             InstrumentAccountsMustBeOnTheInstrumentLedger,

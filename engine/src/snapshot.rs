@@ -35,14 +35,13 @@
 
 use std::io::{self, Read, Write};
 
-use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
 use crate::arena::Frozen;
 use crate::engine::{Engine, EngineConfig};
 use crate::memory::ChunkSupply;
 use crate::records::{TradeFlags, TransferFlags};
-use crate::snapshot_read::{Hashed, Records, TRAILER_BYTES};
+use crate::snapshot_read::{Records, TRAILER_BYTES};
 pub use crate::snapshot_read::{SnapshotSection, SnapshotSections};
 use crate::snapshot_sections::encode_section;
 pub use crate::snapshot_sections::{
@@ -54,17 +53,19 @@ use crate::state::{
 };
 use crate::transfer::expires_at;
 
-const MAGIC: &[u8; 8] = b"TALLYSNP";
-const FORMAT_VERSION: u32 = 4;
+pub(crate) const MAGIC: &[u8; 8] = b"TALLYSNP";
+pub(crate) const FORMAT_VERSION: u32 = 5;
+/// The format before a trade's `user_data_64`: read, never written.
+pub(crate) const FORMAT_VERSION_NO_TRADE_USER_DATA: u32 = 4;
 /// The format before failed ids: read, never written.
-const FORMAT_VERSION_NO_FAILED_IDS: u32 = 3;
+pub(crate) const FORMAT_VERSION_NO_FAILED_IDS: u32 = 3;
 /// The format before section hashes: read, never written.
-const FORMAT_VERSION_WHOLE_HASH: u32 = 2;
+pub(crate) const FORMAT_VERSION_WHOLE_HASH: u32 = 2;
 /// Bytes of a snapshot's header.
 pub const SNAPSHOT_HEADER_BYTES: usize = 8 + 4 + 4 + 8 + 5 * 8;
-const HEADER_BYTES: usize = SNAPSHOT_HEADER_BYTES;
+pub(crate) const HEADER_BYTES: usize = SNAPSHOT_HEADER_BYTES;
 /// Bytes of a header of versions 2 and 3 (no `failed_ids` count).
-const HEADER_BYTES_OLD: usize = HEADER_BYTES - 8;
+pub(crate) const HEADER_BYTES_OLD: usize = HEADER_BYTES - 8;
 /// Bytes of a section's hash.
 pub const SECTION_HASH_BYTES: usize = 32;
 
@@ -155,37 +156,47 @@ pub(crate) trait Record: Copy + Sized {
 macro_rules! record {
     ($type:ty, $name:literal) => {
         impl Record for $type {
-            fn archive(section: &Vec<Self>, mut out: AlignedVec) -> AlignedVec {
+            fn archive(
+                section: &Vec<Self>,
+                mut out: rkyv::util::AlignedVec,
+            ) -> rkyv::util::AlignedVec {
                 out.clear();
-                rkyv::api::high::to_bytes_in::<_, rancor::Error>(section, out)
+                rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(section, out)
                     .expect("serializing plain in-memory data cannot fail")
             }
             fn unarchive(
                 bytes: &[u8],
                 records: usize,
-                mut take: impl FnMut(Self) -> Result<(), SnapshotError>,
-            ) -> Result<(), SnapshotError> {
-                let undecodable = |error: rancor::Error| {
-                    invalid(format!("a section of {}s does not decode: {error}", $name))
+                mut take: impl FnMut(Self) -> Result<(), $crate::snapshot::SnapshotError>,
+            ) -> Result<(), $crate::snapshot::SnapshotError> {
+                let undecodable = |error: rkyv::rancor::Error| {
+                    $crate::snapshot::invalid(format!(
+                        "a section of {}s does not decode: {error}",
+                        $name
+                    ))
                 };
                 let section =
                     rkyv::access::<rkyv::vec::ArchivedVec<rkyv::Archived<Self>>, _>(bytes)
                         .map_err(undecodable)?;
                 if section.len() != records {
-                    return Err(invalid(format!(
+                    return Err($crate::snapshot::invalid(format!(
                         "a section holds {} {}s where {records} were due",
                         section.len(),
                         $name
                     )));
                 }
                 for record in section.iter() {
-                    take(rkyv::deserialize::<Self, rancor::Error>(record).map_err(undecodable)?)?;
+                    take(
+                        rkyv::deserialize::<Self, rkyv::rancor::Error>(record)
+                            .map_err(undecodable)?,
+                    )?;
                 }
                 Ok(())
             }
         }
     };
 }
+pub(crate) use record;
 record!(AccountState, "account");
 record!(StoredTransfer, "transfer");
 record!(StoredTrade, "trade");
@@ -383,9 +394,9 @@ fn restore_expiry(engine: &mut Engine, events: [u64; 2], e: Expiry) -> Result<()
 /// What a snapshot's header says a restore begins with ([`Engine::restore_begin`]).
 #[derive(Clone, Copy, Debug)]
 pub struct RestoreStart {
-    last_timestamp: u64,
+    pub(crate) last_timestamp: u64,
     /// Records of each kind: accounts, transfers, trades, expiries, failed ids.
-    counts: [u64; 5],
+    pub(crate) counts: [u64; 5],
 }
 
 /// The engine's stored state frozen at one point (`Engine::freeze`): what a snapshot holds,
@@ -587,67 +598,6 @@ impl Engine {
     pub fn restore_from(input: impl Read, config: EngineConfig) -> Result<Engine, SnapshotError> {
         let (start, sections) = Engine::restore_begin(input)?;
         Engine::restore_sections(start, config, None, sections, None)
-    }
-
-    /// Reads a snapshot's header from `input`: what the restore needs to begin, and the
-    /// sections to read (the rest of `input`), for [`Engine::restore_sections`].
-    pub fn restore_begin<R: Read>(
-        input: R,
-    ) -> Result<(RestoreStart, SnapshotSections<R>), SnapshotError> {
-        let mut input = Hashed {
-            inner: input,
-            hasher: Some(blake3::Hasher::new()),
-        };
-        // Magic and version first: they say how long the rest of the header is.
-        let mut header = [0u8; HEADER_BYTES];
-        input.read_exact(&mut header[..16])?;
-        if &header[0..8] != MAGIC {
-            return Err(SnapshotError::BadMagic);
-        }
-        let word = |at: usize| {
-            u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
-        };
-        let version = word(8);
-        let header_bytes = match version {
-            FORMAT_VERSION => HEADER_BYTES,
-            FORMAT_VERSION_NO_FAILED_IDS | FORMAT_VERSION_WHOLE_HASH => HEADER_BYTES_OLD,
-            _ => return Err(SnapshotError::UnsupportedVersion { version }),
-        };
-        if word(12) != 0 {
-            return Err(SnapshotError::UnsupportedVersion { version });
-        }
-        input.read_exact(&mut header[16..header_bytes])?;
-        let header = &header[..header_bytes];
-        let long = |at: usize| {
-            let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(&header[at..at + 8]);
-            u64::from_le_bytes(bytes)
-        };
-        // Versions 3 and 4: each section's hash, then one over the header and those hashes.
-        let sections_hash = (version != FORMAT_VERSION_WHOLE_HASH).then(|| {
-            input.hasher = None;
-            TrailerHasher::new(header)
-        });
-        let [accounts, transfers, trades, expiries] = [24, 32, 40, 48].map(long);
-        let failed = if version == FORMAT_VERSION {
-            long(56)
-        } else {
-            0
-        };
-        // Slots are u32 with `SLOT_NONE` reserved; event slots have 30 bits (`EventRef`).
-        if accounts >= u64::from(SLOT_NONE)
-            || [transfers, trades, expiries, failed]
-                .iter()
-                .any(|&n| n >= 1 << 30)
-        {
-            return Err(invalid("more records than slots"));
-        }
-        let counts = [accounts, transfers, trades, expiries, failed];
-        let start = RestoreStart {
-            last_timestamp: long(16),
-            counts,
-        };
-        Ok((start, SnapshotSections::new(input, counts, sections_hash)))
     }
 
     /// Rebuilds an engine from the sections [`Engine::restore_begin`] found, in their order

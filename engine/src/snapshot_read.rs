@@ -8,9 +8,129 @@ use std::io::{self, Read};
 
 use rkyv::util::AlignedVec;
 
-use crate::snapshot::{Record, SnapshotError, SECTION_HASH_BYTES, SECTION_RECORDS};
+use rkyv::{Archive, Deserialize, Serialize};
+
+use crate::engine::Engine;
+use crate::snapshot::{
+    invalid, Record, RestoreStart, SnapshotError, FORMAT_VERSION, FORMAT_VERSION_NO_FAILED_IDS,
+    FORMAT_VERSION_NO_TRADE_USER_DATA, FORMAT_VERSION_WHOLE_HASH, HEADER_BYTES, HEADER_BYTES_OLD,
+    MAGIC, SECTION_HASH_BYTES, SECTION_RECORDS,
+};
 use crate::snapshot_sections::TrailerHasher;
-use crate::state::{AccountState, Expiry, StoredTrade, StoredTransfer};
+use crate::state::{AccountState, Expiry, PendingStatus, StoredTrade, StoredTransfer, SLOT_NONE};
+
+impl Engine {
+    /// Reads a snapshot's header from `input`: what the restore needs to begin, and the
+    /// sections to read (the rest of `input`), for [`Engine::restore_sections`].
+    pub fn restore_begin<R: Read>(
+        input: R,
+    ) -> Result<(RestoreStart, SnapshotSections<R>), SnapshotError> {
+        let mut input = Hashed {
+            inner: input,
+            hasher: Some(blake3::Hasher::new()),
+        };
+        // Magic and version first: they say how long the rest of the header is.
+        let mut header = [0u8; HEADER_BYTES];
+        input.read_exact(&mut header[..16])?;
+        if &header[0..8] != MAGIC {
+            return Err(SnapshotError::BadMagic);
+        }
+        let word = |at: usize| {
+            u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+        };
+        let version = word(8);
+        let header_bytes = match version {
+            FORMAT_VERSION | FORMAT_VERSION_NO_TRADE_USER_DATA => HEADER_BYTES,
+            FORMAT_VERSION_NO_FAILED_IDS | FORMAT_VERSION_WHOLE_HASH => HEADER_BYTES_OLD,
+            _ => return Err(SnapshotError::UnsupportedVersion { version }),
+        };
+        if word(12) != 0 {
+            return Err(SnapshotError::UnsupportedVersion { version });
+        }
+        input.read_exact(&mut header[16..header_bytes])?;
+        let header = &header[..header_bytes];
+        let long = |at: usize| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&header[at..at + 8]);
+            u64::from_le_bytes(bytes)
+        };
+        // Versions 3 to 5: each section's hash, then one over the header and those hashes.
+        let sections_hash = (version != FORMAT_VERSION_WHOLE_HASH).then(|| {
+            input.hasher = None;
+            TrailerHasher::new(header)
+        });
+        let [accounts, transfers, trades, expiries] = [24, 32, 40, 48].map(long);
+        let failed = if version >= FORMAT_VERSION_NO_TRADE_USER_DATA {
+            long(56)
+        } else {
+            0
+        };
+        // Slots are u32 with `SLOT_NONE` reserved; event slots have 30 bits (`EventRef`).
+        if accounts >= u64::from(SLOT_NONE)
+            || [transfers, trades, expiries, failed]
+                .iter()
+                .any(|&n| n >= 1 << 30)
+        {
+            return Err(invalid("more records than slots"));
+        }
+        let counts = [accounts, transfers, trades, expiries, failed];
+        let start = RestoreStart {
+            last_timestamp: long(16),
+            counts,
+        };
+        let trades_v4 = version < FORMAT_VERSION;
+        Ok((
+            start,
+            SnapshotSections::new(input, counts, sections_hash, trades_v4),
+        ))
+    }
+}
+
+/// A stored trade as formats 2 to 4 archived it (no `user_data_64`): read and widened.
+#[derive(Clone, Copy, Debug, Archive, Serialize, Deserialize)]
+pub(crate) struct StoredTradeV4 {
+    id: u128,
+    quantity: u64,
+    cash_amount: u64,
+    timestamp: u64,
+    accounts: [u32; 4],
+    pending: u32,
+    timeout: u32,
+    code: u16,
+    flags: u16,
+    status: PendingStatus,
+    previous: [u32; 4],
+}
+
+crate::snapshot::record!(StoredTradeV4, "trade");
+
+impl Kind for StoredTradeV4 {
+    fn wrap(records: Vec<Self>) -> Records {
+        Records::Trades(records.into_iter().map(StoredTrade::from).collect())
+    }
+    fn unwrap(_: Records) -> Option<Vec<Self>> {
+        None
+    }
+}
+
+impl From<StoredTradeV4> for StoredTrade {
+    fn from(old: StoredTradeV4) -> StoredTrade {
+        StoredTrade {
+            id: old.id,
+            quantity: old.quantity,
+            cash_amount: old.cash_amount,
+            timestamp: old.timestamp,
+            user_data_64: 0,
+            accounts: old.accounts,
+            pending: old.pending,
+            timeout: old.timeout,
+            code: old.code,
+            flags: old.flags,
+            status: old.status,
+            previous: old.previous,
+        }
+    }
+}
 
 /// Bytes of a snapshot's trailer.
 pub(crate) const TRAILER_BYTES: usize = 32;
@@ -94,6 +214,8 @@ pub struct SnapshotSections<R> {
     done: bool,
     /// Sections filed already, whose vectors are filled again (`SnapshotSections::reuse`).
     spares: Option<crossbeam_channel::Receiver<SnapshotSection>>,
+    /// Trades in the layout before format 5 (`StoredTradeV4`).
+    trades_v4: bool,
 }
 
 /// One decoded section of a snapshot, as [`SnapshotSections`] yields it.
@@ -104,6 +226,7 @@ impl<R: Read> SnapshotSections<R> {
         input: Hashed<R>,
         counts: [u64; 5],
         sections_hash: Option<TrailerHasher>,
+        trades_v4: bool,
     ) -> SnapshotSections<R> {
         SnapshotSections {
             input,
@@ -113,6 +236,7 @@ impl<R: Read> SnapshotSections<R> {
             sections_hash,
             done: false,
             spares: None,
+            trades_v4,
         }
     }
 
@@ -202,6 +326,7 @@ impl<R: Read> Iterator for SnapshotSections<R> {
         let section = match self.kind {
             0 => self.section::<AccountState>(records),
             1 => self.section::<StoredTransfer>(records),
+            2 if self.trades_v4 => self.section::<StoredTradeV4>(records),
             2 => self.section::<StoredTrade>(records),
             3 => self.section::<Expiry>(records),
             _ => self.section::<u128>(records),
@@ -218,4 +343,101 @@ pub(crate) fn read_u64(input: &mut impl Read) -> io::Result<u64> {
     let mut bytes = [0u8; 8];
     input.read_exact(&mut bytes)?;
     Ok(u64::from_le_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{encode_batch, Account, Trade};
+    use crate::snapshot::SNAPSHOT_HEADER_BYTES;
+    use crate::snapshot_sections::section_hash;
+    use crate::{EngineConfig, Operation};
+
+    /// Proves a format-4 snapshot, whose trades have no `user_data_64`, still restores: the
+    /// same state with its trades' user data 0. The image is this engine's own, its trade
+    /// section archived again in the old layout and the hashes made anew.
+    #[test]
+    fn format_4_trades_restore_with_no_user_data() {
+        let mut engine = Engine::new(EngineConfig::default());
+        let accounts: Vec<Account> = (1..=4u128)
+            .map(|id| Account {
+                id,
+                ledger: if id <= 2 { 1 } else { 2 },
+                code: 1,
+                ..Account::default()
+            })
+            .collect();
+        let trade = |id| Trade {
+            id,
+            instrument_debit_account_id: 1,
+            instrument_credit_account_id: 2,
+            cash_debit_account_id: 3,
+            cash_credit_account_id: 4,
+            instrument_ledger: 1,
+            cash_ledger: 2,
+            quantity: 5,
+            cash_amount: 50,
+            code: 1,
+            ..Trade::default()
+        };
+        let at = 1 << 40;
+        let body = encode_batch(&accounts, Account::encode);
+        assert!(engine.apply(Operation::CreateAccounts, at, &body).is_ok());
+        let body = encode_batch(&[trade(10), trade(11)], Trade::encode);
+        let outcome = engine.apply(Operation::CreateTrades, at + 10, &body);
+        assert!(outcome.is_ok_and(|o| o.failures.is_empty()));
+
+        let image = engine.snapshot();
+        let mut old = image[..SNAPSHOT_HEADER_BYTES].to_vec();
+        old[8..12].copy_from_slice(&FORMAT_VERSION_NO_TRADE_USER_DATA.to_le_bytes());
+        let mut trailer = TrailerHasher::new(&old);
+        let mut at = SNAPSHOT_HEADER_BYTES;
+        // One section per kind present: accounts, then trades.
+        for kind in 0..2 {
+            let length = u64::from_le_bytes(image[at..at + 8].try_into().expect("8")) as usize;
+            let mut archive = AlignedVec::<16>::new();
+            archive.extend_from_slice(&image[at + 8..at + 8 + length]);
+            let mut section = Vec::new();
+            if kind == 1 {
+                let mut trades = Vec::new();
+                StoredTrade::unarchive(&archive, 2, |t| {
+                    trades.push(t);
+                    Ok(())
+                })
+                .expect("a trade section");
+                let widened: Vec<StoredTradeV4> = trades
+                    .iter()
+                    .map(|t| StoredTradeV4 {
+                        id: t.id,
+                        quantity: t.quantity,
+                        cash_amount: t.cash_amount,
+                        timestamp: t.timestamp,
+                        accounts: t.accounts,
+                        pending: t.pending,
+                        timeout: t.timeout,
+                        code: t.code,
+                        flags: t.flags,
+                        status: t.status,
+                        previous: t.previous,
+                    })
+                    .collect();
+                let bytes = StoredTradeV4::archive(&widened, AlignedVec::new());
+                section.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+                section.extend_from_slice(&bytes);
+            } else {
+                section.extend_from_slice(&image[at..at + 8 + length]);
+            }
+            let hash = *blake3::hash(&section).as_bytes();
+            section.extend_from_slice(&hash);
+            trailer.section(&section_hash(&section));
+            old.extend_from_slice(&section);
+            at += 8 + length + SECTION_HASH_BYTES;
+        }
+        assert_eq!(at, image.len() - TRAILER_BYTES, "two sections");
+        old.extend_from_slice(&trailer.finish());
+        let restored = Engine::restore(&old, EngineConfig::default()).expect("format 4");
+        assert_eq!(restored.digest(), engine.digest());
+        assert_eq!(restored.lookup_trade(11), engine.lookup_trade(11));
+        assert_eq!(restored.lookup_trade(11).map(|t| t.user_data_64), Some(0));
+    }
 }

@@ -123,6 +123,8 @@ pub(crate) struct StoredTrade {
     pub quantity: u64,
     pub cash_amount: u64,
     pub timestamp: u64,
+    /// The client's, from the record; a post or void keeps its pending trade's.
+    pub user_data_64: u64,
     /// Instrument debit (seller), instrument credit (buyer), cash debit (buyer), cash credit
     /// (seller).
     pub accounts: [u32; 4],

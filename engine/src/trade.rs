@@ -4,7 +4,7 @@ use crate::engine::Engine;
 use crate::leg::{self, LegFailure};
 use crate::limits::{EVENTS_PER_KIND_MAX, NANOSECONDS_PER_SECOND};
 use crate::pending::{check_pending_reference, TRADE_CODES};
-use crate::records::{RecordBytes, RecordError, Trade, TradeFlags};
+use crate::records::{RecordBytes, Trade, TradeFlags};
 use crate::result::{first_difference, EventResult};
 use crate::state::{EventKind, EventRef, PendingStatus, StoredTrade, SLOT_NONE};
 use crate::warm::Lookups;
@@ -27,10 +27,8 @@ impl Engine {
         timestamp: u64,
         lookups: &Lookups,
     ) -> EventResult {
-        let t = match Trade::decode(bytes) {
-            Ok(t) => t,
-            Err(RecordError::ReservedFlag) => return R::ReservedFlag,
-            Err(_) => return R::ReservedField,
+        let Ok(t) = Trade::decode(bytes) else {
+            return R::ReservedFlag;
         };
         if t.timestamp != 0 {
             return R::TimestampMustBeZero;
@@ -173,6 +171,7 @@ impl Engine {
             quantity: t.quantity,
             cash_amount: t.cash_amount,
             timestamp,
+            user_data_64: t.user_data_64,
             accounts: slots,
             pending: SLOT_NONE,
             timeout: t.timeout,
@@ -241,6 +240,7 @@ impl Engine {
             quantity: p.quantity,
             cash_amount: p.cash_amount,
             timestamp,
+            user_data_64: p.user_data_64,
             accounts: p.accounts,
             pending: pending_event.slot(),
             timeout: 0,
@@ -275,10 +275,6 @@ impl Engine {
             ),
             (t.timeout != e.timeout, R::ExistsWithDifferentTimeout),
             (
-                t.instrument_ledger != e.instrument_ledger || t.cash_ledger != e.cash_ledger,
-                R::ExistsWithDifferentLedger,
-            ),
-            (
                 differs(given[0], stored[0]),
                 R::ExistsWithDifferentInstrumentDebitAccountId,
             ),
@@ -301,6 +297,14 @@ impl Engine {
             (
                 differs(t.cash_amount.into(), e.cash_amount.into()),
                 R::ExistsWithDifferentCashAmount,
+            ),
+            (
+                differs(t.user_data_64.into(), e.user_data_64.into()),
+                R::ExistsWithDifferentUserData64,
+            ),
+            (
+                t.instrument_ledger != e.instrument_ledger || t.cash_ledger != e.cash_ledger,
+                R::ExistsWithDifferentLedger,
             ),
             (
                 differs(t.code.into(), e.code.into()),
@@ -336,6 +340,7 @@ impl Engine {
             },
             instrument_ledger,
             cash_ledger,
+            user_data_64: s.user_data_64,
             quantity: s.quantity,
             cash_amount: s.cash_amount,
             timeout: s.timeout,

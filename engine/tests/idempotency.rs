@@ -541,6 +541,15 @@ fn trade_retries() {
         &[(0, R::ExistsWithDifferentCashAmount)],
     );
     check(
+        "trade user data",
+        &history,
+        B::Trades(vec![Trade {
+            user_data_64: 20_261_207,
+            ..d
+        }]),
+        &[(0, R::ExistsWithDifferentUserData64)],
+    );
+    check(
         "trade ledgers",
         &history,
         B::Trades(vec![Trade {

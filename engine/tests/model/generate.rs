@@ -153,18 +153,7 @@ impl Generator {
                     a.encode()
                 }
                 Op::Transfers => self.transfer(model, &mut e, &known, chain_heavy).encode(),
-                Op::Trades => {
-                    let mut record = self.trade(model, &mut e, &known, chain_heavy).encode();
-                    // Rarely, a new trade's reserved bytes (88..96) not zero.
-                    let flags = u16::from_le_bytes([record[118], record[119]]);
-                    if flags & (TradeFlags::POST_PENDING_TRADE.0 | TradeFlags::VOID_PENDING_TRADE.0)
-                        == 0
-                        && e.chance(1)
-                    {
-                        record[88 + e.below(8) as usize] = 1;
-                    }
-                    record
-                }
+                Op::Trades => self.trade(model, &mut e, &known, chain_heavy).encode(),
                 // A trade and its fees: trades and transfers mixed, chains more often.
                 Op::Settlements => {
                     if e.chance(40) {
@@ -540,9 +529,10 @@ impl Generator {
         if kind < 13 && !self.sent_trades.is_empty() {
             let mut d = e.pick(&self.sent_trades).expect("non-empty");
             if kind >= 10 {
-                match e.below(3) {
+                match e.below(4) {
                     0 => d.quantity = d.quantity.wrapping_add(1),
                     1 => d.code = d.code.wrapping_add(1),
+                    2 => d.user_data_64 = d.user_data_64.wrapping_add(1),
                     _ => d.cash_amount = d.cash_amount.wrapping_sub(1),
                 }
             }
@@ -656,6 +646,10 @@ impl Generator {
             d.cash_credit_account_id = seller_cash;
             d.instrument_ledger = instrument_ledger;
             d.cash_ledger = cash_ledger;
+            // An intended settlement date, as yyyymmdd, or none.
+            if e.chance(50) {
+                d.user_data_64 = 20_260_000 + e.range(101, 1231);
+            }
             // Now and then the legs the wrong way round (a client that swapped the pairs, or
             // the ledgers), or a ledger not named.
             match e.below(100) {

@@ -311,11 +311,6 @@ pub fn trade_exists_result(stored: &Trade, request: &Trade) -> R {
             R::ExistsWithDifferentTimeout,
         ),
         (
-            (request.instrument_ledger, request.cash_ledger)
-                != (stored.instrument_ledger, stored.cash_ledger),
-            R::ExistsWithDifferentLedger,
-        ),
-        (
             differs(
                 request.instrument_debit_account_id,
                 stored.instrument_debit_account_id,
@@ -347,6 +342,15 @@ pub fn trade_exists_result(stored: &Trade, request: &Trade) -> R {
         (
             differs(request.cash_amount.into(), stored.cash_amount.into()),
             R::ExistsWithDifferentCashAmount,
+        ),
+        (
+            differs(request.user_data_64.into(), stored.user_data_64.into()),
+            R::ExistsWithDifferentUserData64,
+        ),
+        (
+            (request.instrument_ledger, request.cash_ledger)
+                != (stored.instrument_ledger, stored.cash_ledger),
+            R::ExistsWithDifferentLedger,
         ),
         (
             differs(request.code.into(), stored.code.into()),
@@ -982,10 +986,8 @@ impl Model {
     // ------------------------------------------------------------------ trades
 
     fn create_trade(&mut self, record: &[u8; RECORD_BYTES], timestamp: u64) -> R {
-        let d = match Trade::decode(record) {
-            Ok(d) => d,
-            Err(tally_engine::RecordError::ReservedFlag) => return R::ReservedFlag,
-            Err(_) => return R::ReservedField,
+        let Ok(d) = Trade::decode(record) else {
+            return R::ReservedFlag;
         };
         if d.timestamp != 0 {
             return R::TimestampMustBeZero;
@@ -1093,6 +1095,7 @@ impl Model {
         // trade (zero in the request matches; anything else was checked equal above).
         let stored = Trade {
             code: p.code,
+            user_data_64: p.user_data_64,
             instrument_debit_account_id: p.instrument_debit_account_id,
             instrument_credit_account_id: p.instrument_credit_account_id,
             cash_debit_account_id: p.cash_debit_account_id,
