@@ -7,6 +7,10 @@
 //! account that does not exist), whose ids the engine remembers: bytes per failed id, and the
 //! cost of answering a retry of each (`id_already_failed`, one index probe).
 //!
+//! Last, the replicated reply table (`tally_raft::replication::replies`) filled to its client
+//! bound with its per-client window of answers: resident growth per client and per answer
+//! against its own accounting, and the rate of recording and of answering a retry.
+//!
 //! Run: `cargo bench -p tally-benches --bench engine_memory` (env `TALLY_BENCH_ACCOUNTS`,
 //! `TALLY_BENCH_TRANSFERS`, `TALLY_BENCH_FAILED` override the sizes).
 
@@ -87,6 +91,61 @@ fn main() {
     );
 
     failed_ids(&mut engine, accounts, failed, timestamp);
+    drop(engine);
+    reply_table();
+}
+
+/// Fills a reply table with `REPLY_CLIENTS_MAX` clients of `REPLIES_PER_CLIENT_MAX` answers
+/// each (no failures: a create that succeeded whole, the common case), then answers a retry of
+/// every one; prints resident growth and the table's accounting per client and per answer.
+fn reply_table() {
+    use tally_raft::replication::replies::{
+        Origin, ReplyTable, REPLIES_PER_CLIENT_MAX, REPLY_CLIENTS_MAX,
+    };
+    let origin = |client: usize, number: usize| Origin {
+        client: (client as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835),
+        number: number as u64,
+        digest: (number as u128) << 64 | client as u128,
+    };
+    let outcome = Ok(tally_engine::BatchOutcome {
+        failures: Vec::new(),
+        timestamp_first: EPOCH,
+        timestamp_last: EPOCH + 8_188,
+    });
+    let rss_before = rss_bytes();
+    let mut table = ReplyTable::default();
+    let answers = REPLY_CLIENTS_MAX * REPLIES_PER_CLIENT_MAX;
+    let start = Instant::now();
+    let mut log_index = 1;
+    for number in 1..=REPLIES_PER_CLIENT_MAX {
+        for client in 0..REPLY_CLIENTS_MAX {
+            table.record(&origin(client, number), log_index, &outcome);
+            log_index += 1;
+        }
+    }
+    let recorded = answers as f64 / start.elapsed().as_secs_f64();
+    let rss_after = rss_bytes();
+    let start = Instant::now();
+    for number in 1..=REPLIES_PER_CLIENT_MAX {
+        for client in 0..REPLY_CLIENTS_MAX {
+            let answer = table.answer(&origin(client, number), log_index);
+            assert!(answer.is_some());
+            log_index += 1;
+        }
+    }
+    let answered = answers as f64 / start.elapsed().as_secs_f64();
+    assert_eq!(table.clients(), REPLY_CLIENTS_MAX);
+    println!(
+        "reply table: {} clients × {} answers; accounted {:.1} MiB, resident growth {:.1} MiB \
+         ({:.1} bytes per answer, {:.0} per client); recorded at {recorded:.0}/s, retries \
+         answered at {answered:.0}/s",
+        REPLY_CLIENTS_MAX,
+        REPLIES_PER_CLIENT_MAX,
+        table.bytes() as f64 / 1048576.0,
+        rss_after.saturating_sub(rss_before) as f64 / 1048576.0,
+        rss_after.saturating_sub(rss_before) as f64 / answers as f64,
+        rss_after.saturating_sub(rss_before) as f64 / REPLY_CLIENTS_MAX as f64,
+    );
 }
 
 /// Applies `count` transfers that fail `credit_account_not_found` (ids never used before),

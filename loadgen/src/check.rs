@@ -1,7 +1,10 @@
 //! The history checks of docs/faults.md, run after the load stops: read every recorded
-//! event back from every replica and check C1 (durability), C3 (at most once), C4 (definite
-//! failures are not stored), C5 (conservation; balances equal the replay), C6 (serial replay
-//! through the reference model gives what the clients saw) and C8 (agreement of digests).
+//! event back from every replica and check C1 (durability), C2 (no phantoms), C3 (at most
+//! once), C4 (definite failures are not stored), C5 (conservation; balances equal the replay),
+//! C6 (serial replay through the reference model gives what the clients saw), C7 (real-time
+//! order of commit indexes) and C8 (agreement of digests); then C9 (liveness: a new transfer
+//! commits and a linearizable read sees it) with [`liveness`], which writes to the ledger and
+//! so runs once, after the others (`run` does).
 //!
 //! Trades are not read back record by record yet (the gateway can look them up; `Cluster` does
 //! not ask), so they are checked through counts (C3) and through the balances they move (C5,
@@ -121,6 +124,8 @@ fn account_matches(request: &Account, stored: &Account) -> bool {
 #[derive(Default)]
 struct ReadBack {
     c1: Finding,
+    /// Events of unknown outcome found stored: each must be what its client sent.
+    c2: Finding,
     c4: Finding,
     /// Per replica: our transfers and accounts it has.
     transfers_found: Vec<u64>,
@@ -216,6 +221,16 @@ async fn read_group<C: Cluster>(
                         }
                     }
                     EventOutcome::Unknown => {
+                        if present {
+                            back.c2.checked += 1;
+                            if !matches {
+                                back.c2.bad(|| {
+                                    format!(
+                                        "{node}: stored event {id:#x} is not what its client sent"
+                                    )
+                                });
+                            }
+                        }
                         if present && replica == 0 {
                             back.unknown_stored.push((timestamp, *b as u32, i as u32));
                         }
@@ -228,12 +243,13 @@ async fn read_group<C: Cluster>(
 }
 
 /// Run the checks against `cluster` for `history`. `before` is each replica's state before the
-/// run (counts are compared as differences, so the cluster need not be fresh; per-account
-/// balances are compared with the replay only when it was).
+/// run (counts are compared as differences, so the cluster need not be fresh); per-account
+/// balances are compared with the replay only if it was `fresh` (no account before the run).
 pub async fn check<C: Cluster>(
     cluster: &C,
     history: &History,
     before: &[ReplicaState],
+    fresh: bool,
 ) -> Result<Vec<CheckResult>, ClusterError> {
     let nodes = cluster.nodes();
     let states = settle(cluster, Duration::from_secs(30)).await?;
@@ -277,6 +293,7 @@ pub async fn check<C: Cluster>(
         "durability",
         "acknowledged events × replicas",
     )];
+    results.push(no_phantoms(&states, before, &mut back));
     results.push(at_most_once(
         &states,
         before,
@@ -289,11 +306,186 @@ pub async fn check<C: Cluster>(
         "definite failures",
         "failed events × replicas",
     ));
-    let (c5, c6) = replay(history, &states, before, &back, trades_unknown);
+    let (c5, c6) = replay(history, &states, fresh, &back, trades_unknown);
     results.push(c5);
     results.push(c6);
+    results.push(real_time_order(history));
     results.push(agreement(&states));
     Ok(results)
+}
+
+/// C2: every event of ours a replica stores is what its client sent (acknowledged ones are
+/// C1's; here those of unknown outcome), and a replica stores no event beyond ours: its new
+/// transfers and accounts are exactly the ids of ours it was found to hold. (C3 reads the
+/// same counts for another claim: a second copy of an id would show there too.)
+fn no_phantoms(
+    states: &[ReplicaState],
+    before: &[ReplicaState],
+    back: &mut ReadBack,
+) -> CheckResult {
+    let mut finding = std::mem::take(&mut back.c2);
+    for (replica, state) in states.iter().enumerate() {
+        let base = baseline(before, &state.node).cloned().unwrap_or_default();
+        finding.checked += 1;
+        let stored = state.transfers.saturating_sub(base.transfers)
+            + state.accounts.saturating_sub(base.accounts);
+        let ours = back.transfers_found[replica] + back.accounts_found[replica];
+        if stored > ours {
+            finding.bad(|| {
+                format!(
+                    "{}: stores {} new events no client sent ({stored} new, {ours} of ours)",
+                    state.node,
+                    stored - ours
+                )
+            });
+        }
+    }
+    finding.result("C2", "no phantoms", "stored events × replicas")
+}
+
+/// C7: if batch A's answer arrived before batch B was sent, A's commit index is below B's.
+/// Committed batches only (a refused or unanswered one has no index; an empty request is
+/// not logged, index 0). A retry answered from the reply table keeps its first index, which
+/// was committed during its own call.
+fn real_time_order(history: &History) -> CheckResult {
+    let mut committed: Vec<(u64, u64, u64, usize)> = history
+        .batches
+        .iter()
+        .enumerate()
+        .filter_map(|(b, batch)| match &batch.outcome {
+            Outcome::Committed(answer) if answer.commit_index > 0 => {
+                Some((batch.invoke_us, batch.complete_us, answer.commit_index, b))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut by_completion: Vec<(u64, u64, usize)> = committed
+        .iter()
+        .map(|&(_, complete, index, b)| (complete, index, b))
+        .collect();
+    by_completion.sort_unstable();
+    committed.sort_unstable();
+    let mut finding = Finding::default();
+    // Sweep the batches by invocation; `before` holds the highest index (and its batch) among
+    // those completed before the current invocation.
+    let mut done = by_completion.iter().peekable();
+    let mut before: Option<(u64, usize)> = None;
+    for &(invoke, _, index, b) in &committed {
+        while let Some(&&(complete, done_index, done_b)) = done.peek() {
+            if complete >= invoke {
+                break;
+            }
+            if before.is_none_or(|(highest, _)| done_index > highest) {
+                before = Some((done_index, done_b));
+            }
+            done.next();
+        }
+        finding.checked += 1;
+        if let Some((highest, earlier)) = before {
+            if index <= highest {
+                finding.bad(|| {
+                    format!(
+                        "batch {b} (event {:#x}) committed at index {index}, after batch {earlier} \
+                         (event {:#x}) completed at index {highest} before it was sent",
+                        history.batches[b].id(0),
+                        history.batches[earlier].id(0)
+                    )
+                });
+            }
+        }
+    }
+    finding.result("C7", "real-time order", "committed batches")
+}
+
+/// Ids of the liveness probe's records: outside any workload's (which start low) and new for
+/// each probe.
+fn probe_ids() -> [u128; 3] {
+    let base = (0xC9u128 << 120) | (rand::random::<u128>() >> 16 << 2);
+    [base, base + 1, base + 2]
+}
+
+/// The ledger the liveness probe's two accounts are on: no workload uses it.
+pub const PROBE_LEDGER: u32 = 0xC9;
+
+/// C9: after the load (and any fault) stops, two new accounts and a transfer between them
+/// commit, and a linearizable read through the leader sees the transfer, all within `within`.
+/// It adds those three records to the ledger, on a ledger of their own: run it once, after
+/// [`check`].
+pub async fn liveness<C: Cluster>(cluster: &C, within: Duration) -> CheckResult {
+    let started = tokio::time::Instant::now();
+    let [debit, credit, transfer] = probe_ids();
+    let account = |id| Account {
+        id,
+        ledger: PROBE_LEDGER,
+        code: 1,
+        ..Account::default()
+    };
+    let accounts: Vec<u8> = [account(debit), account(credit)]
+        .iter()
+        .flat_map(Account::encode)
+        .collect();
+    let payment = Transfer {
+        id: transfer,
+        debit_account_id: debit,
+        credit_account_id: credit,
+        amount: 1,
+        ledger: PROBE_LEDGER,
+        code: 1,
+        ..Transfer::default()
+    };
+    let probe = async {
+        let created = cluster
+            .submit(tally_engine::Operation::CreateAccounts, accounts.into())
+            .await
+            .map_err(|error| error.to_string())?;
+        if !created.failures.is_empty() {
+            return Err(format!(
+                "the probe's accounts failed: {:?}",
+                created.failures
+            ));
+        }
+        let paid = cluster
+            .submit(
+                tally_engine::Operation::CreateTransfers,
+                payment.encode().to_vec().into(),
+            )
+            .await
+            .map_err(|error| error.to_string())?;
+        if !paid.failures.is_empty() {
+            return Err(format!("the probe's transfer failed: {:?}", paid.failures));
+        }
+        loop {
+            let seen = cluster
+                .lookup_transfers_linearizable(vec![transfer])
+                .await
+                .map_err(|error| error.to_string())?;
+            if seen.iter().any(|stored| transfer_matches(&payment, stored)) {
+                return Ok(paid.commit_index);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let (verdict, detail) = match tokio::time::timeout(within, probe).await {
+        Ok(Ok(index)) => (
+            Verdict::Pass,
+            format!(
+                "a new transfer committed at index {index} and was read back linearizably in \
+                 {:.0} ms",
+                started.elapsed().as_secs_f64() * 1e3
+            ),
+        ),
+        Ok(Err(error)) => (Verdict::Fail, format!("the probe failed: {error}")),
+        Err(_) => (
+            Verdict::Fail,
+            format!("no new transfer committed and read back within {within:?}"),
+        ),
+    };
+    CheckResult {
+        id: "C9",
+        name: "liveness",
+        verdict,
+        detail,
+    }
 }
 
 fn baseline<'a>(before: &'a [ReplicaState], node: &str) -> Option<&'a ReplicaState> {
@@ -342,7 +534,7 @@ fn at_most_once(
 fn replay(
     history: &History,
     states: &[ReplicaState],
-    before: &[ReplicaState],
+    fresh: bool,
     back: &ReadBack,
     trades_unknown: u64,
 ) -> (CheckResult, CheckResult) {
@@ -422,7 +614,6 @@ fn replay(
             outcomes.retain(|kept, _| *kept + 64 > b);
         }
     }
-    let fresh = before.iter().all(|state| state.accounts == 0);
     if fresh {
         for (replica, balances) in back.balances.iter().enumerate() {
             for (id, stored) in balances {

@@ -11,15 +11,12 @@ use bytes::Bytes;
 use tally_client::protocol::Status;
 use tally_client::{Client, ClientConfig, ClientError, Reads};
 use tally_engine::records::{Account, Transfer};
-use tally_engine::{EventResult, LedgerTotals, Operation};
+use tally_engine::{LedgerTotals, Operation};
 
-/// A committed batch's answer: the first event's timestamp (event `i` got `timestamp_first + i`)
-/// and the failed events by index, in index order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Answer {
-    pub timestamp_first: u64,
-    pub failures: Vec<(u32, EventResult)>,
-}
+/// A committed batch's answer (the client library's): the commit index of the entry that
+/// applied it, the first event's timestamp (event `i` got `timestamp_first + i`) and the
+/// failed events by index, in index order.
+pub type Answer = tally_client::Created;
 
 /// Why a submit or read got no answer.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +72,13 @@ pub trait Cluster: Send + Sync + 'static {
         node: &str,
         ids: Vec<u128>,
     ) -> impl Future<Output = Result<Vec<Account>, ClusterError>> + Send;
+
+    /// The transfers among `ids`, read linearizably: through the leader, after it confirmed
+    /// its leadership, seeing every write acknowledged before the read.
+    fn lookup_transfers_linearizable(
+        &self,
+        ids: Vec<u128>,
+    ) -> impl Future<Output = Result<Vec<Transfer>, ClusterError>> + Send;
 }
 
 /// Most ids one lookup asks for (the gateway's limit).
@@ -138,15 +142,18 @@ fn unknown(error: ClientError) -> ClusterError {
 
 impl Cluster for GatewayCluster {
     async fn submit(&self, operation: Operation, body: Bytes) -> Result<Answer, ClusterError> {
-        let created = self
-            .writer
+        self.writer
             .create_raw(operation, body)
             .await
-            .map_err(unknown)?;
-        Ok(Answer {
-            timestamp_first: created.timestamp_first,
-            failures: created.failures,
-        })
+            .map_err(unknown)
+    }
+
+    async fn lookup_transfers_linearizable(
+        &self,
+        ids: Vec<u128>,
+    ) -> Result<Vec<Transfer>, ClusterError> {
+        // The writer follows the leader and reads linearizably (its config's default).
+        self.writer.lookup_transfers(&ids).await.map_err(unknown)
     }
 
     fn nodes(&self) -> Vec<String> {

@@ -56,6 +56,9 @@ pub struct RunConfig {
 /// the intended time, shows it).
 const OPEN_IN_FLIGHT_MAX: usize = 4_096;
 
+/// How long C9 (liveness) gives a new transfer to commit and be read back after the run.
+const LIVENESS_WITHIN: Duration = Duration::from_secs(10);
+
 /// What a run produced.
 #[derive(Debug)]
 pub struct RunOutcome {
@@ -350,9 +353,11 @@ pub async fn run<C: Cluster>(cluster: Arc<C>, config: &RunConfig) -> Result<RunO
                 );
             }
             let checking = Instant::now();
-            let checks = check::check(&*cluster, &history, &before)
+            let fresh = before.iter().all(|state| state.accounts == 0);
+            let mut checks = check::check(&*cluster, &history, &before, fresh)
                 .await
                 .map_err(|e| format!("reading back: {e}"))?;
+            checks.push(check::liveness(&*cluster, LIVENESS_WITHIN).await);
             if config.progress {
                 println!("checked in {:.1} s", checking.elapsed().as_secs_f64());
             }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tally_engine::records::{Account, Transfer};
 use tally_engine::{Engine, EngineConfig, EventResult, Operation};
-use tally_loadgen::check::{check, CheckResult, Verdict};
+use tally_loadgen::check::{check, liveness, CheckResult, Verdict};
 use tally_loadgen::cluster::{Answer, Cluster, ClusterError, ReplicaState};
 use tally_loadgen::history::{History, Outcome};
 use tally_loadgen::run::{Limit, Pace, RunConfig};
@@ -24,6 +24,8 @@ struct Doctor {
     extra_transfer: bool,
     /// Replica 1 reports a ledger whose debits exceed its credits.
     unbalanced: bool,
+    /// Linearizable reads never answer.
+    stalled: bool,
 }
 
 /// Three engines that apply every batch in the same order: a cluster without a network.
@@ -68,6 +70,7 @@ impl Cluster for MemoryCluster {
                 .map_err(|e| ClusterError::Refused(format!("{e:?}")))?;
             replica.1 += 1;
             answer = Some(Answer {
+                commit_index: replica.1,
                 timestamp_first: outcome.timestamp_first,
                 failures: outcome.failures,
             });
@@ -131,6 +134,17 @@ impl Cluster for MemoryCluster {
             .iter()
             .filter_map(|id| replica.0.lookup_account(*id))
             .collect())
+    }
+
+    async fn lookup_transfers_linearizable(
+        &self,
+        ids: Vec<u128>,
+    ) -> Result<Vec<Transfer>, ClusterError> {
+        if self.doctor.lock().expect("doctor").stalled {
+            // A cluster that never answers: the probe's deadline must end it.
+            std::future::pending::<()>().await;
+        }
+        self.lookup_transfers("replica-0", ids).await
     }
 }
 
@@ -206,11 +220,13 @@ async fn checks_pass_honest_runs_and_fail_doctored_ones() {
         .expect("run");
     let checks = outcome.checks.expect("checks ran");
     assert!(failing(&checks).is_empty(), "{checks:#?}");
-    for id in ["C1", "C3", "C4", "C5", "C6", "C8"] {
+    for id in ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"] {
         assert_eq!(verdict(&checks, id), Verdict::Pass, "{id}");
     }
     let history = outcome.history.expect("history recorded");
-    let before = outcome.before;
+    // The run ended with C9's probe: two accounts and a transfer of its own, which later
+    // checks of this history must count as there before.
+    let before = with_probe(outcome.before, 1);
     let total = outcome.report.total().expect("total").clone();
     assert!(
         total.rejected > 0,
@@ -225,7 +241,9 @@ async fn checks_pass_honest_runs_and_fail_doctored_ones() {
     let mut body = doctored.batches[b].body.to_vec();
     body[i * 128 + 48] ^= 1; // the amount's lowest byte
     doctored.batches[b].body = Bytes::from(body);
-    let results = check(&*cluster, &doctored, &before).await.expect("check");
+    let results = check(&*cluster, &doctored, &before, true)
+        .await
+        .expect("check");
     assert_eq!(failing(&results), ["C1", "C5"], "{results:#?}");
 
     // A definite failure recorded as acknowledged: missing everywhere (C1), and the replay
@@ -237,7 +255,9 @@ async fn checks_pass_honest_runs_and_fail_doctored_ones() {
     if let Outcome::Committed(answer) = &mut doctored.batches[b].outcome {
         answer.failures.retain(|(index, _)| *index as usize != i);
     }
-    let results = check(&*cluster, &doctored, &before).await.expect("check");
+    let results = check(&*cluster, &doctored, &before, true)
+        .await
+        .expect("check");
     assert_eq!(failing(&results), ["C1", "C6"], "{results:#?}");
 
     // An applied transfer recorded as definitely failed: it is stored (C4), and the replay
@@ -250,44 +270,109 @@ async fn checks_pass_honest_runs_and_fail_doctored_ones() {
             .push((i as u32, EventResult::ExceedsCredits));
         answer.failures.sort();
     }
-    let results = check(&*cluster, &doctored, &before).await.expect("check");
+    let results = check(&*cluster, &doctored, &before, true)
+        .await
+        .expect("check");
     assert_eq!(failing(&results), ["C4", "C6"], "{results:#?}");
 
-    // Replicas that misreport: a second copy of an event (C3), an unbalanced ledger (C5), a
-    // different digest at the same index (C8).
+    // A stored event of unknown outcome whose recorded body is not what is stored: nobody
+    // sent what the replicas hold (C2).
+    let mut doctored = history.clone();
+    let (b, i) = find(&history, |_, failed| !failed);
+    let mut body = doctored.batches[b].body.to_vec();
+    body[i * 128 + 48] ^= 1;
+    doctored.batches[b].body = Bytes::from(body);
+    doctored.batches[b].outcome = Outcome::Unknown("doctored".into());
+    let results = check(&*cluster, &doctored, &before, true)
+        .await
+        .expect("check");
+    assert!(failing(&results).contains(&"C2"), "{results:#?}");
+    assert!(!failing(&results).contains(&"C1"), "{results:#?}");
+
+    // A batch sent after another's answer arrived, recorded as committed no later than it:
+    // real-time order is broken (C7), and nothing else looks at commit indexes.
+    let mut doctored = history.clone();
+    let committed = |b: &usize| matches!(history.batches[*b].outcome, Outcome::Committed(_));
+    let (first, later) = (0..history.batches.len())
+        .filter(committed)
+        .flat_map(|a| (0..history.batches.len()).map(move |b| (a, b)))
+        .find(|&(a, b)| {
+            committed(&b) && history.batches[a].complete_us < history.batches[b].invoke_us
+        })
+        .expect("one batch sent after another completed");
+    let index = match &history.batches[first].outcome {
+        Outcome::Committed(answer) => answer.commit_index,
+        _ => unreachable!("committed"),
+    };
+    if let Outcome::Committed(answer) = &mut doctored.batches[later].outcome {
+        answer.commit_index = index;
+    }
+    let results = check(&*cluster, &doctored, &before, true)
+        .await
+        .expect("check");
+    assert_eq!(failing(&results), ["C7"], "{results:#?}");
+
+    // Replicas that misreport: a transfer more than the ids found, as a phantom or a second
+    // copy (C2, C3), an unbalanced ledger (C5), a different digest at the same index (C8).
     for (doctor, expected) in [
         (
             Doctor {
                 extra_transfer: true,
                 ..Doctor::default()
             },
-            "C3",
+            &["C2", "C3"][..],
         ),
         (
             Doctor {
                 unbalanced: true,
                 ..Doctor::default()
             },
-            "C5",
+            &["C5"][..],
         ),
         (
             Doctor {
                 digest_differs: true,
                 ..Doctor::default()
             },
-            "C8",
+            &["C8"][..],
         ),
     ] {
         *cluster.doctor.lock().expect("doctor") = doctor;
-        let results = check(&*cluster, &history, &before).await.expect("check");
-        assert_eq!(failing(&results), [expected], "{doctor:?}: {results:#?}");
+        let results = check(&*cluster, &history, &before, true)
+            .await
+            .expect("check");
+        assert_eq!(failing(&results), expected, "{doctor:?}: {results:#?}");
     }
 
     *cluster.doctor.lock().expect("doctor") = Doctor::default();
-    let results =
-        tokio::time::timeout(Duration::from_secs(60), check(&*cluster, &history, &before))
-            .await
-            .expect("in time")
-            .expect("check");
+    let results = tokio::time::timeout(
+        Duration::from_secs(60),
+        check(&*cluster, &history, &before, true),
+    )
+    .await
+    .expect("in time")
+    .expect("check");
     assert!(failing(&results).is_empty(), "{results:#?}");
+
+    // A cluster whose linearizable reads never answer fails C9 within its deadline; one that
+    // answers passes it. (Each probe adds its records: last, after the checks of the history.)
+    cluster.doctor.lock().expect("doctor").stalled = true;
+    let stalled = liveness(&*cluster, Duration::from_millis(300)).await;
+    assert_eq!(stalled.verdict, Verdict::Fail, "{stalled:?}");
+    cluster.doctor.lock().expect("doctor").stalled = false;
+    let live = liveness(&*cluster, Duration::from_secs(10)).await;
+    assert_eq!(live.verdict, Verdict::Pass, "{live:?}");
+}
+
+/// `before` with `probes` liveness probes' records counted in (two accounts and a transfer
+/// each).
+fn with_probe(before: Vec<ReplicaState>, probes: u64) -> Vec<ReplicaState> {
+    before
+        .into_iter()
+        .map(|state| ReplicaState {
+            accounts: state.accounts + 2 * probes,
+            transfers: state.transfers + probes,
+            ..state
+        })
+        .collect()
 }

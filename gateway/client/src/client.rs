@@ -38,8 +38,8 @@ use crate::protocol::{
     decode_accounts, decode_balances, decode_node_state, decode_refusal, decode_registered,
     decode_reply, decode_statement_reply, decode_trades, decode_transfers, encode_admin,
     encode_balances_as_of_request, encode_ids, encode_node_state_request, encode_request,
-    encode_statement_request, Admin, Failure, NodeState, Operation, Refusal, RequestHeader, Status,
-    FLAG_LINEARIZABLE,
+    encode_statement_request, Admin, CreateReply, Failure, NodeState, Operation, Refusal,
+    RequestHeader, Status, FLAG_LINEARIZABLE,
 };
 
 /// Where and who a client is.
@@ -165,7 +165,9 @@ struct Inner {
 
 /// What a packed call gets back: its first event's timestamp and its failures, or the error
 /// its request ended with (shared by every call packed into that request).
-type CallResult = Result<(u64, Vec<Failure>), ClientError>;
+/// A packed call's share of its request's reply: the commit index, the call's first
+/// timestamp and its failures (indexes its own).
+type CallResult = Result<(u64, u64, Vec<Failure>), ClientError>;
 
 /// A queued call of a create operation.
 struct Call {
@@ -176,11 +178,37 @@ struct Call {
     done: oneshot::Sender<CallResult>,
 }
 
-/// What a create call got back: its first event's timestamp and its failed events by index.
+/// What a create call got back: the commit index of the entry that applied it (the same for
+/// a retry answered from the cluster's reply table; 0 for an empty request, which is not
+/// logged), its first event's timestamp and its failed events by index.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Created {
+    pub commit_index: u64,
     pub timestamp_first: u64,
     pub failures: Vec<(u32, EventResult)>,
+}
+
+impl Created {
+    /// A create reply, its failure codes named (an unknown code is a decode error).
+    pub(crate) fn of(commit_index: u64, reply: CreateReply) -> Result<Created, ClientError> {
+        let failures = reply
+            .failures
+            .into_iter()
+            .map(|failure| {
+                failure
+                    .result()
+                    .map(|result| (failure.index, result))
+                    .ok_or_else(|| {
+                        ClientError::Decode(format!("unknown result code {}", failure.code))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Created {
+            commit_index,
+            timestamp_first: reply.timestamp_first,
+            failures,
+        })
+    }
 }
 
 /// A client of a Tally cluster's gateway; cheap to clone and share between tasks.
@@ -336,22 +364,16 @@ impl Client {
             .await
             .map_err(|_| ClientError::Closed)?;
         // Every call packed into a request gets that request's error itself, not its text.
-        let (timestamp_first, failures) = result.await.map_err(|_| ClientError::Closed)??;
-        let failures = failures
-            .into_iter()
-            .map(|failure| {
-                failure
-                    .result()
-                    .map(|result| (failure.index, result))
-                    .ok_or_else(|| {
-                        ClientError::Decode(format!("unknown result code {}", failure.code))
-                    })
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Created {
-            timestamp_first,
-            failures,
-        })
+        let (commit_index, timestamp_first, failures) =
+            result.await.map_err(|_| ClientError::Closed)??;
+        Created::of(
+            commit_index,
+            CreateReply {
+                timestamp_first,
+                timestamp_last: 0,
+                failures,
+            },
+        )
     }
 
     /// Events one request may carry, as the node said at registration.

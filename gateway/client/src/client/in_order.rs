@@ -16,24 +16,11 @@ use crate::protocol::{decode_create_reply, decode_refusal, Operation, Status, FL
 /// limit (`SESSION_IN_FLIGHT_MAX`, 16), leaving room for the client's other calls.
 pub const IN_ORDER_WINDOW_MAX: usize = 8;
 
-/// A create reply's body as a [`Created`].
-fn created(body: &[u8]) -> Result<Created, ClientError> {
-    let reply =
-        decode_create_reply(body).map_err(|error| ClientError::Decode(error.to_string()))?;
-    let failures = reply
-        .failures
-        .into_iter()
-        .map(|failure| {
-            failure
-                .result()
-                .map(|result| (failure.index, result))
-                .ok_or_else(|| ClientError::Decode(format!("unknown result code {}", failure.code)))
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(Created {
-        timestamp_first: reply.timestamp_first,
-        failures,
-    })
+/// A create reply as a [`Created`].
+fn created(reply: &Reply) -> Result<Created, ClientError> {
+    let body =
+        decode_create_reply(&reply.body).map_err(|error| ClientError::Decode(error.to_string()))?;
+    Created::of(reply.commit_index, body)
 }
 
 /// How one try of an in-order request ended.
@@ -119,7 +106,7 @@ pub(super) async fn run(
                         inner
                             .call_numbered(operation, body, 0, number)
                             .await
-                            .and_then(|reply| created(&reply.body))
+                            .and_then(|reply| created(&reply))
                     }
                 };
                 let failed = result.is_err();
@@ -163,7 +150,7 @@ fn attempt(reply: Result<Reply, SessionError>) -> Attempt {
     match reply {
         Err(SessionError::Permanent(error)) => Attempt::Refused(error),
         Err(SessionError::Transient(_)) => Attempt::Again,
-        Ok(reply) if reply.status == Status::Ok => match created(&reply.body) {
+        Ok(reply) if reply.status == Status::Ok => match created(&reply) {
             Ok(created) => Attempt::Done(created),
             Err(error) => Attempt::Refused(error),
         },

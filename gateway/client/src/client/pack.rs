@@ -49,10 +49,12 @@ pub(super) async fn pack(inner: Arc<Inner>, operation: Operation, mut queue: mps
             }
         };
         let result = inner.call(operation, body, 0).await.and_then(|reply| {
-            decode_create_reply(&reply.body).map_err(|error| ClientError::Decode(error.to_string()))
+            decode_create_reply(&reply.body)
+                .map(|created| (reply.commit_index, created))
+                .map_err(|error| ClientError::Decode(error.to_string()))
         });
         match result {
-            Ok(reply) => {
+            Ok((commit_index, reply)) => {
                 let mut start = 0u32;
                 for call in calls {
                     let end = start + call.events as u32;
@@ -66,7 +68,7 @@ pub(super) async fn pack(inner: Arc<Inner>, operation: Operation, mut queue: mps
                         })
                         .collect();
                     let first = reply.timestamp_first + u64::from(start);
-                    let _ = call.done.send(Ok((first, own)));
+                    let _ = call.done.send(Ok((commit_index, first, own)));
                     start = end;
                 }
             }
