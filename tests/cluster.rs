@@ -1,12 +1,15 @@
 //! Multi-process tests: real `tally node` processes on loopback, killed and restarted for real.
 //!
-//! What "loses nothing" means here (docs/faults.md): every transfer the cluster
-//! acknowledged is present afterwards on every replica; per-ledger sums of debits and credits
-//! stay equal; replicas at the same applied index have the same state digest.
+//! What "loses nothing" means here (docs/faults.md): the fault tests run the load generator's
+//! checked load while the fault happens, and every history check C1–C9 passes afterwards
+//! (`checked_load`, `all_checks_pass`) — every acknowledged event on every replica, nothing
+//! stored that no client sent, no id twice, no definite failure stored, ledgers that balance
+//! and replay, commit order that follows real time, equal digests, and a new transfer that
+//! commits.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,6 +18,11 @@ use tally_client::protocol::{Admin, NodeState, Status};
 use tally_client::{Client, ClientConfig, ClientError};
 use tally_engine::records::{Account, AccountFlags, Transfer, TransferFlags};
 use tally_engine::{EventResult, Operation};
+use tally_loadgen::check::{render, Verdict};
+use tally_loadgen::cluster::GatewayCluster;
+use tally_loadgen::run::{Limit, Pace, RunConfig, RunOutcome};
+use tally_loadgen::{Mix, Skew, WorkloadConfig};
+use tokio::task::JoinHandle;
 
 const ACCOUNTS: u64 = 100;
 const LEADER_WAIT: Duration = Duration::from_secs(30);
@@ -99,60 +107,6 @@ fn transfers(ids: std::ops::Range<u128>) -> Bytes {
     Bytes::from(body)
 }
 
-/// A steady stream of transfer batches, recording what the cluster acknowledged and when.
-struct Stream {
-    acknowledged: Arc<Mutex<Vec<u128>>>,
-    ack_times: Arc<Mutex<Vec<Instant>>>,
-    stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-const STREAM_BATCH: u128 = 200;
-
-impl Stream {
-    fn start(client: Arc<Client>, first_id: u128) -> Stream {
-        let acknowledged = Arc::new(Mutex::new(Vec::new()));
-        let ack_times = Arc::new(Mutex::new(Vec::new()));
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let (acks, times) = (Arc::clone(&acknowledged), Arc::clone(&ack_times));
-        let task = tokio::spawn(async move {
-            let mut next = first_id;
-            while !*stopped.borrow() {
-                let ids = next..next + STREAM_BATCH;
-                let answer = client
-                    .create_raw(Operation::CreateTransfers, transfers(ids.clone()))
-                    .await
-                    .expect("the cluster keeps taking transfers");
-                // A retried batch answers `exists` for what its first attempt applied.
-                for (index, result) in &answer.failures {
-                    assert_eq!(*result, EventResult::Exists, "event {index}");
-                }
-                acks.lock().expect("lock").extend(ids);
-                times.lock().expect("lock").push(Instant::now());
-                next += STREAM_BATCH;
-            }
-        });
-        Stream {
-            acknowledged,
-            ack_times,
-            stop,
-            task,
-        }
-    }
-
-    fn acknowledged(&self) -> usize {
-        self.acknowledged.lock().expect("lock").len()
-    }
-
-    /// Stop after the batch in flight; every acknowledged id.
-    async fn finish(self) -> Vec<u128> {
-        let _ = self.stop.send(true);
-        self.task.await.expect("stream task");
-        let ids = self.acknowledged.lock().expect("lock").clone();
-        ids
-    }
-}
-
 /// Wait until every running node has applied at least the leader's applied index and they all
 /// agree on the digest there; return their states.
 async fn converged(cluster: &LocalCluster, ids: &[u64]) -> BTreeMap<u64, NodeState> {
@@ -178,6 +132,63 @@ async fn converged(cluster: &LocalCluster, ids: &[u64]) -> BTreeMap<u64, NodeSta
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A checked load running against `cluster`: the load generator's closed loop for `seconds`
+/// (transfers, trades and pending transfers with their posts and voids, some invalid), every
+/// batch recorded; when it ends it reads everything back from every replica and runs the
+/// history checks C1–C9 (docs/faults.md). Faults go on while it runs; await it with
+/// [`all_checks_pass`].
+fn checked_load(cluster: &LocalCluster, seconds: u64, tag: u8) -> JoinHandle<RunOutcome> {
+    let config = ClientConfig::new(
+        cluster.addrs(),
+        cluster.cluster_id(),
+        cluster.operator_credential().to_vec(),
+    )
+    .with_tls(cluster.client_tls().expect("the local CA"));
+    let run = RunConfig {
+        workload: WorkloadConfig {
+            accounts: 1_000,
+            batch_events: 200,
+            mix: Mix {
+                transfers: 70,
+                trades: 15,
+                pending: 15,
+            },
+            skew: Skew::Uniform,
+            invalid_per_mille: 10,
+            seed: u64::from(tag),
+        },
+        pace: Pace::Closed { clients: 2 },
+        limit: Limit::Duration(Duration::from_secs(seconds)),
+        check: true,
+        progress: false,
+        tag: tag.into(),
+    };
+    tokio::spawn(async move {
+        let cluster = Arc::new(GatewayCluster::connect(config).await.expect("registered"));
+        let outcome = tally_loadgen::run(Arc::clone(&cluster), &run)
+            .await
+            .expect("the load runs and is read back");
+        cluster.close().await;
+        outcome
+    })
+}
+
+/// Await a [`checked_load`]: its report and checks printed as the demo prints them, every
+/// check passed (none skipped), and the longest wait for one batch.
+async fn all_checks_pass(load: JoinHandle<RunOutcome>) -> Duration {
+    let outcome = load.await.expect("the load's task");
+    let checks = outcome.checks.expect("checks ran");
+    eprintln!("{}\n{}", outcome.report.table(), render(&checks));
+    let ids: Vec<&str> = checks.iter().map(|check| check.id).collect();
+    assert_eq!(ids, ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"]);
+    for check in &checks {
+        assert_eq!(check.verdict, Verdict::Pass, "{check:?}");
+    }
+    let total = outcome.report.total().expect("a total");
+    assert!(total.events_ok > 0);
+    Duration::from_micros(total.max_us)
 }
 
 /// Every acknowledged transfer is on every listed replica, and each ledger balances.
@@ -265,48 +276,32 @@ async fn three_nodes_elect_commit_and_agree() {
     check_nothing_lost(&cluster, &[1, 2, 3], &ids).await;
 }
 
-/// Proves kill -9 of the leader during a steady stream of transfers loses nothing: writes
-/// resume within a few seconds under a new leader, and after the old leader restarts every
-/// acknowledged transfer is on every replica, ledgers balance and digests agree.
+/// Proves kill -9 of the leader under a checked load loses nothing: writes go on under a new
+/// leader (no batch waits 10 s), and after the old leader restarts every history check C1–C9
+/// passes — every acknowledged event on every replica, nothing stored that was not sent,
+/// ledgers balance, the serial replay gives what the clients saw, commit order follows real
+/// time, digests agree, and a new transfer commits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_kill_9_loses_no_acknowledged_transfer() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().expect("tempdir");
-    let (mut cluster, leader, client) = three_nodes(root.path()).await;
-    create_accounts(&client).await;
-    let stream = Stream::start(Arc::clone(&client), 1_000_000);
-    while stream.acknowledged() < 20 * STREAM_BATCH as usize {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let killed_at = Instant::now();
+    let (mut cluster, leader, _) = three_nodes(root.path()).await;
+    let load = checked_load(&cluster, 14, 1);
+    tokio::time::sleep(Duration::from_secs(4)).await;
     cluster.kill(leader).expect("killed");
-    let before = stream.acknowledged();
     let new_leader = cluster
         .wait_leader(LEADER_WAIT)
         .await
         .expect("a new leader");
     assert_ne!(new_leader, leader);
-    while stream.acknowledged() < before + 20 * STREAM_BATCH as usize {
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(40),
-            "writes did not resume"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // The outage: the longest wait between two acknowledgements around the kill.
-    let outage = {
-        let times = stream.ack_times.lock().expect("lock");
-        times
-            .windows(2)
-            .filter(|pair| pair[1] > killed_at)
-            .map(|pair| pair[1].duration_since(pair[0]))
-            .max()
-    };
-    eprintln!("longest wait for an acknowledgement after the kill: {outage:?}");
-    assert!(outage.is_some_and(|gap| gap < Duration::from_secs(10)));
-    let acknowledged = stream.finish().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     cluster.start(leader).expect("restarted");
-    check_nothing_lost(&cluster, &[1, 2, 3], &acknowledged).await;
+    let longest = all_checks_pass(load).await;
+    eprintln!("longest wait for one batch, the kill included: {longest:?}");
+    assert!(
+        longest < Duration::from_secs(10),
+        "writes stalled {longest:?}"
+    );
 }
 
 /// Three founding nodes that snapshot every `snapshot_every_entries` entries and keep no log
@@ -333,28 +328,19 @@ async fn follower_behind_purged_log_catches_up_by_snapshot() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().expect("tempdir");
     let (mut cluster, leader, follower) = purging_cluster(root.path(), 1_000_000).await;
-    let client = client(&cluster).await;
-    create_accounts(&client).await;
-    let mut acknowledged: Vec<u128> = Vec::new();
-    for batch in 0..5u128 {
-        let ids = 10_000 + batch * 500..10_000 + (batch + 1) * 500;
-        client
-            .create_raw(Operation::CreateTransfers, transfers(ids.clone()))
-            .await
-            .expect("committed");
-        acknowledged.extend(ids);
-    }
-    converged(&cluster, &[1, 2, 3]).await;
+    let load = checked_load(&cluster, 14, 2);
+    tokio::time::sleep(Duration::from_secs(3)).await;
     cluster.terminate(follower).expect("stopped");
-    for batch in 0..20u128 {
-        let ids = 50_000 + batch * 500..50_000 + (batch + 1) * 500;
-        client
-            .create_raw(Operation::CreateTransfers, transfers(ids.clone()))
-            .await
-            .expect("committed with one follower down");
-        acknowledged.extend(ids);
-    }
+    // The load goes on with one follower down, then the leader snapshots and purges its log
+    // past everything the follower has.
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let leader_client = cluster.operator_client(leader).await.expect("connect");
+    let applied = leader_client
+        .node_state(false)
+        .await
+        .expect("state")
+        .last_applied
+        .map_or(0, |applied| applied.index);
     leader_client
         .admin(&Admin::Snapshot)
         .await
@@ -362,12 +348,10 @@ async fn follower_behind_purged_log_catches_up_by_snapshot() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let purged = loop {
         let state = leader_client.node_state(false).await.expect("state");
-        if let Some(purged) = state.purged.filter(|purged| {
-            Some(purged.index)
-                >= state
-                    .last_applied
-                    .map(|applied| applied.index.saturating_sub(1))
-        }) {
+        if let Some(purged) = state
+            .purged
+            .filter(|purged| purged.index >= applied.saturating_sub(1))
+        {
             break purged;
         }
         assert!(
@@ -377,6 +361,7 @@ async fn follower_behind_purged_log_catches_up_by_snapshot() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     cluster.start(follower).expect("restarted");
+    all_checks_pass(load).await;
     let states = converged(&cluster, &[1, 2, 3]).await;
     let snapshot = states[&follower]
         .snapshot
@@ -385,7 +370,6 @@ async fn follower_behind_purged_log_catches_up_by_snapshot() {
         snapshot.index >= purged.index,
         "caught up by snapshot {snapshot:?}, the log was purged to {purged:?}"
     );
-    check_nothing_lost(&cluster, &[1, 2, 3], &acknowledged).await;
 }
 
 /// Proves a follower whose data directory is wiped while the cluster is under load (the
@@ -398,52 +382,15 @@ async fn a_follower_wiped_under_load_catches_up_by_snapshot() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().expect("tempdir");
     let (mut cluster, _, follower) = purging_cluster(root.path(), 300).await;
-    let mut load = std::process::Command::new(env!("CARGO_BIN_EXE_tally"));
-    load.args(["loadgen", "--cluster", &cluster.addrs().join(",")])
-        .args([
-            "--seconds",
-            "24",
-            "--rate",
-            "20000",
-            "--batch-events",
-            "100",
-        ])
-        .args(["--mix", "transfers=70,trades=20,pending=10", "--check"])
-        .envs(cluster.client_env())
-        .env(
-            "TALLY_CREDENTIAL",
-            String::from_utf8_lossy(cluster.operator_credential()).as_ref(),
-        )
-        .env("RUST_LOG", "warn");
-    let load = tokio::task::spawn_blocking(move || load.output());
-    let wipe = async {
-        tokio::time::sleep(Duration::from_secs(6)).await;
-        cluster.terminate(follower).expect("stopped");
-        let dir = cluster.nodes[&follower].dir.join("data");
-        std::fs::remove_dir_all(&dir).expect("wiped");
-        // Long enough for the leader to snapshot and purge past everything the follower had.
-        tokio::time::sleep(Duration::from_secs(6)).await;
-        cluster.start(follower).expect("restarted empty");
-    };
-    let (output, ()) = tokio::join!(load, wipe);
-    let output = output
-        .expect("the load generator's task")
-        .expect("the load generator runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    eprintln!("{stdout}");
-    assert!(
-        output.status.success(),
-        "load or checks failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    for check in ["C1", "C3", "C4", "C5", "C6", "C8"] {
-        assert!(
-            stdout
-                .lines()
-                .any(|line| line.trim_start().starts_with(check) && line.contains(" PASS ")),
-            "{check} did not pass:\n{stdout}"
-        );
-    }
+    let load = checked_load(&cluster, 24, 4);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    cluster.terminate(follower).expect("stopped");
+    let dir = cluster.nodes[&follower].dir.join("data");
+    std::fs::remove_dir_all(&dir).expect("wiped");
+    // Long enough for the leader to snapshot and purge past everything the follower had.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    cluster.start(follower).expect("restarted empty");
+    all_checks_pass(load).await;
     let (_, metrics) = cluster
         .admin_get(follower, "/metrics")
         .expect("the follower's metrics");
@@ -510,8 +457,7 @@ async fn membership_three_to_five_and_back_under_load() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().expect("tempdir");
     let (mut cluster, _, client) = three_nodes(root.path()).await;
-    create_accounts(&client).await;
-    let stream = Stream::start(Arc::clone(&client), 5_000_000);
+    let load = checked_load(&cluster, 12, 3);
     for id in [4, 5] {
         cluster.add(id, &BTreeMap::new()).expect("added");
         cluster.start(id).expect("started");
@@ -534,19 +480,18 @@ async fn membership_three_to_five_and_back_under_load() {
     let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
     let states = cluster.states(false).await;
     assert_eq!(states[&leader].voters, vec![1, 2, 3, 4, 5]);
-    let during = stream.acknowledged();
     tokio::time::sleep(Duration::from_millis(500)).await;
     admin(Admin::ChangeVoters(vec![1, 2, 3]))
         .await
         .expect("back to three voters");
     let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
     assert_eq!(cluster.states(false).await[&leader].voters, vec![1, 2, 3]);
-    let acknowledged = stream.finish().await;
+    // The load outlasts the changes: its checks read every replica of the three.
+    let longest = all_checks_pass(load).await;
     assert!(
-        acknowledged.len() > during,
-        "transfers kept committing through the changes"
+        longest < Duration::from_secs(10),
+        "writes stalled {longest:?}"
     );
-    check_nothing_lost(&cluster, &[1, 2, 3], &acknowledged).await;
     for id in [4, 5] {
         cluster.terminate(id).expect("stopped");
     }
