@@ -46,8 +46,15 @@ impl LocalNode {
         self.dir.join("node.log")
     }
 
+    /// Started here and not killed or stopped since (it may have exited on its own: see
+    /// [`LocalNode::exited`]).
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// How the process ended, if it has ended on its own (a node that refuses to start).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
     }
 
     /// The process id while it runs.
@@ -467,6 +474,17 @@ impl LocalCluster {
             }
         }
         states
+    }
+
+    /// Kill the leader `leader` with SIGKILL and wait `within` for another node to lead; its id.
+    pub async fn fail_over(&mut self, leader: u64, within: Duration) -> anyhow::Result<u64> {
+        self.kill(leader)?;
+        let new_leader = self.wait_leader(within).await?;
+        anyhow::ensure!(
+            new_leader != leader,
+            "node {leader} still leads after its kill"
+        );
+        Ok(new_leader)
     }
 
     /// Wait until a running node says it leads and a majority of the running nodes agree.

@@ -938,12 +938,10 @@ async fn a_retry_after_the_leader_is_killed_gets_the_original_reply() {
         [(0, Some(EventResult::ExceedsCredits))]
     );
 
-    cluster.kill(leader).expect("killed");
     let new_leader = cluster
-        .wait_leader(LEADER_WAIT)
+        .fail_over(leader, LEADER_WAIT)
         .await
         .expect("a new leader");
-    assert_ne!(new_leader, leader);
     let new_addr = cluster.addr(new_leader).expect("addr");
     let mut funder = Session::register(&new_addr, SUBMITTER)
         .await

@@ -123,6 +123,8 @@ fn account_matches(request: &Account, stored: &Account) -> bool {
 /// What the read-back pass collects besides C1 and C4.
 #[derive(Default)]
 struct ReadBack {
+    /// No account existed before the run.
+    fresh: bool,
     c1: Finding,
     /// Events of unknown outcome found stored: each must be what its client sent.
     c2: Finding,
@@ -176,7 +178,27 @@ async fn read_group<C: Cluster>(
                 back.balances[replica].insert(account.id, balances_of(&account));
                 stored_accounts.insert(account.id, account);
             }
-            back.accounts_found[replica] += stored_accounts.len() as u64;
+            // An account that answered `exists` on a cluster that had accounts before the
+            // run was there before it (runs share their accounts): not one of this run's new
+            // records. (On a fresh cluster `exists` can only be this run's retry.)
+            let existed = group
+                .iter()
+                .filter(|_| !back.fresh)
+                .flat_map(|b| {
+                    let batch = &history.batches[*b];
+                    match &batch.outcome {
+                        Outcome::Committed(answer) => answer
+                            .failures
+                            .iter()
+                            .filter(|(_, result)| *result == EventResult::Exists)
+                            .map(|(i, _)| batch.id(*i as usize))
+                            .collect(),
+                        _ => Vec::new(),
+                    }
+                })
+                .filter(|id| stored_accounts.contains_key(id))
+                .count();
+            back.accounts_found[replica] += (stored_accounts.len() - existed) as u64;
         } else {
             for transfer in found_transfers.next().unwrap_or_default() {
                 stored_transfers.insert(transfer.id, transfer);
@@ -254,6 +276,7 @@ pub async fn check<C: Cluster>(
     let nodes = cluster.nodes();
     let states = settle(cluster, Duration::from_secs(30)).await?;
     let mut back = ReadBack {
+        fresh,
         transfers_found: vec![0; nodes.len()],
         accounts_found: vec![0; nodes.len()],
         balances: vec![HashMap::new(); nodes.len()],
