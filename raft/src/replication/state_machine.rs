@@ -746,7 +746,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             },
         };
         let frozen = applied.engine.freeze();
-        // Bounded (`REPLY_TABLE_BYTES_MAX`), so copied whole.
+        // One pointer per client: answers are shared with the live table (`ReplyTable`).
         let replies = applied.replies.clone();
         drop(applied);
         let pause = started.elapsed();
