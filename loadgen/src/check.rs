@@ -167,6 +167,28 @@ async fn read_group<C: Cluster>(
             .map(|node| cluster.lookup_transfers(node, ids.clone()));
         (Vec::new(), try_join_all(asks).await?)
     };
+    // An account that answered `exists` on a cluster that had accounts before the run was
+    // there before it (runs share their accounts): not one of this run's new records. (On a
+    // fresh cluster `exists` can only be this run's own retry.)
+    let existed_before: std::collections::HashSet<u128> = if accounts && !back.fresh {
+        group
+            .iter()
+            .map(|b| &history.batches[*b])
+            .filter_map(|batch| match &batch.outcome {
+                Outcome::Committed(answer) => Some((batch, answer)),
+                _ => None,
+            })
+            .flat_map(|(batch, answer)| {
+                answer
+                    .failures
+                    .iter()
+                    .filter(|(_, result)| *result == EventResult::Exists)
+                    .map(|(i, _)| batch.id(*i as usize))
+            })
+            .collect()
+    } else {
+        Default::default()
+    };
     let mut found_accounts = found_accounts.into_iter();
     let mut found_transfers = found_transfers.into_iter();
     for (replica, node) in nodes.iter().enumerate() {
@@ -178,25 +200,9 @@ async fn read_group<C: Cluster>(
                 back.balances[replica].insert(account.id, balances_of(&account));
                 stored_accounts.insert(account.id, account);
             }
-            // An account that answered `exists` on a cluster that had accounts before the
-            // run was there before it (runs share their accounts): not one of this run's new
-            // records. (On a fresh cluster `exists` can only be this run's retry.)
-            let existed = group
-                .iter()
-                .filter(|_| !back.fresh)
-                .flat_map(|b| {
-                    let batch = &history.batches[*b];
-                    match &batch.outcome {
-                        Outcome::Committed(answer) => answer
-                            .failures
-                            .iter()
-                            .filter(|(_, result)| *result == EventResult::Exists)
-                            .map(|(i, _)| batch.id(*i as usize))
-                            .collect(),
-                        _ => Vec::new(),
-                    }
-                })
-                .filter(|id| stored_accounts.contains_key(id))
+            let existed = stored_accounts
+                .keys()
+                .filter(|id| existed_before.contains(id))
                 .count();
             back.accounts_found[replica] += (stored_accounts.len() - existed) as u64;
         } else {

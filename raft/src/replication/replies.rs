@@ -150,7 +150,11 @@ impl ReplyTable {
     /// a replay or a refusal, and the client's place in the eviction order renewed. `None`:
     /// apply the batch and [`record`](Self::record) its outcome.
     pub fn answer(&mut self, origin: &Origin, log_index: u64) -> Option<BatchAnswer> {
-        let slot = self.clients.get(&origin.client)?.slots.get(&origin.number)?;
+        let slot = self
+            .clients
+            .get(&origin.client)?
+            .slots
+            .get(&origin.number)?;
         let answer = if slot.digest == origin.digest {
             BatchAnswer::Replayed {
                 log_index: slot.log_index,
