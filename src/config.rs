@@ -16,6 +16,8 @@
 //! 1 = { client = "127.0.0.1:7001", peer = "127.0.0.1:7201" }
 //! 2 = { client = "127.0.0.1:7002", peer = "127.0.0.1:7202" }
 //! 3 = { client = "127.0.0.1:7003", peer = "127.0.0.1:7203" }
+//! [dial]                 # optional: reach a replica here instead of its membership address
+//! 2 = "10.0.0.2:7202"               #   (a tunnel or sidecar; its certificate is still checked)
 //! [raft]
 //! heartbeat_ms = 200
 //! election_timeout_min_ms = 1000
@@ -88,6 +90,9 @@ pub struct FileConfig {
     pub admin_listen: Option<SocketAddr>,
     #[serde(default)]
     pub bootstrap: BTreeMap<String, MemberSection>,
+    /// Replica id → the address this node dials it at, instead of its membership address.
+    #[serde(default)]
+    pub dial: BTreeMap<String, String>,
     #[serde(default)]
     pub raft: RaftSection,
     #[serde(default)]
@@ -412,6 +417,17 @@ pub fn node_config(flags: &NodeFlags) -> anyhow::Result<NodeConfig> {
     if !bootstrap.is_empty() && !bootstrap.contains_key(&id) {
         bail!("the bootstrap members {bootstrap:?} do not include this node ({id})");
     }
+    let mut dial = BTreeMap::new();
+    for (peer, address) in &file.dial {
+        let peer = parse_node_id(peer)?;
+        if peer == id {
+            bail!("[dial] names this node ({id}); it never dials itself");
+        }
+        if address.trim().is_empty() {
+            bail!("[dial] {peer}: the address is empty");
+        }
+        dial.insert(peer, address.trim().to_owned());
+    }
     let raft = &file.raft;
     if raft.heartbeat_ms == 0 || raft.election_timeout_min_ms <= raft.heartbeat_ms * 3 {
         bail!("raft.election_timeout_min_ms must exceed three heartbeats");
@@ -445,6 +461,7 @@ pub fn node_config(flags: &NodeFlags) -> anyhow::Result<NodeConfig> {
         tls,
         data_dir,
         bootstrap,
+        dial,
         raft: raft_config,
         snapshot_every_bytes: (raft.snapshot_every_mib > 0)
             .then(|| raft.snapshot_every_mib.saturating_mul(1024 * 1024)),
@@ -492,6 +509,41 @@ mod tests {
         for zero in ["ledgers = [0]", "accounts = [\"0\"]"] {
             let error = section(&format!("role = \"reader\"\n{zero}")).expect_err("zero");
             assert!(format!("{error:#}").contains("\"c\""), "{error:#}");
+        }
+    }
+
+    /// Proves `[dial]` overrides are read by peer id, and that one naming this node, an empty
+    /// address or an id that is not a number is refused with the reason.
+    #[test]
+    fn dial_overrides_are_read_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.toml");
+        let read = |dial: &str| {
+            std::fs::write(
+                &path,
+                format!(
+                    "id = 1\nlisten = \"127.0.0.1:7001\"\npeer_listen = \"127.0.0.1:7201\"\n\
+                     data_dir = \"/d\"\ninsecure_plaintext = true\n[dial]\n{dial}"
+                ),
+            )
+            .expect("written");
+            node_config(&NodeFlags {
+                config: Some(path.clone()),
+                ..NodeFlags::default()
+            })
+        };
+        let config = read("2 = \"10.0.0.2:7202\"").expect("a dial override");
+        assert_eq!(
+            config.dial,
+            BTreeMap::from([(2, "10.0.0.2:7202".to_owned())])
+        );
+        for (dial, reason) in [
+            ("1 = \"10.0.0.1:7201\"", "never dials itself"),
+            ("2 = \" \"", "the address is empty"),
+            ("two = \"10.0.0.2:7202\"", "is not a number"),
+        ] {
+            let error = read(dial).expect_err(dial);
+            assert!(format!("{error:#}").contains(reason), "{dial}: {error:#}");
         }
     }
 }

@@ -112,6 +112,8 @@ pub struct LocalCluster {
     operator: Option<String>,
     /// The cluster id of the nodes' gateway: `gateway.cluster_id` of `extra_config`, else 1.
     cluster_id: u128,
+    /// Per node, the peers it dials at another address (its config's `[dial]`).
+    dial: BTreeMap<u64, BTreeMap<u64, String>>,
     pub nodes: BTreeMap<u64, LocalNode>,
 }
 
@@ -143,6 +145,7 @@ impl LocalCluster {
             extra_config: extra_config.to_owned(),
             pki: Some(root.join("pki")),
             operator: Some(format!("local-operator-{:032x}", rand::random::<u128>())),
+            dial: BTreeMap::new(),
             nodes: BTreeMap::new(),
         }
     }
@@ -272,6 +275,12 @@ impl LocalCluster {
                 blake3::hash(secret.as_bytes()).to_hex()
             ));
         }
+        if let Some(dial) = self.dial.get(&id).filter(|dial| !dial.is_empty()) {
+            config.push_str("\n[dial]\n");
+            for (peer, address) in dial {
+                config.push_str(&format!("{peer} = \"{address}\"\n"));
+            }
+        }
         if !bootstrap.is_empty() {
             config.push_str("\n[bootstrap]\n");
             for (member, addrs) in bootstrap {
@@ -297,30 +306,48 @@ impl LocalCluster {
     }
 
     /// Add the founding nodes `ids`, each configured to bootstrap the same voters, and start
-    /// them.
+    /// them (nodes already [`planned`](LocalCluster::plan) keep their addresses).
     pub fn found(&mut self, ids: &[u64]) -> anyhow::Result<()> {
-        let mut members = BTreeMap::new();
-        for id in ids {
-            members.insert(*id, Member::new(free_addr()?, free_addr()?));
-        }
-        for id in ids {
-            self.nodes.insert(
-                *id,
-                LocalNode {
-                    id: *id,
-                    addr: members[id].client_addr.clone(),
-                    peer_addr: members[id].peer_addr.clone(),
-                    admin_addr: free_addr()?,
-                    dir: self.root.join(format!("node-{id}")),
-                    child: None,
-                },
-            );
-            self.add(*id, &members)?;
-        }
+        self.plan(ids)?;
         for id in ids {
             self.start(*id)?;
         }
         Ok(())
+    }
+
+    /// Give the founding nodes `ids` their addresses and configs (each bootstrapping the same
+    /// voters) without starting them, so a test can place something between them first.
+    pub fn plan(&mut self, ids: &[u64]) -> anyhow::Result<()> {
+        let mut members = BTreeMap::new();
+        for id in ids {
+            if !self.nodes.contains_key(id) {
+                let node = LocalNode {
+                    id: *id,
+                    addr: free_addr()?,
+                    peer_addr: free_addr()?,
+                    admin_addr: free_addr()?,
+                    dir: self.root.join(format!("node-{id}")),
+                    child: None,
+                };
+                self.nodes.insert(*id, node);
+            }
+            let node = &self.nodes[id];
+            members.insert(*id, Member::new(node.addr.clone(), node.peer_addr.clone()));
+        }
+        for id in ids {
+            self.add(*id, &members)?;
+        }
+        Ok(())
+    }
+
+    /// Node `from` dials node `to` at `address` instead of `to`'s peer address (its config's
+    /// `[dial]`), from its next (re)configuration by [`add`](LocalCluster::add),
+    /// [`plan`](LocalCluster::plan) or [`found`](LocalCluster::found).
+    pub fn dial(&mut self, from: u64, to: u64, address: &str) {
+        self.dial
+            .entry(from)
+            .or_default()
+            .insert(to, address.to_owned());
     }
 
     pub fn addr(&self, id: u64) -> anyhow::Result<String> {

@@ -50,6 +50,9 @@ pub struct NodeConfig {
     /// (id → addresses; must include this node). Give the same list to every founding node,
     /// or to one of them only: a node that already has a log ignores it.
     pub bootstrap: BTreeMap<NodeId, Member>,
+    /// Peers this node dials at another address than their membership entry's (config
+    /// `[dial]`).
+    pub dial: BTreeMap<NodeId, String>,
     pub raft: openraft::Config,
     /// Build a snapshot once the WAL has taken this many bytes since the last one, besides
     /// openraft's policy by entries (`raft.snapshot_every_mib`); `None`: by entries only.
@@ -276,6 +279,7 @@ impl Node {
             config.id,
             raft_config,
             config.tls.as_ref(),
+            config.dial.clone(),
             log_store,
             state_machine,
         )

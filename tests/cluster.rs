@@ -18,25 +18,16 @@ use tally_client::protocol::{Admin, NodeState, Status};
 use tally_client::{Client, ClientConfig, ClientError};
 use tally_engine::records::{Account, AccountFlags, Transfer, TransferFlags};
 use tally_engine::{EventResult, Operation};
-use tally_loadgen::check::{render, Verdict};
-use tally_loadgen::cluster::GatewayCluster;
-use tally_loadgen::run::{Limit, Pace, RunConfig, RunOutcome};
-use tally_loadgen::{Mix, Skew, WorkloadConfig};
-use tokio::task::JoinHandle;
+
+mod common;
+use common::checked::{all_checks_pass, checked_load};
+use common::{local_cluster as cluster, FAST_RAFT, LEADER_WAIT};
 
 const ACCOUNTS: u64 = 100;
-const LEADER_WAIT: Duration = Duration::from_secs(30);
 
 /// The tests share two cores: one cluster at a time keeps elections from timing out on CPU
 /// starvation rather than on what the test does.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn cluster(root: &Path, extra_config: &str) -> LocalCluster {
-    LocalCluster::new(Path::new(env!("CARGO_BIN_EXE_tally")), root, extra_config)
-}
-
-/// The default timings (elections within 1–2 s) and small WAL segments.
-const FAST_RAFT: &str = "[raft]\n[wal]\nsegment_mib = 16\n";
 
 /// Three founding nodes with the default timings, once they agree on a leader: the cluster,
 /// the leader and the operator's client.
@@ -132,73 +123,6 @@ async fn converged(cluster: &LocalCluster, ids: &[u64]) -> BTreeMap<u64, NodeSta
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// A checked load running against `cluster`'s `nodes` (the replicas it writes through and reads
-/// back from): the load generator's closed loop for `seconds`
-/// (transfers, trades and pending transfers with their posts and voids, some invalid), every
-/// batch recorded; when it ends it reads everything back from every replica and runs the
-/// history checks C1–C9 (docs/faults.md). Faults go on while it runs; await it with
-/// [`all_checks_pass`].
-fn checked_load(
-    cluster: &LocalCluster,
-    nodes: &[u64],
-    seconds: u64,
-    tag: u8,
-) -> JoinHandle<RunOutcome> {
-    let addrs = nodes
-        .iter()
-        .map(|id| cluster.addr(*id).expect("a node"))
-        .collect();
-    let config = ClientConfig::new(
-        addrs,
-        cluster.cluster_id(),
-        cluster.operator_credential().to_vec(),
-    )
-    .with_tls(cluster.client_tls().expect("the local CA"));
-    let run = RunConfig {
-        workload: WorkloadConfig {
-            accounts: 1_000,
-            batch_events: 200,
-            mix: Mix {
-                transfers: 70,
-                trades: 15,
-                pending: 15,
-            },
-            skew: Skew::Uniform,
-            invalid_per_mille: 10,
-            seed: u64::from(tag),
-        },
-        pace: Pace::Closed { clients: 2 },
-        limit: Limit::Duration(Duration::from_secs(seconds)),
-        check: true,
-        progress: false,
-        tag: tag.into(),
-    };
-    tokio::spawn(async move {
-        let cluster = Arc::new(GatewayCluster::connect(config).await.expect("registered"));
-        let outcome = tally_loadgen::run(Arc::clone(&cluster), &run)
-            .await
-            .expect("the load runs and is read back");
-        cluster.close().await;
-        outcome
-    })
-}
-
-/// Await a [`checked_load`]: its report and checks printed as the demo prints them, every
-/// check passed (none skipped), and the longest wait for one batch.
-async fn all_checks_pass(load: JoinHandle<RunOutcome>) -> Duration {
-    let outcome = load.await.expect("the load's task");
-    let checks = outcome.checks.expect("checks ran");
-    eprintln!("{}\n{}", outcome.report.table(), render(&checks));
-    let ids: Vec<&str> = checks.iter().map(|check| check.id).collect();
-    assert_eq!(ids, ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"]);
-    for check in &checks {
-        assert_eq!(check.verdict, Verdict::Pass, "{check:?}");
-    }
-    let total = outcome.report.total().expect("a total");
-    assert!(total.events_ok > 0);
-    Duration::from_micros(total.max_us)
 }
 
 /// Every acknowledged transfer is on every listed replica, and each ledger balances.

@@ -50,6 +50,7 @@ async fn leader(sim: &SimDisk) -> Node {
         tls: None,
         data_dir: Path::new("/node").to_path_buf(),
         bootstrap: BTreeMap::from([(1, Member::new("127.0.0.1:1", "127.0.0.1:2"))]),
+        dial: BTreeMap::new(),
         raft: tally_raft::net::recommended_config("tally-health"),
         snapshot_every_bytes: None,
         wal: wal_config(),

@@ -2,6 +2,23 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+use std::path::Path;
+use std::time::Duration;
+
+use tally::local_cluster::LocalCluster;
+
+/// How long a test waits for a cluster to agree on a leader.
+pub const LEADER_WAIT: Duration = Duration::from_secs(30);
+
+/// The default timings (elections within 1–2 s) and small WAL segments.
+pub const FAST_RAFT: &str = "[raft]\n[wal]\nsegment_mib = 16\n";
+
+/// A cluster of this build's `tally` binary under `root`; `extra_config` goes into every
+/// node's config file.
+pub fn local_cluster(root: &Path, extra_config: &str) -> LocalCluster {
+    LocalCluster::new(Path::new(env!("CARGO_BIN_EXE_tally")), root, extra_config)
+}
+
 /// The history checks every load with `--check` reports (docs/faults.md).
 pub const CHECKS: [&str; 6] = ["C1", "C3", "C4", "C5", "C6", "C8"];
 
@@ -73,3 +90,6 @@ pub fn finish_load(load: std::process::Child) -> String {
     );
     stdout
 }
+
+pub mod chaos;
+pub mod checked;

@@ -79,13 +79,15 @@ pub trait ClientHandler: Send + Sync + 'static {
 }
 
 /// Start openraft for node `id` on its storage, with the peer network that dials the other
-/// members (mutual TLS with this node's certificate from `tls`; plain TCP if `None`). The one
+/// members (mutual TLS with this node's certificate from `tls`; plain TCP if `None`; the
+/// peers in `dial` at the address given there, see [`Network::with_dial`]). The one
 /// place a replica's Raft and its peer network meet: whoever assembles a node never handles
 /// the peer network itself.
 pub async fn start_raft(
     id: crate::replication::types::NodeId,
     config: std::sync::Arc<openraft::Config>,
     tls: Option<&NodeTls>,
+    dial: std::collections::BTreeMap<crate::replication::types::NodeId, String>,
     log_store: crate::replication::LogStore,
     state_machine: crate::replication::StateMachine,
 ) -> Result<
@@ -95,7 +97,7 @@ pub async fn start_raft(
     openraft::Raft::new(
         id,
         config,
-        Network::new(id, tls.map(|tls| std::sync::Arc::clone(&tls.peer_client))),
+        Network::new(id, tls.map(|tls| std::sync::Arc::clone(&tls.peer_client))).with_dial(dial),
         log_store,
         state_machine,
     )

@@ -79,12 +79,13 @@ use crate::snapshot_file::ChunkSource;
 const SNAPSHOT_RESTARTS_MAX: usize = 3;
 
 /// openraft's network factory: a [`PeerClient`] per target and purpose. Cheap to clone; holds
-/// the local node's id (for timeout errors), its TLS identity and the idle connections its
-/// clients left behind.
+/// the local node's id (for timeout errors), its TLS identity, the addresses it dials instead
+/// of the membership's and the idle connections its clients left behind.
 #[derive(Clone)]
 pub struct Network {
     id: NodeId,
     tls: Option<Arc<ClientConfig>>,
+    dial: Arc<BTreeMap<NodeId, String>>,
     idle: Arc<IdleConnections>,
 }
 
@@ -104,8 +105,18 @@ impl Network {
         Network {
             id,
             tls,
+            dial: Arc::new(BTreeMap::new()),
             idle: Arc::new(IdleConnections::default()),
         }
+    }
+
+    /// Dial peer `id` at `address` instead of the peer address its membership entry names
+    /// (config `[dial]`: a tunnel, a sidecar, another network path; the fault tests put a
+    /// proxy there). The peer still has to prove it is `node-<id>.tally`, so a wrong address
+    /// reaches no other node's Raft.
+    pub fn with_dial(mut self, dial: BTreeMap<NodeId, String>) -> Network {
+        self.dial = Arc::new(dial);
+        self
     }
 }
 
@@ -113,10 +124,14 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
+        let mut node = node.clone();
+        if let Some(address) = self.dial.get(&target) {
+            node.peer_addr.clone_from(address);
+        }
         PeerClient {
             id: self.id,
             target,
-            node: node.clone(),
+            node,
             tls: self.tls.clone(),
             connection: None,
             idle: Arc::clone(&self.idle),

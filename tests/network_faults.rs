@@ -1,0 +1,367 @@
+//! Network faults between real `tally node` processes: partitions and flapping links through a
+//! proxy on every replica link (`common::chaos`), and a retry storm of hundreds of clients with
+//! very short timeouts. Each runs the checked load while the fault happens and ends with every
+//! history check C1–C9 passing (docs/faults.md).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tally::local_cluster::LocalCluster;
+use tally_client::{Client, ClientConfig, ClientError};
+use tally_engine::records::{Account, Transfer};
+use tally_engine::EventResult;
+
+mod common;
+use common::chaos::Chaos;
+use common::checked::{all_checks_pass, checked_load};
+use common::{local_cluster, FAST_RAFT, LEADER_WAIT};
+
+/// One cluster at a time on the two shared cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const NODES: [u64; 3] = [1, 2, 3];
+
+/// Three nodes that reach each other only through the proxies of `Chaos`, once they agree on
+/// a leader.
+async fn proxied(root: &Path, extra_config: &str) -> (LocalCluster, Chaos, u64) {
+    let mut cluster = local_cluster(root, extra_config);
+    cluster.plan(&NODES).expect("planned");
+    let chaos = Chaos::between(&mut cluster, &NODES).await;
+    cluster.found(&NODES).expect("started");
+    let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+    (cluster, chaos, leader)
+}
+
+/// Wait until a node other than `old` leads (as that node itself reports); its id.
+async fn another_leader(cluster: &LocalCluster, old: u64) -> u64 {
+    let deadline = Instant::now() + LEADER_WAIT;
+    loop {
+        let states = cluster.states(false).await;
+        let leader = states
+            .iter()
+            .find(|(id, state)| **id != old && state.role == "Leader")
+            .map(|(id, _)| *id);
+        if let Some(leader) = leader {
+            return leader;
+        }
+        assert!(Instant::now() < deadline, "no leader but {old}: {states:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Wait until node `id` follows a leader other than itself; that leader.
+async fn follows(cluster: &LocalCluster, id: u64) -> u64 {
+    let deadline = Instant::now() + LEADER_WAIT;
+    loop {
+        let states = cluster.states(false).await;
+        let state = states.get(&id);
+        if let Some(leader) = state
+            .filter(|state| state.role == "Follower")
+            .and_then(|state| state.leader)
+            .filter(|leader| *leader != id)
+        {
+            return leader;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {id} follows nobody: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The leader cut off from both followers, both ways, for 8 s under load: the followers elect
+/// one of themselves and go on committing; once the links return the old leader follows the
+/// new one, and what it appended alone (never committed) is replaced. Its clients' requests
+/// are retried on the new leader under their numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_leader_is_replaced_and_rejoins_as_a_follower() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let (cluster, chaos, leader) = proxied(root.path(), FAST_RAFT).await;
+    let load = checked_load(&cluster, &NODES, 26, 21);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    chaos.isolate(leader);
+    let started = Instant::now();
+    let new_leader = another_leader(&cluster, leader).await;
+    eprintln!(
+        "node {leader} isolated; node {new_leader} leads after {:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(8).saturating_sub(started.elapsed())).await;
+    chaos.heal();
+    let now_follows = follows(&cluster, leader).await;
+    eprintln!("node {leader} rejoined, following node {now_follows}");
+    let longest = all_checks_pass(load).await;
+    eprintln!("longest wait for one batch: {longest:?}");
+}
+
+/// A follower partitioned away (both ways) for 5 s, then a one-way cut where the leader cannot
+/// reach that follower but it can reach the others (it times out and stands for election,
+/// disturbing the majority), then a minority of one cut off again: the majority keeps
+/// committing through all three, and the follower catches up each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_minority_and_a_one_way_cut_lose_nothing() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let (cluster, chaos, leader) = proxied(root.path(), FAST_RAFT).await;
+    let follower = *NODES.iter().find(|id| **id != leader).expect("a follower");
+    let others: Vec<u64> = NODES.iter().copied().filter(|id| *id != follower).collect();
+    let load = checked_load(&cluster, &NODES, 28, 22);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    chaos.partition(&[follower], &others);
+    eprintln!("node {follower} partitioned from {others:?}");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    chaos.heal();
+    follows(&cluster, follower).await;
+    let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+    let cut = *NODES.iter().find(|id| **id != leader).expect("a follower");
+    chaos.set(leader, cut, false);
+    eprintln!("one way: node {leader} cannot reach node {cut}, which reaches everyone");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    chaos.heal();
+    let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+    let minority = *NODES.iter().find(|id| **id != leader).expect("a follower");
+    chaos.isolate(minority);
+    eprintln!("node {minority} isolated");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    chaos.heal();
+    follows(&cluster, minority).await;
+    let longest = all_checks_pass(load).await;
+    eprintln!("longest wait for one batch: {longest:?}");
+}
+
+/// Links cut and restored every 300 ms for 16 s (each step flips one directed link chosen by
+/// a seeded generator; the seed is printed), then all healed: whatever elections and
+/// step-downs the flapping caused, nothing acknowledged is lost, and the cluster commits again
+/// once healed (C9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flapping_links_lose_nothing() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let (cluster, chaos, _) = proxied(root.path(), FAST_RAFT).await;
+    let load = checked_load(&cluster, &NODES, 26, 23);
+    let seed = std::env::var("TALLY_FLAP_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("flapping with seed {seed} (replay: TALLY_FLAP_SEED={seed})");
+    let mut rng = seed | 1;
+    let links = chaos.links();
+    let (mut flips, mut longest_down) = (0, 0);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let until = Instant::now() + Duration::from_secs(16);
+    while Instant::now() < until {
+        // xorshift64: the sequence of flips depends on the seed alone.
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let (from, to) = links[(rng % links.len() as u64) as usize];
+        chaos.set(from, to, !chaos.is_up(from, to));
+        flips += 1;
+        let down = links.iter().filter(|(f, t)| !chaos.is_up(*f, *t)).count();
+        longest_down = longest_down.max(down);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    chaos.heal();
+    eprintln!(
+        "{flips} flips, at most {longest_down} of {} links down at once",
+        links.len()
+    );
+    let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+    eprintln!("healed; node {leader} leads");
+    let longest = all_checks_pass(load).await;
+    eprintln!("longest wait for one batch: {longest:?}");
+}
+
+/// Storm clients' credentials: 50 clients each, within a credential's 64 sessions.
+const STORM_CREDENTIALS: usize = 6;
+const STORM_CLIENTS: usize = 300;
+const STORM_LEDGER: u32 = 0x57;
+const STORM_TRANSFERS: u128 = 1_000;
+const STORM_ACCOUNT: u128 = 0x5700_0000_0000_0001;
+const STORM_TRANSFER: u128 = 0x5700_0000_0001_0000;
+
+fn storm_secret(k: usize) -> String {
+    format!("storm-credential-{k:02}-of-the-retry-storm-test")
+}
+
+/// The storm's transfers: created once before the storm, resent during it.
+fn storm_transfers() -> Vec<Transfer> {
+    (0..STORM_TRANSFERS)
+        .map(|i| Transfer {
+            id: STORM_TRANSFER + i,
+            debit_account_id: STORM_ACCOUNT + i % 2,
+            credit_account_id: STORM_ACCOUNT + (i + 1) % 2,
+            amount: 1 + i,
+            ledger: STORM_LEDGER,
+            code: 1,
+            ..Transfer::default()
+        })
+        .collect()
+}
+
+#[derive(Default)]
+struct Storm {
+    answered: AtomicU64,
+    timed_out: AtomicU64,
+    refused: AtomicU64,
+    registrations_failed: AtomicU64,
+    /// Anything but `exists` for a transfer already stored: it was applied twice.
+    applied_again: Mutex<Vec<String>>,
+}
+
+/// One storm client until `until`: resends a window of 50 already-stored transfers with a
+/// 150 ms deadline (30 ms per attempt), and registers again whenever it has no session.
+async fn storm_client(config: ClientConfig, n: usize, until: Instant, storm: Arc<Storm>) {
+    let transfers = storm_transfers();
+    let mut step = n as u64;
+    while Instant::now() < until {
+        let client = match Client::connect(config.clone()).await {
+            Ok(client) => client,
+            Err(_) => {
+                storm.registrations_failed.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        while Instant::now() < until {
+            step = step
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let start = (step >> 33) as usize % (transfers.len() - 50);
+            let window = &transfers[start..start + 50];
+            let result = client.create_transfers(window).await.map(|failures| {
+                let exists = failures
+                    .iter()
+                    .filter(|(_, result)| *result == EventResult::Exists)
+                    .count();
+                if exists != window.len() {
+                    storm.applied_again.lock().expect("lock").push(format!(
+                        "window at {start}: {exists} of 50 exist, answers {failures:?}"
+                    ));
+                }
+            });
+            match result {
+                Ok(()) => storm.answered.fetch_add(1, Ordering::Relaxed),
+                Err(ClientError::Deadline(..)) => storm.timed_out.fetch_add(1, Ordering::Relaxed),
+                Err(_) => storm.refused.fetch_add(1, Ordering::Relaxed),
+            };
+        }
+        client.close().await;
+    }
+}
+
+/// Three hundred clients (six credentials) resending already-stored transfers with deadlines
+/// of 150 ms, for 15 s, beside the checked load of a well-behaved client: every resent
+/// transfer answers `exists` (none is applied twice), the storm's ledger keeps its totals, the
+/// checked load passes C1–C9, and once the storm's clients are gone a new client registers on
+/// every node at once (the storm left no sessions behind).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_storm_of_three_hundred_clients_is_contained() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut config = format!("{FAST_RAFT}[gateway]\ncluster_id = \"0x1\"\n");
+    for k in 0..STORM_CREDENTIALS {
+        config.push_str(&format!(
+            "[[gateway.credentials]]\nname = \"storm-{k}\"\nhash = \"{}\"\nrole = \"submitter\"\n",
+            blake3::hash(storm_secret(k).as_bytes()).to_hex()
+        ));
+    }
+    let mut cluster = local_cluster(root.path(), &config);
+    cluster.found(&NODES).expect("started");
+    cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+    let operator = ClientConfig::new(
+        cluster.addrs(),
+        cluster.cluster_id(),
+        cluster.operator_credential().to_vec(),
+    )
+    .with_tls(cluster.client_tls().expect("the local CA"));
+    let setup = Client::connect(operator.clone()).await.expect("registered");
+    let accounts: Vec<Account> = (0..2)
+        .map(|i| Account {
+            id: STORM_ACCOUNT + i,
+            ledger: STORM_LEDGER,
+            code: 1,
+            ..Account::default()
+        })
+        .collect();
+    assert!(setup
+        .create_accounts(&accounts)
+        .await
+        .expect("accounts")
+        .is_empty());
+    assert!(setup
+        .create_transfers(&storm_transfers())
+        .await
+        .expect("transfers")
+        .is_empty());
+    setup.close().await;
+    let storm_total: u128 = storm_transfers().iter().map(|t| t.amount).sum();
+
+    let load = checked_load(&cluster, &NODES, 22, 24);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let storm = Arc::new(Storm::default());
+    let until = Instant::now() + Duration::from_secs(15);
+    let clients: Vec<_> = (0..STORM_CLIENTS)
+        .map(|n| {
+            let mut config = ClientConfig::new(
+                cluster.addrs(),
+                cluster.cluster_id(),
+                storm_secret(n % STORM_CREDENTIALS).into_bytes(),
+            )
+            .with_tls(cluster.client_tls().expect("the local CA"));
+            config.request_timeout = Duration::from_millis(30);
+            config.deadline = Duration::from_millis(150);
+            tokio::spawn(storm_client(config, n, until, Arc::clone(&storm)))
+        })
+        .collect();
+    for client in clients {
+        client.await.expect("a storm client");
+    }
+    eprintln!(
+        "storm: {} answered, {} past their deadline, {} refused, {} registrations failed",
+        storm.answered.load(Ordering::Relaxed),
+        storm.timed_out.load(Ordering::Relaxed),
+        storm.refused.load(Ordering::Relaxed),
+        storm.registrations_failed.load(Ordering::Relaxed)
+    );
+    let longest = all_checks_pass(load).await;
+    eprintln!("the well-behaved client's longest wait for one batch: {longest:?}");
+    let applied_again = storm.applied_again.lock().expect("lock").clone();
+    assert!(applied_again.is_empty(), "{applied_again:#?}");
+    assert!(
+        storm.answered.load(Ordering::Relaxed) > 0,
+        "the storm never got through"
+    );
+
+    let states: BTreeMap<u64, _> = cluster.states(true).await;
+    assert_eq!(states.len(), NODES.len(), "every node answers: {states:?}");
+    for (id, state) in &states {
+        let totals = state
+            .ledger_totals
+            .iter()
+            .find(|totals| totals.ledger == STORM_LEDGER)
+            .expect("the storm's ledger");
+        assert_eq!(totals.debits_posted, storm_total, "node {id}");
+        assert_eq!(totals.credits_posted, storm_total, "node {id}");
+    }
+    for id in NODES {
+        let mut config = ClientConfig::new(
+            vec![cluster.addr(id).expect("a node")],
+            cluster.cluster_id(),
+            storm_secret(0).into_bytes(),
+        )
+        .with_tls(cluster.client_tls().expect("the local CA"));
+        config.deadline = Duration::from_secs(1);
+        let started = Instant::now();
+        let client = Client::connect(config)
+            .await
+            .unwrap_or_else(|error| panic!("node {id} refuses a session after the storm: {error}"));
+        eprintln!("node {id}: a new session in {:?}", started.elapsed());
+        client.close().await;
+    }
+}
