@@ -114,6 +114,8 @@ pub struct LocalCluster {
     cluster_id: u128,
     /// Per node, the peers it dials at another address (its config's `[dial]`).
     dial: BTreeMap<u64, BTreeMap<u64, String>>,
+    /// Per node, the command its `tally node` runs under (see [`LocalCluster::launch_through`]).
+    launchers: BTreeMap<u64, Vec<String>>,
     pub nodes: BTreeMap<u64, LocalNode>,
 }
 
@@ -146,6 +148,7 @@ impl LocalCluster {
             pki: Some(root.join("pki")),
             operator: Some(format!("local-operator-{:032x}", rand::random::<u128>())),
             dial: BTreeMap::new(),
+            launchers: BTreeMap::new(),
             nodes: BTreeMap::new(),
         }
     }
@@ -396,7 +399,7 @@ impl LocalCluster {
     /// Start node `id`'s process (its log goes to `node.log` in its directory).
     pub fn start(&mut self, id: u64) -> anyhow::Result<()> {
         let exe = self.exe.clone();
-        let node = self.nodes.get_mut(&id).context("no such node")?;
+        let node = self.nodes.get(&id).context("no such node")?;
         if node.child.is_some() {
             bail!("node {id} is already running");
         }
@@ -404,7 +407,15 @@ impl LocalCluster {
             .create(true)
             .append(true)
             .open(node.log_path())?;
-        let child = Command::new(exe)
+        let mut command = match self.launchers.get(&id).and_then(|l| l.split_first()) {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(exe);
+                command
+            }
+            None => Command::new(exe),
+        };
+        let child = command
             .arg("node")
             .arg("--config")
             .arg(node.config_path())
@@ -413,8 +424,15 @@ impl LocalCluster {
             .stderr(log)
             .spawn()
             .context("starting a tally node")?;
-        node.child = Some(child);
+        self.nodes.get_mut(&id).context("no such node")?.child = Some(child);
         Ok(())
+    }
+
+    /// Start node `id` as `launcher... tally node --config ...` from now on: the launcher
+    /// `exec`s the node in the place a test prepared (`nsenter` into a namespace where the data
+    /// directory is a small file system), so the process the cluster signals is the node.
+    pub fn launch_through(&mut self, id: u64, launcher: Vec<String>) {
+        self.launchers.insert(id, launcher);
     }
 
     fn signal(&mut self, id: u64, signal: libc::c_int) -> anyhow::Result<()> {

@@ -93,3 +93,4 @@ pub fn finish_load(load: std::process::Child) -> String {
 
 pub mod chaos;
 pub mod checked;
+pub mod disk;

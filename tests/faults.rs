@@ -1,7 +1,8 @@
-//! Network faults between real `tally node` processes: partitions and flapping links through a
-//! proxy on every replica link (`common::chaos`), and a retry storm of hundreds of clients with
-//! very short timeouts. Each runs the checked load while the fault happens and ends with every
-//! history check C1–C9 passing (docs/faults.md).
+//! Network and disk faults between real `tally node` processes: partitions and flapping links
+//! through a proxy on every replica link (`common::chaos`), a retry storm of hundreds of
+//! clients with very short timeouts, and a replica's disk filling up (`common::disk`). Each
+//! runs the checked load while the fault happens and ends with every history check C1–C9
+//! passing (docs/faults.md).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,6 +18,7 @@ use tally_engine::EventResult;
 mod common;
 use common::chaos::Chaos;
 use common::checked::{all_checks_pass, checked_load};
+use common::disk::SmallDisk;
 use common::{local_cluster, FAST_RAFT, LEADER_WAIT};
 
 /// One cluster at a time on the two shared cores.
@@ -364,4 +366,56 @@ async fn a_retry_storm_of_three_hundred_clients_is_contained() {
         eprintln!("node {id}: a new session in {:?}", started.elapsed());
         client.close().await;
     }
+}
+
+/// A replica whose disk fills up under load (its data directory is a 1 GiB file system, room for
+/// the whole run; a ballast file takes every free byte): its next WAL write fails with ENOSPC, the WAL refuses
+/// every write after it and the node exits saying so, having acknowledged nothing it had not
+/// made durable. The other two go on committing. Once the space is given back the node starts
+/// again on its own files (the torn tail of the failed write cut, docs/wal.md), catches up,
+/// and every check passes on all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_disk_fills_stops_and_recovers_when_space_returns() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let full = 3;
+    let mut cluster = local_cluster(root.path(), FAST_RAFT);
+    cluster.plan(&NODES).expect("planned");
+    let disk = SmallDisk::mount(&cluster.nodes[&full].dir.join("data"), 1024);
+    cluster.launch_through(full, disk.launcher());
+    cluster.found(&NODES).expect("started");
+    cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+    let load = checked_load(&cluster, &NODES, 30, 25);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let taken = disk.fill();
+    eprintln!(
+        "node {full}'s disk filled: the ballast took {} MiB",
+        taken >> 20
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = cluster.nodes.get_mut(&full).expect("a node").exited() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "node {full} runs on a full disk");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let log = std::fs::read_to_string(cluster.nodes[&full].log_path()).expect("its log");
+    assert!(
+        !status.success(),
+        "a node that cannot write exits non-zero: {status}"
+    );
+    assert!(
+        log.contains("No space left on device"),
+        "the log names the full disk:\n{log}"
+    );
+    eprintln!("node {full} exited ({status}) naming the full disk");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    disk.free();
+    cluster.kill(full).expect("reaped");
+    cluster.start(full).expect("restarted");
+    let leader = follows(&cluster, full).await;
+    eprintln!("node {full} is back on its own files, following node {leader}");
+    let longest = all_checks_pass(load).await;
+    eprintln!("longest wait for one batch: {longest:?}");
 }
