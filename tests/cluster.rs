@@ -215,30 +215,34 @@ async fn three_nodes_elect_commit_and_agree() {
 /// back as a follower; afterwards every history check C1–C9 passes — every acknowledged event
 /// on every replica, nothing stored that was not sent, ledgers balance, the serial replay
 /// gives what the clients saw, commit order follows real time, digests agree, and a new
-/// transfer commits.
+/// transfer commits. Behind `TALLY_SOAK=1`, seven such loads in a row: 21 kills.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_kill_9_loses_no_acknowledged_transfer() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().expect("tempdir");
     let (mut cluster, mut leader, _) = three_nodes(root.path()).await;
-    let load = checked_load(&cluster, &[1, 2, 3], 24, 1);
-    for kill in 1..=3 {
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let new_leader = cluster
-            .fail_over(leader, LEADER_WAIT)
-            .await
-            .expect("a new leader");
-        eprintln!("kill {kill}: node {leader} killed, node {new_leader} leads");
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        cluster.start(leader).expect("restarted");
-        leader = new_leader;
+    let mut kills = 0;
+    for round in 0..common::rounds(1, 7) {
+        let load = checked_load(&cluster, &[1, 2, 3], 24, 1 + round as u8 * 16);
+        for _ in 1..=3 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let new_leader = cluster
+                .fail_over(leader, LEADER_WAIT)
+                .await
+                .expect("a new leader");
+            kills += 1;
+            eprintln!("kill {kills}: node {leader} killed, node {new_leader} leads");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            cluster.start(leader).expect("restarted");
+            leader = new_leader;
+        }
+        let longest = all_checks_pass(load).await;
+        eprintln!("round {round}: longest wait for one batch, three kills included: {longest:?}");
+        assert!(
+            longest < Duration::from_secs(10),
+            "writes stalled {longest:?}"
+        );
     }
-    let longest = all_checks_pass(load).await;
-    eprintln!("longest wait for one batch, three kills included: {longest:?}");
-    assert!(
-        longest < Duration::from_secs(10),
-        "writes stalled {longest:?}"
-    );
 }
 
 /// Proves SIGKILL of every node at once under a checked load, then a restart of all, loses

@@ -78,27 +78,31 @@ async fn follows(cluster: &LocalCluster, id: u64) -> u64 {
 /// The leader cut off from both followers, both ways, for 8 s under load: the followers elect
 /// one of themselves and go on committing; once the links return the old leader follows the
 /// new one, and what it appended alone (never committed) is replaced. Its clients' requests
-/// are retried on the new leader under their numbers.
+/// are retried on the new leader under their numbers. Behind `TALLY_SOAK=1`, ten rounds on
+/// one cluster, each isolating whoever leads then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_leader_is_replaced_and_rejoins_as_a_follower() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().expect("tempdir");
-    let (cluster, chaos, leader) = proxied(root.path(), FAST_RAFT).await;
-    let load = checked_load(&cluster, &NODES, 26, 21);
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    chaos.isolate(leader);
-    let started = Instant::now();
-    let new_leader = another_leader(&cluster, leader).await;
-    eprintln!(
-        "node {leader} isolated; node {new_leader} leads after {:?}",
-        started.elapsed()
-    );
-    tokio::time::sleep(Duration::from_secs(8).saturating_sub(started.elapsed())).await;
-    chaos.heal();
-    let now_follows = follows(&cluster, leader).await;
-    eprintln!("node {leader} rejoined, following node {now_follows}");
-    let longest = all_checks_pass(load).await;
-    eprintln!("longest wait for one batch: {longest:?}");
+    let (cluster, chaos, mut leader) = proxied(root.path(), FAST_RAFT).await;
+    for round in 0..common::rounds(1, 10) {
+        let load = checked_load(&cluster, &NODES, 26, 21 + round as u8 * 16);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        chaos.isolate(leader);
+        let started = Instant::now();
+        let new_leader = another_leader(&cluster, leader).await;
+        eprintln!(
+            "round {round}: node {leader} isolated; node {new_leader} leads after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_secs(8).saturating_sub(started.elapsed())).await;
+        chaos.heal();
+        let now_follows = follows(&cluster, leader).await;
+        eprintln!("node {leader} rejoined, following node {now_follows}");
+        let longest = all_checks_pass(load).await;
+        eprintln!("round {round}: longest wait for one batch: {longest:?}");
+        leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+    }
 }
 
 /// A follower partitioned away (both ways) for 5 s, then a one-way cut where the leader cannot
@@ -139,25 +143,42 @@ async fn a_partitioned_minority_and_a_one_way_cut_lose_nothing() {
 /// Links cut and restored every 300 ms for 16 s (each step flips one directed link chosen by
 /// a seeded generator; the seed is printed), then all healed: whatever elections and
 /// step-downs the flapping caused, nothing acknowledged is lost, and the cluster commits again
-/// once healed (C9).
+/// once healed (C9). Behind `TALLY_SOAK=1`, twenty rounds (seeds) on one cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flapping_links_lose_nothing() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().expect("tempdir");
     let (cluster, chaos, _) = proxied(root.path(), FAST_RAFT).await;
-    let load = checked_load(&cluster, &NODES, 26, 23);
-    let seed = std::env::var("TALLY_FLAP_SEED")
+    let first_seed = std::env::var("TALLY_FLAP_SEED")
         .ok()
         .and_then(|seed| seed.parse().ok())
         .unwrap_or_else(rand::random::<u64>);
-    eprintln!("flapping with seed {seed} (replay: TALLY_FLAP_SEED={seed})");
+    for round in 0..common::rounds(1, 20) {
+        let seed = first_seed.wrapping_add(u64::from(round));
+        let load = checked_load(&cluster, &NODES, 26, 100 + round as u8);
+        eprintln!("round {round}: flapping with seed {seed} (replay: TALLY_FLAP_SEED={seed})");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (flips, longest_down) = flap(&chaos, seed, Duration::from_secs(16)).await;
+        chaos.heal();
+        eprintln!(
+            "{flips} flips, at most {longest_down} of {} links down at once",
+            chaos.links().len()
+        );
+        let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+        eprintln!("healed; node {leader} leads");
+        let longest = all_checks_pass(load).await;
+        eprintln!("round {round}: longest wait for one batch: {longest:?}");
+    }
+}
+
+/// Flip one directed link every 300 ms for `period`, the links chosen by xorshift64 from
+/// `seed` alone; (flips, most links down at once).
+async fn flap(chaos: &Chaos, seed: u64, period: Duration) -> (u32, usize) {
     let mut rng = seed | 1;
     let links = chaos.links();
     let (mut flips, mut longest_down) = (0, 0);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let until = Instant::now() + Duration::from_secs(16);
+    let until = Instant::now() + period;
     while Instant::now() < until {
-        // xorshift64: the sequence of flips depends on the seed alone.
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
@@ -168,15 +189,7 @@ async fn flapping_links_lose_nothing() {
         longest_down = longest_down.max(down);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    chaos.heal();
-    eprintln!(
-        "{flips} flips, at most {longest_down} of {} links down at once",
-        links.len()
-    );
-    let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
-    eprintln!("healed; node {leader} leads");
-    let longest = all_checks_pass(load).await;
-    eprintln!("longest wait for one batch: {longest:?}");
+    (flips, longest_down)
 }
 
 /// Storm clients' credentials: 50 clients each, within a credential's 64 sessions.

@@ -13,6 +13,16 @@ pub const LEADER_WAIT: Duration = Duration::from_secs(30);
 /// The default timings (elections within 1–2 s) and small WAL segments.
 pub const FAST_RAFT: &str = "[raft]\n[wal]\nsegment_mib = 16\n";
 
+/// How many times a fault test repeats its fault: `default` in the default test run, `soak`
+/// behind `TALLY_SOAK=1` (docs/reliability.md counts both).
+pub fn rounds(default: u32, soak: u32) -> u32 {
+    if std::env::var("TALLY_SOAK").as_deref() == Ok("1") {
+        soak
+    } else {
+        default
+    }
+}
+
 /// A cluster of this build's `tally` binary under `root`; `extra_config` goes into every
 /// node's config file.
 pub fn local_cluster(root: &Path, extra_config: &str) -> LocalCluster {
@@ -20,7 +30,7 @@ pub fn local_cluster(root: &Path, extra_config: &str) -> LocalCluster {
 }
 
 /// The history checks every load with `--check` reports (docs/faults.md).
-pub const CHECKS: [&str; 6] = ["C1", "C3", "C4", "C5", "C6", "C8"];
+pub const CHECKS: [&str; 9] = ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"];
 
 /// Assert that `report` (the output of `tally loadgen --check` or `tally demo`) has a line for
 /// each of [`CHECKS`] and that each says PASS.

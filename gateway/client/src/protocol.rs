@@ -20,7 +20,7 @@
 //!
 //! Decoders are bounded: they check every count against its limit and against the bytes left
 //! before allocating, refuse unknown kinds, flags and non-zero reserved bytes, and never panic
-//! on any input (property tests in `protocol_tests.rs`, fuzz target in `gateway/fuzz`).
+//! on any input (property tests in `protocol_tests.rs`, fuzz target `gateway` in `tests/fuzz`).
 
 use bytes::Bytes;
 use tally_engine::limits::RECORD_BYTES;

@@ -18,6 +18,7 @@
 pub mod limits;
 pub mod network;
 pub mod rpc;
+pub mod rpc_samples;
 pub mod server;
 pub mod tls;
 
