@@ -221,6 +221,8 @@ fn prepare_replay(state_machine: &StateMachine, disk: &dyn Disk, data_dir: &Path
     // are not event batches count too), so a failure to list is no reason not to start.
     match crate::wal::segment::bytes_from(disk, &data_dir.join(WAL_DIR), from) {
         Ok(bytes) => state_machine.make_room((bytes / RECORD_BYTES as u64) as usize),
+        // A new node has no WAL directory yet: nothing to replay, nothing to warn about.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
         Err(error) => tracing::warn!(%error, "could not size the replay from the WAL's segments"),
     }
 }

@@ -35,6 +35,7 @@ struct State {
     crash_at: Option<u64>,
     crashed: bool,
     dir_sync_disabled: bool,
+    syncs_lie: bool,
 }
 
 /// Kinds of numbered operation; only syncs can be singled out for failure.
@@ -97,6 +98,14 @@ impl SimDisk {
     /// that the directory fsync is what keeps a new segment after a crash.
     pub fn disable_dir_sync(&self) {
         self.lock().dir_sync_disabled = true;
+    }
+
+    /// Every sync (of a file, of a directory, the sync half of a group write) reports success
+    /// and makes nothing durable, as a disk that lies about its cache or a build that
+    /// acknowledges before its fsync: the simulator uses it to show its checks catch a WAL
+    /// that acknowledges what a crash then loses.
+    pub fn lie_about_syncs(&self) {
+        self.lock().syncs_lie = true;
     }
 
     /// What a reboot finds now: durable names and durable bytes, plus, if `torn_seed` is
@@ -217,6 +226,9 @@ impl DiskFile for SimFile {
         SimDisk::begin(&mut state, Operation::Mutate)?;
         write_into(&mut state.inodes[self.inode].written, buf, offset);
         SimDisk::begin(&mut state, Operation::Sync)?;
+        if state.syncs_lie {
+            return Ok(());
+        }
         let inode = &mut state.inodes[self.inode];
         inode.durable = inode.written.clone();
         Ok(())
@@ -225,6 +237,9 @@ impl DiskFile for SimFile {
     fn sync(&self) -> io::Result<()> {
         let mut state = self.disk.lock();
         SimDisk::begin(&mut state, Operation::Sync)?;
+        if state.syncs_lie {
+            return Ok(());
+        }
         let inode = &mut state.inodes[self.inode];
         inode.durable = inode.written.clone();
         Ok(())
@@ -320,7 +335,7 @@ impl Disk for SimDisk {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut state = self.lock();
         SimDisk::begin(&mut state, Operation::Sync)?;
-        if state.dir_sync_disabled {
+        if state.dir_sync_disabled || state.syncs_lie {
             return Ok(());
         }
         state
