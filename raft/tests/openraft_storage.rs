@@ -876,3 +876,70 @@ fn only_newest(dir: &Path) -> std::path::PathBuf {
     files.sort();
     files.pop().expect("a snapshot file")
 }
+
+/// Regression test for the simulator's finding (crash-only seeds on five replicas, e.g.
+/// `TALLY_SIM_SEED=3000 TALLY_SIM_KINDS=crash`): openraft 0.9 orders the log purge for an
+/// installed snapshot right after handing the install to the state machine, without waiting
+/// for it. A crash after the purge was durable and before the received snapshot was left a
+/// replica with neither the entries nor the state that replaced them, refusing to start.
+/// Proves a purge waits from the received image's last chunk until the install has made the
+/// snapshot durable, and then goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_waits_for_the_received_snapshot_to_be_durable() {
+    let disk = open_default();
+    let leader_dir = tempfile::tempdir().expect("temporary directory");
+    let follower_dir = tempfile::tempdir().expect("temporary directory");
+    let entries = sample_log();
+    let (_leader_log, mut leader) = open(&disk, leader_dir.path());
+    leader.apply(entries.clone()).await.expect("applied");
+    let mut snapshot = leader
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("snapshot built");
+    let last = snapshot.meta.last_log_id.expect("a last log id");
+
+    let (mut follower_log, mut follower) = open(&disk, follower_dir.path());
+    let mut received = follower
+        .begin_receiving_snapshot()
+        .await
+        .expect("receiving");
+    let image = read_image(&mut snapshot.snapshot).expect("readable");
+    tokio::io::AsyncWriteExt::write_all(&mut *received, &image)
+        .await
+        .expect("received");
+    // What openraft does after the last chunk, before it orders the install and the purge.
+    tokio::io::AsyncWriteExt::shutdown(&mut *received)
+        .await
+        .expect("complete");
+    let purge = tokio::spawn(async move {
+        follower_log.purge(last).await.expect("purged");
+        follower_log
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !purge.is_finished(),
+        "the purge went on while the received snapshot was not yet durable"
+    );
+    assert!(
+        !follower_dir.path().join("raft/purged-log-id").exists(),
+        "the purge was recorded before the snapshot"
+    );
+    follower
+        .install_snapshot(&snapshot.meta, received)
+        .await
+        .expect("installed");
+    let mut follower_log = tokio::time::timeout(std::time::Duration::from_secs(10), purge)
+        .await
+        .expect("the purge goes on once the snapshot is durable")
+        .expect("the purge task");
+    assert_eq!(
+        follower_log
+            .get_log_state()
+            .await
+            .expect("log state")
+            .last_purged_log_id,
+        Some(last)
+    );
+}

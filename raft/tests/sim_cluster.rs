@@ -442,6 +442,16 @@ impl Cluster {
                             format!("{dir}: {:?}", replica.disk.list(&path).unwrap_or_default())
                         })
                         .collect();
+                    let journal: Vec<String> = replica
+                        .disk
+                        .journal()
+                        .into_iter()
+                        .filter(|entry| !entry.contains("/wal/0"))
+                        .collect();
+                    eprintln!(
+                        "replica {id} refused its disk; name changes:\n{}",
+                        journal.join("\n")
+                    );
                     self.refused
                         .push(format!("{why}; the disk held {listing:?}"));
                 }

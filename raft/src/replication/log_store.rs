@@ -68,6 +68,9 @@ pub struct LogStore {
     /// and readiness, and recorded on disk about once a second by `_commit_marker`.
     committed: Arc<std::sync::atomic::AtomicU64>,
     _commit_marker: CommitMarker,
+    /// The state machine's "a received snapshot is not yet durable" (`open_storage` connects
+    /// it): a purge waits while it is raised.
+    install_pending: Option<watch::Receiver<bool>>,
 }
 
 /// Records the commit index openraft told `save_committed` in `COMMITTED_INDEX_FILE`, on a
@@ -307,6 +310,7 @@ impl LogStore {
             appends_completed: Arc::new(appends_completed),
             committed,
             _commit_marker: commit_marker,
+            install_pending: None,
         })
     }
 
@@ -324,6 +328,11 @@ impl LogStore {
             Err(MetaError::Io(error)) => Err(meta(error.to_string())),
             Err(MetaError::Corrupt(reason)) => Err(meta(reason.to_owned())),
         }
+    }
+
+    /// Hold purges while `install_pending` is raised (see `purge`).
+    pub(crate) fn wait_for_installs(&mut self, install_pending: watch::Receiver<bool>) {
+        self.install_pending = Some(install_pending);
     }
 
     /// openraft's last purged log id.
@@ -540,6 +549,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|error| StorageIOError::write_logs(&error).into())
     }
 
+    /// - A purge waits while a received snapshot is not yet durable: openraft 0.9 orders the
+    ///   purge for an installed snapshot right after handing the install to the state
+    ///   machine, and a crash between a durable purge and a durable snapshot would leave
+    ///   neither the entries nor the state that replaced them (found by the simulator,
+    ///   `raft/tests/sim_cluster.rs`).
     /// - The purged log id is durable (its own file, written atomically) before the WAL
     ///   deletes anything; the WAL's purge mark is durable before it deletes a segment.
     /// - A crash between the two is finished by `open`.
@@ -550,6 +564,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .is_some_and(|purged| purged.index >= log_id.index)
         {
             return Ok(());
+        }
+        if let Some(pending) = &self.install_pending {
+            let mut pending = pending.clone();
+            // A closed channel (no state machine any more) holds nothing back.
+            let _ = pending.wait_for(|pending| !pending).await;
         }
         write_meta(
             self.disk.as_ref(),

@@ -179,7 +179,8 @@ pub fn open_storage(
         }
         Ok::<_, StorageOpenError>((state_machine, opened, next, restored.elapsed()))
     })?;
-    let log_store = opened?;
+    let mut log_store = opened?;
+    log_store.wait_for_installs(state_machine.install_pending());
     let from = state_machine
         .last_applied()
         .map_or(0, |applied| applied.index + 1);

@@ -37,6 +37,9 @@ pub struct SnapshotData {
     kind: Kind,
     /// Where the next read or write happens: 0, the end, or (while reading) in between.
     position: u64,
+    /// Raised when a received image is complete (openraft shuts the writer down after the
+    /// last chunk, then installs it): see [`SnapshotData::announcing_install`].
+    install_pending: Option<std::sync::Arc<tokio::sync::watch::Sender<bool>>>,
 }
 
 #[derive(Debug)]
@@ -59,6 +62,7 @@ impl SnapshotData {
         SnapshotData {
             kind: Kind::Stored(file),
             position: 0,
+            install_pending: None,
         }
     }
 
@@ -68,7 +72,20 @@ impl SnapshotData {
         SnapshotData {
             kind: Kind::Receiving { writer, bytes_max },
             position: 0,
+            install_pending: None,
         }
+    }
+
+    /// Raise `install_pending` once the image is complete: openraft 0.9 orders the log purge
+    /// for an installed snapshot right after handing the install to the state machine,
+    /// without waiting for it, and the log store holds such a purge until the state machine
+    /// says the snapshot is durable (`LogStore::purge`).
+    pub fn announcing_install(
+        mut self,
+        install_pending: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    ) -> SnapshotData {
+        self.install_pending = Some(install_pending);
+        self
     }
 
     /// Bytes of the image (received so far, for a receiving one).
@@ -197,6 +214,9 @@ impl AsyncWrite for SnapshotData {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let (Kind::Receiving { .. }, Some(pending)) = (&self.kind, &self.install_pending) {
+            pending.send_replace(true);
+        }
         Poll::Ready(Ok(()))
     }
 }

@@ -186,6 +186,13 @@ struct Snapshots {
     /// The sections of the last snapshot built here, for the next build to take again.
     kept: Mutex<KeptSections>,
     metrics: crate::metrics::SnapshotMetrics,
+    /// True from a received snapshot's last chunk until a snapshot is made current (durable)
+    /// or the install fails: the log store's purges wait while it is (`LogStore::purge`).
+    /// A snapshot built here and made current while a received one waits lowers it too: a
+    /// purge past the built one could then still precede the received one's durability (a
+    /// window left open; builds and installs rarely overlap, openraft installs only on a
+    /// follower that is behind).
+    install_pending: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// The snapshot file name's log id for `meta` (a snapshot of nothing applied is named 0-0;
@@ -236,6 +243,9 @@ impl Snapshots {
         self.metrics
             .size_bytes
             .set(i64::try_from(payload_bytes).unwrap_or(i64::MAX));
+        // Durable (written, synced, named) and current: a purge the log store held for it may
+        // go on.
+        self.install_pending.send_replace(false);
         self.files
             .prune(SNAPSHOTS_KEPT)
             .map_err(|error| StorageIOError::write_snapshot(Some(meta.signature()), &error))?;
@@ -529,6 +539,7 @@ impl StateMachine {
                 current: Mutex::new(current),
                 kept: Mutex::default(),
                 metrics,
+                install_pending: Arc::new(tokio::sync::watch::Sender::new(false)),
             }),
             engine_config,
             snapshot_receive_bytes_max: SNAPSHOT_RECEIVE_BYTES_MAX,
@@ -547,6 +558,12 @@ impl StateMachine {
     }
 
     /// A read handle on the applied state.
+    /// Whether a received snapshot waits to be made durable (see `Snapshots`): what the log
+    /// store's purge waits on.
+    pub(crate) fn install_pending(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.snapshots.install_pending.subscribe()
+    }
+
     pub fn view(&self) -> AppliedView {
         AppliedView {
             applied: Arc::clone(&self.applied),
@@ -777,10 +794,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.snapshots.files.create().map_err(|error| {
                 StorageError::from(StorageIOError::write_snapshot(None, &error))
             })?;
-        Ok(Box::new(SnapshotData::receiving(
-            writer,
-            self.snapshot_receive_bytes_max,
-        )))
+        Ok(Box::new(
+            SnapshotData::receiving(writer, self.snapshot_receive_bytes_max)
+                .announcing_install(Arc::clone(&self.snapshots.install_pending)),
+        ))
     }
 
     /// - The snapshot's bytes must carry exactly `meta` (checked) and restore in the engine
@@ -816,7 +833,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             snapshots.record_growth("install", growth);
             engine
         })
-        .await?;
+        .await
+        .inspect_err(|_| {
+            // No snapshot comes of it: a purge held for it goes on (and openraft stops on
+            // the error).
+            self.snapshots.install_pending.send_replace(false);
+        })?;
         let mut applied = write_lock(&self.applied);
         applied.engine = engine;
         applied.replies = replies;

@@ -36,6 +36,9 @@ struct State {
     crashed: bool,
     dir_sync_disabled: bool,
     syncs_lie: bool,
+    /// Name changes (create, rename, remove, directory sync) by operation number, kept
+    /// across crash images: what a test prints to explain a state it did not expect.
+    journal: Vec<String>,
 }
 
 /// Kinds of numbered operation; only syncs can be singled out for failure.
@@ -108,6 +111,11 @@ impl SimDisk {
         self.lock().syncs_lie = true;
     }
 
+    /// The name changes made on this disk and the disks it is a crash image of, oldest first.
+    pub fn journal(&self) -> Vec<String> {
+        self.lock().journal.clone()
+    }
+
     /// What a reboot finds now: durable names and durable bytes, plus, if `torn_seed` is
     /// given, a seeded random subset of the sectors written since the last sync of each file.
     pub fn crash_image(&self, torn_seed: Option<u64>) -> SimDisk {
@@ -143,6 +151,12 @@ impl SimDisk {
             image.names.insert(name.clone(), image.inodes.len() - 1);
         }
         image.names_durable = image.names.clone();
+        image.journal = state.journal.clone();
+        image.journal.push(format!(
+            "crash after operation {}: reboot finds {:?}",
+            state.operations,
+            image.names.keys().collect::<Vec<_>>()
+        ));
         SimDisk {
             state: Arc::new(Mutex::new(image)),
         }
@@ -298,6 +312,8 @@ impl Disk for SimDisk {
                 state.inodes.push(Inode::default());
                 let inode = state.inodes.len() - 1;
                 state.names.insert(path.to_path_buf(), inode);
+                let entry = format!("{} create {}", state.operations, path.display());
+                state.journal.push(entry);
                 inode
             }
             None => return Err(SimDisk::not_found(path)),
@@ -315,6 +331,8 @@ impl Disk for SimDisk {
     fn remove(&self, path: &Path) -> io::Result<()> {
         let mut state = self.lock();
         SimDisk::begin(&mut state, Operation::Mutate)?;
+        let entry = format!("{} remove {}", state.operations, path.display());
+        state.journal.push(entry);
         match state.names.remove(path) {
             Some(_) => Ok(()),
             None => Err(SimDisk::not_found(path)),
@@ -329,12 +347,21 @@ impl Disk for SimDisk {
             .remove(from)
             .ok_or_else(|| SimDisk::not_found(from))?;
         state.names.insert(to.to_path_buf(), inode);
+        let entry = format!(
+            "{} rename {} -> {}",
+            state.operations,
+            from.display(),
+            to.display()
+        );
+        state.journal.push(entry);
         Ok(())
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut state = self.lock();
         SimDisk::begin(&mut state, Operation::Sync)?;
+        let entry = format!("{} sync_dir {}", state.operations, dir.display());
+        state.journal.push(entry);
         if state.dir_sync_disabled || state.syncs_lie {
             return Ok(());
         }
