@@ -186,12 +186,9 @@ struct Snapshots {
     /// The sections of the last snapshot built here, for the next build to take again.
     kept: Mutex<KeptSections>,
     metrics: crate::metrics::SnapshotMetrics,
-    /// True from a received snapshot's last chunk until a snapshot is made current (durable)
-    /// or the install fails: the log store's purges wait while it is (`LogStore::purge`).
-    /// A snapshot built here and made current while a received one waits lowers it too: a
-    /// purge past the built one could then still precede the received one's durability (a
-    /// window left open; builds and installs rarely overlap, openraft installs only on a
-    /// follower that is behind).
+    /// Up from a received snapshot's last chunk until a snapshot is current (durable) or the
+    /// install fails; purges wait meanwhile (`LogStore::purge`). A build made current while
+    /// one waits lowers it early: a small window left open (builds and installs rarely meet).
     install_pending: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
@@ -243,9 +240,7 @@ impl Snapshots {
         self.metrics
             .size_bytes
             .set(i64::try_from(payload_bytes).unwrap_or(i64::MAX));
-        // Durable (written, synced, named) and current: a purge the log store held for it may
-        // go on.
-        self.install_pending.send_replace(false);
+        self.install_pending.send_replace(false); // durable and current: held purges go on
         self.files
             .prune(SNAPSHOTS_KEPT)
             .map_err(|error| StorageIOError::write_snapshot(Some(meta.signature()), &error))?;
@@ -558,8 +553,7 @@ impl StateMachine {
     }
 
     /// A read handle on the applied state.
-    /// Whether a received snapshot waits to be made durable (see `Snapshots`): what the log
-    /// store's purge waits on.
+    /// Whether a received snapshot waits to be made durable: what a purge waits on.
     pub(crate) fn install_pending(&self) -> tokio::sync::watch::Receiver<bool> {
         self.snapshots.install_pending.subscribe()
     }
@@ -835,9 +829,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })
         .await
         .inspect_err(|_| {
-            // No snapshot comes of it: a purge held for it goes on (and openraft stops on
-            // the error).
-            self.snapshots.install_pending.send_replace(false);
+            self.snapshots.install_pending.send_replace(false); // no snapshot comes of it
         })?;
         let mut applied = write_lock(&self.applied);
         applied.engine = engine;
