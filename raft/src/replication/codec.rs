@@ -689,7 +689,9 @@ mod tests {
             let at = at.index(payload.len());
             payload[at] = value;
             let record = wal::Entry { payload: Bytes::from(payload), ..record };
-            if let Ok(entry) = decode_entry(&record) {
+            // A version byte turned into an older format's is read as that format and
+            // written in today's: only today's format must re-encode to the same bytes.
+            if let (Ok(entry), true) = (decode_entry(&record), record.payload[0] == ENTRY_VERSION) {
                 let again = encode_entry(&entry).expect("a decoded entry re-encodes");
                 prop_assert_eq!(again.payload, record.payload);
             }
