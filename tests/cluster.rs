@@ -292,35 +292,11 @@ async fn a_leader_stopped_for_ten_seconds_steps_down() {
         assert!(status.success(), "kill {name} {pid}");
     };
     signal("-STOP");
-    let deadline = Instant::now() + LEADER_WAIT;
-    let new_leader = loop {
-        let states = cluster.states(false).await;
-        if let Some(id) = states
-            .iter()
-            .find(|(id, state)| **id != leader && state.leader == Some(**id))
-            .map(|(id, _)| *id)
-        {
-            break id;
-        }
-        assert!(Instant::now() < deadline, "no new leader: {states:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let new_leader = common::another_leader(&cluster, leader).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     signal("-CONT");
-    let deadline = Instant::now() + LEADER_WAIT;
-    loop {
-        let states = cluster.states(false).await;
-        let resumed = states.get(&leader).and_then(|state| state.leader);
-        if resumed.is_some_and(|id| id != leader) {
-            eprintln!("node {leader} resumed as a follower of node {:?}", resumed);
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node {leader} did not step down: {states:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let resumed = common::follows(&cluster, leader).await;
+    eprintln!("node {leader} resumed as a follower of node {resumed}");
     eprintln!("node {new_leader} led while node {leader} was stopped");
     all_checks_pass(load).await;
 }

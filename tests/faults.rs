@@ -19,7 +19,7 @@ mod common;
 use common::chaos::Chaos;
 use common::checked::{all_checks_pass, checked_load};
 use common::disk::SmallDisk;
-use common::{local_cluster, FAST_RAFT, LEADER_WAIT};
+use common::{another_leader, follows, local_cluster, FAST_RAFT, LEADER_WAIT};
 
 /// One cluster at a time on the two shared cores.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -35,44 +35,6 @@ async fn proxied(root: &Path, extra_config: &str) -> (LocalCluster, Chaos, u64) 
     cluster.found(&NODES).expect("started");
     let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
     (cluster, chaos, leader)
-}
-
-/// Wait until a node other than `old` leads (as that node itself reports); its id.
-async fn another_leader(cluster: &LocalCluster, old: u64) -> u64 {
-    let deadline = Instant::now() + LEADER_WAIT;
-    loop {
-        let states = cluster.states(false).await;
-        let leader = states
-            .iter()
-            .find(|(id, state)| **id != old && state.role == "Leader")
-            .map(|(id, _)| *id);
-        if let Some(leader) = leader {
-            return leader;
-        }
-        assert!(Instant::now() < deadline, "no leader but {old}: {states:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Wait until node `id` follows a leader other than itself; that leader.
-async fn follows(cluster: &LocalCluster, id: u64) -> u64 {
-    let deadline = Instant::now() + LEADER_WAIT;
-    loop {
-        let states = cluster.states(false).await;
-        let state = states.get(&id);
-        if let Some(leader) = state
-            .filter(|state| state.role == "Follower")
-            .and_then(|state| state.leader)
-            .filter(|leader| *leader != id)
-        {
-            return leader;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node {id} follows nobody: {states:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The leader cut off from both followers, both ways, for 8 s under load: the followers elect

@@ -15,8 +15,8 @@ use tally_raft::replication::types::{
     Entry, EntryPayload, LogId, Membership, Node, SnapshotMeta, StoredMembership, Vote,
 };
 use tally_raft::replication::{
-    open_storage, read_image, BatchAnswer, ClientBatch, LogStore, Origin, Request, StateMachine,
-    StorageOpenError,
+    open_storage, read_image, BatchAnswer, ClientBatch, LogStore, Origin, Request, Response,
+    StateMachine, StorageOpenError,
 };
 use tally_raft::storage::{open_default, Disk};
 use tally_raft::WalConfig;
@@ -236,11 +236,9 @@ async fn log_vote_purge_and_truncate_survive_reopen() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_installs_with_equal_digest() {
     let disk = open_default();
-    let leader_dir = tempfile::tempdir().expect("temporary directory");
     let follower_dir = tempfile::tempdir().expect("temporary directory");
     let entries = sample_log();
-    let (_leader_log, mut leader) = open(&disk, leader_dir.path());
-    let responses = leader.apply(entries.clone()).await.expect("applied");
+    let (_leader_dir, _leader_log, mut leader, responses) = leader_with_sample_log(&disk).await;
     assert_eq!(responses.len(), entries.len());
     let failures: usize = responses
         .iter()
@@ -319,6 +317,16 @@ async fn snapshot_installs_with_equal_digest() {
 
     let (_, reopened) = open(&disk, follower_dir.path());
     assert_eq!(reopened.view().digest(), (leader_applied, leader_digest));
+}
+
+/// A replica in a directory of its own that applied `sample_log`, and what it answered.
+async fn leader_with_sample_log(
+    disk: &Arc<dyn Disk>,
+) -> (tempfile::TempDir, LogStore, StateMachine, Vec<Response>) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (log, mut machine) = open(disk, dir.path());
+    let responses = machine.apply(sample_log()).await.expect("applied");
+    (dir, log, machine, responses)
 }
 
 /// Proves the reply table is replicated state: a batch sent again under its origin is answered
@@ -887,11 +895,8 @@ fn only_newest(dir: &Path) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_purge_waits_for_the_received_snapshot_to_be_durable() {
     let disk = open_default();
-    let leader_dir = tempfile::tempdir().expect("temporary directory");
     let follower_dir = tempfile::tempdir().expect("temporary directory");
-    let entries = sample_log();
-    let (_leader_log, mut leader) = open(&disk, leader_dir.path());
-    leader.apply(entries.clone()).await.expect("applied");
+    let (_leader_dir, _leader_log, mut leader, _) = leader_with_sample_log(&disk).await;
     let mut snapshot = leader
         .get_snapshot_builder()
         .await

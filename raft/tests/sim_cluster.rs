@@ -395,6 +395,28 @@ impl Cluster {
         cluster
     }
 
+    /// Open the workload's accounts (before any fault).
+    async fn open_accounts(&self) {
+        let body: Vec<u8> = (1..=ACCOUNTS)
+            .flat_map(|id| {
+                Account {
+                    id,
+                    ledger: LEDGER,
+                    code: 1,
+                    ..Account::default()
+                }
+                .encode()
+            })
+            .collect();
+        let accounts = ClientBatch::new(Operation::CreateAccounts, Bytes::from(body));
+        let size = self.replicas.len() as u64;
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
+        let failures = submit(&self.net, size, &accounts, give_up)
+            .await
+            .expect("the accounts are created");
+        assert!(failures.is_empty(), "{failures:?}");
+    }
+
     /// The replica that leads, as it says itself, within `within`.
     async fn leader(&self, within: Duration) -> Option<NodeId> {
         let deadline = tokio::time::Instant::now() + within;
@@ -472,6 +494,12 @@ fn transfer(id: u128) -> Transfer {
     }
 }
 
+/// A batch creating the transfers `ids` (no origin).
+fn transfers(ids: &[u128]) -> ClientBatch {
+    let body: Vec<u8> = ids.iter().flat_map(|id| transfer(*id).encode()).collect();
+    ClientBatch::new(Operation::CreateTransfers, Bytes::from(body))
+}
+
 /// Submit `batch` until some replica's Raft commits it and answers, trying the leader it is
 /// told of, or every live replica in turn: the transfers that failed (index, result), or
 /// `None` if `give_up` passes first (the batch may or may not be stored).
@@ -542,15 +570,13 @@ async fn client(
         let ids: Vec<u128> = (0..20u128)
             .map(|i| (client << 64) | (u128::from(number) << 8) | i)
             .collect();
-        let body: Vec<u8> = ids.iter().flat_map(|id| transfer(*id).encode()).collect();
         let batch = ClientBatch {
-            operation: Operation::CreateTransfers,
-            body: Bytes::from(body),
             origin: Some(Origin {
                 client,
                 number,
                 digest: (client << 64) | u128::from(number),
             }),
+            ..transfers(&ids)
         };
         let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
         let answer = submit(&net, size, &batch, give_up).await;
@@ -713,16 +739,7 @@ async fn judge(cluster: &Cluster, history: &History) -> Vec<String> {
         bad.push(format!("C6: transfer {id:#x} failed: {why}"));
     }
     let probe_ids: Vec<u128> = (0..2).map(|i| (0xC9u128 << 64) | i).collect();
-    let probe = ClientBatch {
-        operation: Operation::CreateTransfers,
-        body: Bytes::from(
-            probe_ids
-                .iter()
-                .flat_map(|id| transfer(*id).encode())
-                .collect::<Vec<u8>>(),
-        ),
-        origin: None,
-    };
+    let probe = transfers(&probe_ids);
     let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
     let probe_ok = match submit(&cluster.net, size, &probe, give_up).await {
         None => {
@@ -824,27 +841,7 @@ async fn run(
     let mut rng = StdRng::seed_from_u64(seed);
     let mix = mix.unwrap_or_else(|| Mix::random(&mut rng));
     let mut cluster = Cluster::found(size, seed, lie_about_syncs).await;
-    let accounts = ClientBatch {
-        operation: Operation::CreateAccounts,
-        body: Bytes::from(
-            (1..=ACCOUNTS)
-                .flat_map(|id| {
-                    Account {
-                        id,
-                        ledger: LEDGER,
-                        code: 1,
-                        ..Account::default()
-                    }
-                    .encode()
-                })
-                .collect::<Vec<u8>>(),
-        ),
-        origin: None,
-    };
-    let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
-    submit(&cluster.net, size, &accounts, give_up)
-        .await
-        .expect("the accounts are created");
+    cluster.open_accounts().await;
     let stop = Arc::new(AtomicBool::new(false));
     let history = Arc::new(Mutex::new(History::default()));
     let clients: Vec<_> = (1..=3u128)
@@ -946,27 +943,7 @@ async fn one_seed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledging_before_the_sync_is_caught() {
     let mut cluster = Cluster::found(3, 7, true).await;
-    let accounts = ClientBatch {
-        operation: Operation::CreateAccounts,
-        body: Bytes::from(
-            (1..=ACCOUNTS)
-                .flat_map(|id| {
-                    Account {
-                        id,
-                        ledger: LEDGER,
-                        code: 1,
-                        ..Account::default()
-                    }
-                    .encode()
-                })
-                .collect::<Vec<u8>>(),
-        ),
-        origin: None,
-    };
-    let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
-    submit(&cluster.net, 3, &accounts, give_up)
-        .await
-        .expect("accounts");
+    cluster.open_accounts().await;
     let stop = Arc::new(AtomicBool::new(false));
     let history = Arc::new(Mutex::new(History::default()));
     let writer = tokio::spawn(client(

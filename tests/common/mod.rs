@@ -3,7 +3,7 @@
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tally::local_cluster::LocalCluster;
 
@@ -12,6 +12,44 @@ pub const LEADER_WAIT: Duration = Duration::from_secs(30);
 
 /// The default timings (elections within 1–2 s) and small WAL segments.
 pub const FAST_RAFT: &str = "[raft]\n[wal]\nsegment_mib = 16\n";
+
+/// Wait until a node other than `old` leads (as that node itself reports); its id.
+pub async fn another_leader(cluster: &LocalCluster, old: u64) -> u64 {
+    let deadline = Instant::now() + LEADER_WAIT;
+    loop {
+        let states = cluster.states(false).await;
+        let leader = states
+            .iter()
+            .find(|(id, state)| **id != old && state.role == "Leader")
+            .map(|(id, _)| *id);
+        if let Some(leader) = leader {
+            return leader;
+        }
+        assert!(Instant::now() < deadline, "no leader but {old}: {states:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Wait until node `id` follows a leader other than itself; that leader.
+pub async fn follows(cluster: &LocalCluster, id: u64) -> u64 {
+    let deadline = Instant::now() + LEADER_WAIT;
+    loop {
+        let states = cluster.states(false).await;
+        let state = states.get(&id);
+        if let Some(leader) = state
+            .filter(|state| state.role == "Follower")
+            .and_then(|state| state.leader)
+            .filter(|leader| *leader != id)
+        {
+            return leader;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {id} follows nobody: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
 /// How many times a fault test repeats its fault: `default` in the default test run, `soak`
 /// behind `TALLY_SOAK=1` (docs/reliability.md counts both).
