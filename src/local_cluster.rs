@@ -119,10 +119,34 @@ pub struct LocalCluster {
     pub nodes: BTreeMap<u64, LocalNode>,
 }
 
-/// A loopback address with a port nobody listens on right now.
+/// A loopback address with a port nobody listens on right now, not handed out before by this
+/// process, and below the kernel's range of ephemeral ports where it can: a port from that
+/// range may be taken, between this pick and the node's bind, as the source port of another
+/// connection, or make a connection to it connect to itself.
 fn free_addr() -> anyhow::Result<String> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("picking a free port")?;
-    Ok(listener.local_addr()?.to_string())
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let below = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    for _ in 0..256 {
+        let listener = if below > 11_000 {
+            TcpListener::bind(("127.0.0.1", rand::random_range(10_000..below)))
+        } else {
+            TcpListener::bind("127.0.0.1:0")
+        };
+        if let Ok(listener) = listener {
+            let addr = listener.local_addr()?;
+            if handed_out.insert(addr.port()) {
+                return Ok(addr.to_string());
+            }
+        }
+    }
+    anyhow::bail!("no free loopback port found in 256 tries")
 }
 
 impl LocalCluster {
@@ -559,12 +583,27 @@ impl LocalCluster {
     }
 }
 
+/// How much of each node's log a failing test shows.
+const LOG_TAIL_LINES: usize = 60;
+
 impl Drop for LocalCluster {
+    /// Stops every node; when the thread is panicking (a failed test), prints the end of each
+    /// node's log first, since the logs go with the test's temporary directory.
     fn drop(&mut self) {
-        for node in self.nodes.values_mut() {
+        let failing = std::thread::panicking();
+        for (id, node) in &mut self.nodes {
             if let Some(mut child) = node.child.take() {
                 let _ = child.kill();
                 let _ = child.wait();
+            }
+            if failing {
+                let log = std::fs::read_to_string(node.log_path()).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+                eprintln!("--- node {id}: last {} lines of its log ---", tail.len());
+                for line in tail {
+                    eprintln!("{line}");
+                }
             }
         }
     }

@@ -891,7 +891,8 @@ fn only_newest(dir: &Path) -> std::path::PathBuf {
 /// for it. A crash after the purge was durable and before the received snapshot was left a
 /// replica with neither the entries nor the state that replaced them, refusing to start.
 /// Proves a purge waits from the received image's last chunk until the install has made the
-/// snapshot durable, and then goes on.
+/// snapshot durable, and then goes on; a snapshot the replica builds meanwhile does not
+/// release it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_purge_waits_for_the_received_snapshot_to_be_durable() {
     let disk = open_default();
@@ -930,6 +931,18 @@ async fn a_purge_waits_for_the_received_snapshot_to_be_durable() {
     assert!(
         !follower_dir.path().join("raft/purged-log-id").exists(),
         "the purge was recorded before the snapshot"
+    );
+    // A snapshot this replica builds meanwhile (of less than it received) releases nothing.
+    follower
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("a snapshot of the follower's own state");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !purge.is_finished(),
+        "a build made current released the purge held for the received snapshot"
     );
     follower
         .install_snapshot(&snapshot.meta, received)

@@ -15,14 +15,12 @@
 //! it to a file on a low-priority thread while applies go on; openraft gets the file
 //! (`SnapshotData`), which the network sends in chunks read from it; a received snapshot is
 //! written to a partial file as it arrives, restored from that file, and kept by renaming it.
-//! An install frees the replica's old state before it restores the new one (the old one is
-//! rebuilt from this replica's own snapshot and log if the install fails: openraft stops on a
-//! failed install, and a restart reopens the disk); while it runs, the state is empty and
-//! marked so (`Applied::engine` is `None`), and client reads are refused as unavailable.
-//! So building, sending and installing cost the state's memory once, plus a chunk.
+//! An install frees the old state before it restores the new one (a failed install stops
+//! openraft; a restart rebuilds from this replica's own snapshot and log); meanwhile the state
+//! is empty, marked `Applied::installing`, and client reads are refused as unavailable. So
+//! building, sending and installing cost the state's memory once, plus a chunk.
 
-// openraft's storage traits return its `StorageError` (224 bytes) by value; the helpers here
-// produce exactly that error for them, so boxing it would only add a conversion.
+// openraft's traits take its 224-byte `StorageError` by value: boxing would add a conversion.
 #![allow(clippy::result_large_err)]
 
 use std::io::Write;
@@ -187,8 +185,8 @@ struct Snapshots {
     kept: Mutex<KeptSections>,
     metrics: crate::metrics::SnapshotMetrics,
     /// Up from a received snapshot's last chunk until a snapshot is current (durable) or the
-    /// install fails; purges wait meanwhile (`LogStore::purge`). A build made current while
-    /// one waits lowers it early: a small window left open (builds and installs rarely meet).
+    /// install fails; purges wait meanwhile (`LogStore::purge`). Only the install lowers it:
+    /// a build made current meanwhile does not cover what the received snapshot covers.
     install_pending: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
@@ -240,7 +238,9 @@ impl Snapshots {
         self.metrics
             .size_bytes
             .set(i64::try_from(payload_bytes).unwrap_or(i64::MAX));
-        self.install_pending.send_replace(false); // durable and current: held purges go on
+        if origin == "installed" {
+            self.install_pending.send_replace(false); // durable and current: purges go on
+        }
         self.files
             .prune(SNAPSHOTS_KEPT)
             .map_err(|error| StorageIOError::write_snapshot(Some(meta.signature()), &error))?;
