@@ -245,6 +245,7 @@ impl Node {
     /// Open the data directory, start openraft and serve. Bootstraps a fresh cluster if the
     /// config says so.
     pub async fn start(config: NodeConfig, disk: Arc<dyn Disk>) -> Result<Node, NodeError> {
+        let started = std::time::Instant::now();
         let (listener, local_addr) = bind(config.listen).await?;
         let (peer_listener, peer_addr) = bind(config.peer_listen).await?;
         let data_dir = config.data_dir.clone();
@@ -253,8 +254,10 @@ impl Node {
         })
         .await
         .map_err(|error| NodeError::Raft(format!("opening storage panicked: {error}")))??;
+        let opened = started.elapsed();
         let view = state_machine.view();
         let metrics = NodeMetrics::new(log_store.wal().backend().name());
+        metrics.record_startup("open_storage", opened);
         if config.tls.is_none() {
             tracing::warn!(
                 node = config.id,
@@ -285,6 +288,14 @@ impl Node {
         )
         .await
         .map_err(|error| NodeError::Raft(error.to_string()))?;
+        let raft_started = started.elapsed() - opened;
+        metrics.record_startup("start_raft", raft_started);
+        tracing::info!(
+            node = config.id,
+            open_storage_s = opened.as_secs_f64(),
+            start_raft_s = raft_started.as_secs_f64(),
+            "started"
+        );
         let gateway_metrics = GatewayMetrics::new(&metrics);
         let (batcher, batcher_task) =
             Batcher::start(raft.clone(), config.batcher, gateway_metrics.clone());

@@ -238,9 +238,18 @@ async fn leader_kill_9_loses_no_acknowledged_transfer() {
             // One fault at a time: the next kill waits for the quorum to be whole again.
             let restarted = Instant::now();
             common::follows(&cluster, leader).await;
+            let (_, metrics) = cluster.admin_get(leader, "/metrics").expect("metrics");
+            let took = |phase: &str| {
+                let name = format!("tally_startup_seconds{{phase=\"{phase}\"}}");
+                tally::local_cluster::metric_value(&metrics, &name)
+                    .unwrap_or_else(|| panic!("no {name} on the restarted node"))
+            };
             eprintln!(
-                "node {leader} back as a follower {:?} after its restart",
-                restarted.elapsed()
+                "node {leader} back as a follower {:?} after its restart (opening its storage \
+                 took {:.2} s, starting Raft {:.2} s)",
+                restarted.elapsed(),
+                took("open_storage"),
+                took("start_raft")
             );
             leader = new_leader;
         }
@@ -358,26 +367,32 @@ fn overwrite(path: &Path, offset: usize, bytes: &[u8]) {
 /// the log, with valid records after it, makes the node refuse to start, naming the
 /// corruption. The documented rebuild — a new node id added from the peers, the damaged one
 /// removed from the voters — gives a cluster on which a second checked load passes C1–C9.
+/// Behind `TALLY_SOAK=1` the torn tail is made and cut ten times, each under a new load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_wal_is_cut_or_refused_and_the_replica_rebuilt_from_peers() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().expect("tempdir");
-    let (mut cluster, leader, client) = three_nodes(root.path()).await;
-    let damaged = [1, 2, 3]
-        .into_iter()
-        .find(|id| *id != leader)
-        .expect("a follower");
-    let load = checked_load(&cluster, &[1, 2, 3], 12, 7);
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    cluster.kill(damaged).expect("killed");
-    // The torn write is the last one: in the newest segment, whatever its size.
-    let (segment, written) = newest_segment(&cluster, damaged, 0);
-    assert!(written > 40, "the follower wrote its log: {written} bytes");
-    overwrite(&segment, written - 40, &[0; 40]);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    cluster.start(damaged).expect("restarted with a torn tail");
-    all_checks_pass(load).await;
-    converged(&cluster, &[1, 2, 3]).await;
+    let (mut cluster, _, client) = three_nodes(root.path()).await;
+    let mut damaged = 0;
+    for round in 0..common::rounds(1, 10) {
+        let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+        damaged = [1, 2, 3]
+            .into_iter()
+            .find(|id| *id != leader)
+            .expect("a follower");
+        let load = checked_load(&cluster, &[1, 2, 3], 12, 7 + round as u8 * 16);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        cluster.kill(damaged).expect("killed");
+        // The torn write is the last one: in the newest segment, whatever its size.
+        let (segment, written) = newest_segment(&cluster, damaged, 0);
+        assert!(written > 40, "the follower wrote its log: {written} bytes");
+        overwrite(&segment, written - 40, &[0; 40]);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        cluster.start(damaged).expect("restarted with a torn tail");
+        let longest = all_checks_pass(load).await;
+        converged(&cluster, &[1, 2, 3]).await;
+        eprintln!("round {round}: node {damaged}'s torn tail cut; longest wait {longest:?}");
+    }
 
     cluster.kill(damaged).expect("killed again");
     // A flip well inside a segment, with valid groups after it.

@@ -236,7 +236,8 @@ async fn storm_client(config: ClientConfig, n: usize, until: Instant, storm: Arc
 /// of 150 ms, for 15 s, beside the checked load of a well-behaved client: every resent
 /// transfer answers `exists` (none is applied twice), the storm's ledger keeps its totals, the
 /// checked load passes C1–C9, and once the storm's clients are gone a new client registers on
-/// every node at once (the storm left no sessions behind).
+/// every node at once (the storm left no sessions behind). Behind `TALLY_SOAK=1`, five storms
+/// in a row, each beside its own checked load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_storm_of_three_hundred_clients_is_contained() {
     let _serial = ONE_AT_A_TIME.lock().await;
@@ -279,52 +280,55 @@ async fn a_retry_storm_of_three_hundred_clients_is_contained() {
     setup.close().await;
     let storm_total: u128 = storm_transfers().iter().map(|t| t.amount).sum();
 
-    let load = checked_load(&cluster, &NODES, 22, 24);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let storm = Arc::new(Storm::default());
-    let until = Instant::now() + Duration::from_secs(15);
-    let clients: Vec<_> = (0..STORM_CLIENTS)
-        .map(|n| {
-            let mut config = ClientConfig::new(
-                cluster.addrs(),
-                cluster.cluster_id(),
-                storm_secret(n % STORM_CREDENTIALS).into_bytes(),
-            )
-            .with_tls(cluster.client_tls().expect("the local CA"));
-            config.request_timeout = Duration::from_millis(30);
-            config.deadline = Duration::from_millis(150);
-            tokio::spawn(storm_client(config, n, until, Arc::clone(&storm)))
-        })
-        .collect();
-    for client in clients {
-        client.await.expect("a storm client");
-    }
-    eprintln!(
-        "storm: {} answered, {} past their deadline, {} refused, {} registrations failed",
-        storm.answered.load(Ordering::Relaxed),
-        storm.timed_out.load(Ordering::Relaxed),
-        storm.refused.load(Ordering::Relaxed),
-        storm.registrations_failed.load(Ordering::Relaxed)
-    );
-    let longest = all_checks_pass(load).await;
-    eprintln!("the well-behaved client's longest wait for one batch: {longest:?}");
-    let applied_again = storm.applied_again.lock().expect("lock").clone();
-    assert!(applied_again.is_empty(), "{applied_again:#?}");
-    assert!(
-        storm.answered.load(Ordering::Relaxed) > 0,
-        "the storm never got through"
-    );
+    for round in 0..common::rounds(1, 5) {
+        eprintln!("round {round}");
+        let load = checked_load(&cluster, &NODES, 22, 24 + round as u8 * 16);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let storm = Arc::new(Storm::default());
+        let until = Instant::now() + Duration::from_secs(15);
+        let clients: Vec<_> = (0..STORM_CLIENTS)
+            .map(|n| {
+                let mut config = ClientConfig::new(
+                    cluster.addrs(),
+                    cluster.cluster_id(),
+                    storm_secret(n % STORM_CREDENTIALS).into_bytes(),
+                )
+                .with_tls(cluster.client_tls().expect("the local CA"));
+                config.request_timeout = Duration::from_millis(30);
+                config.deadline = Duration::from_millis(150);
+                tokio::spawn(storm_client(config, n, until, Arc::clone(&storm)))
+            })
+            .collect();
+        for client in clients {
+            client.await.expect("a storm client");
+        }
+        eprintln!(
+            "storm: {} answered, {} past their deadline, {} refused, {} registrations failed",
+            storm.answered.load(Ordering::Relaxed),
+            storm.timed_out.load(Ordering::Relaxed),
+            storm.refused.load(Ordering::Relaxed),
+            storm.registrations_failed.load(Ordering::Relaxed)
+        );
+        let longest = all_checks_pass(load).await;
+        eprintln!("the well-behaved client's longest wait for one batch: {longest:?}");
+        let applied_again = storm.applied_again.lock().expect("lock").clone();
+        assert!(applied_again.is_empty(), "{applied_again:#?}");
+        assert!(
+            storm.answered.load(Ordering::Relaxed) > 0,
+            "the storm never got through"
+        );
 
-    let states: BTreeMap<u64, _> = cluster.states(true).await;
-    assert_eq!(states.len(), NODES.len(), "every node answers: {states:?}");
-    for (id, state) in &states {
-        let totals = state
-            .ledger_totals
-            .iter()
-            .find(|totals| totals.ledger == STORM_LEDGER)
-            .expect("the storm's ledger");
-        assert_eq!(totals.debits_posted, storm_total, "node {id}");
-        assert_eq!(totals.credits_posted, storm_total, "node {id}");
+        let states: BTreeMap<u64, _> = cluster.states(true).await;
+        assert_eq!(states.len(), NODES.len(), "every node answers: {states:?}");
+        for (id, state) in &states {
+            let totals = state
+                .ledger_totals
+                .iter()
+                .find(|totals| totals.ledger == STORM_LEDGER)
+                .expect("the storm's ledger");
+            assert_eq!(totals.debits_posted, storm_total, "node {id}");
+            assert_eq!(totals.credits_posted, storm_total, "node {id}");
+        }
     }
     for id in NODES {
         let mut config = ClientConfig::new(
@@ -344,53 +348,64 @@ async fn a_retry_storm_of_three_hundred_clients_is_contained() {
 }
 
 /// A replica whose disk fills up under load (its data directory is a 1 GiB file system, room for
-/// the whole run; a ballast file takes every free byte): its next WAL write fails with ENOSPC, the WAL refuses
-/// every write after it and the node exits saying so, having acknowledged nothing it had not
+/// the whole run; a ballast file takes every free byte): its next WAL write fails with ENOSPC,
+/// the WAL refuses every write after it and the node exits saying so, having acknowledged nothing it had not
 /// made durable. The other two go on committing. Once the space is given back the node starts
 /// again on its own files (the torn tail of the failed write cut, docs/wal.md), catches up,
-/// and every check passes on all three.
+/// and every check passes on all three. Behind `TALLY_SOAK=1`, five times in a row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_whose_disk_fills_stops_and_recovers_when_space_returns() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().expect("tempdir");
     let full = 3;
+    let rounds = common::rounds(1, 5);
     let mut cluster = local_cluster(root.path(), FAST_RAFT);
     cluster.plan(&NODES).expect("planned");
-    let disk = SmallDisk::mount(&cluster.nodes[&full].dir.join("data"), 1024);
+    // Room for every round's data (1 GiB a round, up to 4 GiB) before the ballast takes the rest.
+    let disk = SmallDisk::mount(
+        &cluster.nodes[&full].dir.join("data"),
+        1024 * u64::from(rounds.min(4)),
+    );
     cluster.launch_through(full, disk.launcher());
     cluster.found(&NODES).expect("started");
     cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
-    let load = checked_load(&cluster, &NODES, 30, 25);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let taken = disk.fill();
-    eprintln!(
-        "node {full}'s disk filled: the ballast took {} MiB",
-        taken >> 20
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = cluster.nodes.get_mut(&full).expect("a node").exited() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "node {full} runs on a full disk");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let log = std::fs::read_to_string(cluster.nodes[&full].log_path()).expect("its log");
-    assert!(
-        !status.success(),
-        "a node that cannot write exits non-zero: {status}"
-    );
-    assert!(
-        log.contains("No space left on device"),
-        "the log names the full disk:\n{log}"
-    );
-    eprintln!("node {full} exited ({status}) naming the full disk");
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    disk.free();
-    cluster.kill(full).expect("reaped");
-    cluster.start(full).expect("restarted");
-    let leader = follows(&cluster, full).await;
-    eprintln!("node {full} is back on its own files, following node {leader}");
-    let longest = all_checks_pass(load).await;
-    eprintln!("longest wait for one batch: {longest:?}");
+    for round in 0..rounds {
+        let load = checked_load(&cluster, &NODES, 30, 25 + round as u8 * 16);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let told_before = std::fs::read_to_string(cluster.nodes[&full].log_path())
+            .unwrap_or_default()
+            .matches("No space left on device")
+            .count();
+        let taken = disk.fill();
+        eprintln!(
+            "round {round}: node {full}'s disk filled: the ballast took {} MiB",
+            taken >> 20
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = cluster.nodes.get_mut(&full).expect("a node").exited() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "node {full} runs on a full disk");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let log = std::fs::read_to_string(cluster.nodes[&full].log_path()).expect("its log");
+        assert!(
+            !status.success(),
+            "a node that cannot write exits non-zero: {status}"
+        );
+        assert!(
+            log.matches("No space left on device").count() > told_before,
+            "the log names the full disk:\n{log}"
+        );
+        eprintln!("node {full} exited ({status}) naming the full disk");
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        disk.free();
+        cluster.kill(full).expect("reaped");
+        cluster.start(full).expect("restarted");
+        let leader = follows(&cluster, full).await;
+        eprintln!("node {full} is back on its own files, following node {leader}");
+        let longest = all_checks_pass(load).await;
+        eprintln!("longest wait for one batch: {longest:?}");
+    }
 }

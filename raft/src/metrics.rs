@@ -15,8 +15,8 @@ use std::path::Path;
 
 use openraft::{RaftMetrics, ServerState};
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::replication::types::NodeId;
@@ -363,6 +363,8 @@ pub struct NodeMetrics {
     data_dir_size_bytes: IntGauge,
     wal_backend: IntGaugeVec,
     ready: IntGauge,
+    /// Set once per process by the node as it starts (`record_startup`).
+    startup_seconds: GaugeVec,
 }
 
 /// What a scrape reads besides openraft's metrics.
@@ -514,6 +516,16 @@ impl NodeMetrics {
                 "tally_ready",
                 "1 when /ready answers 200: a leader is known and the applied index is caught up.",
             ),
+            startup_seconds: GaugeVec::new(
+                Opts::new(
+                    "tally_startup_seconds",
+                    "Seconds this process took to start, by phase: open_storage (WAL recovery and \
+                     snapshot restore), start_raft (openraft started, the committed log since \
+                     the snapshot applied again).",
+                ),
+                &["phase"],
+            )
+            .unwrap_or_else(|error| unreachable!("startup seconds: {error}")),
             registry,
             scraping: std::sync::Arc::default(),
         };
@@ -549,6 +561,7 @@ impl NodeMetrics {
         register(registry, self.data_dir_size_bytes.clone());
         register(registry, self.wal_backend.clone());
         register(registry, self.ready.clone());
+        register(registry, self.startup_seconds.clone());
         register(registry, build_info);
         #[cfg(target_os = "linux")]
         register(
@@ -670,6 +683,13 @@ impl NodeMetrics {
             self.data_dir_size_bytes
                 .set(i64::try_from(size).unwrap_or(i64::MAX));
         }
+    }
+
+    /// How long start-up `phase` (`open_storage`, `start_raft`) took.
+    pub fn record_startup(&self, phase: &str, took: std::time::Duration) {
+        self.startup_seconds
+            .with_label_values(&[phase])
+            .set(took.as_secs_f64());
     }
 
     /// The registry in Prometheus's text format (version 0.0.4).
