@@ -16,7 +16,7 @@ use tally_raft::replication::types::{
 };
 use tally_raft::replication::{
     open_storage, read_image, BatchAnswer, ClientBatch, LogStore, Origin, Request, Response,
-    StateMachine, StorageOpenError,
+    SnapshotData, StateMachine, StorageOpenError,
 };
 use tally_raft::storage::{open_default, Disk};
 use tally_raft::WalConfig;
@@ -885,6 +885,77 @@ fn only_newest(dir: &Path) -> std::path::PathBuf {
     files.pop().expect("a snapshot file")
 }
 
+/// A follower that has received the whole image of a leader's snapshot (its last chunk in:
+/// where openraft decides whether to install it).
+struct Received {
+    dir: tempfile::TempDir,
+    meta: SnapshotMeta,
+    last: LogId,
+    log: LogStore,
+    machine: StateMachine,
+    image: Box<SnapshotData>,
+}
+
+async fn follower_with_received_image() -> Received {
+    let disk = open_default();
+    let (_leader_dir, _leader_log, mut leader, _) = leader_with_sample_log(&disk).await;
+    let mut snapshot = leader
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("snapshot built");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (log, mut machine) = open(&disk, dir.path());
+    let mut image = machine.begin_receiving_snapshot().await.expect("receiving");
+    let bytes = read_image(&mut snapshot.snapshot).expect("readable");
+    tokio::io::AsyncWriteExt::write_all(&mut *image, &bytes)
+        .await
+        .expect("received");
+    tokio::io::AsyncWriteExt::shutdown(&mut *image)
+        .await
+        .expect("complete");
+    Received {
+        dir,
+        last: snapshot.meta.last_log_id.expect("a last log id"),
+        meta: snapshot.meta,
+        log,
+        machine,
+        image,
+    }
+}
+
+/// Regression test for the swarm's finding (seed 4223, three replicas, bridges and an
+/// isolated leader): openraft 0.9 drops a received snapshot that is not newer than what the
+/// replica has committed, without installing it. The hold the image took on purges at its
+/// last chunk was then never released; the replica's next purge waited for ever, its Raft
+/// stopped (it applied no more and would not shut down). Proves a purge goes on once such an
+/// image is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_received_snapshot_dropped_without_install_holds_no_purge() {
+    let Received {
+        dir: _dir,
+        last,
+        mut log,
+        machine: _machine,
+        image,
+        ..
+    } = follower_with_received_image().await;
+    // openraft finds it not newer than what is committed, and drops it.
+    drop(image);
+    tokio::time::timeout(std::time::Duration::from_secs(10), log.purge(last))
+        .await
+        .expect("a dropped image holds no purge")
+        .expect("purged");
+    assert_eq!(
+        log.get_log_state()
+            .await
+            .expect("log state")
+            .last_purged_log_id,
+        Some(last)
+    );
+}
+
 /// Regression test for the simulator's finding (crash-only seeds on five replicas, e.g.
 /// `TALLY_SIM_SEED=3000 TALLY_SIM_KINDS=crash`): openraft 0.9 orders the log purge for an
 /// installed snapshot right after handing the install to the state machine, without waiting
@@ -895,30 +966,14 @@ fn only_newest(dir: &Path) -> std::path::PathBuf {
 /// release it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_purge_waits_for_the_received_snapshot_to_be_durable() {
-    let disk = open_default();
-    let follower_dir = tempfile::tempdir().expect("temporary directory");
-    let (_leader_dir, _leader_log, mut leader, _) = leader_with_sample_log(&disk).await;
-    let mut snapshot = leader
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .expect("snapshot built");
-    let last = snapshot.meta.last_log_id.expect("a last log id");
-
-    let (mut follower_log, mut follower) = open(&disk, follower_dir.path());
-    let mut received = follower
-        .begin_receiving_snapshot()
-        .await
-        .expect("receiving");
-    let image = read_image(&mut snapshot.snapshot).expect("readable");
-    tokio::io::AsyncWriteExt::write_all(&mut *received, &image)
-        .await
-        .expect("received");
-    // What openraft does after the last chunk, before it orders the install and the purge.
-    tokio::io::AsyncWriteExt::shutdown(&mut *received)
-        .await
-        .expect("complete");
+    let Received {
+        dir: follower_dir,
+        meta,
+        last,
+        log: mut follower_log,
+        machine: mut follower,
+        image: received,
+    } = follower_with_received_image().await;
     let purge = tokio::spawn(async move {
         follower_log.purge(last).await.expect("purged");
         follower_log
@@ -945,7 +1000,7 @@ async fn a_purge_waits_for_the_received_snapshot_to_be_durable() {
         "a build made current released the purge held for the received snapshot"
     );
     follower
-        .install_snapshot(&snapshot.meta, received)
+        .install_snapshot(&meta, received)
         .await
         .expect("installed");
     let mut follower_log = tokio::time::timeout(std::time::Duration::from_secs(10), purge)

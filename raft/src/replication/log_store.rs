@@ -70,7 +70,7 @@ pub struct LogStore {
     _commit_marker: CommitMarker,
     /// The state machine's "a received snapshot is not yet durable" (`open_storage` connects
     /// it): a purge waits while it is raised.
-    install_pending: Option<watch::Receiver<bool>>,
+    install_pending: Option<watch::Receiver<u32>>,
 }
 
 /// Records the commit index openraft told `save_committed` in `COMMITTED_INDEX_FILE`, on a
@@ -330,8 +330,9 @@ impl LogStore {
         }
     }
 
-    /// Hold purges while `install_pending` is raised (see `purge`).
-    pub(crate) fn wait_for_installs(&mut self, install_pending: watch::Receiver<bool>) {
+    /// Hold purges while `install_pending` counts a received snapshot not yet durable (see
+    /// `purge`).
+    pub(crate) fn wait_for_installs(&mut self, install_pending: watch::Receiver<u32>) {
         self.install_pending = Some(install_pending);
     }
 
@@ -553,7 +554,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     ///   purge for an installed snapshot right after handing the install to the state
     ///   machine, and a crash between a durable purge and a durable snapshot would leave
     ///   neither the entries nor the state that replaced them (found by the simulator,
-    ///   `raft/tests/sim_cluster.rs`).
+    ///   `raft/tests/sim_cluster.rs`). An image openraft drops without installing it (not
+    ///   newer than what is committed) holds nothing back once dropped (`InstallHold`).
     /// - The purged log id is durable (its own file, written atomically) before the WAL
     ///   deletes anything; the WAL's purge mark is durable before it deletes a segment.
     /// - A crash between the two is finished by `open`.
@@ -568,7 +570,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if let Some(pending) = &self.install_pending {
             let mut pending = pending.clone();
             // A closed channel (no state machine any more) holds nothing back.
-            let _ = pending.wait_for(|pending| !pending).await;
+            let _ = pending.wait_for(|held| *held == 0).await;
         }
         write_meta(
             self.disk.as_ref(),

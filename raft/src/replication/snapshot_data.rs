@@ -25,9 +25,11 @@
 
 use std::io::{self, Read, SeekFrom, Write};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
 
 use crate::snapshot_file::{ChunkSource, PayloadReader, SnapshotFile, SnapshotWriter};
 
@@ -37,9 +39,31 @@ pub struct SnapshotData {
     kind: Kind,
     /// Where the next read or write happens: 0, the end, or (while reading) in between.
     position: u64,
-    /// Raised when a received image is complete (openraft shuts the writer down after the
-    /// last chunk, then installs it): see [`SnapshotData::announcing_install`].
-    install_pending: Option<std::sync::Arc<tokio::sync::watch::Sender<bool>>>,
+    /// Counts received images that are complete and neither durable nor dropped: see
+    /// [`SnapshotData::announcing_install`].
+    install_pending: Option<Arc<watch::Sender<u32>>>,
+    /// This image's place in that count, from its last chunk on.
+    hold: Option<InstallHold>,
+}
+
+/// A received image complete (openraft shut its writer down after the last chunk) and not yet
+/// a durable snapshot, nor dropped: while any is held, log purges wait (`LogStore::purge`).
+/// The install releases it once the snapshot is durable and current, or has failed; openraft
+/// drops an image it decides not to install (not newer than what is committed), releasing it.
+#[derive(Debug)]
+pub struct InstallHold(Arc<watch::Sender<u32>>);
+
+impl InstallHold {
+    fn raise(pending: &Arc<watch::Sender<u32>>) -> InstallHold {
+        pending.send_modify(|held| *held += 1);
+        InstallHold(Arc::clone(pending))
+    }
+}
+
+impl Drop for InstallHold {
+    fn drop(&mut self) {
+        self.0.send_modify(|held| *held = held.saturating_sub(1));
+    }
 }
 
 #[derive(Debug)]
@@ -63,6 +87,7 @@ impl SnapshotData {
             kind: Kind::Stored(file),
             position: 0,
             install_pending: None,
+            hold: None,
         }
     }
 
@@ -73,19 +98,22 @@ impl SnapshotData {
             kind: Kind::Receiving { writer, bytes_max },
             position: 0,
             install_pending: None,
+            hold: None,
         }
     }
 
-    /// Raise `install_pending` once the image is complete: openraft 0.9 orders the log purge
-    /// for an installed snapshot right after handing the install to the state machine,
-    /// without waiting for it, and the log store holds such a purge until the state machine
-    /// says the snapshot is durable (`LogStore::purge`).
-    pub fn announcing_install(
-        mut self,
-        install_pending: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
-    ) -> SnapshotData {
+    /// Count this image in `install_pending` from its last chunk until it is a durable
+    /// snapshot or dropped ([`InstallHold`]): openraft 0.9 orders the log purge for an
+    /// installed snapshot right after handing the install to the state machine, without
+    /// waiting for it, and the log store holds purges while any image is counted.
+    pub fn announcing_install(mut self, install_pending: Arc<watch::Sender<u32>>) -> SnapshotData {
         self.install_pending = Some(install_pending);
         self
+    }
+
+    /// This image's hold on purges, for the install to release once the snapshot is durable.
+    pub fn take_hold(&mut self) -> Option<InstallHold> {
+        self.hold.take()
     }
 
     /// Bytes of the image (received so far, for a receiving one).
@@ -214,8 +242,11 @@ impl AsyncWrite for SnapshotData {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let (Kind::Receiving { .. }, Some(pending)) = (&self.kind, &self.install_pending) {
-            pending.send_replace(true);
+        let this = self.get_mut();
+        if let (Kind::Receiving { .. }, Some(pending), None) =
+            (&this.kind, &this.install_pending, &this.hold)
+        {
+            this.hold = Some(InstallHold::raise(pending));
         }
         Poll::Ready(Ok(()))
     }

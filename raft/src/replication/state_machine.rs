@@ -184,10 +184,9 @@ struct Snapshots {
     /// The sections of the last snapshot built here, for the next build to take again.
     kept: Mutex<KeptSections>,
     metrics: crate::metrics::SnapshotMetrics,
-    /// Up from a received snapshot's last chunk until a snapshot is current (durable) or the
-    /// install fails; purges wait meanwhile (`LogStore::purge`). Only the install lowers it:
-    /// a build made current meanwhile does not cover what the received snapshot covers.
-    install_pending: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Received snapshots complete and not yet durable (nor dropped uninstalled); purges wait
+    /// while any is counted (`LogStore::purge`, `snapshot_data::InstallHold`).
+    install_pending: Arc<tokio::sync::watch::Sender<u32>>,
 }
 
 /// The snapshot file name's log id for `meta` (a snapshot of nothing applied is named 0-0;
@@ -238,9 +237,6 @@ impl Snapshots {
         self.metrics
             .size_bytes
             .set(i64::try_from(payload_bytes).unwrap_or(i64::MAX));
-        if origin == "installed" {
-            self.install_pending.send_replace(false); // durable and current: purges go on
-        }
         self.files
             .prune(SNAPSHOTS_KEPT)
             .map_err(|error| StorageIOError::write_snapshot(Some(meta.signature()), &error))?;
@@ -534,7 +530,7 @@ impl StateMachine {
                 current: Mutex::new(current),
                 kept: Mutex::default(),
                 metrics,
-                install_pending: Arc::new(tokio::sync::watch::Sender::new(false)),
+                install_pending: Arc::new(tokio::sync::watch::Sender::new(0)),
             }),
             engine_config,
             snapshot_receive_bytes_max: SNAPSHOT_RECEIVE_BYTES_MAX,
@@ -554,7 +550,7 @@ impl StateMachine {
 
     /// A read handle on the applied state.
     /// Whether a received snapshot waits to be made durable: what a purge waits on.
-    pub(crate) fn install_pending(&self) -> tokio::sync::watch::Receiver<bool> {
+    pub(crate) fn install_pending(&self) -> tokio::sync::watch::Receiver<u32> {
         self.snapshots.install_pending.subscribe()
     }
 
@@ -803,8 +799,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<SnapshotData>,
+        mut snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError> {
+        // Purges wait until this returns: the snapshot durable and current, or failed.
+        let _hold = snapshot.take_hold();
         let sent = meta.clone();
         let snapshots = Arc::clone(&self.snapshots);
         let config = self.engine_config;
@@ -827,10 +825,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             snapshots.record_growth("install", growth);
             engine
         })
-        .await
-        .inspect_err(|_| {
-            self.snapshots.install_pending.send_replace(false); // no snapshot comes of it
-        })?;
+        .await?;
         let mut applied = write_lock(&self.applied);
         applied.engine = engine;
         applied.replies = replies;
