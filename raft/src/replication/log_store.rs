@@ -68,8 +68,8 @@ pub struct LogStore {
     /// and readiness, and recorded on disk about once a second by `_commit_marker`.
     committed: Arc<std::sync::atomic::AtomicU64>,
     _commit_marker: CommitMarker,
-    /// The state machine's "a received snapshot is not yet durable" (`open_storage` connects
-    /// it): a purge waits while it is raised.
+    /// The state machine's count of received snapshots not yet durable (`open_storage`
+    /// connects it): a purge waits while it is above zero.
     install_pending: Option<watch::Receiver<u32>>,
 }
 

@@ -548,12 +548,12 @@ impl StateMachine {
         self.snapshots.metrics.clone()
     }
 
-    /// A read handle on the applied state.
-    /// Whether a received snapshot waits to be made durable: what a purge waits on.
+    /// How many received snapshots wait to be made durable: what a purge waits on.
     pub(crate) fn install_pending(&self) -> tokio::sync::watch::Receiver<u32> {
         self.snapshots.install_pending.subscribe()
     }
 
+    /// A read handle on the applied state.
     pub fn view(&self) -> AppliedView {
         AppliedView {
             applied: Arc::clone(&self.applied),
