@@ -9,9 +9,13 @@
 //! commits (C9).
 //!
 //! A run's seed chooses its fault mix, its schedule of faults and its workload; a failing run
-//! prints the command that replays the seed. Thread interleaving (the WAL's, the state
-//! machine's and tokio's threads) is not simulated, so a replay repeats the schedule, not
-//! every interleaving (docs/reliability.md). `TALLY_SOAK=1` runs a swarm of seeds.
+//! prints the command that replays the seed. A run is deterministic: everything runs as tasks
+//! on one thread under tokio's paused clock (the simulated time, which moves only when every
+//! task waits), the storage does its I/O within each call (`SimDisk::without_threads`), the
+//! entries are stamped from the simulated clock, and openraft's one random draw, the election
+//! timeout, is fixed per replica and boot from the seed. A replay repeats the run event for
+//! event: `a_seed_replays_exactly` compares two runs' traces (docs/reliability.md says what
+//! stays outside). `TALLY_SOAK=1` runs a swarm of seeds.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -24,7 +28,7 @@ use bytes::Bytes;
 use openraft::error::{
     ClientWriteError, InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable,
 };
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -33,7 +37,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tally_engine::records::{Account, Transfer};
 use tally_engine::{EngineConfig, Operation};
-use tally_raft::net::recommended_config;
+use tally_raft::net::{recommended_config, reconnect_backoff};
 use tally_raft::replication::types::{Node, NodeId};
 use tally_raft::replication::{
     open_storage, AppliedView, ClientBatch, Origin, Request, TypeConfig,
@@ -70,7 +74,15 @@ struct SimNet {
     delivered: AtomicU64,
     dropped: AtomicU64,
     duplicated: AtomicU64,
+    /// When the run began on the simulated clock: the entries' timestamps count from it.
+    began: std::sync::OnceLock<tokio::time::Instant>,
+    /// A running hash of every message's fate and simulated time, and of the clients' answers:
+    /// two runs of one seed must end with the same (`a_seed_replays_exactly`).
+    trace: AtomicU64,
 }
+
+/// The simulated wall clock's reading when a run begins: 2026-01-01T00:00:00Z.
+const SIM_EPOCH_NS: u64 = 1_767_225_600_000_000_000;
 
 impl SimNet {
     fn raft(&self, id: NodeId) -> Option<Raft> {
@@ -97,6 +109,22 @@ impl SimNet {
     /// A generator for one message's fate: seeded per message from the run's seed.
     fn rng(&self) -> StdRng {
         StdRng::seed_from_u64(self.seed.fetch_add(0x9E37_79B9, Ordering::Relaxed))
+    }
+
+    /// The simulated wall clock (ns since the Unix epoch), before any clock jump.
+    fn now_ns(&self) -> u64 {
+        let began = *self.began.get_or_init(tokio::time::Instant::now);
+        SIM_EPOCH_NS + began.elapsed().as_nanos() as u64
+    }
+
+    /// Fold `values` and the simulated time into the run's trace.
+    fn record(&self, values: &[u64]) {
+        let mut hash = self.trace.load(Ordering::Relaxed);
+        for value in values.iter().copied().chain([self.now_ns()]) {
+            // FNV-1a over 64-bit words: enough to tell two runs apart.
+            hash = (hash ^ value).wrapping_mul(0x0100_0000_01B3);
+        }
+        self.trace.store(hash, Ordering::Relaxed);
     }
 }
 
@@ -150,11 +178,15 @@ impl Peer {
                 link.down || rng.random_range(0..1000) < link.loss_per_mille,
                 rng.random_range(0..1000) < link.loss_per_mille,
                 rng.random_range(0..1000) < link.duplicate_per_mille,
-                rng.random_range(0..=link.delay_ms_max),
-                rng.random_range(0..=link.delay_ms_max),
+                // Every hop takes at least a millisecond: simulated time must pass for each
+                // round trip, or busy clients would hold the clock still.
+                1 + rng.random_range(0..=link.delay_ms_max),
+                1 + rng.random_range(0..=link.delay_ms_max),
             )
         };
         tokio::time::sleep(Duration::from_millis(delay)).await;
+        let fate = u64::from(lost) | u64::from(lost_answer) << 1 | u64::from(duplicate) << 2;
+        self.net.record(&[self.from, self.to, fate]);
         let Some(raft) = self.net.raft(self.to).filter(|_| !lost) else {
             self.net.dropped.fetch_add(1, Ordering::Relaxed);
             return Err(unreachable("lost on the simulated network"));
@@ -175,6 +207,10 @@ impl Peer {
 }
 
 impl RaftNetwork<TypeConfig> for Peer {
+    fn backoff(&self) -> Backoff {
+        reconnect_backoff()
+    }
+
     async fn append_entries(
         &mut self,
         request: AppendEntriesRequest<TypeConfig>,
@@ -229,11 +265,17 @@ fn wal_config() -> WalConfig {
     }
 }
 
-fn raft_config() -> Arc<openraft::Config> {
+/// The replicas' openraft config. Its election timeout is drawn here, once per boot, from the
+/// run's seed (`election_timeout_ms`), and openraft's own draw in `min..max` is left no
+/// choice (`max` is `min + 1`): the one random number openraft takes from its thread's
+/// generator, which no seed reaches.
+fn raft_config(election_timeout_ms: u64) -> Arc<openraft::Config> {
     let config = openraft::Config {
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(300),
         max_in_snapshot_log_to_keep: 50,
         snapshot_max_chunk_size: 64 * 1024,
+        election_timeout_min: election_timeout_ms,
+        election_timeout_max: election_timeout_ms + 1,
         ..recommended_config("tally-sim")
     };
     Arc::new(config.validate().expect("valid config"))
@@ -253,9 +295,13 @@ async fn boot(
     )
     .map_err(|error| format!("replica {id} refuses the disk a reboot finds: {error}"))?;
     let view = state_machine.view();
+    let recommended = recommended_config("tally-sim");
+    let election_timeout_ms = net
+        .rng()
+        .random_range(recommended.election_timeout_min..recommended.election_timeout_max);
     let raft = Raft::new(
         id,
-        raft_config(),
+        raft_config(election_timeout_ms),
         NetFactory {
             from: id,
             net: Arc::clone(net),
@@ -362,9 +408,10 @@ impl Cluster {
     async fn found(size: u64, seed: u64, lie_about_syncs: bool) -> Cluster {
         let net = Arc::new(SimNet::default());
         net.seed.store(seed, Ordering::Relaxed);
+        net.now_ns();
         let mut replicas = BTreeMap::new();
         for id in 1..=size {
-            let disk = SimDisk::new();
+            let disk = SimDisk::new().without_threads();
             let running = boot(id, &disk, &net).await.expect("a new replica starts");
             replicas.insert(
                 id,
@@ -533,12 +580,10 @@ async fn submit(
     let mut target: NodeId = 1;
     let next = |target: NodeId| target % size + 1;
     while tokio::time::Instant::now() < give_up {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos() as u64;
         let request = Request {
-            timestamp: now.saturating_add_signed(net.clock_offset_ns.load(Ordering::Relaxed)),
+            timestamp: net
+                .now_ns()
+                .saturating_add_signed(net.clock_offset_ns.load(Ordering::Relaxed)),
             batches: vec![batch.clone()],
         };
         let Some(raft) = net.raft(target) else {
@@ -594,6 +639,10 @@ async fn client(
         let batch = originated(transfers(&ids), client, number);
         let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
         let answer = submit(&net, size, &batch, give_up).await;
+        let failed = answer
+            .as_ref()
+            .map_or(u64::MAX, |failures| failures.len() as u64);
+        net.record(&[client as u64, number, failed]);
         let mut history = history.lock().expect("history");
         match answer {
             None => history.unknown.extend(&ids),
@@ -841,15 +890,24 @@ async fn judge(cluster: &Cluster, history: &History) -> Vec<String> {
     bad
 }
 
-/// One simulated run: `size` replicas, `seconds` of load from three clients under the seed's
-/// fault mix (all kinds if `mix` is given). The violations found (empty: every check passed).
+/// How one run ended.
+struct Outcome {
+    /// The violations found (empty: every check passed).
+    bad: Vec<String>,
+    /// The run's trace (`SimNet::trace`) with its schedule and counts folded in: equal for
+    /// two runs of one seed.
+    fingerprint: u64,
+}
+
+/// One simulated run: `size` replicas, `seconds` of simulated time under load from three
+/// clients and the seed's fault mix (all kinds if `mix` is given).
 async fn run(
     size: u64,
     seed: u64,
     seconds: u64,
     mix: Option<Mix>,
     lie_about_syncs: bool,
-) -> Vec<String> {
+) -> Outcome {
     let mut rng = StdRng::seed_from_u64(seed);
     let mix = mix.unwrap_or_else(|| Mix::random(&mut rng));
     let mut cluster = Cluster::found(size, seed, lie_about_syncs).await;
@@ -880,9 +938,19 @@ async fn run(
             bad.extend(shut_down(*id, raft).await.map(|why| format!("C9: {why}")));
         }
     }
+    let net = &cluster.net;
+    let schedule = log.iter().flat_map(|step| step.bytes()).map(u64::from);
+    let counts = [
+        history.acknowledged.len() as u64,
+        history.unknown.len() as u64,
+        net.delivered.load(Ordering::Relaxed),
+        net.dropped.load(Ordering::Relaxed),
+        net.duplicated.load(Ordering::Relaxed),
+    ];
+    net.record(&schedule.chain(counts).collect::<Vec<u64>>());
     eprintln!(
         "seed {seed}, {size} replicas, faults {:?}: {} steps, {} acknowledged, {} unknown; \
-         messages {} delivered, {} lost, {} duplicated; {}",
+         messages {} delivered, {} lost, {} duplicated; trace {:016x}; {}",
         mix.kinds(),
         log.len(),
         history.acknowledged.len(),
@@ -890,6 +958,7 @@ async fn run(
         cluster.net.delivered.load(Ordering::Relaxed),
         cluster.net.dropped.load(Ordering::Relaxed),
         cluster.net.duplicated.load(Ordering::Relaxed),
+        cluster.net.trace.load(Ordering::Relaxed),
         if bad.is_empty() {
             "C1-C9 pass"
         } else {
@@ -899,7 +968,10 @@ async fn run(
     if !bad.is_empty() {
         eprintln!("violations: {bad:#?}\nschedule: {log:?}\nreplay: TALLY_SIM_SEED={seed} TALLY_SIM_REPLICAS={size} cargo test --release -p tally-raft --test sim_cluster one_seed -- --nocapture");
     }
-    bad
+    Outcome {
+        bad,
+        fingerprint: net.trace.load(Ordering::Relaxed),
+    }
 }
 
 /// Stop replica `id`'s Raft; why not, if it does not stop within 10 s (a replica stuck in its
@@ -917,24 +989,25 @@ fn env_u64(name: &str) -> Option<u64> {
         .and_then(|value| value.parse().ok())
 }
 
-/// Proves the checks hold under every fault kind: ten seeds on three replicas and ten on five,
+/// Proves the checks hold under every fault kind: 25 seeds on three replicas and 25 on five,
 /// each with its own random fault mix (every kind appears across them; the first seed of each
-/// size runs all kinds at once), four seconds of load each. Behind `TALLY_SOAK=1`, a swarm of
-/// `TALLY_SIM_SEEDS` seeds (1,000 by default).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// size runs all kinds at once), four simulated seconds of load each (`TALLY_SIM_SECONDS`).
+/// Behind `TALLY_SOAK=1`, a swarm of `TALLY_SIM_SEEDS` seeds (1,000 by default) on each size.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn seeds_under_every_fault_kind() {
     let soak = std::env::var("TALLY_SOAK").as_deref() == Ok("1");
     let seeds = if soak {
         env_u64("TALLY_SIM_SEEDS").unwrap_or(1000)
     } else {
-        10
+        25
     };
+    let seconds = env_u64("TALLY_SIM_SECONDS").unwrap_or(4);
     let first = env_u64("TALLY_SIM_FIRST_SEED").unwrap_or(1);
     let mut failed = Vec::new();
     for size in [3, 5] {
         for seed in first..first + seeds {
             let mix = (seed == first).then_some(Mix::ALL);
-            let bad = run(size, seed, 4, mix, false).await;
+            let bad = run(size, seed, seconds, mix, false).await.bad;
             if !bad.is_empty() {
                 failed.push((size, seed, bad));
             }
@@ -946,7 +1019,7 @@ async fn seeds_under_every_fault_kind() {
 /// Replays one seed (`TALLY_SIM_SEED`, `TALLY_SIM_REPLICAS`, `TALLY_SIM_SECONDS`, and
 /// `TALLY_SIM_KINDS` to force a fault mix, e.g. `crash,clock-jump`); without a seed it runs
 /// seed 1 on three replicas.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn one_seed() {
     let seed = env_u64("TALLY_SIM_SEED").unwrap_or(1);
     let size = env_u64("TALLY_SIM_REPLICAS").unwrap_or(3);
@@ -954,14 +1027,30 @@ async fn one_seed() {
     let mix = std::env::var("TALLY_SIM_KINDS")
         .ok()
         .map(|list| Mix::only(&list));
-    let bad = run(size, seed, seconds, mix, false).await;
+    let bad = run(size, seed, seconds, mix, false).await.bad;
     assert!(bad.is_empty(), "{bad:#?}");
+}
+
+/// Proves one seed determines its run: the same seeds, each run twice in this process, on
+/// three and on five replicas with every fault kind, leave the same trace — every message's
+/// fate at the same simulated time, every client answer, the schedule and the counts.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_seed_replays_exactly() {
+    for (size, seed) in [(3, 11), (5, 12)] {
+        let first = run(size, seed, 4, Some(Mix::ALL), false).await;
+        let again = run(size, seed, 4, Some(Mix::ALL), false).await;
+        assert!(first.bad.is_empty(), "{:#?}", first.bad);
+        assert_eq!(
+            first.fingerprint, again.fingerprint,
+            "seed {seed} on {size} replicas ran differently the second time"
+        );
+    }
 }
 
 /// Proves the simulator can fail: with disks that acknowledge syncs without making anything
 /// durable (what a WAL acknowledging before its fsync amounts to), crashing every replica at
 /// once loses acknowledged transfers, and the checks say so (C1).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn acknowledging_before_the_sync_is_caught() {
     let mut cluster = Cluster::found(3, 7, true).await;
     cluster.open_accounts().await;

@@ -30,7 +30,7 @@ use std::pin::Pin;
 pub use frame::{
     read_frame, read_frame_limited, write_frame, Frame, FrameError, FRAME_HEADER_BYTES,
 };
-pub use network::{Network, PeerClient};
+pub use network::{reconnect_backoff, Network, PeerClient};
 pub use server::{serve_clients, serve_peers};
 pub use tls::{ClientTls, NodeTls, Stream, TlsFiles};
 

@@ -255,6 +255,14 @@ fn decode_error(what: &'static str) -> impl FnOnce(DecodeError) -> CallError {
     move |error| CallError::Network(io::Error::other(format!("{what} does not decode: {error}")))
 }
 
+/// How long openraft waits before calling an unreachable peer again: from
+/// `RECONNECT_BACKOFF_MIN`, doubling per failure, up to `RECONNECT_BACKOFF_MAX`. The
+/// simulator's network uses it too, so its replication recovers from a lost message as a
+/// node's does.
+pub fn reconnect_backoff() -> Backoff {
+    Backoff::new((1..).map(backoff_delay))
+}
+
 /// Backoff before connection attempt `failures + 1`.
 fn backoff_delay(failures: u32) -> Duration {
     let doublings = failures.saturating_sub(1).min(16);
@@ -649,7 +657,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     }
 
     fn backoff(&self) -> Backoff {
-        Backoff::new((1..).map(backoff_delay))
+        reconnect_backoff()
     }
 }
 

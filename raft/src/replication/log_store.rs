@@ -65,9 +65,9 @@ pub struct LogStore {
     /// fires callbacks in append order, so this is a prefix count.
     appends_completed: Arc<watch::Sender<u64>>,
     /// The commit index openraft last told `save_committed`, plus one (0: none), for metrics
-    /// and readiness, and recorded on disk about once a second by `_commit_marker`.
+    /// and readiness, and recorded on disk about once a second by `commit_marker`.
     committed: Arc<std::sync::atomic::AtomicU64>,
-    _commit_marker: CommitMarker,
+    commit_marker: CommitMarker,
     /// The state machine's count of received snapshots not yet durable (`open_storage`
     /// connects it): a purge waits while it is above zero.
     install_pending: Option<watch::Receiver<u32>>,
@@ -75,7 +75,9 @@ pub struct LogStore {
 
 /// Records the commit index openraft told `save_committed` in `COMMITTED_INDEX_FILE`, on a
 /// thread of its own: every `COMMIT_MARK_INTERVAL` when it moved, and once more when the log
-/// store is dropped (a clean stop records the last one).
+/// store is dropped (a clean stop records the last one). On a disk that wants no threads
+/// (`Disk::single_threaded`) `save_committed` records it itself, at most once per interval of
+/// tokio's clock (the simulator's), and the drop records the last one the same way.
 ///
 /// Contract: the recorded index is one openraft reported committed on this node, so every
 /// entry of this node's log up to it is committed (Raft never lets a follower commit past the
@@ -87,6 +89,43 @@ pub struct LogStore {
 struct CommitMarker {
     stop: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The recording done by the caller, without a thread.
+    here: Option<MarkHere>,
+}
+
+/// What one recording needs, and what was recorded last.
+#[derive(Debug)]
+struct MarkHere {
+    disk: Arc<dyn Disk>,
+    meta_dir: PathBuf,
+    committed: Arc<std::sync::atomic::AtomicU64>,
+    /// The published index (`committed`) recorded last.
+    recorded: u64,
+    /// When, on tokio's clock (`None`: not yet).
+    at: Option<tokio::time::Instant>,
+}
+
+impl MarkHere {
+    /// Record the published commit index if it moved since the last time.
+    fn record(&mut self) {
+        let now = self.committed.load(std::sync::atomic::Ordering::Relaxed);
+        if now <= self.recorded {
+            return;
+        }
+        let index = (now - 1).to_le_bytes();
+        match write_meta(
+            self.disk.as_ref(),
+            &self.meta_dir,
+            COMMITTED_INDEX_FILE,
+            COMMITTED_INDEX_MAGIC,
+            &index,
+        ) {
+            Ok(()) => self.recorded = now,
+            Err(error) => tracing::warn!(%error,
+                "the commit index could not be recorded; a restart applies more of the log \
+                 through Raft instead"),
+        }
+    }
 }
 
 impl CommitMarker {
@@ -97,39 +136,47 @@ impl CommitMarker {
     ) -> std::io::Result<CommitMarker> {
         use std::sync::atomic::Ordering::Relaxed;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut here = MarkHere {
+            disk,
+            meta_dir,
+            recorded: committed.load(Relaxed),
+            committed,
+            at: None,
+        };
+        if here.disk.single_threaded() {
+            return Ok(CommitMarker {
+                stop,
+                thread: None,
+                here: Some(here),
+            });
+        }
         let stopping = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("commit-mark".to_owned())
-            .spawn(move || {
-                let mut recorded = committed.load(Relaxed);
-                loop {
-                    let last_round = stopping.load(Relaxed);
-                    let now = committed.load(Relaxed);
-                    if now > recorded {
-                        let index = (now - 1).to_le_bytes();
-                        match write_meta(
-                            disk.as_ref(),
-                            &meta_dir,
-                            COMMITTED_INDEX_FILE,
-                            COMMITTED_INDEX_MAGIC,
-                            &index,
-                        ) {
-                            Ok(()) => recorded = now,
-                            Err(error) => tracing::warn!(%error,
-                                "the commit index could not be recorded; a restart applies more \
-                                 of the log through Raft instead"),
-                        }
-                    }
-                    if last_round {
-                        return;
-                    }
-                    std::thread::park_timeout(COMMIT_MARK_INTERVAL);
+            .spawn(move || loop {
+                let last_round = stopping.load(Relaxed);
+                here.record();
+                if last_round {
+                    return;
                 }
+                std::thread::park_timeout(COMMIT_MARK_INTERVAL);
             })?;
         Ok(CommitMarker {
             stop,
             thread: Some(thread),
+            here: None,
         })
+    }
+
+    /// The index was published: a marker without a thread records it if an interval passed.
+    fn published(&mut self) {
+        if let Some(here) = self.here.as_mut() {
+            let now = tokio::time::Instant::now();
+            if here.at.is_none_or(|at| now >= at + COMMIT_MARK_INTERVAL) {
+                here.record();
+                here.at = Some(now);
+            }
+        }
     }
 }
 
@@ -139,6 +186,9 @@ impl Drop for CommitMarker {
         if let Some(thread) = self.thread.take() {
             thread.thread().unpark();
             let _ = thread.join();
+        }
+        if let Some(here) = self.here.as_mut() {
+            here.record();
         }
     }
 }
@@ -309,7 +359,7 @@ impl LogStore {
             appends_submitted: 0,
             appends_completed: Arc::new(appends_completed),
             committed,
-            _commit_marker: commit_marker,
+            commit_marker,
             install_pending: None,
         })
     }
@@ -458,6 +508,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let published = committed.map_or(0, |id| id.index.saturating_add(1));
         self.committed
             .store(published, std::sync::atomic::Ordering::Relaxed);
+        self.commit_marker.published();
         Ok(())
     }
 

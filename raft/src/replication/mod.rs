@@ -26,6 +26,7 @@ pub mod restore;
 pub mod snapshot_data;
 pub mod snapshot_image;
 pub mod state_machine;
+mod threads;
 pub mod types;
 
 use std::path::Path;

@@ -36,6 +36,7 @@ use super::limits::{SNAPSHOTS_KEPT, SNAPSHOT_RECEIVE_BYTES_MAX};
 use super::replies::{BatchAnswer, ReplyTable};
 use super::snapshot_data::SnapshotData;
 use super::snapshot_image::{encode_head, read_head};
+use super::threads::{blocking, chunk_supply, in_background, restore_engine};
 use super::types::{
     ClientBatch, Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -200,6 +201,12 @@ fn file_id(meta: &SnapshotMeta) -> wal::LogId {
 }
 
 impl Snapshots {
+    /// Whether snapshot work runs within the call instead of on threads of its own
+    /// (`Disk::single_threaded`: the deterministic simulator).
+    fn single_threaded(&self) -> bool {
+        self.files.disk.single_threaded()
+    }
+
     fn lock(&self) -> MutexGuard<'_, Option<SnapshotMeta>> {
         // Only a panic while writing a file can poison this; the files on disk are still
         // consistent (writes are atomic), and so is the meta recorded before it.
@@ -409,44 +416,6 @@ impl<R: std::io::Read> std::io::Read for Tee<'_, R> {
     }
 }
 
-/// Run blocking work (file I/O, restoring an engine) off the async runtime's workers.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
-) -> Result<T, StorageError> {
-    tokio::task::spawn_blocking(work).await.map_err(|error| {
-        let error = std::io::Error::other(error.to_string());
-        StorageError::from(StorageIOError::write_state_machine(&error))
-    })?
-}
-
-/// Run `work` on a thread of its own at a lower CPU priority (nice 10): serialising and
-/// writing a snapshot takes seconds of CPU for a large state, which must not take the cores
-/// from applies, replication and clients on a busy node (on an idle one it runs as fast).
-async fn in_background<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
-) -> Result<T, StorageError> {
-    let (done, result) = tokio::sync::oneshot::channel();
-    let spawned = std::thread::Builder::new()
-        .name("snapshot-build".to_owned())
-        .spawn(move || {
-            // SAFETY: gettid and setpriority take no pointers; a failure leaves the priority
-            // as it was, which is only slower for the node's other work.
-            unsafe {
-                let thread = libc::syscall(libc::SYS_gettid) as libc::id_t;
-                libc::setpriority(libc::PRIO_PROCESS, thread, 10);
-            }
-            let _ = done.send(work());
-        });
-    let failed = |error: String| {
-        let error = std::io::Error::other(error);
-        StorageError::from(StorageIOError::write_state_machine(&error))
-    };
-    spawned.map_err(|error| failed(error.to_string()))?;
-    result
-        .await
-        .map_err(|_| failed("the snapshot thread ended without a result".to_owned()))?
-}
-
 /// openraft's state machine: the engine plus the applied log id and membership, with
 /// snapshots on disk. See the module docs.
 #[derive(Debug)]
@@ -591,43 +560,6 @@ impl StateMachine {
     }
 }
 
-/// Arena chunks for an engine filled in bulk, faulted in by a thread of their own (the engine
-/// starts none: `tally_engine::ChunkMaker`); the thread ends when the engine stops taking
-/// them. `None` if no thread could be started: the fill then faults its own pages.
-fn chunk_supply() -> Option<tally_engine::ChunkSupply> {
-    let (supply, maker) = tally_engine::chunk_supply();
-    std::thread::Builder::new()
-        .name("tally-prefault".to_owned())
-        .spawn(move || maker.run())
-        .ok()
-        .map(|_| supply)
-}
-
-/// `Engine::restore_from` on two threads: this one files the records (its arenas' chunks
-/// faulted in by a maker thread, `chunk_supply`) while another reads the file and checks and
-/// decodes its sections (`SnapshotSections`), a bounded channel between them. A 10M-transfer
-/// restore takes about the longer half instead of their sum (docs/performance.md).
-fn restore_engine(
-    input: impl std::io::Read + Send,
-    config: EngineConfig,
-) -> Result<Engine, tally_engine::SnapshotError> {
-    let (start, mut sections) = Engine::restore_begin(input)?;
-    let (spent, spares) = crossbeam_channel::bounded(4);
-    sections.reuse(spares);
-    std::thread::scope(|scope| {
-        let (out, handed) = crossbeam_channel::bounded(2);
-        scope.spawn(move || {
-            for section in sections {
-                // A closed channel: the restore stopped at an error of its own.
-                if out.send(section).is_err() {
-                    break;
-                }
-            }
-        });
-        Engine::restore_sections(start, config, chunk_supply(), handed, Some(spent))
-    })
-}
-
 /// Restore the newest snapshot in `files` that restores, streamed from its file: its meta,
 /// engine and payload length. A newer one that does not (a damaged file, a meta that does not
 /// match its name, a state the engine refuses) is skipped with the reason logged: every
@@ -692,7 +624,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let replies = std::mem::take(&mut self.replies);
         let frozen = Arc::clone(&self.frozen);
         let snapshots = Arc::clone(&self.snapshots);
-        let (file, growth) = in_background(move || {
+        let (file, growth) = in_background(self.snapshots.single_threaded(), move || {
             let (file, growth) = watching_resident(|| snapshots.build(&meta, &replies, &frozen));
             snapshots.record_growth("build", growth);
             Ok((file?, growth))
@@ -815,7 +747,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             applied.replies = ReplyTable::default();
             std::mem::replace(&mut applied.engine, Engine::new(config))
         };
-        let (engine, replies) = blocking(move || {
+        let (engine, replies) = blocking(self.snapshots.single_threaded(), move || {
             // Growth from the resident memory with the old state still in: freeing it takes a
             // while, so here rather than while readers wait for the lock.
             let (engine, growth) = watching_resident(|| {
@@ -840,6 +772,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     /// - Read back from its file and checked against the recorded meta.
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let snapshots = Arc::clone(&self.snapshots);
-        blocking(move || snapshots.load_current()).await
+        blocking(self.snapshots.single_threaded(), move || {
+            snapshots.load_current()
+        })
+        .await
     }
 }

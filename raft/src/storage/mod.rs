@@ -67,6 +67,14 @@ pub trait Disk: Send + Sync + fmt::Debug {
     /// (`reclaim.rs`); the simulated disk removes it at once. Durable only after
     /// [`Disk::sync_dir`], and not even then on the real disks: a crash may leave it.
     fn reclaim(&self, path: &Path) -> io::Result<()>;
+    /// Whether the storage above this disk must do all its work on the calling thread: no
+    /// WAL or commit-mark threads, snapshots built and restored within the call. `false` on
+    /// the real disks. The deterministic simulator asks for it (`SimDisk::without_threads`),
+    /// so that one seed gives one order of events: each write then completes, and its
+    /// callback fires, inside the call that made it.
+    fn single_threaded(&self) -> bool {
+        false
+    }
 }
 
 /// One open file. Reads and writes take explicit offsets, so one handle can be shared between

@@ -36,6 +36,9 @@ struct State {
     crashed: bool,
     dir_sync_disabled: bool,
     syncs_lie: bool,
+    /// The storage above runs on its caller's thread (`Disk::single_threaded`); kept across
+    /// crash images.
+    single_threaded: bool,
     /// Name changes (create, rename, remove, directory sync) by operation number, kept
     /// across crash images: what a test prints to explain a state it did not expect.
     journal: Vec<String>,
@@ -111,6 +114,13 @@ impl SimDisk {
         self.lock().syncs_lie = true;
     }
 
+    /// Ask the storage above to run on its caller's thread, with no threads of its own (see
+    /// `Disk::single_threaded`): what makes a simulated run repeat exactly from its seed.
+    pub fn without_threads(self) -> SimDisk {
+        self.lock().single_threaded = true;
+        self
+    }
+
     /// The name changes made on this disk and the disks it is a crash image of, oldest first.
     pub fn journal(&self) -> Vec<String> {
         self.lock().journal.clone()
@@ -152,6 +162,7 @@ impl SimDisk {
         }
         image.names_durable = image.names.clone();
         image.journal = state.journal.clone();
+        image.single_threaded = state.single_threaded;
         image.journal.push(format!(
             "crash after operation {}: reboot finds {:?}",
             state.operations,
@@ -381,5 +392,9 @@ impl Disk for SimDisk {
     fn reclaim(&self, path: &Path) -> io::Result<()> {
         // Nothing to pace on a simulated disk; removed at once keeps runs deterministic.
         self.remove(path)
+    }
+
+    fn single_threaded(&self) -> bool {
+        self.lock().single_threaded
     }
 }

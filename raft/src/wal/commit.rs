@@ -61,27 +61,33 @@ pub(crate) struct Committer {
 impl Committer {
     pub(crate) fn run(self, receiver: Receiver<ToCommit>) {
         for message in receiver {
-            match message {
-                ToCommit::Group(group) => {
-                    let buffer = commit(&self.shared, group);
-                    // The staging thread may have stopped; the buffer is then simply freed.
-                    let _ = self.spare.send(buffer);
-                }
-                ToCommit::Callbacks(callbacks) => {
-                    let result = self
-                        .poisoned()
-                        .map_or(Ok(()), |p| Err(FlushError::Poisoned(p)));
-                    for append_flushed in callbacks {
-                        append_flushed(result.clone());
-                    }
-                }
-                ToCommit::Barrier(done) => {
-                    // The staging thread waits on it; if it has gone there is nobody to tell.
-                    let _ = done.send(());
+            self.handle(message);
+        }
+    }
+
+    /// Finish one message: on the commit thread, or on the staging thread itself where the
+    /// disk wants no threads (`Disk::single_threaded`).
+    pub(crate) fn handle(&self, message: ToCommit) {
+        match message {
+            ToCommit::Group(group) => {
+                let buffer = commit(&self.shared, group);
+                // The staging thread may have stopped; the buffer is then simply freed.
+                let _ = self.spare.send(buffer);
+            }
+            ToCommit::Callbacks(callbacks) => {
+                let result = self
+                    .poisoned()
+                    .map_or(Ok(()), |p| Err(FlushError::Poisoned(p)));
+                for append_flushed in callbacks {
+                    append_flushed(result.clone());
                 }
             }
-            self.outstanding.fetch_sub(1, Ordering::AcqRel);
+            ToCommit::Barrier(done) => {
+                // The staging thread waits on it; if it has gone there is nobody to tell.
+                let _ = done.send(());
+            }
         }
+        self.outstanding.fetch_sub(1, Ordering::AcqRel);
     }
 
     fn poisoned(&self) -> Option<Poisoned> {

@@ -10,6 +10,10 @@
 //! the other, then publishes the entries as durable and fires the flush callbacks, while the
 //! staging thread already fills the other buffer. The byte layout and the recovery argument are
 //! in docs/wal.md; `record.rs` holds the layout, `recovery.rs` the argument in code.
+//!
+//! On a disk that wants no threads (`Disk::single_threaded`: the deterministic simulator) the
+//! same writer and committer run inside each call instead: an append is its own group, written
+//! and synced, its callback fired, before `append` returns.
 
 mod commit;
 mod read_ahead;
@@ -280,6 +284,9 @@ pub struct Wal {
     dir: PathBuf,
     sender: Option<Sender<Command>>,
     thread: Option<JoinHandle<()>>,
+    /// The writer itself, run by each call, on a disk that wants no threads (then `sender`
+    /// and `thread` are `None`).
+    inline: Option<Mutex<writer::Writer>>,
     vote: Option<Vote>,
 }
 
@@ -372,6 +379,17 @@ impl Wal {
             context: "starting the WAL commit thread".to_owned(),
             source,
         })?;
+        if disk.single_threaded() {
+            return Ok(Wal {
+                shared,
+                disk,
+                dir: dir.to_path_buf(),
+                sender: None,
+                thread: None,
+                inline: Some(Mutex::new(writer)),
+                vote,
+            });
+        }
         let thread = std::thread::Builder::new()
             .name("tally-wal".to_owned())
             .spawn(move || writer.run(receiver))
@@ -385,6 +403,7 @@ impl Wal {
             dir: dir.to_path_buf(),
             sender: Some(sender),
             thread: Some(thread),
+            inline: None,
             vote,
         })
     }
@@ -469,13 +488,25 @@ impl Wal {
             view.slots
                 .extend(entries.iter().cloned().map(Slot::Pending));
         }
-        let sender = self.sender.as_ref().ok_or(AppendError::Stopped)?;
-        sender
-            .send(Command::Append {
-                entries,
-                append_flushed: Box::new(append_flushed),
-            })
-            .map_err(|_| AppendError::Stopped)
+        self.submit(Command::Append {
+            entries,
+            append_flushed: Box::new(append_flushed),
+        })
+        .map_err(|Stopped| AppendError::Stopped)
+    }
+
+    /// Hand `command` to the writer: queued for the WAL thread, or done here on a disk that
+    /// wants no threads.
+    fn submit(&self, command: Command) -> Result<(), Stopped> {
+        if let Some(writer) = &self.inline {
+            // Only a panic inside the writer poisons this lock, and that already failed the
+            // call that caused it: the writer's state is as consistent as the thread's would be.
+            let mut writer = writer.lock().unwrap_or_else(|p| p.into_inner());
+            writer.execute(command, None);
+            return Ok(());
+        }
+        let sender = self.sender.as_ref().ok_or(Stopped)?;
+        sender.send(command).map_err(|_| Stopped)
     }
 
     /// Remove every entry with index `since` or above (openraft `truncate`).
@@ -504,10 +535,8 @@ impl Wal {
             }
         }
         let (done, result) = bounded(1);
-        let sender = self.sender.as_ref().ok_or(TruncateError::Stopped)?;
-        sender
-            .send(Command::Truncate { since, done })
-            .map_err(|_| TruncateError::Stopped)?;
+        self.submit(Command::Truncate { since, done })
+            .map_err(|Stopped| TruncateError::Stopped)?;
         result
             .recv()
             .map_err(|_| TruncateError::Stopped)?
@@ -523,10 +552,8 @@ impl Wal {
     pub fn purge(&mut self, upto: LogId) -> Result<(), PurgeError> {
         self.check_poisoned()?;
         let (done, result) = bounded(1);
-        let sender = self.sender.as_ref().ok_or(PurgeError::Stopped)?;
-        sender
-            .send(Command::Purge { upto, done })
-            .map_err(|_| PurgeError::Stopped)?;
+        self.submit(Command::Purge { upto, done })
+            .map_err(|Stopped| PurgeError::Stopped)?;
         result
             .recv()
             .map_err(|_| PurgeError::Stopped)?
@@ -566,6 +593,7 @@ impl Wal {
         // Dropping the sender ends the WAL thread once it has drained the queue, so every
         // queued append still gets its callback.
         self.sender = None;
+        self.inline = None;
         if let Some(thread) = self.thread.take() {
             if thread.join().is_err() {
                 tracing::error!("the WAL thread panicked");
@@ -579,6 +607,9 @@ impl Drop for Wal {
         self.stop();
     }
 }
+
+/// The writer is gone: the WAL was stopped.
+struct Stopped;
 
 /// Reads entries and the log state; cheap to clone, usable from any thread.
 #[derive(Clone, Debug)]

@@ -57,12 +57,19 @@ pub(crate) struct Writer {
     waiting: Vec<AppendFlushed>,
     /// A copy of the shared poison, refreshed at every command.
     poisoned: Option<Poisoned>,
-    to_commit: Sender<ToCommit>,
+    to_commit: CommitSide,
     /// The buffer the commit thread gives back after each write.
     spare: Receiver<AlignedBuffer>,
     committer: Option<JoinHandle<()>>,
     /// Messages sent to the commit thread and not yet finished by it.
     outstanding: Arc<AtomicUsize>,
+}
+
+/// Where finished groups' messages go: to the commit thread, or, on a disk that wants no
+/// threads (`Disk::single_threaded`), straight to a committer run on this thread.
+enum CommitSide {
+    Thread(Sender<ToCommit>),
+    Here(Committer),
 }
 
 fn align_up(bytes: usize) -> usize {
@@ -92,9 +99,14 @@ impl Writer {
             shared: Arc::clone(&shared),
             spare: spare_sender,
         };
-        let committer = std::thread::Builder::new()
-            .name("tally-wal-commit".to_owned())
-            .spawn(move || committer.run(from_staging))?;
+        let (to_commit, committer) = if disk.single_threaded() {
+            (CommitSide::Here(committer), None)
+        } else {
+            let thread = std::thread::Builder::new()
+                .name("tally-wal-commit".to_owned())
+                .spawn(move || committer.run(from_staging))?;
+            (CommitSide::Thread(to_commit), Some(thread))
+        };
         Ok(Writer {
             shared,
             disk,
@@ -108,7 +120,7 @@ impl Writer {
             poisoned: None,
             to_commit,
             spare,
-            committer: Some(committer),
+            committer,
             outstanding,
         })
     }
@@ -124,37 +136,7 @@ impl Writer {
                     Err(_) => break,
                 },
             };
-            match command {
-                Command::Append {
-                    entries,
-                    append_flushed,
-                } => {
-                    self.stage_append(entries, append_flushed);
-                    // Group commit: take everything already queued into the same group.
-                    while self.poisoned.is_none() {
-                        match receiver.try_recv() {
-                            Ok(Command::Append {
-                                entries,
-                                append_flushed,
-                            }) => self.stage_append(entries, append_flushed),
-                            Ok(other) => {
-                                carried = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    // An error here has poisoned the WAL and failed the callbacks already.
-                    let _ = self.flush_group();
-                }
-                Command::Truncate { since, done } => {
-                    // The API waits on `done`; if it has gone there is nobody to tell.
-                    let _ = done.send(self.truncate(since));
-                }
-                Command::Purge { upto, done } => {
-                    let _ = done.send(self.purge(upto));
-                }
-            }
+            carried = self.execute(command, Some(&receiver));
         }
         // Closing the channel lets the commit thread finish what is queued, then stop.
         let Writer {
@@ -170,10 +152,58 @@ impl Writer {
         }
     }
 
+    /// Do one command. An append takes into its group every append already waiting in
+    /// `queued` (group commit, on the WAL thread) and returns the first other command it met
+    /// there, to be done next; without a queue (a single-threaded WAL: `Wal::submit`) each
+    /// append is a group of its own.
+    pub(crate) fn execute(
+        &mut self,
+        command: Command,
+        queued: Option<&Receiver<Command>>,
+    ) -> Option<Command> {
+        let mut carried = None;
+        match command {
+            Command::Append {
+                entries,
+                append_flushed,
+            } => {
+                self.stage_append(entries, append_flushed);
+                while let Some(queue) = queued.filter(|_| self.poisoned.is_none()) {
+                    match queue.try_recv() {
+                        Ok(Command::Append {
+                            entries,
+                            append_flushed,
+                        }) => self.stage_append(entries, append_flushed),
+                        Ok(other) => {
+                            carried = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                // An error here has poisoned the WAL and failed the callbacks already.
+                let _ = self.flush_group();
+            }
+            Command::Truncate { since, done } => {
+                // The API waits on `done`; if it has gone there is nobody to tell.
+                let _ = done.send(self.truncate(since));
+            }
+            Command::Purge { upto, done } => {
+                let _ = done.send(self.purge(upto));
+            }
+        }
+        carried
+    }
+
     fn send(&mut self, message: ToCommit) {
         self.outstanding.fetch_add(1, Ordering::AcqRel);
-        if self.to_commit.send(message).is_err() {
-            panic!("the WAL commit thread stopped while the WAL is open");
+        match &self.to_commit {
+            CommitSide::Thread(to_commit) => {
+                if to_commit.send(message).is_err() {
+                    panic!("the WAL commit thread stopped while the WAL is open");
+                }
+            }
+            CommitSide::Here(committer) => committer.handle(message),
         }
     }
 
