@@ -470,6 +470,7 @@ pub fn node_config(flags: &NodeFlags) -> anyhow::Result<NodeConfig> {
             entry_payload_bytes_max: wal.entry_payload_bytes_max,
             entries_in_flight_max: file.batcher.entries_in_flight.max(1),
             queue_batches_max: file.batcher.queue_batches.max(1),
+            ..BatcherConfig::default()
         },
         engine: tally_engine::EngineConfig {
             hash_seed: rand::random(),

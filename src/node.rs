@@ -356,7 +356,8 @@ impl Node {
                 }
             }
         }
-        let expiry_clock = start_expiry_clock(raft.clone(), view.clone(), config.id);
+        let expiry_clock =
+            start_expiry_clock(raft.clone(), view.clone(), config.id, config.batcher.clock);
         let snapshot_task = config
             .snapshot_every_bytes
             .map(|every| tokio::spawn(snapshot_by_bytes(raft.clone(), wal.clone(), every)));

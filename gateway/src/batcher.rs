@@ -96,6 +96,9 @@ pub struct BatcherConfig {
     /// Client batches waiting for an entry. At 1 MiB per batch, 256 is 256 MiB at most; a full
     /// queue makes submitters wait, which pushes back on the connection (and on the client).
     pub queue_batches_max: usize,
+    /// The leader's clock, in ns since the Unix epoch, that entries are stamped with:
+    /// [`system_clock`] but in the deterministic simulator, which stamps them from its own.
+    pub clock: fn() -> u64,
 }
 
 impl Default for BatcherConfig {
@@ -104,8 +107,18 @@ impl Default for BatcherConfig {
             entry_payload_bytes_max: tally_raft::limits::ENTRY_PAYLOAD_BYTES_MAX,
             entries_in_flight_max: 2,
             queue_batches_max: 256,
+            clock: system_clock,
         }
     }
+}
+
+/// The host's clock in ns since the Unix epoch (0 before it, saturating far after).
+pub fn system_clock() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+        })
 }
 
 struct Submission {
@@ -215,13 +228,14 @@ pub fn start_expiry_clock(
     raft: Raft,
     view: AppliedView,
     id: NodeId,
+    clock: fn() -> u64,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut last_timestamp = 0;
-        let mut clock = tokio::time::interval(EXPIRY_CHECK);
-        clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks = tokio::time::interval(EXPIRY_CHECK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            clock.tick().await;
+            ticks.tick().await;
             if raft.metrics().borrow().current_leader != Some(id) {
                 continue;
             }
@@ -229,7 +243,7 @@ pub fn start_expiry_clock(
             else {
                 continue;
             };
-            let timestamp = next_timestamp(&mut last_timestamp);
+            let timestamp = next_timestamp(clock, &mut last_timestamp);
             if due > timestamp {
                 continue;
             }
@@ -250,15 +264,10 @@ pub fn start_expiry_clock(
     })
 }
 
-/// The leader's clock in ns since the Unix epoch, never going backwards between entries.
+/// The leader's `clock` in ns since the Unix epoch, never going backwards between entries.
 /// (The engine also keeps its own timestamps strictly increasing across leaders.)
-fn next_timestamp(last: &mut u64) -> u64 {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
-        });
-    *last = now.max(*last + 1);
+fn next_timestamp(clock: fn() -> u64, last: &mut u64) -> u64 {
+    *last = clock().max(*last + 1);
     *last
 }
 
@@ -277,7 +286,11 @@ async fn run(
             .batcher_queued
             .set(i64::try_from(queue.len()).unwrap_or(i64::MAX));
         let room = in_flight.len() < config.entries_in_flight_max.max(1);
+        // Biased: finished entries first, then the queue. Either order is correct; a fixed one
+        // keeps a simulated run a function of its seed (tokio draws the order of an unbiased
+        // select from an unseeded generator).
         tokio::select! {
+            biased;
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             next = queue.recv(), if room && open && carried.is_none() => match next {
                 Some(first) => carried = Some(first),
@@ -308,7 +321,7 @@ async fn run(
             bytes += size;
             packed.push(next);
         }
-        let timestamp = next_timestamp(&mut last_timestamp);
+        let timestamp = next_timestamp(config.clock, &mut last_timestamp);
         in_flight.spawn(write(raft.clone(), metrics.clone(), timestamp, packed));
     }
 }

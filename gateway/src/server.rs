@@ -20,7 +20,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use crate::batcher::{Batcher, BatcherError, CommittedBatch};
 use crate::metrics::GatewayMetrics;

@@ -14,7 +14,9 @@
 //! its events would be silently dropped behind the earlier reply.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use tally_raft::net::Replies;
@@ -152,6 +154,13 @@ impl Sessions {
 
     /// Register a session for `client_id`; refused when the table, or the credential's share
     /// of it, is full even after dropping idle sessions.
+    ///
+    /// A client holds one session per node: registering again under the same credential (after
+    /// a lost connection, or back from another node as leadership moves) replaces its sessions
+    /// here that have nothing in flight. Without that a client following a flapping leader
+    /// fills its credential's share with sessions it abandoned and is locked out until they
+    /// expire (found by the simulator, seed 31 on three replicas). A retry in the new session
+    /// loses nothing by it: the replicated reply table answers a create that was applied.
     pub(crate) fn register(
         &mut self,
         client_id: u128,
@@ -159,8 +168,11 @@ impl Sessions {
         now: Instant,
     ) -> Result<u64, RegisterRefusal> {
         let idle = self.idle;
-        self.by_id
-            .retain(|_, session| session.in_flight > 0 || now - session.last_seen < idle);
+        self.by_id.retain(|_, session| {
+            let replaced =
+                session.client_id == client_id && session.access.credential == access.credential;
+            session.in_flight > 0 || (!replaced && now - session.last_seen < idle)
+        });
         // Counted at registration only, over at most `SESSIONS_MAX` sessions: no index to
         // keep in step with every removal.
         let held = self
@@ -581,28 +593,57 @@ mod tests {
     fn sessions_are_capped_per_credential_and_in_all() {
         let now = Instant::now();
         let mut sessions = Sessions::new(Duration::from_secs(10));
-        for _ in 0..SESSIONS_PER_CREDENTIAL_MAX {
-            sessions.register(1, access_of(1), now).unwrap();
+        for client in 0..SESSIONS_PER_CREDENTIAL_MAX as u128 {
+            sessions.register(client, access_of(1), now).unwrap();
         }
         assert_eq!(
-            sessions.register(1, access_of(1), now),
+            sessions.register(1000, access_of(1), now),
             Err(RegisterRefusal::CredentialFull)
         );
         let credentials = SESSIONS_MAX / SESSIONS_PER_CREDENTIAL_MAX;
         for credential in 2..=credentials {
-            for _ in 0..SESSIONS_PER_CREDENTIAL_MAX {
+            for client in 0..SESSIONS_PER_CREDENTIAL_MAX as u128 {
                 sessions
-                    .register(1, access_of(credential as u8), now)
+                    .register(client, access_of(credential as u8), now)
                     .unwrap();
             }
         }
         assert_eq!(sessions.len(), SESSIONS_MAX);
         assert_eq!(
-            sessions.register(1, access_of(200), now),
+            sessions.register(1000, access_of(200), now),
             Err(RegisterRefusal::Full)
         );
         let later = now + Duration::from_secs(11);
-        assert!(sessions.register(1, access_of(1), later).is_ok());
+        assert!(sessions.register(1000, access_of(1), later).is_ok());
         assert_eq!(sessions.len(), 1);
+    }
+
+    /// Proves a client that registers again holds one session, not one per registration: a
+    /// client re-registering far more often than its credential's share (a leader flapping
+    /// between nodes) is never refused, its old idle session is gone, a session with a request
+    /// in flight stays until it finishes, and another client's session is untouched.
+    #[test]
+    fn registering_again_replaces_the_clients_idle_session() {
+        let now = Instant::now();
+        let mut sessions = Sessions::new(Duration::from_secs(10));
+        let other = sessions.register(2, access_of(1), now).unwrap();
+        let mut last = sessions.register(1, access_of(1), now).unwrap();
+        for _ in 0..4 * SESSIONS_PER_CREDENTIAL_MAX {
+            let next = sessions.register(1, access_of(1), now).unwrap();
+            assert_eq!(
+                sessions.heartbeat(last, 1, now).err(),
+                Some(SessionRefusal::Unknown)
+            );
+            last = next;
+        }
+        assert_eq!(sessions.len(), 2);
+        assert!(sessions.heartbeat(other, 2, now).is_ok());
+        let busy = sessions.admit_read(last, 1, now);
+        assert!(busy.is_ok(), "{busy:?}");
+        let newest = sessions.register(1, access_of(1), now).unwrap();
+        assert!(sessions.heartbeat(last, 1, now).is_ok(), "in flight: kept");
+        sessions.finish(last);
+        assert!(sessions.heartbeat(newest, 1, now).is_ok());
+        assert_eq!(sessions.len(), 3);
     }
 }

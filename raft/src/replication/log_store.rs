@@ -605,7 +605,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     ///   purge for an installed snapshot right after handing the install to the state
     ///   machine, and a crash between a durable purge and a durable snapshot would leave
     ///   neither the entries nor the state that replaced them (found by the simulator,
-    ///   `raft/tests/sim_cluster.rs`). An image openraft drops without installing it (not
+    ///   `tests/sim_cluster.rs`). An image openraft drops without installing it (not
     ///   newer than what is committed) holds nothing back once dropped (`InstallHold`).
     /// - The purged log id is durable (its own file, written atomically) before the WAL
     ///   deletes anything; the WAL's purge mark is durable before it deletes a segment.
