@@ -264,58 +264,71 @@ async fn leader_kill_9_loses_no_acknowledged_transfer() {
 
 /// Proves SIGKILL of every node at once under a checked load, then a restart of all, loses
 /// nothing acknowledged: batches in flight end unknown or retried, the restarted cluster
-/// elects a leader and takes writes again, and every history check C1–C9 passes.
+/// elects a leader and takes writes again, and every history check C1–C9 passes. Behind
+/// `TALLY_SOAK=1`, five rounds on one cluster, each under a new load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_killed_at_once_loses_nothing_acknowledged() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().expect("tempdir");
     let (mut cluster, _, _) = three_nodes(root.path()).await;
-    let load = checked_load(&cluster, &[1, 2, 3], 16, 5);
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    for id in [1, 2, 3] {
-        cluster.kill(id).expect("killed");
+    for round in 0..common::rounds(1, 5) {
+        let load = checked_load(&cluster, &[1, 2, 3], 16, 5 + round as u8 * 16);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        for id in [1, 2, 3] {
+            cluster.kill(id).expect("killed");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let restarted = Instant::now();
+        for id in [1, 2, 3] {
+            cluster.start(id).expect("restarted");
+        }
+        let leader = cluster
+            .wait_leader(LEADER_WAIT)
+            .await
+            .expect("a leader after the restart");
+        eprintln!(
+            "round {round}: every node killed and restarted; node {leader} leads after {:?}",
+            restarted.elapsed()
+        );
+        let longest = all_checks_pass(load).await;
+        eprintln!("round {round}: longest wait for one batch: {longest:?}");
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    for id in [1, 2, 3] {
-        cluster.start(id).expect("restarted");
-    }
-    let leader = cluster
-        .wait_leader(LEADER_WAIT)
-        .await
-        .expect("a leader after the restart");
-    eprintln!("every node killed and restarted; node {leader} leads");
-    all_checks_pass(load).await;
 }
 
 /// Proves a leader stopped with SIGSTOP for 10 s under a checked load is replaced, steps down
 /// when it runs again instead of acting on its stale term (its state names the new leader),
-/// and that nothing is lost: every history check C1–C9 passes.
+/// and that nothing is lost: every history check C1–C9 passes. Behind `TALLY_SOAK=1`, five
+/// rounds on one cluster, each stopping whoever leads then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_stopped_for_ten_seconds_steps_down() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().expect("tempdir");
-    let (cluster, leader, _) = three_nodes(root.path()).await;
-    let load = checked_load(&cluster, &[1, 2, 3], 22, 6);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let pid = cluster.nodes[&leader]
-        .pid()
-        .expect("the leader runs")
-        .to_string();
-    let signal = |name: &str| {
-        let status = std::process::Command::new("kill")
-            .args([name, &pid])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill {name} {pid}");
-    };
-    signal("-STOP");
-    let new_leader = common::another_leader(&cluster, leader).await;
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    signal("-CONT");
-    let resumed = common::follows(&cluster, leader).await;
-    eprintln!("node {leader} resumed as a follower of node {resumed}");
-    eprintln!("node {new_leader} led while node {leader} was stopped");
-    all_checks_pass(load).await;
+    let (cluster, _, _) = three_nodes(root.path()).await;
+    for round in 0..common::rounds(1, 5) {
+        let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+        let load = checked_load(&cluster, &[1, 2, 3], 22, 6 + round as u8 * 16);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let pid = cluster.nodes[&leader]
+            .pid()
+            .expect("the leader runs")
+            .to_string();
+        let signal = |name: &str| {
+            let status = std::process::Command::new("kill")
+                .args([name, &pid])
+                .status()
+                .expect("kill runs");
+            assert!(status.success(), "kill {name} {pid}");
+        };
+        signal("-STOP");
+        let new_leader = common::another_leader(&cluster, leader).await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        signal("-CONT");
+        let resumed = common::follows(&cluster, leader).await;
+        eprintln!("round {round}: node {leader} resumed as a follower of node {resumed}");
+        eprintln!("round {round}: node {new_leader} led while node {leader} was stopped");
+        let longest = all_checks_pass(load).await;
+        eprintln!("round {round}: longest wait for one batch: {longest:?}");
+    }
 }
 
 /// The newest WAL segment of node `id` with more than `min` bytes written, and how many (a

@@ -70,21 +70,30 @@ async fn an_isolated_leader_is_replaced_and_rejoins_as_a_follower() {
 /// A follower partitioned away (both ways) for 5 s, then a one-way cut where the leader cannot
 /// reach that follower but it can reach the others (it times out and stands for election,
 /// disturbing the majority), then a minority of one cut off again: the majority keeps
-/// committing through all three, and the follower catches up each time.
+/// committing through all three, and the follower catches up each time. Behind
+/// `TALLY_SOAK=1`, five rounds on one cluster, each under a new load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_minority_and_a_one_way_cut_lose_nothing() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().expect("tempdir");
-    let (cluster, chaos, leader) = proxied(root.path(), FAST_RAFT).await;
+    let (cluster, chaos, _) = proxied(root.path(), FAST_RAFT).await;
+    for round in 0..common::rounds(1, 5) {
+        partition_round(&cluster, &chaos, round).await;
+    }
+}
+
+/// One round of the test above.
+async fn partition_round(cluster: &LocalCluster, chaos: &Chaos, round: u32) {
+    let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
     let follower = *NODES.iter().find(|id| **id != leader).expect("a follower");
     let others: Vec<u64> = NODES.iter().copied().filter(|id| *id != follower).collect();
-    let load = checked_load(&cluster, &NODES, 28, 22);
+    let load = checked_load(cluster, &NODES, 28, 22 + round as u8 * 16);
     tokio::time::sleep(Duration::from_secs(3)).await;
     chaos.partition(&[follower], &others);
     eprintln!("node {follower} partitioned from {others:?}");
     tokio::time::sleep(Duration::from_secs(5)).await;
     chaos.heal();
-    follows(&cluster, follower).await;
+    follows(cluster, follower).await;
     let leader = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
     let cut = *NODES.iter().find(|id| **id != leader).expect("a follower");
     chaos.set(leader, cut, false);
@@ -97,9 +106,9 @@ async fn a_partitioned_minority_and_a_one_way_cut_lose_nothing() {
     eprintln!("node {minority} isolated");
     tokio::time::sleep(Duration::from_secs(4)).await;
     chaos.heal();
-    follows(&cluster, minority).await;
+    follows(cluster, minority).await;
     let longest = all_checks_pass(load).await;
-    eprintln!("longest wait for one batch: {longest:?}");
+    eprintln!("round {round}: longest wait for one batch: {longest:?}");
 }
 
 /// Links cut and restored every 300 ms for 16 s (each step flips one directed link chosen by
