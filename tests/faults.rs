@@ -241,6 +241,36 @@ async fn storm_client(config: ClientConfig, n: usize, until: Instant, storm: Arc
     }
 }
 
+/// Wait until every storm credential registers a session again, and say how long that took.
+/// A storm leaves sessions behind: a registration the node completed after its client's
+/// 150 ms deadline had passed (the client gave up and connects anew, under a new client id).
+/// They hold the storm's own credentials' shares until idle for the session timeout (60 s);
+/// the next storm of the soak waits that out rather than meet a lockout of its own making.
+async fn storm_credentials_free(cluster: &LocalCluster) -> Duration {
+    let started = Instant::now();
+    for k in 0..STORM_CREDENTIALS {
+        loop {
+            let mut config = ClientConfig::new(
+                cluster.addrs(),
+                cluster.cluster_id(),
+                storm_secret(k).into_bytes(),
+            )
+            .with_tls(cluster.client_tls().expect("the local CA"));
+            config.deadline = Duration::from_secs(2);
+            if let Ok(client) = Client::connect(config).await {
+                client.close().await;
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(180),
+                "storm credential {k} still refused after 180 s"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    started.elapsed()
+}
+
 /// Three hundred clients (six credentials) resending already-stored transfers with deadlines
 /// of 150 ms, for 15 s, beside the checked load of a well-behaved client: every resent
 /// transfer answers `exists` (none is applied twice), the storm's ledger keeps its totals, the
@@ -291,6 +321,10 @@ async fn a_retry_storm_of_three_hundred_clients_is_contained() {
 
     for round in 0..common::rounds(1, 5) {
         eprintln!("round {round}");
+        if round > 0 {
+            let waited = storm_credentials_free(&cluster).await;
+            eprintln!("the storm's credentials register again after {waited:?}");
+        }
         let load = checked_load(&cluster, &NODES, 22, 24 + round as u8 * 16);
         tokio::time::sleep(Duration::from_secs(2)).await;
         let storm = Arc::new(Storm::default());
@@ -356,7 +390,7 @@ async fn a_retry_storm_of_three_hundred_clients_is_contained() {
     }
 }
 
-/// A replica whose disk fills up under load (its data directory is a 1 GiB file system, room for
+/// A replica whose disk fills up under load (its data directory is a 1 GiB file system, 8 GiB in the soak, room for
 /// the whole run; a ballast file takes every free byte): its next WAL write fails with ENOSPC,
 /// the WAL refuses every write after it and the node exits saying so, having acknowledged nothing it had not
 /// made durable. The other two go on committing. Once the space is given back the node starts
@@ -370,11 +404,16 @@ async fn a_replica_whose_disk_fills_stops_and_recovers_when_space_returns() {
     let rounds = common::rounds(1, 5);
     let mut cluster = local_cluster(root.path(), FAST_RAFT);
     cluster.plan(&NODES).expect("planned");
-    // Room for every round's data (1 GiB a round, up to 4 GiB) before the ballast takes the rest.
-    let disk = SmallDisk::mount(
-        &cluster.nodes[&full].dir.join("data"),
-        1024 * u64::from(rounds.min(4)),
-    );
+    // Room for every round's data before the ballast takes the rest: 1 GiB for one round; 2 GiB
+    // a round up to 8 GiB for the soak, whose node must also receive a snapshot of the grown
+    // state after its restart (with 4 GiB its fifth round ran out again doing that, at 22M
+    // events, and stopped as it should).
+    let mib = if rounds == 1 {
+        1024
+    } else {
+        2048 * u64::from(rounds.min(4))
+    };
+    let disk = SmallDisk::mount(&cluster.nodes[&full].dir.join("data"), mib);
     cluster.launch_through(full, disk.launcher());
     cluster.found(&NODES).expect("started");
     cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
