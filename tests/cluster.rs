@@ -691,7 +691,7 @@ async fn a_quiet_ledger_releases_a_reservation_at_its_timeout() {
     // Nobody writes from here on: only the leader's expiry clock can release it.
     let released_seen = loop {
         let debit = client.lookup_accounts(&[1001]).await.expect("lookup");
-        let now = unix_nanos();
+        let now = tally_gateway::batcher::system_clock();
         if debit[0].debits_pending == 0 {
             break now;
         }
@@ -723,11 +723,4 @@ async fn a_quiet_ledger_releases_a_reservation_at_its_timeout() {
     let between = expires_at + (released_seen - expires_at) / 2;
     assert_eq!(reserved_at(between).await, 0, "released before it was seen");
     converged(&cluster, &[1, 2, 3]).await;
-}
-
-fn unix_nanos() -> u64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970");
-    u64::try_from(since.as_nanos()).expect("before 2554")
 }

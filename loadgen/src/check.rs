@@ -83,7 +83,7 @@ impl Finding {
 /// How long the checks wait for every replica to apply the same index. A replica that
 /// restarted during the run may still be catching up, by snapshot once the others purged the
 /// log it lacks: at 20M events that took about 50 s here (a snapshot sent and installed twice).
-pub const SETTLE_WITHIN: Duration = Duration::from_secs(120);
+const SETTLE_WITHIN: Duration = Duration::from_secs(120);
 
 /// Wait until every replica has applied the same index (or `within` passes) and return their
 /// states: the checks need a quiet cluster.

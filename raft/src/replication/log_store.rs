@@ -86,26 +86,31 @@ pub struct LogStore {
 /// crash — never lead it. So a restart may apply the log up to it without waiting for a
 /// leader (`open_storage`). Not on the commit path: no fsync per commit.
 #[derive(Debug)]
-struct CommitMarker {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    /// The recording done by the caller, without a thread.
-    here: Option<MarkHere>,
+enum CommitMarker {
+    /// A thread of its own records the index; `stop` tells it to record once more and end.
+    Thread {
+        stop: Arc<std::sync::atomic::AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    },
+    /// `save_committed` records it (`CommitMarker::published`).
+    Here {
+        recorder: Recorder,
+        /// When it last recorded, on tokio's clock (`None`: not yet).
+        at: Option<tokio::time::Instant>,
+    },
 }
 
 /// What one recording needs, and what was recorded last.
 #[derive(Debug)]
-struct MarkHere {
+struct Recorder {
     disk: Arc<dyn Disk>,
     meta_dir: PathBuf,
     committed: Arc<std::sync::atomic::AtomicU64>,
     /// The published index (`committed`) recorded last.
     recorded: u64,
-    /// When, on tokio's clock (`None`: not yet).
-    at: Option<tokio::time::Instant>,
 }
 
-impl MarkHere {
+impl Recorder {
     /// Record the published commit index if it moved since the last time.
     fn record(&mut self) {
         let now = self.committed.load(std::sync::atomic::Ordering::Relaxed);
@@ -135,46 +140,40 @@ impl CommitMarker {
         committed: Arc<std::sync::atomic::AtomicU64>,
     ) -> std::io::Result<CommitMarker> {
         use std::sync::atomic::Ordering::Relaxed;
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut here = MarkHere {
+        let mut recorder = Recorder {
             disk,
             meta_dir,
             recorded: committed.load(Relaxed),
             committed,
-            at: None,
         };
-        if here.disk.single_threaded() {
-            return Ok(CommitMarker {
-                stop,
-                thread: None,
-                here: Some(here),
-            });
+        if recorder.disk.single_threaded() {
+            return Ok(CommitMarker::Here { recorder, at: None });
         }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("commit-mark".to_owned())
             .spawn(move || loop {
                 let last_round = stopping.load(Relaxed);
-                here.record();
+                recorder.record();
                 if last_round {
                     return;
                 }
                 std::thread::park_timeout(COMMIT_MARK_INTERVAL);
             })?;
-        Ok(CommitMarker {
+        Ok(CommitMarker::Thread {
             stop,
             thread: Some(thread),
-            here: None,
         })
     }
 
     /// The index was published: a marker without a thread records it if an interval passed.
     fn published(&mut self) {
-        if let Some(here) = self.here.as_mut() {
+        if let CommitMarker::Here { recorder, at } = self {
             let now = tokio::time::Instant::now();
-            if here.at.is_none_or(|at| now >= at + COMMIT_MARK_INTERVAL) {
-                here.record();
-                here.at = Some(now);
+            if at.is_none_or(|at| now >= at + COMMIT_MARK_INTERVAL) {
+                recorder.record();
+                *at = Some(now);
             }
         }
     }
@@ -182,13 +181,15 @@ impl CommitMarker {
 
 impl Drop for CommitMarker {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            thread.thread().unpark();
-            let _ = thread.join();
-        }
-        if let Some(here) = self.here.as_mut() {
-            here.record();
+        match self {
+            CommitMarker::Thread { stop, thread } => {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                if let Some(thread) = thread.take() {
+                    thread.thread().unpark();
+                    let _ = thread.join();
+                }
+            }
+            CommitMarker::Here { recorder, .. } => recorder.record(),
         }
     }
 }

@@ -282,12 +282,20 @@ pub struct Wal {
     shared: Arc<Shared>,
     disk: Arc<dyn Disk>,
     dir: PathBuf,
-    sender: Option<Sender<Command>>,
-    thread: Option<JoinHandle<()>>,
-    /// The writer itself, run by each call, on a disk that wants no threads (then `sender`
-    /// and `thread` are `None`).
-    inline: Option<Mutex<writer::Writer>>,
+    /// Who writes; `None` once stopped.
+    writing: Option<Writing>,
     vote: Option<Vote>,
+}
+
+/// Who does a WAL's writes.
+enum Writing {
+    /// The WAL thread, fed in API order through `sender`.
+    Thread {
+        sender: Sender<Command>,
+        thread: JoinHandle<()>,
+    },
+    /// Each call, itself: on a disk that wants no threads (`Disk::single_threaded`).
+    Here(Box<Mutex<writer::Writer>>),
 }
 
 impl std::fmt::Debug for Wal {
@@ -367,7 +375,6 @@ impl Wal {
             bytes_committed: AtomicU64::new(0),
             metrics: crate::metrics::WalMetrics::new(),
         });
-        let (sender, receiver) = bounded(APPEND_QUEUE_DEPTH_MAX);
         let writer = writer::Writer::new(
             Arc::clone(&shared),
             Arc::clone(&disk),
@@ -379,31 +386,24 @@ impl Wal {
             context: "starting the WAL commit thread".to_owned(),
             source,
         })?;
-        if disk.single_threaded() {
-            return Ok(Wal {
-                shared,
-                disk,
-                dir: dir.to_path_buf(),
-                sender: None,
-                thread: None,
-                inline: Some(Mutex::new(writer)),
-                vote,
-            });
-        }
-        let thread = std::thread::Builder::new()
-            .name("tally-wal".to_owned())
-            .spawn(move || writer.run(receiver))
-            .map_err(|source| OpenError::Io {
-                context: "starting the WAL thread".to_owned(),
-                source,
-            })?;
+        let writing = if disk.single_threaded() {
+            Writing::Here(Box::new(Mutex::new(writer)))
+        } else {
+            let (sender, receiver) = bounded(APPEND_QUEUE_DEPTH_MAX);
+            let thread = std::thread::Builder::new()
+                .name("tally-wal".to_owned())
+                .spawn(move || writer.run(receiver))
+                .map_err(|source| OpenError::Io {
+                    context: "starting the WAL thread".to_owned(),
+                    source,
+                })?;
+            Writing::Thread { sender, thread }
+        };
         Ok(Wal {
             shared,
             disk,
             dir: dir.to_path_buf(),
-            sender: Some(sender),
-            thread: Some(thread),
-            inline: None,
+            writing: Some(writing),
             vote,
         })
     }
@@ -498,15 +498,16 @@ impl Wal {
     /// Hand `command` to the writer: queued for the WAL thread, or done here on a disk that
     /// wants no threads.
     fn submit(&self, command: Command) -> Result<(), Stopped> {
-        if let Some(writer) = &self.inline {
-            // Only a panic inside the writer poisons this lock, and that already failed the
-            // call that caused it: the writer's state is as consistent as the thread's would be.
-            let mut writer = writer.lock().unwrap_or_else(|p| p.into_inner());
-            writer.execute(command, None);
-            return Ok(());
+        match self.writing.as_ref().ok_or(Stopped)? {
+            Writing::Thread { sender, .. } => sender.send(command).map_err(|_| Stopped),
+            Writing::Here(writer) => {
+                // Only a panic inside the writer poisons this lock, and that already failed
+                // the call that caused it: its state is as consistent as the thread's would be.
+                let mut writer = writer.lock().unwrap_or_else(|p| p.into_inner());
+                writer.execute(command, None);
+                Ok(())
+            }
         }
-        let sender = self.sender.as_ref().ok_or(Stopped)?;
-        sender.send(command).map_err(|_| Stopped)
     }
 
     /// Remove every entry with index `since` or above (openraft `truncate`).
@@ -592,9 +593,8 @@ impl Wal {
     fn stop(&mut self) {
         // Dropping the sender ends the WAL thread once it has drained the queue, so every
         // queued append still gets its callback.
-        self.sender = None;
-        self.inline = None;
-        if let Some(thread) = self.thread.take() {
+        if let Some(Writing::Thread { sender, thread }) = self.writing.take() {
+            drop(sender);
             if thread.join().is_err() {
                 tracing::error!("the WAL thread panicked");
             }
