@@ -196,6 +196,8 @@ struct Storm {
     timed_out: AtomicU64,
     refused: AtomicU64,
     registrations_failed: AtomicU64,
+    /// Why registrations failed: the first few distinct reasons, with counts.
+    registration_errors: Mutex<BTreeMap<String, u64>>,
     /// Anything but `exists` for a transfer already stored: it was applied twice.
     applied_again: Mutex<Vec<String>>,
 }
@@ -208,8 +210,15 @@ async fn storm_client(config: ClientConfig, n: usize, until: Instant, storm: Arc
     while Instant::now() < until {
         let client = match Client::connect(config.clone()).await {
             Ok(client) => client,
-            Err(_) => {
+            Err(error) => {
                 storm.registrations_failed.fetch_add(1, Ordering::Relaxed);
+                {
+                    let mut reasons = storm.registration_errors.lock().expect("lock");
+                    let reason = error.to_string();
+                    if reasons.len() < 8 || reasons.contains_key(&reason) {
+                        *reasons.entry(reason).or_default() += 1;
+                    }
+                }
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
@@ -245,8 +254,9 @@ async fn storm_client(config: ClientConfig, n: usize, until: Instant, storm: Arc
 /// A storm may leave sessions behind (a registration the node completed after its client's
 /// 150 ms deadline had passed), holding its own credentials' shares until idle for 60 s; the
 /// next storm of the soak starts only once each credential registers. (That was the first
-/// suspect for the soak's second storm failing to register at all; it registered at once, so
-/// the cause lies elsewhere: docs/reliability.md, "Open findings".)
+/// suspect for the soak's second storm failing to register at all; the cause was sessions
+/// left on a follower by clients finding the leader: docs/reliability.md, "Bugs the soaks
+/// found".)
 async fn storm_credentials_free(cluster: &LocalCluster) -> Duration {
     let started = Instant::now();
     for k in 0..STORM_CREDENTIALS {
@@ -353,6 +363,9 @@ async fn a_retry_storm_of_three_hundred_clients_is_contained() {
             storm.refused.load(Ordering::Relaxed),
             storm.registrations_failed.load(Ordering::Relaxed)
         );
+        for (reason, count) in storm.registration_errors.lock().expect("lock").iter() {
+            eprintln!("  registration failed {count} times: {reason}");
+        }
         let longest = all_checks_pass(load).await;
         eprintln!("the well-behaved client's longest wait for one batch: {longest:?}");
         let applied_again = storm.applied_again.lock().expect("lock").clone();

@@ -73,6 +73,7 @@ async fn concurrent_calls_pack_find_the_leader_and_survive_a_kill() {
     let first = cluster.addr(follower).expect("addr");
     let mut addrs = vec![first.clone()];
     addrs.extend(cluster.addrs().into_iter().filter(|addr| *addr != first));
+    let held_before = sessions(&cluster, follower);
     let client = Client::connect(
         ClientConfig::new(addrs, CLUSTER_ID, SECRET.as_bytes().to_vec())
             .with_tls(cluster.client_tls().expect("the local CA")),
@@ -84,6 +85,18 @@ async fn concurrent_calls_pack_find_the_leader_and_survive_a_kill() {
         client.create_accounts(&accounts).await.expect("created"),
         vec![]
     );
+    // The session the client registered at the follower before it was sent on to the leader
+    // is ended there, not left to idle out (a crowd of clients finding the leader would fill
+    // the follower's session table).
+    let ended = tokio::time::Instant::now() + Duration::from_secs(5);
+    while sessions(&cluster, follower) != held_before {
+        assert!(
+            tokio::time::Instant::now() < ended,
+            "the follower still holds {} sessions, {held_before} before the client came",
+            sessions(&cluster, follower)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let before = client.requests_sent();
     let client = Arc::new(client);
@@ -387,6 +400,71 @@ async fn cli_walk_through_and_exit_codes() {
     ];
     let (code, _, err) = tally(&["client", "lookup-accounts", "1"], &wrong);
     assert_eq!(code, 3, "refused: {err}");
+}
+
+/// The sessions node `id` holds, from its `/metrics`.
+fn sessions(cluster: &LocalCluster, id: u64) -> f64 {
+    let (_, metrics) = cluster.admin_get(id, "/metrics").expect("metrics");
+    tally::local_cluster::metric_value(&metrics, "tally_gateway_sessions").expect("the gauge")
+}
+
+/// Proves a follower whose session table is full for a credential does not stall a client
+/// that knows the other nodes: its `Busy` names the leader, and the client registers there
+/// at once (the client only ever goes to addresses it was given).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_follower_sends_the_client_to_the_leader() {
+    use tally_gateway::limits::SESSIONS_PER_CREDENTIAL_MAX;
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(root.path());
+    cluster.found(&[1, 2, 3]).expect("started");
+    let leader = cluster
+        .wait_leader(Duration::from_secs(30))
+        .await
+        .expect("a leader");
+    let follower = [1, 2, 3].into_iter().find(|id| *id != leader).expect("one");
+    let config = |addrs: Vec<String>| {
+        let mut config = ClientConfig::new(addrs, CLUSTER_ID, SECRET.as_bytes().to_vec())
+            .with_tls(cluster.client_tls().expect("the local CA"));
+        config.deadline = Duration::from_secs(5);
+        config
+    };
+    // The credential's whole share on the follower, held by idle clients.
+    let mut idle = Vec::new();
+    while idle.len() < SESSIONS_PER_CREDENTIAL_MAX {
+        let client = Client::connect(config(vec![cluster.addr(follower).expect("addr")]))
+            .await
+            .expect("registered at the follower");
+        idle.push(client);
+    }
+    let full = sessions(&cluster, follower);
+    let first = cluster.addr(follower).expect("addr");
+    let mut addrs = vec![first.clone()];
+    addrs.extend(cluster.addrs().into_iter().filter(|addr| *addr != first));
+    let started = tokio::time::Instant::now();
+    let client = Client::connect(config(addrs))
+        .await
+        .expect("registered at the leader the follower named");
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(1),
+        "registration took {waited:?}"
+    );
+    assert_eq!(
+        client
+            .create_accounts(&[account(1)])
+            .await
+            .expect("created"),
+        vec![]
+    );
+    assert_eq!(
+        sessions(&cluster, follower),
+        full,
+        "nothing more on the follower"
+    );
+    for client in idle {
+        client.close().await;
+    }
 }
 
 /// The node's count of registration requests answered, from its `/metrics`.

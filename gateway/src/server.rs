@@ -376,28 +376,37 @@ impl Gateway {
                 .set(i64::try_from(sessions.len()).unwrap_or(i64::MAX));
             registered
         };
+        // A full follower names the leader: its session table is its own, and a client that
+        // writes must go there anyway.
+        let busy = |message: String| {
+            let leader = self.check_leader().err().and_then(|refusal| refusal.leader);
+            context.refuse(
+                Status::Busy,
+                &Refusal {
+                    leader,
+                    event: None,
+                    message,
+                },
+            )
+        };
         let session = match registered {
             Ok(session) => session,
             Err(RegisterRefusal::Full) => {
-                return context.refuse_with(
-                    Status::Busy,
-                    format!("all {SESSIONS_MAX} sessions of this node are held; retry later"),
-                )
+                return busy(format!(
+                    "all {SESSIONS_MAX} sessions of this node are held; retry later"
+                ))
             }
             Err(RegisterRefusal::CredentialFull) => {
                 tracing::info!(
                     name = credential.name,
                     "registration past the credential's sessions"
                 );
-                return context.refuse_with(
-                    Status::Busy,
-                    format!(
-                        "credential {:?} already holds {SESSIONS_PER_CREDENTIAL_MAX} sessions, \
-                         the most one credential may hold: reuse one, or retry after one has \
-                         been idle for {} ms",
-                        credential.name, self.session_idle_ms
-                    ),
-                );
+                return busy(format!(
+                    "credential {:?} already holds {SESSIONS_PER_CREDENTIAL_MAX} sessions on \
+                     this node, the most one credential may hold: reuse one, or retry after one \
+                     has been idle for {} ms",
+                    credential.name, self.session_idle_ms
+                ));
             }
         };
         tracing::info!(name = credential.name, role = ?credential.role, session, "session registered");

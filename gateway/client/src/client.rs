@@ -674,7 +674,9 @@ impl Inner {
             .await?;
         if reply.status != Status::Ok {
             let refusal = decode_refusal(&reply.body).unwrap_or_default();
-            if matches!(reply.status, Status::NotLeader | Status::Unavailable) {
+            // A full follower names the leader, whose session table is its own.
+            let busy_elsewhere = reply.status == Status::Busy && refusal.leader.is_some();
+            if matches!(reply.status, Status::NotLeader | Status::Unavailable) || busy_elsewhere {
                 self.retarget(refusal.leader.as_ref().map(|(_, addr)| addr.as_str()));
             }
             if !reply.status.is_transient() {
@@ -719,10 +721,30 @@ impl Inner {
         }
     }
 
-    async fn drop_session(&self, session: u64) {
-        let mut current = self.session.lock().await;
-        if current.as_ref().is_some_and(|held| held.session == session) {
-            *current = None;
+    /// Forget `session`. If the node still holds it (`end_on_node`: it answered, but cannot
+    /// serve this client — not the leader, or no leader), end it there too, without waiting
+    /// for the answer: the frame is queued before the connection is dropped, and the
+    /// connection writes what it queued before it closes. Otherwise every client that
+    /// registers at a follower before it finds the leader would leave a session there until
+    /// it idles out, and a crowd of clients could fill the follower's session table.
+    async fn drop_session(&self, session: u64, end_on_node: bool) {
+        let held = {
+            let mut current = self.session.lock().await;
+            if current.as_ref().is_none_or(|held| held.session != session) {
+                return;
+            }
+            current.take()
+        };
+        if let Some(held) = held.filter(|held| end_on_node && held.connection.is_open()) {
+            let header = self.header(held.session, self.next_number(), 0);
+            let _ = self
+                .send_request(
+                    &held.connection,
+                    Operation::EndSession,
+                    &header,
+                    &Bytes::new(),
+                )
+                .await;
         }
     }
 
@@ -790,7 +812,8 @@ impl Inner {
                 Status::NotLeader | Status::SessionUnknown | Status::Unavailable => {
                     let refusal = refusal();
                     last = format!("{:?}: {}", reply.status, refusal.message);
-                    self.drop_session(session).await;
+                    self.drop_session(session, reply.status != Status::SessionUnknown)
+                        .await;
                     let hint = refusal.leader.as_ref().map(|(_, addr)| addr.as_str());
                     let hinted = hint.is_some();
                     self.retarget(hint);
