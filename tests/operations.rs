@@ -404,6 +404,8 @@ fn shipped_unit_and_scripts_check() {
     for script in [
         "deploy/local/run.sh",
         "deploy/local/install-prometheus.sh",
+        "deploy/local/install-python.sh",
+        "deploy/local/apt.sh",
         "deploy/container/make-config.sh",
         ".ci/run",
     ] {

@@ -8,25 +8,13 @@
 # run.sh starts its own Prometheus on 127.0.0.1:9090 with a private storage directory.
 set -euo pipefail
 
-say() { printf 'install-prometheus: %s\n' "$*" >&2; }
-die() {
-    say "error: $*"
-    exit 1
-}
+NAME=install-prometheus
+# shellcheck source=deploy/local/apt.sh
+source "$(dirname "$0")/apt.sh"
 
 if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
     say "prometheus ($(command -v prometheus)) and promtool are already installed"
     exit 0
-fi
-
-command -v apt-get >/dev/null 2>&1 ||
-    die "prometheus/promtool are not on PATH and there is no apt-get here; install Prometheus 2.x yourself (https://prometheus.io/download/) and put both binaries on PATH"
-
-as_root=()
-if [[ $(id -u) -ne 0 ]]; then
-    command -v sudo >/dev/null 2>&1 ||
-        die "installing the prometheus package needs root: run this as root or install sudo"
-    as_root=(sudo)
 fi
 
 # Was a Prometheus running before we touched anything? Then it is not ours to stop.
@@ -35,18 +23,7 @@ if pgrep -x prometheus >/dev/null 2>&1; then
     running_before=true
 fi
 
-apt_install() {
-    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y --no-install-recommends prometheus
-}
-
-say "installing the prometheus package with apt-get"
-if ! apt_install; then
-    say "apt-get install failed; running apt-get update and trying again"
-    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update ||
-        die "apt-get update failed (network? apt sources?); install the prometheus package by hand"
-    apt_install || die "apt-get install prometheus failed; see apt's messages above"
-fi
+apt_install prometheus "prometheus/promtool are not on PATH and there is no apt-get here; install Prometheus 2.x yourself (https://prometheus.io/download/) and put both binaries on PATH"
 
 if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
     die "the prometheus package is installed but prometheus/promtool are not on PATH (expected /usr/bin)"

@@ -12,11 +12,13 @@
 
 mod account;
 mod arena;
+pub mod checkpoint;
 mod engine;
 mod index;
 mod leg;
 pub mod limits;
 mod memory;
+pub mod merkle;
 mod pending;
 mod query;
 pub mod records;

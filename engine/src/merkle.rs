@@ -1,0 +1,520 @@
+//! The RFC 6962 / RFC 9162 Merkle tree: hashes, an append-only tree that keeps every complete
+//! subtree, inclusion and consistency proofs, and their verification.
+//!
+//! Exactly the RFC's definitions (docs/verifiability.md): SHA-256; the hash of the empty tree
+//! is `SHA-256()`; a leaf is `H(0x00 ‖ leaf)`; an interior node `H(0x01 ‖ left ‖ right)`; a
+//! tree of `n > 1` leaves splits at the largest power of two below `n`. Proofs are the RFC's
+//! `PATH` and `SUBPROOF`, checked by the algorithms of RFC 9162 §2.1.3.2 and §2.1.4.2, so any
+//! RFC 6962 verifier accepts what this module proves and this module accepts only what such a
+//! verifier does. Pure and deterministic: no clock, no I/O.
+
+use sha2::{Digest, Sha256};
+
+/// A SHA-256 hash: a leaf, a node or a tree's root.
+pub type Hash = [u8; 32];
+
+/// The root of the empty tree: `SHA-256()` of nothing.
+pub fn empty_root() -> Hash {
+    Sha256::digest([]).into()
+}
+
+/// The hash of leaf `data`: `SHA-256(0x00 ‖ data)`.
+pub fn leaf_hash(data: &[u8]) -> Hash {
+    let mut hasher = Sha256::new();
+    hasher.update([0u8]);
+    hasher.update(data);
+    hasher.finalize().into()
+}
+
+/// The hash of an interior node: `SHA-256(0x01 ‖ left ‖ right)`.
+pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
+    let mut hasher = Sha256::new();
+    hasher.update([1u8]);
+    hasher.update(left);
+    hasher.update(right);
+    hasher.finalize().into()
+}
+
+/// The largest power of two strictly below `n` (`n ≥ 2`): where the RFC splits a tree.
+fn split(n: u64) -> u64 {
+    debug_assert!(n >= 2);
+    1 << (63 - (n - 1).leading_zeros())
+}
+
+/// Why a proof does not verify, or cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProofError {
+    /// The leaf index is not below the tree size, or the older size is above the newer.
+    OutOfRange { index: u64, size: u64 },
+    /// The proof has more or fewer hashes than the sizes call for.
+    WrongLength,
+    /// The hashes do not lead to the root (or roots) given.
+    RootMismatch,
+}
+
+impl std::fmt::Display for ProofError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProofError::OutOfRange { index, size } => {
+                write!(f, "{index} is out of range for a tree of size {size}")
+            }
+            ProofError::WrongLength => f.write_str("the proof has the wrong number of hashes"),
+            ProofError::RootMismatch => f.write_str("the proof does not lead to the root"),
+        }
+    }
+}
+
+impl std::error::Error for ProofError {}
+
+/// An append-only Merkle tree that keeps the hash of every complete subtree: `levels[k][i]`
+/// covers leaves `i·2ᵏ .. (i+1)·2ᵏ`. Appending a leaf costs one hash per level it completes
+/// (two on average); the root of any earlier size and any proof take O(log n) lookups and at
+/// most O(log n) hashes along the tree's right edge. Memory: 64 bytes per leaf.
+#[derive(Debug, Clone, Default)]
+pub struct Tree {
+    levels: Vec<Vec<Hash>>,
+}
+
+impl Tree {
+    pub fn new() -> Tree {
+        Tree::default()
+    }
+
+    /// The number of leaves.
+    pub fn size(&self) -> u64 {
+        self.levels.first().map_or(0, |leaves| leaves.len() as u64)
+    }
+
+    /// Append a leaf by its hash ([`leaf_hash`]).
+    pub fn push(&mut self, leaf: Hash) {
+        let mut level = 0;
+        let mut hash = leaf;
+        loop {
+            if self.levels.len() == level {
+                self.levels.push(Vec::new());
+            }
+            let nodes = &mut self.levels[level];
+            nodes.push(hash);
+            if nodes.len() % 2 == 1 {
+                return;
+            }
+            hash = node_hash(&nodes[nodes.len() - 2], &nodes[nodes.len() - 1]);
+            level += 1;
+        }
+    }
+
+    /// The hash of leaves `start..end` as the RFC defines it (`MTH(D[start:end])`), for the
+    /// ranges its recursion visits: `start` a multiple of the largest power of two not above
+    /// `end - start`'s span, which every range below is.
+    fn range(&self, start: u64, end: u64) -> Hash {
+        let n = end - start;
+        if n.is_power_of_two() && start.is_multiple_of(n) {
+            let level = n.trailing_zeros() as usize;
+            return self.levels[level][(start >> level) as usize];
+        }
+        let k = split(n);
+        node_hash(&self.range(start, start + k), &self.range(start + k, end))
+    }
+
+    /// The root of the tree as it was at `size` leaves.
+    pub fn root(&self, size: u64) -> Result<Hash, ProofError> {
+        if size > self.size() {
+            return Err(ProofError::OutOfRange {
+                index: size,
+                size: self.size(),
+            });
+        }
+        Ok(if size == 0 {
+            empty_root()
+        } else {
+            self.range(0, size)
+        })
+    }
+
+    /// The RFC's audit path (`PATH(index, D[size])`): the hashes that lead from leaf `index`
+    /// to the root at `size`, nearest the leaf first.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
+        if index >= size || size > self.size() {
+            return Err(ProofError::OutOfRange { index, size });
+        }
+        let mut proof = Vec::new();
+        self.path(index, 0, size, &mut proof);
+        Ok(proof)
+    }
+
+    fn path(&self, index: u64, start: u64, end: u64, proof: &mut Vec<Hash>) {
+        let n = end - start;
+        if n == 1 {
+            return;
+        }
+        let k = split(n);
+        if index < k {
+            self.path(index, start, start + k, proof);
+            proof.push(self.range(start + k, end));
+        } else {
+            self.path(index - k, start + k, end, proof);
+            proof.push(self.range(start, start + k));
+        }
+    }
+
+    /// The RFC's consistency proof (`PROOF(old, D[new])`): the hashes that show the tree at
+    /// `old` leaves is a prefix of the tree at `new`. Empty when `old` is 0 or `new`.
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, ProofError> {
+        if old > new || new > self.size() {
+            return Err(ProofError::OutOfRange {
+                index: old,
+                size: new,
+            });
+        }
+        let mut proof = Vec::new();
+        if old > 0 && old < new {
+            self.subproof(old, 0, new, true, &mut proof);
+        }
+        Ok(proof)
+    }
+
+    fn subproof(&self, old: u64, start: u64, end: u64, whole: bool, proof: &mut Vec<Hash>) {
+        let n = end - start;
+        if old == n {
+            if !whole {
+                proof.push(self.range(start, end));
+            }
+            return;
+        }
+        let k = split(n);
+        if old <= k {
+            self.subproof(old, start, start + k, whole, proof);
+            proof.push(self.range(start + k, end));
+        } else {
+            self.subproof(old - k, start + k, end, false, proof);
+            proof.push(self.range(start, start + k));
+        }
+    }
+}
+
+/// Check that `leaf` (a leaf hash) is leaf `index` of the tree of `size` leaves whose root is
+/// `root` (RFC 9162 §2.1.3.2).
+pub fn verify_inclusion(
+    index: u64,
+    size: u64,
+    leaf: &Hash,
+    proof: &[Hash],
+    root: &Hash,
+) -> Result<(), ProofError> {
+    if index >= size {
+        return Err(ProofError::OutOfRange { index, size });
+    }
+    let (mut f, mut s) = (index, size - 1);
+    let mut r = *leaf;
+    for p in proof {
+        if s == 0 {
+            return Err(ProofError::WrongLength);
+        }
+        if f & 1 == 1 || f == s {
+            r = node_hash(p, &r);
+            while f & 1 == 0 && f != 0 {
+                f >>= 1;
+                s >>= 1;
+            }
+        } else {
+            r = node_hash(&r, p);
+        }
+        f >>= 1;
+        s >>= 1;
+    }
+    if s != 0 {
+        return Err(ProofError::WrongLength);
+    }
+    if r != *root {
+        return Err(ProofError::RootMismatch);
+    }
+    Ok(())
+}
+
+/// Check that the tree of `old` leaves with root `old_root` is a prefix of the tree of `new`
+/// leaves with root `new_root` (RFC 9162 §2.1.4.2).
+pub fn verify_consistency(
+    old: u64,
+    new: u64,
+    old_root: &Hash,
+    new_root: &Hash,
+    proof: &[Hash],
+) -> Result<(), ProofError> {
+    if old > new {
+        return Err(ProofError::OutOfRange {
+            index: old,
+            size: new,
+        });
+    }
+    if old == new || old == 0 {
+        if !proof.is_empty() {
+            return Err(ProofError::WrongLength);
+        }
+        if old == new && old_root != new_root {
+            return Err(ProofError::RootMismatch);
+        }
+        return Ok(());
+    }
+    let Some((first, rest)) = proof.split_first() else {
+        return Err(ProofError::WrongLength);
+    };
+    // When `old` is a power of two its root is the first hash of the path (left implicit).
+    let (start, rest) = if old.is_power_of_two() {
+        (old_root, proof)
+    } else {
+        (first, rest)
+    };
+    let (mut f, mut s) = (old - 1, new - 1);
+    while f & 1 == 1 {
+        f >>= 1;
+        s >>= 1;
+    }
+    let (mut fr, mut sr) = (*start, *start);
+    for c in rest {
+        if s == 0 {
+            return Err(ProofError::WrongLength);
+        }
+        if f & 1 == 1 || f == s {
+            fr = node_hash(c, &fr);
+            sr = node_hash(c, &sr);
+            while f & 1 == 0 && f != 0 {
+                f >>= 1;
+                s >>= 1;
+            }
+        } else {
+            sr = node_hash(&sr, c);
+        }
+        f >>= 1;
+        s >>= 1;
+    }
+    if s != 0 {
+        return Err(ProofError::WrongLength);
+    }
+    if fr != *old_root || sr != *new_root {
+        return Err(ProofError::RootMismatch);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The RFC's definition, leaf by leaf: the reference the tree is checked against.
+    fn reference_root(leaves: &[Hash]) -> Hash {
+        match leaves.len() {
+            0 => empty_root(),
+            1 => leaves[0],
+            n => {
+                let k = split(n as u64) as usize;
+                node_hash(&reference_root(&leaves[..k]), &reference_root(&leaves[k..]))
+            }
+        }
+    }
+
+    fn leaves(n: u64) -> Vec<Hash> {
+        (0..n).map(|i| leaf_hash(&i.to_le_bytes())).collect()
+    }
+
+    fn tree_of(leaves: &[Hash]) -> Tree {
+        let mut tree = Tree::new();
+        for leaf in leaves {
+            tree.push(*leaf);
+        }
+        tree
+    }
+
+    fn hex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    fn hash(text: &str) -> Hash {
+        hex(text).try_into().expect("32 bytes")
+    }
+
+    /// The RFC 6962 test vectors (the reference implementations' eight-leaf tree), from the
+    /// data file the independent verifier reads too.
+    #[test]
+    fn rfc6962_test_vectors() {
+        let vectors = include_str!("../../verifier/testdata/rfc6962.txt");
+        let mut tree = Tree::new();
+        let (mut roots, mut inclusions, mut consistencies) = (0, 0, 0);
+        for line in vectors.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            match fields.as_slice() {
+                [] => {}
+                [comment, ..] if comment.starts_with('#') => {}
+                ["empty", root] => assert_eq!(empty_root(), hash(root)),
+                ["leaf", data @ ..] => tree.push(leaf_hash(&hex(data.first().unwrap_or(&"")))),
+                ["root", size, root] => {
+                    let size: u64 = size.parse().expect("size");
+                    assert_eq!(tree.root(size).expect("root"), hash(root), "root {size}");
+                    roots += 1;
+                }
+                ["inclusion", index, size, path @ ..] => {
+                    let (index, size): (u64, u64) = (index.parse().unwrap(), size.parse().unwrap());
+                    let path: Vec<Hash> = path.iter().map(|h| hash(h)).collect();
+                    assert_eq!(tree.inclusion_proof(index, size).unwrap(), path);
+                    let leaf = tree.levels[0][index as usize];
+                    let root = tree.root(size).unwrap();
+                    assert_eq!(verify_inclusion(index, size, &leaf, &path, &root), Ok(()));
+                    inclusions += 1;
+                }
+                ["consistency", old, new, path @ ..] => {
+                    let (old, new): (u64, u64) = (old.parse().unwrap(), new.parse().unwrap());
+                    let path: Vec<Hash> = path.iter().map(|h| hash(h)).collect();
+                    assert_eq!(tree.consistency_proof(old, new).unwrap(), path);
+                    let (a, b) = (tree.root(old).unwrap(), tree.root(new).unwrap());
+                    assert_eq!(verify_consistency(old, new, &a, &b, &path), Ok(()));
+                    consistencies += 1;
+                }
+                other => panic!("unknown test vector line {other:?}"),
+            }
+        }
+        assert_eq!((roots, inclusions, consistencies), (8, 5, 5));
+    }
+
+    #[test]
+    fn the_tree_matches_the_rfcs_definition_at_every_size() {
+        let leaves = leaves(300);
+        let tree = tree_of(&leaves);
+        for n in 0..=300 {
+            assert_eq!(tree.root(n).unwrap(), reference_root(&leaves[..n as usize]));
+        }
+        assert!(tree.root(301).is_err());
+    }
+
+    #[test]
+    fn degenerate_proofs_are_refused() {
+        let tree = tree_of(&leaves(5));
+        let root = tree.root(5).unwrap();
+        let leaf = tree.levels[0][0];
+        assert!(tree.inclusion_proof(5, 5).is_err());
+        assert!(tree.inclusion_proof(0, 6).is_err());
+        assert!(verify_inclusion(0, 0, &leaf, &[], &root).is_err());
+        assert!(verify_inclusion(5, 5, &leaf, &[], &root).is_err());
+        // A one-leaf tree: its root is the leaf, the proof is empty.
+        assert_eq!(verify_inclusion(0, 1, &leaf, &[], &leaf), Ok(()));
+        assert!(verify_inclusion(0, 1, &leaf, &[leaf], &leaf).is_err());
+        // Sizes 0 and equal sizes: empty proofs only, equal roots only.
+        assert_eq!(verify_consistency(0, 5, &empty_root(), &root, &[]), Ok(()));
+        assert!(verify_consistency(0, 5, &empty_root(), &root, &[root]).is_err());
+        assert_eq!(verify_consistency(5, 5, &root, &root, &[]), Ok(()));
+        assert!(verify_consistency(5, 5, &root, &leaf, &[]).is_err());
+        assert!(verify_consistency(5, 5, &root, &root, &[root]).is_err());
+        assert!(verify_consistency(3, 5, &tree.root(3).unwrap(), &root, &[]).is_err());
+        assert!(verify_consistency(5, 3, &root, &tree.root(3).unwrap(), &[]).is_err());
+        assert!(tree.consistency_proof(3, 6).is_err());
+    }
+
+    /// Every single-bit change to `proof` (and to the other inputs) must fail `verify`.
+    fn every_bit_flip_fails(
+        proof: &[Hash],
+        inputs: &[Hash],
+        verify: impl Fn(&[Hash], &[Hash]) -> bool,
+    ) {
+        assert!(verify(proof, inputs), "the honest proof verifies");
+        for i in 0..proof.len() {
+            for bit in 0..256 {
+                let mut bad = proof.to_vec();
+                bad[i][bit / 8] ^= 1 << (bit % 8);
+                assert!(!verify(&bad, inputs), "hash {i} bit {bit} of the proof");
+            }
+        }
+        for i in 0..inputs.len() {
+            for bit in 0..256 {
+                let mut bad = inputs.to_vec();
+                bad[i][bit / 8] ^= 1 << (bit % 8);
+                assert!(!verify(proof, &bad), "input {i} bit {bit}");
+            }
+        }
+        if !proof.is_empty() {
+            assert!(!verify(&proof[1..], inputs), "a hash left out");
+            let mut longer = proof.to_vec();
+            longer.push(inputs[0]);
+            assert!(!verify(&longer, inputs), "a hash added");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// For random sizes m ≤ n: every inclusion proof into the tree at n and the
+        /// consistency proof from m to n verify, and every single-bit change to one fails.
+        #[test]
+        fn proofs_verify_and_every_bit_flip_fails(n in 1u64..200, m in 0u64..200, at in 0u64..200) {
+            let m = m % (n + 1);
+            let index = at % n;
+            let tree = tree_of(&leaves(n));
+            let root = tree.root(n).unwrap();
+            let old_root = tree.root(m).unwrap();
+
+            let path = tree.inclusion_proof(index, n).unwrap();
+            let leaf = tree.levels[0][index as usize];
+            every_bit_flip_fails(&path, &[leaf, root], |proof, inputs| {
+                verify_inclusion(index, n, &inputs[0], proof, &inputs[1]).is_ok()
+            });
+            if n > 1 {
+                let other = (index + 1) % n;
+                prop_assert!(verify_inclusion(other, n, &leaf, &path, &root).is_err());
+            }
+
+            let proof = tree.consistency_proof(m, n).unwrap();
+            prop_assert!(verify_consistency(m, n, &old_root, &root, &proof).is_ok());
+            if m > 0 && m < n {
+                every_bit_flip_fails(&proof, &[old_root, root], |proof, inputs| {
+                    verify_consistency(m, n, &inputs[0], &inputs[1], proof).is_ok()
+                });
+                prop_assert!(verify_consistency(m - 1, n, &old_root, &root, &proof).is_err());
+            }
+        }
+    }
+
+    /// Proofs stay within 1 KiB at 10⁹ leaves: a path has one hash per level, at most 30.
+    #[test]
+    fn proofs_are_small_at_a_billion_events() {
+        // The shape alone decides a proof's length: count it without building the tree.
+        fn path_len(index: u64, n: u64) -> usize {
+            if n == 1 {
+                return 0;
+            }
+            let k = split(n);
+            1 + if index < k {
+                path_len(index, k)
+            } else {
+                path_len(index - k, n - k)
+            }
+        }
+        fn subproof_len(m: u64, n: u64, whole: bool) -> usize {
+            if m == n {
+                return usize::from(!whole);
+            }
+            let k = split(n);
+            1 + if m <= k {
+                subproof_len(m, k, whole)
+            } else {
+                subproof_len(m - k, n - k, false)
+            }
+        }
+        let n = 1_000_000_000u64;
+        let longest_path = [0, 1, n / 2, n - 2, n - 1, 999_999_937]
+            .into_iter()
+            .map(|i| path_len(i, n))
+            .max()
+            .unwrap();
+        let longest_consistency = [1, 3, 1 << 29, n / 3, n - 1, 999_999_937]
+            .into_iter()
+            .map(|m| subproof_len(m, n, true))
+            .max()
+            .unwrap();
+        assert!(longest_path * 32 <= 1024, "{longest_path} hashes");
+        assert!(
+            longest_consistency * 32 <= 1024,
+            "{longest_consistency} hashes"
+        );
+    }
+}
