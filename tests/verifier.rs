@@ -21,6 +21,7 @@ fn verifier_dir() -> &'static Path {
 fn the_independent_verifier_passes_its_tests() {
     let out = Command::new("python3")
         .args(["-m", "unittest", "-v"])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .current_dir(verifier_dir())
         .output()
         .expect("python3 runs (installed by .ci/run's set-up)");
@@ -117,6 +118,7 @@ fn both(dir: &Path, key: &str, bundle: &Bundle) -> [(i32, String); 2] {
         .output()
         .expect("tally verify");
     let python = Command::new("python3")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .arg(verifier_dir().join("tally_verify.py"))
         .arg("--key")
         .arg(&key_file)
