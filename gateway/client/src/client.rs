@@ -671,7 +671,13 @@ impl Inner {
                 &self.header(0, 1, 0),
                 &credential,
             )
-            .await?;
+            .await
+            .inspect_err(|error| {
+                // A node that does not answer a registration: try the next one.
+                if matches!(error, SessionError::Transient(_)) {
+                    self.retarget(None);
+                }
+            })?;
         if reply.status != Status::Ok {
             let refusal = decode_refusal(&reply.body).unwrap_or_default();
             // A full follower names the leader, whose session table is its own.
@@ -795,13 +801,18 @@ impl Inner {
                 Ok(reply) => reply,
                 Err(SessionError::Permanent(error)) => return Err(error),
                 Err(SessionError::Transient(error)) => {
-                    // Timed out or connection lost: the outcome is unknown. Same number again,
-                    // on the same session (`session` connects again to its node if the
-                    // connection is gone) or, if the node cannot be reached or no longer knows
-                    // the session, on a new one: either way the reply table answers it.
+                    // Timed out or connection lost: the outcome is unknown. Same number again:
+                    // after a lost connection on the same session (`session` connects again to
+                    // its node); after an attempt that a live connection left unanswered (a
+                    // stopped, isolated or stalled node) on the next node, which sends it on to
+                    // the leader — waiting on the silent one again would double the wait.
+                    // Either way the reply table answers it if it was applied.
                     last = error;
                     if !connection.is_open() {
                         pause(&mut backoff).await;
+                    } else if self.config.addrs.len() > 1 {
+                        self.drop_session(session, false).await;
+                        self.retarget(None);
                     }
                     continue;
                 }
