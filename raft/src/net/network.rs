@@ -138,6 +138,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             next_request_id: 1,
             failures: 0,
             retry_at: None,
+            append_entries_limit: APPEND_ENTRIES_MAX,
         }
     }
 }
@@ -199,6 +200,9 @@ pub struct PeerClient {
     failures: u32,
     /// No connection attempt before this instant (backoff after a failure).
     retry_at: Option<Instant>,
+    /// Entries this peer is sent in one AppendEntries: halved when one times out, doubled
+    /// back after each that succeeds at the limit (see `append_entries`).
+    append_entries_limit: usize,
 }
 
 /// Why a call got no answer, before it is turned into the error type of the openraft method.
@@ -261,6 +265,17 @@ fn decode_error(what: &'static str) -> impl FnOnce(DecodeError) -> CallError {
 /// node's does.
 pub fn reconnect_backoff() -> Backoff {
     Backoff::new((1..).map(backoff_delay))
+}
+
+/// The entries a peer is sent in one AppendEntries after a call that carried `entries` under
+/// the limit `limit` ended so: half as many after a timeout (at least one), twice the limit
+/// after a success at it (at most `APPEND_ENTRIES_MAX`), else unchanged.
+fn next_append_limit<T>(limit: usize, entries: usize, answer: &Result<T, CallError>) -> usize {
+    match answer {
+        Err(CallError::Timeout(_)) if entries > 1 => (entries / 2).min(limit),
+        Ok(_) if entries >= limit => limit.saturating_mul(2).min(APPEND_ENTRIES_MAX),
+        _ => limit,
+    }
 }
 
 /// Backoff before connection attempt `failures + 1`.
@@ -569,11 +584,20 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
         let action = RPCTypes::AppendEntries;
-        // More entries than one message may carry (a node configured with a larger
-        // `max_payload_entries`): openraft splits the request when told so.
-        if request.entries.len() > APPEND_ENTRIES_MAX {
+        // More entries than one message may carry, or than this peer took in time lately:
+        // openraft splits the request when told so (and keeps to the hint for a few calls).
+        //
+        // Why the second: a call that times out drops its connection (its answer is never
+        // read), so the next one connects and shakes hands again, then sends the same entries,
+        // all within the same timeout (the heartbeat interval). A follower that must catch up
+        // on a loaded host (after a partition heals, say) could fail that every time and never
+        // catch up — the leader sending it the same 8 MiB for ever. Halving the entries per
+        // call after each timeout makes every retry lighter until one fits; each call that
+        // succeeds at the limit doubles it back.
+        let entries = request.entries.len();
+        if entries > self.append_entries_limit {
             return Err(RPCError::PayloadTooLarge(
-                PayloadTooLarge::new_entries_hint(APPEND_ENTRIES_MAX as u64),
+                PayloadTooLarge::new_entries_hint(self.append_entries_limit as u64),
             ));
         }
         let answer = self
@@ -583,8 +607,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
                 rpc::KIND_APPEND_ENTRIES_RESPONSE,
                 option.hard_ttl(),
             )
-            .await
-            .map_err(|error| self.rpc_error(action, error))?;
+            .await;
+        self.append_entries_limit = next_append_limit(self.append_entries_limit, entries, &answer);
+        let answer = answer.map_err(|error| self.rpc_error(action, error))?;
         rpc::decode_append_entries_response(&answer)
             .map_err(decode_error("AppendEntries answer"))
             .map_err(|error| self.rpc_error(action, error))
@@ -675,5 +700,37 @@ mod tests {
         assert!(delays.windows(2).all(|pair| pair[0] <= pair[1]));
         assert_eq!(delays[11], RECONNECT_BACKOFF_MAX);
         assert_eq!(backoff_delay(u32::MAX), RECONNECT_BACKOFF_MAX);
+    }
+
+    /// Proves a peer that times out is sent fewer entries each time, down to one, and more
+    /// again once it keeps up: from a timed-out message of 8 entries, the retries carry 4, 2
+    /// and 1; successes at the limit double it back to the protocol's maximum, and no further.
+    #[test]
+    fn append_entries_shrink_on_timeouts_and_grow_back() {
+        let timeout: Result<(), CallError> = Err(CallError::Timeout(Duration::from_millis(200)));
+        let ok: Result<(), CallError> = Ok(());
+        let mut limit = APPEND_ENTRIES_MAX;
+        let mut sent = Vec::new();
+        let mut entries = 8;
+        for _ in 0..5 {
+            sent.push(entries);
+            limit = next_append_limit(limit, entries, &timeout);
+            entries = entries.min(limit);
+        }
+        assert_eq!(sent, [8, 4, 2, 1, 1]);
+        assert_eq!(limit, 1);
+        // A heartbeat timing out changes nothing; neither does a success below the limit.
+        assert_eq!(next_append_limit(4, 0, &timeout), 4);
+        assert_eq!(next_append_limit(4, 3, &ok), 4);
+        let mut steps = 0;
+        while limit < APPEND_ENTRIES_MAX {
+            limit = next_append_limit(limit, limit, &ok);
+            steps += 1;
+        }
+        assert_eq!(steps, APPEND_ENTRIES_MAX.trailing_zeros());
+        assert_eq!(next_append_limit(limit, limit, &ok), APPEND_ENTRIES_MAX);
+        // Other failures (unreachable, refused) say nothing about the message's size.
+        let refused: Result<(), CallError> = Err(CallError::Unreachable(io::Error::other("down")));
+        assert_eq!(next_append_limit(64, 64, &refused), 64);
     }
 }
