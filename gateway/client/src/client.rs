@@ -51,7 +51,9 @@ pub struct ClientConfig {
     pub cluster_id: u128,
     /// The secret the node's config knows by its hash.
     pub credential: Vec<u8>,
-    /// Wait this long for one reply before sending the request again.
+    /// Wait this long for one reply before sending the request again (to the next node, if
+    /// the connection is still open: a node that keeps a connection but does not answer is
+    /// stopped, isolated or stalled).
     pub request_timeout: Duration,
     /// Give up on a call after this long.
     pub deadline: Duration,
