@@ -696,10 +696,12 @@ fn agreement(states: &[ReplicaState]) -> CheckResult {
     }
     let indexes: Vec<u64> = states.iter().map(|s| s.applied_index).collect();
     if indexes.windows(2).any(|pair| pair[0] != pair[1]) {
+        let views: Vec<&str> = states.iter().map(|s| s.raft.as_str()).collect();
         finding.bad(|| {
             format!(
                 "the replicas were not at one applied index {SETTLE_WITHIN:?} after the load \
-                 (one still catching up): the other checks read states still moving"
+                 (one still catching up): the other checks read states still moving; last \
+                 read: {views:?}"
             )
         });
     }

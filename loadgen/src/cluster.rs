@@ -41,6 +41,9 @@ pub struct ReplicaState {
     pub transfers: u64,
     pub trades: u64,
     pub ledger_totals: Vec<LedgerTotals>,
+    /// The replica's Raft view when read (role, term, leader, commit index, last log index),
+    /// for a failure to show; empty where there is none.
+    pub raft: String,
 }
 
 /// A cluster as the load generator uses it. Reads name one replica (`node` is one of
@@ -167,6 +170,15 @@ impl Cluster for GatewayCluster {
             .node_state(true)
             .await
             .map_err(unknown)?;
+        let raft = format!(
+            "node {} {} term {} leader {:?} committed {:?} last log {:?}",
+            state.node_id,
+            state.role,
+            state.term,
+            state.leader,
+            state.committed_index,
+            state.last_log_index
+        );
         Ok(ReplicaState {
             node: node.to_owned(),
             applied_index: state.applied_index(),
@@ -175,6 +187,7 @@ impl Cluster for GatewayCluster {
             transfers: state.transfers,
             trades: state.trades,
             ledger_totals: state.ledger_totals,
+            raft,
         })
     }
 

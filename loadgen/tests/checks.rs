@@ -97,6 +97,7 @@ impl Cluster for MemoryCluster {
             transfers: replica.0.transfers_count() as u64,
             trades: replica.0.trades_count() as u64,
             ledger_totals: replica.0.ledger_totals(),
+            raft: String::new(),
         };
         if index == 1 {
             if doctor.digest_differs {

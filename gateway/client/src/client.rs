@@ -19,9 +19,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod config;
 mod in_order;
 mod pack;
 
+pub use config::{ClientConfig, Reads};
 pub use in_order::IN_ORDER_WINDOW_MAX;
 
 use crate::connection::{Answer, Connection, ConnectionError};
@@ -29,7 +31,6 @@ use bytes::Bytes;
 use tally_engine::limits::RECORD_BYTES;
 use tally_engine::records::{Account, Settlement, Trade, Transfer, TransferFlags};
 use tally_engine::{Balances, EventResult, StatementEntry, StatementFilter};
-use tally_wire::ClientTls;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::time::{sleep, timeout, Instant};
 
@@ -41,66 +42,6 @@ use crate::protocol::{
     encode_statement_request, Admin, CreateReply, Failure, NodeState, Operation, Refusal,
     RequestHeader, Status, FLAG_LINEARIZABLE,
 };
-
-/// Where and who a client is.
-#[derive(Clone, Debug)]
-pub struct ClientConfig {
-    /// Every node's address (the client finds the leader among them).
-    pub addrs: Vec<String>,
-    /// The cluster's id: a node of another cluster refuses the requests.
-    pub cluster_id: u128,
-    /// The secret the node's config knows by its hash.
-    pub credential: Vec<u8>,
-    /// Wait this long for one reply before sending the request again (to the next node, if
-    /// the connection is still open: a node that keeps a connection but does not answer is
-    /// stopped, isolated or stalled).
-    pub request_timeout: Duration,
-    /// Give up on a call after this long.
-    pub deadline: Duration,
-    /// TLS to the nodes' client listeners, verified against a CA (`TALLY_CA` for the CLI);
-    /// `None` speaks plain TCP, only to nodes configured with `insecure_plaintext`.
-    pub tls: Option<ClientTls>,
-    /// How reads (lookups, statements, balances, node state) are served.
-    pub reads: Reads,
-}
-
-/// How a client's reads are served.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Reads {
-    /// By the leader after confirming its leadership with a quorum (openraft's read index):
-    /// every write acknowledged before the read was sent is seen.
-    #[default]
-    Linearizable,
-    /// By whichever node the session is on, from what it has applied: on a follower this may
-    /// lag. What an operator asks of one replica ("what do you have?").
-    Local,
-}
-
-impl ClientConfig {
-    pub fn new(addrs: Vec<String>, cluster_id: u128, credential: Vec<u8>) -> ClientConfig {
-        ClientConfig {
-            addrs,
-            cluster_id,
-            credential,
-            request_timeout: Duration::from_secs(10),
-            deadline: Duration::from_secs(60),
-            tls: None,
-            reads: Reads::Linearizable,
-        }
-    }
-
-    /// Serve reads from the applied state of the node the session is on (see [`Reads`]).
-    pub fn with_reads(mut self, reads: Reads) -> ClientConfig {
-        self.reads = reads;
-        self
-    }
-
-    /// Speak TLS to the nodes, verified against `tls`.
-    pub fn with_tls(mut self, tls: Option<ClientTls>) -> ClientConfig {
-        self.tls = tls;
-        self
-    }
-}
 
 /// Why a call failed.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -744,15 +685,15 @@ impl Inner {
             current.take()
         };
         if let Some(held) = held.filter(|held| end_on_node && held.connection.is_open()) {
+            // Queued, never waited for long: a connection whose write queue is full is not
+            // worth holding the call up for (the session then idles out as before).
             let header = self.header(held.session, self.next_number(), 0);
-            let _ = self
-                .send_request(
-                    &held.connection,
-                    Operation::EndSession,
-                    &header,
-                    &Bytes::new(),
-                )
-                .await;
+            let payload = Bytes::from(encode_request(&header, &Bytes::new()));
+            let _ = timeout(
+                Duration::from_millis(100),
+                held.connection.send(Operation::EndSession.kind(), payload),
+            )
+            .await;
         }
     }
 
