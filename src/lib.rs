@@ -4,7 +4,8 @@
 //! real `tally node` processes on loopback (tests, `tally loadgen --spawn`, `tally demo`); `load` fronts the load
 //! generator (`tally loadgen`, `tally demo`); `admin_http` is a node's `/metrics`, `/health`
 //! and `/ready`; `cluster_admin` is `tally admin`'s cluster operations; `tls_args` is how client commands
-//! find their TLS settings; `verify` checks proof bundles offline (`tally verify`).
+//! find their TLS settings; `verify` checks proof bundles offline (`tally verify`); `witness` is `tally witness`, the
+//! cosigning witness's files around `tally_engine::witness`.
 
 pub mod admin_http;
 pub mod client_cli;
@@ -16,3 +17,4 @@ pub mod local_cluster;
 pub mod node;
 pub mod tls_args;
 pub mod verify;
+pub mod witness;

@@ -586,15 +586,40 @@ impl LocalCluster {
 /// How much of each node's log a failing test shows.
 const LOG_TAIL_LINES: usize = 60;
 
+/// Where a failing test keeps every node's whole log, when set (a soak's failure is rarely
+/// explained by the last lines alone).
+pub const KEEP_LOGS_ENV: &str = "TALLY_KEEP_LOGS";
+
 impl Drop for LocalCluster {
     /// Stops every node; when the thread is panicking (a failed test), prints the end of each
-    /// node's log first, since the logs go with the test's temporary directory.
+    /// node's log first, since the logs go with the test's temporary directory, and copies the
+    /// whole logs to `$TALLY_KEEP_LOGS/<pid>-<time>/node-<id>.log` if that is set.
     fn drop(&mut self) {
         let failing = std::thread::panicking();
+        let keep = std::env::var_os(KEEP_LOGS_ENV)
+            .filter(|_| failing)
+            .map(|dir| {
+                let stamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |since| since.as_secs());
+                std::path::PathBuf::from(dir).join(format!("{}-{stamp}", std::process::id()))
+            });
         for (id, node) in &mut self.nodes {
             if let Some(mut child) = node.child.take() {
                 let _ = child.kill();
                 let _ = child.wait();
+            }
+            if let Some(dir) = &keep {
+                let kept = std::fs::create_dir_all(dir).and_then(|()| {
+                    std::fs::copy(node.log_path(), dir.join(format!("node-{id}.log")))
+                });
+                match kept {
+                    Ok(_) => eprintln!("--- node {id}: whole log kept in {} ---", dir.display()),
+                    Err(error) => eprintln!(
+                        "--- node {id}: log not kept in {}: {error} ---",
+                        dir.display()
+                    ),
+                }
             }
             if failing {
                 let log = std::fs::read_to_string(node.log_path()).unwrap_or_default();

@@ -109,8 +109,18 @@ enum Command {
         /// The cluster's verifier key (`<name>+<key id>+<key>`), or a file holding it.
         #[arg(long)]
         key: String,
+        /// A witness's verifier key (or a file holding it): every checkpoint must carry its
+        /// cosignature too. Repeat for several witnesses.
+        #[arg(long = "witness")]
+        witnesses: Vec<String>,
         /// The proof bundle (JSON).
         bundle: std::path::PathBuf,
+    },
+    /// Witness a cluster's history (docs/verifiability.md, "Witnesses"): cosign each
+    /// checkpoint that extends the last one cosigned, refuse loudly one that does not.
+    Witness {
+        #[command(subcommand)]
+        command: tally::witness::WitnessCommand,
     },
     /// Generate load (transfers, trades, pending/post) and report throughput, latency and,
     /// with --check, the history checks.
@@ -375,8 +385,16 @@ fn hash_credential(secret: Option<String>) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    if let Command::Verify { key, bundle } = &cli.command {
-        return ExitCode::from(tally::verify::run(key, bundle));
+    if let Command::Verify {
+        key,
+        witnesses,
+        bundle,
+    } = &cli.command
+    {
+        return ExitCode::from(tally::verify::run(key, witnesses, bundle));
+    }
+    if let Command::Witness { command } = &cli.command {
+        return ExitCode::from(tally::witness::run(command));
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -428,7 +446,7 @@ fn main() -> ExitCode {
                 ca_exists,
             } => make_certs(&dir, &name, &nodes, &hosts, &clients, ca_exists).map(|()| true),
             Command::Restore { flags, snapshot } => run_restore(&flags, &snapshot).map(|()| true),
-            Command::Client(_) | Command::Verify { .. } => Ok(true),
+            Command::Client(_) | Command::Verify { .. } | Command::Witness { .. } => Ok(true),
             Command::HashCredential { secret } => hash_credential(secret).map(|()| true),
             Command::Loadgen(args) => loadgen(args).await,
             Command::Demo(args) => demo(args).await,

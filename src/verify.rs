@@ -18,7 +18,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use tally_engine::checkpoint::{Checkpoint, NoteVerifier};
+use tally_engine::checkpoint::{Checkpoint, KeyKind, NoteVerifier};
 use tally_engine::merkle::{leaf_hash, verify_consistency, verify_inclusion, Hash};
 
 /// What a client keeps to prove its events later.
@@ -77,17 +77,31 @@ fn hashes(items: &[String]) -> Result<Vec<Hash>, String> {
 }
 
 /// Every failure in `bundle` checked against `key`, as messages; empty means all verifies.
-pub fn check(bundle: &Bundle, key: &NoteVerifier) -> Vec<String> {
+/// With `witnesses`, every checkpoint must also carry a valid cosignature by each of them.
+pub fn check(bundle: &Bundle, key: &NoteVerifier, witnesses: &[NoteVerifier]) -> Vec<String> {
     let mut failures = Vec::new();
+    if key.kind() != KeyKind::Note || witnesses.iter().any(|w| w.kind() != KeyKind::Cosignature) {
+        failures.push(
+            "the log's key must be a note key (type 0x01), a witness's a cosignature key (type \
+             0x04)"
+                .to_owned(),
+        );
+        return failures;
+    }
     let checkpoints: Vec<Option<Checkpoint>> = bundle
         .checkpoints
         .iter()
         .enumerate()
-        .map(|(i, note)| match key.open_checkpoint(note) {
-            Ok(checkpoint) => Some(checkpoint),
-            Err(why) => {
-                failures.push(format!("checkpoint {i}: {why}"));
-                None
+        .map(|(i, note)| {
+            let cosigned = witnesses
+                .iter()
+                .try_for_each(|witness| witness.open_cosigned(note).map(|_| ()));
+            match key.open_checkpoint(note).and_then(|c| cosigned.map(|()| c)) {
+                Ok(checkpoint) => Some(checkpoint),
+                Err(why) => {
+                    failures.push(format!("checkpoint {i}: {why}"));
+                    None
+                }
             }
         })
         .collect();
@@ -164,29 +178,38 @@ pub fn check(bundle: &Bundle, key: &NoteVerifier) -> Vec<String> {
     failures
 }
 
+/// A verifier key given inline (it has a '+') or as a file holding it.
+pub fn read_verifier_key(key: &str) -> anyhow::Result<NoteVerifier> {
+    let text = if key.contains('+') {
+        key.to_owned()
+    } else {
+        std::fs::read_to_string(key).map_err(|e| anyhow::anyhow!("{key}: {e}"))?
+    };
+    Ok(text.parse()?)
+}
+
 /// What `tally verify` ends with: 0 all verifies, 1 something does not, 2 unreadable input.
-pub fn run(key: &str, bundle: &Path) -> u8 {
-    let read = || -> anyhow::Result<(NoteVerifier, Bundle)> {
-        let key_text = if key.contains('+') {
-            key.to_owned()
-        } else {
-            std::fs::read_to_string(key).map_err(|e| anyhow::anyhow!("{key}: {e}"))?
-        };
-        let key: NoteVerifier = key_text.parse()?;
+pub fn run(key: &str, witnesses: &[String], bundle: &Path) -> u8 {
+    let read = || -> anyhow::Result<(NoteVerifier, Vec<NoteVerifier>, Bundle)> {
+        let key = read_verifier_key(key)?;
+        let witnesses = witnesses
+            .iter()
+            .map(|key| read_verifier_key(key))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let text = std::fs::read_to_string(bundle)
             .map_err(|e| anyhow::anyhow!("{}: {e}", bundle.display()))?;
         let bundle: Bundle = serde_json::from_str(&text)
             .map_err(|e| anyhow::anyhow!("{}: not a proof bundle: {e}", bundle.display()))?;
-        Ok((key, bundle))
+        Ok((key, witnesses, bundle))
     };
-    let (key, bundle) = match read() {
+    let (key, witnesses, bundle) = match read() {
         Ok(read) => read,
         Err(error) => {
             eprintln!("tally verify: cannot read the input: {error:#}");
             return 2;
         }
     };
-    let failures = check(&bundle, &key);
+    let failures = check(&bundle, &key, &witnesses);
     if !failures.is_empty() {
         for failure in &failures {
             println!("FAILED {failure}");
@@ -199,8 +222,13 @@ pub fn run(key: &str, bundle: &Path) -> u8 {
         .filter_map(|note| key.open_checkpoint(note).ok())
         .map(|c| c.size.to_string())
         .collect();
+    let cosigned: String = witnesses
+        .iter()
+        .map(|witness| format!(", cosigned by {}", witness.name()))
+        .collect();
     println!(
-        "OK: {} checkpoints (sizes {}) signed by {}, each extending the last; {} events included",
+        "OK: {} checkpoints (sizes {}) signed by {}{cosigned}, each extending the last; {} \
+         events included",
         bundle.checkpoints.len(),
         sizes.join(", "),
         key.name(),

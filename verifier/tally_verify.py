@@ -6,12 +6,15 @@ that every checkpoint is signed by the cluster's key (a C2SP signed note, Ed2551
 checkpoint extends the one before it (an RFC 6962 consistency proof), and that every event is
 in its checkpoint's tree (an RFC 6962 inclusion proof).
 
-    python3 tally_verify.py --key KEY bundle.json
+    python3 tally_verify.py --key KEY [--witness WITNESS_KEY ...] bundle.json
 
-KEY is the cluster's verifier key (`<name>+<key id>+<base64 key>`) or a file holding it.
+KEY is the cluster's verifier key (`<name>+<key id>+<base64 key>`) or a file holding it; each
+WITNESS_KEY a witness's, whose cosignature (C2SP tlog-cosignature/v1) every checkpoint must
+then carry too.
 Prints OK and exits 0, or names each thing that does not verify and exits 1 (2: unreadable
 input). Everything here follows the public specifications, not Tally's source: RFC 6962 and
-RFC 9162 (the tree and its proofs), RFC 8032 (Ed25519), C2SP signed-note and tlog-checkpoint.
+RFC 9162 (the tree and its proofs), RFC 8032 (Ed25519), C2SP signed-note, tlog-checkpoint and
+tlog-cosignature.
 """
 
 import argparse
@@ -178,24 +181,30 @@ def _b64(text, what):
         raise Refused(f"{what} is not base64") from error
 
 
+NOTE_KEY = 0x01  # Ed25519 over the note's text: a log's key
+COSIGNATURE_KEY = 0x04  # C2SP tlog-cosignature/v1: a witness's key
+
+
 def parse_key(text):
-    """A verifier key `<name>+<hex key id>+<base64(0x01 || public key)>`: (name, id, key)."""
+    """A verifier key `<name>+<hex key id>+<base64(type || public key)>`, type 0x01 (a log's)
+    or 0x04 (a witness's): (name, id, key, type)."""
     parts = text.strip().split("+", 2)
     if len(parts) != 3:
         raise Refused("the key is not <name>+<key id>+<key>")
     name, key_id, blob = parts
     blob = _b64(blob, "the key")
-    if len(blob) != 33 or blob[0] != 1:
-        raise Refused("the key is not an Ed25519 key (type 0x01, 32 bytes)")
+    if len(blob) != 33 or blob[0] not in (NOTE_KEY, COSIGNATURE_KEY):
+        raise Refused("the key is not an Ed25519 key (type 0x01 or 0x04, 32 bytes)")
     expected = hashlib.sha256(name.encode() + b"\n" + blob).digest()[:4]
     if expected.hex() != key_id:
         raise Refused("the key's id does not match its name and key")
-    return name, expected, blob[1:]
+    return name, expected, blob[1:], blob[0]
 
 
 def open_note(note, key):
-    """The text of `note` if `key` (from parse_key) signed it; Refused otherwise."""
-    name, key_id, public = key
+    """The text of `note` if `key` (from parse_key) signed it (a witness's key: cosigned it);
+    Refused otherwise."""
+    name, key_id, public, kind = key
     if not note.endswith("\n") or "\n\n" not in note:
         raise Refused("not a signed note (no blank line before its signatures)")
     at = note.rindex("\n\n")
@@ -210,7 +219,15 @@ def open_note(note, key):
         blob = _b64(blob, f"the signature by {signer}")
         if signer != name or blob[:4] != key_id:
             continue
-        if not ed25519_verify(public, text.encode(), blob[4:]):
+        if kind == COSIGNATURE_KEY:
+            # key id || time (u64, big-endian seconds) || signature over the time and the text
+            if len(blob) != 4 + 8 + 64:
+                raise Refused(f"the cosignature by {name} is not 76 bytes")
+            time = int.from_bytes(blob[4:12], "big")
+            message = f"cosignature/v1\ntime {time}\n{text}".encode()
+            if time >= 1 << 63 or not ed25519_verify(public, message, blob[12:]):
+                raise Refused(f"the cosignature by {name} does not verify: the note was altered")
+        elif not ed25519_verify(public, text.encode(), blob[4:]):
             raise Refused(f"the signature by {name} does not verify: the note was altered")
         signed = True
     if not signed:
@@ -250,12 +267,17 @@ def _hashes(items, what):
     return out
 
 
-def verify_bundle(bundle, key):
-    """Every failure in `bundle`, as messages; empty means it all verifies."""
+def verify_bundle(bundle, key, witnesses=()):
+    """Every failure in `bundle`, as messages; empty means it all verifies. Each checkpoint
+    must be signed by `key` and cosigned by every one of `witnesses`."""
     failures = []
     checkpoints = []
     for i, note in enumerate(bundle.get("checkpoints", [])):
         try:
+            if key[3] != NOTE_KEY or any(w[3] != COSIGNATURE_KEY for w in witnesses):
+                raise Refused("the log's key must be of type 0x01, a witness's of type 0x04")
+            for witness in witnesses:
+                open_note(note, witness)
             checkpoints.append(parse_checkpoint(open_note(note, key)))
         except Refused as why:
             failures.append(f"checkpoint {i}: {why}")
@@ -307,28 +329,35 @@ def verify_bundle(bundle, key):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--key", required=True, help="verifier key, or a file holding it")
+    parser.add_argument("--witness", action="append", default=[],
+                        help="a witness's verifier key, or a file holding it (repeatable)")
     parser.add_argument("bundle", help="proof bundle (JSON, docs/verifiability.md)")
     args = parser.parse_args(argv)
+
+    def read_key(text):
+        if "+" not in text:
+            with open(text, encoding="utf-8") as file:
+                text = file.read()
+        return parse_key(text)
+
     try:
-        key_text = args.key
-        if "+" not in key_text:
-            with open(key_text, encoding="utf-8") as file:
-                key_text = file.read()
-        key = parse_key(key_text)
+        key = read_key(args.key)
+        witnesses = [read_key(w) for w in args.witness]
         with open(args.bundle, encoding="utf-8") as file:
             bundle = json.load(file)
     except (OSError, ValueError, Refused) as error:
         print(f"cannot read the input: {error}", file=sys.stderr)
         return 2
-    failures = verify_bundle(bundle, key)
+    failures = verify_bundle(bundle, key, witnesses)
     if failures:
         for failure in failures:
             print(f"FAILED {failure}")
         return 1
     events = len(bundle.get("events", []))
     sizes = ", ".join(str(parse_checkpoint(open_note(n, key))[1]) for n in bundle["checkpoints"])
-    print(f"OK: {len(bundle['checkpoints'])} checkpoints (sizes {sizes}) signed by {key[0]}, "
-          f"each extending the last; {events} events included")
+    cosigned = "".join(f", cosigned by {w[0]}" for w in witnesses)
+    print(f"OK: {len(bundle['checkpoints'])} checkpoints (sizes {sizes}) signed by {key[0]}"
+          f"{cosigned}, each extending the last; {events} events included")
     return 0
 
 

@@ -13,9 +13,12 @@
 //! A signed note is that text, a blank line, and one signature line per signer:
 //! `— <key name> <base64(key id ‖ Ed25519 signature over the text)>`, where the key id is the
 //! first four bytes of `SHA-256(key name ‖ 0x0A ‖ 0x01 ‖ public key)`. Witnesses add their own
-//! lines to the same text. Verifier keys travel as `<name>+<hex key id>+<base64(0x01 ‖ public
-//! key)>`, the C2SP form, so standard tools read them. Pure: signing with Ed25519 is
-//! deterministic, and nothing here reads a clock or a file.
+//! lines to the same text as C2SP tlog-cosignature/v1 cosignatures: key type 0x04, the line's
+//! blob `key id ‖ time (u64 big-endian seconds) ‖ Ed25519 signature` over
+//! `"cosignature/v1\ntime <seconds>\n" ‖ text`. Verifier keys travel as `<name>+<hex key
+//! id>+<base64(type ‖ public key)>`, the C2SP form, so standard tools read them. Pure: signing
+//! with Ed25519 is deterministic, and nothing here reads a clock or a file (the cosigning time
+//! is the caller's).
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -24,8 +27,48 @@ use sha2::{Digest, Sha256};
 
 use crate::merkle::Hash;
 
-/// The signed-note signature type of Ed25519.
-const ED25519: u8 = 0x01;
+/// What a key signs: the signed-note signature type of its lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// Ed25519 over the note's text (type 0x01): the log's checkpoint key.
+    Note,
+    /// A C2SP tlog-cosignature/v1 (type 0x04): Ed25519 over `"cosignature/v1\ntime <s>\n"`
+    /// and the text, the time carried in the line: a witness's key.
+    Cosignature,
+}
+
+impl KeyKind {
+    fn byte(self) -> u8 {
+        match self {
+            KeyKind::Note => 0x01,
+            KeyKind::Cosignature => 0x04,
+        }
+    }
+
+    fn of(byte: u8) -> Option<KeyKind> {
+        match byte {
+            0x01 => Some(KeyKind::Note),
+            0x04 => Some(KeyKind::Cosignature),
+            _ => None,
+        }
+    }
+
+    /// Bytes of a signature line's blob: key id, the time for a cosignature, the signature.
+    fn blob_bytes(self) -> usize {
+        match self {
+            KeyKind::Note => 4 + 64,
+            KeyKind::Cosignature => 4 + 8 + 64,
+        }
+    }
+}
+
+/// The message a cosignature made at `time` (seconds) signs: C2SP tlog-cosignature/v1.
+fn cosigned_message(time: u64, text: &str) -> Vec<u8> {
+    format!("cosignature/v1\ntime {time}\n{text}").into_bytes()
+}
+
+/// A cosignature's time may not exceed this (C2SP tlog-cosignature).
+pub const COSIGNATURE_TIME_MAX: u64 = (1 << 63) - 1;
 /// At most this many signature lines are read from a note (the log's and its witnesses').
 pub const SIGNATURES_MAX: usize = 100;
 /// A note longer than this is refused before it is parsed.
@@ -147,76 +190,151 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
+fn key_id(name: &str, kind: KeyKind, key: &VerifyingKey) -> [u8; 4] {
     let mut hasher = Sha256::new();
     hasher.update(name.as_bytes());
-    hasher.update([b'\n', ED25519]);
+    hasher.update([b'\n', kind.byte()]);
     hasher.update(key.as_bytes());
     let hash = hasher.finalize();
     [hash[0], hash[1], hash[2], hash[3]]
 }
 
-/// A signer: the cluster's checkpoint key, or a witness's.
+/// A key's type and 32 bytes from `base64(type ‖ key)`, as verifier and private keys carry them.
+fn typed_key(text: &str) -> Result<(KeyKind, [u8; 32]), &'static str> {
+    let blob = BASE64.decode(text).map_err(|_| "the key is not base64")?;
+    let (kind, key) = blob.split_first().ok_or("the key is empty")?;
+    let kind = KeyKind::of(*kind)
+        .ok_or("not an Ed25519 note key (type 0x01) nor cosignature key (type 0x04)")?;
+    let key = key.try_into().map_err(|_| "the key is not 32 bytes")?;
+    Ok((kind, key))
+}
+
+/// A signer: the cluster's checkpoint key ([`KeyKind::Note`]), or a witness's
+/// ([`KeyKind::Cosignature`]).
 pub struct NoteSigner {
     name: String,
+    kind: KeyKind,
     key: SigningKey,
 }
 
 impl NoteSigner {
-    /// The signer `name` with the Ed25519 key whose 32-byte seed is `seed`.
+    /// The note signer `name` (a log's key) with the Ed25519 key whose 32-byte seed is `seed`.
     pub fn new(name: &str, seed: &[u8; 32]) -> Result<NoteSigner, NoteError> {
+        NoteSigner::of_kind(name, KeyKind::Note, seed)
+    }
+
+    /// The signer `name` of `kind` with the Ed25519 key whose 32-byte seed is `seed`.
+    pub fn of_kind(name: &str, kind: KeyKind, seed: &[u8; 32]) -> Result<NoteSigner, NoteError> {
         check_name(name).map_err(NoteError::BadKey)?;
         Ok(NoteSigner {
             name: name.to_owned(),
+            kind,
             key: SigningKey::from_bytes(seed),
         })
     }
 
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The private key as text, for a key file: `PRIVATE+KEY+<name>+<hex key id>+<base64(type
+    /// ‖ 32-byte seed)>` (the form Go's `golang.org/x/mod/sumdb/note` reads).
+    pub fn private_key(&self) -> String {
+        let public = self.verifier_key();
+        let id = public.split('+').nth(1).unwrap_or_default();
+        let mut blob = vec![self.kind.byte()];
+        blob.extend_from_slice(self.key.as_bytes());
+        format!("PRIVATE+KEY+{}+{id}+{}", self.name, BASE64.encode(blob))
+    }
+
+    /// Read a private key written by [`NoteSigner::private_key`]; its key id must match.
+    pub fn from_private_key(text: &str) -> Result<NoteSigner, NoteError> {
+        // Never echo the text: it is a secret.
+        let bad = |why: &str| NoteError::BadKey(format!("private key: {why}"));
+        let Some(rest) = text.trim().strip_prefix("PRIVATE+KEY+") else {
+            return Err(bad("does not start with PRIVATE+KEY+"));
+        };
+        let [name, id, key] = rest.splitn(3, '+').collect::<Vec<_>>()[..] else {
+            return Err(bad("not PRIVATE+KEY+<name>+<key id>+<key>"));
+        };
+        let (kind, seed) = typed_key(key).map_err(bad)?;
+        let signer = NoteSigner::of_kind(name, kind, &seed)?;
+        if signer.verifier_key().split('+').nth(1) != Some(id) {
+            return Err(bad("its key id does not match its name and key"));
+        }
+        Ok(signer)
+    }
+
     /// The verifier key to publish, in the C2SP text form.
     pub fn verifier_key(&self) -> String {
+        self.verifier().to_string()
+    }
+
+    /// The key that checks this signer's lines.
+    pub fn verifier(&self) -> NoteVerifier {
         NoteVerifier {
             name: self.name.clone(),
+            kind: self.kind,
             key: self.key.verifying_key(),
         }
-        .to_string()
     }
 
-    /// `text` signed: the note with this signer's line.
+    /// `text` signed by a log's key: the note with this signer's line.
     pub fn sign(&self, text: &str) -> Result<String, NoteError> {
         check_text(text)?;
-        Ok(format!("{text}\n{}", self.line(text)))
+        if self.kind != KeyKind::Note {
+            return Err(NoteError::BadKey(format!(
+                "{} is a cosigner's key",
+                self.name
+            )));
+        }
+        Ok(format!("{text}\n{}", self.line(text, None)))
     }
 
-    /// Add this signer's line to a note already signed (a witness's cosignature). The note is
-    /// not verified here: a witness verifies it against the log's key first.
-    pub fn cosign(&self, note: &str) -> Result<String, NoteError> {
+    /// A witness's cosignature line on a note already signed, made at `time` (seconds since
+    /// the Unix epoch). The note is not verified here: a witness verifies it against the log's
+    /// key first (`witness`).
+    pub fn cosignature(&self, note: &str, time: u64) -> Result<String, NoteError> {
         let (text, _) = split(note)?;
-        Ok(format!("{note}{}", self.line(text)))
+        if self.kind != KeyKind::Cosignature || time > COSIGNATURE_TIME_MAX {
+            return Err(NoteError::BadKey(format!(
+                "{} cannot cosign at {time}: not a cosigner's key, or the time is past 2^63 - 1",
+                self.name
+            )));
+        }
+        Ok(self.line(text, Some(time)))
     }
 
-    fn line(&self, text: &str) -> String {
-        let signature = self.key.sign(text.as_bytes());
-        let mut blob = key_id(&self.name, &self.key.verifying_key()).to_vec();
+    fn line(&self, text: &str, time: Option<u64>) -> String {
+        let mut blob = key_id(&self.name, self.kind, &self.key.verifying_key()).to_vec();
+        let signature = match time {
+            Some(time) => {
+                blob.extend_from_slice(&time.to_be_bytes());
+                self.key.sign(&cosigned_message(time, text))
+            }
+            None => self.key.sign(text.as_bytes()),
+        };
         blob.extend_from_slice(&signature.to_bytes());
         format!("\u{2014} {} {}\n", self.name, BASE64.encode(blob))
     }
 }
 
-/// A key that checks notes: a name and an Ed25519 public key.
+/// A key that checks notes: a name, a kind and an Ed25519 public key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoteVerifier {
     name: String,
+    kind: KeyKind,
     key: VerifyingKey,
 }
 
 impl std::fmt::Display for NoteVerifier {
-    /// `<name>+<hex key id>+<base64(0x01 ‖ public key)>`.
+    /// `<name>+<hex key id>+<base64(type ‖ public key)>`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let id: String = key_id(&self.name, &self.key)
+        let id: String = key_id(&self.name, self.kind, &self.key)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let mut blob = vec![ED25519];
+        let mut blob = vec![self.kind.byte()];
         blob.extend_from_slice(self.key.as_bytes());
         write!(f, "{}+{id}+{}", self.name, BASE64.encode(blob))
     }
@@ -232,16 +350,11 @@ impl std::str::FromStr for NoteVerifier {
             return Err(bad("not <name>+<key id>+<key>"));
         };
         check_name(name).map_err(|why| bad(&why))?;
-        let blob = BASE64
-            .decode(key)
-            .map_err(|_| bad("the key is not base64"))?;
-        let [ED25519, key @ ..] = blob.as_slice() else {
-            return Err(bad("not an Ed25519 key (type 0x01)"));
-        };
-        let key: [u8; 32] = key.try_into().map_err(|_| bad("the key is not 32 bytes"))?;
+        let (kind, key) = typed_key(key).map_err(bad)?;
         let key = VerifyingKey::from_bytes(&key).map_err(|_| bad("not a valid Ed25519 key"))?;
         let verifier = NoteVerifier {
             name: name.to_owned(),
+            kind,
             key,
         };
         let expected = verifier.to_string();
@@ -257,40 +370,79 @@ impl NoteVerifier {
         &self.name
     }
 
+    pub fn kind(&self) -> KeyKind {
+        self.kind
+    }
+
     /// The note's text if it carries a valid signature by this key. Other signers' lines are
     /// ignored (a witness's, or keys this verifier does not know); a line by this key that
     /// does not verify refuses the whole note.
     pub fn open<'a>(&self, note: &'a str) -> Result<&'a str, NoteError> {
+        self.signed(note).map(|(text, _)| text)
+    }
+
+    /// The note's text and the latest time this cosigner's lines carry, if the note carries a
+    /// valid cosignature by this key (a [`KeyKind::Cosignature`] key; a note key has no time).
+    pub fn open_cosigned<'a>(&self, note: &'a str) -> Result<(&'a str, u64), NoteError> {
+        match self.signed(note)? {
+            (text, Some(time)) => Ok((text, time)),
+            (_, None) => Err(NoteError::BadKey(format!(
+                "{} is a log's key, not a cosigner's",
+                self.name
+            ))),
+        }
+    }
+
+    fn signed<'a>(&self, note: &'a str) -> Result<(&'a str, Option<u64>), NoteError> {
         let (text, signatures) = split(note)?;
-        let id = key_id(&self.name, &self.key);
-        let mut signed = false;
+        let id = key_id(&self.name, self.kind, &self.key);
+        let bad = || NoteError::BadSignature {
+            key: self.name.clone(),
+        };
+        let mut signed = None;
         for (name, blob) in signatures {
             if name != self.name || blob[..4] != id {
                 continue;
             }
-            let signature =
-                Signature::from_slice(&blob[4..]).map_err(|_| NoteError::BadSignature {
-                    key: self.name.clone(),
-                })?;
+            if blob.len() != self.kind.blob_bytes() {
+                return Err(bad());
+            }
+            let (time, signature) = match self.kind {
+                KeyKind::Note => (None, &blob[4..]),
+                KeyKind::Cosignature => {
+                    let time = u64::from_be_bytes(blob[4..12].try_into().map_err(|_| bad())?);
+                    (Some(time), &blob[12..])
+                }
+            };
+            let signature = Signature::from_slice(signature).map_err(|_| bad())?;
+            let message = match time {
+                Some(time) if time <= COSIGNATURE_TIME_MAX => cosigned_message(time, text),
+                Some(_) => return Err(bad()),
+                None => text.as_bytes().to_vec(),
+            };
             self.key
-                .verify_strict(text.as_bytes(), &signature)
-                .map_err(|_| NoteError::BadSignature {
-                    key: self.name.clone(),
-                })?;
-            signed = true;
+                .verify_strict(&message, &signature)
+                .map_err(|_| bad())?;
+            signed = Some(signed.flatten().max(time));
         }
-        if !signed {
-            return Err(NoteError::NotSigned {
+        match signed {
+            Some(time) => Ok((text, time)),
+            None => Err(NoteError::NotSigned {
                 key: self.name.clone(),
-            });
+            }),
         }
-        Ok(text)
     }
 
     /// The checkpoint in `note`, if this key signed it.
     pub fn open_checkpoint(&self, note: &str) -> Result<Checkpoint, NoteError> {
         Checkpoint::parse(self.open(note)?)
     }
+}
+
+/// A note's text, its signatures unverified: what to read the origin from before choosing the
+/// key to verify it with.
+pub fn note_text(note: &str) -> Result<&str, NoteError> {
+    split(note).map(|(text, _)| text)
 }
 
 /// A note's text must be non-empty, end in a newline, have no blank line and no control
@@ -381,19 +533,74 @@ mod tests {
             other.open(&note),
             Err(NoteError::NotSigned { .. })
         ));
-        // A witness's line is ignored by the log's key and opens with the witness's.
-        let witness = signer("witness.example/auditor", 9);
-        let cosigned = witness.cosign(&note).unwrap();
+        // A witness's cosignature is ignored by the log's key and opens with the witness's.
+        let witness =
+            NoteSigner::of_kind("witness.example/auditor", KeyKind::Cosignature, &[9; 32]).unwrap();
+        let cosigned = format!(
+            "{note}{}",
+            witness.cosignature(&note, 1_796_000_123).unwrap()
+        );
         assert_eq!(key.open_checkpoint(&cosigned).unwrap(), checkpoint());
         let witness_key: NoteVerifier = witness.verifier_key().parse().unwrap();
-        assert_eq!(
-            witness_key.open_checkpoint(&cosigned).unwrap(),
-            checkpoint()
-        );
+        assert_eq!(witness_key.kind(), KeyKind::Cosignature);
+        let (text, time) = witness_key.open_cosigned(&cosigned).unwrap();
+        assert_eq!((text, time), (checkpoint().text().as_str(), 1_796_000_123));
         assert!(matches!(
             witness_key.open(&note),
             Err(NoteError::NotSigned { .. })
         ));
+        // Its time is signed: changing it breaks the line.
+        let line = witness.cosignature(&note, 1_796_000_123).unwrap();
+        let (name, blob) = line.trim_end().rsplit_once(' ').unwrap();
+        let mut blob = BASE64.decode(blob).unwrap();
+        blob[11] ^= 1;
+        let forged = format!("{note}{name} {}\n", BASE64.encode(blob));
+        assert!(matches!(
+            witness_key.open_cosigned(&forged),
+            Err(NoteError::BadSignature { .. })
+        ));
+        // Keys of one kind do not sign the other's way.
+        assert!(log.cosignature(&note, 1).is_err());
+        assert!(witness.sign(&checkpoint().text()).is_err());
+        assert!(key.open_cosigned(&note).is_err());
+    }
+
+    #[test]
+    fn a_private_key_reads_back_as_written() {
+        for kind in [KeyKind::Note, KeyKind::Cosignature] {
+            let signer = NoteSigner::of_kind("witness.example/a", kind, &[3; 32]).unwrap();
+            let text = signer.private_key();
+            let read = NoteSigner::from_private_key(&format!("{text}\n")).unwrap();
+            assert_eq!(read.verifier(), signer.verifier());
+            assert_eq!(read.private_key(), text);
+            let (head, key) = text.rsplit_once('+').unwrap();
+            for bad in [
+                text.replacen("PRIVATE", "PUBLIC", 1),
+                text.replacen("witness.example/a", "witness.example/b", 1),
+                format!("{head}+{}", &key[1..]),
+            ] {
+                assert!(NoteSigner::from_private_key(&bad).is_err(), "{bad}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_cosigners_key_has_its_own_type_and_id() {
+        // The key id is over the name, a newline, the type byte 0x04 and the public key: the
+        // same seed gives another id, and another verifier key, as a cosigner than as a log.
+        let log = signer("witness.example/w1", 5);
+        let witness =
+            NoteSigner::of_kind("witness.example/w1", KeyKind::Cosignature, &[5; 32]).unwrap();
+        let (log_key, witness_key) = (log.verifier_key(), witness.verifier_key());
+        assert_ne!(log_key.split('+').nth(1), witness_key.split('+').nth(1));
+        let blob = BASE64
+            .decode(witness_key.rsplit('+').next().unwrap())
+            .unwrap();
+        assert_eq!(blob[0], 0x04);
+        assert_eq!(
+            witness_key.parse::<NoteVerifier>().unwrap(),
+            witness.verifier()
+        );
     }
 
     #[test]

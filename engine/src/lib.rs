@@ -30,6 +30,7 @@ mod state;
 mod trade;
 mod transfer;
 mod warm;
+pub mod witness;
 
 pub use engine::{BatchError, BatchOutcome, Engine, EngineConfig, Operation};
 pub use memory::{chunk_supply, ChunkMaker, ChunkSupply, MemoryUsage};
