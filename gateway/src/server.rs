@@ -616,8 +616,24 @@ impl Gateway {
             let payload = match operate {
                 Operate::State { audit } => match linearize(&raft, header.flags).await {
                     Err(payload) => payload(&context),
+                    // An audited state hashes the whole ledger (O(state): seconds at tens
+                    // of millions of events): off the runtime's threads, which answer peers.
+                    Ok(()) if audit => {
+                        let read = tokio::task::spawn_blocking(move || {
+                            admin::node_state(&raft, &view, &committed, true)
+                        });
+                        match read.await {
+                            Ok(state) => {
+                                context.ok(state.applied_index(), &encode_node_state(&state))
+                            }
+                            Err(error) => context.refuse_with(
+                                Status::Unavailable,
+                                format!("reading the node's state failed: {error}"),
+                            ),
+                        }
+                    }
                     Ok(()) => {
-                        let state = admin::node_state(&raft, &view, &committed, audit);
+                        let state = admin::node_state(&raft, &view, &committed, false);
                         context.ok(state.applied_index(), &encode_node_state(&state))
                     }
                 },

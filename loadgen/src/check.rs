@@ -86,21 +86,31 @@ impl Finding {
 const SETTLE_WITHIN: Duration = Duration::from_secs(120);
 
 /// Wait until every replica has applied the same index (or `within` passes) and return their
-/// states: the checks need a quiet cluster.
+/// states: the checks need a quiet cluster. Polls the cheap applied index, and reads the whole
+/// states (O(state) on every replica) only once they agree: polling whole states kept a large
+/// cluster too busy hashing to answer its peers in time, so it never settled (docs/
+/// reliability.md, "Bugs the soaks found").
 pub async fn settle<C: Cluster>(
     cluster: &C,
     within: Duration,
 ) -> Result<Vec<ReplicaState>, ClusterError> {
     let deadline = tokio::time::Instant::now() + within;
+    let agree = |indexes: &[u64]| indexes.windows(2).all(|pair| pair[0] == pair[1]);
     loop {
-        let mut states = Vec::new();
+        let mut indexes = Vec::new();
         for node in cluster.nodes() {
-            states.push(cluster.state(&node).await?);
+            indexes.push(cluster.applied_index(&node).await?);
         }
-        let first = states.first().map_or(0, |state| state.applied_index);
-        let settled = states.iter().all(|state| state.applied_index == first);
-        if settled || tokio::time::Instant::now() > deadline {
-            return Ok(states);
+        let late = tokio::time::Instant::now() > deadline;
+        if agree(&indexes) || late {
+            let mut states = Vec::new();
+            for node in cluster.nodes() {
+                states.push(cluster.state(&node).await?);
+            }
+            let read: Vec<u64> = states.iter().map(|state| state.applied_index).collect();
+            if agree(&read) || late {
+                return Ok(states);
+            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

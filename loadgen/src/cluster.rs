@@ -60,7 +60,15 @@ pub trait Cluster: Send + Sync + 'static {
     /// Every replica's name (its address).
     fn nodes(&self) -> Vec<String>;
 
+    /// The replica's whole state as the checks compare it: O(state) on the replica (its
+    /// digest and per-ledger totals).
     fn state(&self, node: &str) -> impl Future<Output = Result<ReplicaState, ClusterError>> + Send;
+
+    /// The last log index the replica applied: cheap, for polling until the replicas agree
+    /// (`check::settle`). By default read from [`Cluster::state`].
+    fn applied_index(&self, node: &str) -> impl Future<Output = Result<u64, ClusterError>> + Send {
+        async move { Ok(self.state(node).await?.applied_index) }
+    }
 
     /// The transfers among `ids` that `node` has stored (at most `LOOKUP_IDS_MAX` ids).
     fn lookup_transfers(
@@ -189,6 +197,16 @@ impl Cluster for GatewayCluster {
             ledger_totals: state.ledger_totals,
             raft,
         })
+    }
+
+    async fn applied_index(&self, node: &str) -> Result<u64, ClusterError> {
+        let state = self
+            .reader(node)
+            .await?
+            .node_state(false)
+            .await
+            .map_err(unknown)?;
+        Ok(state.applied_index())
     }
 
     async fn lookup_transfers(

@@ -2,13 +2,14 @@
 //! check, and each kind of doctored history or replica makes its check fail — so no check
 //! passes whatever happens.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tally_engine::records::{Account, Transfer};
 use tally_engine::{Engine, EngineConfig, EventResult, Operation};
-use tally_loadgen::check::{check, liveness, CheckResult, Verdict};
+use tally_loadgen::check::{check, liveness, settle, CheckResult, Verdict};
 use tally_loadgen::cluster::{Answer, Cluster, ClusterError, ReplicaState};
 use tally_loadgen::history::{History, Outcome};
 use tally_loadgen::run::{Limit, Pace, RunConfig};
@@ -26,6 +27,8 @@ struct Doctor {
     unbalanced: bool,
     /// Linearizable reads never answer.
     stalled: bool,
+    /// Replica 2 reports an applied index one ahead for this many more polls of it.
+    lagging_polls: u32,
 }
 
 /// Three engines that apply every batch in the same order: a cluster without a network.
@@ -33,6 +36,9 @@ struct MemoryCluster {
     replicas: Vec<Mutex<(Engine, u64)>>,
     clock: Mutex<u64>,
     doctor: Mutex<Doctor>,
+    /// Reads of a whole state (`state`) and of an applied index alone.
+    whole_reads: AtomicU64,
+    index_reads: AtomicU64,
 }
 
 impl MemoryCluster {
@@ -43,6 +49,8 @@ impl MemoryCluster {
                 .collect(),
             clock: Mutex::new(1_700_000_000_000_000_000),
             doctor: Mutex::new(Doctor::default()),
+            whole_reads: AtomicU64::new(0),
+            index_reads: AtomicU64::new(0),
         }
     }
 
@@ -85,7 +93,20 @@ impl Cluster for MemoryCluster {
             .collect()
     }
 
+    async fn applied_index(&self, node: &str) -> Result<u64, ClusterError> {
+        self.index_reads.fetch_add(1, Ordering::Relaxed);
+        let index = self.replica(node);
+        let applied = self.replicas[index].lock().expect("replica").1;
+        let mut doctor = self.doctor.lock().expect("doctor");
+        if index == 2 && doctor.lagging_polls > 0 {
+            doctor.lagging_polls -= 1;
+            return Ok(applied + 1);
+        }
+        Ok(applied)
+    }
+
     async fn state(&self, node: &str) -> Result<ReplicaState, ClusterError> {
+        self.whole_reads.fetch_add(1, Ordering::Relaxed);
         let index = self.replica(node);
         let doctor = *self.doctor.lock().expect("doctor");
         let replica = self.replicas[index].lock().expect("replica");
@@ -376,4 +397,20 @@ fn with_probe(before: Vec<ReplicaState>, probes: u64) -> Vec<ReplicaState> {
             ..state
         })
         .collect()
+}
+
+/// Waiting for the replicas to agree polls their applied indexes and reads the whole states
+/// (O(state) on every replica) once they agree: polling whole states kept a large cluster too
+/// busy to settle.
+#[tokio::test]
+async fn settling_polls_indexes_and_reads_whole_states_once() {
+    let cluster = MemoryCluster::new();
+    cluster.doctor.lock().expect("doctor").lagging_polls = 5;
+    let states = settle(&cluster, Duration::from_secs(30))
+        .await
+        .expect("settles");
+    assert_eq!(states.len(), 3);
+    assert!(states.iter().all(|state| state.applied_index == 0));
+    assert_eq!(cluster.whole_reads.load(Ordering::Relaxed), 3);
+    assert_eq!(cluster.index_reads.load(Ordering::Relaxed), 3 * 6);
 }
