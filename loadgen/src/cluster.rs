@@ -8,7 +8,7 @@
 use std::future::Future;
 
 use bytes::Bytes;
-use tally_client::protocol::Status;
+use tally_client::protocol::{NodeState, Status};
 use tally_client::{Client, ClientConfig, ClientError, Reads};
 use tally_engine::records::{Account, Transfer};
 use tally_engine::{LedgerTotals, Operation};
@@ -138,6 +138,15 @@ impl GatewayCluster {
         readers.push((node.to_owned(), client.clone()));
         Ok(client)
     }
+
+    /// `node`'s own state (`audit`: with its digest and ledger totals, O(state) on the node).
+    async fn node_state(&self, node: &str, audit: bool) -> Result<NodeState, ClusterError> {
+        self.reader(node)
+            .await?
+            .node_state(audit)
+            .await
+            .map_err(unknown)
+    }
 }
 
 /// A refusal on the merits says nothing changed; anything else leaves the outcome unknown.
@@ -172,12 +181,7 @@ impl Cluster for GatewayCluster {
     }
 
     async fn state(&self, node: &str) -> Result<ReplicaState, ClusterError> {
-        let state = self
-            .reader(node)
-            .await?
-            .node_state(true)
-            .await
-            .map_err(unknown)?;
+        let state = self.node_state(node, true).await?;
         let raft = format!(
             "node {} {} term {} leader {:?} committed {:?} last log {:?}",
             state.node_id,
@@ -200,13 +204,7 @@ impl Cluster for GatewayCluster {
     }
 
     async fn applied_index(&self, node: &str) -> Result<u64, ClusterError> {
-        let state = self
-            .reader(node)
-            .await?
-            .node_state(false)
-            .await
-            .map_err(unknown)?;
-        Ok(state.applied_index())
+        Ok(self.node_state(node, false).await?.applied_index())
     }
 
     async fn lookup_transfers(
