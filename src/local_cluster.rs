@@ -606,6 +606,11 @@ impl Drop for LocalCluster {
             });
         for (id, node) in &mut self.nodes {
             if let Some(mut child) = node.child.take() {
+                // A node that died on its own says how: a signal 9 nobody sent is the kernel's
+                // out-of-memory killer, and its log says nothing of it.
+                if let Ok(Some(status)) = child.try_wait() {
+                    eprintln!("--- node {id} had already exited: {status} ---");
+                }
                 let _ = child.kill();
                 let _ = child.wait();
             }
