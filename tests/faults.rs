@@ -149,8 +149,8 @@ async fn flapping_links_lose_nothing() {
 }
 
 /// Rounds of the flapping soak on one cluster. Its three replicas share this host's memory,
-/// each holding the whole state (~160 bytes an event with its snapshot): a round adds ~3.7M
-/// events, and at ~50M events per replica (round 18) the kernel killed a node for memory.
+/// each holding the whole state (~140 bytes an event): a round adds ~3.3M
+/// events, and at ~55M events per replica (round 18) the kernel killed a node for memory.
 const ROUNDS_PER_CLUSTER: u32 = 10;
 
 /// Flip one directed link every 300 ms for `period`, the links chosen by xorshift64 from
