@@ -145,9 +145,9 @@ fn add_checkpoint(
         Ok(request) => request,
         Err(refusal) => return refuse(refusal),
     };
-    let origin = note_text(&request.note)
+    let origin = request
+        .unverified_checkpoint()
         .ok()
-        .and_then(|text| Checkpoint::parse(text).ok())
         .map(|checkpoint| checkpoint.origin);
     let latest = match origin.and_then(|origin| state.get(&origin)) {
         Some(note) => Some(

@@ -240,8 +240,7 @@ impl NoteSigner {
     /// The private key as text, for a key file: `PRIVATE+KEY+<name>+<hex key id>+<base64(type
     /// ‖ 32-byte seed)>` (the form Go's `golang.org/x/mod/sumdb/note` reads).
     pub fn private_key(&self) -> String {
-        let public = self.verifier_key();
-        let id = public.split('+').nth(1).unwrap_or_default();
+        let id = self.verifier().key_id_hex();
         let mut blob = vec![self.kind.byte()];
         blob.extend_from_slice(self.key.as_bytes());
         format!("PRIVATE+KEY+{}+{id}+{}", self.name, BASE64.encode(blob))
@@ -259,7 +258,7 @@ impl NoteSigner {
         };
         let (kind, seed) = typed_key(key).map_err(bad)?;
         let signer = NoteSigner::of_kind(name, kind, &seed)?;
-        if signer.verifier_key().split('+').nth(1) != Some(id) {
+        if signer.verifier().key_id_hex() != id {
             return Err(bad("its key id does not match its name and key"));
         }
         Ok(signer)
@@ -330,13 +329,15 @@ pub struct NoteVerifier {
 impl std::fmt::Display for NoteVerifier {
     /// `<name>+<hex key id>+<base64(type ‖ public key)>`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let id: String = key_id(&self.name, self.kind, &self.key)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
         let mut blob = vec![self.kind.byte()];
         blob.extend_from_slice(self.key.as_bytes());
-        write!(f, "{}+{id}+{}", self.name, BASE64.encode(blob))
+        write!(
+            f,
+            "{}+{}+{}",
+            self.name,
+            self.key_id_hex(),
+            BASE64.encode(blob)
+        )
     }
 }
 
@@ -357,8 +358,7 @@ impl std::str::FromStr for NoteVerifier {
             kind,
             key,
         };
-        let expected = verifier.to_string();
-        if expected.split('+').nth(1) != Some(id) {
+        if verifier.key_id_hex() != id {
             return Err(bad("its key id does not match its name and key"));
         }
         Ok(verifier)
@@ -372,6 +372,14 @@ impl NoteVerifier {
 
     pub fn kind(&self) -> KeyKind {
         self.kind
+    }
+
+    /// The key id, lower-case hex, as verifier and private keys spell it.
+    fn key_id_hex(&self) -> String {
+        key_id(&self.name, self.kind, &self.key)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// The note's text if it carries a valid signature by this key. Other signers' lines are

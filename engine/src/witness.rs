@@ -126,6 +126,13 @@ impl AddCheckpoint {
         })
     }
 
+    /// The checkpoint the request carries, its signatures not yet verified: its origin says
+    /// which log's key to verify it with, and which record of the witness it extends.
+    pub fn unverified_checkpoint(&self) -> Result<Checkpoint, Refusal> {
+        let text = note_text(&self.note).map_err(|why| bad(why.to_string()))?;
+        Checkpoint::parse(text).map_err(|why| bad(why.to_string()))
+    }
+
     /// The request's body.
     pub fn text(&self) -> String {
         let mut body = format!("old {}\n", self.old_size);
@@ -188,8 +195,7 @@ impl Witness {
         latest: Option<&Checkpoint>,
         now: u64,
     ) -> Result<Cosigned, Refusal> {
-        let text = note_text(&request.note).map_err(|why| bad(why.to_string()))?;
-        let unverified = Checkpoint::parse(text).map_err(|why| bad(why.to_string()))?;
+        let unverified = request.unverified_checkpoint()?;
         let keys: Vec<&NoteVerifier> = self
             .logs
             .iter()

@@ -65,10 +65,8 @@ pub trait Cluster: Send + Sync + 'static {
     fn state(&self, node: &str) -> impl Future<Output = Result<ReplicaState, ClusterError>> + Send;
 
     /// The last log index the replica applied: cheap, for polling until the replicas agree
-    /// (`check::settle`). By default read from [`Cluster::state`].
-    fn applied_index(&self, node: &str) -> impl Future<Output = Result<u64, ClusterError>> + Send {
-        async move { Ok(self.state(node).await?.applied_index) }
-    }
+    /// (`check::settle`).
+    fn applied_index(&self, node: &str) -> impl Future<Output = Result<u64, ClusterError>> + Send;
 
     /// The transfers among `ids` that `node` has stored (at most `LOOKUP_IDS_MAX` ids).
     fn lookup_transfers(
