@@ -10,6 +10,7 @@ use tally_client::{Client, ClientConfig, ClientError};
 use tally_engine::records::{Account, AccountFlags, Trade, TradeFlags, Transfer, TransferFlags};
 use tally_engine::{StatementEvent, StatementFilter};
 
+use crate::client_proofs::{checkpoint, write_bundle};
 use crate::config::parse_u128;
 use crate::import::{Checked, Input, RecordKind};
 use tally_engine::Operation;
@@ -98,11 +99,36 @@ pub enum ClientCommand {
     #[command(after_long_help = TRADE_COLUMNS)]
     CreateTrades { file: PathBuf },
     /// Look accounts up by id.
-    LookupAccounts { ids: Vec<String> },
+    LookupAccounts {
+        ids: Vec<String>,
+        /// Also write a proof bundle of the accounts found (their creation's leaves and
+        /// inclusion proofs against the latest signed checkpoint) to FILE, for `tally verify`.
+        #[arg(long, value_name = "FILE")]
+        prove: Option<PathBuf>,
+    },
     /// Look transfers up by id.
-    LookupTransfers { ids: Vec<String> },
+    LookupTransfers {
+        ids: Vec<String>,
+        /// Also write a proof bundle of the transfers found to FILE, for `tally verify`.
+        #[arg(long, value_name = "FILE")]
+        prove: Option<PathBuf>,
+    },
     /// Look trades up by id.
-    LookupTrades { ids: Vec<String> },
+    LookupTrades {
+        ids: Vec<String>,
+        /// Also write a proof bundle of the trades found to FILE, for `tally verify`.
+        #[arg(long, value_name = "FILE")]
+        prove: Option<PathBuf>,
+    },
+    /// Print a signed checkpoint of the verifiable log (the latest without --index), or with
+    /// --witness-old the `add-checkpoint` request for a witness that cosigned that size.
+    Checkpoint {
+        #[arg(long)]
+        index: Option<u64>,
+        /// The size of the latest checkpoint the witness cosigned (0 for none).
+        #[arg(long)]
+        witness_old: Option<u64>,
+    },
     /// An account's statement: every change to its balances, oldest first.
     Statement {
         account: String,
@@ -618,9 +644,13 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
             )
             .await
         }
-        ClientCommand::LookupAccounts { ids: texts } => {
+        ClientCommand::LookupAccounts { ids: texts, prove } => {
             let ids = ids(texts)?;
             let client = Client::connect(config).await?;
+            let prove = async |client: &Client| match prove {
+                Some(path) => write_bundle(client, &ids, true, path).await.map(|_| ()),
+                None => Ok(()),
+            };
             let found = client.lookup_accounts(&ids).await?;
             let mut columns = vec!["id", "ledger", "code", "flags"];
             columns.extend([
@@ -630,6 +660,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
                 "credits_posted",
                 "timestamp",
             ]);
+            prove(&client).await?;
             print_records(
                 output,
                 &ids,
@@ -651,9 +682,13 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
                 },
             )
         }
-        ClientCommand::LookupTransfers { ids: texts } => {
+        ClientCommand::LookupTransfers { ids: texts, prove } => {
             let ids = ids(texts)?;
             let client = Client::connect(config).await?;
+            let prove = async |client: &Client| match prove {
+                Some(path) => write_bundle(client, &ids, false, path).await.map(|_| ()),
+                None => Ok(()),
+            };
             let found = client.lookup_transfers(&ids).await?;
             let columns = vec![
                 "id",
@@ -666,6 +701,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
                 "pending_id",
                 "timestamp",
             ];
+            prove(&client).await?;
             print_records(
                 output,
                 &ids,
@@ -687,9 +723,13 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
                 },
             )
         }
-        ClientCommand::LookupTrades { ids: texts } => {
+        ClientCommand::LookupTrades { ids: texts, prove } => {
             let ids = ids(texts)?;
             let client = Client::connect(config).await?;
+            let prove = async |client: &Client| match prove {
+                Some(path) => write_bundle(client, &ids, false, path).await.map(|_| ()),
+                None => Ok(()),
+            };
             let found = client.lookup_trades(&ids).await?;
             let columns = vec![
                 "id",
@@ -707,6 +747,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
                 "user_data_64",
                 "timestamp",
             ];
+            prove(&client).await?;
             print_records(
                 output,
                 &ids,
@@ -788,6 +829,11 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
                     .collect(),
             }
             .print(output)?;
+            Ok(Ended::Done)
+        }
+        ClientCommand::Checkpoint { index, witness_old } => {
+            let client = Client::connect(config).await?;
+            print!("{}", checkpoint(&client, *index, *witness_old).await?);
             Ok(Ended::Done)
         }
         ClientCommand::Balances { account, at } => {

@@ -30,6 +30,8 @@
 //! queue_batches = 256
 //! [wal]
 //! segment_mib = 128
+//! [verifiable]           # signed checkpoints of the verifiable log (docs/verifiability.md)
+//! key_file = "cluster.key"          # the same on every node; without it none are signed
 //! [gateway]              # the client protocol (docs/protocol.md, "Gateway protocol")
 //! cluster_id = "0x7a11e5"          # u128, decimal or 0x-hex; clients must name it
 //! session_idle_ms = 60000
@@ -101,6 +103,18 @@ pub struct FileConfig {
     pub wal: WalSection,
     #[serde(default)]
     pub gateway: GatewaySection,
+    #[serde(default)]
+    pub verifiable: VerifiableSection,
+}
+
+/// `[verifiable]`: the cluster's checkpoint key (docs/verifiability.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifiableSection {
+    /// The private key file (`tally witness new-key --log`'s form, `PRIVATE+KEY+…`; relative to
+    /// the config file's directory) the leader signs checkpoints with. Its name is the log's
+    /// origin. Give every node the same key: whichever leads signs. None: no checkpoints.
+    pub key_file: Option<PathBuf>,
 }
 
 /// The node's key material (PEM files; relative paths are relative to the config file).
@@ -401,6 +415,28 @@ pub fn node_config(flags: &NodeFlags) -> anyhow::Result<NodeConfig> {
             Some(NodeTls::from_files(&files).context("[tls]")?)
         }
     };
+    let config_dir = flags
+        .config
+        .as_deref()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    let checkpoint_key = match &file.verifiable.key_file {
+        None => None,
+        Some(path) => {
+            let path = config_dir.join(path);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("[verifiable] key_file {}", path.display()))?;
+            let signer = tally_engine::checkpoint::NoteSigner::from_private_key(&text)
+                .with_context(|| format!("[verifiable] key_file {}", path.display()))?;
+            if signer.kind() != tally_engine::checkpoint::KeyKind::Note {
+                bail!(
+                    "[verifiable] key_file {}: a witness's cosigning key, not a log's",
+                    path.display()
+                );
+            }
+            Some(std::sync::Arc::new(signer))
+        }
+    };
     let data_dir = flags
         .data_dir
         .clone()
@@ -463,6 +499,7 @@ pub fn node_config(flags: &NodeFlags) -> anyhow::Result<NodeConfig> {
         bootstrap,
         dial,
         raft: raft_config,
+        checkpoint_key: checkpoint_key.clone(),
         snapshot_every_bytes: (raft.snapshot_every_mib > 0)
             .then(|| raft.snapshot_every_mib.saturating_mul(1024 * 1024)),
         wal,
@@ -475,7 +512,10 @@ pub fn node_config(flags: &NodeFlags) -> anyhow::Result<NodeConfig> {
         engine: tally_engine::EngineConfig {
             hash_seed: rand::random(),
         },
-        gateway: gateway_section(&file.gateway)?,
+        gateway: GatewayConfig {
+            log_origin: checkpoint_key.as_ref().map(|key| key.name().into()),
+            ..gateway_section(&file.gateway)?
+        },
     })
 }
 

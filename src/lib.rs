@@ -9,6 +9,7 @@
 
 pub mod admin_http;
 pub mod client_cli;
+pub mod client_proofs;
 pub mod cluster_admin;
 pub mod config;
 pub mod import;

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use tally_gateway::batcher::start_expiry_clock;
+use tally_gateway::batcher::{start_checkpoint_clock, start_expiry_clock};
 use tally_gateway::{Batcher, BatcherConfig, Gateway, GatewayConfig, GatewayMetrics, GatewayParts};
 use tally_raft::metrics::{Listener, NodeMetrics, ScrapeState};
 use tally_raft::net::server::{serve_clients, serve_peers};
@@ -54,6 +54,9 @@ pub struct NodeConfig {
     /// `[dial]`).
     pub dial: BTreeMap<NodeId, String>,
     pub raft: openraft::Config,
+    /// The cluster's checkpoint key: while this node leads it signs a checkpoint of the
+    /// verifiable log at least once a second (`start_checkpoint_clock`). None: no checkpoints.
+    pub checkpoint_key: Option<std::sync::Arc<tally_engine::checkpoint::NoteSigner>>,
     /// Build a snapshot once the WAL has taken this many bytes since the last one, besides
     /// openraft's policy by entries (`raft.snapshot_every_mib`); `None`: by entries only.
     pub snapshot_every_bytes: Option<u64>,
@@ -220,6 +223,8 @@ pub struct Node {
     snapshot_task: Option<JoinHandle<()>>,
     /// The leader's expiry clock (`tally_gateway::batcher::start_expiry_clock`).
     expiry_clock: JoinHandle<()>,
+    /// The leader's checkpoint clock, with a key (`start_checkpoint_clock`).
+    checkpoint_clock: Option<JoinHandle<()>>,
     server_tasks: [JoinHandle<()>; 2],
     stop_serving: watch::Sender<bool>,
     local_addr: SocketAddr,
@@ -358,6 +363,15 @@ impl Node {
         }
         let expiry_clock =
             start_expiry_clock(raft.clone(), view.clone(), config.id, config.batcher.clock);
+        let checkpoint_clock = config.checkpoint_key.clone().map(|key| {
+            start_checkpoint_clock(
+                raft.clone(),
+                view.clone(),
+                config.id,
+                config.batcher.clock,
+                key,
+            )
+        });
         let snapshot_task = config
             .snapshot_every_bytes
             .map(|every| tokio::spawn(snapshot_by_bytes(raft.clone(), wal.clone(), every)));
@@ -375,6 +389,7 @@ impl Node {
             batcher_task,
             snapshot_task,
             expiry_clock,
+            checkpoint_clock,
             server_tasks,
             stop_serving,
             local_addr,
@@ -436,6 +451,9 @@ impl Node {
             task.abort();
         }
         self.expiry_clock.abort();
+        if let Some(clock) = &self.checkpoint_clock {
+            clock.abort();
+        }
         let result = self
             .probe
             .raft

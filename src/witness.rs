@@ -28,14 +28,19 @@ use tally_engine::witness::{AddCheckpoint, Refusal, Witness};
 
 #[derive(Subcommand, Debug)]
 pub enum WitnessCommand {
-    /// Make a witness key: write the private key to --key-file (created with mode 0600, never
-    /// overwritten) and print the verifier key to publish.
+    /// Make a witness key (or with --log a cluster's checkpoint key): write the private key
+    /// to --key-file (created with mode 0600, never overwritten) and print the verifier key to
+    /// publish.
     NewKey {
-        /// The witness's name, e.g. `witness.example.com/auditor` (no spaces, no '+').
+        /// The witness's name, e.g. `witness.example.com/auditor`; a log's is its origin, e.g.
+        /// `tally/cluster-0x7a11e5` (no spaces, no '+').
         #[arg(long)]
         name: String,
         #[arg(long)]
         key_file: PathBuf,
+        /// A log's checkpoint key (a node's `[verifiable] key_file`), not a witness's.
+        #[arg(long)]
+        log: bool,
     },
     /// Check an add-checkpoint request (C2SP tlog-witness) and cosign the checkpoint if it
     /// extends the latest one this witness cosigned for its log. Exits 0 with the cosignature
@@ -66,7 +71,18 @@ type State = BTreeMap<String, String>;
 /// `tally witness`'s exit code.
 pub fn run(command: &WitnessCommand) -> u8 {
     let result = match command {
-        WitnessCommand::NewKey { name, key_file } => new_key(name, key_file).map(|()| 0),
+        WitnessCommand::NewKey {
+            name,
+            key_file,
+            log,
+        } => {
+            let kind = if *log {
+                KeyKind::Note
+            } else {
+                KeyKind::Cosignature
+            };
+            new_key(name, key_file, kind).map(|()| 0)
+        }
         WitnessCommand::AddCheckpoint {
             key_file,
             log_keys,
@@ -86,9 +102,9 @@ pub fn run(command: &WitnessCommand) -> u8 {
     })
 }
 
-fn new_key(name: &str, key_file: &Path) -> anyhow::Result<()> {
+fn new_key(name: &str, key_file: &Path, kind: KeyKind) -> anyhow::Result<()> {
     let seed: [u8; 32] = rand::random();
-    let signer = NoteSigner::of_kind(name, KeyKind::Cosignature, &seed)?;
+    let signer = NoteSigner::of_kind(name, kind, &seed)?;
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -52,6 +52,7 @@ async fn leader(sim: &SimDisk) -> Node {
         bootstrap: BTreeMap::from([(1, Member::new("127.0.0.1:1", "127.0.0.1:2"))]),
         dial: BTreeMap::new(),
         raft: tally_raft::net::recommended_config("tally-health"),
+        checkpoint_key: None,
         snapshot_every_bytes: None,
         wal: wal_config(),
         batcher: BatcherConfig::default(),
@@ -161,6 +162,7 @@ async fn a_poisoned_wal_makes_the_node_unhealthy_and_stops_its_raft() {
         node.raft().client_write(Request {
             timestamp: 1_700_000_000_000_000_000,
             batches: vec![account_batch(id)],
+            checkpoint: None,
         })
     };
     write(1).await.expect("a healthy node commits");

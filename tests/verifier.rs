@@ -405,3 +405,242 @@ fn a_witness_cosigns_history_and_refuses_a_rewrite() {
     let (code, _, err) = add_checkpoint(dir, &key, &honest_more, 1000, &note);
     assert_eq!(code, 0, "{err}");
 }
+
+/// `tally` run with `args` and `envs`: (exit code, standard output, standard error).
+fn tally(args: &[&str], envs: &[(&str, String)], dir: &Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(args)
+        .envs(envs.iter().map(|(name, value)| (*name, value.as_str())))
+        .current_dir(dir)
+        .output()
+        .expect("tally runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The latest checkpoint once it covers at least `size` events (the leader signs one within
+/// about a second of events committing).
+async fn checkpoint_covering(client: &tally_client::Client, size: u64) -> (u64, u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match client.checkpoint(tally_client::proofs::LATEST).await {
+            Ok(checkpoint) if checkpoint.size >= size => {
+                return (checkpoint.index, checkpoint.size)
+            }
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint of {size} events within 20 s: {other:?}"
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Events written through a real 3-node cluster whose nodes hold the cluster's key: the leader
+/// signs checkpoints of the log every replica computes (they keep them only if the root is
+/// their own, and their digests, which cover the log, agree); a reader scoped to ledger 1
+/// writes a proof bundle with `tally client lookup-transfers --prove`, and both verifiers
+/// accept it — and refuse it with one byte of a leaf or a signature changed, or against
+/// another key. Every leaf holds the record the lookup returns, where it was applied and its
+/// result. A witness then cosigns the cluster's checkpoints as the log grows, fed by
+/// `tally client checkpoint --witness-old`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_signs_checkpoints_and_its_proofs_verify_in_both_verifiers() {
+    use tally::local_cluster::LocalCluster;
+    use tally_client::{Client, ClientConfig};
+    use tally_engine::records::{Account, Transfer};
+    use tally_gateway::credential_hash_hex;
+
+    const SUBMITTER: &str = "a-submitter-secret-0123456789";
+    const READER: &str = "a-reader-secret-0123456789";
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    let signer = NoteSigner::new(ORIGIN, &[7; 32]).unwrap();
+    std::fs::write(dir.join("cluster.key"), signer.private_key()).unwrap();
+    let config = format!(
+        "[raft]\n[wal]\nsegment_mib = 16\n[verifiable]\nkey_file = \"{}\"\n[gateway]\n\
+         cluster_id = \"0x7a11\"\n[[gateway.credentials]]\nname = \"exchange\"\nhash = \"{}\"\n\
+         role = \"submitter\"\n[[gateway.credentials]]\nname = \"fund\"\nhash = \"{}\"\n\
+         role = \"reader\"\nledgers = [1]\n",
+        dir.join("cluster.key").display(),
+        credential_hash_hex(SUBMITTER.as_bytes()),
+        credential_hash_hex(READER.as_bytes()),
+    );
+    let mut cluster = LocalCluster::new(Path::new(env!("CARGO_BIN_EXE_tally")), dir, &config);
+    cluster.found(&[1, 2, 3]).unwrap();
+    cluster
+        .wait_leader(std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let connect = |secret: &str| {
+        ClientConfig::new(cluster.addrs(), 0x7a11, secret.as_bytes().to_vec())
+            .with_tls(cluster.client_tls().unwrap())
+    };
+    let client = Client::connect(connect(SUBMITTER)).await.unwrap();
+    let accounts: Vec<Account> = (1..=4u128)
+        .map(|id| Account {
+            id,
+            ledger: 1,
+            code: 1,
+            ..Account::default()
+        })
+        .collect();
+    assert_eq!(client.create_accounts(&accounts).await.unwrap(), vec![]);
+    let transfer = |id: u128| Transfer {
+        id,
+        debit_account_id: 1 + id % 2,
+        credit_account_id: 3 + id % 2,
+        amount: id,
+        ledger: 1,
+        code: 1,
+        ..Transfer::default()
+    };
+    let transfers: Vec<Transfer> = (100..300u128).map(transfer).collect();
+    assert_eq!(client.create_transfers(&transfers).await.unwrap(), vec![]);
+    // One that fails (its ledger is not its accounts'): a leaf too.
+    let refused = Transfer {
+        ledger: 2,
+        ..transfer(300)
+    };
+    assert_eq!(client.create_transfers(&[refused]).await.unwrap().len(), 1);
+    let reader = Client::connect(connect(READER)).await.unwrap();
+    let (first_index, first_size) = checkpoint_covering(&reader, 4 + 200 + 1).await;
+
+    // The reader's bundle, from the CLI.
+    let env = vec![
+        ("TALLY_CLUSTER", cluster.addrs().join(",")),
+        ("TALLY_CLUSTER_ID", "0x7a11".to_owned()),
+        ("TALLY_CREDENTIAL", READER.to_owned()),
+        (
+            "TALLY_CA",
+            cluster
+                .pki_dir()
+                .unwrap()
+                .join("ca.pem")
+                .display()
+                .to_string(),
+        ),
+    ];
+    let ids = ["100", "101", "250", "299", "300", "999"];
+    let mut args = vec!["client", "lookup-transfers", "--prove", "proofs.json"];
+    args.extend(ids);
+    let (code, out, err) = tally(&args, &env, dir);
+    // 300 failed and 999 never existed: not found (exit 1), the others proven.
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("4 of 6 proven"), "{err}");
+    let bundle: Bundle =
+        serde_json::from_slice(&std::fs::read(dir.join("proofs.json")).unwrap()).unwrap();
+    assert_eq!(bundle.events.len(), 4);
+    let key = signer.verifier_key();
+    for (code, out) in both(dir, &key, &[], &bundle) {
+        assert_eq!(code, 0, "{out}");
+    }
+    // Each leaf is the transfer as looked up, applied ok, at its commit index.
+    let looked_up = reader
+        .lookup_transfers(&[100, 101, 250, 299])
+        .await
+        .unwrap();
+    for (event, transfer) in bundle.events.iter().zip(&looked_up) {
+        let leaf = (0..event.leaf.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&event.leaf[i..i + 2], 16).unwrap())
+            .collect::<Vec<u8>>();
+        assert_eq!(leaf.len(), tally_engine::LEAF_BYTES);
+        assert_eq!(&leaf[..4], &[1, 2, 0, 0], "version, transfer, ok");
+        assert_eq!(leaf[24..], transfer.encode());
+        assert!(event.index < first_size);
+    }
+    // Tampered: a leaf's byte, the checkpoint's signature, another key.
+    let mut tampered = bundle.clone();
+    change_hex(&mut tampered.events[2].leaf, 60);
+    for (code, out) in both(dir, &key, &[], &tampered) {
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("event 2"), "{out}");
+    }
+    let mut tampered = bundle.clone();
+    change_last_signature(&mut tampered.checkpoints[0], 10);
+    for (code, out) in both(dir, &key, &[], &tampered) {
+        assert_eq!(code, 1, "{out}");
+    }
+    let impostor = NoteSigner::new(ORIGIN, &[8; 32]).unwrap().verifier_key();
+    for (code, out) in both(dir, &impostor, &[], &bundle) {
+        assert_eq!(code, 1, "{out}");
+    }
+
+    // Every replica applied the same log and kept the same checkpoints: the digests cover
+    // both and agree.
+    let states = cluster.states(true).await;
+    let digests: std::collections::BTreeSet<_> =
+        states.values().map(|state| state.digest).collect();
+    assert_eq!(states.len(), 3);
+    assert_eq!(digests.len(), 1, "{states:?}");
+
+    // A witness follows the log: cosigns the first checkpoint, then a later one proven to
+    // extend it.
+    let (code, witness_key, err) = tally(
+        &[
+            "witness",
+            "new-key",
+            "--name",
+            "witness.test/auditor",
+            "--key-file",
+            "witness.key",
+        ],
+        &[],
+        dir,
+    );
+    assert_eq!(code, 0, "{err}");
+    let cosign = |old: u64, index: u64| {
+        let (index, old) = (index.to_string(), old.to_string());
+        let (code, request, err) = tally(
+            &[
+                "client",
+                "checkpoint",
+                "--index",
+                &index,
+                "--witness-old",
+                &old,
+            ],
+            &env,
+            dir,
+        );
+        assert_eq!(code, 0, "{err}");
+        std::fs::write(dir.join("request"), request).unwrap();
+        tally(
+            &[
+                "witness",
+                "add-checkpoint",
+                "--key-file",
+                "witness.key",
+                "--log-key",
+                &key,
+                "--state",
+                "witness.json",
+                "request",
+            ],
+            &[],
+            dir,
+        )
+    };
+    let (code, out, err) = cosign(0, first_index);
+    assert_eq!(code, 0, "{out}{err}");
+    let more: Vec<Transfer> = (400..500u128).map(transfer).collect();
+    assert_eq!(client.create_transfers(&more).await.unwrap(), vec![]);
+    let (second_index, second_size) = checkpoint_covering(&reader, first_size + 100).await;
+    assert!(second_index > first_index);
+    let (code, out, err) = cosign(first_size, second_index);
+    assert_eq!(code, 0, "{out}{err}");
+    // Claiming the witness saw a smaller tree than it did is refused (409), and nothing moves.
+    let (code, out, err) = cosign(first_size - 1, second_index);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("409"), "{err}");
+    let (_, latest, _) = tally(&["witness", "latest", "--state", "witness.json"], &[], dir);
+    assert!(latest.contains(&format!("\n{second_size}\n")), "{latest}");
+    assert!(witness_key.starts_with("witness.test/auditor+"));
+    cluster
+        .shutdown(std::time::Duration::from_secs(10))
+        .unwrap();
+}

@@ -242,6 +242,21 @@ impl<T, C: Chunk<T>> Arena<T, C> {
         self.len
     }
 
+    /// The number of elements from the start for which `pred` holds, `pred` holding for a
+    /// prefix of the arena (`slice::partition_point`): a binary search.
+    pub(crate) fn partition_point(&self, pred: impl Fn(&T) -> bool) -> usize {
+        let (mut low, mut high) = (0usize, self.len);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if pred(self.get(mid as u32)) {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        low
+    }
+
     /// Appends and returns the new element's index. The caller checks capacity limits first.
     #[inline(always)]
     pub(crate) fn push(&mut self, value: T) -> u32 {

@@ -217,7 +217,19 @@ pub struct NoteSigner {
     key: SigningKey,
 }
 
+impl std::fmt::Debug for NoteSigner {
+    /// The name and public key only: never the private key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NoteSigner({})", self.verifier_key())
+    }
+}
+
 impl NoteSigner {
+    /// This key's kind.
+    pub fn kind(&self) -> KeyKind {
+        self.kind
+    }
+
     /// The note signer `name` (a log's key) with the Ed25519 key whose 32-byte seed is `seed`.
     pub fn new(name: &str, seed: &[u8; 32]) -> Result<NoteSigner, NoteError> {
         NoteSigner::of_kind(name, KeyKind::Note, seed)
@@ -290,6 +302,27 @@ impl NoteSigner {
         Ok(format!("{text}\n{}", self.line(text, None)))
     }
 
+    /// `checkpoint` signed by this log key, in the compact form a replicated log keeps
+    /// ([`SignedCheckpoint`]): the key's name must be the checkpoint's origin, so that the note
+    /// can be written back from the record and the origin alone.
+    pub fn sign_checkpoint(&self, checkpoint: &Checkpoint) -> Result<SignedCheckpoint, NoteError> {
+        if self.kind != KeyKind::Note || self.name != checkpoint.origin {
+            return Err(NoteError::BadKey(format!(
+                "{} cannot sign checkpoints of {}: a log's key is named as its origin",
+                self.name, checkpoint.origin
+            )));
+        }
+        let text = checkpoint.text();
+        check_text(&text)?;
+        Ok(SignedCheckpoint {
+            size: checkpoint.size,
+            time_ns: checkpoint.time_ns,
+            root: checkpoint.root,
+            key_id: key_id(&self.name, self.kind, &self.key.verifying_key()),
+            signature: self.key.sign(text.as_bytes()).to_bytes(),
+        })
+    }
+
     /// A witness's cosignature line on a note already signed, made at `time` (seconds since
     /// the Unix epoch). The note is not verified here: a witness verifies it against the log's
     /// key first (`witness`).
@@ -315,6 +348,70 @@ impl NoteSigner {
         };
         blob.extend_from_slice(&signature.to_bytes());
         format!("\u{2014} {} {}\n", self.name, BASE64.encode(blob))
+    }
+}
+
+/// A checkpoint signed by a log key named as the log's origin, as a fixed-size record (what
+/// the cluster replicates and keeps: 112 bytes instead of a note's ~250):
+/// [`SignedCheckpoint::note`] writes the signed note back from it and the origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct SignedCheckpoint {
+    pub size: u64,
+    pub time_ns: u64,
+    pub root: Hash,
+    /// The signing key's id ([`NoteVerifier`]'s): which of the log's keys signed it.
+    pub key_id: [u8; 4],
+    /// Ed25519 over the checkpoint's text.
+    pub signature: [u8; 64],
+}
+
+/// Bytes of [`SignedCheckpoint::encode`].
+pub const SIGNED_CHECKPOINT_BYTES: usize = 8 + 8 + 32 + 4 + 64;
+
+impl SignedCheckpoint {
+    /// The checkpoint of the log `origin`.
+    pub fn checkpoint(&self, origin: &str) -> Checkpoint {
+        Checkpoint {
+            origin: origin.to_owned(),
+            size: self.size,
+            root: self.root,
+            time_ns: self.time_ns,
+        }
+    }
+
+    /// The signed note: the checkpoint's text and the signature line of the key named
+    /// `origin` with this record's key id.
+    pub fn note(&self, origin: &str) -> String {
+        let mut blob = self.key_id.to_vec();
+        blob.extend_from_slice(&self.signature);
+        format!(
+            "{}\n\u{2014} {origin} {}\n",
+            self.checkpoint(origin).text(),
+            BASE64.encode(blob)
+        )
+    }
+
+    /// Little-endian: size, time, root, key id, signature.
+    pub fn encode(&self) -> [u8; SIGNED_CHECKPOINT_BYTES] {
+        let mut out = [0u8; SIGNED_CHECKPOINT_BYTES];
+        out[..8].copy_from_slice(&self.size.to_le_bytes());
+        out[8..16].copy_from_slice(&self.time_ns.to_le_bytes());
+        out[16..48].copy_from_slice(&self.root);
+        out[48..52].copy_from_slice(&self.key_id);
+        out[52..].copy_from_slice(&self.signature);
+        out
+    }
+
+    /// The pair of [`SignedCheckpoint::encode`].
+    pub fn decode(bytes: &[u8; SIGNED_CHECKPOINT_BYTES]) -> SignedCheckpoint {
+        let long = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        SignedCheckpoint {
+            size: long(0),
+            time_ns: long(8),
+            root: bytes[16..48].try_into().expect("32 bytes"),
+            key_id: bytes[48..52].try_into().expect("4 bytes"),
+            signature: bytes[52..].try_into().expect("64 bytes"),
+        }
     }
 }
 
@@ -571,6 +668,25 @@ mod tests {
         assert!(log.cosignature(&note, 1).is_err());
         assert!(witness.sign(&checkpoint().text()).is_err());
         assert!(key.open_cosigned(&note).is_err());
+    }
+
+    /// The compact record a cluster keeps writes back the very note the key signs, survives
+    /// its encoding, and only a key named as the origin makes one.
+    #[test]
+    fn a_signed_checkpoint_record_is_the_note() {
+        let log = signer("tally/cluster-0x1", 7);
+        let record = log.sign_checkpoint(&checkpoint()).unwrap();
+        let note = record.note("tally/cluster-0x1");
+        assert_eq!(note, log.sign(&checkpoint().text()).unwrap());
+        let key: NoteVerifier = log.verifier_key().parse().unwrap();
+        assert_eq!(key.open_checkpoint(&note).unwrap(), checkpoint());
+        assert_eq!(SignedCheckpoint::decode(&record.encode()), record);
+        let mut forged = record;
+        forged.size += 1;
+        assert!(key.open(&forged.note("tally/cluster-0x1")).is_err());
+        assert!(signer("tally/other", 7)
+            .sign_checkpoint(&checkpoint())
+            .is_err());
     }
 
     #[test]

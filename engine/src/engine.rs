@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 
 use crate::arena::{Arena, Shared};
+use crate::event_log::{EventLog, LogPosition};
 use crate::index::IdIndex;
 use crate::limits::{BATCH_EVENTS_MAX, RECORD_BYTES, TIMESTAMP_MAX};
 use crate::records::{self, raw_flags, AccountFlags, RecordBytes, TransferFlags};
@@ -145,6 +146,8 @@ pub struct Engine {
     pub(crate) last_timestamp: u64,
     /// Tells this engine's snapshot sections from another's (`snapshot::SectionVersion`).
     pub(crate) instance: u64,
+    /// One Merkle leaf per applied event, and where each batch sits (`event_log.rs`).
+    pub(crate) log: EventLog,
     // Per-batch scratch space, kept to avoid allocating per batch.
     batch: u64,
     undo: Vec<Undo>,
@@ -170,6 +173,7 @@ impl Engine {
             expiry_queue: BTreeSet::new(),
             last_timestamp: 0,
             instance: crate::snapshot_sections::engine_instance(),
+            log: EventLog::default(),
             batch: 0,
             undo: Vec::new(),
             undo_on: false,
@@ -220,15 +224,28 @@ impl Engine {
         self.trades.len()
     }
 
-    /// Applies one batch of `operation` records under the log entry's timestamp.
-    ///
-    /// Deterministic: the same sequence of calls gives the same results and state on every
-    /// machine. A `BatchError` changes nothing; every other outcome is per event.
+    /// Applies one batch of `operation` records under the log entry's timestamp, at log
+    /// position zero (`apply_at`): for engines that are not a replica's.
     pub fn apply(
         &mut self,
         operation: Operation,
         entry_timestamp: u64,
         body: &[u8],
+    ) -> Result<BatchOutcome, BatchError> {
+        self.apply_at(operation, entry_timestamp, body, LogPosition::default())
+    }
+
+    /// Applies one batch of `operation` records under the log entry's timestamp, and appends
+    /// one leaf per event to the verifiable log, stamped with the batch's `position`.
+    ///
+    /// Deterministic: the same sequence of calls gives the same results and state on every
+    /// machine. A `BatchError` changes nothing; every other outcome is per event.
+    pub fn apply_at(
+        &mut self,
+        operation: Operation,
+        entry_timestamp: u64,
+        body: &[u8],
+        position: LogPosition,
     ) -> Result<BatchOutcome, BatchError> {
         let events =
             records::records(body).ok_or(BatchError::BodyNotWholeRecords { bytes: body.len() })?;
@@ -249,6 +266,7 @@ impl Engine {
         self.batch += 1;
 
         let events_base = now.max(self.expire_pending(now) + 1);
+        let stored_before = [self.accounts.len(), self.transfers.len(), self.trades.len()];
         let mut failures = Vec::new();
         let mut chain: Option<usize> = None;
         let mut chain_broken = false;
@@ -296,6 +314,14 @@ impl Engine {
         let timestamp_last = events_base + count as u64 - 1;
         self.last_timestamp = timestamp_last;
         self.assert_batch_conservation();
+        self.log_batch(
+            operation,
+            body,
+            &failures,
+            events_base,
+            position,
+            stored_before,
+        );
         Ok(BatchOutcome {
             failures,
             timestamp_first: events_base,

@@ -14,6 +14,7 @@ mod account;
 mod arena;
 pub mod checkpoint;
 mod engine;
+mod event_log;
 mod index;
 mod leg;
 pub mod limits;
@@ -33,6 +34,7 @@ mod warm;
 pub mod witness;
 
 pub use engine::{BatchError, BatchOutcome, Engine, EngineConfig, Operation};
+pub use event_log::{CheckpointRefused, EventProof, LogPosition, LEAF_BYTES, LEAF_VERSION};
 pub use memory::{chunk_supply, ChunkMaker, ChunkSupply, MemoryUsage};
 pub use query::{LedgerTotals, QueryError, StatementEntry, StatementEvent, StatementFilter};
 pub use records::{

@@ -19,6 +19,9 @@ pub struct MemoryUsage {
     /// The ids of transiently failed events (`EventResult::is_transient`), 16 bytes each in
     /// 1 MiB chunks; their index entries are in `event_index`.
     pub failed_ids: usize,
+    /// The verifiable log: 32 bytes of leaf hash per event in 2 MiB chunks, about as much
+    /// again for the tree's upper levels, and each batch's position and each checkpoint.
+    pub log: usize,
 }
 
 impl MemoryUsage {
@@ -31,6 +34,7 @@ impl MemoryUsage {
             + self.event_index
             + self.expiries
             + self.failed_ids
+            + self.log
     }
 }
 
@@ -57,6 +61,10 @@ impl Engine {
             // as 2x: an estimate, since BTreeSet does not report its allocation.
             expiries: self.expiries.bytes_allocated() + self.expiry_queue.len() * 48,
             failed_ids: self.failed.bytes_allocated(),
+            log: self.log.tree.leaves().bytes_allocated()
+                + self.log.tree.upper_bytes()
+                + self.log.batches.bytes_allocated()
+                + self.log.checkpoints.bytes_allocated(),
         }
     }
 }

@@ -66,34 +66,99 @@ impl std::fmt::Display for ProofError {
 
 impl std::error::Error for ProofError {}
 
-/// An append-only Merkle tree that keeps the hash of every complete subtree: `levels[k][i]`
-/// covers leaves `i·2ᵏ .. (i+1)·2ᵏ`. Appending a leaf costs one hash per level it completes
-/// (two on average); the root of any earlier size and any proof take O(log n) lookups and at
-/// most O(log n) hashes along the tree's right edge. Memory: 64 bytes per leaf.
+/// Where a [`Tree`] keeps its leaf hashes: a vector, or (in the engine) an arena whose chunks
+/// snapshots share.
+pub trait Leaves {
+    /// The number of leaf hashes.
+    fn count(&self) -> u64;
+    /// Leaf hash `index` (below `count`).
+    fn leaf(&self, index: u64) -> Hash;
+    /// Append a leaf hash.
+    fn append(&mut self, leaf: Hash);
+}
+
+impl Leaves for Vec<Hash> {
+    fn count(&self) -> u64 {
+        self.len() as u64
+    }
+    fn leaf(&self, index: u64) -> Hash {
+        self[index as usize]
+    }
+    fn append(&mut self, leaf: Hash) {
+        self.push(leaf);
+    }
+}
+
+/// An append-only Merkle tree that keeps the hash of every complete subtree: the leaf hashes in
+/// `leaves`, and `upper[k - 1][i]` covering leaves `i·2ᵏ .. (i+1)·2ᵏ`. Appending a leaf costs
+/// one hash per level it completes (one on average); the root of any earlier size and any
+/// proof take O(log n) lookups and at most O(log n) hashes along the tree's right edge.
+/// Memory: 64 bytes per leaf (32 in `leaves`, 32 above).
 #[derive(Debug, Clone, Default)]
-pub struct Tree {
-    levels: Vec<Vec<Hash>>,
+pub struct Tree<L: Leaves = Vec<Hash>> {
+    leaves: L,
+    upper: Vec<Vec<Hash>>,
 }
 
 impl Tree {
     pub fn new() -> Tree {
         Tree::default()
     }
+}
+
+impl<L: Leaves> Tree<L> {
+    /// The tree of the leaf hashes `leaves` already holds, its upper levels computed (one
+    /// node hash per leaf, less one).
+    pub fn with_leaves(leaves: L) -> Tree<L> {
+        let mut upper: Vec<Vec<Hash>> = Vec::new();
+        let n = leaves.count();
+        if n >= 2 {
+            upper.push(
+                (0..n / 2)
+                    .map(|i| node_hash(&leaves.leaf(2 * i), &leaves.leaf(2 * i + 1)))
+                    .collect(),
+            );
+            while upper.last().is_some_and(|level| level.len() >= 2) {
+                let below = upper.last().expect("a level was just checked");
+                let next = below
+                    .chunks_exact(2)
+                    .map(|pair| node_hash(&pair[0], &pair[1]))
+                    .collect();
+                upper.push(next);
+            }
+        }
+        Tree { leaves, upper }
+    }
 
     /// The number of leaves.
     pub fn size(&self) -> u64 {
-        self.levels.first().map_or(0, |leaves| leaves.len() as u64)
+        self.leaves.count()
+    }
+
+    /// The leaf hashes.
+    pub fn leaves(&self) -> &L {
+        &self.leaves
+    }
+
+    /// The leaf hashes, to freeze them (an arena's view for a snapshot): not to change them.
+    pub(crate) fn leaves_mut(&mut self) -> &mut L {
+        &mut self.leaves
     }
 
     /// Append a leaf by its hash ([`leaf_hash`]).
     pub fn push(&mut self, leaf: Hash) {
+        self.leaves.append(leaf);
+        let n = self.leaves.count();
+        if n % 2 == 1 {
+            return;
+        }
+        let mut hash = node_hash(&self.leaves.leaf(n - 2), &leaf);
         let mut level = 0;
-        let mut hash = leaf;
         loop {
-            if self.levels.len() == level {
-                self.levels.push(Vec::new());
+            if self.upper.len() == level {
+                self.upper.push(Vec::new());
             }
-            let nodes = &mut self.levels[level];
+            let nodes = &mut self.upper[level];
             nodes.push(hash);
             if nodes.len() % 2 == 1 {
                 return;
@@ -103,6 +168,14 @@ impl Tree {
         }
     }
 
+    /// Bytes the upper levels take (the leaves' store counts its own).
+    pub fn upper_bytes(&self) -> usize {
+        self.upper
+            .iter()
+            .map(|level| level.capacity() * std::mem::size_of::<Hash>())
+            .sum()
+    }
+
     /// The hash of leaves `start..end` as the RFC defines it (`MTH(D[start:end])`), for the
     /// ranges its recursion visits: `start` a multiple of the largest power of two not above
     /// `end - start`'s span, which every range below is.
@@ -110,7 +183,11 @@ impl Tree {
         let n = end - start;
         if n.is_power_of_two() && start.is_multiple_of(n) {
             let level = n.trailing_zeros() as usize;
-            return self.levels[level][(start >> level) as usize];
+            return if level == 0 {
+                self.leaves.leaf(start)
+            } else {
+                self.upper[level - 1][(start >> level) as usize]
+            };
         }
         let k = split(n);
         node_hash(&self.range(start, start + k), &self.range(start + k, end))
@@ -359,7 +436,7 @@ mod tests {
                     let (index, size): (u64, u64) = (index.parse().unwrap(), size.parse().unwrap());
                     let path: Vec<Hash> = path.iter().map(|h| hash(h)).collect();
                     assert_eq!(tree.inclusion_proof(index, size).unwrap(), path);
-                    let leaf = tree.levels[0][index as usize];
+                    let leaf = tree.leaves[index as usize];
                     let root = tree.root(size).unwrap();
                     assert_eq!(verify_inclusion(index, size, &leaf, &path, &root), Ok(()));
                     inclusions += 1;
@@ -388,11 +465,26 @@ mod tests {
         assert!(tree.root(301).is_err());
     }
 
+    /// A tree rebuilt from its leaf hashes (a restore) is the tree that grew leaf by leaf.
+    #[test]
+    fn a_tree_rebuilt_from_its_leaves_is_the_same_tree() {
+        let leaves = leaves(300);
+        for n in [0usize, 1, 2, 3, 4, 5, 7, 8, 9, 64, 255, 256, 257, 300] {
+            let grown = tree_of(&leaves[..n]);
+            let mut rebuilt = Tree::with_leaves(leaves[..n].to_vec());
+            assert_eq!(rebuilt.upper, grown.upper, "size {n}");
+            rebuilt.push(leaves[0]);
+            let mut longer = leaves[..n].to_vec();
+            longer.push(leaves[0]);
+            assert_eq!(rebuilt.root(n as u64 + 1).unwrap(), reference_root(&longer));
+        }
+    }
+
     #[test]
     fn degenerate_proofs_are_refused() {
         let tree = tree_of(&leaves(5));
         let root = tree.root(5).unwrap();
-        let leaf = tree.levels[0][0];
+        let leaf = tree.leaves[0];
         assert!(tree.inclusion_proof(5, 5).is_err());
         assert!(tree.inclusion_proof(0, 6).is_err());
         assert!(verify_inclusion(0, 0, &leaf, &[], &root).is_err());
@@ -454,7 +546,7 @@ mod tests {
             let old_root = tree.root(m).unwrap();
 
             let path = tree.inclusion_proof(index, n).unwrap();
-            let leaf = tree.levels[0][index as usize];
+            let leaf = tree.leaves[index as usize];
             every_bit_flip_fails(&path, &[leaf, root], |proof, inputs| {
                 verify_inclusion(index, n, &inputs[0], proof, &inputs[1]).is_ok()
             });

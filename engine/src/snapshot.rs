@@ -7,20 +7,24 @@
 //!
 //! A snapshot is written and read as a stream (`FrozenState::write_to`,
 //! `Engine::restore_from`): neither side ever holds the whole image in memory, only one
-//! section of at most `SECTION_RECORDS` records. Layout (version 4), all little-endian:
+//! section of at most `SECTION_RECORDS` records. Layout (version 6), all little-endian:
 //!
 //! ```text
 //! header   magic "TALLYSNP" (8) | format version u32 (4) | reserved u32 (0)
 //!          | last_timestamp u64 | accounts u64 | transfers u64 | trades u64 | expiries u64
-//!          | failed_ids u64
-//! sections the accounts, then the transfers, trades, expiries and failed ids (u128 each),
-//!          each kind in slot order
+//!          | failed_ids u64 | log_leaves u64 | log_batches u64 | checkpoints u64
+//! sections the accounts, then the transfers, trades, expiries, failed ids (u128 each), the
+//!          verifiable log's leaf hashes (32 bytes each), its batch positions and its signed
+//!          checkpoints (`event_log.rs`), each kind in slot order
 //!          cut into sections of SECTION_RECORDS records (the last one of a kind shorter,
 //!          none for a kind with no records); a section is
 //!          bytes u64 | rkyv archive of a Vec of the records (`bytes` long)
 //!          | BLAKE3 of the two fields before (32)
 //! trailer  BLAKE3 of the header followed by every section's hash, in order (32)
 //! ```
+//!
+//! Versions 4 and 5 (no log counts, no log sections: they restore with an empty log) are
+//! still read.
 //!
 //! A section of stored events is one arena chunk, and its hash covers it alone, so a writer
 //! may take a section unchanged since an earlier snapshot from where that one keeps it
@@ -38,8 +42,11 @@ use std::io::{self, Read, Write};
 use rkyv::util::AlignedVec;
 
 use crate::arena::Frozen;
-use crate::engine::{Engine, EngineConfig};
+use crate::checkpoint::SignedCheckpoint;
+use crate::engine::{Engine, EngineConfig, Events};
+use crate::event_log::{restored_log, LogBatch};
 use crate::memory::ChunkSupply;
+use crate::merkle::Hash;
 use crate::records::{TradeFlags, TransferFlags};
 use crate::snapshot_read::{Records, TRAILER_BYTES};
 pub use crate::snapshot_read::{SnapshotSection, SnapshotSections};
@@ -54,7 +61,9 @@ use crate::state::{
 use crate::transfer::expires_at;
 
 pub(crate) const MAGIC: &[u8; 8] = b"TALLYSNP";
-pub(crate) const FORMAT_VERSION: u32 = 5;
+pub(crate) const FORMAT_VERSION: u32 = 6;
+/// The format before the verifiable log's leaves and batches: read, never written.
+pub(crate) const FORMAT_VERSION_NO_LOG: u32 = 5;
 /// The format before a trade's `user_data_64`: read, never written.
 pub(crate) const FORMAT_VERSION_NO_TRADE_USER_DATA: u32 = 4;
 /// The format before failed ids: read, never written.
@@ -62,10 +71,15 @@ pub(crate) const FORMAT_VERSION_NO_FAILED_IDS: u32 = 3;
 /// The format before section hashes: read, never written.
 pub(crate) const FORMAT_VERSION_WHOLE_HASH: u32 = 2;
 /// Bytes of a snapshot's header.
-pub const SNAPSHOT_HEADER_BYTES: usize = 8 + 4 + 4 + 8 + 5 * 8;
+pub const SNAPSHOT_HEADER_BYTES: usize = 8 + 4 + 4 + 8 + KINDS * 8;
 pub(crate) const HEADER_BYTES: usize = SNAPSHOT_HEADER_BYTES;
-/// Bytes of a header of versions 2 and 3 (no `failed_ids` count).
-pub(crate) const HEADER_BYTES_OLD: usize = HEADER_BYTES - 8;
+/// Bytes of a header of versions 4 and 5 (no log counts).
+pub(crate) const HEADER_BYTES_NO_LOG: usize = HEADER_BYTES - 24;
+/// Bytes of a header of versions 2 and 3 (no `failed_ids` count either).
+pub(crate) const HEADER_BYTES_OLD: usize = HEADER_BYTES_NO_LOG - 8;
+/// Kinds of records a snapshot holds: accounts, transfers, trades, expiries, failed ids,
+/// log leaves, log batches, checkpoints.
+pub(crate) const KINDS: usize = 8;
 /// Bytes of a section's hash.
 pub const SECTION_HASH_BYTES: usize = 32;
 
@@ -202,6 +216,9 @@ record!(StoredTransfer, "transfer");
 record!(StoredTrade, "trade");
 record!(Expiry, "expiry");
 record!(u128, "failed id");
+record!(Hash, "log leaf");
+record!(LogBatch, "log batch");
+record!(SignedCheckpoint, "checkpoint");
 
 /// Restored events' index inserts, `RESTORE_INDEX_AHEAD` events behind their arena pushes:
 /// an id's index entry is prefetched when its event is pushed and probed when it is inserted,
@@ -244,12 +261,13 @@ impl RestoredIndex {
 /// Files the records of one section into `engine`; `counts` are the header's.
 fn file_records(
     engine: &mut Engine,
+    log: &mut (Events<Hash>, Events<LogBatch>, Events<SignedCheckpoint>),
     index: &mut RestoredIndex,
     stored_balances: &mut Vec<Balances>,
-    counts: [u64; 5],
+    counts: [u64; KINDS],
     records: &Records,
 ) -> Result<(), SnapshotError> {
-    let [accounts, transfers, trades, _, _] = counts;
+    let [accounts, transfers, trades, ..] = counts;
     match records {
         Records::Accounts(section) => {
             for &account in section {
@@ -278,7 +296,60 @@ fn file_records(
                 engine.index_restored_event(hash, id, EventRef::failed(slot))?;
             }
         }
+        Records::Leaves(section) => {
+            for &leaf in section {
+                log.0.push(leaf);
+            }
+        }
+        Records::LogBatches(section) => {
+            for &batch in section {
+                restore_log_batch(&log.0, &mut log.1, engine.last_timestamp, batch)?;
+            }
+        }
+        Records::Checkpoints(section) => {
+            for &checkpoint in section {
+                let previous = log.2.len().checked_sub(1).map(|i| log.2.get(i as u32).size);
+                if checkpoint.size > log.0.len() as u64
+                    || previous.is_some_and(|size| checkpoint.size <= size)
+                {
+                    return Err(invalid(format!(
+                        "checkpoint {} is out of order or past the leaves",
+                        log.2.len()
+                    )));
+                }
+                log.2.push(checkpoint);
+            }
+        }
     }
+    Ok(())
+}
+
+/// Files one restored log batch: after the leaves, in leaf and timestamp order, each holding at
+/// least one leaf (the last one's end is the leaves' count).
+fn restore_log_batch(
+    leaves: &Events<Hash>,
+    batches: &mut Events<LogBatch>,
+    last_timestamp: u64,
+    batch: LogBatch,
+) -> Result<(), SnapshotError> {
+    let i = batches.len();
+    let in_order = match i.checked_sub(1).map(|p| *batches.get(p as u32)) {
+        None => batch.leaf_first == 0,
+        Some(previous) => {
+            let events = batch.leaf_first.wrapping_sub(previous.leaf_first);
+            batch.leaf_first > previous.leaf_first
+                && batch.timestamp_first >= previous.timestamp_first.saturating_add(events)
+        }
+    };
+    if !in_order
+        || batch.leaf_first >= leaves.len() as u64
+        || batch.timestamp_first > last_timestamp
+    {
+        return Err(invalid(format!(
+            "log batch {i} is out of order or past the leaves"
+        )));
+    }
+    batches.push(batch);
     Ok(())
 }
 
@@ -396,7 +467,7 @@ fn restore_expiry(engine: &mut Engine, events: [u64; 2], e: Expiry) -> Result<()
 pub struct RestoreStart {
     pub(crate) last_timestamp: u64,
     /// Records of each kind: accounts, transfers, trades, expiries, failed ids.
-    pub(crate) counts: [u64; 5],
+    pub(crate) counts: [u64; KINDS],
 }
 
 /// The engine's stored state frozen at one point (`Engine::freeze`): what a snapshot holds,
@@ -414,6 +485,9 @@ pub struct FrozenState {
     trades: Frozen<StoredTrade>,
     expiries: Frozen<Expiry>,
     failed: Frozen<u128>,
+    leaves: Frozen<Hash>,
+    log_batches: Frozen<LogBatch>,
+    checkpoints: Frozen<SignedCheckpoint>,
 }
 
 impl FrozenState {
@@ -452,6 +526,9 @@ impl FrozenState {
             self.trades.len(),
             self.expiries.len(),
             self.failed.len(),
+            self.leaves.len(),
+            self.log_batches.len(),
+            self.checkpoints.len(),
         ] {
             header.extend_from_slice(&(count as u64).to_le_bytes());
         }
@@ -503,6 +580,26 @@ impl FrozenState {
             let (records, written) = self.failed.chunk(i);
             (records.len(), written)
         });
+        events(SectionKind::LogLeaves, self.leaves.chunk_count(), &|i| {
+            let (records, written) = self.leaves.chunk(i);
+            (records.len(), written)
+        });
+        events(
+            SectionKind::LogBatches,
+            self.log_batches.chunk_count(),
+            &|i| {
+                let (records, written) = self.log_batches.chunk(i);
+                (records.len(), written)
+            },
+        );
+        events(
+            SectionKind::Checkpoints,
+            self.checkpoints.chunk_count(),
+            &|i| {
+                let (records, written) = self.checkpoints.chunk(i);
+                (records.len(), written)
+            },
+        );
         sections
     }
 
@@ -521,6 +618,9 @@ impl FrozenState {
             trades,
             expiries,
             failed,
+            leaves,
+            log_batches,
+            checkpoints,
         } = encoder;
         match section.kind {
             SectionKind::Accounts => {
@@ -550,6 +650,17 @@ impl FrozenState {
             SectionKind::FailedIds => {
                 encode_section(self.failed.chunk(section.index).0, failed, archived, out);
             }
+            SectionKind::LogLeaves => {
+                encode_section(self.leaves.chunk(section.index).0, leaves, archived, out);
+            }
+            SectionKind::LogBatches => {
+                let chunk = self.log_batches.chunk(section.index).0;
+                encode_section(chunk, log_batches, archived, out);
+            }
+            SectionKind::Checkpoints => {
+                let chunk = self.checkpoints.chunk(section.index).0;
+                encode_section(chunk, checkpoints, archived, out);
+            }
         }
     }
 
@@ -578,6 +689,9 @@ impl Engine {
             trades: self.trades.freeze(),
             expiries: self.expiries.freeze(),
             failed: self.failed.freeze(),
+            leaves: self.log.tree.leaves_mut().freeze(),
+            log_batches: self.log.batches.freeze(),
+            checkpoints: self.log.checkpoints.freeze(),
         }
     }
 
@@ -615,7 +729,7 @@ impl Engine {
         spent: Option<crossbeam_channel::Sender<SnapshotSection>>,
     ) -> Result<Engine, SnapshotError> {
         let counts = start.counts;
-        let [accounts, transfers, trades, _, failed] = counts;
+        let [accounts, transfers, trades, _, failed, ..] = counts;
         let mut engine = Engine::new(config);
         engine.last_timestamp = start.last_timestamp;
         // Index tables sized once for the counts the header claims (see `make_room`: a
@@ -626,11 +740,15 @@ impl Engine {
             engine.take_chunks_from(supply);
         }
         let mut stored_balances = Vec::new();
+        let mut log = Default::default();
         let mut events_indexed = false;
         for section in sections {
             let SnapshotSection(records) = section?;
             // Transfers and trades are in: finish their index before what names them.
-            let after_events = matches!(records, Records::Expiries(_) | Records::Failed(_));
+            let after_events = !matches!(
+                records,
+                Records::Accounts(_) | Records::Transfers(_) | Records::Trades(_)
+            );
             if after_events && !events_indexed {
                 index.finish(&mut engine)?;
                 engine.stop_taking_chunks();
@@ -638,6 +756,7 @@ impl Engine {
             }
             file_records(
                 &mut engine,
+                &mut log,
                 &mut index,
                 &mut stored_balances,
                 counts,
@@ -659,10 +778,14 @@ impl Engine {
             engine.trades.len(),
             engine.expiries.len(),
             engine.failed.len(),
+            log.0.len(),
+            log.1.len(),
+            log.2.len(),
         ];
         if filed.map(|n| n as u64) != counts {
             return Err(SnapshotError::Truncated);
         }
+        engine.log = restored_log(log.0, log.1, log.2);
         engine.replay_restored(&stored_balances)?;
         Ok(engine)
     }
@@ -758,9 +881,38 @@ impl Engine {
         Ok(())
     }
 
-    /// A BLAKE3 hash of the canonical little-endian encoding of the whole state: equal on every
-    /// replica that applied the same log, whatever its hasher seed, build or machine.
+    /// A BLAKE3 hash of the canonical little-endian encoding of the whole state, the
+    /// verifiable log included: equal on every replica that applied the same log, whatever its
+    /// hasher seed, build or machine.
     pub fn digest(&self) -> [u8; 32] {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"tally-state-v2");
+        hasher.update(&self.ledger_digest());
+        let log = &self.log;
+        for count in [
+            log.tree.leaves().len(),
+            log.batches.len(),
+            log.checkpoints.len(),
+        ] {
+            hasher.update(&(count as u64).to_le_bytes());
+        }
+        for checkpoint in log.checkpoints.iter() {
+            hasher.update(&checkpoint.encode());
+        }
+        hasher.update(&self.log_root(self.log_size()).expect("the log's own size"));
+        for batch in self.log.batches.iter() {
+            hasher.update(&batch.timestamp_first.to_le_bytes());
+            hasher.update(&batch.leaf_first.to_le_bytes());
+            hasher.update(&batch.commit_index.to_le_bytes());
+            hasher.update(&batch.index_in_entry.to_le_bytes());
+        }
+        *hasher.finalize().as_bytes()
+    }
+
+    /// The [`Engine::digest`] of the ledger alone — accounts, events, expiries, failed ids,
+    /// the clock — without the verifiable log: equal for two engines whose events differ only
+    /// in what was refused (a refused event is a leaf of the log, and changes nothing else).
+    pub fn ledger_digest(&self) -> [u8; 32] {
         let mut hasher = blake3::Hasher::new();
         hasher.update(b"tally-state-v1");
         hasher.update(&self.last_timestamp.to_le_bytes());

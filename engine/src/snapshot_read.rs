@@ -10,11 +10,15 @@ use rkyv::util::AlignedVec;
 
 use rkyv::{Archive, Deserialize, Serialize};
 
+use crate::checkpoint::SignedCheckpoint;
 use crate::engine::Engine;
+use crate::event_log::LogBatch;
+use crate::merkle::Hash;
 use crate::snapshot::{
     invalid, Record, RestoreStart, SnapshotError, FORMAT_VERSION, FORMAT_VERSION_NO_FAILED_IDS,
-    FORMAT_VERSION_NO_TRADE_USER_DATA, FORMAT_VERSION_WHOLE_HASH, HEADER_BYTES, HEADER_BYTES_OLD,
-    MAGIC, SECTION_HASH_BYTES, SECTION_RECORDS,
+    FORMAT_VERSION_NO_LOG, FORMAT_VERSION_NO_TRADE_USER_DATA, FORMAT_VERSION_WHOLE_HASH,
+    HEADER_BYTES, HEADER_BYTES_NO_LOG, HEADER_BYTES_OLD, KINDS, MAGIC, SECTION_HASH_BYTES,
+    SECTION_RECORDS,
 };
 use crate::snapshot_sections::TrailerHasher;
 use crate::state::{AccountState, Expiry, PendingStatus, StoredTrade, StoredTransfer, SLOT_NONE};
@@ -40,7 +44,8 @@ impl Engine {
         };
         let version = word(8);
         let header_bytes = match version {
-            FORMAT_VERSION | FORMAT_VERSION_NO_TRADE_USER_DATA => HEADER_BYTES,
+            FORMAT_VERSION => HEADER_BYTES,
+            FORMAT_VERSION_NO_LOG | FORMAT_VERSION_NO_TRADE_USER_DATA => HEADER_BYTES_NO_LOG,
             FORMAT_VERSION_NO_FAILED_IDS | FORMAT_VERSION_WHOLE_HASH => HEADER_BYTES_OLD,
             _ => return Err(SnapshotError::UnsupportedVersion { version }),
         };
@@ -54,7 +59,7 @@ impl Engine {
             bytes.copy_from_slice(&header[at..at + 8]);
             u64::from_le_bytes(bytes)
         };
-        // Versions 3 to 5: each section's hash, then one over the header and those hashes.
+        // Versions 3 to 6: each section's hash, then one over the header and those hashes.
         let sections_hash = (version != FORMAT_VERSION_WHOLE_HASH).then(|| {
             input.hasher = None;
             TrailerHasher::new(header)
@@ -65,15 +70,34 @@ impl Engine {
         } else {
             0
         };
-        // Slots are u32 with `SLOT_NONE` reserved; event slots have 30 bits (`EventRef`).
+        // A snapshot from before the verifiable log restores with an empty one.
+        let [leaves, log_batches, checkpoints] = if version >= FORMAT_VERSION {
+            [64, 72, 80].map(long)
+        } else {
+            [0, 0, 0]
+        };
+        // Slots are u32 with `SLOT_NONE` reserved; event slots have 30 bits (`EventRef`); a
+        // log holds one leaf per event ever applied, at most a batch per leaf.
         if accounts >= u64::from(SLOT_NONE)
             || [transfers, trades, expiries, failed]
                 .iter()
                 .any(|&n| n >= 1 << 30)
+            || leaves >= u64::from(u32::MAX)
+            || log_batches > leaves
+            || checkpoints > leaves
         {
             return Err(invalid("more records than slots"));
         }
-        let counts = [accounts, transfers, trades, expiries, failed];
+        let counts = [
+            accounts,
+            transfers,
+            trades,
+            expiries,
+            failed,
+            leaves,
+            log_batches,
+            checkpoints,
+        ];
         let start = RestoreStart {
             last_timestamp: long(16),
             counts,
@@ -166,6 +190,9 @@ pub(crate) enum Records {
     Trades(Vec<StoredTrade>),
     Expiries(Vec<Expiry>),
     Failed(Vec<u128>),
+    Leaves(Vec<Hash>),
+    LogBatches(Vec<LogBatch>),
+    Checkpoints(Vec<SignedCheckpoint>),
 }
 
 /// A record kind as a section of [`Records`].
@@ -195,6 +222,9 @@ kind!(StoredTransfer, Transfers);
 kind!(StoredTrade, Trades);
 kind!(Expiry, Expiries);
 kind!(u128, Failed);
+kind!(Hash, Leaves);
+kind!(LogBatch, LogBatches);
+kind!(SignedCheckpoint, Checkpoints);
 
 /// A snapshot's sections, read, checked and decoded one at a time, in order: an iterator of
 /// [`SnapshotSection`]s that ends by checking the trailer and that nothing follows it (an error
@@ -204,8 +234,9 @@ kind!(u128, Failed);
 /// thread of its own, as it keeps no file or clock).
 pub struct SnapshotSections<R> {
     input: Hashed<R>,
-    /// Records of each kind still to read: accounts, transfers, trades, expiries, failed ids.
-    left: [u64; 5],
+    /// Records of each kind still to read: accounts, transfers, trades, expiries, failed ids,
+    /// log leaves, log batches, checkpoints.
+    left: [u64; KINDS],
     kind: usize,
     buffer: AlignedVec<16>,
     /// Versions 3 and 4: each section's hash, then the trailer over them; version 2: `input`
@@ -224,7 +255,7 @@ pub struct SnapshotSection(pub(crate) Records);
 impl<R: Read> SnapshotSections<R> {
     pub(crate) fn new(
         input: Hashed<R>,
-        counts: [u64; 5],
+        counts: [u64; KINDS],
         sections_hash: Option<TrailerHasher>,
         trades_v4: bool,
     ) -> SnapshotSections<R> {
@@ -329,7 +360,10 @@ impl<R: Read> Iterator for SnapshotSections<R> {
             2 if self.trades_v4 => self.section::<StoredTradeV4>(records),
             2 => self.section::<StoredTrade>(records),
             3 => self.section::<Expiry>(records),
-            _ => self.section::<u128>(records),
+            4 => self.section::<u128>(records),
+            5 => self.section::<Hash>(records),
+            6 => self.section::<LogBatch>(records),
+            _ => self.section::<SignedCheckpoint>(records),
         };
         self.left[self.kind] -= records as u64;
         if section.is_err() {
@@ -388,10 +422,13 @@ mod tests {
         assert!(outcome.is_ok_and(|o| o.failures.is_empty()));
 
         let image = engine.snapshot();
-        let mut old = image[..SNAPSHOT_HEADER_BYTES].to_vec();
+        // Format 4's header is format 6's without the two log counts, and it has no log
+        // sections.
+        let mut old = image[..HEADER_BYTES_NO_LOG].to_vec();
         old[8..12].copy_from_slice(&FORMAT_VERSION_NO_TRADE_USER_DATA.to_le_bytes());
         let mut trailer = TrailerHasher::new(&old);
         let mut at = SNAPSHOT_HEADER_BYTES;
+        let leaves = engine.log_size();
         // One section per kind present: accounts, then trades.
         for kind in 0..2 {
             let length = u64::from_le_bytes(image[at..at + 8].try_into().expect("8")) as usize;
@@ -433,10 +470,18 @@ mod tests {
             old.extend_from_slice(&section);
             at += 8 + length + SECTION_HASH_BYTES;
         }
-        assert_eq!(at, image.len() - TRAILER_BYTES, "two sections");
+        // Then the log's two sections (a leaf hash each event, a batch position each batch).
+        let log_sections = 8 + SECTION_HASH_BYTES;
+        assert!(image.len() - TRAILER_BYTES - at > 2 * log_sections + leaves as usize * 32);
         old.extend_from_slice(&trailer.finish());
         let restored = Engine::restore(&old, EngineConfig::default()).expect("format 4");
-        assert_eq!(restored.digest(), engine.digest());
+        // The same ledger, with an empty verifiable log (format 4 has none): the digest covers
+        // the log, so it differs; the accounts and events do not.
+        assert_eq!(restored.log_size(), 0);
+        for id in 1..=4 {
+            assert_eq!(restored.lookup_account(id), engine.lookup_account(id));
+        }
+        assert_eq!(restored.lookup_trade(10), engine.lookup_trade(10));
         assert_eq!(restored.lookup_trade(11), engine.lookup_trade(11));
         assert_eq!(restored.lookup_trade(11).map(|t| t.user_data_64), Some(0));
     }

@@ -46,6 +46,9 @@ pub struct SectionEncoder {
     pub(crate) trades: Vec<StoredTrade>,
     pub(crate) expiries: Vec<Expiry>,
     pub(crate) failed: Vec<u128>,
+    pub(crate) leaves: Vec<crate::merkle::Hash>,
+    pub(crate) log_batches: Vec<crate::event_log::LogBatch>,
+    pub(crate) checkpoints: Vec<crate::checkpoint::SignedCheckpoint>,
 }
 
 /// The kinds of records a snapshot holds, in the order their sections come.
@@ -57,6 +60,12 @@ pub enum SectionKind {
     Expiries,
     /// The ids of transiently failed events (format 4 on).
     FailedIds,
+    /// The verifiable log's leaf hashes (format 6 on).
+    LogLeaves,
+    /// The verifiable log's batch positions (format 6 on).
+    LogBatches,
+    /// The log's signed checkpoints (format 6 on).
+    Checkpoints,
 }
 
 impl SectionKind {
@@ -68,6 +77,9 @@ impl SectionKind {
             SectionKind::Trades => "trades",
             SectionKind::Expiries => "expiries",
             SectionKind::FailedIds => "failed-ids",
+            SectionKind::LogLeaves => "log-leaves",
+            SectionKind::LogBatches => "log-batches",
+            SectionKind::Checkpoints => "checkpoints",
         }
     }
 }

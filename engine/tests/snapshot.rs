@@ -455,7 +455,14 @@ fn later_sections_unchanged_are_the_earlier_bytes() {
             kept.insert((section.kind, section.index), (version, stored));
         }
     }
-    assert_eq!(kept.len(), 2, "two whole chunks of transfers");
+    let kinds = |kind| kept.keys().filter(|(k, _)| *k == kind).count();
+    assert_eq!(
+        kinds(SectionKind::Transfers),
+        2,
+        "two whole chunks of transfers"
+    );
+    assert_eq!(kinds(SectionKind::LogLeaves), 2, "and of their leaves");
+    assert_eq!(kept.len(), 4);
     // Post the pending transfer (a status change in chunk 0), append to the open chunk.
     let post = Transfer {
         id: base + 999,
@@ -490,23 +497,39 @@ fn later_sections_unchanged_are_the_earlier_bytes() {
     image.extend_from_slice(&trailer.finish());
     assert_eq!(
         reused,
-        vec![(SectionKind::Transfers, 1)],
-        "chunk 0 changed (the post), chunk 1 did not, chunk 2 is still filling"
+        vec![
+            (SectionKind::Transfers, 1),
+            (SectionKind::LogLeaves, 0),
+            (SectionKind::LogLeaves, 1)
+        ],
+        "chunk 0 changed (the post), chunk 1 did not, chunk 2 is still filling; leaves never \
+         change"
     );
     let whole = second.snapshot();
     assert!(image == whole, "assembled and whole snapshots differ");
     let restored = Engine::restore(&image, EngineConfig { hash_seed: 3 }).expect("restores");
     assert_eq!(restored.digest(), engine.digest());
 
-    // The same image in version 3 (no failed-id count; this state has no failed ids):
-    // the same sections and trailer rule over a header 8 bytes shorter.
+    // The same ledger in version 3 (no failed-id count, no log counts; this state has no
+    // failed ids): the sections before the log's, under the same trailer rule, after a header
+    // 32 bytes shorter. It restores to the same ledger with an empty log.
     let header_bytes = tally_engine::SNAPSHOT_HEADER_BYTES;
-    assert_eq!(whole[header_bytes - 8..header_bytes], [0u8; 8]);
-    let mut v3 = whole[..header_bytes - 8].to_vec();
+    assert_eq!(whole[header_bytes - 32..header_bytes - 24], [0u8; 8]);
+    let ledger_sections = second
+        .sections()
+        .iter()
+        .filter(|s| {
+            !matches!(
+                s.kind,
+                SectionKind::LogLeaves | SectionKind::LogBatches | SectionKind::Checkpoints
+            )
+        })
+        .count();
+    let mut v3 = whole[..header_bytes - 32].to_vec();
     v3[8..12].copy_from_slice(&3u32.to_le_bytes());
     let mut trailer = TrailerHasher::new(&v3);
     let mut at = header_bytes;
-    while at < whole.len() - 32 {
+    for _ in 0..ledger_sections {
         let length = u64::from_le_bytes(whole[at..at + 8].try_into().expect("8 bytes")) as usize;
         let end = at + 8 + length + tally_engine::SECTION_HASH_BYTES;
         trailer.section(&section_hash(&whole[at..end]));
@@ -515,13 +538,14 @@ fn later_sections_unchanged_are_the_earlier_bytes() {
     }
     v3.extend_from_slice(&trailer.finish());
     let restored = Engine::restore(&v3, EngineConfig { hash_seed: 5 }).expect("version 3");
-    assert_eq!(restored.digest(), engine.digest());
+    assert_eq!(restored.ledger_digest(), engine.ledger_digest());
+    assert_eq!(restored.log_size(), 0);
 
     // And in version 2: no section hashes, one BLAKE3 over all before the trailer.
-    let mut old = whole[..header_bytes - 8].to_vec();
+    let mut old = whole[..header_bytes - 32].to_vec();
     old[8..12].copy_from_slice(&2u32.to_le_bytes());
     let mut at = header_bytes;
-    while at < whole.len() - 32 {
+    for _ in 0..ledger_sections {
         let length = u64::from_le_bytes(whole[at..at + 8].try_into().expect("8 bytes")) as usize;
         old.extend_from_slice(&whole[at..at + 8 + length]);
         at += 8 + length + tally_engine::SECTION_HASH_BYTES;
@@ -529,5 +553,5 @@ fn later_sections_unchanged_are_the_earlier_bytes() {
     let hash = *blake3::hash(&old).as_bytes();
     old.extend_from_slice(&hash);
     let restored = Engine::restore(&old, EngineConfig { hash_seed: 4 }).expect("version 2");
-    assert_eq!(restored.digest(), engine.digest());
+    assert_eq!(restored.ledger_digest(), engine.ledger_digest());
 }

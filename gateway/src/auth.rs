@@ -48,6 +48,9 @@ pub struct GatewayConfig {
     pub credentials: Vec<Credential>,
     /// A session without a request for this long is dropped.
     pub session_idle: Duration,
+    /// The verifiable log's origin (the checkpoint key's name): what a checkpoint's note names.
+    /// `None`: this node has no key, and serves no checkpoint.
+    pub log_origin: Option<Arc<str>>,
 }
 
 impl Default for GatewayConfig {
@@ -56,6 +59,7 @@ impl Default for GatewayConfig {
             cluster_id: 0,
             credentials: Vec::new(),
             session_idle: SESSION_IDLE_DEFAULT,
+            log_origin: None,
         }
     }
 }

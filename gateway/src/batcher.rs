@@ -250,6 +250,7 @@ pub fn start_expiry_clock(
             let tick = Request {
                 timestamp,
                 batches: Vec::new(),
+                checkpoint: None,
             };
             match raft.client_write(tick).await {
                 Ok(_) => {}
@@ -258,6 +259,73 @@ pub fn start_expiry_clock(
                     return;
                 }
                 // Leadership moved meanwhile: the new leader's clock takes over.
+                Err(RaftError::APIError(_)) => {}
+            }
+        }
+    })
+}
+
+/// How often the leader checks whether the verifiable log grew past its latest checkpoint
+/// (`start_checkpoint_clock`): a checkpoint covers an event within this plus two commits.
+pub const CHECKPOINT_CHECK: Duration = Duration::from_millis(500);
+
+/// Start the checkpoint clock of node `id`: every `CHECKPOINT_CHECK`, while this node leads
+/// and its verifiable log holds events past the latest checkpoint, it signs a checkpoint of
+/// its log as applied (`signer`, whose name is the log's origin) and proposes it in an entry
+/// of its own; every replica keeps it if its own log has that root at that size (else it
+/// stops: `Engine::record_checkpoint`), and waits for it to apply. So while events commit a
+/// checkpoint is made at least once a second. Ends when replication stops; abort it at
+/// shutdown.
+pub fn start_checkpoint_clock(
+    raft: Raft,
+    view: AppliedView,
+    id: NodeId,
+    clock: fn() -> u64,
+    signer: std::sync::Arc<tally_engine::checkpoint::NoteSigner>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last_timestamp = 0;
+        let mut ticks = tokio::time::interval(CHECKPOINT_CHECK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if raft.metrics().borrow().current_leader != Some(id) {
+                continue;
+            }
+            let timestamp = next_timestamp(clock, &mut last_timestamp);
+            let head = view.read(|applied| {
+                let engine = applied.engine()?;
+                let size = engine.log_size();
+                let latest = engine.latest_checkpoint().map_or(0, |(_, c)| c.size);
+                (size > latest).then(|| (size, engine.log_root(size)))
+            });
+            let Some((size, Ok(root))) = head else {
+                continue;
+            };
+            let checkpoint = tally_engine::checkpoint::Checkpoint {
+                origin: signer.name().to_owned(),
+                size,
+                root,
+                time_ns: timestamp,
+            };
+            let signed = match signer.sign_checkpoint(&checkpoint) {
+                Ok(signed) => signed,
+                Err(error) => {
+                    tracing::error!(%error, "checkpoint clock stops: the key cannot sign");
+                    return;
+                }
+            };
+            let entry = Request {
+                timestamp,
+                batches: Vec::new(),
+                checkpoint: Some(signed),
+            };
+            match raft.client_write(entry).await {
+                Ok(_) => {}
+                Err(RaftError::Fatal(fatal)) => {
+                    tracing::info!(%fatal, "checkpoint clock stops: replication stopped");
+                    return;
+                }
                 Err(RaftError::APIError(_)) => {}
             }
         }
@@ -341,7 +409,14 @@ async fn write(raft: Raft, metrics: GatewayMetrics, timestamp: u64, packed: Vec<
         batches.push(submission.batch);
     }
     let count = batches.len();
-    match raft.client_write(Request { timestamp, batches }).await {
+    match raft
+        .client_write(Request {
+            timestamp,
+            batches,
+            checkpoint: None,
+        })
+        .await
+    {
         Ok(written) if written.data.batches.len() == count => {
             let log_index = written.log_id.index;
             let now = Instant::now();

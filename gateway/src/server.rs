@@ -78,6 +78,7 @@ pub struct Gateway {
     batcher: RwLock<Option<Batcher>>,
     metrics: GatewayMetrics,
     committed: CommittedIndex,
+    log_origin: Option<Arc<str>>,
 }
 
 /// Where a reply goes and what it echoes.
@@ -209,6 +210,7 @@ impl Gateway {
             batcher: RwLock::new(Some(batcher)),
             metrics,
             committed,
+            log_origin: config.log_origin.clone(),
         }
     }
 
@@ -356,6 +358,14 @@ impl Gateway {
                 replies,
                 now,
             ),
+            Request::Checkpoint { index } => {
+                let origin = self.log_origin.clone();
+                self.read(context, Read::Checkpoint { index, origin }, replies, now)
+            }
+            Request::Prove(prove) => self.read(context, Read::Prove(prove), replies, now),
+            Request::Consistency { old, new } => {
+                self.read(context, Read::Consistency { old, new }, replies, now)
+            }
         }
     }
 

@@ -22,6 +22,7 @@ use std::time::Duration;
 mod config;
 mod in_order;
 mod pack;
+mod proofs;
 
 pub use config::{ClientConfig, Reads};
 pub use in_order::IN_ORDER_WINDOW_MAX;

@@ -14,6 +14,7 @@ pub mod client;
 pub mod connection;
 pub mod limits;
 mod operator;
+pub mod proofs;
 pub mod protocol;
 mod reply;
 

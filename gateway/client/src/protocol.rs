@@ -71,6 +71,12 @@ pub const KIND_ADMIN: u8 = 86;
 pub const KIND_END_SESSION: u8 = 88;
 /// Transfers and trades in one create request (`tally_engine::Operation::CreateSettlements`).
 pub const KIND_CREATE_SETTLEMENTS: u8 = 90;
+/// A signed checkpoint of the verifiable log, by index (`proofs`).
+pub const KIND_CHECKPOINT: u8 = 92;
+/// Inclusion proofs of stored events or accounts against a checkpoint (`proofs`).
+pub const KIND_PROVE: u8 = 94;
+/// A consistency proof between two sizes of the verifiable log (`proofs`).
+pub const KIND_CONSISTENCY: u8 = 96;
 
 /// The kind of the reply to a frame of `kind`: the request's plus one. A frame with an odd or
 /// unknown kind (≥ 64) is answered `BadRequest` with kind `kind | 1`.
@@ -95,10 +101,13 @@ pub enum Operation {
     Admin,
     EndSession,
     CreateSettlements,
+    Checkpoint,
+    Prove,
+    Consistency,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 14] = [
+    pub const ALL: [Operation; 17] = [
         Operation::Register,
         Operation::Heartbeat,
         Operation::CreateAccounts,
@@ -113,6 +122,9 @@ impl Operation {
         Operation::Admin,
         Operation::EndSession,
         Operation::CreateSettlements,
+        Operation::Checkpoint,
+        Operation::Prove,
+        Operation::Consistency,
     ];
 
     pub const fn kind(self) -> u8 {
@@ -131,6 +143,9 @@ impl Operation {
             Operation::Admin => KIND_ADMIN,
             Operation::EndSession => KIND_END_SESSION,
             Operation::CreateSettlements => KIND_CREATE_SETTLEMENTS,
+            Operation::Checkpoint => KIND_CHECKPOINT,
+            Operation::Prove => KIND_PROVE,
+            Operation::Consistency => KIND_CONSISTENCY,
         }
     }
 
@@ -414,6 +429,15 @@ pub enum Request<'a> {
         audit: bool,
     },
     Admin(Admin),
+    /// Checkpoint `index` (`proofs::LATEST`: the newest).
+    Checkpoint {
+        index: u64,
+    },
+    Prove(crate::proofs::ProveRequest),
+    Consistency {
+        old: u64,
+        new: u64,
+    },
 }
 
 /// Decode a whole request frame's payload: header, then the body of operation `kind`.
@@ -482,6 +506,11 @@ pub fn decode_request_body(operation: Operation, body: &[u8]) -> Result<Request<
             decode_node_state_request(body).map(|audit| Request::NodeState { audit })
         }
         Operation::Admin => decode_admin(body).map(Request::Admin),
+        Operation::Checkpoint => crate::proofs::decode_checkpoint_request(body)
+            .map(|index| Request::Checkpoint { index }),
+        Operation::Prove => crate::proofs::decode_prove_request(body).map(Request::Prove),
+        Operation::Consistency => crate::proofs::decode_consistency_request(body)
+            .map(|(old, new)| Request::Consistency { old, new }),
     }
 }
 

@@ -4,14 +4,37 @@
 use bytes::Bytes;
 use tally_client::protocol::{encode_balances, encode_statement_reply, LookupKind, Status};
 
+use std::sync::Arc;
+
+use tally_client::proofs::{
+    encode_checkpoint_reply, encode_consistency_reply, encode_prove_reply, CheckpointReply,
+    ProveReply, ProveRequest, Proven, LATEST,
+};
+
 use super::Context;
 use crate::auth::Access;
 
 /// A read request, owned so it can move into its task.
 pub(super) enum Read {
-    Lookup { what: LookupKind, ids: Vec<u128> },
+    Lookup {
+        what: LookupKind,
+        ids: Vec<u128>,
+    },
     Statement(tally_engine::StatementFilter),
-    BalancesAsOf { account_id: u128, timestamp: u64 },
+    BalancesAsOf {
+        account_id: u128,
+        timestamp: u64,
+    },
+    /// A checkpoint of the verifiable log, written as a note of the log `origin`.
+    Checkpoint {
+        index: u64,
+        origin: Option<Arc<str>>,
+    },
+    Prove(ProveRequest),
+    Consistency {
+        old: u64,
+        new: u64,
+    },
 }
 
 /// The reply to `read`, served from `engine` at `commit_index`.
@@ -73,5 +96,96 @@ pub(super) fn answer_read(
                 Err(error) => context.refuse_with(Status::BadRequest, error.to_string()),
             }
         }
+        Read::Checkpoint { index, origin } => {
+            let Some(origin) = origin else {
+                return context.refuse_with(
+                    Status::NotFound,
+                    "this node has no checkpoint key ([verifiable] key_file): it serves no \
+                     checkpoints",
+                );
+            };
+            match checkpoint(engine, index) {
+                Some((index, signed)) => {
+                    let reply = CheckpointReply {
+                        index,
+                        size: signed.size,
+                        note: signed.note(&origin),
+                    };
+                    context.ok(commit_index, &encode_checkpoint_reply(&reply))
+                }
+                None => context.refuse_with(Status::NotFound, no_checkpoint(engine, index)),
+            }
+        }
+        Read::Prove(request) => {
+            let Some((index, signed)) = checkpoint(engine, request.checkpoint) else {
+                let why = no_checkpoint(engine, request.checkpoint);
+                return context.refuse_with(Status::NotFound, why);
+            };
+            let visible = |id: u128| {
+                if request.accounts {
+                    engine
+                        .lookup_account(id)
+                        .is_some_and(|account| access.account_visible(&account))
+                } else if let Some(transfer) = engine.lookup_transfer(id) {
+                    access.transfer_visible(&transfer)
+                } else {
+                    engine
+                        .lookup_trade(id)
+                        .is_some_and(|trade| access.trade_visible(engine, &trade))
+                }
+            };
+            let proofs = request
+                .ids
+                .iter()
+                .filter(|&&id| visible(id))
+                .filter_map(|&id| {
+                    let proof = engine.prove(id, request.accounts, signed.size)?.ok()?;
+                    Some(Proven {
+                        id,
+                        index: proof.index,
+                        leaf: proof.leaf,
+                        proof: proof.proof,
+                    })
+                })
+                .collect();
+            let reply = ProveReply {
+                checkpoint: index,
+                size: signed.size,
+                proofs,
+            };
+            context.ok(commit_index, &encode_prove_reply(&reply))
+        }
+        Read::Consistency { old, new } => match engine.log_consistency(old, new) {
+            Ok(proof) => context.ok(commit_index, &encode_consistency_reply(&proof)),
+            Err(error) => context.refuse_with(
+                Status::BadRequest,
+                format!(
+                    "no consistency proof from {old} to {new} here (this replica's log holds \
+                     {} events): {error}",
+                    engine.log_size()
+                ),
+            ),
+        },
+    }
+}
+
+/// Checkpoint `index` (`LATEST`: the newest) and its index.
+fn checkpoint(
+    engine: &tally_engine::Engine,
+    index: u64,
+) -> Option<(u64, tally_engine::checkpoint::SignedCheckpoint)> {
+    if index == LATEST {
+        engine.latest_checkpoint()
+    } else {
+        engine.checkpoint(index).map(|signed| (index, signed))
+    }
+}
+
+fn no_checkpoint(engine: &tally_engine::Engine, index: u64) -> String {
+    match engine.checkpoints_count() {
+        0 => "this replica holds no checkpoint yet (one is signed within a second of events \
+              committing, on a cluster with a key)"
+            .to_owned(),
+        count => format!("no checkpoint {index}: this replica holds checkpoints 0..{count}"),
     }
 }

@@ -64,6 +64,14 @@ pub fn entries(seed: u64, count: usize) -> Vec<Entry> {
                             origin: None,
                         })
                         .collect(),
+                    // Every other request carries a checkpoint (bytes of any value).
+                    checkpoint: (seed + i).is_multiple_of(2).then(|| {
+                        let mut bytes = [0u8; tally_engine::checkpoint::SIGNED_CHECKPOINT_BYTES];
+                        for (k, byte) in bytes.iter_mut().enumerate() {
+                            *byte = (seed as u8).wrapping_add(k as u8);
+                        }
+                        tally_engine::checkpoint::SignedCheckpoint::decode(&bytes)
+                    }),
                 }),
             };
             Entry {

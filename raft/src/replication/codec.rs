@@ -25,12 +25,17 @@ use super::types::{
     ClientBatch, Entry, EntryPayload, LogId, Membership, Node, NodeId, Request, Vote,
 };
 use crate::wal;
+use tally_engine::checkpoint::SignedCheckpoint;
 
-/// Version of the entry payload layout written (byte 0 of every payload). Version 2 added a
-/// batch's origin (its client, request number and digest: `replies.rs`); version 1 entries,
-/// whose batches have none, are still read.
-const ENTRY_VERSION: u8 = 2;
+/// Version of the entry payload layout written (byte 0 of every payload). Version 3 added a
+/// request's signed checkpoint (`REQUEST_HAS_CHECKPOINT`); version 2 a batch's origin (its
+/// client, request number and digest: `replies.rs`); entries of versions 1 (no origins) and 2
+/// (no checkpoints) are still read.
+const ENTRY_VERSION: u8 = 3;
+const ENTRY_VERSION_NO_CHECKPOINT: u8 = 2;
 const ENTRY_VERSION_NO_ORIGIN: u8 = 1;
+/// Request header flag: a signed checkpoint of the verifiable log follows the batches.
+const REQUEST_HAS_CHECKPOINT: u8 = 1;
 /// Batch header flag: the batch's origin follows the header.
 const BATCH_HAS_ORIGIN: u8 = 1;
 /// Client key, request number, digest.
@@ -40,7 +45,7 @@ const KIND_NORMAL: u8 = 2;
 const KIND_MEMBERSHIP: u8 = 3;
 /// Version, kind, reserved, leader node id.
 pub(crate) const ENTRY_HEADER_BYTES: usize = 16;
-/// Timestamp, batch count, reserved.
+/// Timestamp, batch count, flags, reserved.
 pub(crate) const REQUEST_HEADER_BYTES: usize = 16;
 /// Operation, flags, reserved, body length.
 pub(crate) const BATCH_HEADER_BYTES: usize = 8;
@@ -83,6 +88,9 @@ pub fn encode_entry(entry: &Entry) -> Result<wal::Entry, EncodeError> {
                                 + batch.body.len()
                         })
                         .sum::<usize>()
+                    + request
+                        .checkpoint
+                        .map_or(0, |_| tally_engine::checkpoint::SIGNED_CHECKPOINT_BYTES)
             }
             _ => 0,
         };
@@ -112,7 +120,8 @@ fn encode_request(request: &Request, out: &mut Vec<u8>) -> Result<(), EncodeErro
     )?;
     out.extend_from_slice(&request.timestamp.to_le_bytes());
     out.extend_from_slice(&(request.batches.len() as u32).to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
+    out.push(request.checkpoint.map_or(0, |_| REQUEST_HAS_CHECKPOINT));
+    out.extend_from_slice(&[0; 3]);
     for batch in &request.batches {
         let bytes = u32::try_from(batch.body.len()).map_err(|_| EncodeError::OverLimit {
             what: "bytes of one batch body",
@@ -129,6 +138,9 @@ fn encode_request(request: &Request, out: &mut Vec<u8>) -> Result<(), EncodeErro
             out.extend_from_slice(&origin.digest.to_le_bytes());
         }
         out.extend_from_slice(&batch.body);
+    }
+    if let Some(checkpoint) = &request.checkpoint {
+        out.extend_from_slice(&checkpoint.encode());
     }
     Ok(())
 }
@@ -221,7 +233,13 @@ pub fn decode_entry(record: &wal::Entry) -> Result<Entry, DecodeError> {
     let payload = &record.payload;
     let mut reader = Reader::new(payload);
     let version = reader.u8()?;
-    if version != ENTRY_VERSION && version != ENTRY_VERSION_NO_ORIGIN {
+    if ![
+        ENTRY_VERSION,
+        ENTRY_VERSION_NO_CHECKPOINT,
+        ENTRY_VERSION_NO_ORIGIN,
+    ]
+    .contains(&version)
+    {
         return Err(DecodeError::UnknownVersion(u32::from(version)));
     }
     let kind = reader.u8()?;
@@ -255,7 +273,18 @@ fn decode_request(
         ENTRY_BATCHES_MAX,
         BATCH_HEADER_BYTES,
     )?;
-    reader.reserved(4)?;
+    let flags_at = reader.at;
+    let has_checkpoint = match reader.u8()? {
+        0 => false,
+        REQUEST_HAS_CHECKPOINT if version == ENTRY_VERSION => true,
+        value => {
+            return Err(DecodeError::BadFlag {
+                at: flags_at,
+                value,
+            })
+        }
+    };
+    reader.reserved(3)?;
     let mut batches = Vec::with_capacity(count);
     for _ in 0..count {
         let byte = reader.u8()?;
@@ -294,7 +323,17 @@ fn decode_request(
             origin,
         });
     }
-    Ok(Request { timestamp, batches })
+    let checkpoint = if has_checkpoint {
+        let bytes = reader.array::<{ tally_engine::checkpoint::SIGNED_CHECKPOINT_BYTES }>()?;
+        Some(SignedCheckpoint::decode(&bytes))
+    } else {
+        None
+    };
+    Ok(Request {
+        timestamp,
+        batches,
+        checkpoint,
+    })
 }
 
 /// Read the membership layout (the pair of [`encode_membership`]).
@@ -540,11 +579,26 @@ mod tests {
                             origin: None,
                         },
                     ],
+                    checkpoint: None,
                 }),
             },
             Entry {
                 log_id: log_id(1, 1, 1),
                 payload: EntryPayload::Normal(Request::default()),
+            },
+            Entry {
+                log_id: log_id(1, 1, 2),
+                payload: EntryPayload::Normal(Request {
+                    timestamp: 9,
+                    batches: Vec::new(),
+                    checkpoint: Some(SignedCheckpoint {
+                        size: 1_000,
+                        time_ns: 9,
+                        root: [7; 32],
+                        key_id: [1, 2, 3, 4],
+                        signature: [5; 64],
+                    }),
+                }),
             },
         ]
     }
@@ -576,6 +630,7 @@ mod tests {
                     Operation::CreateTransfers,
                     Bytes::from(vec![4u8; 128]),
                 )],
+                checkpoint: None,
             }),
         };
         let mut record = encode_entry(&entry).expect("encodes");
@@ -589,6 +644,20 @@ mod tests {
         // The first batch's flags byte: after the entry and request headers and its operation.
         let flags = ENTRY_HEADER_BYTES + REQUEST_HEADER_BYTES + 1;
         payload[flags] = BATCH_HAS_ORIGIN;
+        record.payload = Bytes::from(payload);
+        assert!(matches!(
+            decode_entry(&record),
+            Err(DecodeError::BadFlag { .. })
+        ));
+        // Version 2 (before checkpoints): read, but a request claiming a checkpoint is refused.
+        let mut payload = encode_entry(&entry).expect("encodes").payload.to_vec();
+        payload[0] = ENTRY_VERSION_NO_CHECKPOINT;
+        record.payload = Bytes::from(payload.clone());
+        assert_eq!(
+            decode_entry(&record).expect("decodes").payload,
+            entry.payload
+        );
+        payload[ENTRY_HEADER_BYTES + 12] = REQUEST_HAS_CHECKPOINT;
         record.payload = Bytes::from(payload);
         assert!(matches!(
             decode_entry(&record),
@@ -635,6 +704,7 @@ mod tests {
                 };
                 ENTRY_BATCHES_MAX + 1
             ],
+            checkpoint: None,
         };
         let entry = Entry {
             log_id: log_id(1, 1, 1),

@@ -29,7 +29,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
-use tally_engine::{Engine, EngineConfig};
+use tally_engine::checkpoint::SignedCheckpoint;
+use tally_engine::{CheckpointRefused, Engine, EngineConfig, LogPosition};
 
 use super::error::{InstallError, StateMachineOpenError};
 use super::limits::{SNAPSHOTS_KEPT, SNAPSHOT_RECEIVE_BYTES_MAX};
@@ -57,6 +58,10 @@ pub struct Applied {
     installing: bool,
     /// Each client's last answers, built from the log like the engine (`replies.rs`).
     replies: ReplyTable,
+    /// Set when a replicated checkpoint's root was not this replica's own at its size: this
+    /// replica's history is not the one the leader signed. It applies nothing more (`apply`
+    /// fails, which stops openraft on this node) until an operator rebuilds it.
+    diverged: Option<(LogId, CheckpointRefused)>,
 }
 
 impl std::fmt::Debug for Applied {
@@ -93,6 +98,12 @@ impl Applied {
         &self.replies
     }
 
+    /// The entry whose checkpoint showed this replica's history differs from the one signed,
+    /// and how, if one did (then nothing more is applied here).
+    pub fn diverged(&self) -> Option<&(LogId, CheckpointRefused)> {
+        self.diverged.as_ref()
+    }
+
     /// Apply the entry after the last applied one: each client batch of a request through
     /// `Engine::apply` under the entry's timestamp (a request with no batch is the leader's
     /// expiry tick: `Engine::expire_due`); a membership entry is recorded. A batch whose
@@ -109,15 +120,30 @@ impl Applied {
             EntryPayload::Blank => Response::default(),
             EntryPayload::Normal(request) if request.batches.is_empty() => {
                 self.engine.expire_due(request.timestamp);
+                if let Some(checkpoint) = request.checkpoint {
+                    self.keep_checkpoint(entry.log_id, checkpoint);
+                }
                 Response::default()
             }
-            EntryPayload::Normal(request) => Response {
-                batches: request
+            EntryPayload::Normal(request) => {
+                // Each event's index in the entry, counted through its batches (every batch's
+                // records, applied or answered from the reply table): the leaves' positions.
+                let mut index_in_entry = 0u32;
+                let batches = request
                     .batches
                     .iter()
-                    .map(|batch| self.apply_batch(batch, request.timestamp, entry.log_id.index))
-                    .collect(),
-            },
+                    .map(|batch| {
+                        let position = LogPosition {
+                            commit_index: entry.log_id.index,
+                            index_in_entry,
+                        };
+                        let records = batch.body.len() / tally_engine::limits::RECORD_BYTES;
+                        index_in_entry = index_in_entry.saturating_add(records as u32);
+                        self.apply_batch(batch, request.timestamp, position)
+                    })
+                    .collect();
+                Response { batches }
+            }
             EntryPayload::Membership(membership) => {
                 self.membership = StoredMembership::new(Some(entry.log_id), membership);
                 Response::default()
@@ -127,16 +153,43 @@ impl Applied {
 }
 
 impl Applied {
-    /// One client batch of the entry at `log_index`: the recorded answer if the reply table
+    /// Keep the leader's signed `checkpoint` if it is this replica's history (`Engine::
+    /// record_checkpoint`). One not newer than the latest kept (a repeat) is dropped; one whose
+    /// root differs marks this replica diverged.
+    fn keep_checkpoint(&mut self, log_id: LogId, checkpoint: SignedCheckpoint) {
+        match self.engine.record_checkpoint(checkpoint) {
+            Ok(()) => {}
+            Err(refused) if refused.is_divergence() => {
+                tracing::error!(
+                    entry = %log_id,
+                    %refused,
+                    "this replica's verifiable log is not the history the leader signed: it \
+                     stops applying (docs/operations.md, \"A root mismatch\")"
+                );
+                self.diverged = Some((log_id, refused));
+            }
+            Err(refused) => tracing::debug!(entry = %log_id, %refused, "checkpoint not kept"),
+        }
+    }
+
+    /// One client batch of the entry at `position`: the recorded answer if the reply table
     /// holds its origin's number (a replay, or a reused number refused), else applied by the
     /// engine and its outcome recorded.
-    fn apply_batch(&mut self, batch: &ClientBatch, timestamp: u64, log_index: u64) -> BatchAnswer {
+    fn apply_batch(
+        &mut self,
+        batch: &ClientBatch,
+        timestamp: u64,
+        position: LogPosition,
+    ) -> BatchAnswer {
+        let log_index = position.commit_index;
         if let Some(origin) = &batch.origin {
             if let Some(answer) = self.replies.answer(origin, log_index) {
                 return answer;
             }
         }
-        let outcome = self.engine.apply(batch.operation, timestamp, &batch.body);
+        let outcome = self
+            .engine
+            .apply_at(batch.operation, timestamp, &batch.body, position);
         if let Some(origin) = &batch.origin {
             self.replies.record(origin, log_index, &outcome);
         }
@@ -470,6 +523,7 @@ impl StateMachine {
                     membership: StoredMembership::default(),
                     installing: false,
                     replies: ReplyTable::default(),
+                    diverged: None,
                 },
                 None,
             ),
@@ -488,6 +542,7 @@ impl StateMachine {
                     membership: meta.last_membership.clone(),
                     installing: false,
                     replies,
+                    diverged: None,
                 };
                 (applied, Some(meta))
             }
@@ -655,11 +710,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        // One entry at a time under the lock, so readers interleave with a long apply.
-        Ok(entries
-            .into_iter()
-            .map(|entry| write_lock(&self.applied).apply_entry(entry))
-            .collect())
+        // One entry at a time under the lock, so readers interleave with a long apply. A
+        // replica whose history diverged applies nothing more: the error stops openraft here.
+        let mut responses = Vec::new();
+        for entry in entries {
+            let mut applied = write_lock(&self.applied);
+            if let Some((log_id, refused)) = applied.diverged.clone() {
+                return Err(StorageIOError::apply(log_id, &refused).into());
+            }
+            responses.push(applied.apply_entry(entry));
+        }
+        Ok(responses)
     }
 
     /// Freezes the engine's state now (a consistent view, on this task: the only part of a

@@ -72,6 +72,10 @@ pub struct Request {
     pub timestamp: u64,
     /// The batches, applied in this order.
     pub batches: Vec<ClientBatch>,
+    /// A checkpoint of the verifiable log the leader signed, kept by every replica whose own
+    /// log has its root at its size (`Engine::record_checkpoint`); proposed in an entry of its
+    /// own, with no batch.
+    pub checkpoint: Option<tally_engine::checkpoint::SignedCheckpoint>,
 }
 
 /// One client's settlement batch: an operation and a body of 128-byte records.

@@ -1,0 +1,44 @@
+//! The verifiable log's reads: signed checkpoints, inclusion and consistency proofs
+//! (`crate::proofs`, docs/verifiability.md). Served like any read; what they prove is for the
+//! caller to check (`tally verify`), never taken on the node's word.
+
+use tally_engine::merkle::Hash;
+
+use super::{Client, ClientError};
+use crate::proofs::{
+    decode_checkpoint_reply, decode_consistency_reply, decode_prove_reply,
+    encode_checkpoint_request, encode_consistency_request, encode_prove_request, CheckpointReply,
+    ProveReply, ProveRequest,
+};
+use crate::protocol::Operation;
+
+fn decode_error(error: crate::protocol::DecodeError) -> ClientError {
+    ClientError::Decode(error.to_string())
+}
+
+impl Client {
+    /// Checkpoint `index` of the verifiable log (`proofs::LATEST`: the newest), signed.
+    pub async fn checkpoint(&self, index: u64) -> Result<CheckpointReply, ClientError> {
+        let body = self
+            .read(Operation::Checkpoint, encode_checkpoint_request(index))
+            .await?;
+        decode_checkpoint_reply(&body).map_err(decode_error)
+    }
+
+    /// The leaves and inclusion proofs of `request`'s ids against its checkpoint; ids not
+    /// stored, not in the reader's scope or not yet in that checkpoint are left out.
+    pub async fn prove(&self, request: &ProveRequest) -> Result<ProveReply, ClientError> {
+        let body = self
+            .read(Operation::Prove, encode_prove_request(request))
+            .await?;
+        decode_prove_reply(&body).map_err(decode_error)
+    }
+
+    /// RFC 6962's consistency proof from the log at `old` leaves to `new`.
+    pub async fn consistency(&self, old: u64, new: u64) -> Result<Vec<Hash>, ClientError> {
+        let body = self
+            .read(Operation::Consistency, encode_consistency_request(old, new))
+            .await?;
+        decode_consistency_reply(&body).map_err(decode_error)
+    }
+}

@@ -1,0 +1,85 @@
+//! `tally client`'s verifiable-log commands: `--prove FILE` on the lookups (a proof bundle of
+//! the records looked up, against the cluster's latest checkpoint, for `tally verify`), and
+//! `checkpoint` (a signed checkpoint, or a witness's `add-checkpoint` request built from it).
+
+use std::path::Path;
+
+use anyhow::Context;
+use tally_client::proofs::{ProveRequest, LATEST, PROVE_IDS_MAX};
+use tally_client::Client;
+use tally_engine::witness::AddCheckpoint;
+
+use crate::verify::{hex, Bundle, EventProof};
+
+/// Prove `ids` (accounts' with `accounts`) against the latest checkpoint and write the bundle
+/// to `path`; returns how many were proven (ids not stored, not visible or not yet in the
+/// checkpoint are left out: the lookup says which exist).
+pub async fn write_bundle(
+    client: &Client,
+    ids: &[u128],
+    accounts: bool,
+    path: &Path,
+) -> anyhow::Result<usize> {
+    let checkpoint = client
+        .checkpoint(LATEST)
+        .await
+        .context("fetching the latest checkpoint")?;
+    let mut bundle = Bundle {
+        checkpoints: vec![checkpoint.note.clone()],
+        ..Bundle::default()
+    };
+    for chunk in ids.chunks(PROVE_IDS_MAX) {
+        let request = ProveRequest {
+            checkpoint: checkpoint.index,
+            accounts,
+            ids: chunk.to_vec(),
+        };
+        let reply = client.prove(&request).await.context("fetching proofs")?;
+        bundle
+            .events
+            .extend(reply.proofs.into_iter().map(|proven| EventProof {
+                leaf: hex(&proven.leaf),
+                index: proven.index,
+                checkpoint: 0,
+                proof: proven.proof.iter().map(|hash| hex(hash)).collect(),
+            }));
+    }
+    let proven = bundle.events.len();
+    let text = serde_json::to_string_pretty(&bundle)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    eprintln!(
+        "{proven} of {} proven against checkpoint {} (tree size {}): {} \
+         (check it offline: tally verify --key <the cluster's verifier key> {})",
+        ids.len(),
+        checkpoint.index,
+        checkpoint.size,
+        path.display(),
+        path.display()
+    );
+    Ok(proven)
+}
+
+/// `tally client checkpoint`: checkpoint `index` (the latest without one) as its signed note;
+/// with `witness_old`, the C2SP tlog-witness `add-checkpoint` request that asks a witness
+/// holding a checkpoint of that size to cosign this one (`tally witness add-checkpoint`).
+pub async fn checkpoint(
+    client: &Client,
+    index: Option<u64>,
+    witness_old: Option<u64>,
+) -> anyhow::Result<String> {
+    let checkpoint = client.checkpoint(index.unwrap_or(LATEST)).await?;
+    let Some(old) = witness_old else {
+        return Ok(checkpoint.note);
+    };
+    let proof = if old == 0 || old >= checkpoint.size {
+        Vec::new()
+    } else {
+        client.consistency(old, checkpoint.size).await?
+    };
+    Ok(AddCheckpoint {
+        old_size: old,
+        proof,
+        note: checkpoint.note,
+    }
+    .text())
+}
