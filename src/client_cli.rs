@@ -10,7 +10,7 @@ use tally_client::{Client, ClientConfig, ClientError};
 use tally_engine::records::{Account, AccountFlags, Trade, TradeFlags, Transfer, TransferFlags};
 use tally_engine::{StatementEvent, StatementFilter};
 
-use crate::client_proofs::{checkpoint, write_bundle};
+use crate::client_proofs::{checkpoint, prove_to_file};
 use crate::config::parse_u128;
 use crate::import::{Checked, Input, RecordKind};
 use tally_engine::Operation;
@@ -648,7 +648,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
             let ids = ids(texts)?;
             let client = Client::connect(config).await?;
             let prove = async |client: &Client| match prove {
-                Some(path) => write_bundle(client, &ids, true, path).await.map(|_| ()),
+                Some(path) => prove_to_file(client, &ids, true, path).await,
                 None => Ok(()),
             };
             let found = client.lookup_accounts(&ids).await?;
@@ -686,7 +686,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
             let ids = ids(texts)?;
             let client = Client::connect(config).await?;
             let prove = async |client: &Client| match prove {
-                Some(path) => write_bundle(client, &ids, false, path).await.map(|_| ()),
+                Some(path) => prove_to_file(client, &ids, false, path).await,
                 None => Ok(()),
             };
             let found = client.lookup_transfers(&ids).await?;
@@ -727,7 +727,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
             let ids = ids(texts)?;
             let client = Client::connect(config).await?;
             let prove = async |client: &Client| match prove {
-                Some(path) => write_bundle(client, &ids, false, path).await.map(|_| ()),
+                Some(path) => prove_to_file(client, &ids, false, path).await,
                 None => Ok(()),
             };
             let found = client.lookup_trades(&ids).await?;

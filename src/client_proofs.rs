@@ -12,14 +12,14 @@ use tally_engine::witness::AddCheckpoint;
 use crate::verify::{hex, Bundle, EventProof};
 
 /// Prove `ids` (accounts' with `accounts`) against the latest checkpoint and write the bundle
-/// to `path`; returns how many were proven (ids not stored, not visible or not yet in the
+/// to `path`; returns what was written (ids not stored, not visible or not yet in the
 /// checkpoint are left out: the lookup says which exist).
 pub async fn write_bundle(
     client: &Client,
     ids: &[u128],
     accounts: bool,
     path: &Path,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<Bundle> {
     let checkpoint = client
         .checkpoint(LATEST)
         .await
@@ -44,19 +44,28 @@ pub async fn write_bundle(
                 proof: proven.proof.iter().map(|hash| hex(hash)).collect(),
             }));
     }
-    let proven = bundle.events.len();
     let text = serde_json::to_string_pretty(&bundle)?;
     std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    Ok(bundle)
+}
+
+/// `--prove FILE`: the bundle of `ids` written, and a line on standard error saying so.
+pub async fn prove_to_file(
+    client: &Client,
+    ids: &[u128],
+    accounts: bool,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let bundle = write_bundle(client, ids, accounts, path).await?;
     eprintln!(
-        "{proven} of {} proven against checkpoint {} (tree size {}): {} \
-         (check it offline: tally verify --key <the cluster's verifier key> {})",
+        "{} of {} proven against the latest checkpoint: {} (check it offline: tally verify \
+         --key <the cluster's verifier key> {})",
+        bundle.events.len(),
         ids.len(),
-        checkpoint.index,
-        checkpoint.size,
         path.display(),
         path.display()
     );
-    Ok(proven)
+    Ok(())
 }
 
 /// `tally client checkpoint`: checkpoint `index` (the latest without one) as its signed note;

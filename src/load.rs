@@ -387,7 +387,8 @@ pub async fn loadgen(args: LoadgenArgs) -> anyhow::Result<bool> {
         return finish(&outcome, args.load.json.as_ref());
     };
     let root = tempfile::tempdir().context("temporary directory")?;
-    let mut cluster = LocalCluster::new(&std::env::current_exe()?, root.path(), "");
+    let mut cluster =
+        LocalCluster::new(&std::env::current_exe()?, root.path(), "").with_log_key()?;
     // `--spawn` with `--insecure-plaintext`: a plain-TCP cluster, to measure what TLS costs.
     if args.tls.insecure_plaintext {
         cluster = cluster.plaintext();
@@ -421,12 +422,18 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         args.nodes,
         root.path().display()
     );
-    let mut cluster = LocalCluster::new(&std::env::current_exe()?, root.path(), "");
+    let mut cluster =
+        LocalCluster::new(&std::env::current_exe()?, root.path(), "").with_log_key()?;
     let outcome = run_local(&mut cluster, args.nodes, &config).await;
-    let passed = match &outcome {
+    let mut passed = match &outcome {
         Ok(outcome) => finish(outcome, args.load.json.as_ref())?,
         Err(_) => false,
     };
+    if let (Ok(outcome), Some(key)) = (&outcome, cluster.log_key()) {
+        let proofs =
+            std::env::temp_dir().join(format!("tally-demo-proofs-{}.json", std::process::id()));
+        passed &= verify_history(&cluster, outcome, key, &proofs).await;
+    }
     if let Some(node) = cluster.nodes.values().find(|node| node.is_running()) {
         let ca: String = cluster
             .client_env()
@@ -446,6 +453,38 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
     stop(&mut cluster).await?;
     outcome?;
     Ok(passed)
+}
+
+/// The demo's last check: a sample of its events proven against the cluster's signed
+/// checkpoint, cosigned by a witness, verified offline (`demo_proofs.rs`); prints the result.
+async fn verify_history(
+    cluster: &LocalCluster,
+    outcome: &RunOutcome,
+    key: &str,
+    proofs: &std::path::Path,
+) -> bool {
+    let Some(history) = &outcome.history else {
+        return true;
+    };
+    let verified = async {
+        let node = cluster
+            .nodes
+            .values()
+            .find(|node| node.is_running())
+            .context("no node running")?;
+        let client = cluster.operator_client(node.id).await?;
+        crate::demo_proofs::verify_sample(&client, history, key, proofs).await
+    };
+    match verified.await {
+        Ok(line) => {
+            println!("\n{line}");
+            true
+        }
+        Err(error) => {
+            println!("\nverifiable history: FAILED: {error:#}");
+            false
+        }
+    }
 }
 
 fn describe_short(config: &RunConfig) -> String {

@@ -116,6 +116,9 @@ pub struct LocalCluster {
     dial: BTreeMap<u64, BTreeMap<u64, String>>,
     /// Per node, the command its `tally node` runs under (see [`LocalCluster::launch_through`]).
     launchers: BTreeMap<u64, Vec<String>>,
+    /// The verifier key of the cluster's checkpoint key, when the nodes have one
+    /// ([`LocalCluster::with_log_key`]).
+    log_key: Option<String>,
     pub nodes: BTreeMap<u64, LocalNode>,
 }
 
@@ -173,8 +176,30 @@ impl LocalCluster {
             operator: Some(format!("local-operator-{:032x}", rand::random::<u128>())),
             dial: BTreeMap::new(),
             launchers: BTreeMap::new(),
+            log_key: None,
             nodes: BTreeMap::new(),
         }
+    }
+
+    /// Give every node the same checkpoint key, made here (`cluster.key` in the root, named
+    /// `tally/cluster-<cluster id>`), so the leader signs checkpoints of the verifiable log.
+    pub fn with_log_key(mut self) -> anyhow::Result<LocalCluster> {
+        let name = format!("tally/cluster-{:#x}", self.cluster_id);
+        let signer = tally_engine::checkpoint::NoteSigner::new(&name, &rand::random())?;
+        std::fs::create_dir_all(&self.root)?;
+        let path = self.root.join("cluster.key");
+        std::fs::write(&path, signer.private_key())?;
+        self.extra_config.push_str(&format!(
+            "\n[verifiable]\nkey_file = \"{}\"\n",
+            path.display()
+        ));
+        self.log_key = Some(signer.verifier_key());
+        Ok(self)
+    }
+
+    /// The cluster's verifier key, if its nodes sign checkpoints.
+    pub fn log_key(&self) -> Option<&str> {
+        self.log_key.as_deref()
     }
 
     /// Run the nodes without TLS (`insecure_plaintext = true`), for comparisons.

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 
 use tally_gateway::batcher::{start_checkpoint_clock, start_expiry_clock};
 use tally_gateway::{Batcher, BatcherConfig, Gateway, GatewayConfig, GatewayMetrics, GatewayParts};
-use tally_raft::metrics::{Listener, NodeMetrics, ScrapeState};
+use tally_raft::metrics::{Listener, LogState, NodeMetrics, ScrapeState};
 use tally_raft::net::server::{serve_clients, serve_peers};
 use tally_raft::net::{start_raft, ClientHandler, NodeTls};
 use tally_raft::replication::types::{Node as Member, NodeId, TypeConfig};
@@ -159,14 +159,33 @@ impl Probe {
         let raft = self.raft.metrics().borrow().clone();
         let ready = self.readiness_of(&raft).is_ok();
         // Nothing while a snapshot is installed (no state stands then).
-        let (accounts, transfers, trades) = self.view.read(|applied| {
-            applied.engine().map_or((0, 0, 0), |engine| {
+        let ((accounts, transfers, trades), log) = self.view.read(|applied| {
+            let diverged = applied.diverged().is_some();
+            applied.engine().map_or(
                 (
-                    engine.accounts_count() as u64,
-                    engine.transfers_count() as u64,
-                    engine.trades_count() as u64,
-                )
-            })
+                    (0, 0, 0),
+                    LogState {
+                        diverged,
+                        ..LogState::default()
+                    },
+                ),
+                |engine| {
+                    let log = LogState {
+                        leaves: engine.log_size(),
+                        checkpoints: engine.checkpoints_count(),
+                        latest: engine
+                            .latest_checkpoint()
+                            .map(|(_, checkpoint)| (checkpoint.size, checkpoint.time_ns)),
+                        diverged,
+                    };
+                    let counts = (
+                        engine.accounts_count() as u64,
+                        engine.transfers_count() as u64,
+                        engine.trades_count() as u64,
+                    );
+                    (counts, log)
+                },
+            )
         });
         let state = ScrapeState {
             committed_index: self.committed.get(),
@@ -174,6 +193,7 @@ impl Probe {
             transfers,
             trades,
             ready,
+            log,
         };
         self.metrics.scrape(&raft, state, &self.data_dir)
     }

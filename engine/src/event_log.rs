@@ -20,6 +20,9 @@
 //! event is found from its timestamp and its bytes rebuilt from the stored record: a proof by
 //! event id needs no copy of the events as sent.
 
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crossbeam_channel::{Receiver, Sender};
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::arena::{Arena, Shared};
@@ -67,13 +70,105 @@ impl Leaves for Events<Hash> {
     }
 }
 
-/// The tree of applied events and where each batch of them sits.
+/// The tree of applied events, its leaves hashed on the apply thread or on a stage of their
+/// own (`Engine::start_leaf_hashing`), and where each batch of them sits.
 #[derive(Debug, Default)]
 pub(crate) struct EventLog {
-    pub(crate) tree: Tree<Events<Hash>>,
+    /// Shared with the hashing stage, which appends to it; it lags `size` by the batches the
+    /// stage has not hashed yet ([`EventLog::settle`] waits for them).
+    tree: Arc<Mutex<LeafTree>>,
+    /// Leaves appended: events applied so far.
+    pub(crate) size: u64,
     pub(crate) batches: Events<LogBatch>,
     /// The signed checkpoints the log has carried, in order of size.
     pub(crate) checkpoints: Events<SignedCheckpoint>,
+    stage: Option<Stage>,
+}
+
+/// The tree as the engine keeps it: leaf hashes in an arena whose chunks snapshots share.
+pub(crate) type LeafTree = Tree<Events<Hash>>;
+
+/// The apply side of a hashing stage: batches of leaves out, one acknowledgement back per
+/// batch appended to the tree.
+#[derive(Debug)]
+struct Stage {
+    leaves: Sender<Vec<[u8; LEAF_BYTES]>>,
+    hashed: Receiver<()>,
+}
+
+/// Batches of leaves a hashing stage may hold before the apply waits for it: the most the
+/// tree lags behind the applied state, and what a snapshot or a checkpoint waits for.
+const STAGE_BATCHES: usize = 4;
+
+/// The hashing stage's half: hash each batch of leaves and append the hashes to the tree, in
+/// order. Run it ([`LeafHashWorker::run`]) on a thread of the caller's: the engine starts none.
+pub struct LeafHashWorker {
+    tree: Arc<Mutex<LeafTree>>,
+    leaves: Receiver<Vec<[u8; LEAF_BYTES]>>,
+    hashed: Sender<()>,
+}
+
+impl LeafHashWorker {
+    /// Hash batches until the engine that started this stage drops it (or starts another).
+    pub fn run(self) {
+        for batch in self.leaves {
+            let hashes: Vec<Hash> = batch.iter().map(|leaf| leaf_hash(leaf)).collect();
+            let mut tree = lock(&self.tree);
+            for hash in hashes {
+                tree.push(hash);
+            }
+            drop(tree);
+            if self.hashed.send(()).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The tree, locked. Poisoned only by a panic while appending (a broken invariant): the
+/// hashes in it are still the ones appended, in order.
+fn lock(tree: &Mutex<LeafTree>) -> MutexGuard<'_, LeafTree> {
+    tree.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl EventLog {
+    /// The tree as hashed so far (at most `STAGE_BATCHES` batches behind `size`).
+    pub(crate) fn tree(&self) -> MutexGuard<'_, LeafTree> {
+        lock(&self.tree)
+    }
+
+    /// Wait until every leaf appended is hashed into the tree.
+    pub(crate) fn settle(&mut self) {
+        if let Some(stage) = &self.stage {
+            while self.tree().size() < self.size {
+                assert!(
+                    stage.hashed.recv().is_ok(),
+                    "the leaf-hashing stage stopped with leaves not hashed"
+                );
+            }
+            while stage.hashed.try_recv().is_ok() {}
+        }
+    }
+
+    /// Append a batch's leaves: to the stage if there is one, else hashed here.
+    fn append(&mut self, leaves: Vec<[u8; LEAF_BYTES]>) {
+        self.size += leaves.len() as u64;
+        match &self.stage {
+            Some(stage) => {
+                while stage.hashed.try_recv().is_ok() {}
+                assert!(
+                    stage.leaves.send(leaves).is_ok(),
+                    "the leaf-hashing stage stopped"
+                );
+            }
+            None => {
+                let mut tree = self.tree();
+                for leaf in &leaves {
+                    tree.push(leaf_hash(leaf));
+                }
+            }
+        }
+    }
 }
 
 /// Why a replicated checkpoint was not kept.
@@ -151,6 +246,32 @@ pub(crate) fn leaf(
 }
 
 impl Engine {
+    /// Hash this engine's leaves on a stage of their own from now on, instead of on the apply
+    /// thread: run the returned worker on a thread of the caller's. The tree then lags the
+    /// applied state by at most a few batches; what needs it whole (a snapshot's freeze, a
+    /// replicated checkpoint) waits for the stage, and reads use the part hashed. Outputs do
+    /// not change.
+    pub fn start_leaf_hashing(&mut self) -> LeafHashWorker {
+        self.log.settle();
+        let (leaves_in, leaves_out) = crossbeam_channel::bounded(STAGE_BATCHES);
+        let (hashed_in, hashed_out) = crossbeam_channel::unbounded();
+        self.log.stage = Some(Stage {
+            leaves: leaves_in,
+            hashed: hashed_out,
+        });
+        LeafHashWorker {
+            tree: Arc::clone(&self.log.tree),
+            leaves: leaves_out,
+            hashed: hashed_in,
+        }
+    }
+
+    /// Hash leaves on the apply thread again (after waiting for the stage, if any).
+    pub fn stop_leaf_hashing(&mut self) {
+        self.log.settle();
+        self.log.stage = None;
+    }
+
     /// Append the leaves of the batch just applied: `body`'s events, `failures` theirs by
     /// exception, timestamps from `timestamp_first`; the events that succeeded are the last
     /// ones stored of their kinds (`stored_before`: each kind's count before the batch).
@@ -166,12 +287,13 @@ impl Engine {
         let (records, _) = body.as_chunks::<{ crate::limits::RECORD_BYTES }>();
         self.log.batches.push(LogBatch {
             timestamp_first,
-            leaf_first: self.log.tree.size(),
+            leaf_first: self.log.size,
             commit_index: position.commit_index,
             index_in_entry: position.index_in_entry,
         });
         let [mut account, mut transfer, mut trade] = stored_before.map(|n| n as u32);
         let mut failures = failures.iter().peekable();
+        let mut leaves = Vec::with_capacity(records.len());
         for (i, sent) in records.iter().enumerate() {
             let result = match failures.peek() {
                 Some(&&(at, result)) if at as usize == i => {
@@ -203,9 +325,11 @@ impl Engine {
                 }
             };
             let timestamp = timestamp_first + i as u64;
-            let bytes = leaf(kind as u8, result, position, i as u32, timestamp, &record);
-            self.log.tree.push(leaf_hash(&bytes));
+            leaves.push(leaf(
+                kind as u8, result, position, i as u32, timestamp, &record,
+            ));
         }
+        self.log.append(leaves);
     }
 
     /// An account's record as created: its stored record with zero balances.
@@ -222,6 +346,7 @@ impl Engine {
         &mut self,
         checkpoint: SignedCheckpoint,
     ) -> Result<(), CheckpointRefused> {
+        self.log.settle();
         if let Some(latest) = self.latest_checkpoint() {
             if checkpoint.size <= latest.1.size {
                 return Err(CheckpointRefused::NotNewer {
@@ -265,17 +390,25 @@ impl Engine {
 
     /// Leaves in the log: events applied so far.
     pub fn log_size(&self) -> u64 {
-        self.log.tree.size()
+        self.log.size
     }
 
-    /// The log's root at `size` leaves.
+    /// The size and root of the tree as hashed so far (with a hashing stage, a few batches
+    /// behind `log_size` at most): what a checkpoint can be made of now.
+    pub fn log_head(&self) -> (u64, Hash) {
+        let tree = self.log.tree();
+        let size = tree.size();
+        (size, tree.root(size).expect("the tree's own size"))
+    }
+
+    /// The log's root at `size` leaves (hashed already: see `log_head`).
     pub fn log_root(&self, size: u64) -> Result<Hash, ProofError> {
-        self.log.tree.root(size)
+        self.log.tree().root(size)
     }
 
-    /// RFC 6962's consistency proof from the log at `old` leaves to `new`.
+    /// RFC 6962's consistency proof from the log at `old` leaves to `new` (hashed already).
     pub fn log_consistency(&self, old: u64, new: u64) -> Result<Vec<Hash>, ProofError> {
-        self.log.tree.consistency_proof(old, new)
+        self.log.tree().consistency_proof(old, new)
     }
 
     /// The leaf of the stored transfer, trade or account `id` (`account` says which space),
@@ -330,7 +463,7 @@ impl Engine {
         );
         Some(
             self.log
-                .tree
+                .tree()
                 .inclusion_proof(index, size)
                 .map(|proof| EventProof {
                     leaf,
@@ -352,7 +485,7 @@ impl Engine {
         let end = if at + 1 < batches.len() {
             batches.get(at as u32 + 1).leaf_first
         } else {
-            self.log.tree.size()
+            self.log.size
         };
         let offset = timestamp - batch.timestamp_first;
         (batch.leaf_first + offset < end).then_some((batch, offset))
@@ -367,9 +500,11 @@ pub(crate) fn restored_log(
     checkpoints: Events<SignedCheckpoint>,
 ) -> EventLog {
     EventLog {
-        tree: Tree::with_leaves(leaves),
+        size: leaves.len() as u64,
+        tree: Arc::new(Mutex::new(Tree::with_leaves(leaves))),
         batches,
         checkpoints,
+        stage: None,
     }
 }
 
@@ -415,7 +550,10 @@ mod tests {
     /// linked chain that fails at its second event, one that succeeds, a repeated id; at entry
     /// 5 a trade that succeeds and one that fails.
     fn engine_with_history() -> (Engine, Vec<u8>, Vec<u8>, EventResult) {
-        let mut engine = Engine::new(EngineConfig { hash_seed: 3 });
+        history(Engine::new(EngineConfig { hash_seed: 3 }))
+    }
+
+    fn history(mut engine: Engine) -> (Engine, Vec<u8>, Vec<u8>, EventResult) {
         let accounts: Vec<Account> = (1..=8u128)
             .map(|id| Account {
                 id,
@@ -480,7 +618,11 @@ mod tests {
         for (id, account) in stored {
             let proof = engine.prove(id, account, size).unwrap().unwrap();
             let hash = leaf_hash(&proof.leaf);
-            assert_eq!(engine.log.tree.leaves().leaf(proof.index), hash, "id {id}");
+            assert_eq!(
+                engine.log.tree().leaves().leaf(proof.index),
+                hash,
+                "id {id}"
+            );
             verify_inclusion(proof.index, size, &hash, &proof.proof, &root).unwrap();
             // The leaf says what the lookup says, where it was applied, and that it succeeded.
             let (kind, record, timestamp, commit) = if account {
@@ -544,7 +686,7 @@ mod tests {
                 &record(&transfers, i as usize),
             );
             assert_eq!(
-                engine.log.tree.leaves().leaf(8 + u64::from(i)),
+                engine.log.tree().leaves().leaf(8 + u64::from(i)),
                 leaf_hash(&bytes)
             );
         }
@@ -561,7 +703,7 @@ mod tests {
             trade_first + 1,
             &record(&trades, 1),
         );
-        assert_eq!(engine.log.tree.leaves().leaf(14), leaf_hash(&bytes));
+        assert_eq!(engine.log.tree().leaves().leaf(14), leaf_hash(&bytes));
     }
 
     fn signed(engine: &Engine, size: u64) -> SignedCheckpoint {
@@ -614,6 +756,32 @@ mod tests {
         let restored = Engine::restore(&engine.snapshot(), EngineConfig::default()).unwrap();
         assert_eq!(restored.digest(), engine.digest());
         assert_eq!(restored.checkpoint(1), engine.checkpoint(1));
+    }
+
+    /// Leaves hashed on a stage of their own make the same tree, the same proofs, the same
+    /// snapshot and digest as leaves hashed on the apply thread.
+    #[test]
+    fn a_hashing_stage_builds_the_same_tree() {
+        let (mut inline, ..) = engine_with_history();
+        let mut staged = Engine::new(EngineConfig { hash_seed: 9 });
+        let worker = staged.start_leaf_hashing();
+        let thread = std::thread::spawn(move || worker.run());
+        let (mut staged, ..) = history(staged);
+        assert_eq!(staged.log_size(), inline.log_size());
+        assert_eq!(
+            staged.digest(),
+            inline.digest(),
+            "the digest waits for nothing"
+        );
+        // A checkpoint waits for the stage, then holds for both.
+        let checkpoint = signed(&inline, 15);
+        inline.record_checkpoint(checkpoint).unwrap();
+        staged.record_checkpoint(checkpoint).unwrap();
+        assert_eq!(staged.log_head(), inline.log_head());
+        assert_eq!(staged.prove(13, false, 15), inline.prove(13, false, 15));
+        assert_eq!(staged.snapshot(), inline.snapshot());
+        drop(staged);
+        thread.join().expect("the stage ends with its engine");
     }
 
     #[test]

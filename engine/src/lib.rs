@@ -34,7 +34,9 @@ mod warm;
 pub mod witness;
 
 pub use engine::{BatchError, BatchOutcome, Engine, EngineConfig, Operation};
-pub use event_log::{CheckpointRefused, EventProof, LogPosition, LEAF_BYTES, LEAF_VERSION};
+pub use event_log::{
+    CheckpointRefused, EventProof, LeafHashWorker, LogPosition, LEAF_BYTES, LEAF_VERSION,
+};
 pub use memory::{chunk_supply, ChunkMaker, ChunkSupply, MemoryUsage};
 pub use query::{LedgerTotals, QueryError, StatementEntry, StatementEvent, StatementFilter};
 pub use records::{

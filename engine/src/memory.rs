@@ -61,8 +61,10 @@ impl Engine {
             // as 2x: an estimate, since BTreeSet does not report its allocation.
             expiries: self.expiries.bytes_allocated() + self.expiry_queue.len() * 48,
             failed_ids: self.failed.bytes_allocated(),
-            log: self.log.tree.leaves().bytes_allocated()
-                + self.log.tree.upper_bytes()
+            log: {
+                let tree = self.log.tree();
+                tree.leaves().bytes_allocated() + tree.upper_bytes()
+            }
                 + self.log.batches.bytes_allocated()
                 + self.log.checkpoints.bytes_allocated(),
         }

@@ -689,7 +689,12 @@ impl Engine {
             trades: self.trades.freeze(),
             expiries: self.expiries.freeze(),
             failed: self.failed.freeze(),
-            leaves: self.log.tree.leaves_mut().freeze(),
+            leaves: {
+                // A snapshot holds the log whole: wait for the leaves being hashed.
+                self.log.settle();
+                let leaves = self.log.tree().leaves_mut().freeze();
+                leaves
+            },
             log_batches: self.log.batches.freeze(),
             checkpoints: self.log.checkpoints.freeze(),
         }
@@ -888,18 +893,16 @@ impl Engine {
         let mut hasher = blake3::Hasher::new();
         hasher.update(b"tally-state-v2");
         hasher.update(&self.ledger_digest());
+        // The log's size, batch positions and checkpoints; not its root, which a hashing
+        // stage may not have reached yet: replicas compare roots through the checkpoints they
+        // keep (each kept only if its root is the replica's own).
         let log = &self.log;
-        for count in [
-            log.tree.leaves().len(),
-            log.batches.len(),
-            log.checkpoints.len(),
-        ] {
+        for count in [log.size as usize, log.batches.len(), log.checkpoints.len()] {
             hasher.update(&(count as u64).to_le_bytes());
         }
         for checkpoint in log.checkpoints.iter() {
             hasher.update(&checkpoint.encode());
         }
-        hasher.update(&self.log_root(self.log_size()).expect("the log's own size"));
         for batch in self.log.batches.iter() {
             hasher.update(&batch.timestamp_first.to_le_bytes());
             hasher.update(&batch.leaf_first.to_le_bytes());

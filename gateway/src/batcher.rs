@@ -293,13 +293,14 @@ pub fn start_checkpoint_clock(
                 continue;
             }
             let timestamp = next_timestamp(clock, &mut last_timestamp);
+            // The tree as hashed so far (a few batches behind the applied state at most).
             let head = view.read(|applied| {
                 let engine = applied.engine()?;
-                let size = engine.log_size();
+                let (size, root) = engine.log_head();
                 let latest = engine.latest_checkpoint().map_or(0, |(_, c)| c.size);
-                (size > latest).then(|| (size, engine.log_root(size)))
+                (size > latest).then_some((size, root))
             });
-            let Some((size, Ok(root))) = head else {
+            let Some((size, root)) = head else {
                 continue;
             };
             let checkpoint = tally_engine::checkpoint::Checkpoint {

@@ -359,6 +359,11 @@ pub struct NodeMetrics {
     ledger_accounts: IntGauge,
     ledger_transfers: IntGauge,
     ledger_trades: IntGauge,
+    log_leaves: IntGauge,
+    log_checkpoints: IntGauge,
+    log_checkpoint_lag: IntGauge,
+    log_checkpoint_age: Gauge,
+    log_root_mismatch: IntGauge,
     data_dir_free_bytes: IntGauge,
     data_dir_size_bytes: IntGauge,
     wal_backend: IntGaugeVec,
@@ -376,6 +381,18 @@ pub struct ScrapeState {
     pub transfers: u64,
     pub trades: u64,
     pub ready: bool,
+    pub log: LogState,
+}
+
+/// The verifiable log as a scrape sees it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogState {
+    pub leaves: u64,
+    pub checkpoints: u64,
+    /// The latest checkpoint's tree size and time (ns since the Unix epoch), if any.
+    pub latest: Option<(u64, u64)>,
+    /// A checkpoint showed this replica's history differs from the one signed.
+    pub diverged: bool,
 }
 
 const RAFT_STATES: [(&str, ServerState); 5] = [
@@ -503,6 +520,28 @@ impl NodeMetrics {
             ledger_accounts: gauge("tally_ledger_accounts", "Accounts in the applied ledger."),
             ledger_transfers: gauge("tally_ledger_transfers", "Transfers in the applied ledger."),
             ledger_trades: gauge("tally_ledger_trades", "Trades in the applied ledger."),
+            log_leaves: gauge(
+                "tally_log_leaves",
+                "Leaves of the verifiable log: events applied, failed ones included.",
+            ),
+            log_checkpoints: gauge(
+                "tally_log_checkpoints",
+                "Signed checkpoints of the verifiable log this replica keeps.",
+            ),
+            log_checkpoint_lag: gauge(
+                "tally_log_checkpoint_lag_events",
+                "Events applied that the latest signed checkpoint does not cover yet.",
+            ),
+            log_checkpoint_age: Gauge::new(
+                "tally_log_checkpoint_age_seconds",
+                "Seconds since the latest signed checkpoint was made (0 before the first).",
+            )
+            .unwrap_or_else(|error| unreachable!("checkpoint age: {error}")),
+            log_root_mismatch: gauge(
+                "tally_log_root_mismatch",
+                "1 when a signed checkpoint's root was not this replica's at its size: its \
+                 history differs from the one signed, and it stopped applying.",
+            ),
             data_dir_free_bytes: gauge(
                 "tally_data_dir_free_bytes",
                 "Bytes available to this node on the filesystem of its data directory.",
@@ -557,6 +596,11 @@ impl NodeMetrics {
         register(registry, self.ledger_accounts.clone());
         register(registry, self.ledger_transfers.clone());
         register(registry, self.ledger_trades.clone());
+        register(registry, self.log_leaves.clone());
+        register(registry, self.log_checkpoints.clone());
+        register(registry, self.log_checkpoint_lag.clone());
+        register(registry, self.log_checkpoint_age.clone());
+        register(registry, self.log_root_mismatch.clone());
         register(registry, self.data_dir_free_bytes.clone());
         register(registry, self.data_dir_size_bytes.clone());
         register(registry, self.wal_backend.clone());
@@ -677,6 +721,21 @@ impl NodeMetrics {
         self.ledger_trades
             .set(i64::try_from(state.trades).unwrap_or(i64::MAX));
         self.ready.set(i64::from(state.ready));
+        let log = state.log;
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.log_leaves.set(gauge(log.leaves));
+        self.log_checkpoints.set(gauge(log.checkpoints));
+        let (size, time_ns) = log.latest.unwrap_or((0, 0));
+        self.log_checkpoint_lag
+            .set(gauge(log.leaves.saturating_sub(size)));
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos() as u64);
+        self.log_checkpoint_age.set(match log.latest {
+            Some(_) => now_ns.saturating_sub(time_ns) as f64 / 1e9,
+            None => 0.0,
+        });
+        self.log_root_mismatch.set(i64::from(log.diverged));
         if let Some((free, size)) = filesystem_space(data_dir) {
             self.data_dir_free_bytes
                 .set(i64::try_from(free).unwrap_or(i64::MAX));

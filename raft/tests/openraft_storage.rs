@@ -1021,3 +1021,89 @@ async fn a_purge_waits_for_the_received_snapshot_to_be_durable() {
         Some(last)
     );
 }
+
+/// A checkpoint entry of the signed kind: size `size` of the log, with `root`.
+fn checkpoint_entry(index: u64, size: u64, root: [u8; 32]) -> Entry {
+    let key = tally_engine::checkpoint::NoteSigner::new("tally/test", &[3; 32]).expect("key");
+    let checkpoint = tally_engine::checkpoint::Checkpoint {
+        origin: "tally/test".to_owned(),
+        size,
+        root,
+        time_ns: 1_000 + index * 1_000_000,
+    };
+    Entry {
+        log_id: log_id(1, 1, index),
+        payload: EntryPayload::Normal(Request {
+            timestamp: 1_000 + index * 1_000_000,
+            batches: Vec::new(),
+            checkpoint: Some(key.sign_checkpoint(&checkpoint).expect("signed")),
+        }),
+    }
+}
+
+/// Proves a replica keeps a replicated checkpoint of its own history (in its state and its
+/// digest, across a snapshot), and that one whose root is not its own at that size — its
+/// history differs from the one the leader signed — marks it diverged and stops its applies:
+/// that entry and every later one fail, and nothing more changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_of_another_history_stops_the_replica() {
+    let disk = open_default();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (_log, mut machine) = open(&disk, dir.path());
+    let accounts = request(
+        1,
+        vec![ClientBatch {
+            operation: Operation::CreateAccounts,
+            body: accounts_body(1, 8),
+            origin: None,
+        }],
+    );
+    machine
+        .apply(vec![accounts, request(2, vec![transfers(2, 10)])])
+        .await
+        .expect("applied");
+    let view = machine.view();
+    // The leaves are hashed on a stage of their own: wait until it has them all.
+    let root = loop {
+        let (size, root) = view.read(|applied| applied.engine().expect("state").log_head());
+        if size == 18 {
+            break root;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    machine
+        .apply(vec![checkpoint_entry(3, 18, root)])
+        .await
+        .expect("an honest checkpoint applies");
+    assert_eq!(
+        view.read(|applied| applied.engine().expect("state").checkpoints_count()),
+        1
+    );
+    assert!(view.read(|applied| applied.diverged().is_none()));
+    let digest = view.digest();
+
+    let mut other = root;
+    other[0] ^= 1;
+    machine
+        .apply(vec![request(4, vec![transfers(4, 5)])])
+        .await
+        .expect("applied");
+    let before = view.digest();
+    assert_ne!(before, digest);
+    let refused = machine.apply(vec![checkpoint_entry(5, 20, other)]).await;
+    assert!(
+        refused.is_ok(),
+        "the entry that shows it is applied, then the replica stops"
+    );
+    let diverged = view.read(|applied| applied.diverged().cloned());
+    let (entry, why) = diverged.expect("diverged");
+    assert_eq!(entry.index, 5);
+    assert!(why.to_string().contains("histories differ"), "{why}");
+    let stopped = machine.apply(vec![request(6, vec![transfers(6, 5)])]).await;
+    assert!(stopped.is_err(), "a diverged replica applies nothing more");
+    assert_eq!(
+        view.digest().1,
+        before.1,
+        "nothing changed after it diverged"
+    );
+}

@@ -37,7 +37,7 @@ use super::limits::{SNAPSHOTS_KEPT, SNAPSHOT_RECEIVE_BYTES_MAX};
 use super::replies::{BatchAnswer, ReplyTable};
 use super::snapshot_data::SnapshotData;
 use super::snapshot_image::{encode_head, read_head};
-use super::threads::{blocking, chunk_supply, in_background, restore_engine};
+use super::threads::{blocking, chunk_supply, hash_leaves_aside, in_background, restore_engine};
 use super::types::{
     ClientBatch, Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -547,6 +547,8 @@ impl StateMachine {
                 (applied, Some(meta))
             }
         };
+        let mut applied = applied;
+        hash_leaves_aside(&mut applied.engine, disk.single_threaded());
         Ok(StateMachine {
             applied: Arc::new(RwLock::new(applied)),
             snapshots: Arc::new(Snapshots {
@@ -819,6 +821,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             engine
         })
         .await?;
+        let mut engine = engine;
+        hash_leaves_aside(&mut engine, self.snapshots.single_threaded());
         let mut applied = write_lock(&self.applied);
         applied.engine = engine;
         applied.replies = replies;

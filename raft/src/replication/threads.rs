@@ -72,6 +72,25 @@ pub(super) fn chunk_supply() -> Option<tally_engine::ChunkSupply> {
         .map(|_| supply)
 }
 
+/// Hash `engine`'s leaves of the verifiable log on a thread of their own
+/// (`Engine::start_leaf_hashing`) unless snapshot work runs within its calls (the simulator's
+/// disk); the thread ends with the engine. Hashing on the apply thread cost a third of the
+/// throughput of the TigerBeetle preset (docs/performance.md); if no thread can be started,
+/// the engine hashes them itself.
+pub(super) fn hash_leaves_aside(engine: &mut Engine, single_threaded: bool) {
+    if single_threaded {
+        return;
+    }
+    let worker = engine.start_leaf_hashing();
+    let started = std::thread::Builder::new()
+        .name("tally-leaves".to_owned())
+        .spawn(move || worker.run());
+    if let Err(error) = started {
+        tracing::warn!(%error, "no thread for the verifiable log's hashing: it runs inline");
+        engine.stop_leaf_hashing();
+    }
+}
+
 /// `Engine::restore_from` on two threads: this one files the records (its arenas' chunks
 /// faulted in by a maker thread, `chunk_supply`) while another reads the file and checks and
 /// decodes its sections (`SnapshotSections`), a bounded channel between them. A 10M-transfer
