@@ -120,6 +120,13 @@ pub enum ClientCommand {
         #[arg(long, value_name = "FILE")]
         prove: Option<PathBuf>,
     },
+    /// Hand the cluster a witness's cosignature of checkpoint --index (the line `tally witness
+    /// add-checkpoint` printed, in FILE; `-` = stdin), to keep and serve with the checkpoint.
+    Cosign {
+        #[arg(long)]
+        index: u64,
+        file: PathBuf,
+    },
     /// Print a signed checkpoint of the verifiable log (the latest without --index), or with
     /// --witness-old the `add-checkpoint` request for a witness that cosigned that size.
     Checkpoint {
@@ -647,8 +654,8 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
         ClientCommand::LookupAccounts { ids: texts, prove } => {
             let ids = ids(texts)?;
             let client = Client::connect(config).await?;
-            let prove = async |client: &Client| match prove {
-                Some(path) => prove_to_file(client, &ids, true, path).await,
+            let prove = async |client: &Client, found: usize| match prove {
+                Some(path) => prove_to_file(client, &ids, found, true, path).await,
                 None => Ok(()),
             };
             let found = client.lookup_accounts(&ids).await?;
@@ -660,7 +667,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
                 "credits_posted",
                 "timestamp",
             ]);
-            prove(&client).await?;
+            prove(&client, found.len()).await?;
             print_records(
                 output,
                 &ids,
@@ -685,8 +692,8 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
         ClientCommand::LookupTransfers { ids: texts, prove } => {
             let ids = ids(texts)?;
             let client = Client::connect(config).await?;
-            let prove = async |client: &Client| match prove {
-                Some(path) => prove_to_file(client, &ids, false, path).await,
+            let prove = async |client: &Client, found: usize| match prove {
+                Some(path) => prove_to_file(client, &ids, found, false, path).await,
                 None => Ok(()),
             };
             let found = client.lookup_transfers(&ids).await?;
@@ -701,7 +708,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
                 "pending_id",
                 "timestamp",
             ];
-            prove(&client).await?;
+            prove(&client, found.len()).await?;
             print_records(
                 output,
                 &ids,
@@ -726,8 +733,8 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
         ClientCommand::LookupTrades { ids: texts, prove } => {
             let ids = ids(texts)?;
             let client = Client::connect(config).await?;
-            let prove = async |client: &Client| match prove {
-                Some(path) => prove_to_file(client, &ids, false, path).await,
+            let prove = async |client: &Client, found: usize| match prove {
+                Some(path) => prove_to_file(client, &ids, found, false, path).await,
                 None => Ok(()),
             };
             let found = client.lookup_trades(&ids).await?;
@@ -747,7 +754,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
                 "user_data_64",
                 "timestamp",
             ];
-            prove(&client).await?;
+            prove(&client, found.len()).await?;
             print_records(
                 output,
                 &ids,
@@ -829,6 +836,18 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
                     .collect(),
             }
             .print(output)?;
+            Ok(Ended::Done)
+        }
+        ClientCommand::Cosign { index, file } => {
+            let line = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            let client = Client::connect(config).await?;
+            client.cosign(*index, line.trim_end()).await?;
+            eprintln!("the cosignature of checkpoint {index} is kept by the cluster");
             Ok(Ended::Done)
         }
         ClientCommand::Checkpoint { index, witness_old } => {

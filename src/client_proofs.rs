@@ -11,6 +11,10 @@ use tally_engine::witness::AddCheckpoint;
 
 use crate::verify::{hex, Bundle, EventProof};
 
+/// How long `--prove` waits for a checkpoint to cover records just committed (the leader
+/// signs one within about a second of events committing).
+const COVER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Prove `ids` (accounts' with `accounts`) against the latest checkpoint and write the bundle
 /// to `path`; returns what was written (ids not stored, not visible or not yet in the
 /// checkpoint are left out: the lookup says which exist).
@@ -49,14 +53,22 @@ pub async fn write_bundle(
     Ok(bundle)
 }
 
-/// `--prove FILE`: the bundle of `ids` written, and a line on standard error saying so.
+/// `--prove FILE`: the bundle of `ids` written, and a line on standard error saying so. Of
+/// `found` records (the lookup's), those committed in the last second or so are in no
+/// checkpoint yet: the bundle is made again, for up to `COVER_WAIT`, until all are.
 pub async fn prove_to_file(
     client: &Client,
     ids: &[u128],
+    found: usize,
     accounts: bool,
     path: &Path,
 ) -> anyhow::Result<()> {
-    let bundle = write_bundle(client, ids, accounts, path).await?;
+    let deadline = std::time::Instant::now() + COVER_WAIT;
+    let mut bundle = write_bundle(client, ids, accounts, path).await?;
+    while bundle.events.len() < found && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        bundle = write_bundle(client, ids, accounts, path).await?;
+    }
     eprintln!(
         "{} of {} proven against the latest checkpoint: {} (check it offline: tally verify \
          --key <the cluster's verifier key> {})",

@@ -32,6 +32,7 @@
 //! segment_mib = 128
 //! [verifiable]           # signed checkpoints of the verifiable log (docs/verifiability.md)
 //! key_file = "cluster.key"          # the same on every node; without it none are signed
+//! witnesses = ["witness.example/a+1234abcd+BA…"]   # cosignatures kept with checkpoints
 //! [gateway]              # the client protocol (docs/protocol.md, "Gateway protocol")
 //! cluster_id = "0x7a11e5"          # u128, decimal or 0x-hex; clients must name it
 //! session_idle_ms = 60000
@@ -115,6 +116,10 @@ pub struct VerifiableSection {
     /// the config file's directory) the leader signs checkpoints with. Its name is the log's
     /// origin. Give every node the same key: whichever leads signs. None: no checkpoints.
     pub key_file: Option<PathBuf>,
+    /// Witnesses' verifier keys (`tally witness new-key` prints them): their cosignatures of
+    /// checkpoints are accepted (`tally client cosign`), kept and served with the checkpoints.
+    #[serde(default)]
+    pub witnesses: Vec<String>,
 }
 
 /// The node's key material (PEM files; relative paths are relative to the config file).
@@ -310,6 +315,21 @@ pub fn admin_listen(flags: &NodeFlags) -> anyhow::Result<Option<SocketAddr>> {
 }
 
 /// The gateway's configuration from the file's `[gateway]` section, checked.
+/// `[verifiable] witnesses`: cosignature keys, each in its C2SP verifier key form.
+fn witnesses(keys: &[String]) -> anyhow::Result<Vec<tally_engine::checkpoint::NoteVerifier>> {
+    keys.iter()
+        .map(|key| {
+            let witness: tally_engine::checkpoint::NoteVerifier = key
+                .parse()
+                .with_context(|| format!("[verifiable] witnesses: {key:?}"))?;
+            if witness.kind() != tally_engine::checkpoint::KeyKind::Cosignature {
+                bail!("[verifiable] witnesses: {key:?} is a log's key, not a witness's");
+            }
+            Ok(witness)
+        })
+        .collect()
+}
+
 fn gateway_section(section: &GatewaySection) -> anyhow::Result<GatewayConfig> {
     let mut config = GatewayConfig::default();
     if let Some(idle) = section.session_idle_ms {
@@ -514,6 +534,7 @@ pub fn node_config(flags: &NodeFlags) -> anyhow::Result<NodeConfig> {
         },
         gateway: GatewayConfig {
             log_origin: checkpoint_key.as_ref().map(|key| key.name().into()),
+            witnesses: witnesses(&file.verifiable.witnesses)?.into(),
             ..gateway_section(&file.gateway)?
         },
     })

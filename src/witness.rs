@@ -58,6 +58,12 @@ pub enum WitnessCommand {
         /// The request body; `-` reads standard input.
         request: PathBuf,
     },
+    /// Print the verifier key (the public key, to publish) of a private key file: a cluster's
+    /// checkpoint key (`[verifiable] key_file`) or a witness's.
+    VerifierKey {
+        #[arg(long)]
+        key_file: PathBuf,
+    },
     /// Print the latest checkpoint cosigned for each log, as cosigned notes.
     Latest {
         #[arg(long)]
@@ -89,6 +95,14 @@ pub fn run(command: &WitnessCommand) -> u8 {
             state,
             request,
         } => add_checkpoint(key_file, log_keys, state, request),
+        WitnessCommand::VerifierKey { key_file } => std::fs::read_to_string(key_file)
+            .with_context(|| format!("reading {}", key_file.display()))
+            .and_then(|text| {
+                let signer = NoteSigner::from_private_key(&text)
+                    .with_context(|| format!("{}", key_file.display()))?;
+                println!("{}", signer.verifier_key());
+                Ok(0)
+            }),
         WitnessCommand::Latest { state } => read_state(state).map(|state| {
             for note in state.values() {
                 print!("{note}");

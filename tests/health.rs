@@ -162,7 +162,7 @@ async fn a_poisoned_wal_makes_the_node_unhealthy_and_stops_its_raft() {
         node.raft().client_write(Request {
             timestamp: 1_700_000_000_000_000_000,
             batches: vec![account_batch(id)],
-            checkpoint: None,
+            log: None,
         })
     };
     write(1).await.expect("a healthy node commits");

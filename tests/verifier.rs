@@ -460,8 +460,17 @@ async fn a_cluster_signs_checkpoints_and_its_proofs_verify_in_both_verifiers() {
     let dir = root.path();
     let signer = NoteSigner::new(ORIGIN, &[7; 32]).unwrap();
     std::fs::write(dir.join("cluster.key"), signer.private_key()).unwrap();
+    let witness_signer = NoteSigner::of_kind(
+        "witness.test/auditor",
+        tally_engine::checkpoint::KeyKind::Cosignature,
+        &[9; 32],
+    )
+    .unwrap();
+    std::fs::write(dir.join("witness.key"), witness_signer.private_key()).unwrap();
+    let witness_key = witness_signer.verifier_key();
     let config = format!(
-        "[raft]\n[wal]\nsegment_mib = 16\n[verifiable]\nkey_file = \"{}\"\n[gateway]\n\
+        "[raft]\n[wal]\nsegment_mib = 16\n[verifiable]\nkey_file = \"{}\"\n\
+         witnesses = [\"{witness_key}\"]\n[gateway]\n\
          cluster_id = \"0x7a11\"\n[[gateway.credentials]]\nname = \"exchange\"\nhash = \"{}\"\n\
          role = \"submitter\"\n[[gateway.credentials]]\nname = \"fund\"\nhash = \"{}\"\n\
          role = \"reader\"\nledgers = [1]\n",
@@ -580,19 +589,6 @@ async fn a_cluster_signs_checkpoints_and_its_proofs_verify_in_both_verifiers() {
 
     // A witness follows the log: cosigns the first checkpoint, then a later one proven to
     // extend it.
-    let (code, witness_key, err) = tally(
-        &[
-            "witness",
-            "new-key",
-            "--name",
-            "witness.test/auditor",
-            "--key-file",
-            "witness.key",
-        ],
-        &[],
-        dir,
-    );
-    assert_eq!(code, 0, "{err}");
     let cosign = |old: u64, index: u64| {
         let (index, old) = (index.to_string(), old.to_string());
         let (code, request, err) = tally(
@@ -625,8 +621,59 @@ async fn a_cluster_signs_checkpoints_and_its_proofs_verify_in_both_verifiers() {
             dir,
         )
     };
-    let (code, out, err) = cosign(0, first_index);
+    let (code, line, err) = cosign(0, first_index);
+    assert_eq!(code, 0, "{line}{err}");
+    // The cluster keeps the cosignature with its checkpoint and serves it there: the first
+    // checkpoint's bundle then verifies with the witness required, in both verifiers.
+    std::fs::write(dir.join("cosignature"), &line).unwrap();
+    let index = first_index.to_string();
+    let (code, out, err) = tally(
+        &["client", "cosign", "--index", &index, "cosignature"],
+        &env,
+        dir,
+    );
     assert_eq!(code, 0, "{out}{err}");
+    let (code, note, err) = tally(&["client", "checkpoint", "--index", &index], &env, dir);
+    assert_eq!(code, 0, "{err}");
+    assert!(note.ends_with(&line), "{note}");
+    let proofs = reader
+        .prove(&tally_client::proofs::ProveRequest {
+            checkpoint: first_index,
+            accounts: false,
+            ids: vec![100, 299],
+        })
+        .await
+        .unwrap();
+    let cosigned = Bundle {
+        checkpoints: vec![note],
+        consistency: Vec::new(),
+        events: proofs
+            .proofs
+            .iter()
+            .map(|proven| EventProof {
+                leaf: hex(&proven.leaf),
+                index: proven.index,
+                checkpoint: 0,
+                proof: proof(proven.proof.clone()),
+            })
+            .collect(),
+    };
+    for (code, out) in both(dir, &key, &[witness_key.as_str()], &cosigned) {
+        assert_eq!(code, 0, "{out}");
+    }
+    // A cosignature by a witness the nodes do not know is refused.
+    let stranger = NoteSigner::of_kind(
+        "witness.test/stranger",
+        tally_engine::checkpoint::KeyKind::Cosignature,
+        &[10; 32],
+    )
+    .unwrap();
+    let note = reader.checkpoint(first_index).await.unwrap().note;
+    let signed = note
+        .split_once(&line)
+        .map_or(note.as_str(), |(head, _)| head);
+    let forged = stranger.cosignature(signed, 1_796_000_000).unwrap();
+    assert!(reader.cosign(first_index, &forged).await.is_err());
     let more: Vec<Transfer> = (400..500u128).map(transfer).collect();
     assert_eq!(client.create_transfers(&more).await.unwrap(), vec![]);
     let (second_index, second_size) = checkpoint_covering(&reader, first_size + 100).await;

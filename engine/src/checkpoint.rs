@@ -415,6 +415,81 @@ impl SignedCheckpoint {
     }
 }
 
+/// A witness's cosignature of one of the log's checkpoints as the cluster keeps it beside
+/// the checkpoint (84 bytes; the line is written back from it and the witness's name): which
+/// checkpoint (its index), the witness key's id, the cosignature's time (seconds since the Unix
+/// epoch) and its Ed25519 signature (C2SP tlog-cosignature/v1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct StoredCosignature {
+    pub checkpoint: u64,
+    pub key_id: [u8; 4],
+    pub time: u64,
+    pub signature: [u8; 64],
+}
+
+/// Bytes of [`StoredCosignature::encode`].
+pub const STORED_COSIGNATURE_BYTES: usize = 8 + 4 + 8 + 64;
+
+impl StoredCosignature {
+    /// The cosignature line of checkpoint `checkpoint` (a note line, by a witness named in it),
+    /// and the witness's name. Not verified here: check it with the witness's key first.
+    pub fn from_line(
+        checkpoint: u64,
+        line: &str,
+    ) -> Result<(String, StoredCosignature), NoteError> {
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        let rest = line
+            .strip_prefix("\u{2014} ")
+            .ok_or_else(|| malformed("a cosignature line starts with an em dash and a space"))?;
+        let (name, blob) = rest
+            .rsplit_once(' ')
+            .ok_or_else(|| malformed("a cosignature line is `— <name> <base64>`"))?;
+        let blob = BASE64
+            .decode(blob)
+            .map_err(|_| malformed("the cosignature is not base64"))?;
+        if blob.len() != KeyKind::Cosignature.blob_bytes() {
+            return Err(malformed(
+                "a cosignature is a key id, a time and a signature",
+            ));
+        }
+        let cosignature = StoredCosignature {
+            checkpoint,
+            key_id: blob[..4].try_into().expect("4 bytes"),
+            time: u64::from_be_bytes(blob[4..12].try_into().expect("8 bytes")),
+            signature: blob[12..].try_into().expect("64 bytes"),
+        };
+        Ok((name.to_owned(), cosignature))
+    }
+
+    /// The note line, by the witness named `name`.
+    pub fn line(&self, name: &str) -> String {
+        let mut blob = self.key_id.to_vec();
+        blob.extend_from_slice(&self.time.to_be_bytes());
+        blob.extend_from_slice(&self.signature);
+        format!("\u{2014} {name} {}\n", BASE64.encode(blob))
+    }
+
+    /// Little-endian checkpoint index; key id; big-endian time (as signed); signature.
+    pub fn encode(&self) -> [u8; STORED_COSIGNATURE_BYTES] {
+        let mut out = [0u8; STORED_COSIGNATURE_BYTES];
+        out[..8].copy_from_slice(&self.checkpoint.to_le_bytes());
+        out[8..12].copy_from_slice(&self.key_id);
+        out[12..20].copy_from_slice(&self.time.to_be_bytes());
+        out[20..].copy_from_slice(&self.signature);
+        out
+    }
+
+    /// The pair of [`StoredCosignature::encode`].
+    pub fn decode(bytes: &[u8; STORED_COSIGNATURE_BYTES]) -> StoredCosignature {
+        StoredCosignature {
+            checkpoint: u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")),
+            key_id: bytes[8..12].try_into().expect("4 bytes"),
+            time: u64::from_be_bytes(bytes[12..20].try_into().expect("8 bytes")),
+            signature: bytes[20..].try_into().expect("64 bytes"),
+        }
+    }
+}
+
 /// A key that checks notes: a name, a kind and an Ed25519 public key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoteVerifier {
@@ -469,6 +544,11 @@ impl NoteVerifier {
 
     pub fn kind(&self) -> KeyKind {
         self.kind
+    }
+
+    /// The key id: the first four bytes of SHA-256(name ‖ 0x0A ‖ type ‖ public key).
+    pub fn key_id(&self) -> [u8; 4] {
+        key_id(&self.name, self.kind, &self.key)
     }
 
     /// The key id, lower-case hex, as verifier and private keys spell it.
@@ -687,6 +767,23 @@ mod tests {
         assert!(signer("tally/other", 7)
             .sign_checkpoint(&checkpoint())
             .is_err());
+    }
+
+    /// A cosignature line survives being kept as a record and written back.
+    #[test]
+    fn a_cosignature_record_is_its_line() {
+        let log = signer("tally/cluster-0x1", 7);
+        let note = log.sign(&checkpoint().text()).unwrap();
+        let witness =
+            NoteSigner::of_kind("witness.example/a", KeyKind::Cosignature, &[9; 32]).unwrap();
+        let line = witness.cosignature(&note, 1_796_000_123).unwrap();
+        let (name, stored) = StoredCosignature::from_line(3, &line).unwrap();
+        assert_eq!(name, "witness.example/a");
+        assert_eq!(stored.line(&name), line);
+        assert_eq!(stored.time, 1_796_000_123);
+        assert_eq!(StoredCosignature::decode(&stored.encode()), stored);
+        assert!(StoredCosignature::from_line(3, "not a line").is_err());
+        assert!(StoredCosignature::from_line(3, note.lines().last().unwrap()).is_err());
     }
 
     #[test]

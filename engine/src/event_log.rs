@@ -26,7 +26,7 @@ use crossbeam_channel::{Receiver, Sender};
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::arena::{Arena, Shared};
-use crate::checkpoint::SignedCheckpoint;
+use crate::checkpoint::{SignedCheckpoint, StoredCosignature};
 use crate::engine::{Engine, Events};
 use crate::merkle::{leaf_hash, Hash, Leaves, ProofError, Tree};
 use crate::records::{self, RecordBytes};
@@ -82,6 +82,8 @@ pub(crate) struct EventLog {
     pub(crate) batches: Events<LogBatch>,
     /// The signed checkpoints the log has carried, in order of size.
     pub(crate) checkpoints: Events<SignedCheckpoint>,
+    /// Witnesses' cosignatures of those checkpoints, in the order they came.
+    pub(crate) cosignatures: Events<StoredCosignature>,
     stage: Option<Stage>,
 }
 
@@ -370,6 +372,32 @@ impl Engine {
         Ok(())
     }
 
+    /// Keep a witness's `cosignature` of a checkpoint this log holds (checked against the
+    /// witness's key by whoever proposed it: the gateway, against the keys it is configured
+    /// with). Deterministic; `false`, nothing kept, for a checkpoint not held or a witness
+    /// key that already cosigned it.
+    pub fn record_cosignature(&mut self, cosignature: StoredCosignature) -> bool {
+        let known = cosignature.checkpoint < self.checkpoints_count();
+        let repeated = self.log.cosignatures.iter().any(|kept| {
+            kept.checkpoint == cosignature.checkpoint && kept.key_id == cosignature.key_id
+        });
+        if !known || repeated {
+            return false;
+        }
+        self.log.cosignatures.push(cosignature);
+        true
+    }
+
+    /// The cosignatures kept of checkpoint `index`, in the order they came.
+    pub fn cosignatures_of(&self, index: u64) -> Vec<StoredCosignature> {
+        self.log
+            .cosignatures
+            .iter()
+            .filter(|kept| kept.checkpoint == index)
+            .copied()
+            .collect()
+    }
+
     /// Checkpoints kept.
     pub fn checkpoints_count(&self) -> u64 {
         self.log.checkpoints.len() as u64
@@ -498,12 +526,14 @@ pub(crate) fn restored_log(
     leaves: Arena<Hash, Shared<Hash>>,
     batches: Events<LogBatch>,
     checkpoints: Events<SignedCheckpoint>,
+    cosignatures: Events<StoredCosignature>,
 ) -> EventLog {
     EventLog {
         size: leaves.len() as u64,
         tree: Arc::new(Mutex::new(Tree::with_leaves(leaves))),
         batches,
         checkpoints,
+        cosignatures,
         stage: None,
     }
 }
@@ -752,10 +782,28 @@ mod tests {
         assert_ne!(engine.digest(), digest);
         assert_eq!(engine.checkpoint(1).map(|c| c.size), Some(15));
         assert_eq!(engine.checkpoint(2), None);
+        // A witness's cosignature of a checkpoint held is kept once; of one not held, never.
+        let cosignature = crate::checkpoint::StoredCosignature {
+            checkpoint: 1,
+            key_id: [1, 2, 3, 4],
+            time: 77,
+            signature: [5; 64],
+        };
+        assert!(engine.record_cosignature(cosignature));
+        assert!(!engine.record_cosignature(cosignature));
+        assert!(
+            !engine.record_cosignature(crate::checkpoint::StoredCosignature {
+                checkpoint: 2,
+                ..cosignature
+            })
+        );
+        assert_eq!(engine.cosignatures_of(1), vec![cosignature]);
+        assert_eq!(engine.cosignatures_of(0), vec![]);
         assert_eq!(engine.latest_checkpoint().map(|c| c.0), Some(1));
         let restored = Engine::restore(&engine.snapshot(), EngineConfig::default()).unwrap();
         assert_eq!(restored.digest(), engine.digest());
         assert_eq!(restored.checkpoint(1), engine.checkpoint(1));
+        assert_eq!(restored.cosignatures_of(1), vec![cosignature]);
     }
 
     /// Leaves hashed on a stage of their own make the same tree, the same proofs, the same

@@ -64,8 +64,7 @@ impl Engine {
             log: {
                 let tree = self.log.tree();
                 tree.leaves().bytes_allocated() + tree.upper_bytes()
-            }
-                + self.log.batches.bytes_allocated()
+            } + self.log.batches.bytes_allocated()
                 + self.log.checkpoints.bytes_allocated(),
         }
     }

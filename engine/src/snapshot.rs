@@ -13,9 +13,11 @@
 //! header   magic "TALLYSNP" (8) | format version u32 (4) | reserved u32 (0)
 //!          | last_timestamp u64 | accounts u64 | transfers u64 | trades u64 | expiries u64
 //!          | failed_ids u64 | log_leaves u64 | log_batches u64 | checkpoints u64
+//!          | cosignatures u64
 //! sections the accounts, then the transfers, trades, expiries, failed ids (u128 each), the
-//!          verifiable log's leaf hashes (32 bytes each), its batch positions and its signed
-//!          checkpoints (`event_log.rs`), each kind in slot order
+//!          verifiable log's leaf hashes (32 bytes each), its batch positions, its signed
+//!          checkpoints and their witnesses' cosignatures (`event_log.rs`), each kind in slot
+//!          order
 //!          cut into sections of SECTION_RECORDS records (the last one of a kind shorter,
 //!          none for a kind with no records); a section is
 //!          bytes u64 | rkyv archive of a Vec of the records (`bytes` long)
@@ -42,7 +44,7 @@ use std::io::{self, Read, Write};
 use rkyv::util::AlignedVec;
 
 use crate::arena::Frozen;
-use crate::checkpoint::SignedCheckpoint;
+use crate::checkpoint::{SignedCheckpoint, StoredCosignature};
 use crate::engine::{Engine, EngineConfig, Events};
 use crate::event_log::{restored_log, LogBatch};
 use crate::memory::ChunkSupply;
@@ -74,12 +76,12 @@ pub(crate) const FORMAT_VERSION_WHOLE_HASH: u32 = 2;
 pub const SNAPSHOT_HEADER_BYTES: usize = 8 + 4 + 4 + 8 + KINDS * 8;
 pub(crate) const HEADER_BYTES: usize = SNAPSHOT_HEADER_BYTES;
 /// Bytes of a header of versions 4 and 5 (no log counts).
-pub(crate) const HEADER_BYTES_NO_LOG: usize = HEADER_BYTES - 24;
+pub(crate) const HEADER_BYTES_NO_LOG: usize = HEADER_BYTES - 32;
 /// Bytes of a header of versions 2 and 3 (no `failed_ids` count either).
 pub(crate) const HEADER_BYTES_OLD: usize = HEADER_BYTES_NO_LOG - 8;
 /// Kinds of records a snapshot holds: accounts, transfers, trades, expiries, failed ids,
-/// log leaves, log batches, checkpoints.
-pub(crate) const KINDS: usize = 8;
+/// log leaves, log batches, checkpoints, cosignatures.
+pub(crate) const KINDS: usize = 9;
 /// Bytes of a section's hash.
 pub const SECTION_HASH_BYTES: usize = 32;
 
@@ -219,6 +221,7 @@ record!(u128, "failed id");
 record!(Hash, "log leaf");
 record!(LogBatch, "log batch");
 record!(SignedCheckpoint, "checkpoint");
+record!(StoredCosignature, "cosignature");
 
 /// Restored events' index inserts, `RESTORE_INDEX_AHEAD` events behind their arena pushes:
 /// an id's index entry is prefetched when its event is pushed and probed when it is inserted,
@@ -261,7 +264,7 @@ impl RestoredIndex {
 /// Files the records of one section into `engine`; `counts` are the header's.
 fn file_records(
     engine: &mut Engine,
-    log: &mut (Events<Hash>, Events<LogBatch>, Events<SignedCheckpoint>),
+    log: &mut RestoredLog,
     index: &mut RestoredIndex,
     stored_balances: &mut Vec<Balances>,
     counts: [u64; KINDS],
@@ -320,9 +323,28 @@ fn file_records(
                 log.2.push(checkpoint);
             }
         }
+        Records::Cosignatures(section) => {
+            for &cosignature in section {
+                if cosignature.checkpoint >= log.2.len() as u64 {
+                    return Err(invalid(format!(
+                        "cosignature {} names a checkpoint not held",
+                        log.3.len()
+                    )));
+                }
+                log.3.push(cosignature);
+            }
+        }
     }
     Ok(())
 }
+
+/// A log's parts as a restore files them: leaf hashes, batches, checkpoints, cosignatures.
+type RestoredLog = (
+    Events<Hash>,
+    Events<LogBatch>,
+    Events<SignedCheckpoint>,
+    Events<StoredCosignature>,
+);
 
 /// Files one restored log batch: after the leaves, in leaf and timestamp order, each holding at
 /// least one leaf (the last one's end is the leaves' count).
@@ -488,6 +510,7 @@ pub struct FrozenState {
     leaves: Frozen<Hash>,
     log_batches: Frozen<LogBatch>,
     checkpoints: Frozen<SignedCheckpoint>,
+    cosignatures: Frozen<StoredCosignature>,
 }
 
 impl FrozenState {
@@ -529,6 +552,7 @@ impl FrozenState {
             self.leaves.len(),
             self.log_batches.len(),
             self.checkpoints.len(),
+            self.cosignatures.len(),
         ] {
             header.extend_from_slice(&(count as u64).to_le_bytes());
         }
@@ -600,6 +624,14 @@ impl FrozenState {
                 (records.len(), written)
             },
         );
+        events(
+            SectionKind::Cosignatures,
+            self.cosignatures.chunk_count(),
+            &|i| {
+                let (records, written) = self.cosignatures.chunk(i);
+                (records.len(), written)
+            },
+        );
         sections
     }
 
@@ -621,6 +653,7 @@ impl FrozenState {
             leaves,
             log_batches,
             checkpoints,
+            cosignatures,
         } = encoder;
         match section.kind {
             SectionKind::Accounts => {
@@ -661,6 +694,10 @@ impl FrozenState {
                 let chunk = self.checkpoints.chunk(section.index).0;
                 encode_section(chunk, checkpoints, archived, out);
             }
+            SectionKind::Cosignatures => {
+                let chunk = self.cosignatures.chunk(section.index).0;
+                encode_section(chunk, cosignatures, archived, out);
+            }
         }
     }
 
@@ -697,6 +734,7 @@ impl Engine {
             },
             log_batches: self.log.batches.freeze(),
             checkpoints: self.log.checkpoints.freeze(),
+            cosignatures: self.log.cosignatures.freeze(),
         }
     }
 
@@ -786,11 +824,12 @@ impl Engine {
             log.0.len(),
             log.1.len(),
             log.2.len(),
+            log.3.len(),
         ];
         if filed.map(|n| n as u64) != counts {
             return Err(SnapshotError::Truncated);
         }
-        engine.log = restored_log(log.0, log.1, log.2);
+        engine.log = restored_log(log.0, log.1, log.2, log.3);
         engine.replay_restored(&stored_balances)?;
         Ok(engine)
     }
@@ -897,11 +936,20 @@ impl Engine {
         // stage may not have reached yet: replicas compare roots through the checkpoints they
         // keep (each kept only if its root is the replica's own).
         let log = &self.log;
-        for count in [log.size as usize, log.batches.len(), log.checkpoints.len()] {
+        let counts = [
+            log.size as usize,
+            log.batches.len(),
+            log.checkpoints.len(),
+            log.cosignatures.len(),
+        ];
+        for count in counts {
             hasher.update(&(count as u64).to_le_bytes());
         }
         for checkpoint in log.checkpoints.iter() {
             hasher.update(&checkpoint.encode());
+        }
+        for cosignature in log.cosignatures.iter() {
+            hasher.update(&cosignature.encode());
         }
         for batch in self.log.batches.iter() {
             hasher.update(&batch.timestamp_first.to_le_bytes());

@@ -10,7 +10,7 @@ use rkyv::util::AlignedVec;
 
 use rkyv::{Archive, Deserialize, Serialize};
 
-use crate::checkpoint::SignedCheckpoint;
+use crate::checkpoint::{SignedCheckpoint, StoredCosignature};
 use crate::engine::Engine;
 use crate::event_log::LogBatch;
 use crate::merkle::Hash;
@@ -71,10 +71,10 @@ impl Engine {
             0
         };
         // A snapshot from before the verifiable log restores with an empty one.
-        let [leaves, log_batches, checkpoints] = if version >= FORMAT_VERSION {
-            [64, 72, 80].map(long)
+        let [leaves, log_batches, checkpoints, cosignatures] = if version >= FORMAT_VERSION {
+            [64, 72, 80, 88].map(long)
         } else {
-            [0, 0, 0]
+            [0, 0, 0, 0]
         };
         // Slots are u32 with `SLOT_NONE` reserved; event slots have 30 bits (`EventRef`); a
         // log holds one leaf per event ever applied, at most a batch per leaf.
@@ -85,6 +85,7 @@ impl Engine {
             || leaves >= u64::from(u32::MAX)
             || log_batches > leaves
             || checkpoints > leaves
+            || cosignatures >= 1 << 32
         {
             return Err(invalid("more records than slots"));
         }
@@ -97,6 +98,7 @@ impl Engine {
             leaves,
             log_batches,
             checkpoints,
+            cosignatures,
         ];
         let start = RestoreStart {
             last_timestamp: long(16),
@@ -193,6 +195,7 @@ pub(crate) enum Records {
     Leaves(Vec<Hash>),
     LogBatches(Vec<LogBatch>),
     Checkpoints(Vec<SignedCheckpoint>),
+    Cosignatures(Vec<StoredCosignature>),
 }
 
 /// A record kind as a section of [`Records`].
@@ -225,6 +228,7 @@ kind!(u128, Failed);
 kind!(Hash, Leaves);
 kind!(LogBatch, LogBatches);
 kind!(SignedCheckpoint, Checkpoints);
+kind!(StoredCosignature, Cosignatures);
 
 /// A snapshot's sections, read, checked and decoded one at a time, in order: an iterator of
 /// [`SnapshotSection`]s that ends by checking the trailer and that nothing follows it (an error
@@ -235,7 +239,7 @@ kind!(SignedCheckpoint, Checkpoints);
 pub struct SnapshotSections<R> {
     input: Hashed<R>,
     /// Records of each kind still to read: accounts, transfers, trades, expiries, failed ids,
-    /// log leaves, log batches, checkpoints.
+    /// log leaves, log batches, checkpoints, cosignatures.
     left: [u64; KINDS],
     kind: usize,
     buffer: AlignedVec<16>,
@@ -363,7 +367,8 @@ impl<R: Read> Iterator for SnapshotSections<R> {
             4 => self.section::<u128>(records),
             5 => self.section::<Hash>(records),
             6 => self.section::<LogBatch>(records),
-            _ => self.section::<SignedCheckpoint>(records),
+            7 => self.section::<SignedCheckpoint>(records),
+            _ => self.section::<StoredCosignature>(records),
         };
         self.left[self.kind] -= records as u64;
         if section.is_err() {

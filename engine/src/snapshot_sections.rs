@@ -49,6 +49,7 @@ pub struct SectionEncoder {
     pub(crate) leaves: Vec<crate::merkle::Hash>,
     pub(crate) log_batches: Vec<crate::event_log::LogBatch>,
     pub(crate) checkpoints: Vec<crate::checkpoint::SignedCheckpoint>,
+    pub(crate) cosignatures: Vec<crate::checkpoint::StoredCosignature>,
 }
 
 /// The kinds of records a snapshot holds, in the order their sections come.
@@ -66,6 +67,8 @@ pub enum SectionKind {
     LogBatches,
     /// The log's signed checkpoints (format 6 on).
     Checkpoints,
+    /// Witnesses' cosignatures of the checkpoints (format 6 on).
+    Cosignatures,
 }
 
 impl SectionKind {
@@ -80,6 +83,7 @@ impl SectionKind {
             SectionKind::LogLeaves => "log-leaves",
             SectionKind::LogBatches => "log-batches",
             SectionKind::Checkpoints => "checkpoints",
+            SectionKind::Cosignatures => "cosignatures",
         }
     }
 }

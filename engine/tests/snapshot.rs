@@ -512,20 +512,23 @@ fn later_sections_unchanged_are_the_earlier_bytes() {
 
     // The same ledger in version 3 (no failed-id count, no log counts; this state has no
     // failed ids): the sections before the log's, under the same trailer rule, after a header
-    // 32 bytes shorter. It restores to the same ledger with an empty log.
+    // 40 bytes shorter. It restores to the same ledger with an empty log.
     let header_bytes = tally_engine::SNAPSHOT_HEADER_BYTES;
-    assert_eq!(whole[header_bytes - 32..header_bytes - 24], [0u8; 8]);
+    assert_eq!(whole[header_bytes - 40..header_bytes - 32], [0u8; 8]);
     let ledger_sections = second
         .sections()
         .iter()
         .filter(|s| {
             !matches!(
                 s.kind,
-                SectionKind::LogLeaves | SectionKind::LogBatches | SectionKind::Checkpoints
+                SectionKind::LogLeaves
+                    | SectionKind::LogBatches
+                    | SectionKind::Checkpoints
+                    | SectionKind::Cosignatures
             )
         })
         .count();
-    let mut v3 = whole[..header_bytes - 32].to_vec();
+    let mut v3 = whole[..header_bytes - 40].to_vec();
     v3[8..12].copy_from_slice(&3u32.to_le_bytes());
     let mut trailer = TrailerHasher::new(&v3);
     let mut at = header_bytes;
@@ -542,7 +545,7 @@ fn later_sections_unchanged_are_the_earlier_bytes() {
     assert_eq!(restored.log_size(), 0);
 
     // And in version 2: no section hashes, one BLAKE3 over all before the trailer.
-    let mut old = whole[..header_bytes - 32].to_vec();
+    let mut old = whole[..header_bytes - 40].to_vec();
     old[8..12].copy_from_slice(&2u32.to_le_bytes());
     let mut at = header_bytes;
     for _ in 0..ledger_sections {

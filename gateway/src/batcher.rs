@@ -31,7 +31,9 @@ use crate::metrics::GatewayMetrics;
 use tally_engine::{BatchError, BatchOutcome};
 use tally_raft::metrics::Reject;
 use tally_raft::replication::codec;
-use tally_raft::replication::types::{BatchAnswer, ClientBatch, Node, NodeId, Request, TypeConfig};
+use tally_raft::replication::types::{
+    BatchAnswer, ClientBatch, LogNote, Node, NodeId, Request, TypeConfig,
+};
 use tally_raft::replication::AppliedView;
 
 type Raft = openraft::Raft<TypeConfig>;
@@ -250,7 +252,7 @@ pub fn start_expiry_clock(
             let tick = Request {
                 timestamp,
                 batches: Vec::new(),
-                checkpoint: None,
+                log: None,
             };
             match raft.client_write(tick).await {
                 Ok(_) => {}
@@ -319,7 +321,7 @@ pub fn start_checkpoint_clock(
             let entry = Request {
                 timestamp,
                 batches: Vec::new(),
-                checkpoint: Some(signed),
+                log: Some(LogNote::Checkpoint(signed)),
             };
             match raft.client_write(entry).await {
                 Ok(_) => {}
@@ -414,7 +416,7 @@ async fn write(raft: Raft, metrics: GatewayMetrics, timestamp: u64, packed: Vec<
         .client_write(Request {
             timestamp,
             batches,
-            checkpoint: None,
+            log: None,
         })
         .await
     {

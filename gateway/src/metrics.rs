@@ -11,9 +11,10 @@ use std::collections::BTreeMap;
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge};
 use tally_client::protocol::{
     decode_reply, Status, KIND_ADMIN, KIND_BALANCES_AS_OF, KIND_CHECKPOINT, KIND_CONSISTENCY,
-    KIND_CREATE_ACCOUNTS, KIND_CREATE_SETTLEMENTS, KIND_CREATE_TRADES, KIND_CREATE_TRANSFERS,
-    KIND_END_SESSION, KIND_HEARTBEAT, KIND_LOOKUP_ACCOUNTS, KIND_LOOKUP_TRADES,
-    KIND_LOOKUP_TRANSFERS, KIND_NODE_STATE, KIND_PROVE, KIND_REGISTER, KIND_STATEMENT,
+    KIND_COSIGN, KIND_CREATE_ACCOUNTS, KIND_CREATE_SETTLEMENTS, KIND_CREATE_TRADES,
+    KIND_CREATE_TRANSFERS, KIND_END_SESSION, KIND_HEARTBEAT, KIND_LOOKUP_ACCOUNTS,
+    KIND_LOOKUP_TRADES, KIND_LOOKUP_TRANSFERS, KIND_NODE_STATE, KIND_PROVE, KIND_REGISTER,
+    KIND_STATEMENT,
 };
 use tally_raft::metrics::{
     batch_size_buckets, counter_vec, gauge, histogram, latency_buckets, operation_label, register,
@@ -188,6 +189,7 @@ fn kind_label(kind: u8) -> &'static str {
         KIND_CHECKPOINT => "checkpoint",
         KIND_PROVE => "prove",
         KIND_CONSISTENCY => "consistency",
+        KIND_COSIGN => "cosign",
         _ => "unknown",
     }
 }

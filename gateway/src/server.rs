@@ -30,6 +30,7 @@ use tally_raft::net::{ClientHandler, Frame, Replies};
 use tally_raft::replication::types::{ClientBatch, Origin, TypeConfig};
 use tally_raft::replication::{AppliedView, CommittedIndex};
 
+mod cosign;
 mod reads;
 
 use crate::admin;
@@ -79,6 +80,7 @@ pub struct Gateway {
     metrics: GatewayMetrics,
     committed: CommittedIndex,
     log_origin: Option<Arc<str>>,
+    witnesses: Arc<[tally_engine::checkpoint::NoteVerifier]>,
 }
 
 /// Where a reply goes and what it echoes.
@@ -211,6 +213,7 @@ impl Gateway {
             metrics,
             committed,
             log_origin: config.log_origin.clone(),
+            witnesses: Arc::clone(&config.witnesses),
         }
     }
 
@@ -359,8 +362,16 @@ impl Gateway {
                 now,
             ),
             Request::Checkpoint { index } => {
-                let origin = self.log_origin.clone();
-                self.read(context, Read::Checkpoint { index, origin }, replies, now)
+                let (origin, witnesses) = (self.log_origin.clone(), self.witnesses.clone());
+                let read = Read::Checkpoint {
+                    index,
+                    origin,
+                    witnesses,
+                };
+                self.read(context, read, replies, now)
+            }
+            Request::Cosign { checkpoint, line } => {
+                self.cosign(context, checkpoint, line, replies, now)
             }
             Request::Prove(prove) => self.read(context, Read::Prove(prove), replies, now),
             Request::Consistency { old, new } => {

@@ -172,7 +172,7 @@ async fn sample_snapshot(harness: &Harness) -> (Snapshot, (Option<LogId>, [u8; 3
                     Operation::CreateAccounts,
                     vec![account(1), account(2)],
                 )],
-                checkpoint: None,
+                log: None,
             }),
         },
     ];

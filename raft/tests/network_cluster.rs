@@ -169,7 +169,7 @@ async fn write_transfers(leader: &Raft, first_id: u128, writes: u128) -> LogId {
         let request = Request {
             timestamp: 1_700_000_000_000_000_000 + base as u64,
             batches: vec![batch(Operation::CreateTransfers, records)],
-            checkpoint: None,
+            log: None,
         };
         let written = leader.client_write(request).await.expect("committed");
         let outcome = written.data.batches[0]
@@ -269,7 +269,7 @@ async fn three_replicas_replicate_and_catch_up_by_snapshot() {
             Operation::CreateAccounts,
             (1..=ACCOUNTS).map(account).collect(),
         )],
-        checkpoint: None,
+        log: None,
     };
     nodes[leader]
         .raft
@@ -476,7 +476,7 @@ async fn damaged_frames_close_only_their_connection() {
     let request = Request {
         timestamp: 1_700_000_000_000_000_000,
         batches: vec![batch(Operation::CreateAccounts, vec![account(1)])],
-        checkpoint: None,
+        log: None,
     };
     node_1.raft.client_write(request).await.expect("committed");
     node_1.stop().await;
@@ -607,7 +607,7 @@ async fn large_snapshot_catch_up() {
                     .map(account)
                     .collect(),
             )],
-            checkpoint: None,
+            log: None,
         };
         let written = nodes[leader]
             .raft

@@ -50,7 +50,7 @@ async fn single_node_commits_snapshots_and_restarts() {
                 origin: None,
             },
         ],
-        checkpoint: None,
+        log: None,
     };
     let written = raft.client_write(request).await.expect("committed");
     let results = &written.data.batches;
@@ -87,7 +87,7 @@ async fn single_node_commits_snapshots_and_restarts() {
     let more = Request {
         timestamp: 1_700_000_001_000_000_000,
         batches: vec![batch(Operation::CreateTransfers, vec![transfer(103, 4, 1)])],
-        checkpoint: None,
+        log: None,
     };
     let last = raft.client_write(more).await.expect("committed");
     let (applied, digest) = view.digest();
@@ -118,7 +118,7 @@ async fn single_node_commits_snapshots_and_restarts() {
     let after = Request {
         timestamp: 1_700_000_002_000_000_000,
         batches: vec![batch(Operation::CreateTransfers, vec![transfer(104, 1, 3)])],
-        checkpoint: None,
+        log: None,
     };
     let written = raft
         .client_write(after)

@@ -12,7 +12,7 @@ use openraft::{RaftLogReader, RaftSnapshotBuilder};
 use tally_engine::records::{Account, Transfer};
 use tally_engine::{EngineConfig, EventResult, Operation};
 use tally_raft::replication::types::{
-    Entry, EntryPayload, LogId, Membership, Node, SnapshotMeta, StoredMembership, Vote,
+    Entry, EntryPayload, LogId, LogNote, Membership, Node, SnapshotMeta, StoredMembership, Vote,
 };
 use tally_raft::replication::{
     open_storage, read_image, BatchAnswer, ClientBatch, LogStore, Origin, Request, Response,
@@ -100,7 +100,7 @@ fn request(index: u64, batches: Vec<ClientBatch>) -> Entry {
         payload: EntryPayload::Normal(Request {
             timestamp: 1_000 + index * 1_000_000,
             batches,
-            checkpoint: None,
+            log: None,
         }),
     }
 }
@@ -135,7 +135,7 @@ fn sample_log() -> Vec<Entry> {
                     body: accounts_body(1, 64),
                     origin: None,
                 }],
-                checkpoint: None,
+                log: None,
             }),
         },
     ];
@@ -159,7 +159,7 @@ fn sample_log() -> Vec<Entry> {
                         origin: None,
                     },
                 ],
-                checkpoint: None,
+                log: None,
             }),
         });
         if index == 20 {
@@ -1036,7 +1036,9 @@ fn checkpoint_entry(index: u64, size: u64, root: [u8; 32]) -> Entry {
         payload: EntryPayload::Normal(Request {
             timestamp: 1_000 + index * 1_000_000,
             batches: Vec::new(),
-            checkpoint: Some(key.sign_checkpoint(&checkpoint).expect("signed")),
+            log: Some(LogNote::Checkpoint(
+                key.sign_checkpoint(&checkpoint).expect("signed"),
+            )),
         }),
     }
 }

@@ -16,7 +16,7 @@ fn accounts(ids: std::ops::RangeInclusive<u128>) -> Request {
     Request {
         timestamp: 1_700_000_000_000_000_000,
         batches: vec![batch(Operation::CreateAccounts, ids.map(account).collect())],
-        checkpoint: None,
+        log: None,
     }
 }
 

@@ -228,6 +228,22 @@ pub fn decode_consistency_reply(body: &[u8]) -> Result<Vec<Hash>, DecodeError> {
     Ok(proof)
 }
 
+/// Cosign request body: checkpoint index u64, then the witness's cosignature line (u16
+/// length + UTF-8, ≤ 1,024 bytes: C2SP tlog-cosignature/v1, as `tally witness` prints it).
+pub fn encode_cosign_request(checkpoint: u64, line: &str) -> Vec<u8> {
+    let mut out = checkpoint.to_le_bytes().to_vec();
+    put_str(&mut out, line, NOTE_BYTES_MAX);
+    out
+}
+
+pub fn decode_cosign_request(body: &[u8]) -> Result<(u64, String), DecodeError> {
+    let mut reader = Reader::new(body, "cosign request");
+    let checkpoint = reader.u64()?;
+    let line = reader.string(NOTE_BYTES_MAX)?;
+    reader.end()?;
+    Ok((checkpoint, line))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +288,10 @@ mod tests {
             decode_consistency_request(&encode_consistency_request(4, 9)),
             Ok((4, 9))
         );
+        assert_eq!(
+            decode_cosign_request(&encode_cosign_request(4, "\u{2014} w AAAA\n")),
+            Ok((4, "\u{2014} w AAAA\n".to_owned()))
+        );
         let proof = vec![[9u8; 32]; 5];
         assert_eq!(
             decode_consistency_reply(&encode_consistency_reply(&proof)),
@@ -308,6 +328,7 @@ mod tests {
             let _ = decode_prove_reply(&body);
             let _ = decode_consistency_request(&body);
             let _ = decode_consistency_reply(&body);
+            let _ = decode_cosign_request(&body);
         }
     }
 }

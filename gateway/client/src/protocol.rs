@@ -77,6 +77,8 @@ pub const KIND_CHECKPOINT: u8 = 92;
 pub const KIND_PROVE: u8 = 94;
 /// A consistency proof between two sizes of the verifiable log (`proofs`).
 pub const KIND_CONSISTENCY: u8 = 96;
+/// A witness's cosignature of a checkpoint, for the cluster to keep with it (`proofs`).
+pub const KIND_COSIGN: u8 = 98;
 
 /// The kind of the reply to a frame of `kind`: the request's plus one. A frame with an odd or
 /// unknown kind (≥ 64) is answered `BadRequest` with kind `kind | 1`.
@@ -104,10 +106,11 @@ pub enum Operation {
     Checkpoint,
     Prove,
     Consistency,
+    Cosign,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 17] = [
+    pub const ALL: [Operation; 18] = [
         Operation::Register,
         Operation::Heartbeat,
         Operation::CreateAccounts,
@@ -125,6 +128,7 @@ impl Operation {
         Operation::Checkpoint,
         Operation::Prove,
         Operation::Consistency,
+        Operation::Cosign,
     ];
 
     pub const fn kind(self) -> u8 {
@@ -146,6 +150,7 @@ impl Operation {
             Operation::Checkpoint => KIND_CHECKPOINT,
             Operation::Prove => KIND_PROVE,
             Operation::Consistency => KIND_CONSISTENCY,
+            Operation::Cosign => KIND_COSIGN,
         }
     }
 
@@ -438,6 +443,11 @@ pub enum Request<'a> {
         old: u64,
         new: u64,
     },
+    /// Witness cosignature `line` of checkpoint `checkpoint`.
+    Cosign {
+        checkpoint: u64,
+        line: String,
+    },
 }
 
 /// Decode a whole request frame's payload: header, then the body of operation `kind`.
@@ -511,6 +521,8 @@ pub fn decode_request_body(operation: Operation, body: &[u8]) -> Result<Request<
         Operation::Prove => crate::proofs::decode_prove_request(body).map(Request::Prove),
         Operation::Consistency => crate::proofs::decode_consistency_request(body)
             .map(|(old, new)| Request::Consistency { old, new }),
+        Operation::Cosign => crate::proofs::decode_cosign_request(body)
+            .map(|(checkpoint, line)| Request::Cosign { checkpoint, line }),
     }
 }
 

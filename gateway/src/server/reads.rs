@@ -11,6 +11,8 @@ use tally_client::proofs::{
     ProveReply, ProveRequest, Proven, LATEST,
 };
 
+use tally_engine::checkpoint::NoteVerifier;
+
 use super::Context;
 use crate::auth::Access;
 
@@ -29,6 +31,7 @@ pub(super) enum Read {
     Checkpoint {
         index: u64,
         origin: Option<Arc<str>>,
+        witnesses: Arc<[NoteVerifier]>,
     },
     Prove(ProveRequest),
     Consistency {
@@ -96,7 +99,11 @@ pub(super) fn answer_read(
                 Err(error) => context.refuse_with(Status::BadRequest, error.to_string()),
             }
         }
-        Read::Checkpoint { index, origin } => {
+        Read::Checkpoint {
+            index,
+            origin,
+            witnesses,
+        } => {
             let Some(origin) = origin else {
                 return context.refuse_with(
                     Status::NotFound,
@@ -106,10 +113,18 @@ pub(super) fn answer_read(
             };
             match checkpoint(engine, index) {
                 Some((index, signed)) => {
+                    // The cosignatures kept, by the witnesses this node knows by name.
+                    let mut note = signed.note(&origin);
+                    for cosignature in engine.cosignatures_of(index) {
+                        let witness = witnesses.iter().find(|w| w.key_id() == cosignature.key_id);
+                        if let Some(witness) = witness {
+                            note.push_str(&cosignature.line(witness.name()));
+                        }
+                    }
                     let reply = CheckpointReply {
                         index,
                         size: signed.size,
-                        note: signed.note(&origin),
+                        note,
                     };
                     context.ok(commit_index, &encode_checkpoint_reply(&reply))
                 }

@@ -13,7 +13,7 @@ use tally_engine::Operation;
 
 use super::rpc::*;
 use crate::replication::types::{
-    ClientBatch, Entry, EntryPayload, LogId, Membership, Node, Request, SnapshotMeta,
+    ClientBatch, Entry, EntryPayload, LogId, LogNote, Membership, Node, Request, SnapshotMeta,
     StoredMembership, TypeConfig, Vote,
 };
 
@@ -65,12 +65,14 @@ pub fn entries(seed: u64, count: usize) -> Vec<Entry> {
                         })
                         .collect(),
                     // Every other request carries a checkpoint (bytes of any value).
-                    checkpoint: (seed + i).is_multiple_of(2).then(|| {
+                    log: (seed + i).is_multiple_of(2).then(|| {
                         let mut bytes = [0u8; tally_engine::checkpoint::SIGNED_CHECKPOINT_BYTES];
                         for (k, byte) in bytes.iter_mut().enumerate() {
                             *byte = (seed as u8).wrapping_add(k as u8);
                         }
-                        tally_engine::checkpoint::SignedCheckpoint::decode(&bytes)
+                        LogNote::Checkpoint(tally_engine::checkpoint::SignedCheckpoint::decode(
+                            &bytes,
+                        ))
                     }),
                 }),
             };

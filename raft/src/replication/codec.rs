@@ -22,10 +22,12 @@ use super::limits::{
 };
 use super::replies::Origin;
 use super::types::{
-    ClientBatch, Entry, EntryPayload, LogId, Membership, Node, NodeId, Request, Vote,
+    ClientBatch, Entry, EntryPayload, LogId, LogNote, Membership, Node, NodeId, Request, Vote,
 };
 use crate::wal;
-use tally_engine::checkpoint::SignedCheckpoint;
+use tally_engine::checkpoint::{
+    SignedCheckpoint, StoredCosignature, SIGNED_CHECKPOINT_BYTES, STORED_COSIGNATURE_BYTES,
+};
 
 /// Version of the entry payload layout written (byte 0 of every payload). Version 3 added a
 /// request's signed checkpoint (`REQUEST_HAS_CHECKPOINT`); version 2 a batch's origin (its
@@ -36,6 +38,8 @@ const ENTRY_VERSION_NO_CHECKPOINT: u8 = 2;
 const ENTRY_VERSION_NO_ORIGIN: u8 = 1;
 /// Request header flag: a signed checkpoint of the verifiable log follows the batches.
 const REQUEST_HAS_CHECKPOINT: u8 = 1;
+/// Request header flag: a witness's cosignature of a checkpoint follows the batches.
+const REQUEST_HAS_COSIGNATURE: u8 = 2;
 /// Batch header flag: the batch's origin follows the header.
 const BATCH_HAS_ORIGIN: u8 = 1;
 /// Client key, request number, digest.
@@ -88,9 +92,10 @@ pub fn encode_entry(entry: &Entry) -> Result<wal::Entry, EncodeError> {
                                 + batch.body.len()
                         })
                         .sum::<usize>()
-                    + request
-                        .checkpoint
-                        .map_or(0, |_| tally_engine::checkpoint::SIGNED_CHECKPOINT_BYTES)
+                    + request.log.map_or(0, |note| match note {
+                        LogNote::Checkpoint(_) => SIGNED_CHECKPOINT_BYTES,
+                        LogNote::Cosignature(_) => STORED_COSIGNATURE_BYTES,
+                    })
             }
             _ => 0,
         };
@@ -120,7 +125,11 @@ fn encode_request(request: &Request, out: &mut Vec<u8>) -> Result<(), EncodeErro
     )?;
     out.extend_from_slice(&request.timestamp.to_le_bytes());
     out.extend_from_slice(&(request.batches.len() as u32).to_le_bytes());
-    out.push(request.checkpoint.map_or(0, |_| REQUEST_HAS_CHECKPOINT));
+    out.push(match request.log {
+        None => 0,
+        Some(LogNote::Checkpoint(_)) => REQUEST_HAS_CHECKPOINT,
+        Some(LogNote::Cosignature(_)) => REQUEST_HAS_COSIGNATURE,
+    });
     out.extend_from_slice(&[0; 3]);
     for batch in &request.batches {
         let bytes = u32::try_from(batch.body.len()).map_err(|_| EncodeError::OverLimit {
@@ -139,8 +148,12 @@ fn encode_request(request: &Request, out: &mut Vec<u8>) -> Result<(), EncodeErro
         }
         out.extend_from_slice(&batch.body);
     }
-    if let Some(checkpoint) = &request.checkpoint {
-        out.extend_from_slice(&checkpoint.encode());
+    match &request.log {
+        None => {}
+        Some(LogNote::Checkpoint(checkpoint)) => out.extend_from_slice(&checkpoint.encode()),
+        Some(LogNote::Cosignature(cosignature)) => {
+            out.extend_from_slice(&cosignature.encode());
+        }
     }
     Ok(())
 }
@@ -274,9 +287,11 @@ fn decode_request(
         BATCH_HEADER_BYTES,
     )?;
     let flags_at = reader.at;
-    let has_checkpoint = match reader.u8()? {
-        0 => false,
-        REQUEST_HAS_CHECKPOINT if version == ENTRY_VERSION => true,
+    let note = match reader.u8()? {
+        0 => 0,
+        flag @ (REQUEST_HAS_CHECKPOINT | REQUEST_HAS_COSIGNATURE) if version == ENTRY_VERSION => {
+            flag
+        }
         value => {
             return Err(DecodeError::BadFlag {
                 at: flags_at,
@@ -323,16 +338,19 @@ fn decode_request(
             origin,
         });
     }
-    let checkpoint = if has_checkpoint {
-        let bytes = reader.array::<{ tally_engine::checkpoint::SIGNED_CHECKPOINT_BYTES }>()?;
-        Some(SignedCheckpoint::decode(&bytes))
-    } else {
-        None
+    let log = match note {
+        REQUEST_HAS_CHECKPOINT => Some(LogNote::Checkpoint(SignedCheckpoint::decode(
+            &reader.array::<SIGNED_CHECKPOINT_BYTES>()?,
+        ))),
+        REQUEST_HAS_COSIGNATURE => Some(LogNote::Cosignature(StoredCosignature::decode(
+            &reader.array::<STORED_COSIGNATURE_BYTES>()?,
+        ))),
+        _ => None,
     };
     Ok(Request {
         timestamp,
         batches,
-        checkpoint,
+        log,
     })
 }
 
@@ -579,7 +597,7 @@ mod tests {
                             origin: None,
                         },
                     ],
-                    checkpoint: None,
+                    log: None,
                 }),
             },
             Entry {
@@ -591,13 +609,26 @@ mod tests {
                 payload: EntryPayload::Normal(Request {
                     timestamp: 9,
                     batches: Vec::new(),
-                    checkpoint: Some(SignedCheckpoint {
+                    log: Some(LogNote::Checkpoint(SignedCheckpoint {
                         size: 1_000,
                         time_ns: 9,
                         root: [7; 32],
                         key_id: [1, 2, 3, 4],
                         signature: [5; 64],
-                    }),
+                    })),
+                }),
+            },
+            Entry {
+                log_id: log_id(1, 1, 3),
+                payload: EntryPayload::Normal(Request {
+                    timestamp: 10,
+                    batches: Vec::new(),
+                    log: Some(LogNote::Cosignature(StoredCosignature {
+                        checkpoint: 7,
+                        key_id: [9, 8, 7, 6],
+                        time: 1_796_000_000,
+                        signature: [3; 64],
+                    })),
                 }),
             },
         ]
@@ -630,7 +661,7 @@ mod tests {
                     Operation::CreateTransfers,
                     Bytes::from(vec![4u8; 128]),
                 )],
-                checkpoint: None,
+                log: None,
             }),
         };
         let mut record = encode_entry(&entry).expect("encodes");
@@ -704,7 +735,7 @@ mod tests {
                 };
                 ENTRY_BATCHES_MAX + 1
             ],
-            checkpoint: None,
+            log: None,
         };
         let entry = Entry {
             log_id: log_id(1, 1, 1),

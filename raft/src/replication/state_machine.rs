@@ -39,7 +39,8 @@ use super::snapshot_data::SnapshotData;
 use super::snapshot_image::{encode_head, read_head};
 use super::threads::{blocking, chunk_supply, hash_leaves_aside, in_background, restore_engine};
 use super::types::{
-    ClientBatch, Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    ClientBatch, Entry, LogId, LogNote, Response, SnapshotMeta, StorageError, StoredMembership,
+    TypeConfig,
 };
 use super::SNAPSHOT_DIR;
 use crate::metrics::watching_resident;
@@ -120,8 +121,17 @@ impl Applied {
             EntryPayload::Blank => Response::default(),
             EntryPayload::Normal(request) if request.batches.is_empty() => {
                 self.engine.expire_due(request.timestamp);
-                if let Some(checkpoint) = request.checkpoint {
-                    self.keep_checkpoint(entry.log_id, checkpoint);
+                match request.log {
+                    None => {}
+                    Some(LogNote::Checkpoint(checkpoint)) => {
+                        self.keep_checkpoint(entry.log_id, checkpoint);
+                    }
+                    Some(LogNote::Cosignature(cosignature)) => {
+                        let kept = self.engine.record_cosignature(cosignature);
+                        if !kept {
+                            tracing::debug!(entry = %entry.log_id, "cosignature not kept");
+                        }
+                    }
                 }
                 Response::default()
             }

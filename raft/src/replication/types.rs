@@ -72,10 +72,20 @@ pub struct Request {
     pub timestamp: u64,
     /// The batches, applied in this order.
     pub batches: Vec<ClientBatch>,
-    /// A checkpoint of the verifiable log the leader signed, kept by every replica whose own
-    /// log has its root at its size (`Engine::record_checkpoint`); proposed in an entry of its
-    /// own, with no batch.
-    pub checkpoint: Option<tally_engine::checkpoint::SignedCheckpoint>,
+    /// A note for the verifiable log, in an entry of its own with no batch: a checkpoint or a
+    /// witness's cosignature of one.
+    pub log: Option<LogNote>,
+}
+
+/// What a request may carry for the verifiable log (docs/raft-entries.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogNote {
+    /// A checkpoint the leader signed, kept by every replica whose own log has its root at its
+    /// size (`Engine::record_checkpoint`).
+    Checkpoint(tally_engine::checkpoint::SignedCheckpoint),
+    /// A witness's cosignature of a kept checkpoint, checked by the gateway that proposed it
+    /// against the witness keys it knows (`Engine::record_cosignature`).
+    Cosignature(tally_engine::checkpoint::StoredCosignature),
 }
 
 /// One client's settlement batch: an operation and a body of 128-byte records.

@@ -7,8 +7,8 @@ use tally_engine::merkle::Hash;
 use super::{Client, ClientError};
 use crate::proofs::{
     decode_checkpoint_reply, decode_consistency_reply, decode_prove_reply,
-    encode_checkpoint_request, encode_consistency_request, encode_prove_request, CheckpointReply,
-    ProveReply, ProveRequest,
+    encode_checkpoint_request, encode_consistency_request, encode_cosign_request,
+    encode_prove_request, CheckpointReply, ProveReply, ProveRequest,
 };
 use crate::protocol::Operation;
 
@@ -32,6 +32,15 @@ impl Client {
             .read(Operation::Prove, encode_prove_request(request))
             .await?;
         decode_prove_reply(&body).map_err(decode_error)
+    }
+
+    /// Hand the cluster witness cosignature `line` of checkpoint `checkpoint` to keep with it
+    /// (the node checks it against the witness keys it is configured with); done once the
+    /// entry carrying it is committed.
+    pub async fn cosign(&self, checkpoint: u64, line: &str) -> Result<(), ClientError> {
+        self.read(Operation::Cosign, encode_cosign_request(checkpoint, line))
+            .await
+            .map(|_| ())
     }
 
     /// RFC 6962's consistency proof from the log at `old` leaves to `new`.
