@@ -30,6 +30,13 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 
 /// The part of a source file before its first `#[cfg(test)]`: test modules sit at the end.
 fn non_test_code(path: &Path) -> String {
+    // A `*_tests.rs` file is a test module of its own (`#[cfg(test)] #[path = …] mod tests;`).
+    if path
+        .file_name()
+        .is_some_and(|name| name.to_string_lossy().ends_with("_tests.rs"))
+    {
+        return String::new();
+    }
     let text = std::fs::read_to_string(path).expect("source file is readable");
     match text.find("#[cfg(test)]") {
         Some(at) => text[..at].to_string(),

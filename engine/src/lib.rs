@@ -13,6 +13,7 @@
 mod account;
 mod arena;
 pub mod checkpoint;
+mod digest;
 mod engine;
 mod event_log;
 mod index;
@@ -26,6 +27,7 @@ pub mod records;
 mod result;
 mod snapshot;
 mod snapshot_read;
+mod snapshot_restore;
 mod snapshot_sections;
 mod state;
 mod trade;

@@ -49,18 +49,16 @@ use crate::engine::{Engine, EngineConfig, Events};
 use crate::event_log::{restored_log, LogBatch};
 use crate::memory::ChunkSupply;
 use crate::merkle::Hash;
-use crate::records::{TradeFlags, TransferFlags};
 use crate::snapshot_read::{Records, TRAILER_BYTES};
 pub use crate::snapshot_read::{SnapshotSection, SnapshotSections};
+use crate::snapshot_restore::{
+    restore_account, restore_expiry, restore_log_batch, restore_trade, restore_transfer,
+};
 use crate::snapshot_sections::encode_section;
 pub use crate::snapshot_sections::{
     section_hash, Section, SectionEncoder, SectionKind, SectionVersion, TrailerHasher,
 };
-use crate::state::{
-    AccountSlot, AccountState, Balances, EventKind, EventRef, Expiry, PendingStatus, StoredTrade,
-    StoredTransfer, SLOT_NONE,
-};
-use crate::transfer::expires_at;
+use crate::state::{AccountState, Balances, EventRef, Expiry, StoredTrade, StoredTransfer};
 
 pub(crate) const MAGIC: &[u8; 8] = b"TALLYSNP";
 pub(crate) const FORMAT_VERSION: u32 = 6;
@@ -229,7 +227,7 @@ record!(StoredCosignature, "cosignature");
 /// probed at a random place per id; the restore of 10M events spent 44% of its time in those
 /// waits). Inserts stay in push order, so a repeated id is still refused at its second push.
 #[derive(Default)]
-struct RestoredIndex {
+pub(crate) struct RestoredIndex {
     ring: std::collections::VecDeque<(u32, u128, EventRef)>,
 }
 
@@ -237,7 +235,7 @@ const RESTORE_INDEX_AHEAD: usize = 16;
 
 impl RestoredIndex {
     #[inline]
-    fn push(
+    pub(crate) fn push(
         &mut self,
         engine: &mut Engine,
         id: u128,
@@ -345,144 +343,6 @@ type RestoredLog = (
     Events<SignedCheckpoint>,
     Events<StoredCosignature>,
 );
-
-/// Files one restored log batch: after the leaves, in leaf and timestamp order, each holding at
-/// least one leaf (the last one's end is the leaves' count).
-fn restore_log_batch(
-    leaves: &Events<Hash>,
-    batches: &mut Events<LogBatch>,
-    last_timestamp: u64,
-    batch: LogBatch,
-) -> Result<(), SnapshotError> {
-    let i = batches.len();
-    let in_order = match i.checked_sub(1).map(|p| *batches.get(p as u32)) {
-        None => batch.leaf_first == 0,
-        Some(previous) => {
-            let events = batch.leaf_first.wrapping_sub(previous.leaf_first);
-            batch.leaf_first > previous.leaf_first
-                && batch.timestamp_first >= previous.timestamp_first.saturating_add(events)
-        }
-    };
-    if !in_order
-        || batch.leaf_first >= leaves.len() as u64
-        || batch.timestamp_first > last_timestamp
-    {
-        return Err(invalid(format!(
-            "log batch {i} is out of order or past the leaves"
-        )));
-    }
-    batches.push(batch);
-    Ok(())
-}
-
-/// Files one restored account (its balances kept aside for the replay's check).
-fn restore_account(
-    engine: &mut Engine,
-    stored_balances: &mut Vec<Balances>,
-    account: AccountState,
-) -> Result<(), SnapshotError> {
-    if engine.find_account(account.id).is_some() || account.id == 0 || account.id == u128::MAX {
-        return Err(invalid(format!(
-            "account id {} invalid or repeated",
-            account.id
-        )));
-    }
-    stored_balances.push(account.balances);
-    let slot = engine.accounts.push(AccountSlot::new(AccountState {
-        balances: Balances::default(),
-        ..account
-    }));
-    let hash = engine.account_index.hash(account.id);
-    engine.account_index.insert(hash, slot);
-    Ok(())
-}
-
-// References are checked before anything follows them: to earlier records only.
-
-fn restore_transfer(
-    engine: &mut Engine,
-    index: &mut RestoredIndex,
-    accounts: u64,
-    t: StoredTransfer,
-) -> Result<(), SnapshotError> {
-    let i = engine.transfers.len();
-    let pending_ok = t.pending == SLOT_NONE || (t.pending as usize) < i;
-    if u64::from(t.debit_account) >= accounts
-        || u64::from(t.credit_account) >= accounts
-        || !pending_ok
-    {
-        return Err(invalid(format!("transfer {i} references a missing slot")));
-    }
-    if TransferFlags(t.flags)
-        .intersects(TransferFlags::POST_PENDING_TRANSFER | TransferFlags::VOID_PENDING_TRANSFER)
-        == (t.pending == SLOT_NONE)
-    {
-        return Err(invalid(format!(
-            "transfer {i} post/void flags disagree with its pending slot"
-        )));
-    }
-    let event = EventRef::transfer(engine.transfers.push(t));
-    index.push(engine, t.id, event)?;
-    queue_restored_expiry(engine, t.status, t.timestamp, t.timeout, event);
-    Ok(())
-}
-
-fn restore_trade(
-    engine: &mut Engine,
-    index: &mut RestoredIndex,
-    accounts: u64,
-    t: StoredTrade,
-) -> Result<(), SnapshotError> {
-    let i = engine.trades.len();
-    let pending_ok = t.pending == SLOT_NONE || (t.pending as usize) < i;
-    if t.accounts.iter().any(|&a| u64::from(a) >= accounts) || !pending_ok {
-        return Err(invalid(format!("trade {i} references a missing slot")));
-    }
-    if TradeFlags(t.flags)
-        .intersects(TradeFlags::POST_PENDING_TRADE | TradeFlags::VOID_PENDING_TRADE)
-        == (t.pending == SLOT_NONE)
-    {
-        return Err(invalid(format!(
-            "trade {i} post/void flags disagree with its pending slot"
-        )));
-    }
-    let event = EventRef::trade(engine.trades.push(t));
-    index.push(engine, t.id, event)?;
-    queue_restored_expiry(engine, t.status, t.timestamp, t.timeout, event);
-    Ok(())
-}
-
-/// A restored event still pending with a timeout goes back in the expiry queue.
-fn queue_restored_expiry(
-    engine: &mut Engine,
-    status: PendingStatus,
-    timestamp: u64,
-    timeout: u32,
-    event: EventRef,
-) {
-    if status == PendingStatus::Pending {
-        if let Some(at) = expires_at(timestamp, timeout) {
-            engine.expiry_queue.insert((at, timestamp, event));
-        }
-    }
-}
-
-/// Files one restored expiry; `events`: how many transfers and trades there are.
-fn restore_expiry(engine: &mut Engine, events: [u64; 2], e: Expiry) -> Result<(), SnapshotError> {
-    let ok = match e.pending.kind() {
-        EventKind::Transfer => u64::from(e.pending.slot()) < events[0],
-        EventKind::Trade => u64::from(e.pending.slot()) < events[1],
-        _ => false,
-    };
-    if !ok {
-        return Err(invalid(format!(
-            "expiry {} references a missing event",
-            engine.expiries.len()
-        )));
-    }
-    engine.expiries.push(e);
-    Ok(())
-}
 
 /// What a snapshot's header says a restore begins with ([`Engine::restore_begin`]).
 #[derive(Clone, Copy, Debug)]
@@ -923,77 +783,5 @@ impl Engine {
         }
         self.event_index.insert(hash, event.0);
         Ok(())
-    }
-
-    /// A BLAKE3 hash of the canonical little-endian encoding of the whole state, the
-    /// verifiable log included: equal on every replica that applied the same log, whatever its
-    /// hasher seed, build or machine.
-    pub fn digest(&self) -> [u8; 32] {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(b"tally-state-v2");
-        hasher.update(&self.ledger_digest());
-        // The log's size, batch positions and checkpoints; not its root, which a hashing
-        // stage may not have reached yet: replicas compare roots through the checkpoints they
-        // keep (each kept only if its root is the replica's own).
-        let log = &self.log;
-        let counts = [
-            log.size as usize,
-            log.batches.len(),
-            log.checkpoints.len(),
-            log.cosignatures.len(),
-        ];
-        for count in counts {
-            hasher.update(&(count as u64).to_le_bytes());
-        }
-        for checkpoint in log.checkpoints.iter() {
-            hasher.update(&checkpoint.encode());
-        }
-        for cosignature in log.cosignatures.iter() {
-            hasher.update(&cosignature.encode());
-        }
-        for batch in self.log.batches.iter() {
-            hasher.update(&batch.timestamp_first.to_le_bytes());
-            hasher.update(&batch.leaf_first.to_le_bytes());
-            hasher.update(&batch.commit_index.to_le_bytes());
-            hasher.update(&batch.index_in_entry.to_le_bytes());
-        }
-        *hasher.finalize().as_bytes()
-    }
-
-    /// The [`Engine::digest`] of the ledger alone — accounts, events, expiries, failed ids,
-    /// the clock — without the verifiable log: equal for two engines whose events differ only
-    /// in what was refused (a refused event is a leaf of the log, and changes nothing else).
-    pub fn ledger_digest(&self) -> [u8; 32] {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(b"tally-state-v1");
-        hasher.update(&self.last_timestamp.to_le_bytes());
-        for count in [
-            self.accounts.len(),
-            self.transfers.len(),
-            self.trades.len(),
-            self.expiries.len(),
-            self.failed.len(),
-        ] {
-            hasher.update(&(count as u64).to_le_bytes());
-        }
-        for account in self.accounts.iter() {
-            hasher.update(&account.to_record().encode());
-        }
-        for (slot, transfer) in self.transfers.iter().enumerate() {
-            hasher.update(&self.stored_transfer_record(slot as u32).encode());
-            hasher.update(&[transfer.status as u8]);
-        }
-        for (slot, trade) in self.trades.iter().enumerate() {
-            hasher.update(&self.stored_trade_record(slot as u32).encode());
-            hasher.update(&[trade.status as u8]);
-        }
-        for expiry in self.expiries.iter() {
-            hasher.update(&expiry.pending.0.to_le_bytes());
-            hasher.update(&expiry.timestamp.to_le_bytes());
-        }
-        for id in self.failed.iter() {
-            hasher.update(&id.to_le_bytes());
-        }
-        *hasher.finalize().as_bytes()
     }
 }

@@ -29,8 +29,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
-use tally_engine::checkpoint::SignedCheckpoint;
 use tally_engine::{CheckpointRefused, Engine, EngineConfig, LogPosition};
+
+mod log_notes;
 
 use super::error::{InstallError, StateMachineOpenError};
 use super::limits::{SNAPSHOTS_KEPT, SNAPSHOT_RECEIVE_BYTES_MAX};
@@ -39,8 +40,7 @@ use super::snapshot_data::SnapshotData;
 use super::snapshot_image::{encode_head, read_head};
 use super::threads::{blocking, chunk_supply, hash_leaves_aside, in_background, restore_engine};
 use super::types::{
-    ClientBatch, Entry, LogId, LogNote, Response, SnapshotMeta, StorageError, StoredMembership,
-    TypeConfig,
+    ClientBatch, Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use super::SNAPSHOT_DIR;
 use crate::metrics::watching_resident;
@@ -121,17 +121,8 @@ impl Applied {
             EntryPayload::Blank => Response::default(),
             EntryPayload::Normal(request) if request.batches.is_empty() => {
                 self.engine.expire_due(request.timestamp);
-                match request.log {
-                    None => {}
-                    Some(LogNote::Checkpoint(checkpoint)) => {
-                        self.keep_checkpoint(entry.log_id, checkpoint);
-                    }
-                    Some(LogNote::Cosignature(cosignature)) => {
-                        let kept = self.engine.record_cosignature(cosignature);
-                        if !kept {
-                            tracing::debug!(entry = %entry.log_id, "cosignature not kept");
-                        }
-                    }
+                if let Some(note) = request.log {
+                    self.apply_log_note(entry.log_id, note);
                 }
                 Response::default()
             }
@@ -163,25 +154,6 @@ impl Applied {
 }
 
 impl Applied {
-    /// Keep the leader's signed `checkpoint` if it is this replica's history (`Engine::
-    /// record_checkpoint`). One not newer than the latest kept (a repeat) is dropped; one whose
-    /// root differs marks this replica diverged.
-    fn keep_checkpoint(&mut self, log_id: LogId, checkpoint: SignedCheckpoint) {
-        match self.engine.record_checkpoint(checkpoint) {
-            Ok(()) => {}
-            Err(refused) if refused.is_divergence() => {
-                tracing::error!(
-                    entry = %log_id,
-                    %refused,
-                    "this replica's verifiable log is not the history the leader signed: it \
-                     stops applying (docs/operations.md, \"A root mismatch\")"
-                );
-                self.diverged = Some((log_id, refused));
-            }
-            Err(refused) => tracing::debug!(entry = %log_id, %refused, "checkpoint not kept"),
-        }
-    }
-
     /// One client batch of the entry at `position`: the recorded answer if the reply table
     /// holds its origin's number (a replay, or a reused number refused), else applied by the
     /// engine and its outcome recorded.

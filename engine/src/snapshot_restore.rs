@@ -1,0 +1,156 @@
+//! Filing a restored snapshot's records: each one checked against what came before it (its
+//! references point back only), then placed in its arena and index (`Engine::restore_sections`
+//! drives them, section by section).
+
+use crate::engine::{Engine, Events};
+use crate::event_log::LogBatch;
+use crate::merkle::Hash;
+use crate::records::{TradeFlags, TransferFlags};
+use crate::snapshot::{invalid, RestoredIndex, SnapshotError};
+use crate::state::{
+    AccountSlot, AccountState, Balances, EventKind, EventRef, Expiry, PendingStatus, StoredTrade,
+    StoredTransfer, SLOT_NONE,
+};
+use crate::transfer::expires_at;
+
+/// Files one restored log batch: after the leaves, in leaf and timestamp order, each holding at
+/// least one leaf (the last one's end is the leaves' count).
+pub(crate) fn restore_log_batch(
+    leaves: &Events<Hash>,
+    batches: &mut Events<LogBatch>,
+    last_timestamp: u64,
+    batch: LogBatch,
+) -> Result<(), SnapshotError> {
+    let i = batches.len();
+    let in_order = match i.checked_sub(1).map(|p| *batches.get(p as u32)) {
+        None => batch.leaf_first == 0,
+        Some(previous) => {
+            let events = batch.leaf_first.wrapping_sub(previous.leaf_first);
+            batch.leaf_first > previous.leaf_first
+                && batch.timestamp_first >= previous.timestamp_first.saturating_add(events)
+        }
+    };
+    if !in_order
+        || batch.leaf_first >= leaves.len() as u64
+        || batch.timestamp_first > last_timestamp
+    {
+        return Err(invalid(format!(
+            "log batch {i} is out of order or past the leaves"
+        )));
+    }
+    batches.push(batch);
+    Ok(())
+}
+
+/// Files one restored account (its balances kept aside for the replay's check).
+pub(crate) fn restore_account(
+    engine: &mut Engine,
+    stored_balances: &mut Vec<Balances>,
+    account: AccountState,
+) -> Result<(), SnapshotError> {
+    if engine.find_account(account.id).is_some() || account.id == 0 || account.id == u128::MAX {
+        return Err(invalid(format!(
+            "account id {} invalid or repeated",
+            account.id
+        )));
+    }
+    stored_balances.push(account.balances);
+    let slot = engine.accounts.push(AccountSlot::new(AccountState {
+        balances: Balances::default(),
+        ..account
+    }));
+    let hash = engine.account_index.hash(account.id);
+    engine.account_index.insert(hash, slot);
+    Ok(())
+}
+
+// References are checked before anything follows them: to earlier records only.
+
+pub(crate) fn restore_transfer(
+    engine: &mut Engine,
+    index: &mut RestoredIndex,
+    accounts: u64,
+    t: StoredTransfer,
+) -> Result<(), SnapshotError> {
+    let i = engine.transfers.len();
+    let pending_ok = t.pending == SLOT_NONE || (t.pending as usize) < i;
+    if u64::from(t.debit_account) >= accounts
+        || u64::from(t.credit_account) >= accounts
+        || !pending_ok
+    {
+        return Err(invalid(format!("transfer {i} references a missing slot")));
+    }
+    if TransferFlags(t.flags)
+        .intersects(TransferFlags::POST_PENDING_TRANSFER | TransferFlags::VOID_PENDING_TRANSFER)
+        == (t.pending == SLOT_NONE)
+    {
+        return Err(invalid(format!(
+            "transfer {i} post/void flags disagree with its pending slot"
+        )));
+    }
+    let event = EventRef::transfer(engine.transfers.push(t));
+    index.push(engine, t.id, event)?;
+    queue_restored_expiry(engine, t.status, t.timestamp, t.timeout, event);
+    Ok(())
+}
+
+pub(crate) fn restore_trade(
+    engine: &mut Engine,
+    index: &mut RestoredIndex,
+    accounts: u64,
+    t: StoredTrade,
+) -> Result<(), SnapshotError> {
+    let i = engine.trades.len();
+    let pending_ok = t.pending == SLOT_NONE || (t.pending as usize) < i;
+    if t.accounts.iter().any(|&a| u64::from(a) >= accounts) || !pending_ok {
+        return Err(invalid(format!("trade {i} references a missing slot")));
+    }
+    if TradeFlags(t.flags)
+        .intersects(TradeFlags::POST_PENDING_TRADE | TradeFlags::VOID_PENDING_TRADE)
+        == (t.pending == SLOT_NONE)
+    {
+        return Err(invalid(format!(
+            "trade {i} post/void flags disagree with its pending slot"
+        )));
+    }
+    let event = EventRef::trade(engine.trades.push(t));
+    index.push(engine, t.id, event)?;
+    queue_restored_expiry(engine, t.status, t.timestamp, t.timeout, event);
+    Ok(())
+}
+
+/// A restored event still pending with a timeout goes back in the expiry queue.
+pub(crate) fn queue_restored_expiry(
+    engine: &mut Engine,
+    status: PendingStatus,
+    timestamp: u64,
+    timeout: u32,
+    event: EventRef,
+) {
+    if status == PendingStatus::Pending {
+        if let Some(at) = expires_at(timestamp, timeout) {
+            engine.expiry_queue.insert((at, timestamp, event));
+        }
+    }
+}
+
+/// Files one restored expiry; `events`: how many transfers and trades there are.
+pub(crate) fn restore_expiry(
+    engine: &mut Engine,
+    events: [u64; 2],
+    e: Expiry,
+) -> Result<(), SnapshotError> {
+    let ok = match e.pending.kind() {
+        EventKind::Transfer => u64::from(e.pending.slot()) < events[0],
+        EventKind::Trade => u64::from(e.pending.slot()) < events[1],
+        _ => false,
+    };
+    if !ok {
+        return Err(invalid(format!(
+            "expiry {} references a missing event",
+            engine.expiries.len()
+        )));
+    }
+    engine.expiries.push(e);
+    Ok(())
+}
