@@ -42,9 +42,9 @@ impl Gateway {
         let replies = replies.clone();
         let context = *context;
         let metrics = self.metrics.clone();
-        let timestamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_nanos() as u64);
+        // The host's clock, as the batcher's default: a cosignature entry is never proposed in
+        // the simulator (no key there), whose clock the batcher's config carries.
+        let timestamp = crate::batcher::system_clock();
         tokio::spawn(async move {
             let entry = Request {
                 timestamp,
