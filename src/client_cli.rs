@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use tally_client::proofs::{WhichCheckpoint, LATEST};
 use tally_client::{Client, ClientConfig, ClientError};
 use tally_engine::records::{Account, AccountFlags, Trade, TradeFlags, Transfer, TransferFlags};
 use tally_engine::{StatementEvent, StatementFilter};
@@ -127,11 +128,16 @@ pub enum ClientCommand {
         index: u64,
         file: PathBuf,
     },
-    /// Print a signed checkpoint of the verifiable log (the latest without --index), or with
-    /// --witness-old the `add-checkpoint` request for a witness that cosigned that size.
+    /// Print a signed checkpoint of the verifiable log (the latest without --index or
+    /// --covering), or with --witness-old the `add-checkpoint` request for a witness that
+    /// cosigned that size.
     Checkpoint {
-        #[arg(long)]
+        #[arg(long, conflicts_with = "covering")]
         index: Option<u64>,
+        /// The oldest checkpoint covering every event committed up to this commit index (a
+        /// create's "committed through index N"); refused until one is signed (about 1 s).
+        #[arg(long)]
+        covering: Option<u64>,
         /// The size of the latest checkpoint the witness cosigned (0 for none).
         #[arg(long)]
         witness_old: Option<u64>,
@@ -487,7 +493,7 @@ async fn create_from_file(
         .await;
     client.close().await;
     let summary = summary?;
-    let line = if summary.existed == 0 && summary.failed == 0 {
+    let mut line = if summary.existed == 0 && summary.failed == 0 {
         format!("all {} events succeeded", summary.events)
     } else {
         format!(
@@ -495,6 +501,14 @@ async fn create_from_file(
             summary.events, summary.created, summary.existed, summary.failed
         )
     };
+    // The handle to the signed checkpoint that covers them (on a cluster with a key).
+    if summary.committed_through > 0 {
+        line.push_str(&format!(
+            "; committed through index {0} (its checkpoint: tally client checkpoint --covering \
+             {0})",
+            summary.committed_through
+        ));
+    }
     if matches!(output, Output::Table) {
         println!("{line}");
     } else {
@@ -850,9 +864,17 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
             eprintln!("the cosignature of checkpoint {index} is kept by the cluster");
             Ok(Ended::Done)
         }
-        ClientCommand::Checkpoint { index, witness_old } => {
+        ClientCommand::Checkpoint {
+            index,
+            covering,
+            witness_old,
+        } => {
             let client = Client::connect(config).await?;
-            print!("{}", checkpoint(&client, *index, *witness_old).await?);
+            let which = match (index, covering) {
+                (_, Some(commit_index)) => WhichCheckpoint::Covering(*commit_index),
+                (index, None) => WhichCheckpoint::Index(index.unwrap_or(LATEST)),
+            };
+            print!("{}", checkpoint(&client, which, *witness_old).await?);
             Ok(Ended::Done)
         }
         ClientCommand::Balances { account, at } => {

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use tally_client::proofs::{ProveRequest, LATEST, PROVE_IDS_MAX};
+use tally_client::proofs::{ProveRequest, WhichCheckpoint, LATEST, PROVE_IDS_MAX};
 use tally_client::Client;
 use tally_engine::witness::AddCheckpoint;
 
@@ -80,15 +80,18 @@ pub async fn prove_to_file(
     Ok(())
 }
 
-/// `tally client checkpoint`: checkpoint `index` (the latest without one) as its signed note;
+/// `tally client checkpoint`: the checkpoint `which` names, as its signed note;
 /// with `witness_old`, the C2SP tlog-witness `add-checkpoint` request that asks a witness
 /// holding a checkpoint of that size to cosign this one (`tally witness add-checkpoint`).
 pub async fn checkpoint(
     client: &Client,
-    index: Option<u64>,
+    which: WhichCheckpoint,
     witness_old: Option<u64>,
 ) -> anyhow::Result<String> {
-    let checkpoint = client.checkpoint(index.unwrap_or(LATEST)).await?;
+    let checkpoint = match which {
+        WhichCheckpoint::Index(index) => client.checkpoint(index).await?,
+        WhichCheckpoint::Covering(commit_index) => client.checkpoint_covering(commit_index).await?,
+    };
     let Some(old) = witness_old else {
         return Ok(checkpoint.note);
     };

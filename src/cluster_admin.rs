@@ -236,7 +236,30 @@ pub fn status_table(status: &ClusterStatus) -> String {
             )),
         }
     }
+    match log_state(status) {
+        Some((key, size, checkpoints)) => out.push_str(&format!(
+            "verifiable log: {size} events, {checkpoints} signed checkpoints; the cluster's \
+             verifier key (for tally verify --key):\n{key}\n"
+        )),
+        None => out.push_str("verifiable log: no checkpoint key ([verifiable] key_file)\n"),
+    }
     out
+}
+
+/// The checkpoint key's verifier key and the verifiable log's size and checkpoints, as the
+/// leader (or else the first node that has a key) reports them.
+fn log_state(status: &ClusterStatus) -> Option<(&str, u64, u64)> {
+    let states = || {
+        status
+            .members
+            .iter()
+            .filter_map(|member| member.state.as_ref().ok())
+            .filter(|state| !state.log_key.is_empty())
+    };
+    let leader = states().find(|state| Some(state.node_id) == status.leader);
+    leader
+        .or_else(|| states().next())
+        .map(|state| (state.log_key.as_str(), state.log_size, state.checkpoints))
 }
 
 /// The status as JSON, for scripts and tests.
@@ -263,6 +286,8 @@ pub fn status_json(status: &ClusterStatus) -> serde_json::Value {
                 "accounts": state.accounts,
                 "transfers": state.transfers,
                 "trades": state.trades,
+                "log_size": state.log_size,
+                "checkpoints": state.checkpoints,
             }),
             Err(error) => json!({
                 "id": member.id,
@@ -277,6 +302,7 @@ pub fn status_json(status: &ClusterStatus) -> serde_json::Value {
         "leader": status.leader,
         "term": status.term,
         "replicas_agree": status.digests_agree(),
+        "log_key": log_state(status).map(|(key, ..)| key),
         "members": members,
     })
 }

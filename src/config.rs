@@ -534,6 +534,7 @@ pub fn node_config(flags: &NodeFlags) -> anyhow::Result<NodeConfig> {
         },
         gateway: GatewayConfig {
             log_origin: checkpoint_key.as_ref().map(|key| key.name().into()),
+            log_key: checkpoint_key.as_ref().map(|key| key.verifier_key().into()),
             witnesses: witnesses(&file.verifiable.witnesses)?.into(),
             ..gateway_section(&file.gateway)?
         },

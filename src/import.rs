@@ -338,6 +338,9 @@ pub struct Summary {
     pub created: u64,
     pub existed: u64,
     pub failed: u64,
+    /// The highest commit index among the replies: every event is in the log up to it (the
+    /// handle to the checkpoint covering them: `Client::checkpoint_covering`).
+    pub committed_through: u64,
 }
 
 /// Failed events, printed as they come in the chosen format (columns: line, id, result).
@@ -517,6 +520,7 @@ impl Checked {
                             return Err(anyhow::Error::new(error).context(Stopped(said)));
                         }
                     };
+                    summary.committed_through = summary.committed_through.max(created.commit_index);
                     for (index, result) in created.failures {
                         let index = index as usize;
                         if result == EventResult::Exists {

@@ -484,9 +484,9 @@ async fn a_cluster_signs_checkpoints_and_its_proofs_verify_in_both_verifiers() {
         .wait_leader(std::time::Duration::from_secs(30))
         .await
         .unwrap();
+    let (addrs, tls) = (cluster.addrs(), cluster.client_tls().unwrap());
     let connect = |secret: &str| {
-        ClientConfig::new(cluster.addrs(), 0x7a11, secret.as_bytes().to_vec())
-            .with_tls(cluster.client_tls().unwrap())
+        ClientConfig::new(addrs.clone(), 0x7a11, secret.as_bytes().to_vec()).with_tls(tls.clone())
     };
     let client = Client::connect(connect(SUBMITTER)).await.unwrap();
     let accounts: Vec<Account> = (1..=4u128)
@@ -687,7 +687,172 @@ async fn a_cluster_signs_checkpoints_and_its_proofs_verify_in_both_verifiers() {
     let (_, latest, _) = tally(&["witness", "latest", "--state", "witness.json"], &[], dir);
     assert!(latest.contains(&format!("\n{second_size}\n")), "{latest}");
     assert!(witness_key.starts_with("witness.test/auditor+"));
+
+    // A create reply's commit index is the handle to the checkpoint covering its events.
+    let batch: Vec<Transfer> = (500..520u128).map(transfer).collect();
+    let body = tally_engine::records::encode_batch(&batch, Transfer::encode);
+    let created = client
+        .create_raw(tally_engine::Operation::CreateTransfers, body.into())
+        .await
+        .unwrap();
+    assert!(created.failures.is_empty());
+    let covering = checkpoint_covering_commit(&reader, created.commit_index).await;
+    let (code, note, err) = tally(
+        &[
+            "client",
+            "checkpoint",
+            "--covering",
+            &created.commit_index.to_string(),
+        ],
+        &env,
+        dir,
+    );
+    assert_eq!((code, note.as_str()), (0, covering.note.as_str()), "{err}");
+    let proven = reader
+        .prove(&tally_client::proofs::ProveRequest {
+            checkpoint: covering.index,
+            accounts: false,
+            ids: vec![519],
+        })
+        .await
+        .unwrap();
+    assert_eq!(proven.proofs.len(), 1, "the batch's last event is in it");
+    // Anyone can fetch the key that signs: `tally admin status` prints it.
+    let mut operator_env = cluster.client_env();
+    operator_env.push((
+        "TALLY_CREDENTIAL".to_owned(),
+        String::from_utf8_lossy(cluster.operator_credential()).into_owned(),
+    ));
+    let operator_env: Vec<(&str, String)> = operator_env
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.clone()))
+        .collect();
+    let (code, status, err) = tally(
+        &["admin", "--node", &cluster.addr(1).unwrap(), "status"],
+        &operator_env,
+        dir,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(status.contains(&format!("\n{key}\n")), "{status}");
+
+    // History rewritten: the operator stops every node, changes transfer 250's amount in each
+    // WAL and drops the checkpoints signed since (so the nodes replay it without noticing),
+    // and restarts them. The cluster signs checkpoints of the new history with its own key,
+    // and the witness, which holds a checkpoint of the old one, refuses them.
     cluster
         .shutdown(std::time::Duration::from_secs(10))
         .unwrap();
+    for id in 1..=3 {
+        rewrite_history(&dir.join(format!("node-{id}/data")), 250, 5_000);
+    }
+    for id in 1..=3 {
+        cluster.start(id).unwrap();
+    }
+    cluster
+        .wait_leader(std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let client = Client::connect(connect(SUBMITTER)).await.unwrap();
+    let later: Vec<Transfer> = (600..650u128).map(transfer).collect();
+    assert_eq!(client.create_transfers(&later).await.unwrap(), vec![]);
+    let reader = Client::connect(connect(READER)).await.unwrap();
+    let rewritten = reader.lookup_transfers(&[250]).await.unwrap();
+    assert_eq!(
+        rewritten[0].amount, 5_000,
+        "the nodes replayed the edited WAL"
+    );
+    let (rewritten_index, _) = checkpoint_covering(&reader, second_size + 50).await;
+    let (code, out, err) = cosign(second_size, rewritten_index);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("422"),
+        "not an extension of what it cosigned: {err}"
+    );
+    let (_, still, _) = tally(&["witness", "latest", "--state", "witness.json"], &[], dir);
+    assert_eq!(still, latest, "the witness keeps the history it saw");
+    cluster
+        .shutdown(std::time::Duration::from_secs(10))
+        .unwrap();
+}
+
+/// The checkpoint covering commit index `commit_index`, once one is signed.
+async fn checkpoint_covering_commit(
+    client: &tally_client::Client,
+    commit_index: u64,
+) -> tally_client::proofs::CheckpointReply {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match client.checkpoint_covering(commit_index).await {
+            Ok(checkpoint) => return checkpoint,
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint covers commit index {commit_index} within 20 s: {other:?}"
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// What an operator holding the disks could do to a stopped node: change transfer `id`'s
+/// amount in the WAL under `data_dir` and drop every checkpoint and cosignature note from
+/// that entry on, so the node replays another history without meeting a checkpoint of the
+/// old one. Done through the WAL's own API: checksums and chain are rewritten, and nothing on
+/// disk looks damaged.
+fn rewrite_history(data_dir: &Path, id: u128, amount: u128) {
+    use tally_engine::records::{RecordBytes, Transfer};
+    use tally_raft::replication::codec::{decode_entry, encode_entry};
+    use tally_raft::replication::types::EntryPayload;
+    use tally_raft::storage::{sync::SyncDisk, Disk};
+    use tally_raft::wal::{Wal, WalConfig};
+
+    let disk: std::sync::Arc<dyn Disk> = std::sync::Arc::new(SyncDisk::new());
+    let config = WalConfig {
+        segment_bytes: 16 << 20,
+        ..WalConfig::default()
+    };
+    let wal_dir = data_dir.join(tally_raft::replication::WAL_DIR);
+    let mut wal = Wal::open(disk, &wal_dir, config).unwrap();
+    let state = wal.log_state();
+    let first = state.purged.map_or(0, |purged| purged.index + 1);
+    let last = state.last.expect("a log").index;
+    let records = wal.reader().read(first..last + 1).unwrap();
+    let mut entries: Vec<_> = records.iter().map(|r| decode_entry(r).unwrap()).collect();
+    let mut from = None;
+    for (at, entry) in entries.iter_mut().enumerate() {
+        let EntryPayload::Normal(request) = &mut entry.payload else {
+            continue;
+        };
+        if from.is_some() {
+            request.log = None;
+            continue;
+        }
+        for batch in &mut request.batches {
+            if batch.operation != tally_engine::Operation::CreateTransfers {
+                continue;
+            }
+            let mut body = batch.body.to_vec();
+            for record in body.chunks_mut(128) {
+                let bytes: &RecordBytes = (&*record).try_into().unwrap();
+                let mut transfer = Transfer::decode(bytes).unwrap();
+                if transfer.id == id {
+                    transfer.amount = amount;
+                    record.copy_from_slice(&transfer.encode());
+                    from = Some(at);
+                }
+            }
+            batch.body = body.into();
+        }
+    }
+    let from = from.expect("the transfer is in the log");
+    let index = entries[from].log_id.index;
+    wal.truncate(index).unwrap();
+    let rewritten: Vec<_> = entries[from..]
+        .iter()
+        .map(|entry| encode_entry(entry).unwrap())
+        .collect();
+    let (done, flushed) = std::sync::mpsc::channel();
+    wal.append(rewritten, move |result| done.send(result).unwrap())
+        .unwrap();
+    flushed.recv().unwrap().unwrap();
+    wal.close();
 }

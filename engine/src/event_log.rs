@@ -416,6 +416,23 @@ impl Engine {
             .map(|i| (i, *self.log.checkpoints.get(i as u32)))
     }
 
+    /// The oldest checkpoint covering every event of the Raft entries up to `commit_index` (a
+    /// create reply's commit position: the handle to its checkpoint), and its index; `None`
+    /// while none does yet (the leader signs one within about a second). Answers for entries
+    /// this replica applied: its caller checks that it applied `commit_index`.
+    pub fn checkpoint_covering(&self, commit_index: u64) -> Option<(u64, SignedCheckpoint)> {
+        let batches = &self.log.batches;
+        let after = batches.partition_point(|batch| batch.commit_index <= commit_index);
+        let leaves = if after < batches.len() {
+            batches.get(after as u32).leaf_first
+        } else {
+            self.log.size
+        };
+        let checkpoints = &self.log.checkpoints;
+        let at = checkpoints.partition_point(|checkpoint| checkpoint.size < leaves);
+        (at < checkpoints.len()).then(|| (at as u64, *checkpoints.get(at as u32)))
+    }
+
     /// Leaves in the log: events applied so far.
     pub fn log_size(&self) -> u64 {
         self.log.size

@@ -317,3 +317,30 @@ fn the_log_survives_a_snapshot_and_is_in_the_digest() {
     assert_ne!(grown.digest(), engine.digest());
     assert_eq!(grown.log_root(size), engine.log_root(size));
 }
+
+/// A create reply's commit index is the handle to its checkpoint: the oldest one holding
+/// every event of the entries up to it, none while no checkpoint does yet.
+#[test]
+fn a_commit_index_finds_the_checkpoint_that_covers_it() {
+    let (mut engine, ..) = engine_with_history();
+    assert_eq!(engine.checkpoint_covering(3), None, "no checkpoint yet");
+    engine.record_checkpoint(signed(&engine, 8)).unwrap();
+    assert_eq!(engine.checkpoint_covering(3).map(|c| c.0), Some(0));
+    assert_eq!(
+        engine.checkpoint_covering(4),
+        None,
+        "entry 4 ends at 13 leaves"
+    );
+    engine.record_checkpoint(signed(&engine, 10)).unwrap();
+    engine.record_checkpoint(signed(&engine, 15)).unwrap();
+    let covering = |commit| engine.checkpoint_covering(commit).map(|(i, c)| (i, c.size));
+    assert_eq!(covering(2), Some((0, 8)), "no events up to entry 2");
+    assert_eq!(covering(3), Some((0, 8)));
+    assert_eq!(
+        covering(4),
+        Some((2, 15)),
+        "size 10 holds only part of entry 4"
+    );
+    assert_eq!(covering(5), Some((2, 15)));
+    assert_eq!(covering(9), Some((2, 15)), "entries without events");
+}

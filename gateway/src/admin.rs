@@ -28,6 +28,7 @@ pub(crate) fn node_state(
     raft: &Raft,
     view: &AppliedView,
     committed: &CommittedIndex,
+    log_key: Option<&str>,
     audit: bool,
 ) -> NodeState {
     let metrics = raft.metrics().borrow().clone();
@@ -73,6 +74,9 @@ pub(crate) fn node_state(
             committed_index: committed.get(),
             addresses,
             replication,
+            log_key: log_key.unwrap_or_default().to_owned(),
+            log_size: count(|engine| engine.log_size() as usize),
+            checkpoints: count(|engine| engine.checkpoints_count() as usize),
         }
     })
 }

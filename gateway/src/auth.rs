@@ -51,6 +51,9 @@ pub struct GatewayConfig {
     /// The verifiable log's origin (the checkpoint key's name): what a checkpoint's note names.
     /// `None`: this node has no key, and serves no checkpoint.
     pub log_origin: Option<Arc<str>>,
+    /// The checkpoint key's verifier key (C2SP note verifier key: public), shown by
+    /// `tally admin status` so anyone can check what the cluster signs.
+    pub log_key: Option<Arc<str>>,
     /// The witnesses whose cosignatures of checkpoints this node accepts and shows
     /// (`[verifiable] witnesses`).
     pub witnesses: Arc<[tally_engine::checkpoint::NoteVerifier]>,
@@ -63,6 +66,7 @@ impl Default for GatewayConfig {
             credentials: Vec::new(),
             session_idle: SESSION_IDLE_DEFAULT,
             log_origin: None,
+            log_key: None,
             witnesses: Arc::from([]),
         }
     }

@@ -25,7 +25,6 @@ use tokio::time::Instant;
 use crate::batcher::{Batcher, BatcherError, CommittedBatch};
 use crate::metrics::GatewayMetrics;
 use bytes::Bytes;
-use openraft::error::{CheckIsLeaderError, RaftError};
 use tally_raft::net::{ClientHandler, Frame, Replies};
 use tally_raft::replication::types::{ClientBatch, Origin, TypeConfig};
 use tally_raft::replication::{AppliedView, CommittedIndex};
@@ -44,13 +43,12 @@ use crate::session::{
     client_key, Admission, NumberedCreate, RegisterRefusal, RequestDigest, SessionRefusal,
     Sessions, Waiter,
 };
-use reads::{answer_read, Read};
+use reads::{answer_read, linearize, Read};
 use tally_client::protocol::{
     decode_request_body, decode_request_header, encode_create_reply, encode_node_state,
     encode_refusal, encode_registered, encode_reply, reply_kind, CreateReply, Failure, Operation,
     Refusal, Registered, ReplyHeader, Request, RequestHeader, Status, FLAG_IN_ORDER,
-    FLAG_LINEARIZABLE, KIND_CREATE_ACCOUNTS, KIND_CREATE_TRADES, KIND_CREATE_TRANSFERS,
-    KIND_REGISTER,
+    KIND_CREATE_ACCOUNTS, KIND_CREATE_TRADES, KIND_CREATE_TRANSFERS, KIND_REGISTER,
 };
 
 type Raft = openraft::Raft<TypeConfig>;
@@ -80,6 +78,7 @@ pub struct Gateway {
     metrics: GatewayMetrics,
     committed: CommittedIndex,
     log_origin: Option<Arc<str>>,
+    log_key: Option<Arc<str>>,
     witnesses: Arc<[tally_engine::checkpoint::NoteVerifier]>,
 }
 
@@ -213,6 +212,7 @@ impl Gateway {
             metrics,
             committed,
             log_origin: config.log_origin.clone(),
+            log_key: config.log_key.clone(),
             witnesses: Arc::clone(&config.witnesses),
         }
     }
@@ -361,10 +361,10 @@ impl Gateway {
                 replies,
                 now,
             ),
-            Request::Checkpoint { index } => {
+            Request::Checkpoint { which } => {
                 let (origin, witnesses) = (self.log_origin.clone(), self.witnesses.clone());
                 let read = Read::Checkpoint {
-                    index,
+                    which,
                     origin,
                     witnesses,
                 };
@@ -633,6 +633,7 @@ impl Gateway {
         let replies = replies.clone();
         let context = *context;
         let metrics = self.metrics.clone();
+        let log_key = self.log_key.clone();
         tokio::spawn(async move {
             let payload = match operate {
                 Operate::State { audit } => match linearize(&raft, header.flags).await {
@@ -641,7 +642,7 @@ impl Gateway {
                     // of millions of events): off the runtime's threads, which answer peers.
                     Ok(()) if audit => {
                         let read = tokio::task::spawn_blocking(move || {
-                            admin::node_state(&raft, &view, &committed, true)
+                            admin::node_state(&raft, &view, &committed, log_key.as_deref(), true)
                         });
                         match read.await {
                             Ok(state) => {
@@ -654,7 +655,8 @@ impl Gateway {
                         }
                     }
                     Ok(()) => {
-                        let state = admin::node_state(&raft, &view, &committed, false);
+                        let state =
+                            admin::node_state(&raft, &view, &committed, log_key.as_deref(), false);
                         context.ok(state.applied_index(), &encode_node_state(&state))
                     }
                 },
@@ -713,42 +715,9 @@ impl Gateway {
     }
 }
 
-type LateRefusal = Box<dyn FnOnce(&Context) -> Bytes + Send>;
-
 /// The refusal of a read while this replica installs a snapshot (it has no state to answer
 /// from for that time; the client retries, or asks another replica).
 const INSTALLING: &str = "this replica is installing a snapshot; retry";
-
-/// Wait until a read with these flags may be served here.
-async fn linearize(raft: &Raft, flags: u16) -> Result<(), LateRefusal> {
-    if flags & FLAG_LINEARIZABLE == 0 {
-        return Ok(());
-    }
-    match raft.ensure_linearizable().await {
-        Ok(_) => Ok(()),
-        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
-            let leader = forward
-                .leader_id
-                .zip(forward.leader_node.map(|node| node.client_addr));
-            Err(Box::new(move |context: &Context| {
-                context.refuse(
-                    Status::NotLeader,
-                    &Refusal {
-                        leader,
-                        event: None,
-                        message: "linearizable reads are served by the leader".to_owned(),
-                    },
-                )
-            }))
-        }
-        Err(error) => {
-            let message = format!("leadership not confirmed: {error}");
-            Err(Box::new(move |context: &Context| {
-                context.refuse_with(Status::Unavailable, message)
-            }))
-        }
-    }
-}
 
 /// Send a create request's reply to its connection and to every duplicate that waited for
 /// it, caching it if it is a definite outcome.

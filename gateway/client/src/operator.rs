@@ -213,6 +213,12 @@ pub struct NodeState {
     pub addresses: Vec<(u64, String)>,
     /// Leader only: per follower, the last index known replicated there.
     pub replication: Vec<(u64, Option<u64>)>,
+    /// The verifier key (public) of the cluster's checkpoint key, as `tally verify --key`
+    /// takes it; empty on a node without one.
+    pub log_key: String,
+    /// Leaves in this node's verifiable log (events applied) and checkpoints it keeps.
+    pub log_size: u64,
+    pub checkpoints: u64,
 }
 
 impl NodeState {
@@ -223,6 +229,8 @@ impl NodeState {
 }
 
 const ROLE_BYTES_MAX: usize = 32;
+/// Bytes of a verifier key in a node state (a name of up to ~400 bytes, and the key).
+const LOG_KEY_BYTES_MAX: usize = 512;
 /// Bytes of one ledger's totals: ledger u32 and four u128 sums.
 const LEDGER_TOTALS_BYTES: usize = 4 + 4 * 16;
 
@@ -272,7 +280,8 @@ fn get_position(reader: &mut Reader<'_>) -> Result<Option<LogPosition>, DecodeEr
 /// per ledger: ledger u32, debits pending, debits posted, credits pending, credits posted u128
 /// each), last log index and committed index (present u8, reserved 7, index u64 each),
 /// addresses (count u32, per member: id u64, client address u16 length + UTF-8), replication
-/// (count u32, per follower: id u64, matched index as above).
+/// (count u32, per follower: id u64, matched index as above), the checkpoint key's verifier
+/// key (u16 length + UTF-8, ≤ 512 bytes; empty: none), log leaves u64, checkpoints u64.
 pub fn encode_node_state(state: &NodeState) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + state.ledger_totals.len() * LEDGER_TOTALS_BYTES);
     out.extend_from_slice(&state.node_id.to_le_bytes());
@@ -312,6 +321,9 @@ pub fn encode_node_state(state: &NodeState) -> Vec<u8> {
         out.extend_from_slice(&id.to_le_bytes());
         put_index(&mut out, *matched);
     }
+    put_str(&mut out, &state.log_key, LOG_KEY_BYTES_MAX);
+    out.extend_from_slice(&state.log_size.to_le_bytes());
+    out.extend_from_slice(&state.checkpoints.to_le_bytes());
     out
 }
 
@@ -365,6 +377,9 @@ pub fn decode_node_state(body: &[u8]) -> Result<NodeState, DecodeError> {
         let id = reader.u64()?;
         replication.push((id, get_index(&mut reader)?));
     }
+    let log_key = reader.string(LOG_KEY_BYTES_MAX)?;
+    let log_size = reader.u64()?;
+    let checkpoints = reader.u64()?;
     reader.end()?;
     Ok(NodeState {
         node_id,
@@ -385,6 +400,9 @@ pub fn decode_node_state(body: &[u8]) -> Result<NodeState, DecodeError> {
         committed_index,
         addresses,
         replication,
+        log_key,
+        log_size,
+        checkpoints,
     })
 }
 
@@ -446,6 +464,9 @@ mod tests {
             committed_index: Some(99),
             addresses: vec![(1, "a:1".into()), (2, "b:2".into())],
             replication: vec![(1, Some(99)), (3, None)],
+            log_key: "tally/cluster-0x7a11+1a2b3c4d+AQID".into(),
+            log_size: 1_000,
+            checkpoints: 4,
         };
         let body = encode_node_state(&state);
         assert_eq!(decode_node_state(&body), Ok(state));

@@ -24,20 +24,41 @@ pub const NOTE_BYTES_MAX: usize = 1024;
 
 const PROVE_ACCOUNTS: u32 = 1;
 
-/// A checkpoint request body (16 bytes): checkpoint index u64 (`LATEST`: the newest),
-/// reserved u64.
-pub fn encode_checkpoint_request(index: u64) -> Vec<u8> {
+/// Which checkpoint a checkpoint request asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhichCheckpoint {
+    /// By index (`LATEST`: the newest).
+    Index(u64),
+    /// The oldest one covering every event of the Raft entries up to this commit index: a
+    /// create reply's commit position is the handle to the checkpoint that covers it.
+    Covering(u64),
+}
+
+/// A checkpoint request body (16 bytes): checkpoint index u64 (`LATEST`: the newest), then a
+/// commit index u64: 0 for a checkpoint by index; else the index is `LATEST` and the request
+/// asks for the oldest checkpoint covering that commit index.
+pub fn encode_checkpoint_request(which: WhichCheckpoint) -> Vec<u8> {
+    let (index, covering) = match which {
+        WhichCheckpoint::Index(index) => (index, 0u64),
+        WhichCheckpoint::Covering(commit_index) => (LATEST, commit_index.max(1)),
+    };
     let mut out = index.to_le_bytes().to_vec();
-    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&covering.to_le_bytes());
     out
 }
 
-pub fn decode_checkpoint_request(body: &[u8]) -> Result<u64, DecodeError> {
+pub fn decode_checkpoint_request(body: &[u8]) -> Result<WhichCheckpoint, DecodeError> {
     let mut reader = Reader::new(body, "checkpoint request");
     let index = reader.u64()?;
-    reader.zeros(8)?;
+    let covering = reader.u64()?;
     reader.end()?;
-    Ok(index)
+    match (index, covering) {
+        (index, 0) => Ok(WhichCheckpoint::Index(index)),
+        (LATEST, commit_index) => Ok(WhichCheckpoint::Covering(commit_index)),
+        _ => Err(DecodeError::Conflict(
+            "checkpoint request: a checkpoint index and a commit index to cover; give one",
+        )),
+    }
 }
 
 /// A checkpoint as the node keeps it: its index among the cluster's checkpoints and the
@@ -252,8 +273,13 @@ mod tests {
     #[test]
     fn messages_round_trip() {
         assert_eq!(
-            decode_checkpoint_request(&encode_checkpoint_request(LATEST)),
-            Ok(LATEST)
+            decode_checkpoint_request(&encode_checkpoint_request(WhichCheckpoint::Index(LATEST))),
+            Ok(WhichCheckpoint::Index(LATEST))
+        );
+        let covering = WhichCheckpoint::Covering(42);
+        assert_eq!(
+            decode_checkpoint_request(&encode_checkpoint_request(covering)),
+            Ok(covering)
         );
         let reply = CheckpointReply {
             index: 3,
@@ -311,9 +337,12 @@ mod tests {
         let mut flagged = encode_prove_request(&ids(1));
         flagged[8] = 2;
         assert!(decode_prove_request(&flagged).is_err());
-        let mut reserved = encode_checkpoint_request(1);
-        reserved[9] = 1;
-        assert!(decode_checkpoint_request(&reserved).is_err());
+        let mut both = encode_checkpoint_request(WhichCheckpoint::Index(1));
+        both[9] = 1;
+        assert!(
+            decode_checkpoint_request(&both).is_err(),
+            "an index and a commit index"
+        );
         let mut long = encode_consistency_reply(&[]);
         long[0] = (PROOF_HASHES_MAX + 1) as u8;
         assert!(decode_consistency_reply(&long).is_err());

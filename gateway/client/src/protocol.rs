@@ -227,6 +227,9 @@ pub enum DecodeError {
     Utf8(&'static str),
     #[error("{0}: a record has unknown flag bits")]
     Record(&'static str),
+    /// Fields that each decode but do not go together.
+    #[error("{0}")]
+    Conflict(&'static str),
 }
 
 /// A bounded reader over a byte slice: every read checks the bytes left.
@@ -434,9 +437,9 @@ pub enum Request<'a> {
         audit: bool,
     },
     Admin(Admin),
-    /// Checkpoint `index` (`proofs::LATEST`: the newest).
+    /// A checkpoint by index or the one covering a commit index.
     Checkpoint {
-        index: u64,
+        which: crate::proofs::WhichCheckpoint,
     },
     Prove(crate::proofs::ProveRequest),
     Consistency {
@@ -517,7 +520,7 @@ pub fn decode_request_body(operation: Operation, body: &[u8]) -> Result<Request<
         }
         Operation::Admin => decode_admin(body).map(Request::Admin),
         Operation::Checkpoint => crate::proofs::decode_checkpoint_request(body)
-            .map(|index| Request::Checkpoint { index }),
+            .map(|which| Request::Checkpoint { which }),
         Operation::Prove => crate::proofs::decode_prove_request(body).map(Request::Prove),
         Operation::Consistency => crate::proofs::decode_consistency_request(body)
             .map(|(old, new)| Request::Consistency { old, new }),

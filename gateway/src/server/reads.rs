@@ -8,12 +8,15 @@ use std::sync::Arc;
 
 use tally_client::proofs::{
     encode_checkpoint_reply, encode_consistency_reply, encode_prove_reply, CheckpointReply,
-    ProveReply, ProveRequest, Proven, LATEST,
+    ProveReply, ProveRequest, Proven, WhichCheckpoint, LATEST,
 };
 
 use tally_engine::checkpoint::NoteVerifier;
 
-use super::Context;
+use openraft::error::{CheckIsLeaderError, RaftError};
+use tally_client::protocol::{Refusal, FLAG_LINEARIZABLE};
+
+use super::{Context, Raft};
 use crate::auth::Access;
 
 /// A read request, owned so it can move into its task.
@@ -29,7 +32,7 @@ pub(super) enum Read {
     },
     /// A checkpoint of the verifiable log, written as a note of the log `origin`.
     Checkpoint {
-        index: u64,
+        which: WhichCheckpoint,
         origin: Option<Arc<str>>,
         witnesses: Arc<[NoteVerifier]>,
     },
@@ -100,7 +103,7 @@ pub(super) fn answer_read(
             }
         }
         Read::Checkpoint {
-            index,
+            which,
             origin,
             witnesses,
         } => {
@@ -111,7 +114,21 @@ pub(super) fn answer_read(
                      checkpoints",
                 );
             };
-            match checkpoint(engine, index) {
+            let found = match which {
+                WhichCheckpoint::Index(index) => checkpoint(engine, index),
+                // Entries this replica has not applied yet cannot be said covered here.
+                WhichCheckpoint::Covering(covering) if covering > commit_index => {
+                    return context.refuse_with(
+                        Status::NotFound,
+                        format!(
+                            "commit index {covering} is not applied on this replica yet (it \
+                             applied {commit_index}); ask the leader, or again shortly"
+                        ),
+                    )
+                }
+                WhichCheckpoint::Covering(covering) => engine.checkpoint_covering(covering),
+            };
+            match found {
                 Some((index, signed)) => {
                     // The cosignatures kept, by the witnesses this node knows by name.
                     let mut note = signed.note(&origin);
@@ -128,12 +145,12 @@ pub(super) fn answer_read(
                     };
                     context.ok(commit_index, &encode_checkpoint_reply(&reply))
                 }
-                None => context.refuse_with(Status::NotFound, no_checkpoint(engine, index)),
+                None => context.refuse_with(Status::NotFound, no_checkpoint(engine, which)),
             }
         }
         Read::Prove(request) => {
             let Some((index, signed)) = checkpoint(engine, request.checkpoint) else {
-                let why = no_checkpoint(engine, request.checkpoint);
+                let why = no_checkpoint(engine, WhichCheckpoint::Index(request.checkpoint));
                 return context.refuse_with(Status::NotFound, why);
             };
             let visible = |id: u128| {
@@ -196,11 +213,50 @@ fn checkpoint(
     }
 }
 
-fn no_checkpoint(engine: &tally_engine::Engine, index: u64) -> String {
-    match engine.checkpoints_count() {
-        0 => "this replica holds no checkpoint yet (one is signed within a second of events \
-              committing, on a cluster with a key)"
+fn no_checkpoint(engine: &tally_engine::Engine, which: WhichCheckpoint) -> String {
+    match (engine.checkpoints_count(), which) {
+        (0, _) => "this replica holds no checkpoint yet (one is signed within a second of events \
+                   committing, on a cluster with a key)"
             .to_owned(),
-        count => format!("no checkpoint {index}: this replica holds checkpoints 0..{count}"),
+        (_, WhichCheckpoint::Covering(commit_index)) => format!(
+            "no checkpoint covers commit index {commit_index} yet: the leader signs one within \
+             about a second; ask again shortly"
+        ),
+        (count, WhichCheckpoint::Index(index)) => {
+            format!("no checkpoint {index}: this replica holds checkpoints 0..{count}")
+        }
+    }
+}
+
+type LateRefusal = Box<dyn FnOnce(&Context) -> Bytes + Send>;
+
+/// Wait until a read with these flags may be served here.
+pub(super) async fn linearize(raft: &Raft, flags: u16) -> Result<(), LateRefusal> {
+    if flags & FLAG_LINEARIZABLE == 0 {
+        return Ok(());
+    }
+    match raft.ensure_linearizable().await {
+        Ok(_) => Ok(()),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
+            let leader = forward
+                .leader_id
+                .zip(forward.leader_node.map(|node| node.client_addr));
+            Err(Box::new(move |context: &Context| {
+                context.refuse(
+                    Status::NotLeader,
+                    &Refusal {
+                        leader,
+                        event: None,
+                        message: "linearizable reads are served by the leader".to_owned(),
+                    },
+                )
+            }))
+        }
+        Err(error) => {
+            let message = format!("leadership not confirmed: {error}");
+            Err(Box::new(move |context: &Context| {
+                context.refuse_with(Status::Unavailable, message)
+            }))
+        }
     }
 }

@@ -8,7 +8,7 @@ use super::{Client, ClientError};
 use crate::proofs::{
     decode_checkpoint_reply, decode_consistency_reply, decode_prove_reply,
     encode_checkpoint_request, encode_consistency_request, encode_cosign_request,
-    encode_prove_request, CheckpointReply, ProveReply, ProveRequest,
+    encode_prove_request, CheckpointReply, ProveReply, ProveRequest, WhichCheckpoint,
 };
 use crate::protocol::Operation;
 
@@ -19,8 +19,23 @@ fn decode_error(error: crate::protocol::DecodeError) -> ClientError {
 impl Client {
     /// Checkpoint `index` of the verifiable log (`proofs::LATEST`: the newest), signed.
     pub async fn checkpoint(&self, index: u64) -> Result<CheckpointReply, ClientError> {
+        self.checkpoint_of(WhichCheckpoint::Index(index)).await
+    }
+
+    /// The oldest checkpoint covering every event committed up to `commit_index` (what a
+    /// create reply names, [`crate::Created::commit_index`]), signed; refused `NotFound`
+    /// until one is signed (within about a second of the events committing).
+    pub async fn checkpoint_covering(
+        &self,
+        commit_index: u64,
+    ) -> Result<CheckpointReply, ClientError> {
+        self.checkpoint_of(WhichCheckpoint::Covering(commit_index))
+            .await
+    }
+
+    async fn checkpoint_of(&self, which: WhichCheckpoint) -> Result<CheckpointReply, ClientError> {
         let body = self
-            .read(Operation::Checkpoint, encode_checkpoint_request(index))
+            .read(Operation::Checkpoint, encode_checkpoint_request(which))
             .await?;
         decode_checkpoint_reply(&body).map_err(decode_error)
     }
