@@ -36,6 +36,8 @@ impl Engine {
             hasher.update(&batch.commit_index.to_le_bytes());
             hasher.update(&batch.index_in_entry.to_le_bytes());
         }
+        // The access trail whole: it is hashed as it is recorded.
+        self.access.digest_into(&mut hasher);
         *hasher.finalize().as_bytes()
     }
 

@@ -148,6 +148,8 @@ pub struct Engine {
     pub(crate) instance: u64,
     /// One Merkle leaf per applied event, and where each batch sits (`event_log.rs`).
     pub(crate) log: EventLog,
+    /// One Merkle leaf per read a gateway served (`access_log.rs`).
+    pub(crate) access: crate::access_log::AccessLog,
     // Per-batch scratch space, kept to avoid allocating per batch.
     batch: u64,
     undo: Vec<Undo>,
@@ -174,6 +176,7 @@ impl Engine {
             last_timestamp: 0,
             instance: crate::snapshot_sections::engine_instance(),
             log: EventLog::default(),
+            access: Default::default(),
             batch: 0,
             undo: Vec::new(),
             undo_on: false,

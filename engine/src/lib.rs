@@ -10,6 +10,7 @@
 #![warn(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod access_log;
 mod account;
 mod arena;
 pub mod checkpoint;
@@ -35,6 +36,10 @@ mod transfer;
 mod warm;
 pub mod witness;
 
+pub use access_log::{
+    AccessEntry, AccessProof, ACCESS_LEAF_ACCOUNT_BYTES, ACCESS_LEAF_HEADER_BYTES,
+    ACCESS_LEAF_VERSION, ACCESS_NAME_BYTES, ACCESS_ORIGIN_SUFFIX, NO_PREVIOUS,
+};
 pub use engine::{BatchError, BatchOutcome, Engine, EngineConfig, Operation};
 pub use event_log::{
     CheckpointRefused, EventProof, LeafHashWorker, LogPosition, LEAF_BYTES, LEAF_VERSION,

@@ -65,7 +65,8 @@ impl Engine {
                 let tree = self.log.tree();
                 tree.leaves().bytes_allocated() + tree.upper_bytes()
             } + self.log.batches.bytes_allocated()
-                + self.log.checkpoints.bytes_allocated(),
+                + self.log.checkpoints.bytes_allocated()
+                + self.access.bytes_allocated(),
         }
     }
 }

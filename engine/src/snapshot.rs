@@ -7,17 +7,19 @@
 //!
 //! A snapshot is written and read as a stream (`FrozenState::write_to`,
 //! `Engine::restore_from`): neither side ever holds the whole image in memory, only one
-//! section of at most `SECTION_RECORDS` records. Layout (version 6), all little-endian:
+//! section of at most `SECTION_RECORDS` records. Layout (version 7), all little-endian:
 //!
 //! ```text
 //! header   magic "TALLYSNP" (8) | format version u32 (4) | reserved u32 (0)
 //!          | last_timestamp u64 | accounts u64 | transfers u64 | trades u64 | expiries u64
 //!          | failed_ids u64 | log_leaves u64 | log_batches u64 | checkpoints u64
-//!          | cosignatures u64
+//!          | cosignatures u64 | access_reads u64 | access_touches u64
+//!          | access_checkpoints u64
 //! sections the accounts, then the transfers, trades, expiries, failed ids (u128 each), the
 //!          verifiable log's leaf hashes (32 bytes each), its batch positions, its signed
-//!          checkpoints and their witnesses' cosignatures (`event_log.rs`), each kind in slot
-//!          order
+//!          checkpoints and their witnesses' cosignatures (`event_log.rs`), the access
+//!          trail's reads, the accounts they touched and its checkpoints (`access_log.rs`),
+//!          each kind in slot order
 //!          cut into sections of SECTION_RECORDS records (the last one of a kind shorter,
 //!          none for a kind with no records); a section is
 //!          bytes u64 | rkyv archive of a Vec of the records (`bytes` long)
@@ -25,7 +27,8 @@
 //! trailer  BLAKE3 of the header followed by every section's hash, in order (32)
 //! ```
 //!
-//! Versions 4 and 5 (no log counts, no log sections: they restore with an empty log) are
+//! Version 6 (no access counts or sections: it restores with an empty access trail) and
+//! versions 4 and 5 (no log counts, no log sections: they restore with an empty log) are
 //! still read.
 //!
 //! A section of stored events is one arena chunk, and its hash covers it alone, so a writer
@@ -43,6 +46,7 @@ use std::io::{self, Read, Write};
 
 use rkyv::util::AlignedVec;
 
+use crate::access_log::{AccessLog, AccessRead, AccessTouch};
 use crate::arena::Frozen;
 use crate::checkpoint::{SignedCheckpoint, StoredCosignature};
 use crate::engine::{Engine, EngineConfig, Events};
@@ -61,7 +65,9 @@ pub use crate::snapshot_sections::{
 use crate::state::{AccountState, Balances, EventRef, Expiry, StoredTrade, StoredTransfer};
 
 pub(crate) const MAGIC: &[u8; 8] = b"TALLYSNP";
-pub(crate) const FORMAT_VERSION: u32 = 6;
+pub(crate) const FORMAT_VERSION: u32 = 7;
+/// The format before the access trail: read, never written.
+pub(crate) const FORMAT_VERSION_NO_ACCESS: u32 = 6;
 /// The format before the verifiable log's leaves and batches: read, never written.
 pub(crate) const FORMAT_VERSION_NO_LOG: u32 = 5;
 /// The format before a trade's `user_data_64`: read, never written.
@@ -73,13 +79,16 @@ pub(crate) const FORMAT_VERSION_WHOLE_HASH: u32 = 2;
 /// Bytes of a snapshot's header.
 pub const SNAPSHOT_HEADER_BYTES: usize = 8 + 4 + 4 + 8 + KINDS * 8;
 pub(crate) const HEADER_BYTES: usize = SNAPSHOT_HEADER_BYTES;
+/// Bytes of a header of version 6 (no access counts).
+pub(crate) const HEADER_BYTES_NO_ACCESS: usize = HEADER_BYTES - 24;
 /// Bytes of a header of versions 4 and 5 (no log counts).
-pub(crate) const HEADER_BYTES_NO_LOG: usize = HEADER_BYTES - 32;
+pub(crate) const HEADER_BYTES_NO_LOG: usize = HEADER_BYTES_NO_ACCESS - 32;
 /// Bytes of a header of versions 2 and 3 (no `failed_ids` count either).
 pub(crate) const HEADER_BYTES_OLD: usize = HEADER_BYTES_NO_LOG - 8;
 /// Kinds of records a snapshot holds: accounts, transfers, trades, expiries, failed ids,
-/// log leaves, log batches, checkpoints, cosignatures.
-pub(crate) const KINDS: usize = 9;
+/// log leaves, log batches, checkpoints, cosignatures, access reads, access touches, access
+/// checkpoints.
+pub(crate) const KINDS: usize = 12;
 /// Bytes of a section's hash.
 pub const SECTION_HASH_BYTES: usize = 32;
 
@@ -220,6 +229,8 @@ record!(Hash, "log leaf");
 record!(LogBatch, "log batch");
 record!(SignedCheckpoint, "checkpoint");
 record!(StoredCosignature, "cosignature");
+record!(AccessRead, "access read");
+record!(AccessTouch, "access touch");
 
 /// Restored events' index inserts, `RESTORE_INDEX_AHEAD` events behind their arena pushes:
 /// an id's index entry is prefetched when its event is pushed and probed when it is inserted,
@@ -332,16 +343,36 @@ fn file_records(
                 log.3.push(cosignature);
             }
         }
+        Records::AccessReads(section) => {
+            for &read in section {
+                log.4.push(read);
+            }
+        }
+        Records::AccessTouches(section) => {
+            for &touch in section {
+                log.5.push(touch);
+            }
+        }
+        Records::AccessCheckpoints(section) => {
+            for &checkpoint in section {
+                log.6.push(checkpoint);
+            }
+        }
     }
     Ok(())
 }
 
-/// A log's parts as a restore files them: leaf hashes, batches, checkpoints, cosignatures.
-type RestoredLog = (
+/// A log's parts as a restore files them: leaf hashes, batches, checkpoints, cosignatures;
+/// then the access trail's reads, touches and checkpoints.
+#[derive(Default)]
+pub(crate) struct RestoredLog(
     Events<Hash>,
     Events<LogBatch>,
     Events<SignedCheckpoint>,
     Events<StoredCosignature>,
+    Events<AccessRead>,
+    Events<AccessTouch>,
+    Events<SignedCheckpoint>,
 );
 
 /// What a snapshot's header says a restore begins with ([`Engine::restore_begin`]).
@@ -371,6 +402,9 @@ pub struct FrozenState {
     log_batches: Frozen<LogBatch>,
     checkpoints: Frozen<SignedCheckpoint>,
     cosignatures: Frozen<StoredCosignature>,
+    access_reads: Frozen<AccessRead>,
+    access_touches: Frozen<AccessTouch>,
+    access_checkpoints: Frozen<SignedCheckpoint>,
 }
 
 impl FrozenState {
@@ -413,6 +447,9 @@ impl FrozenState {
             self.log_batches.len(),
             self.checkpoints.len(),
             self.cosignatures.len(),
+            self.access_reads.len(),
+            self.access_touches.len(),
+            self.access_checkpoints.len(),
         ] {
             header.extend_from_slice(&(count as u64).to_le_bytes());
         }
@@ -492,6 +529,30 @@ impl FrozenState {
                 (records.len(), written)
             },
         );
+        events(
+            SectionKind::AccessReads,
+            self.access_reads.chunk_count(),
+            &|i| {
+                let (records, written) = self.access_reads.chunk(i);
+                (records.len(), written)
+            },
+        );
+        events(
+            SectionKind::AccessTouches,
+            self.access_touches.chunk_count(),
+            &|i| {
+                let (records, written) = self.access_touches.chunk(i);
+                (records.len(), written)
+            },
+        );
+        events(
+            SectionKind::AccessCheckpoints,
+            self.access_checkpoints.chunk_count(),
+            &|i| {
+                let (records, written) = self.access_checkpoints.chunk(i);
+                (records.len(), written)
+            },
+        );
         sections
     }
 
@@ -514,6 +575,8 @@ impl FrozenState {
             log_batches,
             checkpoints,
             cosignatures,
+            access_reads,
+            access_touches,
         } = encoder;
         match section.kind {
             SectionKind::Accounts => {
@@ -558,6 +621,18 @@ impl FrozenState {
                 let chunk = self.cosignatures.chunk(section.index).0;
                 encode_section(chunk, cosignatures, archived, out);
             }
+            SectionKind::AccessReads => {
+                let chunk = self.access_reads.chunk(section.index).0;
+                encode_section(chunk, access_reads, archived, out);
+            }
+            SectionKind::AccessTouches => {
+                let chunk = self.access_touches.chunk(section.index).0;
+                encode_section(chunk, access_touches, archived, out);
+            }
+            SectionKind::AccessCheckpoints => {
+                let chunk = self.access_checkpoints.chunk(section.index).0;
+                encode_section(chunk, checkpoints, archived, out);
+            }
         }
     }
 
@@ -595,6 +670,9 @@ impl Engine {
             log_batches: self.log.batches.freeze(),
             checkpoints: self.log.checkpoints.freeze(),
             cosignatures: self.log.cosignatures.freeze(),
+            access_reads: self.access.reads.freeze(),
+            access_touches: self.access.touches.freeze(),
+            access_checkpoints: self.access.checkpoints.freeze(),
         }
     }
 
@@ -643,7 +721,7 @@ impl Engine {
             engine.take_chunks_from(supply);
         }
         let mut stored_balances = Vec::new();
-        let mut log = Default::default();
+        let mut log = RestoredLog::default();
         let mut events_indexed = false;
         for section in sections {
             let SnapshotSection(records) = section?;
@@ -685,11 +763,16 @@ impl Engine {
             log.1.len(),
             log.2.len(),
             log.3.len(),
+            log.4.len(),
+            log.5.len(),
+            log.6.len(),
         ];
         if filed.map(|n| n as u64) != counts {
             return Err(SnapshotError::Truncated);
         }
-        engine.log = restored_log(log.0, log.1, log.2, log.3);
+        let RestoredLog(leaves, batches, checkpoints, cosignatures, reads, touches, access) = log;
+        engine.access = AccessLog::restored(reads, touches, access).map_err(invalid)?;
+        engine.log = restored_log(leaves, batches, checkpoints, cosignatures);
         engine.replay_restored(&stored_balances)?;
         Ok(engine)
     }

@@ -10,15 +10,16 @@ use rkyv::util::AlignedVec;
 
 use rkyv::{Archive, Deserialize, Serialize};
 
+use crate::access_log::{AccessRead, AccessTouch};
 use crate::checkpoint::{SignedCheckpoint, StoredCosignature};
 use crate::engine::Engine;
 use crate::event_log::LogBatch;
 use crate::merkle::Hash;
 use crate::snapshot::{
-    invalid, Record, RestoreStart, SnapshotError, FORMAT_VERSION, FORMAT_VERSION_NO_FAILED_IDS,
-    FORMAT_VERSION_NO_LOG, FORMAT_VERSION_NO_TRADE_USER_DATA, FORMAT_VERSION_WHOLE_HASH,
-    HEADER_BYTES, HEADER_BYTES_NO_LOG, HEADER_BYTES_OLD, KINDS, MAGIC, SECTION_HASH_BYTES,
-    SECTION_RECORDS,
+    invalid, Record, RestoreStart, SnapshotError, FORMAT_VERSION, FORMAT_VERSION_NO_ACCESS,
+    FORMAT_VERSION_NO_FAILED_IDS, FORMAT_VERSION_NO_LOG, FORMAT_VERSION_NO_TRADE_USER_DATA,
+    FORMAT_VERSION_WHOLE_HASH, HEADER_BYTES, HEADER_BYTES_NO_ACCESS, HEADER_BYTES_NO_LOG,
+    HEADER_BYTES_OLD, KINDS, MAGIC, SECTION_HASH_BYTES, SECTION_RECORDS,
 };
 use crate::snapshot_sections::TrailerHasher;
 use crate::state::{AccountState, Expiry, PendingStatus, StoredTrade, StoredTransfer, SLOT_NONE};
@@ -45,6 +46,7 @@ impl Engine {
         let version = word(8);
         let header_bytes = match version {
             FORMAT_VERSION => HEADER_BYTES,
+            FORMAT_VERSION_NO_ACCESS => HEADER_BYTES_NO_ACCESS,
             FORMAT_VERSION_NO_LOG | FORMAT_VERSION_NO_TRADE_USER_DATA => HEADER_BYTES_NO_LOG,
             FORMAT_VERSION_NO_FAILED_IDS | FORMAT_VERSION_WHOLE_HASH => HEADER_BYTES_OLD,
             _ => return Err(SnapshotError::UnsupportedVersion { version }),
@@ -71,10 +73,17 @@ impl Engine {
             0
         };
         // A snapshot from before the verifiable log restores with an empty one.
-        let [leaves, log_batches, checkpoints, cosignatures] = if version >= FORMAT_VERSION {
-            [64, 72, 80, 88].map(long)
+        let [leaves, log_batches, checkpoints, cosignatures] =
+            if version >= FORMAT_VERSION_NO_ACCESS {
+                [64, 72, 80, 88].map(long)
+            } else {
+                [0, 0, 0, 0]
+            };
+        // And one from before the access trail with an empty trail.
+        let [access_reads, access_touches, access_checkpoints] = if version >= FORMAT_VERSION {
+            [96, 104, 112].map(long)
         } else {
-            [0, 0, 0, 0]
+            [0, 0, 0]
         };
         // Slots are u32 with `SLOT_NONE` reserved; event slots have 30 bits (`EventRef`); a
         // log holds one leaf per event ever applied, at most a batch per leaf.
@@ -86,6 +95,9 @@ impl Engine {
             || log_batches > leaves
             || checkpoints > leaves
             || cosignatures >= 1 << 32
+            || access_reads >= u64::from(u32::MAX)
+            || access_touches >= u64::from(u32::MAX)
+            || access_checkpoints > access_reads
         {
             return Err(invalid("more records than slots"));
         }
@@ -99,12 +111,16 @@ impl Engine {
             log_batches,
             checkpoints,
             cosignatures,
+            access_reads,
+            access_touches,
+            access_checkpoints,
         ];
         let start = RestoreStart {
             last_timestamp: long(16),
             counts,
         };
-        let trades_v4 = version < FORMAT_VERSION;
+        // Trades gained `user_data_64` in format 5.
+        let trades_v4 = version <= FORMAT_VERSION_NO_TRADE_USER_DATA;
         Ok((
             start,
             SnapshotSections::new(input, counts, sections_hash, trades_v4),
@@ -196,6 +212,9 @@ pub(crate) enum Records {
     LogBatches(Vec<LogBatch>),
     Checkpoints(Vec<SignedCheckpoint>),
     Cosignatures(Vec<StoredCosignature>),
+    AccessReads(Vec<AccessRead>),
+    AccessTouches(Vec<AccessTouch>),
+    AccessCheckpoints(Vec<SignedCheckpoint>),
 }
 
 /// A record kind as a section of [`Records`].
@@ -229,6 +248,16 @@ kind!(Hash, Leaves);
 kind!(LogBatch, LogBatches);
 kind!(SignedCheckpoint, Checkpoints);
 kind!(StoredCosignature, Cosignatures);
+kind!(AccessRead, AccessReads);
+kind!(AccessTouch, AccessTouches);
+
+/// A section of checkpoints as the access trail's: archived as the log's, filed apart.
+fn access_checkpoints(records: Records) -> Records {
+    match records {
+        Records::Checkpoints(records) => Records::AccessCheckpoints(records),
+        other => other,
+    }
+}
 
 /// A snapshot's sections, read, checked and decoded one at a time, in order: an iterator of
 /// [`SnapshotSection`]s that ends by checking the trailer and that nothing follows it (an error
@@ -368,7 +397,12 @@ impl<R: Read> Iterator for SnapshotSections<R> {
             5 => self.section::<Hash>(records),
             6 => self.section::<LogBatch>(records),
             7 => self.section::<SignedCheckpoint>(records),
-            _ => self.section::<StoredCosignature>(records),
+            8 => self.section::<StoredCosignature>(records),
+            9 => self.section::<AccessRead>(records),
+            10 => self.section::<AccessTouch>(records),
+            _ => self
+                .section::<SignedCheckpoint>(records)
+                .map(access_checkpoints),
         };
         self.left[self.kind] -= records as u64;
         if section.is_err() {
@@ -393,10 +427,18 @@ mod tests {
     use crate::{EngineConfig, Operation};
 
     /// Proves a format-4 snapshot, whose trades have no `user_data_64`, still restores: the
-    /// same state with its trades' user data 0. The image is this engine's own, its trade
-    /// section archived again in the old layout and the hashes made anew.
+    /// same state with its trades' user data 0; and a format-5 one (the same header, trades
+    /// with user data) with its trades' user data. The image is this engine's own, its trade
+    /// section archived again in the old layout for format 4 and the hashes made anew.
+    /// (Regression: format 5's trades were read in format 4's layout once format 6 came.)
     #[test]
     fn format_4_trades_restore_with_no_user_data() {
+        for version in [FORMAT_VERSION_NO_TRADE_USER_DATA, FORMAT_VERSION_NO_LOG] {
+            restore_old_format(version);
+        }
+    }
+
+    fn restore_old_format(version: u32) {
         let mut engine = Engine::new(EngineConfig::default());
         let accounts: Vec<Account> = (1..=4u128)
             .map(|id| Account {
@@ -417,6 +459,7 @@ mod tests {
             quantity: 5,
             cash_amount: 50,
             code: 1,
+            user_data_64: 7,
             ..Trade::default()
         };
         let at = 1 << 40;
@@ -430,7 +473,7 @@ mod tests {
         // Format 4's header is format 6's without the two log counts, and it has no log
         // sections.
         let mut old = image[..HEADER_BYTES_NO_LOG].to_vec();
-        old[8..12].copy_from_slice(&FORMAT_VERSION_NO_TRADE_USER_DATA.to_le_bytes());
+        old[8..12].copy_from_slice(&version.to_le_bytes());
         let mut trailer = TrailerHasher::new(&old);
         let mut at = SNAPSHOT_HEADER_BYTES;
         let leaves = engine.log_size();
@@ -440,7 +483,7 @@ mod tests {
             let mut archive = AlignedVec::<16>::new();
             archive.extend_from_slice(&image[at + 8..at + 8 + length]);
             let mut section = Vec::new();
-            if kind == 1 {
+            if kind == 1 && version == FORMAT_VERSION_NO_TRADE_USER_DATA {
                 let mut trades = Vec::new();
                 StoredTrade::unarchive(&archive, 2, |t| {
                     trades.push(t);
@@ -479,15 +522,29 @@ mod tests {
         let log_sections = 8 + SECTION_HASH_BYTES;
         assert!(image.len() - TRAILER_BYTES - at > 2 * log_sections + leaves as usize * 32);
         old.extend_from_slice(&trailer.finish());
-        let restored = Engine::restore(&old, EngineConfig::default()).expect("format 4");
+        let restored = Engine::restore(&old, EngineConfig::default()).expect("an old format");
         // The same ledger, with an empty verifiable log (format 4 has none): the digest covers
         // the log, so it differs; the accounts and events do not.
         assert_eq!(restored.log_size(), 0);
         for id in 1..=4 {
             assert_eq!(restored.lookup_account(id), engine.lookup_account(id));
         }
-        assert_eq!(restored.lookup_trade(10), engine.lookup_trade(10));
-        assert_eq!(restored.lookup_trade(11), engine.lookup_trade(11));
-        assert_eq!(restored.lookup_trade(11).map(|t| t.user_data_64), Some(0));
+        let user_data = if version == FORMAT_VERSION_NO_TRADE_USER_DATA {
+            0
+        } else {
+            7
+        };
+        for id in [10, 11] {
+            let trade = restored.lookup_trade(id).expect("restored");
+            assert_eq!(trade.user_data_64, user_data, "format {version}");
+            let original = engine.lookup_trade(id).expect("applied");
+            assert_eq!(
+                Trade {
+                    user_data_64: 7,
+                    ..trade
+                },
+                original
+            );
+        }
     }
 }

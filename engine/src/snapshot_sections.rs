@@ -50,6 +50,8 @@ pub struct SectionEncoder {
     pub(crate) log_batches: Vec<crate::event_log::LogBatch>,
     pub(crate) checkpoints: Vec<crate::checkpoint::SignedCheckpoint>,
     pub(crate) cosignatures: Vec<crate::checkpoint::StoredCosignature>,
+    pub(crate) access_reads: Vec<crate::access_log::AccessRead>,
+    pub(crate) access_touches: Vec<crate::access_log::AccessTouch>,
 }
 
 /// The kinds of records a snapshot holds, in the order their sections come.
@@ -69,6 +71,12 @@ pub enum SectionKind {
     Checkpoints,
     /// Witnesses' cosignatures of the checkpoints (format 6 on).
     Cosignatures,
+    /// The access trail's reads (format 7 on).
+    AccessReads,
+    /// The accounts those reads touched (format 7 on).
+    AccessTouches,
+    /// The access trail's signed checkpoints (format 7 on).
+    AccessCheckpoints,
 }
 
 impl SectionKind {
@@ -84,6 +92,9 @@ impl SectionKind {
             SectionKind::LogBatches => "log-batches",
             SectionKind::Checkpoints => "checkpoints",
             SectionKind::Cosignatures => "cosignatures",
+            SectionKind::AccessReads => "access-reads",
+            SectionKind::AccessTouches => "access-touches",
+            SectionKind::AccessCheckpoints => "access-checkpoints",
         }
     }
 }
