@@ -121,6 +121,15 @@ pub enum ClientCommand {
         #[arg(long, value_name = "FILE")]
         prove: Option<PathBuf>,
     },
+    /// Who read ACCOUNT: every read of it recorded in the access trail (by whom, how, when),
+    /// newest first, verified against the trail's signed checkpoint and chain with the
+    /// cluster's verifier key (`tally admin status` prints it).
+    Reads {
+        account: String,
+        /// The cluster's verifier key.
+        #[arg(long)]
+        key: String,
+    },
     /// Hand the cluster a witness's cosignature of checkpoint --index (the line `tally witness
     /// add-checkpoint` printed, in FILE; `-` = stdin), to keep and serve with the checkpoint.
     Cosign {
@@ -850,6 +859,13 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
                     .collect(),
             }
             .print(output)?;
+            Ok(Ended::Done)
+        }
+        ClientCommand::Reads { account, key } => {
+            let account = parse_u128(account)?;
+            let client = Client::connect(config).await?;
+            let json = matches!(output, Output::Json);
+            crate::access_trail::print_trail(&client, account, key, json).await?;
             Ok(Ended::Done)
         }
         ClientCommand::Cosign { index, file } => {

@@ -7,6 +7,7 @@
 //! find their TLS settings; `verify` checks proof bundles offline (`tally verify`); `witness` is `tally witness`, the
 //! cosigning witness's files around `tally_engine::witness`.
 
+pub mod access_trail;
 pub mod admin_http;
 pub mod client_cli;
 pub mod client_proofs;

@@ -421,6 +421,20 @@ fn tally(args: &[&str], envs: &[(&str, String)], dir: &Path) -> (i32, String, St
     )
 }
 
+/// What `tally client` needs to reach `cluster` (id 0x7a11) as the credential `secret`.
+fn cli_env(
+    cluster: &tally::local_cluster::LocalCluster,
+    secret: &str,
+) -> Vec<(&'static str, String)> {
+    let ca = cluster.pki_dir().expect("a TLS cluster").join("ca.pem");
+    vec![
+        ("TALLY_CLUSTER", cluster.addrs().join(",")),
+        ("TALLY_CLUSTER_ID", "0x7a11".to_owned()),
+        ("TALLY_CREDENTIAL", secret.to_owned()),
+        ("TALLY_CA", ca.display().to_string()),
+    ]
+}
+
 /// The latest checkpoint once it covers at least `size` events (the leader signs one within
 /// about a second of events committing).
 async fn checkpoint_covering(client: &tally_client::Client, size: u64) -> (u64, u64) {
@@ -519,20 +533,7 @@ async fn a_cluster_signs_checkpoints_and_its_proofs_verify_in_both_verifiers() {
     let (first_index, first_size) = checkpoint_covering(&reader, 4 + 200 + 1).await;
 
     // The reader's bundle, from the CLI.
-    let env = vec![
-        ("TALLY_CLUSTER", cluster.addrs().join(",")),
-        ("TALLY_CLUSTER_ID", "0x7a11".to_owned()),
-        ("TALLY_CREDENTIAL", READER.to_owned()),
-        (
-            "TALLY_CA",
-            cluster
-                .pki_dir()
-                .unwrap()
-                .join("ca.pem")
-                .display()
-                .to_string(),
-        ),
-    ];
+    let env = cli_env(&cluster, READER);
     let ids = ["100", "101", "250", "299", "300", "999"];
     let mut args = vec!["client", "lookup-transfers", "--prove", "proofs.json"];
     args.extend(ids);
@@ -855,4 +856,185 @@ fn rewrite_history(data_dir: &Path, id: u128, amount: u128) {
         .unwrap();
     flushed.recv().unwrap().unwrap();
     wal.close();
+}
+
+/// The access trail through a real 3-node cluster: two auditors read account 1 (one of them
+/// twice, the other account 4 too); the fund scoped to account 1 lists who read it — each read with who,
+/// how and when — and verifies the list against the trail's signed checkpoint and the
+/// account's chain of reads. A read left out, a changed byte or another key is refused, and
+/// the fund cannot see another account's trail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_lists_and_verifies_who_read_its_account() {
+    use tally::access_trail::{fetch_trail, verify_trail};
+    use tally::local_cluster::LocalCluster;
+    use tally_client::{Client, ClientConfig};
+    use tally_engine::records::{Account, Transfer};
+    use tally_gateway::credential_hash_hex;
+
+    const SUBMITTER: &str = "a-submitter-secret-0123456789";
+    const FUND: &str = "the-fund-secret-0123456789";
+    const AUDITOR_A: &str = "auditor-a-secret-0123456789";
+    const AUDITOR_B: &str = "auditor-b-secret-0123456789";
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    let signer = NoteSigner::new(ORIGIN, &[7; 32]).unwrap();
+    std::fs::write(dir.join("cluster.key"), signer.private_key()).unwrap();
+    let credential = |name: &str, secret: &str, scope: &str| {
+        format!(
+            "[[gateway.credentials]]\nname = \"{name}\"\nhash = \"{}\"\n{scope}\n",
+            credential_hash_hex(secret.as_bytes())
+        )
+    };
+    let config = format!(
+        "[raft]\n[verifiable]\nkey_file = \"{}\"\n[gateway]\ncluster_id = \"0x7a11\"\n{}{}{}{}",
+        dir.join("cluster.key").display(),
+        credential("exchange", SUBMITTER, "role = \"submitter\""),
+        credential("fund", FUND, "role = \"reader\"\naccounts = [\"1\"]"),
+        credential("auditor-a", AUDITOR_A, "role = \"reader\"\nledgers = [1]"),
+        credential("auditor-b", AUDITOR_B, "role = \"reader\"\nledgers = [1]"),
+    );
+    let mut cluster = LocalCluster::new(Path::new(env!("CARGO_BIN_EXE_tally")), dir, &config);
+    cluster.found(&[1, 2, 3]).unwrap();
+    cluster
+        .wait_leader(std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let (addrs, tls) = (cluster.addrs(), cluster.client_tls().unwrap());
+    let connect = |secret: &str| {
+        Client::connect(
+            ClientConfig::new(addrs.clone(), 0x7a11, secret.as_bytes().to_vec())
+                .with_tls(tls.clone()),
+        )
+    };
+    let exchange = connect(SUBMITTER).await.unwrap();
+    let accounts: Vec<Account> = (1..=4u128)
+        .map(|id| Account {
+            id,
+            ledger: 1,
+            code: 1,
+            ..Account::default()
+        })
+        .collect();
+    assert_eq!(exchange.create_accounts(&accounts).await.unwrap(), vec![]);
+    let transfer = Transfer {
+        id: 100,
+        debit_account_id: 1,
+        credit_account_id: 3,
+        amount: 5,
+        ledger: 1,
+        code: 1,
+        ..Transfer::default()
+    };
+    assert_eq!(
+        exchange.create_transfers(&[transfer]).await.unwrap(),
+        vec![]
+    );
+
+    let auditor_a = connect(AUDITOR_A).await.unwrap();
+    assert_eq!(auditor_a.lookup_accounts(&[1, 2]).await.unwrap().len(), 2);
+    let auditor_b = connect(AUDITOR_B).await.unwrap();
+    assert_eq!(auditor_b.lookup_transfers(&[100]).await.unwrap().len(), 1);
+    assert_eq!(auditor_b.lookup_accounts(&[4]).await.unwrap().len(), 1);
+    assert_eq!(auditor_a.lookup_accounts(&[1]).await.unwrap().len(), 1);
+
+    // The fund's view, once a checkpoint of the trail holds both auditors' reads.
+    let fund = connect(FUND).await.unwrap();
+    let key: tally_engine::checkpoint::NoteVerifier = signer.verifier_key().parse().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (pages, reads) = loop {
+        let pages = fetch_trail(&fund, 1).await.ok();
+        let reads = pages
+            .as_ref()
+            .and_then(|pages| verify_trail(&key, 1, pages).ok())
+            .unwrap_or_default();
+        if reads
+            .iter()
+            .filter(|read| read.name.starts_with("auditor"))
+            .count()
+            == 3
+        {
+            break (pages.unwrap(), reads);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the auditors' reads are not in a checkpoint within 20 s: {reads:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let auditors: Vec<_> = reads
+        .iter()
+        .filter(|read| read.name.starts_with("auditor"))
+        .map(|read| (read.name.as_str(), read.operation_name, read.accounts))
+        .collect();
+    assert_eq!(
+        auditors,
+        vec![
+            ("auditor-a", "lookup-accounts", 1),
+            ("auditor-b", "lookup-transfers", 2),
+            ("auditor-a", "lookup-accounts", 2)
+        ],
+        "newest first; auditor-b's lookup of account 4 is not account 1's: {reads:?}"
+    );
+    // The others are the fund's own reads of its trail: recorded like any read.
+    assert!(reads
+        .iter()
+        .all(|read| read.name.starts_with("auditor") || read.name == "fund"));
+    assert!(reads.windows(2).all(|pair| pair[0].index > pair[1].index));
+    assert!(reads
+        .iter()
+        .all(|read| read.time_ns > 1_700_000_000_000_000_000));
+
+    // A read left out (the oldest, or one in the middle), a changed byte, another key.
+    let mut dropped = pages.clone();
+    dropped.last_mut().unwrap().reads.pop();
+    assert!(verify_trail(&key, 1, &dropped)
+        .unwrap_err()
+        .contains("not whole"));
+    let mut dropped = pages.clone();
+    dropped[0].reads.remove(1);
+    assert!(verify_trail(&key, 1, &dropped)
+        .unwrap_err()
+        .contains("not whole"));
+    let mut changed = pages.clone();
+    changed[0].reads[0].leaf[41] ^= 1;
+    assert!(verify_trail(&key, 1, &changed)
+        .unwrap_err()
+        .contains("not in the signed trail"));
+    let impostor: tally_engine::checkpoint::NoteVerifier = NoteSigner::new(ORIGIN, &[8; 32])
+        .unwrap()
+        .verifier_key()
+        .parse()
+        .unwrap();
+    assert!(verify_trail(&impostor, 1, &pages).is_err());
+    // Another account's trail is out of the fund's scope.
+    let other = fund
+        .access_trail(&tally_client::access_trail::AccessTrailRequest::newest(2))
+        .await;
+    assert!(
+        matches!(&other, Err(tally_client::ClientError::Refused { status, .. })
+            if *status == tally_client::protocol::Status::NotFound),
+        "{other:?}"
+    );
+
+    // The same from the command line.
+    let env = cli_env(&cluster, FUND);
+    let vkey = signer.verifier_key();
+    let (code, out, err) = tally(&["client", "reads", "1", "--key", &vkey], &env, dir);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("lookup-accounts") && out.contains("auditor-a"),
+        "{out}"
+    );
+    assert!(
+        out.contains("lookup-transfers") && out.contains("auditor-b"),
+        "{out}"
+    );
+    assert!(err.contains("verified"), "{err}");
+    let wrong = NoteSigner::new(ORIGIN, &[8; 32]).unwrap().verifier_key();
+    let (code, _, err) = tally(&["client", "reads", "1", "--key", &wrong], &env, dir);
+    assert_ne!(code, 0);
+    assert!(err.contains("does not verify"), "{err}");
+    cluster
+        .shutdown(std::time::Duration::from_secs(10))
+        .unwrap();
 }

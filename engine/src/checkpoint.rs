@@ -249,6 +249,12 @@ impl NoteSigner {
         &self.name
     }
 
+    /// The same key under another name (another key id): how the cluster's key signs the
+    /// access trail's checkpoints apart from the event log's.
+    pub fn renamed(&self, name: &str) -> Result<NoteSigner, NoteError> {
+        NoteSigner::of_kind(name, self.kind, self.key.as_bytes())
+    }
+
     /// The private key as text, for a key file: `PRIVATE+KEY+<name>+<hex key id>+<base64(type
     /// ‖ 32-byte seed)>` (the form Go's `golang.org/x/mod/sumdb/note` reads).
     pub fn private_key(&self) -> String {
@@ -540,6 +546,15 @@ impl std::str::FromStr for NoteVerifier {
 impl NoteVerifier {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The same public key under another name (see [`NoteSigner::renamed`]).
+    pub fn renamed(&self, name: &str) -> Result<NoteVerifier, NoteError> {
+        check_name(name).map_err(NoteError::BadKey)?;
+        Ok(NoteVerifier {
+            name: name.to_owned(),
+            ..self.clone()
+        })
     }
 
     pub fn kind(&self) -> KeyKind {

@@ -119,6 +119,8 @@ impl Credentials {
 pub(crate) struct Access {
     /// The credential's hash: sessions are counted per credential.
     pub(crate) credential: [u8; 32],
+    /// The credential's name as the access trail records it.
+    pub(crate) name: [u8; tally_engine::ACCESS_NAME_BYTES],
     pub(crate) role: Role,
     pub(crate) scope: Option<Arc<Scope>>,
 }
@@ -136,6 +138,7 @@ impl Access {
         };
         Access {
             credential: credential.hash,
+            name: tally_engine::AccessEntry::name_field(&credential.name),
             role: credential.role,
             scope: scoped.then(|| Arc::new(credential.scope.clone())),
         }
@@ -215,6 +218,7 @@ mod tests {
     fn scopes_decide_visibility() {
         let reader = Access {
             credential: [0; 32],
+            name: [0; 32],
             role: Role::Reader,
             scope: Some(Arc::new(Scope {
                 ledgers: [1].into(),
@@ -241,6 +245,7 @@ mod tests {
         assert!(!reader.may_create() && reader.may_read());
         let operator = Access {
             credential: [0; 32],
+            name: [0; 32],
             role: Role::Operator,
             scope: None,
         };

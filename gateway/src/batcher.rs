@@ -274,7 +274,7 @@ pub const CHECKPOINT_CHECK: Duration = Duration::from_millis(500);
 /// Start the checkpoint clock of node `id`: every `CHECKPOINT_CHECK`, while this node leads
 /// and its verifiable log holds events past the latest checkpoint, it signs a checkpoint of
 /// its log as applied (`signer`, whose name is the log's origin) and proposes it in an entry
-/// of its own; every replica keeps it if its own log has that root at that size (else it
+/// of its own (and likewise for the access trail, under the origin's `/reads` name); every replica keeps it if its own log has that root at that size (else it
 /// stops: `Engine::record_checkpoint`), and waits for it to apply. So while events commit a
 /// checkpoint is made at least once a second. Ends when replication stops; abort it at
 /// shutdown.
@@ -286,6 +286,15 @@ pub fn start_checkpoint_clock(
     signer: std::sync::Arc<tally_engine::checkpoint::NoteSigner>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        // The access trail's checkpoints: the same key under the trail's own name.
+        let access_name = format!("{}{}", signer.name(), tally_engine::ACCESS_ORIGIN_SUFFIX);
+        let access_signer = match signer.renamed(&access_name) {
+            Ok(access_signer) => access_signer,
+            Err(error) => {
+                tracing::error!(%error, "checkpoint clock stops: the key cannot be named");
+                return;
+            }
+        };
         let mut last_timestamp = 0;
         let mut ticks = tokio::time::interval(CHECKPOINT_CHECK);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -294,42 +303,55 @@ pub fn start_checkpoint_clock(
             if raft.metrics().borrow().current_leader != Some(id) {
                 continue;
             }
-            let timestamp = next_timestamp(clock, &mut last_timestamp);
-            // The tree as hashed so far (a few batches behind the applied state at most).
-            let head = view.read(|applied| {
-                let engine = applied.engine()?;
-                let (size, root) = engine.log_head();
-                let latest = engine.latest_checkpoint().map_or(0, |(_, c)| c.size);
-                (size > latest).then_some((size, root))
-            });
-            let Some((size, root)) = head else {
-                continue;
-            };
-            let checkpoint = tally_engine::checkpoint::Checkpoint {
-                origin: signer.name().to_owned(),
-                size,
-                root,
-                time_ns: timestamp,
-            };
-            let signed = match signer.sign_checkpoint(&checkpoint) {
-                Ok(signed) => signed,
-                Err(error) => {
-                    tracing::error!(%error, "checkpoint clock stops: the key cannot sign");
-                    return;
+            for access in [false, true] {
+                // The tree as hashed so far (a few batches behind the applied state at most).
+                let head = view.read(|applied| {
+                    let engine = applied.engine()?;
+                    let (size, root, latest) = if access {
+                        let size = engine.access_size();
+                        let latest = engine.latest_access_checkpoint();
+                        (size, engine.access_root(size).ok()?, latest)
+                    } else {
+                        let (size, root) = engine.log_head();
+                        (size, root, engine.latest_checkpoint())
+                    };
+                    (size > latest.map_or(0, |(_, c)| c.size)).then_some((size, root))
+                });
+                let Some((size, root)) = head else {
+                    continue;
+                };
+                let signer = if access { &access_signer } else { &*signer };
+                let timestamp = next_timestamp(clock, &mut last_timestamp);
+                let checkpoint = tally_engine::checkpoint::Checkpoint {
+                    origin: signer.name().to_owned(),
+                    size,
+                    root,
+                    time_ns: timestamp,
+                };
+                let signed = match signer.sign_checkpoint(&checkpoint) {
+                    Ok(signed) => signed,
+                    Err(error) => {
+                        tracing::error!(%error, "checkpoint clock stops: the key cannot sign");
+                        return;
+                    }
+                };
+                let entry = Request {
+                    timestamp,
+                    batches: Vec::new(),
+                    log: Some(if access {
+                        LogNote::AccessCheckpoint(signed)
+                    } else {
+                        LogNote::Checkpoint(signed)
+                    }),
+                };
+                match raft.client_write(entry).await {
+                    Ok(_) => {}
+                    Err(RaftError::Fatal(fatal)) => {
+                        tracing::info!(%fatal, "checkpoint clock stops: replication stopped");
+                        return;
+                    }
+                    Err(RaftError::APIError(_)) => {}
                 }
-            };
-            let entry = Request {
-                timestamp,
-                batches: Vec::new(),
-                log: Some(LogNote::Checkpoint(signed)),
-            };
-            match raft.client_write(entry).await {
-                Ok(_) => {}
-                Err(RaftError::Fatal(fatal)) => {
-                    tracing::info!(%fatal, "checkpoint clock stops: replication stopped");
-                    return;
-                }
-                Err(RaftError::APIError(_)) => {}
             }
         }
     })
@@ -477,7 +499,7 @@ fn send_all(waiting: Vec<Waiting>, refusal: &BatcherError) {
 }
 
 /// What a client is told when its entry was not committed by this leader.
-fn refusal_of(error: RaftError<u64, ClientWriteError<u64, Node>>) -> BatcherError {
+pub(crate) fn refusal_of(error: RaftError<u64, ClientWriteError<u64, Node>>) -> BatcherError {
     match error {
         RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
             BatcherError::NotLeader {

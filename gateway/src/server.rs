@@ -29,6 +29,7 @@ use tally_raft::net::{ClientHandler, Frame, Replies};
 use tally_raft::replication::types::{ClientBatch, Origin, TypeConfig};
 use tally_raft::replication::{AppliedView, CommittedIndex};
 
+mod access;
 mod cosign;
 mod reads;
 
@@ -80,6 +81,8 @@ pub struct Gateway {
     log_origin: Option<Arc<str>>,
     log_key: Option<Arc<str>>,
     witnesses: Arc<[tally_engine::checkpoint::NoteVerifier]>,
+    /// Records every read in the access trail (a node with the cluster's key).
+    access: Option<access::AccessRecorder>,
 }
 
 /// Where a reply goes and what it echoes.
@@ -196,6 +199,10 @@ impl Gateway {
             metrics,
             committed,
         } = parts;
+        let access = config
+            .log_origin
+            .as_ref()
+            .map(|_| access::AccessRecorder::start(raft.clone(), crate::batcher::system_clock));
         if config.credentials.is_empty() {
             tracing::warn!(
                 "no gateway credentials configured: every gateway request will be refused"
@@ -213,6 +220,7 @@ impl Gateway {
             committed,
             log_origin: config.log_origin.clone(),
             log_key: config.log_key.clone(),
+            access,
             witnesses: Arc::clone(&config.witnesses),
         }
     }
@@ -374,6 +382,10 @@ impl Gateway {
                 self.cosign(context, checkpoint, line, replies, now)
             }
             Request::Prove(prove) => self.read(context, Read::Prove(prove), replies, now),
+            Request::AccessTrail(request) => {
+                let origin = self.log_origin.clone();
+                self.read(context, Read::AccessTrail { request, origin }, replies, now)
+            }
             Request::Consistency { old, new } => {
                 self.read(context, Read::Consistency { old, new }, replies, now)
             }
@@ -697,16 +709,26 @@ impl Gateway {
         let replies = replies.clone();
         let context = *context;
         let metrics = self.metrics.clone();
+        let trail = self.access.clone();
         tokio::spawn(async move {
             let payload = match linearize(&raft, header.flags).await {
                 Err(payload) => payload(&context),
-                Ok(()) => view.read(|applied| {
-                    let commit_index = applied.last_applied().map_or(0, |id| id.index);
-                    match applied.engine() {
-                        Some(engine) => answer_read(&context, &access, engine, read, commit_index),
-                        None => context.refuse_with(Status::Unavailable, INSTALLING),
+                Ok(()) => {
+                    let (payload, touched) = view.read(|applied| {
+                        let commit_index = applied.last_applied().map_or(0, |id| id.index);
+                        match applied.engine() {
+                            Some(engine) => {
+                                answer_read(&context, &access, engine, read, commit_index)
+                            }
+                            None => (context.refuse_with(Status::Unavailable, INSTALLING), vec![]),
+                        }
+                    });
+                    // Nothing leaves before its record in the access trail is committed.
+                    match trail {
+                        Some(trail) => trail.recorded(&context, &access, touched, payload).await,
+                        None => payload,
                     }
-                }),
+                }
             };
             lock(&sessions).finish(header.session);
             context.send(&metrics, &replies, payload).await;

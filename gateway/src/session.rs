@@ -448,6 +448,7 @@ mod tests {
     fn access_of(credential: u8) -> Access {
         Access {
             credential: [credential; 32],
+            name: [0; 32],
             role: Role::Operator,
             scope: None,
         }

@@ -10,6 +10,7 @@
 #![warn(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod access_trail;
 pub mod client;
 pub mod connection;
 pub mod limits;

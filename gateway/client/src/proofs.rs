@@ -158,7 +158,7 @@ pub struct ProveReply {
     pub proofs: Vec<Proven>,
 }
 
-fn put_hashes(out: &mut Vec<u8>, hashes: &[Hash]) {
+pub(crate) fn put_hashes(out: &mut Vec<u8>, hashes: &[Hash]) {
     out.extend_from_slice(&(hashes.len() as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     for hash in hashes {
@@ -166,7 +166,7 @@ fn put_hashes(out: &mut Vec<u8>, hashes: &[Hash]) {
     }
 }
 
-fn get_hashes(reader: &mut Reader<'_>) -> Result<Vec<Hash>, DecodeError> {
+pub(crate) fn get_hashes(reader: &mut Reader<'_>) -> Result<Vec<Hash>, DecodeError> {
     let count = reader.u32()? as usize;
     reader.zeros(4)?;
     check_count("proof hashes", count, 0, PROOF_HASHES_MAX)?;

@@ -79,6 +79,8 @@ pub const KIND_PROVE: u8 = 94;
 pub const KIND_CONSISTENCY: u8 = 96;
 /// A witness's cosignature of a checkpoint, for the cluster to keep with it (`proofs`).
 pub const KIND_COSIGN: u8 = 98;
+/// The reads of an account in the access trail, with their proofs (`access_trail`).
+pub const KIND_ACCESS_TRAIL: u8 = 100;
 
 /// The kind of the reply to a frame of `kind`: the request's plus one. A frame with an odd or
 /// unknown kind (≥ 64) is answered `BadRequest` with kind `kind | 1`.
@@ -107,10 +109,11 @@ pub enum Operation {
     Prove,
     Consistency,
     Cosign,
+    AccessTrail,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 18] = [
+    pub const ALL: [Operation; 19] = [
         Operation::Register,
         Operation::Heartbeat,
         Operation::CreateAccounts,
@@ -129,6 +132,7 @@ impl Operation {
         Operation::Prove,
         Operation::Consistency,
         Operation::Cosign,
+        Operation::AccessTrail,
     ];
 
     pub const fn kind(self) -> u8 {
@@ -151,6 +155,7 @@ impl Operation {
             Operation::Prove => KIND_PROVE,
             Operation::Consistency => KIND_CONSISTENCY,
             Operation::Cosign => KIND_COSIGN,
+            Operation::AccessTrail => KIND_ACCESS_TRAIL,
         }
     }
 
@@ -442,6 +447,7 @@ pub enum Request<'a> {
         which: crate::proofs::WhichCheckpoint,
     },
     Prove(crate::proofs::ProveRequest),
+    AccessTrail(crate::access_trail::AccessTrailRequest),
     Consistency {
         old: u64,
         new: u64,
@@ -526,6 +532,9 @@ pub fn decode_request_body(operation: Operation, body: &[u8]) -> Result<Request<
             .map(|(old, new)| Request::Consistency { old, new }),
         Operation::Cosign => crate::proofs::decode_cosign_request(body)
             .map(|(checkpoint, line)| Request::Cosign { checkpoint, line }),
+        Operation::AccessTrail => {
+            crate::access_trail::decode_access_trail_request(body).map(Request::AccessTrail)
+        }
     }
 }
 

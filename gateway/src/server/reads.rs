@@ -6,6 +6,7 @@ use tally_client::protocol::{encode_balances, encode_statement_reply, LookupKind
 
 use std::sync::Arc;
 
+use tally_client::access_trail::AccessTrailRequest;
 use tally_client::proofs::{
     encode_checkpoint_reply, encode_consistency_reply, encode_prove_reply, CheckpointReply,
     ProveReply, ProveRequest, Proven, WhichCheckpoint, LATEST,
@@ -41,15 +42,35 @@ pub(super) enum Read {
         old: u64,
         new: u64,
     },
+    /// The reads of an account in the access trail, against one of its checkpoints.
+    AccessTrail {
+        request: AccessTrailRequest,
+        origin: Option<Arc<str>>,
+    },
 }
 
-/// The reply to `read`, served from `engine` at `commit_index`.
+/// The reply to `read`, served from `engine` at `commit_index`, and the accounts whose data
+/// it shows (what the access trail records of it: none for a refusal or a read of the logs'
+/// checkpoints and proofs between sizes, which show no account).
 pub(super) fn answer_read(
     context: &Context,
     access: &Access,
     engine: &tally_engine::Engine,
     read: Read,
     commit_index: u64,
+) -> (Bytes, Vec<u128>) {
+    let mut touched = Vec::new();
+    let payload = answer(context, access, engine, read, commit_index, &mut touched);
+    (payload, touched)
+}
+
+fn answer(
+    context: &Context,
+    access: &Access,
+    engine: &tally_engine::Engine,
+    read: Read,
+    commit_index: u64,
+    touched: &mut Vec<u128>,
 ) -> Bytes {
     // Outside the scope reads as absent, alike in every read (docs/protocol.md): lookups leave
     // both out, statements and balances answer both with this one refusal.
@@ -63,15 +84,24 @@ pub(super) fn answer_read(
                     LookupKind::Accounts => engine
                         .lookup_account(id)
                         .filter(|account| access.account_visible(account))
-                        .map(|account| account.encode()),
+                        .map(|account| {
+                            touched.push(account.id);
+                            account.encode()
+                        }),
                     LookupKind::Transfers => engine
                         .lookup_transfer(id)
                         .filter(|transfer| access.transfer_visible(transfer))
-                        .map(|transfer| transfer.encode()),
+                        .map(|transfer| {
+                            touched.extend(transfer_accounts(&transfer));
+                            transfer.encode()
+                        }),
                     LookupKind::Trades => engine
                         .lookup_trade(id)
                         .filter(|trade| access.trade_visible(engine, trade))
-                        .map(|trade| trade.encode()),
+                        .map(|trade| {
+                            touched.extend(trade_accounts(&trade));
+                            trade.encode()
+                        }),
                 };
                 if let Some(record) = record {
                     body.extend_from_slice(&record);
@@ -84,7 +114,10 @@ pub(super) fn answer_read(
                 return not_found();
             }
             match engine.statement(&filter) {
-                Ok(entries) => context.ok(commit_index, &encode_statement_reply(&entries)),
+                Ok(entries) => {
+                    touched.push(filter.account_id);
+                    context.ok(commit_index, &encode_statement_reply(&entries))
+                }
                 Err(tally_engine::QueryError::AccountNotFound) => not_found(),
                 Err(error) => context.refuse_with(Status::BadRequest, error.to_string()),
             }
@@ -97,7 +130,10 @@ pub(super) fn answer_read(
                 return not_found();
             }
             match engine.balances_as_of(account_id, timestamp) {
-                Ok(balances) => context.ok(commit_index, &encode_balances(&balances)),
+                Ok(balances) => {
+                    touched.push(account_id);
+                    context.ok(commit_index, &encode_balances(&balances))
+                }
                 Err(tally_engine::QueryError::AccountNotFound) => not_found(),
                 Err(error) => context.refuse_with(Status::BadRequest, error.to_string()),
             }
@@ -153,25 +189,31 @@ pub(super) fn answer_read(
                 let why = no_checkpoint(engine, WhichCheckpoint::Index(request.checkpoint));
                 return context.refuse_with(Status::NotFound, why);
             };
-            let visible = |id: u128| {
+            // The accounts each visible id shows.
+            let visible = |id: u128| -> Option<Vec<u128>> {
                 if request.accounts {
                     engine
                         .lookup_account(id)
-                        .is_some_and(|account| access.account_visible(&account))
+                        .filter(|account| access.account_visible(account))
+                        .map(|account| vec![account.id])
                 } else if let Some(transfer) = engine.lookup_transfer(id) {
-                    access.transfer_visible(&transfer)
+                    access
+                        .transfer_visible(&transfer)
+                        .then(|| transfer_accounts(&transfer).to_vec())
                 } else {
                     engine
                         .lookup_trade(id)
-                        .is_some_and(|trade| access.trade_visible(engine, &trade))
+                        .filter(|trade| access.trade_visible(engine, trade))
+                        .map(|trade| trade_accounts(&trade).to_vec())
                 }
             };
             let proofs = request
                 .ids
                 .iter()
-                .filter(|&&id| visible(id))
                 .filter_map(|&id| {
+                    let accounts = visible(id)?;
                     let proof = engine.prove(id, request.accounts, signed.size)?.ok()?;
+                    touched.extend(accounts);
                     Some(Proven {
                         id,
                         index: proof.index,
@@ -187,6 +229,20 @@ pub(super) fn answer_read(
             };
             context.ok(commit_index, &encode_prove_reply(&reply))
         }
+        Read::AccessTrail { request, origin } => {
+            let answer = super::access::answer_trail(
+                context,
+                access,
+                engine,
+                &request,
+                origin,
+                commit_index,
+            );
+            if answer.is_ok() {
+                touched.push(request.account);
+            }
+            answer.unwrap_or_else(|refusal| refusal)
+        }
         Read::Consistency { old, new } => match engine.log_consistency(old, new) {
             Ok(proof) => context.ok(commit_index, &encode_consistency_reply(&proof)),
             Err(error) => context.refuse_with(
@@ -199,6 +255,21 @@ pub(super) fn answer_read(
             ),
         },
     }
+}
+
+/// The accounts a transfer moves.
+fn transfer_accounts(transfer: &tally_engine::records::Transfer) -> [u128; 2] {
+    [transfer.debit_account_id, transfer.credit_account_id]
+}
+
+/// The accounts a trade's legs move (a post or void: its pending trade's).
+fn trade_accounts(trade: &tally_engine::records::Trade) -> [u128; 4] {
+    [
+        trade.instrument_debit_account_id,
+        trade.instrument_credit_account_id,
+        trade.cash_debit_account_id,
+        trade.cash_credit_account_id,
+    ]
 }
 
 /// Checkpoint `index` (`LATEST`: the newest) and its index.

@@ -17,8 +17,8 @@ use tally_engine::Operation;
 
 use super::error::{DecodeError, EncodeError};
 use super::limits::{
-    ENTRY_BATCHES_MAX, LOG_INDEX_MAX, MEMBERSHIP_CONFIGS_MAX, MEMBERSHIP_NODES_MAX,
-    NODE_ADDRESS_BYTES_MAX, TERM_MAX,
+    ENTRY_BATCHES_MAX, ENTRY_READS_MAX, LOG_INDEX_MAX, MEMBERSHIP_CONFIGS_MAX,
+    MEMBERSHIP_NODES_MAX, NODE_ADDRESS_BYTES_MAX, READ_ACCOUNTS_MAX, TERM_MAX,
 };
 use super::replies::Origin;
 use super::types::{
@@ -29,17 +29,26 @@ use tally_engine::checkpoint::{
     SignedCheckpoint, StoredCosignature, SIGNED_CHECKPOINT_BYTES, STORED_COSIGNATURE_BYTES,
 };
 
-/// Version of the entry payload layout written (byte 0 of every payload). Version 3 added a
+/// Version of the entry payload layout written (byte 0 of every payload). Version 4 added the
+/// access trail's notes (`REQUEST_HAS_READS`, `REQUEST_HAS_ACCESS_CHECKPOINT`); version 3 a
 /// request's signed checkpoint (`REQUEST_HAS_CHECKPOINT`); version 2 a batch's origin (its
-/// client, request number and digest: `replies.rs`); entries of versions 1 (no origins) and 2
-/// (no checkpoints) are still read.
-const ENTRY_VERSION: u8 = 3;
+/// client, request number and digest: `replies.rs`); entries of versions 1 (no origins), 2
+/// (no checkpoints) and 3 (no access trail) are still read.
+const ENTRY_VERSION: u8 = 4;
+const ENTRY_VERSION_NO_ACCESS: u8 = 3;
 const ENTRY_VERSION_NO_CHECKPOINT: u8 = 2;
 const ENTRY_VERSION_NO_ORIGIN: u8 = 1;
 /// Request header flag: a signed checkpoint of the verifiable log follows the batches.
 const REQUEST_HAS_CHECKPOINT: u8 = 1;
 /// Request header flag: a witness's cosignature of a checkpoint follows the batches.
 const REQUEST_HAS_COSIGNATURE: u8 = 2;
+/// Request header note: reads a gateway served follow the batches (the access trail).
+const REQUEST_HAS_READS: u8 = 3;
+/// Request header note: a signed checkpoint of the access trail follows the batches.
+const REQUEST_HAS_ACCESS_CHECKPOINT: u8 = 4;
+/// Bytes of a read in a reads note before its accounts: operation, reserved, accounts,
+/// credential id, credential name.
+const READ_HEADER_BYTES: usize = 1 + 3 + 4 + 16 + tally_engine::ACCESS_NAME_BYTES;
 /// Batch header flag: the batch's origin follows the header.
 const BATCH_HAS_ORIGIN: u8 = 1;
 /// Client key, request number, digest.
@@ -92,9 +101,17 @@ pub fn encode_entry(entry: &Entry) -> Result<wal::Entry, EncodeError> {
                                 + batch.body.len()
                         })
                         .sum::<usize>()
-                    + request.log.map_or(0, |note| match note {
-                        LogNote::Checkpoint(_) => SIGNED_CHECKPOINT_BYTES,
+                    + request.log.as_ref().map_or(0, |note| match note {
+                        LogNote::Checkpoint(_) | LogNote::AccessCheckpoint(_) => {
+                            SIGNED_CHECKPOINT_BYTES
+                        }
                         LogNote::Cosignature(_) => STORED_COSIGNATURE_BYTES,
+                        LogNote::Reads(reads) => {
+                            8 + reads
+                                .iter()
+                                .map(|read| READ_HEADER_BYTES + 16 * read.accounts.len())
+                                .sum::<usize>()
+                        }
                     })
             }
             _ => 0,
@@ -129,6 +146,8 @@ fn encode_request(request: &Request, out: &mut Vec<u8>) -> Result<(), EncodeErro
         None => 0,
         Some(LogNote::Checkpoint(_)) => REQUEST_HAS_CHECKPOINT,
         Some(LogNote::Cosignature(_)) => REQUEST_HAS_COSIGNATURE,
+        Some(LogNote::Reads(_)) => REQUEST_HAS_READS,
+        Some(LogNote::AccessCheckpoint(_)) => REQUEST_HAS_ACCESS_CHECKPOINT,
     });
     out.extend_from_slice(&[0; 3]);
     for batch in &request.batches {
@@ -150,12 +169,63 @@ fn encode_request(request: &Request, out: &mut Vec<u8>) -> Result<(), EncodeErro
     }
     match &request.log {
         None => {}
-        Some(LogNote::Checkpoint(checkpoint)) => out.extend_from_slice(&checkpoint.encode()),
+        Some(LogNote::Checkpoint(checkpoint)) | Some(LogNote::AccessCheckpoint(checkpoint)) => {
+            out.extend_from_slice(&checkpoint.encode())
+        }
         Some(LogNote::Cosignature(cosignature)) => {
             out.extend_from_slice(&cosignature.encode());
         }
+        Some(LogNote::Reads(reads)) => encode_reads(reads, out)?,
     }
     Ok(())
+}
+
+/// A reads note: count u32, reserved u32, then per read: operation u8, reserved [3],
+/// accounts u32, credential id [16], credential name [32], account ids u128 each.
+fn encode_reads(reads: &[tally_engine::AccessEntry], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    check_limit("reads in one entry", reads.len(), ENTRY_READS_MAX)?;
+    out.extend_from_slice(&(reads.len() as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    for read in reads {
+        check_limit(
+            "accounts of one read",
+            read.accounts.len(),
+            READ_ACCOUNTS_MAX,
+        )?;
+        out.push(read.operation);
+        out.extend_from_slice(&[0; 3]);
+        out.extend_from_slice(&(read.accounts.len() as u32).to_le_bytes());
+        out.extend_from_slice(&read.credential);
+        out.extend_from_slice(&read.name);
+        for account in &read.accounts {
+            out.extend_from_slice(&account.to_le_bytes());
+        }
+    }
+    Ok(())
+}
+
+fn decode_reads(reader: &mut Reader<'_>) -> Result<Vec<tally_engine::AccessEntry>, DecodeError> {
+    let count = reader.count("reads in one entry", ENTRY_READS_MAX, READ_HEADER_BYTES)?;
+    reader.reserved(4)?;
+    let mut reads = Vec::with_capacity(count);
+    for _ in 0..count {
+        let operation = reader.u8()?;
+        reader.reserved(3)?;
+        let accounts = reader.count("accounts of one read", READ_ACCOUNTS_MAX, 0)?;
+        let credential = reader.array::<16>()?;
+        let name = reader.array::<{ tally_engine::ACCESS_NAME_BYTES }>()?;
+        let bytes = reader.take(accounts * 16)?;
+        reads.push(tally_engine::AccessEntry {
+            operation,
+            credential,
+            name,
+            accounts: bytes
+                .chunks_exact(16)
+                .map(|id| u128::from_le_bytes(id.try_into().expect("16 bytes")))
+                .collect(),
+        });
+    }
+    Ok(reads)
 }
 
 /// Append the membership layout (docs/raft-entries.md) to `out`.
@@ -248,6 +318,7 @@ pub fn decode_entry(record: &wal::Entry) -> Result<Entry, DecodeError> {
     let version = reader.u8()?;
     if ![
         ENTRY_VERSION,
+        ENTRY_VERSION_NO_ACCESS,
         ENTRY_VERSION_NO_CHECKPOINT,
         ENTRY_VERSION_NO_ORIGIN,
     ]
@@ -289,7 +360,12 @@ fn decode_request(
     let flags_at = reader.at;
     let note = match reader.u8()? {
         0 => 0,
-        flag @ (REQUEST_HAS_CHECKPOINT | REQUEST_HAS_COSIGNATURE) if version == ENTRY_VERSION => {
+        flag @ (REQUEST_HAS_CHECKPOINT | REQUEST_HAS_COSIGNATURE)
+            if version >= ENTRY_VERSION_NO_ACCESS =>
+        {
+            flag
+        }
+        flag @ (REQUEST_HAS_READS | REQUEST_HAS_ACCESS_CHECKPOINT) if version >= ENTRY_VERSION => {
             flag
         }
         value => {
@@ -344,6 +420,10 @@ fn decode_request(
         ))),
         REQUEST_HAS_COSIGNATURE => Some(LogNote::Cosignature(StoredCosignature::decode(
             &reader.array::<STORED_COSIGNATURE_BYTES>()?,
+        ))),
+        REQUEST_HAS_READS => Some(LogNote::Reads(decode_reads(reader)?)),
+        REQUEST_HAS_ACCESS_CHECKPOINT => Some(LogNote::AccessCheckpoint(SignedCheckpoint::decode(
+            &reader.array::<SIGNED_CHECKPOINT_BYTES>()?,
         ))),
         _ => None,
     };
@@ -628,6 +708,36 @@ mod tests {
                         key_id: [9, 8, 7, 6],
                         time: 1_796_000_000,
                         signature: [3; 64],
+                    })),
+                }),
+            },
+            Entry {
+                log_id: log_id(1, 1, 4),
+                payload: EntryPayload::Normal(Request {
+                    timestamp: 11,
+                    batches: Vec::new(),
+                    log: Some(LogNote::Reads(vec![
+                        tally_engine::AccessEntry {
+                            operation: 64,
+                            credential: [4; 16],
+                            name: tally_engine::AccessEntry::name_field("auditor"),
+                            accounts: vec![1, u128::MAX],
+                        },
+                        tally_engine::AccessEntry::default(),
+                    ])),
+                }),
+            },
+            Entry {
+                log_id: log_id(1, 1, 5),
+                payload: EntryPayload::Normal(Request {
+                    timestamp: 12,
+                    batches: Vec::new(),
+                    log: Some(LogNote::AccessCheckpoint(SignedCheckpoint {
+                        size: 2,
+                        time_ns: 12,
+                        root: [8; 32],
+                        key_id: [4, 3, 2, 1],
+                        signature: [6; 64],
                     })),
                 }),
             },

@@ -8,6 +8,11 @@ use tally_engine::limits::RECORD_BYTES;
 /// the WAL takes at most `ENTRY_PAYLOAD_BYTES_MAX` per entry, so 8192 is as many as can ever
 /// fit; the limit only bounds what a decoder allocates for a damaged count.
 pub const ENTRY_BATCHES_MAX: usize = 8192;
+/// Reads in one entry of the access trail (`LogNote::Reads`).
+pub const ENTRY_READS_MAX: usize = 8192;
+/// Accounts one read in the access trail names: a lookup of 8,189 trades touches four
+/// accounts each.
+pub const READ_ACCOUNTS_MAX: usize = 4 * 8192;
 
 /// Configurations in one membership: openraft's joint consensus holds at most two (old and
 /// new); a uniform membership holds one.

@@ -122,7 +122,7 @@ impl Applied {
             EntryPayload::Normal(request) if request.batches.is_empty() => {
                 self.engine.expire_due(request.timestamp);
                 if let Some(note) = request.log {
-                    self.apply_log_note(entry.log_id, note);
+                    self.apply_log_note(entry.log_id, request.timestamp, note);
                 }
                 Response::default()
             }

@@ -78,7 +78,7 @@ pub struct Request {
 }
 
 /// What a request may carry for the verifiable log (docs/raft-entries.md).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LogNote {
     /// A checkpoint the leader signed, kept by every replica whose own log has its root at its
     /// size (`Engine::record_checkpoint`).
@@ -86,6 +86,11 @@ pub enum LogNote {
     /// A witness's cosignature of a kept checkpoint, checked by the gateway that proposed it
     /// against the witness keys it knows (`Engine::record_cosignature`).
     Cosignature(tally_engine::checkpoint::StoredCosignature),
+    /// Reads a gateway served, for the access trail (`Engine::record_reads`).
+    Reads(Vec<tally_engine::AccessEntry>),
+    /// A checkpoint of the access trail the leader signed, kept like a log checkpoint
+    /// (`Engine::record_access_checkpoint`).
+    AccessCheckpoint(tally_engine::checkpoint::SignedCheckpoint),
 }
 
 /// One client's settlement batch: an operation and a body of 128-byte records.

@@ -33,6 +33,22 @@ impl Client {
             .await
     }
 
+    /// The reads of an account recorded in the access trail, newest first, each with its
+    /// inclusion proof against the trail's checkpoint (a reader's scope applies: an account
+    /// it may not read is `NotFound`).
+    pub async fn access_trail(
+        &self,
+        request: &crate::access_trail::AccessTrailRequest,
+    ) -> Result<crate::access_trail::AccessTrailReply, ClientError> {
+        let body = self
+            .read(
+                Operation::AccessTrail,
+                crate::access_trail::encode_access_trail_request(request),
+            )
+            .await?;
+        crate::access_trail::decode_access_trail_reply(&body).map_err(decode_error)
+    }
+
     async fn checkpoint_of(&self, which: WhichCheckpoint) -> Result<CheckpointReply, ClientError> {
         let body = self
             .read(Operation::Checkpoint, encode_checkpoint_request(which))

@@ -8,10 +8,12 @@ use super::super::types::{LogId, LogNote};
 use super::Applied;
 
 impl Applied {
-    /// Apply `note`, carried by the entry `log_id`.
-    pub(super) fn apply_log_note(&mut self, log_id: LogId, note: LogNote) {
+    /// Apply `note`, carried by the entry `log_id` stamped `timestamp`.
+    pub(super) fn apply_log_note(&mut self, log_id: LogId, timestamp: u64, note: LogNote) {
         match note {
-            LogNote::Checkpoint(checkpoint) => self.keep_checkpoint(log_id, checkpoint),
+            LogNote::Checkpoint(checkpoint) => self.keep_checkpoint(log_id, checkpoint, false),
+            LogNote::AccessCheckpoint(checkpoint) => self.keep_checkpoint(log_id, checkpoint, true),
+            LogNote::Reads(reads) => self.engine.record_reads(&reads, timestamp, log_id.index),
             LogNote::Cosignature(cosignature) => {
                 let kept = self.engine.record_cosignature(cosignature);
                 if !kept {
@@ -21,11 +23,16 @@ impl Applied {
         }
     }
 
-    /// Keep the leader's signed `checkpoint` if it is this replica's history (`Engine::
-    /// record_checkpoint`). One not newer than the latest kept (a repeat) is dropped; one whose
-    /// root differs marks this replica diverged.
-    fn keep_checkpoint(&mut self, log_id: LogId, checkpoint: SignedCheckpoint) {
-        match self.engine.record_checkpoint(checkpoint) {
+    /// Keep the leader's signed `checkpoint` of the event log (of the access trail: `access`)
+    /// if it is this replica's history (`Engine::record_checkpoint`). One not newer than the
+    /// latest kept (a repeat) is dropped; one whose root differs marks this replica diverged.
+    fn keep_checkpoint(&mut self, log_id: LogId, checkpoint: SignedCheckpoint, access: bool) {
+        let kept = if access {
+            self.engine.record_access_checkpoint(checkpoint)
+        } else {
+            self.engine.record_checkpoint(checkpoint)
+        };
+        match kept {
             Ok(()) => {}
             Err(refused) if refused.is_divergence() => {
                 tracing::error!(
