@@ -709,7 +709,11 @@ impl Gateway {
         let replies = replies.clone();
         let context = *context;
         let metrics = self.metrics.clone();
-        let trail = self.access.clone();
+        // An operator's read on a follower is served unrecorded: a follower cannot propose
+        // (the history checks read every replica). Any other read is recorded at the leader.
+        let operator_here =
+            access.role == crate::auth::Role::Operator && self.check_leader().is_err();
+        let trail = self.access.clone().filter(|_| !operator_here);
         tokio::spawn(async move {
             let payload = match linearize(&raft, header.flags).await {
                 Err(payload) => payload(&context),
