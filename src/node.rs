@@ -177,6 +177,10 @@ impl Probe {
                             .latest_checkpoint()
                             .map(|(_, checkpoint)| (checkpoint.size, checkpoint.time_ns)),
                         diverged,
+                        access_reads: engine.access_size(),
+                        access_checkpointed: engine
+                            .latest_access_checkpoint()
+                            .map_or(0, |(_, checkpoint)| checkpoint.size),
                     };
                     let counts = (
                         engine.accounts_count() as u64,

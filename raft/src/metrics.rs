@@ -364,6 +364,8 @@ pub struct NodeMetrics {
     log_checkpoint_lag: IntGauge,
     log_checkpoint_age: Gauge,
     log_root_mismatch: IntGauge,
+    access_reads: IntGauge,
+    access_checkpoint_lag: IntGauge,
     data_dir_free_bytes: IntGauge,
     data_dir_size_bytes: IntGauge,
     wal_backend: IntGaugeVec,
@@ -393,6 +395,9 @@ pub struct LogState {
     pub latest: Option<(u64, u64)>,
     /// A checkpoint showed this replica's history differs from the one signed.
     pub diverged: bool,
+    /// Reads in the access trail, and how many of them its latest checkpoint covers.
+    pub access_reads: u64,
+    pub access_checkpointed: u64,
 }
 
 const RAFT_STATES: [(&str, ServerState); 5] = [
@@ -542,6 +547,14 @@ impl NodeMetrics {
                 "1 when a signed checkpoint's root was not this replica's at its size: its \
                  history differs from the one signed, and it stopped applying.",
             ),
+            access_reads: gauge(
+                "tally_access_reads",
+                "Reads recorded in the access trail (who read which accounts).",
+            ),
+            access_checkpoint_lag: gauge(
+                "tally_access_checkpoint_lag_reads",
+                "Reads recorded that the access trail's latest signed checkpoint does not cover.",
+            ),
             data_dir_free_bytes: gauge(
                 "tally_data_dir_free_bytes",
                 "Bytes available to this node on the filesystem of its data directory.",
@@ -601,6 +614,8 @@ impl NodeMetrics {
         register(registry, self.log_checkpoint_lag.clone());
         register(registry, self.log_checkpoint_age.clone());
         register(registry, self.log_root_mismatch.clone());
+        register(registry, self.access_reads.clone());
+        register(registry, self.access_checkpoint_lag.clone());
         register(registry, self.data_dir_free_bytes.clone());
         register(registry, self.data_dir_size_bytes.clone());
         register(registry, self.wal_backend.clone());
@@ -736,6 +751,10 @@ impl NodeMetrics {
             None => 0.0,
         });
         self.log_root_mismatch.set(i64::from(log.diverged));
+        self.access_reads.set(gauge(log.access_reads));
+        self.access_checkpoint_lag.set(gauge(
+            log.access_reads.saturating_sub(log.access_checkpointed),
+        ));
         if let Some((free, size)) = filesystem_space(data_dir) {
             self.data_dir_free_bytes
                 .set(i64::try_from(free).unwrap_or(i64::MAX));
