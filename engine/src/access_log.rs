@@ -24,8 +24,6 @@
 //! with a read altered breaks its inclusion proof. The leaves' hashes are derived (rebuilt at
 //! restore from the reads and their accounts, which snapshots hold).
 
-use std::collections::HashMap;
-
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::checkpoint::SignedCheckpoint;
@@ -98,15 +96,18 @@ pub(crate) struct AccessTouch {
 const TOUCHES_MAX: u64 = u32::MAX as u64 - 1;
 
 /// The access log's state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct AccessLog {
     tree: Tree,
     pub(crate) reads: Events<AccessRead>,
     pub(crate) touches: Events<AccessTouch>,
     pub(crate) checkpoints: Events<SignedCheckpoint>,
-    /// Per account, the leaf index of its latest read (derived).
-    latest: HashMap<u128, u64>,
+    /// Per account, the leaf index of its latest read (derived; seeded like the engine's
+    /// indexes, account ids being the clients').
+    latest: Latest,
 }
+
+type Latest = hashbrown::HashMap<u128, u64, foldhash::fast::FixedState>;
 
 /// One read of an account, with its inclusion proof.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,9 +121,23 @@ pub struct AccessProof {
 }
 
 impl AccessLog {
-    /// A log from a snapshot's reads, touches and checkpoints, its tree and links rebuilt;
-    /// `Err` names what does not hold together.
+    /// An empty log for an engine of hash seed `hash_seed` (its account map's own seed is
+    /// derived from it).
+    pub(crate) fn new(hash_seed: u64) -> AccessLog {
+        let seed = hash_seed.rotate_left(16) ^ 0xacce55;
+        AccessLog {
+            tree: Tree::new(),
+            reads: Events::default(),
+            touches: Events::default(),
+            checkpoints: Events::default(),
+            latest: Latest::with_hasher(foldhash::fast::FixedState::with_seed(seed)),
+        }
+    }
+
+    /// A log (for an engine of hash seed `seed`) from a snapshot's reads, touches and checkpoints,
+    /// its tree and links rebuilt; `Err` names what does not hold together.
     pub(crate) fn restored(
+        seed: u64,
         reads: Events<AccessRead>,
         touches: Events<AccessTouch>,
         checkpoints: Events<SignedCheckpoint>,
@@ -131,7 +146,7 @@ impl AccessLog {
             reads,
             touches,
             checkpoints,
-            ..AccessLog::default()
+            ..AccessLog::new(seed)
         };
         let mut next_touch = 0u64;
         for index in 0..log.reads.len() as u64 {

@@ -176,7 +176,7 @@ impl Engine {
             last_timestamp: 0,
             instance: crate::snapshot_sections::engine_instance(),
             log: EventLog::default(),
-            access: Default::default(),
+            access: crate::access_log::AccessLog::new(config.hash_seed),
             batch: 0,
             undo: Vec::new(),
             undo_on: false,
