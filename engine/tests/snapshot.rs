@@ -510,11 +510,33 @@ fn later_sections_unchanged_are_the_earlier_bytes() {
     let restored = Engine::restore(&image, EngineConfig { hash_seed: 3 }).expect("restores");
     assert_eq!(restored.digest(), engine.digest());
 
-    // The same ledger in version 3 (no failed-id count, no log counts; this state has no
-    // failed ids): the sections before the log's, under the same trailer rule, after a header
-    // 40 bytes shorter. It restores to the same ledger with an empty log.
+    // Version 6: no access trail counts (nor sections: this state has no reads); every other
+    // section as written. The same state, digest and all.
     let header_bytes = tally_engine::SNAPSHOT_HEADER_BYTES;
-    assert_eq!(whole[header_bytes - 40..header_bytes - 32], [0u8; 8]);
+    let mut v6 = whole[..header_bytes - 3 * 8].to_vec();
+    v6[8..12].copy_from_slice(&6u32.to_le_bytes());
+    let mut trailer = TrailerHasher::new(&v6);
+    let mut at = header_bytes;
+    while at < whole.len() - 32 {
+        let length = u64::from_le_bytes(whole[at..at + 8].try_into().expect("8 bytes")) as usize;
+        let end = at + 8 + length + tally_engine::SECTION_HASH_BYTES;
+        trailer.section(&section_hash(&whole[at..end]));
+        v6.extend_from_slice(&whole[at..end]);
+        at = end;
+    }
+    v6.extend_from_slice(&trailer.finish());
+    let restored = Engine::restore(&v6, EngineConfig { hash_seed: 6 }).expect("version 6");
+    assert_eq!(restored.digest(), engine.digest());
+
+    // The same ledger in version 3 (no failed-id count, no log or access counts; this state
+    // has no failed ids): the sections before the log's, under the same trailer rule, after a
+    // header 64 bytes shorter (8 + 4 × 8 + 3 × 8). It restores to the same ledger with an
+    // empty log.
+    let newer_counts = 8 + 4 * 8 + 3 * 8;
+    assert_eq!(
+        whole[header_bytes - newer_counts..header_bytes - newer_counts + 8],
+        [0u8; 8]
+    );
     let ledger_sections = second
         .sections()
         .iter()
@@ -525,10 +547,13 @@ fn later_sections_unchanged_are_the_earlier_bytes() {
                     | SectionKind::LogBatches
                     | SectionKind::Checkpoints
                     | SectionKind::Cosignatures
+                    | SectionKind::AccessReads
+                    | SectionKind::AccessTouches
+                    | SectionKind::AccessCheckpoints
             )
         })
         .count();
-    let mut v3 = whole[..header_bytes - 40].to_vec();
+    let mut v3 = whole[..header_bytes - newer_counts].to_vec();
     v3[8..12].copy_from_slice(&3u32.to_le_bytes());
     let mut trailer = TrailerHasher::new(&v3);
     let mut at = header_bytes;
@@ -545,7 +570,7 @@ fn later_sections_unchanged_are_the_earlier_bytes() {
     assert_eq!(restored.log_size(), 0);
 
     // And in version 2: no section hashes, one BLAKE3 over all before the trailer.
-    let mut old = whole[..header_bytes - 40].to_vec();
+    let mut old = whole[..header_bytes - newer_counts].to_vec();
     old[8..12].copy_from_slice(&2u32.to_le_bytes());
     let mut at = header_bytes;
     for _ in 0..ledger_sections {
