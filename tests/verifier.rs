@@ -1016,6 +1016,29 @@ async fn a_reader_lists_and_verifies_who_read_its_account() {
         "{other:?}"
     );
 
+    // A follower does not serve a reader's read (it cannot record it): it names the leader.
+    let leader = cluster
+        .wait_leader(std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    let follower = if leader == 1 { 2 } else { 1 };
+    let mut config = ClientConfig::new(
+        vec![cluster.addr(follower).unwrap()],
+        0x7a11,
+        FUND.as_bytes().to_vec(),
+    )
+    .with_tls(tls.clone())
+    .with_reads(tally_client::Reads::Local);
+    config.deadline = std::time::Duration::from_secs(2);
+    let at_follower = Client::connect(config).await.unwrap();
+    match at_follower.lookup_accounts(&[1]).await {
+        Err(tally_client::ClientError::Deadline(_, last)) => assert!(
+            last.contains("NotLeader") && last.contains("access trail"),
+            "{last}"
+        ),
+        other => panic!("a follower served a recorded read: {other:?}"),
+    }
+
     // The same from the command line.
     let env = cli_env(&cluster, FUND);
     let vkey = signer.verifier_key();

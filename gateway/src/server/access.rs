@@ -13,7 +13,7 @@ use tally_client::access_trail::{
     encode_access_trail_reply, AccessRead, AccessTrailReply, AccessTrailRequest,
 };
 use tally_client::proofs::LATEST;
-use tally_client::protocol::Status;
+use tally_client::protocol::{Refusal, Status};
 use tally_engine::{AccessEntry, ACCESS_ORIGIN_SUFFIX};
 use tally_raft::replication::types::{LogNote, Request};
 use tokio::sync::{mpsc, oneshot};
@@ -87,6 +87,16 @@ impl AccessRecorder {
         };
         match result {
             Ok(()) => payload,
+            Err(BatcherError::NotLeader { leader }) => context.refuse(
+                Status::NotLeader,
+                &Refusal {
+                    leader,
+                    event: None,
+                    message: "on this cluster every read is recorded in the access trail, which \
+                              only the leader can do: read at the leader"
+                        .to_owned(),
+                },
+            ),
             Err(error) => batcher_refusal(context, error),
         }
     }
