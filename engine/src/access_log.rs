@@ -28,7 +28,7 @@ use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::checkpoint::SignedCheckpoint;
 use crate::engine::{Engine, Events};
-use crate::event_log::CheckpointRefused;
+use crate::event_log::{checkpoint_fits, CheckpointRefused};
 use crate::merkle::{leaf_hash, Hash, ProofError, Tree};
 
 /// The access leaf layout's version byte.
@@ -214,15 +214,24 @@ impl AccessLog {
 
     /// The previous read of `account` before leaf `index` (which touched it), if any.
     fn previous(&self, index: u64, account: u128) -> Option<u64> {
+        // A read's touches are sorted by account: a binary search over its run of them.
         let read = self.reads.get(index as u32);
-        let first = read.touched_first;
-        let touches: Vec<AccessTouch> = (first..first + u64::from(read.touched))
-            .map(|at| *self.touches.get(at as u32))
-            .collect();
-        let at = touches
-            .binary_search_by(|touch| touch.account.cmp(&account))
-            .ok()?;
-        Some(touches[at].previous).filter(|&previous| previous != NO_PREVIOUS)
+        let (mut low, mut high) = (
+            read.touched_first,
+            read.touched_first + u64::from(read.touched),
+        );
+        while low < high {
+            let mid = low + (high - low) / 2;
+            let touch = self.touches.get(mid as u32);
+            match touch.account.cmp(&account) {
+                std::cmp::Ordering::Less => low = mid + 1,
+                std::cmp::Ordering::Greater => high = mid,
+                std::cmp::Ordering::Equal => {
+                    return Some(touch.previous).filter(|&previous| previous != NO_PREVIOUS)
+                }
+            }
+        }
+        None
     }
 
     pub(crate) fn bytes_allocated(&self) -> usize {
@@ -303,25 +312,10 @@ impl Engine {
         &mut self,
         checkpoint: SignedCheckpoint,
     ) -> Result<(), CheckpointRefused> {
-        if let Some((_, latest)) = self.latest_access_checkpoint() {
-            if checkpoint.size <= latest.size {
-                return Err(CheckpointRefused::NotNewer {
-                    latest: latest.size,
-                });
-            }
-        }
-        let log = self.access_size();
-        let root =
-            self.access_root(checkpoint.size)
-                .map_err(|_| CheckpointRefused::PastTheLog {
-                    size: checkpoint.size,
-                    log,
-                })?;
-        if root != checkpoint.root {
-            return Err(CheckpointRefused::RootMismatch {
-                size: checkpoint.size,
-            });
-        }
+        let latest = self
+            .latest_access_checkpoint()
+            .map(|(_, latest)| latest.size);
+        checkpoint_fits(&checkpoint, latest, &self.access.tree)?;
         self.access.checkpoints.push(checkpoint);
         Ok(())
     }

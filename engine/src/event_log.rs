@@ -214,6 +214,31 @@ impl CheckpointRefused {
     }
 }
 
+/// Whether `checkpoint` may be kept for a log whose latest kept checkpoint has size `latest`
+/// and whose tree is `tree`: past the latest, within the tree, and the tree's root at its size
+/// (the rule both logs keep their checkpoints by).
+pub(crate) fn checkpoint_fits<L: Leaves>(
+    checkpoint: &SignedCheckpoint,
+    latest: Option<u64>,
+    tree: &Tree<L>,
+) -> Result<(), CheckpointRefused> {
+    if let Some(latest) = latest.filter(|&latest| checkpoint.size <= latest) {
+        return Err(CheckpointRefused::NotNewer { latest });
+    }
+    let root = tree
+        .root(checkpoint.size)
+        .map_err(|_| CheckpointRefused::PastTheLog {
+            size: checkpoint.size,
+            log: tree.size(),
+        })?;
+    if root != checkpoint.root {
+        return Err(CheckpointRefused::RootMismatch {
+            size: checkpoint.size,
+        });
+    }
+    Ok(())
+}
+
 /// One event's leaf and the proof that it is in the tree of some size.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventProof {
@@ -349,25 +374,8 @@ impl Engine {
         checkpoint: SignedCheckpoint,
     ) -> Result<(), CheckpointRefused> {
         self.log.settle();
-        if let Some(latest) = self.latest_checkpoint() {
-            if checkpoint.size <= latest.1.size {
-                return Err(CheckpointRefused::NotNewer {
-                    latest: latest.1.size,
-                });
-            }
-        }
-        let log = self.log_size();
-        let root = self
-            .log_root(checkpoint.size)
-            .map_err(|_| CheckpointRefused::PastTheLog {
-                size: checkpoint.size,
-                log,
-            })?;
-        if root != checkpoint.root {
-            return Err(CheckpointRefused::RootMismatch {
-                size: checkpoint.size,
-            });
-        }
+        let latest = self.latest_checkpoint().map(|(_, latest)| latest.size);
+        checkpoint_fits(&checkpoint, latest, &*self.log.tree())?;
         self.log.checkpoints.push(checkpoint);
         Ok(())
     }

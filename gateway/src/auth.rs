@@ -113,6 +113,17 @@ impl Credentials {
     }
 }
 
+/// The accounts a trade's legs move: what a reader must see one of, and what a read of the
+/// trade touches (the access trail).
+pub(crate) fn trade_accounts(trade: &Trade) -> [u128; 4] {
+    [
+        trade.instrument_debit_account_id,
+        trade.instrument_credit_account_id,
+        trade.cash_debit_account_id,
+        trade.cash_credit_account_id,
+    ]
+}
+
 /// Who a session is: its credential, its role, and for a reader what it may see or for a
 /// scoped submitter what it may debit. `None` scope = everything.
 #[derive(Clone, Debug)]
@@ -189,14 +200,9 @@ impl Access {
     /// A trade is visible if any of its four accounts is.
     pub(crate) fn trade_visible(&self, engine: &Engine, trade: &Trade) -> bool {
         self.scope.as_ref().is_none_or(|scope| {
-            [
-                trade.instrument_debit_account_id,
-                trade.instrument_credit_account_id,
-                trade.cash_debit_account_id,
-                trade.cash_credit_account_id,
-            ]
-            .into_iter()
-            .any(|id| Self::account_id_visible(scope, engine, id))
+            trade_accounts(trade)
+                .into_iter()
+                .any(|id| Self::account_id_visible(scope, engine, id))
         })
     }
 

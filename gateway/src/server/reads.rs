@@ -18,7 +18,7 @@ use openraft::error::{CheckIsLeaderError, RaftError};
 use tally_client::protocol::{Refusal, FLAG_LINEARIZABLE};
 
 use super::{Context, Raft};
-use crate::auth::Access;
+use crate::auth::{trade_accounts, Access};
 
 /// A read request, owned so it can move into its task.
 pub(super) enum Read {
@@ -260,16 +260,6 @@ fn answer(
 /// The accounts a transfer moves.
 fn transfer_accounts(transfer: &tally_engine::records::Transfer) -> [u128; 2] {
     [transfer.debit_account_id, transfer.credit_account_id]
-}
-
-/// The accounts a trade's legs move (a post or void: its pending trade's).
-fn trade_accounts(trade: &tally_engine::records::Trade) -> [u128; 4] {
-    [
-        trade.instrument_debit_account_id,
-        trade.instrument_credit_account_id,
-        trade.cash_debit_account_id,
-        trade.cash_credit_account_id,
-    ]
 }
 
 /// Checkpoint `index` (`LATEST`: the newest) and its index.
