@@ -22,6 +22,7 @@ mod leg;
 pub mod limits;
 mod memory;
 pub mod merkle;
+pub mod netting;
 mod pending;
 mod query;
 pub mod records;

@@ -35,6 +35,11 @@ pub const NANOSECONDS_PER_SECOND: u64 = 1_000_000_000;
 /// Entries a statement query returns at most, whatever the caller asks: one reply frame.
 pub const STATEMENT_ENTRIES_MAX: u32 = 8_189;
 
+/// Obligations one netting run takes (`netting::net`). A cycle of a busy CSD day is a few
+/// million instructions; 2^26 keeps every per-position sum of 64-bit amounts far inside u128
+/// and a run's working memory (about 100 bytes per obligation) within a few GiB.
+pub const NETTING_MAX_OBLIGATIONS: usize = 1 << 26;
+
 const _: () = assert!(BATCH_EVENTS_MAX as u64 <= EVENTS_PER_KIND_MAX as u64);
 const _: () = assert!(BATCH_BYTES_MAX <= 1 << 20);
 const _: () = assert!(ARENA_CHUNK_ELEMENTS.is_power_of_two());

@@ -1,0 +1,116 @@
+//! Criterion benchmark of a settlement cycle's netting run (`tally_engine::netting::net`):
+//! 1,000,000 obligations among 1,000 participants and 100 instruments, instruments and
+//! participants Zipf-skewed, 5% of participants holding nothing (so their deliveries and
+//! payments fail and knock on), the rest holding about what a day's trading moves. Prints the
+//! run's outcome once: settled, partly settled and failed obligations, removals, passes, and
+//! the balance changes of net settlement against gross (two per leg per obligation).
+//!
+//! Run: `cargo bench -p tally-benches --bench netting`
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use rand::{rngs::SmallRng, Rng, SeedableRng};
+use rand_distr::{Distribution, Zipf};
+use tally_engine::netting::{net, Available, Obligation, Outcome};
+
+const OBLIGATIONS: usize = 1_000_000;
+const PARTICIPANTS: u32 = 1_000;
+const INSTRUMENTS: u32 = 100;
+
+/// Position of `participant`'s holding of `asset` (cash is asset `INSTRUMENTS`).
+fn position(participant: u32, asset: u32) -> u32 {
+    participant * (INSTRUMENTS + 1) + asset
+}
+
+fn cycle(seed: u64) -> (Vec<Available>, Vec<Obligation>) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let who = Zipf::new(PARTICIPANTS as f64, 0.8).expect("valid Zipf");
+    let what = Zipf::new(INSTRUMENTS as f64, 1.0).expect("valid Zipf");
+    let mut obligations = Vec::with_capacity(OBLIGATIONS);
+    while obligations.len() < OBLIGATIONS {
+        let seller = who.sample(&mut rng) as u32 - 1;
+        let buyer = who.sample(&mut rng) as u32 - 1;
+        if seller == buyer {
+            continue;
+        }
+        let instrument = what.sample(&mut rng) as u32 - 1;
+        let quantity = rng.random_range(1..=1_000u64);
+        let price = rng.random_range(1..=200u64);
+        obligations.push(Obligation {
+            securities_from: position(seller, instrument),
+            securities_to: position(buyer, instrument),
+            cash_from: position(buyer, INSTRUMENTS),
+            cash_to: position(seller, INSTRUMENTS),
+            quantity,
+            cash: quantity * price,
+            priority: 0,
+            age: rng.random_range(0..3),
+            partial: rng.random_bool(0.3),
+        });
+    }
+    // Holdings: what each position pays over the cycle, scaled by a random 0.5..1.5, so that
+    // about half the positions that pay more than they receive fall short; 5% of participants
+    // hold nothing at all.
+    let positions = (PARTICIPANTS * (INSTRUMENTS + 1)) as usize;
+    let mut paying = vec![0u128; positions];
+    for o in &obligations {
+        paying[o.securities_from as usize] += o.quantity as u128;
+        paying[o.cash_from as usize] += o.cash as u128;
+    }
+    let available = (0..positions)
+        .map(|p| {
+            let participant = p as u32 / (INSTRUMENTS + 1);
+            if participant % 20 == 7 {
+                Available::Limited(0)
+            } else {
+                let scale = rng.random_range(50..=150u128);
+                Available::Limited(paying[p] * scale / 100)
+            }
+        })
+        .collect();
+    (available, obligations)
+}
+
+fn netting(c: &mut Criterion) {
+    let (available, obligations) = cycle(18);
+    let run = net(&available, &obligations).expect("valid cycle");
+    let (mut settled, mut partial, mut failed, mut legs) = (0, 0, 0, 0usize);
+    for (o, outcome) in obligations.iter().zip(&run.outcomes) {
+        match outcome {
+            Outcome::Settled => settled += 1,
+            Outcome::Partial { .. } => partial += 1,
+            Outcome::Failed { .. } => failed += 1,
+        }
+        let (quantity, cash) = outcome.settled(o);
+        legs += usize::from(quantity > 0) + usize::from(cash > 0);
+    }
+    println!(
+        "netting {OBLIGATIONS} obligations, {PARTICIPANTS} participants, {INSTRUMENTS} \
+         instruments: {settled} settled, {partial} partly settled, {failed} failed; {} removals, \
+         {} passes (converged: {}); {} balance changes net against {} gross",
+        run.removals,
+        run.passes,
+        run.converged,
+        run.balance_changes(),
+        2 * legs
+    );
+
+    let mut group = c.benchmark_group("netting");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    group.warm_up_time(Duration::from_secs(2));
+    group.throughput(Throughput::Elements(OBLIGATIONS as u64));
+    group.bench_function("run/1M_obligations_1k_participants_100_instruments", |b| {
+        b.iter(|| {
+            net(
+                std::hint::black_box(&available),
+                std::hint::black_box(&obligations),
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, netting);
+criterion_main!(benches);
