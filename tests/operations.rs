@@ -1,6 +1,6 @@
 //! The operators' kit against real processes: the shipped Prometheus files pass promtool, a
-//! real Prometheus (Debian's package, installed by `deploy/local/install-prometheus.sh` when
-//! missing) scrapes a 3-node cluster under load with the shipped config, every metric the
+//! real Prometheus (Debian's package, which `.ci/run` installs with
+//! `deploy/local/install-prometheus.sh` before the tests) scrapes a 3-node cluster under load with the shipped config, every metric the
 //! dashboard and the alerts name is exported, and the CLI adds and removes a fourth node while
 //! the cluster is loaded, losing nothing.
 
@@ -39,26 +39,17 @@ fn on_path(program: &str) -> bool {
         .is_ok_and(|output| output.status.success())
 }
 
-/// Prometheus and promtool, installed by the project's own script if missing.
+/// Prometheus and promtool must be on PATH. Tests install nothing: `.ci/run` runs the
+/// project's install script before the tests; run by hand, a missing tool fails here with the
+/// command that installs it.
 fn ensure_prometheus() {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| {
-        if on_path("prometheus") && on_path("promtool") {
-            return;
-        }
-        let script = repo().join("deploy/local/install-prometheus.sh");
-        let output = Command::new("bash")
-            .arg(&script)
-            .output()
-            .expect("the install script runs");
+    for tool in ["prometheus", "promtool"] {
         assert!(
-            output.status.success(),
-            "{} failed:\n{}\n{}",
-            script.display(),
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+            on_path(tool),
+            "{tool} is not on PATH: install it with `bash deploy/local/install-prometheus.sh` \
+             (`.ci/run` does this before the tests)"
         );
-    });
+    }
 }
 
 fn run(program: &str, args: &[&str]) -> Output {
@@ -405,6 +396,7 @@ fn shipped_unit_and_scripts_check() {
         "deploy/local/run.sh",
         "deploy/local/install-prometheus.sh",
         "deploy/local/install-python.sh",
+        "deploy/local/install-rust-toolchain.sh",
         "deploy/local/apt.sh",
         "deploy/container/make-config.sh",
         ".ci/run",

@@ -13,6 +13,10 @@ use tally_engine::witness::AddCheckpoint;
 
 const ORIGIN: &str = "tally/cluster-0x7a11";
 
+/// Tests install nothing: `.ci/run` installs Python 3 before the tests.
+const PYTHON_MISSING: &str = "python3 does not run: install it with \
+    `bash deploy/local/install-python.sh` (`.ci/run` does this before the tests)";
+
 fn verifier_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/verifier"))
 }
@@ -25,7 +29,7 @@ fn the_independent_verifier_passes_its_tests() {
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .current_dir(verifier_dir())
         .output()
-        .expect("python3 runs (installed by .ci/run's set-up)");
+        .expect(PYTHON_MISSING);
     let report = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{report}");
     assert!(report.contains("Ran 3 tests"), "{report}");
@@ -140,7 +144,7 @@ fn both(dir: &Path, key: &str, witnesses: &[&str], bundle: &Bundle) -> [(i32, St
         .args(&witness_args)
         .arg(&path)
         .output()
-        .expect("python3");
+        .expect(PYTHON_MISSING);
     [rust, python].map(|out| {
         (
             out.status.code().unwrap_or(-1),
