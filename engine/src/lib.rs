@@ -27,6 +27,7 @@ mod pending;
 mod query;
 pub mod records;
 mod result;
+pub mod settlement;
 mod snapshot;
 mod snapshot_read;
 mod snapshot_restore;

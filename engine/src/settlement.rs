@@ -1,0 +1,649 @@
+//! Settlement instructions and cycles (net settlement, DvP model 3): the book of a CSD's
+//! settlement instructions, each cycle's lifecycle, holds and releases, fails carried forward
+//! and aged out, cancel-and-reschedule of a whole cycle, bilateral cancellation, and the run
+//! that nets a cycle ([`crate::netting`]) and returns one movement per account for the caller to
+//! post atomically, with a netting certificate.
+//!
+//! Pure and deterministic (BTreeMaps only; no clock): the caller passes every input, including
+//! each account's available balance at the run. docs/settlement.md describes the lifecycle and
+//! every status.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::netting::{self, Available, Obligation, Outcome, ShortLeg};
+
+/// One settlement instruction: a matched trade obligation between two participants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Instruction {
+    pub id: u128,
+    /// The participants' settlement reference.
+    pub reference: u128,
+    /// The deliverer's account on the instrument's ledger (pays `quantity`).
+    pub deliverer_securities: u128,
+    /// The receiver's account on the instrument's ledger.
+    pub receiver_securities: u128,
+    /// The receiver's account on the cash ledger (pays `cash`).
+    pub receiver_cash: u128,
+    /// The deliverer's account on the cash ledger.
+    pub deliverer_cash: u128,
+    /// Units of the instrument, at least 1.
+    pub quantity: u64,
+    /// The cash leg; 0 for a delivery free of payment.
+    pub cash: u64,
+    /// The cycle it is meant to settle in (e.g. the intended settlement date, yyyymmdd).
+    pub cycle: u64,
+    /// Higher settles first when someone is short.
+    pub priority: u8,
+    /// Whether a part may settle when the whole cannot.
+    pub partial: bool,
+    /// Submitted on hold: not settled until released.
+    pub hold: bool,
+}
+
+/// Where a cycle is in its lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Takes instructions.
+    Open,
+    /// Takes no more instructions; waits for its run.
+    CutOff,
+    /// Run: every instruction in it settled.
+    Settled,
+    /// Run: some instructions failed or settled in part (carried forward).
+    PartlySettled,
+    /// Its run was cancelled (nothing moved); its instructions went to a later cycle.
+    Cancelled { rescheduled_to: u64 },
+    /// Run and closed.
+    Closed,
+}
+
+/// Why an instruction is cancelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelReason {
+    /// Failed in `max_age` runs.
+    AgedOut,
+    /// Both participants asked.
+    Bilateral,
+}
+
+/// Which participant speaks about an instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Party {
+    Deliverer,
+    Receiver,
+}
+
+/// An instruction's status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Waiting for its cycle's run.
+    Eligible,
+    /// Held (wholly or in part: `held` units); held units do not settle until released.
+    Held,
+    /// Moved to a later cycle by a cancelled run; waiting for that cycle's run.
+    Rescheduled { from: u64 },
+    /// Settled whole (the last part, for one settled in parts).
+    Settled,
+    /// Part settled; the rest is carried forward (or held).
+    PartlySettled { short_account: u128, leg: ShortLeg },
+    /// Nothing settled in its last run: carried forward to the next run.
+    Failed { short_account: u128, leg: ShortLeg },
+    /// Will never settle (what settled before stays settled).
+    Cancelled(CancelReason),
+}
+
+impl Status {
+    /// Settled or cancelled: nothing more happens to it.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Status::Settled | Status::Cancelled(_))
+    }
+}
+
+/// An instruction and where it stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstructionState {
+    pub instruction: Instruction,
+    pub status: Status,
+    /// The cycle it is in now (its own, a rescheduled one, or the last it was run in).
+    pub cycle: u64,
+    /// Whether it failed or part-settled in a run, so every later run takes it.
+    pub carried: bool,
+    /// Runs it took part in without settling whole.
+    pub age: u16,
+    /// Settled so far.
+    pub settled_quantity: u64,
+    pub settled_cash: u64,
+    /// Units held (at most what is left to settle).
+    pub held: u64,
+    /// A bilateral cancellation one party asked for.
+    pub cancel_requested_by: Option<Party>,
+    /// Submission order, the last tie-break of a run.
+    sequence: u64,
+}
+
+impl InstructionState {
+    fn remaining(&self) -> (u64, u64) {
+        (
+            self.instruction.quantity - self.settled_quantity,
+            self.instruction.cash - self.settled_cash,
+        )
+    }
+
+    /// The part a run may settle: the units not held, with their share of the remaining cash.
+    fn eligible(&self) -> (u64, u64) {
+        let (quantity, cash) = self.remaining();
+        let free = quantity - self.held;
+        if free == quantity {
+            return (quantity, cash);
+        }
+        let share = u128::from(cash) * u128::from(free) / u128::from(quantity);
+        (free, share as u64)
+    }
+}
+
+/// Why an operation on the book was refused; nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SettlementError {
+    CycleExists {
+        cycle: u64,
+    },
+    NoSuchCycle {
+        cycle: u64,
+    },
+    /// The operation needs the cycle in another phase.
+    WrongPhase {
+        cycle: u64,
+        phase: Phase,
+    },
+    InstructionExists {
+        id: u128,
+    },
+    NoSuchInstruction {
+        id: u128,
+    },
+    /// The instruction is settled or cancelled.
+    Final {
+        id: u128,
+    },
+    /// A leg pays from and to the same account, an account or id is 0, or the quantity is 0.
+    Invalid {
+        id: u128,
+        why: &'static str,
+    },
+    /// A release of more units than are held, or a hold of more than is left.
+    Quantity {
+        id: u128,
+        asked: u64,
+        available: u64,
+    },
+    /// The same party asked to cancel twice.
+    AlreadyRequested {
+        id: u128,
+    },
+    /// A cycle rescheduled to itself or to an earlier one.
+    RescheduleBackwards {
+        from: u64,
+        to: u64,
+    },
+    /// The run's input was refused by the netting rule (too many instructions).
+    Netting(netting::NettingError),
+}
+
+impl std::fmt::Display for SettlementError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SettlementError::CycleExists { cycle } => write!(f, "cycle {cycle} already exists"),
+            SettlementError::NoSuchCycle { cycle } => write!(f, "there is no cycle {cycle}"),
+            SettlementError::WrongPhase { cycle, phase } => {
+                write!(f, "cycle {cycle} is {phase:?}, which does not allow this")
+            }
+            SettlementError::InstructionExists { id } => {
+                write!(f, "instruction {id:#x} already exists")
+            }
+            SettlementError::NoSuchInstruction { id } => {
+                write!(f, "there is no instruction {id:#x}")
+            }
+            SettlementError::Final { id } => {
+                write!(f, "instruction {id:#x} is settled or cancelled")
+            }
+            SettlementError::Invalid { id, why } => write!(f, "instruction {id:#x}: {why}"),
+            SettlementError::Quantity {
+                id,
+                asked,
+                available,
+            } => write!(
+                f,
+                "instruction {id:#x}: {asked} units asked, {available} available"
+            ),
+            SettlementError::AlreadyRequested { id } => {
+                write!(f, "instruction {id:#x}: this party already asked to cancel")
+            }
+            SettlementError::RescheduleBackwards { from, to } => {
+                write!(f, "cycle {from} cannot be rescheduled to {to}: not later")
+            }
+            SettlementError::Netting(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl std::error::Error for SettlementError {}
+
+/// What a run did, for the caller to post and publish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunReport {
+    pub cycle: u64,
+    /// One per account whose balance changes: received less paid. The caller posts them all
+    /// or none; per ledger they sum to zero.
+    pub movements: Vec<(u128, i128)>,
+    /// Instructions in the run: settled whole, settled in part, failed.
+    pub settled: u64,
+    pub partly_settled: u64,
+    pub failed: u64,
+    /// Instructions cancelled because they reached the age limit in this run.
+    pub aged_out: Vec<u128>,
+    /// Units plus cash settled in this run.
+    pub settled_value: u128,
+    pub certificate: Certificate,
+}
+
+/// A run's netting certificate: SHA-256 over the run's inputs, its net movements and its
+/// exceptions, each in a canonical order, so a participant holding the run's published lists
+/// can check its instructions were in and its net figure is the sum of its legs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Certificate {
+    /// Each input in rank order of arrival: id, eligible quantity and cash (u64 LE), the four
+    /// accounts (u128 LE).
+    pub inputs: [u8; 32],
+    /// Each movement by account: account (u128 LE), movement (i128 LE).
+    pub movements: [u8; 32],
+    /// Each instruction that did not settle whole: id, settled quantity and cash (u64 LE).
+    pub exceptions: [u8; 32],
+}
+
+/// The book of instructions and cycles.
+#[derive(Clone, Debug, Default)]
+pub struct SettlementBook {
+    cycles: BTreeMap<u64, Phase>,
+    instructions: BTreeMap<u128, InstructionState>,
+    /// Runs an instruction may fail before it is cancelled ([`CancelReason::AgedOut`]).
+    max_age: u16,
+    next_sequence: u64,
+}
+
+impl SettlementBook {
+    /// A book whose fails are cancelled after failing in `max_age` runs (at least 1).
+    pub fn new(max_age: u16) -> SettlementBook {
+        SettlementBook {
+            max_age: max_age.max(1),
+            ..SettlementBook::default()
+        }
+    }
+
+    pub fn phase(&self, cycle: u64) -> Option<Phase> {
+        self.cycles.get(&cycle).copied()
+    }
+
+    pub fn instruction(&self, id: u128) -> Option<&InstructionState> {
+        self.instructions.get(&id)
+    }
+
+    /// Opens `cycle` for instructions.
+    pub fn open(&mut self, cycle: u64) -> Result<(), SettlementError> {
+        if self.cycles.contains_key(&cycle) {
+            return Err(SettlementError::CycleExists { cycle });
+        }
+        self.cycles.insert(cycle, Phase::Open);
+        Ok(())
+    }
+
+    fn expect_phase(&self, cycle: u64, allowed: &[Phase]) -> Result<Phase, SettlementError> {
+        let phase = self
+            .phase(cycle)
+            .ok_or(SettlementError::NoSuchCycle { cycle })?;
+        if allowed.contains(&phase) {
+            Ok(phase)
+        } else {
+            Err(SettlementError::WrongPhase { cycle, phase })
+        }
+    }
+
+    /// Adds an instruction to its (open) cycle.
+    pub fn submit(&mut self, instruction: Instruction) -> Result<(), SettlementError> {
+        let id = instruction.id;
+        let invalid = |why| Err(SettlementError::Invalid { id, why });
+        if id == 0 {
+            return invalid("the id must not be 0");
+        }
+        let accounts = [
+            instruction.deliverer_securities,
+            instruction.receiver_securities,
+            instruction.receiver_cash,
+            instruction.deliverer_cash,
+        ];
+        if accounts.contains(&0) {
+            return invalid("an account id must not be 0");
+        }
+        if instruction.deliverer_securities == instruction.receiver_securities
+            || instruction.receiver_cash == instruction.deliverer_cash
+        {
+            return invalid("a leg pays from and to the same account");
+        }
+        if instruction.quantity == 0 {
+            return invalid("the quantity must not be 0");
+        }
+        self.expect_phase(instruction.cycle, &[Phase::Open])?;
+        if self.instructions.contains_key(&id) {
+            return Err(SettlementError::InstructionExists { id });
+        }
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        self.instructions.insert(
+            id,
+            InstructionState {
+                instruction,
+                status: if instruction.hold {
+                    Status::Held
+                } else {
+                    Status::Eligible
+                },
+                cycle: instruction.cycle,
+                carried: false,
+                age: 0,
+                settled_quantity: 0,
+                settled_cash: 0,
+                held: if instruction.hold {
+                    instruction.quantity
+                } else {
+                    0
+                },
+                cancel_requested_by: None,
+                sequence,
+            },
+        );
+        Ok(())
+    }
+
+    fn live(&mut self, id: u128) -> Result<&mut InstructionState, SettlementError> {
+        let state = self
+            .instructions
+            .get_mut(&id)
+            .ok_or(SettlementError::NoSuchInstruction { id })?;
+        if state.status.is_final() {
+            return Err(SettlementError::Final { id });
+        }
+        Ok(state)
+    }
+
+    /// Holds `quantity` more units (all that is left when `None`): they do not settle until
+    /// released.
+    pub fn hold(&mut self, id: u128, quantity: Option<u64>) -> Result<(), SettlementError> {
+        let state = self.live(id)?;
+        let free = state.remaining().0 - state.held;
+        let asked = quantity.unwrap_or(free);
+        if asked == 0 || asked > free {
+            return Err(SettlementError::Quantity {
+                id,
+                asked,
+                available: free,
+            });
+        }
+        state.held += asked;
+        if state.held == state.remaining().0 {
+            state.status = Status::Held;
+        }
+        Ok(())
+    }
+
+    /// Releases `quantity` held units (all of them when `None`), which settle from the next run
+    /// on; a partial release leaves the rest held.
+    pub fn release(&mut self, id: u128, quantity: Option<u64>) -> Result<(), SettlementError> {
+        let state = self.live(id)?;
+        let asked = quantity.unwrap_or(state.held);
+        if asked == 0 || asked > state.held {
+            return Err(SettlementError::Quantity {
+                id,
+                asked,
+                available: state.held,
+            });
+        }
+        state.held -= asked;
+        if state.status == Status::Held {
+            state.status = Status::Eligible;
+        }
+        Ok(())
+    }
+
+    /// One party's request to cancel an instruction; the second party's cancels it.
+    pub fn cancel(&mut self, id: u128, party: Party) -> Result<Status, SettlementError> {
+        let state = self.live(id)?;
+        match state.cancel_requested_by {
+            Some(asked) if asked == party => Err(SettlementError::AlreadyRequested { id }),
+            Some(_) => {
+                state.status = Status::Cancelled(CancelReason::Bilateral);
+                Ok(state.status)
+            }
+            None => {
+                state.cancel_requested_by = Some(party);
+                Ok(state.status)
+            }
+        }
+    }
+
+    /// Closes `cycle` to new instructions.
+    pub fn cut_off(&mut self, cycle: u64) -> Result<(), SettlementError> {
+        self.expect_phase(cycle, &[Phase::Open])?;
+        self.cycles.insert(cycle, Phase::CutOff);
+        Ok(())
+    }
+
+    /// Cancels `cycle`'s run before it happens (nothing moves) and moves every instruction of
+    /// the cycle that has not settled to `to` (opened if it does not exist), as one operation.
+    /// Returns how many instructions moved. Fails carried from earlier runs are not the
+    /// cycle's own and stay carried.
+    pub fn cancel_and_reschedule(&mut self, cycle: u64, to: u64) -> Result<u64, SettlementError> {
+        self.expect_phase(cycle, &[Phase::Open, Phase::CutOff])?;
+        if to <= cycle {
+            return Err(SettlementError::RescheduleBackwards { from: cycle, to });
+        }
+        if let Some(phase) = self.phase(to) {
+            if phase != Phase::Open {
+                return Err(SettlementError::WrongPhase { cycle: to, phase });
+            }
+        }
+        self.cycles.entry(to).or_insert(Phase::Open);
+        self.cycles
+            .insert(cycle, Phase::Cancelled { rescheduled_to: to });
+        let mut moved = 0;
+        for state in self.instructions.values_mut() {
+            if state.cycle == cycle && !state.carried && !state.status.is_final() {
+                state.cycle = to;
+                if state.status != Status::Held {
+                    state.status = Status::Rescheduled { from: cycle };
+                }
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Closes a cycle after its run.
+    pub fn close(&mut self, cycle: u64) -> Result<(), SettlementError> {
+        self.expect_phase(cycle, &[Phase::Settled, Phase::PartlySettled])?;
+        self.cycles.insert(cycle, Phase::Closed);
+        Ok(())
+    }
+
+    /// Runs `cycle` (cut off): nets its eligible instructions and every fail carried forward
+    /// against `available(account)`, updates each one's status, ages and cancels fails, and
+    /// returns the movements to post. The caller posts them all, or none and does not keep this
+    /// book's changes.
+    pub fn run(
+        &mut self,
+        cycle: u64,
+        available: impl Fn(u128) -> Available,
+    ) -> Result<RunReport, SettlementError> {
+        self.expect_phase(cycle, &[Phase::CutOff])?;
+        // In the run: the cycle's own and the carried, not final, with units not held; in
+        // submission order.
+        let mut members: Vec<&InstructionState> = self
+            .instructions
+            .values()
+            .filter(|s| (s.cycle == cycle || s.carried) && !s.status.is_final())
+            .filter(|s| s.eligible().0 > 0)
+            .collect();
+        members.sort_by_key(|s| s.sequence);
+        let mut positions: BTreeMap<u128, u32> = BTreeMap::new();
+        for s in &members {
+            let i = &s.instruction;
+            for account in [
+                i.deliverer_securities,
+                i.receiver_securities,
+                i.receiver_cash,
+                i.deliverer_cash,
+            ] {
+                positions.insert(account, 0);
+            }
+        }
+        let accounts: Vec<u128> = positions.keys().copied().collect();
+        for (number, account) in accounts.iter().enumerate() {
+            positions.insert(*account, number as u32);
+        }
+        let limits: Vec<Available> = accounts.iter().map(|a| available(*a)).collect();
+        let position = |account: &u128| positions[account];
+        let obligations: Vec<Obligation> = members
+            .iter()
+            .map(|s| {
+                let i = &s.instruction;
+                let (quantity, cash) = s.eligible();
+                Obligation {
+                    securities_from: position(&i.deliverer_securities),
+                    securities_to: position(&i.receiver_securities),
+                    cash_from: position(&i.receiver_cash),
+                    cash_to: position(&i.deliverer_cash),
+                    quantity,
+                    cash,
+                    priority: i.priority,
+                    age: s.age,
+                    partial: i.partial,
+                }
+            })
+            .collect();
+        let net = netting::net(&limits, &obligations).map_err(SettlementError::Netting)?;
+        let certificate = certificate(&members, &obligations, &accounts, &net);
+        let ids: Vec<u128> = members.iter().map(|s| s.instruction.id).collect();
+
+        let mut report = RunReport {
+            cycle,
+            movements: accounts
+                .iter()
+                .zip(&net.movements)
+                .filter(|(_, m)| **m != 0)
+                .map(|(a, m)| (*a, *m))
+                .collect(),
+            settled: 0,
+            partly_settled: 0,
+            failed: 0,
+            aged_out: Vec::new(),
+            settled_value: 0,
+            certificate,
+        };
+        for ((id, obligation), outcome) in ids.iter().zip(&obligations).zip(&net.outcomes) {
+            let Some(state) = self.instructions.get_mut(id) else {
+                continue;
+            };
+            let (quantity, cash) = outcome.settled(obligation);
+            state.settled_quantity += quantity;
+            state.settled_cash += cash;
+            report.settled_value += u128::from(quantity) + u128::from(cash);
+            state.cycle = cycle;
+            state.status = match *outcome {
+                Outcome::Settled if state.remaining().0 == 0 => Status::Settled,
+                Outcome::Settled => Status::Held,
+                Outcome::Partial { short, leg, .. } => Status::PartlySettled {
+                    short_account: accounts[short as usize],
+                    leg,
+                },
+                Outcome::Failed { short, leg } => Status::Failed {
+                    short_account: accounts[short as usize],
+                    leg,
+                },
+            };
+            match outcome {
+                Outcome::Settled => report.settled += 1,
+                Outcome::Partial { .. } => report.partly_settled += 1,
+                Outcome::Failed { .. } => report.failed += 1,
+            }
+            // A fail or a part left ages; what is left only because it is held does not.
+            if state.status.is_final() || state.status == Status::Held {
+                continue;
+            }
+            state.age += 1;
+            if state.age >= self.max_age {
+                state.status = Status::Cancelled(CancelReason::AgedOut);
+                report.aged_out.push(*id);
+            }
+        }
+        // Whatever is left of this cycle (fails, parts, held instructions) is carried: every
+        // later run takes it, as far as it is not held.
+        for state in self.instructions.values_mut() {
+            if state.cycle == cycle && !state.status.is_final() {
+                state.carried = true;
+            }
+        }
+        let phase = if report.partly_settled + report.failed == 0 {
+            Phase::Settled
+        } else {
+            Phase::PartlySettled
+        };
+        self.cycles.insert(cycle, phase);
+        Ok(report)
+    }
+}
+
+fn certificate(
+    members: &[&InstructionState],
+    obligations: &[Obligation],
+    accounts: &[u128],
+    net: &netting::NetRun,
+) -> Certificate {
+    let mut inputs = Sha256::new();
+    let mut exceptions = Sha256::new();
+    for ((s, o), outcome) in members.iter().zip(obligations).zip(&net.outcomes) {
+        let i = &s.instruction;
+        inputs.update(i.id.to_le_bytes());
+        inputs.update(o.quantity.to_le_bytes());
+        inputs.update(o.cash.to_le_bytes());
+        for account in [
+            i.deliverer_securities,
+            i.receiver_securities,
+            i.receiver_cash,
+            i.deliverer_cash,
+        ] {
+            inputs.update(account.to_le_bytes());
+        }
+        if *outcome != Outcome::Settled {
+            let (quantity, cash) = outcome.settled(o);
+            exceptions.update(i.id.to_le_bytes());
+            exceptions.update(quantity.to_le_bytes());
+            exceptions.update(cash.to_le_bytes());
+        }
+    }
+    let mut movements = Sha256::new();
+    for (account, movement) in accounts.iter().zip(&net.movements) {
+        if *movement != 0 {
+            movements.update(account.to_le_bytes());
+            movements.update(movement.to_le_bytes());
+        }
+    }
+    Certificate {
+        inputs: inputs.finalize().into(),
+        movements: movements.finalize().into(),
+        exceptions: exceptions.finalize().into(),
+    }
+}
+
+#[cfg(test)]
+#[path = "settlement_tests.rs"]
+mod tests;
