@@ -62,7 +62,9 @@ def verify_consistency(old, new, old_root, new_root, proof):
         return not proof and (old != new or old_root == new_root)
     if not proof:
         return False
-    if old & (old - 1) == 0:  # a power of two: the old root is the path's implicit start
+    if (
+        old & (old - 1) == 0
+    ):  # a power of two: the old root is the path's implicit start
         proof = [old_root] + list(proof)
     fn, sn = old - 1, new - 1
     while fn & 1:
@@ -132,7 +134,9 @@ def _mul(s, point):
 
 
 def _equal(a, b):
-    return (a[0] * b[2] - b[0] * a[2]) % _P == 0 and (a[1] * b[2] - b[1] * a[2]) % _P == 0
+    return (a[0] * b[2] - b[0] * a[2]) % _P == 0 and (
+        a[1] * b[2] - b[1] * a[2]
+    ) % _P == 0
 
 
 def _decompress(data):
@@ -163,7 +167,12 @@ def ed25519_verify(public, message, signature):
     s = int.from_bytes(signature[32:], "little")
     if s >= _L:
         return False
-    k = int.from_bytes(hashlib.sha512(signature[:32] + public + message).digest(), "little") % _L
+    k = (
+        int.from_bytes(
+            hashlib.sha512(signature[:32] + public + message).digest(), "little"
+        )
+        % _L
+    )
     return _equal(_mul(s, _G), _add(r, _mul(k, a)))
 
 
@@ -226,9 +235,13 @@ def open_note(note, key):
             time = int.from_bytes(blob[4:12], "big")
             message = f"cosignature/v1\ntime {time}\n{text}".encode()
             if time >= 1 << 63 or not ed25519_verify(public, message, blob[12:]):
-                raise Refused(f"the cosignature by {name} does not verify: the note was altered")
+                raise Refused(
+                    f"the cosignature by {name} does not verify: the note was altered"
+                )
         elif not ed25519_verify(public, text.encode(), blob[4:]):
-            raise Refused(f"the signature by {name} does not verify: the note was altered")
+            raise Refused(
+                f"the signature by {name} does not verify: the note was altered"
+            )
         signed = True
     if not signed:
         raise Refused(f"the note carries no signature by {name}")
@@ -275,7 +288,9 @@ def verify_bundle(bundle, key, witnesses=()):
     for i, note in enumerate(bundle.get("checkpoints", [])):
         try:
             if key[3] != NOTE_KEY or any(w[3] != COSIGNATURE_KEY for w in witnesses):
-                raise Refused("the log's key must be of type 0x01, a witness's of type 0x04")
+                raise Refused(
+                    "the log's key must be of type 0x01, a witness's of type 0x04"
+                )
             for witness in witnesses:
                 open_note(note, witness)
             checkpoints.append(parse_checkpoint(open_note(note, key)))
@@ -289,8 +304,14 @@ def verify_bundle(bundle, key, witnesses=()):
         failures.append(f"checkpoints of more than one log: {sorted(origins)}")
     steps = bundle.get("consistency", [])
     for i in range(1, len(checkpoints)):
-        if not any(s.get("old") == i - 1 and s.get("new") == i for s in steps if isinstance(s, dict)):
-            failures.append(f"checkpoint {i}: no consistency proof joins it to checkpoint {i - 1}")
+        if not any(
+            s.get("old") == i - 1 and s.get("new") == i
+            for s in steps
+            if isinstance(s, dict)
+        ):
+            failures.append(
+                f"checkpoint {i}: no consistency proof joins it to checkpoint {i - 1}"
+            )
     for i, step in enumerate(steps):
         try:
             old, new = checkpoints[step["old"]], checkpoints[step["new"]]
@@ -314,7 +335,9 @@ def verify_bundle(bundle, key, witnesses=()):
             leaf = bytes.fromhex(event["leaf"])
             proof = _hashes(event["proof"], "the proof")
             index = event["index"]
-            if not verify_inclusion(index, checkpoint[1], leaf_hash(leaf), proof, checkpoint[2]):
+            if not verify_inclusion(
+                index, checkpoint[1], leaf_hash(leaf), proof, checkpoint[2]
+            ):
                 raise Refused(
                     f"leaf {index} is not in checkpoint {event['checkpoint']} "
                     f"(size {checkpoint[1]}): the event or its proof was altered"
@@ -328,9 +351,15 @@ def verify_bundle(bundle, key, witnesses=()):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--key", required=True, help="verifier key, or a file holding it")
-    parser.add_argument("--witness", action="append", default=[],
-                        help="a witness's verifier key, or a file holding it (repeatable)")
+    parser.add_argument(
+        "--key", required=True, help="verifier key, or a file holding it"
+    )
+    parser.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        help="a witness's verifier key, or a file holding it (repeatable)",
+    )
     parser.add_argument("bundle", help="proof bundle (JSON, docs/verifiability.md)")
     args = parser.parse_args(argv)
 
@@ -354,10 +383,14 @@ def main(argv=None):
             print(f"FAILED {failure}")
         return 1
     events = len(bundle.get("events", []))
-    sizes = ", ".join(str(parse_checkpoint(open_note(n, key))[1]) for n in bundle["checkpoints"])
+    sizes = ", ".join(
+        str(parse_checkpoint(open_note(n, key))[1]) for n in bundle["checkpoints"]
+    )
     cosigned = "".join(f", cosigned by {w[0]}" for w in witnesses)
-    print(f"OK: {len(bundle['checkpoints'])} checkpoints (sizes {sizes}) signed by {key[0]}"
-          f"{cosigned}, each extending the last; {events} events included")
+    print(
+        f"OK: {len(bundle['checkpoints'])} checkpoints (sizes {sizes}) signed by {key[0]}"
+        f"{cosigned}, each extending the last; {events} events included"
+    )
     return 0
 
 

@@ -26,9 +26,13 @@ def vectors():
             elif kind == "root":
                 roots[int(rest[0])] = bytes.fromhex(rest[1])
             elif kind == "inclusion":
-                inclusions.append((int(rest[0]), int(rest[1]), [bytes.fromhex(h) for h in rest[2:]]))
+                inclusions.append(
+                    (int(rest[0]), int(rest[1]), [bytes.fromhex(h) for h in rest[2:]])
+                )
             elif kind == "consistency":
-                consistencies.append((int(rest[0]), int(rest[1]), [bytes.fromhex(h) for h in rest[2:]]))
+                consistencies.append(
+                    (int(rest[0]), int(rest[1]), [bytes.fromhex(h) for h in rest[2:]])
+                )
             else:
                 raise AssertionError(f"unknown line {line!r}")
     return empty, leaves, roots, inclusions, consistencies
@@ -63,22 +67,42 @@ class Rfc6962(unittest.TestCase):
             self.assertEqual(root_of(hashes[:size]), root, size)
         self.assertEqual((len(roots), len(inclusions), len(consistencies)), (8, 5, 5))
         for index, size, proof in inclusions:
-            self.assertTrue(v.verify_inclusion(index, size, hashes[index], proof, roots[size]))
+            self.assertTrue(
+                v.verify_inclusion(index, size, hashes[index], proof, roots[size])
+            )
             for bad in flips(proof):
-                self.assertFalse(v.verify_inclusion(index, size, hashes[index], bad, roots[size]))
-            self.assertFalse(v.verify_inclusion(index ^ 1, size, hashes[index], proof, roots[size]))
-            self.assertFalse(v.verify_inclusion(index, size * 2, hashes[index], proof, roots[size]))
+                self.assertFalse(
+                    v.verify_inclusion(index, size, hashes[index], bad, roots[size])
+                )
             self.assertFalse(
-                v.verify_inclusion(index, size, hashes[index], proof + [roots[size]], roots[size])
+                v.verify_inclusion(index ^ 1, size, hashes[index], proof, roots[size])
+            )
+            self.assertFalse(
+                v.verify_inclusion(index, size * 2, hashes[index], proof, roots[size])
+            )
+            self.assertFalse(
+                v.verify_inclusion(
+                    index, size, hashes[index], proof + [roots[size]], roots[size]
+                )
             )
         for old, new, proof in consistencies:
-            self.assertTrue(v.verify_consistency(old, new, roots[old], roots[new], proof))
+            self.assertTrue(
+                v.verify_consistency(old, new, roots[old], roots[new], proof)
+            )
             for bad in flips(proof):
-                self.assertFalse(v.verify_consistency(old, new, roots[old], roots[new], bad))
+                self.assertFalse(
+                    v.verify_consistency(old, new, roots[old], roots[new], bad)
+                )
             if proof:
-                self.assertFalse(v.verify_consistency(old, new, roots[new], roots[old], proof))
-                self.assertFalse(v.verify_consistency(old, new, roots[old], roots[new], proof[1:]))
-                self.assertFalse(v.verify_consistency(old + 1, new, roots[old], roots[new], proof))
+                self.assertFalse(
+                    v.verify_consistency(old, new, roots[new], roots[old], proof)
+                )
+                self.assertFalse(
+                    v.verify_consistency(old, new, roots[old], roots[new], proof[1:])
+                )
+                self.assertFalse(
+                    v.verify_consistency(old + 1, new, roots[old], roots[new], proof)
+                )
 
     def test_degenerate_sizes(self):
         _, leaves, roots, _, _ = vectors()
@@ -94,30 +118,38 @@ class Rfc6962(unittest.TestCase):
 
 
 class Ed25519(unittest.TestCase):
-    VECTORS = [
+    VECTORS = (
         (
             "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
             "",
-            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
-            "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+            (
+                "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
+                "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+            ),
         ),
         (
             "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
             "72",
-            "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da"
-            "085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00",
+            (
+                "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da"
+                "085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"
+            ),
         ),
         (
             "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025",
             "af82",
-            "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac"
-            "18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a",
+            (
+                "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac"
+                "18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a"
+            ),
         ),
-    ]
+    )
 
     def test_rfc8032_vectors_and_every_bit_flip(self):
         for public, message, signature in self.VECTORS:
-            public, message, signature = map(bytes.fromhex, (public, message, signature))
+            public, message, signature = map(
+                bytes.fromhex, (public, message, signature)
+            )
             self.assertTrue(v.ed25519_verify(public, message, signature))
             for bit in range(512):
                 bad = bytearray(signature)

@@ -1,20 +1,38 @@
 #!/usr/bin/env bash
-# Make sure Python 3 (3.8 or newer, standard library only) is on PATH: the independent proof
-# verifier (verifier/) is Python, and the tests run it beside `tally verify`.
+# Make sure Python 3 (3.8 or newer) is on PATH: the independent proof verifier (verifier/,
+# standard library only) is Python, and the tests run it beside `tally verify`. Then put the
+# Python tools the checks use (.ci/python-tools.txt: ruff) into a virtual environment of the
+# project's own, target/python-tools, so nothing goes into the system's Python.
 #
-# Idempotent: exits 0 at once when a python3 of 3.8 or newer is there. Otherwise installs
-# Debian's `python3` package (Debian/Ubuntu only), with sudo when not root.
+# Idempotent: installs only what is missing. Python itself comes from Debian's `python3`
+# package (Debian/Ubuntu only, with sudo when not root); the tools from PyPI.
 set -euo pipefail
 
 NAME=install-python
 # shellcheck source=deploy/local/apt.sh
 source "$(dirname "$0")/apt.sh"
 
+cd "$(dirname "$0")/../.."
+
 if command -v python3 >/dev/null 2>&1 &&
     python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 8) else 1)'; then
     say "$(python3 --version 2>&1) ($(command -v python3)) is already installed"
-    exit 0
+else
+    apt_install python3 "no python3 of 3.8 or newer on PATH and no apt-get here; install Python 3 yourself"
+    say "installed: $(python3 --version 2>&1)"
 fi
 
-apt_install python3 "no python3 of 3.8 or newer on PATH and no apt-get here; install Python 3 yourself"
-say "installed: $(python3 --version 2>&1)"
+tools=target/python-tools
+if [[ ! -x $tools/bin/python ]]; then
+    say "making the tools' virtual environment in $tools"
+    if ! python3 -m venv "$tools"; then
+        # Debian ships venv's pip bootstrap apart from python3.
+        rm -rf "$tools"
+        apt_install python3-venv "python3 cannot make a virtual environment and there is no apt-get here"
+        python3 -m venv "$tools" || die "python3 -m venv $tools failed"
+    fi
+fi
+"$tools/bin/python" -m pip install --quiet --disable-pip-version-check \
+    -r .ci/python-tools.txt >&2 ||
+    die "pip could not install .ci/python-tools.txt into $tools (PyPI reachable?)"
+say "Python tools ready in $tools: $("$tools/bin/ruff" --version)"

@@ -8,8 +8,9 @@
 # (nothing when it cannot be fetched), its messages on standard error.
 set -euo pipefail
 
-say() { echo "install-rust-toolchain: $*" >&2; }
-die() { echo "install-rust-toolchain: $*" >&2; exit 1; }
+NAME=install-rust-toolchain
+# shellcheck source=deploy/local/apt.sh
+source "$(dirname "$0")/apt.sh"
 
 cd "$(dirname "$0")/../.."
 command -v rustup >/dev/null 2>&1 ||
