@@ -5,14 +5,20 @@
 //! run's outcome once: settled, partly settled and failed obligations, removals, passes, and
 //! the balance changes of net settlement against gross (two per leg per obligation).
 //!
+//! `cycle_run/...` runs the same cycle through the settlement book (`SettlementBook::run`):
+//! instructions by account id, positions found, the netting run, each instruction's status
+//! updated and the netting certificate hashed — what a cycle's run costs end to end, but for
+//! posting the movements.
+//!
 //! Run: `cargo bench -p tally-benches --bench netting`
 
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 use tally_engine::netting::{net, Available, Obligation, Outcome};
+use tally_engine::settlement::{Instruction, SettlementBook};
 
 const OBLIGATIONS: usize = 1_000_000;
 const PARTICIPANTS: u32 = 1_000;
@@ -109,6 +115,43 @@ fn netting(c: &mut Criterion) {
             )
         })
     });
+
+    // The same cycle as a settlement book's instructions (account id = position + 1).
+    let mut book = SettlementBook::new(5, 7);
+    book.open(1).expect("a new cycle");
+    for (i, o) in obligations.iter().enumerate() {
+        book.submit(Instruction {
+            id: i as u128 + 1,
+            reference: 0,
+            deliverer_securities: u128::from(o.securities_from) + 1,
+            receiver_securities: u128::from(o.securities_to) + 1,
+            receiver_cash: u128::from(o.cash_from) + 1,
+            deliverer_cash: u128::from(o.cash_to) + 1,
+            quantity: o.quantity,
+            cash: o.cash,
+            cycle: 1,
+            priority: 0,
+            partial: o.partial,
+            hold: false,
+        })
+        .expect("a valid instruction");
+    }
+    book.cut_off(1).expect("an open cycle");
+    let limit = |account: u128| available[(account - 1) as usize];
+    group.bench_function(
+        "cycle_run/1M_instructions_1k_participants_100_instruments",
+        |b| {
+            b.iter_batched(
+                || book.clone(),
+                // The book goes back out, so its drop is not timed.
+                |mut book| {
+                    let report = book.run(1, limit).expect("a cut-off cycle");
+                    (book, report)
+                },
+                BatchSize::PerIteration,
+            )
+        },
+    );
     group.finish();
 }
 

@@ -42,6 +42,23 @@ pub struct Instruction {
     pub hold: bool,
 }
 
+impl Instruction {
+    /// The four accounts: the deliverer's and the receiver's securities, the receiver's and the
+    /// deliverer's cash.
+    pub fn accounts(&self) -> [u128; 4] {
+        [
+            self.deliverer_securities,
+            self.receiver_securities,
+            self.receiver_cash,
+            self.deliverer_cash,
+        ]
+    }
+}
+
+/// A run's account numbers (a lookup per leg; the numbering itself comes from sorted ids, so
+/// the map's order never reaches an output).
+type Positions = hashbrown::HashMap<u128, u32, foldhash::fast::FixedState>;
+
 /// Where a cycle is in its lifecycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -270,13 +287,17 @@ pub struct SettlementBook {
     /// Runs an instruction may fail before it is cancelled ([`CancelReason::AgedOut`]).
     max_age: u16,
     next_sequence: u64,
+    /// Seeds a run's account lookup (HashDoS resistance: account ids are chosen by clients).
+    hash_seed: u64,
 }
 
 impl SettlementBook {
-    /// A book whose fails are cancelled after failing in `max_age` runs (at least 1).
-    pub fn new(max_age: u16) -> SettlementBook {
+    /// A book whose fails are cancelled after failing in `max_age` runs (at least 1); `hash_seed`
+    /// seeds its hash tables (outputs never depend on it).
+    pub fn new(max_age: u16, hash_seed: u64) -> SettlementBook {
         SettlementBook {
             max_age: max_age.max(1),
+            hash_seed,
             ..SettlementBook::default()
         }
     }
@@ -316,13 +337,7 @@ impl SettlementBook {
         if id == 0 {
             return invalid("the id must not be 0");
         }
-        let accounts = [
-            instruction.deliverer_securities,
-            instruction.receiver_securities,
-            instruction.receiver_cash,
-            instruction.deliverer_cash,
-        ];
-        if accounts.contains(&0) {
+        if instruction.accounts().contains(&0) {
             return invalid("an account id must not be 0");
         }
         if instruction.deliverer_securities == instruction.receiver_securities
@@ -485,43 +500,43 @@ impl SettlementBook {
         available: impl Fn(u128) -> Available,
     ) -> Result<RunReport, SettlementError> {
         self.expect_phase(cycle, &[Phase::CutOff])?;
-        // In the run: the cycle's own and the carried, not final, with units not held; in
-        // submission order.
-        let mut members: Vec<&InstructionState> = self
-            .instructions
-            .values()
-            .filter(|s| (s.cycle == cycle || s.carried) && !s.status.is_final())
-            .filter(|s| s.eligible().0 > 0)
-            .collect();
-        members.sort_by_key(|s| s.sequence);
-        let mut positions: BTreeMap<u128, u32> = BTreeMap::new();
-        for s in &members {
-            let i = &s.instruction;
-            for account in [
-                i.deliverer_securities,
-                i.receiver_securities,
-                i.receiver_cash,
-                i.deliverer_cash,
-            ] {
-                positions.insert(account, 0);
-            }
-        }
-        let accounts: Vec<u128> = positions.keys().copied().collect();
-        for (number, account) in accounts.iter().enumerate() {
-            positions.insert(*account, number as u32);
-        }
-        let limits: Vec<Available> = accounts.iter().map(|a| available(*a)).collect();
-        let position = |account: &u128| positions[account];
-        let obligations: Vec<Obligation> = members
+        // In the run: the cycle's own and the carried, not final, with units not held.
+        let in_run = |s: &InstructionState| {
+            (s.cycle == cycle || s.carried) && !s.status.is_final() && s.eligible().0 > 0
+        };
+        // The members in the book's (id) order; `order` lists them in submission order, the
+        // run's.
+        let members: Vec<&InstructionState> =
+            self.instructions.values().filter(|s| in_run(s)).collect();
+        let mut order: Vec<u32> = (0..members.len() as u32).collect();
+        order.sort_unstable_by_key(|&k| members[k as usize].sequence);
+        // Positions: every account the members name, numbered in id order.
+        let mut accounts: Vec<u128> = members
             .iter()
-            .map(|s| {
+            .flat_map(|s| s.instruction.accounts())
+            .collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        let mut numbers: Positions = Positions::with_capacity_and_hasher(
+            accounts.len(),
+            foldhash::fast::FixedState::with_seed(self.hash_seed),
+        );
+        for (number, account) in accounts.iter().enumerate() {
+            numbers.insert(*account, number as u32);
+        }
+        let position = |account: u128| numbers[&account];
+        let limits: Vec<Available> = accounts.iter().map(|a| available(*a)).collect();
+        let obligations: Vec<Obligation> = order
+            .iter()
+            .map(|&k| {
+                let s = members[k as usize];
                 let i = &s.instruction;
                 let (quantity, cash) = s.eligible();
                 Obligation {
-                    securities_from: position(&i.deliverer_securities),
-                    securities_to: position(&i.receiver_securities),
-                    cash_from: position(&i.receiver_cash),
-                    cash_to: position(&i.deliverer_cash),
+                    securities_from: position(i.deliverer_securities),
+                    securities_to: position(i.receiver_securities),
+                    cash_from: position(i.receiver_cash),
+                    cash_to: position(i.deliverer_cash),
                     quantity,
                     cash,
                     priority: i.priority,
@@ -531,8 +546,17 @@ impl SettlementBook {
             })
             .collect();
         let net = netting::net(&limits, &obligations).map_err(SettlementError::Netting)?;
-        let certificate = certificate(&members, &obligations, &accounts, &net);
-        let ids: Vec<u128> = members.iter().map(|s| s.instruction.id).collect();
+        let certificate = certificate(
+            order.iter().map(|&k| &members[k as usize].instruction),
+            &obligations,
+            &accounts,
+            &net,
+        );
+        // Each member's obligation, by the member's place in id order.
+        let mut obligation_of = vec![0u32; members.len()];
+        for (o, &k) in order.iter().enumerate() {
+            obligation_of[k as usize] = o as u32;
+        }
 
         let mut report = RunReport {
             cycle,
@@ -549,45 +573,46 @@ impl SettlementBook {
             settled_value: 0,
             certificate,
         };
-        for ((id, obligation), outcome) in ids.iter().zip(&obligations).zip(&net.outcomes) {
-            let Some(state) = self.instructions.get_mut(id) else {
-                continue;
-            };
-            let (quantity, cash) = outcome.settled(obligation);
-            state.settled_quantity += quantity;
-            state.settled_cash += cash;
-            report.settled_value += u128::from(quantity) + u128::from(cash);
-            state.cycle = cycle;
-            state.status = match *outcome {
-                Outcome::Settled if state.remaining().0 == 0 => Status::Settled,
-                Outcome::Settled => Status::Held,
-                Outcome::Partial { short, leg, .. } => Status::PartlySettled {
-                    short_account: accounts[short as usize],
-                    leg,
-                },
-                Outcome::Failed { short, leg } => Status::Failed {
-                    short_account: accounts[short as usize],
-                    leg,
-                },
-            };
-            match outcome {
-                Outcome::Settled => report.settled += 1,
-                Outcome::Partial { .. } => report.partly_settled += 1,
-                Outcome::Failed { .. } => report.failed += 1,
+        // One pass over the book in id order: the members (the same filter; nothing has
+        // changed since) take their outcomes, and whatever is left of this cycle (fails, parts,
+        // held instructions) is carried, so every later run takes it as far as it is not held.
+        let mut member = 0;
+        for (id, state) in self.instructions.iter_mut() {
+            if in_run(state) {
+                let o = obligation_of[member] as usize;
+                member += 1;
+                let (obligation, outcome) = (&obligations[o], net.outcomes[o]);
+                let (quantity, cash) = outcome.settled(obligation);
+                state.settled_quantity += quantity;
+                state.settled_cash += cash;
+                report.settled_value += u128::from(quantity) + u128::from(cash);
+                state.cycle = cycle;
+                state.status = match outcome {
+                    Outcome::Settled if state.remaining().0 == 0 => Status::Settled,
+                    Outcome::Settled => Status::Held,
+                    Outcome::Partial { short, leg, .. } => Status::PartlySettled {
+                        short_account: accounts[short as usize],
+                        leg,
+                    },
+                    Outcome::Failed { short, leg } => Status::Failed {
+                        short_account: accounts[short as usize],
+                        leg,
+                    },
+                };
+                match outcome {
+                    Outcome::Settled => report.settled += 1,
+                    Outcome::Partial { .. } => report.partly_settled += 1,
+                    Outcome::Failed { .. } => report.failed += 1,
+                }
+                // A fail or a part left ages; what is left only because it is held does not.
+                if !state.status.is_final() && state.status != Status::Held {
+                    state.age += 1;
+                    if state.age >= self.max_age {
+                        state.status = Status::Cancelled(CancelReason::AgedOut);
+                        report.aged_out.push(*id);
+                    }
+                }
             }
-            // A fail or a part left ages; what is left only because it is held does not.
-            if state.status.is_final() || state.status == Status::Held {
-                continue;
-            }
-            state.age += 1;
-            if state.age >= self.max_age {
-                state.status = Status::Cancelled(CancelReason::AgedOut);
-                report.aged_out.push(*id);
-            }
-        }
-        // Whatever is left of this cycle (fails, parts, held instructions) is carried: every
-        // later run takes it, as far as it is not held.
-        for state in self.instructions.values_mut() {
             if state.cycle == cycle && !state.status.is_final() {
                 state.carried = true;
             }
@@ -602,25 +627,20 @@ impl SettlementBook {
     }
 }
 
-fn certificate(
-    members: &[&InstructionState],
+/// The run's certificate; `instructions` in the run's (submission) order, one per obligation.
+fn certificate<'a>(
+    instructions: impl Iterator<Item = &'a Instruction>,
     obligations: &[Obligation],
     accounts: &[u128],
     net: &netting::NetRun,
 ) -> Certificate {
     let mut inputs = Sha256::new();
     let mut exceptions = Sha256::new();
-    for ((s, o), outcome) in members.iter().zip(obligations).zip(&net.outcomes) {
-        let i = &s.instruction;
+    for ((i, o), outcome) in instructions.zip(obligations).zip(&net.outcomes) {
         inputs.update(i.id.to_le_bytes());
         inputs.update(o.quantity.to_le_bytes());
         inputs.update(o.cash.to_le_bytes());
-        for account in [
-            i.deliverer_securities,
-            i.receiver_securities,
-            i.receiver_cash,
-            i.deliverer_cash,
-        ] {
+        for account in i.accounts() {
             inputs.update(account.to_le_bytes());
         }
         if *outcome != Outcome::Settled {

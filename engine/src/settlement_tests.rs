@@ -70,7 +70,7 @@ fn status(book: &SettlementBook, id: u128) -> Status {
 
 #[test]
 fn a_funded_cycle_settles_whole_in_one_movement_per_account() {
-    let mut book = SettlementBook::new(3);
+    let mut book = SettlementBook::new(3, 7);
     let mut ledger = Ledger::new(&[(A_XYZ, 100), (B_CASH, 1_000)]);
     book.open(1).unwrap();
     book.submit(sale(10, 1, 60, 600)).unwrap();
@@ -102,7 +102,7 @@ fn a_funded_cycle_settles_whole_in_one_movement_per_account() {
 
 #[test]
 fn a_short_participants_fail_is_carried_and_settles_once_funded() {
-    let mut book = SettlementBook::new(5);
+    let mut book = SettlementBook::new(5, 7);
     let mut ledger = Ledger::new(&[(A_XYZ, 100), (B_CASH, 500)]);
     book.open(1).unwrap();
     book.submit(sale(20, 1, 100, 1_000)).unwrap();
@@ -135,7 +135,7 @@ fn a_short_participants_fail_is_carried_and_settles_once_funded() {
 
 #[test]
 fn partial_settlement_settles_the_largest_part_and_carries_the_rest() {
-    let mut book = SettlementBook::new(5);
+    let mut book = SettlementBook::new(5, 7);
     let mut ledger = Ledger::new(&[(A_XYZ, 100), (B_CASH, 555)]);
     book.open(1).unwrap();
     let mut trade = sale(30, 1, 100, 1_000);
@@ -162,7 +162,7 @@ fn partial_settlement_settles_the_largest_part_and_carries_the_rest() {
 
 #[test]
 fn held_units_wait_for_release_and_a_partial_release_settles_only_its_part() {
-    let mut book = SettlementBook::new(5);
+    let mut book = SettlementBook::new(5, 7);
     let mut ledger = Ledger::new(&[(A_XYZ, 100), (B_CASH, 1_000)]);
     book.open(1).unwrap();
     let mut trade = sale(40, 1, 10, 100);
@@ -202,7 +202,7 @@ fn held_units_wait_for_release_and_a_partial_release_settles_only_its_part() {
 
 #[test]
 fn a_fail_is_cancelled_when_it_reaches_the_age_limit() {
-    let mut book = SettlementBook::new(2);
+    let mut book = SettlementBook::new(2, 7);
     let mut ledger = Ledger::new(&[(A_XYZ, 100)]);
     book.open(1).unwrap();
     book.submit(sale(50, 1, 10, 100)).unwrap();
@@ -223,7 +223,7 @@ fn a_fail_is_cancelled_when_it_reaches_the_age_limit() {
 
 #[test]
 fn a_cancelled_run_moves_nothing_and_its_instructions_settle_in_the_later_cycle() {
-    let mut book = SettlementBook::new(3);
+    let mut book = SettlementBook::new(3, 7);
     let mut ledger = Ledger::new(&[(A_XYZ, 100), (B_CASH, 1_000)]);
     book.open(20241220).unwrap();
     book.submit(sale(60, 20241220, 10, 100)).unwrap();
@@ -258,7 +258,7 @@ fn a_cancelled_run_moves_nothing_and_its_instructions_settle_in_the_later_cycle(
 
 #[test]
 fn a_bilateral_cancel_needs_both_parties() {
-    let mut book = SettlementBook::new(3);
+    let mut book = SettlementBook::new(3, 7);
     let mut ledger = Ledger::new(&[(A_XYZ, 100), (B_CASH, 1_000)]);
     book.open(1).unwrap();
     book.submit(sale(70, 1, 10, 100)).unwrap();
@@ -282,7 +282,7 @@ fn a_bilateral_cancel_needs_both_parties() {
 
 #[test]
 fn refusals_change_nothing() {
-    let mut book = SettlementBook::new(3);
+    let mut book = SettlementBook::new(3, 7);
     book.open(1).unwrap();
     assert_eq!(book.open(1), Err(SettlementError::CycleExists { cycle: 1 }));
     assert_eq!(

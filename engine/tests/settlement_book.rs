@@ -74,7 +74,7 @@ proptest! {
 
     #[test]
     fn the_book_keeps_its_promises(mut ledger in balances(), steps in prop::collection::vec(step(), 1..60)) {
-        let mut book = SettlementBook::new(3);
+        let mut book = SettlementBook::new(3, 7);
         let mut cycle = 1u64;
         book.open(cycle).unwrap();
         let mut ids: Vec<u128> = Vec::new();
