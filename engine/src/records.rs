@@ -25,6 +25,8 @@ macro_rules! flags_type {
             $($(#[$fdoc])* pub const $flag: $name = $name(1 << $bit);)*
             /// Every bit this version defines.
             pub const KNOWN: u16 = 0 $(| (1 << $bit))*;
+            /// Each flag's name (as docs/records.md spells it, in upper case) and bit.
+            pub const NAMES: &'static [(&'static str, u16)] = &[$((stringify!($flag), $bit),)*];
 
             /// Whether every bit of `other` is set.
             pub fn contains(self, other: $name) -> bool {
