@@ -465,19 +465,55 @@ async fn checkpoint_covering(client: &tally_client::Client, size: u64) -> (u64, 
 /// another key. Every leaf holds the record the lookup returns, where it was applied and its
 /// result. A witness then cosigns the cluster's checkpoints as the log grows, fed by
 /// `tally client checkpoint --witness-old`.
+/// A 3-node cluster (cluster id 0x7a11) in `dir` whose nodes sign checkpoints with the key
+/// `cluster.key` there (`ORIGIN`, seed 7), `config` added to each node's; returns it with the
+/// signer once it has a leader.
+async fn signed_cluster(
+    dir: &Path,
+    config: &str,
+) -> (tally::local_cluster::LocalCluster, NoteSigner) {
+    let signer = NoteSigner::new(ORIGIN, &[7; 32]).unwrap();
+    std::fs::write(dir.join("cluster.key"), signer.private_key()).unwrap();
+    let config = format!(
+        "[raft]\n[verifiable]\nkey_file = \"{}\"\n{config}",
+        dir.join("cluster.key").display()
+    );
+    let mut cluster = tally::local_cluster::LocalCluster::new(
+        Path::new(env!("CARGO_BIN_EXE_tally")),
+        dir,
+        &config,
+    );
+    cluster.found(&[1, 2, 3]).unwrap();
+    cluster
+        .wait_leader(std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    (cluster, signer)
+}
+
+/// Accounts 1..=4 on ledger 1, created through `client`.
+async fn four_accounts(client: &tally_client::Client) {
+    let accounts: Vec<tally_engine::records::Account> = (1..=4u128)
+        .map(|id| tally_engine::records::Account {
+            id,
+            ledger: 1,
+            code: 1,
+            ..Default::default()
+        })
+        .collect();
+    assert_eq!(client.create_accounts(&accounts).await.unwrap(), vec![]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_signs_checkpoints_and_its_proofs_verify_in_both_verifiers() {
-    use tally::local_cluster::LocalCluster;
     use tally_client::{Client, ClientConfig};
-    use tally_engine::records::{Account, Transfer};
+    use tally_engine::records::Transfer;
     use tally_gateway::credential_hash_hex;
 
     const SUBMITTER: &str = "a-submitter-secret-0123456789";
     const READER: &str = "a-reader-secret-0123456789";
     let root = tempfile::tempdir().unwrap();
     let dir = root.path();
-    let signer = NoteSigner::new(ORIGIN, &[7; 32]).unwrap();
-    std::fs::write(dir.join("cluster.key"), signer.private_key()).unwrap();
     let witness_signer = NoteSigner::of_kind(
         "witness.test/auditor",
         tally_engine::checkpoint::KeyKind::Cosignature,
@@ -487,35 +523,20 @@ async fn a_cluster_signs_checkpoints_and_its_proofs_verify_in_both_verifiers() {
     std::fs::write(dir.join("witness.key"), witness_signer.private_key()).unwrap();
     let witness_key = witness_signer.verifier_key();
     let config = format!(
-        "[raft]\n[wal]\nsegment_mib = 16\n[verifiable]\nkey_file = \"{}\"\n\
-         witnesses = [\"{witness_key}\"]\n[gateway]\n\
+        "witnesses = [\"{witness_key}\"]\n[wal]\nsegment_mib = 16\n[gateway]\n\
          cluster_id = \"0x7a11\"\n[[gateway.credentials]]\nname = \"exchange\"\nhash = \"{}\"\n\
          role = \"submitter\"\n[[gateway.credentials]]\nname = \"fund\"\nhash = \"{}\"\n\
          role = \"reader\"\nledgers = [1]\n",
-        dir.join("cluster.key").display(),
         credential_hash_hex(SUBMITTER.as_bytes()),
         credential_hash_hex(READER.as_bytes()),
     );
-    let mut cluster = LocalCluster::new(Path::new(env!("CARGO_BIN_EXE_tally")), dir, &config);
-    cluster.found(&[1, 2, 3]).unwrap();
-    cluster
-        .wait_leader(std::time::Duration::from_secs(30))
-        .await
-        .unwrap();
+    let (mut cluster, signer) = signed_cluster(dir, &config).await;
     let (addrs, tls) = (cluster.addrs(), cluster.client_tls().unwrap());
     let connect = |secret: &str| {
         ClientConfig::new(addrs.clone(), 0x7a11, secret.as_bytes().to_vec()).with_tls(tls.clone())
     };
     let client = Client::connect(connect(SUBMITTER)).await.unwrap();
-    let accounts: Vec<Account> = (1..=4u128)
-        .map(|id| Account {
-            id,
-            ledger: 1,
-            code: 1,
-            ..Account::default()
-        })
-        .collect();
-    assert_eq!(client.create_accounts(&accounts).await.unwrap(), vec![]);
+    four_accounts(&client).await;
     let transfer = |id: u128| Transfer {
         id,
         debit_account_id: 1 + id % 2,
@@ -870,9 +891,8 @@ fn rewrite_history(data_dir: &Path, id: u128, amount: u128) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_lists_and_verifies_who_read_its_account() {
     use tally::access_trail::{fetch_trail, verify_trail};
-    use tally::local_cluster::LocalCluster;
     use tally_client::{Client, ClientConfig};
-    use tally_engine::records::{Account, Transfer};
+    use tally_engine::records::Transfer;
     use tally_gateway::credential_hash_hex;
 
     const SUBMITTER: &str = "a-submitter-secret-0123456789";
@@ -881,8 +901,6 @@ async fn a_reader_lists_and_verifies_who_read_its_account() {
     const AUDITOR_B: &str = "auditor-b-secret-0123456789";
     let root = tempfile::tempdir().unwrap();
     let dir = root.path();
-    let signer = NoteSigner::new(ORIGIN, &[7; 32]).unwrap();
-    std::fs::write(dir.join("cluster.key"), signer.private_key()).unwrap();
     let credential = |name: &str, secret: &str, scope: &str| {
         format!(
             "[[gateway.credentials]]\nname = \"{name}\"\nhash = \"{}\"\n{scope}\n",
@@ -890,19 +908,13 @@ async fn a_reader_lists_and_verifies_who_read_its_account() {
         )
     };
     let config = format!(
-        "[raft]\n[verifiable]\nkey_file = \"{}\"\n[gateway]\ncluster_id = \"0x7a11\"\n{}{}{}{}",
-        dir.join("cluster.key").display(),
+        "[gateway]\ncluster_id = \"0x7a11\"\n{}{}{}{}",
         credential("exchange", SUBMITTER, "role = \"submitter\""),
         credential("fund", FUND, "role = \"reader\"\naccounts = [\"1\"]"),
         credential("auditor-a", AUDITOR_A, "role = \"reader\"\nledgers = [1]"),
         credential("auditor-b", AUDITOR_B, "role = \"reader\"\nledgers = [1]"),
     );
-    let mut cluster = LocalCluster::new(Path::new(env!("CARGO_BIN_EXE_tally")), dir, &config);
-    cluster.found(&[1, 2, 3]).unwrap();
-    cluster
-        .wait_leader(std::time::Duration::from_secs(30))
-        .await
-        .unwrap();
+    let (mut cluster, signer) = signed_cluster(dir, &config).await;
     let (addrs, tls) = (cluster.addrs(), cluster.client_tls().unwrap());
     let connect = |secret: &str| {
         Client::connect(
@@ -911,15 +923,7 @@ async fn a_reader_lists_and_verifies_who_read_its_account() {
         )
     };
     let exchange = connect(SUBMITTER).await.unwrap();
-    let accounts: Vec<Account> = (1..=4u128)
-        .map(|id| Account {
-            id,
-            ledger: 1,
-            code: 1,
-            ..Account::default()
-        })
-        .collect();
-    assert_eq!(exchange.create_accounts(&accounts).await.unwrap(), vec![]);
+    four_accounts(&exchange).await;
     let transfer = Transfer {
         id: 100,
         debit_account_id: 1,
