@@ -270,8 +270,8 @@ pub struct RunReport {
 /// can check its instructions were in and its net figure is the sum of its legs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Certificate {
-    /// Each input in rank order of arrival: id, eligible quantity and cash (u64 LE), the four
-    /// accounts (u128 LE).
+    /// Each input in submission order (the run's): id, eligible quantity and cash (u64 LE),
+    /// the four accounts (u128 LE).
     pub inputs: [u8; 32],
     /// Each movement by account: account (u128 LE), movement (i128 LE).
     pub movements: [u8; 32],
