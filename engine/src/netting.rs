@@ -386,9 +386,15 @@ pub fn net(available: &[Available], obligations: &[Obligation]) -> Result<NetRun
 }
 
 /// The cash of the first `quantity` units of `o`: in proportion, rounded down (so all units
-/// together are exactly `o.cash`). Fits: (2^64 - 1)^2 < 2^128.
+/// together are exactly `o.cash`).
 pub fn cash_for(o: &Obligation, quantity: u64) -> u64 {
-    (u128::from(o.cash) * u128::from(quantity) / u128::from(o.quantity)) as u64
+    proportional(o.cash, quantity, o.quantity)
+}
+
+/// The rounding rule for a part of a trade, in one place: `cash × part / whole`, rounded down
+/// (`part ≤ whole`, `whole ≥ 1`). Fits: (2^64 - 1)^2 < 2^128.
+pub fn proportional(cash: u64, part: u64, whole: u64) -> u64 {
+    (u128::from(cash) * u128::from(part) / u128::from(whole)) as u64
 }
 
 /// How many units of `o` can have settled in all, `done` having settled already: `o.quantity` if

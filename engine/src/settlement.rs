@@ -155,8 +155,7 @@ impl InstructionState {
         if free == quantity {
             return (quantity, cash);
         }
-        let share = u128::from(cash) * u128::from(free) / u128::from(quantity);
-        (free, share as u64)
+        (free, netting::proportional(cash, free, quantity))
     }
 }
 
