@@ -6,13 +6,19 @@
 //! - `append/8189`: one full batch of leaf hashes pushed into a tree of up to 4M leaves (the
 //!   interior nodes each push completes: one on average), per event.
 //! - `inclusion_proof` / `consistency_proof` at 4M leaves, and verifying each.
+//! - `engine_prove/1M`: `Engine::prove` of a stored transfer among 1M (10k accounts): the
+//!   engine's tree keeps a hash per 16 leaves, so a proof rebuilds the leaves it needs inside
+//!   groups (up to 30) from the stored transfers.
 //!
 //! Run: `cargo bench -p tally-benches --bench merkle`
 
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use tally_benches::{engine_with_accounts, Skew, TransferWorkload, EPOCH};
+use tally_engine::limits::{BATCH_EVENTS_MAX, RECORD_BYTES};
 use tally_engine::merkle::{leaf_hash, verify_consistency, verify_inclusion, Tree};
+use tally_engine::Operation;
 
 const LEAF_BYTES: usize = 152;
 const BATCH: usize = 8_189;
@@ -92,6 +98,34 @@ fn hashing(c: &mut Criterion) {
     group.bench_function("verify_consistency/4M", |b| {
         b.iter(|| verify_consistency(old, size, &old_root, &root, &proof).unwrap())
     });
+    drop(big);
+
+    let mut engine = engine_with_accounts(10_000);
+    let mut workload = TransferWorkload::new(10_000, Skew::Uniform, 1);
+    let mut ids = Vec::new();
+    for batch in 0..1_000_000 / BATCH_EVENTS_MAX as u64 {
+        let body = workload.transfers(BATCH_EVENTS_MAX);
+        let outcome = engine
+            .apply(Operation::CreateTransfers, EPOCH + batch * 1_000_000, &body)
+            .expect("a valid batch");
+        assert!(outcome.failures.is_empty());
+        ids.extend(
+            body.chunks_exact(RECORD_BYTES)
+                .map(|record| u128::from_le_bytes(record[..16].try_into().expect("an id"))),
+        );
+    }
+    let size = engine.log_size();
+    let root = engine.log_root(size).unwrap();
+    let mut at = 0usize;
+    group.bench_function("engine_prove/1M", |b| {
+        b.iter(|| {
+            at = (at + 999_983) % ids.len();
+            engine.prove(ids[at], false, size).unwrap().unwrap()
+        })
+    });
+    let proof = engine.prove(ids[12_345], false, size).unwrap().unwrap();
+    let leaf = leaf_hash(&proof.leaf);
+    assert!(verify_inclusion(proof.index, size, &leaf, &proof.proof, &root).is_ok());
     group.finish();
 }
 

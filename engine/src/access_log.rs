@@ -323,7 +323,8 @@ impl Engine {
         let latest = self
             .latest_access_checkpoint()
             .map(|(_, latest)| latest.size);
-        checkpoint_fits(&checkpoint, latest, &self.access.tree)?;
+        let tree = &self.access.tree;
+        checkpoint_fits(&checkpoint, latest, tree.size(), |size| tree.root(size))?;
         self.access.checkpoints.push(checkpoint);
         Ok(())
     }

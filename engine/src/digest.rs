@@ -30,6 +30,12 @@ impl Engine {
         for cosignature in log.cosignatures.iter() {
             hasher.update(&cosignature.encode());
         }
+        // The hashes of the leaves that cannot be rebuilt (failed events, accounts).
+        hasher.update(&(log.kept.len() as u64).to_le_bytes());
+        for kept in log.kept.iter() {
+            hasher.update(&kept.index.to_le_bytes());
+            hasher.update(&kept.hash);
+        }
         for batch in self.log.batches.iter() {
             hasher.update(&batch.timestamp_first.to_le_bytes());
             hasher.update(&batch.leaf_first.to_le_bytes());

@@ -14,23 +14,28 @@
 //!     returns, an account with zero balances — and as sent for one that failed
 //! ```
 //!
-//! The leaves' hashes live in an arena like the stored events, whose full chunks snapshots
-//! share instead of copying (`Engine::freeze`); the tree's upper levels are derived, rebuilt at
-//! restore. Each applied batch also keeps its position (`LogBatch`), so the leaf of a stored
-//! event is found from its timestamp and its bytes rebuilt from the stored record: a proof by
-//! event id needs no copy of the events as sent.
+//! Each applied batch keeps its position (`LogBatch`), so the leaf of a stored transfer or
+//! trade is found from its timestamp and its bytes rebuilt from the stored record: the log
+//! keeps no copy of the events as sent, and no hash of such a leaf. The tree keeps one hash
+//! per group of `2^LEAF_GROUP_LEVEL` leaves (in an arena like the stored events, whose full
+//! chunks snapshots share instead of copying, `Engine::freeze`) and the levels above it
+//! (derived, rebuilt at restore); a root or proof that needs leaves inside a group rebuilds
+//! them (`Engine::log_leaf_hash`). The leaves that cannot be rebuilt keep their hashes
+//! (`KeptLeaf`): failed events (their record as sent is not stored) and accounts (an account's
+//! flags change when it is closed or reopened). That is ~4 bytes per event instead of ~64
+//! (docs/performance.md, "Memory per stored transfer").
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crossbeam_channel::{Receiver, Sender};
 use rkyv::{Archive, Deserialize, Serialize};
 
-use crate::arena::{Arena, Shared};
 use crate::checkpoint::{SignedCheckpoint, StoredCosignature};
 use crate::engine::{Engine, Events};
 use crate::merkle::{leaf_hash, Hash, Leaves, ProofError, Tree};
 use crate::records::{self, RecordBytes};
 use crate::result::EventResult;
+use crate::snapshot::{invalid, SnapshotError};
 use crate::state::EventKind;
 use crate::Operation;
 
@@ -38,6 +43,18 @@ use crate::Operation;
 pub const LEAF_BYTES: usize = 152;
 /// The leaf layout's version byte.
 pub const LEAF_VERSION: u8 = 1;
+
+/// Leaves per group of the tree, as a power of two: the tree keeps one hash per 16 leaves,
+/// and rebuilds at most 15 leaves for a root, 30 for a proof.
+pub const LEAF_GROUP_LEVEL: u32 = 4;
+
+/// The hash of a leaf that cannot be rebuilt from the stored state (a failed event's, an
+/// account's), by its index in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub(crate) struct KeptLeaf {
+    pub index: u64,
+    pub hash: Hash,
+}
 
 /// Where a batch sits in the replicated log: what `Engine::apply_at` stamps its leaves with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -80,6 +97,8 @@ pub(crate) struct EventLog {
     /// Leaves appended: events applied so far.
     pub(crate) size: u64,
     pub(crate) batches: Events<LogBatch>,
+    /// The hashes of the leaves that cannot be rebuilt, in leaf order.
+    pub(crate) kept: Events<KeptLeaf>,
     /// The signed checkpoints the log has carried, in order of size.
     pub(crate) checkpoints: Events<SignedCheckpoint>,
     /// Witnesses' cosignatures of those checkpoints, in the order they came.
@@ -87,8 +106,8 @@ pub(crate) struct EventLog {
     stage: Option<Stage>,
 }
 
-/// The tree as the engine keeps it: leaf hashes in an arena whose chunks snapshots share.
-pub(crate) type LeafTree = Tree<Events<Hash>>;
+/// The tree as the engine keeps it: group hashes in an arena whose chunks snapshots share.
+pub(crate) type LeafTree = Tree<Events<Hash>, LEAF_GROUP_LEVEL>;
 
 /// The apply side of a hashing stage: batches of leaves out, one acknowledgement back per
 /// batch appended to the tree.
@@ -137,6 +156,15 @@ impl EventLog {
     /// The tree as hashed so far (at most `STAGE_BATCHES` batches behind `size`).
     pub(crate) fn tree(&self) -> MutexGuard<'_, LeafTree> {
         lock(&self.tree)
+    }
+
+    /// The kept hash of leaf `index`, if it is one that cannot be rebuilt.
+    pub(crate) fn kept_hash(&self, index: u64) -> Option<Hash> {
+        let at = self.kept.partition_point(|kept| kept.index < index);
+        (at < self.kept.len())
+            .then(|| *self.kept.get(at as u32))
+            .filter(|kept| kept.index == index)
+            .map(|kept| kept.hash)
     }
 
     /// Wait until every leaf appended is hashed into the tree.
@@ -217,20 +245,19 @@ impl CheckpointRefused {
 /// Whether `checkpoint` may be kept for a log whose latest kept checkpoint has size `latest`
 /// and whose tree is `tree`: past the latest, within the tree, and the tree's root at its size
 /// (the rule both logs keep their checkpoints by).
-pub(crate) fn checkpoint_fits<L: Leaves>(
+pub(crate) fn checkpoint_fits(
     checkpoint: &SignedCheckpoint,
     latest: Option<u64>,
-    tree: &Tree<L>,
+    log: u64,
+    root_at: impl FnOnce(u64) -> Result<Hash, ProofError>,
 ) -> Result<(), CheckpointRefused> {
     if let Some(latest) = latest.filter(|&latest| checkpoint.size <= latest) {
         return Err(CheckpointRefused::NotNewer { latest });
     }
-    let root = tree
-        .root(checkpoint.size)
-        .map_err(|_| CheckpointRefused::PastTheLog {
-            size: checkpoint.size,
-            log: tree.size(),
-        })?;
+    let root = root_at(checkpoint.size).map_err(|_| CheckpointRefused::PastTheLog {
+        size: checkpoint.size,
+        log,
+    })?;
     if root != checkpoint.root {
         return Err(CheckpointRefused::RootMismatch {
             size: checkpoint.size,
@@ -352,9 +379,16 @@ impl Engine {
                 }
             };
             let timestamp = timestamp_first + i as u64;
-            leaves.push(leaf(
-                kind as u8, result, position, i as u32, timestamp, &record,
-            ));
+            let bytes = leaf(kind as u8, result, position, i as u32, timestamp, &record);
+            // Only a stored transfer's or trade's leaf can be rebuilt later: keep the others'
+            // hashes (the exceptions; a hashing stage hashes them again for the tree).
+            if result != EventResult::Ok || kind == Operation::CreateAccounts {
+                self.log.kept.push(KeptLeaf {
+                    index: self.log.size + leaves.len() as u64,
+                    hash: leaf_hash(&bytes),
+                });
+            }
+            leaves.push(bytes);
         }
         self.log.append(leaves);
     }
@@ -375,7 +409,11 @@ impl Engine {
     ) -> Result<(), CheckpointRefused> {
         self.log.settle();
         let latest = self.latest_checkpoint().map(|(_, latest)| latest.size);
-        checkpoint_fits(&checkpoint, latest, &*self.log.tree())?;
+        let tree = self.log.tree();
+        checkpoint_fits(&checkpoint, latest, tree.size(), |size| {
+            tree.root_with(size, &|index| self.log_leaf_hash(index))
+        })?;
+        drop(tree);
         self.log.checkpoints.push(checkpoint);
         Ok(())
     }
@@ -451,17 +489,71 @@ impl Engine {
     pub fn log_head(&self) -> (u64, Hash) {
         let tree = self.log.tree();
         let size = tree.size();
-        (size, tree.root(size).expect("the tree's own size"))
+        let root = tree.root_with(size, &|index| self.log_leaf_hash(index));
+        (size, root.expect("the tree's own size"))
     }
 
     /// The log's root at `size` leaves (hashed already: see `log_head`).
     pub fn log_root(&self, size: u64) -> Result<Hash, ProofError> {
-        self.log.tree().root(size)
+        self.log
+            .tree()
+            .root_with(size, &|index| self.log_leaf_hash(index))
     }
 
     /// RFC 6962's consistency proof from the log at `old` leaves to `new` (hashed already).
     pub fn log_consistency(&self, old: u64, new: u64) -> Result<Vec<Hash>, ProofError> {
-        self.log.tree().consistency_proof(old, new)
+        self.log
+            .tree()
+            .consistency_proof_with(old, new, &|index| self.log_leaf_hash(index))
+    }
+
+    /// The hash of leaf `index` (below `log_size`): kept, or rebuilt from the stored transfer
+    /// or trade it is the leaf of (what the tree asks for inside a complete group).
+    pub(crate) fn log_leaf_hash(&self, index: u64) -> Hash {
+        if let Some(hash) = self.log.kept_hash(index) {
+            return hash;
+        }
+        let batches = &self.log.batches;
+        let at = batches
+            .partition_point(|batch| batch.leaf_first <= index)
+            .checked_sub(1)
+            .expect("every leaf is in a logged batch");
+        let batch = *batches.get(at as u32);
+        let offset = index - batch.leaf_first;
+        let timestamp = batch.timestamp_first + offset;
+        let (kind, record) = self
+            .stored_event_record(timestamp)
+            .expect("a leaf not kept is a stored transfer's or trade's");
+        let position = LogPosition {
+            commit_index: batch.commit_index,
+            index_in_entry: batch.index_in_entry,
+        };
+        leaf_hash(&leaf(
+            kind as u8,
+            EventResult::Ok,
+            position,
+            offset as u32,
+            timestamp,
+            &record,
+        ))
+    }
+
+    /// The stored transfer or trade stamped `timestamp`, as a lookup returns it.
+    fn stored_event_record(&self, timestamp: u64) -> Option<(Operation, RecordBytes)> {
+        let slot = self.transfers.partition_point(|t| t.timestamp < timestamp);
+        if slot < self.transfers.len() && self.transfers.get(slot as u32).timestamp == timestamp {
+            let record = self.stored_transfer_record(slot as u32).encode();
+            return Some((Operation::CreateTransfers, record));
+        }
+        let slot = self.trades.partition_point(|t| t.timestamp < timestamp);
+        (slot < self.trades.len() && self.trades.get(slot as u32).timestamp == timestamp).then(
+            || {
+                (
+                    Operation::CreateTrades,
+                    self.stored_trade_record(slot as u32).encode(),
+                )
+            },
+        )
     }
 
     /// The leaf of the stored transfer, trade or account `id` (`account` says which space),
@@ -473,8 +565,10 @@ impl Engine {
         account: bool,
         size: u64,
     ) -> Option<Result<EventProof, ProofError>> {
-        let (kind, timestamp, record) = if account {
+        let mut account_slot = None;
+        let (kind, timestamp, mut record) = if account {
             let slot = self.find_account(id)?;
+            account_slot = Some(slot);
             let state = self.accounts.get(slot).state;
             (
                 Operation::CreateAccounts,
@@ -506,18 +600,31 @@ impl Engine {
             commit_index: batch.commit_index,
             index_in_entry: batch.index_in_entry,
         };
-        let leaf = leaf(
-            kind as u8,
-            EventResult::Ok,
-            position,
-            offset as u32,
-            timestamp,
-            &record,
-        );
+        let bytes = |record: &RecordBytes| {
+            leaf(
+                kind as u8,
+                EventResult::Ok,
+                position,
+                offset as u32,
+                timestamp,
+                record,
+            )
+        };
+        // An account's leaf is as it was created: closing or reopening it since changed its
+        // `closed` flag (the one flag that changes), which its kept hash tells.
+        if let Some(slot) = account_slot {
+            if self.log.kept_hash(index) != Some(leaf_hash(&bytes(&record))) {
+                let mut state = self.accounts.get(slot).state;
+                state.balances = Default::default();
+                state.flags ^= records::AccountFlags::CLOSED.0;
+                record = state.to_record().encode();
+            }
+        }
+        let leaf = bytes(&record);
         Some(
             self.log
                 .tree()
-                .inclusion_proof(index, size)
+                .inclusion_proof_with(index, size, &|index| self.log_leaf_hash(index))
                 .map(|proof| EventProof {
                     leaf,
                     index,
@@ -545,23 +652,93 @@ impl Engine {
     }
 }
 
-/// A restored log from its leaf-hash arena, batches and checkpoints: the tree's upper levels
-/// rebuilt.
-pub(crate) fn restored_log(
-    leaves: Arena<Hash, Shared<Hash>>,
-    batches: Events<LogBatch>,
-    checkpoints: Events<SignedCheckpoint>,
-    cosignatures: Events<StoredCosignature>,
-) -> EventLog {
-    EventLog {
-        size: leaves.len() as u64,
-        tree: Arc::new(Mutex::new(Tree::with_leaves(leaves))),
-        batches,
-        checkpoints,
-        cosignatures,
-        stage: None,
+impl Engine {
+    /// Put back a restored log of `size` leaves from its group hashes, batches, kept leaves
+    /// and checkpoints (the stored events restored already): the leaves after the last
+    /// complete group rebuilt, the tree's upper levels computed.
+    pub(crate) fn restore_log(&mut self, size: u64, groups: Events<Hash>, parts: LogParts) {
+        let LogParts(batches, kept, checkpoints, cosignatures) = parts;
+        self.log = EventLog {
+            size,
+            tree: Arc::default(),
+            batches,
+            kept,
+            checkpoints,
+            cosignatures,
+            stage: None,
+        };
+        let grouped = size & !(LeafTree::GROUP - 1);
+        let tail = (grouped..size).map(|i| self.log_leaf_hash(i)).collect();
+        self.log.tree = Arc::new(Mutex::new(Tree::with_groups(groups, tail)));
+    }
+
+    /// Put back a log restored from a snapshot of format 6 or 7, which holds every leaf's
+    /// hash: the groups made of them, the leaves that cannot be rebuilt kept, and every other
+    /// leaf checked to be the one its stored event rebuilds (else the snapshot is refused).
+    pub(crate) fn restore_log_from_leaves(
+        &mut self,
+        leaves: Events<Hash>,
+        parts: LogParts,
+    ) -> Result<(), SnapshotError> {
+        let LogParts(batches, _, checkpoints, cosignatures) = parts;
+        let size = leaves.len() as u64;
+        self.log = EventLog {
+            size,
+            tree: Arc::default(),
+            batches,
+            kept: Events::default(),
+            checkpoints,
+            cosignatures,
+            stage: None,
+        };
+        if size > 0 && self.log.batches.len() == 0 {
+            return Err(invalid("log leaves without batches"));
+        }
+        // Walk the leaves with their batches and timestamps; the stored transfers and trades
+        // are in timestamp order too.
+        let mut tree = LeafTree::default();
+        let (mut batch, mut transfer, mut trade) = (0u32, 0u32, 0u32);
+        let batches = self.log.batches.len() as u32;
+        for index in 0..size {
+            while batch + 1 < batches && self.log.batches.get(batch + 1).leaf_first <= index {
+                batch += 1;
+            }
+            let at = self.log.batches.get(batch);
+            let timestamp = at.timestamp_first + (index - at.leaf_first);
+            while transfer < self.transfers.len() as u32
+                && self.transfers.get(transfer).timestamp < timestamp
+            {
+                transfer += 1;
+            }
+            while trade < self.trades.len() as u32 && self.trades.get(trade).timestamp < timestamp {
+                trade += 1;
+            }
+            let stored = (transfer < self.transfers.len() as u32
+                && self.transfers.get(transfer).timestamp == timestamp)
+                || (trade < self.trades.len() as u32
+                    && self.trades.get(trade).timestamp == timestamp);
+            let hash = *leaves.get(index as u32);
+            if !stored {
+                self.log.kept.push(KeptLeaf { index, hash });
+            } else if self.log_leaf_hash(index) != hash {
+                return Err(invalid(format!(
+                    "log leaf {index} is not its stored event's"
+                )));
+            }
+            tree.push(hash);
+        }
+        self.log.tree = Arc::new(Mutex::new(tree));
+        Ok(())
     }
 }
+
+/// A restored log's batches, kept leaves, checkpoints and cosignatures.
+pub(crate) struct LogParts(
+    pub(crate) Events<LogBatch>,
+    pub(crate) Events<KeptLeaf>,
+    pub(crate) Events<SignedCheckpoint>,
+    pub(crate) Events<StoredCosignature>,
+);
 
 #[cfg(test)]
 #[path = "event_log_tests.rs"]

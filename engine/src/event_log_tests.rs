@@ -105,11 +105,7 @@ fn every_applied_event_is_a_leaf_and_every_stored_one_proves() {
     for (id, account) in stored {
         let proof = engine.prove(id, account, size).unwrap().unwrap();
         let hash = leaf_hash(&proof.leaf);
-        assert_eq!(
-            engine.log.tree().leaves().leaf(proof.index),
-            hash,
-            "id {id}"
-        );
+        assert_eq!(engine.log_leaf_hash(proof.index), hash, "id {id}");
         verify_inclusion(proof.index, size, &hash, &proof.proof, &root).unwrap();
         // The leaf says what the lookup says, where it was applied, and that it succeeded.
         let (kind, record, timestamp, commit) = if account {
@@ -171,10 +167,7 @@ fn failed_events_are_leaves_with_their_result_and_the_record_sent() {
             first + u64::from(i),
             &record(&transfers, i as usize),
         );
-        assert_eq!(
-            engine.log.tree().leaves().leaf(8 + u64::from(i)),
-            leaf_hash(&bytes)
-        );
+        assert_eq!(engine.log_leaf_hash(8 + u64::from(i)), leaf_hash(&bytes));
     }
     let trade_first = engine.lookup_trade(20).unwrap().timestamp;
     let position = LogPosition {
@@ -189,7 +182,7 @@ fn failed_events_are_leaves_with_their_result_and_the_record_sent() {
         trade_first + 1,
         &record(&trades, 1),
     );
-    assert_eq!(engine.log.tree().leaves().leaf(14), leaf_hash(&bytes));
+    assert_eq!(engine.log_leaf_hash(14), leaf_hash(&bytes));
 }
 
 fn signed(engine: &Engine, size: u64) -> SignedCheckpoint {
@@ -343,4 +336,253 @@ fn a_commit_index_finds_the_checkpoint_that_covers_it() {
     );
     assert_eq!(covering(5), Some((2, 15)));
     assert_eq!(covering(9), Some((2, 15)), "entries without events");
+}
+
+/// A history of several groups of leaves — failed events, accounts, a closing transfer that
+/// closes an account and a void that reopens it, another that stays closed, trades — and
+/// every leaf's hash as it was hashed when applied (on a stage that also hands each one out).
+fn grouped_history() -> (Engine, Vec<Hash>) {
+    let mut engine = Engine::new(EngineConfig { hash_seed: 5 });
+    let mut worker = engine.start_leaf_hashing();
+    // Hash each batch as the stage would, and keep every leaf hash apart as well.
+    let (every_in, every) = crossbeam_channel::unbounded::<Hash>();
+    let leaves = std::mem::replace(&mut worker.leaves, crossbeam_channel::never());
+    let thread = std::thread::spawn(move || {
+        for batch in leaves {
+            let mut tree = lock(&worker.tree);
+            for leaf in &batch {
+                let hash = leaf_hash(leaf);
+                tree.push(hash);
+                every_in.send(hash).unwrap();
+            }
+            drop(tree);
+            if worker.hashed.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    let accounts: Vec<Account> = (1..=8u128)
+        .map(|id| Account {
+            id,
+            ledger: if id <= 4 { 1 } else { 2 },
+            code: 1,
+            ..Account::default()
+        })
+        .collect();
+    let mut index = 1;
+    let mut apply = |engine: &mut Engine, operation, body: Vec<u8>| {
+        let at = LogPosition {
+            commit_index: index,
+            index_in_entry: 3,
+        };
+        index += 1;
+        engine
+            .apply_at(operation, T0 + index * 1_000, &body, at)
+            .expect("a valid batch")
+    };
+    apply(
+        &mut engine,
+        Operation::CreateAccounts,
+        encode_batch(&accounts, Account::encode),
+    );
+    for round in 0..20u128 {
+        // Five transfers, the third to an account that does not exist.
+        let batch: Vec<Transfer> = (0..5u128)
+            .map(|i| {
+                let credit = if i == 2 { 99 } else { 2 };
+                transfer(100 + round * 10 + i, 1, credit, TransferFlags::default())
+            })
+            .collect();
+        let outcome = apply(
+            &mut engine,
+            Operation::CreateTransfers,
+            encode_batch(&batch, Transfer::encode),
+        );
+        assert_eq!(outcome.failures.len(), 1);
+        if round % 4 == 1 {
+            let trades = encode_batch(
+                &[trade(600 + round, 1), trade(700 + round, 2)],
+                Trade::encode,
+            );
+            apply(&mut engine, Operation::CreateTrades, trades);
+        }
+        let closing = |id, debit, credit, side| Transfer {
+            flags: TransferFlags::PENDING | side,
+            ..transfer(id, debit, credit, TransferFlags::default())
+        };
+        let one = match round {
+            // Account 4 closed by a pending closing transfer, reopened by its void at round 7.
+            3 => closing(500, 3, 4, TransferFlags::CLOSING_CREDIT),
+            // Account 3 closed for good (pending, never voided).
+            5 => closing(502, 3, 1, TransferFlags::CLOSING_DEBIT),
+            7 => Transfer {
+                id: 501,
+                pending_id: 500,
+                flags: TransferFlags::VOID_PENDING_TRANSFER,
+                ..Transfer::default()
+            },
+            _ => continue,
+        };
+        let outcome = apply(
+            &mut engine,
+            Operation::CreateTransfers,
+            encode_batch(&[one], Transfer::encode),
+        );
+        assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    }
+    engine.stop_leaf_hashing();
+    thread.join().expect("the stage ends when it is stopped");
+    let every: Vec<Hash> = every.try_iter().collect();
+    (engine, every)
+}
+
+/// The tree keeps a hash per 16 leaves and rebuilds the leaves inside a group from the stored
+/// events (or their kept hashes): at every size, its roots and proofs are those of a tree of
+/// every leaf's hash as the events were applied; and the same after a restore from a snapshot.
+#[test]
+fn a_tree_of_groups_rebuilds_what_it_does_not_keep() {
+    let (mut engine, every) = grouped_history();
+    let size = engine.log_size();
+    assert_eq!(every.len() as u64, size);
+    assert!(size > 5 * 16, "several groups: {size} leaves");
+    assert!(engine
+        .lookup_account(3)
+        .unwrap()
+        .flags
+        .contains(crate::records::AccountFlags::CLOSED));
+    let mut full = Tree::new();
+    for hash in &every {
+        full.push(*hash);
+    }
+    let restored = Engine::restore(&engine.snapshot(), EngineConfig::default()).unwrap();
+    for replica in [&engine, &restored] {
+        for (index, hash) in every.iter().enumerate() {
+            assert_eq!(replica.log_leaf_hash(index as u64), *hash, "leaf {index}");
+        }
+        for n in 0..=size {
+            assert_eq!(
+                replica.log_root(n).unwrap(),
+                full.root(n).unwrap(),
+                "root {n}"
+            );
+            assert_eq!(
+                replica.log_consistency(n / 3, n).unwrap(),
+                full.consistency_proof(n / 3, n).unwrap()
+            );
+        }
+        // Every stored event and account proves, closed and reopened accounts included.
+        let root = full.root(size).unwrap();
+        let ids = (1..=8u128)
+            .map(|id| (id, true))
+            .chain(
+                (100..300u128)
+                    .filter(|id| id % 10 < 5 && id % 10 != 2)
+                    .map(|id| (id, false)),
+            )
+            .chain([
+                (500, false),
+                (501, false),
+                (502, false),
+                (601, false),
+                (605, false),
+            ]);
+        for (id, account) in ids {
+            let proof = replica.prove(id, account, size).unwrap().unwrap();
+            let hash = leaf_hash(&proof.leaf);
+            assert_eq!(hash, every[proof.index as usize], "id {id}");
+            verify_inclusion(proof.index, size, &hash, &proof.proof, &root).unwrap();
+        }
+        assert_eq!(replica.log_head(), (size, full.root(size).unwrap()));
+    }
+    assert_eq!(restored.digest(), engine.digest());
+}
+
+/// `engine`'s snapshot in format 7 (or 6): the log's sections hold every leaf's hash
+/// (`every`, with `tamper`'s first byte changed), no kept leaves, a shorter header.
+fn old_format_image(
+    engine: &mut Engine,
+    every: &[Hash],
+    version: u32,
+    tamper: Option<usize>,
+) -> Vec<u8> {
+    use crate::snapshot::{
+        HEADER_BYTES, HEADER_BYTES_ALL_LEAVES, HEADER_BYTES_NO_ACCESS, SECTION_RECORDS,
+    };
+    use crate::snapshot_sections::{encode_section, section_hash, SectionKind, TrailerHasher};
+    let frozen = engine.freeze();
+    let image = frozen.snapshot();
+    let header_bytes = if version == 7 {
+        HEADER_BYTES_ALL_LEAVES
+    } else {
+        HEADER_BYTES_NO_ACCESS
+    };
+    let mut old = image[..header_bytes].to_vec();
+    old[8..12].copy_from_slice(&version.to_le_bytes());
+    let mut trailer = TrailerHasher::new(&old);
+    let mut hashes = every.to_vec();
+    if let Some(i) = tamper {
+        hashes[i][0] ^= 1;
+    }
+    let mut at = HEADER_BYTES;
+    for section in frozen.sections() {
+        let length = u64::from_le_bytes(image[at..at + 8].try_into().unwrap()) as usize;
+        let stored = &image[at..at + 8 + length + 32];
+        at += stored.len();
+        match section.kind {
+            SectionKind::LogLeaves | SectionKind::LogKept => continue,
+            SectionKind::AccessReads
+            | SectionKind::AccessTouches
+            | SectionKind::AccessCheckpoints => {
+                assert!(version == 7, "format 6 has no access trail");
+            }
+            SectionKind::LogBatches if section.index == 0 => {
+                let (mut scratch, mut archived) = (Vec::new(), rkyv::util::AlignedVec::new());
+                for chunk in hashes.chunks(SECTION_RECORDS) {
+                    let mut leaves = Vec::new();
+                    encode_section(chunk, &mut scratch, &mut archived, &mut leaves);
+                    trailer.section(&section_hash(&leaves));
+                    old.extend_from_slice(&leaves);
+                }
+            }
+            _ => {}
+        }
+        trailer.section(&section_hash(stored));
+        old.extend_from_slice(stored);
+    }
+    old.extend_from_slice(&trailer.finish());
+    old
+}
+
+/// Snapshots of formats 6 and 7 hold every leaf's hash: they restore to the same state (the
+/// groups made, the leaves that cannot be rebuilt kept) with the same roots; one whose hash of
+/// a stored transfer's leaf is not that transfer's is refused.
+#[test]
+fn formats_6_and_7_restore_their_leaves_into_groups() {
+    let (mut engine, every) = grouped_history();
+    let size = engine.log_size();
+    for version in [6, 7] {
+        let image = old_format_image(&mut engine, &every, version, None);
+        let restored = Engine::restore(&image, EngineConfig::default()).expect("restores");
+        assert_eq!(restored.digest(), engine.digest(), "format {version}");
+        assert_eq!(restored.log.kept.len(), engine.log.kept.len());
+        for n in [0, 1, 15, 16, 17, 64, size - 1, size] {
+            assert_eq!(
+                restored.log_root(n),
+                engine.log_root(n),
+                "format {version} root {n}"
+            );
+        }
+    }
+    // Leaf 20: the third round's first transfer (8 accounts, rounds of five transfers, the
+    // second round's two trades).
+    assert!(
+        engine.log.kept_hash(20).is_none(),
+        "a stored transfer's leaf"
+    );
+    let image = old_format_image(&mut engine, &every, 7, Some(20));
+    let refused = Engine::restore(&image, EngineConfig::default()).map(|_| ());
+    assert_eq!(
+        refused,
+        Err(invalid("log leaf 20 is not its stored event's"))
+    );
 }

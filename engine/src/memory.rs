@@ -63,8 +63,9 @@ impl Engine {
             failed_ids: self.failed.bytes_allocated(),
             log: {
                 let tree = self.log.tree();
-                tree.leaves().bytes_allocated() + tree.upper_bytes()
+                tree.groups().bytes_allocated() + tree.upper_bytes()
             } + self.log.batches.bytes_allocated()
+                + self.log.kept.bytes_allocated()
                 + self.log.checkpoints.bytes_allocated()
                 + self.access.bytes_allocated(),
         }

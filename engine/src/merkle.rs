@@ -66,14 +66,14 @@ impl std::fmt::Display for ProofError {
 
 impl std::error::Error for ProofError {}
 
-/// Where a [`Tree`] keeps its leaf hashes: a vector, or (in the engine) an arena whose chunks
-/// snapshots share.
+/// Where a [`Tree`] keeps the hashes of its lowest kept level: a vector, or (in the engine) an
+/// arena whose chunks snapshots share.
 pub trait Leaves {
-    /// The number of leaf hashes.
+    /// The number of hashes.
     fn count(&self) -> u64;
-    /// Leaf hash `index` (below `count`).
+    /// Hash `index` (below `count`).
     fn leaf(&self, index: u64) -> Hash;
-    /// Append a leaf hash.
+    /// Append a hash.
     fn append(&mut self, leaf: Hash);
 }
 
@@ -89,14 +89,23 @@ impl Leaves for Vec<Hash> {
     }
 }
 
-/// An append-only Merkle tree that keeps the hash of every complete subtree: the leaf hashes in
-/// `leaves`, and `upper[k - 1][i]` covering leaves `i·2ᵏ .. (i+1)·2ᵏ`. Appending a leaf costs
-/// one hash per level it completes (one on average); the root of any earlier size and any
-/// proof take O(log n) lookups and at most O(log n) hashes along the tree's right edge.
-/// Memory: 64 bytes per leaf (32 in `leaves`, 32 above).
+/// An append-only Merkle tree that keeps the hash of every complete subtree of at least
+/// `2^BASE` leaves: those of exactly `2^BASE` leaves (a *group*) in `base`, and
+/// `upper[k - 1][i]` covering leaves `i·2^(BASE+k) .. (i+1)·2^(BASE+k)`; plus the leaf hashes
+/// of the incomplete group at the right edge (`tail`, fewer than `2^BASE`).
+///
+/// With `BASE = 0` the tree keeps every leaf hash (64 bytes per leaf: 32 in `base`, 32 above)
+/// and answers everything from what it keeps ([`Tree::root`], [`Tree::inclusion_proof`],
+/// [`Tree::consistency_proof`]). With `BASE > 0` it keeps about `64 / 2^BASE` bytes per leaf;
+/// a leaf hash inside a complete group is then asked of the caller (`leaf`, the `*_with`
+/// methods) — the engine rebuilds it from the stored event — fewer than `2^BASE` of them per
+/// root (those of the group `size` ends in) and fewer than twice that per proof. Appending a
+/// leaf costs one hash per level it completes (one on average); the root of any earlier size
+/// and any proof take O(log n) lookups and at most O(log n + 2^BASE) hashes.
 #[derive(Debug, Clone, Default)]
-pub struct Tree<L: Leaves = Vec<Hash>> {
-    leaves: L,
+pub struct Tree<L: Leaves = Vec<Hash>, const BASE: u32 = 0> {
+    base: L,
+    tail: Vec<Hash>,
     upper: Vec<Vec<Hash>>,
 }
 
@@ -106,16 +115,62 @@ impl Tree {
     }
 }
 
-impl<L: Leaves> Tree<L> {
+impl<L: Leaves> Tree<L, 0> {
     /// The tree of the leaf hashes `leaves` already holds, its upper levels computed (one
     /// node hash per leaf, less one).
-    pub fn with_leaves(leaves: L) -> Tree<L> {
+    pub fn with_leaves(leaves: L) -> Tree<L, 0> {
+        Tree::with_groups(leaves, Vec::new())
+    }
+
+    /// The leaf hashes.
+    pub fn leaves(&self) -> &L {
+        &self.base
+    }
+
+    /// The root of the tree as it was at `size` leaves.
+    pub fn root(&self, size: u64) -> Result<Hash, ProofError> {
+        self.root_with(size, &|index| self.base.leaf(index))
+    }
+
+    /// RFC 6962's audit path: see [`Tree::inclusion_proof_with`].
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
+        self.inclusion_proof_with(index, size, &|index| self.base.leaf(index))
+    }
+
+    /// RFC 6962's consistency proof: see [`Tree::consistency_proof_with`].
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, ProofError> {
+        self.consistency_proof_with(old, new, &|index| self.base.leaf(index))
+    }
+}
+
+/// The root of `hashes`, a complete subtree (a power of two of them).
+fn subtree_root(hashes: &[Hash]) -> Hash {
+    debug_assert!(hashes.len().is_power_of_two());
+    if hashes.len() == 1 {
+        return hashes[0];
+    }
+    let half = hashes.len() / 2;
+    node_hash(
+        &subtree_root(&hashes[..half]),
+        &subtree_root(&hashes[half..]),
+    )
+}
+
+impl<L: Leaves, const BASE: u32> Tree<L, BASE> {
+    /// Leaves in a group: the subtrees `base` keeps one hash of.
+    pub const GROUP: u64 = 1 << BASE;
+
+    /// The tree whose complete groups' hashes `groups` holds, followed by the leaf hashes
+    /// `tail` (fewer than a group), its upper levels computed (one node hash per group, less
+    /// one). `tail` is cut to a group's length less one.
+    pub fn with_groups(groups: L, mut tail: Vec<Hash>) -> Tree<L, BASE> {
+        tail.truncate(Self::GROUP as usize - 1);
         let mut upper: Vec<Vec<Hash>> = Vec::new();
-        let n = leaves.count();
+        let n = groups.count();
         if n >= 2 {
             upper.push(
                 (0..n / 2)
-                    .map(|i| node_hash(&leaves.leaf(2 * i), &leaves.leaf(2 * i + 1)))
+                    .map(|i| node_hash(&groups.leaf(2 * i), &groups.leaf(2 * i + 1)))
                     .collect(),
             );
             while upper.last().is_some_and(|level| level.len() >= 2) {
@@ -127,32 +182,54 @@ impl<L: Leaves> Tree<L> {
                 upper.push(next);
             }
         }
-        Tree { leaves, upper }
+        Tree {
+            base: groups,
+            tail,
+            upper,
+        }
     }
 
     /// The number of leaves.
     pub fn size(&self) -> u64 {
-        self.leaves.count()
+        (self.base.count() << BASE) + self.tail.len() as u64
     }
 
-    /// The leaf hashes.
-    pub fn leaves(&self) -> &L {
-        &self.leaves
+    /// The hashes of the complete groups (the leaf hashes when `BASE` is 0).
+    pub fn groups(&self) -> &L {
+        &self.base
     }
 
-    /// The leaf hashes, to freeze them (an arena's view for a snapshot): not to change them.
-    pub(crate) fn leaves_mut(&mut self) -> &mut L {
-        &mut self.leaves
+    /// The groups' hashes, to freeze them (an arena's view for a snapshot): not to change them.
+    pub(crate) fn groups_mut(&mut self) -> &mut L {
+        &mut self.base
+    }
+
+    /// The leaf hashes after the last complete group.
+    pub fn tail(&self) -> &[Hash] {
+        &self.tail
     }
 
     /// Append a leaf by its hash ([`leaf_hash`]).
     pub fn push(&mut self, leaf: Hash) {
-        self.leaves.append(leaf);
-        let n = self.leaves.count();
+        if BASE == 0 {
+            self.push_group(leaf);
+            return;
+        }
+        self.tail.push(leaf);
+        if self.tail.len() as u64 == Self::GROUP {
+            let group = subtree_root(&self.tail);
+            self.tail.clear();
+            self.push_group(group);
+        }
+    }
+
+    fn push_group(&mut self, group: Hash) {
+        self.base.append(group);
+        let n = self.base.count();
         if n % 2 == 1 {
             return;
         }
-        let mut hash = node_hash(&self.leaves.leaf(n - 2), &leaf);
+        let mut hash = node_hash(&self.base.leaf(n - 2), &group);
         let mut level = 0;
         loop {
             if self.upper.len() == level {
@@ -168,33 +245,56 @@ impl<L: Leaves> Tree<L> {
         }
     }
 
-    /// Bytes the upper levels take (the leaves' store counts its own).
+    /// Bytes the levels above the groups and the tail take (the groups' store counts its own).
     pub fn upper_bytes(&self) -> usize {
         self.upper
             .iter()
             .map(|level| level.capacity() * std::mem::size_of::<Hash>())
-            .sum()
+            .sum::<usize>()
+            + self.tail.capacity() * std::mem::size_of::<Hash>()
+    }
+
+    /// Leaf hash `index`: from the tail, or asked of `leaf` inside a complete group.
+    fn leaf_at(&self, index: u64, leaf: &dyn Fn(u64) -> Hash) -> Hash {
+        let grouped = self.base.count() << BASE;
+        if index >= grouped {
+            self.tail[(index - grouped) as usize]
+        } else if BASE == 0 {
+            self.base.leaf(index)
+        } else {
+            leaf(index)
+        }
     }
 
     /// The hash of leaves `start..end` as the RFC defines it (`MTH(D[start:end])`), for the
     /// ranges its recursion visits: `start` a multiple of the largest power of two not above
     /// `end - start`'s span, which every range below is.
-    fn range(&self, start: u64, end: u64) -> Hash {
+    fn range(&self, start: u64, end: u64, leaf: &dyn Fn(u64) -> Hash) -> Hash {
         let n = end - start;
         if n.is_power_of_two() && start.is_multiple_of(n) {
-            let level = n.trailing_zeros() as usize;
-            return if level == 0 {
-                self.leaves.leaf(start)
-            } else {
-                self.upper[level - 1][(start >> level) as usize]
-            };
+            let level = n.trailing_zeros();
+            if level == 0 {
+                return self.leaf_at(start, leaf);
+            }
+            // A complete subtree of a group or more lies in complete groups: kept.
+            if level >= BASE {
+                return if level == BASE {
+                    self.base.leaf(start >> BASE)
+                } else {
+                    self.upper[(level - BASE - 1) as usize][(start >> level) as usize]
+                };
+            }
         }
         let k = split(n);
-        node_hash(&self.range(start, start + k), &self.range(start + k, end))
+        node_hash(
+            &self.range(start, start + k, leaf),
+            &self.range(start + k, end, leaf),
+        )
     }
 
-    /// The root of the tree as it was at `size` leaves.
-    pub fn root(&self, size: u64) -> Result<Hash, ProofError> {
+    /// The root of the tree as it was at `size` leaves; `leaf` gives a leaf hash inside a
+    /// complete group when `BASE > 0` (never called when it is 0).
+    pub fn root_with(&self, size: u64, leaf: &dyn Fn(u64) -> Hash) -> Result<Hash, ProofError> {
         if size > self.size() {
             return Err(ProofError::OutOfRange {
                 index: size,
@@ -204,39 +304,57 @@ impl<L: Leaves> Tree<L> {
         Ok(if size == 0 {
             empty_root()
         } else {
-            self.range(0, size)
+            self.range(0, size, leaf)
         })
     }
 
     /// The RFC's audit path (`PATH(index, D[size])`): the hashes that lead from leaf `index`
-    /// to the root at `size`, nearest the leaf first.
-    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
+    /// to the root at `size`, nearest the leaf first (`leaf` as for [`Tree::root_with`]).
+    pub fn inclusion_proof_with(
+        &self,
+        index: u64,
+        size: u64,
+        leaf: &dyn Fn(u64) -> Hash,
+    ) -> Result<Vec<Hash>, ProofError> {
         if index >= size || size > self.size() {
             return Err(ProofError::OutOfRange { index, size });
         }
         let mut proof = Vec::new();
-        self.path(index, 0, size, &mut proof);
+        self.path(index, 0, size, leaf, &mut proof);
         Ok(proof)
     }
 
-    fn path(&self, index: u64, start: u64, end: u64, proof: &mut Vec<Hash>) {
+    fn path(
+        &self,
+        index: u64,
+        start: u64,
+        end: u64,
+        leaf: &dyn Fn(u64) -> Hash,
+        proof: &mut Vec<Hash>,
+    ) {
         let n = end - start;
         if n == 1 {
             return;
         }
         let k = split(n);
         if index < k {
-            self.path(index, start, start + k, proof);
-            proof.push(self.range(start + k, end));
+            self.path(index, start, start + k, leaf, proof);
+            proof.push(self.range(start + k, end, leaf));
         } else {
-            self.path(index - k, start + k, end, proof);
-            proof.push(self.range(start, start + k));
+            self.path(index - k, start + k, end, leaf, proof);
+            proof.push(self.range(start, start + k, leaf));
         }
     }
 
     /// The RFC's consistency proof (`PROOF(old, D[new])`): the hashes that show the tree at
-    /// `old` leaves is a prefix of the tree at `new`. Empty when `old` is 0 or `new`.
-    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, ProofError> {
+    /// `old` leaves is a prefix of the tree at `new`. Empty when `old` is 0 or `new` (`leaf`
+    /// as for [`Tree::root_with`]).
+    pub fn consistency_proof_with(
+        &self,
+        old: u64,
+        new: u64,
+        leaf: &dyn Fn(u64) -> Hash,
+    ) -> Result<Vec<Hash>, ProofError> {
         if old > new || new > self.size() {
             return Err(ProofError::OutOfRange {
                 index: old,
@@ -245,26 +363,34 @@ impl<L: Leaves> Tree<L> {
         }
         let mut proof = Vec::new();
         if old > 0 && old < new {
-            self.subproof(old, 0, new, true, &mut proof);
+            self.subproof(old, 0, new, true, leaf, &mut proof);
         }
         Ok(proof)
     }
 
-    fn subproof(&self, old: u64, start: u64, end: u64, whole: bool, proof: &mut Vec<Hash>) {
+    fn subproof(
+        &self,
+        old: u64,
+        start: u64,
+        end: u64,
+        whole: bool,
+        leaf: &dyn Fn(u64) -> Hash,
+        proof: &mut Vec<Hash>,
+    ) {
         let n = end - start;
         if old == n {
             if !whole {
-                proof.push(self.range(start, end));
+                proof.push(self.range(start, end, leaf));
             }
             return;
         }
         let k = split(n);
         if old <= k {
-            self.subproof(old, start, start + k, whole, proof);
-            proof.push(self.range(start + k, end));
+            self.subproof(old, start, start + k, whole, leaf, proof);
+            proof.push(self.range(start + k, end, leaf));
         } else {
-            self.subproof(old - k, start + k, end, false, proof);
-            proof.push(self.range(start, start + k));
+            self.subproof(old - k, start + k, end, false, leaf, proof);
+            proof.push(self.range(start, start + k, leaf));
         }
     }
 }
@@ -436,7 +562,7 @@ mod tests {
                     let (index, size): (u64, u64) = (index.parse().unwrap(), size.parse().unwrap());
                     let path: Vec<Hash> = path.iter().map(|h| hash(h)).collect();
                     assert_eq!(tree.inclusion_proof(index, size).unwrap(), path);
-                    let leaf = tree.leaves[index as usize];
+                    let leaf = tree.base[index as usize];
                     let root = tree.root(size).unwrap();
                     assert_eq!(verify_inclusion(index, size, &leaf, &path, &root), Ok(()));
                     inclusions += 1;
@@ -480,11 +606,71 @@ mod tests {
         }
     }
 
+    /// A tree that keeps only groups of 16 leaves (and asks for a group's leaves) gives the
+    /// roots and proofs of the tree that keeps every leaf, at every size, whether it grew leaf
+    /// by leaf or was rebuilt from its groups and tail; and asks for no leaf outside a
+    /// complete group, nor for more than a group's leaves per root (two per proof).
+    #[test]
+    fn a_tree_of_groups_answers_as_the_whole_tree() {
+        let leaves = leaves(300);
+        let full = tree_of(&leaves);
+        let asked = std::cell::Cell::new(0u64);
+        for n in [
+            0u64, 1, 2, 15, 16, 17, 31, 32, 33, 47, 64, 100, 255, 256, 257, 300,
+        ] {
+            let mut grouped: Tree<Vec<Hash>, 4> = Tree::default();
+            for leaf in &leaves[..n as usize] {
+                grouped.push(*leaf);
+            }
+            let complete = n / 16 * 16;
+            let leaf = |index: u64| {
+                assert!(index < complete, "leaf {index} asked of a tree of {n}");
+                asked.set(asked.get() + 1);
+                leaves[index as usize]
+            };
+            let groups: Vec<Hash> = (0..n / 16)
+                .map(|g| full.range(g * 16, g * 16 + 16, &|_| unreachable!()))
+                .collect();
+            let rebuilt: Tree<Vec<Hash>, 4> =
+                Tree::with_groups(groups, leaves[complete as usize..n as usize].to_vec());
+            for tree in [&grouped, &rebuilt] {
+                assert_eq!(tree.size(), n);
+                assert_eq!(tree.groups().len() as u64, n / 16);
+                for size in 0..=n {
+                    asked.set(0);
+                    assert_eq!(
+                        tree.root_with(size, &leaf),
+                        full.root(size),
+                        "root {size}/{n}"
+                    );
+                    assert!(asked.get() <= 16);
+                    for index in (0..size).step_by(7) {
+                        asked.set(0);
+                        assert_eq!(
+                            tree.inclusion_proof_with(index, size, &leaf),
+                            full.inclusion_proof(index, size),
+                            "path {index} {size}/{n}"
+                        );
+                        assert!(asked.get() <= 32);
+                    }
+                    for old in (0..=size).step_by(5) {
+                        assert_eq!(
+                            tree.consistency_proof_with(old, size, &leaf),
+                            full.consistency_proof(old, size),
+                            "consistency {old} {size}/{n}"
+                        );
+                    }
+                }
+                assert!(tree.root_with(n + 1, &leaf).is_err());
+            }
+        }
+    }
+
     #[test]
     fn degenerate_proofs_are_refused() {
         let tree = tree_of(&leaves(5));
         let root = tree.root(5).unwrap();
-        let leaf = tree.leaves[0];
+        let leaf = tree.base[0];
         assert!(tree.inclusion_proof(5, 5).is_err());
         assert!(tree.inclusion_proof(0, 6).is_err());
         assert!(verify_inclusion(0, 0, &leaf, &[], &root).is_err());
@@ -546,7 +732,7 @@ mod tests {
             let old_root = tree.root(m).unwrap();
 
             let path = tree.inclusion_proof(index, n).unwrap();
-            let leaf = tree.leaves[index as usize];
+            let leaf = tree.base[index as usize];
             every_bit_flip_fails(&path, &[leaf, root], |proof, inputs| {
                 verify_inclusion(index, n, &inputs[0], proof, &inputs[1]).is_ok()
             });

@@ -7,19 +7,21 @@
 //!
 //! A snapshot is written and read as a stream (`FrozenState::write_to`,
 //! `Engine::restore_from`): neither side ever holds the whole image in memory, only one
-//! section of at most `SECTION_RECORDS` records. Layout (version 7), all little-endian:
+//! section of at most `SECTION_RECORDS` records. Layout (version 8), all little-endian:
 //!
 //! ```text
 //! header   magic "TALLYSNP" (8) | format version u32 (4) | reserved u32 (0)
 //!          | last_timestamp u64 | accounts u64 | transfers u64 | trades u64 | expiries u64
 //!          | failed_ids u64 | log_leaves u64 | log_batches u64 | checkpoints u64
 //!          | cosignatures u64 | access_reads u64 | access_touches u64
-//!          | access_checkpoints u64
+//!          | access_checkpoints u64 | log_kept u64
 //! sections the accounts, then the transfers, trades, expiries, failed ids (u128 each), the
-//!          verifiable log's leaf hashes (32 bytes each), its batch positions, its signed
-//!          checkpoints and their witnesses' cosignatures (`event_log.rs`), the access
-//!          trail's reads, the accounts they touched and its checkpoints (`access_log.rs`),
-//!          each kind in slot order
+//!          verifiable log's group hashes (32 bytes each, one per complete group of 16
+//!          leaves: `log_leaves / 16` of them), its batch positions, its signed checkpoints
+//!          and their witnesses' cosignatures (`event_log.rs`), the access trail's reads, the
+//!          accounts they touched and its checkpoints (`access_log.rs`), the log's kept leaf
+//!          hashes (index u64 and hash: the leaves a restore cannot rebuild), each kind in
+//!          slot order
 //!          cut into sections of SECTION_RECORDS records (the last one of a kind shorter,
 //!          none for a kind with no records); a section is
 //!          bytes u64 | rkyv archive of a Vec of the records (`bytes` long)
@@ -27,7 +29,9 @@
 //! trailer  BLAKE3 of the header followed by every section's hash, in order (32)
 //! ```
 //!
-//! Version 6 (no access counts or sections: it restores with an empty access trail) and
+//! Version 7 (no `log_kept`; the log's sections hold every leaf's hash, from which a restore
+//! makes the groups and picks the kept ones), version 6 (also no access counts or sections:
+//! it restores with an empty access trail) and
 //! versions 4 and 5 (no log counts, no log sections: they restore with an empty log) are
 //! still read.
 //!
@@ -50,7 +54,7 @@ use crate::access_log::{AccessLog, AccessRead, AccessTouch};
 use crate::arena::Frozen;
 use crate::checkpoint::{SignedCheckpoint, StoredCosignature};
 use crate::engine::{Engine, EngineConfig};
-use crate::event_log::{restored_log, LogBatch};
+use crate::event_log::{KeptLeaf, LogBatch, LogParts};
 use crate::memory::ChunkSupply;
 use crate::merkle::Hash;
 use crate::snapshot_read::{Records, TRAILER_BYTES};
@@ -63,7 +67,9 @@ pub use crate::snapshot_sections::{
 use crate::state::{AccountState, Balances, EventRef, Expiry, StoredTrade, StoredTransfer};
 
 pub(crate) const MAGIC: &[u8; 8] = b"TALLYSNP";
-pub(crate) const FORMAT_VERSION: u32 = 7;
+pub(crate) const FORMAT_VERSION: u32 = 8;
+/// The format whose log sections hold every leaf's hash: read, never written.
+pub(crate) const FORMAT_VERSION_ALL_LEAVES: u32 = 7;
 /// The format before the access trail: read, never written.
 pub(crate) const FORMAT_VERSION_NO_ACCESS: u32 = 6;
 /// The format before the verifiable log's leaves and batches: read, never written.
@@ -77,16 +83,18 @@ pub(crate) const FORMAT_VERSION_WHOLE_HASH: u32 = 2;
 /// Bytes of a snapshot's header.
 pub const SNAPSHOT_HEADER_BYTES: usize = 8 + 4 + 4 + 8 + KINDS * 8;
 pub(crate) const HEADER_BYTES: usize = SNAPSHOT_HEADER_BYTES;
+/// Bytes of a header of version 7 (no `log_kept` count).
+pub(crate) const HEADER_BYTES_ALL_LEAVES: usize = HEADER_BYTES - 8;
 /// Bytes of a header of version 6 (no access counts).
-pub(crate) const HEADER_BYTES_NO_ACCESS: usize = HEADER_BYTES - 24;
+pub(crate) const HEADER_BYTES_NO_ACCESS: usize = HEADER_BYTES_ALL_LEAVES - 24;
 /// Bytes of a header of versions 4 and 5 (no log counts).
 pub(crate) const HEADER_BYTES_NO_LOG: usize = HEADER_BYTES_NO_ACCESS - 32;
 /// Bytes of a header of versions 2 and 3 (no `failed_ids` count either).
 pub(crate) const HEADER_BYTES_OLD: usize = HEADER_BYTES_NO_LOG - 8;
 /// Kinds of records a snapshot holds: accounts, transfers, trades, expiries, failed ids,
-/// log leaves, log batches, checkpoints, cosignatures, access reads, access touches, access
-/// checkpoints.
-pub(crate) const KINDS: usize = 12;
+/// log groups, log batches, checkpoints, cosignatures, access reads, access touches, access
+/// checkpoints, kept log leaves.
+pub(crate) const KINDS: usize = 13;
 /// Bytes of a section's hash.
 pub const SECTION_HASH_BYTES: usize = 32;
 
@@ -224,6 +232,7 @@ record!(StoredTrade, "trade");
 record!(Expiry, "expiry");
 record!(u128, "failed id");
 record!(Hash, "log leaf");
+record!(KeptLeaf, "kept log leaf");
 record!(LogBatch, "log batch");
 record!(SignedCheckpoint, "checkpoint");
 record!(StoredCosignature, "cosignature");
@@ -234,8 +243,12 @@ record!(AccessTouch, "access touch");
 #[derive(Clone, Copy, Debug)]
 pub struct RestoreStart {
     pub(crate) last_timestamp: u64,
-    /// Records of each kind: accounts, transfers, trades, expiries, failed ids.
+    /// Records of each kind: accounts, transfers, trades, expiries, failed ids, … (`KINDS`).
     pub(crate) counts: [u64; KINDS],
+    /// Leaves in the verifiable log.
+    pub(crate) log_size: u64,
+    /// Whether the log's sections hold group hashes (format 8), not every leaf's hash.
+    pub(crate) log_grouped: bool,
 }
 
 /// The engine's stored state frozen at one point (`Engine::freeze`): what a snapshot holds,
@@ -253,7 +266,9 @@ pub struct FrozenState {
     trades: Frozen<StoredTrade>,
     expiries: Frozen<Expiry>,
     failed: Frozen<u128>,
-    leaves: Frozen<Hash>,
+    log_size: u64,
+    log_groups: Frozen<Hash>,
+    log_kept: Frozen<KeptLeaf>,
     log_batches: Frozen<LogBatch>,
     checkpoints: Frozen<SignedCheckpoint>,
     cosignatures: Frozen<StoredCosignature>,
@@ -298,13 +313,14 @@ impl FrozenState {
             self.trades.len(),
             self.expiries.len(),
             self.failed.len(),
-            self.leaves.len(),
+            self.log_size as usize,
             self.log_batches.len(),
             self.checkpoints.len(),
             self.cosignatures.len(),
             self.access_reads.len(),
             self.access_touches.len(),
             self.access_checkpoints.len(),
+            self.log_kept.len(),
         ] {
             header.extend_from_slice(&(count as u64).to_le_bytes());
         }
@@ -356,10 +372,14 @@ impl FrozenState {
             let (records, written) = self.failed.chunk(i);
             (records.len(), written)
         });
-        events(SectionKind::LogLeaves, self.leaves.chunk_count(), &|i| {
-            let (records, written) = self.leaves.chunk(i);
-            (records.len(), written)
-        });
+        events(
+            SectionKind::LogLeaves,
+            self.log_groups.chunk_count(),
+            &|i| {
+                let (records, written) = self.log_groups.chunk(i);
+                (records.len(), written)
+            },
+        );
         events(
             SectionKind::LogBatches,
             self.log_batches.chunk_count(),
@@ -408,6 +428,10 @@ impl FrozenState {
                 (records.len(), written)
             },
         );
+        events(SectionKind::LogKept, self.log_kept.chunk_count(), &|i| {
+            let (records, written) = self.log_kept.chunk(i);
+            (records.len(), written)
+        });
         sections
     }
 
@@ -432,6 +456,7 @@ impl FrozenState {
             cosignatures,
             access_reads,
             access_touches,
+            kept,
         } = encoder;
         match section.kind {
             SectionKind::Accounts => {
@@ -462,7 +487,8 @@ impl FrozenState {
                 encode_section(self.failed.chunk(section.index).0, failed, archived, out);
             }
             SectionKind::LogLeaves => {
-                encode_section(self.leaves.chunk(section.index).0, leaves, archived, out);
+                let chunk = self.log_groups.chunk(section.index).0;
+                encode_section(chunk, leaves, archived, out);
             }
             SectionKind::LogBatches => {
                 let chunk = self.log_batches.chunk(section.index).0;
@@ -487,6 +513,9 @@ impl FrozenState {
             SectionKind::AccessCheckpoints => {
                 let chunk = self.access_checkpoints.chunk(section.index).0;
                 encode_section(chunk, checkpoints, archived, out);
+            }
+            SectionKind::LogKept => {
+                encode_section(self.log_kept.chunk(section.index).0, kept, archived, out);
             }
         }
     }
@@ -516,12 +545,14 @@ impl Engine {
             trades: self.trades.freeze(),
             expiries: self.expiries.freeze(),
             failed: self.failed.freeze(),
-            leaves: {
+            log_size: self.log.size,
+            log_groups: {
                 // A snapshot holds the log whole: wait for the leaves being hashed.
                 self.log.settle();
-                let leaves = self.log.tree().leaves_mut().freeze();
-                leaves
+                let groups = self.log.tree().groups_mut().freeze();
+                groups
             },
+            log_kept: self.log.kept.freeze(),
             log_batches: self.log.batches.freeze(),
             checkpoints: self.log.checkpoints.freeze(),
             cosignatures: self.log.cosignatures.freeze(),
@@ -596,6 +627,7 @@ impl Engine {
                 &mut index,
                 &mut stored_balances,
                 counts,
+                start.log_size,
                 &records,
             )?;
             if let Some(spent) = &spent {
@@ -621,14 +653,21 @@ impl Engine {
             log.4.len(),
             log.5.len(),
             log.6.len(),
+            log.7.len(),
         ];
         if filed.map(|n| n as u64) != counts {
             return Err(SnapshotError::Truncated);
         }
-        let RestoredLog(leaves, batches, checkpoints, cosignatures, reads, touches, access) = log;
+        let RestoredLog(leaves, batches, checkpoints, cosignatures, reads, touches, access, kept) =
+            log;
         engine.access =
             AccessLog::restored(config.hash_seed, reads, touches, access).map_err(invalid)?;
-        engine.log = restored_log(leaves, batches, checkpoints, cosignatures);
+        let parts = LogParts(batches, kept, checkpoints, cosignatures);
+        if start.log_grouped {
+            engine.restore_log(start.log_size, leaves, parts);
+        } else {
+            engine.restore_log_from_leaves(leaves, parts)?;
+        }
         engine.replay_restored(&stored_balances)?;
         Ok(engine)
     }

@@ -13,13 +13,14 @@ use rkyv::{Archive, Deserialize, Serialize};
 use crate::access_log::{AccessRead, AccessTouch};
 use crate::checkpoint::{SignedCheckpoint, StoredCosignature};
 use crate::engine::Engine;
-use crate::event_log::LogBatch;
+use crate::event_log::{KeptLeaf, LogBatch};
 use crate::merkle::Hash;
 use crate::snapshot::{
-    invalid, Record, RestoreStart, SnapshotError, FORMAT_VERSION, FORMAT_VERSION_NO_ACCESS,
-    FORMAT_VERSION_NO_FAILED_IDS, FORMAT_VERSION_NO_LOG, FORMAT_VERSION_NO_TRADE_USER_DATA,
-    FORMAT_VERSION_WHOLE_HASH, HEADER_BYTES, HEADER_BYTES_NO_ACCESS, HEADER_BYTES_NO_LOG,
-    HEADER_BYTES_OLD, KINDS, MAGIC, SECTION_HASH_BYTES, SECTION_RECORDS,
+    invalid, Record, RestoreStart, SnapshotError, FORMAT_VERSION, FORMAT_VERSION_ALL_LEAVES,
+    FORMAT_VERSION_NO_ACCESS, FORMAT_VERSION_NO_FAILED_IDS, FORMAT_VERSION_NO_LOG,
+    FORMAT_VERSION_NO_TRADE_USER_DATA, FORMAT_VERSION_WHOLE_HASH, HEADER_BYTES,
+    HEADER_BYTES_ALL_LEAVES, HEADER_BYTES_NO_ACCESS, HEADER_BYTES_NO_LOG, HEADER_BYTES_OLD, KINDS,
+    MAGIC, SECTION_HASH_BYTES, SECTION_RECORDS,
 };
 use crate::snapshot_sections::TrailerHasher;
 use crate::state::{AccountState, Expiry, PendingStatus, StoredTrade, StoredTransfer, SLOT_NONE};
@@ -46,6 +47,7 @@ impl Engine {
         let version = word(8);
         let header_bytes = match version {
             FORMAT_VERSION => HEADER_BYTES,
+            FORMAT_VERSION_ALL_LEAVES => HEADER_BYTES_ALL_LEAVES,
             FORMAT_VERSION_NO_ACCESS => HEADER_BYTES_NO_ACCESS,
             FORMAT_VERSION_NO_LOG | FORMAT_VERSION_NO_TRADE_USER_DATA => HEADER_BYTES_NO_LOG,
             FORMAT_VERSION_NO_FAILED_IDS | FORMAT_VERSION_WHOLE_HASH => HEADER_BYTES_OLD,
@@ -80,10 +82,20 @@ impl Engine {
                 [0, 0, 0, 0]
             };
         // And one from before the access trail with an empty trail.
-        let [access_reads, access_touches, access_checkpoints] = if version >= FORMAT_VERSION {
-            [96, 104, 112].map(long)
+        let [access_reads, access_touches, access_checkpoints] =
+            if version >= FORMAT_VERSION_ALL_LEAVES {
+                [96, 104, 112].map(long)
+            } else {
+                [0, 0, 0]
+            };
+        // Format 8 keeps a hash per group of leaves and the kept leaves; older formats a hash
+        // per leaf (a restore makes the groups and picks the kept leaves).
+        let log_grouped = version >= FORMAT_VERSION;
+        let log_kept = if log_grouped { long(120) } else { 0 };
+        let log_sections = if log_grouped {
+            leaves >> crate::event_log::LEAF_GROUP_LEVEL
         } else {
-            [0, 0, 0]
+            leaves
         };
         // Slots are u32 with `SLOT_NONE` reserved; event slots have 30 bits (`EventRef`); a
         // log holds one leaf per event ever applied, at most a batch per leaf.
@@ -98,6 +110,7 @@ impl Engine {
             || access_reads >= u64::from(u32::MAX)
             || access_touches >= u64::from(u32::MAX)
             || access_checkpoints > access_reads
+            || log_kept > leaves
         {
             return Err(invalid("more records than slots"));
         }
@@ -107,17 +120,20 @@ impl Engine {
             trades,
             expiries,
             failed,
-            leaves,
+            log_sections,
             log_batches,
             checkpoints,
             cosignatures,
             access_reads,
             access_touches,
             access_checkpoints,
+            log_kept,
         ];
         let start = RestoreStart {
             last_timestamp: long(16),
             counts,
+            log_size: leaves,
+            log_grouped,
         };
         // Trades gained `user_data_64` in format 5.
         let trades_v4 = version <= FORMAT_VERSION_NO_TRADE_USER_DATA;
@@ -215,6 +231,7 @@ pub(crate) enum Records {
     AccessReads(Vec<AccessRead>),
     AccessTouches(Vec<AccessTouch>),
     AccessCheckpoints(Vec<SignedCheckpoint>),
+    LogKept(Vec<KeptLeaf>),
 }
 
 /// A record kind as a section of [`Records`].
@@ -250,6 +267,7 @@ kind!(SignedCheckpoint, Checkpoints);
 kind!(StoredCosignature, Cosignatures);
 kind!(AccessRead, AccessReads);
 kind!(AccessTouch, AccessTouches);
+kind!(KeptLeaf, LogKept);
 
 /// A section of checkpoints as the access trail's: archived as the log's, filed apart.
 fn access_checkpoints(records: Records) -> Records {
@@ -400,6 +418,7 @@ impl<R: Read> Iterator for SnapshotSections<R> {
             8 => self.section::<StoredCosignature>(records),
             9 => self.section::<AccessRead>(records),
             10 => self.section::<AccessTouch>(records),
+            12 => self.section::<KeptLeaf>(records),
             _ => self
                 .section::<SignedCheckpoint>(records)
                 .map(access_checkpoints),
@@ -518,9 +537,9 @@ mod tests {
             old.extend_from_slice(&section);
             at += 8 + length + SECTION_HASH_BYTES;
         }
-        // Then the log's two sections (a leaf hash each event, a batch position each batch).
+        // Then the log's sections (its batch positions, the accounts' kept leaves), left out.
         let log_sections = 8 + SECTION_HASH_BYTES;
-        assert!(image.len() - TRAILER_BYTES - at > 2 * log_sections + leaves as usize * 32);
+        assert!(image.len() - TRAILER_BYTES - at > 2 * log_sections + leaves as usize * 16);
         old.extend_from_slice(&trailer.finish());
         let restored = Engine::restore(&old, EngineConfig::default()).expect("an old format");
         // The same ledger, with an empty verifiable log (format 4 has none): the digest covers

@@ -5,7 +5,7 @@
 use crate::access_log::{AccessRead, AccessTouch};
 use crate::checkpoint::{SignedCheckpoint, StoredCosignature};
 use crate::engine::{Engine, Events};
-use crate::event_log::LogBatch;
+use crate::event_log::{KeptLeaf, LogBatch};
 use crate::merkle::Hash;
 use crate::records::{TradeFlags, TransferFlags};
 use crate::snapshot::{invalid, SnapshotError, KINDS};
@@ -16,10 +16,10 @@ use crate::state::{
 };
 use crate::transfer::expires_at;
 
-/// Files one restored log batch: after the leaves, in leaf and timestamp order, each holding at
-/// least one leaf (the last one's end is the leaves' count).
+/// Files one restored log batch: in leaf and timestamp order, each holding at least one of
+/// the log's `size` leaves (the last one's end is `size`).
 pub(crate) fn restore_log_batch(
-    leaves: &Events<Hash>,
+    size: u64,
     batches: &mut Events<LogBatch>,
     last_timestamp: u64,
     batch: LogBatch,
@@ -33,10 +33,7 @@ pub(crate) fn restore_log_batch(
                 && batch.timestamp_first >= previous.timestamp_first.saturating_add(events)
         }
     };
-    if !in_order
-        || batch.leaf_first >= leaves.len() as u64
-        || batch.timestamp_first > last_timestamp
-    {
+    if !in_order || batch.leaf_first >= size || batch.timestamp_first > last_timestamp {
         return Err(invalid(format!(
             "log batch {i} is out of order or past the leaves"
         )));
@@ -203,6 +200,7 @@ pub(crate) fn file_records(
     index: &mut RestoredIndex,
     stored_balances: &mut Vec<Balances>,
     counts: [u64; KINDS],
+    log_size: u64,
     records: &Records,
 ) -> Result<(), SnapshotError> {
     let [accounts, transfers, trades, ..] = counts;
@@ -241,13 +239,13 @@ pub(crate) fn file_records(
         }
         Records::LogBatches(section) => {
             for &batch in section {
-                restore_log_batch(&log.0, &mut log.1, engine.last_timestamp, batch)?;
+                restore_log_batch(log_size, &mut log.1, engine.last_timestamp, batch)?;
             }
         }
         Records::Checkpoints(section) => {
             for &checkpoint in section {
                 let previous = log.2.len().checked_sub(1).map(|i| log.2.get(i as u32).size);
-                if checkpoint.size > log.0.len() as u64
+                if checkpoint.size > log_size
                     || previous.is_some_and(|size| checkpoint.size <= size)
                 {
                     return Err(invalid(format!(
@@ -284,12 +282,29 @@ pub(crate) fn file_records(
                 log.6.push(checkpoint);
             }
         }
+        Records::LogKept(section) => {
+            for &kept in section {
+                let previous = log
+                    .7
+                    .len()
+                    .checked_sub(1)
+                    .map(|i| log.7.get(i as u32).index);
+                if kept.index >= log_size || previous.is_some_and(|index| kept.index <= index) {
+                    return Err(invalid(format!(
+                        "kept log leaf {} is out of order or past the leaves",
+                        log.7.len()
+                    )));
+                }
+                log.7.push(kept);
+            }
+        }
     }
     Ok(())
 }
 
-/// A log's parts as a restore files them: leaf hashes, batches, checkpoints, cosignatures;
-/// then the access trail's reads, touches and checkpoints.
+/// A log's parts as a restore files them: group hashes (or, before format 8, leaf hashes),
+/// batches, checkpoints, cosignatures; then the access trail's reads, touches and
+/// checkpoints; then the log's kept leaves.
 #[derive(Default)]
 pub(crate) struct RestoredLog(
     pub(crate) Events<Hash>,
@@ -299,4 +314,5 @@ pub(crate) struct RestoredLog(
     pub(crate) Events<AccessRead>,
     pub(crate) Events<AccessTouch>,
     pub(crate) Events<SignedCheckpoint>,
+    pub(crate) Events<KeptLeaf>,
 );

@@ -52,6 +52,7 @@ pub struct SectionEncoder {
     pub(crate) cosignatures: Vec<crate::checkpoint::StoredCosignature>,
     pub(crate) access_reads: Vec<crate::access_log::AccessRead>,
     pub(crate) access_touches: Vec<crate::access_log::AccessTouch>,
+    pub(crate) kept: Vec<crate::event_log::KeptLeaf>,
 }
 
 /// The kinds of records a snapshot holds, in the order their sections come.
@@ -63,7 +64,7 @@ pub enum SectionKind {
     Expiries,
     /// The ids of transiently failed events (format 4 on).
     FailedIds,
-    /// The verifiable log's leaf hashes (format 6 on).
+    /// The verifiable log's group hashes (format 8; every leaf's hash in formats 6 and 7).
     LogLeaves,
     /// The verifiable log's batch positions (format 6 on).
     LogBatches,
@@ -77,6 +78,8 @@ pub enum SectionKind {
     AccessTouches,
     /// The access trail's signed checkpoints (format 7 on).
     AccessCheckpoints,
+    /// The hashes of the log's leaves a restore cannot rebuild (format 8 on).
+    LogKept,
 }
 
 impl SectionKind {
@@ -95,6 +98,7 @@ impl SectionKind {
             SectionKind::AccessReads => "access-reads",
             SectionKind::AccessTouches => "access-touches",
             SectionKind::AccessCheckpoints => "access-checkpoints",
+            SectionKind::LogKept => "log-kept",
         }
     }
 }

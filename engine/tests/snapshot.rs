@@ -461,8 +461,13 @@ fn later_sections_unchanged_are_the_earlier_bytes() {
         2,
         "two whole chunks of transfers"
     );
-    assert_eq!(kinds(SectionKind::LogLeaves), 2, "and of their leaves");
-    assert_eq!(kept.len(), 4);
+    // The log keeps a hash per 16 leaves: 8,192 of them, half a chunk, still filling.
+    assert_eq!(
+        kinds(SectionKind::LogLeaves),
+        0,
+        "no whole chunk of log groups"
+    );
+    assert_eq!(kept.len(), 2);
     // Post the pending transfer (a status change in chunk 0), append to the open chunk.
     let post = Transfer {
         id: base + 999,
@@ -497,42 +502,23 @@ fn later_sections_unchanged_are_the_earlier_bytes() {
     image.extend_from_slice(&trailer.finish());
     assert_eq!(
         reused,
-        vec![
-            (SectionKind::Transfers, 1),
-            (SectionKind::LogLeaves, 0),
-            (SectionKind::LogLeaves, 1)
-        ],
-        "chunk 0 changed (the post), chunk 1 did not, chunk 2 is still filling; leaves never \
-         change"
+        vec![(SectionKind::Transfers, 1)],
+        "chunk 0 changed (the post), chunk 1 did not, chunk 2 is still filling"
     );
     let whole = second.snapshot();
     assert!(image == whole, "assembled and whole snapshots differ");
     let restored = Engine::restore(&image, EngineConfig { hash_seed: 3 }).expect("restores");
     assert_eq!(restored.digest(), engine.digest());
 
-    // Version 6: no access trail counts (nor sections: this state has no reads); every other
-    // section as written. The same state, digest and all.
+    // Versions 6 and 7, whose log sections hold every leaf's hash, are proven to restore by
+    // the engine's own tests (`event_log`: they need the leaf hashes as applied).
     let header_bytes = tally_engine::SNAPSHOT_HEADER_BYTES;
-    let mut v6 = whole[..header_bytes - 3 * 8].to_vec();
-    v6[8..12].copy_from_slice(&6u32.to_le_bytes());
-    let mut trailer = TrailerHasher::new(&v6);
-    let mut at = header_bytes;
-    while at < whole.len() - 32 {
-        let length = u64::from_le_bytes(whole[at..at + 8].try_into().expect("8 bytes")) as usize;
-        let end = at + 8 + length + tally_engine::SECTION_HASH_BYTES;
-        trailer.section(&section_hash(&whole[at..end]));
-        v6.extend_from_slice(&whole[at..end]);
-        at = end;
-    }
-    v6.extend_from_slice(&trailer.finish());
-    let restored = Engine::restore(&v6, EngineConfig { hash_seed: 6 }).expect("version 6");
-    assert_eq!(restored.digest(), engine.digest());
 
-    // The same ledger in version 3 (no failed-id count, no log or access counts; this state
-    // has no failed ids): the sections before the log's, under the same trailer rule, after a
-    // header 64 bytes shorter (8 + 4 × 8 + 3 × 8). It restores to the same ledger with an
-    // empty log.
-    let newer_counts = 8 + 4 * 8 + 3 * 8;
+    // The same ledger in version 3 (no failed-id count, no log, access or kept counts; this
+    // state has no failed ids): the sections before the log's, under the same trailer rule,
+    // after a header 72 bytes shorter (8 + 4 × 8 + 3 × 8 + 8). It restores to the same
+    // ledger with an empty log.
+    let newer_counts = 8 + 4 * 8 + 3 * 8 + 8;
     assert_eq!(
         whole[header_bytes - newer_counts..header_bytes - newer_counts + 8],
         [0u8; 8]
@@ -550,6 +536,7 @@ fn later_sections_unchanged_are_the_earlier_bytes() {
                     | SectionKind::AccessReads
                     | SectionKind::AccessTouches
                     | SectionKind::AccessCheckpoints
+                    | SectionKind::LogKept
             )
         })
         .count();
