@@ -62,6 +62,20 @@ fn fixed_rate_soak() {
         built >= 3.0,
         "snapshots were built during the run:\n{stdout}"
     );
+    // The slowest seconds, to find where a tail comes from (the run's directory goes with it).
+    let mut seconds: Vec<(f64, &str)> = stdout
+        .lines()
+        .filter(|line| line.contains(" events/s ") && line.trim_start().ends_with("errors"))
+        .filter_map(|line| {
+            let max = line.split("max this second").nth(1)?;
+            Some((max.split_whitespace().next()?.parse().ok()?, line))
+        })
+        .collect();
+    seconds.sort_by(|a, b| b.0.total_cmp(&a.0));
+    println!("the ten slowest seconds (largest batch latency):");
+    for (_, line) in seconds.iter().take(10) {
+        println!("{line}");
+    }
     let idle_seconds: Vec<&str> = stdout
         .lines()
         .filter(|line| line.contains(" events/s ") && line.trim_start().ends_with("errors"))

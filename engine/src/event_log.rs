@@ -510,32 +510,57 @@ impl Engine {
     /// The hash of leaf `index` (below `log_size`): kept, or rebuilt from the stored transfer
     /// or trade it is the leaf of (what the tree asks for inside a complete group).
     pub(crate) fn log_leaf_hash(&self, index: u64) -> Hash {
+        self.rebuilt_leaf_hash(index)
+            .expect("a leaf not kept is a stored transfer's or trade's, in a logged batch")
+    }
+
+    /// [`Engine::log_leaf_hash`], or `None` where the state cannot give it (a restored log
+    /// whose parts do not fit: refused, not trusted).
+    fn rebuilt_leaf_hash(&self, index: u64) -> Option<Hash> {
         if let Some(hash) = self.log.kept_hash(index) {
-            return hash;
+            return Some(hash);
         }
         let batches = &self.log.batches;
         let at = batches
             .partition_point(|batch| batch.leaf_first <= index)
-            .checked_sub(1)
-            .expect("every leaf is in a logged batch");
+            .checked_sub(1)?;
         let batch = *batches.get(at as u32);
         let offset = index - batch.leaf_first;
-        let timestamp = batch.timestamp_first + offset;
-        let (kind, record) = self
-            .stored_event_record(timestamp)
-            .expect("a leaf not kept is a stored transfer's or trade's");
+        let timestamp = batch.timestamp_first.checked_add(offset)?;
+        let (kind, record) = self.stored_event_record(timestamp)?;
         let position = LogPosition {
             commit_index: batch.commit_index,
             index_in_entry: batch.index_in_entry,
         };
-        leaf_hash(&leaf(
+        Some(leaf_hash(&leaf(
             kind as u8,
             EventResult::Ok,
             position,
             offset as u32,
             timestamp,
             &record,
-        ))
+        )))
+    }
+
+    /// A restored log's check that its parts fit: the root at its latest checkpoint's size,
+    /// from its groups and the leaves rebuilt from the stored events, is the checkpoint's.
+    fn check_restored_log(&self) -> Result<(), SnapshotError> {
+        let Some((index, checkpoint)) = self.latest_checkpoint() else {
+            return Ok(());
+        };
+        let missing = std::cell::Cell::new(false);
+        let root = self.log.tree().root_with(checkpoint.size, &|leaf| {
+            self.rebuilt_leaf_hash(leaf).unwrap_or_else(|| {
+                missing.set(true);
+                Hash::default()
+            })
+        });
+        if missing.get() || root != Ok(checkpoint.root) {
+            return Err(invalid(format!(
+                "the log's tree does not give checkpoint {index}'s root"
+            )));
+        }
+        Ok(())
     }
 
     /// The stored transfer or trade stamped `timestamp`, as a lookup returns it.
@@ -656,7 +681,12 @@ impl Engine {
     /// Put back a restored log of `size` leaves from its group hashes, batches, kept leaves
     /// and checkpoints (the stored events restored already): the leaves after the last
     /// complete group rebuilt, the tree's upper levels computed.
-    pub(crate) fn restore_log(&mut self, size: u64, groups: Events<Hash>, parts: LogParts) {
+    pub(crate) fn restore_log(
+        &mut self,
+        size: u64,
+        groups: Events<Hash>,
+        parts: LogParts,
+    ) -> Result<(), SnapshotError> {
         let LogParts(batches, kept, checkpoints, cosignatures) = parts;
         self.log = EventLog {
             size,
@@ -668,8 +698,11 @@ impl Engine {
             stage: None,
         };
         let grouped = size & !(LeafTree::GROUP - 1);
-        let tail = (grouped..size).map(|i| self.log_leaf_hash(i)).collect();
+        let tail: Option<Vec<Hash>> = (grouped..size).map(|i| self.rebuilt_leaf_hash(i)).collect();
+        let tail =
+            tail.ok_or_else(|| invalid("the log's last leaves are neither stored nor kept"))?;
         self.log.tree = Arc::new(Mutex::new(Tree::with_groups(groups, tail)));
+        self.check_restored_log()
     }
 
     /// Put back a log restored from a snapshot of format 6 or 7, which holds every leaf's
@@ -728,7 +761,7 @@ impl Engine {
             tree.push(hash);
         }
         self.log.tree = Arc::new(Mutex::new(tree));
-        Ok(())
+        self.check_restored_log()
     }
 }
 

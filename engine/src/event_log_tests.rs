@@ -432,6 +432,9 @@ fn grouped_history() -> (Engine, Vec<Hash>) {
     }
     engine.stop_leaf_hashing();
     thread.join().expect("the stage ends when it is stopped");
+    // A checkpoint inside a group, which a restore checks its tree against.
+    let size = engine.log_size();
+    engine.record_checkpoint(signed(&engine, size - 3)).unwrap();
     let every: Vec<Hash> = every.try_iter().collect();
     (engine, every)
 }
@@ -584,5 +587,27 @@ fn formats_6_and_7_restore_their_leaves_into_groups() {
     assert_eq!(
         refused,
         Err(invalid("log leaf 20 is not its stored event's"))
+    );
+    // A kept leaf's hash cannot be checked alone: the checkpoint's root refuses it.
+    let kept = engine.log.kept.get(3).index as usize;
+    let image = old_format_image(&mut engine, &every, 7, Some(kept));
+    let refused = Engine::restore(&image, EngineConfig::default()).map(|_| ());
+    assert_eq!(
+        refused,
+        Err(invalid("the log's tree does not give checkpoint 0's root"))
+    );
+}
+
+/// A format-8 snapshot whose group hashes do not fit its events is refused: the root at its
+/// latest checkpoint is checked on restore.
+#[test]
+fn a_restored_tree_must_give_the_latest_checkpoints_root() {
+    let (mut engine, _) = grouped_history();
+    assert!(Engine::restore(&engine.snapshot(), EngineConfig::default()).is_ok());
+    engine.log.tree().groups_mut().get_mut(2)[5] ^= 1;
+    let refused = Engine::restore(&engine.snapshot(), EngineConfig::default()).map(|_| ());
+    assert_eq!(
+        refused,
+        Err(invalid("the log's tree does not give checkpoint 0's root"))
     );
 }

@@ -664,7 +664,7 @@ impl Engine {
             AccessLog::restored(config.hash_seed, reads, touches, access).map_err(invalid)?;
         let parts = LogParts(batches, kept, checkpoints, cosignatures);
         if start.log_grouped {
-            engine.restore_log(start.log_size, leaves, parts);
+            engine.restore_log(start.log_size, leaves, parts)?;
         } else {
             engine.restore_log_from_leaves(leaves, parts)?;
         }
