@@ -36,6 +36,11 @@ pub struct ClientArgs {
     /// one before it commits; the file is applied in its order whatever the number.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=8))]
     pub in_flight: u8,
+    /// Hold a file import (create-*) to about this many events per second on average, leaving
+    /// the cluster room for other clients' work; without it the import goes as fast as the
+    /// cluster commits.
+    #[arg(long, value_name = "EVENTS_PER_SECOND", value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate: Option<u64>,
     #[command(subcommand)]
     pub command: ClientCommand,
 }
@@ -490,6 +495,7 @@ fn trade_record(v: &[&str]) -> anyhow::Result<(u128, [u8; 128])> {
 async fn create_from_file(
     file: &std::path::Path,
     in_flight: u8,
+    rate: Option<u64>,
     operation: Operation,
     kind: &'static RecordKind,
     config: ClientConfig,
@@ -498,7 +504,7 @@ async fn create_from_file(
     let checked = Checked::check(Input::open(file)?, kind).await?;
     let client = Client::connect(config).await?;
     let summary = checked
-        .import(operation, &client, usize::from(in_flight), output)
+        .import(operation, &client, usize::from(in_flight), rate, output)
         .await;
     client.close().await;
     let summary = summary?;
@@ -645,6 +651,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
             create_from_file(
                 file,
                 args.in_flight,
+                args.rate,
                 Operation::CreateAccounts,
                 &ACCOUNT_ROWS,
                 config,
@@ -656,6 +663,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
             create_from_file(
                 file,
                 args.in_flight,
+                args.rate,
                 Operation::CreateTransfers,
                 &TRANSFER_ROWS,
                 config,
@@ -667,6 +675,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
             create_from_file(
                 file,
                 args.in_flight,
+                args.rate,
                 Operation::CreateTrades,
                 &TRADE_ROWS,
                 config,

@@ -453,12 +453,14 @@ impl Checked {
     }
 
     /// Send the file as `operation` events, in the file's order, with up to `in_flight`
-    /// requests in flight (`Client::create_in_order`).
+    /// requests in flight (`Client::create_in_order`), at most `rate` events per second on
+    /// average if given.
     pub async fn import(
         self,
         operation: tally_engine::Operation,
         client: &Client,
         in_flight: usize,
+        rate: Option<u64>,
         output: Output,
     ) -> anyhow::Result<Summary> {
         let Checked {
@@ -483,11 +485,15 @@ impl Checked {
         let mut failures = Failures { output, printed: 0 };
         let mut progress = Progress::new(total);
         let mut applied = 0u64;
+        let mut pace = rate.map(Pace::new);
         loop {
             tokio::select! {
                 request = next.recv(), if bodies.is_some() => match request {
                     Some(Ok(request)) if request.ids.is_empty() => {}
                     Some(Ok(request)) => {
+                        if let Some(pace) = pace.as_mut() {
+                            pace.before(request.ids.len()).await;
+                        }
                         sent.push_back((request.lines, request.ids));
                         let sender = bodies.as_ref().expect("open");
                         if sender.send(Bytes::from(request.body)).await.is_err() {
@@ -547,6 +553,31 @@ impl Checked {
         }
         summary.created = summary.events - summary.existed - summary.failed;
         Ok(summary)
+    }
+}
+
+/// Holds an import to `rate` events per second on average from its first request: each
+/// request waits until the events sent before it are due.
+struct Pace {
+    start: tokio::time::Instant,
+    rate: f64,
+    events: u64,
+}
+
+impl Pace {
+    fn new(rate: u64) -> Pace {
+        Pace {
+            start: tokio::time::Instant::now(),
+            rate: rate as f64,
+            events: 0,
+        }
+    }
+
+    /// Wait until a request of `events` may go.
+    async fn before(&mut self, events: usize) {
+        let due = self.start + std::time::Duration::from_secs_f64(self.events as f64 / self.rate);
+        tokio::time::sleep_until(due).await;
+        self.events += events as u64;
     }
 }
 

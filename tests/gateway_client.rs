@@ -612,7 +612,8 @@ fn transfers_csv(path: &Path, first: u128, count: u128, chain: bool) {
 /// chains, reporting per line; that bad input (an empty file, a header only, a chain longer
 /// than a request, a chain left open) exits 2 naming the file and line with nothing sent (the
 /// node's create count does not move); and that an import killed halfway and run again ends
-/// with every event applied exactly once, saying how many already existed.
+/// with every event applied exactly once, saying how many already existed; and that an import
+/// held to a rate (`--rate`) takes at least the time its events are due.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imports_of_any_size_are_checked_cut_and_resumable() {
     let _serial = ONE_AT_A_TIME.lock().await;
@@ -730,6 +731,29 @@ async fn imports_of_any_size_are_checked_cut_and_resumable() {
         "every event applied exactly once"
     );
     operator.close().await;
+
+    // --- held to a rate: 40,000 events at 20,000/s take at least the time the last request
+    // is due (the events before it, ≥ 31,811, over the rate), and all succeed
+    let paced = root.path().join("paced.csv");
+    transfers_csv(&paced, 200_000, 40_000, false);
+    let started = std::time::Instant::now();
+    let (code, out, err) = tally(
+        &[
+            "client",
+            "--rate",
+            "20000",
+            "create-transfers",
+            path(&paced),
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("all 40000 events succeeded"), "{out}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_590),
+        "40,000 events at 20,000/s in {:?}",
+        started.elapsed()
+    );
 }
 
 /// A TCP relay from a local port to `upstream` whose connections the test can cut, as a
@@ -1014,7 +1038,10 @@ async fn a_file_of_three_million_transfers_into_three_replicas() {
     let started = std::time::Instant::now();
     let (code, peak_rss) = tokio::task::spawn_blocking(move || {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        tally_with_peak_rss(&["client", "create-transfers", &path], &env)
+        tally_with_peak_rss(
+            &["client", "--rate", "530000", "create-transfers", &path],
+            &env,
+        )
     })
     .await
     .expect("the import ran");
