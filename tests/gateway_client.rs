@@ -921,6 +921,18 @@ fn tally_with_peak_rss(args: &[&str], envs: &[(&str, &str)]) -> (i32, u64) {
 
 /// Lookups of account 1 by `client` until `until()`, a few ms apart: the latency histogram
 /// (µs).
+/// Processes that only spin, killed when dropped (also when a test fails while they run).
+struct Spinners(Vec<std::process::Child>);
+
+impl Drop for Spinners {
+    fn drop(&mut self) {
+        for spinner in &mut self.0 {
+            let _ = spinner.kill();
+            let _ = spinner.wait();
+        }
+    }
+}
+
 async fn lookups(client: &Client, until: impl Fn() -> bool) -> hdrhistogram::Histogram<u64> {
     let mut latencies = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
     while !until() {
@@ -1009,14 +1021,16 @@ async fn a_file_of_three_million_transfers_into_three_replicas() {
     // are taken.
     let mut spun = Vec::new();
     for spinning in [1, 3] {
-        let spinners: Vec<std::process::Child> = (0..spinning)
-            .map(|_| {
-                std::process::Command::new("sh")
-                    .args(["-c", "while :; do :; done"])
-                    .spawn()
-                    .expect("a spinning shell")
-            })
-            .collect();
+        let spinners = Spinners(
+            (0..spinning)
+                .map(|_| {
+                    std::process::Command::new("sh")
+                        .args(["-c", "while :; do :; done"])
+                        .spawn()
+                        .expect("a spinning shell")
+                })
+                .collect(),
+        );
         let busy_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let busy = read_while(Arc::clone(&busy_done));
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -1025,10 +1039,7 @@ async fn a_file_of_three_million_transfers_into_three_replicas() {
         for task in busy {
             histograms.push(task.await.expect("lookups"));
         }
-        for mut spinner in spinners {
-            let _ = spinner.kill();
-            let _ = spinner.wait();
-        }
+        drop(spinners);
         spun.push((spinning, histograms));
     }
 

@@ -737,7 +737,7 @@ impl Engine {
                 batch += 1;
             }
             let at = self.log.batches.get(batch);
-            let timestamp = at.timestamp_first + (index - at.leaf_first);
+            let timestamp = at.timestamp_first.saturating_add(index - at.leaf_first);
             while transfer < self.transfers.len() as u32
                 && self.transfers.get(transfer).timestamp < timestamp
             {
