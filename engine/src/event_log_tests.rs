@@ -37,19 +37,24 @@ fn trade(id: u128, cash_ledger: u32) -> Trade {
 /// Accounts at entry 3; at entry 4 (from index 7 in it) transfers: one that succeeds, a
 /// linked chain that fails at its second event, one that succeeds, a repeated id; at entry
 /// 5 a trade that succeeds and one that fails.
-fn engine_with_history() -> (Engine, Vec<u8>, Vec<u8>, EventResult) {
-    history(Engine::new(EngineConfig { hash_seed: 3 }))
-}
-
-fn history(mut engine: Engine) -> (Engine, Vec<u8>, Vec<u8>, EventResult) {
-    let accounts: Vec<Account> = (1..=8u128)
+/// Accounts 1 to 8: 1–4 on ledger 1, 5–8 on ledger 2.
+fn eight_accounts() -> Vec<Account> {
+    (1..=8u128)
         .map(|id| Account {
             id,
             ledger: if id <= 4 { 1 } else { 2 },
             code: 1,
             ..Account::default()
         })
-        .collect();
+        .collect()
+}
+
+fn engine_with_history() -> (Engine, Vec<u8>, Vec<u8>, EventResult) {
+    history(Engine::new(EngineConfig { hash_seed: 3 }))
+}
+
+fn history(mut engine: Engine) -> (Engine, Vec<u8>, Vec<u8>, EventResult) {
+    let accounts = eight_accounts();
     let at = |commit_index, index_in_entry| LogPosition {
         commit_index,
         index_in_entry,
@@ -361,14 +366,7 @@ fn grouped_history() -> (Engine, Vec<Hash>) {
             }
         }
     });
-    let accounts: Vec<Account> = (1..=8u128)
-        .map(|id| Account {
-            id,
-            ledger: if id <= 4 { 1 } else { 2 },
-            code: 1,
-            ..Account::default()
-        })
-        .collect();
+    let accounts = eight_accounts();
     let mut index = 1;
     let mut apply = |engine: &mut Engine, operation, body: Vec<u8>| {
         let at = LogPosition {
