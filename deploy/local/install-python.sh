@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Make sure Python 3 (3.8 or newer) is on PATH: the independent proof verifier (verifier/,
 # standard library only) is Python, and the tests run it beside `tally verify`. Then put the
-# Python tools the checks use (.ci/python-tools.txt: ruff) into a virtual environment of the
-# project's own, target/python-tools, so nothing goes into the system's Python.
+# Python tools the checks use (.ci/python-tools.txt: ruff, pytest) into a virtual environment
+# of the project's own, target/python-tools, so nothing goes into the system's Python, and
+# install the Python client (clients/python, editable: the tests see the checkout) into it.
 #
 # Idempotent: installs only what is missing. Python itself comes from Debian's `python3`
 # package (Debian/Ubuntu only, with sudo when not root); the tools from PyPI.
@@ -35,4 +36,10 @@ fi
 "$tools/bin/python" -m pip install --quiet --disable-pip-version-check \
     -r .ci/python-tools.txt >&2 ||
     die "pip could not install .ci/python-tools.txt into $tools (PyPI reachable?)"
-say "Python tools ready in $tools: $("$tools/bin/ruff" --version)"
+# The client needs Python 3.10; pip refuses it on an older one, saying so.
+if ! "$tools/bin/python" -c 'import tally_client' 2>/dev/null; then
+    "$tools/bin/python" -m pip install --quiet --disable-pip-version-check \
+        --editable clients/python >&2 ||
+        die "pip could not install clients/python into $tools (Python 3.10 or newer? PyPI reachable for its build backend?)"
+fi
+say "Python tools ready in $tools: $("$tools/bin/ruff" --version), $("$tools/bin/python" -m pytest --version 2>&1), tally_client"

@@ -1,0 +1,120 @@
+"""Results as tables: rows of plain dicts (standard library), a text table, and pandas
+DataFrames when pandas is installed (``pip install 'tally-client[pandas]'``; the client
+itself never needs it).
+
+>>> from tally_client import Account
+>>> rows = account_rows([Account(id=1, ledger=1, code=10, credits_posted=250)],
+...                     names={1: "fund A"})
+>>> print(table(rows, ["name", "ledger", "balance"]))
+name    ledger  balance
+fund A       1      250
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from .protocol import StatementEntry
+from .records import Account, Trade, Transfer
+
+#: An account row's columns, in order.
+ACCOUNT_COLUMNS = [
+    "id", "name", "ledger", "code", "debits_pending", "debits_posted", "credits_pending",
+    "credits_posted", "balance", "flags", "timestamp",
+]  # fmt: skip
+
+
+def account_rows(
+    accounts: Iterable[Account], names: Mapping[int, str] | None = None
+) -> list[dict[str, Any]]:
+    """One dict per account: its fields, its ``name`` from ``names`` (empty if none), and its
+    ``balance`` (credits posted less debits posted)."""
+    rows = []
+    for account in accounts:
+        row = asdict(account)
+        row["name"] = (names or {}).get(account.id, "")
+        row["balance"] = account.credits_posted - account.debits_posted
+        row["flags"] = int(account.flags)
+        rows.append({column: row[column] for column in ACCOUNT_COLUMNS})
+    return rows
+
+
+def event_rows(events: Iterable[Transfer | Trade]) -> list[dict[str, Any]]:
+    """One dict per transfer or trade: its fields (flags as an int)."""
+    rows = []
+    for event in events:
+        row = asdict(event)
+        row["flags"] = int(event.flags)
+        rows.append(row)
+    return rows
+
+
+def statement_rows(entries: Iterable[StatementEntry]) -> list[dict[str, Any]]:
+    """One dict per statement entry: timestamp, kind, the event's id (or the expired pending
+    event's), and the four balances after it."""
+    rows = []
+    for entry in entries:
+        event = entry.transfer or entry.trade
+        rows.append(
+            {
+                "timestamp": entry.timestamp,
+                "kind": entry.kind.name.lower(),
+                "id": event.id if event is not None else entry.pending_id,
+                **asdict(entry.balances_after),
+            }
+        )
+    return rows
+
+
+def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """``rows`` as a text table: a header line, numbers right-aligned, text left-aligned."""
+    if not rows:
+        return ""
+    columns = list(columns or rows[0].keys())
+    cells = [[str(row[column]) for column in columns] for row in rows]
+    widths = [
+        max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)
+    ]
+    numeric = [all(isinstance(row[column], int) for row in rows) for column in columns]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [
+            value.rjust(width) if right else value.ljust(width)
+            for value, width, right in zip(values, widths, numeric)
+        ]
+        return "  ".join(parts).rstrip()
+
+    header = [
+        column.rjust(width) if right else column.ljust(width)
+        for column, width, right in zip(columns, widths, numeric)
+    ]
+    return "\n".join(["  ".join(header).rstrip(), *(line(values) for values in cells)])
+
+
+def _pandas() -> Any:
+    try:
+        import pandas
+    except ImportError:
+        raise ImportError(
+            "DataFrames need pandas: pip install 'tally-client[pandas]' (or use the *_rows "
+            "functions, which need nothing)"
+        ) from None
+    return pandas
+
+
+def accounts_frame(accounts: Iterable[Account], names: Mapping[int, str] | None = None) -> Any:
+    """Accounts as a pandas DataFrame (columns as ``account_rows``). u128 amounts past
+    2**63 become Python ints in an object column, so nothing is rounded."""
+    return _pandas().DataFrame(account_rows(accounts, names), columns=ACCOUNT_COLUMNS)
+
+
+def events_frame(events: Iterable[Transfer | Trade]) -> Any:
+    """Transfers or trades as a pandas DataFrame."""
+    return _pandas().DataFrame(event_rows(events))
+
+
+def statement_frame(entries: Iterable[StatementEntry]) -> Any:
+    """A statement as a pandas DataFrame."""
+    return _pandas().DataFrame(statement_rows(entries))
