@@ -110,6 +110,8 @@ class LocalNodes:
     root: Path
     plaintext: bool = False
     nodes: dict[int, Node] = field(default_factory=dict)
+    #: The ``[[gateway.credentials]]`` sections of every node's config.
+    credentials: str = ""
 
     @property
     def ca(self) -> str | None:
@@ -130,6 +132,40 @@ class LocalNodes:
         else:
             options.setdefault("ca", self.ca)
         return Client(addresses, credential=secret, **options)  # type: ignore[arg-type]
+
+    def plan(self, node_id: int) -> Node:
+        """Give node ``node_id`` its addresses and directory (not configured, not started)."""
+        node_dir = self.root / f"node-{node_id}"
+        node_dir.mkdir()
+        node = Node(node_id, free_address(), free_address(), free_address(), node_dir)
+        self.nodes[node_id] = node
+        return node
+
+    def configure(self, node_id: int, bootstrap: str = "") -> None:
+        """Write node ``node_id``'s config: TLS with its certificate (made here if missing)
+        or plain TCP, small WAL segments, the checkpoint key, every test credential, and the
+        ``[bootstrap]`` members given (none: a fresh node, to be added or initialized)."""
+        node = self.nodes[node_id]
+        pki = self.root / "pki"
+        if self.plaintext:
+            tls = "insecure_plaintext = true\n"
+        else:
+            if not (pki / f"node-{node_id}.pem").exists():
+                run("certs", "--dir", str(pki), "--ca-exists", "--nodes", str(node_id))
+            tls = (
+                f'[tls]\nca = "{pki}/ca.pem"\ncert = "{pki}/node-{node_id}.pem"\n'
+                f'key = "{pki}/node-{node_id}.key"\n'
+            )
+        config = (
+            f'id = {node_id}\nlisten = "{node.address}"\n'
+            f'peer_listen = "{node.peer_address}"\nadmin_listen = "{node.admin_address}"\n'
+            f'data_dir = "{node.dir / "data"}"\n{tls}{FAST_RAFT}'
+            f'[verifiable]\nkey_file = "{self.root / "cluster.key"}"\n'
+            f'[gateway]\ncluster_id = "{CLUSTER_ID:#x}"\n{self.credentials}'
+        )
+        if bootstrap:
+            config += f"\n[bootstrap]\n{bootstrap}"
+        (node.dir / "node.toml").write_text(config)
 
     def start(self, node_id: int) -> None:
         node = self.nodes[node_id]
@@ -186,55 +222,35 @@ class LocalNodes:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_nodes(count: int, plaintext: bool = False) -> LocalNodes:
-    """Found a cluster of ``count`` nodes and wait for its leader. The caller stops it (on
-    a failure here, it is stopped before the error propagates)."""
+def start_nodes(count: int, plaintext: bool = False, bootstrap: bool = True) -> LocalNodes:
+    """Found a cluster of ``count`` nodes and wait for its leader (without ``bootstrap``:
+    start them fresh, for ``Client.initialize``). The caller stops it (on a failure here, it
+    is stopped before the error propagates)."""
     cluster = LocalNodes(Path(tempfile.mkdtemp(prefix="tally-python-")), plaintext)
     try:
         ids = list(range(1, count + 1))
         if not plaintext:
             run("certs", "--dir", str(cluster.root / "pki"), "--nodes",
                 ",".join(map(str, ids)), "--hosts", "localhost,127.0.0.1")  # fmt: skip
-        key_file = cluster.root / "cluster.key"
         run("witness", "new-key", "--log", "--name", f"tally/cluster-{CLUSTER_ID:#x}",
-            "--key-file", str(key_file))  # fmt: skip
-        credentials = ""
+            "--key-file", str(cluster.root / "cluster.key"))  # fmt: skip
         for name, (secret, role, scope) in CREDENTIALS.items():
             digest = run("hash-credential", stdin=secret + "\n").strip()
-            credentials += (
+            cluster.credentials += (
                 f'\n[[gateway.credentials]]\nname = "{name}"\nhash = "{digest}"\n'
                 f'role = "{role}"\n{scope}'
             )
         for node_id in ids:
-            node_dir = cluster.root / f"node-{node_id}"
-            node_dir.mkdir()
-            cluster.nodes[node_id] = Node(
-                node_id, free_address(), free_address(), free_address(), node_dir
-            )
-        bootstrap = "".join(
+            cluster.plan(node_id)
+        members = "".join(
             f'{n.id} = {{ client = "{n.address}", peer = "{n.peer_address}" }}\n'
             for n in cluster.nodes.values()
         )
-        for node in cluster.nodes.values():
-            pki = cluster.root / "pki"
-            tls = (
-                "insecure_plaintext = true\n"
-                if plaintext
-                else f'[tls]\nca = "{pki}/ca.pem"\ncert = "{pki}/node-{node.id}.pem"\n'
-                f'key = "{pki}/node-{node.id}.key"\n'
-            )
-            config = (
-                f'id = {node.id}\nlisten = "{node.address}"\n'
-                f'peer_listen = "{node.peer_address}"\nadmin_listen = "{node.admin_address}"\n'
-                f'data_dir = "{node.dir / "data"}"\n{tls}{FAST_RAFT}'
-                f'[verifiable]\nkey_file = "{key_file}"\n'
-                f'[gateway]\ncluster_id = "{CLUSTER_ID:#x}"\n{credentials}'
-                f"\n[bootstrap]\n{bootstrap}"
-            )
-            (node.dir / "node.toml").write_text(config)
         for node_id in ids:
+            cluster.configure(node_id, members if bootstrap else "")
             cluster.start(node_id)
-        cluster.leader()
+        if bootstrap:
+            cluster.leader()
         return cluster
     except BaseException:
         cluster.stop()

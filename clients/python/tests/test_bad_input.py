@@ -69,6 +69,9 @@ def check(client: Client, call: str, argument: object, message: str) -> None:
         ("prove", [1] * 257, r"257 ids; a request carries 1..=256"),
         ("statement", -1, r"account_id = -1 is outside"),
         ("access_trail", 1.0, r"account_id must be an int"),
+        ("change_voters", [], r"0 node ids; a request names 1..=64"),
+        ("remove_nodes", [2, -1], r"node id = -1 is outside"),
+        ("initialize", {}, r"0 members"),
     ],
 )  # fmt: skip
 def test_bad_input_is_refused_before_sending(client, call, argument, message):

@@ -29,7 +29,8 @@ def cluster():
 def test_a_request_retried_after_the_leader_dies_lands_exactly_once(cluster, monkeypatch):
     """The reply to a committed create is lost with its leader; the retry, same number, at
     the new leader is answered from the reply table (same commit index and timestamps) and
-    the balances show one application."""
+    the balances show one application. Then the operators' membership commands: the dead
+    node removed, a fresh one added as a learner and made a voter."""
     client = cluster.client()
     try:
         assert client.create_accounts([Account(id=1, ledger=1, code=1),
@@ -77,16 +78,34 @@ def test_a_request_retried_after_the_leader_dies_lands_exactly_once(cluster, mon
         assert [t.timestamp for t in client.lookup_transfers([100, 101, 102])] == [
             created.timestamp_first + n for n in range(3)
         ]
+
+        log.info("--- remove the dead node, add a fresh node 4 as a learner, then a voter")
+        others = sorted(set(cluster.nodes) - {leader})
+        client.remove_nodes([leader])
+        assert sorted(client.node_state().voters) == others
+        cluster.plan(4)
+        cluster.configure(4)
+        cluster.start(4)
+        node = cluster.nodes[4]
+        client.add_learner(4, node.address, node.peer_address)
+        client.change_voters([*others, 4])
+        state = client.node_state()
+        assert sorted(state.voters) == [*others, 4] and state.learners == []
+        assert state.addresses[4] == node.address
     finally:
         client.close()
 
 
 def test_plain_tcp_where_the_node_allows_it():
-    """A node configured with insecure_plaintext serves a plaintext client; a TLS client
+    """A node configured with insecure_plaintext serves a plaintext client (here a fresh
+    node, which the client founds a cluster on: ``initialize``); a TLS client
     is told, when its deadline passes, that the node likely serves plain TCP."""
-    cluster = start_nodes(1, plaintext=True)
+    cluster = start_nodes(1, plaintext=True, bootstrap=False)
     try:
+        node = cluster.nodes[1]
         with cluster.client() as client:
+            client.initialize({1: (node.address, node.peer_address)})
+            assert cluster.leader() == 1
             assert client.create_accounts([Account(id=1, ledger=1, code=1)]).ok
             assert client.lookup_accounts([1])[0].ledger == 1
         run("certs", "--dir", str(cluster.root / "pki"), "--nodes", "1")

@@ -133,6 +133,29 @@ def _check_range(what: str, value: object, low: int, high: int) -> int:
     return value
 
 
+def _node_id(node_id: object) -> int:
+    return _check_range("node id", node_id, 0, (1 << 64) - 1)
+
+
+def _node_ids(node_ids: Sequence[int]) -> bytes:
+    if not 0 < len(node_ids) <= limits.MEMBERS_MAX:
+        raise InvalidRequest(f"{len(node_ids)} node ids; a request names 1..=64")
+    return len(node_ids).to_bytes(4, "little") + b"".join(
+        _node_id(node_id).to_bytes(8, "little") for node_id in node_ids
+    )
+
+
+def _member(addresses: tuple[str, str]) -> bytes:
+    """A member's client and peer addresses, u16 length + UTF-8 each."""
+    out = b""
+    for address in addresses:
+        encoded = address.encode("utf-8")
+        if len(encoded) > limits.ADDRESS_BYTES_MAX:
+            raise InvalidRequest(f"an address of {len(encoded)} bytes is over 256")
+        out += len(encoded).to_bytes(2, "little") + encoded
+    return out
+
+
 def _ids(what: str, ids: Sequence[int], most: int) -> bytes:
     if isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__"):
         raise InvalidRequest(f"{what}: a sequence of ids is needed, not {type(ids).__name__}")
@@ -583,10 +606,39 @@ class Client:
         body = bytes([1 if audit else 0]) + bytes(7)
         return protocol.decode_node_state(self._read(protocol.KIND_NODE_STATE, body))
 
+    def _admin(self, command: int, body: bytes = b"") -> int:
+        return self._call(protocol.KIND_ADMIN, bytes([command]) + bytes(7) + body)[0].commit_index
+
     def snapshot(self) -> int:
         """Operators: have the node the session is on build a snapshot now; the commit index
         it knew when done."""
-        return self._call(protocol.KIND_ADMIN, bytes([4]) + bytes(7))[0].commit_index
+        return self._admin(protocol.ADMIN_SNAPSHOT)
+
+    def initialize(self, members: dict[int, tuple[str, str]]) -> int:
+        """Operators: found the cluster on a fresh node (one started without ``[bootstrap]``):
+        ``members`` maps each founding voter's id to its (client address, peer address)."""
+        if not 1 <= len(members) <= limits.MEMBERS_MAX:
+            raise InvalidRequest(f"{len(members)} members; a cluster is founded with 1..=64")
+        body = len(members).to_bytes(4, "little") + b"".join(
+            _node_id(node_id).to_bytes(8, "little") + _member(addresses)
+            for node_id, addresses in members.items()
+        )
+        return self._admin(protocol.ADMIN_INITIALIZE, body)
+
+    def add_learner(self, node_id: int, client_address: str, peer_address: str) -> int:
+        """Operators: add a started node as a learner; answered once it has caught up (then
+        ``change_voters`` makes it a voter: what ``tally admin add-node`` does)."""
+        body = _node_id(node_id).to_bytes(8, "little") + _member((client_address, peer_address))
+        return self._admin(protocol.ADMIN_ADD_LEARNER, body)
+
+    def change_voters(self, voters: Sequence[int]) -> int:
+        """Operators: make exactly ``voters`` the voting members (through joint consensus)."""
+        return self._admin(protocol.ADMIN_CHANGE_VOTERS, _node_ids(voters))
+
+    def remove_nodes(self, node_ids: Sequence[int]) -> int:
+        """Operators: take nodes out of the cluster (voters leave through joint consensus,
+        then as learners)."""
+        return self._admin(protocol.ADMIN_REMOVE_NODES, _node_ids(node_ids))
 
     # ---- the verifiable log ---------------------------------------------------------------
 

@@ -48,6 +48,13 @@ KIND_CONSISTENCY = 96
 KIND_COSIGN = 98
 KIND_ACCESS_TRAIL = 100
 
+#: Admin commands (operators; the body's first byte).
+ADMIN_INITIALIZE = 1
+ADMIN_ADD_LEARNER = 2
+ADMIN_CHANGE_VOTERS = 3
+ADMIN_SNAPSHOT = 4
+ADMIN_REMOVE_NODES = 5
+
 #: Frame header: magic, version, kind, reserved u16, payload length u32, request id u64, CRC.
 _FRAME = struct.Struct("<4sBBHIQI")
 #: Request header: version u16, flags u16, body bytes u32, cluster id and client id (u128 as
