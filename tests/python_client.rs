@@ -24,7 +24,15 @@ fn the_python_client_passes_its_tests() {
         "{PYTEST_MISSING}"
     );
     let out = Command::new(&python)
-        .args(["-m", "pytest", "clients/python/tests", "-q", "-rs", "-p", "no:cacheprovider"])
+        .args([
+            "-m",
+            "pytest",
+            "clients/python/tests",
+            "-q",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+        ])
         .env("TALLY_BIN", env!("CARGO_BIN_EXE_tally"))
         .env("PYTHONPATH", root.join("clients/python/src"))
         .env("PYTHONDONTWRITEBYTECODE", "1")
@@ -37,7 +45,7 @@ fn the_python_client_passes_its_tests() {
         "{report}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let summary = report.lines().last().unwrap_or_default();
+    let summary = report.lines().next_back().unwrap_or_default();
     assert!(
         summary.contains(" passed") && !summary.contains("skipped"),
         "{report}"
