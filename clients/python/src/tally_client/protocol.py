@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from . import limits
 from .crc32c import update as crc_update
 from .errors import DecodeError
-from .records import _TRADE, _TRANSFER, RECORD_BYTES, Trade, Transfer, _trade, _transfer
+from .records import RECORD_BYTES, Trade, Transfer, decode_trades, decode_transfers
 
 FRAME_MAGIC = b"TLYF"
 FRAME_VERSION = 1
@@ -402,9 +402,9 @@ def decode_statement(body: bytes | memoryview) -> list[StatementEntry]:
             raise DecodeError(f"unknown statement event kind {kind}") from None
         entry = StatementEntry(timestamp, kind, _balances(tuple(balances)))
         if kind is StatementEvent.TRANSFER:
-            entry.transfer = _transfer(_TRANSFER.unpack(record))
+            entry.transfer = decode_transfers(record)[0]
         elif kind is StatementEvent.TRADE:
-            entry.trade = _trade(_TRADE.unpack(record))
+            entry.trade = decode_trades(record)[0]
         else:
             if any(record[16:]):
                 raise DecodeError("an expiry's statement record has non-zero bytes past its id")
