@@ -1,7 +1,8 @@
 """Failover on a 3-node cluster: the leader applies a create request and is killed before
 the client sees the reply. The client retries under the same request number, follows the new
 leader, and gets the original reply from the replicated reply table: the events applied
-exactly once. Plus plain TCP, where a node's config allows it."""
+exactly once. A reply lost with its connection alone is had again from the same node and
+session, under the same number. Plus plain TCP, where a node's config allows it."""
 
 from __future__ import annotations
 
@@ -116,3 +117,43 @@ def test_plain_tcp_where_the_node_allows_it():
                            deadline_s=3.0)  # fmt: skip
     finally:
         cluster.stop()
+
+
+def test_a_reply_lost_with_its_connection_is_had_again_in_the_same_session(node, monkeypatch):
+    """A connection that drops after the node applied a create, before the client read the
+    reply: the client connects to the same node again, keeps its session, sends the same
+    request number and gets the original reply (the session's reply cache), applying
+    nothing twice."""
+    base = 900_000_000
+    with node.client(addresses=node.addresses[:1]) as client:
+        assert client.create_accounts([Account(id=base + 1, ledger=1, code=1),
+                                       Account(id=base + 2, ledger=1, code=1)]).ok  # fmt: skip
+        session = client.session_id
+        sent: list[int] = []
+        lost: list[protocol.ReplyHeader] = []
+        send, receive = Connection.send, Connection.receive
+
+        def record(self, frame, timeout_s):
+            if frame[5] == protocol.KIND_CREATE_TRANSFERS:
+                sent.append(struct.unpack_from("<Q", frame, 72)[0])
+            return send(self, frame, timeout_s)
+
+        def drop_first_reply(self, frame_id, timeout_s):
+            kind, payload = receive(self, frame_id, timeout_s)
+            if kind == protocol.KIND_CREATE_TRANSFERS | 1 and not lost:
+                lost.append(protocol.decode_reply(payload)[0])
+                self.close()
+                raise ConnectionLost("test: the connection dropped before the reply was read")
+            return kind, payload
+
+        monkeypatch.setattr(Connection, "send", record)
+        monkeypatch.setattr(Connection, "receive", drop_first_reply)
+        created = client.create_transfers(
+            [Transfer(id=base + 10, debit_account_id=base + 1, credit_account_id=base + 2,
+                      amount=7, ledger=1, code=1)]
+        )  # fmt: skip
+        monkeypatch.undo()
+        assert lost and created.commit_index == lost[0].commit_index
+        assert len(sent) == 2 and sent[0] == sent[1]
+        assert session is not None and client.session_id == session
+        assert client.lookup_accounts([base + 2])[0].credits_posted == 7

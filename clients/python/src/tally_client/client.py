@@ -287,6 +287,11 @@ class Client:
         return limits.REQUEST_EVENTS_MAX
 
     @property
+    def session_id(self) -> int | None:
+        """The session this client holds now (None before registering or after a drop)."""
+        return self._session.session if self._session is not None else None
+
+    @property
     def role(self) -> protocol.Role | None:
         return self._session.registered.role if self._session is not None else None
 
