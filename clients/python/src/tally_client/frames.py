@@ -95,7 +95,7 @@ def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = Non
 
 def _pandas() -> Any:
     try:
-        import pandas
+        import pandas  # type: ignore[import-untyped, unused-ignore]
     except ImportError:
         raise ImportError(
             "DataFrames need pandas: pip install 'tally-client[pandas]' (or use the *_rows "

@@ -166,7 +166,7 @@ def decode_frame_header(header: bytes) -> FrameHeader:
     return FrameHeader(kind, length, frame_id, crc)
 
 
-def check_frame_crc(header: bytes, payload: bytes | memoryview, crc: int) -> None:
+def check_frame_crc(header: bytes, payload: bytes | bytearray | memoryview, crc: int) -> None:
     if crc_update(crc_update(0xFFFFFFFF, header[:20]), payload) ^ 0xFFFFFFFF != crc:
         raise DecodeError("frame checksum mismatch: corrupted in transit")
 
@@ -181,7 +181,7 @@ class ReplyHeader:
     commit_index: int
 
 
-def decode_reply(payload: bytes | memoryview) -> tuple[ReplyHeader, memoryview]:
+def decode_reply(payload: bytes | bytearray | memoryview) -> tuple[ReplyHeader, memoryview]:
     """Check and split a reply payload: its header and body."""
     if len(payload) < limits.HEADER_BYTES:
         raise DecodeError(f"a reply of {len(payload)} bytes has no whole header")
@@ -208,7 +208,7 @@ def decode_reply(payload: bytes | memoryview) -> tuple[ReplyHeader, memoryview]:
 class Reader:
     """A bounded reader over a reply body: every read checks the bytes left."""
 
-    def __init__(self, body: bytes | memoryview, what: str) -> None:
+    def __init__(self, body: bytes | bytearray | memoryview, what: str) -> None:
         self.body = memoryview(body)
         self.at = 0
         self.what = what
@@ -271,7 +271,7 @@ class Refusal:
     message: str = ""
 
 
-def decode_refusal(body: bytes | memoryview) -> Refusal:
+def decode_refusal(body: bytes | bytearray | memoryview) -> Refusal:
     reader = Reader(body, "refusal")
     known, event_known = reader.u8(), reader.u8()
     if known > 1 or event_known > 1:
@@ -301,7 +301,7 @@ class Registered:
     in_flight_max: int
 
 
-def decode_registered(body: bytes | memoryview) -> Registered:
+def decode_registered(body: bytes | bytearray | memoryview) -> Registered:
     reader = Reader(body, "register reply")
     session, idle, role = reader.u64(), reader.u32(), reader.u8()
     reader.zeros(3)
@@ -317,7 +317,9 @@ _CREATE_REPLY = struct.Struct("<QQII")
 _FAILURE = struct.Struct("<IHH")
 
 
-def decode_create_reply(body: bytes | memoryview) -> tuple[int, int, list[tuple[int, int]]]:
+def decode_create_reply(
+    body: bytes | bytearray | memoryview,
+) -> tuple[int, int, list[tuple[int, int]]]:
     """A create reply: first and last timestamps, and the failed events as (index, code)."""
     if len(body) < _CREATE_REPLY.size:
         raise DecodeError(f"a create reply of {len(body)} bytes is too short")
@@ -355,7 +357,7 @@ def _balances(v: tuple[int, ...]) -> Balances:
     return Balances(v[0] | v[1] << 64, v[2] | v[3] << 64, v[4] | v[5] << 64, v[6] | v[7] << 64)
 
 
-def decode_balances(body: bytes | memoryview) -> Balances:
+def decode_balances(body: bytes | bytearray | memoryview) -> Balances:
     if len(body) != _BALANCES.size:
         raise DecodeError(f"a balances reply of {len(body)} bytes (64 expected)")
     return _balances(_BALANCES.unpack(body))
@@ -385,7 +387,7 @@ _STATEMENT_ENTRY = struct.Struct("<QB7x8Q")
 assert _STATEMENT_ENTRY.size + RECORD_BYTES == limits.STATEMENT_ENTRY_BYTES
 
 
-def decode_statement(body: bytes | memoryview) -> list[StatementEntry]:
+def decode_statement(body: bytes | bytearray | memoryview) -> list[StatementEntry]:
     reader = Reader(body, "statement reply")
     count = reader.count("entries", limits.STATEMENT_ENTRIES_MAX, limits.STATEMENT_ENTRY_BYTES)
     reader.zeros(4)
@@ -428,7 +430,7 @@ class Checkpoint:
     note: str
 
 
-def decode_checkpoint(body: bytes | memoryview) -> Checkpoint:
+def decode_checkpoint(body: bytes | bytearray | memoryview) -> Checkpoint:
     reader = Reader(body, "checkpoint reply")
     index, size = reader.u64(), reader.u64()
     note = reader.string(limits.NOTE_BYTES_MAX)
@@ -461,7 +463,7 @@ class Proofs:
     proofs: list[Proof] = field(default_factory=list)
 
 
-def decode_prove(body: bytes | memoryview) -> Proofs:
+def decode_prove(body: bytes | bytearray | memoryview) -> Proofs:
     reader = Reader(body, "prove reply")
     checkpoint, size = reader.u64(), reader.u64()
     count = reader.count("proofs", limits.PROVE_IDS_MAX, 16 + 8 + limits.LEAF_BYTES + 8)
@@ -475,7 +477,7 @@ def decode_prove(body: bytes | memoryview) -> Proofs:
     return Proofs(checkpoint, size, proofs)
 
 
-def decode_consistency(body: bytes | memoryview) -> list[bytes]:
+def decode_consistency(body: bytes | bytearray | memoryview) -> list[bytes]:
     reader = Reader(body, "consistency reply")
     hashes = _hashes(reader)
     reader.end()
@@ -501,7 +503,7 @@ class AccessTrail:
     reads: list[AccessRead]
 
 
-def decode_access_trail(body: bytes | memoryview) -> AccessTrail:
+def decode_access_trail(body: bytes | bytearray | memoryview) -> AccessTrail:
     reader = Reader(body, "access trail reply")
     checkpoint, size = reader.u64(), reader.u64()
     note = reader.string(limits.NOTE_BYTES_MAX)
@@ -589,7 +591,7 @@ def _ids(reader: Reader) -> list[int]:
     return [reader.u64() for _ in range(reader.count("ids", limits.MEMBERS_MAX * 4, 8))]
 
 
-def decode_node_state(body: bytes | memoryview) -> NodeState:
+def decode_node_state(body: bytes | bytearray | memoryview) -> NodeState:
     reader = Reader(body, "node state")
     node_id = reader.u64()
     role = reader.string(32)

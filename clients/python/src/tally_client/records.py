@@ -354,13 +354,15 @@ def encode_settlements(
     return _encode("Settlement", events, _settlement_into, out, offset)
 
 
-def _records(body: bytes | memoryview, unpacker: struct.Struct) -> Iterable[tuple[int, ...]]:
+def _records(
+    body: bytes | bytearray | memoryview, unpacker: struct.Struct
+) -> Iterable[tuple[int, ...]]:
     if len(body) % RECORD_BYTES:
         raise DecodeError(f"a body of {len(body)} bytes is not whole 128-byte records")
     return unpacker.iter_unpack(body)
 
 
-def decode_accounts(body: bytes | memoryview) -> list[Account]:
+def decode_accounts(body: bytes | bytearray | memoryview) -> list[Account]:
     """Account records (a lookup reply's body)."""
     out = []
     for v in _records(body, _ACCOUNT):
@@ -385,7 +387,7 @@ def decode_accounts(body: bytes | memoryview) -> list[Account]:
     return out
 
 
-def decode_transfers(body: bytes | memoryview) -> list[Transfer]:
+def decode_transfers(body: bytes | bytearray | memoryview) -> list[Transfer]:
     """Transfer records (a lookup reply's body)."""
     out = []
     for v in _records(body, _TRANSFER):
@@ -413,7 +415,7 @@ def _transfer(v: tuple[int, ...]) -> Transfer:
     )
 
 
-def decode_trades(body: bytes | memoryview) -> list[Trade]:
+def decode_trades(body: bytes | bytearray | memoryview) -> list[Trade]:
     """Trade records (a lookup reply's body): a new trade with its ledgers and user data, a
     post or void with its pending id."""
     out = []
