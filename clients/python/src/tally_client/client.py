@@ -417,7 +417,7 @@ class Client:
         return self._session
 
     def _register(self) -> None:
-        self._retry(lambda: self._session_now())
+        self._retry(self._session_now)
 
     def _pause(self, backoff: list[float]) -> None:
         # Between half and one and a half times the backoff, so clients that failed together
