@@ -19,6 +19,7 @@ use rand::{rngs::SmallRng, Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 use tally_engine::netting::{net, Available, Obligation, Outcome};
 use tally_engine::settlement::{Instruction, SettlementBook};
+use tally_engine::InstructionFlags;
 
 const OBLIGATIONS: usize = 1_000_000;
 const PARTICIPANTS: u32 = 1_000;
@@ -131,8 +132,8 @@ fn netting(c: &mut Criterion) {
             cash: o.cash,
             cycle: 1,
             priority: 0,
-            partial: o.partial,
-            hold: false,
+            flags: InstructionFlags::of(o.partial, false),
+            timestamp: 0,
         })
         .expect("a valid instruction");
     }

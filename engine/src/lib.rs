@@ -28,6 +28,7 @@ mod query;
 pub mod records;
 mod result;
 pub mod settlement;
+pub mod settlement_store;
 mod snapshot;
 mod snapshot_read;
 mod snapshot_restore;
@@ -49,7 +50,8 @@ pub use event_log::{
 pub use memory::{chunk_supply, ChunkMaker, ChunkSupply, MemoryUsage};
 pub use query::{LedgerTotals, QueryError, StatementEntry, StatementEvent, StatementFilter};
 pub use records::{
-    Account, AccountFlags, RecordError, Settlement, Trade, TradeFlags, Transfer, TransferFlags,
+    Account, AccountFlags, InstructionFlags, RecordError, Settlement, Trade, TradeFlags, Transfer,
+    TransferFlags,
 };
 pub use result::EventResult;
 pub use snapshot::{

@@ -62,7 +62,7 @@ pub struct Obligation {
     /// The cash leg; 0 for a delivery free of payment.
     pub cash: u64,
     /// Higher settles first.
-    pub priority: u8,
+    pub priority: u16,
     /// Cycles this obligation has been carried forward; older settles first.
     pub age: u16,
     /// Whether a part may settle when the whole cannot.

@@ -108,6 +108,18 @@ flags_type! {
     }
 }
 
+flags_type! {
+    /// Settlement instruction flags (net settlement, `crate::settlement`).
+    InstructionFlags {
+        /// This instruction and the next in the batch are taken or refused together.
+        LINKED = 0,
+        /// A part may settle when the whole cannot.
+        PARTIAL = 1,
+        /// Submitted on hold: nothing settles until it is released.
+        HOLD = 2,
+    }
+}
+
 /// An account of one ledger (asset).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Account {
@@ -355,6 +367,43 @@ impl Transfer {
         w.u32(108, self.timeout);
         w.u32(112, self.ledger);
         w.u16(116, self.code);
+        w.u16(FLAGS_OFFSET, self.flags.0);
+        w.u64(120, self.timestamp);
+        w.0
+    }
+}
+
+impl crate::settlement::Instruction {
+    pub fn decode(bytes: &RecordBytes) -> Result<crate::settlement::Instruction, RecordError> {
+        let r = Reader(bytes);
+        Ok(crate::settlement::Instruction {
+            id: r.u128(0),
+            deliverer_securities: r.u128(16),
+            receiver_securities: r.u128(32),
+            receiver_cash: r.u128(48),
+            deliverer_cash: r.u128(64),
+            reference: r.u128(80),
+            quantity: r.u64(96),
+            cash: r.u64(104),
+            cycle: r.u32(112),
+            priority: r.u16(116),
+            flags: InstructionFlags::from_bits(r.u16(FLAGS_OFFSET))?,
+            timestamp: r.u64(120),
+        })
+    }
+
+    pub fn encode(&self) -> RecordBytes {
+        let mut w = Writer([0; RECORD_BYTES]);
+        w.u128(0, self.id);
+        w.u128(16, self.deliverer_securities);
+        w.u128(32, self.receiver_securities);
+        w.u128(48, self.receiver_cash);
+        w.u128(64, self.deliverer_cash);
+        w.u128(80, self.reference);
+        w.u64(96, self.quantity);
+        w.u64(104, self.cash);
+        w.u32(112, self.cycle);
+        w.u16(116, self.priority);
         w.u16(FLAGS_OFFSET, self.flags.0);
         w.u64(120, self.timestamp);
         w.0

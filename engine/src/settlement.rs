@@ -8,18 +8,19 @@
 //! each account's available balance at the run. docs/settlement.md describes the lifecycle and
 //! every status.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest, Sha256};
 
 use crate::netting::{self, Available, Obligation, Outcome, ShortLeg};
+use crate::records::InstructionFlags;
 
-/// One settlement instruction: a matched trade obligation between two participants.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One settlement instruction: a matched trade obligation between two participants. Also the
+/// 128-byte record it travels and is stored as (docs/records.md, "Settlement instruction";
+/// `decode`/`encode` in `crate::records`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Instruction {
     pub id: u128,
-    /// The participants' settlement reference.
-    pub reference: u128,
     /// The deliverer's account on the instrument's ledger (pays `quantity`).
     pub deliverer_securities: u128,
     /// The receiver's account on the instrument's ledger.
@@ -28,18 +29,20 @@ pub struct Instruction {
     pub receiver_cash: u128,
     /// The deliverer's account on the cash ledger.
     pub deliverer_cash: u128,
+    /// The participants' settlement reference.
+    pub reference: u128,
     /// Units of the instrument, at least 1.
     pub quantity: u64,
     /// The cash leg; 0 for a delivery free of payment.
     pub cash: u64,
     /// The cycle it is meant to settle in (e.g. the intended settlement date, yyyymmdd).
-    pub cycle: u64,
+    pub cycle: u32,
     /// Higher settles first when someone is short.
-    pub priority: u8,
-    /// Whether a part may settle when the whole cannot.
-    pub partial: bool,
-    /// Submitted on hold: not settled until released.
-    pub hold: bool,
+    pub priority: u16,
+    /// `partial`: a part may settle when the whole cannot; `hold`: submitted on hold.
+    pub flags: InstructionFlags,
+    /// When the book took it (assigned by the engine; 0 in a request).
+    pub timestamp: u64,
 }
 
 impl Instruction {
@@ -52,6 +55,30 @@ impl Instruction {
             self.receiver_cash,
             self.deliverer_cash,
         ]
+    }
+
+    /// Whether a part may settle when the whole cannot.
+    pub fn partial(&self) -> bool {
+        self.flags.contains(InstructionFlags::PARTIAL)
+    }
+
+    /// Whether it was submitted on hold (not settled until released).
+    pub fn hold(&self) -> bool {
+        self.flags.contains(InstructionFlags::HOLD)
+    }
+}
+
+impl InstructionFlags {
+    /// `PARTIAL` and `HOLD` as asked (not linked).
+    pub fn of(partial: bool, hold: bool) -> InstructionFlags {
+        let mut flags = InstructionFlags::default();
+        if partial {
+            flags = flags | InstructionFlags::PARTIAL;
+        }
+        if hold {
+            flags = flags | InstructionFlags::HOLD;
+        }
+        flags
     }
 }
 
@@ -71,7 +98,7 @@ pub enum Phase {
     /// Run: some instructions failed or settled in part (carried forward).
     PartlySettled,
     /// Its run was cancelled (nothing moved); its instructions went to a later cycle.
-    Cancelled { rescheduled_to: u64 },
+    Cancelled { rescheduled_to: u32 },
     /// Run and closed.
     Closed,
 }
@@ -100,7 +127,7 @@ pub enum Status {
     /// Held (wholly or in part: `held` units); held units do not settle until released.
     Held,
     /// Moved to a later cycle by a cancelled run; waiting for that cycle's run.
-    Rescheduled { from: u64 },
+    Rescheduled { from: u32 },
     /// Settled whole (the last part, for one settled in parts).
     Settled,
     /// Part settled; the rest is carried forward (or held).
@@ -124,7 +151,7 @@ pub struct InstructionState {
     pub instruction: Instruction,
     pub status: Status,
     /// The cycle it is in now (its own, a rescheduled one, or the last it was run in).
-    pub cycle: u64,
+    pub cycle: u32,
     /// Whether it failed or part-settled in a run, so every later run takes it.
     pub carried: bool,
     /// Runs it took part in without settling whole.
@@ -137,7 +164,7 @@ pub struct InstructionState {
     /// A bilateral cancellation one party asked for.
     pub cancel_requested_by: Option<Party>,
     /// Submission order, the last tie-break of a run.
-    sequence: u64,
+    pub(crate) sequence: u64,
 }
 
 impl InstructionState {
@@ -163,14 +190,14 @@ impl InstructionState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SettlementError {
     CycleExists {
-        cycle: u64,
+        cycle: u32,
     },
     NoSuchCycle {
-        cycle: u64,
+        cycle: u32,
     },
     /// The operation needs the cycle in another phase.
     WrongPhase {
-        cycle: u64,
+        cycle: u32,
         phase: Phase,
     },
     InstructionExists {
@@ -200,8 +227,8 @@ pub enum SettlementError {
     },
     /// A cycle rescheduled to itself or to an earlier one.
     RescheduleBackwards {
-        from: u64,
-        to: u64,
+        from: u32,
+        to: u32,
     },
     /// The run's input was refused by the netting rule (too many instructions).
     Netting(netting::NettingError),
@@ -249,7 +276,7 @@ impl std::error::Error for SettlementError {}
 /// What a run did, for the caller to post and publish.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunReport {
-    pub cycle: u64,
+    pub cycle: u32,
     /// One per account whose balance changes: received less paid. The caller posts them all
     /// or none; per ledger they sum to zero.
     pub movements: Vec<(u128, i128)>,
@@ -279,13 +306,16 @@ pub struct Certificate {
 }
 
 /// The book of instructions and cycles.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SettlementBook {
-    cycles: BTreeMap<u64, Phase>,
-    instructions: BTreeMap<u128, InstructionState>,
+    pub(crate) cycles: BTreeMap<u32, Phase>,
+    pub(crate) instructions: BTreeMap<u128, InstructionState>,
+    /// The ids of the instructions not settled or cancelled: what a run or a reschedule looks
+    /// at, so their cost follows the open instructions, not the book's whole history.
+    pub(crate) live: BTreeSet<u128>,
     /// Runs an instruction may fail before it is cancelled ([`CancelReason::AgedOut`]).
     max_age: u16,
-    next_sequence: u64,
+    pub(crate) next_sequence: u64,
     /// Seeds a run's account lookup (HashDoS resistance: account ids are chosen by clients).
     hash_seed: u64,
 }
@@ -301,7 +331,7 @@ impl SettlementBook {
         }
     }
 
-    pub fn phase(&self, cycle: u64) -> Option<Phase> {
+    pub fn phase(&self, cycle: u32) -> Option<Phase> {
         self.cycles.get(&cycle).copied()
     }
 
@@ -310,7 +340,7 @@ impl SettlementBook {
     }
 
     /// Opens `cycle` for instructions.
-    pub fn open(&mut self, cycle: u64) -> Result<(), SettlementError> {
+    pub fn open(&mut self, cycle: u32) -> Result<(), SettlementError> {
         if self.cycles.contains_key(&cycle) {
             return Err(SettlementError::CycleExists { cycle });
         }
@@ -318,7 +348,7 @@ impl SettlementBook {
         Ok(())
     }
 
-    fn expect_phase(&self, cycle: u64, allowed: &[Phase]) -> Result<Phase, SettlementError> {
+    fn expect_phase(&self, cycle: u32, allowed: &[Phase]) -> Result<Phase, SettlementError> {
         let phase = self
             .phase(cycle)
             .ok_or(SettlementError::NoSuchCycle { cycle })?;
@@ -353,11 +383,12 @@ impl SettlementBook {
         }
         let sequence = self.next_sequence;
         self.next_sequence += 1;
+        self.live.insert(id);
         self.instructions.insert(
             id,
             InstructionState {
                 instruction,
-                status: if instruction.hold {
+                status: if instruction.hold() {
                     Status::Held
                 } else {
                     Status::Eligible
@@ -367,7 +398,7 @@ impl SettlementBook {
                 age: 0,
                 settled_quantity: 0,
                 settled_cash: 0,
-                held: if instruction.hold {
+                held: if instruction.hold() {
                     instruction.quantity
                 } else {
                     0
@@ -436,7 +467,9 @@ impl SettlementBook {
             Some(asked) if asked == party => Err(SettlementError::AlreadyRequested { id }),
             Some(_) => {
                 state.status = Status::Cancelled(CancelReason::Bilateral);
-                Ok(state.status)
+                let status = state.status;
+                self.live.remove(&id);
+                Ok(status)
             }
             None => {
                 state.cancel_requested_by = Some(party);
@@ -446,7 +479,7 @@ impl SettlementBook {
     }
 
     /// Closes `cycle` to new instructions.
-    pub fn cut_off(&mut self, cycle: u64) -> Result<(), SettlementError> {
+    pub fn cut_off(&mut self, cycle: u32) -> Result<(), SettlementError> {
         self.expect_phase(cycle, &[Phase::Open])?;
         self.cycles.insert(cycle, Phase::CutOff);
         Ok(())
@@ -456,7 +489,7 @@ impl SettlementBook {
     /// the cycle that has not settled to `to` (opened if it does not exist), as one operation.
     /// Returns how many instructions moved. Fails carried from earlier runs are not the
     /// cycle's own and stay carried.
-    pub fn cancel_and_reschedule(&mut self, cycle: u64, to: u64) -> Result<u64, SettlementError> {
+    pub fn cancel_and_reschedule(&mut self, cycle: u32, to: u32) -> Result<u64, SettlementError> {
         self.expect_phase(cycle, &[Phase::Open, Phase::CutOff])?;
         if to <= cycle {
             return Err(SettlementError::RescheduleBackwards { from: cycle, to });
@@ -470,7 +503,10 @@ impl SettlementBook {
         self.cycles
             .insert(cycle, Phase::Cancelled { rescheduled_to: to });
         let mut moved = 0;
-        for state in self.instructions.values_mut() {
+        for id in &self.live {
+            let Some(state) = self.instructions.get_mut(id) else {
+                continue;
+            };
             if state.cycle == cycle && !state.carried && !state.status.is_final() {
                 state.cycle = to;
                 if state.status != Status::Held {
@@ -483,7 +519,7 @@ impl SettlementBook {
     }
 
     /// Closes a cycle after its run.
-    pub fn close(&mut self, cycle: u64) -> Result<(), SettlementError> {
+    pub fn close(&mut self, cycle: u32) -> Result<(), SettlementError> {
         self.expect_phase(cycle, &[Phase::Settled, Phase::PartlySettled])?;
         self.cycles.insert(cycle, Phase::Closed);
         Ok(())
@@ -495,7 +531,7 @@ impl SettlementBook {
     /// book's changes.
     pub fn run(
         &mut self,
-        cycle: u64,
+        cycle: u32,
         available: impl Fn(u128) -> Available,
     ) -> Result<RunReport, SettlementError> {
         self.expect_phase(cycle, &[Phase::CutOff])?;
@@ -505,8 +541,12 @@ impl SettlementBook {
         };
         // The members in the book's (id) order; `order` lists them in submission order, the
         // run's.
-        let members: Vec<&InstructionState> =
-            self.instructions.values().filter(|s| in_run(s)).collect();
+        let members: Vec<&InstructionState> = self
+            .live
+            .iter()
+            .filter_map(|id| self.instructions.get(id))
+            .filter(|s| in_run(s))
+            .collect();
         let mut order: Vec<u32> = (0..members.len() as u32).collect();
         order.sort_unstable_by_key(|&k| members[k as usize].sequence);
         // Positions: every account the members name, numbered in id order.
@@ -540,7 +580,7 @@ impl SettlementBook {
                     cash,
                     priority: i.priority,
                     age: s.age,
-                    partial: i.partial,
+                    partial: i.partial(),
                 }
             })
             .collect();
@@ -572,11 +612,16 @@ impl SettlementBook {
             settled_value: 0,
             certificate,
         };
-        // One pass over the book in id order: the members (the same filter; nothing has
-        // changed since) take their outcomes, and whatever is left of this cycle (fails, parts,
-        // held instructions) is carried, so every later run takes it as far as it is not held.
+        // One pass over the open instructions in id order: the members (the same filter;
+        // nothing has changed since) take their outcomes, and whatever is left of this cycle
+        // (fails, parts, held instructions) is carried, so every later run takes it as far as
+        // it is not held.
         let mut member = 0;
-        for (id, state) in self.instructions.iter_mut() {
+        let mut closed = Vec::new();
+        for id in &self.live {
+            let Some(state) = self.instructions.get_mut(id) else {
+                continue;
+            };
             if in_run(state) {
                 let o = obligation_of[member] as usize;
                 member += 1;
@@ -615,6 +660,12 @@ impl SettlementBook {
             if state.cycle == cycle && !state.status.is_final() {
                 state.carried = true;
             }
+            if state.status.is_final() {
+                closed.push(*id);
+            }
+        }
+        for id in closed {
+            self.live.remove(&id);
         }
         let phase = if report.partly_settled + report.failed == 0 {
             Phase::Settled

@@ -25,7 +25,7 @@ impl Ledger {
         *self.0.entry(account).or_insert(0) += amount;
     }
     /// Runs `cycle` (cutting it off first) and posts its movements.
-    fn run(&mut self, book: &mut SettlementBook, cycle: u64) -> RunReport {
+    fn run(&mut self, book: &mut SettlementBook, cycle: u32) -> RunReport {
         if book.phase(cycle) == Some(Phase::Open) {
             book.cut_off(cycle).unwrap();
         }
@@ -47,7 +47,7 @@ impl Ledger {
 }
 
 /// A sells `quantity` XYZ to B for `cash`, in `cycle`.
-fn sale(id: u128, cycle: u64, quantity: u64, cash: u64) -> Instruction {
+fn sale(id: u128, cycle: u32, quantity: u64, cash: u64) -> Instruction {
     Instruction {
         id,
         reference: id << 8,
@@ -59,8 +59,8 @@ fn sale(id: u128, cycle: u64, quantity: u64, cash: u64) -> Instruction {
         cash,
         cycle,
         priority: 0,
-        partial: false,
-        hold: false,
+        flags: InstructionFlags::default(),
+        timestamp: 0,
     }
 }
 
@@ -139,7 +139,7 @@ fn partial_settlement_settles_the_largest_part_and_carries_the_rest() {
     let mut ledger = Ledger::new(&[(A_XYZ, 100), (B_CASH, 555)]);
     book.open(1).unwrap();
     let mut trade = sale(30, 1, 100, 1_000);
-    trade.partial = true;
+    trade.flags = InstructionFlags::PARTIAL;
     book.submit(trade).unwrap();
     let first = ledger.run(&mut book, 1);
     assert_eq!(first.partly_settled, 1);
@@ -166,7 +166,7 @@ fn held_units_wait_for_release_and_a_partial_release_settles_only_its_part() {
     let mut ledger = Ledger::new(&[(A_XYZ, 100), (B_CASH, 1_000)]);
     book.open(1).unwrap();
     let mut trade = sale(40, 1, 10, 100);
-    trade.hold = true;
+    trade.flags = InstructionFlags::HOLD;
     book.submit(trade).unwrap();
     assert_eq!(status(&book, 40), Status::Held);
     // Held through cycle 1: not in the run, no age.

@@ -39,7 +39,7 @@ fn cycle(max_obligations: usize) -> impl Strategy<Value = Cycle> {
             0..instruments,
             1u64..=10,
             0u64..=5,
-            0u8..=2,
+            0u16..=2,
             0u16..=2,
             any::<bool>(),
         )

@@ -7,12 +7,16 @@
 use std::collections::BTreeMap;
 
 use tally_engine::limits::RECORD_BYTES;
-use tally_engine::{Account, AccountFlags, Trade, TradeFlags, Transfer, TransferFlags};
+use tally_engine::settlement::Instruction;
+use tally_engine::{
+    Account, AccountFlags, InstructionFlags, Trade, TradeFlags, Transfer, TransferFlags,
+};
 
 /// One documented field: offset, size.
 type Layout = BTreeMap<String, (usize, usize)>;
 
-/// The tables of docs/records.md by heading ("Account", "Transfer", "Trade"), and each flags
+/// The tables of docs/records.md by heading ("Account", "Transfer", "Trade", "Instruction"),
+/// and each flags
 /// row's bits by name.
 fn documented() -> BTreeMap<String, (Layout, BTreeMap<String, u16>)> {
     // Built in, so a change to the page rebuilds this test (and the engine's crates read no
@@ -23,7 +27,7 @@ fn documented() -> BTreeMap<String, (Layout, BTreeMap<String, u16>)> {
     for line in text.lines() {
         if let Some(heading) = line.strip_prefix("## ") {
             let name = heading.split_whitespace().next().unwrap_or("").to_string();
-            current = ["Account", "Transfer", "Trade"]
+            current = ["Account", "Transfer", "Trade", "Instruction"]
                 .contains(&name.as_str())
                 .then_some(name);
             continue;
@@ -139,7 +143,7 @@ fn check_flags(
 #[test]
 fn the_encoders_match_docs_records_md() {
     let docs = documented();
-    assert_eq!(docs.len(), 3, "three record tables found");
+    assert_eq!(docs.len(), 4, "four record tables found");
 
     let (layout, flags) = &docs["Account"];
     let account: &[Setter<Account>] = &[
@@ -220,4 +224,33 @@ fn the_encoders_match_docs_records_md() {
         }
     });
     check_flags("Trade", flags, TradeFlags::NAMES, TradeFlags::KNOWN);
+
+    let (layout, flags) = &docs["Instruction"];
+    let instruction: &[Setter<Instruction>] = &[
+        ("id", |i, v| i.id = v),
+        ("deliverer_securities", |i, v| i.deliverer_securities = v),
+        ("receiver_securities", |i, v| i.receiver_securities = v),
+        ("receiver_cash", |i, v| i.receiver_cash = v),
+        ("deliverer_cash", |i, v| i.deliverer_cash = v),
+        ("reference", |i, v| i.reference = v),
+        ("quantity", |i, v| i.quantity = v as u64),
+        ("cash", |i, v| i.cash = v as u64),
+        ("cycle", |i, v| i.cycle = v as u32),
+        ("priority", |i, v| i.priority = v as u16),
+        ("flags", |i, v| i.flags = InstructionFlags(v as u16)),
+        ("timestamp", |i, v| i.timestamp = v as u64),
+    ];
+    check_record(
+        "Instruction",
+        layout,
+        instruction,
+        Instruction::encode,
+        |_, _| (0, 0),
+    );
+    check_flags(
+        "Instruction",
+        flags,
+        InstructionFlags::NAMES,
+        InstructionFlags::KNOWN,
+    );
 }

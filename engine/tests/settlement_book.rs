@@ -12,6 +12,7 @@ use tally_engine::netting::Available;
 use tally_engine::settlement::{
     Instruction, Party, Phase, SettlementBook, SettlementError, Status,
 };
+use tally_engine::InstructionFlags;
 
 const PARTICIPANTS: u32 = 3;
 const ASSETS: u32 = 3; // two instruments and cash (asset 2)
@@ -32,7 +33,7 @@ enum Step {
         instrument: u32,
         quantity: u64,
         price: u64,
-        priority: u8,
+        priority: u16,
         partial: bool,
         hold: bool,
     },
@@ -46,7 +47,7 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        6 => (0..PARTICIPANTS, 1..PARTICIPANTS, 0u32..2, 1u64..=10, 0u64..=5, 0u8..=1, any::<bool>(), prop::bool::weighted(0.15))
+        6 => (0..PARTICIPANTS, 1..PARTICIPANTS, 0u32..2, 1u64..=10, 0u64..=5, 0u16..=1, any::<bool>(), prop::bool::weighted(0.15))
             .prop_map(|(seller, offset, instrument, quantity, price, priority, partial, hold)| Step::Submit {
                 seller, offset, instrument, quantity, price, priority, partial, hold
             }),
@@ -75,7 +76,7 @@ proptest! {
     #[test]
     fn the_book_keeps_its_promises(mut ledger in balances(), steps in prop::collection::vec(step(), 1..60)) {
         let mut book = SettlementBook::new(3, 7);
-        let mut cycle = 1u64;
+        let mut cycle = 1u32;
         book.open(cycle).unwrap();
         let mut ids: Vec<u128> = Vec::new();
         let mut finals: BTreeMap<u128, (Status, u64, u64)> = BTreeMap::new();
@@ -95,8 +96,8 @@ proptest! {
                         cash: quantity * price,
                         cycle,
                         priority,
-                        partial,
-                        hold,
+                        flags: InstructionFlags::of(partial, hold),
+                        timestamp: 0,
                     }).unwrap();
                     ids.push(id);
                 }
@@ -159,6 +160,11 @@ proptest! {
                 }
                 _ => {}
             }
+            // The book survives its stored form (a snapshot's sections): restored, it is the
+            // same book, and every later step runs on the restored one.
+            let restored = SettlementBook::restore(3, 7, &book.stored_cycles(), &book.stored_instructions());
+            prop_assert_eq!(restored.as_ref(), Ok(&book));
+            book = restored.unwrap();
             for id in &ids {
                 let s = book.instruction(*id).unwrap();
                 let i = &s.instruction;

@@ -1,0 +1,201 @@
+//! The stored book: damaged entries refused by name, the digest following every field, and
+//! arbitrary entries never a panic. (That every book a lifecycle makes restores to itself is
+//! the property test in engine/tests/settlement_book.rs.)
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::netting::Available;
+use crate::records::InstructionFlags;
+
+fn sale(id: u128, cycle: u32, quantity: u64, cash: u64) -> Instruction {
+    Instruction {
+        id,
+        deliverer_securities: 1,
+        receiver_securities: 3,
+        receiver_cash: 4,
+        deliverer_cash: 2,
+        reference: id << 8,
+        quantity,
+        cash,
+        cycle,
+        priority: 0,
+        flags: InstructionFlags::PARTIAL,
+        timestamp: 1_000 + id as u64,
+    }
+}
+
+/// A book with a cycle in every phase but cancelled, and instructions settled, partly settled,
+/// failed, held in part and asked to be cancelled by one party.
+fn book() -> SettlementBook {
+    let mut book = SettlementBook::new(3, 7);
+    book.open(1).unwrap();
+    book.submit(sale(10, 1, 10, 100)).unwrap();
+    book.submit(sale(11, 1, 10, 100)).unwrap();
+    book.submit(sale(12, 1, 10, 100)).unwrap();
+    book.hold(12, Some(4)).unwrap();
+    book.cut_off(1).unwrap();
+    // The deliverer has 15 units, the receiver cash for all: 10 settles, 11 settles 5.
+    book.run(1, |account| match account {
+        1 => Available::Limited(15),
+        _ => Available::Unlimited,
+    })
+    .unwrap();
+    book.close(1).unwrap();
+    book.open(2).unwrap();
+    book.submit(sale(20, 2, 5, 50)).unwrap();
+    book.cancel(20, Party::Receiver).unwrap();
+    book.open(3).unwrap();
+    book.cancel_and_reschedule(3, 4).unwrap();
+    book
+}
+
+fn restore(cycles: &[StoredCycle], instructions: &[StoredInstruction]) -> Result<(), String> {
+    SettlementBook::restore(3, 7, cycles, instructions)
+        .map(|_| ())
+        .map_err(|error| error.to_string())
+}
+
+#[test]
+fn a_book_restores_to_itself() {
+    let book = book();
+    let cycles = book.stored_cycles();
+    let instructions = book.stored_instructions();
+    assert_eq!(cycles.len(), 4);
+    assert_eq!(instructions.len(), 4);
+    let statuses: Vec<u8> = instructions.iter().map(|i| i.status).collect();
+    assert_eq!(statuses[0], 3, "10 settled");
+    assert!(
+        matches!(statuses[1], 4 | 5) && matches!(statuses[2], 4 | 5),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[3], 0, "20 eligible, one party asked to cancel");
+    let restored = SettlementBook::restore(3, 7, &cycles, &instructions).unwrap();
+    assert_eq!(restored, book);
+    assert_eq!(restored.live.len(), 3, "the settled one is not open");
+    assert_eq!(restored.next_sequence, 4);
+}
+
+#[test]
+fn damaged_entries_are_refused_by_name() {
+    let book = book();
+    let cycles = book.stored_cycles();
+    let instructions = book.stored_instructions();
+    type Damage = fn(&mut Vec<StoredCycle>, &mut Vec<StoredInstruction>);
+    let cases: &[(&str, Damage)] = &[
+        ("unknown phase", |c, _| c[0].phase = 9),
+        ("not a later cycle", |c, _| c[2].rescheduled_to = 1),
+        ("a reschedule target without", |c, _| {
+            c[0].rescheduled_to = 5
+        }),
+        ("out of order or repeated", |c, _| c.swap(0, 1)),
+        ("unknown status", |_, i| i[0].status = 8),
+        ("unknown short leg", |_, i| i[1].short_leg = 2),
+        ("a short leg without a fail", |_, i| i[0].short_account = 9),
+        ("a reschedule origin without", |_, i| {
+            i[0].rescheduled_from = 1
+        }),
+        ("a cycle the book does not have", |_, i| i[0].cycle = 77),
+        ("settled more than", |_, i| i[1].settled_quantity = 11),
+        ("holds more than is left", |_, i| i[2].held = u64::MAX),
+        ("status and its settled quantity disagree", |_, i| {
+            i[0].status = 0
+        }),
+        ("unknown cancelling party", |_, i| {
+            i[3].cancel_requested_by = 3
+        }),
+        ("submission number is another's", |_, i| i[3].sequence = 0),
+        ("out of order or repeated", |_, i| i.swap(0, 1)),
+        ("unknown flag bit", |_, i| i[0].record[118] = 0x80),
+    ];
+    for (expected, damage) in cases {
+        let (mut c, mut i) = (cycles.clone(), instructions.clone());
+        damage(&mut c, &mut i);
+        let error = restore(&c, &i).expect_err(expected);
+        assert!(error.contains(expected), "{expected}: got {error}");
+    }
+}
+
+#[test]
+fn the_digest_follows_the_book() {
+    let digest = |book: &SettlementBook| {
+        let mut hasher = blake3::Hasher::new();
+        book.digest_into(&mut hasher);
+        *hasher.finalize().as_bytes()
+    };
+    let one = book();
+    assert_eq!(digest(&one), digest(&one.clone()));
+    let mut held = one.clone();
+    held.hold(20, Some(1)).unwrap();
+    let mut cut = one.clone();
+    cut.cut_off(2).unwrap();
+    let mut asked = one.clone();
+    asked.cancel(11, Party::Deliverer).unwrap();
+    let digests = [digest(&one), digest(&held), digest(&cut), digest(&asked)];
+    for (i, a) in digests.iter().enumerate() {
+        for b in &digests[i + 1..] {
+            assert_ne!(a, b);
+        }
+    }
+}
+
+/// Applies `damage` (a field number and a value) to a stored instruction, if any.
+fn damaged(mut stored: StoredInstruction, damage: Option<(u8, u64)>) -> StoredInstruction {
+    let Some((field, value)) = damage else {
+        return stored;
+    };
+    match field % 10 {
+        0 => stored.status = value as u8,
+        1 => stored.short_leg = value as u8,
+        2 => stored.short_account = u128::from(value),
+        3 => stored.rescheduled_from = value as u32,
+        4 => stored.cycle = value as u32,
+        5 => stored.settled_quantity = value,
+        6 => stored.settled_cash = value,
+        7 => stored.held = value,
+        8 => stored.cancel_requested_by = value as u8,
+        _ => stored.record[118] = value as u8,
+    }
+    stored
+}
+
+proptest! {
+    /// Entries a book could hold, some with one field set to anything: each set is restored
+    /// or refused, never a panic, and what is restored stores back to exactly what was given.
+    #[test]
+    fn arbitrary_entries_are_restored_or_refused(
+        entries in prop::collection::vec((0u64..=10, 0u64..=10, 0usize..7, any::<bool>(), 0u8..3, 0u8..8, prop::option::weighted(0.3, (any::<u8>(), 0u64..16))), 1..6),
+        phases in prop::collection::vec((0u8..7, prop_oneof![3 => Just(0u32), 1 => 0u32..5]), 1..4),
+    ) {
+        let cycles: Vec<StoredCycle> = phases.iter().enumerate().map(|(k, (phase, to))| StoredCycle {
+            cycle: k as u32 + 1,
+            phase: *phase,
+            rescheduled_to: *to,
+        }).collect();
+        let instructions: Vec<StoredInstruction> = entries.iter().enumerate().map(|(k, (settled, held, status, leg, party, flags, damage))| {
+            let mut instruction = sale(k as u128 + 1, 1, 10, 100);
+            instruction.flags = InstructionFlags(u16::from(*flags));
+            let status = if *settled == 10 { 3 } else { [0, 1, 2, 4, 5, 6, 7][*status] };
+            let short = matches!(status, 4 | 5);
+            damaged(StoredInstruction {
+                record: instruction.encode(),
+                status,
+                short_leg: u8::from(short && *leg),
+                short_account: if short { 1 } else { 0 },
+                rescheduled_from: if status == 2 { 1 } else { 0 },
+                cycle: 1,
+                carried: *leg,
+                age: 0,
+                settled_quantity: *settled,
+                settled_cash: *settled * 10,
+                held: (*held).min(10 - *settled),
+                cancel_requested_by: *party,
+                sequence: k as u64,
+            }, *damage)
+        }).collect();
+        if let Ok(book) = SettlementBook::restore(3, 7, &cycles, &instructions) {
+            prop_assert_eq!(book.stored_cycles(), cycles);
+            prop_assert_eq!(book.stored_instructions(), instructions);
+        }
+    }
+}
