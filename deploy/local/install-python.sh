@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure Python 3 (3.8 or newer) is on PATH: the independent proof verifier (verifier/,
 # standard library only) is Python, and the tests run it beside `tally verify`. Then put the
-# Python tools the checks use (.ci/python-tools.txt: ruff, pytest, mypy) into a virtual environment
+# Python tools the checks use (.ci/python-tools.txt: ruff, pytest, pandas, mypy) into a virtual environment
 # of the project's own, target/python-tools, so nothing goes into the system's Python, and
 # install the Python client (clients/python, editable: the tests see the checkout) into it.
 #
