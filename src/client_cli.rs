@@ -36,9 +36,9 @@ pub struct ClientArgs {
     /// one before it commits; the file is applied in its order whatever the number.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=8))]
     pub in_flight: u8,
-    /// Hold a file import (create-*) to about this many events per second on average, leaving
-    /// the cluster room for other clients' work; without it the import goes as fast as the
-    /// cluster commits.
+    /// Hold a file import (create-*) to about this many events per second, leaving the cluster
+    /// room for other clients' work; after a hold-up it goes on at this rate (no catching up
+    /// beyond 50 ms of it); without it the import goes as fast as the cluster commits.
     #[arg(long, value_name = "EVENTS_PER_SECOND", value_parser = clap::value_parser!(u64).range(1..))]
     pub rate: Option<u64>,
     #[command(subcommand)]

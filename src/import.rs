@@ -556,28 +556,62 @@ impl Checked {
     }
 }
 
-/// Holds an import to `rate` events per second on average from its first request: each
-/// request waits until the events sent before it are due.
+/// Holds an import to `rate` events per second: a token bucket that lets a request go once
+/// the events sent before it are due, and holds at most `PACE_BURST` of credit, so an import
+/// that was held up (a leader change, a slow disk) goes on at `rate` afterwards instead of
+/// sending everything it fell behind by at once.
 struct Pace {
-    start: tokio::time::Instant,
+    /// When the next request may go.
+    next: tokio::time::Instant,
     rate: f64,
-    events: u64,
 }
+
+/// The most an import may run ahead of `rate` after it was held up: some smoothing for
+/// requests of different sizes, never a catch-up flood.
+const PACE_BURST: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl Pace {
     fn new(rate: u64) -> Pace {
         Pace {
-            start: tokio::time::Instant::now(),
+            next: tokio::time::Instant::now(),
             rate: rate as f64,
-            events: 0,
         }
     }
 
     /// Wait until a request of `events` may go.
     async fn before(&mut self, events: usize) {
-        let due = self.start + std::time::Duration::from_secs_f64(self.events as f64 / self.rate);
-        tokio::time::sleep_until(due).await;
-        self.events += events as u64;
+        let now = tokio::time::Instant::now();
+        let at = self.next.max(now.checked_sub(PACE_BURST).unwrap_or(now));
+        tokio::time::sleep_until(at).await;
+        self.next = at + std::time::Duration::from_secs_f64(events as f64 / self.rate);
+    }
+}
+
+#[cfg(test)]
+mod pace_tests {
+    use super::*;
+
+    /// At the rate, and after a stall only `PACE_BURST` of catching up (paused clock).
+    #[tokio::test(start_paused = true)]
+    async fn a_held_up_import_goes_on_at_its_rate() {
+        let start = tokio::time::Instant::now();
+        let mut pace = Pace::new(1_000);
+        for _ in 0..10 {
+            pace.before(100).await;
+        }
+        // Ten requests of 100 at 1,000/s: the tenth goes at 0.9 s.
+        assert_eq!(start.elapsed(), std::time::Duration::from_millis(900));
+        // Held up for 5 s (the cluster did not answer): the next five go at the rate again,
+        // after at most 50 ms of credit, not at once.
+        tokio::time::advance(std::time::Duration::from_secs(5)).await;
+        let resumed = tokio::time::Instant::now();
+        for _ in 0..5 {
+            pace.before(100).await;
+        }
+        assert_eq!(
+            resumed.elapsed(),
+            std::time::Duration::from_millis(4 * 100 - 50)
+        );
     }
 }
 
