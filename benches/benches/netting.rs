@@ -8,7 +8,9 @@
 //! `cycle_run/...` runs the same cycle through the settlement book (`SettlementBook::run`):
 //! instructions by account id, positions found, the netting run, each instruction's status
 //! updated and the netting certificate hashed — what a cycle's run costs end to end, but for
-//! posting the movements.
+//! posting the movements. `book_stored_form`, `book_restore` and `book_digest` take that book
+//! (a million open instructions) to its stored form (what a snapshot of it holds), back, and
+//! into a state digest.
 //!
 //! Run: `cargo bench -p tally-benches --bench netting`
 
@@ -153,6 +155,26 @@ fn netting(c: &mut Criterion) {
             )
         },
     );
+
+    // The same book's stored form (what a snapshot of the book would hold), its restore and
+    // its part of the state digest: the cost of each per million open instructions.
+    let cycles = book.stored_cycles();
+    let stored = book.stored_instructions();
+    group.bench_function("book_stored_form/1M_instructions", |b| {
+        b.iter(|| book.stored_instructions())
+    });
+    group.bench_function("book_restore/1M_instructions", |b| {
+        b.iter(|| {
+            SettlementBook::restore(5, 7, &cycles, &stored).expect("the book's own stored form")
+        })
+    });
+    group.bench_function("book_digest/1M_instructions", |b| {
+        b.iter(|| {
+            let mut hasher = blake3::Hasher::new();
+            book.digest_into(&mut hasher);
+            hasher.finalize()
+        })
+    });
     group.finish();
 }
 
