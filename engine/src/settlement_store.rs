@@ -185,47 +185,48 @@ fn status_of(stored: &StoredInstruction, id: u128) -> Result<Status, SnapshotErr
 impl SettlementBook {
     /// Every cycle, in cycle order.
     pub fn stored_cycles(&self) -> Vec<StoredCycle> {
-        self.cycles
-            .iter()
-            .map(|(&cycle, &phase)| {
-                let (phase, rescheduled_to) = phase_code(phase);
-                StoredCycle {
-                    cycle,
-                    phase,
-                    rescheduled_to,
-                }
-            })
-            .collect()
+        self.cycle_entries().collect()
     }
 
     /// Every instruction, in id order.
     pub fn stored_instructions(&self) -> Vec<StoredInstruction> {
-        self.instructions
-            .values()
-            .map(|state| {
-                let (status, short_leg, short_account, rescheduled_from) =
-                    status_code(state.status);
-                StoredInstruction {
-                    record: state.instruction.encode(),
-                    status,
-                    short_leg,
-                    short_account,
-                    rescheduled_from,
-                    cycle: state.cycle,
-                    carried: state.carried,
-                    age: state.age,
-                    settled_quantity: state.settled_quantity,
-                    settled_cash: state.settled_cash,
-                    held: state.held,
-                    cancel_requested_by: match state.cancel_requested_by {
-                        None => 0,
-                        Some(Party::Deliverer) => 1,
-                        Some(Party::Receiver) => 2,
-                    },
-                    sequence: state.sequence,
-                }
-            })
-            .collect()
+        self.instruction_entries().collect()
+    }
+
+    fn cycle_entries(&self) -> impl ExactSizeIterator<Item = StoredCycle> + '_ {
+        self.cycles.iter().map(|(&cycle, &phase)| {
+            let (phase, rescheduled_to) = phase_code(phase);
+            StoredCycle {
+                cycle,
+                phase,
+                rescheduled_to,
+            }
+        })
+    }
+
+    fn instruction_entries(&self) -> impl ExactSizeIterator<Item = StoredInstruction> + '_ {
+        self.instructions.values().map(|state| {
+            let (status, short_leg, short_account, rescheduled_from) = status_code(state.status);
+            StoredInstruction {
+                record: state.instruction.encode(),
+                status,
+                short_leg,
+                short_account,
+                rescheduled_from,
+                cycle: state.cycle,
+                carried: state.carried,
+                age: state.age,
+                settled_quantity: state.settled_quantity,
+                settled_cash: state.settled_cash,
+                held: state.held,
+                cancel_requested_by: match state.cancel_requested_by {
+                    None => 0,
+                    Some(Party::Deliverer) => 1,
+                    Some(Party::Receiver) => 2,
+                },
+                sequence: state.sequence,
+            }
+        })
     }
 
     /// The book [`SettlementBook::stored_cycles`] and [`SettlementBook::stored_instructions`]
@@ -316,15 +317,16 @@ impl SettlementBook {
     }
 
     /// Adds the book (every cycle and instruction, in the stored form) to a state digest.
+    /// One entry at a time: the digest allocates nothing.
     pub fn digest_into(&self, hasher: &mut blake3::Hasher) {
-        let cycles = self.stored_cycles();
-        let instructions = self.stored_instructions();
+        let cycles = self.cycle_entries();
         hasher.update(&(cycles.len() as u64).to_le_bytes());
-        for cycle in &cycles {
+        for cycle in cycles {
             hasher.update(&cycle.bytes());
         }
+        let instructions = self.instruction_entries();
         hasher.update(&(instructions.len() as u64).to_le_bytes());
-        for instruction in &instructions {
+        for instruction in instructions {
             hasher.update(&instruction.bytes());
         }
     }
