@@ -150,6 +150,8 @@ pub struct Engine {
     pub(crate) log: EventLog,
     /// One Merkle leaf per read a gateway served (`access_log.rs`).
     pub(crate) access: crate::access_log::AccessLog,
+    /// Settlement instructions and cycles (net settlement: `cycle.rs` applies their commands).
+    pub(crate) settlement: crate::settlement::SettlementBook,
     // Per-batch scratch space, kept to avoid allocating per batch.
     batch: u64,
     undo: Vec<Undo>,
@@ -177,6 +179,10 @@ impl Engine {
             instance: crate::snapshot_sections::engine_instance(),
             log: EventLog::default(),
             access: crate::access_log::AccessLog::new(config.hash_seed),
+            settlement: crate::settlement::SettlementBook::new(
+                crate::limits::SETTLEMENT_MAX_AGE_DEFAULT,
+                config.hash_seed.rotate_left(16) ^ 0xb00c,
+            ),
             batch: 0,
             undo: Vec::new(),
             undo_on: false,
@@ -225,6 +231,11 @@ impl Engine {
 
     pub fn trades_count(&self) -> usize {
         self.trades.len()
+    }
+
+    /// The settlement book: instructions, cycles and the commands applied to them.
+    pub fn settlement(&self) -> &crate::settlement::SettlementBook {
+        &self.settlement
     }
 
     /// Applies one batch of `operation` records under the log entry's timestamp, at log

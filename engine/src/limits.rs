@@ -47,3 +47,12 @@ const _: () = assert!(ARENA_CHUNK_ELEMENTS.is_power_of_two());
 /// Entry timestamps (ns since the Unix epoch) beyond this are refused: it is the year 2116,
 /// and it keeps `timestamp + events + timeout × 10⁹` far from `u64::MAX`.
 pub const TIMESTAMP_MAX: u64 = 1 << 62;
+
+/// Runs a settlement instruction may fail before it is cancelled (aged out), until a
+/// settlement command sets another limit (replicated state, like every rule of a run).
+pub const SETTLEMENT_MAX_AGE_DEFAULT: u16 = 5;
+
+/// Ids from here up (the upper half all ones) are the engine's own: the per-ledger clearing
+/// accounts and the transfers a settlement run posts. A client's account, transfer, trade or
+/// instruction may neither have one nor name an account that has one.
+pub const RESERVED_ID_FIRST: u128 = (u64::MAX as u128) << 64;

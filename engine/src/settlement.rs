@@ -316,6 +316,9 @@ pub struct SettlementBook {
     /// Runs an instruction may fail before it is cancelled ([`CancelReason::AgedOut`]).
     max_age: u16,
     pub(crate) next_sequence: u64,
+    /// Every settlement command applied (`crate::cycle`), by its id, as stored (timestamp
+    /// set): a retry is answered `exists` instead of being applied twice.
+    pub(crate) commands: BTreeMap<u128, crate::records::RecordBytes>,
     /// Seeds a run's account lookup (HashDoS resistance: account ids are chosen by clients).
     hash_seed: u64,
 }
@@ -329,6 +332,27 @@ impl SettlementBook {
             hash_seed,
             ..SettlementBook::default()
         }
+    }
+
+    /// Runs an instruction may fail before it is cancelled.
+    pub fn max_age(&self) -> u16 {
+        self.max_age
+    }
+
+    /// Sets the fail limit (at least 1) for the runs to come; fails already counted keep
+    /// their age.
+    pub fn set_max_age(&mut self, max_age: u16) {
+        self.max_age = max_age.max(1);
+    }
+
+    /// The command stored under `id`, if one was applied.
+    pub fn command(&self, id: u128) -> Option<&crate::records::RecordBytes> {
+        self.commands.get(&id)
+    }
+
+    /// Every command applied, in id order.
+    pub fn commands(&self) -> impl ExactSizeIterator<Item = (&u128, &crate::records::RecordBytes)> {
+        self.commands.iter()
     }
 
     pub fn phase(&self, cycle: u32) -> Option<Phase> {
@@ -408,6 +432,21 @@ impl SettlementBook {
             },
         );
         Ok(())
+    }
+
+    /// Takes back the instruction submitted last (`id`): a linked chain it was in failed.
+    pub(crate) fn unsubmit(&mut self, id: u128) {
+        let state = self
+            .instructions
+            .remove(&id)
+            .expect("only a submitted instruction is taken back");
+        assert_eq!(
+            state.sequence + 1,
+            self.next_sequence,
+            "taken back last first"
+        );
+        self.next_sequence -= 1;
+        self.live.remove(&id);
     }
 
     fn live(&mut self, id: u128) -> Result<&mut InstructionState, SettlementError> {
