@@ -22,6 +22,9 @@ impl Engine {
         if a.id == u128::MAX {
             return R::IdMustNotBeIntMax;
         }
+        if crate::cycle::is_reserved(a.id) {
+            return R::IdMustNotBeReserved;
+        }
         let constraints = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS
             | AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS;
         if a.flags.contains(constraints) {

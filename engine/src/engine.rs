@@ -28,6 +28,23 @@ pub enum Operation {
     /// Transfers and trades in one batch (`records::settlement_event` tells which each record
     /// is), so one linked chain can hold both: a trade and its fees settle or fail as one.
     CreateSettlements = 4,
+    /// Settlement instructions into the book of net settlement (`cycle.rs`).
+    CreateInstructions = 5,
+    /// Settlement commands: a cycle's lifecycle, holds, releases, cancellations, the fail
+    /// limit (`records::SettlementCommand`).
+    SettlementCommands = 6,
+}
+
+impl Operation {
+    /// Whether a transient failure of one of its events is remembered under the event's id
+    /// (`EventResult::is_transient`): transfers and trades share that id space; instructions
+    /// and commands have their own, and a refused one may be sent again.
+    fn remembers_failures(self) -> bool {
+        matches!(
+            self,
+            Operation::CreateTransfers | Operation::CreateTrades | Operation::CreateSettlements
+        )
+    }
 }
 
 impl TryFrom<u8> for Operation {
@@ -41,6 +58,8 @@ impl TryFrom<u8> for Operation {
             2 => Ok(Operation::CreateTransfers),
             3 => Ok(Operation::CreateTrades),
             4 => Ok(Operation::CreateSettlements),
+            5 => Ok(Operation::CreateInstructions),
+            6 => Ok(Operation::SettlementCommands),
             other => Err(other),
         }
     }
@@ -123,6 +142,8 @@ pub(crate) enum Undo {
     },
     ExpiryQueued(ExpiryKey),
     ExpiryDequeued(ExpiryKey),
+    /// A settlement instruction taken into the book.
+    InstructionSubmitted(u128),
 }
 
 /// An arena of stored events: chunks shared with frozen views.
@@ -154,8 +175,12 @@ pub struct Engine {
     pub(crate) settlement: crate::settlement::SettlementBook,
     // Per-batch scratch space, kept to avoid allocating per batch.
     batch: u64,
-    undo: Vec<Undo>,
-    undo_on: bool,
+    pub(crate) undo: Vec<Undo>,
+    pub(crate) undo_on: bool,
+    /// The events a settlement run made during this batch, and the timestamp of the next
+    /// (after the batch's own events: `cycle.rs`).
+    pub(crate) generated: Vec<crate::cycle::Generated>,
+    pub(crate) generated_next: u64,
     /// Per ledger, this batch's net change of debits minus credits: `(pending, posted)`.
     /// Every balance change adds to it; both must be zero when the batch ends.
     ledger_net: hashbrown::HashMap<u32, (u128, u128), foldhash::fast::FixedState>,
@@ -186,6 +211,8 @@ impl Engine {
             batch: 0,
             undo: Vec::new(),
             undo_on: false,
+            generated: Vec::new(),
+            generated_next: 0,
             ledger_net_last: (0, 0, 0),
             ledger_net: hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(
                 config.hash_seed,
@@ -286,6 +313,8 @@ impl Engine {
         let mut chain_broken = false;
         let (records, _) = body.as_chunks::<RECORD_BYTES>();
         let mut lookups = [Lookups::UNKNOWN; WARM_RING_EVENTS];
+        self.generated.clear();
+        self.generated_next = events_base + count as u64;
         for (i, bytes) in events.enumerate() {
             self.warm_ahead(operation, records, i, &mut lookups);
             let timestamp = events_base + i as u64;
@@ -303,7 +332,7 @@ impl Engine {
                 self.apply_event(operation, bytes, timestamp, &lookups[i % WARM_RING_EVENTS])
             };
             if result != EventResult::Ok {
-                if result.is_transient() {
+                if result.is_transient() && operation.remembers_failures() {
                     self.remember_failed(records::raw_id(bytes));
                 }
                 if let Some(start) = chain {
@@ -325,9 +354,11 @@ impl Engine {
         }
         self.undo_on = false;
         self.undo.clear();
-        let timestamp_last = events_base + count as u64 - 1;
+        // The batch's events, then what a settlement run made (none for most batches).
+        let timestamp_last = self.generated_next - 1;
         self.last_timestamp = timestamp_last;
         self.assert_batch_conservation();
+        let generated = std::mem::take(&mut self.generated);
         self.log_batch(
             operation,
             body,
@@ -335,7 +366,9 @@ impl Engine {
             events_base,
             position,
             stored_before,
+            &generated,
         );
+        self.generated = generated;
         Ok(BatchOutcome {
             failures,
             timestamp_first: events_base,
@@ -358,6 +391,8 @@ impl Engine {
                 (Operation::CreateTrades, record) => self.create_trade(&record, timestamp, lookups),
                 (_, record) => self.create_transfer(&record, timestamp, lookups),
             },
+            Operation::CreateInstructions => self.create_instruction(bytes, timestamp, lookups),
+            Operation::SettlementCommands => self.settlement_command(bytes, timestamp),
         }
     }
 
@@ -542,7 +577,7 @@ impl Engine {
     }
 
     /// Undoes every change of the current chain, newest first.
-    fn rollback(&mut self) {
+    pub(crate) fn rollback(&mut self) {
         while let Some(undo) = self.undo.pop() {
             match undo {
                 Undo::Account {
@@ -574,6 +609,7 @@ impl Engine {
                 Undo::ExpiryDequeued(key) => {
                     assert!(self.expiry_queue.insert(key));
                 }
+                Undo::InstructionSubmitted(id) => self.settlement.unsubmit(id),
             }
         }
         self.undo_on = false;

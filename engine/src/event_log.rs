@@ -337,6 +337,7 @@ impl Engine {
         timestamp_first: u64,
         position: LogPosition,
         stored_before: [usize; 3],
+        generated: &[crate::cycle::Generated],
     ) {
         let (records, _) = body.as_chunks::<{ crate::limits::RECORD_BYTES }>();
         self.log.batches.push(LogBatch {
@@ -347,7 +348,7 @@ impl Engine {
         });
         let [mut account, mut transfer, mut trade] = stored_before.map(|n| n as u32);
         let mut failures = failures.iter().peekable();
-        let mut leaves = Vec::with_capacity(records.len());
+        let mut leaves = Vec::with_capacity(records.len() + generated.len());
         for (i, sent) in records.iter().enumerate() {
             let result = match failures.peek() {
                 Some(&&(at, result)) if at as usize == i => {
@@ -372,6 +373,17 @@ impl Engine {
                         transfer += 1;
                         self.stored_transfer_record(transfer - 1).encode()
                     }
+                    // As stored: with the timestamp the engine gave it.
+                    Operation::CreateInstructions => self
+                        .settlement
+                        .instruction(records::raw_id(&sent))
+                        .expect("an instruction taken is in the book")
+                        .instruction
+                        .encode(),
+                    Operation::SettlementCommands => *self
+                        .settlement
+                        .command(records::raw_id(&sent))
+                        .expect("a command applied is in the book"),
                     _ => {
                         trade += 1;
                         self.stored_trade_record(trade - 1).encode()
@@ -382,7 +394,36 @@ impl Engine {
             let bytes = leaf(kind as u8, result, position, i as u32, timestamp, &record);
             // Only a stored transfer's or trade's leaf can be rebuilt later: keep the others'
             // hashes (the exceptions; a hashing stage hashes them again for the tree).
-            if result != EventResult::Ok || kind == Operation::CreateAccounts {
+            if result != EventResult::Ok || kept_kind(kind) {
+                self.log.kept.push(KeptLeaf {
+                    index: self.log.size + leaves.len() as u64,
+                    hash: leaf_hash(&bytes),
+                });
+            }
+            leaves.push(bytes);
+        }
+        // What a settlement run made: after the batch's own events, timestamps going on.
+        for (j, made) in generated.iter().enumerate() {
+            let i = records.len() + j;
+            let (kind, record) = match *made {
+                crate::cycle::Generated::Account(slot) => {
+                    (Operation::CreateAccounts, self.account_leaf_record(slot))
+                }
+                crate::cycle::Generated::Transfer(slot) => (
+                    Operation::CreateTransfers,
+                    self.stored_transfer_record(slot).encode(),
+                ),
+            };
+            let timestamp = timestamp_first + i as u64;
+            let bytes = leaf(
+                kind as u8,
+                EventResult::Ok,
+                position,
+                i as u32,
+                timestamp,
+                &record,
+            );
+            if kept_kind(kind) {
                 self.log.kept.push(KeptLeaf {
                     index: self.log.size + leaves.len() as u64,
                     hash: leaf_hash(&bytes),
@@ -772,6 +813,12 @@ pub(crate) struct LogParts(
     pub(crate) Events<SignedCheckpoint>,
     pub(crate) Events<StoredCosignature>,
 );
+
+/// Whether a successful event's leaf is kept (its hash stored): every kind but a transfer's
+/// and a trade's, whose leaves are rebuilt from the stored event.
+fn kept_kind(kind: Operation) -> bool {
+    !matches!(kind, Operation::CreateTransfers | Operation::CreateTrades)
+}
 
 #[cfg(test)]
 #[path = "event_log_tests.rs"]

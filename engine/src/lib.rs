@@ -14,6 +14,7 @@ mod access_log;
 mod account;
 mod arena;
 pub mod checkpoint;
+pub mod cycle;
 mod digest;
 mod engine;
 mod event_log;

@@ -410,6 +410,116 @@ impl crate::settlement::Instruction {
     }
 }
 
+/// What a settlement command does (`SettlementCommand::kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum CommandKind {
+    /// Opens `cycle` for instructions.
+    Open = 1,
+    /// Closes `cycle` to new instructions.
+    CutOff = 2,
+    /// Nets and settles `cycle` (cut off) with every fail carried forward.
+    Run = 3,
+    /// Closes `cycle` after its run.
+    Close = 4,
+    /// Cancels `cycle`'s run before it happens and moves its instructions to `to_cycle`.
+    CancelAndReschedule = 5,
+    /// Holds `quantity` more units of `instruction` (0: all that is left).
+    Hold = 6,
+    /// Releases `quantity` held units of `instruction` (0: all held).
+    Release = 7,
+    /// One party's request to cancel `instruction`; the second party's cancels it.
+    Cancel = 8,
+    /// Sets the number of runs an instruction may fail before it is cancelled.
+    SetMaxAge = 9,
+}
+
+impl CommandKind {
+    /// Every kind, in code order.
+    pub const ALL: [CommandKind; 9] = [
+        CommandKind::Open,
+        CommandKind::CutOff,
+        CommandKind::Run,
+        CommandKind::Close,
+        CommandKind::CancelAndReschedule,
+        CommandKind::Hold,
+        CommandKind::Release,
+        CommandKind::Cancel,
+        CommandKind::SetMaxAge,
+    ];
+
+    /// The kind with this code, if any.
+    pub fn from_code(code: u16) -> Option<CommandKind> {
+        CommandKind::ALL.into_iter().find(|k| *k as u16 == code)
+    }
+}
+
+/// A settlement command: one step of a cycle's lifecycle or of an instruction's
+/// (docs/records.md, "Settlement command"). Fields a kind does not use must be zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SettlementCommand {
+    /// Its own id: a retry of an applied command is answered `exists`.
+    pub id: u128,
+    /// Hold, release, cancel: the instruction.
+    pub instruction: u128,
+    /// Hold, release: units (0: all).
+    pub quantity: u64,
+    /// Open, cut off, run, close, cancel and reschedule: the cycle.
+    pub cycle: u32,
+    /// Cancel and reschedule: the later cycle the instructions move to.
+    pub to_cycle: u32,
+    /// Set max age: runs an instruction may fail before it is cancelled (at least 1).
+    pub max_age: u16,
+    /// Cancel: who asks, 1 the deliverer, 2 the receiver.
+    pub party: u16,
+    /// `CommandKind` code.
+    pub kind: u16,
+    /// No flag is defined: any bit set is refused (`reserved_flag`).
+    pub flags: u16,
+    /// When it was applied (assigned by the engine; 0 in a request).
+    pub timestamp: u64,
+}
+
+/// Bytes 52..116 of a settlement command: reserved, zero.
+pub const COMMAND_RESERVED: std::ops::Range<usize> = 52..116;
+
+impl SettlementCommand {
+    /// Decodes a command; `None` when a reserved byte or a flag bit is set.
+    pub fn decode(bytes: &RecordBytes) -> Option<SettlementCommand> {
+        let r = Reader(bytes);
+        if bytes[COMMAND_RESERVED].iter().any(|b| *b != 0) || r.u16(FLAGS_OFFSET) != 0 {
+            return None;
+        }
+        Some(SettlementCommand {
+            id: r.u128(0),
+            instruction: r.u128(16),
+            quantity: r.u64(32),
+            cycle: r.u32(40),
+            to_cycle: r.u32(44),
+            max_age: r.u16(48),
+            party: r.u16(50),
+            kind: r.u16(116),
+            flags: 0,
+            timestamp: r.u64(120),
+        })
+    }
+
+    pub fn encode(&self) -> RecordBytes {
+        let mut w = Writer([0; RECORD_BYTES]);
+        w.u128(0, self.id);
+        w.u128(16, self.instruction);
+        w.u64(32, self.quantity);
+        w.u32(40, self.cycle);
+        w.u32(44, self.to_cycle);
+        w.u16(48, self.max_age);
+        w.u16(50, self.party);
+        w.u16(116, self.kind);
+        w.u16(FLAGS_OFFSET, self.flags);
+        w.u64(120, self.timestamp);
+        w.0
+    }
+}
+
 impl Trade {
     /// Whether `flags` make the record a post or void of a pending trade, whose bytes 80..96
     /// hold `pending_id` instead of the ledgers.

@@ -144,11 +144,31 @@ pub enum EventResult {
     CashLedgerMustNotBeZero = 105,
     InstrumentAccountsMustBeOnTheInstrumentLedger = 106,
     CashAccountsMustBeOnTheCashLedger = 107,
+    // Reserved ids (appended): the upper half all ones is the engine's own
+    // (`limits::RESERVED_ID_FIRST`: clearing accounts, a run's transfers).
+    IdMustNotBeReserved = 108,
+    AccountIdMustNotBeReserved = 109,
+    // Net settlement (appended): instructions and settlement commands (docs/settlement.md).
+    CycleMustNotBeZero = 110,
+    CycleNotFound = 111,
+    CycleExists = 112,
+    CycleInWrongPhase = 113,
+    InstructionNotFound = 114,
+    InstructionSettledOrCancelled = 115,
+    QuantityNotAvailable = 116,
+    CancelAlreadyRequested = 117,
+    RescheduleMustBeLater = 118,
+    NettingLimitExceeded = 119,
+    CommandKindUnknown = 120,
+    CommandFieldMustBeZero = 121,
+    PartyMustBeDelivererOrReceiver = 122,
+    MaxAgeMustNotBeZero = 123,
+    RunBreaksAccountRule = 124,
 }
 
 impl EventResult {
     /// Every code, in numeric order (for tables, decoders and tests).
-    pub const ALL: [EventResult; 108] = {
+    pub const ALL: [EventResult; 125] = {
         use EventResult::*;
         [
             Ok,
@@ -259,6 +279,23 @@ impl EventResult {
             CashLedgerMustNotBeZero,
             InstrumentAccountsMustBeOnTheInstrumentLedger,
             CashAccountsMustBeOnTheCashLedger,
+            IdMustNotBeReserved,
+            AccountIdMustNotBeReserved,
+            CycleMustNotBeZero,
+            CycleNotFound,
+            CycleExists,
+            CycleInWrongPhase,
+            InstructionNotFound,
+            InstructionSettledOrCancelled,
+            QuantityNotAvailable,
+            CancelAlreadyRequested,
+            RescheduleMustBeLater,
+            NettingLimitExceeded,
+            CommandKindUnknown,
+            CommandFieldMustBeZero,
+            PartyMustBeDelivererOrReceiver,
+            MaxAgeMustNotBeZero,
+            RunBreaksAccountRule,
         ]
     };
 

@@ -39,6 +39,9 @@ impl Engine {
         if t.id == u128::MAX {
             return R::IdMustNotBeIntMax;
         }
+        if crate::cycle::is_reserved(t.id) {
+            return R::IdMustNotBeReserved;
+        }
         // As for transfers: a used id answers first.
         let (hash, existing) = self.event_lookup(lookups, 0, t.id);
         match existing {
@@ -78,6 +81,9 @@ impl Engine {
         let ids = trade_account_ids(t);
         if ids.iter().any(|&id| id == 0 || id == u128::MAX) {
             return R::TradeAccountIdMustNotBeZeroOrIntMax;
+        }
+        if ids.iter().any(|&id| crate::cycle::is_reserved(id)) {
+            return R::AccountIdMustNotBeReserved;
         }
         if (0..4).any(|i| (i + 1..4).any(|j| ids[i] == ids[j])) {
             return R::TradeAccountsMustBeDistinct;

@@ -32,6 +32,9 @@ impl Engine {
         if t.id == u128::MAX {
             return R::IdMustNotBeIntMax;
         }
+        if crate::cycle::is_reserved(t.id) {
+            return R::IdMustNotBeReserved;
+        }
         // An id already used answers before the request's other fields are looked at, as in
         // TigerBeetle 0.17: a retry is compared with what was stored, whatever else it says.
         let (hash, existing) = self.event_lookup(lookups, 0, t.id);
@@ -82,6 +85,12 @@ impl Engine {
         }
         if t.credit_account_id == u128::MAX {
             return R::CreditAccountIdMustNotBeIntMax;
+        }
+        // The clearing accounts are moved by settlement runs only.
+        if crate::cycle::is_reserved(t.debit_account_id)
+            || crate::cycle::is_reserved(t.credit_account_id)
+        {
+            return R::AccountIdMustNotBeReserved;
         }
         if t.debit_account_id == t.credit_account_id {
             return R::AccountsMustBeDifferent;

@@ -85,6 +85,9 @@ fn layout(operation: Operation, bytes: &RecordBytes) -> (Option<[usize; 2]>, &'s
             }
         }
         Operation::CreateSettlements => layout(crate::records::settlement_kind(bytes), bytes),
+        // An instruction's four accounts; its id is the book's, not the event index's.
+        Operation::CreateInstructions => (None, &[16, 32, 48, 64]),
+        Operation::SettlementCommands => (None, &[]),
         Operation::CreateTrades => {
             let resolves = TradeFlags::POST_PENDING_TRADE.0 | TradeFlags::VOID_PENDING_TRADE.0;
             if raw_flags(bytes) & resolves != 0 {

@@ -58,6 +58,8 @@ impl GatewayMetrics {
             tally_engine::Operation::CreateTransfers,
             tally_engine::Operation::CreateTrades,
             tally_engine::Operation::CreateSettlements,
+            tally_engine::Operation::CreateInstructions,
+            tally_engine::Operation::SettlementCommands,
         ] {
             events.with_label_values(&[operation_label(operation), "ok"]);
             batch_events.with_label_values(&[operation_label(operation)]);

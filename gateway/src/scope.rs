@@ -26,13 +26,25 @@
 //!   it applied) before trading on it. A post or void must name both debited accounts (the
 //!   engine checks they are the pending trade's).
 //!
+//! - **Settlement instruction**: its paying sides — the deliverer's securities account and the
+//!   receiver's cash account — are in scope, read as for a trade.
+//! - **Settlement command**: the cycle's lifecycle (open, cut off, run, close, cancel and
+//!   reschedule, the fail limit) is an operator's alone ([`operator_only`], checked for every
+//!   role); a hold or release names an instruction whose paying sides are in scope, and a
+//!   cancellation the side of the party it speaks for (the deliverer's securities account, or
+//!   the receiver's cash account). The instruction is read from the applied book: an
+//!   instruction not applied yet is refused as unknown.
+//!
 //! A record that does not decode (unknown flag bits) is let through: the engine refuses it as
 //! an event (`reserved_flag`) and it moves nothing.
 
 use std::collections::BTreeSet;
 use std::fmt::Display;
 
-use tally_engine::records::{Account, RecordBytes, Trade, Transfer, TransferFlags};
+use tally_engine::records::{
+    Account, CommandKind, RecordBytes, SettlementCommand, Trade, Transfer, TransferFlags,
+};
+use tally_engine::settlement::Instruction;
 use tally_engine::Operation;
 
 use crate::auth::Scope;
@@ -91,6 +103,7 @@ pub(crate) fn check_create(
     operation: Operation,
     body: &[u8],
     ledger_of: impl Fn(u128) -> Option<u32>,
+    instruction_of: impl Fn(u128) -> Option<Instruction>,
 ) -> Result<(), OutOfScope> {
     let (records, _) = body.as_chunks::<{ tally_engine::limits::RECORD_BYTES }>();
     for (index, record) in records.iter().enumerate() {
@@ -102,6 +115,10 @@ pub(crate) fn check_create(
                 (Operation::CreateTrades, record) => check_trade(scope, &record, &ledger_of),
                 (_, record) => check_transfer(scope, &record),
             },
+            Operation::CreateInstructions => check_instruction(scope, record, &ledger_of),
+            Operation::SettlementCommands => {
+                check_command(scope, record, &ledger_of, &instruction_of)
+            }
         };
         if let Err(why) = verdict {
             return Err(OutOfScope {
@@ -170,13 +187,98 @@ fn check_trade(
     let Ok(trade) = Trade::decode(record) else {
         return Ok(());
     };
-    for (side, id) in [
+    check_debited(
+        scope,
+        &[
+            (
+                "instrument (the seller's delivery)",
+                trade.instrument_debit_account_id,
+            ),
+            ("cash (the buyer's payment)", trade.cash_debit_account_id),
+        ],
+        ledger_of,
+    )
+}
+
+fn check_instruction(
+    scope: &Scope,
+    record: &RecordBytes,
+    ledger_of: &impl Fn(u128) -> Option<u32>,
+) -> Result<(), String> {
+    let Ok(instruction) = Instruction::decode(record) else {
+        return Ok(());
+    };
+    check_debited(scope, &paying_sides(&instruction), ledger_of)
+}
+
+/// An instruction's paying sides: the deliverer's securities and the receiver's cash.
+fn paying_sides(instruction: &Instruction) -> [(&'static str, u128); 2] {
+    [
         (
-            "instrument (the seller's delivery)",
-            trade.instrument_debit_account_id,
+            "securities (the deliverer's delivery)",
+            instruction.deliverer_securities,
         ),
-        ("cash (the buyer's payment)", trade.cash_debit_account_id),
-    ] {
+        ("cash (the receiver's payment)", instruction.receiver_cash),
+    ]
+}
+
+/// The first command of a settlement-commands body that runs a cycle's lifecycle (an
+/// operator's alone, whatever the scope), with its index and kind.
+pub(crate) fn operator_only(body: &[u8]) -> Option<(u32, CommandKind)> {
+    let (records, _) = body.as_chunks::<{ tally_engine::limits::RECORD_BYTES }>();
+    records.iter().enumerate().find_map(|(index, record)| {
+        let kind = CommandKind::from_code(SettlementCommand::decode(record)?.kind)?;
+        let lifecycle = !matches!(
+            kind,
+            CommandKind::Hold | CommandKind::Release | CommandKind::Cancel
+        );
+        lifecycle.then(|| (u32::try_from(index).unwrap_or(u32::MAX), kind))
+    })
+}
+
+fn check_command(
+    scope: &Scope,
+    record: &RecordBytes,
+    ledger_of: &impl Fn(u128) -> Option<u32>,
+    instruction_of: &impl Fn(u128) -> Option<Instruction>,
+) -> Result<(), String> {
+    // Undecodable, unknown or lifecycle commands: the engine refuses the first two, and
+    // `operator_only` the last before this runs.
+    let Some(command) = SettlementCommand::decode(record) else {
+        return Ok(());
+    };
+    let Some(kind) = CommandKind::from_code(command.kind) else {
+        return Ok(());
+    };
+    if !matches!(
+        kind,
+        CommandKind::Hold | CommandKind::Release | CommandKind::Cancel
+    ) {
+        return Ok(());
+    }
+    let Some(instruction) = instruction_of(command.instruction) else {
+        return Err(format!(
+            "names instruction {}, which is not applied on this node (wait for its create \
+             reply)",
+            command.instruction
+        ));
+    };
+    let sides = paying_sides(&instruction);
+    let sides: &[(&str, u128)] = match (kind, command.party) {
+        (CommandKind::Cancel, 1) => &sides[..1],
+        (CommandKind::Cancel, 2) => &sides[1..],
+        _ => &sides,
+    };
+    check_debited(scope, sides, ledger_of)
+}
+
+/// Each debited side is in scope: listed by id, or an applied account of an allowed ledger.
+fn check_debited(
+    scope: &Scope,
+    sides: &[(&str, u128)],
+    ledger_of: &impl Fn(u128) -> Option<u32>,
+) -> Result<(), String> {
+    for &(side, id) in sides {
         if scope.account_listed(id) {
             continue;
         }
@@ -185,8 +287,8 @@ fn check_trade(
             Some(ledger) => return Err(format!("debits {side} account {id} on ledger {ledger}")),
             None if id == 0 => {
                 return Err(format!(
-                    "names no {side} debit account (a scoped submitter's trade, post or void \
-                     must name both debited accounts)"
+                    "names no {side} debit account (a scoped submitter must name every \
+                     debited account: a trade's, post's or void's two)"
                 ))
             }
             None => {
@@ -204,6 +306,10 @@ fn check_trade(
 mod tests {
     use super::*;
     use tally_engine::records::{AccountFlags, TradeFlags};
+
+    fn no_instructions(_: u128) -> Option<Instruction> {
+        None
+    }
 
     fn scope() -> Scope {
         Scope {
@@ -228,7 +334,7 @@ mod tests {
         encode: impl Fn(&T) -> RecordBytes,
     ) -> Option<u32> {
         let body: Vec<u8> = events.iter().flat_map(encode).collect();
-        check_create(&scope(), operation, &body, ledger_of)
+        check_create(&scope(), operation, &body, ledger_of, no_instructions)
             .err()
             .map(|refusal| refusal.index)
     }
@@ -294,6 +400,7 @@ mod tests {
             Operation::CreateAccounts,
             &account(6, 2).encode(),
             ledger_of,
+            no_instructions,
         )
         .expect_err("ledger 2 is outside");
         assert!(refusal.reason.contains("ledger 2"), "{}", refusal.reason);
@@ -347,6 +454,7 @@ mod tests {
             Operation::CreateTransfers,
             &transfer(0, 0, 0, post).encode(),
             ledger_of,
+            no_instructions,
         )
         .expect_err("must name");
         assert!(refusal.reason.contains("fill in"), "{}", refusal.reason);
@@ -356,7 +464,13 @@ mod tests {
         unknown[flags..flags + 2].copy_from_slice(&u16::MAX.to_le_bytes());
         assert!(Transfer::decode(&unknown).is_err());
         assert_eq!(
-            check_create(&scope(), Operation::CreateTransfers, &unknown, ledger_of),
+            check_create(
+                &scope(),
+                Operation::CreateTransfers,
+                &unknown,
+                ledger_of,
+                no_instructions
+            ),
             Ok(())
         );
     }
@@ -386,6 +500,7 @@ mod tests {
             Operation::CreateTrades,
             &trade(10, 999, none).encode(),
             ledger_of,
+            no_instructions,
         )
         .expect_err("999 is not applied");
         assert!(refusal.reason.contains("not applied"), "{}", refusal.reason);

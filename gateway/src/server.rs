@@ -39,7 +39,7 @@ use crate::limits::{
     HEADER_BYTES, REGISTER_PAYLOAD_BYTES_MAX, REQUEST_BODY_BYTES_MAX, REQUEST_EVENTS_MAX,
     SESSIONS_MAX, SESSIONS_PER_CREDENTIAL_MAX, SESSION_IN_FLIGHT_MAX,
 };
-use crate::scope::check_create;
+use crate::scope::{check_create, operator_only};
 use crate::session::{
     client_key, Admission, NumberedCreate, RegisterRefusal, RequestDigest, SessionRefusal,
     Sessions, Waiter,
@@ -580,8 +580,9 @@ impl Gateway {
         Ok(())
     }
 
-    /// The `OutOfScope` refusal of a scoped submitter's create request with an event outside
-    /// its scope; `None` when every event is within it, or the session is not scoped.
+    /// The refusal of a create request its session may not make: `Forbidden` for a cycle's
+    /// lifecycle command from anyone but an operator; `OutOfScope` for a scoped submitter's
+    /// event outside its scope. `None` when every event is allowed.
     fn out_of_scope(
         &self,
         context: &Context,
@@ -589,23 +590,45 @@ impl Gateway {
         operation: tally_engine::Operation,
         body: &[u8],
     ) -> Option<Bytes> {
+        if operation == tally_engine::Operation::SettlementCommands && !access.may_operate() {
+            if let Some((index, kind)) = operator_only(body) {
+                return Some(context.refuse(
+                    Status::Forbidden,
+                    &Refusal {
+                        leader: None,
+                        event: Some(index),
+                        message: format!(
+                            "event {index}: {kind:?} runs a settlement cycle's lifecycle, \
+                             which only an operator may do"
+                        ),
+                    },
+                ));
+            }
+        }
         let scope = access.debit_scope()?;
         let checked = match operation {
-            // Only trades need the applied state (their records carry no ledger); the others
-            // do not hold up the apply loop's lock.
-            tally_engine::Operation::CreateTrades | tally_engine::Operation::CreateSettlements => {
+            // Trades, instructions and instruction commands need the applied state (their
+            // records carry no ledger); the others do not hold up the apply loop's lock.
+            tally_engine::Operation::CreateTrades
+            | tally_engine::Operation::CreateSettlements
+            | tally_engine::Operation::CreateInstructions
+            | tally_engine::Operation::SettlementCommands => {
                 let checked = self.view.read(|applied| {
                     let engine = applied.engine()?;
-                    Some(check_create(scope, operation, body, |id| {
-                        engine.lookup_account(id).map(|account| account.ledger)
-                    }))
+                    Some(check_create(
+                        scope,
+                        operation,
+                        body,
+                        |id| engine.lookup_account(id).map(|account| account.ledger),
+                        |id| engine.settlement().instruction(id).map(|s| s.instruction),
+                    ))
                 });
                 match checked {
                     Some(checked) => checked,
                     None => return Some(context.refuse_with(Status::Unavailable, INSTALLING)),
                 }
             }
-            _ => check_create(scope, operation, body, |_| None),
+            _ => check_create(scope, operation, body, |_| None, |_| None),
         };
         let refusal = checked.err()?;
         tracing::info!(

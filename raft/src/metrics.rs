@@ -324,6 +324,8 @@ pub fn operation_label(operation: tally_engine::Operation) -> &'static str {
         tally_engine::Operation::CreateTransfers => "create_transfers",
         tally_engine::Operation::CreateTrades => "create_trades",
         tally_engine::Operation::CreateSettlements => "create_settlements",
+        tally_engine::Operation::CreateInstructions => "create_instructions",
+        tally_engine::Operation::SettlementCommands => "settlement_commands",
     }
 }
 

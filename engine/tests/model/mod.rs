@@ -630,6 +630,9 @@ impl Model {
         if a.id == u128::MAX {
             return R::IdMustNotBeIntMax; // 6
         }
+        if reserved(a.id) {
+            return R::IdMustNotBeReserved; // 6a
+        }
         let dmnec = a
             .flags
             .contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS);
@@ -706,6 +709,9 @@ impl Model {
         }
         if t.id == u128::MAX {
             return R::IdMustNotBeIntMax;
+        }
+        if reserved(t.id) {
+            return R::IdMustNotBeReserved;
         }
         if self.failed.contains(&t.id) {
             return R::IdAlreadyFailed;
@@ -849,6 +855,9 @@ impl Model {
         }
         if t.credit_account_id == u128::MAX {
             return R::CreditAccountIdMustNotBeIntMax;
+        }
+        if reserved(t.debit_account_id) || reserved(t.credit_account_id) {
+            return R::AccountIdMustNotBeReserved;
         }
         if t.debit_account_id == t.credit_account_id {
             return R::AccountsMustBeDifferent; // 15
@@ -998,6 +1007,9 @@ impl Model {
         if d.id == u128::MAX {
             return R::IdMustNotBeIntMax;
         }
+        if reserved(d.id) {
+            return R::IdMustNotBeReserved;
+        }
         if self.failed.contains(&d.id) {
             return R::IdAlreadyFailed;
         }
@@ -1120,6 +1132,9 @@ impl Model {
         let ids = trade_accounts(&d);
         if ids.iter().any(|&id| id == 0 || id == u128::MAX) {
             return R::TradeAccountIdMustNotBeZeroOrIntMax; // 10
+        }
+        if ids.iter().any(|&id| reserved(id)) {
+            return R::AccountIdMustNotBeReserved; // 10a
         }
         for i in 0..4 {
             for j in i + 1..4 {
@@ -1373,4 +1388,10 @@ pub fn trade_accounts(d: &Trade) -> [u128; 4] {
         d.cash_debit_account_id,
         d.cash_credit_account_id,
     ]
+}
+
+/// The engine's own ids (the upper half all ones): clearing accounts and a settlement run's
+/// transfers. No client event may have one or name an account that has one.
+fn reserved(id: u128) -> bool {
+    id >> 64 == u128::from(u64::MAX)
 }

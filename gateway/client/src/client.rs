@@ -44,6 +44,10 @@ use crate::protocol::{
     RequestHeader, Status, FLAG_LINEARIZABLE,
 };
 
+/// One packing queue per create operation (accounts, transfers, trades, settlements,
+/// instructions, settlement commands), in that order.
+const CREATE_QUEUES: usize = 6;
+
 /// Why a call failed.
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -159,7 +163,7 @@ impl Created {
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
-    queues: Arc<[mpsc::Sender<Call>; 4]>,
+    queues: Arc<[mpsc::Sender<Call>; CREATE_QUEUES]>,
 }
 
 /// A reply: its status, commit index and body.
@@ -199,12 +203,15 @@ impl Client {
             Operation::CreateTransfers,
             Operation::CreateTrades,
             Operation::CreateSettlements,
+            Operation::CreateInstructions,
+            Operation::SettlementCommands,
         ] {
             let (sender, receiver) = mpsc::channel(1024);
             tokio::spawn(pack::pack(Arc::clone(&inner), operation, receiver));
             queues.push(sender);
         }
-        let queues: [mpsc::Sender<Call>; 4] = queues.try_into().map_err(|_| ClientError::Closed)?;
+        let queues: [mpsc::Sender<Call>; CREATE_QUEUES] =
+            queues.try_into().map_err(|_| ClientError::Closed)?;
         Ok(Client {
             inner,
             queues: Arc::new(queues),
@@ -245,6 +252,8 @@ impl Client {
             tally_engine::Operation::CreateTransfers => 1,
             tally_engine::Operation::CreateTrades => 2,
             tally_engine::Operation::CreateSettlements => 3,
+            tally_engine::Operation::CreateInstructions => 4,
+            tally_engine::Operation::SettlementCommands => 5,
         };
         self.create_body(queue, body).await
     }
@@ -364,6 +373,27 @@ impl Client {
         settlements: &[Settlement],
     ) -> Result<Vec<(u32, EventResult)>, ClientError> {
         self.create(3, settlements.iter().map(Settlement::encode).collect())
+            .await
+    }
+
+    /// Submit settlement instructions into their cycles (net settlement); the failed ones by
+    /// index.
+    pub async fn create_instructions(
+        &self,
+        instructions: &[tally_engine::settlement::Instruction],
+    ) -> Result<Vec<(u32, EventResult)>, ClientError> {
+        self.create(4, instructions.iter().map(|i| i.encode()).collect())
+            .await
+    }
+
+    /// Apply settlement commands, in order: a cycle's lifecycle (operators only), holds,
+    /// releases and cancellations of instructions; the failed ones by index. A command's
+    /// retry with its id is answered `exists`.
+    pub async fn settlement_commands(
+        &self,
+        commands: &[tally_engine::records::SettlementCommand],
+    ) -> Result<Vec<(u32, EventResult)>, ClientError> {
+        self.create(5, commands.iter().map(|c| c.encode()).collect())
             .await
     }
 

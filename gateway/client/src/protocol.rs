@@ -81,6 +81,11 @@ pub const KIND_CONSISTENCY: u8 = 96;
 pub const KIND_COSIGN: u8 = 98;
 /// The reads of an account in the access trail, with their proofs (`access_trail`).
 pub const KIND_ACCESS_TRAIL: u8 = 100;
+/// Settlement instructions for net settlement (`tally_engine::Operation::CreateInstructions`).
+pub const KIND_CREATE_INSTRUCTIONS: u8 = 102;
+/// Settlement commands (`tally_engine::Operation::SettlementCommands`): a cycle's lifecycle
+/// (operators only), holds, releases and cancellations of instructions.
+pub const KIND_SETTLEMENT_COMMANDS: u8 = 104;
 
 /// The kind of the reply to a frame of `kind`: the request's plus one. A frame with an odd or
 /// unknown kind (≥ 64) is answered `BadRequest` with kind `kind | 1`.
@@ -110,10 +115,12 @@ pub enum Operation {
     Consistency,
     Cosign,
     AccessTrail,
+    CreateInstructions,
+    SettlementCommands,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 19] = [
+    pub const ALL: [Operation; 21] = [
         Operation::Register,
         Operation::Heartbeat,
         Operation::CreateAccounts,
@@ -133,6 +140,8 @@ impl Operation {
         Operation::Consistency,
         Operation::Cosign,
         Operation::AccessTrail,
+        Operation::CreateInstructions,
+        Operation::SettlementCommands,
     ];
 
     pub const fn kind(self) -> u8 {
@@ -156,6 +165,8 @@ impl Operation {
             Operation::Consistency => KIND_CONSISTENCY,
             Operation::Cosign => KIND_COSIGN,
             Operation::AccessTrail => KIND_ACCESS_TRAIL,
+            Operation::CreateInstructions => KIND_CREATE_INSTRUCTIONS,
+            Operation::SettlementCommands => KIND_SETTLEMENT_COMMANDS,
         }
     }
 
@@ -174,6 +185,8 @@ impl Operation {
             tally_engine::Operation::CreateTransfers => Operation::CreateTransfers,
             tally_engine::Operation::CreateTrades => Operation::CreateTrades,
             tally_engine::Operation::CreateSettlements => Operation::CreateSettlements,
+            tally_engine::Operation::CreateInstructions => Operation::CreateInstructions,
+            tally_engine::Operation::SettlementCommands => Operation::SettlementCommands,
         }
     }
 
@@ -184,6 +197,8 @@ impl Operation {
             Operation::CreateTransfers => Some(tally_engine::Operation::CreateTransfers),
             Operation::CreateTrades => Some(tally_engine::Operation::CreateTrades),
             Operation::CreateSettlements => Some(tally_engine::Operation::CreateSettlements),
+            Operation::CreateInstructions => Some(tally_engine::Operation::CreateInstructions),
+            Operation::SettlementCommands => Some(tally_engine::Operation::SettlementCommands),
             _ => None,
         }
     }
@@ -498,7 +513,9 @@ pub fn decode_request_body(operation: Operation, body: &[u8]) -> Result<Request<
         Operation::CreateAccounts
         | Operation::CreateTransfers
         | Operation::CreateTrades
-        | Operation::CreateSettlements => {
+        | Operation::CreateSettlements
+        | Operation::CreateInstructions
+        | Operation::SettlementCommands => {
             let events = check_records(body)?;
             check_count("events", events, 0, REQUEST_EVENTS_MAX)?;
             let operation = operation

@@ -115,6 +115,23 @@ RESULT_NAMES: dict[int, str] = {
     105: "cash_ledger_must_not_be_zero",
     106: "instrument_accounts_must_be_on_the_instrument_ledger",
     107: "cash_accounts_must_be_on_the_cash_ledger",
+    108: "id_must_not_be_reserved",
+    109: "account_id_must_not_be_reserved",
+    110: "cycle_must_not_be_zero",
+    111: "cycle_not_found",
+    112: "cycle_exists",
+    113: "cycle_in_wrong_phase",
+    114: "instruction_not_found",
+    115: "instruction_settled_or_cancelled",
+    116: "quantity_not_available",
+    117: "cancel_already_requested",
+    118: "reschedule_must_be_later",
+    119: "netting_limit_exceeded",
+    120: "command_kind_unknown",
+    121: "command_field_must_be_zero",
+    122: "party_must_be_deliverer_or_receiver",
+    123: "max_age_must_not_be_zero",
+    124: "run_breaks_account_rule",
 }
 
 
