@@ -165,7 +165,8 @@ fn netting(c: &mut Criterion) {
     });
     group.bench_function("book_restore/1M_instructions", |b| {
         b.iter(|| {
-            SettlementBook::restore(5, 7, &cycles, &stored).expect("the book's own stored form")
+            SettlementBook::restore(5, 7, &cycles, &stored, &[])
+                .expect("the book's own stored form")
         })
     });
     group.bench_function("book_digest/1M_instructions", |b| {

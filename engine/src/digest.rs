@@ -5,11 +5,12 @@ use crate::engine::Engine;
 
 impl Engine {
     /// A BLAKE3 hash of the canonical little-endian encoding of the whole state, the
-    /// verifiable log included: equal on every replica that applied the same log, whatever its
-    /// hasher seed, build or machine.
+    /// verifiable log, the access trail and the settlement book included: equal on every
+    /// replica that applied the same log, whatever its hasher seed, build or machine.
     pub fn digest(&self) -> [u8; 32] {
         let mut hasher = blake3::Hasher::new();
-        hasher.update(b"tally-state-v2");
+        // v3: the settlement book joined the state.
+        hasher.update(b"tally-state-v3");
         hasher.update(&self.ledger_digest());
         // The log's size, batch positions and checkpoints; not its root, which a hashing
         // stage may not have reached yet: replicas compare roots through the checkpoints they
@@ -44,12 +45,19 @@ impl Engine {
         }
         // The access trail whole: it is hashed as it is recorded.
         self.access.digest_into(&mut hasher);
+        // The settlement book whole (its fail limit, cycles, instructions and commands), an
+        // entry at a time.
+        self.settlement.digest_into(&mut hasher);
         *hasher.finalize().as_bytes()
     }
 
     /// The [`Engine::digest`] of the ledger alone — accounts, events, expiries, failed ids,
     /// the clock — without the verifiable log: equal for two engines whose events differ only
     /// in what was refused (a refused event is a leaf of the log, and changes nothing else).
+    /// Not the settlement book either: like the log and the access trail it is a structure
+    /// beside the ledger, in [`Engine::digest`]; what a run settles reaches this digest as the
+    /// events it posts. (It also keeps this digest comparable between an engine and its
+    /// restore from a format before the book, which has an empty one.)
     pub fn ledger_digest(&self) -> [u8; 32] {
         let mut hasher = blake3::Hasher::new();
         hasher.update(b"tally-state-v1");

@@ -1,11 +1,12 @@
-//! The settlement book as stored state: every cycle and every instruction (with where it
-//! stands) as fixed-size entries a snapshot section can hold, the book rebuilt from them with
-//! every rule checked (a damaged or forged section is refused by name, never a panic), and the
-//! book's part of the state digest.
+//! The settlement book as stored state: its fail limit, every cycle, every instruction (with
+//! where it stands) and every settlement command applied, as fixed-size entries a snapshot
+//! section can hold, the book rebuilt from them with every rule checked (a damaged or forged
+//! section is refused by name, never a panic), and the book's part of the state digest.
 //!
 //! What is not stored is derived: the open instructions (those not settled or cancelled) and
-//! the next submission number (one past the largest). The fail limit (`max_age`) and the hash
-//! seed are the book's settings, given again on restore.
+//! the next submission number (one past the largest). The fail limit (`max_age`) is replicated
+//! state (a settlement command changes it), so it is stored and restored with the book; the
+//! hash seed is a node's setting (outputs never depend on it), given again on restore.
 
 use std::collections::BTreeSet;
 
@@ -52,6 +53,17 @@ pub struct StoredInstruction {
     pub sequence: u64,
 }
 
+/// A settlement command the book applied, under its id (the book's key): its 128-byte record
+/// as stored (timestamp set), kept so a retry is answered instead of applied twice. The id is
+/// the record's own (bytes 0..16, little-endian); it is stored beside the record so that the
+/// entries' order can be checked without reading records, and a restore refuses an entry whose
+/// two ids disagree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct StoredCommand {
+    pub id: u128,
+    pub record: [u8; RECORD_BYTES],
+}
+
 impl StoredCycle {
     /// The fixed little-endian bytes the digest hashes.
     fn bytes(&self) -> [u8; 9] {
@@ -85,6 +97,16 @@ impl StoredInstruction {
         put(&self.held.to_le_bytes());
         put(&[self.cancel_requested_by]);
         put(&self.sequence.to_le_bytes());
+        out
+    }
+}
+
+impl StoredCommand {
+    /// The fixed little-endian bytes the digest hashes: the id, then the record.
+    fn bytes(&self) -> [u8; 16 + RECORD_BYTES] {
+        let mut out = [0u8; 16 + RECORD_BYTES];
+        out[..16].copy_from_slice(&self.id.to_le_bytes());
+        out[16..].copy_from_slice(&self.record);
         out
     }
 }
@@ -193,6 +215,11 @@ impl SettlementBook {
         self.instruction_entries().collect()
     }
 
+    /// Every settlement command applied, in id order.
+    pub fn stored_commands(&self) -> Vec<StoredCommand> {
+        self.command_entries().collect()
+    }
+
     fn cycle_entries(&self) -> impl ExactSizeIterator<Item = StoredCycle> + '_ {
         self.cycles.iter().map(|(&cycle, &phase)| {
             let (phase, rescheduled_to) = phase_code(phase);
@@ -229,96 +256,45 @@ impl SettlementBook {
         })
     }
 
-    /// The book [`SettlementBook::stored_cycles`] and [`SettlementBook::stored_instructions`]
-    /// came from, with its settings (`max_age`, `hash_seed`, as for [`SettlementBook::new`]).
-    /// Refuses entries out of order or repeated, unknown codes, an instruction its own rules
-    /// could not have produced (settled or held beyond its quantity, a cycle the book does not
-    /// have, a submission number used twice) — each by name.
+    fn command_entries(&self) -> impl ExactSizeIterator<Item = StoredCommand> + '_ {
+        self.commands.iter().map(|(&id, record)| StoredCommand {
+            id,
+            record: *record,
+        })
+    }
+
+    /// The book [`SettlementBook::max_age`], [`SettlementBook::stored_cycles`],
+    /// [`SettlementBook::stored_instructions`] and [`SettlementBook::stored_commands`] came
+    /// from. `max_age` is the stored fail limit (replicated state, not a node's setting: 0 is
+    /// refused); `hash_seed` is the node's, as for [`SettlementBook::new`]. Refuses entries out
+    /// of order or repeated, unknown codes, an instruction its own rules could not have
+    /// produced (settled or held beyond its quantity, a cycle the book does not have, a
+    /// submission number used twice), a command whose record is not under its own id — each
+    /// by name.
     pub fn restore(
         max_age: u16,
         hash_seed: u64,
         cycles: &[StoredCycle],
         instructions: &[StoredInstruction],
+        commands: &[StoredCommand],
     ) -> Result<SettlementBook, SnapshotError> {
-        let mut book = SettlementBook::new(max_age, hash_seed);
+        let mut book = BookRestore::new(SettlementBook::new(max_age, hash_seed), max_age)?;
         for stored in cycles {
-            let phase = phase_of(stored)?;
-            if book
-                .cycles
-                .last_key_value()
-                .is_some_and(|(c, _)| *c >= stored.cycle)
-            {
-                return Err(invalid(format!(
-                    "settlement cycle {}: out of order or repeated",
-                    stored.cycle
-                )));
-            }
-            book.cycles.insert(stored.cycle, phase);
+            book.cycle(stored)?;
         }
-        let mut sequences = BTreeSet::new();
         for stored in instructions {
-            let instruction = Instruction::decode(&stored.record).map_err(|_| {
-                invalid("a settlement instruction's record has an unknown flag bit")
-            })?;
-            let id = instruction.id;
-            let bad = |what: &str| Err(invalid(format!("settlement instruction {id:#x}: {what}")));
-            if book
-                .instructions
-                .last_key_value()
-                .is_some_and(|(i, _)| *i >= id)
-            {
-                return bad("out of order or repeated");
-            }
-            let status = status_of(stored, id)?;
-            if !book.cycles.contains_key(&instruction.cycle)
-                || !book.cycles.contains_key(&stored.cycle)
-            {
-                return bad("names a cycle the book does not have");
-            }
-            if stored.settled_quantity > instruction.quantity
-                || stored.settled_cash > instruction.cash
-            {
-                return bad("settled more than its quantity or cash");
-            }
-            if stored.held > instruction.quantity - stored.settled_quantity {
-                return bad("holds more than is left to settle");
-            }
-            if (status == Status::Settled) != (stored.settled_quantity == instruction.quantity) {
-                return bad("its status and its settled quantity disagree");
-            }
-            let cancel_requested_by = match stored.cancel_requested_by {
-                0 => None,
-                1 => Some(Party::Deliverer),
-                2 => Some(Party::Receiver),
-                _ => return bad("unknown cancelling party"),
-            };
-            if !sequences.insert(stored.sequence) {
-                return bad("its submission number is another's");
-            }
-            let state = InstructionState {
-                instruction,
-                status,
-                cycle: stored.cycle,
-                carried: stored.carried,
-                age: stored.age,
-                settled_quantity: stored.settled_quantity,
-                settled_cash: stored.settled_cash,
-                held: stored.held,
-                cancel_requested_by,
-                sequence: stored.sequence,
-            };
-            if !status.is_final() {
-                book.live.insert(id);
-            }
-            book.instructions.insert(id, state);
+            book.instruction(stored)?;
         }
-        book.next_sequence = sequences.last().map_or(0, |last| last + 1);
-        Ok(book)
+        for stored in commands {
+            book.command(stored)?;
+        }
+        Ok(book.finish())
     }
 
-    /// Adds the book (every cycle and instruction, in the stored form) to a state digest.
-    /// One entry at a time: the digest allocates nothing.
+    /// Adds the book (its fail limit, then every cycle, instruction and command, in the stored
+    /// form) to a state digest. One entry at a time: the digest allocates nothing.
     pub fn digest_into(&self, hasher: &mut blake3::Hasher) {
+        hasher.update(&self.max_age().to_le_bytes());
         let cycles = self.cycle_entries();
         hasher.update(&(cycles.len() as u64).to_le_bytes());
         for cycle in cycles {
@@ -329,6 +305,150 @@ impl SettlementBook {
         for instruction in instructions {
             hasher.update(&instruction.bytes());
         }
+        let commands = self.command_entries();
+        hasher.update(&(commands.len() as u64).to_le_bytes());
+        for command in commands {
+            hasher.update(&command.bytes());
+        }
+    }
+}
+
+/// A book being restored one stored entry at a time, each checked as it comes (a snapshot's
+/// sections arrive one by one, and a restore never collects a kind's entries first): the
+/// cycles before the instructions that name them, the commands in any place.
+pub(crate) struct BookRestore {
+    book: SettlementBook,
+    /// Every instruction's submission number so far: none may be another's.
+    sequences: BTreeSet<u64>,
+    /// Entries filed: cycles, instructions, commands.
+    filed: [u64; 3],
+}
+
+impl BookRestore {
+    /// Restores into `empty` (a new book: it gives the hash seed) with the stored fail limit
+    /// `max_age`, refused if 0.
+    pub(crate) fn new(
+        mut empty: SettlementBook,
+        max_age: u16,
+    ) -> Result<BookRestore, SnapshotError> {
+        debug_assert!(empty.cycles.is_empty() && empty.instructions.is_empty());
+        debug_assert!(empty.commands.is_empty());
+        if max_age == 0 {
+            return Err(invalid("settlement max age 0: at least 1 run is due"));
+        }
+        empty.set_max_age(max_age);
+        Ok(BookRestore {
+            book: empty,
+            sequences: BTreeSet::new(),
+            filed: [0; 3],
+        })
+    }
+
+    /// Cycles, instructions and commands filed so far.
+    pub(crate) fn filed(&self) -> [u64; 3] {
+        self.filed
+    }
+
+    pub(crate) fn cycle(&mut self, stored: &StoredCycle) -> Result<(), SnapshotError> {
+        let phase = phase_of(stored)?;
+        let book = &mut self.book;
+        if book
+            .cycles
+            .last_key_value()
+            .is_some_and(|(c, _)| *c >= stored.cycle)
+        {
+            return Err(invalid(format!(
+                "settlement cycle {}: out of order or repeated",
+                stored.cycle
+            )));
+        }
+        book.cycles.insert(stored.cycle, phase);
+        self.filed[0] += 1;
+        Ok(())
+    }
+
+    pub(crate) fn instruction(&mut self, stored: &StoredInstruction) -> Result<(), SnapshotError> {
+        let book = &mut self.book;
+        let instruction = Instruction::decode(&stored.record)
+            .map_err(|_| invalid("a settlement instruction's record has an unknown flag bit"))?;
+        let id = instruction.id;
+        let bad = |what: &str| Err(invalid(format!("settlement instruction {id:#x}: {what}")));
+        if book
+            .instructions
+            .last_key_value()
+            .is_some_and(|(i, _)| *i >= id)
+        {
+            return bad("out of order or repeated");
+        }
+        let status = status_of(stored, id)?;
+        if !book.cycles.contains_key(&instruction.cycle) || !book.cycles.contains_key(&stored.cycle)
+        {
+            return bad("names a cycle the book does not have");
+        }
+        if stored.settled_quantity > instruction.quantity || stored.settled_cash > instruction.cash
+        {
+            return bad("settled more than its quantity or cash");
+        }
+        if stored.held > instruction.quantity - stored.settled_quantity {
+            return bad("holds more than is left to settle");
+        }
+        if (status == Status::Settled) != (stored.settled_quantity == instruction.quantity) {
+            return bad("its status and its settled quantity disagree");
+        }
+        let cancel_requested_by = match stored.cancel_requested_by {
+            0 => None,
+            1 => Some(Party::Deliverer),
+            2 => Some(Party::Receiver),
+            _ => return bad("unknown cancelling party"),
+        };
+        if !self.sequences.insert(stored.sequence) {
+            return bad("its submission number is another's");
+        }
+        let state = InstructionState {
+            instruction,
+            status,
+            cycle: stored.cycle,
+            carried: stored.carried,
+            age: stored.age,
+            settled_quantity: stored.settled_quantity,
+            settled_cash: stored.settled_cash,
+            held: stored.held,
+            cancel_requested_by,
+            sequence: stored.sequence,
+        };
+        if !status.is_final() {
+            book.live.insert(id);
+        }
+        book.instructions.insert(id, state);
+        self.filed[1] += 1;
+        Ok(())
+    }
+
+    pub(crate) fn command(&mut self, stored: &StoredCommand) -> Result<(), SnapshotError> {
+        let id = stored.id;
+        let bad = |what: &str| Err(invalid(format!("settlement command {id:#x}: {what}")));
+        if id == 0 {
+            return bad("the id 0");
+        }
+        let mut own = [0u8; 16];
+        own.copy_from_slice(&stored.record[..16]);
+        if u128::from_le_bytes(own) != id {
+            return bad("its record's id is not its key");
+        }
+        let commands = &mut self.book.commands;
+        if commands.last_key_value().is_some_and(|(c, _)| *c >= id) {
+            return bad("out of order or repeated");
+        }
+        commands.insert(id, stored.record);
+        self.filed[2] += 1;
+        Ok(())
+    }
+
+    /// The restored book (its next submission number one past the largest restored).
+    pub(crate) fn finish(self) -> SettlementBook {
+        let mut book = self.book;
+        book.next_sequence = self.sequences.last().map_or(0, |last| last + 1);
+        book
     }
 }
 

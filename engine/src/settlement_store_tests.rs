@@ -1,5 +1,5 @@
-//! The stored book: damaged entries refused by name, the digest following every field, and
-//! arbitrary entries never a panic. (That every book a lifecycle makes restores to itself is
+//! The stored book: damaged entries refused by name, the digest following every field (the
+//! fail limit and the commands too), and arbitrary entries never a panic. (That every book a lifecycle makes restores to itself is
 //! the property test in engine/tests/settlement_book.rs.)
 
 use proptest::prelude::*;
@@ -25,10 +25,21 @@ fn sale(id: u128, cycle: u32, quantity: u64, cash: u64) -> Instruction {
     }
 }
 
-/// A book with a cycle in every phase but cancelled, and instructions settled, partly settled,
-/// failed, held in part and asked to be cancelled by one party.
+/// A command record under `id` (bytes 0..16), the rest of it `fill`: the book keeps commands
+/// as stored bytes, whatever they say.
+fn command(id: u128, fill: u8) -> crate::records::RecordBytes {
+    let mut record = [fill; RECORD_BYTES];
+    record[..16].copy_from_slice(&id.to_le_bytes());
+    record
+}
+
+/// A book with a cycle in every phase but cancelled, instructions settled, partly settled,
+/// failed, held in part and asked to be cancelled by one party, two commands and a fail limit
+/// other than the default.
 fn book() -> SettlementBook {
     let mut book = SettlementBook::new(3, 7);
+    book.commands.insert(5, command(5, 0xa5));
+    book.commands.insert(9 << 64, command(9 << 64, 0x5a));
     book.open(1).unwrap();
     book.submit(sale(10, 1, 10, 100)).unwrap();
     book.submit(sale(11, 1, 10, 100)).unwrap();
@@ -50,28 +61,55 @@ fn book() -> SettlementBook {
     book
 }
 
-fn restore(cycles: &[StoredCycle], instructions: &[StoredInstruction]) -> Result<(), String> {
-    SettlementBook::restore(3, 7, cycles, instructions)
-        .map(|_| ())
-        .map_err(|error| error.to_string())
+/// The stored form of a book, as one value the damage cases change.
+#[derive(Clone)]
+struct Stored {
+    max_age: u16,
+    cycles: Vec<StoredCycle>,
+    instructions: Vec<StoredInstruction>,
+    commands: Vec<StoredCommand>,
+}
+
+fn stored(book: &SettlementBook) -> Stored {
+    Stored {
+        max_age: book.max_age(),
+        cycles: book.stored_cycles(),
+        instructions: book.stored_instructions(),
+        commands: book.stored_commands(),
+    }
+}
+
+fn restore(stored: &Stored) -> Result<SettlementBook, String> {
+    SettlementBook::restore(
+        stored.max_age,
+        7,
+        &stored.cycles,
+        &stored.instructions,
+        &stored.commands,
+    )
+    .map_err(|error| error.to_string())
 }
 
 #[test]
 fn a_book_restores_to_itself() {
     let book = book();
-    let cycles = book.stored_cycles();
-    let instructions = book.stored_instructions();
-    assert_eq!(cycles.len(), 4);
-    assert_eq!(instructions.len(), 4);
-    let statuses: Vec<u8> = instructions.iter().map(|i| i.status).collect();
+    let stored = stored(&book);
+    assert_eq!(stored.cycles.len(), 4);
+    assert_eq!(stored.instructions.len(), 4);
+    assert_eq!(stored.max_age, 3);
+    let ids: Vec<u128> = stored.commands.iter().map(|c| c.id).collect();
+    assert_eq!(ids, [5, 9 << 64], "commands in id order");
+    let statuses: Vec<u8> = stored.instructions.iter().map(|i| i.status).collect();
     assert_eq!(statuses[0], 3, "10 settled");
     assert!(
         matches!(statuses[1], 4 | 5) && matches!(statuses[2], 4 | 5),
         "{statuses:?}"
     );
     assert_eq!(statuses[3], 0, "20 eligible, one party asked to cancel");
-    let restored = SettlementBook::restore(3, 7, &cycles, &instructions).unwrap();
+    let restored = restore(&stored).unwrap();
     assert_eq!(restored, book);
+    assert_eq!(restored.max_age(), 3, "the stored limit, not a default");
+    assert_eq!(restored.command(5), Some(&command(5, 0xa5)));
     assert_eq!(restored.live.len(), 3, "the settled one is not open");
     assert_eq!(restored.next_sequence, 4);
 }
@@ -79,39 +117,66 @@ fn a_book_restores_to_itself() {
 #[test]
 fn damaged_entries_are_refused_by_name() {
     let book = book();
-    let cycles = book.stored_cycles();
-    let instructions = book.stored_instructions();
-    type Damage = fn(&mut Vec<StoredCycle>, &mut Vec<StoredInstruction>);
+    let intact = stored(&book);
+    type Damage = fn(&mut Stored);
     let cases: &[(&str, Damage)] = &[
-        ("unknown phase", |c, _| c[0].phase = 9),
-        ("not a later cycle", |c, _| c[2].rescheduled_to = 1),
-        ("a reschedule target without", |c, _| {
-            c[0].rescheduled_to = 5
+        ("unknown phase", |s| s.cycles[0].phase = 9),
+        ("not a later cycle", |s| s.cycles[2].rescheduled_to = 1),
+        ("a reschedule target without", |s| {
+            s.cycles[0].rescheduled_to = 5
         }),
-        ("out of order or repeated", |c, _| c.swap(0, 1)),
-        ("unknown status", |_, i| i[0].status = 8),
-        ("unknown short leg", |_, i| i[1].short_leg = 2),
-        ("a short leg without a fail", |_, i| i[0].short_account = 9),
-        ("a reschedule origin without", |_, i| {
-            i[0].rescheduled_from = 1
+        ("cycle 1: out of order or repeated", |s| s.cycles.swap(0, 1)),
+        ("unknown status", |s| s.instructions[0].status = 8),
+        ("unknown short leg", |s| s.instructions[1].short_leg = 2),
+        ("a short leg without a fail", |s| {
+            s.instructions[0].short_account = 9
         }),
-        ("a cycle the book does not have", |_, i| i[0].cycle = 77),
-        ("settled more than", |_, i| i[1].settled_quantity = 11),
-        ("holds more than is left", |_, i| i[2].held = u64::MAX),
-        ("status and its settled quantity disagree", |_, i| {
-            i[0].status = 0
+        ("a reschedule origin without", |s| {
+            s.instructions[0].rescheduled_from = 1
         }),
-        ("unknown cancelling party", |_, i| {
-            i[3].cancel_requested_by = 3
+        ("a cycle the book does not have", |s| {
+            s.instructions[0].cycle = 77
         }),
-        ("submission number is another's", |_, i| i[3].sequence = 0),
-        ("out of order or repeated", |_, i| i.swap(0, 1)),
-        ("unknown flag bit", |_, i| i[0].record[118] = 0x80),
+        ("settled more than", |s| {
+            s.instructions[1].settled_quantity = 11
+        }),
+        ("holds more than is left", |s| {
+            s.instructions[2].held = u64::MAX
+        }),
+        ("status and its settled quantity disagree", |s| {
+            s.instructions[0].status = 0
+        }),
+        ("unknown cancelling party", |s| {
+            s.instructions[3].cancel_requested_by = 3
+        }),
+        ("submission number is another's", |s| {
+            s.instructions[3].sequence = 0
+        }),
+        ("instruction 0xa: out of order or repeated", |s| {
+            s.instructions.swap(0, 1)
+        }),
+        ("unknown flag bit", |s| s.instructions[0].record[118] = 0x80),
+        ("settlement max age 0", |s| s.max_age = 0),
+        ("command 0x0: the id 0", |s| {
+            s.commands[0] = StoredCommand {
+                id: 0,
+                record: command(0, 1),
+            }
+        }),
+        ("command 0x5: its record's id is not its key", |s| {
+            s.commands[0].record[0] = 6
+        }),
+        ("command 0x5: out of order or repeated", |s| {
+            s.commands.swap(0, 1)
+        }),
+        ("command 0x5: out of order or repeated", |s| {
+            s.commands[1] = s.commands[0]
+        }),
     ];
     for (expected, damage) in cases {
-        let (mut c, mut i) = (cycles.clone(), instructions.clone());
-        damage(&mut c, &mut i);
-        let error = restore(&c, &i).expect_err(expected);
+        let mut damaged = intact.clone();
+        damage(&mut damaged);
+        let error = restore(&damaged).map(|_| ()).expect_err(expected);
         assert!(error.contains(expected), "{expected}: got {error}");
     }
 }
@@ -131,7 +196,21 @@ fn the_digest_follows_the_book() {
     cut.cut_off(2).unwrap();
     let mut asked = one.clone();
     asked.cancel(11, Party::Deliverer).unwrap();
-    let digests = [digest(&one), digest(&held), digest(&cut), digest(&asked)];
+    let mut limit = one.clone();
+    limit.set_max_age(4);
+    let mut commanded = one.clone();
+    commanded.commands.insert(6, command(6, 0));
+    let mut changed = one.clone();
+    changed.commands.insert(5, command(5, 0xa4));
+    let digests = [
+        digest(&one),
+        digest(&held),
+        digest(&cut),
+        digest(&asked),
+        digest(&limit),
+        digest(&commanded),
+        digest(&changed),
+    ];
     for (i, a) in digests.iter().enumerate() {
         for b in &digests[i + 1..] {
             assert_ne!(a, b);
@@ -160,13 +239,20 @@ fn damaged(mut stored: StoredInstruction, damage: Option<(u8, u64)>) -> StoredIn
 }
 
 proptest! {
-    /// Entries a book could hold, some with one field set to anything: each set is restored
-    /// or refused, never a panic, and what is restored stores back to exactly what was given.
+    /// Entries a book could hold, some with one field set to anything, commands with repeated,
+    /// unordered, 0 or mismatched ids, a fail limit of 0: each set is restored or refused,
+    /// never a panic, and what is restored stores back to exactly what was given.
     #[test]
     fn arbitrary_entries_are_restored_or_refused(
         entries in prop::collection::vec((0u64..=10, 0u64..=10, 0usize..7, any::<bool>(), 0u8..3, 0u8..8, prop::option::weighted(0.3, (any::<u8>(), 0u64..16))), 1..6),
         phases in prop::collection::vec((0u8..7, prop_oneof![3 => Just(0u32), 1 => 0u32..5]), 1..4),
+        commands in prop::collection::vec((0u128..6, prop::bool::weighted(0.1)), 0..4),
+        max_age in prop_oneof![1 => Just(0u16), 5 => 1u16..=u16::MAX],
     ) {
+        let commands: Vec<StoredCommand> = commands.iter().map(|&(id, other)| StoredCommand {
+            id,
+            record: command(if other { id + 1 } else { id }, id as u8),
+        }).collect();
         let cycles: Vec<StoredCycle> = phases.iter().enumerate().map(|(k, (phase, to))| StoredCycle {
             cycle: k as u32 + 1,
             phase: *phase,
@@ -193,9 +279,11 @@ proptest! {
                 sequence: k as u64,
             }, *damage)
         }).collect();
-        if let Ok(book) = SettlementBook::restore(3, 7, &cycles, &instructions) {
+        if let Ok(book) = SettlementBook::restore(max_age, 7, &cycles, &instructions, &commands) {
+            prop_assert_eq!(book.max_age(), max_age);
             prop_assert_eq!(book.stored_cycles(), cycles);
             prop_assert_eq!(book.stored_instructions(), instructions);
+            prop_assert_eq!(book.stored_commands(), commands);
         }
     }
 }

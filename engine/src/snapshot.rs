@@ -1,33 +1,45 @@
 //! Snapshots (the whole state to bytes and back, streamed) and the state digest.
 //!
-//! A snapshot holds only what cannot be derived: accounts, transfers, trades, expiries and the
-//! clock. Indexes and per-account histories are rebuilt on restore by replaying every event's
-//! effect in timestamp order — and the replayed balances must equal the stored ones, so a
-//! restored engine has proven its own consistency.
+//! A snapshot holds only what cannot be derived: accounts, transfers, trades, expiries, the
+//! clock, the verifiable log's and access trail's parts and the settlement book. Indexes and
+//! per-account histories are rebuilt on restore by replaying every event's effect in
+//! timestamp order — and the replayed balances must equal the stored ones, so a restored
+//! engine has proven its own consistency.
 //!
 //! A snapshot is written and read as a stream (`FrozenState::write_to`,
 //! `Engine::restore_from`): neither side ever holds the whole image in memory, only one
-//! section of at most `SECTION_RECORDS` records. Layout (version 8), all little-endian:
+//! section of at most `SECTION_RECORDS` records. Layout (version 9), all little-endian:
 //!
 //! ```text
 //! header   magic "TALLYSNP" (8) | format version u32 (4) | reserved u32 (0)
 //!          | last_timestamp u64 | accounts u64 | transfers u64 | trades u64 | expiries u64
 //!          | failed_ids u64 | log_leaves u64 | log_batches u64 | checkpoints u64
 //!          | cosignatures u64 | access_reads u64 | access_touches u64
-//!          | access_checkpoints u64 | log_kept u64
+//!          | access_checkpoints u64 | log_kept u64 | settlement_cycles u64
+//!          | settlement_instructions u64 | settlement_commands u64 | settlement_max_age u64
 //! sections the accounts, then the transfers, trades, expiries, failed ids (u128 each), the
 //!          verifiable log's group hashes (32 bytes each, one per complete group of 16
 //!          leaves: `log_leaves / 16` of them), its batch positions, its signed checkpoints
 //!          and their witnesses' cosignatures (`event_log.rs`), the access trail's reads, the
 //!          accounts they touched and its checkpoints (`access_log.rs`), the log's kept leaf
-//!          hashes (index u64 and hash: the leaves a restore cannot rebuild), each kind in
-//!          slot order
+//!          hashes (index u64 and hash: the leaves a restore cannot rebuild), the settlement
+//!          book's cycles, instructions and commands (`settlement_store.rs`: `StoredCycle`,
+//!          `StoredInstruction`, `StoredCommand`; cycles in cycle order, the others in id
+//!          order), each kind in slot order
 //!          cut into sections of SECTION_RECORDS records (the last one of a kind shorter,
 //!          none for a kind with no records); a section is
 //!          bytes u64 | rkyv archive of a Vec of the records (`bytes` long)
 //!          | BLAKE3 of the two fields before (32)
 //! trailer  BLAKE3 of the header followed by every section's hash, in order (32)
 //! ```
+//!
+//! The book's fail limit (`settlement_max_age`, 1 to 65535) is a header field, not a section
+//! of one entry: it is one scalar of the whole book, as `last_timestamp` is of the engine, and
+//! the header is where a restore learns such scalars before any section; a section would cost
+//! a count that must be 1, a section's frame and a special case in the reader for two bytes,
+//! and an empty book would still write one. So an engine that never used settlement
+//! writes no settlement section at all. Version 8 (no settlement counts and limit) restores
+//! with an empty book and the default limit (`limits::SETTLEMENT_MAX_AGE_DEFAULT`).
 //!
 //! Version 7 (no `log_kept`; the log's sections hold every leaf's hash, from which a restore
 //! makes the groups and picks the kept ones), version 6 (also no access counts or sections:
@@ -57,6 +69,7 @@ use crate::engine::{Engine, EngineConfig};
 use crate::event_log::{KeptLeaf, LogBatch, LogParts};
 use crate::memory::ChunkSupply;
 use crate::merkle::Hash;
+use crate::settlement_store::{BookRestore, StoredCommand, StoredCycle, StoredInstruction};
 use crate::snapshot_read::{Records, TRAILER_BYTES};
 pub use crate::snapshot_read::{SnapshotSection, SnapshotSections};
 use crate::snapshot_restore::{file_records, RestoredIndex, RestoredLog};
@@ -64,10 +77,12 @@ use crate::snapshot_sections::encode_section;
 pub use crate::snapshot_sections::{
     section_hash, Section, SectionEncoder, SectionKind, SectionVersion, TrailerHasher,
 };
-use crate::state::{AccountState, Balances, EventRef, Expiry, StoredTrade, StoredTransfer};
+use crate::state::{AccountState, EventRef, Expiry, StoredTrade, StoredTransfer};
 
 pub(crate) const MAGIC: &[u8; 8] = b"TALLYSNP";
-pub(crate) const FORMAT_VERSION: u32 = 8;
+pub(crate) const FORMAT_VERSION: u32 = 9;
+/// The format before the settlement book: read, never written.
+pub(crate) const FORMAT_VERSION_NO_SETTLEMENT: u32 = 8;
 /// The format whose log sections hold every leaf's hash: read, never written.
 pub(crate) const FORMAT_VERSION_ALL_LEAVES: u32 = 7;
 /// The format before the access trail: read, never written.
@@ -81,10 +96,12 @@ pub(crate) const FORMAT_VERSION_NO_FAILED_IDS: u32 = 3;
 /// The format before section hashes: read, never written.
 pub(crate) const FORMAT_VERSION_WHOLE_HASH: u32 = 2;
 /// Bytes of a snapshot's header.
-pub const SNAPSHOT_HEADER_BYTES: usize = 8 + 4 + 4 + 8 + KINDS * 8;
+pub const SNAPSHOT_HEADER_BYTES: usize = 8 + 4 + 4 + 8 + KINDS * 8 + 8;
 pub(crate) const HEADER_BYTES: usize = SNAPSHOT_HEADER_BYTES;
-/// Bytes of a header of version 7 (no `log_kept` count).
-pub(crate) const HEADER_BYTES_ALL_LEAVES: usize = HEADER_BYTES - 8;
+/// Bytes of a header of version 8 (no settlement counts, no `settlement_max_age`).
+pub(crate) const HEADER_BYTES_NO_SETTLEMENT: usize = HEADER_BYTES - 32;
+/// Bytes of a header of version 7 (no `log_kept` count either).
+pub(crate) const HEADER_BYTES_ALL_LEAVES: usize = HEADER_BYTES_NO_SETTLEMENT - 8;
 /// Bytes of a header of version 6 (no access counts).
 pub(crate) const HEADER_BYTES_NO_ACCESS: usize = HEADER_BYTES_ALL_LEAVES - 24;
 /// Bytes of a header of versions 4 and 5 (no log counts).
@@ -93,8 +110,8 @@ pub(crate) const HEADER_BYTES_NO_LOG: usize = HEADER_BYTES_NO_ACCESS - 32;
 pub(crate) const HEADER_BYTES_OLD: usize = HEADER_BYTES_NO_LOG - 8;
 /// Kinds of records a snapshot holds: accounts, transfers, trades, expiries, failed ids,
 /// log groups, log batches, checkpoints, cosignatures, access reads, access touches, access
-/// checkpoints, kept log leaves.
-pub(crate) const KINDS: usize = 13;
+/// checkpoints, kept log leaves, settlement cycles, instructions and commands.
+pub(crate) const KINDS: usize = 16;
 /// Bytes of a section's hash.
 pub const SECTION_HASH_BYTES: usize = 32;
 
@@ -238,6 +255,9 @@ record!(SignedCheckpoint, "checkpoint");
 record!(StoredCosignature, "cosignature");
 record!(AccessRead, "access read");
 record!(AccessTouch, "access touch");
+record!(StoredCycle, "settlement cycle");
+record!(StoredInstruction, "settlement instruction");
+record!(StoredCommand, "settlement command");
 
 /// What a snapshot's header says a restore begins with ([`Engine::restore_begin`]).
 #[derive(Clone, Copy, Debug)]
@@ -247,8 +267,10 @@ pub struct RestoreStart {
     pub(crate) counts: [u64; KINDS],
     /// Leaves in the verifiable log.
     pub(crate) log_size: u64,
-    /// Whether the log's sections hold group hashes (format 8), not every leaf's hash.
+    /// Whether the log's sections hold group hashes (format 8 on), not every leaf's hash.
     pub(crate) log_grouped: bool,
+    /// The settlement book's fail limit (the default for a format before 9).
+    pub(crate) settlement_max_age: u16,
 }
 
 /// The engine's stored state frozen at one point (`Engine::freeze`): what a snapshot holds,
@@ -256,7 +278,8 @@ pub struct RestoreStart {
 /// and one pointer per chunk of stored events — not the events: the stored-event arenas share
 /// their chunks with it and copy a chunk only when they write to one it holds (the open
 /// chunk's next append, a pending event's status change). So the pause it costs the apply
-/// path grows with the number of accounts, not with the length of the history.
+/// path grows with the number of accounts, not with the length of the history — and with the
+/// settlement book, which it copies whole in its stored form (see `Engine::freeze`).
 #[derive(Clone, Debug)]
 pub struct FrozenState {
     engine: u64,
@@ -275,6 +298,10 @@ pub struct FrozenState {
     access_reads: Frozen<AccessRead>,
     access_touches: Frozen<AccessTouch>,
     access_checkpoints: Frozen<SignedCheckpoint>,
+    settlement_max_age: u16,
+    settlement_cycles: Vec<StoredCycle>,
+    settlement_instructions: Vec<StoredInstruction>,
+    settlement_commands: Vec<StoredCommand>,
 }
 
 impl FrozenState {
@@ -321,6 +348,10 @@ impl FrozenState {
             self.access_touches.len(),
             self.access_checkpoints.len(),
             self.log_kept.len(),
+            self.settlement_cycles.len(),
+            self.settlement_instructions.len(),
+            self.settlement_commands.len(),
+            usize::from(self.settlement_max_age),
         ] {
             header.extend_from_slice(&(count as u64).to_le_bytes());
         }
@@ -332,16 +363,20 @@ impl FrozenState {
     /// this engine may use it instead of encoding it again (the same bytes, hash included).
     pub fn sections(&self) -> Vec<Section> {
         let mut sections = Vec::new();
-        let accounts = self.accounts.len().div_ceil(SECTION_RECORDS);
-        for index in 0..accounts {
-            let records = (self.accounts.len() - index * SECTION_RECORDS).min(SECTION_RECORDS);
-            sections.push(Section {
-                kind: SectionKind::Accounts,
-                index,
-                records,
-                version: None,
-            });
-        }
+        // Kinds held in a vector of their own, cut into sections with no version (written
+        // anew in every snapshot).
+        let whole = |sections: &mut Vec<Section>, kind, len: usize| {
+            for index in 0..len.div_ceil(SECTION_RECORDS) {
+                let records = (len - index * SECTION_RECORDS).min(SECTION_RECORDS);
+                sections.push(Section {
+                    kind,
+                    index,
+                    records,
+                    version: None,
+                });
+            }
+        };
+        whole(&mut sections, SectionKind::Accounts, self.accounts.len());
         let mut events = |kind, chunks: usize, chunk: &dyn Fn(usize) -> (usize, u64)| {
             for index in 0..chunks {
                 let (records, written) = chunk(index);
@@ -432,6 +467,20 @@ impl FrozenState {
             let (records, written) = self.log_kept.chunk(i);
             (records.len(), written)
         });
+        let book = [
+            (SectionKind::SettlementCycles, self.settlement_cycles.len()),
+            (
+                SectionKind::SettlementInstructions,
+                self.settlement_instructions.len(),
+            ),
+            (
+                SectionKind::SettlementCommands,
+                self.settlement_commands.len(),
+            ),
+        ];
+        for (kind, len) in book {
+            whole(&mut sections, kind, len);
+        }
         sections
     }
 
@@ -457,12 +506,13 @@ impl FrozenState {
             access_reads,
             access_touches,
             kept,
+            settlement_cycles,
+            settlement_instructions,
+            settlement_commands,
         } = encoder;
         match section.kind {
             SectionKind::Accounts => {
-                let start = section.index * SECTION_RECORDS;
-                let end = (start + SECTION_RECORDS).min(self.accounts.len());
-                encode_section(&self.accounts[start..end], accounts, archived, out);
+                encode_section(slice(&self.accounts, section), accounts, archived, out);
             }
             SectionKind::Transfers => {
                 encode_section(
@@ -517,6 +567,18 @@ impl FrozenState {
             SectionKind::LogKept => {
                 encode_section(self.log_kept.chunk(section.index).0, kept, archived, out);
             }
+            SectionKind::SettlementCycles => {
+                let records = slice(&self.settlement_cycles, section);
+                encode_section(records, settlement_cycles, archived, out);
+            }
+            SectionKind::SettlementInstructions => {
+                let records = slice(&self.settlement_instructions, section);
+                encode_section(records, settlement_instructions, archived, out);
+            }
+            SectionKind::SettlementCommands => {
+                let records = slice(&self.settlement_commands, section);
+                encode_section(records, settlement_commands, archived, out);
+            }
         }
     }
 
@@ -532,6 +594,13 @@ impl FrozenState {
     pub fn events(&self) -> usize {
         self.transfers.len() + self.trades.len() + self.expiries.len()
     }
+}
+
+/// The records of a kind held in one vector (accounts, the settlement book's) that `section`
+/// covers.
+fn slice<'a, T>(all: &'a [T], section: &Section) -> &'a [T] {
+    let start = section.index * SECTION_RECORDS;
+    &all[start..(start + SECTION_RECORDS).min(all.len())]
 }
 
 impl Engine {
@@ -559,6 +628,14 @@ impl Engine {
             access_reads: self.access.reads.freeze(),
             access_touches: self.access.touches.freeze(),
             access_checkpoints: self.access.checkpoints.freeze(),
+            // The settlement book is copied whole, in its stored form: O(book) on the apply
+            // path — 149 ms per million open instructions measured (benches/benches/
+            // netting.rs, `book_stored_form`), against a pause that does not grow with the
+            // events' history for everything else. docs/wal.md says where that could go.
+            settlement_max_age: self.settlement.max_age(),
+            settlement_cycles: self.settlement.stored_cycles(),
+            settlement_instructions: self.settlement.stored_instructions(),
+            settlement_commands: self.settlement.stored_commands(),
         }
     }
 
@@ -608,6 +685,11 @@ impl Engine {
         }
         let mut stored_balances = Vec::new();
         let mut log = RestoredLog::default();
+        // The book restores into the new engine's (which gives it the node's hash seed).
+        let mut book = BookRestore::new(
+            std::mem::take(&mut engine.settlement),
+            start.settlement_max_age,
+        )?;
         let mut events_indexed = false;
         for section in sections {
             let SnapshotSection(records) = section?;
@@ -626,8 +708,8 @@ impl Engine {
                 &mut log,
                 &mut index,
                 &mut stored_balances,
-                counts,
-                start.log_size,
+                &mut book,
+                &start,
                 &records,
             )?;
             if let Some(spent) = &spent {
@@ -640,24 +722,29 @@ impl Engine {
         }
         // Every record the header counts (sections handed over a channel that closed early
         // would leave some out).
+        let [cycles, instructions, commands] = book.filed();
         let filed = [
-            engine.accounts.len(),
-            engine.transfers.len(),
-            engine.trades.len(),
-            engine.expiries.len(),
-            engine.failed.len(),
-            log.0.len(),
-            log.1.len(),
-            log.2.len(),
-            log.3.len(),
-            log.4.len(),
-            log.5.len(),
-            log.6.len(),
-            log.7.len(),
+            engine.accounts.len() as u64,
+            engine.transfers.len() as u64,
+            engine.trades.len() as u64,
+            engine.expiries.len() as u64,
+            engine.failed.len() as u64,
+            log.0.len() as u64,
+            log.1.len() as u64,
+            log.2.len() as u64,
+            log.3.len() as u64,
+            log.4.len() as u64,
+            log.5.len() as u64,
+            log.6.len() as u64,
+            log.7.len() as u64,
+            cycles,
+            instructions,
+            commands,
         ];
-        if filed.map(|n| n as u64) != counts {
+        if filed != counts {
             return Err(SnapshotError::Truncated);
         }
+        engine.settlement = book.finish();
         let RestoredLog(leaves, batches, checkpoints, cosignatures, reads, touches, access, kept) =
             log;
         engine.access =
@@ -670,83 +757,6 @@ impl Engine {
         }
         engine.replay_restored(&stored_balances)?;
         Ok(engine)
-    }
-
-    /// Replay every restored event's effect in timestamp order (the three streams are each in
-    /// timestamp order; a merge interleaves them), rebuilding histories and balances, which
-    /// must land on the `stored` ones.
-    fn replay_restored(&mut self, stored: &[Balances]) -> Result<(), SnapshotError> {
-        let mut cursors = [0u32; 3];
-        let lens = [
-            self.transfers.len() as u32,
-            self.trades.len() as u32,
-            self.expiries.len() as u32,
-        ];
-        let event_of = |stream: usize, cursor: u32| match stream {
-            0 => EventRef::transfer(cursor),
-            1 => EventRef::trade(cursor),
-            _ => EventRef::expiry(cursor),
-        };
-        // Each stream's next timestamp (u64::MAX once it is done), refreshed only for the
-        // stream that moved: one timestamp read per event instead of three.
-        let mut next = [u64::MAX; 3];
-        for stream in 0..3 {
-            if lens[stream] > 0 {
-                next[stream] = self.event_timestamp(event_of(stream, 0));
-            }
-        }
-        let mut previous = 0u64;
-        loop {
-            let stream = if next[0] <= next[1] && next[0] <= next[2] {
-                0
-            } else if next[1] <= next[2] {
-                1
-            } else {
-                2
-            };
-            let timestamp = next[stream];
-            if timestamp == u64::MAX && cursors[stream] >= lens[stream] {
-                break;
-            }
-            if timestamp <= previous || timestamp > self.last_timestamp {
-                return Err(invalid(format!(
-                    "event timestamps out of order at {timestamp}"
-                )));
-            }
-            previous = timestamp;
-            let event = event_of(stream, cursors[stream]);
-            cursors[stream] += 1;
-            next[stream] = if cursors[stream] < lens[stream] {
-                self.event_timestamp(event_of(stream, cursors[stream]))
-            } else {
-                u64::MAX
-            };
-            let (accounts, count) = self.event_accounts(event);
-            for &account in &accounts[..count] {
-                let delta = self.effect(account, event);
-                let slot = self.accounts.get_mut(account);
-                slot.state.balances = slot.state.balances.wrapping_add(delta);
-            }
-            // The history links are derived: each must be what the replay derives, or the
-            // snapshot is refused (checked, not rewritten: the events stay untouched).
-            let links = self.link_history(&accounts[..count], event);
-            for (role, &link) in links[..count].iter().enumerate() {
-                if self.previous_event_link(event, role) != link {
-                    return Err(invalid(format!(
-                        "event at {timestamp}: its history link {role} is not the replay's"
-                    )));
-                }
-            }
-        }
-        for (slot, balances) in stored.iter().enumerate() {
-            if self.accounts.get(slot as u32).balances != *balances {
-                return Err(invalid(format!(
-                    "account {} balances do not match the replay of its events",
-                    self.accounts.get(slot as u32).id
-                )));
-            }
-        }
-        Ok(())
     }
 
     pub(crate) fn index_restored_event(
@@ -763,3 +773,7 @@ impl Engine {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "snapshot_settlement_tests.rs"]
+mod settlement_tests;

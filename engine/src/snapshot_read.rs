@@ -15,12 +15,14 @@ use crate::checkpoint::{SignedCheckpoint, StoredCosignature};
 use crate::engine::Engine;
 use crate::event_log::{KeptLeaf, LogBatch};
 use crate::merkle::Hash;
+use crate::settlement_store::{StoredCommand, StoredCycle, StoredInstruction};
 use crate::snapshot::{
     invalid, Record, RestoreStart, SnapshotError, FORMAT_VERSION, FORMAT_VERSION_ALL_LEAVES,
     FORMAT_VERSION_NO_ACCESS, FORMAT_VERSION_NO_FAILED_IDS, FORMAT_VERSION_NO_LOG,
-    FORMAT_VERSION_NO_TRADE_USER_DATA, FORMAT_VERSION_WHOLE_HASH, HEADER_BYTES,
-    HEADER_BYTES_ALL_LEAVES, HEADER_BYTES_NO_ACCESS, HEADER_BYTES_NO_LOG, HEADER_BYTES_OLD, KINDS,
-    MAGIC, SECTION_HASH_BYTES, SECTION_RECORDS,
+    FORMAT_VERSION_NO_SETTLEMENT, FORMAT_VERSION_NO_TRADE_USER_DATA, FORMAT_VERSION_WHOLE_HASH,
+    HEADER_BYTES, HEADER_BYTES_ALL_LEAVES, HEADER_BYTES_NO_ACCESS, HEADER_BYTES_NO_LOG,
+    HEADER_BYTES_NO_SETTLEMENT, HEADER_BYTES_OLD, KINDS, MAGIC, SECTION_HASH_BYTES,
+    SECTION_RECORDS,
 };
 use crate::snapshot_sections::TrailerHasher;
 use crate::state::{AccountState, Expiry, PendingStatus, StoredTrade, StoredTransfer, SLOT_NONE};
@@ -47,6 +49,7 @@ impl Engine {
         let version = word(8);
         let header_bytes = match version {
             FORMAT_VERSION => HEADER_BYTES,
+            FORMAT_VERSION_NO_SETTLEMENT => HEADER_BYTES_NO_SETTLEMENT,
             FORMAT_VERSION_ALL_LEAVES => HEADER_BYTES_ALL_LEAVES,
             FORMAT_VERSION_NO_ACCESS => HEADER_BYTES_NO_ACCESS,
             FORMAT_VERSION_NO_LOG | FORMAT_VERSION_NO_TRADE_USER_DATA => HEADER_BYTES_NO_LOG,
@@ -63,7 +66,7 @@ impl Engine {
             bytes.copy_from_slice(&header[at..at + 8]);
             u64::from_le_bytes(bytes)
         };
-        // Versions 3 to 6: each section's hash, then one over the header and those hashes.
+        // Versions 3 on: each section's hash, then one over the header and those hashes.
         let sections_hash = (version != FORMAT_VERSION_WHOLE_HASH).then(|| {
             input.hasher = None;
             TrailerHasher::new(header)
@@ -88,15 +91,26 @@ impl Engine {
             } else {
                 [0, 0, 0]
             };
-        // Format 8 keeps a hash per group of leaves and the kept leaves; older formats a hash
-        // per leaf (a restore makes the groups and picks the kept leaves).
-        let log_grouped = version >= FORMAT_VERSION;
+        // Format 8 on keeps a hash per group of leaves and the kept leaves; older formats a
+        // hash per leaf (a restore makes the groups and picks the kept leaves).
+        let log_grouped = version >= FORMAT_VERSION_NO_SETTLEMENT;
         let log_kept = if log_grouped { long(120) } else { 0 };
         let log_sections = if log_grouped {
             leaves >> crate::event_log::LEAF_GROUP_LEVEL
         } else {
             leaves
         };
+        // And one from before the settlement book with an empty book, its fail limit the
+        // default.
+        let (book, settlement_max_age) = if version >= FORMAT_VERSION {
+            let limit = long(152);
+            let max_age = u16::try_from(limit)
+                .map_err(|_| invalid(format!("settlement max age {limit} is past 65535")))?;
+            ([128, 136, 144].map(long), max_age)
+        } else {
+            ([0; 3], crate::limits::SETTLEMENT_MAX_AGE_DEFAULT)
+        };
+        let [settlement_cycles, settlement_instructions, settlement_commands] = book;
         // Slots are u32 with `SLOT_NONE` reserved; event slots have 30 bits (`EventRef`); a
         // log holds one leaf per event ever applied, at most a batch per leaf.
         if accounts >= u64::from(SLOT_NONE)
@@ -111,6 +125,7 @@ impl Engine {
             || access_touches >= u64::from(u32::MAX)
             || access_checkpoints > access_reads
             || log_kept > leaves
+            || book.iter().any(|&n| n >= u64::from(u32::MAX))
         {
             return Err(invalid("more records than slots"));
         }
@@ -128,12 +143,16 @@ impl Engine {
             access_touches,
             access_checkpoints,
             log_kept,
+            settlement_cycles,
+            settlement_instructions,
+            settlement_commands,
         ];
         let start = RestoreStart {
             last_timestamp: long(16),
             counts,
             log_size: leaves,
             log_grouped,
+            settlement_max_age,
         };
         // Trades gained `user_data_64` in format 5.
         let trades_v4 = version <= FORMAT_VERSION_NO_TRADE_USER_DATA;
@@ -193,11 +212,12 @@ impl From<StoredTradeV4> for StoredTrade {
 /// Bytes of a snapshot's trailer.
 pub(crate) const TRAILER_BYTES: usize = 32;
 
-/// Bytes an archived section of `records` records may take: the records, the vector's root
-/// and alignment padding (a section claiming more is damaged, and is refused before any
-/// buffer grows to it).
-fn section_bytes_max<T>(records: usize) -> u64 {
-    (records * std::mem::size_of::<T>() + 256) as u64
+/// Bytes an archived section of `records` records may take: the archived records (rkyv lays
+/// a record out in declaration order, so its archived size may exceed its size in memory: a
+/// `StoredInstruction` is 192 bytes in memory, 224 archived), the vector's root and alignment
+/// padding (a section claiming more is damaged, and is refused before any buffer grows to it).
+fn section_bytes_max<T: rkyv::Archive>(records: usize) -> u64 {
+    (records * std::mem::size_of::<rkyv::Archived<T>>() + 256) as u64
 }
 
 /// A reader that hashes (BLAKE3) what it hands out, while `hasher` is set (version 2's
@@ -232,10 +252,13 @@ pub(crate) enum Records {
     AccessTouches(Vec<AccessTouch>),
     AccessCheckpoints(Vec<SignedCheckpoint>),
     LogKept(Vec<KeptLeaf>),
+    SettlementCycles(Vec<StoredCycle>),
+    SettlementInstructions(Vec<StoredInstruction>),
+    SettlementCommands(Vec<StoredCommand>),
 }
 
 /// A record kind as a section of [`Records`].
-trait Kind: Record + Send {
+trait Kind: Record + Send + rkyv::Archive {
     fn wrap(records: Vec<Self>) -> Records;
     /// The vector of a filed section of this kind, for reuse.
     fn unwrap(records: Records) -> Option<Vec<Self>>;
@@ -268,6 +291,9 @@ kind!(StoredCosignature, Cosignatures);
 kind!(AccessRead, AccessReads);
 kind!(AccessTouch, AccessTouches);
 kind!(KeptLeaf, LogKept);
+kind!(StoredCycle, SettlementCycles);
+kind!(StoredInstruction, SettlementInstructions);
+kind!(StoredCommand, SettlementCommands);
 
 /// A section of checkpoints as the access trail's: archived as the log's, filed apart.
 fn access_checkpoints(records: Records) -> Records {
@@ -285,8 +311,8 @@ fn access_checkpoints(records: Records) -> Records {
 /// thread of its own, as it keeps no file or clock).
 pub struct SnapshotSections<R> {
     input: Hashed<R>,
-    /// Records of each kind still to read: accounts, transfers, trades, expiries, failed ids,
-    /// log leaves, log batches, checkpoints, cosignatures.
+    /// Records of each kind still to read (`KINDS`, in the order `RestoreStart::counts` has
+    /// them).
     left: [u64; KINDS],
     kind: usize,
     buffer: AlignedVec<16>,
@@ -418,10 +444,13 @@ impl<R: Read> Iterator for SnapshotSections<R> {
             8 => self.section::<StoredCosignature>(records),
             9 => self.section::<AccessRead>(records),
             10 => self.section::<AccessTouch>(records),
-            12 => self.section::<KeptLeaf>(records),
-            _ => self
+            11 => self
                 .section::<SignedCheckpoint>(records)
                 .map(access_checkpoints),
+            12 => self.section::<KeptLeaf>(records),
+            13 => self.section::<StoredCycle>(records),
+            14 => self.section::<StoredInstruction>(records),
+            _ => self.section::<StoredCommand>(records),
         };
         self.left[self.kind] -= records as u64;
         if section.is_err() {

@@ -53,6 +53,9 @@ pub struct SectionEncoder {
     pub(crate) access_reads: Vec<crate::access_log::AccessRead>,
     pub(crate) access_touches: Vec<crate::access_log::AccessTouch>,
     pub(crate) kept: Vec<crate::event_log::KeptLeaf>,
+    pub(crate) settlement_cycles: Vec<crate::settlement_store::StoredCycle>,
+    pub(crate) settlement_instructions: Vec<crate::settlement_store::StoredInstruction>,
+    pub(crate) settlement_commands: Vec<crate::settlement_store::StoredCommand>,
 }
 
 /// The kinds of records a snapshot holds, in the order their sections come.
@@ -80,6 +83,12 @@ pub enum SectionKind {
     AccessCheckpoints,
     /// The hashes of the log's leaves a restore cannot rebuild (format 8 on).
     LogKept,
+    /// The settlement book's cycles, in cycle order (format 9 on).
+    SettlementCycles,
+    /// The settlement book's instructions and where each stands, in id order (format 9 on).
+    SettlementInstructions,
+    /// The settlement commands the book applied, in id order (format 9 on).
+    SettlementCommands,
 }
 
 impl SectionKind {
@@ -99,6 +108,9 @@ impl SectionKind {
             SectionKind::AccessTouches => "access-touches",
             SectionKind::AccessCheckpoints => "access-checkpoints",
             SectionKind::LogKept => "log-kept",
+            SectionKind::SettlementCycles => "settlement-cycles",
+            SectionKind::SettlementInstructions => "settlement-instructions",
+            SectionKind::SettlementCommands => "settlement-commands",
         }
     }
 }
@@ -118,8 +130,9 @@ pub struct Section {
     /// Its position among the sections of its kind.
     pub index: usize,
     pub records: usize,
-    /// For a whole chunk of stored events (never accounts, never a chunk still filling): its
-    /// version, equal in a later view only if nothing in it was written since.
+    /// For a whole chunk of stored events (never accounts or the settlement book, never a
+    /// chunk still filling): its version, equal in a later view only if nothing in it was
+    /// written since.
     pub version: Option<SectionVersion>,
 }
 

@@ -162,7 +162,13 @@ proptest! {
             }
             // The book survives its stored form (a snapshot's sections): restored, it is the
             // same book, and every later step runs on the restored one.
-            let restored = SettlementBook::restore(3, 7, &book.stored_cycles(), &book.stored_instructions());
+            let restored = SettlementBook::restore(
+                book.max_age(),
+                7,
+                &book.stored_cycles(),
+                &book.stored_instructions(),
+                &book.stored_commands(),
+            );
             prop_assert_eq!(restored.as_ref(), Ok(&book));
             book = restored.unwrap();
             for id in &ids {
