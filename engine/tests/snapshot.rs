@@ -1,6 +1,6 @@
 //! Snapshots: restore gives the same digest and the same answers to every query, and the
-//! restored engine continues exactly like the original; damaged snapshot bytes are refused with
-//! an error, never a panic.
+//! restored engine continues exactly like the original (its settlement book too); damaged
+//! snapshot bytes are refused with an error, never a panic.
 
 mod common;
 mod model;
@@ -9,7 +9,12 @@ use common::{account_ids, operation};
 use model::generate::{Batch, Config, Generator, Rng, TIME_BASE_LOW};
 use model::{Model, Op};
 use tally_engine::limits::BATCH_EVENTS_MAX;
-use tally_engine::{Account, Engine, EngineConfig, Operation, StatementFilter, Transfer};
+use tally_engine::records::{CommandKind, SettlementCommand};
+use tally_engine::settlement::{CancelReason, Instruction, Status};
+use tally_engine::{
+    Account, AccountFlags, Engine, EngineConfig, InstructionFlags, Operation, StatementFilter,
+    Transfer,
+};
 
 /// A generator and a model that keep producing batches aimed at the current state.
 struct Log {
@@ -514,11 +519,11 @@ fn later_sections_unchanged_are_the_earlier_bytes() {
     // the engine's own tests (`event_log`: they need the leaf hashes as applied).
     let header_bytes = tally_engine::SNAPSHOT_HEADER_BYTES;
 
-    // The same ledger in version 3 (no failed-id count, no log, access or kept counts; this
-    // state has no failed ids): the sections before the log's, under the same trailer rule,
-    // after a header 72 bytes shorter (8 + 4 × 8 + 3 × 8 + 8). It restores to the same
-    // ledger with an empty log.
-    let newer_counts = 8 + 4 * 8 + 3 * 8 + 8;
+    // The same ledger in version 3 (no failed-id count, no log, access, kept or settlement
+    // counts, no settlement limit; this state has no failed ids): the sections before the
+    // log's, under the same trailer rule, after a header 104 bytes shorter (8 + 4 × 8 + 3 × 8
+    // + 8 + 4 × 8). It restores to the same ledger with an empty log.
+    let newer_counts = 8 + 4 * 8 + 3 * 8 + 8 + 4 * 8;
     assert_eq!(
         whole[header_bytes - newer_counts..header_bytes - newer_counts + 8],
         [0u8; 8]
@@ -537,6 +542,9 @@ fn later_sections_unchanged_are_the_earlier_bytes() {
                     | SectionKind::AccessTouches
                     | SectionKind::AccessCheckpoints
                     | SectionKind::LogKept
+                    | SectionKind::SettlementCycles
+                    | SectionKind::SettlementInstructions
+                    | SectionKind::SettlementCommands
             )
         })
         .count();
@@ -569,4 +577,174 @@ fn later_sections_unchanged_are_the_earlier_bytes() {
     old.extend_from_slice(&hash);
     let restored = Engine::restore(&old, EngineConfig { hash_seed: 4 }).expect("version 2");
     assert_eq!(restored.ledger_digest(), engine.ledger_digest());
+}
+
+/// A settlement command of `kind` (docs/records.md, "Settlement command").
+fn command(id: u128, kind: CommandKind, set: impl FnOnce(&mut SettlementCommand)) -> Vec<u8> {
+    let mut command = SettlementCommand {
+        id,
+        kind: kind as u16,
+        ..SettlementCommand::default()
+    };
+    set(&mut command);
+    command.encode().to_vec()
+}
+
+/// Proves the settlement book that `apply` builds — instructions settled, failed, held and
+/// cancelled by both parties, cycles closed and open, the commands applied and a fail limit
+/// set by one of them — survives a snapshot: the restored engine (another hash seed) has the
+/// same book and digest, answers a retried command `exists` like the original, and goes on
+/// identically through the next cut-off and run.
+#[test]
+fn the_settlement_book_survives_a_snapshot() {
+    let mut original = Engine::new(EngineConfig { hash_seed: 21 });
+    let account = |id: u128, ledger: u32, short: bool| Account {
+        id,
+        ledger,
+        code: 1,
+        flags: if short {
+            AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS
+        } else {
+            AccountFlags::default()
+        },
+        ..Account::default()
+    };
+    // Securities on ledger 1 (account 1 holds nothing and may not go below it), cash on 2.
+    let accounts = [
+        account(1, 1, true),
+        account(2, 1, false),
+        account(3, 1, false),
+        account(4, 2, false),
+        account(5, 2, false),
+    ];
+    let instruction = |id: u128, deliverer: u128, hold: bool| Instruction {
+        id,
+        deliverer_securities: deliverer,
+        receiver_securities: 2,
+        receiver_cash: 4,
+        deliverer_cash: 5,
+        quantity: 10,
+        cash: 100,
+        cycle: 1,
+        flags: InstructionFlags::of(false, hold),
+        ..Instruction::default()
+    };
+    let cycle = |cycle| move |c: &mut SettlementCommand| c.cycle = cycle;
+    let cancel = |party| {
+        move |c: &mut SettlementCommand| {
+            c.instruction = 103;
+            c.party = party;
+        }
+    };
+    let set_limit = command(1_000, CommandKind::SetMaxAge, |c| c.max_age = 3);
+    let batches: Vec<(Operation, Vec<u8>)> = vec![
+        (
+            Operation::CreateAccounts,
+            accounts.iter().flat_map(|a| a.encode()).collect(),
+        ),
+        (
+            Operation::SettlementCommands,
+            [
+                set_limit.clone(),
+                command(1_001, CommandKind::Open, cycle(1)),
+            ]
+            .concat(),
+        ),
+        (
+            Operation::CreateInstructions,
+            [
+                (100, 1, false),
+                (101, 3, false),
+                (102, 3, true),
+                (103, 3, false),
+            ]
+            .iter()
+            .flat_map(|&(id, deliverer, hold)| instruction(id, deliverer, hold).encode())
+            .collect(),
+        ),
+        (
+            Operation::SettlementCommands,
+            [
+                command(1_002, CommandKind::Cancel, cancel(1)),
+                command(1_003, CommandKind::Cancel, cancel(2)),
+                command(1_004, CommandKind::CutOff, cycle(1)),
+                command(1_005, CommandKind::Run, cycle(1)),
+                command(1_006, CommandKind::Close, cycle(1)),
+                command(1_007, CommandKind::Open, cycle(2)),
+            ]
+            .concat(),
+        ),
+    ];
+    let mut at = 1 << 40;
+    for (operation, body) in &batches {
+        at += 1_000;
+        let outcome = original.apply(*operation, at, body);
+        assert!(
+            outcome.as_ref().is_ok_and(|o| o.failures.is_empty()),
+            "{operation:?}: {outcome:?}"
+        );
+    }
+    let book = original.settlement();
+    assert_eq!(book.max_age(), 3);
+    assert_eq!(book.commands().len(), 8);
+    let statuses = [100, 101, 102, 103].map(|id| book.instruction(id).map(|s| s.status));
+    assert!(
+        matches!(
+            statuses,
+            [
+                Some(Status::Failed { .. }),
+                Some(Status::Settled),
+                Some(Status::Held),
+                Some(Status::Cancelled(CancelReason::Bilateral))
+            ]
+        ),
+        "{statuses:?}"
+    );
+
+    let mut restored = Engine::restore(&original.snapshot(), EngineConfig { hash_seed: 22 })
+        .expect("the snapshot restores");
+    assert_eq!(restored.digest(), original.digest());
+    let (a, b) = (original.settlement(), restored.settlement());
+    assert_eq!(b.max_age(), a.max_age());
+    assert_eq!(b.stored_cycles(), a.stored_cycles());
+    assert_eq!(b.stored_instructions(), a.stored_instructions());
+    assert_eq!(b.stored_commands(), a.stored_commands());
+    // Both go on alike: a retried command, cycle 2's cut-off and run (instruction 100 fails
+    // again, aged by the restored limit), a new instruction's submission number.
+    let later: Vec<(Operation, Vec<u8>)> = vec![
+        (Operation::SettlementCommands, set_limit),
+        (
+            Operation::SettlementCommands,
+            [
+                command(1_008, CommandKind::CutOff, cycle(2)),
+                command(1_009, CommandKind::Run, cycle(2)),
+                command(1_010, CommandKind::Open, cycle(3)),
+            ]
+            .concat(),
+        ),
+        (
+            Operation::CreateInstructions,
+            Instruction {
+                cycle: 3,
+                ..instruction(104, 3, false)
+            }
+            .encode()
+            .to_vec(),
+        ),
+    ];
+    for (operation, body) in &later {
+        at += 1_000;
+        let x = original.apply(*operation, at, body);
+        let y = restored.apply(*operation, at, body);
+        assert_eq!(x, y, "{operation:?}");
+        assert_eq!(restored.digest(), original.digest(), "{operation:?}");
+    }
+    let retried = original.apply(Operation::SettlementCommands, at + 1_000, &later[0].1);
+    assert_eq!(
+        retried.map(|o| o.failures),
+        Ok(vec![(0, tally_engine::EventResult::Exists)])
+    );
+    let age = |engine: &Engine| engine.settlement().instruction(100).map(|s| s.age);
+    assert_eq!(age(&original), Some(2));
+    assert_eq!(age(&restored), Some(2));
 }
