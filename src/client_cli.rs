@@ -177,6 +177,11 @@ pub enum ClientCommand {
         #[arg(long)]
         at: u64,
     },
+    /// Net settlement: instructions, settlement cycles and their reports.
+    Cycle {
+        #[command(subcommand)]
+        command: crate::cycle_cli::CycleCommand,
+    },
 }
 
 /// How a `tally client` run ended, as an exit code.
@@ -190,7 +195,7 @@ pub enum Ended {
 
 /// What a read of `asked` ids that found `found` ends with: the ids not found are said on
 /// standard error, as absent or out of scope (the node answers both alike).
-fn found_all(asked: &[u128], found: impl Iterator<Item = u128>) -> Ended {
+pub(crate) fn found_all(asked: &[u128], found: impl Iterator<Item = u128>) -> Ended {
     let found: std::collections::HashSet<u128> = found.collect();
     let missing: Vec<String> = asked
         .iter()
@@ -220,7 +225,7 @@ fn account_read<T>(account_id: u128, read: Result<T, ClientError>) -> anyhow::Re
     }
 }
 
-fn flag_bits(text: &str, names: &[(&str, u16)]) -> anyhow::Result<u16> {
+pub(crate) fn flag_bits(text: &str, names: &[(&str, u16)]) -> anyhow::Result<u16> {
     let mut bits = 0;
     for name in text.split(['|', ' ', ';']).filter(|name| !name.is_empty()) {
         let Some((_, bit)) = names
@@ -273,7 +278,7 @@ const TRADE_FLAGS: &[(&str, u16)] = &[
     ("void_pending_trade", TradeFlags::VOID_PENDING_TRADE.0),
 ];
 
-fn flag_names(bits: u16, names: &[(&str, u16)]) -> String {
+pub(crate) fn flag_names(bits: u16, names: &[(&str, u16)]) -> String {
     let set: Vec<&str> = names
         .iter()
         .filter(|(_, bit)| bits & bit != 0)
@@ -336,7 +341,7 @@ pub(crate) fn quote_big_integers(json: &str) -> std::borrow::Cow<'_, str> {
 
 /// A number column's value: empty (an optional column left out) is 0; otherwise an unsigned
 /// integer up to u128 in decimal or `0x` hex.
-fn number(text: &str, column: &str) -> anyhow::Result<u128> {
+pub(crate) fn number(text: &str, column: &str) -> anyhow::Result<u128> {
     if text.is_empty() {
         return Ok(0);
     }
@@ -344,7 +349,7 @@ fn number(text: &str, column: &str) -> anyhow::Result<u128> {
 }
 
 /// A number column's value narrowed to its field's type.
-fn narrow<T: TryFrom<u128>>(text: &str, column: &str) -> anyhow::Result<T> {
+pub(crate) fn narrow<T: TryFrom<u128>>(text: &str, column: &str) -> anyhow::Result<T> {
     let value = number(text, column)?;
     T::try_from(value).map_err(|_| anyhow::anyhow!("column {column}: {value} is out of range"))
 }
@@ -492,7 +497,7 @@ fn trade_record(v: &[&str]) -> anyhow::Result<(u128, [u8; 128])> {
 
 /// Check `file` whole (bad input exits 2 before any connection is made), then import it and
 /// say what it did: on standard error, or for a table also the summary line on standard output.
-async fn create_from_file(
+pub(crate) async fn create_from_file(
     file: &std::path::Path,
     in_flight: u8,
     rate: Option<u64>,
@@ -537,9 +542,9 @@ async fn create_from_file(
 }
 
 /// A table: column names and rows of text, printed in the chosen format.
-struct Table {
-    columns: Vec<&'static str>,
-    rows: Vec<Vec<String>>,
+pub(crate) struct Table {
+    pub(crate) columns: Vec<&'static str>,
+    pub(crate) rows: Vec<Vec<String>>,
 }
 
 /// Print the records a lookup of `asked` found; the ids not found are said on standard error.
@@ -560,7 +565,7 @@ fn print_records<T>(
 }
 
 impl Table {
-    fn print(&self, output: Output) -> anyhow::Result<()> {
+    pub(crate) fn print(&self, output: Output) -> anyhow::Result<()> {
         match output {
             Output::Json => {
                 let objects: Vec<serde_json::Map<String, serde_json::Value>> = self
@@ -620,7 +625,7 @@ impl Table {
     }
 }
 
-fn ids(texts: &[String]) -> anyhow::Result<Vec<u128>> {
+pub(crate) fn ids(texts: &[String]) -> anyhow::Result<Vec<u128>> {
     if texts.is_empty() {
         bail!("give at least one id");
     }
@@ -647,6 +652,9 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
     .with_tls(args.tls.client_tls()?);
     let output = args.output;
     match &args.command {
+        ClientCommand::Cycle { command } => {
+            crate::cycle_cli::run(command, config, output, args.in_flight, args.rate).await
+        }
         ClientCommand::CreateAccounts { file } => {
             create_from_file(
                 file,

@@ -13,6 +13,7 @@ pub mod client_cli;
 pub mod client_proofs;
 pub mod cluster_admin;
 pub mod config;
+pub mod cycle_cli;
 pub mod demo_proofs;
 pub mod import;
 pub mod load;

@@ -14,7 +14,7 @@ use crate::limits::{ACCOUNTS_MAX, EVENTS_PER_KIND_MAX, RESERVED_ID_FIRST};
 use crate::netting::Available;
 use crate::records::{raw_flags, AccountFlags, CommandKind, RecordBytes, SettlementCommand};
 use crate::result::EventResult as R;
-use crate::settlement::{Instruction, Party, Phase, RunReport, SettlementError};
+use crate::settlement::{Instruction, Party, Phase, RunRecord, RunReport, SettlementError};
 use crate::state::{AccountSlot, AccountState, EventRef, PendingStatus, StoredTransfer, SLOT_NONE};
 use crate::warm::Lookups;
 
@@ -208,7 +208,7 @@ impl Engine {
                 book.set_max_age(c.max_age);
                 Ok(())
             }
-            CommandKind::Run => match self.run_cycle(&c) {
+            CommandKind::Run => match self.run_cycle(&c, timestamp) {
                 R::Ok => Ok(()),
                 code => return code,
             },
@@ -226,7 +226,7 @@ impl Engine {
     /// Runs `command.cycle` and posts its movements, or changes nothing: the book is kept as it
     /// was and every posting undone when one breaks an account's rule (a receiver closed or
     /// bound by `credits_must_not_exceed_debits`, a balance that would overflow).
-    fn run_cycle(&mut self, command: &SettlementCommand) -> R {
+    fn run_cycle(&mut self, command: &SettlementCommand, timestamp: u64) -> R {
         match self.settlement.phase(command.cycle) {
             None => return R::CycleNotFound,
             Some(Phase::CutOff) => {}
@@ -263,27 +263,45 @@ impl Engine {
         self.undo.clear();
         self.undo_on = true;
         let result = self.post_run(&report, command.id);
-        if result != R::Ok {
-            self.rollback();
-            self.generated.truncate(generated);
-            self.generated_next = next;
-            self.settlement = before;
+        match result {
+            Ok(postings) => {
+                let record = RunRecord {
+                    cycle: command.cycle,
+                    command: command.id,
+                    timestamp,
+                    first_posting: postings.0,
+                    postings: postings.1,
+                    settled: report.settled,
+                    partly_settled: report.partly_settled,
+                    failed: report.failed,
+                    aged_out: report.aged_out.len() as u64,
+                    settled_value: report.settled_value,
+                    certificate: report.certificate,
+                };
+                self.settlement.runs.insert(command.cycle, record);
+            }
+            Err(_) => {
+                self.rollback();
+                self.generated.truncate(generated);
+                self.generated_next = next;
+                self.settlement = before;
+            }
         }
         self.undo_on = false;
         self.undo.clear();
-        result
+        result.err().unwrap_or(R::Ok)
     }
 
     /// Posts a run's movements: payers into their ledger's clearing account first, then the
     /// clearing accounts to the receivers, each in account id order — one transfer per
     /// participant and asset, with the run command's id in `user_data_128` and the cycle in
     /// `user_data_32`. Per ledger the movements sum to zero, so each clearing account ends
-    /// where it began.
-    fn post_run(&mut self, report: &RunReport, command: u128) -> R {
+    /// where it began. Returns the first posting's timestamp (0 for none) and how many.
+    fn post_run(&mut self, report: &RunReport, command: u128) -> Result<(u64, u32), R> {
         let mut legs = Vec::with_capacity(report.movements.len());
         for &(account, movement) in &report.movements {
             let Some(slot) = self.find_account(account) else {
-                return R::RunBreaksAccountRule;
+                return Err(R::RunBreaksAccountRule);
             };
             legs.push((slot, self.accounts.get(slot).state.ledger, movement));
         }
@@ -292,15 +310,13 @@ impl Engine {
         ledgers.dedup();
         let mut clearing = Vec::with_capacity(ledgers.len());
         for ledger in ledgers {
-            match self.clearing_account(ledger) {
-                Ok(slot) => clearing.push((ledger, slot)),
-                Err(code) => return code,
-            }
+            clearing.push((ledger, self.clearing_account(ledger)?));
         }
         let clearing_of = |ledger: u32| {
             let at = clearing.binary_search_by_key(&ledger, |c| c.0);
             clearing[at.expect("every ledger's clearing account was made")].1
         };
+        let mut postings = (0, 0);
         for paying in [true, false] {
             for &(slot, ledger, movement) in &legs {
                 if (movement < 0) != paying {
@@ -320,11 +336,15 @@ impl Engine {
                     report.cycle,
                 );
                 if code != R::Ok {
-                    return code;
+                    return Err(code);
                 }
+                if postings.1 == 0 {
+                    postings.0 = self.generated_next - 1;
+                }
+                postings.1 += 1;
             }
         }
-        R::Ok
+        Ok(postings)
     }
 
     /// The clearing account of `ledger`, made (a generated event) the first time one is needed.

@@ -358,7 +358,6 @@ impl Engine {
         let timestamp_last = self.generated_next - 1;
         self.last_timestamp = timestamp_last;
         self.assert_batch_conservation();
-        let generated = std::mem::take(&mut self.generated);
         self.log_batch(
             operation,
             body,
@@ -366,9 +365,7 @@ impl Engine {
             events_base,
             position,
             stored_before,
-            &generated,
         );
-        self.generated = generated;
         Ok(BatchOutcome {
             failures,
             timestamp_first: events_base,

@@ -337,8 +337,9 @@ impl Engine {
         timestamp_first: u64,
         position: LogPosition,
         stored_before: [usize; 3],
-        generated: &[crate::cycle::Generated],
     ) {
+        // What a settlement run made during the batch (`Engine::generated`), logged after it.
+        let generated = std::mem::take(&mut self.generated);
         let (records, _) = body.as_chunks::<{ crate::limits::RECORD_BYTES }>();
         self.log.batches.push(LogBatch {
             timestamp_first,
@@ -432,6 +433,7 @@ impl Engine {
             leaves.push(bytes);
         }
         self.log.append(leaves);
+        self.generated = generated;
     }
 
     /// An account's record as created: its stored record with zero balances.

@@ -30,6 +30,7 @@ pub mod records;
 mod result;
 pub mod settlement;
 pub mod settlement_store;
+pub mod settlement_wire;
 mod snapshot;
 mod snapshot_read;
 mod snapshot_restore;

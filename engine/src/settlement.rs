@@ -294,7 +294,7 @@ pub struct RunReport {
 /// A run's netting certificate: SHA-256 over the run's inputs, its net movements and its
 /// exceptions, each in a canonical order, so a participant holding the run's published lists
 /// can check its instructions were in and its net figure is the sum of its legs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Certificate {
     /// Each input in submission order (the run's): id, eligible quantity and cash (u64 LE),
     /// the four accounts (u128 LE).
@@ -303,6 +303,82 @@ pub struct Certificate {
     pub movements: [u8; 32],
     /// Each instruction that did not settle whole: id, settled quantity and cash (u64 LE).
     pub exceptions: [u8; 32],
+}
+
+/// What a cycle's run did, kept with the book for the cycle's report: the run command, where
+/// its postings are in the log, its counts and its netting certificate. The 256-byte form
+/// (`encode`/`decode`) is docs/records.md's "Run record".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunRecord {
+    pub cycle: u32,
+    /// The run command's id and timestamp.
+    pub command: u128,
+    pub timestamp: u64,
+    /// The timestamp of the run's first posted transfer (0 when it posted none); the others
+    /// follow one apart, each with id `cycle::run_transfer_id(timestamp)`.
+    pub first_posting: u64,
+    pub postings: u32,
+    pub settled: u64,
+    pub partly_settled: u64,
+    pub failed: u64,
+    pub aged_out: u64,
+    pub settled_value: u128,
+    pub certificate: Certificate,
+}
+
+/// Bytes of a run record.
+pub const RUN_RECORD_BYTES: usize = 256;
+
+impl RunRecord {
+    pub fn encode(&self) -> [u8; RUN_RECORD_BYTES] {
+        let mut out = [0u8; RUN_RECORD_BYTES];
+        out[0..16].copy_from_slice(&self.command.to_le_bytes());
+        out[16..32].copy_from_slice(&self.settled_value.to_le_bytes());
+        out[32..40].copy_from_slice(&self.timestamp.to_le_bytes());
+        out[40..48].copy_from_slice(&self.first_posting.to_le_bytes());
+        out[48..56].copy_from_slice(&self.settled.to_le_bytes());
+        out[56..64].copy_from_slice(&self.partly_settled.to_le_bytes());
+        out[64..72].copy_from_slice(&self.failed.to_le_bytes());
+        out[72..80].copy_from_slice(&self.aged_out.to_le_bytes());
+        out[80..84].copy_from_slice(&self.cycle.to_le_bytes());
+        out[84..88].copy_from_slice(&self.postings.to_le_bytes());
+        out[96..128].copy_from_slice(&self.certificate.inputs);
+        out[128..160].copy_from_slice(&self.certificate.movements);
+        out[160..192].copy_from_slice(&self.certificate.exceptions);
+        out
+    }
+
+    /// The record `encode` made; `None` when a reserved byte (88..96, 192..256) is set.
+    pub fn decode(bytes: &[u8; RUN_RECORD_BYTES]) -> Option<RunRecord> {
+        if bytes[88..96].iter().chain(&bytes[192..]).any(|b| *b != 0) {
+            return None;
+        }
+        let u64_at =
+            |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("fixed width"));
+        let u32_at =
+            |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("fixed width"));
+        let u128_at =
+            |at: usize| u128::from_le_bytes(bytes[at..at + 16].try_into().expect("fixed width"));
+        let hash_at =
+            |at: usize| -> [u8; 32] { bytes[at..at + 32].try_into().expect("fixed width") };
+        Some(RunRecord {
+            cycle: u32_at(80),
+            command: u128_at(0),
+            timestamp: u64_at(32),
+            first_posting: u64_at(40),
+            postings: u32_at(84),
+            settled: u64_at(48),
+            partly_settled: u64_at(56),
+            failed: u64_at(64),
+            aged_out: u64_at(72),
+            settled_value: u128_at(16),
+            certificate: Certificate {
+                inputs: hash_at(96),
+                movements: hash_at(128),
+                exceptions: hash_at(160),
+            },
+        })
+    }
 }
 
 /// The book of instructions and cycles.
@@ -319,6 +395,8 @@ pub struct SettlementBook {
     /// Every settlement command applied (`crate::cycle`), by its id, as stored (timestamp
     /// set): a retry is answered `exists` instead of being applied twice.
     pub(crate) commands: BTreeMap<u128, crate::records::RecordBytes>,
+    /// Each run cycle's run record (`crate::cycle` keeps it after the run's postings).
+    pub(crate) runs: BTreeMap<u32, RunRecord>,
     /// Seeds a run's account lookup (HashDoS resistance: account ids are chosen by clients).
     hash_seed: u64,
 }
@@ -343,6 +421,24 @@ impl SettlementBook {
     /// their age.
     pub fn set_max_age(&mut self, max_age: u16) {
         self.max_age = max_age.max(1);
+    }
+
+    /// The run record of `cycle`, once it has run.
+    pub fn run_record(&self, cycle: u32) -> Option<&RunRecord> {
+        self.runs.get(&cycle)
+    }
+
+    /// Every run record, in cycle order.
+    pub fn run_records(&self) -> impl ExactSizeIterator<Item = &RunRecord> {
+        self.runs.values()
+    }
+
+    /// Every instruction with where it stands, in id order from `after` (exclusive).
+    pub fn instructions_after(&self, after: u128) -> impl Iterator<Item = &InstructionState> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        self.instructions
+            .range((Excluded(after), Unbounded))
+            .map(|(_, state)| state)
     }
 
     /// The command stored under `id`, if one was applied.

@@ -206,6 +206,20 @@ impl Access {
         })
     }
 
+    /// A settlement instruction is visible, like a trade, if any of its four accounts is.
+    pub(crate) fn instruction_visible(
+        &self,
+        engine: &Engine,
+        instruction: &tally_engine::settlement::Instruction,
+    ) -> bool {
+        self.scope.as_ref().is_none_or(|scope| {
+            instruction
+                .accounts()
+                .into_iter()
+                .any(|id| Self::account_id_visible(scope, engine, id))
+        })
+    }
+
     /// Whether the account `id` exists and is visible (statements, balances as of).
     pub(crate) fn account_id_readable(&self, engine: &Engine, id: u128) -> bool {
         engine

@@ -357,6 +357,20 @@ impl Gateway {
                 self.read(context, Read::Lookup { what, ids }, replies, now)
             }
             Request::Statement(filter) => self.read(context, Read::Statement(filter), replies, now),
+            Request::SettlementCycle {
+                cycle,
+                limit,
+                after,
+            } => self.read(
+                context,
+                Read::SettlementCycle {
+                    cycle,
+                    limit,
+                    after,
+                },
+                replies,
+                now,
+            ),
             Request::BalancesAsOf {
                 account_id,
                 timestamp,

@@ -86,6 +86,10 @@ pub const KIND_CREATE_INSTRUCTIONS: u8 = 102;
 /// Settlement commands (`tally_engine::Operation::SettlementCommands`): a cycle's lifecycle
 /// (operators only), holds, releases and cancellations of instructions.
 pub const KIND_SETTLEMENT_COMMANDS: u8 = 104;
+/// Settlement instructions by id, each with where it stands (`tally_engine::settlement_wire`).
+pub const KIND_LOOKUP_INSTRUCTIONS: u8 = 106;
+/// A settlement cycle's summary: phase, counts by status, run record, a page of exceptions.
+pub const KIND_SETTLEMENT_CYCLE: u8 = 108;
 
 /// The kind of the reply to a frame of `kind`: the request's plus one. A frame with an odd or
 /// unknown kind (≥ 64) is answered `BadRequest` with kind `kind | 1`.
@@ -117,10 +121,12 @@ pub enum Operation {
     AccessTrail,
     CreateInstructions,
     SettlementCommands,
+    LookupInstructions,
+    SettlementCycle,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 21] = [
+    pub const ALL: [Operation; 23] = [
         Operation::Register,
         Operation::Heartbeat,
         Operation::CreateAccounts,
@@ -142,6 +148,8 @@ impl Operation {
         Operation::AccessTrail,
         Operation::CreateInstructions,
         Operation::SettlementCommands,
+        Operation::LookupInstructions,
+        Operation::SettlementCycle,
     ];
 
     pub const fn kind(self) -> u8 {
@@ -167,6 +175,8 @@ impl Operation {
             Operation::AccessTrail => KIND_ACCESS_TRAIL,
             Operation::CreateInstructions => KIND_CREATE_INSTRUCTIONS,
             Operation::SettlementCommands => KIND_SETTLEMENT_COMMANDS,
+            Operation::LookupInstructions => KIND_LOOKUP_INSTRUCTIONS,
+            Operation::SettlementCycle => KIND_SETTLEMENT_CYCLE,
         }
     }
 
@@ -426,6 +436,8 @@ pub enum LookupKind {
     Accounts,
     Transfers,
     Trades,
+    /// Settlement instructions, each answered with its state (192 bytes).
+    Instructions,
 }
 
 /// A request's body, decoded and checked against the limits. Create bodies are not decoded
@@ -451,6 +463,12 @@ pub enum Request<'a> {
     BalancesAsOf {
         account_id: u128,
         timestamp: u64,
+    },
+    /// A settlement cycle's summary, with at most `limit` exceptions after id `after`.
+    SettlementCycle {
+        cycle: u32,
+        limit: u32,
+        after: u128,
     },
     /// The node's own state; `audit` adds the digest and ledger totals.
     NodeState {
@@ -526,6 +544,25 @@ pub fn decode_request_body(operation: Operation, body: &[u8]) -> Result<Request<
         Operation::LookupAccounts => lookup(LookupKind::Accounts),
         Operation::LookupTransfers => lookup(LookupKind::Transfers),
         Operation::LookupTrades => lookup(LookupKind::Trades),
+        Operation::LookupInstructions => lookup(LookupKind::Instructions),
+        Operation::SettlementCycle => {
+            let mut reader = Reader::new(body, "settlement cycle request");
+            let cycle = reader.u32()?;
+            let limit = reader.u32()?;
+            let after = reader.u128()?;
+            reader.end()?;
+            check_count(
+                "settlement cycle page",
+                limit as usize,
+                1,
+                tally_engine::limits::STATEMENT_ENTRIES_MAX as usize,
+            )?;
+            Ok(Request::SettlementCycle {
+                cycle,
+                limit,
+                after,
+            })
+        }
         Operation::Statement => decode_statement_request(body).map(Request::Statement),
         Operation::BalancesAsOf => {
             let mut reader = Reader::new(body, "balances-as-of request");

@@ -19,6 +19,7 @@ use tally_client::protocol::{Refusal, FLAG_LINEARIZABLE};
 
 use super::{Context, Raft};
 use crate::auth::{trade_accounts, Access};
+use tally_engine::settlement_wire::InstructionView;
 
 /// A read request, owned so it can move into its task.
 pub(super) enum Read {
@@ -27,6 +28,11 @@ pub(super) enum Read {
         ids: Vec<u128>,
     },
     Statement(tally_engine::StatementFilter),
+    SettlementCycle {
+        cycle: u32,
+        limit: u32,
+        after: u128,
+    },
     BalancesAsOf {
         account_id: u128,
         timestamp: u64,
@@ -86,21 +92,29 @@ fn answer(
                         .filter(|account| access.account_visible(account))
                         .map(|account| {
                             touched.push(account.id);
-                            account.encode()
+                            account.encode().to_vec()
                         }),
                     LookupKind::Transfers => engine
                         .lookup_transfer(id)
                         .filter(|transfer| access.transfer_visible(transfer))
                         .map(|transfer| {
                             touched.extend(transfer_accounts(&transfer));
-                            transfer.encode()
+                            transfer.encode().to_vec()
                         }),
                     LookupKind::Trades => engine
                         .lookup_trade(id)
                         .filter(|trade| access.trade_visible(engine, trade))
                         .map(|trade| {
                             touched.extend(trade_accounts(&trade));
-                            trade.encode()
+                            trade.encode().to_vec()
+                        }),
+                    LookupKind::Instructions => engine
+                        .settlement()
+                        .instruction(id)
+                        .filter(|state| access.instruction_visible(engine, &state.instruction))
+                        .map(|state| {
+                            touched.extend(state.instruction.accounts());
+                            InstructionView::of(state).encode().to_vec()
                         }),
                 };
                 if let Some(record) = record {
@@ -120,6 +134,27 @@ fn answer(
                 }
                 Err(tally_engine::QueryError::AccountNotFound) => not_found(),
                 Err(error) => context.refuse_with(Status::BadRequest, error.to_string()),
+            }
+        }
+        Read::SettlementCycle {
+            cycle,
+            limit,
+            after,
+        } => {
+            // A reader sees its own instructions only, in the counts too; an operator all.
+            let visible =
+                |i: &tally_engine::settlement::Instruction| access.instruction_visible(engine, i);
+            match engine
+                .settlement()
+                .cycle_summary(cycle, after, limit as usize, visible)
+            {
+                Some(summary) => {
+                    for view in &summary.exceptions {
+                        touched.extend(view.instruction.accounts());
+                    }
+                    context.ok(commit_index, &summary.encode())
+                }
+                None => context.refuse_with(Status::NotFound, format!("there is no cycle {cycle}")),
             }
         }
         Read::BalancesAsOf {
