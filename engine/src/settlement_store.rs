@@ -13,10 +13,10 @@ use std::collections::BTreeSet;
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::limits::RECORD_BYTES;
-use crate::netting::ShortLeg;
 use crate::settlement::{
-    CancelReason, Instruction, InstructionState, Party, Phase, SettlementBook, Status,
+    Instruction, InstructionState, Phase, RunRecord, SettlementBook, Status, RUN_RECORD_BYTES,
 };
+use crate::settlement_wire;
 use crate::snapshot::{invalid, SnapshotError};
 
 /// A cycle and its phase.
@@ -27,6 +27,8 @@ pub struct StoredCycle {
     pub phase: u8,
     /// A cancelled cycle's: where its instructions went; otherwise 0.
     pub rescheduled_to: u32,
+    /// Its run record once it has run (`RunRecord::encode`); all zero before.
+    pub run: [u8; RUN_RECORD_BYTES],
 }
 
 /// An instruction (its record, as submitted with its timestamp) and where it stands.
@@ -66,11 +68,12 @@ pub struct StoredCommand {
 
 impl StoredCycle {
     /// The fixed little-endian bytes the digest hashes.
-    fn bytes(&self) -> [u8; 9] {
-        let mut out = [0u8; 9];
+    fn bytes(&self) -> [u8; 9 + RUN_RECORD_BYTES] {
+        let mut out = [0u8; 9 + RUN_RECORD_BYTES];
         out[..4].copy_from_slice(&self.cycle.to_le_bytes());
         out[4] = self.phase;
-        out[5..].copy_from_slice(&self.rescheduled_to.to_le_bytes());
+        out[5..9].copy_from_slice(&self.rescheduled_to.to_le_bytes());
+        out[9..].copy_from_slice(&self.run);
         out
     }
 }
@@ -111,40 +114,11 @@ impl StoredCommand {
     }
 }
 
-fn phase_code(phase: Phase) -> (u8, u32) {
-    match phase {
-        Phase::Open => (0, 0),
-        Phase::CutOff => (1, 0),
-        Phase::Settled => (2, 0),
-        Phase::PartlySettled => (3, 0),
-        Phase::Cancelled { rescheduled_to } => (4, rescheduled_to),
-        Phase::Closed => (5, 0),
-    }
-}
-
+/// The phase a stored cycle's codes give (`settlement_wire`'s, shared with reads).
 fn phase_of(stored: &StoredCycle) -> Result<Phase, SnapshotError> {
     let cycle = stored.cycle;
-    let phase = match stored.phase {
-        0 => Phase::Open,
-        1 => Phase::CutOff,
-        2 => Phase::Settled,
-        3 => Phase::PartlySettled,
-        4 if stored.rescheduled_to > cycle => Phase::Cancelled {
-            rescheduled_to: stored.rescheduled_to,
-        },
-        5 => Phase::Closed,
-        4 => {
-            return Err(invalid(format!(
-                "settlement cycle {cycle}: rescheduled to {}, not a later cycle",
-                stored.rescheduled_to
-            )))
-        }
-        other => {
-            return Err(invalid(format!(
-                "settlement cycle {cycle}: unknown phase {other}"
-            )))
-        }
-    };
+    let phase =
+        settlement_wire::phase_of(cycle, stored.phase, stored.rescheduled_to).map_err(invalid)?;
     if stored.phase != 4 && stored.rescheduled_to != 0 {
         return Err(invalid(format!(
             "settlement cycle {cycle}: a reschedule target without a cancelled run"
@@ -153,55 +127,31 @@ fn phase_of(stored: &StoredCycle) -> Result<Phase, SnapshotError> {
     Ok(phase)
 }
 
-fn leg_code(leg: ShortLeg) -> u8 {
-    match leg {
-        ShortLeg::Securities => 0,
-        ShortLeg::Cash => 1,
+/// The run record a stored cycle holds: none (all zero) before its run; once run, its own.
+fn run_of(stored: &StoredCycle, phase: Phase) -> Result<Option<RunRecord>, SnapshotError> {
+    let cycle = stored.cycle;
+    if stored.run.iter().all(|b| *b == 0) {
+        return Ok(None);
     }
-}
-
-/// The stored form of a status: (status, short leg, short account, rescheduled from).
-fn status_code(status: Status) -> (u8, u8, u128, u32) {
-    match status {
-        Status::Eligible => (0, 0, 0, 0),
-        Status::Held => (1, 0, 0, 0),
-        Status::Rescheduled { from } => (2, 0, 0, from),
-        Status::Settled => (3, 0, 0, 0),
-        Status::PartlySettled { short_account, leg } => (4, leg_code(leg), short_account, 0),
-        Status::Failed { short_account, leg } => (5, leg_code(leg), short_account, 0),
-        Status::Cancelled(CancelReason::AgedOut) => (6, 0, 0, 0),
-        Status::Cancelled(CancelReason::Bilateral) => (7, 0, 0, 0),
+    let run = RunRecord::decode(&stored.run)
+        .filter(|run| run.cycle == cycle)
+        .ok_or_else(|| invalid(format!("settlement cycle {cycle}: a damaged run record")))?;
+    if !matches!(phase, Phase::Settled | Phase::PartlySettled | Phase::Closed) {
+        return Err(invalid(format!(
+            "settlement cycle {cycle}: a run record in a cycle that has not run"
+        )));
     }
+    Ok(Some(run))
 }
 
 fn status_of(stored: &StoredInstruction, id: u128) -> Result<Status, SnapshotError> {
-    let bad = |what: &str| Err(invalid(format!("settlement instruction {id:#x}: {what}")));
-    let leg = match stored.short_leg {
-        0 => ShortLeg::Securities,
-        1 => ShortLeg::Cash,
-        _ => return bad("unknown short leg"),
-    };
-    let short = matches!(stored.status, 4 | 5);
-    if !short && (stored.short_leg != 0 || stored.short_account != 0) {
-        return bad("a short leg without a fail");
-    }
-    if stored.status != 2 && stored.rescheduled_from != 0 {
-        return bad("a reschedule origin without a reschedule");
-    }
-    let short_account = stored.short_account;
-    Ok(match stored.status {
-        0 => Status::Eligible,
-        1 => Status::Held,
-        2 => Status::Rescheduled {
-            from: stored.rescheduled_from,
-        },
-        3 => Status::Settled,
-        4 => Status::PartlySettled { short_account, leg },
-        5 => Status::Failed { short_account, leg },
-        6 => Status::Cancelled(CancelReason::AgedOut),
-        7 => Status::Cancelled(CancelReason::Bilateral),
-        _ => return bad("unknown status"),
-    })
+    settlement_wire::status_of(
+        stored.status,
+        stored.short_leg,
+        stored.short_account,
+        stored.rescheduled_from,
+    )
+    .map_err(|what| invalid(format!("settlement instruction {id:#x}: {what}")))
 }
 
 impl SettlementBook {
@@ -222,18 +172,23 @@ impl SettlementBook {
 
     fn cycle_entries(&self) -> impl ExactSizeIterator<Item = StoredCycle> + '_ {
         self.cycles.iter().map(|(&cycle, &phase)| {
-            let (phase, rescheduled_to) = phase_code(phase);
+            let (phase, rescheduled_to) = settlement_wire::phase_code(phase);
             StoredCycle {
                 cycle,
                 phase,
                 rescheduled_to,
+                run: self
+                    .runs
+                    .get(&cycle)
+                    .map_or([0; RUN_RECORD_BYTES], RunRecord::encode),
             }
         })
     }
 
     fn instruction_entries(&self) -> impl ExactSizeIterator<Item = StoredInstruction> + '_ {
         self.instructions.values().map(|state| {
-            let (status, short_leg, short_account, rescheduled_from) = status_code(state.status);
+            let (status, short_leg, short_account, rescheduled_from) =
+                settlement_wire::status_code(state.status);
             StoredInstruction {
                 record: state.instruction.encode(),
                 status,
@@ -246,11 +201,7 @@ impl SettlementBook {
                 settled_quantity: state.settled_quantity,
                 settled_cash: state.settled_cash,
                 held: state.held,
-                cancel_requested_by: match state.cancel_requested_by {
-                    None => 0,
-                    Some(Party::Deliverer) => 1,
-                    Some(Party::Receiver) => 2,
-                },
+                cancel_requested_by: settlement_wire::party_code(state.cancel_requested_by),
                 sequence: state.sequence,
             }
         })
@@ -351,6 +302,7 @@ impl BookRestore {
 
     pub(crate) fn cycle(&mut self, stored: &StoredCycle) -> Result<(), SnapshotError> {
         let phase = phase_of(stored)?;
+        let run = run_of(stored, phase)?;
         let book = &mut self.book;
         if book
             .cycles
@@ -363,6 +315,9 @@ impl BookRestore {
             )));
         }
         book.cycles.insert(stored.cycle, phase);
+        if let Some(run) = run {
+            book.runs.insert(stored.cycle, run);
+        }
         self.filed[0] += 1;
         Ok(())
     }
@@ -395,11 +350,8 @@ impl BookRestore {
         if (status == Status::Settled) != (stored.settled_quantity == instruction.quantity) {
             return bad("its status and its settled quantity disagree");
         }
-        let cancel_requested_by = match stored.cancel_requested_by {
-            0 => None,
-            1 => Some(Party::Deliverer),
-            2 => Some(Party::Receiver),
-            _ => return bad("unknown cancelling party"),
+        let Ok(cancel_requested_by) = settlement_wire::party_of(stored.cancel_requested_by) else {
+            return bad("unknown cancelling party");
         };
         if !self.sequences.insert(stored.sequence) {
             return bad("its submission number is another's");

@@ -7,6 +7,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::netting::Available;
 use crate::records::InstructionFlags;
+use crate::settlement::Party;
 
 fn sale(id: u128, cycle: u32, quantity: u64, cash: u64) -> Instruction {
     Instruction {
@@ -257,6 +258,7 @@ proptest! {
             cycle: k as u32 + 1,
             phase: *phase,
             rescheduled_to: *to,
+            run: [0; RUN_RECORD_BYTES],
         }).collect();
         let instructions: Vec<StoredInstruction> = entries.iter().enumerate().map(|(k, (settled, held, status, leg, party, flags, damage))| {
             let mut instruction = sale(k as u128 + 1, 1, 10, 100);
@@ -286,4 +288,37 @@ proptest! {
             prop_assert_eq!(book.stored_commands(), commands);
         }
     }
+}
+
+/// A cycle's run record travels with it, and one that is damaged, another cycle's or in a
+/// cycle that has not run is refused by name.
+#[test]
+fn run_records_are_stored_with_their_cycles() {
+    let run = RunRecord {
+        cycle: 4,
+        command: 9,
+        postings: 2,
+        first_posting: 100,
+        ..RunRecord::default()
+    };
+    let cycle = |phase: u8, run: &RunRecord| StoredCycle {
+        cycle: 4,
+        phase,
+        rescheduled_to: 0,
+        run: run.encode(),
+    };
+    let book = SettlementBook::restore(3, 7, &[cycle(3, &run)], &[], &[]).expect("restores");
+    assert_eq!(book.run_record(4), Some(&run));
+    assert_eq!(book.stored_cycles(), [cycle(3, &run)]);
+    let refused = |stored: StoredCycle, what: &str| {
+        let error = SettlementBook::restore(3, 7, &[stored], &[], &[])
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains(what), "{error}");
+    };
+    refused(cycle(1, &run), "has not run");
+    refused(cycle(3, &RunRecord { cycle: 5, ..run }), "damaged run record");
+    let mut damaged = cycle(3, &run);
+    damaged.run[200] = 1;
+    refused(damaged, "damaged run record");
 }

@@ -1,7 +1,7 @@
 //! The settlement book's fixed little-endian forms outside the engine: an instruction with
 //! where it stands (192 bytes: its record, then its state) and a cycle's summary, as a read
 //! answers them (docs/protocol.md, kinds 106 and 108; docs/records.md for the byte tables).
-//! The phase and status codes are the snapshot's (`settlement_store.rs` uses these too).
+//! The phase, status and party codes are the snapshot's too (`settlement_store.rs`).
 
 use crate::netting::ShortLeg;
 use crate::records::RecordBytes;

@@ -709,6 +709,12 @@ fn the_settlement_book_survives_a_snapshot() {
     assert_eq!(b.stored_cycles(), a.stored_cycles());
     assert_eq!(b.stored_instructions(), a.stored_instructions());
     assert_eq!(b.stored_commands(), a.stored_commands());
+    // The run records (postings, counts, certificate) too.
+    let runs = |book: &tally_engine::settlement::SettlementBook| {
+        book.run_records().copied().collect::<Vec<_>>()
+    };
+    assert!(!runs(a).is_empty());
+    assert_eq!(runs(b), runs(a));
     // Both go on alike: a retried command, cycle 2's cut-off and run (instruction 100 fails
     // again, aged by the restored limit), a new instruction's submission number.
     let later: Vec<(Operation, Vec<u8>)> = vec![
