@@ -191,6 +191,10 @@ impl Probe {
                 },
             )
         });
+        self.view.read(|applied| {
+            self.settlement_metrics
+                .refresh(applied.engine().map(|engine| engine.settlement()))
+        });
         let state = ScrapeState {
             committed_index: self.committed.get(),
             accounts,
@@ -264,6 +268,7 @@ pub struct Probe {
     raft: Raft,
     view: AppliedView,
     metrics: NodeMetrics,
+    settlement_metrics: tally_raft::settlement_metrics::SettlementMetrics,
     committed: CommittedIndex,
     data_dir: PathBuf,
     /// The WAL's state, for [`Probe::health`] (the WAL itself belongs to openraft's log store).
@@ -304,6 +309,8 @@ impl Node {
         state_machine
             .snapshot_metrics()
             .register(metrics.registry());
+        let settlement_metrics = state_machine.settlement_metrics();
+        settlement_metrics.register(metrics.registry());
         let committed = log_store.committed_index();
         let wal = log_store.wal().reader();
         let raft_config = Arc::new(config.raft.clone().validate()?);
@@ -404,6 +411,7 @@ impl Node {
             raft,
             view,
             metrics,
+            settlement_metrics,
             committed,
             data_dir: config.data_dir,
             wal,

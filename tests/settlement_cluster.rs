@@ -311,6 +311,35 @@ async fn a_cycle_run_survives_a_leader_kill_9_and_settles_once() {
          for {} instructions",
         record.settled, record.partly_settled, record.failed, record.postings, 40_000
     );
+    // Every replica's metrics say the same run; a survivor timed it as it applied it.
+    for id in [1, 2, 3] {
+        let (_, metrics) = cluster.admin_get(id, "/metrics").expect("metrics");
+        let value = |name: &str| {
+            tally::local_cluster::metric_value(&metrics, name)
+                .unwrap_or_else(|| panic!("node {id} exports no {name}"))
+        };
+        assert_eq!(value("tally_settlement_runs"), 1.0);
+        assert_eq!(value("tally_settlement_last_run_cycle"), f64::from(CYCLE));
+        assert_eq!(
+            value("tally_settlement_last_run_instructions{outcome=\"failed\"}"),
+            record.failed as f64
+        );
+        assert_eq!(
+            value("tally_settlement_last_run_short_instructions{leg=\"securities\"}")
+                + value("tally_settlement_last_run_short_instructions{leg=\"cash\"}"),
+            (record.failed + record.partly_settled) as f64
+        );
+        assert_eq!(
+            value("tally_settlement_last_run_postings"),
+            f64::from(record.postings)
+        );
+        if id != leader {
+            assert!(
+                value("tally_settlement_run_seconds_count") >= 1.0,
+                "node {id}"
+            );
+        }
+    }
     // No participant bound by its rule went below zero; the clearing accounts are flat.
     let mut ids: Vec<u128> = (1..=participants)
         .flat_map(|p| (0..=instruments).map(move |i| if i == 0 { cash(p) } else { shares(p, i) }))

@@ -276,6 +276,7 @@ impl Engine {
                     failed: report.failed,
                     aged_out: report.aged_out.len() as u64,
                     settled_value: report.settled_value,
+                    short_legs: report.short_legs,
                     certificate: report.certificate,
                 };
                 self.settlement.runs.insert(command.cycle, record);

@@ -286,6 +286,8 @@ pub struct RunReport {
     pub failed: u64,
     /// Instructions cancelled because they reached the age limit in this run.
     pub aged_out: Vec<u128>,
+    /// Instructions failed or settled in part, by the leg that was short: securities, cash.
+    pub short_legs: [u64; 2],
     /// Units plus cash settled in this run.
     pub settled_value: u128,
     pub certificate: Certificate,
@@ -323,6 +325,8 @@ pub struct RunRecord {
     pub failed: u64,
     pub aged_out: u64,
     pub settled_value: u128,
+    /// Instructions failed or settled in part, by the leg that was short: securities, cash.
+    pub short_legs: [u64; 2],
     pub certificate: Certificate,
 }
 
@@ -345,12 +349,14 @@ impl RunRecord {
         out[96..128].copy_from_slice(&self.certificate.inputs);
         out[128..160].copy_from_slice(&self.certificate.movements);
         out[160..192].copy_from_slice(&self.certificate.exceptions);
+        out[192..200].copy_from_slice(&self.short_legs[0].to_le_bytes());
+        out[200..208].copy_from_slice(&self.short_legs[1].to_le_bytes());
         out
     }
 
-    /// The record `encode` made; `None` when a reserved byte (88..96, 192..256) is set.
+    /// The record `encode` made; `None` when a reserved byte (88..96, 208..256) is set.
     pub fn decode(bytes: &[u8; RUN_RECORD_BYTES]) -> Option<RunRecord> {
-        if bytes[88..96].iter().chain(&bytes[192..]).any(|b| *b != 0) {
+        if bytes[88..96].iter().chain(&bytes[208..]).any(|b| *b != 0) {
             return None;
         }
         let u64_at =
@@ -372,6 +378,7 @@ impl RunRecord {
             failed: u64_at(64),
             aged_out: u64_at(72),
             settled_value: u128_at(16),
+            short_legs: [u64_at(192), u64_at(200)],
             certificate: Certificate {
                 inputs: hash_at(96),
                 movements: hash_at(128),
@@ -426,6 +433,11 @@ impl SettlementBook {
     /// The run record of `cycle`, once it has run.
     pub fn run_record(&self, cycle: u32) -> Option<&RunRecord> {
         self.runs.get(&cycle)
+    }
+
+    /// How many instructions are neither settled nor cancelled.
+    pub fn open_instructions(&self) -> usize {
+        self.live.len()
     }
 
     /// Every run record, in cycle order.
@@ -744,6 +756,7 @@ impl SettlementBook {
             partly_settled: 0,
             failed: 0,
             aged_out: Vec::new(),
+            short_legs: [0; 2],
             settled_value: 0,
             certificate,
         };
@@ -780,8 +793,14 @@ impl SettlementBook {
                 };
                 match outcome {
                     Outcome::Settled => report.settled += 1,
-                    Outcome::Partial { .. } => report.partly_settled += 1,
-                    Outcome::Failed { .. } => report.failed += 1,
+                    Outcome::Partial { leg, .. } => {
+                        report.partly_settled += 1;
+                        report.short_legs[leg as usize] += 1;
+                    }
+                    Outcome::Failed { leg, .. } => {
+                        report.failed += 1;
+                        report.short_legs[leg as usize] += 1;
+                    }
                 }
                 // A fail or a part left ages; what is left only because it is held does not.
                 if !state.status.is_final() && state.status != Status::Held {

@@ -317,8 +317,11 @@ fn run_records_are_stored_with_their_cycles() {
         assert!(error.contains(what), "{error}");
     };
     refused(cycle(1, &run), "has not run");
-    refused(cycle(3, &RunRecord { cycle: 5, ..run }), "damaged run record");
+    refused(
+        cycle(3, &RunRecord { cycle: 5, ..run }),
+        "damaged run record",
+    );
     let mut damaged = cycle(3, &run);
-    damaged.run[200] = 1;
+    damaged.run[220] = 1;
     refused(damaged, "damaged run record");
 }

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod metrics;
 pub mod net;
 pub mod replication;
+pub mod settlement_metrics;
 pub mod snapshot_file;
 pub mod snapshot_split;
 pub mod storage;

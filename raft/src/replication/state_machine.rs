@@ -457,6 +457,8 @@ impl<R: std::io::Read> std::io::Read for Tee<'_, R> {
 pub struct StateMachine {
     applied: Arc<RwLock<Applied>>,
     snapshots: Arc<Snapshots>,
+    /// Cycle runs' apply time (`tally_settlement_run_seconds`) and the book's gauges.
+    settlement_metrics: crate::settlement_metrics::SettlementMetrics,
     engine_config: EngineConfig,
     /// Bound of a snapshot received from a peer (`SNAPSHOT_RECEIVE_BYTES_MAX` unless a test
     /// lowers it to reach it).
@@ -540,9 +542,15 @@ impl StateMachine {
                 metrics,
                 install_pending: Arc::new(tokio::sync::watch::Sender::new(0)),
             }),
+            settlement_metrics: crate::settlement_metrics::SettlementMetrics::new(),
             engine_config,
             snapshot_receive_bytes_max: SNAPSHOT_RECEIVE_BYTES_MAX,
         })
+    }
+
+    /// Net settlement's metrics, for the node to register and refresh at each scrape.
+    pub fn settlement_metrics(&self) -> crate::settlement_metrics::SettlementMetrics {
+        self.settlement_metrics.clone()
     }
 
     /// Lower the bound of a snapshot received from a peer below `SNAPSHOT_RECEIVE_BYTES_MAX`
@@ -702,7 +710,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             if let Some((log_id, refused)) = applied.diverged.clone() {
                 return Err(StorageIOError::apply(log_id, &refused).into());
             }
+            // A settlement cycle run holds the apply path like nothing else: timed.
+            let runs = applied.engine.settlement().run_records().len();
+            let started = std::time::Instant::now();
             responses.push(applied.apply_entry(entry));
+            if applied.engine.settlement().run_records().len() != runs {
+                let seconds = started.elapsed().as_secs_f64();
+                self.settlement_metrics.run_seconds.observe(seconds);
+            }
         }
         Ok(responses)
     }
