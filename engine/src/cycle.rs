@@ -44,7 +44,12 @@ pub(crate) fn is_reserved(id: u128) -> bool {
 pub(crate) enum Generated {
     Account(u32),
     Transfer(u32),
+    /// A run's record, after its postings: its netting certificate in the verifiable log.
+    Run(u32),
 }
+
+/// The leaf kind of a run's record (docs/verifiability.md): after the operations' 1–6.
+pub const RUN_LEAF_KIND: u8 = 7;
 
 /// The checks on an event's own id shared by instructions and commands.
 fn own_id(id: u128) -> Result<(), R> {
@@ -280,6 +285,9 @@ impl Engine {
                     certificate: report.certificate,
                 };
                 self.settlement.runs.insert(command.cycle, record);
+                // Its leaf follows the postings; its timestamp is its own.
+                self.next_generated_timestamp();
+                self.generated.push(Generated::Run(command.cycle));
             }
             Err(_) => {
                 self.rollback();

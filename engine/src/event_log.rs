@@ -407,24 +407,25 @@ impl Engine {
         for (j, made) in generated.iter().enumerate() {
             let i = records.len() + j;
             let (kind, record) = match *made {
-                crate::cycle::Generated::Account(slot) => {
-                    (Operation::CreateAccounts, self.account_leaf_record(slot))
-                }
+                crate::cycle::Generated::Account(slot) => (
+                    Operation::CreateAccounts as u8,
+                    self.account_leaf_record(slot),
+                ),
                 crate::cycle::Generated::Transfer(slot) => (
-                    Operation::CreateTransfers,
+                    Operation::CreateTransfers as u8,
                     self.stored_transfer_record(slot).encode(),
+                ),
+                crate::cycle::Generated::Run(cycle) => (
+                    crate::cycle::RUN_LEAF_KIND,
+                    self.settlement
+                        .run_record(cycle)
+                        .expect("a run's record is kept")
+                        .leaf_record(),
                 ),
             };
             let timestamp = timestamp_first + i as u64;
-            let bytes = leaf(
-                kind as u8,
-                EventResult::Ok,
-                position,
-                i as u32,
-                timestamp,
-                &record,
-            );
-            if kept_kind(kind) {
+            let bytes = leaf(kind, EventResult::Ok, position, i as u32, timestamp, &record);
+            if kind != Operation::CreateTransfers as u8 {
                 self.log.kept.push(KeptLeaf {
                     index: self.log.size + leaves.len() as u64,
                     hash: leaf_hash(&bytes),

@@ -354,6 +354,21 @@ impl RunRecord {
         out
     }
 
+    /// Its leaf's record in the verifiable log (128 bytes): the certificate's three digests
+    /// (inputs, movements, exceptions), the run command's id, the first posting's timestamp,
+    /// the cycle and the number of postings.
+    pub fn leaf_record(&self) -> crate::records::RecordBytes {
+        let mut out = [0u8; crate::limits::RECORD_BYTES];
+        out[0..32].copy_from_slice(&self.certificate.inputs);
+        out[32..64].copy_from_slice(&self.certificate.movements);
+        out[64..96].copy_from_slice(&self.certificate.exceptions);
+        out[96..112].copy_from_slice(&self.command.to_le_bytes());
+        out[112..120].copy_from_slice(&self.first_posting.to_le_bytes());
+        out[120..124].copy_from_slice(&self.cycle.to_le_bytes());
+        out[124..128].copy_from_slice(&self.postings.to_le_bytes());
+        out
+    }
+
     /// The record `encode` made; `None` when a reserved byte (88..96, 208..256) is set.
     pub fn decode(bytes: &[u8; RUN_RECORD_BYTES]) -> Option<RunRecord> {
         if bytes[88..96].iter().chain(&bytes[208..]).any(|b| *b != 0) {

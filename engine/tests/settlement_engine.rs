@@ -195,10 +195,11 @@ fn a_fail_is_carried_forward_and_settles_once_funded() {
             .unwrap()
     };
     assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
-    // The command, two clearing accounts, four transfers (A's and B's shares and cash).
-    assert_eq!(outcome.timestamp_last - outcome.timestamp_first, 6);
+    // The command, two clearing accounts, four transfers (A's and B's shares and cash), the
+    // run's record (its netting certificate in the log).
+    assert_eq!(outcome.timestamp_last - outcome.timestamp_first, 7);
     assert_eq!(l.engine.transfers_count(), transfers + 4);
-    assert_eq!(l.engine.log_size(), log_before + 7);
+    assert_eq!(l.engine.log_size(), log_before + 8);
     assert_eq!(l.position(1), (40, 6_000));
     assert_eq!(l.position(2), (60, 10_000 - 6_000));
     assert_eq!(l.position(3), (0, 1_000));
@@ -224,7 +225,7 @@ fn a_fail_is_carried_forward_and_settles_once_funded() {
     // Each posted transfer names the run and the cycle, and is proved in the log like any.
     let size = l.engine.log_size();
     let root = l.engine.log_root(size).unwrap();
-    for timestamp in outcome.timestamp_first + 3..=outcome.timestamp_last {
+    for timestamp in outcome.timestamp_first + 3..outcome.timestamp_last {
         let id = run_transfer_id(timestamp);
         let t = l.engine.lookup_transfer(id).expect("the run's transfer");
         assert_eq!(
@@ -241,6 +242,13 @@ fn a_fail_is_carried_forward_and_settles_once_funded() {
         )
         .unwrap();
     }
+    let run_record = *l.engine.settlement().run_record(DAY1).expect("kept");
+    assert_eq!(
+        (run_record.first_posting, run_record.postings, run_record.command),
+        (outcome.timestamp_first + 3, 4, 103)
+    );
+    assert_eq!((run_record.settled, run_record.failed), (1, 1));
+    assert_eq!(run_record.short_legs, [0, 1], "the fail was short of cash");
     // The run is applied once: its retry exists, a different command under its id does not.
     assert_eq!(l.command(run), R::Exists);
     assert_eq!(
