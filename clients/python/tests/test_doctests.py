@@ -8,7 +8,7 @@ import importlib
 
 import pytest
 
-MODULES = ["crc32c", "frames", "records", "results", "client", "protocol", "errors"]
+MODULES = ["crc32c", "frames", "records", "results", "client", "protocol", "errors", "settlement"]
 
 
 @pytest.mark.parametrize("name", MODULES)

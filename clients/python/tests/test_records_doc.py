@@ -5,8 +5,10 @@ client that the other two do not follow fails a test. Checked: the client's layo
 (every field's offset and size), the encoders (each field, set alone to a value whose every
 byte is non-zero, lands exactly at the documented offset and size, little-endian, and nowhere
 else; decoding gives it back), the flags (each documented bit is the flag of that name, and
-no other bit is defined) and the settlement batch's trade bit. The result codes' names are
-checked against engine/src/result.rs, their source."""
+no other bit is defined) and the settlement batch's trade bit, for the five record tables
+(accounts, transfers, trades, and net settlement's instructions and commands, whose reserved
+bytes the encoder leaves zero); and the run record's decoder against its byte table. The
+result codes' names are checked against engine/src/result.rs, their source."""
 
 from __future__ import annotations
 
@@ -16,23 +18,33 @@ from pathlib import Path
 import pytest
 
 from tally_client import records
+from tally_client.errors import DecodeError
 from tally_client.records import (
     Account,
+    Instruction,
+    SettlementCommand,
     Trade,
     TradeFlags,
     Transfer,
     decode_accounts,
+    decode_commands,
+    decode_instructions,
     decode_trades,
     decode_transfers,
     encode_accounts,
+    encode_commands,
+    encode_instructions,
     encode_settlements,
     encode_trades,
     encode_transfers,
 )
 from tally_client.results import RESULT_NAMES
+from tally_client.settlement import RUN_RECORD_BYTES, decode_run_record
 
 REPO = Path(__file__).resolve().parents[3]
-KINDS = ("Account", "Transfer", "Trade")
+KINDS = ("Account", "Transfer", "Trade", "Instruction", "Command")
+#: A table's row for bytes no field holds (a command's 52..116).
+RESERVED = "reserved"
 
 
 def documented() -> dict[str, tuple[dict[str, tuple[int, int]], dict[str, int]]]:
@@ -71,19 +83,24 @@ def pattern(size: int) -> int:
     return int.from_bytes(bytes(range(1, size + 1)), "little")
 
 
-def test_the_page_has_the_three_tables():
+def test_the_page_has_the_five_tables():
     assert set(DOCUMENTED) == set(KINDS)
     for kind in KINDS:
-        assert len(DOCUMENTED[kind][0]) >= 12, kind
+        assert len(DOCUMENTED[kind][0]) >= 11, kind
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_client_layouts_are_the_documented_ones(kind):
-    """Same fields, offsets and sizes, and every byte of the 128 belongs to a field."""
+    """Same fields, offsets and sizes, and every byte of the 128 belongs to a field (or to
+    the documented reserved bytes, which the client knows too)."""
     layout = {name: (offset, size) for name, offset, size in records.LAYOUTS[kind]}
-    assert layout == DOCUMENTED[kind][0]
+    documented = dict(DOCUMENTED[kind][0])
+    reserved = documented.pop(RESERVED, None)
+    assert layout == documented
+    assert reserved == (records.COMMAND_RESERVED if kind == "Command" else None)
+    spans = [*layout.items(), *([(RESERVED, reserved)] if reserved else [])]
     covered = sorted(
-        {i for name, (offset, size) in layout.items() if name != "pending_id" or kind != "Trade"
+        {i for name, (offset, size) in spans if name != "pending_id" or kind != "Trade"
          for i in range(offset, offset + size)}
     )  # fmt: skip
     assert covered == list(range(records.RECORD_BYTES))
@@ -92,25 +109,37 @@ def test_the_client_layouts_are_the_documented_ones(kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_client_flags_are_the_documented_ones(kind):
-    flags = {flag.name: flag.value.bit_length() - 1 for flag in records.FLAGS[kind]}
+    flags = {flag.name: flag.value.bit_length() - 1 for flag in records.FLAGS.get(kind, [])}
     assert flags == DOCUMENTED[kind][1]
 
 
-def blank(kind: str, **fields: int) -> Account | Transfer | Trade:
-    cls = {"Account": Account, "Transfer": Transfer, "Trade": Trade}[kind]
+Blank = Account | Transfer | Trade | Instruction | SettlementCommand
+
+
+def blank(kind: str, /, **fields: int) -> Blank:
+    cls: type[Blank] = {
+        "Account": Account,
+        "Transfer": Transfer,
+        "Trade": Trade,
+        "Instruction": Instruction,
+        "Command": SettlementCommand,
+    }[kind]
     values = {name: 0 for name in records.field_names(kind)}
     values.update(fields)
     return cls(**values)
 
 
-ENCODE = {"Account": encode_accounts, "Transfer": encode_transfers, "Trade": encode_trades}
-DECODE = {"Account": decode_accounts, "Transfer": decode_transfers, "Trade": decode_trades}
+ENCODE = {"Account": encode_accounts, "Transfer": encode_transfers, "Trade": encode_trades,
+          "Instruction": encode_instructions, "Command": encode_commands}  # fmt: skip
+DECODE = {"Account": decode_accounts, "Transfer": decode_transfers, "Trade": decode_trades,
+          "Instruction": decode_instructions, "Command": decode_commands}  # fmt: skip
 
 
 def cases():
     for kind in KINDS:
         for name, (offset, size) in DOCUMENTED[kind][0].items():
-            yield kind, name, offset, size
+            if name != RESERVED:
+                yield kind, name, offset, size
 
 
 @pytest.mark.parametrize("kind, name, offset, size", list(cases()))
@@ -146,6 +175,48 @@ def test_a_settlement_batch_marks_trades_with_the_documented_bit():
     batch = encode_settlements([blank("Transfer", id=1), blank("Trade", id=2, flags=1)])
     flags = [int.from_bytes(batch[i + 118 : i + 120], "little") for i in (0, 128)]
     assert flags == [0, 1 | 1 << bit]
+
+
+def run_record_table() -> list[tuple[int, str, int]]:
+    """docs/records.md's run record block: (offset, field, size) per line, sizes from the
+    types (``u128``, ``u64``, ``u32``, ``[n]``)."""
+    text = (REPO / "docs" / "records.md").read_text()
+    section = text[text.index("## Run record") :]
+    start = section.index("```text") + len("```text")
+    block = section[start : section.index("```", start)]
+    sizes = {"u128": 16, "u64": 8, "u32": 4}
+    rows = []
+    for line in block.strip().splitlines():
+        match = re.match(r"(\d+)\s+(\S+)\s+(u128|u64|u32|\[\d+\])", line)
+        assert match, line
+        kind = match.group(3)
+        size = sizes[kind] if kind in sizes else int(kind.strip("[]"))
+        rows.append((int(match.group(1)), match.group(2), size))
+    return rows
+
+
+def test_the_run_record_decoder_reads_the_documented_bytes():
+    """The table covers the 256 bytes once; each field, alone set to non-zero bytes at its
+    documented offset, decodes to that value; a reserved byte set is refused."""
+    rows = run_record_table()
+    covered = sorted(i for offset, _, size in rows for i in range(offset, offset + size))
+    assert covered == list(range(RUN_RECORD_BYTES))
+    fields = 0
+    for offset, name, size in rows:
+        raw = bytearray(RUN_RECORD_BYTES)
+        raw[offset : offset + size] = bytes(range(1, size + 1))
+        if name == RESERVED:
+            with pytest.raises(DecodeError, match="reserved"):
+                decode_run_record(bytes(raw))
+            continue
+        value: object = decode_run_record(bytes(raw))
+        for part in name.split("."):
+            value = getattr(value, part)
+        expected = bytes(raw[offset : offset + size])
+        assert value == (expected if name.startswith("certificate.") else
+                         int.from_bytes(expected, "little")), name  # fmt: skip
+        fields += 1
+    assert fields == 15
 
 
 def test_result_names_are_the_engines():

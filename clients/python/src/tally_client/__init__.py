@@ -14,9 +14,10 @@ True
 [0, 250]
 
 Modules: ``records`` (the 128-byte records as dataclasses, their layouts and codecs),
-``protocol`` (frames, headers, reply bodies), ``connection`` (TLS or plain TCP), ``client``
-(sessions, leader following, retries), ``errors``, ``results`` (result codes' names),
-``frames`` (pandas DataFrames, when pandas is installed).
+``protocol`` (frames, headers, reply bodies), ``settlement`` (net settlement's reads: an
+instruction's state, a cycle's summary and run record, a run's report), ``connection`` (TLS or
+plain TCP), ``client`` (sessions, leader following, retries), ``errors``, ``results`` (result
+codes' names), ``frames`` (pandas DataFrames, when pandas is installed).
 """
 
 from .client import Client, Created, Failure
@@ -55,12 +56,27 @@ from .protocol import (
 from .records import (
     Account,
     AccountFlags,
+    CommandKind,
+    Instruction,
+    InstructionFlags,
+    Party,
+    SettlementCommand,
     Trade,
     TradeFlags,
     Transfer,
     TransferFlags,
 )
 from .results import result_name
+from .settlement import (
+    CycleReport,
+    CycleSummary,
+    InstructionStatus,
+    InstructionView,
+    Movement,
+    Phase,
+    RunRecord,
+    ShortLeg,
+)
 
 __all__ = [
     "LATEST",
@@ -73,21 +89,34 @@ __all__ = [
     "Checkpoint",
     "Client",
     "ClientClosed",
+    "CommandKind",
     "Created",
+    "CycleReport",
+    "CycleSummary",
     "DeadlineExceeded",
     "DecodeError",
     "Failure",
     "Forbidden",
+    "Instruction",
+    "InstructionFlags",
+    "InstructionStatus",
+    "InstructionView",
     "Internal",
     "InvalidRequest",
+    "Movement",
     "NodeState",
     "NotFound",
     "OutOfScope",
+    "Party",
+    "Phase",
     "Proofs",
     "RecordError",
     "Refused",
     "RequestNumberReused",
     "Role",
+    "RunRecord",
+    "SettlementCommand",
+    "ShortLeg",
     "StatementEntry",
     "StatementEvent",
     "Status",

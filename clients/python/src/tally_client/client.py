@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from . import limits, protocol
+from . import limits, protocol, settlement
 from .connection import Connection, ConnectionLost, Tls
 from .errors import (
     BadRequest,
@@ -40,12 +40,16 @@ from .records import (
     RECORD_BYTES,
     U128_MAX,
     Account,
+    Instruction,
+    SettlementCommand,
     Trade,
     Transfer,
     decode_accounts,
     decode_trades,
     decode_transfers,
     encode_accounts,
+    encode_commands,
+    encode_instructions,
     encode_settlements,
     encode_trades,
     encode_transfers,
@@ -553,6 +557,29 @@ class Client:
             protocol.KIND_CREATE_SETTLEMENTS, events, encode_settlements, "settlements"
         )
 
+    def create_instructions(self, instructions: Sequence[Instruction]) -> Created:
+        """Submit settlement instructions into their (open) cycles for net settlement; the
+        failed ones by index (e.g. ``cycle_in_wrong_phase`` after the cut-off, ``exists`` for
+        one taken before)."""
+        return self._create(
+            protocol.KIND_CREATE_INSTRUCTIONS, instructions, encode_instructions, "instructions"
+        )
+
+    def settlement_commands(self, commands: Sequence[SettlementCommand]) -> Created:
+        """Apply settlement commands, in order: a cycle's lifecycle (operators only: anyone
+        else's request is refused ``Forbidden`` whole), holds, releases and cancellations of
+        instructions; the failed ones by index. A command sent again with its id answers
+        ``exists`` and applies nothing.
+
+        >>> created = client.settlement_commands(
+        ...     [SettlementCommand.open(1, cycle=20261207)])  # doctest: +SKIP
+        >>> created.ok  # doctest: +SKIP
+        True
+        """
+        return self._create(
+            protocol.KIND_SETTLEMENT_COMMANDS, commands, encode_commands, "settlement commands"
+        )
+
     # ---- reads ----------------------------------------------------------------------------
 
     def lookup_accounts(self, ids: Sequence[int]) -> list[Account]:
@@ -568,6 +595,70 @@ class Client:
     def lookup_trades(self, ids: Sequence[int]) -> list[Trade]:
         body = _ids("lookup_trades", ids, limits.LOOKUP_IDS_MAX)
         return decode_trades(self._read(protocol.KIND_LOOKUP_TRADES, body))
+
+    def lookup_instructions(self, ids: Sequence[int]) -> list[settlement.InstructionView]:
+        """Settlement instructions with where each stands, in the order asked (ids not found,
+        or outside a reader's scope, are left out)."""
+        body = _ids("lookup_instructions", ids, limits.LOOKUP_IDS_MAX)
+        return settlement.decode_instruction_views(
+            self._read(protocol.KIND_LOOKUP_INSTRUCTIONS, body)
+        )
+
+    def settlement_cycle(
+        self, cycle: int, after: int = 0, limit: int = limits.CYCLE_EXCEPTIONS_MAX
+    ) -> settlement.CycleSummary:
+        """A settlement cycle's summary: its phase, counts by status, its run record once run,
+        and at most ``limit`` of its exceptions (instructions not settled whole) after
+        instruction id ``after`` (0: from the first). A reader's counts and exceptions are
+        its own instructions'. ``NotFound`` for a cycle never opened."""
+        body = (
+            _check_range("cycle", cycle, 0, (1 << 32) - 1).to_bytes(4, "little")
+            + _check_range("limit", limit, 1, limits.CYCLE_EXCEPTIONS_MAX).to_bytes(4, "little")
+            + _check_u128("after", after).to_bytes(16, "little")
+        )
+        return settlement.decode_cycle_summary(self._read(protocol.KIND_SETTLEMENT_CYCLE, body))
+
+    def cycle_exceptions(
+        self, cycle: int, page_size: int = limits.CYCLE_EXCEPTIONS_MAX
+    ) -> list[settlement.InstructionView]:
+        """Every instruction of ``cycle`` not settled whole (held, failed, partly settled,
+        cancelled, or waiting for the run), in id order, ``page_size`` per request."""
+        found: list[settlement.InstructionView] = []
+        after = 0
+        while True:
+            page = self.settlement_cycle(cycle, after=after, limit=page_size)
+            found.extend(page.exceptions)
+            if not (page.more and page.exceptions):
+                return found
+            after = page.exceptions[-1].id
+
+    def cycle_report(self, cycle: int) -> settlement.CycleReport:
+        """A cycle's phase, counts and run record, and per participant account and ledger
+        what its run paid (``payable``) and received (``receivable``), read back from the
+        transfers the run posted: one into its ledger's clearing account is a payment by its
+        debit account, one out of it a receipt by its credit account. Before the run, or
+        for a run that moved nothing, there are no movements."""
+        summary = self.settlement_cycle(cycle, limit=1)
+        totals: dict[tuple[int, int], list[int]] = {}
+        if summary.run is not None:
+            ids = summary.run.transfer_ids
+            for start in range(0, len(ids), limits.LOOKUP_IDS_MAX):
+                for t in self.lookup_transfers(ids[start : start + limits.LOOKUP_IDS_MAX]):
+                    paid = t.credit_account_id == settlement.clearing_account_id(t.ledger)
+                    account = t.debit_account_id if paid else t.credit_account_id
+                    entry = totals.setdefault((account, t.ledger), [0, 0])
+                    entry[0 if paid else 1] += t.amount
+        return settlement.CycleReport(
+            cycle=summary.cycle,
+            phase=summary.phase,
+            counts=summary.counts,
+            run=summary.run,
+            movements=[
+                settlement.Movement(account, ledger, paid, received)
+                for (account, ledger), (paid, received) in sorted(totals.items())
+            ],
+            rescheduled_to=summary.rescheduled_to,
+        )
 
     def statement(
         self,

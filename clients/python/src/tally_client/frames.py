@@ -18,6 +18,7 @@ from typing import Any
 
 from .protocol import StatementEntry
 from .records import Account, Trade, Transfer
+from .settlement import InstructionView, Movement
 
 #: An account row's columns, in order.
 ACCOUNT_COLUMNS = [
@@ -66,6 +67,54 @@ def statement_rows(entries: Iterable[StatementEntry]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+#: An instruction row's columns, in order (the CLI's ``tally client cycle status`` and
+#: ``exceptions`` columns).
+INSTRUCTION_COLUMNS = [
+    "id", "status", "cycle", "quantity", "settled_quantity", "cash", "settled_cash", "held",
+    "age", "short_account", "short_leg", "cancel_requested_by", "reference",
+]  # fmt: skip
+
+#: A movement row's columns, in order (``tally client cycle report``'s).
+MOVEMENT_COLUMNS = ["account", "ledger", "payable", "receivable"]
+
+
+def instruction_rows(views: Iterable[InstructionView]) -> list[dict[str, Any]]:
+    """One dict per instruction with where it stands: the status by name, the short account
+    and leg of a fail or part (empty otherwise), the cancelling party (empty if none)."""
+    rows = []
+    for view in views:
+        short = view.short_leg is not None
+        rows.append(
+            {
+                "id": view.id,
+                "status": view.status_name,
+                "cycle": view.cycle,
+                "quantity": view.instruction.quantity,
+                "settled_quantity": view.settled_quantity,
+                "cash": view.instruction.cash,
+                "settled_cash": view.settled_cash,
+                "held": view.held,
+                "age": view.age,
+                "short_account": view.short_account if short else "",
+                "short_leg": view.short_leg.name.lower() if view.short_leg is not None else "",
+                "cancel_requested_by": (
+                    view.cancel_requested_by.name.lower() if view.cancel_requested_by else ""
+                ),
+                "reference": view.instruction.reference,
+            }
+        )
+    return rows
+
+
+def movement_rows(movements: Iterable[Movement]) -> list[dict[str, Any]]:
+    """One dict per account and ledger of a run: what it paid and received."""
+    return [
+        {"account": m.account, "ledger": m.ledger, "payable": m.payable,
+         "receivable": m.receivable}
+        for m in movements
+    ]  # fmt: skip
 
 
 def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
@@ -118,3 +167,15 @@ def events_frame(events: Iterable[Transfer | Trade]) -> Any:
 def statement_frame(entries: Iterable[StatementEntry]) -> Any:
     """A statement as a pandas DataFrame."""
     return _pandas().DataFrame(statement_rows(entries))
+
+
+def instructions_frame(views: Iterable[InstructionView]) -> Any:
+    """Instructions with their states (``Client.lookup_instructions``,
+    ``Client.cycle_exceptions``) as a pandas DataFrame (columns as ``instruction_rows``)."""
+    return _pandas().DataFrame(instruction_rows(views), columns=INSTRUCTION_COLUMNS)
+
+
+def movements_frame(movements: Iterable[Movement]) -> Any:
+    """A cycle report's movements (``Client.cycle_report(...).movements``) as a pandas
+    DataFrame."""
+    return _pandas().DataFrame(movement_rows(movements), columns=MOVEMENT_COLUMNS)

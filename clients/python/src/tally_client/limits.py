@@ -12,6 +12,9 @@ REQUEST_EVENTS_MAX = 8189
 LOOKUP_IDS_MAX = 8189
 #: Entries one statement request may ask for.
 STATEMENT_ENTRIES_MAX = 8189
+#: Exceptions one settlement-cycle request may ask for (a full page: 336 + 8,189 * 192 bytes,
+#: about 1.6 MB).
+CYCLE_EXCEPTIONS_MAX = 8189
 #: A credential is 16..=256 bytes: 128 bits resist guessing; 256 leave room for any token
 #: format without letting a stranger make the node hash megabytes.
 CREDENTIAL_BYTES_MIN = 16
@@ -38,3 +41,4 @@ ACCESS_LEAF_BYTES_MAX = 76 + 4 * 8192 * 24
 
 assert HEADER_BYTES + 8 + STATEMENT_ENTRIES_MAX * STATEMENT_ENTRY_BYTES <= REPLY_PAYLOAD_BYTES_MAX
 assert HEADER_BYTES + LOOKUP_IDS_MAX * 128 <= REPLY_PAYLOAD_BYTES_MAX
+assert HEADER_BYTES + 336 + CYCLE_EXCEPTIONS_MAX * 192 <= REPLY_PAYLOAD_BYTES_MAX

@@ -1,4 +1,5 @@
-"""The 128-byte event records (docs/records.md): accounts, transfers and trades.
+"""The 128-byte event records (docs/records.md): accounts, transfers and trades, and net
+settlement's instructions and settlement commands.
 
 Each record type is a plain dataclass and a layout (``LAYOUTS``: field, offset, size), the
 table ``tests/test_records_doc.py`` compares with docs/records.md, the page the Rust encoders
@@ -60,6 +61,38 @@ class TradeFlags(enum.IntFlag):
 
 
 _RESOLVES_TRADE = TradeFlags.POST_PENDING_TRADE | TradeFlags.VOID_PENDING_TRADE
+
+
+class InstructionFlags(enum.IntFlag):
+    #: This instruction and the next in the batch are taken or refused together.
+    LINKED = 1 << 0
+    #: A part may settle when the whole cannot.
+    PARTIAL = 1 << 1
+    #: Submitted on hold: nothing settles until it is released.
+    HOLD = 1 << 2
+
+
+class CommandKind(enum.IntEnum):
+    """What a settlement command does (``SettlementCommand.kind``). Open, cut off, run, close,
+    cancel and reschedule and set max age are a cycle's lifecycle (operators only); hold,
+    release and cancel act on one instruction."""
+
+    OPEN = 1
+    CUT_OFF = 2
+    RUN = 3
+    CLOSE = 4
+    CANCEL_AND_RESCHEDULE = 5
+    HOLD = 6
+    RELEASE = 7
+    CANCEL = 8
+    SET_MAX_AGE = 9
+
+
+class Party(enum.IntEnum):
+    """Who asks to cancel an instruction (``SettlementCommand.party``)."""
+
+    DELIVERER = 1
+    RECEIVER = 2
 
 
 @dataclass(slots=True)
@@ -135,6 +168,114 @@ class Trade:
     timestamp: int = 0
 
 
+@dataclass(slots=True)
+class Instruction:
+    """A settlement instruction for a net settlement cycle: ``quantity`` units from the
+    deliverer's securities account to the receiver's, against ``cash`` from the receiver's
+    cash account to the deliverer's (0: free of payment), settled in ``cycle``'s netting run.
+
+    >>> Instruction(id=1, deliverer_securities=11, receiver_securities=21, receiver_cash=20,
+    ...             deliverer_cash=10, quantity=5, cycle=20261207, cash=500).flags
+    0
+    """
+
+    id: int
+    #: The deliverer's account on the instrument's ledger (pays ``quantity``).
+    deliverer_securities: int
+    #: The receiver's account on the instrument's ledger.
+    receiver_securities: int
+    #: The receiver's account on the cash ledger (pays ``cash``).
+    receiver_cash: int
+    #: The deliverer's account on the cash ledger.
+    deliverer_cash: int
+    quantity: int
+    #: The cycle it settles in (e.g. the intended settlement date, yyyymmdd).
+    cycle: int
+    cash: int = 0
+    #: Higher settles first when a participant is short.
+    priority: int = 0
+    #: The participants' settlement reference, opaque to Tally.
+    reference: int = 0
+    flags: int = 0
+    timestamp: int = 0
+
+
+@dataclass(slots=True)
+class SettlementCommand:
+    """One step of a settlement cycle's or an instruction's lifecycle; fields its ``kind``
+    does not use must be 0 (the engine answers ``command_field_must_be_zero``). An applied
+    command is kept under its ``id``: sending it again answers ``exists`` and applies nothing.
+    The class methods build each kind.
+
+    >>> SettlementCommand.run(7, cycle=20261207).kind
+    <CommandKind.RUN: 3>
+    """
+
+    id: int
+    kind: int
+    #: Hold, release, cancel: the instruction.
+    instruction: int = 0
+    #: Hold, release: units (0: all that is left, all held).
+    quantity: int = 0
+    #: Open, cut off, run, close, cancel and reschedule: the cycle.
+    cycle: int = 0
+    #: Cancel and reschedule: the later cycle its instructions move to.
+    to_cycle: int = 0
+    #: Set max age: runs an instruction may fail before it is cancelled (at least 1).
+    max_age: int = 0
+    #: Cancel: who asks (``Party``).
+    party: int = 0
+    #: None defined: any bit is refused.
+    flags: int = 0
+    timestamp: int = 0
+
+    @classmethod
+    def open(cls, id: int, cycle: int) -> SettlementCommand:
+        """Open ``cycle`` for instructions (operators)."""
+        return cls(id, CommandKind.OPEN, cycle=cycle)
+
+    @classmethod
+    def cut_off(cls, id: int, cycle: int) -> SettlementCommand:
+        """Close ``cycle`` to new instructions (operators)."""
+        return cls(id, CommandKind.CUT_OFF, cycle=cycle)
+
+    @classmethod
+    def run(cls, id: int, cycle: int) -> SettlementCommand:
+        """Net and settle ``cycle`` (cut off), fails carried forward (operators)."""
+        return cls(id, CommandKind.RUN, cycle=cycle)
+
+    @classmethod
+    def close(cls, id: int, cycle: int) -> SettlementCommand:
+        """Close ``cycle`` after its run (operators)."""
+        return cls(id, CommandKind.CLOSE, cycle=cycle)
+
+    @classmethod
+    def cancel_and_reschedule(cls, id: int, cycle: int, to_cycle: int) -> SettlementCommand:
+        """Cancel ``cycle``'s run before it happens and move its instructions to the later
+        ``to_cycle`` (operators)."""
+        return cls(id, CommandKind.CANCEL_AND_RESCHEDULE, cycle=cycle, to_cycle=to_cycle)
+
+    @classmethod
+    def hold(cls, id: int, instruction: int, quantity: int = 0) -> SettlementCommand:
+        """Hold ``quantity`` more units of ``instruction`` (0: all that is left)."""
+        return cls(id, CommandKind.HOLD, instruction=instruction, quantity=quantity)
+
+    @classmethod
+    def release(cls, id: int, instruction: int, quantity: int = 0) -> SettlementCommand:
+        """Release ``quantity`` held units of ``instruction`` (0: all held)."""
+        return cls(id, CommandKind.RELEASE, instruction=instruction, quantity=quantity)
+
+    @classmethod
+    def cancel(cls, id: int, instruction: int, party: int) -> SettlementCommand:
+        """One party's request to cancel ``instruction``; the other party's cancels it."""
+        return cls(id, CommandKind.CANCEL, instruction=instruction, party=party)
+
+    @classmethod
+    def set_max_age(cls, id: int, max_age: int) -> SettlementCommand:
+        """Set how many runs an instruction may fail before it is cancelled (operators)."""
+        return cls(id, CommandKind.SET_MAX_AGE, max_age=max_age)
+
+
 Record = Account | Transfer | Trade
 
 #: Per record type, its fields as (name, offset, size): docs/records.md's tables. A trade's
@@ -186,13 +327,44 @@ LAYOUTS: dict[str, tuple[tuple[str, int, int], ...]] = {
         ("flags", 118, 2),
         ("timestamp", 120, 8),
     ),
+    "Instruction": (
+        ("id", 0, 16),
+        ("deliverer_securities", 16, 16),
+        ("receiver_securities", 32, 16),
+        ("receiver_cash", 48, 16),
+        ("deliverer_cash", 64, 16),
+        ("reference", 80, 16),
+        ("quantity", 96, 8),
+        ("cash", 104, 8),
+        ("cycle", 112, 4),
+        ("priority", 116, 2),
+        ("flags", 118, 2),
+        ("timestamp", 120, 8),
+    ),
+    # Bytes 52..116 are reserved (zero).
+    "Command": (
+        ("id", 0, 16),
+        ("instruction", 16, 16),
+        ("quantity", 32, 8),
+        ("cycle", 40, 4),
+        ("to_cycle", 44, 4),
+        ("max_age", 48, 2),
+        ("party", 50, 2),
+        ("kind", 116, 2),
+        ("flags", 118, 2),
+        ("timestamp", 120, 8),
+    ),
 }
 
-#: Per record type, its flags (bit = the flag's value).
+#: A settlement command's reserved bytes (zero), as (offset, size).
+COMMAND_RESERVED = (52, 64)
+
+#: Per record type, its flags (bit = the flag's value); a settlement command has none.
 FLAGS: dict[str, type[enum.IntFlag]] = {
     "Account": AccountFlags,
     "Transfer": TransferFlags,
     "Trade": TradeFlags,
+    "Instruction": InstructionFlags,
 }
 
 # u128 fields are two u64 halves, low first (little-endian throughout).
@@ -200,7 +372,11 @@ _ACCOUNT = struct.Struct("<12QQQIHHQ")
 _TRANSFER = struct.Struct("<12QQIIIHHQ")
 _TRADE = struct.Struct("<10QIIQQQIHHQ")
 _TRADE_RESOLVE = struct.Struct("<12QQQIHHQ")
+_INSTRUCTION = struct.Struct("<12QQQIHHQ")
+_COMMAND = struct.Struct("<4QQIIHH64sHHQ")
 assert _ACCOUNT.size == _TRANSFER.size == _TRADE.size == _TRADE_RESOLVE.size == RECORD_BYTES
+assert _INSTRUCTION.size == _COMMAND.size == RECORD_BYTES
+_NO_RESERVED = bytes(COMMAND_RESERVED[1])
 
 
 def _check_field(kind: str, index: int, record: object, name: str, size: int) -> None:
@@ -220,9 +396,11 @@ def _explain(kind: str, index: int, record: object, error: Exception) -> RecordE
             name = type(record).__name__
             return RecordError(f"event {index}: {name} is neither a Transfer nor a Trade")
         kind = type(record).__name__
-    expected = {"Account": Account, "Transfer": Transfer, "Trade": Trade}[kind]
+    expected = _CLASSES[kind]
     if not isinstance(record, expected):
-        return RecordError(f"{kind} {index}: {type(record).__name__} is not a {kind}")
+        name = expected.__name__
+        article = "an" if name[0] in "AEIOU" else "a"
+        return RecordError(f"{kind} {index}: {type(record).__name__} is not {article} {name}")
     for name, _, size in LAYOUTS[kind]:
         try:
             _check_field(kind, index, record, name, size)
@@ -290,12 +468,46 @@ def _trade_into(buffer: bytearray, at: int, t: Trade, marker: int = 0) -> None:
         )
 
 
-_KNOWN_FLAGS = {"Account": 0x1F, "Transfer": 0xFF, "Trade": 0x0F}
+def _instruction_into(buffer: bytearray, at: int, n: Instruction) -> None:
+    i, ds, rs, rc, dc, r = (
+        n.id, n.deliverer_securities, n.receiver_securities, n.receiver_cash, n.deliverer_cash,
+        n.reference,
+    )  # fmt: skip
+    _INSTRUCTION.pack_into(
+        buffer, at,
+        i & _U64, i >> 64, ds & _U64, ds >> 64, rs & _U64, rs >> 64,
+        rc & _U64, rc >> 64, dc & _U64, dc >> 64, r & _U64, r >> 64,
+        n.quantity, n.cash, n.cycle, n.priority, n.flags, n.timestamp,
+    )  # fmt: skip
+    if n.flags > 0x07:
+        raise struct.error("unknown flag bits")
+
+
+def _command_into(buffer: bytearray, at: int, c: SettlementCommand) -> None:
+    i, n = c.id, c.instruction
+    _COMMAND.pack_into(
+        buffer, at,
+        i & _U64, i >> 64, n & _U64, n >> 64,
+        c.quantity, c.cycle, c.to_cycle, c.max_age, c.party, _NO_RESERVED,
+        c.kind, c.flags, c.timestamp,
+    )  # fmt: skip
+    if c.flags:
+        raise struct.error("unknown flag bits")
+
+
+_KNOWN_FLAGS = {"Account": 0x1F, "Transfer": 0xFF, "Trade": 0x0F, "Instruction": 0x07, "Command": 0}
+_CLASSES: dict[str, type] = {
+    "Account": Account,
+    "Transfer": Transfer,
+    "Trade": Trade,
+    "Instruction": Instruction,
+    "Command": SettlementCommand,
+}
 
 
 def _encode(
     kind: str,
-    events: Sequence[Record],
+    events: Sequence[Record | Instruction | SettlementCommand],
     into: Callable[[bytearray, int, Any], None],
     out: bytearray | None,
     offset: int,
@@ -352,6 +564,22 @@ def encode_settlements(
     """Transfers and trades in one batch, in order: a trade's record carries bit 15 of its
     flags (``SETTLEMENT_TRADE``), so a linked chain can hold a trade and its fees."""
     return _encode("Settlement", events, _settlement_into, out, offset)
+
+
+def encode_instructions(
+    instructions: Sequence[Instruction], out: bytearray | None = None, offset: int = 0
+) -> bytearray:
+    """Settlement instructions as records, into ``out`` at ``offset`` (a new bytearray if
+    none)."""
+    return _encode("Instruction", instructions, _instruction_into, out, offset)
+
+
+def encode_commands(
+    commands: Sequence[SettlementCommand], out: bytearray | None = None, offset: int = 0
+) -> bytearray:
+    """Settlement commands as records (bytes 52..116 zero), into ``out`` at ``offset`` (a new
+    bytearray if none)."""
+    return _encode("Command", commands, _command_into, out, offset)
 
 
 def _records(
@@ -449,9 +677,63 @@ def _trade(v: tuple[int, ...]) -> Trade:
     return trade
 
 
+def decode_instructions(body: bytes | bytearray | memoryview) -> list[Instruction]:
+    """Settlement instruction records."""
+    out = []
+    for v in _records(body, _INSTRUCTION):
+        out.append(_instruction(v))
+    return out
+
+
+def _instruction(v: tuple[int, ...]) -> Instruction:
+    if v[16] & ~0x07:
+        raise DecodeError(f"an instruction record has unknown flag bits {v[16]:#06x}")
+    return Instruction(
+        id=v[0] | v[1] << 64,
+        deliverer_securities=v[2] | v[3] << 64,
+        receiver_securities=v[4] | v[5] << 64,
+        receiver_cash=v[6] | v[7] << 64,
+        deliverer_cash=v[8] | v[9] << 64,
+        reference=v[10] | v[11] << 64,
+        quantity=v[12],
+        cash=v[13],
+        cycle=v[14],
+        priority=v[15],
+        flags=InstructionFlags(v[16]),
+        timestamp=v[17],
+    )
+
+
+def decode_commands(body: bytes | bytearray | memoryview) -> list[SettlementCommand]:
+    """Settlement command records; a reserved byte or flag bit set is refused. A known kind
+    becomes a ``CommandKind``, an unknown one stays a number."""
+    out = []
+    _records(body, _COMMAND)  # whole records
+    for v in _COMMAND.iter_unpack(body):
+        i0, i1, n0, n1, quantity, cycle, to_cycle, max_age, party, reserved, kind, flags, ts = v
+        if any(reserved) or flags:
+            raise DecodeError("a settlement command record has reserved bytes or flags set")
+        out.append(
+            SettlementCommand(
+                id=i0 | i1 << 64,
+                kind=CommandKind(kind) if kind in _COMMAND_KINDS else kind,
+                instruction=n0 | n1 << 64,
+                quantity=quantity,
+                cycle=cycle,
+                to_cycle=to_cycle,
+                max_age=max_age,
+                party=party,
+                flags=0,
+                timestamp=ts,
+            )
+        )
+    return out
+
+
+_COMMAND_KINDS = frozenset(kind.value for kind in CommandKind)
+
+
 def field_names(kind: str) -> list[str]:
     """The dataclass fields of record type ``kind`` (``"Account"``, ``"Transfer"``,
-    ``"Trade"``)."""
-    return [
-        f.name for f in fields({"Account": Account, "Transfer": Transfer, "Trade": Trade}[kind])
-    ]
+    ``"Trade"``, ``"Instruction"``, ``"Command"``)."""
+    return [f.name for f in fields(_CLASSES[kind])]
