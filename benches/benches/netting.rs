@@ -12,6 +12,13 @@
 //! (a million open instructions) to its stored form (what a snapshot of it holds), back, and
 //! into a state digest.
 //!
+//! `engine_run/...` is the whole thing as a replica applies it: an engine holding the cycle's
+//! 101,000 accounts (each participant's holding funded with what the cycle gives it, bound by
+//! `debits_must_not_exceed_credits`) and its million instructions applies the run command —
+//! the run worked out, one posted transfer per participant and asset through the clearing
+//! accounts, the outcomes applied to the book, the leaves. Each sample builds its engine
+//! untimed.
+//!
 //! Run: `cargo bench -p tally-benches --bench netting`
 
 use std::time::Duration;
@@ -176,7 +183,143 @@ fn netting(c: &mut Criterion) {
             hasher.finalize()
         })
     });
+    let (engine, _) = engine_with_cycle(&available, &obligations);
+    let postings = engine
+        .settlement()
+        .run_record(1)
+        .map_or(0, |run| run.postings);
+    println!("through apply: {postings} transfers posted for {OBLIGATIONS} instructions");
+    group.bench_function(
+        "engine_run/1M_instructions_1k_participants_100_instruments",
+        |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let (engine, took) = engine_with_cycle(&available, &obligations);
+                    total += took;
+                    drop(std::hint::black_box(engine));
+                }
+                total
+            })
+        },
+    );
     group.finish();
+}
+
+/// An engine holding the cycle's accounts (account id = position + 1, ledger = asset + 1,
+/// each funded from its ledger's issuer with its available amount) and its instructions, cut
+/// off; the run command applied, and how long that apply took.
+fn engine_with_cycle(
+    available: &[Available],
+    obligations: &[Obligation],
+) -> (tally_engine::Engine, Duration) {
+    use tally_engine::records::{Account, AccountFlags, CommandKind, SettlementCommand, Transfer};
+    use tally_engine::{Engine, EngineConfig, Operation};
+    let mut engine = Engine::new(EngineConfig { hash_seed: 7 });
+    let mut clock = 1_000u64;
+    let mut apply = |engine: &mut Engine, operation, records: Vec<[u8; 128]>| {
+        for chunk in records.chunks(8_189) {
+            clock += 1_000_000;
+            let outcome = engine
+                .apply(operation, clock, &chunk.concat())
+                .expect("a well-formed batch");
+            assert!(outcome.failures.is_empty(), "{:?}", &outcome.failures[..1]);
+        }
+        clock
+    };
+    let ledgers = INSTRUMENTS + 1;
+    let issuer = |ledger: u32| 10_000_000 + u128::from(ledger);
+    let mut accounts: Vec<[u8; 128]> = (1..=ledgers)
+        .map(|ledger| {
+            Account {
+                id: issuer(ledger),
+                ledger,
+                code: 1,
+                ..Account::default()
+            }
+            .encode()
+        })
+        .collect();
+    let mut funding = Vec::new();
+    for (p, limit) in available.iter().enumerate() {
+        let ledger = p as u32 % ledgers + 1;
+        accounts.push(
+            Account {
+                id: p as u128 + 1,
+                ledger,
+                code: 1,
+                flags: AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS,
+                ..Account::default()
+            }
+            .encode(),
+        );
+        if let Available::Limited(amount @ 1..) = *limit {
+            funding.push(
+                Transfer {
+                    id: p as u128 + 1,
+                    debit_account_id: issuer(ledger),
+                    credit_account_id: p as u128 + 1,
+                    amount,
+                    ledger,
+                    code: 1,
+                    ..Transfer::default()
+                }
+                .encode(),
+            );
+        }
+    }
+    apply(&mut engine, Operation::CreateAccounts, accounts);
+    apply(&mut engine, Operation::CreateTransfers, funding);
+    let command = |id: u128, kind: CommandKind| {
+        SettlementCommand {
+            id,
+            kind: kind as u16,
+            cycle: 1,
+            ..SettlementCommand::default()
+        }
+        .encode()
+    };
+    apply(
+        &mut engine,
+        Operation::SettlementCommands,
+        vec![command(1, CommandKind::Open)],
+    );
+    let instructions = obligations
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            Instruction {
+                id: i as u128 + 1,
+                reference: 0,
+                deliverer_securities: u128::from(o.securities_from) + 1,
+                receiver_securities: u128::from(o.securities_to) + 1,
+                receiver_cash: u128::from(o.cash_from) + 1,
+                deliverer_cash: u128::from(o.cash_to) + 1,
+                quantity: o.quantity,
+                cash: o.cash,
+                cycle: 1,
+                priority: 0,
+                flags: InstructionFlags::of(o.partial, false),
+                timestamp: 0,
+            }
+            .encode()
+        })
+        .collect();
+    apply(&mut engine, Operation::CreateInstructions, instructions);
+    apply(
+        &mut engine,
+        Operation::SettlementCommands,
+        vec![command(2, CommandKind::CutOff)],
+    );
+    let started = std::time::Instant::now();
+    let at = apply(
+        &mut engine,
+        Operation::SettlementCommands,
+        vec![command(3, CommandKind::Run)],
+    );
+    let took = started.elapsed();
+    assert!(at > 0 && engine.settlement().run_record(1).is_some());
+    (engine, took)
 }
 
 criterion_group!(benches, netting);

@@ -228,8 +228,8 @@ impl Engine {
         }
     }
 
-    /// Runs `command.cycle` and posts its movements, or changes nothing: the book is kept as it
-    /// was and every posting undone when one breaks an account's rule (a receiver closed or
+    /// Runs `command.cycle` and posts its movements, or changes nothing: every posting is undone
+    /// and the book never changed when one breaks an account's rule (a receiver closed or
     /// bound by `credits_must_not_exceed_debits`, a balance that would overflow).
     fn run_cycle(&mut self, command: &SettlementCommand, timestamp: u64) -> R {
         match self.settlement.phase(command.cycle) {
@@ -258,47 +258,47 @@ impl Engine {
                 Available::Unlimited
             }
         };
-        // The run changes the book in place; this copy is what a failed posting restores.
-        let before = self.settlement.clone();
-        let report = match self.settlement.run(command.cycle, available) {
-            Ok(report) => report,
+        // Worked out first, the book unchanged; posted; only then applied to the book, so a
+        // posting that breaks an account's rule leaves nothing in the book to undo.
+        let plan = match self.settlement.plan_run(command.cycle, available) {
+            Ok(plan) => plan,
             Err(error) => return refused(error),
         };
         let (generated, next) = (self.generated.len(), self.generated_next);
         self.undo.clear();
         self.undo_on = true;
-        let result = self.post_run(&report, command.id);
-        match result {
-            Ok(postings) => {
-                let record = RunRecord {
-                    cycle: command.cycle,
-                    command: command.id,
-                    timestamp,
-                    first_posting: postings.0,
-                    postings: postings.1,
-                    settled: report.settled,
-                    partly_settled: report.partly_settled,
-                    failed: report.failed,
-                    aged_out: report.aged_out.len() as u64,
-                    settled_value: report.settled_value,
-                    short_legs: report.short_legs,
-                    certificate: report.certificate,
-                };
-                self.settlement.runs.insert(command.cycle, record);
-                // Its leaf follows the postings; its timestamp is its own.
-                self.next_generated_timestamp();
-                self.generated.push(Generated::Run(command.cycle));
-            }
-            Err(_) => {
-                self.rollback();
-                self.generated.truncate(generated);
-                self.generated_next = next;
-                self.settlement = before;
-            }
+        let posted = self.post_run(&plan.report, command.id);
+        if posted.is_err() {
+            self.rollback();
+            self.generated.truncate(generated);
+            self.generated_next = next;
         }
         self.undo_on = false;
         self.undo.clear();
-        result.err().unwrap_or(R::Ok)
+        let (first_posting, postings) = match posted {
+            Ok(postings) => postings,
+            Err(code) => return code,
+        };
+        let report = self.settlement.apply_run(plan);
+        let record = RunRecord {
+            cycle: command.cycle,
+            command: command.id,
+            timestamp,
+            first_posting,
+            postings,
+            settled: report.settled,
+            partly_settled: report.partly_settled,
+            failed: report.failed,
+            aged_out: report.aged_out.len() as u64,
+            settled_value: report.settled_value,
+            short_legs: report.short_legs,
+            certificate: report.certificate,
+        };
+        self.settlement.runs.insert(command.cycle, record);
+        // Its leaf follows the postings; its timestamp is its own.
+        self.next_generated_timestamp();
+        self.generated.push(Generated::Run(command.cycle));
+        R::Ok
     }
 
     /// Posts a run's movements: payers into their ledger's clearing account first, then the

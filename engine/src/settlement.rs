@@ -690,17 +690,27 @@ impl SettlementBook {
     /// Runs `cycle` (cut off): nets its eligible instructions and every fail carried forward
     /// against `available(account)`, updates each one's status, ages and cancels fails, and
     /// returns the movements to post. The caller posts them all, or none and does not keep this
-    /// book's changes.
+    /// book's changes. [`SettlementBook::plan_run`] then [`SettlementBook::apply_run`].
     pub fn run(
         &mut self,
         cycle: u32,
         available: impl Fn(u128) -> Available,
     ) -> Result<RunReport, SettlementError> {
+        let plan = self.plan_run(cycle, available)?;
+        Ok(self.apply_run(plan))
+    }
+
+    /// A run of `cycle` worked out without changing the book: its movements and certificate
+    /// (in `report`, its counts still 0) and every member's outcome, for
+    /// [`SettlementBook::apply_run`] — so a caller can post the movements first and keep the
+    /// book as it is if posting fails, with nothing to undo here.
+    pub fn plan_run(
+        &self,
+        cycle: u32,
+        available: impl Fn(u128) -> Available,
+    ) -> Result<RunPlan, SettlementError> {
         self.expect_phase(cycle, &[Phase::CutOff])?;
-        // In the run: the cycle's own and the carried, not final, with units not held.
-        let in_run = |s: &InstructionState| {
-            (s.cycle == cycle || s.carried) && !s.status.is_final() && s.eligible().0 > 0
-        };
+        let in_run = |s: &InstructionState| in_run(s, cycle);
         // The members in the book's (id) order; `order` lists them in submission order, the
         // run's.
         let members: Vec<&InstructionState> = self
@@ -759,7 +769,7 @@ impl SettlementBook {
             obligation_of[k as usize] = o as u32;
         }
 
-        let mut report = RunReport {
+        let report = RunReport {
             cycle,
             movements: accounts
                 .iter()
@@ -775,20 +785,41 @@ impl SettlementBook {
             settled_value: 0,
             certificate,
         };
+        Ok(RunPlan {
+            report,
+            accounts,
+            obligations,
+            outcomes: net.outcomes,
+            obligation_of,
+        })
+    }
+
+    /// Applies a run [`SettlementBook::plan_run`] worked out on this book as it still is:
+    /// each member's outcome, fails aged and carried, the cycle's phase; returns the report.
+    pub fn apply_run(&mut self, plan: RunPlan) -> RunReport {
+        let RunPlan {
+            mut report,
+            accounts,
+            obligations,
+            outcomes,
+            obligation_of,
+        } = plan;
+        let cycle = report.cycle;
+        debug_assert_eq!(self.phase(cycle), Some(Phase::CutOff));
         // One pass over the open instructions in id order: the members (the same filter;
-        // nothing has changed since) take their outcomes, and whatever is left of this cycle
-        // (fails, parts, held instructions) is carried, so every later run takes it as far as
-        // it is not held.
+        // nothing has changed since the plan) take their outcomes, and whatever is left of
+        // this cycle (fails, parts, held instructions) is carried, so every later run takes
+        // it as far as it is not held.
         let mut member = 0;
         let mut closed = Vec::new();
         for id in &self.live {
             let Some(state) = self.instructions.get_mut(id) else {
                 continue;
             };
-            if in_run(state) {
+            if in_run(state, cycle) {
                 let o = obligation_of[member] as usize;
                 member += 1;
-                let (obligation, outcome) = (&obligations[o], net.outcomes[o]);
+                let (obligation, outcome) = (&obligations[o], outcomes[o]);
                 let (quantity, cash) = outcome.settled(obligation);
                 state.settled_quantity += quantity;
                 state.settled_cash += cash;
@@ -842,8 +873,31 @@ impl SettlementBook {
             Phase::PartlySettled
         };
         self.cycles.insert(cycle, phase);
-        Ok(report)
+        assert_eq!(
+            member,
+            obligation_of.len(),
+            "the plan's members are the book's"
+        );
+        report
     }
+}
+
+/// Whether `s` takes part in `cycle`'s run: the cycle's own and those carried, not settled or
+/// cancelled, with units not held.
+fn in_run(s: &InstructionState, cycle: u32) -> bool {
+    (s.cycle == cycle || s.carried) && !s.status.is_final() && s.eligible().0 > 0
+}
+
+/// A run worked out, not yet applied to the book ([`SettlementBook::plan_run`]).
+#[derive(Clone, Debug)]
+pub struct RunPlan {
+    /// The movements to post and the certificate; counts filled in by `apply_run`.
+    pub report: RunReport,
+    accounts: Vec<u128>,
+    obligations: Vec<Obligation>,
+    outcomes: Vec<Outcome>,
+    /// Each member's obligation, by the member's place in id order.
+    obligation_of: Vec<u32>,
 }
 
 /// The run's certificate; `instructions` in the run's (submission) order, one per obligation.
