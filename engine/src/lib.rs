@@ -29,6 +29,7 @@ mod query;
 pub mod records;
 mod result;
 pub mod settlement;
+mod settlement_run;
 pub mod settlement_store;
 pub mod settlement_wire;
 mod snapshot;

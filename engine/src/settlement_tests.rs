@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::netting::Available;
 
 // Participant A's and B's accounts on the instrument's ledger and on the cash ledger.
 const A_XYZ: u128 = 1;

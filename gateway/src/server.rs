@@ -32,6 +32,7 @@ use tally_raft::replication::{AppliedView, CommittedIndex};
 mod access;
 mod cosign;
 mod reads;
+mod refusals;
 
 use crate::admin;
 use crate::auth::{Access, Credentials, GatewayConfig};
@@ -39,7 +40,6 @@ use crate::limits::{
     HEADER_BYTES, REGISTER_PAYLOAD_BYTES_MAX, REQUEST_BODY_BYTES_MAX, REQUEST_EVENTS_MAX,
     SESSIONS_MAX, SESSIONS_PER_CREDENTIAL_MAX, SESSION_IN_FLIGHT_MAX,
 };
-use crate::scope::{check_create, operator_only};
 use crate::session::{
     client_key, Admission, NumberedCreate, RegisterRefusal, RequestDigest, SessionRefusal,
     Sessions, Waiter,
@@ -592,73 +592,6 @@ impl Gateway {
             complete(&metrics, &sessions, &context, payload, keep, &replies).await;
         });
         Ok(())
-    }
-
-    /// The refusal of a create request its session may not make: `Forbidden` for a cycle's
-    /// lifecycle command from anyone but an operator; `OutOfScope` for a scoped submitter's
-    /// event outside its scope. `None` when every event is allowed.
-    fn out_of_scope(
-        &self,
-        context: &Context,
-        access: &Access,
-        operation: tally_engine::Operation,
-        body: &[u8],
-    ) -> Option<Bytes> {
-        if operation == tally_engine::Operation::SettlementCommands && !access.may_operate() {
-            if let Some((index, kind)) = operator_only(body) {
-                return Some(context.refuse(
-                    Status::Forbidden,
-                    &Refusal {
-                        leader: None,
-                        event: Some(index),
-                        message: format!(
-                            "event {index}: {kind:?} runs a settlement cycle's lifecycle, \
-                             which only an operator may do"
-                        ),
-                    },
-                ));
-            }
-        }
-        let scope = access.debit_scope()?;
-        let checked = match operation {
-            // Trades, instructions and instruction commands need the applied state (their
-            // records carry no ledger); the others do not hold up the apply loop's lock.
-            tally_engine::Operation::CreateTrades
-            | tally_engine::Operation::CreateSettlements
-            | tally_engine::Operation::CreateInstructions
-            | tally_engine::Operation::SettlementCommands => {
-                let checked = self.view.read(|applied| {
-                    let engine = applied.engine()?;
-                    Some(check_create(
-                        scope,
-                        operation,
-                        body,
-                        |id| engine.lookup_account(id).map(|account| account.ledger),
-                        |id| engine.settlement().instruction(id).map(|s| s.instruction),
-                    ))
-                });
-                match checked {
-                    Some(checked) => checked,
-                    None => return Some(context.refuse_with(Status::Unavailable, INSTALLING)),
-                }
-            }
-            _ => check_create(scope, operation, body, |_| None, |_| None),
-        };
-        let refusal = checked.err()?;
-        tracing::info!(
-            client = context.header.client_id,
-            event = refusal.index,
-            reason = refusal.reason,
-            "create request out of the submitter's scope"
-        );
-        Some(context.refuse(
-            Status::OutOfScope,
-            &Refusal {
-                leader: None,
-                event: Some(refusal.index),
-                message: refusal.reason,
-            },
-        ))
     }
 
     /// An operator's request: this node's state, or a cluster administration command. Any
