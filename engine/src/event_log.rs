@@ -424,7 +424,14 @@ impl Engine {
                 ),
             };
             let timestamp = timestamp_first + i as u64;
-            let bytes = leaf(kind, EventResult::Ok, position, i as u32, timestamp, &record);
+            let bytes = leaf(
+                kind,
+                EventResult::Ok,
+                position,
+                i as u32,
+                timestamp,
+                &record,
+            );
             if kind != Operation::CreateTransfers as u8 {
                 self.log.kept.push(KeptLeaf {
                     index: self.log.size + leaves.len() as u64,

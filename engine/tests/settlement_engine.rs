@@ -244,7 +244,11 @@ fn a_fail_is_carried_forward_and_settles_once_funded() {
     }
     let run_record = *l.engine.settlement().run_record(DAY1).expect("kept");
     assert_eq!(
-        (run_record.first_posting, run_record.postings, run_record.command),
+        (
+            run_record.first_posting,
+            run_record.postings,
+            run_record.command
+        ),
         (outcome.timestamp_first + 3, 4, 103)
     );
     assert_eq!((run_record.settled, run_record.failed), (1, 1));
