@@ -20,6 +20,8 @@ const SECRET: &str = "operator-secret-for-client-tests";
 
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+mod common;
+
 fn cluster(root: &Path) -> LocalCluster {
     cluster_with(root, "")
 }
@@ -209,16 +211,7 @@ fn accounts_one_and_two(dir: &Path, env: &[(&str, &str)]) {
 }
 
 fn tally(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(args)
-        .envs(envs.iter().copied())
-        .output()
-        .expect("tally runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    common::tally_cli(args, envs)
 }
 
 /// Proves the README's walk-through: the CLI creates two accounts from CSV, moves money from

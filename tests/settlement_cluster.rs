@@ -4,7 +4,6 @@
 //! `tally client cycle` walks a cycle from a CSV file to its report.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +28,8 @@ const CYCLE: u32 = 20261207;
 
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+mod common;
+
 /// Four credentials: the operator; an exchange (unscoped submitter); a broker that may debit
 /// participant 1's accounts only; a fund that reads participant 1's accounts only.
 fn cluster(root: &Path) -> LocalCluster {
@@ -50,6 +51,15 @@ fn cluster(root: &Path) -> LocalCluster {
         shares(1, 1),
     );
     LocalCluster::new(Path::new(env!("CARGO_BIN_EXE_tally")), root, &config)
+}
+
+/// One node, once it leads, and the operator's client.
+async fn one_node(root: &Path) -> (LocalCluster, Arc<Client>) {
+    let mut cluster = cluster(root);
+    cluster.found(&[1]).expect("started");
+    cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+    let operator = client(&cluster, OPERATOR).await;
+    (cluster, operator)
 }
 
 async fn client(cluster: &LocalCluster, secret: &str) -> Arc<Client> {
@@ -366,10 +376,7 @@ async fn a_cycle_run_survives_a_leader_kill_9_and_settles_once() {
 async fn settlement_roles_and_scopes_hold() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().expect("tempdir");
-    let mut cluster = cluster(root.path());
-    cluster.found(&[1]).expect("started");
-    cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
-    let operator = client(&cluster, OPERATOR).await;
+    let (cluster, operator) = one_node(root.path()).await;
     let exchange = client(&cluster, EXCHANGE).await;
     let broker = client(&cluster, BROKER).await;
     let fund = client(&cluster, FUND).await;
@@ -467,16 +474,7 @@ async fn settlement_roles_and_scopes_hold() {
 }
 
 fn tally(args: &[&str], envs: &[(&str, String)]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(args)
-        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("tally runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    common::tally_cli(args, envs)
 }
 
 /// Proves the CLI walks a cycle: instructions from CSV (bad input exits 2, nothing sent), the
@@ -487,10 +485,7 @@ fn tally(args: &[&str], envs: &[(&str, String)]) -> (i32, String, String) {
 async fn the_cli_walks_a_cycle_from_csv_to_report() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let root = tempfile::tempdir().expect("tempdir");
-    let mut cluster = cluster(root.path());
-    cluster.found(&[1]).expect("started");
-    cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
-    let operator = client(&cluster, OPERATOR).await;
+    let (cluster, operator) = one_node(root.path()).await;
     market(&operator, 3, 1, 1_000, 10).await;
     let ca = cluster.pki_dir().expect("TLS is on").join("ca.pem");
     let env = |secret: &str| {

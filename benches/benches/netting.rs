@@ -130,21 +130,8 @@ fn netting(c: &mut Criterion) {
     let mut book = SettlementBook::new(5, 7);
     book.open(1).expect("a new cycle");
     for (i, o) in obligations.iter().enumerate() {
-        book.submit(Instruction {
-            id: i as u128 + 1,
-            reference: 0,
-            deliverer_securities: u128::from(o.securities_from) + 1,
-            receiver_securities: u128::from(o.securities_to) + 1,
-            receiver_cash: u128::from(o.cash_from) + 1,
-            deliverer_cash: u128::from(o.cash_to) + 1,
-            quantity: o.quantity,
-            cash: o.cash,
-            cycle: 1,
-            priority: 0,
-            flags: InstructionFlags::of(o.partial, false),
-            timestamp: 0,
-        })
-        .expect("a valid instruction");
+        book.submit(instruction_of(i, o))
+            .expect("a valid instruction");
     }
     book.cut_off(1).expect("an open cycle");
     let limit = |account: u128| available[(account - 1) as usize];
@@ -204,6 +191,24 @@ fn netting(c: &mut Criterion) {
         },
     );
     group.finish();
+}
+
+/// Obligation `i` of the cycle as an instruction of cycle 1 (account id = position + 1).
+fn instruction_of(i: usize, o: &Obligation) -> Instruction {
+    Instruction {
+        id: i as u128 + 1,
+        reference: 0,
+        deliverer_securities: u128::from(o.securities_from) + 1,
+        receiver_securities: u128::from(o.securities_to) + 1,
+        receiver_cash: u128::from(o.cash_from) + 1,
+        deliverer_cash: u128::from(o.cash_to) + 1,
+        quantity: o.quantity,
+        cash: o.cash,
+        cycle: 1,
+        priority: 0,
+        flags: InstructionFlags::of(o.partial, false),
+        timestamp: 0,
+    }
 }
 
 /// An engine holding the cycle's accounts (account id = position + 1, ledger = asset + 1,
@@ -287,23 +292,7 @@ fn engine_with_cycle(
     let instructions = obligations
         .iter()
         .enumerate()
-        .map(|(i, o)| {
-            Instruction {
-                id: i as u128 + 1,
-                reference: 0,
-                deliverer_securities: u128::from(o.securities_from) + 1,
-                receiver_securities: u128::from(o.securities_to) + 1,
-                receiver_cash: u128::from(o.cash_from) + 1,
-                deliverer_cash: u128::from(o.cash_to) + 1,
-                quantity: o.quantity,
-                cash: o.cash,
-                cycle: 1,
-                priority: 0,
-                flags: InstructionFlags::of(o.partial, false),
-                timestamp: 0,
-            }
-            .encode()
-        })
+        .map(|(i, o)| instruction_of(i, o).encode())
         .collect();
     apply(&mut engine, Operation::CreateInstructions, instructions);
     apply(

@@ -13,6 +13,24 @@ pub const LEADER_WAIT: Duration = Duration::from_secs(30);
 /// The default timings (elections within 1–2 s) and small WAL segments.
 pub const FAST_RAFT: &str = "[raft]\n[wal]\nsegment_mib = 16\n";
 
+/// Run the `tally` binary with `args` and the environment `envs`: its exit code, standard
+/// output and standard error.
+pub fn tally_cli<V: AsRef<std::ffi::OsStr>>(
+    args: &[&str],
+    envs: &[(&str, V)],
+) -> (i32, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_ref())))
+        .output()
+        .expect("tally runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// Wait until a node other than `old` leads (as that node itself reports); its id.
 pub async fn another_leader(cluster: &LocalCluster, old: u64) -> u64 {
     let deadline = Instant::now() + LEADER_WAIT;
