@@ -328,6 +328,9 @@ impl BookRestore {
             .map_err(|_| invalid("a settlement instruction's record has an unknown flag bit"))?;
         let id = instruction.id;
         let bad = |what: &str| Err(invalid(format!("settlement instruction {id:#x}: {what}")));
+        if id == 0 || id == u128::MAX || crate::cycle::is_reserved(id) {
+            return bad("an id no instruction may have (0, or the engine's own range)");
+        }
         if book
             .instructions
             .last_key_value()
@@ -379,8 +382,8 @@ impl BookRestore {
     pub(crate) fn command(&mut self, stored: &StoredCommand) -> Result<(), SnapshotError> {
         let id = stored.id;
         let bad = |what: &str| Err(invalid(format!("settlement command {id:#x}: {what}")));
-        if id == 0 {
-            return bad("the id 0");
+        if id == 0 || id == u128::MAX || crate::cycle::is_reserved(id) {
+            return bad("an id no command may have (0, or the engine's own range)");
         }
         let mut own = [0u8; 16];
         own.copy_from_slice(&stored.record[..16]);

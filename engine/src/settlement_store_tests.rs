@@ -158,7 +158,7 @@ fn damaged_entries_are_refused_by_name() {
         }),
         ("unknown flag bit", |s| s.instructions[0].record[118] = 0x80),
         ("settlement max age 0", |s| s.max_age = 0),
-        ("command 0x0: the id 0", |s| {
+        ("command 0x0: an id no command may have", |s| {
             s.commands[0] = StoredCommand {
                 id: 0,
                 record: command(0, 1),
@@ -324,4 +324,53 @@ fn run_records_are_stored_with_their_cycles() {
     let mut damaged = cycle(3, &run);
     damaged.run[220] = 1;
     refused(damaged, "damaged run record");
+}
+
+/// Ids `apply` never takes are refused on restore by name: a command or an instruction in the
+/// engine's id range or with id `u128::MAX`.
+#[test]
+fn ids_and_records_apply_never_takes_are_refused() {
+    let cycle = StoredCycle {
+        cycle: 1,
+        phase: 0,
+        rescheduled_to: 0,
+        run: [0; RUN_RECORD_BYTES],
+    };
+    let command = |id: u128, kind: u16| {
+        let record = crate::records::SettlementCommand {
+            id,
+            kind,
+            cycle: 1,
+            ..Default::default()
+        }
+        .encode();
+        StoredCommand { id, record }
+    };
+    SettlementBook::restore(3, 7, &[cycle], &[], &[command(5, 1)]).expect("a command apply takes");
+    for (stored, what) in [
+        (
+            command(crate::limits::RESERVED_ID_FIRST + 1, 1),
+            "engine's own range",
+        ),
+        (command(u128::MAX, 1), "engine's own range"),
+    ] {
+        let error = SettlementBook::restore(3, 7, &[cycle], &[], &[stored])
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains(what), "{error}");
+    }
+    let book = {
+        let mut book = SettlementBook::new(3, 7);
+        book.open(1).unwrap();
+        book.submit(sale(9, 1, 10, 100)).unwrap();
+        book
+    };
+    let mut stored = book.stored_instructions();
+    let mut record = Instruction::decode(&stored[0].record).unwrap();
+    record.id = crate::limits::RESERVED_ID_FIRST;
+    stored[0].record = record.encode();
+    let error = SettlementBook::restore(3, 7, &book.stored_cycles(), &stored, &[])
+        .expect_err("refused")
+        .to_string();
+    assert!(error.contains("engine's own range"), "{error}");
 }
