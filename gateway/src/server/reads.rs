@@ -86,39 +86,46 @@ fn answer(
         Read::Lookup { what, ids } => {
             let mut body = Vec::with_capacity(ids.len() * 128);
             for id in ids {
-                let record = match what {
-                    LookupKind::Accounts => engine
-                        .lookup_account(id)
-                        .filter(|account| access.account_visible(account))
-                        .map(|account| {
+                // Each record straight into the reply: no allocation per record on a read
+                // that holds the applied state.
+                match what {
+                    LookupKind::Accounts => {
+                        if let Some(account) = engine
+                            .lookup_account(id)
+                            .filter(|account| access.account_visible(account))
+                        {
                             touched.push(account.id);
-                            account.encode().to_vec()
-                        }),
-                    LookupKind::Transfers => engine
-                        .lookup_transfer(id)
-                        .filter(|transfer| access.transfer_visible(transfer))
-                        .map(|transfer| {
+                            body.extend_from_slice(&account.encode());
+                        }
+                    }
+                    LookupKind::Transfers => {
+                        if let Some(transfer) = engine
+                            .lookup_transfer(id)
+                            .filter(|transfer| access.transfer_visible(transfer))
+                        {
                             touched.extend(transfer_accounts(&transfer));
-                            transfer.encode().to_vec()
-                        }),
-                    LookupKind::Trades => engine
-                        .lookup_trade(id)
-                        .filter(|trade| access.trade_visible(engine, trade))
-                        .map(|trade| {
+                            body.extend_from_slice(&transfer.encode());
+                        }
+                    }
+                    LookupKind::Trades => {
+                        if let Some(trade) = engine
+                            .lookup_trade(id)
+                            .filter(|trade| access.trade_visible(engine, trade))
+                        {
                             touched.extend(trade_accounts(&trade));
-                            trade.encode().to_vec()
-                        }),
-                    LookupKind::Instructions => engine
-                        .settlement()
-                        .instruction(id)
-                        .filter(|state| access.instruction_visible(engine, &state.instruction))
-                        .map(|state| {
+                            body.extend_from_slice(&trade.encode());
+                        }
+                    }
+                    LookupKind::Instructions => {
+                        if let Some(state) = engine
+                            .settlement()
+                            .instruction(id)
+                            .filter(|state| access.instruction_visible(engine, &state.instruction))
+                        {
                             touched.extend(state.instruction.accounts());
-                            InstructionView::of(state).encode().to_vec()
-                        }),
-                };
-                if let Some(record) = record {
-                    body.extend_from_slice(&record);
+                            body.extend_from_slice(&InstructionView::of(state).encode());
+                        }
+                    }
                 }
             }
             context.ok(commit_index, &body)
