@@ -25,9 +25,10 @@ mod memory;
 pub mod merkle;
 pub mod netting;
 mod pending;
-mod query;
+pub mod query;
 pub mod records;
 mod result;
+pub mod search;
 pub mod settlement;
 mod settlement_run;
 pub mod settlement_store;
@@ -57,6 +58,7 @@ pub use records::{
     TransferFlags,
 };
 pub use result::EventResult;
+pub use search::{Position, QueryFilter, QueryPage};
 pub use snapshot::{
     section_hash, FrozenState, RestoreStart, Section, SectionEncoder, SectionKind, SectionVersion,
     SnapshotError, SnapshotSection, SnapshotSections, TrailerHasher, SECTION_HASH_BYTES,

@@ -35,6 +35,11 @@ pub const NANOSECONDS_PER_SECOND: u64 = 1_000_000_000;
 /// Entries a statement query returns at most, whatever the caller asks: one reply frame.
 pub const STATEMENT_ENTRIES_MAX: u32 = 8_189;
 
+/// Records one page of a query by field examines at most (`search`): the applied state is
+/// held while a page is read, so a filter that matches little costs a page this much, not the
+/// whole history; the page then says where the next one starts.
+pub const QUERY_SCAN_MAX: usize = 1 << 18;
+
 /// Obligations one netting run takes (`netting::net`). A cycle of a busy CSD day is a few
 /// million instructions; 2^26 keeps every per-position sum of 64-bit amounts far inside u128
 /// and a run's working memory (about 100 bytes per obligation) within a few GiB.

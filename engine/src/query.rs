@@ -61,15 +61,24 @@ pub enum QueryError {
     AccountNotFound,
     LimitMustNotBeZero,
     TimestampMinExceedsMax,
+    /// A query filter names a field the queried records do not have (e.g. `user_data_32`
+    /// of accounts).
+    FieldNotInRecord(&'static str),
 }
 
 impl std::fmt::Display for QueryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            QueryError::AccountNotFound => "account not found",
-            QueryError::LimitMustNotBeZero => "limit must not be zero",
-            QueryError::TimestampMinExceedsMax => "timestamp_min exceeds timestamp_max",
-        })
+        match self {
+            QueryError::AccountNotFound => f.write_str("account not found"),
+            QueryError::LimitMustNotBeZero => f.write_str("limit must not be zero"),
+            QueryError::TimestampMinExceedsMax => {
+                f.write_str("timestamp_min exceeds timestamp_max")
+            }
+            QueryError::FieldNotInRecord(field) => write!(
+                f,
+                "{field} must be zero: the records queried have no such field"
+            ),
+        }
     }
 }
 
@@ -106,13 +115,18 @@ impl Engine {
         let account = self
             .find_account(account_id)
             .ok_or(QueryError::AccountNotFound)?;
+        Ok(self.balances_of_slot_as_of(account, timestamp))
+    }
+
+    /// `balances_as_of` of the account in `account`'s slot.
+    pub(crate) fn balances_of_slot_as_of(&self, account: u32, timestamp: u64) -> Balances {
         let slot = self.accounts.get(account);
         if slot.flags().contains(AccountFlags::HISTORY) {
             let events = &slot.history.events;
             let position = events.partition_point(|&e| self.event_timestamp(e) <= timestamp);
-            return Ok(position
+            return position
                 .checked_sub(1)
-                .map_or(Balances::default(), |p| slot.history.balances_after[p]));
+                .map_or(Balances::default(), |p| slot.history.balances_after[p]);
         }
         let mut balances = slot.balances;
         for event in self.history_newest_first(account) {
@@ -121,7 +135,7 @@ impl Engine {
             }
             balances = balances.wrapping_sub(self.effect(account, event));
         }
-        Ok(balances)
+        balances
     }
 
     /// The account's events in a time range, each with the balances after it: the oldest
