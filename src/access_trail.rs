@@ -158,6 +158,10 @@ fn operation_name(kind: u8) -> &'static str {
         KIND_BALANCES_AS_OF => "balances",
         KIND_PROVE => "prove",
         KIND_ACCESS_TRAIL => "reads",
+        KIND_QUERY_ACCOUNTS => "query-accounts",
+        KIND_QUERY_TRANSFERS => "query-transfers",
+        KIND_QUERY_TRADES => "query-trades",
+        KIND_QUERY_POSITIONS => "query-positions",
         _ => "other",
     }
 }

@@ -182,6 +182,12 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: crate::cycle_cli::CycleCommand,
     },
+    /// Accounts, transfers and trades by ledger, code, user data and time, and every
+    /// account's balances as of a time; all pages in turn.
+    Query {
+        #[command(subcommand)]
+        command: crate::query_cli::QueryCommand,
+    },
 }
 
 /// How a `tally client` run ended, as an exit code.
@@ -548,6 +554,107 @@ pub(crate) struct Table {
 }
 
 /// Print the records a lookup of `asked` found; the ids not found are said on standard error.
+/// An account's columns in lookups and queries, and its row.
+pub(crate) const ACCOUNT_SHOWN: [&str; 11] = [
+    "id",
+    "ledger",
+    "code",
+    "flags",
+    "debits_pending",
+    "debits_posted",
+    "credits_pending",
+    "credits_posted",
+    "user_data_128",
+    "user_data_64",
+    "timestamp",
+];
+
+pub(crate) fn account_row(a: &Account) -> Vec<String> {
+    vec![
+        a.id.to_string(),
+        a.ledger.to_string(),
+        a.code.to_string(),
+        flag_names(a.flags.0, ACCOUNT_FLAGS),
+        a.debits_pending.to_string(),
+        a.debits_posted.to_string(),
+        a.credits_pending.to_string(),
+        a.credits_posted.to_string(),
+        a.user_data_128.to_string(),
+        a.user_data_64.to_string(),
+        a.timestamp.to_string(),
+    ]
+}
+
+/// A transfer's columns in lookups and queries, and its row.
+pub(crate) const TRANSFER_SHOWN: [&str; 12] = [
+    "id",
+    "debit_account_id",
+    "credit_account_id",
+    "amount",
+    "ledger",
+    "code",
+    "flags",
+    "pending_id",
+    "user_data_128",
+    "user_data_64",
+    "user_data_32",
+    "timestamp",
+];
+
+pub(crate) fn transfer_row(t: &Transfer) -> Vec<String> {
+    vec![
+        t.id.to_string(),
+        t.debit_account_id.to_string(),
+        t.credit_account_id.to_string(),
+        t.amount.to_string(),
+        t.ledger.to_string(),
+        t.code.to_string(),
+        flag_names(t.flags.0, TRANSFER_FLAGS),
+        t.pending_id.to_string(),
+        t.user_data_128.to_string(),
+        t.user_data_64.to_string(),
+        t.user_data_32.to_string(),
+        t.timestamp.to_string(),
+    ]
+}
+
+/// A trade's columns in lookups and queries, and its row.
+pub(crate) const TRADE_SHOWN: [&str; 14] = [
+    "id",
+    "seller_instrument",
+    "buyer_instrument",
+    "buyer_cash",
+    "seller_cash",
+    "instrument_ledger",
+    "cash_ledger",
+    "quantity",
+    "cash_amount",
+    "code",
+    "flags",
+    "pending_id",
+    "user_data_64",
+    "timestamp",
+];
+
+pub(crate) fn trade_row(t: &Trade) -> Vec<String> {
+    vec![
+        t.id.to_string(),
+        t.instrument_debit_account_id.to_string(),
+        t.instrument_credit_account_id.to_string(),
+        t.cash_debit_account_id.to_string(),
+        t.cash_credit_account_id.to_string(),
+        t.instrument_ledger.to_string(),
+        t.cash_ledger.to_string(),
+        t.quantity.to_string(),
+        t.cash_amount.to_string(),
+        t.code.to_string(),
+        flag_names(t.flags.0, TRADE_FLAGS),
+        t.pending_id.to_string(),
+        t.user_data_64.to_string(),
+        t.timestamp.to_string(),
+    ]
+}
+
 fn print_records<T>(
     output: Output,
     asked: &[u128],
@@ -655,6 +762,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
         ClientCommand::Cycle { command } => {
             crate::cycle_cli::run(command, config, output, args.in_flight, args.rate).await
         }
+        ClientCommand::Query { command } => crate::query_cli::run(command, config, output).await,
         ClientCommand::CreateAccounts { file } => {
             create_from_file(
                 file,
@@ -699,34 +807,14 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
                 None => Ok(()),
             };
             let found = client.lookup_accounts(&ids).await?;
-            let mut columns = vec!["id", "ledger", "code", "flags"];
-            columns.extend([
-                "debits_pending",
-                "debits_posted",
-                "credits_pending",
-                "credits_posted",
-                "timestamp",
-            ]);
             prove(&client, found.len()).await?;
             print_records(
                 output,
                 &ids,
-                columns,
+                ACCOUNT_SHOWN.to_vec(),
                 &found,
                 |a| a.id,
-                |a| {
-                    vec![
-                        a.id.to_string(),
-                        a.ledger.to_string(),
-                        a.code.to_string(),
-                        flag_names(a.flags.0, ACCOUNT_FLAGS),
-                        a.debits_pending.to_string(),
-                        a.debits_posted.to_string(),
-                        a.credits_pending.to_string(),
-                        a.credits_posted.to_string(),
-                        a.timestamp.to_string(),
-                    ]
-                },
+                account_row,
             )
         }
         ClientCommand::LookupTransfers { ids: texts, prove } => {
@@ -737,37 +825,14 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
                 None => Ok(()),
             };
             let found = client.lookup_transfers(&ids).await?;
-            let columns = vec![
-                "id",
-                "debit_account_id",
-                "credit_account_id",
-                "amount",
-                "ledger",
-                "code",
-                "flags",
-                "pending_id",
-                "timestamp",
-            ];
             prove(&client, found.len()).await?;
             print_records(
                 output,
                 &ids,
-                columns,
+                TRANSFER_SHOWN.to_vec(),
                 &found,
                 |t| t.id,
-                |t| {
-                    vec![
-                        t.id.to_string(),
-                        t.debit_account_id.to_string(),
-                        t.credit_account_id.to_string(),
-                        t.amount.to_string(),
-                        t.ledger.to_string(),
-                        t.code.to_string(),
-                        flag_names(t.flags.0, TRANSFER_FLAGS),
-                        t.pending_id.to_string(),
-                        t.timestamp.to_string(),
-                    ]
-                },
+                transfer_row,
             )
         }
         ClientCommand::LookupTrades { ids: texts, prove } => {
@@ -778,47 +843,14 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
                 None => Ok(()),
             };
             let found = client.lookup_trades(&ids).await?;
-            let columns = vec![
-                "id",
-                "seller_instrument",
-                "buyer_instrument",
-                "buyer_cash",
-                "seller_cash",
-                "instrument_ledger",
-                "cash_ledger",
-                "quantity",
-                "cash_amount",
-                "code",
-                "flags",
-                "pending_id",
-                "user_data_64",
-                "timestamp",
-            ];
             prove(&client, found.len()).await?;
             print_records(
                 output,
                 &ids,
-                columns,
+                TRADE_SHOWN.to_vec(),
                 &found,
                 |t| t.id,
-                |t| {
-                    vec![
-                        t.id.to_string(),
-                        t.instrument_debit_account_id.to_string(),
-                        t.instrument_credit_account_id.to_string(),
-                        t.cash_debit_account_id.to_string(),
-                        t.cash_credit_account_id.to_string(),
-                        t.instrument_ledger.to_string(),
-                        t.cash_ledger.to_string(),
-                        t.quantity.to_string(),
-                        t.cash_amount.to_string(),
-                        t.code.to_string(),
-                        flag_names(t.flags.0, TRADE_FLAGS),
-                        t.pending_id.to_string(),
-                        t.user_data_64.to_string(),
-                        t.timestamp.to_string(),
-                    ]
-                },
+                trade_row,
             )
         }
         ClientCommand::Statement {

@@ -19,6 +19,7 @@ pub mod import;
 pub mod load;
 pub mod local_cluster;
 pub mod node;
+pub mod query_cli;
 pub mod tls_args;
 pub mod verify;
 pub mod witness;

@@ -115,27 +115,30 @@ impl Engine {
         let account = self
             .find_account(account_id)
             .ok_or(QueryError::AccountNotFound)?;
-        Ok(self.balances_of_slot_as_of(account, timestamp))
+        Ok(self.balances_of_slot_as_of(account, timestamp).0)
     }
 
-    /// `balances_as_of` of the account in `account`'s slot.
-    pub(crate) fn balances_of_slot_as_of(&self, account: u32, timestamp: u64) -> Balances {
+    /// `balances_as_of` of the account in `account`'s slot, and the events it walked back
+    /// over to find them (0 with the `history` flag: a binary search).
+    pub(crate) fn balances_of_slot_as_of(&self, account: u32, timestamp: u64) -> (Balances, usize) {
         let slot = self.accounts.get(account);
         if slot.flags().contains(AccountFlags::HISTORY) {
             let events = &slot.history.events;
             let position = events.partition_point(|&e| self.event_timestamp(e) <= timestamp);
-            return position
+            let balances = position
                 .checked_sub(1)
                 .map_or(Balances::default(), |p| slot.history.balances_after[p]);
+            return (balances, 0);
         }
-        let mut balances = slot.balances;
+        let (mut balances, mut walked) = (slot.balances, 0);
         for event in self.history_newest_first(account) {
             if self.event_timestamp(event) <= timestamp {
                 break;
             }
             balances = balances.wrapping_sub(self.effect(account, event));
+            walked += 1;
         }
-        balances
+        (balances, walked)
     }
 
     /// The account's events in a time range, each with the balances after it: the oldest

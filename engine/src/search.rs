@@ -4,8 +4,9 @@
 //!
 //! No secondary index: the stored records are in timestamp order in their arenas, so a page
 //! starts with a binary search for its first timestamp and then scans. A page examines at
-//! most [`QUERY_SCAN_MAX`] records (the applied state is held while it does, so a page's cost
-//! is bounded whatever the filter) and says where the next page starts: a page can hold
+//! most [`QUERY_SCAN_MAX`] records — a position as of a past time counts the events its
+//! account's history is walked back over too — (the applied state is held while it does, so a
+//! page's cost is bounded whatever the filter) and says where the next page starts: a page can hold
 //! fewer than `limit` matches, even none, and still not be the last. Readers follow `next`
 //! until it is `None`.
 
@@ -91,35 +92,38 @@ pub struct Position {
     pub balances: Balances,
 }
 
-/// Scans `len` records in timestamp order (`timestamp(i)` non-decreasing in `i`) within
+/// Scans `len` records in timestamp order (`timestamp(i)` increasing in `i`) within
 /// `filter`'s range, oldest or newest first, handing each to `take` (which says whether it
-/// was kept) until `limit` are kept or `QUERY_SCAN_MAX` examined. Returns the next page's
-/// bound, if any record of the range is left.
+/// kept the record and what reading it cost: 1, or more for a record whose reading walks a
+/// history) until `limit` are kept or `QUERY_SCAN_MAX` spent. Returns the next page's bound, if
+/// any record of the range is left.
 fn scan(
     filter: &QueryFilter,
     len: usize,
     timestamp: impl Fn(usize) -> u64,
-    mut take: impl FnMut(usize) -> bool,
+    mut take: impl FnMut(usize) -> (bool, usize),
 ) -> Result<Option<u64>, QueryError> {
     let (min, max) = filter.bounds()?;
     let limit = filter.limit.min(STATEMENT_ENTRIES_MAX) as usize;
     // The first index at or after `min`, and the first after `max`.
     let first = partition_point(len, |i| timestamp(i) < min);
     let end = partition_point(len, |i| timestamp(i) <= max);
-    let (mut kept, mut examined) = (0usize, 0usize);
+    let (mut kept, mut spent) = (0usize, 0usize);
+    let mut step = |i: usize| {
+        let (taken, cost) = take(i);
+        kept += usize::from(taken);
+        spent += cost;
+        kept == limit || spent >= QUERY_SCAN_MAX
+    };
     if !filter.reversed {
         for i in first..end {
-            examined += 1;
-            kept += usize::from(take(i));
-            if (kept == limit || examined == QUERY_SCAN_MAX) && i + 1 < end {
+            if step(i) && i + 1 < end {
                 return Ok(Some(timestamp(i) + 1));
             }
         }
     } else {
         for i in (first..end).rev() {
-            examined += 1;
-            kept += usize::from(take(i));
-            if (kept == limit || examined == QUERY_SCAN_MAX) && i > first {
+            if step(i) && i > first {
                 return Ok(Some(timestamp(i) - 1));
             }
         }
@@ -160,15 +164,15 @@ impl Engine {
             self.accounts.len(),
             |i| self.accounts.get(i as u32).timestamp,
             |i| {
-                let slot = self.accounts.get(i as u32);
                 if self.account_differs(filter, i as u32) {
-                    return false;
+                    return (false, 1);
                 }
-                let account = slot.to_record();
-                visible(&account) && {
+                let account = self.accounts.get(i as u32).to_record();
+                let kept = visible(&account);
+                if kept {
                     items.push(account);
-                    true
                 }
+                (kept, 1)
             },
         )?;
         Ok(QueryPage { items, next })
@@ -194,19 +198,20 @@ impl Engine {
             |i| self.accounts.get(i as u32).timestamp,
             |i| {
                 if self.account_differs(filter, i as u32) {
-                    return false;
+                    return (false, 1);
                 }
                 let account = self.accounts.get(i as u32).to_record();
                 if !visible(&account) {
-                    return false;
+                    return (false, 1);
                 }
-                let balances = if at == 0 {
-                    self.accounts.get(i as u32).balances
+                // Walking an account's history back to `at` costs what it walks.
+                let (balances, walked) = if at == 0 {
+                    (self.accounts.get(i as u32).balances, 0)
                 } else {
                     self.balances_of_slot_as_of(i as u32, at)
                 };
                 items.push(Position { account, balances });
-                true
+                (true, 1 + walked)
             },
         )?;
         Ok(QueryPage { items, next })
@@ -231,13 +236,14 @@ impl Engine {
                     || differs(filter.ledger, t.ledger)
                     || differs(filter.code, t.code)
                 {
-                    return false;
+                    return (false, 1);
                 }
                 let transfer = self.stored_transfer_record(i as u32);
-                visible(&transfer) && {
+                let kept = visible(&transfer);
+                if kept {
                     items.push(transfer);
-                    true
                 }
+                (kept, 1)
             },
         )?;
         Ok(QueryPage { items, next })
@@ -260,19 +266,20 @@ impl Engine {
             |i| {
                 let t = self.trades.get(i as u32);
                 if differs(filter.user_data_64, t.user_data_64) || differs(filter.code, t.code) {
-                    return false;
+                    return (false, 1);
                 }
                 if filter.ledger != 0
                     && self.accounts.get(t.accounts[0]).ledger != filter.ledger
                     && self.accounts.get(t.accounts[2]).ledger != filter.ledger
                 {
-                    return false;
+                    return (false, 1);
                 }
                 let trade = self.stored_trade_record(i as u32);
-                visible(&trade) && {
+                let kept = visible(&trade);
+                if kept {
                     items.push(trade);
-                    true
                 }
+                (kept, 1)
             },
         )?;
         Ok(QueryPage { items, next })

@@ -351,6 +351,21 @@ fn a_page_examines_a_bounded_number_of_records_and_says_where_to_go_on() {
         .unwrap();
     assert!(second.items.is_empty());
     assert_eq!(second.next, None);
+    // Positions before the first transfer walk every account's history back (~4,500 changes
+    // each): a page stops when that walking reaches the bound, and the pages together hold
+    // every account, each with nothing moved yet.
+    let before = engine.lookup_transfer(transfer_ids[0]).unwrap().timestamp - 1;
+    let all = QueryFilter {
+        limit: 8_189,
+        ..QueryFilter::default()
+    };
+    let first = engine.query_positions(&all, before, |_| true).unwrap();
+    assert!(first.next.is_some() && first.items.len() < ACCOUNTS as usize);
+    let positions = all_pages(&all, |f| {
+        engine.query_positions(f, before, |_| true).unwrap()
+    });
+    assert_eq!(positions.len(), ACCOUNTS as usize);
+    assert!(positions.iter().all(|p| p.balances == Balances::default()));
 }
 
 #[test]

@@ -357,6 +357,9 @@ impl Gateway {
                 self.read(context, Read::Lookup { what, ids }, replies, now)
             }
             Request::Statement(filter) => self.read(context, Read::Statement(filter), replies, now),
+            Request::Query { kind, filter } => {
+                self.read(context, Read::Query { kind, filter }, replies, now)
+            }
             Request::SettlementCycle {
                 cycle,
                 limit,

@@ -23,6 +23,7 @@ mod config;
 mod in_order;
 mod pack;
 mod proofs;
+mod query;
 mod settlement;
 
 pub use config::{ClientConfig, Reads};

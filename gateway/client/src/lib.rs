@@ -17,6 +17,7 @@ pub mod limits;
 mod operator;
 pub mod proofs;
 pub mod protocol;
+pub mod query;
 mod reply;
 
 pub use client::{Client, ClientConfig, ClientError, Created, Reads};

@@ -90,6 +90,14 @@ pub const KIND_SETTLEMENT_COMMANDS: u8 = 104;
 pub const KIND_LOOKUP_INSTRUCTIONS: u8 = 106;
 /// A settlement cycle's summary: phase, counts by status, run record, a page of exceptions.
 pub const KIND_SETTLEMENT_CYCLE: u8 = 108;
+/// Accounts by field, a page at a time (`query`).
+pub const KIND_QUERY_ACCOUNTS: u8 = 110;
+/// Transfers by field, a page at a time (`query`).
+pub const KIND_QUERY_TRANSFERS: u8 = 112;
+/// Trades by field, a page at a time (`query`).
+pub const KIND_QUERY_TRADES: u8 = 114;
+/// Accounts by field with their balances as of a time, a page at a time (`query`).
+pub const KIND_QUERY_POSITIONS: u8 = 116;
 
 /// The kind of the reply to a frame of `kind`: the request's plus one. A frame with an odd or
 /// unknown kind (≥ 64) is answered `BadRequest` with kind `kind | 1`.
@@ -123,10 +131,14 @@ pub enum Operation {
     SettlementCommands,
     LookupInstructions,
     SettlementCycle,
+    QueryAccounts,
+    QueryTransfers,
+    QueryTrades,
+    QueryPositions,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 23] = [
+    pub const ALL: [Operation; 27] = [
         Operation::Register,
         Operation::Heartbeat,
         Operation::CreateAccounts,
@@ -150,6 +162,10 @@ impl Operation {
         Operation::SettlementCommands,
         Operation::LookupInstructions,
         Operation::SettlementCycle,
+        Operation::QueryAccounts,
+        Operation::QueryTransfers,
+        Operation::QueryTrades,
+        Operation::QueryPositions,
     ];
 
     pub const fn kind(self) -> u8 {
@@ -177,6 +193,10 @@ impl Operation {
             Operation::SettlementCommands => KIND_SETTLEMENT_COMMANDS,
             Operation::LookupInstructions => KIND_LOOKUP_INSTRUCTIONS,
             Operation::SettlementCycle => KIND_SETTLEMENT_CYCLE,
+            Operation::QueryAccounts => KIND_QUERY_ACCOUNTS,
+            Operation::QueryTransfers => KIND_QUERY_TRANSFERS,
+            Operation::QueryTrades => KIND_QUERY_TRADES,
+            Operation::QueryPositions => KIND_QUERY_POSITIONS,
         }
     }
 
@@ -464,6 +484,11 @@ pub enum Request<'a> {
         account_id: u128,
         timestamp: u64,
     },
+    /// A page of records matching a filter (`query`).
+    Query {
+        kind: crate::query::QueryKind,
+        filter: tally_engine::QueryFilter,
+    },
     /// A settlement cycle's summary, with at most `limit` exceptions after id `after`.
     SettlementCycle {
         cycle: u32,
@@ -564,6 +589,21 @@ pub fn decode_request_body(operation: Operation, body: &[u8]) -> Result<Request<
             })
         }
         Operation::Statement => decode_statement_request(body).map(Request::Statement),
+        Operation::QueryAccounts
+        | Operation::QueryTransfers
+        | Operation::QueryTrades
+        | Operation::QueryPositions => {
+            use crate::query::{decode_query_request, QueryKind};
+            let positions = operation == Operation::QueryPositions;
+            let (filter, at) = decode_query_request(body, positions)?;
+            let kind = match operation {
+                Operation::QueryAccounts => QueryKind::Accounts,
+                Operation::QueryTransfers => QueryKind::Transfers,
+                Operation::QueryTrades => QueryKind::Trades,
+                _ => QueryKind::Positions { at },
+            };
+            Ok(Request::Query { kind, filter })
+        }
         Operation::BalancesAsOf => {
             let mut reader = Reader::new(body, "balances-as-of request");
             let account_id = reader.u128()?;

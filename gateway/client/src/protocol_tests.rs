@@ -31,6 +31,10 @@ fn decode_everything(bytes: &[u8]) {
     let _ = decode_statement_reply(bytes);
     let _ = decode_balances(bytes);
     let _ = decode_refusal(bytes);
+    let _ = crate::query::decode_accounts_page(bytes);
+    let _ = crate::query::decode_transfers_page(bytes);
+    let _ = crate::query::decode_trades_page(bytes);
+    let _ = crate::query::decode_positions_page(bytes);
 }
 
 proptest! {

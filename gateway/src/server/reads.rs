@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use tally_client::protocol::{encode_balances, encode_statement_reply, LookupKind, Status};
+use tally_client::query::{encode_query_reply_header, put_position_balances, QueryKind};
 
 use std::sync::Arc;
 
@@ -28,6 +29,11 @@ pub(super) enum Read {
         ids: Vec<u128>,
     },
     Statement(tally_engine::StatementFilter),
+    /// A page of records matching a filter.
+    Query {
+        kind: QueryKind,
+        filter: tally_engine::QueryFilter,
+    },
     SettlementCycle {
         cycle: u32,
         limit: u32,
@@ -143,6 +149,10 @@ fn answer(
                 Err(error) => context.refuse_with(Status::BadRequest, error.to_string()),
             }
         }
+        Read::Query { kind, filter } => match query(access, engine, kind, &filter, touched) {
+            Ok(body) => context.ok(commit_index, &body),
+            Err(error) => context.refuse_with(Status::BadRequest, error.to_string()),
+        },
         Read::SettlementCycle {
             cycle,
             limit,
@@ -297,6 +307,58 @@ fn answer(
             ),
         },
     }
+}
+
+/// A query reply: a page of the records matching `filter` that the session may see (a page
+/// counts only those towards its limit), each record written straight into the reply.
+fn query(
+    access: &Access,
+    engine: &tally_engine::Engine,
+    kind: QueryKind,
+    filter: &tally_engine::QueryFilter,
+    touched: &mut Vec<u128>,
+) -> Result<Vec<u8>, tally_engine::QueryError> {
+    // The header is written once the count is known.
+    let mut records = vec![0; 16];
+    let (count, next) = match kind {
+        QueryKind::Accounts => {
+            let page = engine.query_accounts(filter, |a| access.account_visible(a))?;
+            for account in &page.items {
+                touched.push(account.id);
+                records.extend_from_slice(&account.encode());
+            }
+            (page.items.len(), page.next)
+        }
+        QueryKind::Positions { at } => {
+            let page = engine.query_positions(filter, at, |a| access.account_visible(a))?;
+            for position in &page.items {
+                touched.push(position.account.id);
+                records.extend_from_slice(&position.account.encode());
+                put_position_balances(&position.balances, &mut records);
+            }
+            (page.items.len(), page.next)
+        }
+        QueryKind::Transfers => {
+            let page = engine.query_transfers(filter, |t| access.transfer_visible(t))?;
+            for transfer in &page.items {
+                touched.extend(transfer_accounts(transfer));
+                records.extend_from_slice(&transfer.encode());
+            }
+            (page.items.len(), page.next)
+        }
+        QueryKind::Trades => {
+            let page = engine.query_trades(filter, |t| access.trade_visible(engine, t))?;
+            for trade in &page.items {
+                touched.extend(trade_accounts(trade));
+                records.extend_from_slice(&trade.encode());
+            }
+            (page.items.len(), page.next)
+        }
+    };
+    let mut header = Vec::with_capacity(16);
+    encode_query_reply_header(count, next, &mut header);
+    records[..16].copy_from_slice(&header);
+    Ok(records)
 }
 
 /// The accounts a transfer moves.

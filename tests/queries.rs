@@ -1,0 +1,334 @@
+//! Queries by field through a real node: the Rust client's pages against a reference computed
+//! here from lookups by id, a reader's scope on every result, positions as of a time, and
+//! `tally client query` with its exit codes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use tally::local_cluster::LocalCluster;
+use tally_client::{Client, ClientConfig};
+use tally_engine::records::{Account, Transfer};
+use tally_engine::{Balances, QueryFilter, QueryPage};
+use tally_gateway::credential_hash_hex;
+
+mod common;
+
+const CLUSTER_ID: u128 = 0x9E41;
+const OPERATOR: &str = "operator-secret-for-query-tests";
+/// A reader that sees account 3 and nothing else.
+const READER: &str = "reader-secret-for-query-tests-3";
+const ACCOUNTS: u128 = 30;
+const TRANSFERS: u128 = 3_000;
+
+fn node(root: &Path) -> LocalCluster {
+    let config = format!(
+        "[raft]\n[wal]\nsegment_mib = 16\n[gateway]\ncluster_id = \"{CLUSTER_ID:#x}\"\n\
+         [[gateway.credentials]]\nname = \"ops\"\nhash = \"{}\"\nrole = \"operator\"\n\
+         [[gateway.credentials]]\nname = \"fund\"\nhash = \"{}\"\nrole = \"reader\"\n\
+         accounts = [\"3\"]\n",
+        credential_hash_hex(OPERATOR.as_bytes()),
+        credential_hash_hex(READER.as_bytes()),
+    );
+    LocalCluster::new(Path::new(env!("CARGO_BIN_EXE_tally")), root, &config)
+}
+
+/// Every page of `filter`, following `next`.
+async fn all<T, F>(filter: QueryFilter, page: impl Fn(QueryFilter) -> F) -> Vec<T>
+where
+    F: std::future::Future<Output = Result<QueryPage<T>, tally_client::ClientError>>,
+{
+    let mut out = Vec::new();
+    let mut current = filter;
+    loop {
+        let got = page(current).await.expect("a page");
+        assert!(got.items.len() <= filter.limit as usize);
+        out.extend(got.items);
+        match got.next {
+            Some(next) => current = filter.after(next),
+            None => return out,
+        }
+    }
+}
+
+fn matches(filter: &QueryFilter, t: &Transfer) -> bool {
+    let any = |wanted: u128, value: u128| wanted == 0 || wanted == value;
+    any(filter.ledger.into(), t.ledger.into())
+        && any(filter.code.into(), t.code.into())
+        && any(filter.user_data_64.into(), t.user_data_64.into())
+        && t.timestamp >= filter.timestamp_min
+        && (filter.timestamp_max == 0 || t.timestamp <= filter.timestamp_max)
+}
+
+/// Proves queries page by page equal a reference built from lookups (filters on ledger,
+/// code, user data and a time range, both directions, pages of 7); a reader scoped to account
+/// 3 gets only what touches 3 from every query kind; positions as of a time equal each
+/// account's balances-as-of; and `tally client query` prints the same rows (CSV), refuses
+/// a filter that matches everything by accident with exit 2, and a reader sees its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_page_by_page_match_the_reference_within_scope() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut cluster = node(root.path());
+    cluster.found(&[1]).expect("started");
+    cluster
+        .wait_leader(Duration::from_secs(30))
+        .await
+        .expect("a leader");
+    let tls = cluster.client_tls().expect("the local CA");
+    let config = |secret: &str| {
+        ClientConfig::new(cluster.addrs(), CLUSTER_ID, secret.as_bytes().to_vec())
+            .with_tls(tls.clone())
+    };
+    let operator = Client::connect(config(OPERATOR)).await.expect("connects");
+    let accounts: Vec<Account> = (1..=ACCOUNTS)
+        .map(|id| Account {
+            id,
+            ledger: (id % 2 + 1) as u32,
+            code: (id % 3 + 1) as u16,
+            ..Account::default()
+        })
+        .collect();
+    assert!(operator
+        .create_accounts(&accounts)
+        .await
+        .unwrap()
+        .is_empty());
+    // Transfers between accounts of one ledger (ids of one parity), in three requests so the
+    // history spans several entries.
+    let transfers: Vec<Transfer> = (0..TRANSFERS)
+        .map(|i| {
+            let debit = i % ACCOUNTS + 1;
+            // An even step (never a multiple of 30) keeps the parity: the same ledger.
+            let credit = (debit - 1 + 2 * (1 + i % 14)) % ACCOUNTS + 1;
+            Transfer {
+                id: 10_000 + i,
+                debit_account_id: debit,
+                credit_account_id: credit,
+                amount: 1 + i % 50,
+                ledger: (debit % 2 + 1) as u32,
+                code: (1 + i % 4) as u16,
+                user_data_64: (i % 5) as u64,
+                ..Transfer::default()
+            }
+        })
+        .collect();
+    for chunk in transfers.chunks(1_000) {
+        let failed = operator.create_transfers(chunk).await.expect("transfers");
+        assert!(failed.is_empty(), "{failed:?}");
+    }
+    let ids: Vec<u128> = transfers.iter().map(|t| t.id).collect();
+    let mut stored = Vec::new();
+    for chunk in ids.chunks(1_000) {
+        stored.extend(operator.lookup_transfers(chunk).await.expect("lookup"));
+    }
+    stored.sort_by_key(|t| t.timestamp);
+    assert_eq!(stored.len(), TRANSFERS as usize);
+    let middle = stored[1_500].timestamp;
+
+    // --- every filter, both directions, pages of 7, against the reference
+    let base = QueryFilter {
+        limit: 7,
+        ..QueryFilter::default()
+    };
+    let filters = [
+        QueryFilter { code: 2, ..base },
+        QueryFilter {
+            ledger: 1,
+            code: 3,
+            ..base
+        },
+        QueryFilter {
+            user_data_64: 4,
+            ledger: 2,
+            ..base
+        },
+        QueryFilter {
+            timestamp_min: middle,
+            code: 1,
+            ..base
+        },
+        QueryFilter {
+            timestamp_max: middle,
+            user_data_64: 1,
+            ..base
+        },
+        QueryFilter { code: 9, ..base },
+    ];
+    for filter in filters {
+        for reversed in [false, true] {
+            let filter = QueryFilter { reversed, ..filter };
+            let mut expected: Vec<Transfer> = stored
+                .iter()
+                .filter(|t| matches(&filter, t))
+                .copied()
+                .collect();
+            if reversed {
+                expected.reverse();
+            }
+            let got = all(filter, |f| {
+                let operator = &operator;
+                async move { operator.query_transfers(&f).await }
+            })
+            .await;
+            assert_eq!(got, expected, "{filter:?}");
+        }
+    }
+    let ledger_two = all(
+        QueryFilter {
+            ledger: 2,
+            limit: 4,
+            ..base
+        },
+        |f| {
+            let operator = &operator;
+            async move { operator.query_accounts(&f).await }
+        },
+    )
+    .await;
+    let expected: Vec<u128> = (1..=ACCOUNTS).filter(|id| id % 2 == 1).collect();
+    assert_eq!(
+        ledger_two.iter().map(|a| a.id).collect::<Vec<_>>(),
+        expected
+    );
+
+    // --- positions as of the middle: each account's balances-as-of
+    let positions = all(QueryFilter { limit: 8, ..base }, |f| {
+        let operator = &operator;
+        async move { operator.positions(&f, middle).await }
+    })
+    .await;
+    assert_eq!(positions.len(), ACCOUNTS as usize);
+    let mut moved = 0;
+    for position in &positions {
+        let id = position.account.id;
+        let then: Balances = operator.balances_as_of(id, middle).await.expect("as of");
+        assert_eq!(position.balances, then, "account {id}");
+        let now = operator.lookup_accounts(&[id]).await.expect("lookup")[0];
+        moved += usize::from(now.credits_posted != then.credits_posted);
+    }
+    assert!(
+        moved > 0,
+        "the history after the middle moved no balance: the test proves nothing"
+    );
+
+    // --- a reader scoped to account 3 sees what touches 3, in every kind
+    let reader = Client::connect(config(READER)).await.expect("connects");
+    let everything = QueryFilter {
+        limit: 50,
+        ..QueryFilter::default()
+    };
+    let seen = all(everything, |f| {
+        let reader = &reader;
+        async move { reader.query_transfers(&f).await }
+    })
+    .await;
+    let touching_3: Vec<Transfer> = stored
+        .iter()
+        .filter(|t| t.debit_account_id == 3 || t.credit_account_id == 3)
+        .copied()
+        .collect();
+    assert!(!touching_3.is_empty());
+    assert_eq!(seen, touching_3);
+    let accounts_seen = all(everything, |f| {
+        let reader = &reader;
+        async move { reader.query_accounts(&f).await }
+    })
+    .await;
+    assert_eq!(accounts_seen.iter().map(|a| a.id).collect::<Vec<_>>(), [3]);
+    let positions_seen = all(everything, |f| {
+        let reader = &reader;
+        async move { reader.positions(&f, 0).await }
+    })
+    .await;
+    assert_eq!(positions_seen.len(), 1);
+    assert_eq!(positions_seen[0].account.id, 3);
+    assert!(all(everything, |f| {
+        let reader = &reader;
+        async move { reader.query_trades(&f).await }
+    })
+    .await
+    .is_empty());
+
+    // --- the CLI: the same rows, and bad filters refused before connecting
+    let ca = cluster.pki_dir().expect("TLS is on").join("ca.pem");
+    let env = |secret: &str| {
+        vec![
+            ("TALLY_CLUSTER", cluster.addrs().join(",")),
+            ("TALLY_CLUSTER_ID", format!("{CLUSTER_ID:#x}")),
+            ("TALLY_CREDENTIAL", secret.to_owned()),
+            ("TALLY_CA", ca.display().to_string()),
+        ]
+    };
+    let run = |args: &[&str], secret: &str| {
+        let env = env(secret);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        common::tally_cli(args, &env)
+    };
+    let (code, out, err) = run(
+        &[
+            "client",
+            "--output",
+            "csv",
+            "query",
+            "transfers",
+            "--ledger",
+            "1",
+            "--code",
+            "3",
+        ],
+        OPERATOR,
+    );
+    assert_eq!(code, 0, "{err}");
+    let expected: Vec<String> = stored
+        .iter()
+        .filter(|t| t.ledger == 1 && t.code == 3)
+        .map(|t| t.id.to_string())
+        .collect();
+    let got: Vec<String> = out
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').next().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(got, expected);
+    let at = middle.to_string();
+    let (code, out, err) = run(
+        &[
+            "client",
+            "--output",
+            "csv",
+            "query",
+            "positions",
+            "--at",
+            &at,
+            "--max",
+            "5",
+        ],
+        OPERATOR,
+    );
+    assert_eq!(code, 0, "{err}");
+    let rows: BTreeMap<String, String> = out
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let cells: Vec<&str> = line.split(',').collect();
+            (cells[0].to_owned(), cells[6].to_owned())
+        })
+        .collect();
+    assert_eq!(rows.len(), 5, "--max 5: {out}");
+    for position in positions.iter().take(5) {
+        let id = position.account.id.to_string();
+        assert_eq!(rows[&id], position.balances.credits_posted.to_string());
+    }
+    for bad in [
+        &["client", "query", "transfers", "--ledger", "0"][..],
+        &["client", "query", "transfers", "--from", "9", "--to", "3"],
+        &["client", "query", "accounts", "--user-data-32", "1"],
+        &["client", "query", "trades", "--user-data-128", "0x10"],
+    ] {
+        let (code, _, err) = run(bad, OPERATOR);
+        assert_eq!(code, 2, "{bad:?}: {err}");
+    }
+    let (code, out, err) = run(&["client", "--output", "csv", "query", "accounts"], READER);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 2, "the header and account 3: {out}");
+}
