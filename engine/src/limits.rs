@@ -35,10 +35,16 @@ pub const NANOSECONDS_PER_SECOND: u64 = 1_000_000_000;
 /// Entries a statement query returns at most, whatever the caller asks: one reply frame.
 pub const STATEMENT_ENTRIES_MAX: u32 = 8_189;
 
-/// Records one page of a query by field examines at most (`search`): the applied state is
-/// held while a page is read, so a filter that matches little costs a page this much, not the
-/// whole history; the page then says where the next one starts.
-pub const QUERY_SCAN_MAX: usize = 1 << 18;
+/// What one page of a query by field may cost (`search`), in records examined: the applied
+/// state is held while a page is read, so a filter that matches little costs a page this
+/// much, not the whole history; the page then says where the next one starts. 2–4 ms of a scan
+/// on this project's 2-core test host (140–310M records/s, docs/performance.md "Queries").
+pub const QUERY_SCAN_MAX: usize = 1 << 19;
+
+/// What walking one event of an account's history back costs a page of positions as of a
+/// past time, in records examined: a walk step is a random read (about 5M/s against a scan's
+/// 140–310M/s on the same host), so a page that walks stops no later than one that scans.
+pub const QUERY_WALK_COST: usize = 64;
 
 /// Obligations one netting run takes (`netting::net`). A cycle of a busy CSD day is a few
 /// million instructions; 2^26 keeps every per-position sum of 64-bit amounts far inside u128

@@ -4,14 +4,14 @@
 //!
 //! No secondary index: the stored records are in timestamp order in their arenas, so a page
 //! starts with a binary search for its first timestamp and then scans. A page examines at
-//! most [`QUERY_SCAN_MAX`] records — a position as of a past time counts the events its
-//! account's history is walked back over too — (the applied state is held while it does, so a
+//! most [`QUERY_SCAN_MAX`] records — a position as of a past time counts each event its
+//! account's history is walked back over as [`QUERY_WALK_COST`] records — (the applied state is held while it does, so a
 //! page's cost is bounded whatever the filter) and says where the next page starts: a page can hold
 //! fewer than `limit` matches, even none, and still not be the last. Readers follow `next`
 //! until it is `None`.
 
 use crate::engine::Engine;
-use crate::limits::{QUERY_SCAN_MAX, STATEMENT_ENTRIES_MAX};
+use crate::limits::{QUERY_SCAN_MAX, QUERY_WALK_COST, STATEMENT_ENTRIES_MAX};
 use crate::query::QueryError;
 use crate::records::{Account, Trade, Transfer};
 use crate::state::Balances;
@@ -211,7 +211,7 @@ impl Engine {
                     self.balances_of_slot_as_of(i as u32, at)
                 };
                 items.push(Position { account, balances });
-                (true, 1 + walked)
+                (true, 1 + walked * QUERY_WALK_COST)
             },
         )?;
         Ok(QueryPage { items, next })

@@ -73,7 +73,7 @@ fn ledger(transfers: usize, seed: u64) -> (Engine, Vec<u128>, Vec<u128>) {
     // Trades: instrument on ledger 2 (ids ≡ 1 mod 3), cash on ledger 1 (ids ≡ 0 mod 3).
     let trades: Vec<Trade> = (0..300u128)
         .map(|i| Trade {
-            id: 900_000 + i,
+            id: (1 << 100) + i,
             instrument_debit_account_id: 1 + 3 * (i % 19),
             instrument_credit_account_id: 4 + 3 * (i % 19),
             cash_debit_account_id: 6 + 3 * (i % 18),
@@ -351,7 +351,7 @@ fn a_page_examines_a_bounded_number_of_records_and_says_where_to_go_on() {
         .unwrap();
     assert!(second.items.is_empty());
     assert_eq!(second.next, None);
-    // Positions before the first transfer walk every account's history back (~4,500 changes
+    // Positions before the first transfer walk every account's history back (~9,000 changes
     // each): a page stops when that walking reaches the bound, and the pages together hold
     // every account, each with nothing moved yet.
     let before = engine.lookup_transfer(transfer_ids[0]).unwrap().timestamp - 1;
