@@ -20,6 +20,7 @@ pub mod load;
 pub mod local_cluster;
 pub mod node;
 pub mod query_cli;
+pub mod reconcile;
 pub mod tls_args;
 pub mod verify;
 pub mod witness;

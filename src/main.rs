@@ -122,6 +122,12 @@ enum Command {
         #[command(subcommand)]
         command: tally::witness::WitnessCommand,
     },
+    // `tally reconcile` (src/reconcile.rs) begins.
+    /// Reconcile a client's positions file against the ledger's positions as of a time and
+    /// write the break report (docs/reconcile.md). Exits 0 with no breaks, 1 with breaks, 2 on
+    /// bad input (nothing fetched), 3 when the cluster fails (no report written).
+    Reconcile(tally::reconcile::ReconcileArgs),
+    // `tally reconcile` ends.
     /// Generate load (transfers, trades, pending/post) and report throughput, latency and,
     /// with --check, the history checks.
     Loadgen(LoadgenArgs),
@@ -403,6 +409,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // `tally reconcile` begins.
+    if let Command::Reconcile(args) = cli.command {
+        return ExitCode::from(runtime.block_on(tally::reconcile::run(args)));
+    }
+    // `tally reconcile` ends.
     if let Command::Client(args) = cli.command {
         // 0 done, 1 some events failed or some ids were not found, 2 bad input (refused
         // before connecting), 3 the cluster refused or did not answer.
@@ -446,7 +457,10 @@ fn main() -> ExitCode {
                 ca_exists,
             } => make_certs(&dir, &name, &nodes, &hosts, &clients, ca_exists).map(|()| true),
             Command::Restore { flags, snapshot } => run_restore(&flags, &snapshot).map(|()| true),
-            Command::Client(_) | Command::Verify { .. } | Command::Witness { .. } => Ok(true),
+            Command::Client(_)
+            | Command::Verify { .. }
+            | Command::Witness { .. }
+            | Command::Reconcile(_) => Ok(true),
             Command::HashCredential { secret } => hash_credential(secret).map(|()| true),
             Command::Loadgen(args) => loadgen(args).await,
             Command::Demo(args) => demo(args).await,
