@@ -188,6 +188,12 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: crate::query_cli::QueryCommand,
     },
+    /// Positions as of a time, or the events of a time range, to a CSV or JSON-lines file with
+    /// a manifest (counts, per-ledger totals, the history it reflects).
+    Export {
+        #[command(subcommand)]
+        command: crate::query_cli::ExportCommand,
+    },
 }
 
 /// How a `tally client` run ended, as an exit code.
@@ -763,6 +769,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
             crate::cycle_cli::run(command, config, output, args.in_flight, args.rate).await
         }
         ClientCommand::Query { command } => crate::query_cli::run(command, config, output).await,
+        ClientCommand::Export { command } => crate::query_cli::export(command, config).await,
         ClientCommand::CreateAccounts { file } => {
             create_from_file(
                 file,

@@ -32,6 +32,51 @@ pub enum QueryCommand {
     },
 }
 
+/// `tally client export`: a file a downstream system can trust to be complete, with a manifest.
+#[derive(Debug, clap::Subcommand)]
+pub enum ExportCommand {
+    /// Every account's balances as of --at (of --ledger, or every ledger), to --out, with a
+    /// manifest (--out plus `.manifest.json`: counts, per-ledger totals, the history it
+    /// reflects). --at must be a time the ledger's history has reached, so the file can never
+    /// change afterwards.
+    Positions {
+        /// Only this ledger's accounts.
+        #[arg(long)]
+        ledger: Option<u32>,
+        /// The time (ns since the epoch) the balances are as of.
+        #[arg(long)]
+        at: u64,
+        #[command(flatten)]
+        file: ExportFile,
+    },
+    /// Every transfer and trade with a timestamp in --from..=--to, in timestamp order, to
+    /// --out, with a manifest. --to must be a time the ledger's history has reached.
+    Events {
+        #[arg(long)]
+        from: u64,
+        #[arg(long)]
+        to: u64,
+        #[command(flatten)]
+        file: ExportFile,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportFile {
+    /// Where the records go (the manifest beside it, `.manifest.json` appended).
+    #[arg(long)]
+    out: std::path::PathBuf,
+    /// csv (a header row) or jsonl (one JSON object per line; numbers as strings).
+    #[arg(long, value_enum, default_value = "csv")]
+    format: ExportFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Jsonl,
+}
+
 /// A query's filter: every field given must match; none given matches everything.
 #[derive(Debug, clap::Args)]
 pub struct QueryArgs {
@@ -156,6 +201,348 @@ pub async fn run(
             .await
         }
     }
+}
+
+/// The newest timestamp of any account, transfer or trade the cluster holds: every event
+/// applied later has a later timestamp, so history up to it can no longer change.
+async fn history_reaches(client: &Client) -> anyhow::Result<u64> {
+    let newest = QueryFilter {
+        limit: 1,
+        reversed: true,
+        ..QueryFilter::default()
+    };
+    let accounts = client.query_accounts(&newest).await?.items;
+    let transfers = client.query_transfers(&newest).await?.items;
+    let trades = client.query_trades(&newest).await?.items;
+    Ok(accounts
+        .iter()
+        .map(|a| a.timestamp)
+        .chain(transfers.iter().map(|t| t.timestamp))
+        .chain(trades.iter().map(|t| t.timestamp))
+        .max()
+        .unwrap_or(0))
+}
+
+/// Records written to an export file, CSV or JSON lines.
+enum ExportWriter {
+    Csv(csv::Writer<std::io::BufWriter<std::fs::File>>),
+    Jsonl {
+        columns: Vec<&'static str>,
+        out: std::io::BufWriter<std::fs::File>,
+    },
+}
+
+impl ExportWriter {
+    fn create(file: &ExportFile, columns: &[&'static str]) -> anyhow::Result<ExportWriter> {
+        use anyhow::Context as _;
+        let out = std::fs::File::create(&file.out)
+            .with_context(|| format!("cannot create {}", file.out.display()))?;
+        let out = std::io::BufWriter::new(out);
+        Ok(match file.format {
+            ExportFormat::Csv => {
+                let mut writer = csv::Writer::from_writer(out);
+                writer.write_record(columns)?;
+                ExportWriter::Csv(writer)
+            }
+            ExportFormat::Jsonl => ExportWriter::Jsonl {
+                columns: columns.to_vec(),
+                out,
+            },
+        })
+    }
+
+    fn write(&mut self, row: Vec<String>) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        match self {
+            ExportWriter::Csv(writer) => writer.write_record(&row)?,
+            ExportWriter::Jsonl { columns, out } => {
+                let object: serde_json::Map<String, serde_json::Value> = columns
+                    .iter()
+                    .zip(row)
+                    .map(|(column, value)| ((*column).to_owned(), serde_json::Value::String(value)))
+                    .collect();
+                serde_json::to_writer(&mut *out, &object)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes everything to the file and syncs it: the manifest is written only after.
+    fn finish(self) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        let mut out = match self {
+            ExportWriter::Csv(writer) => writer.into_inner().map_err(|e| e.into_error())?,
+            ExportWriter::Jsonl { out, .. } => out,
+        };
+        out.flush()?;
+        out.get_ref().sync_all()?;
+        Ok(())
+    }
+}
+
+/// One kind's records of a time range, fetched a page at a time as they are consumed.
+struct Pages<T> {
+    filter: QueryFilter,
+    buffered: std::collections::VecDeque<T>,
+    next: Option<u64>,
+    started: bool,
+}
+
+impl<T> Pages<T> {
+    fn new(filter: QueryFilter) -> Pages<T> {
+        Pages {
+            filter,
+            buffered: Default::default(),
+            next: None,
+            started: false,
+        }
+    }
+
+    /// The next record, fetching pages (skipping empty ones) while needed.
+    async fn front(
+        &mut self,
+        page: impl AsyncFn(QueryFilter) -> Result<QueryPage<T>, tally_client::ClientError>,
+    ) -> anyhow::Result<Option<&T>> {
+        while self.buffered.is_empty() && (!self.started || self.next.is_some()) {
+            let filter = match (self.started, self.next) {
+                (false, _) => self.filter,
+                (true, Some(next)) => self.filter.after(next),
+                (true, None) => unreachable!("the loop's condition"),
+            };
+            let got = page(filter).await?;
+            self.started = true;
+            self.buffered.extend(got.items);
+            self.next = got.next;
+        }
+        Ok(self.buffered.front())
+    }
+}
+
+/// Writes the manifest beside `file.out` (`.manifest.json` appended to its name).
+fn write_manifest(file: &ExportFile, manifest: serde_json::Value) -> anyhow::Result<()> {
+    let mut path = file.out.clone().into_os_string();
+    path.push(".manifest.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest)? + "\n")?;
+    Ok(())
+}
+
+/// Refuses a time the ledger's history has not reached: such an export could still change.
+async fn reached(client: &Client, at: u64, flag: &str) -> anyhow::Result<u64> {
+    let reaches = history_reaches(client).await?;
+    if at > reaches {
+        bail!(
+            "{flag} {at} is later than the ledger's history ({reaches}, its newest record): \
+             records could still be added before it; export up to {reaches} or wait"
+        );
+    }
+    Ok(reaches)
+}
+
+pub async fn export(command: &ExportCommand, config: ClientConfig) -> anyhow::Result<Ended> {
+    use std::collections::BTreeMap;
+    match command {
+        ExportCommand::Positions { ledger, at, file } => {
+            if *at == 0 || *ledger == Some(0) {
+                bail!("--at and --ledger must not be 0 (leave --ledger out for every ledger)");
+            }
+            let client = Client::connect(config).await?;
+            let reaches = reached(&client, *at, "--at").await?;
+            let filter = QueryFilter {
+                ledger: ledger.unwrap_or(0),
+                limit: tally_engine::limits::STATEMENT_ENTRIES_MAX,
+                ..QueryFilter::default()
+            };
+            let mut writer = ExportWriter::create(file, &POSITION_COLUMNS)?;
+            // Per ledger: accounts, then the four balances' sums (u128, wrapping as the
+            // ledger's own totals do).
+            let mut totals: BTreeMap<u32, (u64, [u128; 4])> = BTreeMap::new();
+            let mut current = filter;
+            loop {
+                let page = client.positions(&current, *at).await?;
+                for position in &page.items {
+                    writer.write(position_row(position))?;
+                    let b = &position.balances;
+                    let entry = totals.entry(position.account.ledger).or_default();
+                    entry.0 += 1;
+                    for (sum, value) in entry.1.iter_mut().zip([
+                        b.debits_pending,
+                        b.debits_posted,
+                        b.credits_pending,
+                        b.credits_posted,
+                    ]) {
+                        *sum = sum.wrapping_add(value);
+                    }
+                }
+                match page.next {
+                    Some(next) => current = filter.after(next),
+                    None => break,
+                }
+            }
+            writer.finish()?;
+            let count: u64 = totals.values().map(|(n, _)| n).sum();
+            let ledgers: Vec<serde_json::Value> = totals
+                .iter()
+                .map(|(ledger, (n, sums))| {
+                    serde_json::json!({
+                        "ledger": ledger,
+                        "accounts": n,
+                        "debits_pending": sums[0].to_string(),
+                        "debits_posted": sums[1].to_string(),
+                        "credits_pending": sums[2].to_string(),
+                        "credits_posted": sums[3].to_string(),
+                    })
+                })
+                .collect();
+            write_manifest(
+                file,
+                serde_json::json!({
+                    "export": "positions",
+                    "file": file.out.display().to_string(),
+                    "format": format!("{:?}", file.format).to_lowercase(),
+                    "as_of": at,
+                    "ledger": ledger,
+                    "accounts": count,
+                    "ledgers": ledgers,
+                    "history_reached": reaches,
+                    "complete": true,
+                }),
+            )?;
+            eprintln!(
+                "exported {count} positions as of {at} to {}",
+                file.out.display()
+            );
+            Ok(Ended::Done)
+        }
+        ExportCommand::Events { from, to, file } => {
+            if *to == 0 || from > to {
+                bail!("--to must be a time (not 0) and --from no later than it");
+            }
+            let client = Client::connect(config).await?;
+            let reaches = reached(&client, *to, "--to").await?;
+            let filter = QueryFilter {
+                timestamp_min: *from,
+                timestamp_max: *to,
+                limit: tally_engine::limits::STATEMENT_ENTRIES_MAX,
+                ..QueryFilter::default()
+            };
+            let mut writer = ExportWriter::create(file, &EVENT_COLUMNS)?;
+            let mut per_ledger: BTreeMap<u32, (u64, u128)> = BTreeMap::new();
+            let (mut transfers, mut trades) = (Pages::new(filter), Pages::new(filter));
+            let (mut transfer_count, mut trade_count) = (0u64, 0u64);
+            // Both kinds merged by timestamp (every event's is distinct), a page of each held.
+            loop {
+                let next_transfer = transfers
+                    .front(async |f| client.query_transfers(&f).await)
+                    .await?
+                    .map(|t| t.timestamp);
+                let next_trade = trades
+                    .front(async |f| client.query_trades(&f).await)
+                    .await?
+                    .map(|t| t.timestamp);
+                match (next_transfer, next_trade) {
+                    (None, None) => break,
+                    (Some(a), b) if b.is_none_or(|b| a < b) => {
+                        let t = transfers.buffered.pop_front().expect("in front");
+                        let entry = per_ledger.entry(t.ledger).or_default();
+                        entry.0 += 1;
+                        entry.1 = entry.1.wrapping_add(t.amount);
+                        transfer_count += 1;
+                        writer.write(event_of_transfer(&t))?;
+                    }
+                    _ => {
+                        let t = trades.buffered.pop_front().expect("in front");
+                        trade_count += 1;
+                        writer.write(event_of_trade(&t))?;
+                    }
+                }
+            }
+            writer.finish()?;
+            let ledgers: Vec<serde_json::Value> = per_ledger
+                .iter()
+                .map(|(ledger, (n, amount))| {
+                    serde_json::json!({"ledger": ledger, "transfers": n, "amount": amount.to_string()})
+                })
+                .collect();
+            write_manifest(
+                file,
+                serde_json::json!({
+                    "export": "events",
+                    "file": file.out.display().to_string(),
+                    "format": format!("{:?}", file.format).to_lowercase(),
+                    "from": from,
+                    "to": to,
+                    "transfers": transfer_count,
+                    "trades": trade_count,
+                    "transfers_by_ledger": ledgers,
+                    "history_reached": reaches,
+                    "complete": true,
+                }),
+            )?;
+            eprintln!(
+                "exported {transfer_count} transfers and {trade_count} trades to {}",
+                file.out.display()
+            );
+            Ok(Ended::Done)
+        }
+    }
+}
+
+/// An exported event's columns: one layout for transfers and trades (a trade's instrument leg
+/// in the first, its cash leg in the cash columns; a transfer leaves those empty).
+const EVENT_COLUMNS: [&str; 14] = [
+    "timestamp",
+    "kind",
+    "id",
+    "debit_account_id",
+    "credit_account_id",
+    "amount",
+    "ledger",
+    "cash_debit_account_id",
+    "cash_credit_account_id",
+    "cash_amount",
+    "cash_ledger",
+    "code",
+    "flags",
+    "pending_id",
+];
+
+fn event_of_transfer(t: &tally_engine::records::Transfer) -> Vec<String> {
+    vec![
+        t.timestamp.to_string(),
+        "transfer".to_owned(),
+        t.id.to_string(),
+        t.debit_account_id.to_string(),
+        t.credit_account_id.to_string(),
+        t.amount.to_string(),
+        t.ledger.to_string(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        t.code.to_string(),
+        t.flags.0.to_string(),
+        t.pending_id.to_string(),
+    ]
+}
+
+fn event_of_trade(t: &tally_engine::records::Trade) -> Vec<String> {
+    vec![
+        t.timestamp.to_string(),
+        "trade".to_owned(),
+        t.id.to_string(),
+        t.instrument_debit_account_id.to_string(),
+        t.instrument_credit_account_id.to_string(),
+        t.quantity.to_string(),
+        t.instrument_ledger.to_string(),
+        t.cash_debit_account_id.to_string(),
+        t.cash_credit_account_id.to_string(),
+        t.cash_amount.to_string(),
+        t.cash_ledger.to_string(),
+        t.code.to_string(),
+        t.flags.0.to_string(),
+        t.pending_id.to_string(),
+    ]
 }
 
 const POSITION_COLUMNS: [&str; 7] = [

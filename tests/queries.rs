@@ -331,4 +331,93 @@ async fn queries_page_by_page_match_the_reference_within_scope() {
     let (code, out, err) = run(&["client", "--output", "csv", "query", "accounts"], READER);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().count(), 2, "the header and account 3: {out}");
+
+    // --- exports: positions as of the middle and the events of a range, each with a
+    // manifest that says what it holds; a time the history has not reached is refused
+    let dir = root.path();
+    let positions_file = dir.join("positions.csv");
+    let (code, _, err) = run(
+        &[
+            "client",
+            "export",
+            "positions",
+            "--ledger",
+            "2",
+            "--at",
+            &at,
+            "--out",
+            positions_file.to_str().expect("path"),
+        ],
+        OPERATOR,
+    );
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&positions_file).expect("the export");
+    let on_two: Vec<_> = positions.iter().filter(|p| p.account.ledger == 2).collect();
+    assert_eq!(text.lines().count(), 1 + on_two.len(), "{text}");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("positions.csv.manifest.json")).expect("manifest"),
+    )
+    .expect("JSON");
+    let credits: u128 = on_two.iter().map(|p| p.balances.credits_posted).sum();
+    assert_eq!(manifest["accounts"], on_two.len() as u64);
+    assert_eq!(
+        manifest["ledgers"][0]["credits_posted"],
+        credits.to_string()
+    );
+    assert_eq!(manifest["as_of"], middle);
+    let (from, to) = (stored[100].timestamp, stored[2_100].timestamp);
+    let events_file = dir.join("events.jsonl");
+    let (code, _, err) = run(
+        &[
+            "client",
+            "export",
+            "events",
+            "--from",
+            &from.to_string(),
+            "--to",
+            &to.to_string(),
+            "--format",
+            "jsonl",
+            "--out",
+            events_file.to_str().expect("path"),
+        ],
+        OPERATOR,
+    );
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&events_file)
+        .expect("the export")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let expected: Vec<String> = stored[100..=2_100]
+        .iter()
+        .map(|t| t.id.to_string())
+        .collect();
+    let got: Vec<String> = lines
+        .iter()
+        .map(|l| l["id"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(got, expected);
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("events.jsonl.manifest.json")).expect("manifest"),
+    )
+    .expect("JSON");
+    assert_eq!(manifest["transfers"], 2_001);
+    assert_eq!(manifest["trades"], 0);
+    let later = (stored.last().expect("transfers").timestamp + 1_000_000_000).to_string();
+    let (code, _, err) = run(
+        &[
+            "client",
+            "export",
+            "positions",
+            "--at",
+            &later,
+            "--out",
+            dir.join("later.csv").to_str().expect("path"),
+        ],
+        OPERATOR,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("later than the ledger's history"), "{err}");
+    assert!(!dir.join("later.csv.manifest.json").exists());
 }
