@@ -150,6 +150,36 @@ fn differs<T: Default + PartialEq>(wanted: T, value: T) -> bool {
     wanted != T::default() && wanted != value
 }
 
+/// A page of `len` records in timestamp order: those `differs` does not rule out, built by
+/// `record`, that `visible` lets through (each examined record costs 1).
+fn page<T>(
+    filter: &QueryFilter,
+    len: usize,
+    timestamp: impl Fn(u32) -> u64,
+    differs: impl Fn(u32) -> bool,
+    record: impl Fn(u32) -> T,
+    visible: impl Fn(&T) -> bool,
+) -> Result<QueryPage<T>, QueryError> {
+    let mut items = Vec::new();
+    let next = scan(
+        filter,
+        len,
+        |i| timestamp(i as u32),
+        |i| {
+            if differs(i as u32) {
+                return (false, 1);
+            }
+            let record = record(i as u32);
+            let kept = visible(&record);
+            if kept {
+                items.push(record);
+            }
+            (kept, 1)
+        },
+    )?;
+    Ok(QueryPage { items, next })
+}
+
 impl Engine {
     /// Accounts matching `filter` that `visible` lets through, in creation order.
     pub fn query_accounts(
@@ -158,24 +188,14 @@ impl Engine {
         visible: impl Fn(&Account) -> bool,
     ) -> Result<QueryPage<Account>, QueryError> {
         filter.refuse_field("user_data_32", filter.user_data_32 != 0)?;
-        let mut items = Vec::new();
-        let next = scan(
+        page(
             filter,
             self.accounts.len(),
-            |i| self.accounts.get(i as u32).timestamp,
-            |i| {
-                if self.account_differs(filter, i as u32) {
-                    return (false, 1);
-                }
-                let account = self.accounts.get(i as u32).to_record();
-                let kept = visible(&account);
-                if kept {
-                    items.push(account);
-                }
-                (kept, 1)
-            },
-        )?;
-        Ok(QueryPage { items, next })
+            |i| self.accounts.get(i).timestamp,
+            |i| self.account_differs(filter, i),
+            |i| self.accounts.get(i).to_record(),
+            visible,
+        )
     }
 
     /// Every account matching `filter` (created at or before `at`) that `visible` lets
@@ -223,30 +243,21 @@ impl Engine {
         filter: &QueryFilter,
         visible: impl Fn(&Transfer) -> bool,
     ) -> Result<QueryPage<Transfer>, QueryError> {
-        let mut items = Vec::new();
-        let next = scan(
+        page(
             filter,
             self.transfers.len(),
-            |i| self.transfers.get(i as u32).timestamp,
+            |i| self.transfers.get(i).timestamp,
             |i| {
-                let t = self.transfers.get(i as u32);
-                if differs(filter.user_data_128, t.user_data_128)
+                let t = self.transfers.get(i);
+                differs(filter.user_data_128, t.user_data_128)
                     || differs(filter.user_data_64, t.user_data_64)
                     || differs(filter.user_data_32, t.user_data_32)
                     || differs(filter.ledger, t.ledger)
                     || differs(filter.code, t.code)
-                {
-                    return (false, 1);
-                }
-                let transfer = self.stored_transfer_record(i as u32);
-                let kept = visible(&transfer);
-                if kept {
-                    items.push(transfer);
-                }
-                (kept, 1)
             },
-        )?;
-        Ok(QueryPage { items, next })
+            |i| self.stored_transfer_record(i),
+            visible,
+        )
     }
 
     /// Trades matching `filter` (its ledger: either of the trade's) that `visible` lets
@@ -258,31 +269,21 @@ impl Engine {
     ) -> Result<QueryPage<Trade>, QueryError> {
         filter.refuse_field("user_data_128", filter.user_data_128 != 0)?;
         filter.refuse_field("user_data_32", filter.user_data_32 != 0)?;
-        let mut items = Vec::new();
-        let next = scan(
+        page(
             filter,
             self.trades.len(),
-            |i| self.trades.get(i as u32).timestamp,
+            |i| self.trades.get(i).timestamp,
             |i| {
-                let t = self.trades.get(i as u32);
-                if differs(filter.user_data_64, t.user_data_64) || differs(filter.code, t.code) {
-                    return (false, 1);
-                }
-                if filter.ledger != 0
-                    && self.accounts.get(t.accounts[0]).ledger != filter.ledger
-                    && self.accounts.get(t.accounts[2]).ledger != filter.ledger
-                {
-                    return (false, 1);
-                }
-                let trade = self.stored_trade_record(i as u32);
-                let kept = visible(&trade);
-                if kept {
-                    items.push(trade);
-                }
-                (kept, 1)
+                let t = self.trades.get(i);
+                differs(filter.user_data_64, t.user_data_64)
+                    || differs(filter.code, t.code)
+                    || filter.ledger != 0
+                        && self.accounts.get(t.accounts[0]).ledger != filter.ledger
+                        && self.accounts.get(t.accounts[2]).ledger != filter.ledger
             },
-        )?;
-        Ok(QueryPage { items, next })
+            |i| self.stored_trade_record(i),
+            visible,
+        )
     }
 
     fn account_differs(&self, filter: &QueryFilter, slot: u32) -> bool {
