@@ -12,6 +12,7 @@ from tally_client import (
     Account,
     Client,
     InvalidRequest,
+    QueryFilter,
     RecordError,
     Trade,
     Transfer,
@@ -72,6 +73,16 @@ def check(client: Client, call: str, argument: object, message: str) -> None:
         ("change_voters", [], r"0 node ids; a request names 1..=64"),
         ("remove_nodes", [2, -1], r"node id = -1 is outside"),
         ("initialize", {}, r"0 members"),
+        ("query_transfers", QueryFilter(limit=0), r"limit = 0 is outside 1..=8189"),
+        ("query_accounts", QueryFilter(limit=8190), r"limit = 8190 is outside 1..=8189"),
+        ("query_trades", QueryFilter(ledger=1 << 32), r"ledger = 4294967296 is outside 0..=2\*\*32-1"),
+        ("query_transfers", QueryFilter(code=-1), r"code = -1 is outside 0..=2\*\*16-1"),
+        ("query_accounts", QueryFilter(user_data_128=U128_MAX + 1), r"user_data_128 = .* outside"),
+        ("query_transfers", QueryFilter(timestamp_max=1 << 64), r"timestamp_max = .* outside"),
+        ("query_transfers", QueryFilter(user_data_64="7"), r"user_data_64 must be an int, not str"),
+        ("query_trades", QueryFilter(reversed=1), r"reversed must be a bool, not int"),
+        ("positions", QueryFilter(limit=True), r"limit must be an int, not bool"),
+        ("query_accounts", {"ledger": 1}, r"a QueryFilter is needed, not dict"),
     ],
 )  # fmt: skip
 def test_bad_input_is_refused_before_sending(client, call, argument, message):
@@ -80,14 +91,19 @@ def test_bad_input_is_refused_before_sending(client, call, argument, message):
 
 
 def test_bad_options_are_refused(client):
-    """Statement limits and timestamps are checked too; record errors are InvalidRequests
-    and ValueErrors, so callers may catch either."""
+    """Statement limits, timestamps and a positions request's time are checked too (a walk
+    over every page of a query on its first step); record errors are InvalidRequests and
+    ValueErrors, so callers may catch either."""
     with pytest.raises(InvalidRequest, match="limit = 0 is outside 1..=8189"):
         client.statement(1, limit=0)
     with pytest.raises(InvalidRequest, match="timestamp = -5"):
         client.balances_as_of(1, -5)
     with pytest.raises(ValueError):
         client.create_transfers([transfer(amount=-1)])
+    with pytest.raises(InvalidRequest, match="at = -1 is not a time"):
+        client.positions(QueryFilter(), at=-1)
+    with pytest.raises(InvalidRequest, match="limit = 0"):
+        next(client.query_all(client.query_transfers, QueryFilter(limit=0)))
     assert issubclass(RecordError, InvalidRequest)
     assert client.requests_sent == 0
 

@@ -8,7 +8,17 @@ import importlib
 
 import pytest
 
-MODULES = ["crc32c", "frames", "records", "results", "client", "protocol", "errors", "settlement"]
+MODULES = [
+    "crc32c",
+    "frames",
+    "records",
+    "results",
+    "client",
+    "protocol",
+    "errors",
+    "settlement",
+    "query",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -14,10 +14,12 @@ True
 [0, 250]
 
 Modules: ``records`` (the 128-byte records as dataclasses, their layouts and codecs),
-``protocol`` (frames, headers, reply bodies), ``settlement`` (net settlement's reads: an
-instruction's state, a cycle's summary and run record, a run's report), ``connection`` (TLS or
-plain TCP), ``client`` (sessions, leader following, retries), ``errors``, ``results`` (result
-codes' names), ``frames`` (pandas DataFrames, when pandas is installed).
+``protocol`` (frames, headers, reply bodies), ``query`` (queries by field: a filter, a page
+of records and where the next one starts, positions as of a time), ``settlement`` (net
+settlement's reads: an instruction's state, a cycle's summary and run record, a run's report),
+``connection`` (TLS or plain TCP), ``client`` (sessions, leader following, retries),
+``errors``, ``results`` (result codes' names), ``frames`` (pandas DataFrames, when pandas is
+installed).
 """
 
 from .client import Client, Created, Failure
@@ -53,6 +55,7 @@ from .protocol import (
     StatementEvent,
     Status,
 )
+from .query import Position, QueryFilter, QueryPage
 from .records import (
     Account,
     AccountFlags,
@@ -109,7 +112,10 @@ __all__ = [
     "OutOfScope",
     "Party",
     "Phase",
+    "Position",
     "Proofs",
+    "QueryFilter",
+    "QueryPage",
     "RecordError",
     "Refused",
     "RequestNumberReused",

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from . import limits, protocol, settlement
+from . import limits, protocol, query, settlement
 from .connection import Connection, ConnectionLost, Tls
 from .errors import (
     BadRequest,
@@ -36,6 +36,7 @@ from .errors import (
     WrongCluster,
 )
 from .protocol import LATEST, Status
+from .query import Position, QueryFilter, QueryPage
 from .records import (
     RECORD_BYTES,
     U128_MAX,
@@ -690,6 +691,53 @@ class Client:
             + bytes(8)
         )
         return protocol.decode_balances(self._read(protocol.KIND_BALANCES_AS_OF, body))
+
+    # ---- queries by field ------------------------------------------------------------------
+
+    def query_accounts(self, filter: QueryFilter) -> QueryPage[Account]:
+        """One page of the accounts matching ``filter`` (by creation time), and where the
+        next page starts: a page may hold fewer than ``filter.limit`` accounts, even none, and
+        not be the last; ``query_all`` follows every page. A reader sees its scope only."""
+        body = query.encode_query_request(filter)
+        return query.decode_accounts_page(self._read(protocol.KIND_QUERY_ACCOUNTS, body))
+
+    def query_transfers(self, filter: QueryFilter) -> QueryPage[Transfer]:
+        """One page of the transfers matching ``filter`` (see ``query_accounts``)."""
+        body = query.encode_query_request(filter)
+        return query.decode_transfers_page(self._read(protocol.KIND_QUERY_TRANSFERS, body))
+
+    def query_trades(self, filter: QueryFilter) -> QueryPage[Trade]:
+        """One page of the trades matching ``filter``: a trade matches ``ledger`` on either
+        leg (see ``query_accounts``)."""
+        body = query.encode_query_request(filter)
+        return query.decode_trades_page(self._read(protocol.KIND_QUERY_TRADES, body))
+
+    def positions(self, filter: QueryFilter, at: int = 0) -> QueryPage[Position]:
+        """One page of the accounts matching ``filter`` that existed at ``at`` (ns; 0: now),
+        each with its balances after every change up to ``at`` (see ``query_accounts``)."""
+        body = query.encode_query_request(filter, at)
+        return query.decode_positions_page(self._read(protocol.KIND_QUERY_POSITIONS, body))
+
+    def query_all(
+        self, page: Callable[[QueryFilter], QueryPage[T]], filter: QueryFilter
+    ) -> Iterator[T]:
+        """Every record ``filter`` matches, one request of ``page`` (``query_accounts``,
+        ``query_transfers``, ``query_trades``, or ``positions`` with its time bound) per page,
+        each page's ``next`` setting the following one's bound; lazily, so a large result
+        need not be held at once.
+
+        >>> total = sum(t.amount for t in client.query_all(
+        ...     client.query_transfers, QueryFilter(ledger=1, code=7)))  # doctest: +SKIP
+        >>> then = list(client.query_all(
+        ...     lambda f: client.positions(f, at=stamp), QueryFilter(ledger=1)))  # doctest: +SKIP
+        """
+        current = filter
+        while True:
+            got = page(current)
+            yield from got.items
+            if got.next is None:
+                return
+            current = query.next_filter(current, got.next)
 
     def heartbeat(self) -> None:
         """Keep the session from idling out (a session with no request for its idle timeout,

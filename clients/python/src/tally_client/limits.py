@@ -12,6 +12,8 @@ REQUEST_EVENTS_MAX = 8189
 LOOKUP_IDS_MAX = 8189
 #: Entries one statement request may ask for.
 STATEMENT_ENTRIES_MAX = 8189
+#: Records one query request may ask for (its ``limit``), and so one query reply carries.
+QUERY_RECORDS_MAX = 8189
 #: Exceptions one settlement-cycle request may ask for (a full page: 336 + 8,189 * 192 bytes,
 #: about 1.6 MB).
 CYCLE_EXCEPTIONS_MAX = 8189
@@ -42,3 +44,4 @@ ACCESS_LEAF_BYTES_MAX = 76 + 4 * 8192 * 24
 assert HEADER_BYTES + 8 + STATEMENT_ENTRIES_MAX * STATEMENT_ENTRY_BYTES <= REPLY_PAYLOAD_BYTES_MAX
 assert HEADER_BYTES + LOOKUP_IDS_MAX * 128 <= REPLY_PAYLOAD_BYTES_MAX
 assert HEADER_BYTES + 336 + CYCLE_EXCEPTIONS_MAX * 192 <= REPLY_PAYLOAD_BYTES_MAX
+assert HEADER_BYTES + 16 + QUERY_RECORDS_MAX * (128 + 64) <= REPLY_PAYLOAD_BYTES_MAX
