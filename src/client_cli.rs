@@ -194,6 +194,20 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: crate::query_cli::ExportCommand,
     },
+    /// Every transfer and trade from --from on, in timestamp order, as JSON lines on standard
+    /// output, each with its position (its timestamp); goes on with new events as they are
+    /// applied. Resume after a disconnect with --from one past the last position written.
+    Follow {
+        /// The first position (timestamp, ns) to write.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// How often to ask for new events once caught up (ms).
+        #[arg(long, default_value_t = 100)]
+        poll_ms: u64,
+        /// End once everything the cluster holds is written.
+        #[arg(long)]
+        until_caught_up: bool,
+    },
 }
 
 /// How a `tally client` run ended, as an exit code.
@@ -770,6 +784,14 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
         }
         ClientCommand::Query { command } => crate::query_cli::run(command, config, output).await,
         ClientCommand::Export { command } => crate::query_cli::export(command, config).await,
+        ClientCommand::Follow {
+            from,
+            poll_ms,
+            until_caught_up,
+        } => {
+            let poll = std::time::Duration::from_millis(*poll_ms);
+            crate::query_cli::follow(config, *from, poll, *until_caught_up).await
+        }
         ClientCommand::CreateAccounts { file } => {
             create_from_file(
                 file,

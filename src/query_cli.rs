@@ -420,43 +420,22 @@ pub async fn export(command: &ExportCommand, config: ClientConfig) -> anyhow::Re
             }
             let client = Client::connect(config).await?;
             let reaches = reached(&client, *to, "--to").await?;
-            let filter = QueryFilter {
-                timestamp_min: *from,
-                timestamp_max: *to,
-                limit: tally_engine::limits::STATEMENT_ENTRIES_MAX,
-                ..QueryFilter::default()
-            };
             let mut writer = ExportWriter::create(file, &EVENT_COLUMNS)?;
             let mut per_ledger: BTreeMap<u32, (u64, u128)> = BTreeMap::new();
-            let (mut transfers, mut trades) = (Pages::new(filter), Pages::new(filter));
             let (mut transfer_count, mut trade_count) = (0u64, 0u64);
-            // Both kinds merged by timestamp (every event's is distinct), a page of each held.
-            loop {
-                let next_transfer = transfers
-                    .front(async |f| client.query_transfers(&f).await)
-                    .await?
-                    .map(|t| t.timestamp);
-                let next_trade = trades
-                    .front(async |f| client.query_trades(&f).await)
-                    .await?
-                    .map(|t| t.timestamp);
-                match (next_transfer, next_trade) {
-                    (None, None) => break,
-                    (Some(a), b) if b.is_none_or(|b| a < b) => {
-                        let t = transfers.buffered.pop_front().expect("in front");
+            each_event(&client, *from, *to, |event| {
+                match event {
+                    Event::Transfer(t) => {
                         let entry = per_ledger.entry(t.ledger).or_default();
                         entry.0 += 1;
                         entry.1 = entry.1.wrapping_add(t.amount);
                         transfer_count += 1;
-                        writer.write(event_of_transfer(&t))?;
                     }
-                    _ => {
-                        let t = trades.buffered.pop_front().expect("in front");
-                        trade_count += 1;
-                        writer.write(event_of_trade(&t))?;
-                    }
+                    Event::Trade(_) => trade_count += 1,
                 }
-            }
+                writer.write(event.row())
+            })
+            .await?;
             writer.finish()?;
             let ledgers: Vec<serde_json::Value> = per_ledger
                 .iter()
@@ -484,6 +463,105 @@ pub async fn export(command: &ExportCommand, config: ClientConfig) -> anyhow::Re
                 file.out.display()
             );
             Ok(Ended::Done)
+        }
+    }
+}
+
+/// A stored transfer or trade, as exports and the feed give it.
+enum Event {
+    Transfer(tally_engine::records::Transfer),
+    Trade(tally_engine::records::Trade),
+}
+
+impl Event {
+    fn timestamp(&self) -> u64 {
+        match self {
+            Event::Transfer(t) => t.timestamp,
+            Event::Trade(t) => t.timestamp,
+        }
+    }
+
+    fn row(&self) -> Vec<String> {
+        match self {
+            Event::Transfer(t) => event_of_transfer(t),
+            Event::Trade(t) => event_of_trade(t),
+        }
+    }
+}
+
+/// Every transfer and trade with a timestamp in `from..=to`, in timestamp order (every
+/// event's is distinct), to `each`; a page of each kind held at a time.
+async fn each_event(
+    client: &Client,
+    from: u64,
+    to: u64,
+    mut each: impl FnMut(Event) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let filter = QueryFilter {
+        timestamp_min: from,
+        timestamp_max: to,
+        limit: tally_engine::limits::STATEMENT_ENTRIES_MAX,
+        ..QueryFilter::default()
+    };
+    let (mut transfers, mut trades) = (Pages::new(filter), Pages::new(filter));
+    loop {
+        let next_transfer = transfers
+            .front(async |f| client.query_transfers(&f).await)
+            .await?
+            .map(|t| t.timestamp);
+        let next_trade = trades
+            .front(async |f| client.query_trades(&f).await)
+            .await?
+            .map(|t| t.timestamp);
+        let event = match (next_transfer, next_trade) {
+            (None, None) => return Ok(()),
+            (Some(a), b) if b.is_none_or(|b| a < b) => {
+                Event::Transfer(transfers.buffered.pop_front().expect("in front"))
+            }
+            _ => Event::Trade(trades.buffered.pop_front().expect("in front")),
+        };
+        each(event)?;
+    }
+}
+
+/// `tally client follow`: every transfer and trade from timestamp `from` on, in timestamp
+/// order, as JSON lines on standard output, each with its `position` (its timestamp: resume
+/// with `--from` one past the last position seen). Follows new events as they are applied
+/// (polling every `poll`) unless `until_caught_up`, when it ends once it has written
+/// everything the cluster held.
+pub async fn follow(
+    config: ClientConfig,
+    from: u64,
+    poll: std::time::Duration,
+    until_caught_up: bool,
+) -> anyhow::Result<Ended> {
+    use std::io::Write as _;
+    let client = Client::connect(config).await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut cursor = from.max(1);
+    loop {
+        let reaches = history_reaches(&client).await?;
+        if reaches >= cursor {
+            // Up to a time the history has reached: nothing can still come before it.
+            each_event(&client, cursor, reaches, |event| {
+                let mut object: serde_json::Map<String, serde_json::Value> = EVENT_COLUMNS
+                    .iter()
+                    .zip(event.row())
+                    .filter(|(_, value)| !value.is_empty())
+                    .map(|(column, value)| ((*column).to_owned(), serde_json::Value::String(value)))
+                    .collect();
+                object.insert("position".to_owned(), event.timestamp().into());
+                serde_json::to_writer(&mut out, &object)?;
+                out.write_all(b"\n")?;
+                Ok(())
+            })
+            .await?;
+            out.flush()?;
+            cursor = reaches + 1;
+        } else if until_caught_up {
+            return Ok(Ended::Done);
+        } else {
+            tokio::time::sleep(poll).await;
         }
     }
 }

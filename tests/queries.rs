@@ -420,4 +420,52 @@ async fn queries_page_by_page_match_the_reference_within_scope() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("later than the ledger's history"), "{err}");
     assert!(!dir.join("later.csv.manifest.json").exists());
+
+    // --- the feed: everything once, in order, with positions; resumed after the 1,000th
+    // line it goes on exactly where it stopped, new events included
+    let follow = |from: &str| {
+        let (code, out, err) = run(
+            &["client", "follow", "--from", from, "--until-caught-up"],
+            OPERATOR,
+        );
+        assert_eq!(code, 0, "{err}");
+        out.lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("a JSON line"))
+            .collect::<Vec<_>>()
+    };
+    let feed = follow("0");
+    let ids = |lines: &[serde_json::Value]| -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| l["id"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    let all_ids: Vec<String> = stored.iter().map(|t| t.id.to_string()).collect();
+    assert_eq!(ids(&feed), all_ids);
+    let positions: Vec<u64> = feed
+        .iter()
+        .map(|l| l["position"].as_u64().expect("position"))
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(positions[0], stored[0].timestamp);
+    let more: Vec<Transfer> = (0..500u128)
+        .map(|i| Transfer {
+            id: 50_000 + i,
+            debit_account_id: 1,
+            credit_account_id: 3,
+            amount: 1,
+            ledger: 2,
+            code: 7,
+            ..Transfer::default()
+        })
+        .collect();
+    assert!(operator
+        .create_transfers(&more)
+        .await
+        .expect("more")
+        .is_empty());
+    let resumed = follow(&(positions[999] + 1).to_string());
+    let mut expected: Vec<String> = all_ids[1_000..].to_vec();
+    expected.extend(more.iter().map(|t| t.id.to_string()));
+    assert_eq!(ids(&resumed), expected);
 }
