@@ -596,8 +596,8 @@ pub struct ReconcileArgs {
     /// clock when the run starts).
     #[arg(long, default_value_t = 0)]
     pub at: u64,
-    /// The previous reconciliation's time (ns): each break gets the account's statement
-    /// lines after it, up to --at.
+    /// The previous reconciliation's time (ns): each amount break and each missing in the
+    /// file gets the account's statement lines after it, up to --at.
     #[arg(long)]
     pub since: Option<u64>,
     /// The position compared: credits_posted − debits_posted (net-credit) or debits_posted −
