@@ -16,8 +16,9 @@ use crate::config::parse_u128;
 use crate::import::{Checked, Input, RecordKind};
 use tally_engine::Operation;
 
+/// How a client command reaches the cluster: `tally client` and `tally reconcile` alike.
 #[derive(Debug, clap::Args)]
-pub struct ClientArgs {
+pub struct ConnectArgs {
     /// The cluster's node addresses (comma-separated).
     #[arg(long, value_delimiter = ',', env = "TALLY_CLUSTER", required = true)]
     pub cluster: Vec<String>,
@@ -29,6 +30,25 @@ pub struct ClientArgs {
     pub credential: String,
     #[command(flatten)]
     pub tls: crate::tls_args::ClientTlsArgs,
+}
+
+impl ConnectArgs {
+    /// The client configuration these flags name (bad input: an error before connecting).
+    pub fn config(&self) -> anyhow::Result<ClientConfig> {
+        let cluster_id = parse_u128(&self.cluster_id).context("--cluster-id")?;
+        Ok(ClientConfig::new(
+            self.cluster.clone(),
+            cluster_id,
+            self.credential.clone().into_bytes(),
+        )
+        .with_tls(self.tls.client_tls()?))
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ClientArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub output: Output,
@@ -770,13 +790,7 @@ fn balances_row(b: &tally_engine::Balances) -> Vec<String> {
 
 /// Read and check the input, before connecting: bad input never reaches the cluster.
 pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
-    let cluster_id = parse_u128(&args.cluster_id).context("--cluster-id")?;
-    let config = ClientConfig::new(
-        args.cluster.clone(),
-        cluster_id,
-        args.credential.clone().into_bytes(),
-    )
-    .with_tls(args.tls.client_tls()?);
+    let config = args.connect.config()?;
     let output = args.output;
     match &args.command {
         ClientCommand::Cycle { command } => {

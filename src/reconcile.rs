@@ -574,17 +574,8 @@ pub fn statement_line(
 /// `tally reconcile`'s flags.
 #[derive(Debug, clap::Args)]
 pub struct ReconcileArgs {
-    /// The cluster's node addresses (comma-separated).
-    #[arg(long, value_delimiter = ',', env = "TALLY_CLUSTER", required = true)]
-    pub cluster: Vec<String>,
-    /// The cluster id (decimal or 0x-hex), as in the nodes' config.
-    #[arg(long, env = "TALLY_CLUSTER_ID", default_value = "0")]
-    pub cluster_id: String,
-    /// The credential (secret) this client registers with.
-    #[arg(long, env = "TALLY_CREDENTIAL", hide_env_values = true)]
-    pub credential: String,
     #[command(flatten)]
-    pub tls: crate::tls_args::ClientTlsArgs,
+    pub connect: crate::client_cli::ConnectArgs,
     /// The client's positions: CSV with the header `account,ledger,amount`.
     #[arg(long, value_name = "FILE")]
     pub positions: PathBuf,
@@ -666,7 +657,7 @@ pub async fn run(args: ReconcileArgs) -> u8 {
             return 2;
         }
     };
-    let config = match cluster::client_config(&args) {
+    let config = match args.connect.config() {
         Ok(config) => config,
         Err(error) => {
             eprintln!("tally reconcile: {error:#}\nnothing was fetched and no report written");

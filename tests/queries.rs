@@ -442,6 +442,21 @@ async fn queries_page_by_page_match_the_reference_within_scope() {
     };
     let all_ids: Vec<String> = stored.iter().map(|t| t.id.to_string()).collect();
     assert_eq!(ids(&feed), all_ids);
+    // The feed's objects are the export's rows (but the empty cash columns), plus a position.
+    let exported = &lines[0];
+    let fed = feed
+        .iter()
+        .find(|l| l["id"] == exported["id"])
+        .expect("in the feed");
+    for (key, value) in exported.as_object().expect("an object") {
+        if value != "" {
+            assert_eq!(&fed[key], value, "{key}");
+        }
+    }
+    assert_eq!(
+        fed["position"].as_u64(),
+        exported["timestamp"].as_str().and_then(|t| t.parse().ok())
+    );
     let positions: Vec<u64> = feed
         .iter()
         .map(|l| l["position"].as_u64().expect("position"))

@@ -5,21 +5,10 @@ use anyhow::Context;
 use tally_client::{Client, ClientConfig};
 use tally_engine::{QueryFilter, StatementEntry, StatementFilter};
 
-use super::{AccountFound, LedgerPosition, LedgerSource, PositionsPage, ReconcileArgs};
+use super::{AccountFound, LedgerPosition, LedgerSource, PositionsPage};
 
 /// Positions asked for per page (the most a page holds).
 pub const PAGE_ACCOUNTS: u32 = tally_engine::limits::STATEMENT_ENTRIES_MAX;
-
-/// The client configuration `tally reconcile`'s flags name, as `tally client` makes it.
-pub fn client_config(args: &ReconcileArgs) -> anyhow::Result<ClientConfig> {
-    let cluster_id = crate::config::parse_u128(&args.cluster_id).context("--cluster-id")?;
-    Ok(ClientConfig::new(
-        args.cluster.clone(),
-        cluster_id,
-        args.credential.clone().into_bytes(),
-    )
-    .with_tls(args.tls.client_tls()?))
-}
 
 /// The cluster, through a connected client.
 pub struct ClusterSource {
