@@ -205,7 +205,7 @@ pub async fn run(
 
 /// The newest timestamp of any account, transfer or trade the cluster holds: every event
 /// applied later has a later timestamp, so history up to it can no longer change.
-async fn history_reaches(client: &Client) -> anyhow::Result<u64> {
+pub(crate) async fn history_reaches(client: &Client) -> anyhow::Result<u64> {
     let newest = QueryFilter {
         limit: 1,
         reversed: true,

@@ -583,8 +583,8 @@ pub struct ReconcileArgs {
     /// with it, the positions' `account` column holds external ids.
     #[arg(long, value_name = "FILE")]
     pub mapping: Option<PathBuf>,
-    /// The ledger time the positions are as of (ns since the epoch); 0: now (this machine's
-    /// clock when the run starts).
+    /// The ledger time the positions are as of (ns since the epoch); 0: now (the newest record
+    /// the cluster holds). A later time than that is refused: events could still come before it.
     #[arg(long, default_value_t = 0)]
     pub at: u64,
     /// The previous reconciliation's time (ns): each amount break and each missing in the
@@ -643,6 +643,29 @@ fn check(args: &ReconcileArgs, now: u64) -> Result<Checked, BadInput> {
     })
 }
 
+/// Sets `options.at` for a cluster whose history reaches `reached`: `--at 0` is `reached`; a
+/// later `--at` is refused (events could still be added before it).
+fn pin(args: &ReconcileArgs, reached: u64, options: &mut Options) -> Result<(), BadInput> {
+    if args.at > reached {
+        return Err(BadInput(format!(
+            "--at {} is later than the ledger's history ({reached}, its newest record): events \
+             could still be added before it; reconcile as of {reached} or earlier",
+            args.at
+        )));
+    }
+    options.at = if args.at == 0 { reached } else { args.at };
+    if let Some(since) = args.since {
+        if since >= options.at {
+            return Err(BadInput(format!(
+                "--since {since} is not before --at {}: the statement lines are those after \
+                 --since up to --at",
+                options.at
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Runs `tally reconcile`: its exit code (messages said on standard error, the summary on
 /// standard output).
 pub async fn run(args: ReconcileArgs) -> u8 {
@@ -676,13 +699,28 @@ pub async fn run(args: ReconcileArgs) -> u8 {
         checked.options.at
     );
     let fetched = Instant::now();
+    let mut checked = checked;
     let outcome = async {
         let source = ClusterSource::connect(config).await?;
-        let report = reconcile(&source, &checked.positions, &checked.options).await;
+        // "Now" is the newest record the cluster holds, and no later time is taken: history
+        // up to a time it has reached can no longer change, so the report is final.
+        let reached = source.history_reaches().await?;
+        let report = match pin(&args, reached, &mut checked.options) {
+            Ok(()) => Ok(reconcile(&source, &checked.positions, &checked.options).await),
+            Err(bad) => Err(bad),
+        };
         source.close().await;
-        report
+        anyhow::Ok(report)
     }
     .await;
+    let outcome = match outcome {
+        Ok(Ok(report)) => report,
+        Ok(Err(bad)) => {
+            eprintln!("tally reconcile: {bad}\nnothing was compared and no report written");
+            return 2;
+        }
+        Err(error) => Err(error),
+    };
     let report = match outcome {
         Ok(report) => report,
         Err(error) => {

@@ -483,4 +483,35 @@ async fn queries_page_by_page_match_the_reference_within_scope() {
     let mut expected: Vec<String> = all_ids[1_000..].to_vec();
     expected.extend(more.iter().map(|t| t.id.to_string()));
     assert_eq!(ids(&resumed), expected);
+
+    // --- a reader's feed and export hold its scope only (account 3)
+    let (code, out, err) = run(&["client", "follow", "--until-caught-up"], READER);
+    assert_eq!(code, 0, "{err}");
+    let fed: Vec<serde_json::Value> = out
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let mut touching: Vec<String> = touching_3.iter().map(|t| t.id.to_string()).collect();
+    touching.extend(more.iter().map(|t| t.id.to_string()));
+    assert_eq!(ids(&fed), touching);
+    let reader_file = dir.join("reader-positions.csv");
+    let (code, _, err) = run(
+        &[
+            "client",
+            "export",
+            "positions",
+            "--at",
+            &at,
+            "--out",
+            reader_file.to_str().expect("path"),
+        ],
+        READER,
+    );
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&reader_file).expect("the export");
+    assert_eq!(text.lines().count(), 2, "the header and account 3: {text}");
+    assert!(
+        text.lines().nth(1).is_some_and(|row| row.starts_with("3,")),
+        "{text}"
+    );
 }

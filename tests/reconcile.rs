@@ -455,6 +455,26 @@ async fn the_binary_against_a_node_exits_0_clean_1_with_breaks_3_refused() {
     );
     let breaks = std::fs::read_to_string(dir.join("out-clean/breaks.csv")).expect("breaks.csv");
     assert_eq!(breaks.lines().count(), 1, "the header only: {breaks}");
+    // A time the ledger's history has not reached is refused: events could still come before
+    // it, so no report as of it would be final.
+    let later = (u64::MAX / 4).to_string();
+    let out_later = path("out-later");
+    let args = [
+        "reconcile",
+        "--positions",
+        &clean_path,
+        "--at",
+        &later,
+        "--out",
+        &out_later,
+    ];
+    let (code, stdout, stderr) = tally(&args, &env_refs);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("later than the ledger's history"),
+        "{stderr}"
+    );
+    assert!(!dir.join("out-later/report.json").exists());
 
     // Planted: 5 without round two (amount), 301 left out (missing in the file), 9999 that
     // is no account and 302 on the wrong ledger (missing in the ledger; 302 also missing in

@@ -31,6 +31,12 @@ impl ClusterSource {
     pub async fn close(&self) {
         self.client.close().await;
     }
+
+    /// The newest record's timestamp the cluster holds: history up to it can no longer change
+    /// (the same pin exports and the feed use).
+    pub async fn history_reaches(&self) -> anyhow::Result<u64> {
+        crate::query_cli::history_reaches(&self.client).await
+    }
 }
 
 impl LedgerSource for ClusterSource {
