@@ -31,7 +31,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 /// Prometheus's text exposition format.
-const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 async fn metrics(probe: Probe) -> impl IntoResponse {
     // A scrape takes the applied state's read lock for a moment; not on a runtime worker.
@@ -103,12 +103,22 @@ pub const ADMIN_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub fn serve(
     listener: TcpListener,
     probe: Probe,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     if let Ok(local) = listener.local_addr() {
         tracing::info!(%local, "admin HTTP: /metrics /health /ready");
     }
-    let service = TowerToHyperService::new(router(probe));
+    serve_router(listener, router(probe), stop)
+}
+
+/// Serve `routes` on `listener` until `stop` is true, under [`serve`]'s limits: the node's
+/// admin port, and `tally cdc --metrics`.
+pub fn serve_router(
+    listener: TcpListener,
+    routes: Router,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let service = TowerToHyperService::new(routes);
     tokio::spawn(async move {
         let permits = Arc::new(Semaphore::new(ADMIN_CONNECTIONS_MAX));
         let mut connections = JoinSet::new();

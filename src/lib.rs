@@ -5,10 +5,12 @@
 //! generator (`tally loadgen`, `tally demo`); `admin_http` is a node's `/metrics`, `/health`
 //! and `/ready`; `cluster_admin` is `tally admin`'s cluster operations; `tls_args` is how client commands
 //! find their TLS settings; `verify` checks proof bundles offline (`tally verify`); `witness` is `tally witness`, the
-//! cosigning witness's files around `tally_engine::witness`.
+//! cosigning witness's files around `tally_engine::witness`; `cdc` is `tally cdc`, the change
+//! feed published to RabbitMQ.
 
 pub mod access_trail;
 pub mod admin_http;
+pub mod cdc;
 pub mod client_cli;
 pub mod client_proofs;
 pub mod cluster_admin;

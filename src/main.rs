@@ -8,6 +8,7 @@
 //! - `tally demo`: a local 3-node cluster under mixed load for ~20 s, the report, the checks.
 //!
 //! - `tally client`: the gateway from the command line (files in, tables/JSON/CSV out).
+//! - `tally cdc`: the change feed published to RabbitMQ, at least once, from a checkpoint.
 //! - `tally hash-credential`: the hash of a gateway credential, for a node's config (the secret
 //!   is read from standard input, so it stays out of shell history).
 
@@ -128,6 +129,13 @@ enum Command {
     /// bad input (nothing fetched), 3 when the cluster fails (no report written).
     Reconcile(tally::reconcile::ReconcileArgs),
     // `tally reconcile` ends.
+    // `tally cdc` (src/cdc.rs) begins.
+    /// Publish the change feed (every transfer and trade, in position order) to RabbitMQ, at
+    /// least once, resuming from a checkpoint file (docs/queries.md, "Publishing to
+    /// RabbitMQ"). Exits 0 when caught up (--until-caught-up) or stopped by SIGTERM, 1 when the
+    /// checkpoint cannot be written, 2 on bad input; a broker or cluster that fails is retried.
+    Cdc(tally::cdc::CdcArgs),
+    // `tally cdc` ends.
     /// Generate load (transfers, trades, pending/post) and report throughput, latency and,
     /// with --check, the history checks.
     Loadgen(LoadgenArgs),
@@ -414,6 +422,11 @@ fn main() -> ExitCode {
         return ExitCode::from(runtime.block_on(tally::reconcile::run(args)));
     }
     // `tally reconcile` ends.
+    // `tally cdc` begins.
+    if let Command::Cdc(args) = cli.command {
+        return ExitCode::from(runtime.block_on(tally::cdc::run(args)));
+    }
+    // `tally cdc` ends.
     if let Command::Client(args) = cli.command {
         // 0 done, 1 some events failed or some ids were not found, 2 bad input (refused
         // before connecting), 3 the cluster refused or did not answer.
@@ -460,7 +473,8 @@ fn main() -> ExitCode {
             Command::Client(_)
             | Command::Verify { .. }
             | Command::Witness { .. }
-            | Command::Reconcile(_) => Ok(true),
+            | Command::Reconcile(_)
+            | Command::Cdc(_) => Ok(true),
             Command::HashCredential { secret } => hash_credential(secret).map(|()| true),
             Command::Loadgen(args) => loadgen(args).await,
             Command::Demo(args) => demo(args).await,

@@ -423,7 +423,7 @@ pub async fn export(command: &ExportCommand, config: ClientConfig) -> anyhow::Re
             let mut writer = ExportWriter::create(file, &EVENT_COLUMNS)?;
             let mut per_ledger: BTreeMap<u32, (u64, u128)> = BTreeMap::new();
             let (mut transfer_count, mut trade_count) = (0u64, 0u64);
-            each_event(&client, *from, *to, |event| {
+            each_event(&client, *from, *to, async |event| {
                 match event {
                     Event::Transfer(t) => {
                         let entry = per_ledger.entry(t.ledger).or_default();
@@ -468,12 +468,20 @@ pub async fn export(command: &ExportCommand, config: ClientConfig) -> anyhow::Re
 }
 
 /// A stored transfer or trade, as exports and the feed give it.
-enum Event {
+pub(crate) enum Event {
     Transfer(tally_engine::records::Transfer),
     Trade(tally_engine::records::Trade),
 }
 
 impl Event {
+    /// Its position in the feed: its timestamp (distinct for every event, growing with each).
+    pub(crate) fn position(&self) -> u64 {
+        match self {
+            Event::Transfer(t) => t.timestamp,
+            Event::Trade(t) => t.timestamp,
+        }
+    }
+
     fn row(&self) -> Vec<String> {
         match self {
             Event::Transfer(t) => event_of_transfer(t),
@@ -484,7 +492,7 @@ impl Event {
     /// The event as one JSON object (the export's columns but the empty ones, then its
     /// `position`), written straight out: the feed's rate is this function's, so no map or
     /// string per field. Every value is digits or a kind name: nothing to escape.
-    fn write_json(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    pub(crate) fn write_json(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
         match self {
             Event::Transfer(t) => write!(
                 out,
@@ -530,12 +538,13 @@ impl Event {
 }
 
 /// Every transfer and trade with a timestamp in `from..=to`, in timestamp order (every
-/// event's is distinct), to `each`; a page of each kind held at a time.
+/// event's is distinct), to `each`; a page of each kind held at a time. `each` may wait (the
+/// feed's sink publishing to a broker), which holds the reading back.
 async fn each_event(
     client: &Client,
     from: u64,
     to: u64,
-    mut each: impl FnMut(Event) -> anyhow::Result<()>,
+    mut each: impl AsyncFnMut(Event) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let filter = QueryFilter {
         timestamp_min: from,
@@ -560,7 +569,69 @@ async fn each_event(
             }
             _ => Event::Trade(trades.buffered.pop_front().expect("in front")),
         };
-        each(event)?;
+        each(event).await?;
+    }
+}
+
+/// Where the feed hands its events: `follow` writes them out, `tally cdc` publishes them.
+pub(crate) trait FeedSink {
+    /// A round begins: it reads every event up to `reaches`, the history's newest record.
+    async fn reading(&mut self, _reaches: u64) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// The next event, in position order; a sink that waits holds the feed back.
+    async fn event(&mut self, event: Event) -> anyhow::Result<()>;
+    /// Every event up to `reaches` (the history's newest record when the feed last asked) has
+    /// been handed over; nothing at or before it can still come.
+    async fn reached(&mut self, reaches: u64) -> anyhow::Result<()>;
+}
+
+/// The feed: every transfer and trade from position `from` on, in position order, to `sink`.
+/// Each round reads only up to the time the history has reached (`history_reaches`), so no
+/// event can later appear behind the cursor: resuming at one past the last position handed
+/// over loses and repeats nothing. Once caught up it asks again every `poll`, or with
+/// `until_caught_up` it returns.
+pub(crate) async fn feed(
+    client: &Client,
+    from: u64,
+    poll: std::time::Duration,
+    until_caught_up: bool,
+    sink: &mut impl FeedSink,
+) -> anyhow::Result<()> {
+    let mut cursor = from.max(1);
+    loop {
+        let reaches = history_reaches(client).await?;
+        if reaches >= cursor {
+            sink.reading(reaches).await?;
+            each_event(client, cursor, reaches, async |event| {
+                sink.event(event).await
+            })
+            .await?;
+            sink.reached(reaches).await?;
+            cursor = reaches + 1;
+        } else {
+            sink.reached(cursor - 1).await?;
+            if until_caught_up {
+                return Ok(());
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+}
+
+/// `follow`'s sink: each event as a JSON line, flushed at the end of every round.
+struct JsonLines<W: std::io::Write>(W);
+
+impl<W: std::io::Write> FeedSink for JsonLines<W> {
+    async fn event(&mut self, event: Event) -> anyhow::Result<()> {
+        event.write_json(&mut self.0)?;
+        self.0.write_all(b"\n")?;
+        Ok(())
+    }
+
+    async fn reached(&mut self, _reaches: u64) -> anyhow::Result<()> {
+        self.0.flush()?;
+        Ok(())
     }
 }
 
@@ -575,28 +646,10 @@ pub async fn follow(
     poll: std::time::Duration,
     until_caught_up: bool,
 ) -> anyhow::Result<Ended> {
-    use std::io::Write as _;
     let client = Client::connect(config).await?;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut cursor = from.max(1);
-    loop {
-        let reaches = history_reaches(&client).await?;
-        if reaches >= cursor {
-            // Up to a time the history has reached: nothing can still come before it.
-            each_event(&client, cursor, reaches, |event| {
-                event.write_json(&mut out)?;
-                out.write_all(b"\n")?;
-                Ok(())
-            })
-            .await?;
-            out.flush()?;
-            cursor = reaches + 1;
-        } else if until_caught_up {
-            return Ok(Ended::Done);
-        } else {
-            tokio::time::sleep(poll).await;
-        }
-    }
+    let mut out = JsonLines(std::io::BufWriter::new(std::io::stdout().lock()));
+    feed(&client, from, poll, until_caught_up, &mut out).await?;
+    Ok(Ended::Done)
 }
 
 /// An exported event's columns: one layout for transfers and trades (a trade's instrument leg
