@@ -1,5 +1,6 @@
 //! The history checks of docs/faults.md, run after the load stops: read every recorded
-//! event back from every replica and check C1 (durability), C2 (no phantoms), C3 (at most
+//! event back (`read_back`: from one replica of each group with the same digest at the same
+//! index, which C8 shows hold the same records) and check C1 (durability), C2 (no phantoms), C3 (at most
 //! once), C4 (definite failures are not stored), C5 (conservation; balances equal the replay),
 //! C6 (serial replay through the reference model gives what the clients saw), C7 (real-time
 //! order of commit indexes) and C8 (agreement of digests); then C9 (liveness: a new transfer
@@ -18,11 +19,11 @@ use futures::future::try_join_all;
 use tally_engine::records::{Account, Trade, Transfer};
 use tally_engine::EventResult;
 
-use crate::cluster::{Cluster, ClusterError, ReplicaState, LOOKUP_IDS_MAX};
+use crate::cluster::{Cluster, ClusterError, ReplicaState};
 use crate::history::{EventOutcome, History, Outcome};
-use crate::model::{balances_of, Model};
+use crate::model::Model;
+use crate::read_back::{read_back, transfer_matches, ReadBack};
 use crate::workload::Kind;
-use tally_engine::Balances;
 
 /// A check's verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,14 +47,22 @@ pub struct CheckResult {
 const EXAMPLES_MAX: usize = 5;
 
 #[derive(Default)]
-struct Finding {
-    checked: u64,
+pub(crate) struct Finding {
+    pub checked: u64,
     bad: u64,
     examples: Vec<String>,
 }
 
 impl Finding {
-    fn bad(&mut self, example: impl FnOnce() -> String) {
+    /// Another finding of the same check (another replica's) joined into this one.
+    pub(crate) fn absorb(&mut self, other: Finding) {
+        self.checked += other.checked;
+        self.bad += other.bad;
+        let room = EXAMPLES_MAX.saturating_sub(self.examples.len());
+        self.examples.extend(other.examples.into_iter().take(room));
+    }
+
+    pub(crate) fn bad(&mut self, example: impl FnOnce() -> String) {
         self.bad += 1;
         if self.examples.len() < EXAMPLES_MAX {
             self.examples.push(example());
@@ -103,10 +112,9 @@ pub async fn settle<C: Cluster>(
         }
         let late = tokio::time::Instant::now() > deadline;
         if agree(&indexes) || late {
-            let mut states = Vec::new();
-            for node in cluster.nodes() {
-                states.push(cluster.state(&node).await?);
-            }
+            // O(state) on each replica: asked of all at once.
+            let nodes = cluster.nodes();
+            let states = try_join_all(nodes.iter().map(|node| cluster.state(node))).await?;
             let read: Vec<u64> = states.iter().map(|state| state.applied_index).collect();
             if agree(&read) || late {
                 return Ok(states);
@@ -114,175 +122,6 @@ pub async fn settle<C: Cluster>(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn transfer_matches(request: &Transfer, stored: &Transfer) -> bool {
-    Transfer {
-        timestamp: 0,
-        ..*stored
-    } == *request
-}
-
-fn account_matches(request: &Account, stored: &Account) -> bool {
-    let created = Account {
-        timestamp: 0,
-        debits_pending: 0,
-        debits_posted: 0,
-        credits_pending: 0,
-        credits_posted: 0,
-        ..*stored
-    };
-    created == *request
-}
-
-/// What the read-back pass collects besides C1 and C4.
-#[derive(Default)]
-struct ReadBack {
-    /// No account existed before the run.
-    fresh: bool,
-    c1: Finding,
-    /// Events of unknown outcome found stored: each must be what its client sent.
-    c2: Finding,
-    c4: Finding,
-    /// Per replica: our transfers and accounts it has.
-    transfers_found: Vec<u64>,
-    accounts_found: Vec<u64>,
-    /// Per replica: the balances of our accounts.
-    balances: Vec<HashMap<u128, Balances>>,
-    /// (stored timestamp, batch, event) of events whose outcome was unknown but that are stored.
-    unknown_stored: Vec<(u64, u32, u32)>,
-}
-
-/// Read the events of `group` (batches of one lookup kind, ≤ `LOOKUP_IDS_MAX` events) back
-/// from every replica and check them.
-async fn read_group<C: Cluster>(
-    cluster: &C,
-    nodes: &[String],
-    history: &History,
-    group: &[usize],
-    back: &mut ReadBack,
-) -> Result<(), ClusterError> {
-    let accounts = history.batches[group[0]].kind == Kind::Accounts;
-    let ids: Vec<u128> = group
-        .iter()
-        .flat_map(|b| {
-            let batch = &history.batches[*b];
-            (0..batch.events()).map(|i| batch.id(i))
-        })
-        .collect();
-    // Ask every replica at once: they answer in parallel.
-    let (found_accounts, found_transfers) = if accounts {
-        let asks = nodes
-            .iter()
-            .map(|node| cluster.lookup_accounts(node, ids.clone()));
-        (try_join_all(asks).await?, Vec::new())
-    } else {
-        let asks = nodes
-            .iter()
-            .map(|node| cluster.lookup_transfers(node, ids.clone()));
-        (Vec::new(), try_join_all(asks).await?)
-    };
-    // An account that answered `exists` on a cluster that had accounts before the run was
-    // there before it (runs share their accounts): not one of this run's new records. (On a
-    // fresh cluster `exists` can only be this run's own retry.)
-    let existed_before: std::collections::HashSet<u128> = if accounts && !back.fresh {
-        group
-            .iter()
-            .map(|b| &history.batches[*b])
-            .filter_map(|batch| match &batch.outcome {
-                Outcome::Committed(answer) => Some((batch, answer)),
-                _ => None,
-            })
-            .flat_map(|(batch, answer)| {
-                answer
-                    .failures
-                    .iter()
-                    .filter(|(_, result)| *result == EventResult::Exists)
-                    .map(|(i, _)| batch.id(*i as usize))
-            })
-            .collect()
-    } else {
-        Default::default()
-    };
-    let mut found_accounts = found_accounts.into_iter();
-    let mut found_transfers = found_transfers.into_iter();
-    for (replica, node) in nodes.iter().enumerate() {
-        // Records by id as this replica stores them.
-        let mut stored_transfers = HashMap::new();
-        let mut stored_accounts = HashMap::new();
-        if accounts {
-            for account in found_accounts.next().unwrap_or_default() {
-                back.balances[replica].insert(account.id, balances_of(&account));
-                stored_accounts.insert(account.id, account);
-            }
-            let existed = stored_accounts
-                .keys()
-                .filter(|id| existed_before.contains(id))
-                .count();
-            back.accounts_found[replica] += (stored_accounts.len() - existed) as u64;
-        } else {
-            for transfer in found_transfers.next().unwrap_or_default() {
-                stored_transfers.insert(transfer.id, transfer);
-            }
-            back.transfers_found[replica] += stored_transfers.len() as u64;
-        }
-        for b in group {
-            let batch = &history.batches[*b];
-            for (i, outcome) in batch.event_outcomes().into_iter().enumerate() {
-                let Some(record) = batch.record(i) else {
-                    continue;
-                };
-                let id = batch.id(i);
-                let (present, matches, timestamp) = if accounts {
-                    let stored = stored_accounts.get(&id);
-                    let request = Account::decode(record).ok();
-                    let matches =
-                        matches!((stored, request), (Some(s), Some(r)) if account_matches(&r, s));
-                    (stored.is_some(), matches, 0)
-                } else {
-                    let stored = stored_transfers.get(&id);
-                    let request = Transfer::decode(record).ok();
-                    let matches =
-                        matches!((stored, request), (Some(s), Some(r)) if transfer_matches(&r, s));
-                    (stored.is_some(), matches, stored.map_or(0, |s| s.timestamp))
-                };
-                match outcome {
-                    EventOutcome::Ok => {
-                        back.c1.checked += 1;
-                        if !matches {
-                            let what = if present { "differs" } else { "is missing" };
-                            back.c1
-                                .bad(|| format!("{node}: acknowledged event {id:#x} {what}"));
-                        }
-                    }
-                    EventOutcome::Failed(code) => {
-                        back.c4.checked += 1;
-                        if present {
-                            back.c4.bad(|| {
-                                format!("{node}: event {id:#x} failed ({code:?}) but is stored")
-                            });
-                        }
-                    }
-                    EventOutcome::Unknown => {
-                        if present {
-                            back.c2.checked += 1;
-                            if !matches {
-                                back.c2.bad(|| {
-                                    format!(
-                                        "{node}: stored event {id:#x} is not what its client sent"
-                                    )
-                                });
-                            }
-                        }
-                        if present && replica == 0 {
-                            back.unknown_stored.push((timestamp, *b as u32, i as u32));
-                        }
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Run the checks against `cluster` for `history`. `before` is each replica's state before the
@@ -295,48 +134,50 @@ pub async fn check<C: Cluster>(
     fresh: bool,
 ) -> Result<Vec<CheckResult>, ClusterError> {
     let nodes = cluster.nodes();
+    let settling = std::time::Instant::now();
     let states = settle(cluster, SETTLE_WITHIN).await?;
-    let mut back = ReadBack {
-        fresh,
-        transfers_found: vec![0; nodes.len()],
-        accounts_found: vec![0; nodes.len()],
-        balances: vec![HashMap::new(); nodes.len()],
-        ..ReadBack::default()
-    };
+    let settled = settling.elapsed();
+    // Replicas at one applied index with one digest (BLAKE3 over every record they hold,
+    // which C8 compares) hold the same records: one of them is read back for all, a follower
+    // where there is one.
+    let same: Vec<usize> = states
+        .iter()
+        .map(|state| {
+            let mut alike = states.iter().enumerate().filter(|(_, other)| {
+                (other.applied_index, other.digest) == (state.applied_index, state.digest)
+            });
+            let first = alike.clone().next().map_or(0, |(r, _)| r);
+            alike
+                .find(|(_, other)| !other.leader)
+                .map_or(first, |(r, _)| r)
+        })
+        .collect();
+    let reading = std::time::Instant::now();
+    let mut back = read_back(cluster, &nodes, &same, history, fresh).await?;
+    let read_in = reading.elapsed();
     let (mut trades_ok, mut trades_unknown) = (0u64, 0u64);
-    let mut group: Vec<usize> = Vec::new();
-    let mut group_events = 0;
-    for (b, batch) in history.batches.iter().enumerate() {
-        if batch.kind == Kind::Trades {
-            for outcome in batch.event_outcomes() {
-                match outcome {
-                    EventOutcome::Ok => trades_ok += 1,
-                    EventOutcome::Unknown => trades_unknown += 1,
-                    EventOutcome::Failed(_) => {}
-                }
+    for batch in history.batches.iter().filter(|b| b.kind == Kind::Trades) {
+        for outcome in batch.event_outcomes() {
+            match outcome {
+                EventOutcome::Ok => trades_ok += 1,
+                EventOutcome::Unknown => trades_unknown += 1,
+                EventOutcome::Failed(_) => {}
             }
-            continue;
         }
-        let same_kind = group.first().is_none_or(|g| {
-            (history.batches[*g].kind == Kind::Accounts) == (batch.kind == Kind::Accounts)
-        });
-        if !group.is_empty() && (!same_kind || group_events + batch.events() > LOOKUP_IDS_MAX) {
-            read_group(cluster, &nodes, history, &group, &mut back).await?;
-            group.clear();
-            group_events = 0;
-        }
-        group.push(b);
-        group_events += batch.events();
     }
-    if !group.is_empty() {
-        read_group(cluster, &nodes, history, &group, &mut back).await?;
+    let mut durability =
+        std::mem::take(&mut back.c1).result("C1", "durability", "acknowledged events × replicas");
+    let read = same.iter().enumerate().filter(|(r, s)| r == *s).count();
+    if read < same.len() {
+        durability.detail.push_str(&format!(
+            " (read from {read} of {} replicas; the others hold the same digest at the same index)",
+            same.len()
+        ));
     }
-
-    let mut results = vec![std::mem::take(&mut back.c1).result(
-        "C1",
-        "durability",
-        "acknowledged events × replicas",
-    )];
+    durability
+        .detail
+        .push_str(&format!("; read back in {:.2} s", read_in.as_secs_f64()));
+    let mut results = vec![durability];
     results.push(no_phantoms(&states, before, &mut back));
     results.push(at_most_once(
         &states,
@@ -354,7 +195,12 @@ pub async fn check<C: Cluster>(
     results.push(c5);
     results.push(c6);
     results.push(real_time_order(history));
-    results.push(agreement(&states));
+    let mut agreed = agreement(&states);
+    agreed.detail.push_str(&format!(
+        "; states with their digests read in {:.2} s",
+        settled.as_secs_f64()
+    ));
+    results.push(agreed);
     Ok(results)
 }
 

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tally_client::protocol::{NodeState, Status};
 use tally_client::{Client, ClientConfig, ClientError, Reads};
 use tally_engine::records::{Account, Transfer};
-use tally_engine::{LedgerTotals, Operation};
+use tally_engine::{LedgerTotals, Operation, QueryFilter, QueryPage};
 
 /// A committed batch's answer (the client library's): the commit index of the entry that
 /// applied it, the first event's timestamp (event `i` got `timestamp_first + i`) and the
@@ -41,6 +41,10 @@ pub struct ReplicaState {
     pub transfers: u64,
     pub trades: u64,
     pub ledger_totals: Vec<LedgerTotals>,
+    /// The replica was the leader when read. The checks read back from a follower where they
+    /// can: an operator's reads there are not recorded in the access trail (at the leader,
+    /// each page would be a Raft entry).
+    pub leader: bool,
     /// The replica's Raft view when read (role, term, leader, commit index, last log index),
     /// for a failure to show; empty where there is none.
     pub raft: String,
@@ -81,6 +85,22 @@ pub trait Cluster: Send + Sync + 'static {
         node: &str,
         ids: Vec<u128>,
     ) -> impl Future<Output = Result<Vec<Account>, ClusterError>> + Send;
+
+    /// One page of the transfers `node` stores that match `filter`, in timestamp order, and
+    /// where the next page starts (`QueryFilter::after`): how the checks stream a replica's
+    /// records back without naming them.
+    fn query_transfers(
+        &self,
+        node: &str,
+        filter: QueryFilter,
+    ) -> impl Future<Output = Result<QueryPage<Transfer>, ClusterError>> + Send;
+
+    /// One page of the accounts `node` stores that match `filter` (see `query_transfers`).
+    fn query_accounts(
+        &self,
+        node: &str,
+        filter: QueryFilter,
+    ) -> impl Future<Output = Result<QueryPage<Account>, ClusterError>> + Send;
 
     /// The transfers among `ids`, read linearizably: through the leader, after it confirmed
     /// its leadership, seeing every write acknowledged before the read.
@@ -197,6 +217,7 @@ impl Cluster for GatewayCluster {
             transfers: state.transfers,
             trades: state.trades,
             ledger_totals: state.ledger_totals,
+            leader: state.role == "Leader",
             raft,
         })
     }
@@ -225,6 +246,30 @@ impl Cluster for GatewayCluster {
         self.reader(node)
             .await?
             .lookup_accounts(&ids)
+            .await
+            .map_err(unknown)
+    }
+
+    async fn query_transfers(
+        &self,
+        node: &str,
+        filter: QueryFilter,
+    ) -> Result<QueryPage<Transfer>, ClusterError> {
+        self.reader(node)
+            .await?
+            .query_transfers(&filter)
+            .await
+            .map_err(unknown)
+    }
+
+    async fn query_accounts(
+        &self,
+        node: &str,
+        filter: QueryFilter,
+    ) -> Result<QueryPage<Account>, ClusterError> {
+        self.reader(node)
+            .await?
+            .query_accounts(&filter)
             .await
             .map_err(unknown)
     }

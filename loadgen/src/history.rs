@@ -63,6 +63,32 @@ impl BatchRecord {
         })
     }
 
+    /// What the engine answered for event `index` of a committed batch when it did not
+    /// apply it as sent (`exists` included); `None` if it did, or the batch did not commit.
+    pub fn result(&self, index: usize) -> Option<EventResult> {
+        let Outcome::Committed(answer) = &self.outcome else {
+            return None;
+        };
+        // Failures are in index order.
+        let at = answer
+            .failures
+            .binary_search_by_key(&(index as u32), |(i, _)| *i)
+            .ok()?;
+        Some(answer.failures[at].1)
+    }
+
+    /// Event `index`'s outcome.
+    pub fn event_outcome(&self, index: usize) -> EventOutcome {
+        match &self.outcome {
+            Outcome::Committed(_) => match self.result(index) {
+                None | Some(EventResult::Exists) => EventOutcome::Ok,
+                failed => EventOutcome::Failed(failed),
+            },
+            Outcome::Refused(_) => EventOutcome::Failed(None),
+            Outcome::Unknown(_) => EventOutcome::Unknown,
+        }
+    }
+
     /// Every event's outcome, in batch order.
     pub fn event_outcomes(&self) -> Vec<EventOutcome> {
         let events = self.events();

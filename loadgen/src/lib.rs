@@ -9,6 +9,7 @@ pub mod check;
 pub mod cluster;
 pub mod history;
 pub mod model;
+mod read_back;
 pub mod report;
 pub mod run;
 pub mod workload;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tally_engine::records::{Account, Transfer};
-use tally_engine::{Engine, EngineConfig, EventResult, Operation};
+use tally_engine::{Engine, EngineConfig, EventResult, Operation, QueryFilter, QueryPage};
 use tally_loadgen::check::{check, liveness, settle, CheckResult, Verdict};
 use tally_loadgen::cluster::{Answer, Cluster, ClusterError, ReplicaState};
 use tally_loadgen::history::{History, Outcome};
@@ -30,6 +30,9 @@ struct Doctor {
     /// Replica 2 reports an applied index one ahead for this many more polls of it.
     lagging_polls: u32,
 }
+
+/// Records a query page holds at most here (a node's is 8,189).
+const PAGE: u32 = 97;
 
 /// Three engines that apply every batch in the same order: a cluster without a network.
 struct MemoryCluster {
@@ -118,6 +121,7 @@ impl Cluster for MemoryCluster {
             transfers: replica.0.transfers_count() as u64,
             trades: replica.0.trades_count() as u64,
             ledger_totals: replica.0.ledger_totals(),
+            leader: index == 0,
             raft: String::new(),
         };
         if index == 1 {
@@ -156,6 +160,39 @@ impl Cluster for MemoryCluster {
             .iter()
             .filter_map(|id| replica.0.lookup_account(*id))
             .collect())
+    }
+
+    async fn query_transfers(
+        &self,
+        node: &str,
+        filter: QueryFilter,
+    ) -> Result<QueryPage<Transfer>, ClusterError> {
+        let replica = self.replicas[self.replica(node)].lock().expect("replica");
+        // Small pages, so the read-back streams many of them.
+        let filter = QueryFilter {
+            limit: filter.limit.min(PAGE),
+            ..filter
+        };
+        replica
+            .0
+            .query_transfers(&filter, |_| true)
+            .map_err(|e| ClusterError::Refused(format!("{e:?}")))
+    }
+
+    async fn query_accounts(
+        &self,
+        node: &str,
+        filter: QueryFilter,
+    ) -> Result<QueryPage<Account>, ClusterError> {
+        let replica = self.replicas[self.replica(node)].lock().expect("replica");
+        let filter = QueryFilter {
+            limit: filter.limit.min(PAGE),
+            ..filter
+        };
+        replica
+            .0
+            .query_accounts(&filter, |_| true)
+            .map_err(|e| ClusterError::Refused(format!("{e:?}")))
     }
 
     async fn lookup_transfers_linearizable(
