@@ -76,6 +76,9 @@ pub struct CdcArgs {
 
 /// How long a confirm may take before the session is given up as stuck (and started again).
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the client keeps trying a cluster that does not answer (a request, or the
+/// connection).
+const CLUSTER_DEADLINE: Duration = Duration::from_secs(15);
 /// How long connecting to the broker may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The first wait before a new session, doubled after each failure up to the most.
@@ -482,7 +485,10 @@ impl Cdc {
 
 /// Checks the flags before connecting anywhere (bad input: an error, exit 2).
 fn prepare(args: CdcArgs) -> anyhow::Result<Cdc> {
-    let config = args.connect.config()?;
+    let mut config = args.connect.config()?;
+    // A cluster that does not answer is a failed session (logged, retried) after this long,
+    // not after the library's minute: ample for an election, and the log says so sooner.
+    config.deadline = CLUSTER_DEADLINE;
     let uri: AMQPUri = args
         .amqp
         .parse()

@@ -515,6 +515,16 @@ async fn the_feed_reaches_rabbitmq_whole_through_kills_of_cdc_and_the_broker() {
             newest = position;
         }
     }
+    let log = std::fs::read_to_string(&cdc_log).unwrap_or_default();
+    let failures: Vec<&str> = log.lines().filter(|l| l.contains("failed at")).collect();
+    eprintln!(
+        "cdc's failed sessions, one line each:\n{}",
+        failures.join("\n")
+    );
+    assert!(
+        failures.len() as f64 >= reconnects,
+        "one log line per failed session"
+    );
     let duplicates = positions.len() - distinct.len();
     eprintln!(
         "{} messages, {} distinct positions, {duplicates} duplicates; {reconnects} reconnects; \
@@ -523,4 +533,41 @@ async fn the_feed_reaches_rabbitmq_whole_through_kills_of_cdc_and_the_broker() {
         distinct.len(),
         began.elapsed()
     );
+}
+
+/// Bad flags are refused before connecting anywhere, with exit 2 and the reason: a TLS broker
+/// URL (not built in), another scheme, --from beside a state file that says where to resume,
+/// and a state file that holds no position.
+#[test]
+fn bad_flags_exit_2_before_connecting() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let state = root.path().join("cdc.state");
+    let state = state.to_str().expect("utf-8");
+    let base = [
+        "cdc",
+        "--cluster",
+        "127.0.0.1:1",
+        "--credential",
+        "a-credential-of-enough-bytes-0123",
+        "--insecure-plaintext",
+        "--state",
+        state,
+    ];
+    let refused = |extra: &[&str], says: &str| {
+        let args = [&base[..], extra].concat();
+        let (code, _, stderr) = common::tally_cli::<&str>(&args, &[]);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    };
+    refused(
+        &["--amqp", "amqps://broker/%2f"],
+        "amqps:// is not supported",
+    );
+    refused(&["--amqp", "http://broker/"], "--amqp");
+    refused(&["--queue", ""], "--queue must name a queue");
+    refused(&["--window", "0"], "--window");
+    std::fs::write(state, "17\n").expect("state");
+    refused(&["--from", "5"], "the file says where to resume");
+    std::fs::write(state, "seventeen\n").expect("state");
+    refused(&[], "does not hold a position");
 }
