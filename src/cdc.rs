@@ -502,12 +502,17 @@ fn prepare(args: CdcArgs) -> anyhow::Result<Cdc> {
         bail!("--queue must name a queue");
     }
     let checkpoint = Checkpoint::load(&args.state, args.from)?;
+    let metrics = Metrics::new()?;
+    // The checkpoint is known from the start; the lag once the cluster first answers.
+    metrics
+        .confirmed
+        .set(i64::try_from(checkpoint.position).unwrap_or(i64::MAX));
     Ok(Cdc {
         args,
         config,
         uri,
         checkpoint,
-        metrics: Metrics::new()?,
+        metrics,
     })
 }
 
