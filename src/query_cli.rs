@@ -283,19 +283,16 @@ impl ExportWriter {
 
 /// One kind's records of a time range, fetched a page at a time as they are consumed.
 struct Pages<T> {
-    filter: QueryFilter,
     buffered: std::collections::VecDeque<T>,
-    next: Option<u64>,
-    started: bool,
+    /// The filter of the page to ask for next, if any is left.
+    ask: Option<QueryFilter>,
 }
 
 impl<T> Pages<T> {
     fn new(filter: QueryFilter) -> Pages<T> {
         Pages {
-            filter,
             buffered: Default::default(),
-            next: None,
-            started: false,
+            ask: Some(filter),
         }
     }
 
@@ -304,16 +301,11 @@ impl<T> Pages<T> {
         &mut self,
         page: impl AsyncFn(QueryFilter) -> Result<QueryPage<T>, tally_client::ClientError>,
     ) -> anyhow::Result<Option<&T>> {
-        while self.buffered.is_empty() && (!self.started || self.next.is_some()) {
-            let filter = match (self.started, self.next) {
-                (false, _) => self.filter,
-                (true, Some(next)) => self.filter.after(next),
-                (true, None) => unreachable!("the loop's condition"),
-            };
+        while self.buffered.is_empty() {
+            let Some(filter) = self.ask else { break };
             let got = page(filter).await?;
-            self.started = true;
             self.buffered.extend(got.items);
-            self.next = got.next;
+            self.ask = got.next.map(|next| filter.after(next));
         }
         Ok(self.buffered.front())
     }

@@ -116,12 +116,14 @@ pub fn decode_query_request(
     Ok((filter, at))
 }
 
-/// Writes a query reply's header for `count` records and the page's `next`; the caller
-/// appends the records (and for positions each record's balances).
-pub fn encode_query_reply_header(count: usize, next: Option<u64>, out: &mut Vec<u8>) {
-    out.extend_from_slice(&(count as u32).to_le_bytes());
-    out.extend_from_slice(&(if next.is_some() { MORE } else { 0 }).to_le_bytes());
-    out.extend_from_slice(&next.unwrap_or(0).to_le_bytes());
+/// A query reply's header for `count` records and the page's `next`; the records (and for
+/// positions each record's balances) follow it.
+pub fn query_reply_header(count: usize, next: Option<u64>) -> [u8; 16] {
+    let mut header = [0u8; 16];
+    header[..4].copy_from_slice(&(count as u32).to_le_bytes());
+    header[4..8].copy_from_slice(&(if next.is_some() { MORE } else { 0 }).to_le_bytes());
+    header[8..].copy_from_slice(&next.unwrap_or(0).to_le_bytes());
+    header
 }
 
 /// Appends a position's balances to a positions reply.
@@ -271,8 +273,7 @@ mod tests {
             credits_pending: 3,
             credits_posted: 4,
         };
-        let mut reply = Vec::new();
-        encode_query_reply_header(1, Some(77), &mut reply);
+        let mut reply = query_reply_header(1, Some(77)).to_vec();
         reply.extend_from_slice(&account.encode());
         put_position_balances(&balances, &mut reply);
         let page = decode_positions_page(&reply).unwrap();
@@ -280,8 +281,7 @@ mod tests {
         assert_eq!(page.items, [Position { account, balances }]);
         // The same bytes are not a page of accounts (64 bytes left over).
         assert!(decode_accounts_page(&reply).is_err());
-        let mut done = Vec::new();
-        encode_query_reply_header(0, None, &mut done);
+        let mut done = query_reply_header(0, None).to_vec();
         assert_eq!(
             decode_transfers_page(&done).unwrap(),
             QueryPage {
@@ -292,8 +292,7 @@ mod tests {
         // `next` without the flag is damage; a count past the bytes is short.
         done[8] = 1;
         assert!(decode_trades_page(&done).is_err());
-        let mut short = Vec::new();
-        encode_query_reply_header(2, None, &mut short);
+        let mut short = query_reply_header(2, None).to_vec();
         short.extend_from_slice(&account.encode());
         assert!(decode_accounts_page(&short).is_err());
     }

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use tally_client::protocol::{encode_balances, encode_statement_reply, LookupKind, Status};
-use tally_client::query::{encode_query_reply_header, put_position_balances, QueryKind};
+use tally_client::query::{put_position_balances, query_reply_header, QueryKind};
 
 use std::sync::Arc;
 
@@ -355,9 +355,7 @@ fn query(
             (page.items.len(), page.next)
         }
     };
-    let mut header = Vec::with_capacity(16);
-    encode_query_reply_header(count, next, &mut header);
-    records[..16].copy_from_slice(&header);
+    records[..16].copy_from_slice(&query_reply_header(count, next));
     Ok(records)
 }
 
