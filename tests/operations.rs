@@ -392,16 +392,34 @@ fn shipped_unit_and_scripts_check() {
         String::from_utf8_lossy(&verified.stdout),
         String::from_utf8_lossy(&verified.stderr)
     );
-    for script in [
-        "deploy/local/run.sh",
-        "deploy/local/install-prometheus.sh",
-        "deploy/local/install-python.sh",
-        "deploy/local/install-rust-toolchain.sh",
-        "deploy/local/apt.sh",
-        "deploy/container/make-config.sh",
-        ".ci/run",
-    ] {
-        assert_ok(&run("bash", &["-n", script]), &format!("bash -n {script}"));
+    // Every shell script the project ships, found rather than listed (a list forgets the
+    // newest one), and the CI entry point.
+    let mut scripts = Vec::new();
+    shell_scripts(&repo().join("deploy"), &mut scripts);
+    assert!(
+        scripts.len() >= 7,
+        "deploy/ ships at least seven scripts; found {scripts:?}"
+    );
+    scripts.push(repo().join(".ci/run"));
+    for script in &scripts {
+        let shown = script.display().to_string();
+        assert_ok(&run("bash", &["-n", &shown]), &format!("bash -n {shown}"));
+    }
+}
+
+/// Every `*.sh` under `dir`, at any depth, in a stable order.
+fn shell_scripts(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            shell_scripts(&path, out);
+        } else if path.extension().is_some_and(|ext| ext == "sh") {
+            out.push(path);
+        }
     }
 }
 
