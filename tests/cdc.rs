@@ -270,6 +270,62 @@ async fn stored_positions(client: &Client) -> BTreeSet<u64> {
     }
 }
 
+/// Every message in the queue, consumed (it is left empty): their positions in queue order,
+/// each message's `message_id`, `position` header and body checked to agree.
+async fn read_queue(url: &str) -> Vec<u64> {
+    let connection = connect(url).await.expect("the broker");
+    let channel = connection.create_channel().await.expect("a channel");
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let count = channel
+        .queue_declare(QUEUE, passive, FieldTable::default())
+        .await
+        .expect("the queue")
+        .message_count();
+    channel
+        .basic_qos(5_000, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let no_ack = BasicConsumeOptions {
+        no_ack: true,
+        ..BasicConsumeOptions::default()
+    };
+    let mut consumer = channel
+        .basic_consume(QUEUE, "test", no_ack, FieldTable::default())
+        .await
+        .expect("consume");
+    let mut positions = Vec::with_capacity(count as usize);
+    while positions.len() < count as usize {
+        let delivery = tokio::time::timeout(Duration::from_secs(30), consumer.next())
+            .await
+            .expect("a delivery within 30 s")
+            .expect("the consumer goes on")
+            .expect("a delivery");
+        let properties = &delivery.properties;
+        let id: u64 = properties
+            .message_id()
+            .as_ref()
+            .expect("a message_id")
+            .as_str()
+            .parse()
+            .expect("a decimal message_id");
+        let header = properties
+            .headers()
+            .as_ref()
+            .and_then(|headers| headers.inner().get("position").cloned());
+        assert_eq!(header, Some(AMQPValue::LongLongInt(id as i64)));
+        assert_eq!(*properties.delivery_mode(), Some(2), "persistent");
+        let body: serde_json::Value = serde_json::from_slice(&delivery.data).expect("JSON");
+        assert_eq!(body["position"].as_u64(), Some(id), "{body}");
+        assert_eq!(body["kind"], "transfer");
+        positions.push(id);
+    }
+    let _ = connection.close(200, "read").await;
+    positions
+}
+
 /// Proves the feed reaches RabbitMQ whole through faults: while a node takes 200,000
 /// transfers in batches, `tally cdc` publishes them; it is killed -9 and restarted on its
 /// state file, and the broker is killed -9 and restarted on its data. Once the load ends and
@@ -438,57 +494,7 @@ async fn the_feed_reaches_rabbitmq_whole_through_kills_of_cdc_and_the_broker() {
     assert!(stderr.contains("(0 messages published"), "{stderr}");
 
     // The queue read whole.
-    let connection = connect(&broker.url()).await.expect("the broker");
-    let channel = connection.create_channel().await.expect("a channel");
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    let count = channel
-        .queue_declare(QUEUE, passive, FieldTable::default())
-        .await
-        .expect("the queue")
-        .message_count();
-    channel
-        .basic_qos(5_000, BasicQosOptions::default())
-        .await
-        .expect("qos");
-    let no_ack = BasicConsumeOptions {
-        no_ack: true,
-        ..BasicConsumeOptions::default()
-    };
-    let mut consumer = channel
-        .basic_consume(QUEUE, "test", no_ack, FieldTable::default())
-        .await
-        .expect("consume");
-    let mut positions = Vec::with_capacity(count as usize);
-    while positions.len() < count as usize {
-        let delivery = tokio::time::timeout(Duration::from_secs(30), consumer.next())
-            .await
-            .expect("a delivery within 30 s")
-            .expect("the consumer goes on")
-            .expect("a delivery");
-        let properties = &delivery.properties;
-        let id: u64 = properties
-            .message_id()
-            .as_ref()
-            .expect("a message_id")
-            .as_str()
-            .parse()
-            .expect("a decimal message_id");
-        let header = properties
-            .headers()
-            .as_ref()
-            .and_then(|headers| headers.inner().get("position").cloned());
-        assert_eq!(header, Some(AMQPValue::LongLongInt(id as i64)));
-        assert_eq!(*properties.delivery_mode(), Some(2), "persistent");
-        let body: serde_json::Value = serde_json::from_slice(&delivery.data).expect("JSON");
-        assert_eq!(body["position"].as_u64(), Some(id), "{body}");
-        assert_eq!(body["kind"], "transfer");
-        positions.push(id);
-    }
-    let _ = connection.close(200, "read").await;
-
+    let positions = read_queue(&broker.url()).await;
     let distinct: BTreeSet<u64> = positions.iter().copied().collect();
     assert_eq!(
         distinct.len(),
@@ -532,6 +538,33 @@ async fn the_feed_reaches_rabbitmq_whole_through_kills_of_cdc_and_the_broker() {
         positions.len(),
         distinct.len(),
         began.elapsed()
+    );
+
+    // Resuming starts exactly one past the checkpoint: with the queue now empty and the state
+    // file set to a position inside a batch, a run to the end publishes exactly the
+    // acknowledged events after it, the first being the very next position.
+    let sorted: Vec<u64> = acknowledged.iter().copied().collect();
+    let middle = sorted.len() / 2 + 17;
+    let resume_at = sorted[middle];
+    assert_eq!(
+        sorted[middle + 1],
+        resume_at + 1,
+        "the checkpoint sits inside a batch"
+    );
+    std::fs::write(root.path().join("cdc.state"), format!("{resume_at}\n")).expect("state");
+    let (code, _, stderr) = common::tally_cli(&again, &env_refs);
+    assert_eq!(code, 0, "{stderr}");
+    let resumed = read_queue(&broker.url()).await;
+    assert_eq!(
+        resumed.first(),
+        Some(&(resume_at + 1)),
+        "the first message after a checkpoint at {resume_at}"
+    );
+    assert!(
+        resumed == sorted[middle + 1..],
+        "after the checkpoint at {resume_at}: {} messages, {} acknowledged events",
+        resumed.len(),
+        sorted.len() - middle - 1
     );
 }
 
