@@ -611,15 +611,11 @@ struct Checked {
     options: Options,
 }
 
-fn check(args: &ReconcileArgs, now: u64) -> Result<Checked, BadInput> {
-    let at = if args.at == 0 { now } else { args.at };
-    if let Some(since) = args.since {
-        if since >= at {
-            return Err(BadInput(format!(
-                "--since {since} is not before --at {at}: the statement lines are those after \
-                 --since up to --at"
-            )));
-        }
+/// Reads and checks the inputs. `options.at` is `--at`, or 0 (now) until [`pin`] sets it to
+/// the cluster's newest record: no machine's clock decides a ledger time.
+fn check(args: &ReconcileArgs) -> Result<Checked, BadInput> {
+    if args.at != 0 {
+        since_before(args.since, args.at)?;
     }
     if args.ledgers.contains(&0) {
         return Err(BadInput("--ledger 0: no account is on ledger 0".to_owned()));
@@ -635,7 +631,7 @@ fn check(args: &ReconcileArgs, now: u64) -> Result<Checked, BadInput> {
         positions,
         mapping,
         options: Options {
-            at,
+            at: args.at,
             since: args.since,
             balance: args.balance,
             ledgers: ledgers.into_iter().collect(),
@@ -654,26 +650,26 @@ fn pin(args: &ReconcileArgs, reached: u64, options: &mut Options) -> Result<(), 
         )));
     }
     options.at = if args.at == 0 { reached } else { args.at };
-    if let Some(since) = args.since {
-        if since >= options.at {
-            return Err(BadInput(format!(
-                "--since {since} is not before --at {}: the statement lines are those after \
-                 --since up to --at",
-                options.at
-            )));
-        }
+    since_before(args.since, options.at)
+}
+
+/// The one rule for `--since`: the statement lines are those after it up to `at`, so it must
+/// come before `at`.
+fn since_before(since: Option<u64>, at: u64) -> Result<(), BadInput> {
+    match since {
+        Some(since) if since >= at => Err(BadInput(format!(
+            "--since {since} is not before --at {at}: the statement lines are those after \
+             --since up to --at"
+        ))),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Runs `tally reconcile`: its exit code (messages said on standard error, the summary on
 /// standard output).
 pub async fn run(args: ReconcileArgs) -> u8 {
     let started = Instant::now();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |since| since.as_nanos() as u64);
-    let checked = match check(&args, now) {
+    let checked = match check(&args) {
         Ok(checked) => checked,
         Err(error) => {
             eprintln!("tally reconcile: {error}\nnothing was fetched and no report written");

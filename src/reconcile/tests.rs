@@ -759,33 +759,45 @@ fn flags_are_checked_before_fetching() {
     };
     let out = dir.path().join("out");
     let out = out.to_str().expect("utf-8");
-    let checked = check(&args(&["--out", out]), 77).expect("good");
+    // --at 0 is "now": the cluster's newest record, set by pin() once it is known.
+    let checked = check(&args(&["--out", out])).expect("good");
     assert_eq!(
         (checked.options.at, checked.options.ledgers.clone()),
-        (77, vec![1])
+        (0, vec![1])
     );
-    let checked = check(
-        &args(&[
-            "--out", out, "--at", "9", "--ledger", "3,2", "--ledger", "2",
-        ]),
-        77,
-    )
+    let checked = check(&args(&[
+        "--out", out, "--at", "9", "--ledger", "3,2", "--ledger", "2",
+    ]))
     .expect("good");
     assert_eq!(
         (checked.options.at, checked.options.ledgers),
         (9, vec![2, 3])
     );
-    let error = check(&args(&["--out", out, "--at", "9", "--since", "9"]), 77)
+    let error = check(&args(&["--out", out, "--at", "9", "--since", "9"]))
         .err()
         .expect("bad");
     assert!(
         error.0.contains("--since 9 is not before --at 9"),
         "{error}"
     );
-    let error = check(&args(&["--out", out, "--ledger", "0"]), 77)
+    let error = check(&args(&["--out", out, "--ledger", "0"]))
         .err()
         .expect("bad");
     assert!(error.0.contains("--ledger 0"), "{error}");
+    // pin(): --at 0 becomes the newest record; --since is checked against it; a later --at
+    // than the history is refused.
+    let now = args(&["--out", out, "--since", "50"]);
+    let mut options = check(&now).expect("good").options;
+    pin(&now, 100, &mut options).expect("good");
+    assert_eq!(options.at, 100);
+    let error = pin(&now, 40, &mut options).expect_err("bad");
+    assert!(
+        error.0.contains("--since 50 is not before --at 40"),
+        "{error}"
+    );
+    let later = args(&["--out", out, "--at", "200"]);
+    let error = pin(&later, 100, &mut options).expect_err("bad");
+    assert!(error.0.contains("--at 200 is later than"), "{error}");
     let blocked = file(dir.path(), "a-file", "x");
     let error = report::check_out_dir(&blocked.join("sub")).expect_err("bad");
     assert!(error.0.contains("cannot make the directory"), "{error}");
