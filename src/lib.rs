@@ -6,7 +6,8 @@
 //! and `/ready`; `cluster_admin` is `tally admin`'s cluster operations; `tls_args` is how client commands
 //! find their TLS settings; `verify` checks proof bundles offline (`tally verify`); `witness` is `tally witness`, the
 //! cosigning witness's files around `tally_engine::witness`; `cdc` is `tally cdc`, the change
-//! feed published to RabbitMQ.
+//! feed published to RabbitMQ; `export_file` is the file `tally client export` writes (CSV,
+//! JSON lines, Parquet).
 
 pub mod access_trail;
 pub mod admin_http;
@@ -17,6 +18,7 @@ pub mod cluster_admin;
 pub mod config;
 pub mod cycle_cli;
 pub mod demo_proofs;
+pub mod export_file;
 pub mod import;
 pub mod load;
 pub mod local_cluster;

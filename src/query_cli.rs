@@ -11,6 +11,8 @@ use tally_engine::{Position, QueryFilter, QueryPage};
 use crate::client_cli::{account_row, trade_row, transfer_row, Ended, Output, Table};
 use crate::client_cli::{ACCOUNT_SHOWN, TRADE_SHOWN, TRANSFER_SHOWN};
 use crate::config::parse_u128;
+use crate::export_file::ColumnType::{Text, U128, U16, U32, U64};
+use crate::export_file::{Column, ExportFile, ExportWriter};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum QueryCommand {
@@ -59,22 +61,6 @@ pub enum ExportCommand {
         #[command(flatten)]
         file: ExportFile,
     },
-}
-
-#[derive(Debug, clap::Args)]
-pub struct ExportFile {
-    /// Where the records go (the manifest beside it, `.manifest.json` appended).
-    #[arg(long)]
-    out: std::path::PathBuf,
-    /// csv (a header row) or jsonl (one JSON object per line; numbers as strings).
-    #[arg(long, value_enum, default_value = "csv")]
-    format: ExportFormat,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ExportFormat {
-    Csv,
-    Jsonl,
 }
 
 /// A query's filter: every field given must match; none given matches everything.
@@ -192,7 +178,7 @@ pub async fn run(
             let page = async |filter: QueryFilter| client.positions(&filter, *at).await;
             print_all(
                 output,
-                &POSITION_COLUMNS,
+                &crate::export_file::names(&POSITION_COLUMNS),
                 filter,
                 args.max,
                 page,
@@ -221,64 +207,6 @@ pub(crate) async fn history_reaches(client: &Client) -> anyhow::Result<u64> {
         .chain(trades.iter().map(|t| t.timestamp))
         .max()
         .unwrap_or(0))
-}
-
-/// Records written to an export file, CSV or JSON lines.
-enum ExportWriter {
-    Csv(Box<csv::Writer<std::io::BufWriter<std::fs::File>>>),
-    Jsonl {
-        columns: Vec<&'static str>,
-        out: std::io::BufWriter<std::fs::File>,
-    },
-}
-
-impl ExportWriter {
-    fn create(file: &ExportFile, columns: &[&'static str]) -> anyhow::Result<ExportWriter> {
-        use anyhow::Context as _;
-        let out = std::fs::File::create(&file.out)
-            .with_context(|| format!("cannot create {}", file.out.display()))?;
-        let out = std::io::BufWriter::new(out);
-        Ok(match file.format {
-            ExportFormat::Csv => {
-                let mut writer = csv::Writer::from_writer(out);
-                writer.write_record(columns)?;
-                ExportWriter::Csv(Box::new(writer))
-            }
-            ExportFormat::Jsonl => ExportWriter::Jsonl {
-                columns: columns.to_vec(),
-                out,
-            },
-        })
-    }
-
-    fn write(&mut self, row: Vec<String>) -> anyhow::Result<()> {
-        use std::io::Write as _;
-        match self {
-            ExportWriter::Csv(writer) => writer.write_record(&row)?,
-            ExportWriter::Jsonl { columns, out } => {
-                let object: serde_json::Map<String, serde_json::Value> = columns
-                    .iter()
-                    .zip(row)
-                    .map(|(column, value)| ((*column).to_owned(), serde_json::Value::String(value)))
-                    .collect();
-                serde_json::to_writer(&mut *out, &object)?;
-                out.write_all(b"\n")?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Flushes everything to the file and syncs it: the manifest is written only after.
-    fn finish(self) -> anyhow::Result<()> {
-        use std::io::Write as _;
-        let mut out = match self {
-            ExportWriter::Csv(writer) => writer.into_inner().map_err(|e| e.into_error())?,
-            ExportWriter::Jsonl { out, .. } => out,
-        };
-        out.flush()?;
-        out.get_ref().sync_all()?;
-        Ok(())
-    }
 }
 
 /// One kind's records of a time range, fetched a page at a time as they are consumed.
@@ -391,7 +319,7 @@ pub async fn export(command: &ExportCommand, config: ClientConfig) -> anyhow::Re
                 serde_json::json!({
                     "export": "positions",
                     "file": file.out.display().to_string(),
-                    "format": format!("{:?}", file.format).to_lowercase(),
+                    "format": file.format.name(),
                     "as_of": at,
                     "ledger": ledger,
                     "accounts": count,
@@ -440,7 +368,7 @@ pub async fn export(command: &ExportCommand, config: ClientConfig) -> anyhow::Re
                 serde_json::json!({
                     "export": "events",
                     "file": file.out.display().to_string(),
-                    "format": format!("{:?}", file.format).to_lowercase(),
+                    "format": file.format.name(),
                     "from": from,
                     "to": to,
                     "transfers": transfer_count,
@@ -646,21 +574,22 @@ pub async fn follow(
 
 /// An exported event's columns: one layout for transfers and trades (a trade's instrument leg
 /// in the first, its cash leg in the cash columns; a transfer leaves those empty).
-const EVENT_COLUMNS: [&str; 14] = [
-    "timestamp",
-    "kind",
-    "id",
-    "debit_account_id",
-    "credit_account_id",
-    "amount",
-    "ledger",
-    "cash_debit_account_id",
-    "cash_credit_account_id",
-    "cash_amount",
-    "cash_ledger",
-    "code",
-    "flags",
-    "pending_id",
+const EVENT_COLUMNS: [Column; 14] = [
+    Column::new("timestamp", U64),
+    Column::new("kind", Text),
+    Column::new("id", U128),
+    Column::new("debit_account_id", U128),
+    Column::new("credit_account_id", U128),
+    // A transfer's amount (u128) or a trade's quantity (u64).
+    Column::new("amount", U128),
+    Column::new("ledger", U32),
+    Column::optional("cash_debit_account_id", U128),
+    Column::optional("cash_credit_account_id", U128),
+    Column::optional("cash_amount", U64),
+    Column::optional("cash_ledger", U32),
+    Column::new("code", U16),
+    Column::new("flags", U16),
+    Column::new("pending_id", U128),
 ];
 
 fn event_of_transfer(t: &tally_engine::records::Transfer) -> Vec<String> {
@@ -701,14 +630,14 @@ fn event_of_trade(t: &tally_engine::records::Trade) -> Vec<String> {
     ]
 }
 
-const POSITION_COLUMNS: [&str; 7] = [
-    "account",
-    "ledger",
-    "code",
-    "debits_pending",
-    "debits_posted",
-    "credits_pending",
-    "credits_posted",
+const POSITION_COLUMNS: [Column; 7] = [
+    Column::new("account", U128),
+    Column::new("ledger", U32),
+    Column::new("code", U16),
+    Column::new("debits_pending", U128),
+    Column::new("debits_posted", U128),
+    Column::new("credits_pending", U128),
+    Column::new("credits_posted", U128),
 ];
 
 fn position_row(p: &Position) -> Vec<String> {
