@@ -60,6 +60,57 @@ fn matches(filter: &QueryFilter, t: &Transfer) -> bool {
         && (filter.timestamp_max == 0 || t.timestamp <= filter.timestamp_max)
 }
 
+/// A CSV export's header and rows.
+fn csv_rows(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut reader = csv::Reader::from_path(path).expect("the CSV export");
+    let header = reader
+        .headers()
+        .expect("a header")
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let rows = reader
+        .records()
+        .map(|r| r.expect("a row").iter().map(str::to_owned).collect())
+        .collect();
+    (header, rows)
+}
+
+/// A Parquet export's column names and rows, read with the `parquet` crate's row reader: each
+/// value as CSV text (unsigned integers in decimal, strings as they are, a null empty).
+fn parquet_rows(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::Field;
+    let file = std::fs::File::open(path).expect("the Parquet export");
+    let reader = SerializedFileReader::new(file).expect("a Parquet file");
+    let columns = reader
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    let rows = reader
+        .get_row_iter(None)
+        .expect("rows")
+        .map(|row| {
+            row.expect("a row")
+                .get_column_iter()
+                .map(|(name, field)| match field {
+                    Field::Null => String::new(),
+                    Field::Str(text) => text.clone(),
+                    Field::ULong(v) => v.to_string(),
+                    Field::UInt(v) => v.to_string(),
+                    Field::UShort(v) => v.to_string(),
+                    other => panic!("{name}: not an export's type: {other:?}"),
+                })
+                .collect()
+        })
+        .collect();
+    (columns, rows)
+}
+
 /// Proves queries page by page equal a reference built from lookups (filters on ledger,
 /// code, user data and a time range, both directions, pages of 7); a reader scoped to account
 /// 3 gets only what touches 3 from every query kind; positions as of a time equal each
@@ -404,6 +455,68 @@ async fn queries_page_by_page_match_the_reference_within_scope() {
     .expect("JSON");
     assert_eq!(manifest["transfers"], 2_001);
     assert_eq!(manifest["trades"], 0);
+    // The same positions and the same events as CSV and as Parquet: every row and value the
+    // same (typed values back to text, nulls to empty cells), the count the manifest's.
+    let export = |what: &[&str], format: &str, name: &str| {
+        let out = dir.join(name);
+        let mut args = vec!["client", "export"];
+        args.extend_from_slice(what);
+        args.extend_from_slice(&["--format", format, "--out", out.to_str().expect("path")]);
+        let (code, _, err) = run(&args, OPERATOR);
+        assert_eq!(code, 0, "{err}");
+        let manifest: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("{name}.manifest.json"))).expect("manifest"),
+        )
+        .expect("JSON");
+        assert_eq!(manifest["format"], format);
+        (out, manifest)
+    };
+    let (from, to) = (from.to_string(), to.to_string());
+    for (what, count) in [
+        (&["positions", "--ledger", "2", "--at", &at][..], "accounts"),
+        (&["events", "--from", &from, "--to", &to], "transfers"),
+    ] {
+        let (csv_file, csv_manifest) = export(what, "csv", &format!("both-{}.csv", what[0]));
+        let (parquet_file, manifest) =
+            export(what, "parquet", &format!("both-{}.parquet", what[0]));
+        let (header, csv_rows) = csv_rows(&csv_file);
+        let (columns, rows) = parquet_rows(&parquet_file);
+        assert_eq!(columns, header);
+        assert!(!rows.is_empty());
+        assert_eq!(rows, csv_rows, "{}", what[0]);
+        assert_eq!(manifest[count].as_u64(), Some(rows.len() as u64));
+        for field in [
+            "ledgers",
+            "transfers_by_ledger",
+            "history_reached",
+            "trades",
+        ] {
+            assert_eq!(manifest[field], csv_manifest[field], "{field}");
+        }
+    }
+    let (code, _, err) = run(
+        &[
+            "client",
+            "export",
+            "events",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--format",
+            "parquet",
+            "--out",
+            dir.join("no/such/dir/events.parquet")
+                .to_str()
+                .expect("path"),
+        ],
+        OPERATOR,
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("cannot create") && !err.contains("panicked"),
+        "{err}"
+    );
     let later = (stored.last().expect("transfers").timestamp + 1_000_000_000).to_string();
     let (code, _, err) = run(
         &[
