@@ -19,6 +19,88 @@ pub struct StatementFilter {
     pub limit: u32,
     /// Newest first (the newest `limit` entries of the range) instead of oldest first.
     pub reversed: bool,
+    /// The account filter (TigerBeetle's `AccountFilter`): a non-zero field keeps only the
+    /// events whose own field equals it. For an expiry, the pending event it released is
+    /// compared. Trades have no `user_data_128` and no `user_data_32`: a non-zero one leaves
+    /// them out.
+    pub user_data_128: u128,
+    pub user_data_64: u64,
+    pub user_data_32: u32,
+    pub code: u16,
+    /// Only events where the account is on the debit side (of a transfer, or of either of a
+    /// trade's legs).
+    pub debits: bool,
+    /// Only events where the account is on the credit side. Both or neither: every side.
+    pub credits: bool,
+}
+
+impl StatementFilter {
+    /// Whether the account filter keeps every event of the range (the common case: no field
+    /// is compared).
+    fn keeps_all(&self) -> bool {
+        self.user_data_128 == 0
+            && self.user_data_64 == 0
+            && self.user_data_32 == 0
+            && self.code == 0
+            && self.debits == self.credits
+    }
+
+    /// Whether the account filter keeps an event with these fields.
+    fn keeps(&self, fields: &EventFields) -> bool {
+        let equal = |wanted: u128, has: Option<u128>| wanted == 0 || has == Some(wanted);
+        let side = self.debits == self.credits
+            || (self.debits && fields.debit)
+            || (self.credits && fields.credit);
+        side && equal(self.user_data_128, fields.user_data_128)
+            && equal(
+                u128::from(self.user_data_64),
+                Some(u128::from(fields.user_data_64)),
+            )
+            && equal(
+                u128::from(self.user_data_32),
+                fields.user_data_32.map(u128::from),
+            )
+            && (self.code == 0 || self.code == fields.code)
+    }
+}
+
+/// What the account filter compares of an event, as seen from one account.
+struct EventFields {
+    /// The account is on a debit side.
+    debit: bool,
+    /// The account is on a credit side.
+    credit: bool,
+    /// `None`: the record has no such field (a trade).
+    user_data_128: Option<u128>,
+    user_data_64: u64,
+    user_data_32: Option<u32>,
+    code: u16,
+}
+
+impl EventFields {
+    fn of_transfer(t: &Transfer, account_id: u128) -> EventFields {
+        EventFields {
+            debit: t.debit_account_id == account_id,
+            credit: t.credit_account_id == account_id,
+            user_data_128: Some(t.user_data_128),
+            user_data_64: t.user_data_64,
+            user_data_32: Some(t.user_data_32),
+            code: t.code,
+        }
+    }
+
+    fn of_trade(t: &Trade, account_id: u128) -> EventFields {
+        EventFields {
+            debit: t.instrument_debit_account_id == account_id
+                || t.cash_debit_account_id == account_id,
+            credit: t.instrument_credit_account_id == account_id
+                || t.cash_credit_account_id == account_id,
+            user_data_128: None,
+            user_data_64: t.user_data_64,
+            user_data_32: None,
+            code: t.code,
+        }
+    }
 }
 
 /// What changed an account.
@@ -141,9 +223,10 @@ impl Engine {
         (balances, walked)
     }
 
-    /// The account's events in a time range, each with the balances after it: the oldest
-    /// `limit` of the range, or the newest `limit` when `reversed` (then newest first). Walks the
-    /// history back from the newest event, so it costs O(changes after `timestamp_min`).
+    /// The account's events in a time range that its account filter keeps, each with the
+    /// balances after it: the oldest `limit` of them, or the newest `limit` when `reversed`
+    /// (then newest first). Walks the history back from the newest event, so it costs
+    /// O(changes after `timestamp_min`).
     pub fn statement(&self, filter: &StatementFilter) -> Result<Vec<StatementEntry>, QueryError> {
         let account = self
             .find_account(filter.account_id)
@@ -169,7 +252,7 @@ impl Engine {
                 break;
             }
             let balances_before = balances_after.wrapping_sub(self.effect(account, event));
-            if timestamp <= max {
+            if timestamp <= max && self.statement_keeps(filter, event) {
                 entries.push_back(StatementEntry {
                     timestamp,
                     event: self.statement_event(event),
@@ -229,6 +312,36 @@ impl Engine {
             EventKind::Expiry => self.expiries.get(event.slot()).timestamp,
             EventKind::Failed => unreachable!("a failed id is in no account's history"),
         }
+    }
+
+    /// Whether `filter`'s account filter keeps `event` (one of its account's events).
+    fn statement_keeps(&self, filter: &StatementFilter, event: EventRef) -> bool {
+        if filter.keeps_all() {
+            return true;
+        }
+        let account_id = filter.account_id;
+        let fields = match event.kind() {
+            EventKind::Transfer => {
+                EventFields::of_transfer(&self.stored_transfer_record(event.slot()), account_id)
+            }
+            EventKind::Trade => {
+                EventFields::of_trade(&self.stored_trade_record(event.slot()), account_id)
+            }
+            EventKind::Expiry => {
+                let pending = self.expiries.get(event.slot()).pending;
+                match pending.kind() {
+                    EventKind::Transfer => EventFields::of_transfer(
+                        &self.stored_transfer_record(pending.slot()),
+                        account_id,
+                    ),
+                    _ => {
+                        EventFields::of_trade(&self.stored_trade_record(pending.slot()), account_id)
+                    }
+                }
+            }
+            EventKind::Failed => unreachable!("a failed id is in no account's history"),
+        };
+        filter.keeps(&fields)
     }
 
     fn statement_event(&self, event: EventRef) -> StatementEvent {
