@@ -176,7 +176,10 @@ pub enum ClientCommand {
         #[arg(long)]
         witness_old: Option<u64>,
     },
-    /// An account's statement: every change to its balances, oldest first.
+    /// An account's statement: every change to its balances, oldest first, each with the
+    /// balances after it. The account filter (--debits-only, --credits-only, --code,
+    /// --user-data-*) keeps only the events that match; an expiry matches as the pending event
+    /// it released.
     Statement {
         account: String,
         /// Oldest timestamp included (ns).
@@ -190,6 +193,14 @@ pub enum ClientCommand {
         /// Newest first.
         #[arg(long)]
         newest_first: bool,
+        /// Only events that debit the account.
+        #[arg(long, conflicts_with = "credits_only")]
+        debits_only: bool,
+        /// Only events that credit the account.
+        #[arg(long)]
+        credits_only: bool,
+        #[command(flatten)]
+        fields: crate::query_cli::FieldArgs,
     },
     /// An account's balances after every change up to a time (ns since the epoch).
     Balances {
@@ -902,13 +913,23 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Ended> {
             to,
             limit,
             newest_first,
+            debits_only,
+            credits_only,
+            fields,
         } => {
+            let fields = fields.read()?;
             let filter = StatementFilter {
                 account_id: parse_u128(account)?,
                 timestamp_min: *from,
                 timestamp_max: *to,
                 limit: *limit,
                 reversed: *newest_first,
+                user_data_128: fields.user_data_128,
+                user_data_64: fields.user_data_64,
+                user_data_32: fields.user_data_32,
+                code: fields.code,
+                debits: *debits_only,
+                credits: *credits_only,
             };
             let client = Client::connect(config).await?;
             let Some(entries) = account_read(filter.account_id, client.statement(&filter).await)?

@@ -63,11 +63,10 @@ pub enum ExportCommand {
     },
 }
 
-/// A query's filter: every field given must match; none given matches everything.
+/// The record fields a filter compares (queries and statements alike): every field given must
+/// equal the record's; none given compares nothing. 0 is refused: on the wire it means "any".
 #[derive(Debug, clap::Args)]
-pub struct QueryArgs {
-    #[arg(long)]
-    ledger: Option<u32>,
+pub struct FieldArgs {
     #[arg(long)]
     code: Option<u16>,
     /// Decimal or 0x hex.
@@ -78,6 +77,48 @@ pub struct QueryArgs {
     /// Transfers only.
     #[arg(long)]
     user_data_32: Option<u32>,
+}
+
+/// [`FieldArgs`] read: 0 where a field was not given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fields {
+    pub code: u16,
+    pub user_data_128: u128,
+    pub user_data_64: u64,
+    pub user_data_32: u32,
+}
+
+/// Refuses `--name 0`: it would match everything, which leaving the flag out says.
+pub fn zero_is_any(given: Option<u128>, name: &str) -> anyhow::Result<()> {
+    if given == Some(0) {
+        bail!("--{name} 0 matches everything: leave it out instead");
+    }
+    Ok(())
+}
+
+impl FieldArgs {
+    pub fn read(&self) -> anyhow::Result<Fields> {
+        zero_is_any(self.code.map(u128::from), "code")?;
+        zero_is_any(self.user_data_64.map(u128::from), "user-data-64")?;
+        zero_is_any(self.user_data_32.map(u128::from), "user-data-32")?;
+        let user_data_128 = self.user_data_128.as_deref().map(parse_u128).transpose()?;
+        zero_is_any(user_data_128, "user-data-128")?;
+        Ok(Fields {
+            code: self.code.unwrap_or(0),
+            user_data_128: user_data_128.unwrap_or(0),
+            user_data_64: self.user_data_64.unwrap_or(0),
+            user_data_32: self.user_data_32.unwrap_or(0),
+        })
+    }
+}
+
+/// A query's filter: every field given must match; none given matches everything.
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    #[arg(long)]
+    ledger: Option<u32>,
+    #[command(flatten)]
+    fields: FieldArgs,
     /// Oldest timestamp included (ns since the epoch).
     #[arg(long, default_value_t = 0)]
     from: u64,
@@ -94,23 +135,8 @@ pub struct QueryArgs {
 
 impl QueryArgs {
     fn filter(&self) -> anyhow::Result<QueryFilter> {
-        let zero_is_any = |given: Option<u64>, name: &str| -> anyhow::Result<()> {
-            if given == Some(0) {
-                bail!("--{name} 0 matches everything: leave it out instead");
-            }
-            Ok(())
-        };
-        zero_is_any(self.ledger.map(u64::from), "ledger")?;
-        zero_is_any(self.code.map(u64::from), "code")?;
-        zero_is_any(self.user_data_64, "user-data-64")?;
-        zero_is_any(self.user_data_32.map(u64::from), "user-data-32")?;
-        let user_data_128 = match &self.user_data_128 {
-            Some(text) => match parse_u128(text)? {
-                0 => bail!("--user-data-128 0 matches everything: leave it out instead"),
-                value => value,
-            },
-            None => 0,
-        };
+        zero_is_any(self.ledger.map(u128::from), "ledger")?;
+        let fields = self.fields.read()?;
         if self.to != 0 && self.from > self.to {
             bail!("--from {} is after --to {}", self.from, self.to);
         }
@@ -118,11 +144,11 @@ impl QueryArgs {
             bail!("--max 0 asks for nothing");
         }
         Ok(QueryFilter {
-            user_data_128,
-            user_data_64: self.user_data_64.unwrap_or(0),
-            user_data_32: self.user_data_32.unwrap_or(0),
+            user_data_128: fields.user_data_128,
+            user_data_64: fields.user_data_64,
+            user_data_32: fields.user_data_32,
             ledger: self.ledger.unwrap_or(0),
-            code: self.code.unwrap_or(0),
+            code: fields.code,
             timestamp_min: self.from,
             timestamp_max: self.to,
             limit: tally_engine::limits::STATEMENT_ENTRIES_MAX,
@@ -139,7 +165,7 @@ pub async fn run(
     match command {
         QueryCommand::Accounts(args) => {
             let filter = args.filter()?;
-            if args.user_data_32.is_some() {
+            if args.fields.user_data_32.is_some() {
                 bail!("accounts have no user_data_32");
             }
             let client = Client::connect(config).await?;
@@ -162,7 +188,7 @@ pub async fn run(
         }
         QueryCommand::Trades(args) => {
             let filter = args.filter()?;
-            if args.user_data_32.is_some() || args.user_data_128.is_some() {
+            if args.fields.user_data_32.is_some() || args.fields.user_data_128.is_some() {
                 bail!("trades have no user_data_128 or user_data_32");
             }
             let client = Client::connect(config).await?;
@@ -171,7 +197,7 @@ pub async fn run(
         }
         QueryCommand::Positions { filter: args, at } => {
             let filter = args.filter()?;
-            if args.user_data_32.is_some() {
+            if args.fields.user_data_32.is_some() {
                 bail!("accounts have no user_data_32");
             }
             let client = Client::connect(config).await?;

@@ -7,6 +7,11 @@
 //! 10,000 accounts; `TALLY_BENCH_TRANSFERS` transfers (default 10M) applied in full batches;
 //! medians of 7 pages. Queries keep no index: memory per stored event is unchanged.
 //!
+//! Then a long statement: two accounts with `TALLY_BENCH_STATEMENT` transfers between them
+//! (default 1M, so each has 1M changes), one account's whole statement read in pages of 8,189,
+//! oldest first (each page from one past the last) and newest first, and a balance as of
+//! the oldest change: what the history marks (every 64th change) make of an old start.
+//!
 //! Run: `cargo bench -p tally-benches --bench query`.
 
 use std::time::{Duration, Instant};
@@ -90,5 +95,98 @@ fn main() {
         took.as_secs_f64() * 1e3,
         got.items.len(),
         transfers / accounts,
+    );
+    long_statement();
+}
+
+/// One account's whole statement in pages, both ways, over `TALLY_BENCH_STATEMENT` changes.
+fn long_statement() {
+    use tally_engine::records::{encode_batch, Transfer};
+    use tally_engine::StatementFilter;
+    let changes: usize = std::env::var("TALLY_BENCH_STATEMENT")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    let mut engine = engine_with_accounts(2);
+    let mut timestamp = EPOCH + 1_000_000_000;
+    let mut applied = 0;
+    while applied < changes {
+        let n = (changes - applied).min(BATCH_EVENTS_MAX);
+        let batch: Vec<Transfer> = (applied..applied + n)
+            .map(|i| Transfer {
+                id: 1 + i as u128,
+                debit_account_id: 1 + (i % 2) as u128,
+                credit_account_id: 2 - (i % 2) as u128,
+                amount: 1,
+                ledger: 1,
+                code: 1,
+                ..Transfer::default()
+            })
+            .collect();
+        let outcome = engine
+            .apply(
+                Operation::CreateTransfers,
+                timestamp,
+                &encode_batch(&batch, Transfer::encode),
+            )
+            .expect("valid batch");
+        assert!(outcome.failures.is_empty());
+        applied += n;
+        timestamp += 1_000_000;
+    }
+    let page = StatementFilter {
+        account_id: 1,
+        limit: 8_189,
+        ..StatementFilter::default()
+    };
+    let started = Instant::now();
+    let (mut pages, mut read, mut from) = (0, 0, 0);
+    loop {
+        let got = engine
+            .statement(&StatementFilter {
+                timestamp_min: from,
+                ..page
+            })
+            .unwrap();
+        let Some(last) = got.last() else { break };
+        from = last.timestamp + 1;
+        pages += 1;
+        read += got.len();
+    }
+    let oldest_first = started.elapsed();
+    assert_eq!(read, changes);
+    let started = Instant::now();
+    let (mut max, mut newest_read) = (0, 0);
+    loop {
+        let got = engine
+            .statement(&StatementFilter {
+                timestamp_max: max,
+                reversed: true,
+                ..page
+            })
+            .unwrap();
+        let Some(last) = got.last() else { break };
+        newest_read += got.len();
+        if last.timestamp == 0 || got.len() < 8_189 {
+            break;
+        }
+        max = last.timestamp - 1;
+    }
+    let newest_first = started.elapsed();
+    assert_eq!(newest_read, changes);
+    let (took, _) = timed(|| engine.balances_as_of(1, EPOCH + 1_000_000_000).unwrap());
+    println!("one account's statement over {changes} changes, pages of 8,189:");
+    println!(
+        "  oldest first: {pages} pages in {:>8.1} ms ({:.2} ms a page)",
+        oldest_first.as_secs_f64() * 1e3,
+        oldest_first.as_secs_f64() * 1e3 / pages as f64
+    );
+    println!(
+        "  newest first: {pages} pages in {:>8.1} ms",
+        newest_first.as_secs_f64() * 1e3
+    );
+    println!(
+        "  balances as of its first change: {:.3} ms",
+        took.as_secs_f64() * 1e3
     );
 }

@@ -13,8 +13,8 @@ use crate::limits::{BATCH_EVENTS_MAX, RECORD_BYTES, TIMESTAMP_MAX};
 use crate::records::{self, raw_flags, AccountFlags, RecordBytes, TransferFlags};
 use crate::result::EventResult;
 use crate::state::{
-    AccountSlot, AccountState, Balances, EventKind, EventRef, Expiry, PendingStatus, StoredTrade,
-    StoredTransfer, EVENT_NONE,
+    AccountHistory, AccountSlot, AccountState, Balances, EventKind, EventRef, Expiry,
+    PendingStatus, StoredTrade, StoredTransfer, EVENT_NONE,
 };
 use crate::warm::{Lookups, WARM_RING_EVENTS};
 
@@ -486,10 +486,13 @@ impl Engine {
         let mut previous = [EVENT_NONE; 4];
         for (link, &account) in previous.iter_mut().zip(accounts) {
             let slot = self.accounts.get_mut(account);
-            *link = std::mem::replace(&mut slot.history.last_event, event.0);
-            if slot.state.flags().contains(AccountFlags::HISTORY) {
-                slot.history.events.push(event);
-                slot.history.balances_after.push(slot.state.balances);
+            let history = &mut slot.history;
+            *link = std::mem::replace(&mut history.last_event, event.0);
+            history.changes = history.changes.wrapping_add(1);
+            let every = slot.state.flags().contains(AccountFlags::HISTORY);
+            if AccountHistory::marks(every, history.changes) {
+                history.events.push(event);
+                history.balances_after.push(slot.state.balances);
             }
         }
         previous
@@ -637,12 +640,15 @@ impl Engine {
         };
         for (role, &account) in accounts[..count].iter().enumerate() {
             let slot = self.accounts.get_mut(account);
-            assert_eq!(slot.history.last_event, event.0);
-            slot.history.last_event = previous[role];
-            if slot.state.flags().contains(AccountFlags::HISTORY) {
-                assert_eq!(slot.history.events.pop(), Some(event));
-                slot.history.balances_after.pop();
+            let history = &mut slot.history;
+            assert_eq!(history.last_event, event.0);
+            history.last_event = previous[role];
+            let every = slot.state.flags().contains(AccountFlags::HISTORY);
+            if AccountHistory::marks(every, history.changes) {
+                assert_eq!(history.events.pop(), Some(event));
+                history.balances_after.pop();
             }
+            history.changes = history.changes.wrapping_sub(1);
         }
     }
 

@@ -66,4 +66,6 @@ pub use snapshot::{
 };
 pub use state::Balances;
 #[cfg(test)]
+mod query_tests;
+#[cfg(test)]
 mod scenarios;

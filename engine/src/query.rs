@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::engine::Engine;
 use crate::limits::STATEMENT_ENTRIES_MAX;
-use crate::records::{Account, AccountFlags, Trade, TradeFlags, Transfer, TransferFlags};
+use crate::records::{Account, Trade, TradeFlags, Transfer, TransferFlags};
 use crate::state::{Balances, EventKind, EventRef, EVENT_NONE};
 
 /// Which part of an account's history a statement covers.
@@ -19,6 +19,88 @@ pub struct StatementFilter {
     pub limit: u32,
     /// Newest first (the newest `limit` entries of the range) instead of oldest first.
     pub reversed: bool,
+    /// The account filter (TigerBeetle's `AccountFilter`): a non-zero field keeps only the
+    /// events whose own field equals it. For an expiry, the pending event it released is
+    /// compared. Trades have no `user_data_128` and no `user_data_32`: a non-zero one leaves
+    /// them out.
+    pub user_data_128: u128,
+    pub user_data_64: u64,
+    pub user_data_32: u32,
+    pub code: u16,
+    /// Only events where the account is on the debit side (of a transfer, or of either of a
+    /// trade's legs).
+    pub debits: bool,
+    /// Only events where the account is on the credit side. Both or neither: every side.
+    pub credits: bool,
+}
+
+impl StatementFilter {
+    /// Whether the account filter keeps every event of the range (the common case: no field
+    /// is compared).
+    fn keeps_all(&self) -> bool {
+        self.user_data_128 == 0
+            && self.user_data_64 == 0
+            && self.user_data_32 == 0
+            && self.code == 0
+            && self.debits == self.credits
+    }
+
+    /// Whether the account filter keeps an event with these fields.
+    fn keeps(&self, fields: &EventFields) -> bool {
+        let equal = |wanted: u128, has: Option<u128>| wanted == 0 || has == Some(wanted);
+        let side = self.debits == self.credits
+            || (self.debits && fields.debit)
+            || (self.credits && fields.credit);
+        side && equal(self.user_data_128, fields.user_data_128)
+            && equal(
+                u128::from(self.user_data_64),
+                Some(u128::from(fields.user_data_64)),
+            )
+            && equal(
+                u128::from(self.user_data_32),
+                fields.user_data_32.map(u128::from),
+            )
+            && (self.code == 0 || self.code == fields.code)
+    }
+}
+
+/// What the account filter compares of an event, as seen from one account.
+struct EventFields {
+    /// The account is on a debit side.
+    debit: bool,
+    /// The account is on a credit side.
+    credit: bool,
+    /// `None`: the record has no such field (a trade).
+    user_data_128: Option<u128>,
+    user_data_64: u64,
+    user_data_32: Option<u32>,
+    code: u16,
+}
+
+impl EventFields {
+    fn of_transfer(t: &Transfer, account_id: u128) -> EventFields {
+        EventFields {
+            debit: t.debit_account_id == account_id,
+            credit: t.credit_account_id == account_id,
+            user_data_128: Some(t.user_data_128),
+            user_data_64: t.user_data_64,
+            user_data_32: Some(t.user_data_32),
+            code: t.code,
+        }
+    }
+
+    fn of_trade(t: &Trade, account_id: u128) -> EventFields {
+        EventFields {
+            debit: t.instrument_debit_account_id == account_id
+                || t.cash_debit_account_id == account_id,
+            credit: t.instrument_credit_account_id == account_id
+                || t.cash_credit_account_id == account_id,
+            user_data_128: None,
+            user_data_64: t.user_data_64,
+            user_data_32: None,
+            code: t.code,
+        }
+    }
 }
 
 /// What changed an account.
@@ -108,9 +190,8 @@ impl Engine {
     }
 
     /// The account's balances after every change with a timestamp ≤ `timestamp` (zero before
-    /// the account's first change). With the `history` flag: a binary search over the balances
-    /// kept after each change. Otherwise: the current balances less the effect of every newer
-    /// event, walking the account's history back from the newest — O(changes after `timestamp`).
+    /// the account's first change): a walk back from the oldest mark after `timestamp`
+    /// (`AccountHistory`), O(log marks + HISTORY_MARK_EVERY) whatever the time's age.
     pub fn balances_as_of(&self, account_id: u128, timestamp: u64) -> Result<Balances, QueryError> {
         let account = self
             .find_account(account_id)
@@ -119,19 +200,11 @@ impl Engine {
     }
 
     /// `balances_as_of` of the account in `account`'s slot, and the events it walked back
-    /// over to find them (0 with the `history` flag: a binary search).
+    /// over to find them.
     pub(crate) fn balances_of_slot_as_of(&self, account: u32, timestamp: u64) -> (Balances, usize) {
-        let slot = self.accounts.get(account);
-        if slot.flags().contains(AccountFlags::HISTORY) {
-            let events = &slot.history.events;
-            let position = events.partition_point(|&e| self.event_timestamp(e) <= timestamp);
-            let balances = position
-                .checked_sub(1)
-                .map_or(Balances::default(), |p| slot.history.balances_after[p]);
-            return (balances, 0);
-        }
-        let (mut balances, mut walked) = (slot.balances, 0);
-        for event in self.history_newest_first(account) {
+        let (start, mut balances) = self.history_after(account, timestamp);
+        let mut walked = 0;
+        for event in self.history_back_from(account, start) {
             if self.event_timestamp(event) <= timestamp {
                 break;
             }
@@ -141,9 +214,25 @@ impl Engine {
         (balances, walked)
     }
 
-    /// The account's events in a time range, each with the balances after it: the oldest
-    /// `limit` of the range, or the newest `limit` when `reversed` (then newest first). Walks the
-    /// history back from the newest event, so it costs O(changes after `timestamp_min`).
+    /// Where a walk back through `account`'s history starts to reach every event at or
+    /// before `timestamp` soon: the oldest mark newer than it (its event and the balances
+    /// after it), or the newest event and the current balances when no mark is newer. At most
+    /// `HISTORY_MARK_EVERY` events newer than `timestamp` lie between it and them.
+    fn history_after(&self, account: u32, timestamp: u64) -> (u32, Balances) {
+        let slot = self.accounts.get(account);
+        let marks = &slot.history.events;
+        let first_newer = marks.partition_point(|&e| self.event_timestamp(e) <= timestamp);
+        match marks.get(first_newer) {
+            Some(mark) => (mark.0, slot.history.balances_after[first_newer]),
+            None => (slot.history.last_event, slot.balances),
+        }
+    }
+
+    /// The account's events in a time range that its account filter keeps, each with the
+    /// balances after it: the oldest `limit` of them, or the newest `limit` when `reversed`
+    /// (then newest first). Either way the walk starts at a mark (`history_after`) and covers
+    /// at most `HISTORY_MARK_EVERY` events outside the range plus the range's events up to
+    /// the last one returned: a long statement read in pages costs each page its own length.
     pub fn statement(&self, filter: &StatementFilter) -> Result<Vec<StatementEntry>, QueryError> {
         let account = self
             .find_account(filter.account_id)
@@ -160,35 +249,85 @@ impl Engine {
             return Err(QueryError::TimestampMinExceedsMax);
         }
         let limit = filter.limit.min(STATEMENT_ENTRIES_MAX) as usize;
-        // Newest first while walking; oldest-first answers keep the last `limit` seen.
-        let mut entries = std::collections::VecDeque::with_capacity(limit.min(64));
-        let mut balances_after = self.accounts.get(account).balances;
-        for event in self.history_newest_first(account) {
+        let mut entries = Vec::with_capacity(limit.min(64));
+        if filter.reversed {
+            let (start, balances) = self.history_after(account, max);
+            self.statement_back(account, filter, start, balances, max, |entry| {
+                entries.push(entry);
+                entries.len() < limit
+            });
+            return Ok(entries);
+        }
+        // Oldest first: segment by segment between marks, each walked back from its mark (or
+        // from the newest event) down to the previous mark and turned around.
+        let history = &self.accounts.get(account).history;
+        let marks = &history.events;
+        let mut next = marks.partition_point(|&e| self.event_timestamp(e) < filter.timestamp_min);
+        let mut segment = Vec::new();
+        loop {
+            let (start, balances) = match marks.get(next) {
+                Some(mark) => (mark.0, history.balances_after[next]),
+                None => (history.last_event, self.accounts.get(account).balances),
+            };
+            let lower = match next.checked_sub(1) {
+                Some(previous) => filter
+                    .timestamp_min
+                    .max(self.event_timestamp(marks[previous]) + 1),
+                None => filter.timestamp_min,
+            };
+            let bounded = StatementFilter {
+                timestamp_min: lower,
+                ..*filter
+            };
+            segment.clear();
+            self.statement_back(account, &bounded, start, balances, max, |entry| {
+                segment.push(entry);
+                true
+            });
+            for entry in segment.drain(..).rev() {
+                if entries.len() == limit {
+                    return Ok(entries);
+                }
+                entries.push(entry);
+            }
+            // Done after the newest event's segment, or one that reached past the range.
+            if next >= marks.len() || self.event_timestamp(EventRef(start)) >= max {
+                return Ok(entries);
+            }
+            next += 1;
+        }
+    }
+
+    /// Walks `account`'s history back from `start` (whose balances after are `balances`),
+    /// handing `take` each event in `filter.timestamp_min..=max` that the account filter
+    /// keeps, newest first, until it returns false or the walk passes the range's start.
+    fn statement_back(
+        &self,
+        account: u32,
+        filter: &StatementFilter,
+        start: u32,
+        mut balances_after: Balances,
+        max: u64,
+        mut take: impl FnMut(StatementEntry) -> bool,
+    ) {
+        for event in self.history_back_from(account, start) {
             let timestamp = self.event_timestamp(event);
             if timestamp < filter.timestamp_min {
-                break;
+                return;
             }
             let balances_before = balances_after.wrapping_sub(self.effect(account, event));
-            if timestamp <= max {
-                entries.push_back(StatementEntry {
+            if timestamp <= max
+                && self.statement_keeps(filter, event)
+                && !take(StatementEntry {
                     timestamp,
                     event: self.statement_event(event),
                     balances_after,
-                });
-                if entries.len() > limit {
-                    entries.pop_front();
-                }
-                if filter.reversed && entries.len() == limit {
-                    break;
-                }
+                })
+            {
+                return;
             }
             balances_after = balances_before;
         }
-        let mut entries: Vec<StatementEntry> = entries.into();
-        if !filter.reversed {
-            entries.reverse();
-        }
-        Ok(entries)
     }
 
     /// Sums of every balance per ledger over all accounts (wrapping), sorted by ledger.
@@ -209,9 +348,10 @@ impl Engine {
         totals.into_values().collect()
     }
 
-    /// The events that changed `account`, newest first.
-    fn history_newest_first(&self, account: u32) -> impl Iterator<Item = EventRef> + '_ {
-        let mut next = self.accounts.get(account).history.last_event;
+    /// The events that changed `account`, newest first from `start` (an `EventRef` of its
+    /// history, or `EVENT_NONE` for none).
+    fn history_back_from(&self, account: u32, start: u32) -> impl Iterator<Item = EventRef> + '_ {
+        let mut next = start;
         std::iter::from_fn(move || {
             if next == EVENT_NONE {
                 return None;
@@ -229,6 +369,36 @@ impl Engine {
             EventKind::Expiry => self.expiries.get(event.slot()).timestamp,
             EventKind::Failed => unreachable!("a failed id is in no account's history"),
         }
+    }
+
+    /// Whether `filter`'s account filter keeps `event` (one of its account's events).
+    fn statement_keeps(&self, filter: &StatementFilter, event: EventRef) -> bool {
+        if filter.keeps_all() {
+            return true;
+        }
+        let account_id = filter.account_id;
+        let fields = match event.kind() {
+            EventKind::Transfer => {
+                EventFields::of_transfer(&self.stored_transfer_record(event.slot()), account_id)
+            }
+            EventKind::Trade => {
+                EventFields::of_trade(&self.stored_trade_record(event.slot()), account_id)
+            }
+            EventKind::Expiry => {
+                let pending = self.expiries.get(event.slot()).pending;
+                match pending.kind() {
+                    EventKind::Transfer => EventFields::of_transfer(
+                        &self.stored_transfer_record(pending.slot()),
+                        account_id,
+                    ),
+                    _ => {
+                        EventFields::of_trade(&self.stored_trade_record(pending.slot()), account_id)
+                    }
+                }
+            }
+            EventKind::Failed => unreachable!("a failed id is in no account's history"),
+        };
+        filter.keeps(&fields)
     }
 
     fn statement_event(&self, event: EventRef) -> StatementEvent {

@@ -233,22 +233,40 @@ impl std::ops::DerefMut for AccountSlot {
 ///
 /// Every account's history is a linked list through its events, newest first (`last_event`,
 /// then each event's `previous` link): recording a change writes 4 bytes into the event being
-/// stored and 4 here, with no per-account allocation. Accounts with the `history` flag also
-/// keep every event and the balances after it in vectors, for O(log n) balances-as-of.
+/// stored and 4 here. On that list sit **marks**: events with the balances after them, from
+/// which a walk back can start. Accounts with the `history` flag mark every event (O(log n)
+/// balances-as-of, exact); the others every [`HISTORY_MARK_EVERY`]-th, so any time in the
+/// account's past is at most that many events' walk from a mark, and statements and
+/// balances-as-of cost O(HISTORY_MARK_EVERY + entries) however old the time asked — for about
+/// 1.25 bytes per change (80 bytes per mark).
 #[derive(Debug)]
 pub(crate) struct AccountHistory {
     /// The newest event that changed the account (`EventRef`), or `EVENT_NONE`.
     pub last_event: u32,
-    /// With the `history` flag: every event that changed the account, oldest first.
+    /// How many events changed the account (wrapping): the marks are placed by it.
+    pub changes: u32,
+    /// The marked events, oldest first.
     pub events: Vec<EventRef>,
-    /// With the `history` flag: the balances after each of `events`.
+    /// The balances after each of `events`.
     pub balances_after: Vec<Balances>,
+}
+
+/// Accounts without the `history` flag mark every this-many-th change (see [`AccountHistory`]).
+pub(crate) const HISTORY_MARK_EVERY: u32 = 64;
+
+impl AccountHistory {
+    /// Whether the account's `changes`-th change (counted from 1) is marked.
+    #[inline(always)]
+    pub(crate) fn marks(every_event: bool, changes: u32) -> bool {
+        every_event || changes % HISTORY_MARK_EVERY == 0
+    }
 }
 
 impl Default for AccountHistory {
     fn default() -> Self {
         AccountHistory {
             last_event: EVENT_NONE,
+            changes: 0,
             events: Vec::new(),
             balances_after: Vec::new(),
         }

@@ -73,6 +73,7 @@ fn answers(engine: &Engine, id_next: u128, times: &[u64]) -> Vec<String> {
                     timestamp_max: max,
                     limit,
                     reversed,
+                    ..StatementFilter::default()
                 };
                 out.push(format!(
                     "statement {filter:?} {:?}",

@@ -88,7 +88,7 @@ impl LedgerSource for ClusterSource {
             timestamp_min: min,
             timestamp_max: max,
             limit,
-            reversed: false,
+            ..StatementFilter::default()
         };
         Ok(self.client.statement(&filter).await?)
     }

@@ -196,6 +196,28 @@ def test_statement_and_balances_as_of(node, base):
         assert client.balances_as_of(b, stamps[1]).credits_posted == 300
         assert client.balances_as_of(a, stamps[2]).debits_posted == 600
         assert client.balances_as_of(a, stamps[0] - 1).debits_posted == 0
+        # The account filter: b is credited by every transfer, debited by none; code and
+        # user data pick one transfer out.
+        assert client.statement(b, debits_only=True) == []
+        assert client.statement(b, credits_only=True) == entries
+        assert [e.transfer.id for e in client.statement(a, debits_only=True)] == [
+            base + 10,
+            base + 11,
+            base + 12,
+        ]
+        tagged = client.create_transfers(
+            [Transfer(id=base + 13, debit_account_id=b, credit_account_id=a, amount=7,
+                      ledger=1, code=9, user_data_64=42)]
+        )  # fmt: skip
+        assert tagged.ok
+        only = client.statement(b, code=9)
+        assert [e.transfer.id for e in only] == [base + 13]
+        assert only[0].balances_after.debits_posted == 7
+        assert [e.transfer.id for e in client.statement(b, debits_only=True)] == [base + 13]
+        assert [e.transfer.id for e in client.statement(a, user_data_64=42)] == [base + 13]
+        assert client.statement(a, user_data_64=42, debits_only=True) == []
+        with pytest.raises(ValueError, match="debits_only and credits_only"):
+            client.statement(b, debits_only=True, credits_only=True)
         with pytest.raises(NotFound, match="no such account"):
             client.statement(base + 999)
         with pytest.raises(NotFound):

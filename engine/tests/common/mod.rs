@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::model::generate::{Batch, Config, Generator, Rng};
-use crate::model::{Bal, MEntry, MEvent, Model, Op, QErr};
+use crate::model::{Bal, MEntry, MEvent, MFilter, Model, Op, QErr};
 use tally_engine::{
     Balances, Engine, EngineConfig, EventResult, Operation, QueryError, StatementEntry,
     StatementEvent, StatementFilter,
@@ -268,6 +268,35 @@ fn interesting_timestamps(model: &Model) -> Vec<u64> {
     ts
 }
 
+/// A random account filter for `id`'s statements: each field zero or a value one of the
+/// account's events has (or a small one), and a side.
+fn random_account_filter(model: &Model, id: u128, rng: &mut Rng) -> MFilter {
+    let mut records: Vec<(u128, u64, u32, u16)> = Vec::new();
+    if let Some(account) = model.accounts.get(&id) {
+        for entry in &account.log {
+            records.push(match entry.event {
+                MEvent::Transfer(t) => (t.user_data_128, t.user_data_64, t.user_data_32, t.code),
+                MEvent::Trade(t) => (0, t.user_data_64, 0, t.code),
+                _ => (0, 0, 0, 0),
+            });
+        }
+    }
+    let some = rng.pick(&records).unwrap_or((1, 1, 1, 1));
+    let mut field = |value: u128| match rng.below(3) {
+        0 => 0,
+        1 => value,
+        _ => 1 + u128::from(rng.below(2)),
+    };
+    MFilter {
+        user_data_128: field(some.0),
+        user_data_64: field(u128::from(some.1)) as u64,
+        user_data_32: field(u128::from(some.2)) as u32,
+        code: field(u128::from(some.3)) as u16,
+        debits: rng.chance(50),
+        credits: rng.chance(50),
+    }
+}
+
 pub fn check_history_queries(engine: &Engine, model: &Model, rng: &mut Rng) {
     let times = interesting_timestamps(model);
     for id in account_ids() {
@@ -314,14 +343,27 @@ pub fn check_history_queries(engine: &Engine, model: &Model, rng: &mut Rng) {
                 _ if exists && k == 0 => 0,
                 _ => 5,
             };
+            // The account filter: none half the time, else fields taken from the account's
+            // own events (so they match some) or small values, and a side.
+            let keep = if rng.chance(50) {
+                MFilter::default()
+            } else {
+                random_account_filter(model, id, rng)
+            };
             let filter = StatementFilter {
                 account_id: id,
                 timestamp_min: min,
                 timestamp_max: max,
                 limit,
                 reversed: rng.chance(50),
+                user_data_128: keep.user_data_128,
+                user_data_64: keep.user_data_64,
+                user_data_32: keep.user_data_32,
+                code: keep.code,
+                debits: keep.debits,
+                credits: keep.credits,
             };
-            let expected = model.statement(id, min, max, limit, filter.reversed);
+            let expected = model.statement(id, min, max, limit, filter.reversed, &keep);
             let actual = engine.statement(&filter);
             match (expected, actual) {
                 (Ok(m), Ok(e)) => {

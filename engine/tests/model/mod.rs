@@ -64,6 +64,17 @@ pub enum MEvent {
     TradeExpired { pending_id: u128 },
 }
 
+/// A statement's account filter, as the model reads it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MFilter {
+    pub user_data_128: u128,
+    pub user_data_64: u64,
+    pub user_data_32: u32,
+    pub code: u16,
+    pub debits: bool,
+    pub credits: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MEntry {
     pub timestamp: u64,
@@ -1330,6 +1341,7 @@ impl Model {
         timestamp_max: u64,
         limit: u32,
         reversed: bool,
+        keep: &MFilter,
     ) -> Result<Vec<MEntry>, QErr> {
         if limit == 0 {
             return Err(QErr::LimitMustNotBeZero);
@@ -1344,7 +1356,9 @@ impl Model {
         } else {
             timestamp_max
         };
-        let in_range = |e: &&MEntry| timestamp_min <= e.timestamp && e.timestamp <= max;
+        let in_range = |e: &&MEntry| {
+            timestamp_min <= e.timestamp && e.timestamp <= max && self.keeps(account_id, e, keep)
+        };
         Ok(if reversed {
             a.log
                 .iter()
@@ -1356,6 +1370,46 @@ impl Model {
         } else {
             a.log.iter().filter(in_range).take(limit).copied().collect()
         })
+    }
+
+    /// Whether the account filter keeps a statement entry of `account_id`: TigerBeetle's
+    /// `AccountFilter` — each non-zero field must equal the event's own (an expiry is judged
+    /// as the pending event it released; a trade has no user_data_128 or _32, so a non-zero
+    /// one leaves it out); `debits` keeps the events debiting the account, `credits` those
+    /// crediting it, both or neither every event.
+    fn keeps(&self, account_id: u128, entry: &MEntry, keep: &MFilter) -> bool {
+        let record = match entry.event {
+            MEvent::Transfer(t) => Stored::Transfer(t),
+            MEvent::Trade(t) => Stored::Trade(t),
+            MEvent::TransferExpired { pending_id } | MEvent::TradeExpired { pending_id } => {
+                self.events[&pending_id]
+            }
+        };
+        let (debit, credit, u128_, u64_, u32_, code) = match record {
+            Stored::Transfer(t) => (
+                t.debit_account_id == account_id,
+                t.credit_account_id == account_id,
+                Some(t.user_data_128),
+                t.user_data_64,
+                Some(t.user_data_32),
+                t.code,
+            ),
+            Stored::Trade(t) => (
+                [t.instrument_debit_account_id, t.cash_debit_account_id].contains(&account_id),
+                [t.instrument_credit_account_id, t.cash_credit_account_id].contains(&account_id),
+                None,
+                t.user_data_64,
+                None,
+                t.code,
+            ),
+        };
+        let sides =
+            keep.debits == keep.credits || (keep.debits && debit) || (keep.credits && credit);
+        sides
+            && (keep.user_data_128 == 0 || u128_ == Some(keep.user_data_128))
+            && (keep.user_data_64 == 0 || u64_ == keep.user_data_64)
+            && (keep.user_data_32 == 0 || u32_ == Some(keep.user_data_32))
+            && (keep.code == 0 || code == keep.code)
     }
 
     /// Wrapping sums of every account's balances per ledger, sorted by ledger.

@@ -662,21 +662,36 @@ fn decode_ids(body: &[u8]) -> Result<Vec<u128>, DecodeError> {
 }
 
 const STATEMENT_REVERSED: u32 = 1;
+const STATEMENT_DEBITS: u32 = 1 << 1;
+const STATEMENT_CREDITS: u32 = 1 << 2;
 
-/// A statement request body (40 bytes): account id u128, timestamp min u64, timestamp max u64
-/// (0 = no bound), limit u32 (1..=8,189), flags u32 (bit 0: newest first).
+/// A statement request body (72 bytes): account id u128, timestamp min u64, timestamp max u64
+/// (0 = no bound), limit u32 (1..=8,189), flags u32 (bit 0: newest first; bit 1: debits; bit
+/// 2: credits), then the account filter: user_data_128 u128, user_data_64 u64, user_data_32
+/// u32, code u16, reserved u16. A body of the first 40 bytes only (before the account filter
+/// existed) is read with the filter's fields zero.
 pub fn encode_statement_request(filter: &StatementFilter) -> Vec<u8> {
-    let mut out = Vec::with_capacity(40);
+    let mut out = Vec::with_capacity(72);
     out.extend_from_slice(&filter.account_id.to_le_bytes());
     out.extend_from_slice(&filter.timestamp_min.to_le_bytes());
     out.extend_from_slice(&filter.timestamp_max.to_le_bytes());
     out.extend_from_slice(&filter.limit.to_le_bytes());
-    let flags = if filter.reversed {
-        STATEMENT_REVERSED
-    } else {
-        0
-    };
+    let mut flags = 0;
+    for (set, bit) in [
+        (filter.reversed, STATEMENT_REVERSED),
+        (filter.debits, STATEMENT_DEBITS),
+        (filter.credits, STATEMENT_CREDITS),
+    ] {
+        if set {
+            flags |= bit;
+        }
+    }
     out.extend_from_slice(&flags.to_le_bytes());
+    out.extend_from_slice(&filter.user_data_128.to_le_bytes());
+    out.extend_from_slice(&filter.user_data_64.to_le_bytes());
+    out.extend_from_slice(&filter.user_data_32.to_le_bytes());
+    out.extend_from_slice(&filter.code.to_le_bytes());
+    out.extend_from_slice(&[0u8; 2]);
     out
 }
 
@@ -693,19 +708,31 @@ fn decode_statement_request(body: &[u8]) -> Result<StatementFilter, DecodeError>
         tally_engine::limits::STATEMENT_ENTRIES_MAX as usize,
     )?;
     let flags = reader.u32()?;
-    if flags & !STATEMENT_REVERSED != 0 {
+    let known = STATEMENT_REVERSED | STATEMENT_DEBITS | STATEMENT_CREDITS;
+    if flags & !known != 0 {
         return Err(DecodeError::UnknownFlags(
             u16::try_from(flags).unwrap_or(u16::MAX),
         ));
     }
-    reader.end()?;
-    Ok(StatementFilter {
+    let mut filter = StatementFilter {
         account_id,
         timestamp_min,
         timestamp_max,
         limit,
         reversed: flags & STATEMENT_REVERSED != 0,
-    })
+        debits: flags & STATEMENT_DEBITS != 0,
+        credits: flags & STATEMENT_CREDITS != 0,
+        ..StatementFilter::default()
+    };
+    if !reader.bytes.is_empty() {
+        filter.user_data_128 = reader.u128()?;
+        filter.user_data_64 = reader.u64()?;
+        filter.user_data_32 = reader.u32()?;
+        filter.code = reader.u16()?;
+        reader.zeros(2)?;
+    }
+    reader.end()?;
+    Ok(filter)
 }
 
 /// A balances-as-of request body (32 bytes): account id u128, timestamp u64, reserved u64.

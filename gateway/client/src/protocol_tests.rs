@@ -107,6 +107,12 @@ fn every_operation_round_trips() {
         timestamp_max: 99,
         limit: 10,
         reversed: true,
+        user_data_128: 1 << 100,
+        user_data_64: 6,
+        user_data_32: 7,
+        code: 8,
+        debits: true,
+        credits: false,
     };
     let credential = [7u8; 32];
     let cases: Vec<(Operation, Vec<u8>, Request<'_>)> = vec![
@@ -222,6 +228,51 @@ fn malformed_requests_are_refused() {
             bytes: 1,
         },
     );
+
+    // A statement request: 72 bytes, or its first 40 (no account filter); nothing between,
+    // no unknown flag, no non-zero reserved byte.
+    let filter = StatementFilter {
+        account_id: 5,
+        limit: 10,
+        code: 3,
+        ..StatementFilter::default()
+    };
+    let body = encode_statement_request(&filter);
+    assert_eq!(body.len(), 72);
+    let statement = |body: &[u8]| {
+        let payload = encode_request(&header(), body);
+        decode_request(KIND_STATEMENT, &payload).map(|(_, request)| match request {
+            Request::Statement(read) => read,
+            other => panic!("not a statement: {other:?}"),
+        })
+    };
+    assert_eq!(
+        statement(&body[..40]),
+        Ok(StatementFilter { code: 0, ..filter }),
+        "a 40-byte statement request has no account filter"
+    );
+    assert!(matches!(
+        statement(&body[..56]),
+        Err(DecodeError::Short { .. })
+    ));
+    let mut flags = body.clone();
+    flags[36] = 8;
+    assert_eq!(
+        statement(&flags).map(|_| ()),
+        Err(DecodeError::UnknownFlags(8))
+    );
+    let mut reserved = body.clone();
+    reserved[71] = 1;
+    assert_eq!(
+        statement(&reserved).map(|_| ()),
+        Err(DecodeError::ReservedNotZero("statement request"))
+    );
+    let mut longer = body.clone();
+    longer.push(0);
+    assert!(matches!(
+        statement(&longer),
+        Err(DecodeError::TrailingBytes { .. })
+    ));
 }
 
 /// Proves the reply bodies round-trip: register, statement, balances, refusal, lookups.

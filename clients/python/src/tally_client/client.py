@@ -669,17 +669,37 @@ class Client:
         timestamp_max: int = 0,
         limit: int = limits.STATEMENT_ENTRIES_MAX,
         newest_first: bool = False,
+        debits_only: bool = False,
+        credits_only: bool = False,
+        code: int = 0,
+        user_data_128: int = 0,
+        user_data_64: int = 0,
+        user_data_32: int = 0,
     ) -> list[protocol.StatementEntry]:
         """An account's statement: the changes to its balances between the two timestamps
         (ns; ``timestamp_max`` 0 = no bound), at most ``limit``, oldest first unless
-        ``newest_first``. Raises ``NotFound`` for an account that does not exist (or, for a
-        reader, is outside its scope)."""
+        ``newest_first``, each with the balances after it. The account filter keeps only the
+        events debiting the account (``debits_only``) or crediting it (``credits_only``), and
+        those whose ``code`` / ``user_data_*`` equal the given non-zero values (an expiry is
+        judged as the pending event it released; a trade has no ``user_data_128`` or
+        ``user_data_32``, so a non-zero one leaves trades out). Raises ``NotFound`` for an
+        account that does not exist (or, for a reader, is outside its scope)."""
+        if debits_only and credits_only:
+            raise ValueError("debits_only and credits_only: leave both out for every side")
+        flags = (
+            (1 if newest_first else 0) | (2 if debits_only else 0) | (4 if credits_only else 0)
+        )
         body = (
             _check_u128("account_id", account_id).to_bytes(16, "little")
             + _check_range("timestamp_min", timestamp_min, 0, (1 << 64) - 1).to_bytes(8, "little")
             + _check_range("timestamp_max", timestamp_max, 0, (1 << 64) - 1).to_bytes(8, "little")
             + _check_range("limit", limit, 1, limits.STATEMENT_ENTRIES_MAX).to_bytes(4, "little")
-            + (1 if newest_first else 0).to_bytes(4, "little")
+            + flags.to_bytes(4, "little")
+            + _check_u128("user_data_128", user_data_128).to_bytes(16, "little")
+            + _check_range("user_data_64", user_data_64, 0, (1 << 64) - 1).to_bytes(8, "little")
+            + _check_range("user_data_32", user_data_32, 0, (1 << 32) - 1).to_bytes(4, "little")
+            + _check_range("code", code, 0, (1 << 16) - 1).to_bytes(2, "little")
+            + bytes(2)
         )
         return protocol.decode_statement(self._read(protocol.KIND_STATEMENT, body))
 
