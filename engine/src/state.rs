@@ -258,7 +258,7 @@ impl AccountHistory {
     /// Whether the account's `changes`-th change (counted from 1) is marked.
     #[inline(always)]
     pub(crate) fn marks(every_event: bool, changes: u32) -> bool {
-        every_event || changes % HISTORY_MARK_EVERY == 0
+        every_event || changes.is_multiple_of(HISTORY_MARK_EVERY)
     }
 }
 
