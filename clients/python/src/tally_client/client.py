@@ -686,9 +686,7 @@ class Client:
         account that does not exist (or, for a reader, is outside its scope)."""
         if debits_only and credits_only:
             raise ValueError("debits_only and credits_only: leave both out for every side")
-        flags = (
-            (1 if newest_first else 0) | (2 if debits_only else 0) | (4 if credits_only else 0)
-        )
+        flags = (1 if newest_first else 0) | (2 if debits_only else 0) | (4 if credits_only else 0)
         body = (
             _check_u128("account_id", account_id).to_bytes(16, "little")
             + _check_range("timestamp_min", timestamp_min, 0, (1 << 64) - 1).to_bytes(8, "little")
