@@ -47,17 +47,15 @@ impl StatementFilter {
 
     /// Whether the account filter keeps an event with these fields.
     fn keeps(&self, fields: &EventFields) -> bool {
-        let equal = |wanted: u128, has: Option<u128>| wanted == 0 || has == Some(wanted);
+        // A field the record lacks (`None`) matches only a filter that leaves it at zero.
+        let matches = |wanted: u128, has: Option<u128>| wanted == 0 || has == Some(wanted);
         let side = self.debits == self.credits
             || (self.debits && fields.debit)
             || (self.credits && fields.credit);
-        side && equal(self.user_data_128, fields.user_data_128)
-            && equal(
-                u128::from(self.user_data_64),
-                Some(u128::from(fields.user_data_64)),
-            )
-            && equal(
-                u128::from(self.user_data_32),
+        side && matches(self.user_data_128, fields.user_data_128)
+            && (self.user_data_64 == 0 || self.user_data_64 == fields.user_data_64)
+            && matches(
+                self.user_data_32.into(),
                 fields.user_data_32.map(u128::from),
             )
             && (self.code == 0 || self.code == fields.code)
@@ -219,11 +217,17 @@ impl Engine {
     /// after it), or the newest event and the current balances when no mark is newer. At most
     /// `HISTORY_MARK_EVERY` events newer than `timestamp` lie between it and them.
     fn history_after(&self, account: u32, timestamp: u64) -> (u32, Balances) {
-        let slot = self.accounts.get(account);
-        let marks = &slot.history.events;
+        let marks = &self.accounts.get(account).history.events;
         let first_newer = marks.partition_point(|&e| self.event_timestamp(e) <= timestamp);
-        match marks.get(first_newer) {
-            Some(mark) => (mark.0, slot.history.balances_after[first_newer]),
+        self.mark_or_newest(account, first_newer)
+    }
+
+    /// `account`'s mark `index` (its event and the balances after it), or past the last mark
+    /// its newest event and current balances: where a walk back starts.
+    fn mark_or_newest(&self, account: u32, index: usize) -> (u32, Balances) {
+        let slot = self.accounts.get(account);
+        match slot.history.events.get(index) {
+            Some(mark) => (mark.0, slot.history.balances_after[index]),
             None => (slot.history.last_event, slot.balances),
         }
     }
@@ -260,15 +264,11 @@ impl Engine {
         }
         // Oldest first: segment by segment between marks, each walked back from its mark (or
         // from the newest event) down to the previous mark and turned around.
-        let history = &self.accounts.get(account).history;
-        let marks = &history.events;
+        let marks = &self.accounts.get(account).history.events;
         let mut next = marks.partition_point(|&e| self.event_timestamp(e) < filter.timestamp_min);
         let mut segment = Vec::new();
         loop {
-            let (start, balances) = match marks.get(next) {
-                Some(mark) => (mark.0, history.balances_after[next]),
-                None => (history.last_event, self.accounts.get(account).balances),
-            };
+            let (start, balances) = self.mark_or_newest(account, next);
             let lower = match next.checked_sub(1) {
                 Some(previous) => filter
                     .timestamp_min
