@@ -162,6 +162,7 @@ fn operation_name(kind: u8) -> &'static str {
         KIND_QUERY_TRANSFERS => "query-transfers",
         KIND_QUERY_TRADES => "query-trades",
         KIND_QUERY_POSITIONS => "query-positions",
+        KIND_QUERY_EVENTS => "query-events",
         _ => "other",
     }
 }

@@ -225,9 +225,10 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: crate::query_cli::ExportCommand,
     },
-    /// Every transfer and trade from --from on, in timestamp order, as JSON lines on standard
-    /// output, each with its position (its timestamp); goes on with new events as they are
-    /// applied. Resume after a disconnect with --from one past the last position written.
+    /// Every applied event (accounts created, transfers, trades, expiries) from --from on, in
+    /// timestamp order, as JSON lines on standard output, each with its position (its
+    /// timestamp); goes on with new events as they are applied. Resume after a disconnect
+    /// with --from one past the last position written.
     Follow {
         /// The first position (timestamp, ns) to write.
         #[arg(long, default_value_t = 0)]

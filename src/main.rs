@@ -130,10 +130,11 @@ enum Command {
     Reconcile(tally::reconcile::ReconcileArgs),
     // `tally reconcile` ends.
     // `tally cdc` (src/cdc.rs) begins.
-    /// Publish the change feed (every transfer and trade, in position order) to RabbitMQ, at
-    /// least once, resuming from a checkpoint file (docs/queries.md, "Publishing to
-    /// RabbitMQ"). Exits 0 when caught up (--until-caught-up) or stopped by SIGTERM, 1 when the
-    /// checkpoint cannot be written, 2 on bad input; a broker or cluster that fails is retried.
+    /// Publish the change feed (every applied event: accounts created, transfers, trades,
+    /// expiries, in position order) to RabbitMQ, at least once, resuming from a checkpoint
+    /// file (docs/queries.md, "Publishing to RabbitMQ"). Exits 0 when caught up
+    /// (--until-caught-up) or stopped by SIGTERM, 1 when the checkpoint cannot be written, 2
+    /// on bad input; a broker or cluster that fails is retried.
     Cdc(tally::cdc::CdcArgs),
     // `tally cdc` ends.
     /// Generate load (transfers, trades, pending/post) and report throughput, latency and,

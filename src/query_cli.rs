@@ -5,8 +5,8 @@
 //! runs in bounded memory.
 
 use anyhow::bail;
-use tally_client::{Client, ClientConfig};
-use tally_engine::{Position, QueryFilter, QueryPage};
+use tally_client::{Client, ClientConfig, HistoryReached};
+use tally_engine::{FeedEntry, LedgerEvent, Position, QueryFilter, QueryPage, StatementEvent};
 
 use crate::client_cli::{account_row, trade_row, transfer_row, Ended, Output, Table};
 use crate::client_cli::{ACCOUNT_SHOWN, TRADE_SHOWN, TRANSFER_SHOWN};
@@ -51,8 +51,9 @@ pub enum ExportCommand {
         #[command(flatten)]
         file: ExportFile,
     },
-    /// Every transfer and trade with a timestamp in --from..=--to, in timestamp order, to
-    /// --out, with a manifest. --to must be a time the ledger's history has reached.
+    /// Every applied event (accounts created, transfers, trades, expiries) with a timestamp
+    /// in --from..=--to, in timestamp order, to --out, with a manifest. --to must be a time
+    /// the ledger's history has reached.
     Events {
         #[arg(long)]
         from: u64,
@@ -215,54 +216,10 @@ pub async fn run(
     }
 }
 
-/// The newest timestamp of any account, transfer or trade the cluster holds: every event
-/// applied later has a later timestamp, so history up to it can no longer change.
+/// The newest timestamp of an applied event the cluster holds (that this client may see):
+/// every event applied later has a later timestamp, so history up to it can no longer change.
 pub(crate) async fn history_reaches(client: &Client) -> anyhow::Result<u64> {
-    let newest = QueryFilter {
-        limit: 1,
-        reversed: true,
-        ..QueryFilter::default()
-    };
-    let accounts = client.query_accounts(&newest).await?.items;
-    let transfers = client.query_transfers(&newest).await?.items;
-    let trades = client.query_trades(&newest).await?.items;
-    Ok(accounts
-        .iter()
-        .map(|a| a.timestamp)
-        .chain(transfers.iter().map(|t| t.timestamp))
-        .chain(trades.iter().map(|t| t.timestamp))
-        .max()
-        .unwrap_or(0))
-}
-
-/// One kind's records of a time range, fetched a page at a time as they are consumed.
-struct Pages<T> {
-    buffered: std::collections::VecDeque<T>,
-    /// The filter of the page to ask for next, if any is left.
-    ask: Option<QueryFilter>,
-}
-
-impl<T> Pages<T> {
-    fn new(filter: QueryFilter) -> Pages<T> {
-        Pages {
-            buffered: Default::default(),
-            ask: Some(filter),
-        }
-    }
-
-    /// The next record, fetching pages (skipping empty ones) while needed.
-    async fn front(
-        &mut self,
-        page: impl AsyncFn(QueryFilter) -> Result<QueryPage<T>, tally_client::ClientError>,
-    ) -> anyhow::Result<Option<&T>> {
-        while self.buffered.is_empty() {
-            let Some(filter) = self.ask else { break };
-            let got = page(filter).await?;
-            self.buffered.extend(got.items);
-            self.ask = got.next.map(|next| filter.after(next));
-        }
-        Ok(self.buffered.front())
-    }
+    Ok(client.history_reached().await?.timestamp)
 }
 
 /// Writes the manifest beside `file.out` (`.manifest.json` appended to its name).
@@ -274,15 +231,16 @@ fn write_manifest(file: &ExportFile, manifest: serde_json::Value) -> anyhow::Res
 }
 
 /// Refuses a time the ledger's history has not reached: such an export could still change.
-async fn reached(client: &Client, at: u64, flag: &str) -> anyhow::Result<u64> {
-    let reaches = history_reaches(client).await?;
+async fn reached(client: &Client, at: u64, flag: &str) -> anyhow::Result<HistoryReached> {
+    let reached = client.history_reached().await?;
+    let reaches = reached.timestamp;
     if at > reaches {
         bail!(
             "{flag} {at} is later than the ledger's history ({reaches}, its newest record): \
              records could still be added before it; export up to {reaches} or wait"
         );
     }
-    Ok(reaches)
+    Ok(reached)
 }
 
 pub async fn export(command: &ExportCommand, config: ClientConfig) -> anyhow::Result<Ended> {
@@ -350,7 +308,8 @@ pub async fn export(command: &ExportCommand, config: ClientConfig) -> anyhow::Re
                     "ledger": ledger,
                     "accounts": count,
                     "ledgers": ledgers,
-                    "history_reached": reaches,
+                    "history_reached": reaches.timestamp,
+                    "commit_index": reaches.commit_index,
                     "complete": true,
                 }),
             )?;
@@ -368,17 +327,22 @@ pub async fn export(command: &ExportCommand, config: ClientConfig) -> anyhow::Re
             let reaches = reached(&client, *to, "--to").await?;
             let mut writer = ExportWriter::create(file, &EVENT_COLUMNS)?;
             let mut per_ledger: BTreeMap<u32, (u64, u128)> = BTreeMap::new();
-            let (mut transfer_count, mut trade_count) = (0u64, 0u64);
+            // Per kind: accounts, transfers, trades, transfers expired, trades expired.
+            let mut counts = [0u64; 5];
             each_event(&client, *from, *to, async |event| {
-                match event {
-                    Event::Transfer(t) => {
+                let kind = match &event.0.event {
+                    LedgerEvent::AccountCreated(_) => 0,
+                    LedgerEvent::Applied(StatementEvent::Transfer(t)) => {
                         let entry = per_ledger.entry(t.ledger).or_default();
                         entry.0 += 1;
                         entry.1 = entry.1.wrapping_add(t.amount);
-                        transfer_count += 1;
+                        1
                     }
-                    Event::Trade(_) => trade_count += 1,
-                }
+                    LedgerEvent::Applied(StatementEvent::Trade(_)) => 2,
+                    LedgerEvent::Applied(StatementEvent::TransferExpired { .. }) => 3,
+                    LedgerEvent::Applied(StatementEvent::TradeExpired { .. }) => 4,
+                };
+                counts[kind] += 1;
                 writer.write(event.row())
             })
             .await?;
@@ -389,6 +353,7 @@ pub async fn export(command: &ExportCommand, config: ClientConfig) -> anyhow::Re
                     serde_json::json!({"ledger": ledger, "transfers": n, "amount": amount.to_string()})
                 })
                 .collect();
+            let [accounts, transfers, trades, transfers_expired, trades_expired] = counts;
             write_manifest(
                 file,
                 serde_json::json!({
@@ -397,15 +362,23 @@ pub async fn export(command: &ExportCommand, config: ClientConfig) -> anyhow::Re
                     "format": file.format.name(),
                     "from": from,
                     "to": to,
-                    "transfers": transfer_count,
-                    "trades": trade_count,
+                    "events": counts.iter().sum::<u64>(),
+                    "accounts": accounts,
+                    "transfers": transfers,
+                    "trades": trades,
+                    "transfers_expired": transfers_expired,
+                    "trades_expired": trades_expired,
                     "transfers_by_ledger": ledgers,
-                    "history_reached": reaches,
+                    "history_reached": reaches.timestamp,
+                    "commit_index": reaches.commit_index,
                     "complete": true,
                 }),
             )?;
             eprintln!(
-                "exported {transfer_count} transfers and {trade_count} trades to {}",
+                "exported {} events ({accounts} accounts, {transfers} transfers, {trades} trades, \
+                 {} expiries) to {}",
+                counts.iter().sum::<u64>(),
+                transfers_expired + trades_expired,
                 file.out.display()
             );
             Ok(Ended::Done)
@@ -413,79 +386,161 @@ pub async fn export(command: &ExportCommand, config: ClientConfig) -> anyhow::Re
     }
 }
 
-/// A stored transfer or trade, as exports and the feed give it.
-pub(crate) enum Event {
-    Transfer(tally_engine::records::Transfer),
-    Trade(tally_engine::records::Trade),
+/// An applied event, as exports and the feed give it.
+pub(crate) struct Event(pub(crate) FeedEntry);
+
+/// A cell of an event's row: a number or a kind name (nothing to escape in either).
+#[derive(Clone, Copy)]
+enum Cell {
+    Number(u128),
+    Name(&'static str),
+}
+
+impl Cell {
+    /// Writes the cell's text: a number in decimal (through u64 where it fits: u128's
+    /// division is several times slower, and most numbers here are small), or the name.
+    fn write(self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        let mut digits = itoa::Buffer::new();
+        let text = match self {
+            Cell::Number(n) => match u64::try_from(n) {
+                Ok(small) => digits.format(small),
+                Err(_) => digits.format(n),
+            },
+            Cell::Name(name) => name,
+        };
+        out.write_all(text.as_bytes())
+    }
+
+    fn text(self) -> String {
+        let mut out = Vec::with_capacity(20);
+        self.write(&mut out).expect("a Vec takes every byte");
+        String::from_utf8(out).expect("digits and names are ASCII")
+    }
 }
 
 impl Event {
     /// Its position in the feed: its timestamp (distinct for every event, growing with each).
     pub(crate) fn position(&self) -> u64 {
-        match self {
-            Event::Transfer(t) => t.timestamp,
-            Event::Trade(t) => t.timestamp,
+        self.0.timestamp
+    }
+
+    /// The event's cells, one per [`EVENT_COLUMNS`] column (`None`: the column is not the
+    /// event's): the one place that says which field goes where, for every format.
+    fn cells(&self) -> [Option<Cell>; EVENT_COLUMNS.len()] {
+        use Cell::{Name, Number as N};
+        let n = |value: u128| Some(N(value));
+        let timestamp = n(u128::from(self.0.timestamp));
+        match &self.0.event {
+            LedgerEvent::AccountCreated(a) => [
+                timestamp,
+                Some(Name("account")),
+                n(a.id),
+                None,
+                None,
+                None,
+                n(a.ledger.into()),
+                None,
+                None,
+                None,
+                None,
+                n(a.code.into()),
+                n(a.flags.0.into()),
+                None,
+                n(a.user_data_128),
+                n(a.user_data_64.into()),
+                None,
+                None,
+                n(a.limit.into()),
+            ],
+            LedgerEvent::Applied(StatementEvent::Transfer(t)) => [
+                timestamp,
+                Some(Name("transfer")),
+                n(t.id),
+                n(t.debit_account_id),
+                n(t.credit_account_id),
+                n(t.amount),
+                n(t.ledger.into()),
+                None,
+                None,
+                None,
+                None,
+                n(t.code.into()),
+                n(t.flags.0.into()),
+                n(t.pending_id),
+                n(t.user_data_128),
+                n(t.user_data_64.into()),
+                n(t.user_data_32.into()),
+                n(t.timeout.into()),
+                None,
+            ],
+            LedgerEvent::Applied(StatementEvent::Trade(t)) => [
+                timestamp,
+                Some(Name("trade")),
+                n(t.id),
+                n(t.instrument_debit_account_id),
+                n(t.instrument_credit_account_id),
+                n(t.quantity.into()),
+                n(t.instrument_ledger.into()),
+                n(t.cash_debit_account_id),
+                n(t.cash_credit_account_id),
+                n(t.cash_amount.into()),
+                n(t.cash_ledger.into()),
+                n(t.code.into()),
+                n(t.flags.0.into()),
+                n(t.pending_id),
+                None,
+                n(t.user_data_64.into()),
+                None,
+                n(t.timeout.into()),
+                None,
+            ],
+            LedgerEvent::Applied(
+                StatementEvent::TransferExpired { pending_id }
+                | StatementEvent::TradeExpired { pending_id },
+            ) => {
+                let kind = match self.0.event {
+                    LedgerEvent::Applied(StatementEvent::TransferExpired { .. }) => {
+                        "transfer_expired"
+                    }
+                    _ => "trade_expired",
+                };
+                let mut cells = [None; EVENT_COLUMNS.len()];
+                cells[0] = timestamp;
+                cells[1] = Some(Name(kind));
+                cells[13] = n(*pending_id);
+                cells
+            }
         }
     }
 
     fn row(&self) -> Vec<String> {
-        match self {
-            Event::Transfer(t) => event_of_transfer(t),
-            Event::Trade(t) => event_of_trade(t),
-        }
+        self.cells()
+            .iter()
+            .map(|cell| cell.map(Cell::text).unwrap_or_default())
+            .collect()
     }
 
-    /// The event as one JSON object (the export's columns but the empty ones, then its
-    /// `position`), written straight out: the feed's rate is this function's, so no map or
-    /// string per field. Every value is digits or a kind name: nothing to escape.
+    /// The event as one JSON object (the export's columns but the empty ones, each value a
+    /// string as in the JSON lines export, then its `position`), written straight out: the
+    /// feed's rate is this function's, so no map, string or formatting machinery per field.
     pub(crate) fn write_json(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
-        match self {
-            Event::Transfer(t) => write!(
-                out,
-                "{{\"timestamp\":\"{}\",\"kind\":\"transfer\",\"id\":\"{}\",\
-                 \"debit_account_id\":\"{}\",\"credit_account_id\":\"{}\",\"amount\":\"{}\",\
-                 \"ledger\":\"{}\",\"code\":\"{}\",\"flags\":\"{}\",\"pending_id\":\"{}\",\
-                 \"position\":{}}}",
-                t.timestamp,
-                t.id,
-                t.debit_account_id,
-                t.credit_account_id,
-                t.amount,
-                t.ledger,
-                t.code,
-                t.flags.0,
-                t.pending_id,
-                t.timestamp
-            ),
-            Event::Trade(t) => write!(
-                out,
-                "{{\"timestamp\":\"{}\",\"kind\":\"trade\",\"id\":\"{}\",\
-                 \"debit_account_id\":\"{}\",\"credit_account_id\":\"{}\",\"amount\":\"{}\",\
-                 \"ledger\":\"{}\",\"cash_debit_account_id\":\"{}\",\
-                 \"cash_credit_account_id\":\"{}\",\"cash_amount\":\"{}\",\"cash_ledger\":\"{}\",\
-                 \"code\":\"{}\",\"flags\":\"{}\",\"pending_id\":\"{}\",\"position\":{}}}",
-                t.timestamp,
-                t.id,
-                t.instrument_debit_account_id,
-                t.instrument_credit_account_id,
-                t.quantity,
-                t.instrument_ledger,
-                t.cash_debit_account_id,
-                t.cash_credit_account_id,
-                t.cash_amount,
-                t.cash_ledger,
-                t.code,
-                t.flags.0,
-                t.pending_id,
-                t.timestamp
-            ),
+        out.write_all(b"{")?;
+        for (key, cell) in JSON_KEYS.iter().zip(self.cells()) {
+            if let Some(cell) = cell {
+                out.write_all(key.as_bytes())?;
+                cell.write(out)?;
+                out.write_all(b"\",")?;
+            }
         }
+        out.write_all(b"\"position\":")?;
+        Cell::Number(self.0.timestamp.into()).write(out)?;
+        out.write_all(b"}")
     }
 }
 
-/// Every transfer and trade with a timestamp in `from..=to`, in timestamp order (every
-/// event's is distinct), to `each`; a page of each kind held at a time. `each` may wait (the
-/// feed's sink publishing to a broker), which holds the reading back.
+/// Every applied event with a timestamp in `from..=to`, in timestamp order (every event's is
+/// distinct), to `each`, a page at a time. `each` may wait (the feed's sink publishing to a
+/// broker), which holds the reading back.
 async fn each_event(
     client: &Client,
     from: u64,
@@ -498,24 +553,21 @@ async fn each_event(
         limit: tally_engine::limits::STATEMENT_ENTRIES_MAX,
         ..QueryFilter::default()
     };
-    let (mut transfers, mut trades) = (Pages::new(filter), Pages::new(filter));
+    let mut page = client.query_events(&filter).await?;
     loop {
-        let next_transfer = transfers
-            .front(async |f| client.query_transfers(&f).await)
-            .await?
-            .map(|t| t.timestamp);
-        let next_trade = trades
-            .front(async |f| client.query_trades(&f).await)
-            .await?
-            .map(|t| t.timestamp);
-        let event = match (next_transfer, next_trade) {
-            (None, None) => return Ok(()),
-            (Some(a), b) if b.is_none_or(|b| a < b) => {
-                Event::Transfer(transfers.buffered.pop_front().expect("in front"))
-            }
-            _ => Event::Trade(trades.buffered.pop_front().expect("in front")),
-        };
-        each(event).await?;
+        // The next page is asked for before this one is handed over, so the node reads it
+        // while the client writes (the connection's reader runs on its own task).
+        let fetch = page.next.map(|next| {
+            let (client, following) = (client.clone(), filter.after(next));
+            tokio::spawn(async move { client.query_events(&following).await })
+        });
+        for entry in std::mem::take(&mut page.items) {
+            each(Event(entry)).await?;
+        }
+        match fetch {
+            Some(fetch) => page = fetch.await??,
+            None => return Ok(()),
+        }
     }
 }
 
@@ -532,11 +584,11 @@ pub(crate) trait FeedSink {
     async fn reached(&mut self, reaches: u64) -> anyhow::Result<()>;
 }
 
-/// The feed: every transfer and trade from position `from` on, in position order, to `sink`.
-/// Each round reads only up to the time the history has reached (`history_reaches`), so no
-/// event can later appear behind the cursor: resuming at one past the last position handed
-/// over loses and repeats nothing. Once caught up it asks again every `poll`, or with
-/// `until_caught_up` it returns.
+/// The feed: every applied event (accounts created, transfers, trades, expiries) from
+/// position `from` on, in position order, to `sink`. Each round reads only up to the time
+/// the history has reached (`history_reaches`), so no event can later appear behind the
+/// cursor: resuming at one past the last position handed over loses and repeats nothing.
+/// Once caught up it asks again every `poll`, or with `until_caught_up` it returns.
 pub(crate) async fn feed(
     client: &Client,
     from: u64,
@@ -581,7 +633,7 @@ impl<W: std::io::Write> FeedSink for JsonLines<W> {
     }
 }
 
-/// `tally client follow`: every transfer and trade from timestamp `from` on, in timestamp
+/// `tally client follow`: every applied event from timestamp `from` on, in timestamp
 /// order, as JSON lines on standard output, each with its `position` (its timestamp: resume
 /// with `--from` one past the last position seen). Follows new events as they are applied
 /// (polling every `poll`) unless `until_caught_up`, when it ends once it has written
@@ -598,63 +650,40 @@ pub async fn follow(
     Ok(Ended::Done)
 }
 
-/// An exported event's columns: one layout for transfers and trades (a trade's instrument leg
-/// in the first, its cash leg in the cash columns; a transfer leaves those empty).
-const EVENT_COLUMNS: [Column; 14] = [
+/// An exported event's columns: one layout for every kind, a column empty (null) where it is
+/// not the event's. A trade's instrument leg is in the first columns, its cash leg in the cash
+/// columns; an expiry names the pending event it released (`pending_id`); an account created
+/// has its ledger, code, flags, user data and limit.
+const EVENT_COLUMNS: [Column; 19] = [
     Column::new("timestamp", U64),
     Column::new("kind", Text),
-    Column::new("id", U128),
-    Column::new("debit_account_id", U128),
-    Column::new("credit_account_id", U128),
+    Column::optional("id", U128),
+    Column::optional("debit_account_id", U128),
+    Column::optional("credit_account_id", U128),
     // A transfer's amount (u128) or a trade's quantity (u64).
-    Column::new("amount", U128),
-    Column::new("ledger", U32),
+    Column::optional("amount", U128),
+    Column::optional("ledger", U32),
     Column::optional("cash_debit_account_id", U128),
     Column::optional("cash_credit_account_id", U128),
     Column::optional("cash_amount", U64),
     Column::optional("cash_ledger", U32),
-    Column::new("code", U16),
-    Column::new("flags", U16),
-    Column::new("pending_id", U128),
+    Column::optional("code", U16),
+    Column::optional("flags", U16),
+    Column::optional("pending_id", U128),
+    Column::optional("user_data_128", U128),
+    Column::optional("user_data_64", U64),
+    Column::optional("user_data_32", U32),
+    Column::optional("timeout", U32),
+    Column::optional("limit", U64),
 ];
 
-fn event_of_transfer(t: &tally_engine::records::Transfer) -> Vec<String> {
-    vec![
-        t.timestamp.to_string(),
-        "transfer".to_owned(),
-        t.id.to_string(),
-        t.debit_account_id.to_string(),
-        t.credit_account_id.to_string(),
-        t.amount.to_string(),
-        t.ledger.to_string(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        t.code.to_string(),
-        t.flags.0.to_string(),
-        t.pending_id.to_string(),
-    ]
-}
-
-fn event_of_trade(t: &tally_engine::records::Trade) -> Vec<String> {
-    vec![
-        t.timestamp.to_string(),
-        "trade".to_owned(),
-        t.id.to_string(),
-        t.instrument_debit_account_id.to_string(),
-        t.instrument_credit_account_id.to_string(),
-        t.quantity.to_string(),
-        t.instrument_ledger.to_string(),
-        t.cash_debit_account_id.to_string(),
-        t.cash_credit_account_id.to_string(),
-        t.cash_amount.to_string(),
-        t.cash_ledger.to_string(),
-        t.code.to_string(),
-        t.flags.0.to_string(),
-        t.pending_id.to_string(),
-    ]
-}
+/// Each event column's JSON key with its opening quote: `"name":"`.
+static JSON_KEYS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    EVENT_COLUMNS
+        .iter()
+        .map(|column| format!("\"{}\":\"", column.name))
+        .collect()
+});
 
 const POSITION_COLUMNS: [Column; 7] = [
     Column::new("account", U128),

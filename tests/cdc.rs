@@ -252,7 +252,8 @@ fn cdc_metric(addr: &str, series: &str) -> Option<f64> {
     (status == 200).then(|| metric_value(&body, series))?
 }
 
-/// Every transfer the node holds, by query pages: their positions.
+/// Every event the node holds (accounts created, transfers), by events pages: their
+/// positions.
 async fn stored_positions(client: &Client) -> BTreeSet<u64> {
     let filter = QueryFilter {
         limit: tally_engine::limits::STATEMENT_ENTRIES_MAX,
@@ -261,8 +262,8 @@ async fn stored_positions(client: &Client) -> BTreeSet<u64> {
     let mut positions = BTreeSet::new();
     let mut current = filter;
     loop {
-        let page = client.query_transfers(&current).await.expect("a page");
-        positions.extend(page.items.iter().map(|t| t.timestamp));
+        let page = client.query_events(&current).await.expect("a page");
+        positions.extend(page.items.iter().map(|e| e.timestamp));
         match page.next {
             Some(next) => current = filter.after(next),
             None => return positions,
@@ -319,7 +320,8 @@ async fn read_queue(url: &str) -> Vec<u64> {
         assert_eq!(*properties.delivery_mode(), Some(2), "persistent");
         let body: serde_json::Value = serde_json::from_slice(&delivery.data).expect("JSON");
         assert_eq!(body["position"].as_u64(), Some(id), "{body}");
-        assert_eq!(body["kind"], "transfer");
+        let kind = body["kind"].as_str().expect("a kind");
+        assert!(kind == "transfer" || kind == "account", "{body}");
         positions.push(id);
     }
     let _ = connection.close(200, "read").await;
@@ -330,7 +332,7 @@ async fn read_queue(url: &str) -> Vec<u64> {
 /// transfers in batches, `tally cdc` publishes them; it is killed -9 and restarted on its
 /// state file, and the broker is killed -9 and restarted on its data. Once the load ends and
 /// cdc has caught up (its metrics say so), the queue read whole holds every acknowledged
-/// transfer's position (and nothing else), each at least once, in increasing order once
+/// account's and transfer's position (and nothing else), each at least once, in increasing order once
 /// repeats are dropped; every message's `message_id`, `position` header and body agree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_feed_reaches_rabbitmq_whole_through_kills_of_cdc_and_the_broker() {
@@ -446,8 +448,16 @@ async fn the_feed_reaches_rabbitmq_whole_through_kills_of_cdc_and_the_broker() {
 
     let ids = load.await.expect("the load");
     eprintln!("load done after {:?}", began.elapsed());
-    // What the load got acknowledged, read back from the node: their positions.
-    let mut acknowledged = BTreeSet::new();
+    // What was acknowledged (the accounts, then the load's transfers), read back from the
+    // node: their positions.
+    let mut acknowledged: BTreeSet<u64> = client
+        .lookup_accounts(&accounts.iter().map(|a| a.id).collect::<Vec<_>>())
+        .await
+        .expect("lookup")
+        .iter()
+        .map(|a| a.timestamp)
+        .collect();
+    assert_eq!(acknowledged.len(), accounts.len());
     for chunk in ids.chunks(8_000) {
         let found = client.lookup_transfers(chunk).await.expect("lookup");
         assert_eq!(
@@ -457,11 +467,11 @@ async fn the_feed_reaches_rabbitmq_whole_through_kills_of_cdc_and_the_broker() {
         );
         acknowledged.extend(found.iter().map(|t| t.timestamp));
     }
-    assert_eq!(acknowledged.len(), ids.len());
+    assert_eq!(acknowledged.len(), accounts.len() + ids.len());
     assert_eq!(
         stored_positions(&client).await,
         acknowledged,
-        "the node holds exactly the acknowledged transfers"
+        "the node holds exactly the acknowledged accounts and transfers"
     );
     let last = *acknowledged.last().expect("some");
 
@@ -499,7 +509,7 @@ async fn the_feed_reaches_rabbitmq_whole_through_kills_of_cdc_and_the_broker() {
     assert_eq!(
         distinct.len(),
         acknowledged.len(),
-        "distinct positions in the queue vs acknowledged transfers (missing: {:?}, extra: {:?})",
+        "distinct positions in the queue vs acknowledged events (missing: {:?}, extra: {:?})",
         acknowledged
             .difference(&distinct)
             .take(5)
@@ -511,7 +521,7 @@ async fn the_feed_reaches_rabbitmq_whole_through_kills_of_cdc_and_the_broker() {
     );
     assert!(
         distinct == acknowledged,
-        "the queue holds exactly the acknowledged transfers"
+        "the queue holds exactly the acknowledged accounts and transfers"
     );
     let mut seen = BTreeSet::new();
     let mut newest = 0;

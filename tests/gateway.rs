@@ -355,7 +355,7 @@ async fn gateway_end_to_end() {
     let (_, body) = operator
         .ok(Operation::Statement, &encode_statement_request(&filter))
         .await;
-    let statement = decode_statement_reply(&body).expect("statement");
+    let statement = decode_statement_reply(&body).expect("statement").items;
     assert_eq!(statement.len(), 1);
     assert_eq!(statement[0].balances_after.debits_posted, 10);
     let (_, body) = operator

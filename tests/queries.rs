@@ -454,6 +454,13 @@ async fn queries_page_by_page_match_the_reference_within_scope() {
     )
     .expect("JSON");
     assert_eq!(manifest["transfers"], 2_001);
+    assert_eq!(manifest["events"], 2_001);
+    // The commit index it reflects: every write so far was committed by it.
+    assert!(
+        manifest["commit_index"].as_u64().is_some_and(|c| c >= 4),
+        "{manifest}"
+    );
+    assert_eq!(manifest["accounts"], 0);
     assert_eq!(manifest["trades"], 0);
     // The same positions and the same events as CSV and as Parquet: every row and value the
     // same (typed values back to text, nulls to empty cells), the count the manifest's.
@@ -474,7 +481,7 @@ async fn queries_page_by_page_match_the_reference_within_scope() {
     let (from, to) = (from.to_string(), to.to_string());
     for (what, count) in [
         (&["positions", "--ledger", "2", "--at", &at][..], "accounts"),
-        (&["events", "--from", &from, "--to", &to], "transfers"),
+        (&["events", "--from", &from, "--to", &to], "events"),
     ] {
         let (csv_file, csv_manifest) = export(what, "csv", &format!("both-{}.csv", what[0]));
         let (parquet_file, manifest) =
@@ -553,8 +560,17 @@ async fn queries_page_by_page_match_the_reference_within_scope() {
             .map(|l| l["id"].as_str().unwrap_or("").to_owned())
             .collect()
     };
-    let all_ids: Vec<String> = stored.iter().map(|t| t.id.to_string()).collect();
+    // The accounts' creations come first (one request before every transfer), then the
+    // transfers: every applied event.
+    let all_ids: Vec<String> = accounts
+        .iter()
+        .map(|a| a.id.to_string())
+        .chain(stored.iter().map(|t| t.id.to_string()))
+        .collect();
     assert_eq!(ids(&feed), all_ids);
+    assert!(feed[..accounts.len()].iter().all(|l| l["kind"] == "account"
+        && l["ledger"].is_string()
+        && l.get("debit_account_id").is_none()));
     // The feed's objects are the export's rows (but the empty cash columns), plus a position.
     let exported = &lines[0];
     let fed = feed
@@ -575,7 +591,14 @@ async fn queries_page_by_page_match_the_reference_within_scope() {
         .map(|l| l["position"].as_u64().expect("position"))
         .collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]));
-    assert_eq!(positions[0], stored[0].timestamp);
+    let created = operator
+        .lookup_accounts(&[1])
+        .await
+        .expect("lookup")
+        .first()
+        .map(|a| a.timestamp);
+    assert_eq!(Some(positions[0]), created);
+    assert_eq!(positions[accounts.len()], stored[0].timestamp);
     let more: Vec<Transfer> = (0..500u128)
         .map(|i| Transfer {
             id: 50_000 + i,
@@ -604,7 +627,8 @@ async fn queries_page_by_page_match_the_reference_within_scope() {
         .lines()
         .map(|line| serde_json::from_str(line).expect("a JSON line"))
         .collect();
-    let mut touching: Vec<String> = touching_3.iter().map(|t| t.id.to_string()).collect();
+    let mut touching: Vec<String> = vec!["3".to_owned()];
+    touching.extend(touching_3.iter().map(|t| t.id.to_string()));
     touching.extend(more.iter().map(|t| t.id.to_string()));
     assert_eq!(ids(&fed), touching);
     let reader_file = dir.join("reader-positions.csv");
@@ -626,5 +650,92 @@ async fn queries_page_by_page_match_the_reference_within_scope() {
     assert!(
         text.lines().nth(1).is_some_and(|row| row.starts_with("3,")),
         "{text}"
+    );
+}
+
+/// Proves a statement whose account filter keeps few events of a long history is read in
+/// bounded requests: account 1 has more changes than one request walks
+/// (`QUERY_SCAN_MAX`), one in 50,000 with code 2. One request (`statement_page`) answers
+/// short, with a `next`; the client's `statement` follows `next` and gives every code-2 event
+/// in order, oldest or newest first, and a limit stops it early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rare_statement_filter_over_a_long_history_is_read_in_bounded_pages() {
+    use tally_engine::{StatementEvent, StatementFilter};
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut cluster = node(root.path());
+    cluster.found(&[1]).expect("started");
+    cluster
+        .wait_leader(Duration::from_secs(30))
+        .await
+        .expect("a leader");
+    let config = ClientConfig::new(cluster.addrs(), CLUSTER_ID, OPERATOR.as_bytes().to_vec())
+        .with_tls(cluster.client_tls().expect("the local CA"));
+    let client = Client::connect(config).await.expect("connects");
+    let accounts: Vec<Account> = (1..=2)
+        .map(|id| Account {
+            id,
+            ledger: 1,
+            code: 1,
+            ..Account::default()
+        })
+        .collect();
+    assert!(client.create_accounts(&accounts).await.unwrap().is_empty());
+    let total = tally_engine::limits::QUERY_SCAN_MAX as u128 + 40_000;
+    let rare = |n: u128| n % 50_000 == 49_999;
+    let ids: Vec<u128> = (0..total).collect();
+    for chunk in ids.chunks(8_189) {
+        let batch: Vec<Transfer> = chunk
+            .iter()
+            .map(|&n| Transfer {
+                id: n + 1,
+                debit_account_id: 1,
+                credit_account_id: 2,
+                amount: 1,
+                ledger: 1,
+                code: if rare(n) { 2 } else { 1 },
+                ..Transfer::default()
+            })
+            .collect();
+        let failed = client.create_transfers(&batch).await.expect("a batch");
+        assert!(failed.is_empty(), "{failed:?}");
+    }
+    let expected: Vec<u128> = ids.iter().filter(|&&n| rare(n)).map(|n| n + 1).collect();
+    assert_eq!(expected.len(), 11);
+    let ids_of = |entries: &[tally_engine::StatementEntry]| -> Vec<u128> {
+        entries
+            .iter()
+            .map(|e| match e.event {
+                StatementEvent::Transfer(t) => t.id,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    let filter = StatementFilter {
+        account_id: 1,
+        limit: 8_189,
+        code: 2,
+        ..StatementFilter::default()
+    };
+    let first = client.statement_page(&filter).await.expect("a page");
+    assert!(first.next.is_some(), "the walk's bound was met");
+    assert!(first.items.len() < expected.len(), "{}", first.items.len());
+    assert_eq!(ids_of(&first.items), expected[..first.items.len()]);
+    let all = client.statement(&filter).await.expect("a statement");
+    assert_eq!(ids_of(&all), expected);
+    let newest = StatementFilter {
+        reversed: true,
+        ..filter
+    };
+    let mut all = ids_of(&client.statement(&newest).await.expect("a statement"));
+    all.reverse();
+    assert_eq!(all, expected);
+    // A limit ends the walk with that many, even across the bound.
+    let some = StatementFilter {
+        limit: 10,
+        ..filter
+    };
+    assert_eq!(
+        ids_of(&client.statement(&some).await.expect("a statement")),
+        expected[..10]
     );
 }

@@ -18,6 +18,7 @@ pub mod cycle;
 mod digest;
 mod engine;
 mod event_log;
+mod feed;
 mod index;
 mod leg;
 pub mod limits;
@@ -51,6 +52,7 @@ pub use engine::{BatchError, BatchOutcome, Engine, EngineConfig, Operation};
 pub use event_log::{
     CheckpointRefused, EventProof, LeafHashWorker, LogPosition, LEAF_BYTES, LEAF_VERSION,
 };
+pub use feed::{FeedEntry, LedgerEvent};
 pub use memory::{chunk_supply, ChunkMaker, ChunkSupply, MemoryUsage};
 pub use query::{LedgerTotals, QueryError, StatementEntry, StatementEvent, StatementFilter};
 pub use records::{
@@ -65,6 +67,8 @@ pub use snapshot::{
     SNAPSHOT_HEADER_BYTES,
 };
 pub use state::Balances;
+#[cfg(test)]
+mod feed_tests;
 #[cfg(test)]
 mod query_tests;
 #[cfg(test)]

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 
 use crate::engine::Engine;
-use crate::limits::STATEMENT_ENTRIES_MAX;
+use crate::limits::{QUERY_SCAN_MAX, STATEMENT_ENTRIES_MAX};
 use crate::records::{Account, Trade, TradeFlags, Transfer, TransferFlags};
+use crate::search::QueryPage;
 use crate::state::{Balances, EventKind, EventRef, EVENT_NONE};
 
 /// Which part of an account's history a statement covers.
@@ -234,10 +235,20 @@ impl Engine {
 
     /// The account's events in a time range that its account filter keeps, each with the
     /// balances after it: the oldest `limit` of them, or the newest `limit` when `reversed`
-    /// (then newest first). Either way the walk starts at a mark (`history_after`) and covers
-    /// at most `HISTORY_MARK_EVERY` events outside the range plus the range's events up to
-    /// the last one returned: a long statement read in pages costs each page its own length.
-    pub fn statement(&self, filter: &StatementFilter) -> Result<Vec<StatementEntry>, QueryError> {
+    /// (then newest first), and where the next page starts. Either way the walk starts at a
+    /// mark (`history_after`) and covers at most `HISTORY_MARK_EVERY` events outside the
+    /// range plus the range's events up to the last one returned: a long statement read in
+    /// pages costs each page its own length. A page walks at most [`QUERY_SCAN_MAX`] events
+    /// of the range (the applied state is held while it does), so a filter that keeps few
+    /// events of a long range answers in bounded pages, each perhaps short or empty, until
+    /// `next` is `None`; `next` is the following page's `timestamp_min` (oldest first) or
+    /// `timestamp_max` (newest first), as for queries ([`QueryFilter::after`]).
+    ///
+    /// [`QueryFilter::after`]: crate::QueryFilter::after
+    pub fn statement(
+        &self,
+        filter: &StatementFilter,
+    ) -> Result<QueryPage<StatementEntry>, QueryError> {
         let account = self
             .find_account(filter.account_id)
             .ok_or(QueryError::AccountNotFound)?;
@@ -253,14 +264,30 @@ impl Engine {
             return Err(QueryError::TimestampMinExceedsMax);
         }
         let limit = filter.limit.min(STATEMENT_ENTRIES_MAX) as usize;
-        let mut entries = Vec::with_capacity(limit.min(64));
+        let mut items = Vec::with_capacity(limit.min(64));
+        let mut walked = 0usize;
         if filter.reversed {
             let (start, balances) = self.history_after(account, max);
-            self.statement_back(account, filter, start, balances, max, |entry| {
-                entries.push(entry);
-                entries.len() < limit
+            let mut next = None;
+            self.statement_back(account, filter, start, balances, max, |timestamp, entry| {
+                if let Some(entry) = entry {
+                    if items.len() == limit {
+                        // The newest event left over: the next page's newest.
+                        next = Some(timestamp);
+                        return false;
+                    }
+                    items.push(entry);
+                }
+                walked += 1;
+                // The bound: the rest of the range is below this event (and not below 1,
+                // as a `timestamp_max` of 0 means no bound).
+                if walked >= QUERY_SCAN_MAX && timestamp > filter.timestamp_min.max(1) {
+                    next = Some(timestamp - 1);
+                    return false;
+                }
+                true
             });
-            return Ok(entries);
+            return Ok(QueryPage { items, next });
         }
         // Oldest first: segment by segment between marks, each walked back from its mark (or
         // from the newest event) down to the previous mark and turned around.
@@ -280,27 +307,43 @@ impl Engine {
                 ..*filter
             };
             segment.clear();
-            self.statement_back(account, &bounded, start, balances, max, |entry| {
-                segment.push(entry);
+            self.statement_back(account, &bounded, start, balances, max, |_, entry| {
+                walked += 1;
+                segment.extend(entry);
                 true
             });
             for entry in segment.drain(..).rev() {
-                if entries.len() == limit {
-                    return Ok(entries);
+                if items.len() == limit {
+                    // The oldest event left over: the next page's oldest.
+                    let next = Some(entry.timestamp);
+                    return Ok(QueryPage { items, next });
                 }
-                entries.push(entry);
+                items.push(entry);
             }
-            // Done after the newest event's segment, or one that reached past the range.
-            if next >= marks.len() || self.event_timestamp(EventRef(start)) >= max {
-                return Ok(entries);
+            // Done after the newest event's segment (whose start may be no event at all), or
+            // one that reached past the range.
+            if next >= marks.len() {
+                return Ok(QueryPage { items, next: None });
+            }
+            let top = self.event_timestamp(EventRef(start));
+            if top >= max {
+                return Ok(QueryPage { items, next: None });
+            }
+            // The bound, met between segments: every event up to `top` was walked.
+            if walked >= QUERY_SCAN_MAX {
+                return Ok(QueryPage {
+                    items,
+                    next: Some(top + 1),
+                });
             }
             next += 1;
         }
     }
 
     /// Walks `account`'s history back from `start` (whose balances after are `balances`),
-    /// handing `take` each event in `filter.timestamp_min..=max` that the account filter
-    /// keeps, newest first, until it returns false or the walk passes the range's start.
+    /// handing `take` each event in `filter.timestamp_min..=max` — its timestamp, and the
+    /// entry if the account filter keeps it (`None` if not) — newest first, until it
+    /// returns false or the walk passes the range's start.
     fn statement_back(
         &self,
         account: u32,
@@ -308,7 +351,7 @@ impl Engine {
         start: u32,
         mut balances_after: Balances,
         max: u64,
-        mut take: impl FnMut(StatementEntry) -> bool,
+        mut take: impl FnMut(u64, Option<StatementEntry>) -> bool,
     ) {
         for event in self.history_back_from(account, start) {
             let timestamp = self.event_timestamp(event);
@@ -316,15 +359,15 @@ impl Engine {
                 return;
             }
             let balances_before = balances_after.wrapping_sub(self.effect(account, event));
-            if timestamp <= max
-                && self.statement_keeps(filter, event)
-                && !take(StatementEntry {
+            if timestamp <= max {
+                let entry = self.statement_keeps(filter, event).then(|| StatementEntry {
                     timestamp,
                     event: self.statement_event(event),
                     balances_after,
-                })
-            {
-                return;
+                });
+                if !take(timestamp, entry) {
+                    return;
+                }
             }
             balances_after = balances_before;
         }
@@ -401,7 +444,7 @@ impl Engine {
         filter.keeps(&fields)
     }
 
-    fn statement_event(&self, event: EventRef) -> StatementEvent {
+    pub(crate) fn statement_event(&self, event: EventRef) -> StatementEvent {
         match event.kind() {
             EventKind::Transfer => {
                 StatementEvent::Transfer(self.stored_transfer_record(event.slot()))

@@ -90,7 +90,8 @@ fn busy_engine() -> Engine {
     engine
 }
 
-/// The account's whole statement, oldest first, by the plain walk back from its newest event.
+/// The account's whole statement, oldest first, by the plain walk back from its newest event,
+/// following each page's `next`.
 fn whole(engine: &Engine, id: u128) -> Vec<StatementEntry> {
     let mut entries = Vec::new();
     let mut max = 0;
@@ -104,12 +105,10 @@ fn whole(engine: &Engine, id: u128) -> Vec<StatementEntry> {
                 ..StatementFilter::default()
             })
             .expect("a statement");
-        let Some(oldest) = page.last() else { break };
-        max = oldest.timestamp - 1;
-        let done = page.len() < 8_189;
-        entries.extend(page);
-        if done {
-            break;
+        entries.extend(page.items);
+        match page.next {
+            Some(next) => max = next,
+            None => break,
         }
     }
     entries.reverse();
@@ -179,18 +178,25 @@ fn check(engine: &Engine) {
                         let in_range = all
                             .iter()
                             .filter(|e| min <= e.timestamp && e.timestamp <= upper);
-                        let expected: Vec<StatementEntry> = if reversed {
-                            in_range.rev().take(limit as usize).copied().collect()
+                        let in_range: Vec<StatementEntry> = in_range.copied().collect();
+                        let ordered: Vec<StatementEntry> = if reversed {
+                            in_range.iter().rev().copied().collect()
                         } else {
-                            in_range.take(limit as usize).copied().collect()
+                            in_range
                         };
+                        let expected = &ordered[..ordered.len().min(limit as usize)];
                         let got = engine.statement(&filter).expect("a statement");
-                        assert_eq!(got, expected, "{filter:?}");
+                        assert_eq!(got.items, expected, "{filter:?}");
+                        // `next` is the first entry left over, if any (no page here is long
+                        // enough to meet the walk bound).
+                        let left = ordered.get(limit as usize).map(|e| e.timestamp);
+                        assert_eq!(got.next, left, "{filter:?}");
                     }
                 }
             }
         }
-        // Oldest first in pages of 50, each starting after the last: the whole statement.
+        // Oldest first in pages of 50, each starting at the page before's `next`: the whole
+        // statement.
         let mut paged = Vec::new();
         let mut from = 0;
         loop {
@@ -202,9 +208,12 @@ fn check(engine: &Engine) {
                     ..StatementFilter::default()
                 })
                 .expect("a page");
-            let Some(newest) = page.last() else { break };
-            from = newest.timestamp + 1;
-            paged.extend(page);
+            assert!(page.items.len() == 50 || page.next.is_none());
+            paged.extend(page.items);
+            match page.next {
+                Some(next) => from = next,
+                None => break,
+            }
         }
         assert_eq!(paged, all, "account {id} in pages");
         // The account filter through the marks: credits only, and one code.
@@ -216,7 +225,8 @@ fn check(engine: &Engine) {
                 code: 2,
                 ..StatementFilter::default()
             })
-            .expect("a statement");
+            .expect("a statement")
+            .items;
         let expected: Vec<StatementEntry> = all
             .iter()
             .filter(|e| match e.event {
@@ -242,5 +252,82 @@ fn statements_and_as_of_through_marks() {
     check(&restored);
     for id in [1u128, 2, 3] {
         assert_eq!(whole(&engine, id), whole(&restored, id));
+    }
+}
+
+/// Proves a statement's walk is bounded: account 1's history is longer than one page may walk
+/// (`QUERY_SCAN_MAX`), and a filter keeps one event in 100,000 of it. Each page, either way,
+/// stops at the bound with what it found (fewer than its limit, perhaps none) and a `next`;
+/// following `next` gives exactly the kept events, in order, then ends.
+#[test]
+fn a_rare_filter_over_a_long_history_answers_in_bounded_pages() {
+    let mut engine = Engine::new(EngineConfig { hash_seed: 9 });
+    let accounts: Vec<Account> = (1..=2)
+        .map(|id| Account {
+            id,
+            ledger: 1,
+            code: 1,
+            ..Account::default()
+        })
+        .collect();
+    engine
+        .apply(
+            Operation::CreateAccounts,
+            T0,
+            &encode_batch(&accounts, Account::encode),
+        )
+        .expect("valid");
+    let total = crate::limits::QUERY_SCAN_MAX * 5 / 2;
+    let rare = |n: usize| n % 100_000 == 99_999;
+    for (b, chunk) in (0..total).collect::<Vec<_>>().chunks(8_000).enumerate() {
+        let batch: Vec<Transfer> = chunk
+            .iter()
+            .map(|&n| Transfer {
+                code: if rare(n) { 2 } else { 1 },
+                ..transfer(n as u128 + 1, 1, 2, 1, 0)
+            })
+            .collect();
+        engine
+            .apply(
+                Operation::CreateTransfers,
+                T0 + (b as u64 + 1) * SECOND,
+                &encode_batch(&batch, Transfer::encode),
+            )
+            .expect("valid");
+    }
+    let expected: Vec<u128> = (0..total)
+        .filter(|&n| rare(n))
+        .map(|n| n as u128 + 1)
+        .collect();
+    assert_eq!(expected.len(), 13);
+    for reversed in [false, true] {
+        let first = StatementFilter {
+            account_id: 1,
+            limit: 8_189,
+            reversed,
+            code: 2,
+            ..StatementFilter::default()
+        };
+        let (mut got, mut pages, mut current) = (Vec::new(), 0, first);
+        loop {
+            let page = engine.statement(&current).expect("a page");
+            pages += 1;
+            got.extend(page.items.iter().map(|e| match e.event {
+                StatementEvent::Transfer(t) => t.id,
+                other => panic!("{other:?}"),
+            }));
+            match page.next {
+                Some(next) if reversed => current.timestamp_max = next,
+                Some(next) => current.timestamp_min = next,
+                None => break,
+            }
+            assert!(pages < 100, "no end");
+        }
+        if reversed {
+            got.reverse();
+        }
+        assert_eq!(got, expected, "reversed {reversed}");
+        // 1.3M events at 524,288 a page: three pages, the first two stopped by the bound.
+        assert_eq!(pages, 3, "reversed {reversed}");
     }
 }

@@ -196,7 +196,8 @@ fn pending_post_and_expiry() {
             limit: 10,
             ..StatementFilter::default()
         })
-        .expect("account exists");
+        .expect("account exists")
+        .items;
     let kinds: Vec<_> = statement
         .iter()
         .map(|e| match e.event {

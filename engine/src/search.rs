@@ -60,7 +60,7 @@ impl QueryFilter {
 
     /// The newest timestamp included, 0 read as no bound; refuses a filter that can match
     /// nothing by construction (a zero limit, an empty range).
-    fn bounds(&self) -> Result<(u64, u64), QueryError> {
+    pub(crate) fn bounds(&self) -> Result<(u64, u64), QueryError> {
         if self.limit == 0 {
             return Err(QueryError::LimitMustNotBeZero);
         }
@@ -75,7 +75,7 @@ impl QueryFilter {
         Ok((self.timestamp_min, max))
     }
 
-    fn refuse_field(&self, field: &'static str, value: bool) -> Result<(), QueryError> {
+    pub(crate) fn refuse_field(&self, field: &'static str, value: bool) -> Result<(), QueryError> {
         if value {
             Err(QueryError::FieldNotInRecord(field))
         } else {
@@ -132,7 +132,7 @@ fn scan(
 }
 
 /// `slice::partition_point` over indexes `0..len`.
-fn partition_point(len: usize, pred: impl Fn(usize) -> bool) -> usize {
+pub(crate) fn partition_point(len: usize, pred: impl Fn(usize) -> bool) -> usize {
     let (mut low, mut high) = (0usize, len);
     while low < high {
         let mid = low + (high - low) / 2;
@@ -297,4 +297,4 @@ impl Engine {
 
 #[cfg(test)]
 #[path = "search_tests.rs"]
-mod tests;
+pub(crate) mod tests;

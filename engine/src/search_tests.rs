@@ -106,7 +106,7 @@ fn in_range(filter: &QueryFilter, timestamp: u64) -> bool {
 }
 
 /// Every page of a query, following `next`; also checks each page's size.
-fn all_pages<T>(
+pub(crate) fn all_pages<T>(
     filter: &QueryFilter,
     mut page: impl FnMut(&QueryFilter) -> QueryPage<T>,
 ) -> Vec<T> {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tally_engine::records::{Account, Trade, Transfer};
-use tally_engine::Engine;
+use tally_engine::{Engine, LedgerEvent, StatementEvent};
 
 use crate::limits::SESSION_IDLE_DEFAULT;
 pub use tally_client::protocol::Role;
@@ -204,6 +204,25 @@ impl Access {
                 .into_iter()
                 .any(|id| Self::account_id_visible(scope, engine, id))
         })
+    }
+
+    /// An applied event is visible as its record is: an account created as the account, an
+    /// expiry as the pending transfer or trade it released.
+    pub(crate) fn event_visible(&self, engine: &Engine, event: &LedgerEvent) -> bool {
+        if self.scope.is_none() {
+            return true;
+        }
+        match event {
+            LedgerEvent::AccountCreated(account) => self.account_visible(account),
+            LedgerEvent::Applied(StatementEvent::Transfer(t)) => self.transfer_visible(t),
+            LedgerEvent::Applied(StatementEvent::Trade(t)) => self.trade_visible(engine, t),
+            LedgerEvent::Applied(StatementEvent::TransferExpired { pending_id }) => engine
+                .lookup_transfer(*pending_id)
+                .is_some_and(|t| self.transfer_visible(&t)),
+            LedgerEvent::Applied(StatementEvent::TradeExpired { pending_id }) => engine
+                .lookup_trade(*pending_id)
+                .is_some_and(|t| self.trade_visible(engine, &t)),
+        }
     }
 
     /// A settlement instruction is visible, like a trade, if any of its four accounts is.

@@ -111,11 +111,18 @@ def test_malformed_reply_headers_are_refused(payload):
         (protocol.decode_create_reply, struct.pack("<QQII", 1, 2, 3, 0)),
         (protocol.decode_create_reply, struct.pack("<QQII", 1, 2, 0, 1)),
         (protocol.decode_balances, bytes(63)),
-        (protocol.decode_statement, struct.pack("<II", 2, 0) + bytes(208)),
+        (protocol.decode_statement, struct.pack("<IIQ", 2, 0, 0) + bytes(208)),
         (
             protocol.decode_statement,
-            struct.pack("<IIQB7x", 1, 0, 5, 1) + bytes(64) + bytes(118) + b"\x00\x01" + bytes(8),
+            struct.pack("<IIQQB7x", 1, 0, 0, 5, 1)
+            + bytes(64)
+            + bytes(118)
+            + b"\x00\x01"
+            + bytes(8),
         ),
+        # A next page without the more flag; an unknown flag.
+        (protocol.decode_statement, struct.pack("<IIQ", 0, 0, 9)),
+        (protocol.decode_statement, struct.pack("<IIQ", 0, 2, 0)),
         (protocol.decode_checkpoint, struct.pack("<QQH", 1, 2, 5) + b"abc"),
         (protocol.decode_consistency, struct.pack("<II", 66, 0) + bytes(66 * 32)),
         (protocol.decode_prove, struct.pack("<QQII", 1, 2, 1, 0)),

@@ -276,6 +276,46 @@ def test_positions_as_of_a_past_time_equal_balances_as_of(node, ledger):
             )
 
 
+def test_events_every_page_equals_the_accounts_transfers_and_trades_merged(node, ledger):
+    """Every applied event of this test's range (accounts created, transfers, trades: no
+    expiries here), merged by timestamp from the lookups, equals the events pages in pages of
+    3 and of 8,189, both ways, and through the client's walk."""
+    expected = sorted(
+        [("account", a.timestamp, a.id) for a in ledger.accounts]
+        + [("transfer", t.timestamp, t.id) for t in ledger.transfers]
+        + [("trade", t.timestamp, t.id) for t in ledger.trades],
+        key=lambda e: e[1],
+    )
+
+    def key(e: Any) -> tuple[str, int, int]:
+        record = e.account or e.transfer or e.trade
+        assert record.timestamp == e.timestamp
+        return (e.kind, e.timestamp, record.id)
+
+    with node.client() as client:
+        for limit in (3, 8189):
+            for reversed in (False, True):
+                f = QueryFilter(
+                    timestamp_min=ledger.first,
+                    timestamp_max=ledger.last,
+                    limit=limit,
+                    reversed=reversed,
+                )
+                want = expected[::-1] if reversed else expected
+                assert [key(e) for e in every_page(client.query_events, f)] == want, f
+                walk = walked(client, client.query_events, f, len(expected))
+                assert [key(e) for e in walk] == want, f
+        # The records are the ones a lookup returns.
+        events = list(
+            client.query_all(
+                client.query_events,
+                QueryFilter(timestamp_min=ledger.first, timestamp_max=ledger.last),
+            )
+        )
+        assert [e.transfer for e in events if e.transfer] == ledger.transfers
+        assert [e.trade for e in events if e.trade] == ledger.trades
+
+
 def test_fields_a_record_lacks_and_empty_ranges_are_bad_requests(node, ledger):
     with node.client() as client:
         for call, f in [
@@ -284,6 +324,9 @@ def test_fields_a_record_lacks_and_empty_ranges_are_bad_requests(node, ledger):
             (client.query_trades, QueryFilter(user_data_32=1)),
             (client.query_trades, QueryFilter(user_data_128=1)),
             (client.query_transfers, QueryFilter(timestamp_min=10, timestamp_max=5)),
+            # Events are selected by time only.
+            (client.query_events, QueryFilter(ledger=ledger.a)),
+            (client.query_events, QueryFilter(code=1)),
         ]:
             with pytest.raises(BadRequest):
                 call(f)
@@ -302,3 +345,8 @@ def test_a_reader_queries_within_its_scope(node, ledger):
         ]
         assert list(reader.query_all(reader.query_transfers, QueryFilter(ledger=ledger.a))) == []
         assert list(reader.query_all(reader.query_trades, QueryFilter(ledger=ledger.b))) == []
+        # Of this test's events, the reader sees the creation of the account on ledger 1.
+        mine = QueryFilter(timestamp_min=ledger.first, timestamp_max=ledger.last, limit=3)
+        seen = [(e.kind, e.account.id if e.account else 0) for e in
+                reader.query_all(reader.query_events, mine)]  # fmt: skip
+        assert seen == [("account", ledger.tag + 20)]

@@ -141,6 +141,46 @@ def test_a_page_of_positions_round_trips():
     assert page.items[0].account.credits_posted == 1 << 100
 
 
+def event_bytes(timestamp: int, kind: int, record: bytes) -> bytes:
+    """An events reply's entry, packed here from the documented layout."""
+    return struct.pack("<QB7x", timestamp, kind) + record
+
+
+def test_a_page_of_events_round_trips():
+    expiry = (77).to_bytes(16, "little") + bytes(112)
+    body = head(5, 200) + b"".join(
+        [
+            event_bytes(40, 5, bytes(encode_accounts(ACCOUNTS[:1]))),
+            event_bytes(50, 1, bytes(encode_transfers(TRANSFERS))),
+            event_bytes(60, 2, bytes(encode_trades(TRADES))),
+            event_bytes(70, 3, expiry),
+            event_bytes(80, 4, expiry),
+        ]
+    )
+    page = query.decode_events_page(body)
+    assert page.next == 200
+    assert [(e.timestamp, e.kind) for e in page.items] == [
+        (40, "account"),
+        (50, "transfer"),
+        (60, "trade"),
+        (70, "transfer_expired"),
+        (80, "trade_expired"),
+    ]
+    assert page.items[0].account == ACCOUNTS[0]
+    assert page.items[1].transfer == TRANSFERS[0]
+    assert page.items[2].trade == TRADES[0]
+    assert page.items[3].pending_id == 77 and page.items[3].transfer is None
+    assert page.items[4].pending_id == 77
+    # An unknown kind, a reserved byte, an expiry with bytes past its id, a short entry.
+    for at, byte in [(24, 6), (24, 0), (25, 1), (16 + 4 * 144 + 16 + 20, 1)]:
+        bad = bytearray(body)
+        bad[at] = byte
+        with pytest.raises(DecodeError):
+            query.decode_events_page(bytes(bad))
+    with pytest.raises(DecodeError):
+        query.decode_events_page(body[:-1])
+
+
 ONE_ACCOUNT = bytes(encode_accounts(ACCOUNTS[:1]))
 ONE_POSITION = ONE_ACCOUNT + balances_bytes(BALANCES)
 
@@ -179,11 +219,12 @@ def test_random_bytes_never_raise_anything_but_decode_error():
         query.decode_transfers_page,
         query.decode_trades_page,
         query.decode_positions_page,
+        query.decode_events_page,
     ]
     for _ in range(2000):
         count = rng.choice([0, 1, 2, rng.randrange(1 << 32)])
         body = head(count, None, rng.choice([0, 1, rng.randrange(1 << 32)]))
-        body += rng.randbytes(rng.choice([0, 8, 128, 192, 256, rng.randrange(400)]))
+        body += rng.randbytes(rng.choice([0, 8, 128, 144, 192, 256, rng.randrange(400)]))
         for decode in decoders:
             try:
                 decode(body)

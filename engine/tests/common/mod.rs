@@ -367,7 +367,7 @@ pub fn check_history_queries(engine: &Engine, model: &Model, rng: &mut Rng) {
             let actual = engine.statement(&filter);
             match (expected, actual) {
                 (Ok(m), Ok(e)) => {
-                    let e: Vec<MEntry> = e.iter().map(entry).collect();
+                    let e: Vec<MEntry> = e.items.iter().map(entry).collect();
                     if e != m {
                         let at = e
                             .iter()

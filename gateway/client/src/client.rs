@@ -28,12 +28,13 @@ mod settlement;
 
 pub use config::{ClientConfig, Reads};
 pub use in_order::IN_ORDER_WINDOW_MAX;
+pub use query::HistoryReached;
 
 use crate::connection::{Answer, Connection, ConnectionError};
 use bytes::Bytes;
 use tally_engine::limits::RECORD_BYTES;
 use tally_engine::records::{Account, Settlement, Trade, Transfer, TransferFlags};
-use tally_engine::{Balances, EventResult, StatementEntry, StatementFilter};
+use tally_engine::{Balances, EventResult, QueryPage, StatementEntry, StatementFilter};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::time::{sleep, timeout, Instant};
 
@@ -379,12 +380,17 @@ impl Client {
     }
 
     async fn read(&self, operation: Operation, body: Vec<u8>) -> Result<Bytes, ClientError> {
+        Ok(self.read_reply(operation, body).await?.body)
+    }
+
+    /// A read's whole reply: its body and the commit index of the applied state it was
+    /// served from.
+    async fn read_reply(&self, operation: Operation, body: Vec<u8>) -> Result<Reply, ClientError> {
         let flags = match self.inner.config.reads {
             Reads::Linearizable => FLAG_LINEARIZABLE,
             Reads::Local => 0,
         };
-        let reply = self.inner.call(operation, Bytes::from(body), flags).await?;
-        Ok(reply.body)
+        self.inner.call(operation, Bytes::from(body), flags).await
     }
 
     /// Operators: the state of the node this client's session is on (`audit`: with its state
@@ -457,11 +463,43 @@ impl Client {
         decode_trades(&body).map_err(|error| ClientError::Decode(error.to_string()))
     }
 
-    /// An account's statement: the changes to its balances, as the filter asks.
+    /// An account's statement: the changes to its balances in the filter's range that its
+    /// account filter keeps, oldest first (newest first when reversed), `filter.limit` of
+    /// them or every one the range holds if fewer. A node walks a bounded part of the
+    /// history per request ([`Client::statement_page`]); this follows `next` until it has
+    /// the entries asked for or the range ends, so fewer than `limit` entries means the
+    /// range has no more (read on with `timestamp_min` one past the last entry's timestamp).
     pub async fn statement(
         &self,
         filter: &StatementFilter,
     ) -> Result<Vec<StatementEntry>, ClientError> {
+        let mut entries = Vec::new();
+        let mut current = *filter;
+        loop {
+            let page = self.statement_page(&current).await?;
+            entries.extend(page.items);
+            let left = filter.limit.saturating_sub(entries.len() as u32);
+            match page.next {
+                Some(next) if left > 0 => {
+                    if filter.reversed {
+                        current.timestamp_max = next;
+                    } else {
+                        current.timestamp_min = next;
+                    }
+                    current.limit = left;
+                }
+                _ => return Ok(entries),
+            }
+        }
+    }
+
+    /// One request's statement page: at most `filter.limit` entries, perhaps fewer (even
+    /// none) when the node's walk met its bound, and where the next page starts (`next`: the
+    /// following request's `timestamp_min`, or `timestamp_max` when reversed).
+    pub async fn statement_page(
+        &self,
+        filter: &StatementFilter,
+    ) -> Result<QueryPage<StatementEntry>, ClientError> {
         let body = self
             .read(Operation::Statement, encode_statement_request(filter))
             .await?;

@@ -20,5 +20,5 @@ pub mod protocol;
 pub mod query;
 mod reply;
 
-pub use client::{Client, ClientConfig, ClientError, Created, Reads};
+pub use client::{Client, ClientConfig, ClientError, Created, HistoryReached, Reads};
 pub use tally_wire::tls::ClientTls;

@@ -43,7 +43,9 @@ pub const REPLY_PAYLOAD_BYTES_MAX: usize = 2 * 1024 * 1024;
 
 // The largest reply (a statement of `STATEMENT_ENTRIES_MAX` entries) and a full lookup fit.
 const _: () = assert!(
-    HEADER_BYTES + 8 + tally_engine::limits::STATEMENT_ENTRIES_MAX as usize * STATEMENT_ENTRY_BYTES
+    HEADER_BYTES
+        + 16
+        + tally_engine::limits::STATEMENT_ENTRIES_MAX as usize * STATEMENT_ENTRY_BYTES
         <= REPLY_PAYLOAD_BYTES_MAX
 );
 const _: () = assert!(HEADER_BYTES + LOOKUP_IDS_MAX * RECORD_BYTES <= REPLY_PAYLOAD_BYTES_MAX);

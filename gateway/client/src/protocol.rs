@@ -98,6 +98,9 @@ pub const KIND_QUERY_TRANSFERS: u8 = 112;
 pub const KIND_QUERY_TRADES: u8 = 114;
 /// Accounts by field with their balances as of a time, a page at a time (`query`).
 pub const KIND_QUERY_POSITIONS: u8 = 116;
+/// Every applied event (accounts created, transfers, trades, expiries) by time, a page at a
+/// time: the change feed's read (`query`).
+pub const KIND_QUERY_EVENTS: u8 = 118;
 
 /// The kind of the reply to a frame of `kind`: the request's plus one. A frame with an odd or
 /// unknown kind (≥ 64) is answered `BadRequest` with kind `kind | 1`.
@@ -135,10 +138,11 @@ pub enum Operation {
     QueryTransfers,
     QueryTrades,
     QueryPositions,
+    QueryEvents,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 27] = [
+    pub const ALL: [Operation; 28] = [
         Operation::Register,
         Operation::Heartbeat,
         Operation::CreateAccounts,
@@ -166,6 +170,7 @@ impl Operation {
         Operation::QueryTransfers,
         Operation::QueryTrades,
         Operation::QueryPositions,
+        Operation::QueryEvents,
     ];
 
     pub const fn kind(self) -> u8 {
@@ -197,6 +202,7 @@ impl Operation {
             Operation::QueryTransfers => KIND_QUERY_TRANSFERS,
             Operation::QueryTrades => KIND_QUERY_TRADES,
             Operation::QueryPositions => KIND_QUERY_POSITIONS,
+            Operation::QueryEvents => KIND_QUERY_EVENTS,
         }
     }
 
@@ -592,7 +598,8 @@ pub fn decode_request_body(operation: Operation, body: &[u8]) -> Result<Request<
         Operation::QueryAccounts
         | Operation::QueryTransfers
         | Operation::QueryTrades
-        | Operation::QueryPositions => {
+        | Operation::QueryPositions
+        | Operation::QueryEvents => {
             use crate::query::{decode_query_request, QueryKind};
             let positions = operation == Operation::QueryPositions;
             let (filter, at) = decode_query_request(body, positions)?;
@@ -600,6 +607,7 @@ pub fn decode_request_body(operation: Operation, body: &[u8]) -> Result<Request<
                 Operation::QueryAccounts => QueryKind::Accounts,
                 Operation::QueryTransfers => QueryKind::Transfers,
                 Operation::QueryTrades => QueryKind::Trades,
+                Operation::QueryEvents => QueryKind::Events,
                 _ => QueryKind::Positions { at },
             };
             Ok(Request::Query { kind, filter })

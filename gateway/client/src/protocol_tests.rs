@@ -329,9 +329,20 @@ fn reply_bodies_round_trip() {
             balances_after: Balances::default(),
         },
     ];
-    let body = encode_statement_reply(&entries);
-    assert_eq!(body.len(), 8 + entries.len() * STATEMENT_ENTRY_BYTES);
-    assert_eq!(decode_statement_reply(&body).expect("decodes"), entries);
+    for next in [None, Some(14)] {
+        let page = tally_engine::QueryPage {
+            items: entries.clone(),
+            next,
+        };
+        let body = encode_statement_reply(&page);
+        assert_eq!(body.len(), 16 + entries.len() * STATEMENT_ENTRY_BYTES);
+        assert_eq!(decode_statement_reply(&body).expect("decodes"), page);
+        // The header is a query reply's: `next` without the more flag is damage.
+        let mut damaged = body.clone();
+        damaged[4] = 0;
+        damaged[8] = 1;
+        assert!(decode_statement_reply(&damaged).is_err());
+    }
     for refusal in [
         Refusal {
             leader: Some((2, "127.0.0.1:7002".to_owned())),

@@ -1,4 +1,4 @@
-//! Queries by field (kinds 110–116): the request (a filter, and for positions the time asked)
+//! Queries by field (kinds 110–116) and every event by time (kind 118): the request (a filter, and for positions the time asked)
 //! and the reply (a page of records and where the next page starts). Byte layouts in
 //! docs/protocol.md, "Queries".
 //!
@@ -15,14 +15,16 @@
 //!     40    8 timestamp min                  8    8 next (0 without more)
 //!     48    8 timestamp max (0: no bound)   16      the records, 128 bytes each; positions:
 //!     56    4 flags: bit 0 newest first             each record then its balances as of
-//!     60    4 reserved, zero                        the time asked (4 × u128, 64 bytes)
+//!     60    4 reserved, zero                        the time asked (4 × u128, 64 bytes);
+//!                                               events: 144 bytes each, [`put_event_entry`]
 //! ```
 
 use tally_engine::limits::{RECORD_BYTES, STATEMENT_ENTRIES_MAX};
 use tally_engine::records::{Account, RecordBytes, Trade, Transfer};
-use tally_engine::{Balances, Position, QueryFilter, QueryPage};
+use tally_engine::{Balances, FeedEntry, LedgerEvent, Position, QueryFilter, QueryPage};
 
 use crate::protocol::{check_count, DecodeError, Reader};
+use crate::reply::{decode_event, event_record};
 
 /// A query request's body bytes.
 pub const QUERY_REQUEST_BYTES: usize = 64;
@@ -31,6 +33,10 @@ pub const POSITIONS_REQUEST_BYTES: usize = 80;
 const REVERSED: u32 = 1;
 const MORE: u32 = 1;
 const BALANCES_BYTES: usize = 64;
+/// An events reply's entry: timestamp u64, kind u8, reserved 7, then the record (128 bytes).
+pub const EVENT_ENTRY_BYTES: usize = 16 + RECORD_BYTES;
+/// An events entry's kind byte for an account created (1–4 are a statement's kinds).
+const EVENT_ACCOUNT: u8 = 5;
 
 /// What a query asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +48,8 @@ pub enum QueryKind {
     Positions {
         at: u64,
     },
+    /// Every applied event by time (the filter's fields must be zero).
+    Events,
 }
 
 /// A query request's body: the filter (and for positions, the time).
@@ -118,8 +126,8 @@ pub fn decode_query_request(
 
 /// A query reply's header for `count` records and the page's `next`; the records (and for
 /// positions each record's balances) follow it.
-pub fn query_reply_header(count: usize, next: Option<u64>) -> [u8; 16] {
-    let mut header = [0u8; 16];
+pub fn query_reply_header(count: usize, next: Option<u64>) -> [u8; QUERY_REPLY_HEADER_BYTES] {
+    let mut header = [0u8; QUERY_REPLY_HEADER_BYTES];
     header[..4].copy_from_slice(&(count as u32).to_le_bytes());
     header[4..8].copy_from_slice(&(if next.is_some() { MORE } else { 0 }).to_le_bytes());
     header[8..].copy_from_slice(&next.unwrap_or(0).to_le_bytes());
@@ -138,12 +146,52 @@ pub fn put_position_balances(balances: &Balances, out: &mut Vec<u8>) {
     }
 }
 
-/// A query reply's records (each `extra` bytes longer than a record: 0, or the balances of a
-/// position) and `next`.
-fn decode_page(body: &[u8], extra: usize) -> Result<(Vec<&[u8]>, Option<u64>), DecodeError> {
-    let mut reader = Reader::new(body, "query reply");
+/// Appends an events reply's entry: its timestamp, its kind (1 transfer, 2 trade, 3 pending
+/// transfer expired, 4 pending trade expired — as in a statement — or 5 account created),
+/// 7 reserved bytes, then the record (for an expiry: the pending event's id, then zeros).
+pub fn put_event_entry(entry: &FeedEntry, out: &mut Vec<u8>) {
+    out.extend_from_slice(&entry.timestamp.to_le_bytes());
+    let (kind, record) = match &entry.event {
+        LedgerEvent::AccountCreated(account) => (EVENT_ACCOUNT, account.encode()),
+        LedgerEvent::Applied(event) => event_record(event),
+    };
+    out.extend_from_slice(&[kind, 0, 0, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(&record);
+}
+
+/// Decodes a page of events (each [`EVENT_ENTRY_BYTES`], as [`put_event_entry`] writes them).
+pub fn decode_events_page(body: &[u8]) -> Result<QueryPage<FeedEntry>, DecodeError> {
+    let (entries, next) = decode_page(body, EVENT_ENTRY_BYTES - RECORD_BYTES)?;
+    let items = entries
+        .into_iter()
+        .map(|bytes| {
+            let mut reader = Reader::new(bytes, "event");
+            let timestamp = reader.u64()?;
+            let kind = reader.u8()?;
+            reader.zeros(7)?;
+            let record: RecordBytes = reader.array()?;
+            let event = if kind == EVENT_ACCOUNT {
+                LedgerEvent::AccountCreated(
+                    Account::decode(&record).map_err(|_| DecodeError::Record("account"))?,
+                )
+            } else {
+                LedgerEvent::Applied(decode_event(kind, &record)?)
+            };
+            Ok(FeedEntry { timestamp, event })
+        })
+        .collect::<Result<_, DecodeError>>()?;
+    Ok(QueryPage { items, next })
+}
+
+/// A query (or statement) reply's header bytes: count, flags, next.
+pub const QUERY_REPLY_HEADER_BYTES: usize = 16;
+
+/// A query (or statement) reply's header: the count of records that follow (at most
+/// 8,189) and `next`.
+pub fn decode_query_reply_header(body: &[u8]) -> Result<(usize, Option<u64>), DecodeError> {
+    let mut reader = Reader::new(body, "reply header");
     let count = reader.u32()? as usize;
-    check_count("query records", count, 0, STATEMENT_ENTRIES_MAX as usize)?;
+    check_count("records", count, 0, STATEMENT_ENTRIES_MAX as usize)?;
     let flags = reader.u32()?;
     if flags & !MORE != 0 {
         return Err(DecodeError::UnknownFlags(
@@ -154,10 +202,18 @@ fn decode_page(body: &[u8], extra: usize) -> Result<(Vec<&[u8]>, Option<u64>), D
     let next = if flags & MORE != 0 {
         Some(next)
     } else if next != 0 {
-        return Err(DecodeError::ReservedNotZero("query reply's next"));
+        return Err(DecodeError::ReservedNotZero("reply's next"));
     } else {
         None
     };
+    Ok((count, next))
+}
+
+/// A query reply's records (each `extra` bytes longer than a record: 0, or the balances of a
+/// position) and `next`.
+fn decode_page(body: &[u8], extra: usize) -> Result<(Vec<&[u8]>, Option<u64>), DecodeError> {
+    let (count, next) = decode_query_reply_header(body)?;
+    let mut reader = Reader::new(&body[QUERY_REPLY_HEADER_BYTES..], "query reply");
     let mut records = Vec::with_capacity(count.min(reader.bytes.len() / RECORD_BYTES + 1));
     for _ in 0..count {
         records.push(reader.take(RECORD_BYTES + extra)?);
@@ -295,5 +351,67 @@ mod tests {
         let mut short = query_reply_header(2, None).to_vec();
         short.extend_from_slice(&account.encode());
         assert!(decode_accounts_page(&short).is_err());
+    }
+
+    #[test]
+    fn events_pages_round_trip_and_damage_is_refused() {
+        use tally_engine::StatementEvent;
+        let events = [
+            LedgerEvent::AccountCreated(Account {
+                id: 1,
+                ledger: 2,
+                code: 3,
+                timestamp: 10,
+                ..Account::default()
+            }),
+            LedgerEvent::Applied(StatementEvent::Transfer(Transfer {
+                id: 4,
+                debit_account_id: 1,
+                credit_account_id: 2,
+                amount: u128::MAX,
+                ledger: 2,
+                code: 3,
+                timestamp: 11,
+                ..Transfer::default()
+            })),
+            LedgerEvent::Applied(StatementEvent::Trade(Trade {
+                id: 5,
+                quantity: 6,
+                timestamp: 12,
+                ..Trade::default()
+            })),
+            LedgerEvent::Applied(StatementEvent::TransferExpired { pending_id: 7 }),
+            LedgerEvent::Applied(StatementEvent::TradeExpired { pending_id: 8 }),
+        ];
+        let items: Vec<FeedEntry> = events
+            .iter()
+            .enumerate()
+            .map(|(i, &event)| FeedEntry {
+                timestamp: 10 + i as u64,
+                event,
+            })
+            .collect();
+        let mut reply = query_reply_header(items.len(), Some(15)).to_vec();
+        for entry in &items {
+            put_event_entry(entry, &mut reply);
+        }
+        assert_eq!(reply.len(), 16 + items.len() * EVENT_ENTRY_BYTES);
+        let page = decode_events_page(&reply).unwrap();
+        assert_eq!(page.items, items);
+        assert_eq!(page.next, Some(15));
+        // An unknown kind, a reserved byte, an expiry with bytes past its id, a short entry.
+        for (at, byte) in [
+            (16 + 8, 6u8),
+            (16 + 8, 0),
+            (16 + 9, 1),
+            (16 + 4 * 144 + 16 + 20, 1),
+        ] {
+            let mut damaged = reply.clone();
+            damaged[at] = byte;
+            assert!(decode_events_page(&damaged).is_err(), "byte {at}");
+        }
+        assert!(decode_events_page(&reply[..reply.len() - 1]).is_err());
+        // A page of events is not a page of accounts, nor the other way round.
+        assert!(decode_accounts_page(&reply).is_err());
     }
 }

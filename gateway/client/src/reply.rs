@@ -4,13 +4,14 @@
 
 use tally_engine::limits::RECORD_BYTES;
 use tally_engine::records::{Account, RecordBytes, Trade, Transfer};
-use tally_engine::{Balances, EventResult, StatementEntry, StatementEvent};
+use tally_engine::{Balances, EventResult, QueryPage, StatementEntry, StatementEvent};
 
 use crate::limits::{
     ADDRESS_BYTES_MAX, HEADER_BYTES, LOOKUP_IDS_MAX, MESSAGE_BYTES_MAX, REQUEST_EVENTS_MAX,
     STATEMENT_ENTRY_BYTES,
 };
 use crate::protocol::{check_count, check_records, put_str, DecodeError, Reader, PROTOCOL_VERSION};
+use crate::query::{decode_query_reply_header, query_reply_header, QUERY_REPLY_HEADER_BYTES};
 
 /// How a reply begins (its header's status byte).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -309,32 +310,60 @@ fn get_balances(reader: &mut Reader<'_>) -> Result<Balances, DecodeError> {
     })
 }
 
-/// A statement reply's body: entry count u32, reserved u32, then per entry (208 bytes):
-/// timestamp u64, event kind u8 (1 transfer, 2 trade, 3 pending transfer expired, 4 pending
-/// trade expired), reserved 7, balances after (debits pending, debits posted, credits
+/// A statement reply's body: the query reply's header (entry count u32, flags u32 — bit 0:
+/// more, the next page starts at `next` — next u64, 0 without more), then per entry (208
+/// bytes): timestamp u64, event kind u8 (1 transfer, 2 trade, 3 pending transfer expired, 4
+/// pending trade expired), reserved 7, balances after (debits pending, debits posted, credits
 /// pending, credits posted: u128 each), then 128 bytes: the transfer's or trade's record, or
 /// for an expiry the pending event's id (u128) and 112 zero bytes.
-pub fn encode_statement_reply(entries: &[StatementEntry]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + entries.len() * STATEMENT_ENTRY_BYTES);
-    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-    out.extend_from_slice(&[0u8; 4]);
+pub fn encode_statement_reply(page: &QueryPage<StatementEntry>) -> Vec<u8> {
+    let entries = &page.items;
+    let mut out = Vec::with_capacity(16 + entries.len() * STATEMENT_ENTRY_BYTES);
+    out.extend_from_slice(&query_reply_header(entries.len(), page.next));
     for entry in entries {
         out.extend_from_slice(&entry.timestamp.to_le_bytes());
-        let (kind, record) = match entry.event {
-            StatementEvent::Transfer(transfer) => (EVENT_TRANSFER, transfer.encode()),
-            StatementEvent::Trade(trade) => (EVENT_TRADE, trade.encode()),
-            StatementEvent::TransferExpired { pending_id } => {
-                (EVENT_TRANSFER_EXPIRED, id_record(pending_id))
-            }
-            StatementEvent::TradeExpired { pending_id } => {
-                (EVENT_TRADE_EXPIRED, id_record(pending_id))
-            }
-        };
+        let (kind, record) = event_record(&entry.event);
         out.extend_from_slice(&[kind, 0, 0, 0, 0, 0, 0, 0]);
         put_balances(&mut out, &entry.balances_after);
         out.extend_from_slice(&record);
     }
     out
+}
+
+/// A stored event's kind byte and record, as statement and events replies carry them: the
+/// transfer's or trade's record, or for an expiry the pending event's id and zeros.
+pub(crate) fn event_record(event: &StatementEvent) -> (u8, RecordBytes) {
+    match *event {
+        StatementEvent::Transfer(transfer) => (EVENT_TRANSFER, transfer.encode()),
+        StatementEvent::Trade(trade) => (EVENT_TRADE, trade.encode()),
+        StatementEvent::TransferExpired { pending_id } => {
+            (EVENT_TRANSFER_EXPIRED, id_record(pending_id))
+        }
+        StatementEvent::TradeExpired { pending_id } => (EVENT_TRADE_EXPIRED, id_record(pending_id)),
+    }
+}
+
+/// The stored event of a kind byte (1–4) and its record; any other kind is refused.
+pub(crate) fn decode_event(kind: u8, record: &RecordBytes) -> Result<StatementEvent, DecodeError> {
+    Ok(match kind {
+        EVENT_TRANSFER => StatementEvent::Transfer(
+            Transfer::decode(record).map_err(|_| DecodeError::Record("transfer"))?,
+        ),
+        EVENT_TRADE => {
+            StatementEvent::Trade(Trade::decode(record).map_err(|_| DecodeError::Record("trade"))?)
+        }
+        EVENT_TRANSFER_EXPIRED | EVENT_TRADE_EXPIRED => {
+            let mut id = Reader::new(record, "expiry");
+            let pending_id = id.u128()?;
+            id.zeros(RECORD_BYTES - 16)?;
+            if kind == EVENT_TRANSFER_EXPIRED {
+                StatementEvent::TransferExpired { pending_id }
+            } else {
+                StatementEvent::TradeExpired { pending_id }
+            }
+        }
+        other => return Err(DecodeError::UnknownEventKind(other)),
+    })
 }
 
 fn id_record(id: u128) -> RecordBytes {
@@ -343,12 +372,9 @@ fn id_record(id: u128) -> RecordBytes {
     record
 }
 
-pub fn decode_statement_reply(body: &[u8]) -> Result<Vec<StatementEntry>, DecodeError> {
-    let mut reader = Reader::new(body, "statement reply");
-    let count = reader.u32()? as usize;
-    reader.zeros(4)?;
-    let max = tally_engine::limits::STATEMENT_ENTRIES_MAX as usize;
-    check_count("statement entries", count, 0, max)?;
+pub fn decode_statement_reply(body: &[u8]) -> Result<QueryPage<StatementEntry>, DecodeError> {
+    let (count, next) = decode_query_reply_header(body)?;
+    let mut reader = Reader::new(&body[QUERY_REPLY_HEADER_BYTES..], "statement reply");
     check_count(
         "statement entries",
         count,
@@ -362,25 +388,7 @@ pub fn decode_statement_reply(body: &[u8]) -> Result<Vec<StatementEntry>, Decode
         reader.zeros(7)?;
         let balances_after = get_balances(&mut reader)?;
         let record: RecordBytes = reader.array()?;
-        let event = match kind {
-            EVENT_TRANSFER => StatementEvent::Transfer(
-                Transfer::decode(&record).map_err(|_| DecodeError::Record("statement"))?,
-            ),
-            EVENT_TRADE => StatementEvent::Trade(
-                Trade::decode(&record).map_err(|_| DecodeError::Record("statement"))?,
-            ),
-            EVENT_TRANSFER_EXPIRED | EVENT_TRADE_EXPIRED => {
-                let mut id = Reader::new(&record, "statement expiry");
-                let pending_id = id.u128()?;
-                id.zeros(RECORD_BYTES - 16)?;
-                if kind == EVENT_TRANSFER_EXPIRED {
-                    StatementEvent::TransferExpired { pending_id }
-                } else {
-                    StatementEvent::TradeExpired { pending_id }
-                }
-            }
-            other => return Err(DecodeError::UnknownEventKind(other)),
-        };
+        let event = decode_event(kind, &record)?;
         entries.push(StatementEntry {
             timestamp,
             event,
@@ -388,7 +396,10 @@ pub fn decode_statement_reply(body: &[u8]) -> Result<Vec<StatementEntry>, Decode
         });
     }
     reader.end()?;
-    Ok(entries)
+    Ok(QueryPage {
+        items: entries,
+        next,
+    })
 }
 
 /// A balances-as-of reply's body (64 bytes): debits pending, debits posted, credits pending,

@@ -3,7 +3,8 @@
 
 use bytes::Bytes;
 use tally_client::protocol::{encode_balances, encode_statement_reply, LookupKind, Status};
-use tally_client::query::{put_position_balances, query_reply_header, QueryKind};
+use tally_client::query::{put_event_entry, put_position_balances, query_reply_header, QueryKind};
+use tally_engine::{LedgerEvent, StatementEvent};
 
 use std::sync::Arc;
 
@@ -141,9 +142,9 @@ fn answer(
                 return not_found();
             }
             match engine.statement(&filter) {
-                Ok(entries) => {
+                Ok(page) => {
                     touched.push(filter.account_id);
-                    context.ok(commit_index, &encode_statement_reply(&entries))
+                    context.ok(commit_index, &encode_statement_reply(&page))
                 }
                 Err(tally_engine::QueryError::AccountNotFound) => not_found(),
                 Err(error) => context.refuse_with(Status::BadRequest, error.to_string()),
@@ -354,9 +355,45 @@ fn query(
             }
             (page.items.len(), page.next)
         }
+        QueryKind::Events => {
+            let page = engine.query_events(filter, |event| access.event_visible(engine, event))?;
+            for entry in &page.items {
+                push_event_accounts(engine, &entry.event, touched);
+                put_event_entry(entry, &mut records);
+            }
+            (page.items.len(), page.next)
+        }
     };
     records[..16].copy_from_slice(&query_reply_header(count, next));
     Ok(records)
+}
+
+/// Appends the accounts an applied event names: the account created, a transfer's two, a
+/// trade's four, an expiry's pending event's.
+fn push_event_accounts(engine: &tally_engine::Engine, event: &LedgerEvent, out: &mut Vec<u128>) {
+    match event {
+        LedgerEvent::AccountCreated(account) => out.push(account.id),
+        LedgerEvent::Applied(StatementEvent::Transfer(t)) => out.extend(transfer_accounts(t)),
+        LedgerEvent::Applied(StatementEvent::Trade(t)) => out.extend(trade_accounts(t)),
+        LedgerEvent::Applied(StatementEvent::TransferExpired { pending_id }) => {
+            out.extend(
+                engine
+                    .lookup_transfer(*pending_id)
+                    .map(|t| transfer_accounts(&t))
+                    .into_iter()
+                    .flatten(),
+            );
+        }
+        LedgerEvent::Applied(StatementEvent::TradeExpired { pending_id }) => {
+            out.extend(
+                engine
+                    .lookup_trade(*pending_id)
+                    .map(|t| trade_accounts(&t))
+                    .into_iter()
+                    .flatten(),
+            );
+        }
+    }
 }
 
 /// The accounts a transfer moves.

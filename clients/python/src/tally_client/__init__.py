@@ -55,7 +55,7 @@ from .protocol import (
     StatementEvent,
     Status,
 )
-from .query import Position, QueryFilter, QueryPage
+from .query import LedgerEvent, Position, QueryFilter, QueryPage
 from .records import (
     Account,
     AccountFlags,
@@ -106,6 +106,7 @@ __all__ = [
     "InstructionView",
     "Internal",
     "InvalidRequest",
+    "LedgerEvent",
     "Movement",
     "NodeState",
     "NotFound",

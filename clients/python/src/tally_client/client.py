@@ -683,23 +683,44 @@ class Client:
         those whose ``code`` / ``user_data_*`` equal the given non-zero values (an expiry is
         judged as the pending event it released; a trade has no ``user_data_128`` or
         ``user_data_32``, so a non-zero one leaves trades out). Raises ``NotFound`` for an
-        account that does not exist (or, for a reader, is outside its scope)."""
+        account that does not exist (or, for a reader, is outside its scope).
+
+        A node walks a bounded part of the history per request and says where the next
+        request starts; this follows it until it has ``limit`` entries or the range ends, so
+        fewer than ``limit`` entries means the range holds no more."""
         if debits_only and credits_only:
             raise ValueError("debits_only and credits_only: leave both out for every side")
         flags = (1 if newest_first else 0) | (2 if debits_only else 0) | (4 if credits_only else 0)
-        body = (
-            _check_u128("account_id", account_id).to_bytes(16, "little")
-            + _check_range("timestamp_min", timestamp_min, 0, (1 << 64) - 1).to_bytes(8, "little")
-            + _check_range("timestamp_max", timestamp_max, 0, (1 << 64) - 1).to_bytes(8, "little")
-            + _check_range("limit", limit, 1, limits.STATEMENT_ENTRIES_MAX).to_bytes(4, "little")
-            + flags.to_bytes(4, "little")
+        low = _check_range("timestamp_min", timestamp_min, 0, (1 << 64) - 1)
+        high = _check_range("timestamp_max", timestamp_max, 0, (1 << 64) - 1)
+        left = _check_range("limit", limit, 1, limits.STATEMENT_ENTRIES_MAX)
+        account = _check_u128("account_id", account_id).to_bytes(16, "little")
+        account_filter = (
+            flags.to_bytes(4, "little")
             + _check_u128("user_data_128", user_data_128).to_bytes(16, "little")
             + _check_range("user_data_64", user_data_64, 0, (1 << 64) - 1).to_bytes(8, "little")
             + _check_range("user_data_32", user_data_32, 0, (1 << 32) - 1).to_bytes(4, "little")
             + _check_range("code", code, 0, (1 << 16) - 1).to_bytes(2, "little")
             + bytes(2)
         )
-        return protocol.decode_statement(self._read(protocol.KIND_STATEMENT, body))
+        entries: list[protocol.StatementEntry] = []
+        while True:
+            body = (
+                account
+                + low.to_bytes(8, "little")
+                + high.to_bytes(8, "little")
+                + left.to_bytes(4, "little")
+                + account_filter
+            )
+            page, next = protocol.decode_statement(self._read(protocol.KIND_STATEMENT, body))
+            entries.extend(page)
+            left = limit - len(entries)
+            if next is None or left <= 0:
+                return entries
+            if newest_first:
+                high = next
+            else:
+                low = next
 
     def balances_as_of(self, account_id: int, timestamp: int) -> protocol.Balances:
         """An account's balances after every change up to ``timestamp`` (ns)."""
@@ -736,11 +757,20 @@ class Client:
         body = query.encode_query_request(filter, at)
         return query.decode_positions_page(self._read(protocol.KIND_QUERY_POSITIONS, body))
 
+    def query_events(self, filter: QueryFilter) -> QueryPage[query.LedgerEvent]:
+        """One page of every applied event (accounts created, transfers, trades, expiries)
+        with a timestamp in ``filter``'s range, in timestamp order: the change feed's read.
+        Events are selected by time only: a non-zero field is refused ``BadRequest``. A
+        reader sees what its scope shows (see ``query_accounts``)."""
+        body = query.encode_query_request(filter)
+        return query.decode_events_page(self._read(protocol.KIND_QUERY_EVENTS, body))
+
     def query_all(
         self, page: Callable[[QueryFilter], QueryPage[T]], filter: QueryFilter
     ) -> Iterator[T]:
         """Every record ``filter`` matches, one request of ``page`` (``query_accounts``,
-        ``query_transfers``, ``query_trades``, or ``positions`` with its time bound) per page,
+        ``query_transfers``, ``query_trades``, ``query_events``, or ``positions`` with its time
+        bound) per page,
         each page's ``next`` setting the following one's bound; lazily, so a large result
         need not be held at once.
 

@@ -55,6 +55,7 @@ KIND_QUERY_ACCOUNTS = 110
 KIND_QUERY_TRANSFERS = 112
 KIND_QUERY_TRADES = 114
 KIND_QUERY_POSITIONS = 116
+KIND_QUERY_EVENTS = 118
 
 #: Admin commands (operators; the body's first byte).
 ADMIN_INITIALIZE = 1
@@ -395,10 +396,19 @@ _STATEMENT_ENTRY = struct.Struct("<QB7x8Q")
 assert _STATEMENT_ENTRY.size + RECORD_BYTES == limits.STATEMENT_ENTRY_BYTES
 
 
-def decode_statement(body: bytes | bytearray | memoryview) -> list[StatementEntry]:
+def decode_statement(
+    body: bytes | bytearray | memoryview,
+) -> tuple[list[StatementEntry], int | None]:
+    """A statement reply: its entries, and where the next page starts (``timestamp_min``, or
+    ``timestamp_max`` newest first; None: the range holds no more). Its header is a query
+    reply's: count u32, flags u32 (bit 0: more), next u64 (0 without more)."""
     reader = Reader(body, "statement reply")
     count = reader.count("entries", limits.STATEMENT_ENTRIES_MAX, limits.STATEMENT_ENTRY_BYTES)
-    reader.zeros(4)
+    flags, next = reader.u32(), reader.u64()
+    if flags & ~1:
+        raise DecodeError(f"statement reply: unknown flag bits {flags:#x}")
+    if not flags & 1 and next:
+        raise DecodeError(f"statement reply: a next page at {next} without the more flag")
     entries = []
     for _ in range(count):
         chunk = reader.take(limits.STATEMENT_ENTRY_BYTES)
@@ -411,17 +421,25 @@ def decode_statement(body: bytes | bytearray | memoryview) -> list[StatementEntr
         except ValueError:
             raise DecodeError(f"unknown statement event kind {kind}") from None
         entry = StatementEntry(timestamp, kind, _balances(tuple(balances)))
-        if kind is StatementEvent.TRANSFER:
-            entry.transfer = decode_transfers(record)[0]
-        elif kind is StatementEvent.TRADE:
-            entry.trade = decode_trades(record)[0]
-        else:
-            if any(record[16:]):
-                raise DecodeError("an expiry's statement record has non-zero bytes past its id")
-            entry.pending_id = int.from_bytes(record[:16], "little")
+        entry.transfer, entry.trade, entry.pending_id = decode_event_record(kind, record)
         entries.append(entry)
     reader.end()
-    return entries
+    return entries, next if flags & 1 else None
+
+
+def decode_event_record(
+    kind: StatementEvent, record: memoryview
+) -> tuple[Transfer | None, Trade | None, int]:
+    """A stored event's record as statements and events pages carry it: the transfer's, the
+    trade's, or for an expiry the pending event's id (u128) and zeros. Returns the transfer,
+    the trade and the pending id (0 when not an expiry)."""
+    if kind is StatementEvent.TRANSFER:
+        return decode_transfers(record)[0], None, 0
+    if kind is StatementEvent.TRADE:
+        return None, decode_trades(record)[0], 0
+    if any(record[16:]):
+        raise DecodeError("an expiry's record has non-zero bytes past its id")
+    return None, None, int.from_bytes(record[:16], "little")
 
 
 #: ``checkpoint``'s index for the newest checkpoint.

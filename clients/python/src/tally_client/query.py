@@ -1,6 +1,7 @@
 """Queries by field (docs/protocol.md, kinds 110–116, "Query request"; the Rust client's
 gateway/client/src/query.rs): the filter, its request (64 bytes; positions 80) and the reply,
-a page of records and where the next page starts.
+a page of records and where the next page starts. Kind 118 pages every applied event by time
+(the change feed's read): its filter names a time range only.
 
 A zero field of the filter matches any value; every non-zero one must equal the record's
 (TigerBeetle's ``QueryFilter``). Accounts have no ``user_data_32``, trades neither it nor
@@ -31,7 +32,7 @@ from typing import Generic, TypeVar
 
 from . import limits
 from .errors import DecodeError, InvalidRequest
-from .protocol import Balances, Reader, decode_balances
+from .protocol import Balances, Reader, StatementEvent, decode_balances, decode_event_record
 from .records import (
     RECORD_BYTES,
     Account,
@@ -51,6 +52,17 @@ POSITIONS_REQUEST_BYTES = 80
 QUERY_REPLY_HEAD_BYTES = 16
 #: A position in a reply: the account record, then its four balances (u128 each).
 POSITION_BYTES = RECORD_BYTES + 64
+#: An event in an events reply: timestamp u64, kind u8, reserved 7, then the record.
+EVENT_BYTES = 16 + RECORD_BYTES
+#: An events entry's kind byte for an account created (1–4 are a statement's kinds).
+_EVENT_ACCOUNT = 5
+#: Each kind byte's name, as ``tally client follow`` and the exports name them.
+EVENT_KINDS = {
+    StatementEvent.TRANSFER: "transfer",
+    StatementEvent.TRADE: "trade",
+    StatementEvent.TRANSFER_EXPIRED: "transfer_expired",
+    StatementEvent.TRADE_EXPIRED: "trade_expired",
+}
 #: Request flags: bit 0, newest first. Reply flags: bit 0, more (a page starts at ``next``).
 REVERSED = 1
 MORE = 1
@@ -238,6 +250,48 @@ def decode_positions_page(body: bytes | bytearray | memoryview) -> QueryPage[Pos
     """A query-positions reply: each account record, then its balances as of the time
     asked."""
     return _page(body, POSITION_BYTES, _positions)
+
+
+@dataclass
+class LedgerEvent:
+    """An applied event and its timestamp (its position in the feed). ``kind`` is
+    ``account`` (``account`` holds the account as created), ``transfer``, ``trade``, or
+    ``transfer_expired`` / ``trade_expired`` (``pending_id`` names the pending event whose
+    reservation was released)."""
+
+    timestamp: int
+    kind: str
+    account: Account | None = None
+    transfer: Transfer | None = None
+    trade: Trade | None = None
+    pending_id: int = 0
+
+
+def _events(records: memoryview) -> list[LedgerEvent]:
+    events = []
+    for at in range(0, len(records), EVENT_BYTES):
+        chunk = records[at : at + EVENT_BYTES]
+        timestamp, kind = struct.unpack_from("<QB", chunk)
+        if any(chunk[9:16]):
+            raise DecodeError("reserved bytes of an event are not zero")
+        record = chunk[16:]
+        if kind == _EVENT_ACCOUNT:
+            events.append(LedgerEvent(timestamp, "account", account=decode_accounts(record)[0]))
+            continue
+        try:
+            stored = StatementEvent(kind)
+        except ValueError:
+            raise DecodeError(f"unknown event kind {kind}") from None
+        transfer, trade, pending_id = decode_event_record(stored, record)
+        events.append(
+            LedgerEvent(timestamp, EVENT_KINDS[stored], None, transfer, trade, pending_id)
+        )
+    return events
+
+
+def decode_events_page(body: bytes | bytearray | memoryview) -> QueryPage[LedgerEvent]:
+    """A query-events reply: each event's timestamp, kind and record."""
+    return _page(body, EVENT_BYTES, _events)
 
 
 def next_filter(filter: QueryFilter, next: int) -> QueryFilter:
